@@ -1,0 +1,361 @@
+//! The state a test builds for one unit, and gets back after a hook.
+
+use charm::backend::{JsonMap, Port};
+use charm::pebble::{CheckInfo, Layer, Service};
+use charm::secret::{Rotate, SecretContent, SecretId};
+use charm::{Databag, Event, JujuVersion, LogLevel, Relation, Status};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The model UUID every in-memory state uses unless told otherwise.
+pub const MODEL_UUID: &str = "6f1e3a5c-2b9e-4d7a-8a61-0c7f2e9b5d13";
+
+/// Everything Juju and the workload hold for one unit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct State {
+    pub unit: String,
+    pub model_name: String,
+    pub model_uuid: String,
+    pub juju_version: JujuVersion,
+    pub leader: bool,
+    /// What `config-get` prints (defaults already applied).
+    pub config: JsonMap,
+    pub relations: Vec<RelationState>,
+    pub secrets: Vec<SecretState>,
+    pub containers: BTreeMap<String, ContainerState>,
+    /// The unit's deferred-event queue.
+    pub deferred: Vec<Event>,
+    pub unit_status: Status,
+    pub app_status: Status,
+    pub workload_version: String,
+    pub opened_ports: BTreeSet<Port>,
+    /// This unit's address in `network-get`.
+    pub address: String,
+    /// Units of this application that are going away (`dying` in goal-state).
+    pub dying_units: BTreeSet<String>,
+    /// `juju-log` records.
+    pub logs: Vec<(LogLevel, String)>,
+}
+
+impl State {
+    /// A fresh unit: not the leader, no relations, Juju 3.6.4.
+    pub fn new(unit: &str) -> State {
+        State {
+            unit: unit.to_string(),
+            model_name: "test".into(),
+            model_uuid: MODEL_UUID.into(),
+            juju_version: JujuVersion::new(3, 6, 4),
+            leader: false,
+            config: JsonMap::new(),
+            relations: Vec::new(),
+            secrets: Vec::new(),
+            containers: BTreeMap::new(),
+            deferred: Vec::new(),
+            unit_status: Status::default(),
+            app_status: Status::default(),
+            workload_version: String::new(),
+            opened_ports: BTreeSet::new(),
+            address: "192.0.2.10".into(),
+            dying_units: BTreeSet::new(),
+            logs: Vec::new(),
+        }
+    }
+
+    /// This unit's application.
+    pub fn app(&self) -> &str {
+        charm::relation::app_of(&self.unit)
+    }
+
+    pub fn leader(mut self, leader: bool) -> State {
+        self.leader = leader;
+        self
+    }
+
+    pub fn with_config(mut self, config: JsonMap) -> State {
+        self.config = config;
+        self
+    }
+
+    pub fn with_relation(mut self, relation: RelationState) -> State {
+        self.relations.push(relation);
+        self
+    }
+
+    pub fn with_secret(mut self, secret: SecretState) -> State {
+        self.secrets.push(secret);
+        self
+    }
+
+    pub fn with_container(mut self, name: &str, container: ContainerState) -> State {
+        self.containers.insert(name.to_string(), container);
+        self
+    }
+
+    pub fn with_deferred(mut self, event: Event) -> State {
+        self.deferred.push(event);
+        self
+    }
+
+    /// The relation with this id.
+    pub fn relation(&self, id: u64) -> Option<&RelationState> {
+        self.relations.iter().find(|r| r.id == id)
+    }
+
+    /// The secret with this id (compared by xid).
+    pub fn secret(&self, id: &SecretId) -> Option<&SecretState> {
+        self.secrets.iter().find(|s| &s.id == id)
+    }
+
+    /// The secret that this unit knows by `label` (owner label first, then consumer label).
+    pub fn secret_by_label(&self, label: &str) -> Option<&SecretState> {
+        self.secrets
+            .iter()
+            .find(|s| !s.owner.is_remote() && s.owner_label.as_deref() == Some(label))
+            .or_else(|| {
+                self.secrets
+                    .iter()
+                    .find(|s| s.consumer_label.as_deref() == Some(label))
+            })
+    }
+
+    /// The container with this name.
+    pub fn container(&self, name: &str) -> Option<&ContainerState> {
+        self.containers.get(name)
+    }
+}
+
+/// A relation as one unit sees it: its own bags, and the remote side's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelationState {
+    pub id: u64,
+    pub endpoint: String,
+    /// The other application (this application for a peer relation).
+    pub remote_app: String,
+    pub peer: bool,
+    /// This application's bag (for a peer relation, the one bag all units share).
+    pub local_app_data: Databag,
+    pub local_unit_data: Databag,
+    /// The remote application's bag (unused for a peer relation).
+    pub remote_app_data: Databag,
+    /// The remote units in scope (for a peer relation: the other units), with their bags.
+    pub remote_units: BTreeMap<String, Databag>,
+}
+
+impl RelationState {
+    /// A relation with another application.
+    pub fn new(endpoint: &str, id: u64, remote_app: &str) -> RelationState {
+        RelationState {
+            id,
+            endpoint: endpoint.into(),
+            remote_app: remote_app.into(),
+            peer: false,
+            local_app_data: Databag::new(),
+            local_unit_data: Databag::new(),
+            remote_app_data: Databag::new(),
+            remote_units: BTreeMap::new(),
+        }
+    }
+
+    /// A peer relation of `app`.
+    pub fn peer(endpoint: &str, id: u64, app: &str) -> RelationState {
+        RelationState {
+            peer: true,
+            ..RelationState::new(endpoint, id, app)
+        }
+    }
+
+    /// The handle hook tools use.
+    pub fn handle(&self) -> Relation {
+        Relation::new(&self.endpoint, self.id)
+    }
+
+    pub fn remote_unit(mut self, unit: &str, data: &[(&str, &str)]) -> RelationState {
+        self.remote_units.insert(unit.into(), bag(data));
+        self
+    }
+
+    pub fn remote_app_data(mut self, data: &[(&str, &str)]) -> RelationState {
+        self.remote_app_data = bag(data);
+        self
+    }
+
+    pub fn local_app_data(mut self, data: &[(&str, &str)]) -> RelationState {
+        self.local_app_data = bag(data);
+        self
+    }
+
+    pub fn local_unit_data(mut self, data: &[(&str, &str)]) -> RelationState {
+        self.local_unit_data = bag(data);
+        self
+    }
+}
+
+/// Builds a databag from pairs.
+pub fn bag(data: &[(&str, &str)]) -> Databag {
+    data.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Who owns a secret, from this unit's point of view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// This unit's application (managed by the leader).
+    App,
+    /// This unit.
+    Unit,
+    /// Another application, which may have granted this application access.
+    Remote { app: String, granted: bool },
+}
+
+impl Owner {
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Owner::Remote { .. })
+    }
+}
+
+/// A secret as this unit sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretState {
+    pub id: SecretId,
+    pub owner: Owner,
+    /// The label the owner gave it.
+    pub owner_label: Option<String>,
+    /// The label this unit gave it as a consumer.
+    pub consumer_label: Option<String>,
+    pub description: Option<String>,
+    pub expire: Option<String>,
+    pub rotate: Option<Rotate>,
+    /// Revision number to content.
+    pub revisions: BTreeMap<u64, SecretContent>,
+    /// The revision this unit tracks (set by its first read).
+    pub tracked: Option<u64>,
+    /// Grants: relation id and, for a unit grant, the unit.
+    pub grants: BTreeSet<(u64, Option<String>)>,
+}
+
+impl SecretState {
+    /// A secret with one revision.
+    pub fn new(id: SecretId, owner: Owner, content: SecretContent) -> SecretState {
+        SecretState {
+            id,
+            owner,
+            owner_label: None,
+            consumer_label: None,
+            description: None,
+            expire: None,
+            rotate: None,
+            revisions: BTreeMap::from([(1, content)]),
+            tracked: None,
+            grants: BTreeSet::new(),
+        }
+    }
+
+    /// The newest revision number.
+    pub fn latest(&self) -> u64 {
+        self.revisions.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// The newest content.
+    pub fn latest_content(&self) -> Option<&SecretContent> {
+        self.revisions.values().next_back()
+    }
+}
+
+/// A file in a container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileState {
+    pub content: Vec<u8>,
+    pub permissions: u32,
+    pub user: Option<String>,
+    pub group: Option<String>,
+}
+
+/// What the charm did to a service, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceOp {
+    Start(String),
+    Stop(String),
+    Restart(String),
+    Signal(String, String),
+}
+
+/// A workload container and its Pebble.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerState {
+    /// Whether Pebble answers.
+    pub can_connect: bool,
+    /// Layers by label, in the order they were added.
+    pub layers: Vec<(String, Layer)>,
+    /// Running services and the definition each was last started with.
+    pub running: BTreeMap<String, Service>,
+    pub files: BTreeMap<String, FileState>,
+    pub dirs: BTreeSet<String>,
+    pub checks: Vec<CheckInfo>,
+    /// What the charm did to services, in order.
+    pub ops: Vec<ServiceOp>,
+}
+
+impl Default for ContainerState {
+    fn default() -> Self {
+        ContainerState {
+            can_connect: true,
+            layers: Vec::new(),
+            running: BTreeMap::new(),
+            files: BTreeMap::new(),
+            dirs: BTreeSet::from(["/".to_string()]),
+            checks: Vec::new(),
+            ops: Vec::new(),
+        }
+    }
+}
+
+impl ContainerState {
+    /// A container whose Pebble is up.
+    pub fn ready() -> ContainerState {
+        ContainerState::default()
+    }
+
+    /// A container whose Pebble does not answer yet.
+    pub fn unreachable() -> ContainerState {
+        ContainerState {
+            can_connect: false,
+            ..ContainerState::default()
+        }
+    }
+
+    /// Adds a file (and its parent directories).
+    pub fn with_file(mut self, path: &str, content: &[u8]) -> ContainerState {
+        self.add_parents(path);
+        self.files.insert(
+            path.to_string(),
+            FileState {
+                content: content.to_vec(),
+                permissions: 0o644,
+                user: None,
+                group: None,
+            },
+        );
+        self
+    }
+
+    pub(crate) fn add_parents(&mut self, path: &str) {
+        let mut p = path;
+        while let Some((parent, _)) = p.rsplit_once('/') {
+            let dir = if parent.is_empty() { "/" } else { parent };
+            self.dirs.insert(dir.to_string());
+            p = parent;
+        }
+    }
+
+    /// A file's content as text.
+    pub fn file_text(&self, path: &str) -> Option<String> {
+        self.files
+            .get(path)
+            .map(|f| String::from_utf8_lossy(&f.content).into_owned())
+    }
+
+    /// Whether a service is running.
+    pub fn is_running(&self, service: &str) -> bool {
+        self.running.contains_key(service)
+    }
+}

@@ -1,0 +1,279 @@
+//! The command line of every hook-tool call, built in one place so that the real
+//! adapter runs exactly what the in-memory model records.
+
+use crate::backend::Port;
+use crate::relation::{Bag, Databag, Relation};
+use crate::secret::{Revision, SecretId, SecretMeta, SecretOwner, SecretRef};
+use crate::status::{LogLevel, Status};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One hook-tool invocation: the tool, its arguments and what it reads on stdin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub tool: String,
+    pub args: Vec<String>,
+    /// Sent on stdin (`relation-set --file -`); never recorded, it may hold credentials.
+    #[serde(skip)]
+    pub stdin: Option<String>,
+}
+
+impl Command {
+    fn new<I, S>(tool: &str, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Command {
+            tool: tool.to_string(),
+            args: args.into_iter().map(Into::into).collect(),
+            stdin: None,
+        }
+    }
+
+    /// The command line as a shell would show it (arguments space-separated).
+    pub fn line(&self) -> String {
+        let mut s = self.tool.clone();
+        for a in &self.args {
+            s.push(' ');
+            s.push_str(a);
+        }
+        s
+    }
+}
+
+const JSON: &str = "--format=json";
+
+fn flag(name: &str, value: &str) -> String {
+    // `--name=value` keeps a value that starts with '-' from reading as a flag.
+    format!("--{name}={value}")
+}
+
+pub fn is_leader() -> Command {
+    Command::new("is-leader", [JSON])
+}
+
+pub fn relation_ids(endpoint: &str) -> Command {
+    Command::new("relation-ids", [endpoint, JSON])
+}
+
+pub fn relation_list(relation: &Relation) -> Command {
+    Command::new(
+        "relation-list",
+        [JSON.to_string(), "-r".into(), relation.to_string()],
+    )
+}
+
+pub fn relation_remote_app(relation: &Relation) -> Command {
+    Command::new(
+        "relation-list",
+        [
+            JSON.to_string(),
+            "--app".into(),
+            "-r".into(),
+            relation.to_string(),
+        ],
+    )
+}
+
+pub fn relation_get(relation: &Relation, bag: &Bag) -> Command {
+    let mut args = vec![JSON.to_string(), "-r".into(), relation.to_string()];
+    if let Bag::App(_) = bag {
+        args.push("--app".into());
+    }
+    args.push("-".into());
+    args.push(bag.name().to_string());
+    Command::new("relation-get", args)
+}
+
+pub fn relation_set(relation: &Relation, app: bool, changes: &Databag) -> Command {
+    let mut args = vec!["-r".to_string(), relation.to_string()];
+    if app {
+        args.push("--app".into());
+    }
+    args.push("--file".into());
+    args.push("-".into());
+    let mut c = Command::new("relation-set", args);
+    c.stdin = Some(serde_json::to_string(changes).expect("a string map serialises"));
+    c
+}
+
+pub fn config_get() -> Command {
+    Command::new("config-get", [JSON])
+}
+
+pub fn status_get(app: bool) -> Command {
+    Command::new(
+        "status-get",
+        [
+            "--include-data".to_string(),
+            JSON.to_string(),
+            format!("--application={app}"),
+        ],
+    )
+}
+
+pub fn status_set(app: bool, status: &Status) -> Command {
+    Command::new(
+        "status-set",
+        [
+            format!("--application={app}"),
+            status.name().to_string(),
+            "--".into(),
+            status.message().to_string(),
+        ],
+    )
+}
+
+pub fn juju_log(level: LogLevel, message: &str) -> Command {
+    Command::new("juju-log", ["--log-level", level.as_str(), "--", message])
+}
+
+pub fn application_version_set(version: &str) -> Command {
+    Command::new("application-version-set", ["--", version])
+}
+
+pub fn open_port(port: &Port) -> Command {
+    Command::new("open-port", [port.to_string()])
+}
+
+pub fn close_port(port: &Port) -> Command {
+    Command::new("close-port", [port.to_string()])
+}
+
+pub fn opened_ports() -> Command {
+    Command::new("opened-ports", [JSON])
+}
+
+pub fn network_get(binding: &str, relation: Option<u64>) -> Command {
+    let mut args = vec![JSON.to_string()];
+    if let Some(id) = relation {
+        args.push("-r".into());
+        args.push(id.to_string());
+    }
+    args.push(binding.to_string());
+    Command::new("network-get", args)
+}
+
+pub fn goal_state() -> Command {
+    Command::new("goal-state", [JSON])
+}
+
+pub fn action_get() -> Command {
+    Command::new("action-get", [JSON])
+}
+
+pub fn action_set(results: &BTreeMap<String, String>) -> Command {
+    Command::new(
+        "action-set",
+        results.iter().map(|(k, v)| format!("{k}={v}")),
+    )
+}
+
+pub fn action_fail(message: &str) -> Command {
+    Command::new("action-fail", ["--", message])
+}
+
+pub fn action_log(message: &str) -> Command {
+    Command::new("action-log", ["--", message])
+}
+
+fn meta_flags(meta: &SecretMeta, args: &mut Vec<String>) {
+    if let Some(l) = &meta.label {
+        args.push(flag("label", l));
+    }
+    if let Some(d) = &meta.description {
+        args.push(flag("description", d));
+    }
+    if let Some(e) = &meta.expire {
+        args.push(flag("expire", e));
+    }
+    if let Some(r) = meta.rotate {
+        args.push(flag("rotate", r.as_str()));
+    }
+}
+
+/// Each value travels in a file (`key#file=<path>`), never on the command line.
+fn content_args(files: &[(String, String)], args: &mut Vec<String>) {
+    args.extend(files.iter().map(|(k, path)| format!("{k}#file={path}")));
+}
+
+/// `files` pairs each content key with the path of the file holding its value.
+pub fn secret_add(owner: SecretOwner, meta: &SecretMeta, files: &[(String, String)]) -> Command {
+    let mut args = Vec::new();
+    meta_flags(meta, &mut args);
+    args.push(flag("owner", owner.as_str()));
+    content_args(files, &mut args);
+    Command::new("secret-add", args)
+}
+
+fn secret_ref(secret: &SecretRef, args: &mut Vec<String>) {
+    match secret {
+        SecretRef::Id(id, label) => {
+            args.push(id.to_string());
+            if let Some(l) = label {
+                args.push(flag("label", l));
+            }
+        }
+        SecretRef::Label(l) => args.push(flag("label", l)),
+    }
+}
+
+pub fn secret_get(secret: &SecretRef, revision: Revision) -> Command {
+    let mut args = vec![JSON.to_string()];
+    secret_ref(secret, &mut args);
+    match revision {
+        Revision::Tracked => {}
+        Revision::Peek => args.push("--peek".into()),
+        Revision::Refresh => args.push("--refresh".into()),
+    }
+    Command::new("secret-get", args)
+}
+
+pub fn secret_info_get(secret: &SecretRef) -> Command {
+    let mut args = vec![JSON.to_string()];
+    match secret {
+        SecretRef::Id(id, _) => args.push(id.to_string()),
+        SecretRef::Label(l) => args.push(flag("label", l)),
+    }
+    Command::new("secret-info-get", args)
+}
+
+pub fn secret_set(id: &SecretId, meta: &SecretMeta, files: &[(String, String)]) -> Command {
+    let mut args = Vec::new();
+    meta_flags(meta, &mut args);
+    args.push(id.to_string());
+    content_args(files, &mut args);
+    Command::new("secret-set", args)
+}
+
+fn grant_args(id: &SecretId, relation: u64, unit: Option<&str>) -> Vec<String> {
+    let mut args = vec!["--relation".to_string(), relation.to_string()];
+    if let Some(u) = unit {
+        args.push("--unit".into());
+        args.push(u.to_string());
+    }
+    args.push(id.to_string());
+    args
+}
+
+pub fn secret_grant(id: &SecretId, relation: u64, unit: Option<&str>) -> Command {
+    Command::new("secret-grant", grant_args(id, relation, unit))
+}
+
+pub fn secret_revoke(id: &SecretId, relation: u64, unit: Option<&str>) -> Command {
+    Command::new("secret-revoke", grant_args(id, relation, unit))
+}
+
+pub fn secret_remove(id: &SecretId, revision: Option<u64>) -> Command {
+    let mut args = vec![id.to_string()];
+    if let Some(r) = revision {
+        args.push("--revision".into());
+        args.push(r.to_string());
+    }
+    Command::new("secret-remove", args)
+}
+
+pub fn secret_ids() -> Command {
+    Command::new("secret-ids", [JSON])
+}

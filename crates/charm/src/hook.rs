@@ -1,0 +1,438 @@
+//! [`Hook`]: what a charm's handler uses to talk to Juju and its workloads during
+//! one dispatch. It applies Juju's rules before asking (so a charm learns of a
+//! mistake without a wasted call), caches what it read for the rest of the hook, and
+//! sends only the databag keys that really change.
+
+use crate::backend::{Backend, GoalState, JsonMap, Network, Port};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::pebble::{Pebble, Workloads};
+use crate::relation::{self, Bag, Change, Databag, Relation};
+use crate::secret::{
+    Revision, SecretContent, SecretId, SecretInfo, SecretMeta, SecretOwner, SecretRef,
+};
+use crate::status::{LogLevel, Status};
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, HashMap};
+
+/// One dispatch's view of Juju and the workloads.
+pub struct Hook<'a> {
+    context: &'a Context,
+    backend: &'a mut dyn Backend,
+    workloads: &'a mut dyn Workloads,
+    leader: Option<bool>,
+    bags: HashMap<(Relation, Bag), Databag>,
+    config: Option<JsonMap>,
+}
+
+impl<'a> Hook<'a> {
+    pub fn new(
+        context: &'a Context,
+        backend: &'a mut dyn Backend,
+        workloads: &'a mut dyn Workloads,
+    ) -> Self {
+        Hook {
+            context,
+            backend,
+            workloads,
+            leader: None,
+            bags: HashMap::new(),
+            config: None,
+        }
+    }
+
+    /// The hook's context (unit, app, model, Juju version, the event Juju sent).
+    pub fn context(&self) -> &Context {
+        self.context
+    }
+
+    /// This unit's name (`app/N`).
+    pub fn unit(&self) -> &str {
+        &self.context.unit
+    }
+
+    /// This unit's application.
+    pub fn app(&self) -> &str {
+        &self.context.app
+    }
+
+    /// Whether this unit leads its application (asked once per dispatch).
+    pub fn is_leader(&mut self) -> Result<bool> {
+        if let Some(l) = self.leader {
+            return Ok(l);
+        }
+        let l = self.backend.is_leader()?;
+        self.leader = Some(l);
+        Ok(l)
+    }
+
+    fn require_leader(&mut self, tool: &str) -> Result<()> {
+        if self.is_leader()? {
+            Ok(())
+        } else {
+            Err(Error::NotLeader { tool: tool.into() })
+        }
+    }
+
+    // ----- relations -----
+
+    /// The live relations on an endpoint.
+    pub fn relations(&mut self, endpoint: &str) -> Result<Vec<Relation>> {
+        self.backend.relation_ids(endpoint)
+    }
+
+    /// The remote units in scope (for a peer relation: the other units).
+    pub fn relation_units(&mut self, relation: &Relation) -> Result<Vec<String>> {
+        self.backend.relation_list(relation)
+    }
+
+    /// The application at the other end (this application for a peer relation).
+    pub fn remote_app(&mut self, relation: &Relation) -> Result<String> {
+        if let Some(r) = self.context.event.relation() {
+            if &r.relation == relation && !r.remote_app.is_empty() {
+                return Ok(r.remote_app.clone());
+            }
+        }
+        self.backend.relation_remote_app(relation)
+    }
+
+    /// Reads a databag. Juju answers `permission denied` when a follower reads its
+    /// own application's bag on a non-peer relation.
+    pub fn bag(&mut self, relation: &Relation, bag: &Bag) -> Result<&Databag> {
+        let key = (relation.clone(), bag.clone());
+        if !self.bags.contains_key(&key) {
+            let data = self.backend.relation_get(relation, bag)?;
+            self.bags.insert(key.clone(), data);
+        }
+        Ok(&self.bags[&key])
+    }
+
+    /// This application's bag.
+    pub fn local_app_bag(&mut self, relation: &Relation) -> Result<&Databag> {
+        let bag = Bag::App(self.context.app.clone());
+        self.bag(relation, &bag)
+    }
+
+    /// This unit's bag.
+    pub fn local_unit_bag(&mut self, relation: &Relation) -> Result<&Databag> {
+        let bag = Bag::Unit(self.context.unit.clone());
+        self.bag(relation, &bag)
+    }
+
+    /// The remote application's bag.
+    pub fn remote_app_bag(&mut self, relation: &Relation) -> Result<&Databag> {
+        let app = self.remote_app(relation)?;
+        self.bag(relation, &Bag::App(app))
+    }
+
+    /// Changes this application's bag (leader only). Only keys whose value changes
+    /// are sent; `None` deletes a key. Returns whether anything was written.
+    pub fn update_app_bag(
+        &mut self,
+        relation: &Relation,
+        changes: impl IntoIterator<Item = Change>,
+    ) -> Result<bool> {
+        self.require_leader("relation-set")?;
+        let bag = Bag::App(self.context.app.clone());
+        self.update(relation, bag, changes)
+    }
+
+    /// Changes this unit's bag. Only keys whose value changes are sent.
+    pub fn update_unit_bag(
+        &mut self,
+        relation: &Relation,
+        changes: impl IntoIterator<Item = Change>,
+    ) -> Result<bool> {
+        let bag = Bag::Unit(self.context.unit.clone());
+        self.update(relation, bag, changes)
+    }
+
+    fn update(
+        &mut self,
+        relation: &Relation,
+        bag: Bag,
+        changes: impl IntoIterator<Item = Change>,
+    ) -> Result<bool> {
+        let diff = relation::diff(self.bag(relation, &bag)?, changes);
+        if diff.is_empty() {
+            return Ok(false);
+        }
+        let app = matches!(bag, Bag::App(_));
+        self.backend.relation_set(relation, app, &diff)?;
+        if let Some(cached) = self.bags.get_mut(&(relation.clone(), bag)) {
+            relation::apply(cached, &diff);
+        }
+        Ok(true)
+    }
+
+    // ----- config, status, logs, ports, network -----
+
+    /// The charm's configuration, read into the charm's own type.
+    pub fn config<T: DeserializeOwned>(&mut self) -> Result<T> {
+        let raw = self.config_raw()?.clone();
+        serde_json::from_value(serde_json::Value::Object(raw)).map_err(|e| {
+            Error::Invalid(format!(
+                "configuration does not fit the charm's options: {e}"
+            ))
+        })
+    }
+
+    /// The configuration as Juju prints it.
+    pub fn config_raw(&mut self) -> Result<&JsonMap> {
+        if self.config.is_none() {
+            self.config = Some(self.backend.config_get()?);
+        }
+        Ok(self.config.as_ref().expect("just set"))
+    }
+
+    /// Sets this unit's status.
+    pub fn set_status(&mut self, status: Status) -> Result<()> {
+        check_settable(&status)?;
+        self.backend.status_set(false, &status)
+    }
+
+    /// Sets the application's status (leader only).
+    pub fn set_app_status(&mut self, status: Status) -> Result<()> {
+        check_settable(&status)?;
+        self.require_leader("status-set")?;
+        self.backend.status_set(true, &status)
+    }
+
+    /// This unit's current status.
+    pub fn status(&mut self) -> Result<Status> {
+        Ok(self.backend.status_get(false)?.status)
+    }
+
+    /// Writes to the unit's log in Juju.
+    pub fn log(&mut self, level: LogLevel, message: &str) -> Result<()> {
+        self.backend.juju_log(level, message)
+    }
+
+    /// Sets the workload version shown by `juju status`.
+    pub fn set_workload_version(&mut self, version: &str) -> Result<()> {
+        self.backend.application_version_set(version)
+    }
+
+    /// Opens a port.
+    pub fn open_port(&mut self, port: &Port) -> Result<()> {
+        self.backend.open_port(port)
+    }
+
+    /// Closes a port.
+    pub fn close_port(&mut self, port: &Port) -> Result<()> {
+        self.backend.close_port(port)
+    }
+
+    /// The ports this unit has opened.
+    pub fn opened_ports(&mut self) -> Result<Vec<Port>> {
+        self.backend.opened_ports()
+    }
+
+    /// The network of a binding (an endpoint name), optionally for one relation.
+    pub fn network(&mut self, binding: &str, relation: Option<&Relation>) -> Result<Network> {
+        self.backend.network_get(binding, relation.map(|r| r.id))
+    }
+
+    /// The address other applications reach this unit at through a binding.
+    pub fn ingress_address(&mut self, binding: &str) -> Result<Option<String>> {
+        Ok(self
+            .network(binding, None)?
+            .ingress_addresses
+            .into_iter()
+            .next())
+    }
+
+    /// Where Juju is taking the model.
+    pub fn goal_state(&mut self) -> Result<GoalState> {
+        self.backend.goal_state()
+    }
+
+    /// How many units this application will have once Juju is done.
+    pub fn planned_units(&mut self) -> Result<usize> {
+        Ok(self.backend.goal_state()?.planned_units())
+    }
+
+    // ----- actions -----
+
+    fn require_action(&self, tool: &str) -> Result<()> {
+        match self.context.event {
+            Event::Action(_) => Ok(()),
+            _ => Err(Error::NotInAction { tool: tool.into() }),
+        }
+    }
+
+    /// The action's parameters, read into the charm's own type.
+    pub fn action_params<T: DeserializeOwned>(&mut self) -> Result<T> {
+        self.require_action("action-get")?;
+        let raw = self.backend.action_get()?;
+        serde_json::from_value(serde_json::Value::Object(raw))
+            .map_err(|e| Error::Invalid(format!("invalid action parameters: {e}")))
+    }
+
+    /// Adds results to the action (keys may be dotted for nesting).
+    pub fn action_set(&mut self, results: &BTreeMap<String, String>) -> Result<()> {
+        self.require_action("action-set")?;
+        if let Some(bad) = results.keys().find(|k| !valid_action_key(k)) {
+            return Err(Error::Invalid(format!(
+                "invalid action result key {bad:?}: use lowercase letters, digits, '-' and '.'"
+            )));
+        }
+        self.backend.action_set(results)
+    }
+
+    /// Marks the action failed with a message.
+    pub fn action_fail(&mut self, message: &str) -> Result<()> {
+        self.require_action("action-fail")?;
+        self.backend.action_fail(message)
+    }
+
+    /// Reports progress of the action.
+    pub fn action_log(&mut self, message: &str) -> Result<()> {
+        self.require_action("action-log")?;
+        self.backend.action_log(message)
+    }
+
+    // ----- secrets -----
+
+    /// Creates a secret. Application secrets need leadership.
+    pub fn add_secret(
+        &mut self,
+        content: &SecretContent,
+        owner: SecretOwner,
+        meta: &SecretMeta,
+    ) -> Result<SecretId> {
+        check_content(content)?;
+        if owner == SecretOwner::Application {
+            self.require_leader("secret-add")?;
+        }
+        self.backend.secret_add(content, owner, meta)
+    }
+
+    /// Reads a secret's content.
+    pub fn secret(&mut self, secret: &SecretRef, revision: Revision) -> Result<SecretContent> {
+        self.backend.secret_get(secret, revision)
+    }
+
+    /// Reads a secret by label, or `None` when no secret has that label.
+    pub fn secret_by_label(
+        &mut self,
+        label: &str,
+        revision: Revision,
+    ) -> Result<Option<SecretContent>> {
+        match self
+            .backend
+            .secret_get(&SecretRef::Label(label.into()), revision)
+        {
+            Ok(c) => Ok(Some(c)),
+            Err(e) if e.is_secret_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An owned secret's metadata.
+    pub fn secret_info(&mut self, secret: &SecretRef) -> Result<SecretInfo> {
+        self.backend.secret_info_get(secret)
+    }
+
+    /// Sets new content (a new revision when it differs) and/or metadata.
+    pub fn set_secret(
+        &mut self,
+        id: &SecretId,
+        content: Option<&SecretContent>,
+        meta: &SecretMeta,
+    ) -> Result<()> {
+        if let Some(c) = content {
+            check_content(c)?;
+        }
+        self.backend.secret_set(id, content, meta)
+    }
+
+    /// Lets the remote application of a relation (or one of its units) read a secret.
+    pub fn grant_secret(
+        &mut self,
+        id: &SecretId,
+        relation: &Relation,
+        unit: Option<&str>,
+    ) -> Result<()> {
+        self.backend.secret_grant(id, relation.id, unit)
+    }
+
+    /// Takes a grant back.
+    pub fn revoke_secret(
+        &mut self,
+        id: &SecretId,
+        relation: &Relation,
+        unit: Option<&str>,
+    ) -> Result<()> {
+        self.backend.secret_revoke(id, relation.id, unit)
+    }
+
+    /// Removes a secret, or one revision of it.
+    pub fn remove_secret(&mut self, id: &SecretId, revision: Option<u64>) -> Result<()> {
+        self.backend.secret_remove(id, revision)
+    }
+
+    /// The secrets this unit or its application owns.
+    pub fn secret_ids(&mut self) -> Result<Vec<SecretId>> {
+        self.backend.secret_ids()
+    }
+
+    // ----- workloads -----
+
+    /// The Pebble of a container.
+    pub fn container(&mut self, name: &str) -> &mut dyn Pebble {
+        self.workloads.pebble(name)
+    }
+}
+
+fn check_settable(status: &Status) -> Result<()> {
+    if status.settable() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "a charm cannot set status {:?}; only Juju sets it",
+            status.name()
+        )))
+    }
+}
+
+fn check_content(content: &SecretContent) -> Result<()> {
+    if content.is_empty() {
+        return Err(Error::Invalid("a secret needs at least one key".into()));
+    }
+    match content.invalid_key() {
+        Some(bad) => Err(Error::Invalid(format!(
+            "invalid secret key {bad:?}: keys are 3 or more lowercase letters, digits and single dashes, starting with a letter"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Juju's rule for action result keys: `^[a-z0-9](([a-z0-9-.]+)?[a-z0-9])?$`.
+fn valid_action_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    let edge = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    match b {
+        [] => false,
+        [c] => edge(c),
+        [first, middle @ .., last] => {
+            edge(first) && edge(last) && middle.iter().all(|c| edge(c) || *c == b'-' || *c == b'.')
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_action_key;
+
+    #[test]
+    fn action_keys_follow_juju_rule() {
+        for ok in ["a", "password", "tls.ca", "x-1.y"] {
+            assert!(valid_action_key(ok), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "A", "a_b", "a.", "été"] {
+            assert!(!valid_action_key(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! A charm's declarations: `metadata.yaml` (endpoints, containers), `config.yaml`
+//! (options with types and defaults) and `actions.yaml` (parameters with defaults).
+//! Juju applies defaults and types before a charm sees config or action parameters;
+//! the in-memory and local models use these to do the same.
+
+use crate::backend::JsonMap;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Why a charm file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("cannot read {file}: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file} is not valid: {detail}")]
+    Invalid { file: String, detail: String },
+}
+
+/// An endpoint declared under `provides`, `requires` or `peers`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct EndpointSpec {
+    pub interface: String,
+    #[serde(default)]
+    pub limit: Option<u32>,
+    #[serde(default)]
+    pub optional: bool,
+}
+
+/// `metadata.yaml`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct CharmMeta {
+    pub name: String,
+    #[serde(default)]
+    pub provides: BTreeMap<String, EndpointSpec>,
+    #[serde(default)]
+    pub requires: BTreeMap<String, EndpointSpec>,
+    #[serde(default)]
+    pub peers: BTreeMap<String, EndpointSpec>,
+    #[serde(default)]
+    pub containers: BTreeMap<String, serde_json::Value>,
+}
+
+impl CharmMeta {
+    /// Whether `endpoint` is a peer endpoint.
+    pub fn is_peer(&self, endpoint: &str) -> bool {
+        self.peers.contains_key(endpoint)
+    }
+
+    /// The interface of an endpoint, whichever role declares it.
+    pub fn interface(&self, endpoint: &str) -> Option<&str> {
+        self.provides
+            .get(endpoint)
+            .or_else(|| self.requires.get(endpoint))
+            .or_else(|| self.peers.get(endpoint))
+            .map(|e| e.interface.as_str())
+    }
+}
+
+/// The type of a config option.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptionType {
+    String,
+    Int,
+    Float,
+    Boolean,
+    Secret,
+}
+
+/// One config option.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct ConfigOption {
+    #[serde(rename = "type")]
+    pub kind: OptionType,
+    #[serde(default)]
+    pub default: Option<Value>,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// `config.yaml`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct ConfigSpec {
+    #[serde(default)]
+    pub options: BTreeMap<String, ConfigOption>,
+}
+
+impl ConfigSpec {
+    /// What `config-get` prints before anyone sets a value: the options that have defaults.
+    pub fn defaults(&self) -> JsonMap {
+        self.options
+            .iter()
+            .filter_map(|(k, o)| {
+                o.default
+                    .clone()
+                    .filter(|d| !d.is_null())
+                    .map(|d| (k.clone(), d))
+            })
+            .collect()
+    }
+
+    /// Reads `key=value` as `juju config` does: the value is typed by the option.
+    pub fn parse_value(&self, key: &str, value: &str) -> Result<Value, String> {
+        let opt = self
+            .options
+            .get(key)
+            .ok_or_else(|| format!("unknown option {key:?}"))?;
+        let bad = |t: &str| format!("option {key:?} expects {t}, got {value:?}");
+        Ok(match opt.kind {
+            OptionType::String | OptionType::Secret => Value::String(value.into()),
+            OptionType::Int => Value::from(value.parse::<i64>().map_err(|_| bad("an integer"))?),
+            OptionType::Float => Value::from(value.parse::<f64>().map_err(|_| bad("a number"))?),
+            OptionType::Boolean => Value::Bool(match value {
+                "true" | "True" | "TRUE" => true,
+                "false" | "False" | "FALSE" => false,
+                _ => return Err(bad("true or false")),
+            }),
+        })
+    }
+
+    /// Checks that every value belongs to an option and has its type.
+    pub fn check(&self, values: &JsonMap) -> Result<(), String> {
+        for (k, v) in values {
+            let opt = self
+                .options
+                .get(k)
+                .ok_or_else(|| format!("unknown option {k:?}"))?;
+            let ok = match opt.kind {
+                OptionType::String | OptionType::Secret => v.is_string(),
+                OptionType::Int => v.is_i64() || v.is_u64(),
+                OptionType::Float => v.is_number(),
+                OptionType::Boolean => v.is_boolean(),
+            };
+            if !ok {
+                return Err(format!("option {k:?} has the wrong type: {v}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One action's declaration.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct ActionSpec {
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, Value>,
+}
+
+impl ActionSpec {
+    /// The parameters' defaults (from each JSON-schema `default`).
+    pub fn defaults(&self) -> JsonMap {
+        self.params
+            .iter()
+            .filter_map(|(k, p)| p.get("default").map(|d| (k.clone(), d.clone())))
+            .collect()
+    }
+}
+
+/// `actions.yaml`: action name to declaration.
+pub type ActionsSpec = BTreeMap<String, ActionSpec>;
+
+fn read_yaml<T: for<'de> Deserialize<'de> + Default>(
+    dir: &Path,
+    file: &str,
+    required: bool,
+) -> Result<T, MetadataError> {
+    let path = dir.join(file);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(T::default()),
+        Err(source) => {
+            return Err(MetadataError::Read {
+                file: path.display().to_string(),
+                source,
+            })
+        }
+    };
+    parse_yaml(&text, file)
+}
+
+/// Parses one of the charm's YAML files (`file` names it in errors). An empty
+/// document reads as the type's default.
+pub fn parse_yaml<T: for<'de> Deserialize<'de> + Default>(
+    text: &str,
+    file: &str,
+) -> Result<T, MetadataError> {
+    if text.trim().is_empty() {
+        return Ok(T::default());
+    }
+    yaml_serde::from_str(text).map_err(|e| MetadataError::Invalid {
+        file: file.to_string(),
+        detail: e.to_string(),
+    })
+}
+
+/// A charm directory's declarations.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CharmFiles {
+    pub meta: CharmMeta,
+    pub config: ConfigSpec,
+    pub actions: ActionsSpec,
+}
+
+impl CharmFiles {
+    /// Reads `metadata.yaml` (required), `config.yaml` and `actions.yaml` (optional).
+    pub fn load(dir: &Path) -> Result<CharmFiles, MetadataError> {
+        Ok(CharmFiles {
+            meta: read_yaml(dir, "metadata.yaml", true)?,
+            config: read_yaml(dir, "config.yaml", false)?,
+            actions: read_yaml(dir, "actions.yaml", false)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+options:
+  listen_port: {type: int, default: 6432, description: port}
+  pool_mode: {type: string, default: session}
+  ratio: {type: float, default: 0.5}
+  debug: {type: boolean, default: false}
+  expose: {type: string}
+"#;
+
+    #[test]
+    fn config_defaults_and_typed_values() {
+        let spec: ConfigSpec = parse_yaml(CONFIG, "config.yaml").unwrap();
+        let d = spec.defaults();
+        assert_eq!(d["listen_port"], 6432);
+        assert!(!d.contains_key("expose"));
+        assert_eq!(spec.parse_value("listen_port", "7000").unwrap(), 7000);
+        assert_eq!(spec.parse_value("debug", "True").unwrap(), true);
+        assert!(spec.parse_value("listen_port", "seven").is_err());
+        assert!(spec.parse_value("nope", "1").is_err());
+        assert!(spec.check(&d).is_ok());
+        let mut bad = d.clone();
+        bad.insert("listen_port".into(), "x".into());
+        assert!(spec.check(&bad).unwrap_err().contains("listen_port"));
+    }
+
+    #[test]
+    fn metadata_endpoints_and_actions() {
+        let meta: CharmMeta = parse_yaml(
+            "name: pgbouncer-k8s\nprovides: {database: {interface: postgresql_client}}\npeers: {pgb-peers: {interface: pgb_peers}}\n",
+            "metadata.yaml",
+        )
+        .unwrap();
+        assert!(meta.is_peer("pgb-peers"));
+        assert_eq!(meta.interface("database"), Some("postgresql_client"));
+        let actions: ActionsSpec = parse_yaml(
+            "get-password:\n  params:\n    username: {type: string, default: operator}\n",
+            "actions.yaml",
+        )
+        .unwrap();
+        assert_eq!(actions["get-password"].defaults()["username"], "operator");
+        assert!(parse_yaml::<CharmMeta>("name: [", "metadata.yaml").is_err());
+    }
+}

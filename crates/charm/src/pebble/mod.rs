@@ -1,0 +1,293 @@
+//! Pebble, the workload container's service manager: its types, the [`Pebble`]
+//! trait a charm talks to, and [`PebbleClient`], which speaks Pebble's HTTP API over
+//! its unix socket.
+
+mod client;
+mod http;
+mod multipart;
+
+pub use client::PebbleClient;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Where Juju mounts each container's Pebble socket.
+pub const DEFAULT_CONTAINERS_DIR: &str = "/charm/containers";
+
+/// Overrides [`DEFAULT_CONTAINERS_DIR`] (the local model points it at its own sockets).
+pub const CONTAINERS_DIR_VAR: &str = "CHARM_CONTAINERS_DIR";
+
+/// The socket of `container`'s Pebble: `<dir>/<container>/pebble.socket`.
+pub fn socket_path(container: &str) -> PathBuf {
+    let dir = std::env::var_os(CONTAINERS_DIR_VAR)
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTAINERS_DIR));
+    dir.join(container).join("pebble.socket")
+}
+
+/// What went wrong talking to Pebble.
+#[derive(Debug, thiserror::Error)]
+pub enum PebbleError {
+    /// The socket could not be reached (the container is not up yet).
+    #[error("cannot connect to Pebble at {path}: {source}")]
+    Connect {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection broke or timed out mid-request.
+    #[error("Pebble connection failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// Pebble answered with an error.
+    #[error("Pebble API error {status_code} ({kind}): {message}")]
+    Api {
+        status_code: u16,
+        kind: String,
+        message: String,
+    },
+    /// A change (start, stop, restart, replan) finished with an error.
+    #[error("Pebble change {change} failed: {err}")]
+    Change { change: String, err: String },
+    /// A change did not finish in time.
+    #[error("timed out waiting for Pebble change {0}")]
+    Timeout(String),
+    /// Pebble's answer could not be read.
+    #[error("unexpected answer from Pebble: {0}")]
+    Protocol(String),
+    /// A file or path operation failed for one path.
+    #[error("{path}: {message}")]
+    Path { path: String, message: String },
+}
+
+/// A result of talking to Pebble.
+pub type PebbleResult<T> = Result<T, PebbleError>;
+
+/// A Pebble layer: services and checks, merged into the plan by label.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Layer {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, Service>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checks: BTreeMap<String, Check>,
+}
+
+/// A service definition in a layer (field names as Pebble spells them).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Service {
+    /// `merge` or `replace`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub r#override: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub command: String,
+    /// `enabled` or `disabled`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub startup: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub before: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub working_dir: String,
+    /// `restart`, `shutdown` or `ignore`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub on_success: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub on_failure: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub backoff_delay: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_factor: Option<f64>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub backoff_limit: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kill_delay: String,
+}
+
+/// A health check definition in a layer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Check {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub r#override: String,
+    /// `alive` or `ready`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub level: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub period: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub timeout: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecCheck>,
+}
+
+/// A TCP check target.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TcpCheck {
+    pub port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// An HTTP check target.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HttpCheck {
+    pub url: String,
+}
+
+/// A command check.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecCheck {
+    pub command: String,
+}
+
+/// The combined plan of all layers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    #[serde(default)]
+    pub services: BTreeMap<String, Service>,
+    #[serde(default)]
+    pub checks: BTreeMap<String, Check>,
+}
+
+/// A service's state as `GET /v1/services` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub name: String,
+    /// `enabled` or `disabled`.
+    pub startup: String,
+    /// `active`, `inactive`, `backoff` or `error`.
+    pub current: String,
+}
+
+impl ServiceInfo {
+    /// Whether the service is running.
+    pub fn is_running(&self) -> bool {
+        self.current == "active"
+    }
+}
+
+/// A check's state as `GET /v1/checks` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckInfo {
+    pub name: String,
+    #[serde(default)]
+    pub level: String,
+    /// `up` or `down`.
+    pub status: String,
+    #[serde(default)]
+    pub failures: u32,
+    #[serde(default)]
+    pub threshold: u32,
+}
+
+/// Pebble's own description (`GET /v1/system-info`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemInfo {
+    pub version: String,
+}
+
+/// Ownership and mode for pushed files and made directories.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileOptions {
+    /// Octal mode such as `0o600`; Pebble's default when `None`.
+    pub permissions: Option<u32>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    /// Create missing parent directories.
+    pub make_parents: bool,
+}
+
+/// An entry from a directory listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    pub path: String,
+    pub name: String,
+    /// `file`, `directory`, `symlink`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// Octal string such as `600`.
+    pub permissions: String,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+/// A container's Pebble, as a charm uses it.
+pub trait Pebble {
+    /// Pebble's version; also the "can connect" probe.
+    fn system_info(&mut self) -> PebbleResult<SystemInfo>;
+    /// Adds (or with `combine`, merges into) the layer with this label.
+    fn add_layer(&mut self, label: &str, layer: &Layer, combine: bool) -> PebbleResult<()>;
+    /// The combined plan.
+    fn plan(&mut self) -> PebbleResult<Plan>;
+    /// The state of the named services (all when `names` is empty).
+    fn services(&mut self, names: &[&str]) -> PebbleResult<Vec<ServiceInfo>>;
+    /// Starts the services and waits for the change to finish.
+    fn start(&mut self, names: &[&str]) -> PebbleResult<()>;
+    /// Stops the services and waits for the change to finish.
+    fn stop(&mut self, names: &[&str]) -> PebbleResult<()>;
+    /// Restarts the services and waits for the change to finish.
+    fn restart(&mut self, names: &[&str]) -> PebbleResult<()>;
+    /// Starts or restarts whatever the plan changed, and waits.
+    fn replan(&mut self) -> PebbleResult<()>;
+    /// Writes a file.
+    fn push(&mut self, path: &str, content: &[u8], options: &FileOptions) -> PebbleResult<()>;
+    /// Reads a file.
+    fn pull(&mut self, path: &str) -> PebbleResult<Vec<u8>>;
+    /// Lists a directory (or, with `pattern`, the matching entries).
+    fn list_files(&mut self, path: &str, pattern: Option<&str>) -> PebbleResult<Vec<FileInfo>>;
+    /// Makes a directory.
+    fn make_dir(&mut self, path: &str, options: &FileOptions) -> PebbleResult<()>;
+    /// Removes a path.
+    fn remove_path(&mut self, path: &str, recursive: bool) -> PebbleResult<()>;
+    /// Sends a signal such as `SIGHUP` to the services' processes.
+    fn send_signal(&mut self, signal: &str, services: &[&str]) -> PebbleResult<()>;
+    /// The state of the named checks (all when `names` is empty), optionally only one level.
+    fn checks(&mut self, level: Option<&str>, names: &[&str]) -> PebbleResult<Vec<CheckInfo>>;
+}
+
+/// Hands out each container's Pebble.
+pub trait Workloads {
+    /// The Pebble of the named container.
+    fn pebble(&mut self, container: &str) -> &mut dyn Pebble;
+}
+
+/// The real containers: a [`PebbleClient`] per container socket.
+#[derive(Default)]
+pub struct PebbleSockets {
+    clients: BTreeMap<String, PebbleClient>,
+}
+
+impl Workloads for PebbleSockets {
+    fn pebble(&mut self, container: &str) -> &mut dyn Pebble {
+        self.clients
+            .entry(container.to_string())
+            .or_insert_with(|| PebbleClient::new(socket_path(container)))
+    }
+}

@@ -1,0 +1,1 @@
+//! Example charm (being written).
