@@ -8,6 +8,7 @@
 
 mod backend;
 mod pebble;
+pub mod standin;
 mod state;
 
 pub use backend::{ActionOutput, MemoryBackend};

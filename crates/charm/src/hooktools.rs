@@ -21,14 +21,23 @@ use std::time::Instant;
 /// Calls the real hook tools, counting and timing each call.
 #[derive(Default)]
 pub struct HookTools {
+    tools_dir: Option<PathBuf>,
     stats: ToolStats,
     secret_dir: Option<PathBuf>,
     files_written: u64,
 }
 
 impl HookTools {
+    /// Finds the tools on `PATH`, where Juju puts them.
     pub fn new() -> Self {
         HookTools::default()
+    }
+
+    /// Runs the tools found in `dir` instead (stand-ins in tests).
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        let mut tools = HookTools::default();
+        tools.tools_dir = Some(dir.into());
+        tools
     }
 
     /// The calls made so far.
@@ -39,7 +48,10 @@ impl HookTools {
     /// Runs a tool and returns its stdout; a non-zero exit becomes a typed [`Error`].
     fn run(&mut self, cmd: &Command) -> Result<String> {
         let started = Instant::now();
-        let mut process = Process::new(&cmd.tool);
+        let mut process = match &self.tools_dir {
+            Some(dir) => Process::new(dir.join(&cmd.tool)),
+            None => Process::new(&cmd.tool),
+        };
         process
             .args(&cmd.args)
             .stdin(if cmd.stdin.is_some() {

@@ -1,0 +1,206 @@
+//! Stand-in hook tools: a directory of scripts named like Juju's tools that record
+//! each call (arguments, stdin, and the content of `key#file=` files) and answer
+//! from fixtures. They prove the real adapter's command lines and parsing without
+//! Juju.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Every hook tool the SDK calls.
+pub const TOOLS: &[&str] = &[
+    "action-fail",
+    "action-get",
+    "action-log",
+    "action-set",
+    "application-version-set",
+    "close-port",
+    "config-get",
+    "goal-state",
+    "is-leader",
+    "juju-log",
+    "network-get",
+    "open-port",
+    "opened-ports",
+    "relation-get",
+    "relation-ids",
+    "relation-list",
+    "relation-set",
+    "secret-add",
+    "secret-get",
+    "secret-grant",
+    "secret-ids",
+    "secret-info-get",
+    "secret-remove",
+    "secret-revoke",
+    "secret-set",
+    "status-get",
+    "status-set",
+];
+
+const SCRIPT: &str = r#"#!/bin/sh
+# A stand-in hook tool: records the call, answers from fixtures.
+tool=${0##*/}
+dir=$(dirname "$0")/..
+n=$(cat "$dir/seq" 2>/dev/null || echo 0)
+n=$((n + 1))
+echo "$n" > "$dir/seq"
+call="$dir/calls/$(printf '%05d' "$n")"
+mkdir -p "$call"
+printf '%s' "$tool" > "$call/tool"
+for a in "$@"; do printf '%s\n' "$a"; done > "$call/args"
+for a in "$@"; do
+  case "$a" in
+    *'#file='*) cp "${a#*#file=}" "$call/file.${a%%#file=*}" ;;
+  esac
+done
+cat > "$call/stdin"
+key=$(printf '%s\n' "$@")
+base="$dir/fixtures/$tool.default"
+for f in "$dir/fixtures/$tool".*.args; do
+  [ -e "$f" ] || continue
+  if [ "$(cat "$f")" = "$key" ]; then base=${f%.args}; break; fi
+done
+[ -e "$base.out" ] && cat "$base.out"
+[ -e "$base.err" ] && cat "$base.err" >&2
+code=0
+[ -e "$base.code" ] && code=$(cat "$base.code")
+exit "$code"
+"#;
+
+/// One recorded call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedCall {
+    pub tool: String,
+    pub args: Vec<String>,
+    pub stdin: String,
+    /// The content of each `key#file=<path>` argument's file, by key.
+    pub files: BTreeMap<String, String>,
+}
+
+impl RecordedCall {
+    /// The command line, arguments joined by spaces.
+    pub fn line(&self) -> String {
+        std::iter::once(self.tool.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// A directory of stand-in tools, removed when dropped.
+pub struct StandIn {
+    root: PathBuf,
+    fixtures: usize,
+}
+
+impl StandIn {
+    /// Creates the tools in a fresh directory.
+    pub fn new() -> std::io::Result<StandIn> {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let root = std::env::temp_dir().join(format!("charm-standin-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for sub in ["bin", "fixtures", "calls"] {
+            std::fs::create_dir_all(root.join(sub))?;
+        }
+        let script = root.join("bin/standin");
+        std::fs::write(&script, SCRIPT)?;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+        for tool in TOOLS {
+            std::os::unix::fs::symlink("standin", root.join("bin").join(tool))?;
+        }
+        Ok(StandIn { root, fixtures: 0 })
+    }
+
+    /// The directory holding the tools.
+    pub fn tools_dir(&self) -> PathBuf {
+        self.root.join("bin")
+    }
+
+    /// A `PATH` with the tools first.
+    pub fn path_var(&self) -> OsString {
+        let mut p = OsString::from(self.tools_dir());
+        p.push(":/usr/local/bin:/usr/bin:/bin");
+        p
+    }
+
+    fn fixture(&mut self, tool: &str, args: Option<&[&str]>) -> PathBuf {
+        let base = match args {
+            None => self.root.join("fixtures").join(format!("{tool}.default")),
+            Some(args) => {
+                self.fixtures += 1;
+                let base = self
+                    .root
+                    .join("fixtures")
+                    .join(format!("{tool}.{}", self.fixtures));
+                let key = args.join("\n");
+                std::fs::write(base.with_extension(format!("{}.args", self.fixtures)), key)
+                    .expect("write fixture");
+                base
+            }
+        };
+        base
+    }
+
+    fn write(base: &Path, ext: &str, content: &str) {
+        let mut p = base.as_os_str().to_owned();
+        p.push(".");
+        p.push(ext);
+        std::fs::write(PathBuf::from(p), content).expect("write fixture");
+    }
+
+    /// `tool` prints `out` when called with exactly `args` (any arguments when `None`).
+    pub fn answer(&mut self, tool: &str, args: Option<&[&str]>, out: &str) {
+        let base = self.fixture(tool, args);
+        Self::write(&base, "out", out);
+    }
+
+    /// `tool` fails with `stderr` and exit `code` when called with exactly `args`.
+    pub fn fail(&mut self, tool: &str, args: Option<&[&str]>, code: i32, stderr: &str) {
+        let base = self.fixture(tool, args);
+        Self::write(&base, "err", stderr);
+        Self::write(&base, "code", &code.to_string());
+    }
+
+    /// The calls made so far, in order.
+    pub fn calls(&self) -> Vec<RecordedCall> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.root.join("calls"))
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        dirs.sort();
+        dirs.iter()
+            .map(|d| {
+                let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap_or_default();
+                let mut files = BTreeMap::new();
+                for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if let Some(key) = name.strip_prefix("file.") {
+                        files.insert(key.to_string(), read(&name));
+                    }
+                }
+                let args = read("args");
+                RecordedCall {
+                    tool: read("tool"),
+                    args: args.lines().map(str::to_string).collect(),
+                    stdin: read("stdin"),
+                    files,
+                }
+            })
+            .collect()
+    }
+
+    /// Forgets the calls made so far.
+    pub fn clear_calls(&self) {
+        let _ = std::fs::remove_dir_all(self.root.join("calls"));
+        let _ = std::fs::create_dir_all(self.root.join("calls"));
+        let _ = std::fs::remove_file(self.root.join("seq"));
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
