@@ -126,29 +126,41 @@ impl StandIn {
         p
     }
 
+    /// The fixture base for `tool` with `args`, emptied of any earlier answer.
     fn fixture(&mut self, tool: &str, args: Option<&[&str]>) -> PathBuf {
+        let dir = self.root.join("fixtures");
         let base = match args {
-            None => self.root.join("fixtures").join(format!("{tool}.default")),
+            None => dir.join(format!("{tool}.default")),
             Some(args) => {
-                self.fixtures += 1;
-                let base = self
-                    .root
-                    .join("fixtures")
-                    .join(format!("{tool}.{}", self.fixtures));
                 let key = args.join("\n");
-                std::fs::write(base.with_extension(format!("{}.args", self.fixtures)), key)
-                    .expect("write fixture");
-                base
+                let existing = (1..=self.fixtures)
+                    .map(|n| dir.join(format!("{tool}.{n}")))
+                    .find(|b| {
+                        std::fs::read_to_string(Self::with_ext(b, "args")).is_ok_and(|k| k == key)
+                    });
+                existing.unwrap_or_else(|| {
+                    self.fixtures += 1;
+                    let base = dir.join(format!("{tool}.{}", self.fixtures));
+                    std::fs::write(Self::with_ext(&base, "args"), key).expect("write fixture");
+                    base
+                })
             }
         };
+        for ext in ["out", "err", "code"] {
+            let _ = std::fs::remove_file(Self::with_ext(&base, ext));
+        }
         base
     }
 
-    fn write(base: &Path, ext: &str, content: &str) {
+    fn with_ext(base: &Path, ext: &str) -> PathBuf {
         let mut p = base.as_os_str().to_owned();
         p.push(".");
         p.push(ext);
-        std::fs::write(PathBuf::from(p), content).expect("write fixture");
+        PathBuf::from(p)
+    }
+
+    fn write(base: &Path, ext: &str, content: &str) {
+        std::fs::write(Self::with_ext(base, ext), content).expect("write fixture");
     }
 
     /// `tool` prints `out` when called with exactly `args` (any arguments when `None`).
