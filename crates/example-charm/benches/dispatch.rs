@@ -31,7 +31,10 @@ fn run_once(cmd: &mut Command) -> Sample {
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let wall = started.elapsed();
     assert_eq!(r, pid, "wait4 failed");
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "non-zero exit: {status}");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "non-zero exit: {status}"
+    );
     std::mem::forget(child);
     Sample {
         wall,
@@ -56,7 +59,10 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() {
-    let runs: usize = std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(300);
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(300);
     let binary = Path::new(env!("CARGO_BIN_EXE_example-charm"));
     let charm_dir = std::env::temp_dir().join(format!("dispatch-bench-{}", std::process::id()));
     std::fs::create_dir_all(&charm_dir).expect("charm dir");
@@ -95,11 +101,32 @@ fn main() {
     let _ = std::fs::remove_dir_all(&charm_dir);
 
     println!("dispatch of an empty hook ({runs} runs, process start to exit)");
-    println!("{:<22} {:>12} {:>12} {:>14}", "", "median", "p90", "peak RSS");
-    println!("{:<22} {:>12} {:>12} {:>10} KiB", "example-charm", ms(d_med), ms(d_p90), d_rss);
-    println!("{:<22} {:>12} {:>12} {:>10} KiB", "/bin/true", ms(t_med), ms(t_p90), t_rss);
+    println!(
+        "{:<22} {:>12} {:>12} {:>14}",
+        "", "median", "p90", "peak RSS"
+    );
+    println!(
+        "{:<22} {:>12} {:>12} {:>10} KiB",
+        "example-charm",
+        ms(d_med),
+        ms(d_p90),
+        d_rss
+    );
+    println!(
+        "{:<22} {:>12} {:>12} {:>10} KiB",
+        "/bin/true",
+        ms(t_med),
+        ms(t_p90),
+        t_rss
+    );
     if let Some((p_med, p_p90, p_rss)) = py {
-        println!("{:<22} {:>12} {:>12} {:>10} KiB", "python3 -c pass", ms(p_med), ms(p_p90), p_rss);
+        println!(
+            "{:<22} {:>12} {:>12} {:>10} KiB",
+            "python3 -c pass",
+            ms(p_med),
+            ms(p_p90),
+            p_rss
+        );
     }
     println!(
         "ratio to /bin/true: median {:.2}x, peak RSS {:.2}x",
@@ -114,6 +141,10 @@ fn main() {
         );
     }
     println!("release binary size: {:.1} KiB", size as f64 / 1024.0);
-    let verdict = if d_med < TARGET_MEDIAN { "met" } else { "MISSED" };
+    let verdict = if d_med < TARGET_MEDIAN {
+        "met"
+    } else {
+        "MISSED"
+    };
     println!("target median under {}: {verdict}", ms(TARGET_MEDIAN));
 }

@@ -25,25 +25,36 @@ fn main() -> anyhow::Result<()> {
         departing_unit: None,
     });
 
-    println!("{:<26} {:<12} {:<34} {:>8} {:>6}", "Hook", "Workload", "Message", "Deferred", "Tools");
+    println!(
+        "{:<26} {:<12} {:<34} {:>8} {:>6}",
+        "Hook", "Workload", "Message", "Deferred", "Tools"
+    );
     let steps: Vec<(&str, Event)> = vec![
         ("install", Event::Install),
         ("leader-elected", Event::LeaderElected),
         ("config-changed", Event::ConfigChanged),
         ("start", Event::Start),
-        ("(container comes up)", Event::PebbleReady { container: CONTAINER.into() }),
+        (
+            "(container comes up)",
+            Event::PebbleReady {
+                container: CONTAINER.into(),
+            },
+        ),
         ("(client relates)", db_changed),
         ("update-status", Event::UpdateStatus),
     ];
     for (label, event) in steps {
         match label {
             "(container comes up)" => {
-                state.containers.insert(CONTAINER.into(), ContainerState::ready());
+                state
+                    .containers
+                    .insert(CONTAINER.into(), ContainerState::ready());
             }
             "(client relates)" => state.relations.push(db.clone()),
             _ => {}
         }
-        let out = run(&mut ExampleCharm, &state, event.clone()).map_err(|f| anyhow::anyhow!("{f}"))?;
+        let out =
+            run(&mut ExampleCharm, &state, event.clone()).map_err(|f| anyhow::anyhow!("{f}"))?;
         state = out.state;
         println!(
             "{:<26} {:<12} {:<34} {:>8} {:>6}",
@@ -54,12 +65,20 @@ fn main() -> anyhow::Result<()> {
             out.calls.count()
         );
     }
-    let action = run_action(&mut ExampleCharm, &state, "get-admin-password", JsonMap::new())
-        .map_err(|f| anyhow::anyhow!("{f}"))?;
+    let action = run_action(
+        &mut ExampleCharm,
+        &state,
+        "get-admin-password",
+        JsonMap::new(),
+    )
+    .map_err(|f| anyhow::anyhow!("{f}"))?;
     let shown = action.action.results.get("password").map_or(0, String::len);
     println!("\naction get-admin-password: ok ({shown}-character password returned)");
 
-    println!("\n{:<12} {:<10} {:<7} {:<12} {:<9} {}", "Unit", "Workload", "Agent", "Address", "Ports", "Message");
+    println!(
+        "\n{:<12} {:<10} {:<7} {:<12} {:<9} {}",
+        "Unit", "Workload", "Agent", "Address", "Ports", "Message"
+    );
     let ports: Vec<String> = state.opened_ports.iter().map(|p| p.to_string()).collect();
     println!(
         "{:<12} {:<10} {:<7} {:<12} {:<9} {}",
@@ -73,7 +92,12 @@ fn main() -> anyhow::Result<()> {
     let client = state.relation(4).expect("related");
     println!(
         "\nclient relation databag: {}",
-        client.local_app_data.keys().cloned().collect::<Vec<_>>().join(", ")
+        client
+            .local_app_data
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(())
 }
