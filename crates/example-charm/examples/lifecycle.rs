@@ -76,8 +76,8 @@ fn main() -> anyhow::Result<()> {
     println!("\naction get-admin-password: ok ({shown}-character password returned)");
 
     println!(
-        "\n{:<12} {:<10} {:<7} {:<12} {:<9} {}",
-        "Unit", "Workload", "Agent", "Address", "Ports", "Message"
+        "\n{:<12} {:<10} {:<7} {:<12} {:<9} Message",
+        "Unit", "Workload", "Agent", "Address", "Ports"
     );
     let ports: Vec<String> = state.opened_ports.iter().map(|p| p.to_string()).collect();
     println!(
