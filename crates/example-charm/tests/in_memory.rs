@@ -751,3 +751,29 @@ fn departed_and_broken_relations_look_as_juju_shows_them() {
         "relation-ids hides the broken relation"
     );
 }
+
+#[test]
+fn the_charm_files_declare_what_the_code_uses() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charm");
+    let files = charm::metadata::CharmFiles::load(&dir).unwrap();
+    assert!(files.meta.containers.contains_key(CONTAINER));
+    assert!(files.meta.is_peer(PEERS));
+    assert_eq!(files.meta.interface(DB), Some("example_db"));
+
+    let defaults = files.config.defaults();
+    files.config.check(&defaults).unwrap();
+    let typed: Config =
+        serde_json::from_value(serde_json::Value::Object(defaults.clone())).unwrap();
+    assert_eq!(
+        (typed.port().unwrap(), typed.greeting.as_str()),
+        (8080, "hello")
+    );
+
+    let mut params = files.actions["set-greeting"].defaults();
+    assert_eq!(params["shout"], false);
+    params.insert("text".into(), "hi".into());
+    let state = base(false).with_config(defaults);
+    let out = run_action(&mut ExampleCharm, &state, "set-greeting", params).unwrap();
+    assert_eq!(out.action.results["greeting"], "hi");
+    assert!(files.actions.contains_key("get-admin-password"));
+}
