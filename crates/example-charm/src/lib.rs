@@ -185,24 +185,25 @@ pub fn service_layer(port: u16) -> Layer {
 }
 
 fn write_greeting(hook: &mut Hook<'_>, greeting: &str) -> anyhow::Result<()> {
-    let opts = FileOptions {
-        permissions: Some(0o644),
-        make_parents: true,
-        ..FileOptions::default()
-    };
-    hook.container(CONTAINER)
-        .push(INDEX, format!("<h1>{greeting}</h1>\n").as_bytes(), &opts)?;
-    Ok(())
+    push_file(
+        hook,
+        INDEX,
+        format!("<h1>{greeting}</h1>\n").as_bytes(),
+        0o644,
+    )
 }
 
 fn write_admin_file(hook: &mut Hook<'_>, password: &str) -> anyhow::Result<()> {
+    push_file(hook, ADMIN_FILE, password.as_bytes(), 0o600)
+}
+
+fn push_file(hook: &mut Hook<'_>, path: &str, content: &[u8], mode: u32) -> anyhow::Result<()> {
     let opts = FileOptions {
-        permissions: Some(0o600),
+        permissions: Some(mode),
         make_parents: true,
         ..FileOptions::default()
     };
-    hook.container(CONTAINER)
-        .push(ADMIN_FILE, password.as_bytes(), &opts)?;
+    hook.container(CONTAINER).push(path, content, &opts)?;
     Ok(())
 }
 
