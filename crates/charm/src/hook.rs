@@ -302,7 +302,7 @@ impl<'a> Hook<'a> {
         owner: SecretOwner,
         meta: &SecretMeta,
     ) -> Result<SecretId> {
-        check_content(content)?;
+        content.check()?;
         if owner == SecretOwner::Application {
             self.require_leader("secret-add")?;
         }
@@ -343,7 +343,7 @@ impl<'a> Hook<'a> {
         meta: &SecretMeta,
     ) -> Result<()> {
         if let Some(c) = content {
-            check_content(c)?;
+            c.check()?;
         }
         self.backend.secret_set(id, content, meta)
     }
@@ -394,18 +394,6 @@ fn check_settable(status: &Status) -> Result<()> {
             "a charm cannot set status {:?}; only Juju sets it",
             status.name()
         )))
-    }
-}
-
-fn check_content(content: &SecretContent) -> Result<()> {
-    if content.is_empty() {
-        return Err(Error::Invalid("a secret needs at least one key".into()));
-    }
-    match content.invalid_key() {
-        Some(bad) => Err(Error::Invalid(format!(
-            "invalid secret key {bad:?}: keys are 3 or more lowercase letters, digits and single dashes, starting with a letter"
-        ))),
-        None => Ok(()),
     }
 }
 

@@ -97,11 +97,7 @@ impl HookTools {
         content: &SecretContent,
         build: impl FnOnce(&[(String, String)]) -> Command,
     ) -> Result<String> {
-        if let Some(bad) = content.invalid_key() {
-            return Err(Error::Invalid(format!(
-                "invalid secret key {bad:?}: keys are 3 or more lowercase letters, digits and single dashes, starting with a letter"
-            )));
-        }
+        content.check()?;
         let dir = self.secret_dir()?;
         let mut files = Vec::new();
         let mut written = Vec::new();

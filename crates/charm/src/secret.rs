@@ -140,6 +140,21 @@ impl SecretContent {
     pub fn invalid_key(&self) -> Option<&str> {
         self.0.keys().find(|k| !valid_key(k)).map(String::as_str)
     }
+
+    /// Juju's rules for content: at least one key, and every key valid.
+    pub fn check(&self) -> Result<(), crate::Error> {
+        if self.is_empty() {
+            return Err(crate::Error::Invalid(
+                "a secret needs at least one key".into(),
+            ));
+        }
+        match self.invalid_key() {
+            Some(bad) => Err(crate::Error::Invalid(format!(
+                "invalid secret key {bad:?}: keys are 3 or more lowercase letters, digits and single dashes, starting with a letter"
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 impl fmt::Debug for SecretContent {
