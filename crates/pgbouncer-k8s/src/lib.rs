@@ -1,0 +1,5 @@
+//! The PgBouncer charm.
+
+pub mod config;
+pub mod endpoint;
+pub mod pgb;

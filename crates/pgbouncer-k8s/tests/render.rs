@@ -1,0 +1,93 @@
+//! Snapshot tests of the rendered files. Each case renders the shared
+//! configuration (`cfg_file`) and every process's ini file, and compares them with
+//! the files in `tests/snapshots/`. `UPDATE_SNAPSHOTS=1` rewrites the snapshots;
+//! review the diff before committing it.
+
+mod common;
+
+use common::{cases, Case};
+use pgbouncer_k8s::pgb::ini::{render_process, ProcessSpec, SharedConfig};
+use pgbouncer_k8s::pgb::Layout;
+use std::path::PathBuf;
+
+fn check(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "no snapshot {}: run with UPDATE_SNAPSHOTS=1",
+            path.display()
+        )
+    });
+    if expected != actual {
+        panic!("{name} differs from its snapshot\n--- expected\n{expected}\n--- actual\n{actual}");
+    }
+}
+
+fn render_case(case: &Case) {
+    let layout = Layout::default();
+    let shared = case.shared(&layout);
+    let cfg = shared.render();
+    check(&format!("{}.cfg", case.name), &cfg);
+    assert_eq!(
+        SharedConfig::parse(&cfg).unwrap(),
+        shared,
+        "cfg_file reads back"
+    );
+    for index in 0..case.processes {
+        let spec = ProcessSpec {
+            index,
+            count: case.processes,
+            version: case.version,
+            tls: case.tls,
+            layout: &layout,
+        };
+        check(
+            &format!("{}.{index}.ini", case.name),
+            &render_process(&shared, &spec),
+        );
+    }
+}
+
+#[test]
+fn every_case_matches_its_snapshot() {
+    for case in cases() {
+        render_case(&case);
+    }
+}
+
+#[test]
+fn version_gating_is_visible_in_the_files() {
+    let layout = Layout::default();
+    for case in cases() {
+        let shared = case.shared(&layout);
+        let spec = ProcessSpec {
+            index: 0,
+            count: case.processes,
+            version: case.version,
+            tls: case.tls,
+            layout: &layout,
+        };
+        let ini = render_process(&shared, &spec);
+        let new = case.version.has_peers();
+        assert_eq!(ini.contains("[peers]"), new, "{}", case.name);
+        assert_eq!(ini.contains("peer_id"), new, "{}", case.name);
+        assert_eq!(
+            ini.contains("max_prepared_statements"),
+            case.version.has_prepared_statements()
+        );
+        if !new {
+            assert!(!ini.contains("auth_dbname"), "{}", case.name);
+        }
+        assert_eq!(ini.contains("client_tls_cert_file"), case.tls);
+        assert!(
+            !ini.contains("host=0 "),
+            "peers point at socket directories"
+        );
+    }
+}
