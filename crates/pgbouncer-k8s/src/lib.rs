@@ -3,3 +3,5 @@
 pub mod config;
 pub mod endpoint;
 pub mod pgb;
+pub mod postgres;
+pub mod workload;

@@ -1,0 +1,189 @@
+//! The PgBouncer container: its Pebble layer, its files and processes. Writing a
+//! configuration touches only what changed, and reloads or restarts only the
+//! processes that need it.
+
+use crate::pgb::ini::{render_process, ProcessSpec};
+use crate::pgb::reload::{plan, ProcessAction};
+use crate::pgb::{Layout, PgbVersion, SharedConfig};
+use charm::pebble::{FileOptions, Layer, Pebble, PebbleError, Service};
+
+/// The workload container's name.
+pub const CONTAINER: &str = "pgbouncer";
+
+/// Where the image may keep the PgBouncer binary, most likely first.
+const BINARIES: &[&str] = &[
+    "/usr/bin/pgbouncer",
+    "/usr/sbin/pgbouncer",
+    "/usr/local/bin/pgbouncer",
+];
+
+/// The Pebble service of process `index`.
+pub fn service_name(index: u32) -> String {
+    format!("pgbouncer_{index}")
+}
+
+/// How this unit runs PgBouncer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workload {
+    pub layout: Layout,
+    /// Processes on this unit.
+    pub processes: u32,
+    /// The OS user the processes and files belong to (`None`: Pebble's default).
+    pub user: Option<String>,
+}
+
+/// What applying a configuration did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub restarted: Vec<String>,
+    pub reloaded: Vec<String>,
+    pub auth_file_changed: bool,
+}
+
+impl Workload {
+    fn file_options(&self, mode: u32) -> FileOptions {
+        FileOptions {
+            permissions: Some(mode),
+            user: self.user.clone(),
+            group: self.user.clone(),
+            make_parents: true,
+        }
+    }
+
+    /// The layer with one service per process.
+    pub fn layer(&self) -> Layer {
+        let mut layer = Layer {
+            summary: "pgbouncer layer".into(),
+            description: "pebble config layer for pgbouncer".into(),
+            ..Layer::default()
+        };
+        for i in 0..self.processes {
+            layer.services.insert(
+                service_name(i),
+                Service {
+                    r#override: "replace".into(),
+                    summary: format!("pgbouncer service {i}"),
+                    command: format!("pgbouncer {}", self.layout.ini_path(i)),
+                    startup: "enabled".into(),
+                    user: self.user.clone().unwrap_or_default(),
+                    group: self.user.clone().unwrap_or_default(),
+                    ..Service::default()
+                },
+            );
+        }
+        layer
+    }
+
+    /// Reads the PgBouncer version from the binary in the image.
+    pub fn probe_version(
+        &self,
+        pebble: &mut dyn Pebble,
+    ) -> Result<Option<PgbVersion>, PebbleError> {
+        for path in BINARIES {
+            match pebble.pull(path) {
+                Ok(bytes) => return Ok(PgbVersion::find(&bytes)),
+                Err(PebbleError::Path { .. }) => continue,
+                Err(PebbleError::Api {
+                    status_code: 404, ..
+                }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Makes the directories, adds the layer if the plan lacks it, writes the auth
+    /// file and every process's ini file, then reloads or restarts what needs it.
+    pub fn apply(
+        &self,
+        pebble: &mut dyn Pebble,
+        shared: &SharedConfig,
+        userlist: Option<&str>,
+        version: PgbVersion,
+        tls: bool,
+    ) -> Result<Applied, PebbleError> {
+        let mut applied = Applied::default();
+        for i in 0..self.processes {
+            for dir in [self.layout.process_dir(i), self.layout.log_dir(i)] {
+                pebble.make_dir(&dir, &self.file_options(0o700))?;
+            }
+        }
+        if let Some(text) = userlist {
+            let path = self.layout.auth_file();
+            if read(pebble, &path)?.as_deref() != Some(text) {
+                pebble.push(&path, text.as_bytes(), &self.file_options(0o400))?;
+                applied.auth_file_changed = true;
+            }
+        }
+        let layer = self.layer();
+        let plan_now = pebble.plan()?;
+        if layer
+            .services
+            .iter()
+            .any(|(n, s)| plan_now.services.get(n) != Some(s))
+        {
+            pebble.add_layer("pgbouncer", &layer, true)?;
+        }
+        let names: Vec<String> = (0..self.processes).map(service_name).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let running: Vec<String> = pebble
+            .services(&refs)?
+            .into_iter()
+            .filter(|s| s.is_running())
+            .map(|s| s.name)
+            .collect();
+        for i in 0..self.processes {
+            let spec = ProcessSpec {
+                index: i,
+                count: self.processes,
+                version,
+                tls,
+                layout: &self.layout,
+            };
+            let new = render_process(shared, &spec);
+            let path = self.layout.ini_path(i);
+            let old = read(pebble, &path)?;
+            if old.as_deref() != Some(new.as_str()) {
+                pebble.push(&path, new.as_bytes(), &self.file_options(0o400))?;
+            }
+            let service = service_name(i);
+            match plan(
+                old.as_deref(),
+                &new,
+                running.contains(&service),
+                applied.auth_file_changed,
+            ) {
+                ProcessAction::Restart => {
+                    pebble.restart(&[&service])?;
+                    applied.restarted.push(service);
+                }
+                ProcessAction::Reload => {
+                    pebble.send_signal("SIGHUP", &[&service])?;
+                    applied.reloaded.push(service);
+                }
+                ProcessAction::Nothing => {}
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Whether every process is running.
+    pub fn all_running(&self, pebble: &mut dyn Pebble) -> Result<bool, PebbleError> {
+        let names: Vec<String> = (0..self.processes).map(service_name).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let services = pebble.services(&refs)?;
+        Ok(services.len() == names.len() && services.iter().all(|s| s.is_running()))
+    }
+}
+
+/// A file's text, or `None` when it does not exist.
+fn read(pebble: &mut dyn Pebble, path: &str) -> Result<Option<String>, PebbleError> {
+    match pebble.pull(path) {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Err(PebbleError::Path { .. })
+        | Err(PebbleError::Api {
+            status_code: 404, ..
+        }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

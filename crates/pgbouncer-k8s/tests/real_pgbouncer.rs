@@ -1,0 +1,233 @@
+//! Every rendering case, loaded by a real PgBouncer of its version: all the
+//! processes of the case start on one port (`so_reuseport`, `[peers]` on 1.19+),
+//! answer on their unix sockets, and stop cleanly. The TLS cases get a throwaway
+//! self-signed certificate from `openssl`. `scripts/install-deps` installs
+//! PgBouncer 1.18 (`/usr/sbin/pgbouncer`) and 1.24 (`/opt/pgbouncer/bin/pgbouncer`).
+
+mod common;
+
+use common::cases;
+use pgbouncer_k8s::pgb::ini::{render_process, ProcessSpec};
+use pgbouncer_k8s::pgb::userlist::Userlist;
+use pgbouncer_k8s::pgb::{Layout, PgbVersion};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+fn binary(version: PgbVersion) -> PathBuf {
+    let path = if version.has_peers() {
+        "/opt/pgbouncer/bin/pgbouncer"
+    } else {
+        "/usr/sbin/pgbouncer"
+    };
+    let out = Command::new(path)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("{path}: {e}; run scripts/install-deps to install PgBouncer"));
+    let found = PgbVersion::find(&out.stdout).expect("a version");
+    assert_eq!(
+        (found.major, found.minor >= version.minor, found.has_peers()),
+        (version.major, true, version.has_peers()),
+        "{path} is {found}"
+    );
+    PathBuf::from(path)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A directory the `postgres` user owns, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("pgb-real-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        chown_postgres(&dir);
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn chown_postgres(path: &Path) {
+    let status = Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The `postgres` user's uid and gid (PgBouncer refuses to run as root).
+fn postgres_ids() -> (u32, u32) {
+    let id = |flag: &str| {
+        let out = Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    (id("-u"), id("-g"))
+}
+
+/// A throwaway self-signed key and certificate, for the TLS cases.
+fn write_tls(layout: &Layout) {
+    let [key, ca, cert] = layout.tls_files();
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-keyout", &key, "-out", &cert])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::copy(&cert, &ca).unwrap();
+}
+
+fn write(path: &str, text: &str) {
+    std::fs::create_dir_all(Path::new(path).parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+struct Running(Vec<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn every_rendered_case_starts_on_its_pgbouncer() {
+    for case in cases() {
+        let bin = binary(case.version);
+        let scratch = Scratch::new(case.name);
+        let base = scratch.0.display().to_string();
+        let layout = Layout {
+            data_dir: format!("{base}/lib"),
+            log_dir: format!("{base}/log"),
+        };
+        let mut shared = case.shared(&layout);
+        let port = free_port();
+        for (k, v) in &mut shared.settings {
+            if k == "listen_addr" {
+                *v = "127.0.0.1".into();
+            }
+            if k == "listen_port" {
+                *v = port.to_string();
+            }
+        }
+        let mut users = Userlist::default();
+        users.set("pgbouncer_auth_relation_id_3", "plain-password");
+        users.set(
+            "pgbouncer_admin_pgbouncer_k8s",
+            &postgres_admin::verifier::scram_sha_256_random_salt("admin-password"),
+        );
+        write(&layout.auth_file(), &users.render());
+        if case.tls {
+            write_tls(&layout);
+        }
+        for i in 0..case.processes {
+            let spec = ProcessSpec {
+                index: i,
+                count: case.processes,
+                version: case.version,
+                tls: case.tls,
+                layout: &layout,
+            };
+            write(&layout.ini_path(i), &render_process(&shared, &spec));
+            std::fs::create_dir_all(layout.log_dir(i)).unwrap();
+        }
+        chown_postgres(&scratch.0);
+        let mut running = Running(Vec::new());
+        let (uid, gid) = postgres_ids();
+        for i in 0..case.processes {
+            let child = Command::new(&bin)
+                .arg(layout.ini_path(i))
+                .uid(uid)
+                .gid(gid)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            running.0.push(child);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for i in 0..case.processes {
+            let socket = format!("{}/.s.PGSQL.{port}", layout.process_dir(i));
+            while !Path::new(&socket).exists() {
+                let log = std::fs::read_to_string(format!("{}/pgbouncer.log", layout.log_dir(i)))
+                    .unwrap_or_default();
+                for c in &mut running.0 {
+                    if let Some(status) = c.try_wait().unwrap() {
+                        panic!("{} process {i} exited with {status}:\n{log}", case.name);
+                    }
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} process {i} did not start:\n{log}",
+                    case.name
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        for i in 0..case.processes {
+            let log =
+                std::fs::read_to_string(format!("{}/pgbouncer.log", layout.log_dir(i))).unwrap();
+            assert!(
+                !log.contains("FATAL") && !log.contains(" ERROR "),
+                "{} process {i}:\n{log}",
+                case.name
+            );
+            assert!(
+                log.contains("process up"),
+                "{} process {i}:\n{log}",
+                case.name
+            );
+        }
+        for c in &mut running.0 {
+            // SIGINT: PgBouncer's safe shutdown.
+            send_signal(c.id(), "INT");
+        }
+        for c in &mut running.0 {
+            let status = c.wait().unwrap();
+            assert!(status.success(), "{} exited with {status}", case.name);
+        }
+        running.0.clear();
+    }
+}
+
+fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args(["-s", signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}

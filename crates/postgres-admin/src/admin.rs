@@ -1,0 +1,374 @@
+//! `Admin`: one superuser connection and the operations the charms need.
+//!
+//! Every identifier goes through `escape_identifier` and every literal through
+//! `escape_literal` or a bind parameter. Passwords reach the server only as
+//! verifiers, in transactions that keep them out of the server log.
+
+use std::fmt;
+use std::time::Duration;
+
+use postgres::error::SqlState;
+use postgres::{Client, Config, GenericClient, NoTls, Transaction};
+use postgres_protocol::escape::{escape_identifier as ident, escape_literal as literal};
+
+use crate::names::{Attribute, DatabaseName, ExtraRoles, RoleName};
+use crate::verifier;
+
+/// Where and as whom to connect. `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnectInfo {
+    /// Host name or address; a path starting with `/` is a unix socket directory.
+    pub host: String,
+    /// TCP port (also names the unix socket).
+    pub port: u16,
+    /// Role to log in as.
+    pub user: String,
+    /// That role's password.
+    pub password: String,
+    /// Database to connect to.
+    pub dbname: String,
+    /// How long to wait for the server to answer.
+    pub connect_timeout: Duration,
+}
+
+impl ConnectInfo {
+    /// The same server and credentials, for another database.
+    pub fn for_database(&self, dbname: &str) -> ConnectInfo {
+        ConnectInfo {
+            dbname: dbname.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// Opens a connection (without TLS).
+    pub fn connect(&self) -> Result<Client> {
+        Config::new()
+            .host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .password(&self.password)
+            .dbname(&self.dbname)
+            .connect_timeout(self.connect_timeout)
+            .application_name("postgres-admin")
+            .connect(NoTls)
+            .map_err(|source| AdminError::Connect {
+                target: self.to_string(),
+                source,
+            })
+    }
+}
+
+impl fmt::Debug for ConnectInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectInfo")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("dbname", &self.dbname)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+impl fmt::Display for ConnectInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (user, host, port, db) = (&self.user, &self.host, self.port, &self.dbname);
+        write!(f, "database {db:?} on {host}:{port} as {user:?}")
+    }
+}
+
+/// What went wrong while administering PostgreSQL. Messages say what was being
+/// done, never the SQL sent and never a password.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The server could not be reached or refused the login.
+    #[error("cannot connect to {target}: {}", describe(.source))]
+    Connect {
+        target: String,
+        #[source]
+        source: postgres::Error,
+    },
+    /// A statement failed.
+    #[error("{action} failed: {}", describe(.source))]
+    Statement {
+        action: String,
+        #[source]
+        source: postgres::Error,
+    },
+    /// Refused before sending anything, or the cluster lacks what was asked for.
+    #[error("{0}")]
+    Invalid(String),
+    /// The server answered something this crate cannot read.
+    #[error("{action}: unexpected answer {answer:?}")]
+    Unexpected { action: String, answer: String },
+}
+
+type Result<T> = std::result::Result<T, AdminError>;
+
+/// The driver's error with the server's message (or the I/O cause) on one line.
+fn describe(error: &postgres::Error) -> String {
+    let text = match (error.as_db_error(), std::error::Error::source(error)) {
+        (Some(db), _) => db.to_string(),
+        (None, Some(cause)) => format!("{error}: {cause}"),
+        (None, None) => error.to_string(),
+    };
+    text.replace('\n', "; ")
+}
+
+/// Maps a driver error to a failed statement described by `action`.
+fn failed(action: impl Into<String>) -> impl FnOnce(postgres::Error) -> AdminError {
+    move |source| AdminError::Statement {
+        action: action.into(),
+        source,
+    }
+}
+
+/// Runs statements without parameters (one implicit transaction).
+fn execute(client: &mut impl GenericClient, sql: &str, action: impl Into<String>) -> Result<()> {
+    client.batch_execute(sql).map_err(failed(action))
+}
+
+/// Runs a query returning one boolean.
+fn flag(client: &mut impl GenericClient, sql: &str, param: &str, action: &str) -> Result<bool> {
+    let row = client.query_one(sql, &[&param]).map_err(failed(action))?;
+    row.try_get(0).map_err(failed(action))
+}
+
+fn role_exists_in(client: &mut impl GenericClient, role: &str) -> Result<bool> {
+    let sql = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)";
+    flag(client, sql, role, "looking up a role")
+}
+
+/// One connection as a superuser.
+pub struct Admin {
+    info: ConnectInfo,
+    client: Client,
+}
+
+impl Admin {
+    /// Connects; `info.user` must be a superuser for most operations.
+    pub fn connect(info: &ConnectInfo) -> Result<Admin> {
+        Ok(Admin {
+            client: info.connect()?,
+            info: info.clone(),
+        })
+    }
+
+    /// The server's version, numeric part only (`"15.18"`).
+    pub fn server_version(&mut self) -> Result<String> {
+        let action = "reading the server version";
+        let row = self.client.query_one("SHOW server_version", &[]);
+        let row = row.map_err(failed(action))?;
+        let full: String = row.try_get(0).map_err(failed(action))?;
+        let numeric: String = full
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        match numeric.trim_end_matches('.') {
+            "" => Err(AdminError::Unexpected {
+                action: action.into(),
+                answer: full,
+            }),
+            version => Ok(version.to_string()),
+        }
+    }
+
+    /// The names of all non-template databases, sorted.
+    pub fn databases(&mut self) -> Result<Vec<String>> {
+        let sql = "SELECT datname::text FROM pg_catalog.pg_database \
+                   WHERE NOT datistemplate ORDER BY datname";
+        self.names(sql, "listing databases")
+    }
+
+    /// Whether a database of that name exists.
+    pub fn database_exists(&mut self, name: &str) -> Result<bool> {
+        let sql = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1)";
+        flag(&mut self.client, sql, name, "looking up a database")
+    }
+
+    /// Whether a role of that name exists.
+    pub fn role_exists(&mut self, role: &RoleName) -> Result<bool> {
+        role_exists_in(&mut self.client, role.as_str())
+    }
+
+    /// Creates the database owned by `owner` unless it exists, and revokes
+    /// PUBLIC's default rights on it. Returns whether it was created.
+    pub fn create_database(&mut self, db: &DatabaseName, owner: &RoleName) -> Result<bool> {
+        let (db_id, owner_id) = (ident(db.as_str()), ident(owner.as_str()));
+        let created = !self.database_exists(db.as_str())?;
+        if created {
+            let sql = format!("CREATE DATABASE {db_id} OWNER {owner_id}");
+            execute(&mut self.client, &sql, format!("creating database {db}"))?;
+        }
+        let sql = format!("REVOKE ALL ON DATABASE {db_id} FROM PUBLIC");
+        execute(&mut self.client, &sql, format!("locking database {db}"))?;
+        Ok(created)
+    }
+
+    /// Creates or updates a login role with exactly the attributes in `extra`
+    /// (the others withheld) and its password, then grants the memberships.
+    /// All or nothing: a missing membership role leaves the cluster unchanged.
+    pub fn create_user(
+        &mut self,
+        user: &RoleName,
+        password: &str,
+        extra: &ExtraRoles,
+    ) -> Result<()> {
+        if password.is_empty() {
+            return Err(AdminError::Invalid(format!(
+                "empty password for role {user}"
+            )));
+        }
+        let attributes: Vec<String> = Attribute::ALL
+            .iter()
+            .map(|a| match extra.attributes().contains(a) {
+                true => a.keyword().to_string(),
+                false => format!("NO{}", a.keyword()),
+            })
+            .collect();
+        let verifier = verifier::scram_sha_256_random_salt(password);
+        let options = format!("{} PASSWORD {}", attributes.join(" "), literal(&verifier));
+        self.upsert_login_role(user, &options, |tx| {
+            for &role in extra.memberships() {
+                if !role_exists_in(tx, role)? {
+                    return Err(AdminError::Invalid(format!(
+                        "cannot make {user} a member of {role:?}: no such role in this cluster"
+                    )));
+                }
+                let sql = format!("GRANT {} TO {}", ident(role), ident(user.as_str()));
+                execute(tx, &sql, format!("granting {role} to {user}"))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Lets `user` connect to and create in `db`, including schema `public`.
+    pub fn grant_database(&mut self, db: &DatabaseName, user: &RoleName) -> Result<()> {
+        let (db_id, user_id) = (ident(db.as_str()), ident(user.as_str()));
+        let action = format!("granting database {db} to {user}");
+        let sql = format!("GRANT ALL PRIVILEGES ON DATABASE {db_id} TO {user_id}");
+        execute(&mut self.client, &sql, &action)?;
+        let mut client = self.info.for_database(db.as_str()).connect()?;
+        let sql = format!("GRANT ALL ON SCHEMA public TO {user_id}");
+        execute(&mut client, &sql, action)
+    }
+
+    /// Drops a role, handing whatever it owns in every database to the
+    /// connected superuser first; databases and data stay. Returns whether
+    /// the role existed.
+    pub fn drop_user(&mut self, user: &RoleName) -> Result<bool> {
+        if !self.role_exists(user)? {
+            return Ok(false);
+        }
+        if user.as_str() == self.info.user {
+            return Err(AdminError::Invalid(format!(
+                "refusing to drop {user}: it is the role connected"
+            )));
+        }
+        let sql = "SELECT datname::text FROM pg_catalog.pg_database \
+                   WHERE datallowconn AND NOT datistemplate ORDER BY datname";
+        let user_id = ident(user.as_str());
+        for db in self.names(sql, "listing databases")? {
+            let mut client = self.info.for_database(&db).connect()?;
+            let action = format!("taking over what {user} owns in {db:?}");
+            let sql =
+                format!("REASSIGN OWNED BY {user_id} TO CURRENT_USER; DROP OWNED BY {user_id}");
+            execute(&mut client, &sql, action)?;
+        }
+        let sql = format!("DROP ROLE {user_id}");
+        execute(&mut self.client, &sql, format!("dropping role {user}"))?;
+        Ok(true)
+    }
+
+    /// Installs (or refreshes) `<auth_user>.get_auth(username)` in `database`
+    /// (a [`DatabaseName`] or a system database such as `postgres`): a
+    /// SECURITY DEFINER function returning the name and verifier of a role that
+    /// can log in and is neither a superuser, a replication role, expired nor
+    /// the auth user itself. Only `auth_user` may execute it; the schema
+    /// `<auth_user>` and the function belong to the connected superuser.
+    pub fn install_auth_function(&mut self, database: &str, auth_user: &RoleName) -> Result<()> {
+        let schema = ident(auth_user.as_str());
+        let sql = format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema};
+             ALTER SCHEMA {schema} OWNER TO CURRENT_USER;
+             CREATE OR REPLACE FUNCTION {schema}.get_auth(username TEXT)
+             RETURNS TABLE(username TEXT, password TEXT)
+             LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+             AS $body$
+               SELECT rolname::TEXT, rolpassword::TEXT FROM pg_catalog.pg_authid
+               WHERE rolname = $1 AND rolcanlogin AND NOT rolsuper AND NOT rolreplication
+                 AND rolname <> {auth_literal}
+                 AND (rolvaliduntil IS NULL OR rolvaliduntil > pg_catalog.now())
+             $body$;
+             ALTER FUNCTION {schema}.get_auth(TEXT) OWNER TO CURRENT_USER;
+             REVOKE ALL ON FUNCTION {schema}.get_auth(TEXT) FROM PUBLIC;
+             GRANT EXECUTE ON FUNCTION {schema}.get_auth(TEXT) TO {schema};
+             GRANT USAGE ON SCHEMA {schema} TO {schema};
+             GRANT CONNECT ON DATABASE {db} TO {schema};",
+            auth_literal = literal(auth_user.as_str()),
+            db = ident(database),
+        );
+        let mut client = self.info.for_database(database).connect()?;
+        let action = format!("installing the auth function for {auth_user} in {database:?}");
+        execute(&mut client, &sql, action)
+    }
+
+    /// Drops the auth function and its schema from `database`. Returns whether
+    /// there was anything to remove; a database that is gone has nothing.
+    pub fn remove_auth_function(&mut self, database: &str, auth_user: &RoleName) -> Result<bool> {
+        let mut client = match self.info.for_database(database).connect() {
+            Err(AdminError::Connect { source, .. })
+                if source.code() == Some(&SqlState::INVALID_CATALOG_NAME) =>
+            {
+                return Ok(false)
+            }
+            other => other?,
+        };
+        let sql = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)";
+        if !flag(&mut client, sql, auth_user.as_str(), "looking up a schema")? {
+            return Ok(false);
+        }
+        let schema = ident(auth_user.as_str());
+        let sql = format!(
+            "DROP FUNCTION IF EXISTS {schema}.get_auth(TEXT); DROP SCHEMA IF EXISTS {schema}"
+        );
+        let action = format!("removing the auth function for {auth_user} from {database:?}");
+        execute(&mut client, &sql, action)?;
+        Ok(true)
+    }
+
+    /// In one transaction kept out of the server log (`options` carry a
+    /// verifier): creates or alters `user` WITH LOGIN and `options`, then `then`.
+    fn upsert_login_role(
+        &mut self,
+        user: &RoleName,
+        options: &str,
+        then: impl FnOnce(&mut Transaction) -> Result<()>,
+    ) -> Result<()> {
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(failed("starting a transaction"))?;
+        let sql = "SET LOCAL log_statement = 'none'; SET LOCAL log_min_error_statement = 'panic'";
+        execute(&mut tx, sql, "turning off statement logging")?;
+        let verb = if role_exists_in(&mut tx, user.as_str())? {
+            "ALTER"
+        } else {
+            "CREATE"
+        };
+        let sql = format!("{verb} ROLE {} WITH LOGIN {options}", ident(user.as_str()));
+        execute(&mut tx, &sql, format!("setting up role {user}"))?;
+        then(&mut tx)?;
+        tx.commit()
+            .map_err(failed(format!("committing role {user}")))
+    }
+
+    /// Runs a query returning one text column.
+    fn names(&mut self, sql: &str, action: &str) -> Result<Vec<String>> {
+        let rows = self.client.query(sql, &[]).map_err(failed(action))?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(failed(action)))
+            .collect()
+    }
+}

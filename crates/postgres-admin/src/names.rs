@@ -1,0 +1,239 @@
+//! Validated names: safe in SQL, in PgBouncer's ini file and in role names
+//! derived from them, so hostile values from a relation are refused before any
+//! statement is built.
+
+use std::fmt;
+
+/// Longest database name: `<db>_readonly` and derived role names must stay
+/// within PostgreSQL's 63-byte identifier limit.
+pub const MAX_DATABASE_NAME: usize = 49;
+/// PostgreSQL's identifier limit (NAMEDATALEN - 1).
+pub const MAX_ROLE_NAME: usize = 63;
+
+/// A name refused, with the value (escaped) and the rule it breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {kind} {value:?}: {rule}")]
+pub struct NameError {
+    kind: &'static str,
+    value: String,
+    rule: String,
+}
+
+impl NameError {
+    /// The refused value, as given.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+/// The rules of one kind of name.
+struct Rules {
+    kind: &'static str,
+    max: usize,
+    allowed: fn(char) -> bool,
+    allowed_text: &'static str,
+    reserved: &'static [&'static str],
+}
+
+const DATABASE: Rules = Rules {
+    kind: "database name",
+    max: MAX_DATABASE_NAME,
+    allowed: |c| c.is_ascii_alphanumeric() || c == '_' || c == '-',
+    allowed_text: "ASCII letters, digits, '_' and '-'",
+    reserved: &["postgres", "template0", "template1", "pgbouncer"],
+};
+
+const ROLE: Rules = Rules {
+    kind: "role name",
+    max: MAX_ROLE_NAME,
+    allowed: |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_',
+    allowed_text: "lowercase ASCII letters, digits and '_'",
+    reserved: &["public", "none"],
+};
+
+impl Rules {
+    fn check(&self, value: &str) -> Result<String, NameError> {
+        let fail = |rule: String| {
+            let (kind, value) = (self.kind, value.to_string());
+            Err(NameError { kind, value, rule })
+        };
+        let lower = value.to_ascii_lowercase();
+        if value.is_empty() {
+            return fail("must not be empty".into());
+        }
+        if value.len() > self.max {
+            return fail(format!(
+                "must be at most {} bytes (is {})",
+                self.max,
+                value.len()
+            ));
+        }
+        if let Some(bad) = value.chars().find(|&c| !(self.allowed)(c)) {
+            return fail(format!(
+                "contains {bad:?}; only {} are allowed",
+                self.allowed_text
+            ));
+        }
+        if !value.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+            return fail("must start with an ASCII letter or '_'".into());
+        }
+        if lower.starts_with("pg_") {
+            return fail("names starting with \"pg_\" are reserved".into());
+        }
+        if self.reserved.contains(&lower.as_str()) {
+            return fail("is reserved".into());
+        }
+        Ok(value.to_string())
+    }
+}
+
+/// A database name a client may ask for: 1 to 49 bytes of ASCII letters,
+/// digits, `_` and `-`, starting with a letter or `_`, and not a system
+/// database (`postgres`, `template0`, `template1`, `pgbouncer`, `pg_*`, in
+/// any case).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DatabaseName(String);
+
+impl DatabaseName {
+    /// Validates a database name.
+    pub fn parse(value: &str) -> Result<DatabaseName, NameError> {
+        DATABASE.check(value).map(DatabaseName)
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DatabaseName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A role name the charms create (`relation_id_4`,
+/// `pgbouncer_auth_relation_id_4`): 1 to 63 bytes of lowercase ASCII letters,
+/// digits and `_`, starting with a letter or `_`, not `pg_*`, `public` or `none`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoleName(String);
+
+impl RoleName {
+    /// Validates a role name.
+    pub fn parse(value: &str) -> Result<RoleName, NameError> {
+        ROLE.check(value).map(RoleName)
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RoleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A role attribute a client may ask for in `extra-user-roles`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Attribute {
+    /// `SUPERUSER`.
+    Superuser,
+    /// `CREATEDB`.
+    CreateDb,
+    /// `CREATEROLE`.
+    CreateRole,
+}
+
+impl Attribute {
+    /// The SQL keyword granting the attribute (`NO` + it withholds it).
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Attribute::Superuser => "SUPERUSER",
+            Attribute::CreateDb => "CREATEDB",
+            Attribute::CreateRole => "CREATEROLE",
+        }
+    }
+
+    /// Every attribute, in a fixed order.
+    pub const ALL: [Attribute; 3] = [
+        Attribute::Superuser,
+        Attribute::CreateDb,
+        Attribute::CreateRole,
+    ];
+}
+
+/// Roles a client may ask to be a member of.
+pub const MEMBERSHIPS: [&str; 9] = [
+    "admin",
+    "pg_read_all_data",
+    "pg_write_all_data",
+    "pg_monitor",
+    "pg_read_all_settings",
+    "pg_read_all_stats",
+    "pg_stat_scan_tables",
+    "pg_signal_backend",
+    "pg_checkpoint",
+];
+
+/// An `extra-user-roles` value that names something not allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoleError {
+    /// The item, as given, is neither an allowed attribute nor an allowed role.
+    #[error(
+        "unknown extra user role {item:?}: allowed are superuser, createdb, createrole, {roles}",
+        item = .0,
+        roles = MEMBERSHIPS.join(", ")
+    )]
+    Unknown(String),
+}
+
+/// The parsed `extra-user-roles` field of the `postgresql_client` interface.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExtraRoles {
+    attributes: Vec<Attribute>,
+    memberships: Vec<&'static str>,
+}
+
+impl ExtraRoles {
+    /// Parses a comma-separated, case-insensitive list; blanks and duplicates
+    /// are dropped, and the first unknown item is named in the error.
+    pub fn parse(value: &str) -> Result<ExtraRoles, RoleError> {
+        let mut roles = ExtraRoles::default();
+        for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let lower = item.to_ascii_lowercase();
+            let attribute = Attribute::ALL
+                .into_iter()
+                .find(|a| a.keyword().eq_ignore_ascii_case(item));
+            if let Some(attribute) = attribute {
+                if !roles.attributes.contains(&attribute) {
+                    roles.attributes.push(attribute);
+                }
+            } else if let Some(&role) = MEMBERSHIPS.iter().find(|&&m| m == lower) {
+                if !roles.memberships.contains(&role) {
+                    roles.memberships.push(role);
+                }
+            } else {
+                return Err(RoleError::Unknown(item.to_string()));
+            }
+        }
+        Ok(roles)
+    }
+
+    /// The attributes asked for, in first-seen order.
+    pub fn attributes(&self) -> &[Attribute] {
+        &self.attributes
+    }
+
+    /// The roles to grant membership in, in first-seen order.
+    pub fn memberships(&self) -> &[&'static str] {
+        &self.memberships
+    }
+
+    /// Whether this asks for more than data access: an attribute or `admin`.
+    pub fn is_privileged(&self) -> bool {
+        !self.attributes.is_empty() || self.memberships.contains(&"admin")
+    }
+}

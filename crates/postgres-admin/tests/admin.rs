@@ -1,0 +1,244 @@
+//! `Admin` against a real PostgreSQL 15 ([`TestCluster`]); each test groups
+//! several checks on one cluster.
+
+use postgres::Client;
+use postgres_admin::testing::TestCluster;
+use postgres_admin::{Admin, AdminError, ConnectInfo, DatabaseName, ExtraRoles, RoleName};
+
+fn role(name: &str) -> RoleName {
+    RoleName::parse(name).unwrap()
+}
+
+fn roles(value: &str) -> ExtraRoles {
+    ExtraRoles::parse(value).unwrap()
+}
+
+/// Logs in over TCP, where the cluster asks for SCRAM.
+fn login(
+    cluster: &TestCluster,
+    user: &str,
+    password: &str,
+    db: &str,
+) -> Result<Client, AdminError> {
+    let info = ConnectInfo {
+        user: user.into(),
+        password: password.into(),
+        ..cluster.connect_info(db)
+    };
+    info.connect()
+}
+
+fn query_bool(client: &mut Client, sql: &str) -> bool {
+    client.query_one(sql, &[]).unwrap().get(0)
+}
+
+#[test]
+fn users_and_databases() {
+    let cluster = TestCluster::start().unwrap();
+    let info = cluster.connect_info("postgres");
+    assert!(!format!("{info:?}").contains(cluster.password()));
+    let mut admin = Admin::connect(&info).unwrap();
+    let mut superuser = info.connect().unwrap();
+
+    let version = admin.server_version().unwrap();
+    assert!(version.starts_with("15."), "{version}");
+    assert!(
+        version.chars().all(|c| c.is_ascii_digit() || c == '.'),
+        "{version}"
+    );
+
+    let (db, alice, bob) = (
+        DatabaseName::parse("app-db").unwrap(),
+        role("alice"),
+        role("bob"),
+    );
+    admin
+        .create_user(&alice, "alice's secret", &roles(""))
+        .unwrap();
+    assert!(admin.create_database(&db, &alice).unwrap());
+    assert!(!admin.create_database(&db, &alice).unwrap());
+    assert!(admin.database_exists("app-db").unwrap());
+    assert_eq!(admin.databases().unwrap(), ["app-db", "postgres"]);
+    admin.grant_database(&db, &alice).unwrap();
+
+    // The password reached the server only as a SCRAM verifier, and logging in
+    // with the plaintext over SCRAM works.
+    let stored: String = superuser
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'alice'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(stored.starts_with("SCRAM-SHA-256$4096:"), "{stored}");
+    assert!(login(&cluster, "alice", "wrong", "app-db").is_err());
+    let mut as_alice = login(&cluster, "alice", "alice's secret", "app-db").unwrap();
+    as_alice
+        .batch_execute("CREATE TABLE notes (body text); INSERT INTO notes VALUES ('hi')")
+        .unwrap();
+
+    // A second user granted the same database can use it; one not granted cannot connect.
+    admin.create_user(&bob, "bob-pw", &roles("")).unwrap();
+    admin.grant_database(&db, &bob).unwrap();
+    let mut as_bob = login(&cluster, "bob", "bob-pw", "app-db").unwrap();
+    as_bob
+        .batch_execute("CREATE TABLE bobs (n int); INSERT INTO bobs VALUES (1)")
+        .unwrap();
+    let carol = role("carol");
+    admin
+        .create_user(
+            &carol,
+            "carol-pw",
+            &roles("CREATEDB, createrole, pg_monitor"),
+        )
+        .unwrap();
+    let Err(refused) = login(&cluster, "carol", "carol-pw", "app-db") else {
+        panic!("carol connected to a database not granted to her");
+    };
+    assert!(
+        refused.to_string().contains("permission denied"),
+        "{refused}"
+    );
+
+    // Extra roles show in pg_roles, and updating the user withdraws them.
+    let attrs = "SELECT rolcanlogin AND rolcreatedb AND rolcreaterole AND NOT rolsuper \
+                 AND pg_has_role('carol', 'pg_monitor', 'MEMBER') FROM pg_roles WHERE rolname = 'carol'";
+    assert!(query_bool(&mut superuser, attrs));
+    admin.create_user(&carol, "carol-pw2", &roles("")).unwrap();
+    let plain =
+        "SELECT NOT rolcreatedb AND NOT rolcreaterole FROM pg_roles WHERE rolname = 'carol'";
+    assert!(query_bool(&mut superuser, plain));
+    login(&cluster, "carol", "carol-pw2", "postgres").unwrap();
+
+    // A membership the cluster lacks fails by name and creates nothing.
+    let dave = role("dave");
+    let err = admin
+        .create_user(&dave, "dave-secret", &roles("createdb, admin"))
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, AdminError::Invalid(_)), "{err:?}");
+    assert!(
+        message.contains("\"admin\"") && !message.contains("dave-secret"),
+        "{message}"
+    );
+    assert!(!admin.role_exists(&dave).unwrap());
+    let err = admin.create_user(&dave, "", &roles("")).unwrap_err();
+    assert!(matches!(err, AdminError::Invalid(_)), "{err:?}");
+
+    // Dropping a user keeps its database and data, now owned by the superuser.
+    drop(as_alice);
+    assert!(admin.drop_user(&alice).unwrap());
+    assert!(!admin.role_exists(&alice).unwrap());
+    assert!(admin.database_exists("app-db").unwrap());
+    let mut in_db = cluster.connect_info("app-db").connect().unwrap();
+    let owner: String = in_db
+        .query_one(
+            "SELECT tableowner::text FROM pg_tables WHERE tablename = 'notes'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, cluster.superuser());
+    let rows: i64 = in_db
+        .query_one("SELECT count(*) FROM notes", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
+    let db_owner =
+        "SELECT pg_get_userbyid(datdba) = current_user FROM pg_database WHERE datname = 'app-db'";
+    assert!(query_bool(&mut in_db, db_owner));
+    assert!(!admin.drop_user(&alice).unwrap());
+    let err = admin.drop_user(&role(cluster.superuser())).unwrap_err();
+    assert!(matches!(err, AdminError::Invalid(_)), "{err:?}");
+}
+
+#[test]
+fn pgbouncer_auth_function() {
+    let cluster = TestCluster::start().unwrap();
+    let mut admin = Admin::connect(&cluster.connect_info("postgres")).unwrap();
+    let mut superuser = cluster.connect_info("postgres").connect().unwrap();
+    let db = DatabaseName::parse("shop").unwrap();
+    let auth = role("pgbouncer_auth_relation_id_4");
+    admin.create_user(&auth, "auth-secret", &roles("")).unwrap();
+    admin.create_user(&auth, "auth-secret", &roles("")).unwrap();
+    admin
+        .create_user(&role("app"), "app-pw", &roles(""))
+        .unwrap();
+    admin.create_database(&db, &role("app")).unwrap();
+    for database in [db.as_str(), "postgres"] {
+        admin.install_auth_function(database, &auth).unwrap();
+        admin.install_auth_function(database, &auth).unwrap();
+    }
+    superuser
+        .batch_execute(
+            "CREATE ROLE su LOGIN SUPERUSER PASSWORD 'x';
+             CREATE ROLE repl LOGIN REPLICATION PASSWORD 'x';
+             CREATE ROLE nologin NOLOGIN PASSWORD 'x';
+             CREATE ROLE expired LOGIN PASSWORD 'x' VALID UNTIL '2000-01-01';
+             CREATE ROLE valid LOGIN PASSWORD 'x' VALID UNTIL 'infinity';",
+        )
+        .unwrap();
+    let stored = |client: &mut Client, name: &str| -> String {
+        let sql = "SELECT rolpassword FROM pg_authid WHERE rolname = $1";
+        client.query_one(sql, &[&name]).unwrap().get(0)
+    };
+    assert!(stored(&mut superuser, auth.as_str()).starts_with("SCRAM-SHA-256$"));
+    let app_verifier = stored(&mut superuser, "app");
+
+    // The auth user logs in over TCP with SCRAM, as PgBouncer does, and calls
+    // the function.
+    let call = "SELECT username, password FROM pgbouncer_auth_relation_id_4.get_auth($1)";
+    for database in [db.as_str(), "postgres"] {
+        let info = ConnectInfo {
+            user: auth.to_string(),
+            password: "auth-secret".into(),
+            ..cluster.connect_info(database)
+        };
+        let mut as_auth = info.connect().unwrap();
+        let rows = as_auth.query(call, &[&"app"]).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].get::<_, String>(0), "app");
+        assert_eq!(rows[0].get::<_, String>(1), app_verifier);
+        assert_eq!(as_auth.query(call, &[&"valid"]).unwrap().len(), 1);
+        for hidden in [
+            cluster.superuser(),
+            "su",
+            "repl",
+            "nologin",
+            "expired",
+            auth.as_str(),
+            "nobody",
+        ] {
+            assert!(
+                as_auth.query(call, &[&hidden]).unwrap().is_empty(),
+                "{hidden} visible"
+            );
+        }
+    }
+
+    // PUBLIC cannot execute it: a login role with USAGE on the schema is refused.
+    let public_acl = "SELECT NOT EXISTS (SELECT 1 FROM pg_proc, aclexplode(proacl) \
+                      WHERE oid = 'pgbouncer_auth_relation_id_4.get_auth(text)'::regprocedure \
+                      AND grantee = 0)";
+    assert!(query_bool(&mut superuser, public_acl));
+    let definer = "SELECT prosecdef AND proowner = 'operator'::regrole FROM pg_proc \
+                   WHERE oid = 'pgbouncer_auth_relation_id_4.get_auth(text)'::regprocedure";
+    assert!(query_bool(&mut superuser, definer));
+    superuser
+        .batch_execute("GRANT USAGE ON SCHEMA pgbouncer_auth_relation_id_4 TO app")
+        .unwrap();
+    let err = login(&cluster, "app", "app-pw", "postgres")
+        .unwrap()
+        .query(call, &[&"app"])
+        .unwrap_err();
+    let message = err.as_db_error().unwrap().message();
+    assert_eq!(message, "permission denied for function get_auth");
+
+    // Removal: once something, then nothing; a missing database is nothing to do.
+    assert!(admin.remove_auth_function(db.as_str(), &auth).unwrap());
+    assert!(!admin.remove_auth_function(db.as_str(), &auth).unwrap());
+    assert!(!admin.remove_auth_function("no_such_db", &auth).unwrap());
+    let mut in_db = cluster.connect_info(db.as_str()).connect().unwrap();
+    let gone = "SELECT to_regnamespace('pgbouncer_auth_relation_id_4') IS NULL";
+    assert!(query_bool(&mut in_db, gone));
+}

@@ -1,0 +1,105 @@
+//! Names and `extra-user-roles` are refused before any SQL can be built from them.
+
+use postgres_admin::{Attribute, DatabaseName, ExtraRoles, RoleError, RoleName};
+
+#[test]
+fn hostile_database_names_are_refused_with_the_value_and_the_rule() {
+    let long = "a".repeat(50);
+    let cases: &[(&str, &str)] = &[
+        ("", "must not be empty"),
+        ("bob\"; DROP TABLE x; --", "contains '\"'"),
+        ("it's", "contains '\\''"),
+        ("a;b", "contains ';'"),
+        ("my db", "contains ' '"),
+        ("café", "contains 'é'"),
+        ("line\nbreak", "contains '\\n'"),
+        ("nul\0byte", "contains '\\0'"),
+        (&long, "at most 49 bytes (is 50)"),
+        ("1abc", "must start with"),
+        ("-abc", "must start with"),
+        ("postgres", "reserved"),
+        ("template0", "reserved"),
+        ("template1", "reserved"),
+        ("pgbouncer", "reserved"),
+        ("PgBouncer", "reserved"),
+        ("pg_anything", "\"pg_\" are reserved"),
+    ];
+    for (value, rule) in cases {
+        let err = DatabaseName::parse(value).expect_err(value);
+        let message = err.to_string();
+        assert_eq!(err.value(), *value);
+        assert!(message.contains(&format!("{value:?}")), "{message}");
+        assert!(message.contains(rule), "{message} lacks {rule}");
+    }
+    assert!(DatabaseName::parse("line\nbreak")
+        .unwrap_err()
+        .to_string()
+        .contains("\"line\\nbreak\""));
+}
+
+#[test]
+fn good_database_and_role_names_pass() {
+    let longest = "d".repeat(49);
+    for name in [
+        "app",
+        "my-app_2",
+        "_private",
+        "A",
+        "Orders",
+        longest.as_str(),
+        "postgres_app",
+    ] {
+        assert_eq!(DatabaseName::parse(name).unwrap().to_string(), name);
+    }
+    let longest = "r".repeat(63);
+    for name in [
+        "relation_id_4",
+        "pgbouncer_auth_relation_id_4",
+        "_x",
+        longest.as_str(),
+    ] {
+        assert_eq!(RoleName::parse(name).unwrap().as_str(), name);
+    }
+    let too_long = "r".repeat(64);
+    for name in [
+        "",
+        "Upper",
+        "with-dash",
+        "9lives",
+        "pg_monitor",
+        "public",
+        "a b",
+        too_long.as_str(),
+    ] {
+        assert!(RoleName::parse(name).is_err(), "{name:?} accepted");
+    }
+}
+
+#[test]
+fn extra_roles_parse_case_insensitively_and_refuse_anything_else() {
+    let roles = ExtraRoles::parse(" CREATEDB, createrole ,, createdb,Pg_Monitor ").unwrap();
+    assert_eq!(
+        roles.attributes(),
+        [Attribute::CreateDb, Attribute::CreateRole]
+    );
+    assert_eq!(roles.memberships(), ["pg_monitor"]);
+    assert!(roles.is_privileged());
+
+    let roles = ExtraRoles::parse("pg_read_all_data,pg_write_all_data").unwrap();
+    assert!(roles.attributes().is_empty());
+    assert!(!roles.is_privileged());
+    assert!(ExtraRoles::parse("admin").unwrap().is_privileged());
+    assert_eq!(ExtraRoles::parse("").unwrap(), ExtraRoles::default());
+
+    for (value, item) in [
+        ("createdb; drop table x", "createdb; drop table x"),
+        ("createdb, rolname'--", "rolname'--"),
+        ("test", "test"),
+        ("superuser, Test, other", "Test"),
+        ("pg_execute_server_program", "pg_execute_server_program"),
+    ] {
+        let err = ExtraRoles::parse(value).unwrap_err();
+        assert_eq!(err, RoleError::Unknown(item.to_string()));
+        assert!(err.to_string().contains(&format!("{item:?}")), "{err}");
+    }
+}
