@@ -27,10 +27,17 @@ pub trait Charm {
     /// Handles one event. An error fails the hook: Juju discards its relation,
     /// secret and port changes, and retries it.
     fn handle(&mut self, hook: &mut Hook<'_>, event: &Event) -> anyhow::Result<Handled>;
+
+    /// Runs once per dispatch, after every event was handled (actions excepted):
+    /// the place to work out and set the unit's status from the state as it now is.
+    fn collect_status(&mut self, _hook: &mut Hook<'_>) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Runs one dispatch: every deferred event (oldest first, unless the event is one
-/// where Juju restricts the tools), then the new one. Returns the new queue.
+/// where Juju restricts the tools), then the new one, then the charm's status
+/// collection. Returns the new queue.
 pub fn run(
     charm: &mut dyn Charm,
     context: &Context,
@@ -63,6 +70,11 @@ pub fn run(
             anyhow::bail!("action {} cannot be deferred", a.name);
         }
         defer::push(&mut queue, event);
+    }
+    if !matches!(event, Event::Action(_)) {
+        charm
+            .collect_status(&mut hook)
+            .context("collecting the status failed")?;
     }
     Ok(queue)
 }

@@ -777,3 +777,35 @@ fn the_charm_files_declare_what_the_code_uses() {
     assert_eq!(out.action.results["greeting"], "hi");
     assert!(files.actions.contains_key("get-admin-password"));
 }
+
+/// Counts how often its status collection runs.
+struct StatusCounter(u32);
+
+impl Charm for StatusCounter {
+    fn handle(&mut self, _: &mut Hook<'_>, event: &Event) -> anyhow::Result<Handled> {
+        Ok(if *event == Event::Start {
+            Handled::Deferred
+        } else {
+            Handled::Done
+        })
+    }
+
+    fn collect_status(&mut self, hook: &mut Hook<'_>) -> anyhow::Result<()> {
+        self.0 += 1;
+        hook.set_status(Status::Active(format!("collected {}", self.0)))?;
+        Ok(())
+    }
+}
+
+#[test]
+fn status_is_collected_once_per_dispatch_after_every_event_but_not_for_actions() {
+    let mut charm = StatusCounter(0);
+    let state = base(false)
+        .with_deferred(Event::Start)
+        .with_deferred(Event::Install);
+    let out = run(&mut charm, &state, Event::UpdateStatus).unwrap();
+    assert_eq!(out.state.unit_status, Status::Active("collected 1".into()));
+    assert_eq!(out.calls.lines().len(), 1);
+    run_action(&mut charm, &out.state, "get-admin-password", JsonMap::new()).unwrap();
+    assert_eq!(charm.0, 1);
+}

@@ -1,7 +1,90 @@
 //! The PgBouncer charm.
+//!
+//! [`PgBouncerCharm`] routes each event to its flow in [`flows`]; the flows read
+//! the state through [`state`], talk to PostgreSQL through [`postgres`] and to the
+//! container through [`workload`]; [`pgb`] knows PgBouncer's files; [`status`]
+//! decides the unit's status once per dispatch.
 
 pub mod config;
 pub mod endpoint;
+pub mod flows;
 pub mod pgb;
 pub mod postgres;
+pub mod state;
+pub mod status;
 pub mod workload;
+
+use charm::{Charm, Event, Handled, Hook};
+use flows::{backend, database, lifecycle, peers, Deps, Issues};
+use state::{BACKEND, DATABASE, PEERS};
+
+/// The charm: its dependencies, and the problems met in this dispatch.
+pub struct PgBouncerCharm {
+    pub deps: Deps,
+    issues: Issues,
+}
+
+impl PgBouncerCharm {
+    pub fn new(deps: Deps) -> PgBouncerCharm {
+        PgBouncerCharm {
+            deps,
+            issues: Issues::default(),
+        }
+    }
+}
+
+impl Charm for PgBouncerCharm {
+    fn handle(&mut self, hook: &mut Hook<'_>, event: &Event) -> anyhow::Result<Handled> {
+        let (deps, issues) = (&self.deps, &mut self.issues);
+        match event {
+            Event::ConfigChanged => lifecycle::config_changed(hook, deps, issues),
+            Event::PebbleReady { container } if container == workload::CONTAINER => {
+                lifecycle::pebble_ready(hook, deps, issues)
+            }
+            Event::UpdateStatus => lifecycle::update_status(hook, deps, issues),
+            Event::LeaderElected => lifecycle::leader_elected(hook, deps, issues),
+            Event::UpgradeCharm => lifecycle::upgrade_charm(hook, deps, issues),
+            Event::SecretChanged(s) => lifecycle::secret_changed(hook, deps, s),
+            Event::SecretRemove(s) => lifecycle::secret_remove(hook, s),
+            Event::RelationCreated(r) if r.relation.endpoint == PEERS => {
+                peers::created(hook, deps, issues, &r.relation)
+            }
+            Event::RelationJoined(r) | Event::RelationChanged(r)
+                if r.relation.endpoint == PEERS =>
+            {
+                peers::changed(hook, deps, issues, &r.relation)
+            }
+            Event::RelationDeparted(r) if r.relation.endpoint == PEERS => {
+                peers::departed(hook, deps, issues, &r.relation)
+            }
+            Event::RelationChanged(r) if r.relation.endpoint == DATABASE => {
+                database::changed(hook, deps, issues, &r.relation)
+            }
+            Event::RelationDeparted(r) if r.relation.endpoint == DATABASE => {
+                database::departed(hook, r)
+            }
+            Event::RelationBroken(r) if r.relation.endpoint == DATABASE => {
+                database::broken(hook, deps, issues, r)
+            }
+            Event::RelationCreated(r) if r.relation.endpoint == BACKEND => {
+                backend::created(hook, r)
+            }
+            Event::RelationChanged(r) if r.relation.endpoint == BACKEND => {
+                backend::changed(hook, deps, issues)
+            }
+            Event::RelationDeparted(r) if r.relation.endpoint == BACKEND => {
+                backend::departed(hook, deps, issues, r)
+            }
+            Event::RelationBroken(r) if r.relation.endpoint == BACKEND => {
+                backend::broken(hook, deps, r)
+            }
+            _ => Ok(Handled::Done),
+        }
+    }
+
+    fn collect_status(&mut self, hook: &mut Hook<'_>) -> anyhow::Result<()> {
+        let status = status::decide(hook, &self.deps, &self.issues)?;
+        hook.set_status(status)?;
+        Ok(())
+    }
+}

@@ -93,11 +93,13 @@ impl Workload {
     }
 
     /// Makes the directories, adds the layer if the plan lacks it, writes the auth
-    /// file and every process's ini file, then reloads or restarts what needs it.
+    /// file and (with a shared configuration) every process's ini file, then reloads
+    /// or restarts what needs it. Without a shared configuration only the auth file
+    /// is written, and the running processes reload it if it changed.
     pub fn apply(
         &self,
         pebble: &mut dyn Pebble,
-        shared: &SharedConfig,
+        shared: Option<&SharedConfig>,
         userlist: Option<&str>,
         version: PgbVersion,
         tls: bool,
@@ -115,6 +117,17 @@ impl Workload {
                 applied.auth_file_changed = true;
             }
         }
+        let Some(shared) = shared else {
+            if applied.auth_file_changed {
+                let running = self.running(pebble)?;
+                let refs: Vec<&str> = running.iter().map(String::as_str).collect();
+                if !refs.is_empty() {
+                    pebble.send_signal("SIGHUP", &refs)?;
+                }
+                applied.reloaded = running;
+            }
+            return Ok(applied);
+        };
         let layer = self.layer();
         let plan_now = pebble.plan()?;
         if layer
@@ -124,14 +137,7 @@ impl Workload {
         {
             pebble.add_layer("pgbouncer", &layer, true)?;
         }
-        let names: Vec<String> = (0..self.processes).map(service_name).collect();
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let running: Vec<String> = pebble
-            .services(&refs)?
-            .into_iter()
-            .filter(|s| s.is_running())
-            .map(|s| s.name)
-            .collect();
+        let running = self.running(pebble)?;
         for i in 0..self.processes {
             let spec = ProcessSpec {
                 index: i,
@@ -167,12 +173,24 @@ impl Workload {
         Ok(applied)
     }
 
-    /// Whether every process is running.
-    pub fn all_running(&self, pebble: &mut dyn Pebble) -> Result<bool, PebbleError> {
+    /// The processes whose services are running.
+    pub fn running(&self, pebble: &mut dyn Pebble) -> Result<Vec<String>, PebbleError> {
         let names: Vec<String> = (0..self.processes).map(service_name).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let services = pebble.services(&refs)?;
-        Ok(services.len() == names.len() && services.iter().all(|s| s.is_running()))
+        Ok(pebble
+            .services(&refs)?
+            .into_iter()
+            .filter(|s| s.is_running())
+            .map(|s| s.name)
+            .collect())
+    }
+
+    /// The first process that is not running, if any.
+    pub fn stopped(&self, pebble: &mut dyn Pebble) -> Result<Option<String>, PebbleError> {
+        let running = self.running(pebble)?;
+        Ok((0..self.processes)
+            .map(service_name)
+            .find(|n| !running.contains(n)))
     }
 }
 

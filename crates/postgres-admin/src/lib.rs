@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod names;
+pub mod password;
 pub mod testing;
 pub mod verifier;
 

@@ -1,0 +1,112 @@
+//! The unit's lifecycle: configuration, the container, leadership, upgrades.
+
+use super::peers::follow;
+use super::{config, database, pgbouncer_version, publish, serve, Deps, Issues};
+use crate::state;
+use crate::workload::CONTAINER;
+use charm::{Handled, Hook, SecretEvent};
+
+/// Renders what this unit should serve: the leader builds and publishes it, a
+/// follower takes what the leader published.
+fn converge(hook: &mut Hook<'_>, deps: &Deps, issues: &mut Issues) -> anyhow::Result<Handled> {
+    let Some(peers) = state::peers(hook)? else {
+        return Ok(Handled::Deferred);
+    };
+    if hook.is_leader()? {
+        let Ok(config) = config(hook)? else {
+            return Ok(Handled::Done);
+        };
+        let shared = publish(hook, deps, &peers, &config)?;
+        serve(hook, deps, &peers, Some(&shared))?;
+        database::refresh_all(hook, deps, issues)?;
+    } else {
+        follow(hook, deps, &peers)?;
+    }
+    Ok(Handled::Done)
+}
+
+/// config-changed: an invalid option applies nothing (the status names it).
+/// Otherwise every unit renders; a new `listen_port` restarts the processes on
+/// every unit as it renders, and clients get the new endpoints.
+pub fn config_changed(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    issues: &mut Issues,
+) -> anyhow::Result<Handled> {
+    if config(hook)?.is_err() {
+        return Ok(Handled::Done);
+    }
+    converge(hook, deps, issues)
+}
+
+/// pebble-ready: record the PgBouncer version in the image, then render and start.
+pub fn pebble_ready(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    issues: &mut Issues,
+) -> anyhow::Result<Handled> {
+    let Some(peers) = state::peers(hook)? else {
+        return Ok(Handled::Deferred);
+    };
+    if hook.container(CONTAINER).system_info().is_err() {
+        return Ok(Handled::Deferred);
+    }
+    pgbouncer_version(hook, deps, &peers, true)?;
+    converge(hook, deps, issues)
+}
+
+/// leader-elected: the new leader takes over publication and refreshes every
+/// client relation's endpoints (they point at the leader).
+pub fn leader_elected(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    issues: &mut Issues,
+) -> anyhow::Result<Handled> {
+    converge(hook, deps, issues)
+}
+
+/// upgrade-charm: the image may carry another PgBouncer; read its version again.
+pub fn upgrade_charm(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    issues: &mut Issues,
+) -> anyhow::Result<Handled> {
+    if let Some(peers) = state::peers(hook)? {
+        if hook.container(CONTAINER).system_info().is_ok() {
+            pgbouncer_version(hook, deps, &peers, true)?;
+        }
+    }
+    converge(hook, deps, issues)
+}
+
+/// update-status: a safety net that converges again (the status is collected after).
+pub fn update_status(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    issues: &mut Issues,
+) -> anyhow::Result<Handled> {
+    converge(hook, deps, issues)
+}
+
+/// secret-changed: the leader rewrote the application secret (the auth file).
+pub fn secret_changed(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    event: &SecretEvent,
+) -> anyhow::Result<Handled> {
+    if event.label.as_deref() != Some(state::app_secret_label(hook.app()).as_str()) {
+        return Ok(Handled::Done);
+    }
+    if let Some(peers) = state::peers(hook)? {
+        follow(hook, deps, &peers)?;
+    }
+    Ok(Handled::Done)
+}
+
+/// secret-remove: nobody tracks an old revision of a secret this application owns.
+pub fn secret_remove(hook: &mut Hook<'_>, event: &SecretEvent) -> anyhow::Result<Handled> {
+    if let Some(revision) = event.revision {
+        hook.remove_secret(&event.id, Some(revision))?;
+    }
+    Ok(Handled::Done)
+}

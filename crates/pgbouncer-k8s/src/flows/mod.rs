@@ -1,0 +1,227 @@
+//! The charm's flows: one module per relation (and one for the lifecycle), each
+//! function a flowchart from the seed documents. This module holds the steps they
+//! share: building and publishing the shared configuration, serving it on this
+//! unit, and telling clients where to connect.
+
+pub mod backend;
+pub mod database;
+pub mod lifecycle;
+pub mod peers;
+
+use crate::config::{CharmConfig, ConfigError};
+use crate::endpoint::{self, Endpoint};
+use crate::pgb::ini::{BackendTarget, SharedInput};
+use crate::pgb::{PgbVersion, SharedConfig};
+use crate::postgres::Connector;
+use crate::state::{self, Backend, BackendState};
+use crate::workload::{Workload, CONTAINER};
+use charm::{Hook, Relation, SecretContent};
+
+/// What the flows need besides the hook.
+pub struct Deps {
+    pub connector: Box<dyn Connector>,
+    pub workload: Workload,
+}
+
+/// Problems met while handling events, shown by the status collection.
+#[derive(Default)]
+pub struct Issues(pub Vec<String>);
+
+impl Issues {
+    pub fn add(&mut self, hook: &mut Hook<'_>, message: String) -> anyhow::Result<()> {
+        hook.log(charm::LogLevel::Warning, &message)?;
+        self.0.push(message);
+        Ok(())
+    }
+}
+
+/// The validated options.
+pub fn config(hook: &mut Hook<'_>) -> anyhow::Result<Result<CharmConfig, ConfigError>> {
+    Ok(CharmConfig::from_raw(hook.config_raw()?))
+}
+
+/// The backend, when it is related, complete, and initialised by the leader (the
+/// application secret holds the auth file for the backend's current user).
+pub fn ready_backend(hook: &mut Hook<'_>) -> anyhow::Result<Option<(Backend, SecretContent)>> {
+    let BackendState::Ready(backend) = state::backend(hook)? else {
+        return Ok(None);
+    };
+    let Some(secret) = state::app_secret(hook)? else {
+        return Ok(None);
+    };
+    let initialised = secret.get(state::AUTH_USER) == Some(backend.auth_user()?.as_str())
+        && secret.get(state::AUTH_FILE).is_some();
+    Ok(initialised.then_some((*backend, secret)))
+}
+
+/// Leader: the shared configuration as the state now stands.
+pub fn build_shared(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    config: &CharmConfig,
+) -> anyhow::Result<SharedConfig> {
+    let target = match ready_backend(hook)? {
+        Some((b, _)) => Some(BackendTarget {
+            auth_user: b.auth_user()?.to_string(),
+            primary: b.primary,
+            read_only: b.read_only,
+        }),
+        None => None,
+    };
+    let clients = state::client_databases(hook)?;
+    let mine = deps.workload.processes;
+    let others: u32 = match state::peers(hook)? {
+        Some(p) => state::peer_units(hook, &p)?
+            .iter()
+            .map(|u| u.processes.unwrap_or(mine))
+            .sum(),
+        None => 0,
+    };
+    let app = hook.app().to_string();
+    Ok(SharedConfig::build(&SharedInput {
+        config,
+        app: &app,
+        backend: target.as_ref(),
+        clients: &clients,
+        total_processes: mine + others,
+        layout: &deps.workload.layout,
+    }))
+}
+
+/// This unit's address, as other units and clients reach it.
+pub fn own_address(hook: &mut Hook<'_>) -> anyhow::Result<String> {
+    Ok(hook.ingress_address(state::PEERS)?.unwrap_or_default())
+}
+
+/// Leader: publishes the shared configuration and its own address to the peers.
+pub fn publish(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    peers: &Relation,
+    config: &CharmConfig,
+) -> anyhow::Result<SharedConfig> {
+    let shared = build_shared(hook, deps, config)?;
+    let address = own_address(hook)?;
+    hook.update_app_bag(
+        peers,
+        [
+            (state::CFG_FILE.to_string(), Some(shared.render())),
+            (state::LEADER_HOSTNAME.to_string(), Some(address)),
+        ],
+    )?;
+    Ok(shared)
+}
+
+/// Every unit: its address and process count, in its peer bag.
+pub fn share_unit_data(hook: &mut Hook<'_>, deps: &Deps, peers: &Relation) -> anyhow::Result<()> {
+    let address = own_address(hook)?;
+    hook.update_unit_bag(
+        peers,
+        [
+            (state::HOSTNAME.to_string(), Some(address)),
+            (
+                state::PROCESSES.to_string(),
+                Some(deps.workload.processes.to_string()),
+            ),
+        ],
+    )?;
+    Ok(())
+}
+
+/// The PgBouncer version of this unit: recorded in its peer bag, or read from the
+/// image (and recorded) when not known yet or when `fresh`.
+pub fn pgbouncer_version(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    peers: &Relation,
+    fresh: bool,
+) -> anyhow::Result<Option<PgbVersion>> {
+    if !fresh {
+        if let Some(v) = state::recorded_version(hook, peers)? {
+            return Ok(Some(v));
+        }
+    }
+    let found = deps.workload.probe_version(hook.container(CONTAINER))?;
+    if let Some(v) = found {
+        hook.update_unit_bag(
+            peers,
+            [(state::PGB_VERSION.to_string(), Some(v.to_string()))],
+        )?;
+    }
+    Ok(found)
+}
+
+/// Writes the configuration (when given) and the auth file to this unit's
+/// container, reloads what changed, and acknowledges the configuration it now
+/// serves. Returns whether it could (the container must be up).
+pub fn serve(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    peers: &Relation,
+    shared: Option<&SharedConfig>,
+) -> anyhow::Result<bool> {
+    if hook.container(CONTAINER).system_info().is_err() {
+        return Ok(false);
+    }
+    let Some(version) = pgbouncer_version(hook, deps, peers, false)? else {
+        return Ok(false);
+    };
+    let userlist =
+        state::app_secret(hook)?.and_then(|c| c.get(state::AUTH_FILE).map(str::to_string));
+    let applied = deps.workload.apply(
+        hook.container(CONTAINER),
+        shared,
+        userlist.as_deref(),
+        version,
+        false,
+    )?;
+    for service in &applied.restarted {
+        hook.log(charm::LogLevel::Info, &format!("restarted {service}"))?;
+    }
+    if let Some(shared) = shared {
+        hook.update_unit_bag(
+            peers,
+            [(
+                state::SERVING.to_string(),
+                Some(state::digest(&shared.render())),
+            )],
+        )?;
+    }
+    Ok(true)
+}
+
+/// Whether this unit and every other live unit serve the published configuration.
+pub fn all_units_serve(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<bool> {
+    let Some(cfg) = hook.local_app_bag(peers)?.get(state::CFG_FILE).cloned() else {
+        return Ok(false);
+    };
+    let want = state::digest(&cfg);
+    if hook.local_unit_bag(peers)?.get(state::SERVING) != Some(&want) {
+        return Ok(false);
+    }
+    Ok(state::peer_units(hook, peers)?
+        .iter()
+        .all(|u| u.serving.as_deref() == Some(want.as_str())))
+}
+
+/// Where clients connect: the leader for reads and writes, the other units for
+/// reads (the leader too when it is alone).
+pub fn client_endpoints(hook: &mut Hook<'_>, port: u16) -> anyhow::Result<(String, String)> {
+    let leader = Endpoint {
+        host: own_address(hook)?,
+        port,
+    };
+    let mut others: Vec<Endpoint> = match state::peers(hook)? {
+        Some(p) => state::peer_units(hook, &p)?
+            .into_iter()
+            .filter_map(|u| u.hostname.filter(|h| !h.is_empty()))
+            .map(|host| Endpoint { host, port })
+            .collect(),
+        None => Vec::new(),
+    };
+    others.sort();
+    if others.is_empty() {
+        others.push(leader.clone());
+    }
+    Ok((leader.to_string(), endpoint::join(&others)))
+}

@@ -1,0 +1,21 @@
+//! The PgBouncer charm's `dispatch` binary.
+
+use pgbouncer_k8s::flows::Deps;
+use pgbouncer_k8s::pgb::pools::processes_for;
+use pgbouncer_k8s::pgb::Layout;
+use pgbouncer_k8s::postgres::RealConnector;
+use pgbouncer_k8s::workload::Workload;
+use pgbouncer_k8s::PgBouncerCharm;
+
+fn main() -> std::process::ExitCode {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let deps = Deps {
+        connector: Box::new(RealConnector),
+        workload: Workload {
+            layout: Layout::default(),
+            processes: processes_for(cores),
+            user: Some("postgres".into()),
+        },
+    };
+    charm::dispatch::main(PgBouncerCharm::new(deps))
+}

@@ -1,0 +1,337 @@
+//! The charm's state as Juju holds it: relation names and databag keys, and the
+//! readers that turn databags and secrets into domain values. Nothing here writes.
+
+use crate::endpoint::Endpoint;
+use crate::pgb::ini::ClientDatabase;
+use crate::pgb::{PgbVersion, SharedConfig};
+use crate::postgres::BackendCredentials;
+use charm::secret::{Revision, SecretRef};
+use charm::{Databag, Hook, Relation, SecretContent, SecretId};
+use postgres_admin::names::{DatabaseName, ExtraRoles, RoleName};
+use sha2::{Digest, Sha256};
+
+/// The client endpoint (`postgresql_client`, provides).
+pub const DATABASE: &str = "database";
+/// The PostgreSQL endpoint (`postgresql_client`, requires).
+pub const BACKEND: &str = "backend-database";
+/// The peer endpoint.
+pub const PEERS: &str = "pgb-peers";
+
+/// Peer application bag: the shared configuration, written by the leader.
+pub const CFG_FILE: &str = "cfg_file";
+/// Peer application bag: the leader's address.
+pub const LEADER_HOSTNAME: &str = "leader_hostname";
+/// Peer unit bag: the unit's address.
+pub const HOSTNAME: &str = "hostname";
+/// Peer unit bag: how many PgBouncer processes the unit runs.
+pub const PROCESSES: &str = "processes";
+/// Peer unit bag: the PgBouncer version the unit runs.
+pub const PGB_VERSION: &str = "pgbouncer_version";
+/// Peer unit bag: the digest of the `cfg_file` the unit serves (its acknowledgement).
+pub const SERVING: &str = "cfg_hash";
+
+/// Keys of the application secret `pgb-peers.<app>.app`.
+pub const AUTH_FILE: &str = "auth-file";
+pub const AUTH_USER: &str = "auth-user";
+pub const ADMIN_PASSWORD: &str = "admin-password";
+pub const MONITORING_PASSWORD: &str = "monitoring-password";
+
+/// The application secret's label.
+pub fn app_secret_label(app: &str) -> String {
+    format!("{PEERS}.{app}.app")
+}
+
+/// The label of a client relation's user secret.
+pub fn user_secret_label(relation_id: u64) -> String {
+    format!("{DATABASE}.{relation_id}.user.secret")
+}
+
+/// The peer-unit-bag flag that says this unit is leaving a relation.
+pub fn departing_key(relation: &Relation) -> String {
+    format!("{}_{}_departing", relation.endpoint, relation.id)
+}
+
+/// A client relation's user.
+pub fn relation_user(relation_id: u64) -> RoleName {
+    RoleName::parse(&format!("relation_id_{relation_id}")).expect("a valid role name")
+}
+
+/// The digest units acknowledge a `cfg_file` by.
+pub fn digest(text: &str) -> String {
+    let hash = Sha256::digest(text.as_bytes());
+    hash.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The peer relation, once Juju has created it.
+pub fn peers(hook: &mut Hook<'_>) -> charm::Result<Option<Relation>> {
+    Ok(hook.relations(PEERS)?.into_iter().next())
+}
+
+/// The backend relation as far as it has come.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backend {
+    pub relation: Relation,
+    pub credentials: BackendCredentials,
+    pub primary: Endpoint,
+    pub read_only: Vec<Endpoint>,
+    pub version: Option<String>,
+}
+
+impl Backend {
+    /// The role PgBouncer logs in as for its auth query.
+    pub fn auth_user(&self) -> Result<RoleName, postgres_admin::names::NameError> {
+        RoleName::parse(&format!(
+            "pgbouncer_auth_{}",
+            self.credentials.username.replace('-', "_")
+        ))
+    }
+}
+
+/// Why the backend relation cannot be used yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackendState {
+    /// No `backend-database` relation.
+    Missing,
+    /// Related, but PostgreSQL has not published everything (or published something unusable).
+    Incomplete(String),
+    Ready(Box<Backend>),
+}
+
+/// Reads the backend relation: endpoints and credentials (from the `secret-user`
+/// secret, or the databag when the backend does not use secrets).
+pub fn backend(hook: &mut Hook<'_>) -> charm::Result<BackendState> {
+    let Some(relation) = hook.relations(BACKEND)?.into_iter().next() else {
+        return Ok(BackendState::Missing);
+    };
+    let remote = hook.remote_app_bag(&relation)?.clone();
+    let Some(endpoints) = remote.get("endpoints") else {
+        return Ok(BackendState::Incomplete(
+            "waiting for PostgreSQL to publish its endpoints".into(),
+        ));
+    };
+    let primary = match Endpoint::parse_list(endpoints).map(|l| l.into_iter().next()) {
+        Ok(Some(p)) => p,
+        Ok(None) | Err(_) => {
+            return Ok(BackendState::Incomplete(format!(
+                "PostgreSQL published unusable endpoints {endpoints:?}"
+            )))
+        }
+    };
+    let read_only = match remote
+        .get("read-only-endpoints")
+        .map(|r| Endpoint::parse_list(r))
+    {
+        None => Vec::new(),
+        Some(Ok(list)) => list,
+        Some(Err(e)) => return Ok(BackendState::Incomplete(e.to_string())),
+    };
+    let (username, password) = match remote.get("secret-user") {
+        Some(uri) => {
+            let Ok(id) = SecretId::parse(uri) else {
+                return Ok(BackendState::Incomplete(
+                    "PostgreSQL published an invalid secret-user".into(),
+                ));
+            };
+            let label = format!("{BACKEND}.{}.user.secret", relation.id);
+            let content = hook.secret(&SecretRef::Id(id, Some(label)), Revision::Refresh)?;
+            (
+                content.get("username").map(str::to_string),
+                content.get("password").map(str::to_string),
+            )
+        }
+        None => (
+            remote.get("username").cloned(),
+            remote.get("password").cloned(),
+        ),
+    };
+    let (Some(username), Some(password)) = (username, password) else {
+        return Ok(BackendState::Incomplete(
+            "waiting for PostgreSQL to publish credentials".into(),
+        ));
+    };
+    let backend = Backend {
+        relation,
+        credentials: BackendCredentials {
+            host: primary.host.clone(),
+            port: primary.port,
+            username,
+            password,
+        },
+        primary,
+        read_only,
+        version: remote.get("version").cloned(),
+    };
+    if let Err(e) = backend.auth_user() {
+        return Ok(BackendState::Incomplete(format!(
+            "PostgreSQL published an unusable user: {e}"
+        )));
+    }
+    Ok(BackendState::Ready(Box::new(backend)))
+}
+
+/// The application secret's content, when the leader has created it.
+pub fn app_secret(hook: &mut Hook<'_>) -> charm::Result<Option<SecretContent>> {
+    let label = app_secret_label(hook.app());
+    hook.secret_by_label(&label, Revision::Refresh)
+}
+
+/// What a client relation asked for, validated. Any error names the relation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub database: DatabaseName,
+    pub roles: ExtraRoles,
+    /// Fields the client wants in secrets (`requested-secrets`).
+    pub secret_fields: Vec<String>,
+}
+
+/// Reads a client's request from its application bag: `Ok(None)` when it has not
+/// asked yet, `Err` with a message for the status when it asked for something
+/// the charm refuses.
+pub fn request(remote: &Databag, relation_id: u64) -> Result<Option<Request>, String> {
+    let Some(raw) = remote.get("database") else {
+        return Ok(None);
+    };
+    let database = DatabaseName::parse(raw).map_err(|e| format!("relation {relation_id}: {e}"))?;
+    let roles = ExtraRoles::parse(remote.get("extra-user-roles").map_or("", String::as_str))
+        .map_err(|e| format!("relation {relation_id}: {e}"))?;
+    let secret_fields = match remote.get("requested-secrets") {
+        None => Vec::new(),
+        Some(raw) => serde_json::from_str::<Vec<String>>(raw).map_err(|_| {
+            format!("relation {relation_id}: requested-secrets is not a JSON list of field names")
+        })?,
+    };
+    Ok(Some(Request {
+        database,
+        roles,
+        secret_fields,
+    }))
+}
+
+/// The client databases this application has created (the leader's view: the
+/// `database` key it wrote to each client relation once the database existed).
+pub fn client_databases(hook: &mut Hook<'_>) -> charm::Result<Vec<ClientDatabase>> {
+    let mut out = Vec::new();
+    for relation in hook.relations(DATABASE)? {
+        let Some(name) = hook.local_app_bag(&relation)?.get("database").cloned() else {
+            continue;
+        };
+        let privileged = request(hook.remote_app_bag(&relation)?, relation.id)
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.roles.is_privileged());
+        out.push(ClientDatabase {
+            relation_id: relation.id,
+            name,
+            privileged,
+        });
+    }
+    Ok(out)
+}
+
+/// One peer unit's published state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerUnit {
+    pub name: String,
+    pub hostname: Option<String>,
+    pub processes: Option<u32>,
+    pub serving: Option<String>,
+}
+
+/// The other units in the peer relation.
+pub fn peer_units(hook: &mut Hook<'_>, peers: &Relation) -> charm::Result<Vec<PeerUnit>> {
+    let mut out = Vec::new();
+    for name in hook.relation_units(peers)? {
+        let bag = hook.bag(peers, &charm::Bag::Unit(name.clone()))?;
+        out.push(PeerUnit {
+            hostname: bag.get(HOSTNAME).cloned(),
+            processes: bag.get(PROCESSES).and_then(|p| p.parse().ok()),
+            serving: bag.get(SERVING).cloned(),
+            name,
+        });
+    }
+    Ok(out)
+}
+
+/// The shared configuration the leader published, if it is valid.
+pub fn published_config(
+    hook: &mut Hook<'_>,
+    peers: &Relation,
+) -> charm::Result<Option<SharedConfig>> {
+    Ok(hook
+        .local_app_bag(peers)?
+        .get(CFG_FILE)
+        .and_then(|text| SharedConfig::parse(text).ok()))
+}
+
+/// The PgBouncer version this unit recorded.
+pub fn recorded_version(
+    hook: &mut Hook<'_>,
+    peers: &Relation,
+) -> charm::Result<Option<PgbVersion>> {
+    Ok(hook
+        .local_unit_bag(peers)?
+        .get(PGB_VERSION)
+        .and_then(|v| PgbVersion::find(format!("PgBouncer {v}").as_bytes())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bag(pairs: &[(&str, &str)]) -> Databag {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn requests_are_validated_and_name_their_relation() {
+        assert_eq!(request(&bag(&[]), 4), Ok(None));
+        let r = request(
+            &bag(&[
+                ("database", "app_db"),
+                ("extra-user-roles", "CREATEDB"),
+                ("requested-secrets", r#"["username","password"]"#),
+            ]),
+            4,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.database.as_str(), "app_db");
+        assert!(r.roles.is_privileged());
+        assert_eq!(r.secret_fields, ["username", "password"]);
+        for (pairs, phrase) in [
+            (
+                vec![("database", "x'; DROP DATABASE y; --")],
+                "invalid database name",
+            ),
+            (vec![("database", "postgres")], "postgres"),
+            (
+                vec![
+                    ("database", "ok"),
+                    ("extra-user-roles", "createdb; DROP ROLE x"),
+                ],
+                "createdb; DROP ROLE x",
+            ),
+            (
+                vec![("database", "ok"), ("requested-secrets", "username")],
+                "requested-secrets",
+            ),
+            (
+                vec![("database", "ok"), ("requested-secrets", "[1]")],
+                "requested-secrets",
+            ),
+        ] {
+            let e = request(&bag(&pairs), 7).unwrap_err();
+            assert!(e.starts_with("relation 7: ") && e.contains(phrase), "{e}");
+        }
+    }
+
+    #[test]
+    fn digests_are_stable_and_short() {
+        assert_eq!(digest("x"), digest("x"));
+        assert_ne!(digest("x"), digest("y"));
+        assert_eq!(digest("").len(), 32);
+    }
+}
