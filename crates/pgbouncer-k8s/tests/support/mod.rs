@@ -1,0 +1,156 @@
+//! Building PgBouncer units on the in-memory model.
+
+#![allow(dead_code)]
+
+use charm::{Event, RelationEvent, SecretContent, SecretId};
+use charm_testing::{run, ContainerState, Output, Owner, RelationState, SecretState, State};
+use pgbouncer_k8s::flows::Deps;
+use pgbouncer_k8s::pgb::Layout;
+use pgbouncer_k8s::postgres::FakeConnector;
+use pgbouncer_k8s::state::{self, BACKEND, DATABASE, PEERS};
+use pgbouncer_k8s::workload::{Workload, CONTAINER};
+use pgbouncer_k8s::PgBouncerCharm;
+
+pub const APP: &str = "pgbouncer-k8s";
+pub const PEER_ID: u64 = 1;
+pub const BACKEND_ID: u64 = 3;
+pub const BACKEND_SECRET: &str = "c0000000000000000b0c";
+
+/// The charm with a fake PostgreSQL behind it.
+pub fn charm(pg: &FakeConnector) -> PgBouncerCharm {
+    PgBouncerCharm::new(Deps {
+        connector: Box::new(pg.clone()),
+        workload: Workload {
+            layout: Layout::default(),
+            processes: 2,
+            user: Some("postgres".into()),
+        },
+    })
+}
+
+/// A container whose image carries PgBouncer 1.24.1.
+pub fn container() -> ContainerState {
+    ContainerState::ready().with_file("/usr/bin/pgbouncer", b"\x7fELF...PgBouncer 1.24.1\0...")
+}
+
+/// Unit `n` of the application, with its peer relation and a running container.
+pub fn unit(n: u32, leader: bool) -> State {
+    State::new(&format!("{APP}/{n}"))
+        .leader(leader)
+        .with_config(serde_json::json!({"listen_port": 6432, "pool_mode": "session", "max_db_connections": 100, "max_prepared_statements": 100, "expose-external": "false", "loadbalancer-extra-annotations": "{}"}).as_object().unwrap().clone())
+        .with_relation(RelationState::peer(PEERS, PEER_ID, APP))
+        .with_container(CONTAINER, container())
+}
+
+/// Adds the backend relation with PostgreSQL's published data and its user secret.
+pub fn with_backend(mut state: State) -> State {
+    let id = SecretId::parse(BACKEND_SECRET).unwrap();
+    state.address = format!("10.0.0.{}", 10 + unit_number(&state));
+    state
+        .with_relation(
+            RelationState::new(BACKEND, BACKEND_ID, "postgresql-k8s")
+                .remote_app_data(&[
+                    ("endpoints", "10.0.1.1:5432"),
+                    ("read-only-endpoints", "10.0.1.2:5432,10.0.1.3:5432"),
+                    ("version", "15.18"),
+                    ("secret-user", &id.to_string()),
+                ])
+                .remote_unit("postgresql-k8s/0", &[]),
+        )
+        .with_secret(SecretState::new(
+            id,
+            Owner::Remote {
+                app: "postgresql-k8s".into(),
+                granted: true,
+            },
+            SecretContent::new()
+                .with("username", "relation_id_3")
+                .with("password", "backend-pw"),
+        ))
+}
+
+fn unit_number(state: &State) -> u32 {
+    state.unit.rsplit('/').next().unwrap().parse().unwrap()
+}
+
+/// A client relation whose application asked for `database`.
+pub fn client(id: u64, database: &str, extra: &[(&str, &str)]) -> RelationState {
+    let mut data = vec![
+        ("database", database),
+        (
+            "requested-secrets",
+            r#"["username","password","tls","tls-ca","uris","read-only-uris"]"#,
+        ),
+    ];
+    data.extend_from_slice(extra);
+    RelationState::new(DATABASE, id, "client-app")
+        .remote_app_data(&data)
+        .remote_unit("client-app/0", &[])
+}
+
+/// A relation event on relation `id` of `state`.
+pub fn rel_event(
+    state: &State,
+    id: u64,
+    remote_unit: Option<&str>,
+    departing: Option<&str>,
+) -> RelationEvent {
+    let r = state.relation(id).unwrap();
+    RelationEvent {
+        relation: r.handle(),
+        remote_app: r.remote_app.clone(),
+        remote_unit: remote_unit.map(str::to_string),
+        departing_unit: departing.map(str::to_string),
+    }
+}
+
+/// Runs one event, panicking with the error chain on failure.
+pub fn go(pg: &FakeConnector, state: &State, event: Event) -> Output {
+    run(&mut charm(pg), state, event).unwrap_or_else(|f| panic!("{f}"))
+}
+
+/// A leader with a backend whose auth user is set up.
+pub fn ready_leader(pg: &FakeConnector) -> State {
+    let state = with_backend(unit(0, true));
+    let ev = Event::RelationChanged(rel_event(&state, BACKEND_ID, None, None));
+    go(pg, &state, ev).state
+}
+
+/// The peer application bag.
+pub fn peer_app(state: &State) -> &charm::Databag {
+    &state.relation(PEER_ID).unwrap().local_app_data
+}
+
+/// The peer unit bag of this unit.
+pub fn peer_unit(state: &State) -> &charm::Databag {
+    &state.relation(PEER_ID).unwrap().local_unit_data
+}
+
+/// Copies the leader's peer application bag and application secret into a
+/// follower's state, as Juju would show them to it.
+pub fn share_from_leader(leader: &State, mut follower: State) -> State {
+    let app = peer_app(leader).clone();
+    follower
+        .relations
+        .iter_mut()
+        .find(|r| r.id == PEER_ID)
+        .unwrap()
+        .local_app_data = app;
+    let label = state::app_secret_label(APP);
+    if let Some(s) = leader.secret_by_label(&label) {
+        follower.secrets.retain(|t| t.id != s.id);
+        let mut copy = s.clone();
+        copy.tracked = None;
+        follower.secrets.push(copy);
+    }
+    follower
+}
+
+/// The ini file of process `i` in the unit's container.
+pub fn ini(state: &State, i: u32) -> String {
+    state
+        .container(CONTAINER)
+        .unwrap()
+        .file_text(&format!("/var/lib/pgbouncer/instance_{i}/pgbouncer.ini"))
+        .unwrap_or_default()
+}
