@@ -1,13 +1,15 @@
 //! The unit's lifecycle: configuration, the container, leadership, upgrades.
 
+use super::backend::ensure_auth;
 use super::peers::follow;
 use super::{config, database, pgbouncer_version, publish, serve, Deps, Issues};
 use crate::state;
 use crate::workload::CONTAINER;
 use charm::{Handled, Hook, SecretEvent};
 
-/// Renders what this unit should serve: the leader builds and publishes it, a
-/// follower takes what the leader published.
+/// Renders what this unit should serve: the leader sets up the backend if it can,
+/// builds the configuration and publishes it; a follower takes what the leader
+/// published.
 fn converge(hook: &mut Hook<'_>, deps: &Deps, issues: &mut Issues) -> anyhow::Result<Handled> {
     let Some(peers) = state::peers(hook)? else {
         return Ok(Handled::Deferred);
@@ -16,6 +18,9 @@ fn converge(hook: &mut Hook<'_>, deps: &Deps, issues: &mut Issues) -> anyhow::Re
         let Ok(config) = config(hook)? else {
             return Ok(Handled::Done);
         };
+        if matches!(state::backend(hook)?, state::BackendState::Ready(_)) {
+            ensure_auth(hook, deps, issues)?;
+        }
         let shared = publish(hook, deps, &peers, &config)?;
         serve(hook, deps, &peers, Some(&shared))?;
         database::refresh_all(hook, deps, issues)?;
