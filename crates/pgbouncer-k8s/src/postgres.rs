@@ -126,6 +126,8 @@ pub struct FakeServer {
     pub auth_functions: BTreeSet<(String, String)>,
     /// When set, every call fails with this message (a backend that is down).
     pub down: Option<String>,
+    /// Sessions opened so far.
+    pub connections: u32,
 }
 
 /// A connector over a shared [`FakeServer`].
@@ -153,6 +155,7 @@ struct FakeSession(std::rc::Rc<std::cell::RefCell<FakeServer>>);
 
 impl Connector for FakeConnector {
     fn connect(&self, _: &BackendCredentials) -> Result<Box<dyn Postgres>, PgError> {
+        self.0.borrow_mut().connections += 1;
         if let Some(why) = &self.0.borrow().down {
             return Err(PgError(why.clone()));
         }
