@@ -38,7 +38,10 @@ use pgbouncer_k8s::state::{self, BACKEND};
 use pgbouncer_k8s::workload::CONTAINER;
 use support::*;
 
-fn answered(pg: &FakeConnector, clients: &[(u64, &str, &[(&str, &str)])]) -> State {
+/// A client: relation id, database, extra fields of its request.
+type Client<'a> = (u64, &'a str, &'a [(&'a str, &'a str)]);
+
+fn answered(pg: &FakeConnector, clients: &[Client<'_>]) -> State {
     let mut s = ready_leader(pg);
     for (id, db, extra) in clients {
         s = s.with_relation(client(*id, db, extra));
