@@ -21,9 +21,30 @@ pub struct Hook<'a> {
     context: &'a Context,
     backend: &'a mut dyn Backend,
     workloads: &'a mut dyn Workloads,
+    cache: Cache,
+}
+
+/// What Juju answered earlier in this hook. Relation ids, members and networks do
+/// not change while a hook runs; databags and secrets change only through this
+/// hook's own writes, which update or clear their entries.
+#[derive(Default)]
+struct Cache {
     leader: Option<bool>,
-    bags: HashMap<(Relation, Bag), Databag>,
     config: Option<JsonMap>,
+    relation_ids: HashMap<String, Vec<Relation>>,
+    units: HashMap<Relation, Vec<String>>,
+    remote_apps: HashMap<Relation, String>,
+    bags: HashMap<(Relation, Bag), Databag>,
+    networks: HashMap<(String, Option<u64>), Network>,
+    secrets: HashMap<(String, Revision), SecretContent>,
+}
+
+/// A cache key for a secret lookup.
+fn secret_key(secret: &SecretRef) -> String {
+    match secret {
+        SecretRef::Id(id, label) => format!("id:{}:{}", id.xid(), label.as_deref().unwrap_or("")),
+        SecretRef::Label(l) => format!("label:{l}"),
+    }
 }
 
 impl<'a> Hook<'a> {
@@ -36,9 +57,7 @@ impl<'a> Hook<'a> {
             context,
             backend,
             workloads,
-            leader: None,
-            bags: HashMap::new(),
-            config: None,
+            cache: Cache::default(),
         }
     }
 
@@ -59,11 +78,11 @@ impl<'a> Hook<'a> {
 
     /// Whether this unit leads its application (asked once per dispatch).
     pub fn is_leader(&mut self) -> Result<bool> {
-        if let Some(l) = self.leader {
+        if let Some(l) = self.cache.leader {
             return Ok(l);
         }
         let l = self.backend.is_leader()?;
-        self.leader = Some(l);
+        self.cache.leader = Some(l);
         Ok(l)
     }
 
@@ -79,12 +98,24 @@ impl<'a> Hook<'a> {
 
     /// The live relations on an endpoint.
     pub fn relations(&mut self, endpoint: &str) -> Result<Vec<Relation>> {
-        self.backend.relation_ids(endpoint)
+        if let Some(ids) = self.cache.relation_ids.get(endpoint) {
+            return Ok(ids.clone());
+        }
+        let ids = self.backend.relation_ids(endpoint)?;
+        self.cache
+            .relation_ids
+            .insert(endpoint.to_string(), ids.clone());
+        Ok(ids)
     }
 
     /// The remote units in scope (for a peer relation: the other units).
     pub fn relation_units(&mut self, relation: &Relation) -> Result<Vec<String>> {
-        self.backend.relation_list(relation)
+        if let Some(units) = self.cache.units.get(relation) {
+            return Ok(units.clone());
+        }
+        let units = self.backend.relation_list(relation)?;
+        self.cache.units.insert(relation.clone(), units.clone());
+        Ok(units)
     }
 
     /// The application at the other end (this application for a peer relation).
@@ -94,18 +125,23 @@ impl<'a> Hook<'a> {
                 return Ok(r.remote_app.clone());
             }
         }
-        self.backend.relation_remote_app(relation)
+        if let Some(app) = self.cache.remote_apps.get(relation) {
+            return Ok(app.clone());
+        }
+        let app = self.backend.relation_remote_app(relation)?;
+        self.cache.remote_apps.insert(relation.clone(), app.clone());
+        Ok(app)
     }
 
     /// Reads a databag. Juju answers `permission denied` when a follower reads its
     /// own application's bag on a non-peer relation.
     pub fn bag(&mut self, relation: &Relation, bag: &Bag) -> Result<&Databag> {
         let key = (relation.clone(), bag.clone());
-        if !self.bags.contains_key(&key) {
+        if !self.cache.bags.contains_key(&key) {
             let data = self.backend.relation_get(relation, bag)?;
-            self.bags.insert(key.clone(), data);
+            self.cache.bags.insert(key.clone(), data);
         }
-        Ok(&self.bags[&key])
+        Ok(&self.cache.bags[&key])
     }
 
     /// This application's bag.
@@ -160,7 +196,7 @@ impl<'a> Hook<'a> {
         }
         let app = matches!(bag, Bag::App(_));
         self.backend.relation_set(relation, app, &diff)?;
-        if let Some(cached) = self.bags.get_mut(&(relation.clone(), bag)) {
+        if let Some(cached) = self.cache.bags.get_mut(&(relation.clone(), bag)) {
             relation::apply(cached, &diff);
         }
         Ok(true)
@@ -180,10 +216,10 @@ impl<'a> Hook<'a> {
 
     /// The configuration as Juju prints it.
     pub fn config_raw(&mut self) -> Result<&JsonMap> {
-        if self.config.is_none() {
-            self.config = Some(self.backend.config_get()?);
+        if self.cache.config.is_none() {
+            self.cache.config = Some(self.backend.config_get()?);
         }
-        Ok(self.config.as_ref().expect("just set"))
+        Ok(self.cache.config.as_ref().expect("just set"))
     }
 
     /// Sets this unit's status.
@@ -231,7 +267,13 @@ impl<'a> Hook<'a> {
 
     /// The network of a binding (an endpoint name), optionally for one relation.
     pub fn network(&mut self, binding: &str, relation: Option<&Relation>) -> Result<Network> {
-        self.backend.network_get(binding, relation.map(|r| r.id))
+        let key = (binding.to_string(), relation.map(|r| r.id));
+        if let Some(n) = self.cache.networks.get(&key) {
+            return Ok(n.clone());
+        }
+        let network = self.backend.network_get(binding, key.1)?;
+        self.cache.networks.insert(key, network.clone());
+        Ok(network)
     }
 
     /// The address other applications reach this unit at through a binding.
@@ -306,12 +348,20 @@ impl<'a> Hook<'a> {
         if owner == SecretOwner::Application {
             self.require_leader("secret-add")?;
         }
+        self.cache.secrets.clear();
         self.backend.secret_add(content, owner, meta)
     }
 
-    /// Reads a secret's content.
+    /// Reads a secret's content (once per hook for the same lookup, until this
+    /// hook changes a secret).
     pub fn secret(&mut self, secret: &SecretRef, revision: Revision) -> Result<SecretContent> {
-        self.backend.secret_get(secret, revision)
+        let key = (secret_key(secret), revision);
+        if let Some(c) = self.cache.secrets.get(&key) {
+            return Ok(c.clone());
+        }
+        let content = self.backend.secret_get(secret, revision)?;
+        self.cache.secrets.insert(key, content.clone());
+        Ok(content)
     }
 
     /// Reads a secret by label, or `None` when no secret has that label.
@@ -320,10 +370,7 @@ impl<'a> Hook<'a> {
         label: &str,
         revision: Revision,
     ) -> Result<Option<SecretContent>> {
-        match self
-            .backend
-            .secret_get(&SecretRef::Label(label.into()), revision)
-        {
+        match self.secret(&SecretRef::Label(label.into()), revision) {
             Ok(c) => Ok(Some(c)),
             Err(e) if e.is_secret_not_found() => Ok(None),
             Err(e) => Err(e),
@@ -345,6 +392,8 @@ impl<'a> Hook<'a> {
         if let Some(c) = content {
             c.check()?;
         }
+        self.cache.secrets.clear();
+        self.cache.secrets.clear();
         self.backend.secret_set(id, content, meta)
     }
 
@@ -370,6 +419,8 @@ impl<'a> Hook<'a> {
 
     /// Removes a secret, or one revision of it.
     pub fn remove_secret(&mut self, id: &SecretId, revision: Option<u64>) -> Result<()> {
+        self.cache.secrets.clear();
+        self.cache.secrets.clear();
         self.backend.secret_remove(id, revision)
     }
 

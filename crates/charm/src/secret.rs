@@ -272,7 +272,7 @@ pub enum SecretRef {
 }
 
 /// Which revision `secret-get` returns.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Revision {
     /// The revision this unit tracks (the latest at its first read).
     #[default]

@@ -809,3 +809,41 @@ fn status_is_collected_once_per_dispatch_after_every_event_but_not_for_actions()
     run_action(&mut charm, &out.state, "get-admin-password", JsonMap::new()).unwrap();
     assert_eq!(charm.0, 1);
 }
+
+#[test]
+fn a_hook_asks_juju_once_for_what_cannot_change_and_again_after_its_own_writes() {
+    let body: Body = |h| {
+        for _ in 0..3 {
+            h.relations(DB)?;
+            h.relation_units(&db())?;
+            h.remote_app(&db())?;
+            h.ingress_address(DB)?;
+            h.secret(
+                &SecretRef::Label("example.admin".into()),
+                Default::default(),
+            )?;
+        }
+        let id = h.secret_ids()?.remove(0);
+        h.set_secret(
+            &id,
+            Some(&SecretContent::new().with("password", "new")),
+            &Default::default(),
+        )?;
+        let after = h.secret(
+            &SecretRef::Label("example.admin".into()),
+            charm::secret::Revision::Peek,
+        )?;
+        anyhow::ensure!(after.get("password") == Some("new"));
+        Ok(Handled::Done)
+    };
+    let (state, _) = with_admin_secret(base(true).with_relation(db_relation()), "old");
+    let out = run(&mut RuleBreaker(body), &state, Event::UpdateStatus).unwrap();
+    let by_tool = out.calls.by_tool();
+    assert_eq!(by_tool["relation-ids"], 1);
+    assert_eq!(by_tool["relation-list"], 2, "the units, and the remote app");
+    assert_eq!(by_tool["network-get"], 1);
+    assert_eq!(
+        by_tool["secret-get"], 2,
+        "once before the write, once after"
+    );
+}

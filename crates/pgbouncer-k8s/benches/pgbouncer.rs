@@ -1,0 +1,186 @@
+//! PgBouncer charm benchmarks:
+//! - rendering the shared configuration and one process's file with 1, 100 and
+//!   1,000 client databases (target: under 20 ms at 1,000);
+//! - hook-tool calls for a `database` relation-changed that requests a database,
+//!   on the in-memory model, with 0 and 50 clients already served (target: at
+//!   most 20).
+//!
+//! Run: `cargo bench -p pgbouncer-k8s --bench pgbouncer`.
+
+use charm::{Event, RelationEvent, SecretContent, SecretId};
+use charm_testing::{run, ContainerState, Owner, RelationState, SecretState, State};
+use pgbouncer_k8s::config::CharmConfig;
+use pgbouncer_k8s::endpoint::Endpoint;
+use pgbouncer_k8s::flows::Deps;
+use pgbouncer_k8s::pgb::ini::{
+    render_process, BackendTarget, ClientDatabase, ProcessSpec, SharedConfig, SharedInput,
+};
+use pgbouncer_k8s::pgb::{Layout, PgbVersion};
+use pgbouncer_k8s::postgres::FakeConnector;
+use pgbouncer_k8s::workload::Workload;
+use pgbouncer_k8s::PgBouncerCharm;
+use std::time::{Duration, Instant};
+
+fn render_once(
+    clients: &[ClientDatabase],
+    config: &CharmConfig,
+    backend: &BackendTarget,
+    layout: &Layout,
+) -> usize {
+    let shared = SharedConfig::build(&SharedInput {
+        config,
+        app: "pgbouncer-k8s",
+        backend: Some(backend),
+        clients,
+        total_processes: 6,
+        layout,
+    });
+    let cfg = shared.render();
+    let parsed = SharedConfig::parse(&cfg).expect("reads back");
+    let spec = ProcessSpec {
+        index: 0,
+        count: 2,
+        version: PgbVersion::new(1, 24, 1),
+        tls: false,
+        layout,
+    };
+    cfg.len() + render_process(&parsed, &spec).len()
+}
+
+fn bench_render() {
+    let config = CharmConfig::from_raw(&serde_json::Map::new()).unwrap();
+    let layout = Layout::default();
+    let backend = BackendTarget {
+        primary: Endpoint::parse("10.0.1.1:5432").unwrap(),
+        read_only: Endpoint::parse_list("10.0.1.2:5432,10.0.1.3:5432").unwrap(),
+        auth_user: "pgbouncer_auth_relation_id_3".into(),
+    };
+    println!("rendering (build + cfg_file + parse it back + one process file), median of runs");
+    for n in [1usize, 100, 1000] {
+        let clients: Vec<ClientDatabase> = (0..n)
+            .map(|i| ClientDatabase {
+                relation_id: i as u64 + 10,
+                name: format!("app_db_{i}"),
+                privileged: i % 50 == 0,
+            })
+            .collect();
+        let runs = if n >= 1000 { 50 } else { 200 };
+        let mut times: Vec<Duration> = (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                std::hint::black_box(render_once(&clients, &config, &backend, &layout));
+                t.elapsed()
+            })
+            .collect();
+        times.sort();
+        let median = times[runs / 2];
+        let verdict = if n == 1000 {
+            if median < Duration::from_millis(20) {
+                " (target under 20 ms: met)"
+            } else {
+                " (target under 20 ms: MISSED)"
+            }
+        } else {
+            ""
+        };
+        println!(
+            "  {n:>5} clients: {:>8.3} ms{verdict}",
+            median.as_secs_f64() * 1000.0
+        );
+    }
+}
+
+fn leader_with_clients(pg: &FakeConnector, existing: u64) -> (PgBouncerCharm, State) {
+    let mut charm = PgBouncerCharm::new(Deps {
+        connector: Box::new(pg.clone()),
+        workload: Workload {
+            layout: Layout::default(),
+            processes: 2,
+            user: Some("postgres".into()),
+        },
+    });
+    let secret = SecretId::parse("c0000000000000000b0c").unwrap();
+    let mut state = State::new("pgbouncer-k8s/0")
+        .leader(true)
+        .with_relation(
+            RelationState::peer("pgb-peers", 1, "pgbouncer-k8s")
+                .remote_unit("pgbouncer-k8s/1", &[]),
+        )
+        .with_container(
+            "pgbouncer",
+            ContainerState::ready().with_file("/usr/bin/pgbouncer", b"PgBouncer 1.24.1"),
+        )
+        .with_relation(
+            RelationState::new("backend-database", 3, "postgresql-k8s")
+                .remote_app_data(&[
+                    ("endpoints", "10.0.1.1:5432"),
+                    ("version", "15.18"),
+                    ("secret-user", &secret.to_string()),
+                ])
+                .remote_unit("postgresql-k8s/0", &[]),
+        )
+        .with_secret(SecretState::new(
+            secret,
+            Owner::Remote {
+                app: "postgresql-k8s".into(),
+                granted: true,
+            },
+            SecretContent::new()
+                .with("username", "relation_id_3")
+                .with("password", "pw"),
+        ));
+    let ev = |s: &State, id: u64| {
+        let r = s.relation(id).unwrap();
+        Event::RelationChanged(RelationEvent {
+            relation: r.handle(),
+            remote_app: r.remote_app.clone(),
+            remote_unit: None,
+            departing_unit: None,
+        })
+    };
+    state = run(&mut charm, &state, ev(&state, 3)).unwrap().state;
+    for i in 0..existing {
+        let id = 100 + i;
+        state = state.with_relation(
+            RelationState::new("database", id, &format!("client-{i}")).remote_app_data(&[
+                ("database", &format!("db_{i}")),
+                ("requested-secrets", r#"["username","password"]"#),
+            ]),
+        );
+        state = run(&mut charm, &state, ev(&state, id)).unwrap().state;
+    }
+    (charm, state)
+}
+
+fn bench_tool_calls() {
+    println!("hook-tool calls for one database-requested (leader, two units; target at most 20)");
+    for existing in [0u64, 50] {
+        let pg = FakeConnector::up();
+        let (mut charm, state) = leader_with_clients(&pg, existing);
+        let state = state.with_relation(
+            RelationState::new("database", 9, "new-client").remote_app_data(&[
+                ("database", "new_db"),
+                ("requested-secrets", r#"["username","password"]"#),
+            ]),
+        );
+        let r = state.relation(9).unwrap();
+        let ev = Event::RelationChanged(RelationEvent {
+            relation: r.handle(),
+            remote_app: r.remote_app.clone(),
+            remote_unit: None,
+            departing_unit: None,
+        });
+        let out = run(&mut charm, &state, ev).unwrap();
+        let n = out.calls.count();
+        let verdict = if n <= 20 { "met" } else { "MISSED" };
+        println!(
+            "  {existing:>3} clients already: {n:>4} calls ({verdict}) {:?}",
+            out.calls.by_tool()
+        );
+    }
+}
+
+fn main() {
+    bench_render();
+    bench_tool_calls();
+}
