@@ -76,6 +76,7 @@ pub fn run(
             .collect_status(&mut hook)
             .context("collecting the status failed")?;
     }
+    hook.flush().context("writing relation data failed")?;
     Ok(queue)
 }
 

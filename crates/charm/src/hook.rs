@@ -1,7 +1,7 @@
 //! [`Hook`]: what a charm's handler uses to talk to Juju and its workloads during
 //! one dispatch. It applies Juju's rules before asking (so a charm learns of a
 //! mistake without a wasted call), caches what it read for the rest of the hook, and
-//! sends only the databag keys that really change.
+//! sends each databag's net change once, when the hook is done ([`Hook::flush`]).
 
 use crate::backend::{Backend, GoalState, JsonMap, Network, Port};
 use crate::context::Context;
@@ -22,6 +22,8 @@ pub struct Hook<'a> {
     backend: &'a mut dyn Backend,
     workloads: &'a mut dyn Workloads,
     cache: Cache,
+    /// Bags this hook wrote, with their content before its first write.
+    written: BTreeMap<(Relation, Bag), Databag>,
 }
 
 /// What Juju answered earlier in this hook. Relation ids, members and networks do
@@ -58,6 +60,7 @@ impl<'a> Hook<'a> {
             backend,
             workloads,
             cache: Cache::default(),
+            written: BTreeMap::new(),
         }
     }
 
@@ -190,16 +193,37 @@ impl<'a> Hook<'a> {
         bag: Bag,
         changes: impl IntoIterator<Item = Change>,
     ) -> Result<bool> {
-        let diff = relation::diff(self.bag(relation, &bag)?, changes);
+        let current = self.bag(relation, &bag)?.clone();
+        let diff = relation::diff(&current, changes);
         if diff.is_empty() {
             return Ok(false);
         }
-        let app = matches!(bag, Bag::App(_));
-        self.backend.relation_set(relation, app, &diff)?;
-        if let Some(cached) = self.cache.bags.get_mut(&(relation.clone(), bag)) {
+        let key = (relation.clone(), bag);
+        self.written.entry(key.clone()).or_insert(current);
+        if let Some(cached) = self.cache.bags.get_mut(&key) {
             relation::apply(cached, &diff);
         }
         Ok(true)
+    }
+
+    /// Sends this hook's databag writes: one `relation-set` per bag, with the net
+    /// change since the hook first wrote it. Juju applies them only when the hook
+    /// succeeds, so sending them last changes nothing but the number of calls.
+    pub fn flush(&mut self) -> Result<()> {
+        for ((relation, bag), original) in std::mem::take(&mut self.written) {
+            let now = &self.cache.bags[&(relation.clone(), bag.clone())];
+            let removed = original
+                .keys()
+                .filter(|k| !now.contains_key(*k))
+                .map(|k| (k.clone(), None));
+            let set = now.iter().map(|(k, v)| (k.clone(), Some(v.clone())));
+            let diff = relation::diff(&original, removed.chain(set));
+            if !diff.is_empty() {
+                self.backend
+                    .relation_set(&relation, matches!(bag, Bag::App(_)), &diff)?;
+            }
+        }
+        Ok(())
     }
 
     // ----- config, status, logs, ports, network -----
@@ -348,8 +372,16 @@ impl<'a> Hook<'a> {
         if owner == SecretOwner::Application {
             self.require_leader("secret-add")?;
         }
-        self.cache.secrets.clear();
-        self.backend.secret_add(content, owner, meta)
+        let id = self.backend.secret_add(content, owner, meta)?;
+        // A new secret changes no earlier read; what it holds is known.
+        let mut refs = vec![SecretRef::Id(id.clone(), None)];
+        refs.extend(meta.label.clone().map(SecretRef::Label));
+        for r in refs {
+            self.cache
+                .secrets
+                .insert((secret_key(&r), Revision::Peek), content.clone());
+        }
+        Ok(id)
     }
 
     /// Reads a secret's content (once per hook for the same lookup, until this

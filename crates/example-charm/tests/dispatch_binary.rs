@@ -136,9 +136,14 @@ fn leader_elected_creates_a_secret_through_files_and_publishes_its_id() {
     let set = calls.iter().find(|c| c.tool == "relation-set").unwrap();
     assert_eq!(set.line(), "relation-set -r replicas:1 --app --file -");
     assert_eq!(set.stdin, format!(r#"{{"admin-secret":"{URI}"}}"#));
+    let lines = u.lines();
     assert_eq!(
-        u.lines().last().unwrap(),
-        "status-set --application=true active -- "
+        lines[lines.len() - 2..],
+        [
+            "status-set --application=true active -- ",
+            "relation-set -r replicas:1 --app --file -"
+        ],
+        "databag writes go out once, when the hook is done"
     );
 }
 

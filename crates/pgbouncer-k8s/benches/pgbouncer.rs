@@ -90,7 +90,13 @@ fn bench_render() {
     }
 }
 
-fn leader_with_clients(pg: &FakeConnector, existing: u64) -> (PgBouncerCharm, State) {
+/// A leader whose `existing` clients are all served; with `second_unit`, unit 1
+/// has joined and serves the same configuration.
+fn leader_with_clients(
+    pg: &FakeConnector,
+    existing: u64,
+    second_unit: bool,
+) -> (PgBouncerCharm, State) {
     let mut charm = PgBouncerCharm::new(Deps {
         connector: Box::new(pg.clone()),
         workload: Workload {
@@ -102,10 +108,7 @@ fn leader_with_clients(pg: &FakeConnector, existing: u64) -> (PgBouncerCharm, St
     let secret = SecretId::parse("c0000000000000000b0c").unwrap();
     let mut state = State::new("pgbouncer-k8s/0")
         .leader(true)
-        .with_relation(
-            RelationState::peer("pgb-peers", 1, "pgbouncer-k8s")
-                .remote_unit("pgbouncer-k8s/1", &[]),
-        )
+        .with_relation(RelationState::peer("pgb-peers", 1, "pgbouncer-k8s"))
         .with_container(
             "pgbouncer",
             ContainerState::ready().with_file("/usr/bin/pgbouncer", b"PgBouncer 1.24.1"),
@@ -129,16 +132,17 @@ fn leader_with_clients(pg: &FakeConnector, existing: u64) -> (PgBouncerCharm, St
                 .with("username", "relation_id_3")
                 .with("password", "pw"),
         ));
-    let ev = |s: &State, id: u64| {
-        let r = s.relation(id).unwrap();
-        Event::RelationChanged(RelationEvent {
-            relation: r.handle(),
-            remote_app: r.remote_app.clone(),
-            remote_unit: None,
-            departing_unit: None,
-        })
-    };
-    state = run(&mut charm, &state, ev(&state, 3)).unwrap().state;
+    let peers = state.relation(1).unwrap();
+    let created = Event::RelationCreated(RelationEvent {
+        relation: peers.handle(),
+        remote_app: peers.remote_app.clone(),
+        remote_unit: None,
+        departing_unit: None,
+    });
+    state = run(&mut charm, &state, created).unwrap().state;
+    state = run(&mut charm, &state, changed(&state, 3, None))
+        .unwrap()
+        .state;
     for i in 0..existing {
         let id = 100 + i;
         state = state.with_relation(
@@ -147,37 +151,108 @@ fn leader_with_clients(pg: &FakeConnector, existing: u64) -> (PgBouncerCharm, St
                 ("requested-secrets", r#"["username","password"]"#),
             ]),
         );
-        state = run(&mut charm, &state, ev(&state, id)).unwrap().state;
+        state = run(&mut charm, &state, changed(&state, id, None))
+            .unwrap()
+            .state;
+    }
+    if second_unit {
+        let cfg = state.relation(1).unwrap().local_app_data["cfg_file"].clone();
+        let digest = pgbouncer_k8s::state::digest(&cfg);
+        let peers = state.relations.iter_mut().find(|r| r.id == 1).unwrap();
+        peers.remote_units.insert(
+            "pgbouncer-k8s/1".into(),
+            charm_testing::bag(&[("cfg_hash", &digest), ("hostname", "10.0.0.11")]),
+        );
     }
     (charm, state)
 }
 
+fn changed(state: &State, id: u64, remote_unit: Option<&str>) -> Event {
+    let r = state.relation(id).unwrap();
+    Event::RelationChanged(RelationEvent {
+        relation: r.handle(),
+        remote_app: r.remote_app.clone(),
+        remote_unit: remote_unit.map(str::to_string),
+        departing_unit: None,
+    })
+}
+
+/// Prints a row; `target` applies to `database` relation-changed hooks only.
+fn report(what: &str, calls: &charm::stats::ToolStats, target: bool) {
+    let n = calls.count();
+    let verdict = match (target, n <= 20) {
+        (false, _) => "for reference",
+        (true, true) => "target met",
+        (true, false) => "target MISSED",
+    };
+    println!(
+        "  {what:<52} {n:>3} calls ({verdict}) {:?}",
+        calls.by_tool()
+    );
+}
+
 fn bench_tool_calls() {
-    println!("hook-tool calls for one database-requested (leader, two units; target at most 20)");
-    for existing in [0u64, 50] {
-        let pg = FakeConnector::up();
-        let (mut charm, state) = leader_with_clients(&pg, existing);
-        let state = state.with_relation(
+    println!("hook-tool calls per hook (target: at most 20 for a database relation-changed)");
+    let request = |state: State| {
+        state.with_relation(
             RelationState::new("database", 9, "new-client").remote_app_data(&[
                 ("database", "new_db"),
                 ("requested-secrets", r#"["username","password"]"#),
             ]),
+        )
+    };
+    for existing in [0u64, 50] {
+        let pg = FakeConnector::up();
+        let (mut charm, state) = leader_with_clients(&pg, existing, true);
+        let state = request(state);
+        let out = run(&mut charm, &state, changed(&state, 9, None)).unwrap();
+        report(
+            &format!("request, two units, {existing} clients already"),
+            &out.calls,
+            true,
         );
-        let r = state.relation(9).unwrap();
-        let ev = Event::RelationChanged(RelationEvent {
-            relation: r.handle(),
-            remote_app: r.remote_app.clone(),
-            remote_unit: None,
-            departing_unit: None,
-        });
-        let out = run(&mut charm, &state, ev).unwrap();
-        let n = out.calls.count();
-        let verdict = if n <= 20 { "met" } else { "MISSED" };
-        println!(
-            "  {existing:>3} clients already: {n:>4} calls ({verdict}) {:?}",
-            out.calls.by_tool()
+        // Unit 1 acknowledges: the leader hands the credentials out.
+        let mut acked = out.state;
+        let cfg = acked.relation(1).unwrap().local_app_data["cfg_file"].clone();
+        let digest = pgbouncer_k8s::state::digest(&cfg);
+        let peers = acked.relations.iter_mut().find(|r| r.id == 1).unwrap();
+        peers.remote_units.insert(
+            "pgbouncer-k8s/1".into(),
+            charm_testing::bag(&[("cfg_hash", &digest)]),
+        );
+        let out = run(
+            &mut charm,
+            &acked,
+            changed(&acked, 1, Some("pgbouncer-k8s/1")),
+        )
+        .unwrap();
+        assert!(
+            out.state
+                .relation(9)
+                .unwrap()
+                .local_app_data
+                .contains_key("secret-user"),
+            "handed out"
+        );
+        report(
+            &format!("last acknowledgement (pgb-peers), {existing} clients"),
+            &out.calls,
+            false,
         );
     }
+    let pg = FakeConnector::up();
+    let (mut charm, state) = leader_with_clients(&pg, 0, false);
+    let state = request(state);
+    let out = run(&mut charm, &state, changed(&state, 9, None)).unwrap();
+    assert!(
+        out.state
+            .relation(9)
+            .unwrap()
+            .local_app_data
+            .contains_key("secret-user"),
+        "handed out"
+    );
+    report("request and hand-out, one unit", &out.calls, true);
 }
 
 fn main() {

@@ -21,6 +21,8 @@ pub const PEERS: &str = "pgb-peers";
 pub const CFG_FILE: &str = "cfg_file";
 /// Peer application bag: the leader's address.
 pub const LEADER_HOSTNAME: &str = "leader_hostname";
+/// Peer application bag: the leader's record of client relations ([`Clients`]).
+pub const CLIENTS: &str = "clients";
 /// Peer unit bag: the unit's address.
 pub const HOSTNAME: &str = "hostname";
 /// Peer unit bag: how many PgBouncer processes the unit runs.
@@ -207,25 +209,70 @@ pub fn request(remote: &Databag, relation_id: u64) -> Result<Option<Request>, St
     }))
 }
 
-/// The client databases this application has created (the leader's view: the
-/// `database` key it wrote to each client relation once the database existed).
-pub fn client_databases(hook: &mut Hook<'_>) -> charm::Result<Vec<ClientDatabase>> {
-    let mut out = Vec::new();
-    for relation in hook.relations(DATABASE)? {
-        let Some(name) = hook.local_app_bag(&relation)?.get("database").cloned() else {
-            continue;
-        };
-        let privileged = request(hook.remote_app_bag(&relation)?, relation.id)
-            .ok()
-            .flatten()
-            .is_some_and(|r| r.roles.is_privileged());
-        out.push(ClientDatabase {
-            relation_id: relation.id,
-            name,
-            privileged,
-        });
-    }
-    Ok(out)
+/// What the leader knows of one client relation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClientEntry {
+    /// The database created for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// Whether it asked for privileges that reach every database.
+    #[serde(default)]
+    pub privileged: bool,
+    /// Why its request was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+    /// The id of its user secret (held back until the hand-over).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// The endpoints it was last given (`<rw> <ro>`); `None` until its
+    /// credentials are handed out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<String>,
+}
+
+/// Client relations by id. Kept in the peer application bag so that a hook reads
+/// one databag, not every client relation, and so that a new leader inherits it.
+pub type Clients = std::collections::BTreeMap<u64, ClientEntry>;
+
+/// The clients of live relations (entries of relations that are gone are left out).
+pub fn clients(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Clients> {
+    let mut map: Clients = match hook.local_app_bag(peers)?.get(CLIENTS) {
+        Some(raw) => serde_json::from_str(raw).map_err(|e| {
+            anyhow::anyhow!("the {CLIENTS} record in the peer databag is not valid: {e}")
+        })?,
+        None => Clients::new(),
+    };
+    let live: Vec<u64> = hook.relations(DATABASE)?.iter().map(|r| r.id).collect();
+    map.retain(|id, _| live.contains(id));
+    Ok(map)
+}
+
+/// Leader: writes the record (only what changed reaches Juju).
+pub fn save_clients(
+    hook: &mut Hook<'_>,
+    peers: &Relation,
+    clients: &Clients,
+) -> anyhow::Result<()> {
+    let json = serde_json::to_string(clients)?;
+    hook.update_app_bag(peers, [(CLIENTS.to_string(), Some(json))])?;
+    Ok(())
+}
+
+/// The client databases this application has created.
+pub fn client_databases(hook: &mut Hook<'_>) -> anyhow::Result<Vec<ClientDatabase>> {
+    let Some(peers) = peers(hook)? else {
+        return Ok(Vec::new());
+    };
+    Ok(clients(hook, &peers)?
+        .into_iter()
+        .filter_map(|(relation_id, c)| {
+            c.database.map(|name| ClientDatabase {
+                relation_id,
+                name,
+                privileged: c.privileged,
+            })
+        })
+        .collect())
 }
 
 /// One peer unit's published state.

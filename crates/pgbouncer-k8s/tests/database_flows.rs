@@ -187,11 +187,11 @@ fn credentials_wait_for_every_unit_and_the_last_ack_publishes_them() {
     let out = request(&pg, &leader, 4);
     assert!(pg.server().databases.contains("app_db"), "created at once");
     let app = &out.state.relation(4).unwrap().local_app_data;
-    assert_eq!(app.get("database").map(String::as_str), Some("app_db"));
-    assert!(
-        !app.contains_key("secret-user"),
-        "unit 1 does not serve app_db yet"
-    );
+    assert!(app.is_empty(), "unit 1 does not serve app_db yet: {app:?}");
+    let clients: state::Clients =
+        serde_json::from_str(&peer_app(&out.state)[state::CLIENTS]).unwrap();
+    assert_eq!(clients[&4].database.as_deref(), Some("app_db"));
+    assert_eq!(clients[&4].published, None);
     assert!(
         out.state.deferred.is_empty(),
         "no defer loop: the acknowledgement will trigger it"

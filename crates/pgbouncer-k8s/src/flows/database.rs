@@ -6,13 +6,9 @@ use super::{
     all_units_serve, client_endpoints, config, publish, ready_backend, serve, Deps, Issues,
 };
 use crate::pgb::SharedConfig;
-use crate::state;
+use crate::state::{self, ClientEntry};
 use charm::secret::{Revision, SecretMeta, SecretRef};
-use charm::{Databag, Handled, Hook, Relation, RelationEvent, SecretContent, SecretOwner};
-use postgres_admin::names::DatabaseName;
-
-/// Client fields that travel in the `user` secret group.
-const USER_FIELDS: [&str; 4] = ["username", "password", "uris", "read-only-uris"];
+use charm::{Handled, Hook, Relation, RelationEvent, SecretContent, SecretId, SecretOwner};
 
 /// relation-changed: a new request runs database-requested; an answered one gets
 /// its connection information refreshed.
@@ -25,7 +21,13 @@ pub fn changed(
     if !hook.is_leader()? {
         return Ok(Handled::Done);
     }
-    if hook.local_app_bag(relation)?.contains_key("database") {
+    let Some(peers) = state::peers(hook)? else {
+        return Ok(Handled::Deferred);
+    };
+    if state::clients(hook, &peers)?
+        .get(&relation.id)
+        .is_some_and(|c| c.database.is_some())
+    {
         publish_credentials(hook, relation)?;
         return Ok(Handled::Done);
     }
@@ -44,22 +46,55 @@ pub fn requested(
         return Ok(Handled::Done);
     }
     // Is backend database ready?
-    let Some((backend, _)) = ready_backend(hook)? else {
+    let (Some((backend, _)), Some(peers)) = (ready_backend(hook)?, state::peers(hook)?) else {
         return Ok(Handled::Deferred);
     };
-    // Get user data and generate password (a request the charm refuses creates
-    // nothing; the status names it).
+    // Get user data and generate password. A request the charm refuses creates
+    // nothing; the record keeps the reason for the status.
     let remote = hook.remote_app_bag(relation)?.clone();
+    let mut clients = state::clients(hook, &peers)?;
     let request = match state::request(&remote, relation.id) {
         Ok(Some(r)) => r,
-        Ok(None) | Err(_) => return Ok(Handled::Done),
+        Ok(None) => return Ok(Handled::Done),
+        Err(reason) => {
+            clients.insert(
+                relation.id,
+                ClientEntry {
+                    refused: Some(reason),
+                    ..ClientEntry::default()
+                },
+            );
+            state::save_clients(hook, &peers, &clients)?;
+            return Ok(Handled::Done);
+        }
     };
-    let Ok(Ok(config)) = config(hook) else {
+    let Ok(config) = config(hook)? else {
         return Ok(Handled::Deferred);
     };
     let user = state::relation_user(relation.id);
     let auth_user = backend.auth_user()?;
-    let password = pending_password(hook, relation.id)?;
+    let password = match clients.get(&relation.id).and_then(|c| c.secret.clone()) {
+        Some(id) => stored_password(hook, &id)?,
+        None => {
+            let password = postgres_admin::password::generate();
+            let (rw, ro) = client_endpoints(hook, config.listen_port)?;
+            let fields = credential_fields(relation.id, &request, &password, &rw, &ro);
+            let meta = SecretMeta {
+                label: Some(state::user_secret_label(relation.id)),
+                ..SecretMeta::default()
+            };
+            let id = hook.add_secret(&fields, SecretOwner::Application, &meta)?;
+            clients.insert(
+                relation.id,
+                ClientEntry {
+                    secret: Some(id.to_string()),
+                    ..ClientEntry::default()
+                },
+            );
+            state::save_clients(hook, &peers, &clients)?;
+            password
+        }
+    };
     // Create user and database
     let created = deps
         .connector
@@ -81,13 +116,16 @@ pub fn requested(
         return Ok(Handled::Deferred);
     }
     // Add user to pgbouncer config and peer databag
-    hook.update_app_bag(
-        relation,
-        [("database".to_string(), Some(request.database.to_string()))],
-    )?;
-    let Some(peers) = state::peers(hook)? else {
-        return Ok(Handled::Deferred);
-    };
+    clients.insert(
+        relation.id,
+        ClientEntry {
+            database: Some(request.database.to_string()),
+            privileged: request.roles.is_privileged(),
+            secret: clients.get(&relation.id).and_then(|c| c.secret.clone()),
+            ..ClientEntry::default()
+        },
+    );
+    state::save_clients(hook, &peers, &clients)?;
     let shared = publish(hook, deps, &peers, &config)?;
     // Update pgbouncer config with updated connection information
     serve(hook, deps, &peers, Some(&shared))?;
@@ -97,139 +135,142 @@ pub fn requested(
     Ok(Handled::Done)
 }
 
-/// The relation's password, kept in its (not yet granted) user secret between
-/// the request and the hand-over, so that a retried request keeps it.
-fn pending_password(hook: &mut Hook<'_>, relation_id: u64) -> anyhow::Result<String> {
-    let label = state::user_secret_label(relation_id);
-    if let Some(content) = hook.secret_by_label(&label, Revision::Peek)? {
-        if let Some(p) = content.get("password") {
-            return Ok(p.to_string());
-        }
+/// The password held in a relation's user secret.
+fn stored_password(hook: &mut Hook<'_>, id: &str) -> anyhow::Result<String> {
+    let content = hook.secret(&SecretRef::Id(SecretId::parse(id)?, None), Revision::Peek)?;
+    content
+        .get("password")
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("the user secret {id} holds no password"))
+}
+
+/// What the `user` secret group holds for a client: its user, password and URIs
+/// (the read-only one when asked for).
+fn credential_fields(
+    relation_id: u64,
+    request: &state::Request,
+    password: &str,
+    rw: &str,
+    ro: &str,
+) -> SecretContent {
+    let user = state::relation_user(relation_id);
+    let db = &request.database;
+    let mut fields = SecretContent::new()
+        .with("username", user.as_str())
+        .with("password", password)
+        .with("uris", format!("postgresql://{user}:{password}@{rw}/{db}"));
+    if request.secret_fields.iter().any(|f| f == "read-only-uris") {
+        fields.insert(
+            "read-only-uris",
+            format!("postgresql://{user}:{password}@{ro}/{db}_readonly"),
+        );
     }
-    let password = postgres_admin::password::generate();
-    let content = SecretContent::new()
-        .with("username", state::relation_user(relation_id).as_str())
-        .with("password", password.as_str());
-    let meta = SecretMeta {
-        label: Some(label),
-        ..SecretMeta::default()
-    };
-    hook.add_secret(&content, SecretOwner::Application, &meta)?;
-    Ok(password)
+    fields
 }
 
-fn published(bag: &Databag) -> bool {
-    bag.contains_key("secret-user") || bag.contains_key("username")
-}
-
-/// Leader: hands a created database's credentials to the client when every unit
-/// serves it, in one write (the requirer's library needs them together); for a
-/// relation already answered, refreshes the connection information.
+/// Leader: hands a created database's credentials to the client once every unit
+/// serves it, all in one write (the requirer's library needs them together); for
+/// a client already answered, rewrites what changed when the endpoints move.
 pub fn publish_credentials(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::Result<()> {
-    let ours = hook.local_app_bag(relation)?.clone();
-    let Some(database) = ours.get("database").cloned() else {
-        return Ok(());
-    };
     let Some(peers) = state::peers(hook)? else {
         return Ok(());
     };
-    if !published(&ours) && !all_units_serve(hook, &peers)? {
+    let mut clients = state::clients(hook, &peers)?;
+    let Some(entry) = clients.get(&relation.id).cloned() else {
+        return Ok(());
+    };
+    let (Some(database), Some(shared)) = (
+        entry.database.clone(),
+        state::published_config(hook, &peers)?,
+    ) else {
+        return Ok(());
+    };
+    let (rw, ro) = client_endpoints(hook, shared.listen_port())?;
+    let endpoints = format!("{rw} {ro}");
+    if entry.published.as_deref() == Some(endpoints.as_str()) {
         return Ok(());
     }
-    let Some(request) = state::request(&hook.remote_app_bag(relation)?.clone(), relation.id)
-        .ok()
-        .flatten()
+    if entry.published.is_none() && !all_units_serve(hook, &peers)? {
+        return Ok(());
+    }
+    let Ok(Some(request)) = state::request(&hook.remote_app_bag(relation)?.clone(), relation.id)
     else {
         return Ok(());
     };
-    let Some(shared) = state::published_config(hook, &peers)? else {
-        return Ok(());
+    let id = match &entry.secret {
+        Some(id) => SecretId::parse(id)?,
+        None => secret_id(hook, &state::user_secret_label(relation.id))?,
     };
-    let label = state::user_secret_label(relation.id);
-    let Some(stored) = hook.secret_by_label(&label, Revision::Peek)? else {
-        return Ok(());
-    };
+    let stored = hook.secret(&SecretRef::Id(id.clone(), None), Revision::Peek)?;
     let password = stored.get("password").unwrap_or_default().to_string();
-    let user = state::relation_user(relation.id);
-    let (rw, ro) = client_endpoints(hook, shared.listen_port())?;
-    let db = DatabaseName::parse(&database)?;
-    let readonly_db = format!("{db}_readonly");
-    let mut fields: Vec<(&str, String)> = vec![
-        ("username", user.to_string()),
-        ("password", password.clone()),
-        ("uris", format!("postgresql://{user}:{password}@{rw}/{db}")),
-    ];
-    if request.secret_fields.iter().any(|f| f == "read-only-uris") {
-        fields.push((
-            "read-only-uris",
-            format!("postgresql://{user}:{password}@{ro}/{readonly_db}"),
-        ));
-    }
+    let fields = credential_fields(relation.id, &request, &password, &rw, &ro);
     let mut bag: Vec<(String, Option<String>)> = vec![
-        ("database".into(), Some(database.clone())),
+        ("database".into(), Some(database)),
         ("endpoints".into(), Some(rw)),
         ("read-only-endpoints".into(), Some(ro)),
         ("tls".into(), Some("False".into())),
     ];
-    if let Some(version) = backend_version(hook)? {
-        bag.push(("version".into(), Some(version)));
+    if let state::BackendState::Ready(b) = state::backend(hook)? {
+        bag.push(("version".into(), b.version));
     }
-    let in_secret = request
+    if request
         .secret_fields
         .iter()
-        .any(|f| f == "username" || f == "password");
-    if in_secret {
-        let content: SecretContent = fields
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect();
-        let info = hook.secret_info(&SecretRef::Label(label))?;
-        let id = info.id.ok_or_else(|| {
-            anyhow::anyhow!("the user secret of relation {} has no id", relation.id)
-        })?;
-        if Some(&content)
-            != hook
-                .secret(&SecretRef::Id(id.clone(), None), Revision::Peek)
-                .ok()
-                .as_ref()
-        {
-            hook.set_secret(&id, Some(&content), &SecretMeta::default())?;
+        .any(|f| f == "username" || f == "password")
+    {
+        if fields != stored {
+            hook.set_secret(&id, Some(&fields), &SecretMeta::default())?;
         }
-        if !published(&ours) {
+        if entry.published.is_none() {
             hook.grant_secret(&id, relation, None)?;
         }
         bag.push(("secret-user".into(), Some(id.to_string())));
     } else {
-        bag.extend(
-            fields
-                .into_iter()
-                .filter(|(k, _)| USER_FIELDS.contains(k))
-                .map(|(k, v)| (k.to_string(), Some(v))),
-        );
+        bag.extend(fields.iter().map(|(k, v)| (k.clone(), Some(v.clone()))));
     }
     hook.update_app_bag(relation, bag)?;
+    clients.insert(
+        relation.id,
+        ClientEntry {
+            published: Some(endpoints),
+            ..entry
+        },
+    );
+    state::save_clients(hook, &peers, &clients)?;
     Ok(())
 }
 
-/// The backend's version, as it published it.
-fn backend_version(hook: &mut Hook<'_>) -> anyhow::Result<Option<String>> {
-    Ok(match state::backend(hook)? {
-        state::BackendState::Ready(b) => b.version,
-        _ => None,
-    })
+fn secret_id(hook: &mut Hook<'_>, label: &str) -> anyhow::Result<SecretId> {
+    hook.secret_info(&SecretRef::Label(label.into()))?
+        .id
+        .ok_or_else(|| anyhow::anyhow!("Juju gave no id for secret {label}"))
 }
 
 /// Leader: every created client gets its credentials (when due) or fresh
 /// connection information; requests not handled yet are handled now.
 pub fn refresh_all(hook: &mut Hook<'_>, deps: &Deps, issues: &mut Issues) -> anyhow::Result<()> {
-    if !hook.is_leader()? {
+    let (true, Some(peers)) = (hook.is_leader()?, state::peers(hook)?) else {
         return Ok(());
-    }
+    };
+    let clients = state::clients(hook, &peers)?;
     for relation in hook.relations(state::DATABASE)? {
-        if hook.local_app_bag(&relation)?.contains_key("database") {
-            publish_credentials(hook, &relation)?;
-        } else if hook.remote_app_bag(&relation)?.contains_key("database") {
-            requested(hook, deps, issues, &relation)?;
+        match clients.get(&relation.id) {
+            Some(c) if c.database.is_some() => {
+                // One client's trouble must not hold the others back.
+                if let Err(e) = publish_credentials(hook, &relation) {
+                    issues.add(
+                        hook,
+                        format!(
+                            "relation {}: cannot update its credentials: {e:#}",
+                            relation.id
+                        ),
+                    )?;
+                }
+            }
+            Some(_) => {}
+            None => {
+                requested(hook, deps, issues, &relation)?;
+            }
         }
     }
     Ok(())
@@ -262,6 +303,9 @@ pub fn broken(
     event: &RelationEvent,
 ) -> anyhow::Result<Handled> {
     let relation = &event.relation;
+    let Some(peers) = state::peers(hook)? else {
+        return Ok(Handled::Done);
+    };
     // Update connection information in relation databag (the other clients').
     if hook.is_leader()? {
         for other in hook.relations(state::DATABASE)? {
@@ -276,30 +320,27 @@ pub fn broken(
         return Ok(Handled::Done);
     }
     // Is this unit departing, according to the flag set in the departed hook?
-    let Some(peers) = state::peers(hook)? else {
-        return Ok(Handled::Done);
-    };
     if hook
         .local_unit_bag(&peers)?
         .contains_key(&state::departing_key(relation))
     {
         return Ok(Handled::Done);
     }
-    // Remove user and database from pgb config (relation-ids no longer lists this
-    // relation, so the rebuilt configuration leaves it out), on every unit.
-    let Ok(Ok(config)) = config(hook) else {
+    // Remove user and database from pgb config, on every unit. The relation is no
+    // longer live, so the record drops it when saved.
+    let Ok(config) = config(hook)? else {
         return Ok(Handled::Deferred);
     };
-    let database = hook.local_app_bag(relation)?.get("database").cloned();
+    let database = recorded_database(hook, &peers, relation.id)?;
+    let clients = state::clients(hook, &peers)?;
+    state::save_clients(hook, &peers, &clients)?;
     let shared: SharedConfig = publish(hook, deps, &peers, &config)?;
     serve(hook, deps, &peers, Some(&shared))?;
-    // Delete user from backend charm (and the auth function, if no other client uses the database).
-    let still_used = database.as_ref().is_some_and(|db| {
-        shared
-            .databases
-            .iter()
-            .any(|d| d.dbname.as_deref() == Some(db.as_str()))
-    });
+    // Delete user from backend charm (and the auth function, if no other client
+    // uses the database).
+    let still_used = database
+        .as_ref()
+        .is_some_and(|db| clients.values().any(|c| c.database.as_ref() == Some(db)));
     let user = state::relation_user(relation.id);
     let auth_user = backend.auth_user()?;
     let dropped = deps
@@ -319,21 +360,33 @@ pub fn broken(
         )?;
         return Ok(Handled::Deferred);
     }
-    if let Ok(info) = hook.secret_info(&SecretRef::Label(state::user_secret_label(relation.id))) {
-        if let Some(id) = info.id {
-            hook.remove_secret(&id, None)?;
-        }
+    if let Ok(id) = secret_id(hook, &state::user_secret_label(relation.id)) {
+        hook.remove_secret(&id, None)?;
     }
     Ok(Handled::Done)
 }
 
-/// The first client request the charm refuses, for the status.
+/// The database the record holds for a relation, live or not.
+fn recorded_database(
+    hook: &mut Hook<'_>,
+    peers: &Relation,
+    relation_id: u64,
+) -> anyhow::Result<Option<String>> {
+    let raw = hook
+        .local_app_bag(peers)?
+        .get(state::CLIENTS)
+        .cloned()
+        .unwrap_or_else(|| "{}".into());
+    let all: state::Clients = serde_json::from_str(&raw)?;
+    Ok(all.get(&relation_id).and_then(|c| c.database.clone()))
+}
+
+/// The first client request the charm refused, for the status.
 pub fn refused_request(hook: &mut Hook<'_>) -> anyhow::Result<Option<String>> {
-    for relation in hook.relations(state::DATABASE)? {
-        if let Err(message) = state::request(&hook.remote_app_bag(&relation)?.clone(), relation.id)
-        {
-            return Ok(Some(message));
-        }
-    }
-    Ok(None)
+    let Some(peers) = state::peers(hook)? else {
+        return Ok(None);
+    };
+    Ok(state::clients(hook, &peers)?
+        .into_values()
+        .find_map(|c| c.refused))
 }

@@ -2,7 +2,7 @@
 
 use super::backend::ensure_auth;
 use super::peers::follow;
-use super::{config, database, pgbouncer_version, publish, serve, Deps, Issues};
+use super::{config, database, pgbouncer_version, publish, serve, share_unit_data, Deps, Issues};
 use crate::state;
 use crate::workload::CONTAINER;
 use charm::{Handled, Hook, SecretEvent};
@@ -40,6 +40,9 @@ pub fn config_changed(
 ) -> anyhow::Result<Handled> {
     if config(hook)?.is_err() {
         return Ok(Handled::Done);
+    }
+    if let Some(peers) = state::peers(hook)? {
+        share_unit_data(hook, deps, &peers)?;
     }
     converge(hook, deps, issues)
 }

@@ -88,8 +88,15 @@ pub fn build_shared(
     }))
 }
 
-/// This unit's address, as other units and clients reach it.
+/// This unit's address, as other units and clients reach it: what it recorded in
+/// its peer bag (Juju runs config-changed when addresses change, and that
+/// records it afresh), or Juju's answer.
 pub fn own_address(hook: &mut Hook<'_>) -> anyhow::Result<String> {
+    if let Some(peers) = state::peers(hook)? {
+        if let Some(a) = hook.local_unit_bag(&peers)?.get(state::HOSTNAME) {
+            return Ok(a.clone());
+        }
+    }
     Ok(hook.ingress_address(state::PEERS)?.unwrap_or_default())
 }
 
@@ -112,9 +119,9 @@ pub fn publish(
     Ok(shared)
 }
 
-/// Every unit: its address and process count, in its peer bag.
+/// Every unit: its address (asked of Juju) and process count, in its peer bag.
 pub fn share_unit_data(hook: &mut Hook<'_>, deps: &Deps, peers: &Relation) -> anyhow::Result<()> {
-    let address = own_address(hook)?;
+    let address = hook.ingress_address(state::PEERS)?.unwrap_or_default();
     hook.update_unit_bag(
         peers,
         [
