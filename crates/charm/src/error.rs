@@ -94,6 +94,21 @@ impl Error {
         }
     }
 
+    /// The text Juju prints after `ERROR ` for this error (what a hook-tool
+    /// emulator writes to stderr).
+    pub fn juju_message(&self) -> String {
+        match self {
+            Error::RelationNotFound { message, .. }
+            | Error::PermissionDenied { message, .. }
+            | Error::SecretNotFound { message, .. }
+            | Error::Tool { message, .. } => message.clone(),
+            Error::NotLeader { .. } => "this unit is not the leader".into(),
+            Error::NotInAction { .. } => "not running an action".into(),
+            Error::Invalid(m) => m.clone(),
+            Error::Spawn { .. } | Error::Output { .. } => self.to_string(),
+        }
+    }
+
     /// Whether the error says the relation is gone (reads of it return nothing).
     pub fn is_relation_not_found(&self) -> bool {
         matches!(self, Error::RelationNotFound { .. })
@@ -169,6 +184,21 @@ mod tests {
                 assert_eq!(message, "flag provided but not defined: -x");
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn juju_messages_survive_the_round_trip() {
+        for (tool, stderr) in [
+            ("relation-get", "relation 7 not found"),
+            ("relation-set", "cannot write relation settings"),
+            ("secret-get", "consumer label \"x\" not found"),
+            ("secret-add", "this unit is not the leader"),
+            ("action-log", "not running an action"),
+            ("config-get", "flag provided but not defined: -x"),
+        ] {
+            let e = Error::from_tool_failure(tool, 1, &format!("ERROR {stderr}\n"));
+            assert_eq!(e.juju_message(), stderr);
         }
     }
 

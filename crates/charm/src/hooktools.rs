@@ -18,13 +18,67 @@ use std::path::PathBuf;
 use std::process::{Command as Process, Stdio};
 use std::time::Instant;
 
-/// Calls the real hook tools, counting and timing each call.
-#[derive(Default)]
-pub struct HookTools {
-    tools_dir: Option<PathBuf>,
+/// What running one hook-tool command gave: its output and exit code.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RawOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub code: i32,
+}
+
+/// Runs hook-tool commands. [`ProcessRunner`] starts the real tools; a hook-tool
+/// emulator can run them in-process instead.
+pub trait ToolRunner {
+    fn run(&mut self, cmd: &Command) -> std::io::Result<RawOutput>;
+}
+
+/// Starts each tool as a process, found on `PATH` or in a given directory.
+#[derive(Clone, Debug, Default)]
+pub struct ProcessRunner {
+    dir: Option<PathBuf>,
+}
+
+impl ToolRunner for ProcessRunner {
+    fn run(&mut self, cmd: &Command) -> std::io::Result<RawOutput> {
+        let mut process = match &self.dir {
+            Some(dir) => Process::new(dir.join(&cmd.tool)),
+            None => Process::new(&cmd.tool),
+        };
+        let stdin = if cmd.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        process
+            .args(&cmd.args)
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = process.spawn()?;
+        if let (Some(input), Some(mut pipe)) = (&cmd.stdin, child.stdin.take()) {
+            pipe.write_all(input.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        Ok(RawOutput {
+            stdout: out.stdout,
+            stderr: out.stderr,
+            code: out.status.code().unwrap_or(-1),
+        })
+    }
+}
+
+/// Calls the hook tools, counting and timing each call.
+pub struct HookTools<R: ToolRunner = ProcessRunner> {
+    runner: R,
     stats: ToolStats,
     secret_dir: Option<PathBuf>,
     files_written: u64,
+}
+
+impl Default for HookTools {
+    fn default() -> Self {
+        HookTools::with_runner(ProcessRunner::default())
+    }
 }
 
 impl HookTools {
@@ -35,9 +89,21 @@ impl HookTools {
 
     /// Runs the tools found in `dir` instead (stand-ins in tests).
     pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
-        let mut tools = HookTools::default();
-        tools.tools_dir = Some(dir.into());
-        tools
+        HookTools::with_runner(ProcessRunner {
+            dir: Some(dir.into()),
+        })
+    }
+}
+
+impl<R: ToolRunner> HookTools<R> {
+    /// Runs the tools with `runner`.
+    pub fn with_runner(runner: R) -> Self {
+        HookTools {
+            runner,
+            stats: ToolStats::default(),
+            secret_dir: None,
+            files_written: 0,
+        }
     }
 
     /// The calls made so far.
@@ -48,36 +114,14 @@ impl HookTools {
     /// Runs a tool and returns its stdout; a non-zero exit becomes a typed [`Error`].
     fn run(&mut self, cmd: &Command) -> Result<String> {
         let started = Instant::now();
-        let mut process = match &self.tools_dir {
-            Some(dir) => Process::new(dir.join(&cmd.tool)),
-            None => Process::new(&cmd.tool),
-        };
-        process
-            .args(&cmd.args)
-            .stdin(if cmd.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let spawn_err = |source| Error::Spawn {
+        let out = self.runner.run(cmd).map_err(|source| Error::Spawn {
             tool: cmd.tool.clone(),
             source,
-        };
-        let mut child = process.spawn().map_err(spawn_err)?;
-        if let (Some(input), Some(mut pipe)) = (&cmd.stdin, child.stdin.take()) {
-            pipe.write_all(input.as_bytes()).map_err(spawn_err)?;
-        }
-        let out = child.wait_with_output().map_err(spawn_err)?;
+        })?;
         self.stats.record(cmd, started.elapsed());
-        if !out.status.success() {
+        if out.code != 0 {
             let stderr = String::from_utf8_lossy(&out.stderr);
-            return Err(Error::from_tool_failure(
-                &cmd.tool,
-                out.status.code().unwrap_or(-1),
-                &stderr,
-            ));
+            return Err(Error::from_tool_failure(&cmd.tool, out.code, &stderr));
         }
         String::from_utf8(out.stdout).map_err(|_| Error::Output {
             tool: cmd.tool.clone(),
@@ -142,7 +186,7 @@ impl HookTools {
     }
 }
 
-impl Drop for HookTools {
+impl<R: ToolRunner> Drop for HookTools<R> {
     fn drop(&mut self) {
         if let Some(d) = &self.secret_dir {
             let _ = std::fs::remove_dir_all(d);
@@ -284,7 +328,7 @@ pub fn parse_secret_ids(out: &str) -> Result<Vec<SecretId>> {
         .collect()
 }
 
-impl Backend for HookTools {
+impl<R: ToolRunner> Backend for HookTools<R> {
     fn is_leader(&mut self) -> Result<bool> {
         self.json(commands::is_leader())
     }
