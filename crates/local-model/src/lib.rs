@@ -1,7 +1,14 @@
 //! The local model: runs charms on one machine the way a Juju controller does.
 //!
-//! [`tools`] interprets Juju's hook-tool command lines (flags, defaults from the
-//! hook context, output formats, error phrases) against any [`charm::Backend`]; the
-//! model gives it each unit's view with Juju's rules.
+//! [`model`] holds the state: applications, units, relations with versioned
+//! databags, secrets. [`view`] gives one unit's view of it as the in-memory
+//! model's `State`, so Juju's rules apply through `charm_testing::MemoryBackend`,
+//! and commits a successful hook back. [`resolver`] picks each unit's next hook
+//! the way Juju's uniter does. [`tools`] interprets Juju's hook-tool command lines
+//! (flags, defaults from the hook context, output formats, error phrases)
+//! against any [`charm::Backend`].
 
+pub mod model;
+pub mod resolver;
 pub mod tools;
+pub mod view;

@@ -1,0 +1,241 @@
+//! The model's state: applications, units, relations with versioned databags,
+//! and secrets. It is plain data (saved as JSON by the controller); hooks change
+//! it only through [`crate::view`], which commits a successful hook's changes.
+
+use charm::backend::{JsonMap, Port};
+use charm::metadata::CharmFiles;
+use charm::secret::{Rotate, SecretContent};
+use charm::{Databag, Status};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// A whole model.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    pub name: String,
+    pub uuid: String,
+    pub juju_version: String,
+    pub applications: BTreeMap<String, Application>,
+    pub relations: Vec<RelationRecord>,
+    pub secrets: Vec<SecretRecord>,
+    pub next_relation_id: u64,
+    pub next_secret: u64,
+    /// Bumped each time update-status is due; units run it when behind.
+    pub status_tick: u64,
+}
+
+/// A deployed application.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Application {
+    pub charm_dir: PathBuf,
+    #[serde(skip)]
+    pub files: CharmFiles,
+    /// Options set by the user (defaults come from `files.config`).
+    pub config: JsonMap,
+    pub units: BTreeMap<String, Unit>,
+    pub leader: Option<String>,
+    pub status: Status,
+    pub workload_version: String,
+    pub next_unit: u32,
+    pub dying: bool,
+}
+
+impl Application {
+    /// What `config-get` prints: defaults overlaid with the user's options.
+    pub fn effective_config(&self) -> JsonMap {
+        let mut c = self.files.config.defaults();
+        c.extend(self.config.clone());
+        c
+    }
+}
+
+/// Whether a unit is staying or going.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Life {
+    #[default]
+    Alive,
+    Dying,
+}
+
+/// A unit.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Unit {
+    pub address: String,
+    pub life: Life,
+    pub status: Status,
+    pub opened_ports: BTreeSet<Port>,
+    /// Containers whose Pebble is up.
+    pub containers_up: BTreeSet<String>,
+    /// What the unit's charm has seen (the resolver's memory).
+    pub seen: Seen,
+    /// The hook that failed, until it is retried or resolved.
+    pub failed: Option<String>,
+}
+
+/// What one unit's charm has been told so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    pub installed: bool,
+    pub started: bool,
+    pub removed: bool,
+    pub stopped: bool,
+    /// Leadership as of the last leader-elected or leader-settings-changed.
+    pub leadership: Option<bool>,
+    /// The configuration digest of the last config-changed.
+    pub config: Option<String>,
+    pub relations: BTreeMap<u64, RelationSeen>,
+    pub pebble_ready: BTreeSet<String>,
+    /// Secret xid to the revision last announced by secret-changed.
+    pub secret_revisions: BTreeMap<String, u64>,
+    pub status_tick: u64,
+}
+
+/// What a unit has seen of one relation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelationSeen {
+    pub created: bool,
+    pub broken: bool,
+    /// Remote members joined, with the version of their bag last seen.
+    pub members: BTreeMap<String, u64>,
+    /// Members joined whose first relation-changed is still due.
+    pub pending_changed: BTreeSet<String>,
+    /// The remote application bag's version last seen.
+    pub app_version: u64,
+}
+
+/// A bag and its version (bumped only when its content changes).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Versioned {
+    pub data: Databag,
+    pub version: u64,
+}
+
+impl Versioned {
+    /// Replaces the content; bumps the version if it changed.
+    pub fn set(&mut self, data: Databag) {
+        if data != self.data {
+            self.data = data;
+            self.version += 1;
+        }
+    }
+}
+
+/// One side of a relation.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct End {
+    pub app: String,
+    pub endpoint: String,
+}
+
+/// A relation: two ends (one for a peer relation), and the bags.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelationRecord {
+    pub id: u64,
+    pub ends: Vec<End>,
+    pub app_bags: BTreeMap<String, Versioned>,
+    pub unit_bags: BTreeMap<String, Versioned>,
+    /// Units that have entered scope.
+    pub scope: BTreeSet<String>,
+    pub dying: bool,
+}
+
+impl RelationRecord {
+    /// Whether this is a peer relation.
+    pub fn is_peer(&self) -> bool {
+        self.ends.len() == 1
+    }
+
+    /// This application's end.
+    pub fn end_of(&self, app: &str) -> Option<&End> {
+        self.ends.iter().find(|e| e.app == app)
+    }
+
+    /// The other application (the same one for peers).
+    pub fn remote_app(&self, app: &str) -> Option<&str> {
+        if self.is_peer() {
+            return self.ends.first().map(|e| e.app.as_str());
+        }
+        self.ends
+            .iter()
+            .find(|e| e.app != app)
+            .map(|e| e.app.as_str())
+    }
+}
+
+/// Who owns a secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SecretOwnerRecord {
+    App(String),
+    Unit(String),
+}
+
+/// A consumer's (or owner unit's) view of a secret.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consumer {
+    pub label: Option<String>,
+    pub tracked: Option<u64>,
+}
+
+/// A secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretRecord {
+    pub xid: String,
+    pub owner: SecretOwnerRecord,
+    pub owner_label: Option<String>,
+    pub description: Option<String>,
+    pub expire: Option<String>,
+    pub rotate: Option<Rotate>,
+    pub revisions: BTreeMap<u64, SecretContent>,
+    /// Unit name to what it tracks and calls the secret.
+    pub consumers: BTreeMap<String, Consumer>,
+    /// Relation id and, for a unit grant, the unit.
+    pub grants: BTreeSet<(u64, Option<String>)>,
+}
+
+impl SecretRecord {
+    pub fn latest(&self) -> u64 {
+        self.revisions.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// The application that owns it.
+    pub fn owner_app(&self) -> &str {
+        match &self.owner {
+            SecretOwnerRecord::App(a) => a,
+            SecretOwnerRecord::Unit(u) => charm::relation::app_of(u),
+        }
+    }
+}
+
+impl Model {
+    /// A unit by name.
+    pub fn unit(&self, name: &str) -> Option<&Unit> {
+        self.applications
+            .get(charm::relation::app_of(name))?
+            .units
+            .get(name)
+    }
+
+    /// A unit by name, to change.
+    pub fn unit_mut(&mut self, name: &str) -> Option<&mut Unit> {
+        self.applications
+            .get_mut(charm::relation::app_of(name))?
+            .units
+            .get_mut(name)
+    }
+
+    /// A relation by id.
+    pub fn relation(&self, id: u64) -> Option<&RelationRecord> {
+        self.relations.iter().find(|r| r.id == id)
+    }
+
+    /// The relations an application takes part in.
+    pub fn relations_of<'a>(
+        &'a self,
+        app: &'a str,
+    ) -> impl Iterator<Item = &'a RelationRecord> + 'a {
+        self.relations
+            .iter()
+            .filter(move |r| r.end_of(app).is_some())
+    }
+}

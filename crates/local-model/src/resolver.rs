@@ -1,0 +1,274 @@
+//! Which hook a unit runs next, chosen from the model's state the way Juju's
+//! uniter does (runtime contract §3): it compares what the unit's charm has seen
+//! with the model now, in a fixed priority order, so many changes between two
+//! hooks collapse into one. [`done`] records what a successful hook showed.
+
+use crate::model::{Application, Life, Model, RelationRecord, Unit};
+use charm::relation::{app_of, Relation};
+use charm::{Event, RelationEvent, SecretEvent, SecretId};
+
+/// The digest config-changed is due on: the options and the unit's address.
+pub fn config_digest(app: &Application, unit: &Unit) -> String {
+    format!(
+        "{}|{}",
+        serde_json::Value::Object(app.effective_config()),
+        unit.address
+    )
+}
+
+fn relation_event(
+    r: &RelationRecord,
+    app: &str,
+    remote_unit: Option<&str>,
+    departing: Option<&str>,
+) -> RelationEvent {
+    let end = r.end_of(app).expect("a relation of the application");
+    RelationEvent {
+        relation: Relation::new(&end.endpoint, r.id),
+        remote_app: r.remote_app(app).unwrap_or(app).to_string(),
+        remote_unit: remote_unit.map(str::to_string),
+        departing_unit: departing.map(str::to_string),
+    }
+}
+
+/// Remote members of a relation in scope, as a unit sees them (sorted).
+fn members<'a>(
+    r: &'a RelationRecord,
+    app: &'a str,
+    unit: &'a str,
+) -> impl Iterator<Item = &'a String> + 'a {
+    let remote = r.remote_app(app).unwrap_or(app).to_string();
+    r.scope
+        .iter()
+        .filter(move |u| app_of(u) == remote && u.as_str() != unit)
+}
+
+/// The unit's next hook, or `None` when it is up to date (or blocked by a failed hook).
+pub fn next_hook(model: &Model, unit_name: &str) -> Option<Event> {
+    let app_name = app_of(unit_name);
+    let app = model.applications.get(app_name)?;
+    let unit = app.units.get(unit_name)?;
+    let seen = &unit.seen;
+    if unit.failed.is_some() || seen.removed {
+        return None;
+    }
+    if !seen.installed {
+        return Some(Event::Install);
+    }
+    let dying = unit.life == Life::Dying || app.dying;
+    let mut relations: Vec<&RelationRecord> = model.relations_of(app_name).collect();
+    relations.sort_by_key(|r| r.id);
+    if !dying {
+        if let Some(r) = relations
+            .iter()
+            .find(|r| !r.dying && !seen.relations.get(&r.id).is_some_and(|s| s.created))
+        {
+            return Some(Event::RelationCreated(relation_event(
+                r, app_name, None, None,
+            )));
+        }
+        let leader = app.leader.as_deref() == Some(unit_name);
+        if seen.leadership != Some(leader) {
+            return Some(if leader {
+                Event::LeaderElected
+            } else {
+                Event::LeaderSettingsChanged
+            });
+        }
+    }
+    if let Some(c) = unit
+        .containers_up
+        .iter()
+        .find(|c| !seen.pebble_ready.contains(*c))
+    {
+        return Some(Event::PebbleReady {
+            container: c.clone(),
+        });
+    }
+    for s in &model.secrets {
+        let Some(consumer) = s.consumers.get(unit_name) else {
+            continue;
+        };
+        let announced = seen.secret_revisions.get(&s.xid).copied().unwrap_or(0);
+        if consumer.tracked.is_some_and(|t| t < s.latest()) && announced < s.latest() {
+            let label = consumer.label.clone().or_else(|| {
+                (s.owner_app() == app_name)
+                    .then(|| s.owner_label.clone())
+                    .flatten()
+            });
+            return Some(Event::SecretChanged(SecretEvent {
+                id: SecretId::new(&model.uuid, &s.xid).expect("valid ids"),
+                label,
+                revision: None,
+            }));
+        }
+    }
+    if !dying && seen.config.as_deref() != Some(config_digest(app, unit).as_str()) {
+        return Some(Event::ConfigChanged);
+    }
+    if !dying && !seen.started {
+        return Some(Event::Start);
+    }
+    for r in &relations {
+        let Some(rs) = seen.relations.get(&r.id).filter(|s| s.created && !s.broken) else {
+            continue;
+        };
+        if dying || r.dying {
+            if let Some(m) = rs.members.keys().next() {
+                let departing = if dying { unit_name } else { m.as_str() };
+                return Some(Event::RelationDeparted(relation_event(
+                    r,
+                    app_name,
+                    Some(m),
+                    Some(departing),
+                )));
+            }
+            if !r.is_peer() {
+                return Some(Event::RelationBroken(relation_event(
+                    r, app_name, None, None,
+                )));
+            }
+            continue;
+        }
+        let leader = app.leader.as_deref() == Some(unit_name);
+        let remote_app = r.remote_app(app_name).unwrap_or(app_name);
+        let app_version = r.app_bags.get(remote_app).map_or(0, |b| b.version);
+        if !(r.is_peer() && leader) && app_version > rs.app_version {
+            return Some(Event::RelationChanged(relation_event(
+                r, app_name, None, None,
+            )));
+        }
+        // A joined member's first relation-changed follows its relation-joined.
+        if let Some(m) = rs.pending_changed.iter().next() {
+            return Some(Event::RelationChanged(relation_event(
+                r,
+                app_name,
+                Some(m),
+                None,
+            )));
+        }
+        let current: Vec<&String> = members(r, app_name, unit_name).collect();
+        if let Some(m) = current.iter().find(|m| !rs.members.contains_key(**m)) {
+            return Some(Event::RelationJoined(relation_event(
+                r,
+                app_name,
+                Some(m),
+                None,
+            )));
+        }
+        for (m, v) in &rs.members {
+            if r.unit_bags.get(m).map_or(0, |b| b.version) > *v && current.contains(&m) {
+                return Some(Event::RelationChanged(relation_event(
+                    r,
+                    app_name,
+                    Some(m),
+                    None,
+                )));
+            }
+        }
+        if let Some(m) = rs.members.keys().find(|m| !current.contains(m)) {
+            return Some(Event::RelationDeparted(relation_event(
+                r,
+                app_name,
+                Some(m),
+                Some(m),
+            )));
+        }
+    }
+    if dying {
+        return Some(if seen.stopped {
+            Event::Remove
+        } else {
+            Event::Stop
+        });
+    }
+    if seen.status_tick < model.status_tick {
+        return Some(Event::UpdateStatus);
+    }
+    None
+}
+
+/// Records that `event` ran successfully on the unit.
+pub fn done(model: &mut Model, unit_name: &str, event: &Event) {
+    let app_name = app_of(unit_name).to_string();
+    let (config, tick) = match model
+        .applications
+        .get(&app_name)
+        .and_then(|a| a.units.get(unit_name).map(|u| (a, u)))
+    {
+        Some((a, u)) => (config_digest(a, u), model.status_tick),
+        None => return,
+    };
+    let bag_version = |model: &Model, id: u64, owner: &str, app: bool| {
+        model.relation(id).map_or(0, |r| {
+            let bags = if app { &r.app_bags } else { &r.unit_bags };
+            bags.get(owner).map_or(0, |b| b.version)
+        })
+    };
+    let secrets: Vec<(String, u64)> = model
+        .secrets
+        .iter()
+        .map(|s| (s.xid.clone(), s.latest()))
+        .collect();
+    let versions: Option<(u64, Option<(String, u64)>)> = event.relation().map(|r| {
+        let remote_app_version = bag_version(model, r.relation.id, &r.remote_app, true);
+        let unit_version = r
+            .remote_unit
+            .as_ref()
+            .map(|m| (m.clone(), bag_version(model, r.relation.id, m, false)));
+        (remote_app_version, unit_version)
+    });
+    let Some(unit) = model.unit_mut(unit_name) else {
+        return;
+    };
+    let seen = &mut unit.seen;
+    match event {
+        Event::Install => seen.installed = true,
+        Event::LeaderElected => seen.leadership = Some(true),
+        Event::LeaderSettingsChanged => seen.leadership = Some(false),
+        Event::PebbleReady { container } => {
+            seen.pebble_ready.insert(container.clone());
+        }
+        Event::SecretChanged(s) => {
+            if let Some((_, latest)) = secrets.iter().find(|(x, _)| x == s.id.xid()) {
+                seen.secret_revisions
+                    .insert(s.id.xid().to_string(), *latest);
+            }
+        }
+        Event::ConfigChanged => seen.config = Some(config),
+        Event::Start => seen.started = true,
+        Event::Stop => seen.stopped = true,
+        Event::Remove => seen.removed = true,
+        Event::UpdateStatus => seen.status_tick = tick,
+        Event::RelationCreated(r) => {
+            seen.relations.entry(r.relation.id).or_default().created = true
+        }
+        Event::RelationJoined(r) => {
+            let rs = seen.relations.entry(r.relation.id).or_default();
+            if let Some((m, _)) = versions.and_then(|v| v.1) {
+                rs.members.insert(m.clone(), 0);
+                rs.pending_changed.insert(m);
+            }
+        }
+        Event::RelationChanged(r) => {
+            let rs = seen.relations.entry(r.relation.id).or_default();
+            match versions {
+                Some((_, Some((m, v)))) => {
+                    rs.members.insert(m.clone(), v);
+                    rs.pending_changed.remove(&m);
+                }
+                Some((app_version, None)) => rs.app_version = app_version,
+                None => {}
+            }
+        }
+        Event::RelationDeparted(r) => {
+            let rs = seen.relations.entry(r.relation.id).or_default();
+            if let Some(m) = &r.remote_unit {
+                rs.members.remove(m);
+                rs.pending_changed.remove(m);
+            }
+        }
+        Event::RelationBroken(r) => seen.relations.entry(r.relation.id).or_default().broken = true,
+        _ => {}
+    }
+}

@@ -1,0 +1,199 @@
+//! One unit's view of the model, as a `charm_testing::State` (so that the
+//! in-memory model's rules and the hook-tool interpreter apply unchanged), and the
+//! commit of a successful hook's changes back into the model.
+
+use crate::model::{Consumer, Life, Model, SecretOwnerRecord, SecretRecord};
+use charm::relation::app_of;
+use charm::{JujuVersion, SecretId};
+use charm_testing::{Owner, RelationState, SecretState, State};
+use std::collections::BTreeMap;
+
+/// The unit's view. Every secret of the model is in it (so that new ids stay
+/// unique), those it may not read marked as not granted.
+pub fn view(model: &Model, unit: &str) -> Option<State> {
+    let app_name = app_of(unit);
+    let app = model.applications.get(app_name)?;
+    let me = app.units.get(unit)?;
+    let mut state = State::new(unit).leader(app.leader.as_deref() == Some(unit));
+    state.model_name = model.name.clone();
+    state.model_uuid = model.uuid.clone();
+    state.juju_version = model
+        .juju_version
+        .parse()
+        .unwrap_or(JujuVersion::new(3, 6, 4));
+    state.config = app.effective_config();
+    state.address = me.address.clone();
+    state.unit_status = me.status.clone();
+    state.app_status = app.status.clone();
+    state.workload_version = app.workload_version.clone();
+    state.opened_ports = me.opened_ports.clone();
+    state.dying_units = app
+        .units
+        .iter()
+        .filter(|(_, u)| u.life == Life::Dying)
+        .map(|(n, _)| n.clone())
+        .collect();
+    for r in model.relations_of(app_name) {
+        let end = r.end_of(app_name).expect("relations_of");
+        let remote_app = r.remote_app(app_name).unwrap_or(app_name).to_string();
+        let mut rel = if r.is_peer() {
+            RelationState::peer(&end.endpoint, r.id, app_name)
+        } else {
+            RelationState::new(&end.endpoint, r.id, &remote_app)
+        };
+        rel.local_app_data = r
+            .app_bags
+            .get(app_name)
+            .map(|b| b.data.clone())
+            .unwrap_or_default();
+        rel.local_unit_data = r
+            .unit_bags
+            .get(unit)
+            .map(|b| b.data.clone())
+            .unwrap_or_default();
+        if !r.is_peer() {
+            rel.remote_app_data = r
+                .app_bags
+                .get(&remote_app)
+                .map(|b| b.data.clone())
+                .unwrap_or_default();
+        }
+        for member in r
+            .scope
+            .iter()
+            .filter(|u| app_of(u) == remote_app && u.as_str() != unit)
+        {
+            rel.remote_units.insert(
+                member.clone(),
+                r.unit_bags
+                    .get(member)
+                    .map(|b| b.data.clone())
+                    .unwrap_or_default(),
+            );
+        }
+        state.relations.push(rel);
+    }
+    for s in &model.secrets {
+        state.secrets.push(secret_view(model, s, unit));
+    }
+    Some(state)
+}
+
+fn secret_view(model: &Model, s: &SecretRecord, unit: &str) -> SecretState {
+    let app = app_of(unit);
+    let owner = match &s.owner {
+        SecretOwnerRecord::App(a) if a == app => Owner::App,
+        SecretOwnerRecord::Unit(u) if u == unit => Owner::Unit,
+        _ => Owner::Remote {
+            app: s.owner_app().to_string(),
+            granted: s.grants.iter().any(|(rel, to)| {
+                let related = model
+                    .relation(*rel)
+                    .is_some_and(|r| r.end_of(app).is_some());
+                related && to.as_deref().is_none_or(|u| u == unit)
+            }),
+        },
+    };
+    let consumer = s.consumers.get(unit).cloned().unwrap_or_default();
+    let id = SecretId::new(&model.uuid, &s.xid).expect("model secrets have valid ids");
+    SecretState {
+        id,
+        owner_label: if matches!(owner, Owner::Remote { .. }) {
+            None
+        } else {
+            s.owner_label.clone()
+        },
+        owner,
+        consumer_label: consumer.label,
+        description: s.description.clone(),
+        expire: s.expire.clone(),
+        rotate: s.rotate,
+        revisions: s.revisions.clone(),
+        tracked: consumer.tracked,
+        grants: s.grants.clone(),
+    }
+}
+
+/// Commits what a successful hook changed, comparing the view before and after.
+/// Databag versions move only for bags whose content changed.
+pub fn commit(model: &mut Model, unit: &str, before: &State, after: &State) {
+    let app_name = app_of(unit).to_string();
+    for rel in &after.relations {
+        let Some(old) = before.relation(rel.id) else {
+            continue;
+        };
+        let Some(record) = model.relations.iter_mut().find(|r| r.id == rel.id) else {
+            continue;
+        };
+        if rel.local_unit_data != old.local_unit_data {
+            record
+                .unit_bags
+                .entry(unit.to_string())
+                .or_default()
+                .set(rel.local_unit_data.clone());
+        }
+        if rel.local_app_data != old.local_app_data {
+            record
+                .app_bags
+                .entry(app_name.clone())
+                .or_default()
+                .set(rel.local_app_data.clone());
+        }
+    }
+    let mut secrets: BTreeMap<String, SecretRecord> = std::mem::take(&mut model.secrets)
+        .into_iter()
+        .map(|s| (s.xid.clone(), s))
+        .collect();
+    for old in &before.secrets {
+        if !after.secrets.iter().any(|s| s.id == old.id) {
+            secrets.remove(old.id.xid());
+        }
+    }
+    for s in &after.secrets {
+        let record = secrets
+            .entry(s.id.xid().to_string())
+            .or_insert_with(|| SecretRecord {
+                xid: s.id.xid().to_string(),
+                owner: match s.owner {
+                    Owner::Unit => SecretOwnerRecord::Unit(unit.to_string()),
+                    _ => SecretOwnerRecord::App(app_name.clone()),
+                },
+                owner_label: None,
+                description: None,
+                expire: None,
+                rotate: None,
+                revisions: BTreeMap::new(),
+                consumers: BTreeMap::new(),
+                grants: Default::default(),
+            });
+        if !matches!(s.owner, Owner::Remote { .. }) {
+            record.owner_label = s.owner_label.clone();
+            record.description = s.description.clone();
+            record.expire = s.expire.clone();
+            record.rotate = s.rotate;
+            record.revisions = s.revisions.clone();
+            record.grants = s.grants.clone();
+        }
+        if s.tracked.is_some() || s.consumer_label.is_some() {
+            record.consumers.insert(
+                unit.to_string(),
+                Consumer {
+                    label: s.consumer_label.clone(),
+                    tracked: s.tracked,
+                },
+            );
+        }
+    }
+    model.secrets = secrets.into_values().collect();
+    let leader = after.leader;
+    if let Some(app) = model.applications.get_mut(&app_name) {
+        if leader {
+            app.status = after.app_status.clone();
+        }
+        app.workload_version = after.workload_version.clone();
+        if let Some(u) = app.units.get_mut(unit) {
+            u.status = after.unit_status.clone();
+            u.opened_ports = after.opened_ports.clone();
+        }
+    }
+}

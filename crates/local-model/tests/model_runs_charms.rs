@@ -1,0 +1,134 @@
+//! Charms run hook by hook on the model: each hook sees its unit's view, a
+//! successful hook commits into the model, and the resolver picks what follows.
+//! Data flows between units only through commits.
+
+use charm::{Charm, Status};
+use charm_testing::run;
+use local_model::model::{Application, End, Model, RelationRecord, Unit};
+use local_model::resolver::{done, next_hook};
+use local_model::view::{commit, view};
+
+fn model_with(app: &str, units: u32, peer: &str) -> Model {
+    let mut m = Model {
+        name: "test".into(),
+        uuid: "6f1e3a5c-2b9e-4d7a-8a61-0c7f2e9b5d13".into(),
+        juju_version: "3.6.4".into(),
+        ..Model::default()
+    };
+    let mut a = Application::default();
+    a.files.config = charm::metadata::parse_yaml(
+        "options:\n  port: {type: int, default: 8080}\n  greeting: {type: string, default: hello}\n",
+        "config.yaml",
+    )
+    .unwrap();
+    for n in 0..units {
+        a.units.insert(
+            format!("{app}/{n}"),
+            Unit {
+                address: format!("127.0.1.{}", n + 1),
+                ..Unit::default()
+            },
+        );
+    }
+    a.leader = Some(format!("{app}/0"));
+    m.applications.insert(app.into(), a);
+    m.next_relation_id = 1;
+    m.relations.push(RelationRecord {
+        id: 1,
+        ends: vec![End {
+            app: app.into(),
+            endpoint: peer.into(),
+        }],
+        scope: (0..units).map(|n| format!("{app}/{n}")).collect(),
+        ..RelationRecord::default()
+    });
+    m
+}
+
+/// Runs the unit's hooks until it is up to date; returns the hooks run.
+fn settle(model: &mut Model, unit: &str, charm: &mut dyn Charm) -> Vec<String> {
+    let mut hooks = Vec::new();
+    while let Some(event) = next_hook(model, unit) {
+        let before = view(model, unit).unwrap();
+        let out = run(charm, &before, event.clone())
+            .unwrap_or_else(|f| panic!("{unit} {}: {f}", event.hook_name()));
+        commit(model, unit, &before, &out.state);
+        done(model, unit, &event);
+        hooks.push(event.hook_name());
+        assert!(hooks.len() < 50);
+    }
+    hooks
+}
+
+#[test]
+fn units_share_peer_data_and_an_application_secret_through_the_model() {
+    use example_charm::{ExampleCharm, ADMIN_KEY, ADMIN_LABEL};
+    let mut m = model_with("example", 2, "replicas");
+    let mut charm = ExampleCharm;
+    settle(&mut m, "example/0", &mut charm);
+    let peers = m.relation(1).unwrap();
+    let uri = peers.app_bags["example"].data[ADMIN_KEY].clone();
+    assert!(uri.starts_with("secret://6f1e3a5c"));
+    assert_eq!(peers.unit_bags["example/0"].data["address"], "127.0.1.1");
+    assert_eq!(m.secrets.len(), 1);
+    assert_eq!(m.secrets[0].owner_label.as_deref(), Some(ADMIN_LABEL));
+
+    // The follower sees the leader's writes, and reads the application secret.
+    let hooks = settle(&mut m, "example/1", &mut charm);
+    assert!(
+        hooks.contains(&"replicas-relation-changed".to_string())
+            || hooks.contains(&"replicas-relation-joined".to_string()),
+        "{hooks:?}"
+    );
+    let follower = view(&m, "example/1").unwrap();
+    assert_eq!(follower.relation(1).unwrap().local_app_data[ADMIN_KEY], uri);
+    assert_eq!(
+        follower.relation(1).unwrap().remote_units["example/0"]["address"],
+        "127.0.1.1"
+    );
+    // Its address reached the leader, which hears of it.
+    assert_eq!(
+        settle(&mut m, "example/0", &mut charm),
+        ["replicas-relation-changed"]
+    );
+    assert!(matches!(
+        view(&m, "example/0").unwrap().app_status,
+        Status::Active(_)
+    ));
+}
+
+#[test]
+fn a_new_secret_revision_reaches_the_units_that_track_it() {
+    use example_charm::ExampleCharm;
+    let mut m = model_with("example", 2, "replicas");
+    let mut charm = ExampleCharm;
+    settle(&mut m, "example/0", &mut charm);
+    settle(&mut m, "example/1", &mut charm);
+    // The follower reads the admin secret (through the charm's action, committed
+    // like a hook): it tracks revision 1. Now the owner publishes revision 2.
+    let before = view(&m, "example/1").unwrap();
+    let out = charm_testing::run_action(
+        &mut charm,
+        &before,
+        "get-admin-password",
+        Default::default(),
+    )
+    .unwrap();
+    assert!(out.action.results.contains_key("password"));
+    commit(&mut m, "example/1", &before, &out.state);
+    let secret = &mut m.secrets[0];
+    assert_eq!(secret.consumers["example/1"].tracked, Some(1));
+    secret
+        .revisions
+        .insert(2, charm::SecretContent::new().with("password", "rotated"));
+    assert_eq!(settle(&mut m, "example/1", &mut charm), ["secret-changed"]);
+    assert_eq!(
+        m.secrets[0].consumers["example/1"].tracked,
+        Some(2),
+        "the handler refreshed"
+    );
+    assert!(
+        settle(&mut m, "example/1", &mut charm).is_empty(),
+        "announced once"
+    );
+}
