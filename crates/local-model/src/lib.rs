@@ -6,9 +6,12 @@
 //! and commits a successful hook back. [`resolver`] picks each unit's next hook
 //! the way Juju's uniter does. [`tools`] interprets Juju's hook-tool command lines
 //! (flags, defaults from the hook context, output formats, error phrases)
-//! against any [`charm::Backend`].
+//! against any [`charm::Backend`]. [`agent`] serves the tools to hook processes
+//! (through the `hook-tool` shim and [`protocol`]) and runs `dispatch`.
 
+pub mod agent;
 pub mod model;
+pub mod protocol;
 pub mod resolver;
 pub mod tools;
 pub mod view;

@@ -1,0 +1,54 @@
+//! The hook-tool shim: installed under every tool's name (`relation-get`,
+//! `status-set`, ...), it forwards the call to the local model's agent over
+//! `$JUJU_AGENT_SOCKET_ADDRESS` and replays the answer.
+
+use local_model::protocol::{Request, Response};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let mut argv = std::env::args();
+    let tool = argv
+        .next()
+        .and_then(|a| a.rsplit('/').next().map(str::to_string))
+        .unwrap_or_default();
+    let (Ok(socket), Ok(context)) = (
+        std::env::var("JUJU_AGENT_SOCKET_ADDRESS"),
+        std::env::var("JUJU_CONTEXT_ID"),
+    ) else {
+        eprintln!("ERROR {tool} must be run inside a hook");
+        return ExitCode::from(1);
+    };
+    let mut stdin = String::new();
+    if !std::io::stdin().is_terminal() {
+        let _ = std::io::stdin().read_to_string(&mut stdin);
+    }
+    let request = Request {
+        context,
+        tool,
+        args: argv.collect(),
+        stdin,
+    };
+    match call(&socket, &request) {
+        Ok(response) => {
+            print!("{}", response.stdout);
+            eprint!("{}", response.stderr);
+            ExitCode::from(u8::try_from(response.code).unwrap_or(1))
+        }
+        Err(e) => {
+            eprintln!("ERROR cannot reach the agent at {socket}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn call(socket: &str, request: &Request) -> std::io::Result<Response> {
+    let mut stream = UnixStream::connect(socket)?;
+    let mut line = serde_json::to_vec(request)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer)?;
+    Ok(serde_json::from_str(&answer)?)
+}
