@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""A plain ops charm: a peer relation, config, statuses and an application secret."""
+
+import ops
+
+
+class OpsPeerCharm(ops.CharmBase):
+    def __init__(self, framework):
+        super().__init__(framework)
+        framework.observe(self.on.install, self._on_install)
+        framework.observe(self.on.leader_elected, self._on_leader_elected)
+        framework.observe(self.on.config_changed, self._on_config_changed)
+        framework.observe(self.on.replicas_relation_changed, self._on_peers_changed)
+
+    def _on_install(self, _):
+        self.unit.status = ops.MaintenanceStatus("installing")
+
+    def _on_leader_elected(self, _):
+        peers = self.model.get_relation("replicas")
+        secret = self.app.add_secret({"token": "s3cret-token"}, label="ops-peer.token")
+        peers.data[self.app]["token-id"] = secret.id
+        self.app.status = ops.ActiveStatus("leading")
+
+    def _on_config_changed(self, _):
+        greeting = self.config["greeting"]
+        self.model.get_relation("replicas").data[self.unit]["greeting"] = greeting
+        self.unit.status = ops.ActiveStatus(f"greeting {greeting}")
+
+    def _on_peers_changed(self, event):
+        token_id = event.relation.data[self.app].get("token-id")
+        if token_id and not self.unit.is_leader():
+            token = self.model.get_secret(id=token_id).get_content()["token"]
+            event.relation.data[self.unit]["token-seen"] = token
+            self.unit.status = ops.ActiveStatus("has the token")
+
+
+if __name__ == "__main__":
+    ops.main(OpsPeerCharm)
