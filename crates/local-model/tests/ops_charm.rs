@@ -62,8 +62,10 @@ fn an_ops_charm_runs_unmodified() {
         juju_version: "3.6.4".into(),
         ..Model::default()
     };
-    let mut app = Application::default();
-    app.files = charm::metadata::CharmFiles::load(&dirs[0]).unwrap();
+    let mut app = Application {
+        files: charm::metadata::CharmFiles::load(&dirs[0]).unwrap(),
+        ..Application::default()
+    };
     for (n, u) in units.iter().enumerate() {
         app.units.insert(
             u.to_string(),
