@@ -1,0 +1,233 @@
+//! Running Python `ops` charms on the local model in tests: a venv from PyPI,
+//! packed per-unit charm directories, and a model to deploy and relate them in.
+
+#![allow(dead_code)]
+
+use local_model::agent::Agent;
+use local_model::model::{Application, End, Model, RelationRecord, Unit};
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What the test charms need from PyPI.
+pub const PACKAGES: &[&str] = &["ops==3.9.0", "postgresql-charms-single-kernel==16.3.20"];
+
+/// The venv with [`PACKAGES`], made once per target directory; returns its python.
+/// A file lock keeps test binaries that run at the same time from building it twice.
+pub fn venv() -> PathBuf {
+    use std::os::fd::AsRawFd;
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let dir = root.join("ops-venv");
+    let lock = std::fs::File::create(root.join("ops-venv.lock")).unwrap();
+    // SAFETY: flock on a file descriptor we own; released when `lock` is dropped.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let want = PACKAGES.join(" ");
+    if std::fs::read_to_string(dir.join(".ready")).ok().as_deref() != Some(&want) {
+        let _ = std::fs::remove_dir_all(&dir);
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&dir)
+            .status()
+            .expect("python3")
+            .success();
+        assert!(ok, "python3 -m venv failed");
+        let pip = Command::new(dir.join("bin/python3"))
+            .args(["-m", "pip", "install", "-q"])
+            .args(PACKAGES)
+            .status();
+        assert!(
+            pip.expect("pip").success(),
+            "pip install {PACKAGES:?} failed (PyPI must be reachable)"
+        );
+        std::fs::write(dir.join(".ready"), &want).unwrap();
+    }
+    dir.join("bin/python3")
+}
+
+/// Where the v0 data-platform library lives in the venv (`charms.data_platform_libs...`).
+pub fn v0_lib_dir(python: &Path) -> PathBuf {
+    let out = Command::new(python)
+        .args(["-c", "import single_kernel_postgresql, os; print(os.path.join(os.path.dirname(single_kernel_postgresql.__file__), 'lib'))"])
+        .output()
+        .unwrap();
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// A scratch directory removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("lm-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Packs the test charm `name` for one unit, with a dispatch like charmcraft's.
+pub fn pack(root: &Path, name: &str, unit: &str, python: &Path, pythonpath: &[PathBuf]) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/charms")
+        .join(name);
+    let dir = root.join(unit.replace('/', "-"));
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    for f in ["metadata.yaml", "config.yaml", "src/charm.py"] {
+        if src.join(f).exists() {
+            std::fs::copy(src.join(f), dir.join(f)).unwrap();
+        }
+    }
+    let mut path = String::from("lib:venv");
+    for p in pythonpath {
+        path.push(':');
+        path.push_str(&p.display().to_string());
+    }
+    let dispatch = format!(
+        "#!/bin/sh\nJUJU_DISPATCH_PATH=\"${{JUJU_DISPATCH_PATH:-$0}}\" PYTHONPATH={path} exec {} ./src/charm.py\n",
+        python.display()
+    );
+    std::fs::write(dir.join("dispatch"), dispatch).unwrap();
+    std::fs::set_permissions(dir.join("dispatch"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// A model with the agent, and each unit's charm directory.
+pub struct Lab {
+    pub model: Model,
+    pub agent: Agent,
+    pub dirs: BTreeMap<String, PathBuf>,
+    pub scratch: Scratch,
+    python: PathBuf,
+    pythonpath: Vec<PathBuf>,
+}
+
+impl Lab {
+    pub fn new(name: &str) -> Lab {
+        let scratch = Scratch::new(name);
+        let python = venv();
+        let pythonpath = vec![v0_lib_dir(&python)];
+        let agent = Agent::start(
+            &scratch.0.join("agent.socket"),
+            &scratch.0.join("tools"),
+            Path::new(env!("CARGO_BIN_EXE_hook-tool")),
+        )
+        .unwrap();
+        Lab {
+            model: Model {
+                name: "test".into(),
+                uuid: "6f1e3a5c-2b9e-4d7a-8a61-0c7f2e9b5d13".into(),
+                juju_version: "3.6.4".into(),
+                ..Model::default()
+            },
+            agent,
+            dirs: BTreeMap::new(),
+            scratch,
+            python,
+            pythonpath,
+        }
+    }
+
+    /// Deploys `units` units of the test charm `charm` as `app` (unit 0 leads).
+    pub fn deploy(&mut self, charm: &str, app: &str, units: u32) {
+        let mut a = Application::default();
+        for n in 0..units {
+            let unit = format!("{app}/{n}");
+            let dir = pack(
+                &self.scratch.0,
+                charm,
+                &unit,
+                &self.python,
+                &self.pythonpath,
+            );
+            if n == 0 {
+                a.files = charm::metadata::CharmFiles::load(&dir).unwrap();
+            }
+            self.dirs.insert(unit.clone(), dir);
+            let index = self.model.applications.len() + 1;
+            a.units.insert(
+                unit,
+                Unit {
+                    address: format!("127.0.{index}.{}", n + 1),
+                    ..Unit::default()
+                },
+            );
+        }
+        a.leader = Some(format!("{app}/0"));
+        for (endpoint, _) in a.files.meta.peers.clone() {
+            self.add_relation(
+                vec![End {
+                    app: app.into(),
+                    endpoint,
+                }],
+                a.units.keys().cloned().collect(),
+            );
+        }
+        self.model.applications.insert(app.into(), a);
+    }
+
+    fn add_relation(&mut self, ends: Vec<End>, scope: std::collections::BTreeSet<String>) -> u64 {
+        self.model.next_relation_id += 1;
+        let id = self.model.next_relation_id;
+        self.model.relations.push(RelationRecord {
+            id,
+            ends,
+            scope,
+            ..RelationRecord::default()
+        });
+        id
+    }
+
+    /// Relates `a:endpoint` with `b:endpoint`.
+    pub fn integrate(&mut self, a: (&str, &str), b: (&str, &str)) -> u64 {
+        let scope = self.model.applications[a.0]
+            .units
+            .keys()
+            .chain(self.model.applications[b.0].units.keys())
+            .cloned()
+            .collect();
+        self.add_relation(
+            vec![
+                End {
+                    app: a.0.into(),
+                    endpoint: a.1.into(),
+                },
+                End {
+                    app: b.0.into(),
+                    endpoint: b.1.into(),
+                },
+            ],
+            scope,
+        )
+    }
+
+    /// Runs every unit's hooks, round after round, until none is due; returns
+    /// `unit hook` lines. Panics on a failed hook, with its output.
+    pub fn settle(&mut self) -> Vec<String> {
+        let mut hooks = Vec::new();
+        loop {
+            let mut progressed = false;
+            for (unit, dir) in self.dirs.clone() {
+                while let Some(run) = self
+                    .agent
+                    .run_next(&mut self.model, &unit, &dir, &[])
+                    .unwrap()
+                {
+                    assert!(run.ok, "{unit} {}: {}", run.event.hook_name(), run.output);
+                    hooks.push(format!("{unit} {}", run.event.hook_name()));
+                    progressed = true;
+                    assert!(hooks.len() < 200, "no end: {hooks:?}");
+                }
+            }
+            if !progressed {
+                return hooks;
+            }
+        }
+    }
+}
