@@ -38,6 +38,8 @@ pub struct HookRun {
     pub ok: bool,
     /// What `dispatch` printed (stdout then stderr).
     pub output: String,
+    /// What the hook logged with `juju-log`, level and message.
+    pub logs: Vec<(charm::LogLevel, String)>,
 }
 
 impl Agent {
@@ -168,10 +170,12 @@ impl Agent {
             u.failed = Some(event.hook_name());
             u.status = charm::Status::Error(format!("hook failed: {:?}", event.hook_name()));
         }
+        let logs = after.logs[before.logs.len()..].to_vec();
         Ok(Some(HookRun {
             event,
             ok,
             output: text,
+            logs,
         }))
     }
 }

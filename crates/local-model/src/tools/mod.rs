@@ -34,6 +34,7 @@ pub const TOOLS: &[&str] = &[
     "relation-get",
     "relation-ids",
     "relation-list",
+    "relation-model-get",
     "relation-set",
     "secret-add",
     "secret-get",
@@ -149,6 +150,12 @@ impl Session<'_> {
             "relation-list" => self.relation_list(req),
             "relation-get" => self.relation_get(req),
             "relation-set" => self.relation_set(req),
+            "relation-model-get" => {
+                // Every relation is within this one model.
+                let (p, f) = self.parse(req, &[FORMAT, RELATION])?;
+                self.relation("relation-model-get", p.value("r"))?;
+                Ok(f.render(&json!({"uuid": self.context.model_uuid})))
+            }
             "config-get" => self.config_get(req),
             "status-get" => self.status_get(req),
             "status-set" => self.status_set(req),

@@ -11,7 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// What the test charms need from PyPI.
-pub const PACKAGES: &[&str] = &["ops==3.9.0", "postgresql-charms-single-kernel==16.3.20"];
+pub const PACKAGES: &[&str] = &[
+    "ops==3.9.0",
+    "postgresql-charms-single-kernel==16.3.20",
+    "dpcharmlibs-interfaces==1.2.2",
+];
 
 /// The venv with [`PACKAGES`], made once per target directory; returns its python.
 /// A file lock keeps test binaries that run at the same time from building it twice.
@@ -219,7 +223,14 @@ impl Lab {
                     .run_next(&mut self.model, &unit, &dir, &[])
                     .unwrap()
                 {
-                    assert!(run.ok, "{unit} {}: {}", run.event.hook_name(), run.output);
+                    assert!(
+                        run.ok,
+                        "{unit} {}: {}
+{:#?}",
+                        run.event.hook_name(),
+                        run.output,
+                        run.logs
+                    );
                     hooks.push(format!("{unit} {}", run.event.hook_name()));
                     progressed = true;
                     assert!(hooks.len() < 200, "no end: {hooks:?}");

@@ -1,0 +1,83 @@
+//! The sandbox: services chrooted into the container's root, as their user. Needs
+//! root, as the project's machines and CI run; `scripts/install-deps` creates the
+//! `postgres` user.
+
+mod common;
+
+use charm::pebble::{FileOptions, Pebble};
+use common::{wait_until, Harness};
+use std::time::Duration;
+
+fn postgres_uid() -> Option<u32> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    let line = passwd.lines().find(|l| l.starts_with("postgres:"))?;
+    line.split(':').nth(2)?.parse().ok()
+}
+
+#[test]
+fn a_sandboxed_service_sees_the_container_root() {
+    assert!(
+        common::is_root(),
+        "the sandbox needs root (run the tests as root, as CI does)"
+    );
+    let mut h = Harness::new(true);
+    h.client
+        .push(
+            "/var/lib/app/x",
+            b"pushed through the API\n",
+            &FileOptions {
+                make_parents: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(
+        !std::path::Path::new("/var/lib/app/x").exists(),
+        "not on the host"
+    );
+    h.layer(
+        "base",
+        "services:\n  reader:\n    override: replace\n    command: sh -c 'cat /var/lib/app/x; ls -d /proc/self /tmp; pwd; sleep 30'\n    working-dir: /var/lib/app\n",
+        false,
+    );
+    h.client.start(&["reader"]).unwrap();
+    assert!(wait_until(Duration::from_secs(3), || h
+        .log("reader")
+        .contains("/var/lib/app\n")));
+    let log = h.log("reader");
+    assert!(log.contains("pushed through the API"), "{log}");
+    assert!(log.contains("/proc/self"), "{log}");
+    let tmp = std::fs::metadata(h.host("/tmp")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(tmp.permissions().mode() & 0o7777, 0o1777);
+    h.client.stop(&["reader"]).unwrap();
+    // The binds live only in the service's namespace.
+    let usr = std::fs::read_dir(h.host("/usr")).unwrap().count();
+    assert_eq!(usr, 0, "nothing mounted on the host side");
+}
+
+#[test]
+fn a_service_runs_as_its_user() {
+    assert!(
+        common::is_root(),
+        "switching users needs root (run the tests as root, as CI does)"
+    );
+    let uid = postgres_uid()
+        .expect("a postgres user (scripts/install-deps installs PostgreSQL, which creates it)");
+    for sandbox in [true, false] {
+        let mut h = Harness::new(sandbox);
+        h.layer(
+            "base",
+            "services:\n  who:\n    override: replace\n    command: sh -c 'echo uid=$(id -u) home=$HOME user=$USER; sleep 30'\n    user: postgres\n",
+            false,
+        );
+        h.client.start(&["who"]).unwrap();
+        let expected = format!("uid={uid} ");
+        assert!(
+            wait_until(Duration::from_secs(3), || h.log("who").contains(&expected)),
+            "sandbox {sandbox}: {}",
+            h.log("who")
+        );
+        assert!(h.log("who").contains("user=postgres"), "{}", h.log("who"));
+    }
+}
