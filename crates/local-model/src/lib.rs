@@ -10,6 +10,7 @@
 //! (through the `hook-tool` shim and [`protocol`]) and runs `dispatch`.
 
 pub mod agent;
+pub mod controller;
 pub mod model;
 pub mod protocol;
 pub mod resolver;

@@ -17,8 +17,13 @@ class OpsPeerCharm(ops.CharmBase):
 
     def _on_leader_elected(self, _):
         peers = self.model.get_relation("replicas")
-        secret = self.app.add_secret({"token": "s3cret-token"}, label="ops-peer.token")
-        peers.data[self.app]["token-id"] = secret.id
+        try:
+            # A new leader finds the secret its predecessor made; by label, ops
+            # knows its id only after asking for its info.
+            secret_id = self.model.get_secret(label="ops-peer.token").get_info().id
+        except ops.SecretNotFoundError:
+            secret_id = self.app.add_secret({"token": "s3cret-token"}, label="ops-peer.token").id
+        peers.data[self.app]["token-id"] = secret_id
         self.app.status = ops.ActiveStatus("leading")
 
     def _on_config_changed(self, _):

@@ -1,0 +1,155 @@
+//! The controller: deploy, add and remove units, relate, settle, and the status
+//! table, with a Python ops charm and with the Rust example charm and its real
+//! workload in a sandboxed Pebble container.
+
+mod common;
+
+use common::{pack, v0_lib_dir, venv, Scratch};
+use local_model::controller::Controller;
+use std::path::Path;
+use std::process::Command;
+
+fn controller(scratch: &Scratch) -> Controller {
+    Controller::new(
+        &scratch.0.join("controller"),
+        Path::new(env!("CARGO_BIN_EXE_hook-tool")),
+        true,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_python_charm_scales_up_and_down_and_leadership_moves() {
+    let scratch = Scratch::new("ctl-ops");
+    let python = venv();
+    let charm = pack(
+        &scratch.0,
+        "ops-peer",
+        "packed",
+        &python,
+        &[v0_lib_dir(&python)],
+    );
+    let mut c = controller(&scratch);
+    c.deploy(&charm, "peer", 2, &[("greeting", "hi")]).unwrap();
+    c.settle().unwrap();
+    let status = c.status();
+    assert!(status.contains("peer/0*"), "{status}");
+    assert!(status.contains("has the token"), "{status}");
+    let unit = c.add_unit("peer").unwrap();
+    c.settle().unwrap();
+    let peers = c.model.relation(1).unwrap();
+    assert_eq!(peers.unit_bags[&unit].data["token-seen"], "s3cret-token");
+    assert_eq!(peers.unit_bags[&unit].data["greeting"], "hi");
+
+    c.remove_unit("peer/0").unwrap();
+    let ran = c.settle().unwrap();
+    for (unit, run) in &ran {
+        assert!(
+            run.ok,
+            "{unit} {}: {}\n{:#?}",
+            run.event.hook_name(),
+            run.output,
+            run.logs
+        );
+    }
+    let hooks: Vec<String> = ran
+        .iter()
+        .map(|(u, r)| format!("{u} {}", r.event.hook_name()))
+        .collect();
+    for expected in [
+        "peer/0 stop",
+        "peer/0 remove",
+        "peer/1 leader-elected",
+        "peer/1 replicas-relation-departed",
+    ] {
+        assert!(
+            hooks.contains(&expected.to_string()),
+            "{expected} missing: {hooks:#?}"
+        );
+    }
+    assert!(c.model.unit("peer/0").is_none());
+    assert!(c.status().contains("peer/1*"));
+}
+
+#[test]
+fn the_rust_example_charm_serves_its_greeting_from_a_sandboxed_container() {
+    // The example charm's dispatch binary, built by cargo like any charm.
+    let ok = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "example-charm",
+            "--bin",
+            "example-charm",
+        ])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let bin = Path::new(env!("CARGO_BIN_EXE_hook-tool")).with_file_name("example-charm");
+    let scratch = Scratch::new("ctl-example");
+    let charm = scratch.0.join("example-charm");
+    std::fs::create_dir_all(&charm).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../example-charm/charm");
+    for f in ["metadata.yaml", "config.yaml", "actions.yaml"] {
+        std::fs::copy(src.join(f), charm.join(f)).unwrap();
+    }
+    std::fs::copy(&bin, charm.join("dispatch")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = controller(&scratch);
+    c.deploy(
+        &charm,
+        "web",
+        1,
+        &[
+            ("port", &port.to_string()),
+            ("greeting", "hello from the local model"),
+        ],
+    )
+    .unwrap();
+    let ran = c.settle().unwrap();
+    for (unit, run) in &ran {
+        assert!(
+            run.ok,
+            "{unit} {}: {}\n{:?}",
+            run.event.hook_name(),
+            run.output,
+            run.logs
+        );
+    }
+    let status = c.status();
+    assert!(
+        status.contains(&format!("serving on :{port}")),
+        "{status}\n{ran:#?}"
+    );
+    assert!(status.contains(&format!("{port}/tcp")), "{status}");
+    let body = http_get(port);
+    assert!(
+        body.contains("<h1>hello from the local model</h1>"),
+        "{body}"
+    );
+
+    // A new greeting reaches the running workload.
+    c.config("web", &[("greeting", "changed")]).unwrap();
+    c.settle().unwrap();
+    assert!(http_get(port).contains("<h1>changed</h1>"));
+}
+
+fn http_get(port: u16) -> String {
+    use std::io::{Read, Write};
+    for _ in 0..50 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n");
+            let mut body = String::new();
+            let _ = s.read_to_string(&mut body);
+            return body;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("nothing listens on {port}");
+}
