@@ -400,7 +400,7 @@ impl Controller {
         for (name, app) in &self.model.applications {
             let _ = writeln!(
                 s,
-                "{:<16} {:<9} {:<12} {:<6} {:<16}",
+                "{:<16} {:<9} {:<12} {:<6} {}",
                 name,
                 app.workload_version,
                 app.status.name(),
