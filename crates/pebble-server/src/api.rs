@@ -3,9 +3,9 @@
 use crate::checks::Checks;
 use crate::files::{FileError, Files, Options};
 use crate::http::{Request, Response};
-use crate::multipart::{self, Part};
 use crate::plan::{self, parse_duration};
 use crate::services::{signal_number, ServiceError, Services};
+use charm::pebble::multipart::{self, Part};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -231,6 +231,7 @@ impl Api {
                     parts.push(Part {
                         name: "files".into(),
                         filename: Some(path.clone()),
+                        content_type: Some("application/octet-stream".into()),
                         body: content,
                     });
                     results.push(json!({"path": path}));
@@ -241,6 +242,7 @@ impl Api {
         parts.push(Part {
             name: "response".into(),
             filename: None,
+            content_type: Some("application/json".into()),
             body: sync_value(Value::Array(results)).to_string().into_bytes(),
         });
         let (boundary, body) = multipart::encode(&parts);
@@ -293,7 +295,8 @@ impl Api {
             #[serde(default)]
             files: Vec<Entry>,
         }
-        let parts = multipart::decode(&request.body, boundary).map_err(bad_request)?;
+        let parts =
+            multipart::decode(&request.body, boundary).map_err(|e| bad_request(e.to_string()))?;
         let head = parts
             .iter()
             .find(|p| p.name == "request")

@@ -18,7 +18,6 @@ mod api;
 mod checks;
 mod files;
 mod http;
-mod multipart;
 mod plan;
 mod sandbox;
 mod services;

@@ -4,7 +4,7 @@
 
 mod client;
 mod http;
-mod multipart;
+pub mod multipart;
 
 pub use client::PebbleClient;
 

@@ -1,4 +1,5 @@
-//! `multipart/form-data` bodies: built for file pushes, parsed from file reads.
+//! `multipart/form-data` bodies, as Pebble uses them for files: built and parsed
+//! here for the client, and by `pebble-server` for the other direction.
 
 use super::{PebbleError, PebbleResult};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -6,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One part of a multipart body.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Part {
+pub struct Part {
     /// The form field name from `Content-Disposition`.
     pub name: String,
     pub filename: Option<String>,
@@ -15,7 +16,7 @@ pub(crate) struct Part {
 }
 
 /// Builds a body from `parts`; returns it with the boundary it uses.
-pub(crate) fn encode(parts: &[Part]) -> (String, Vec<u8>) {
+pub fn encode(parts: &[Part]) -> (String, Vec<u8>) {
     let boundary = loop {
         let boundary = new_boundary();
         if parts
@@ -47,7 +48,7 @@ pub(crate) fn encode(parts: &[Part]) -> (String, Vec<u8>) {
 }
 
 /// The boundary of a `multipart/form-data` content type; `None` for other types.
-pub(crate) fn boundary(content_type: &str) -> Option<String> {
+pub fn boundary(content_type: &str) -> Option<String> {
     let media_type = content_type.split(';').next()?.trim();
     if !media_type.eq_ignore_ascii_case("multipart/form-data") {
         return None;
@@ -56,7 +57,7 @@ pub(crate) fn boundary(content_type: &str) -> Option<String> {
 }
 
 /// Splits a body into its parts.
-pub(crate) fn decode(body: &[u8], boundary: &str) -> PebbleResult<Vec<Part>> {
+pub fn decode(body: &[u8], boundary: &str) -> PebbleResult<Vec<Part>> {
     let delimiter = format!("\r\n--{boundary}").into_bytes();
     // The first delimiter may open the body, without the CRLF before it.
     let mut pos = if body.starts_with(&delimiter[2..]) {
