@@ -56,6 +56,10 @@ pub struct Controller {
     agent: Agent,
     units: BTreeMap<String, UnitRuntime>,
     sandbox: bool,
+    /// When set, the order units run in each round comes from this seed.
+    seed: Option<u64>,
+    /// Units whose next hook is made to fail.
+    failing: std::collections::BTreeSet<String>,
 }
 
 impl Controller {
@@ -76,7 +80,88 @@ impl Controller {
             agent,
             units: BTreeMap::new(),
             sandbox,
+            seed: None,
+            failing: Default::default(),
         })
+    }
+
+    /// Fixes the order in which units' due hooks run (a different, repeatable
+    /// order each round); `None` goes back to unit-name order.
+    pub fn set_seed(&mut self, seed: Option<u64>) {
+        // xorshift never leaves zero.
+        self.seed = seed.map(|s| if s == 0 { 0x9E37_79B9_7F4A_7C15 } else { s });
+    }
+
+    /// Makes the unit's next hook fail (as if `dispatch` exited non-zero): nothing
+    /// is committed and the unit is blocked until [`Controller::resolve`].
+    pub fn fail_next_hook(&mut self, unit: &str) -> Result<(), ControllerError> {
+        self.model
+            .unit(unit)
+            .ok_or_else(|| ControllerError::NoUnit(unit.into()))?;
+        self.failing.insert(unit.to_string());
+        Ok(())
+    }
+
+    /// `juju resolve <unit>`: the failed hook runs again.
+    pub fn resolve(&mut self, unit: &str) -> Result<(), ControllerError> {
+        let u = self
+            .model
+            .unit_mut(unit)
+            .ok_or_else(|| ControllerError::NoUnit(unit.into()))?;
+        u.failed = None;
+        Ok(())
+    }
+
+    /// Kills a workload service's processes with SIGKILL (Pebble then applies its
+    /// on-failure policy).
+    pub fn kill_workload(
+        &mut self,
+        unit: &str,
+        container: &str,
+        service: &str,
+    ) -> Result<(), ControllerError> {
+        use charm::pebble::Pebble;
+        let runtime = self
+            .units
+            .get(unit)
+            .ok_or_else(|| ControllerError::NoUnit(unit.into()))?;
+        let mut client = charm::pebble::PebbleClient::new(
+            runtime.containers_dir.join(container).join("pebble.socket"),
+        );
+        client
+            .send_signal("SIGKILL", &[service])
+            .map_err(|e| ControllerError::Io {
+                what: format!("killing {service} on {unit}"),
+                source: std::io::Error::other(e.to_string()),
+            })
+    }
+
+    /// Removes a unit at once, as when its machine is lost: it runs no hooks, its
+    /// workloads stop, and the other units see it leave.
+    pub fn remove_unit_abruptly(&mut self, unit: &str) -> Result<(), ControllerError> {
+        let u = self
+            .model
+            .unit_mut(unit)
+            .ok_or_else(|| ControllerError::NoUnit(unit.into()))?;
+        u.seen.removed = true;
+        self.reap(unit);
+        Ok(())
+    }
+
+    /// The units in the order this round runs them.
+    fn round_order(&mut self) -> Vec<String> {
+        let mut units: Vec<String> = self.units.keys().cloned().collect();
+        if let Some(seed) = &mut self.seed {
+            // xorshift64*, then Fisher-Yates: repeatable for a given seed.
+            for i in (1..units.len()).rev() {
+                *seed ^= *seed >> 12;
+                *seed ^= *seed << 25;
+                *seed ^= *seed >> 27;
+                let r = seed.wrapping_mul(0x2545_F491_4F6C_DD1D);
+                units.swap(i, (r % (i as u64 + 1)) as usize);
+            }
+        }
+        units
     }
 
     /// `juju deploy <charm-dir> <app> -n <units> --config k=v ...`.
@@ -337,8 +422,25 @@ impl Controller {
         let mut ran = Vec::new();
         loop {
             let mut progressed = false;
-            let units: Vec<String> = self.units.keys().cloned().collect();
-            for unit in units {
+            for unit in self.round_order() {
+                if self.failing.contains(&unit) {
+                    if let Some(event) = crate::resolver::next_hook(&self.model, &unit) {
+                        self.failing.remove(&unit);
+                        let u = self.model.unit_mut(&unit).expect("a unit of the model");
+                        u.failed = Some(event.hook_name());
+                        u.status =
+                            charm::Status::Error(format!("hook failed: {:?}", event.hook_name()));
+                        let run = HookRun {
+                            event,
+                            ok: false,
+                            output: "failure injected by the controller\n".into(),
+                            logs: Vec::new(),
+                        };
+                        ran.push((unit.clone(), run));
+                        progressed = true;
+                        continue;
+                    }
+                }
                 let runtime = &self.units[&unit];
                 let env = [(
                     "CHARM_CONTAINERS_DIR".to_string(),

@@ -134,6 +134,11 @@ fn the_rust_example_charm_serves_its_greeting_from_a_sandboxed_container() {
         "{body}"
     );
 
+    // A killed workload is brought back by Pebble.
+    c.kill_workload("web/0", "web", "web").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(http_get(port).contains("hello from the local model"));
+
     // A new greeting reaches the running workload.
     c.config("web", &[("greeting", "changed")]).unwrap();
     c.settle().unwrap();
@@ -152,4 +157,95 @@ fn http_get(port: u16) -> String {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     panic!("nothing listens on {port}");
+}
+
+fn peer_charm(scratch: &Scratch) -> std::path::PathBuf {
+    let python = venv();
+    pack(
+        &scratch.0,
+        "ops-peer",
+        "packed",
+        &python,
+        &[v0_lib_dir(&python)],
+    )
+}
+
+fn order_with(seed: Option<u64>) -> Vec<String> {
+    let scratch = Scratch::new(&format!("ctl-seed-{seed:?}"));
+    let charm = peer_charm(&scratch);
+    let mut c = controller(&scratch);
+    c.set_seed(seed);
+    c.deploy(&charm, "peer", 3, &[]).unwrap();
+    c.settle()
+        .unwrap()
+        .into_iter()
+        .map(|(u, r)| format!("{u} {}", r.event.hook_name()))
+        .collect()
+}
+
+#[test]
+fn a_seed_fixes_the_order_units_run_in() {
+    let a = order_with(Some(7));
+    assert_eq!(a, order_with(Some(7)), "the same seed, the same order");
+    assert_ne!(a, order_with(Some(8)), "another seed, another order");
+    assert_ne!(a, order_with(None));
+}
+
+#[test]
+fn an_injected_failure_blocks_one_unit_until_resolved_and_an_abrupt_removal_is_seen() {
+    let scratch = Scratch::new("ctl-faults");
+    let charm = peer_charm(&scratch);
+    let mut c = controller(&scratch);
+    c.deploy(&charm, "peer", 3, &[]).unwrap();
+    c.settle().unwrap();
+    c.config("peer", &[("greeting", "new")]).unwrap();
+    c.fail_next_hook("peer/1").unwrap();
+    let ran = c.settle().unwrap();
+    let failed: Vec<String> = ran
+        .iter()
+        .filter(|(_, r)| !r.ok)
+        .map(|(u, r)| format!("{u} {}", r.event.hook_name()))
+        .collect();
+    assert_eq!(failed, ["peer/1 config-changed"]);
+    assert_eq!(
+        c.model.unit("peer/1").unwrap().status,
+        charm::Status::Error("hook failed: \"config-changed\"".into())
+    );
+    assert!(
+        c.status()
+            .lines()
+            .any(|l| l.starts_with("peer/1 ") && l.contains(" error ")),
+        "{}",
+        c.status()
+    );
+    let peers = c.model.relation(1).unwrap();
+    assert_eq!(peers.unit_bags["peer/0"].data["greeting"], "new");
+    assert_ne!(
+        peers.unit_bags["peer/1"].data["greeting"], "new",
+        "nothing committed"
+    );
+    c.resolve("peer/1").unwrap();
+    let ran = c.settle().unwrap();
+    assert!(ran
+        .iter()
+        .any(|(u, r)| u == "peer/1" && r.ok && r.event.hook_name() == "config-changed"));
+    assert_eq!(
+        c.model.relation(1).unwrap().unit_bags["peer/1"].data["greeting"],
+        "new"
+    );
+
+    c.remove_unit_abruptly("peer/2").unwrap();
+    let ran = c.settle().unwrap();
+    let hooks: Vec<String> = ran
+        .iter()
+        .map(|(u, r)| format!("{u} {}", r.event.hook_name()))
+        .collect();
+    assert!(!hooks.iter().any(|h| h.starts_with("peer/2")), "{hooks:?}");
+    for u in ["peer/0", "peer/1"] {
+        assert!(
+            hooks.contains(&format!("{u} replicas-relation-departed")),
+            "{hooks:?}"
+        );
+    }
+    assert!(c.model.unit("peer/2").is_none());
 }
