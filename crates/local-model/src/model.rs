@@ -88,6 +88,9 @@ pub struct Seen {
     pub pebble_ready: BTreeSet<String>,
     /// Secret xid to the revision last announced by secret-changed.
     pub secret_revisions: BTreeMap<String, u64>,
+    /// Revisions (secret xid, revision) already announced by secret-remove.
+    #[serde(default)]
+    pub secret_removals: BTreeSet<(String, u64)>,
     pub status_tick: u64,
 }
 

@@ -103,6 +103,31 @@ pub fn next_hook(model: &Model, unit_name: &str) -> Option<Event> {
             }));
         }
     }
+    // The owner (the leader, for an application secret) removes revisions that
+    // are not the latest and that no unit tracks any more.
+    let leader = app.leader.as_deref() == Some(unit_name);
+    for s in &model.secrets {
+        let owns = match &s.owner {
+            crate::model::SecretOwnerRecord::App(a) => a == app_name && leader,
+            crate::model::SecretOwnerRecord::Unit(u) => u == unit_name,
+        };
+        if !owns {
+            continue;
+        }
+        let tracked: Vec<u64> = s.consumers.values().filter_map(|c| c.tracked).collect();
+        let obsolete = s.revisions.keys().find(|r| {
+            **r < s.latest()
+                && !tracked.contains(r)
+                && !seen.secret_removals.contains(&(s.xid.clone(), **r))
+        });
+        if let Some(revision) = obsolete {
+            return Some(Event::SecretRemove(SecretEvent {
+                id: SecretId::new(&model.uuid, &s.xid).expect("valid ids"),
+                label: s.owner_label.clone(),
+                revision: Some(*revision),
+            }));
+        }
+    }
     if !dying && seen.config.as_deref() != Some(config_digest(app, unit).as_str()) {
         return Some(Event::ConfigChanged);
     }
@@ -233,6 +258,11 @@ pub fn done(model: &mut Model, unit_name: &str, event: &Event) {
             if let Some((_, latest)) = secrets.iter().find(|(x, _)| x == s.id.xid()) {
                 seen.secret_revisions
                     .insert(s.id.xid().to_string(), *latest);
+            }
+        }
+        Event::SecretRemove(s) => {
+            if let Some(r) = s.revision {
+                seen.secret_removals.insert((s.id.xid().to_string(), r));
             }
         }
         Event::ConfigChanged => seen.config = Some(config),

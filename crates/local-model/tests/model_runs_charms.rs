@@ -132,3 +132,38 @@ fn a_new_secret_revision_reaches_the_units_that_track_it() {
         "announced once"
     );
 }
+
+#[test]
+fn the_owner_removes_a_revision_once_nobody_tracks_it() {
+    use example_charm::ExampleCharm;
+    let mut m = model_with("example", 2, "replicas");
+    let mut charm = ExampleCharm;
+    settle(&mut m, "example/0", &mut charm);
+    settle(&mut m, "example/1", &mut charm);
+    let before = view(&m, "example/1").unwrap();
+    let out = charm_testing::run_action(
+        &mut charm,
+        &before,
+        "get-admin-password",
+        Default::default(),
+    )
+    .unwrap();
+    commit(&mut m, "example/1", &before, &out.state);
+    settle(&mut m, "example/0", &mut charm);
+    m.secrets[0]
+        .revisions
+        .insert(2, charm::SecretContent::new().with("password", "rotated"));
+    let early = settle(&mut m, "example/0", &mut charm);
+    assert!(
+        early.is_empty(),
+        "example/1 still tracks revision 1: {early:?}"
+    );
+    assert_eq!(settle(&mut m, "example/1", &mut charm), ["secret-changed"]);
+    assert_eq!(
+        settle(&mut m, "example/0", &mut charm),
+        ["secret-remove"],
+        "the leader owns it"
+    );
+    assert_eq!(m.secrets[0].revisions.keys().collect::<Vec<_>>(), [&2]);
+    assert!(settle(&mut m, "example/0", &mut charm).is_empty());
+}
