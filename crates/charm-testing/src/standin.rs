@@ -8,37 +8,6 @@ use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// Every hook tool the SDK calls.
-pub const TOOLS: &[&str] = &[
-    "action-fail",
-    "action-get",
-    "action-log",
-    "action-set",
-    "application-version-set",
-    "close-port",
-    "config-get",
-    "goal-state",
-    "is-leader",
-    "juju-log",
-    "network-get",
-    "open-port",
-    "opened-ports",
-    "relation-get",
-    "relation-ids",
-    "relation-list",
-    "relation-set",
-    "secret-add",
-    "secret-get",
-    "secret-grant",
-    "secret-ids",
-    "secret-info-get",
-    "secret-remove",
-    "secret-revoke",
-    "secret-set",
-    "status-get",
-    "status-set",
-];
-
 const SCRIPT: &str = r#"#!/bin/sh
 # A stand-in hook tool: records the call, answers from fixtures.
 tool=${0##*/}
@@ -108,7 +77,7 @@ impl StandIn {
         let script = root.join("bin/standin");
         std::fs::write(&script, SCRIPT)?;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
-        for tool in TOOLS {
+        for tool in charm::commands::TOOLS {
             std::os::unix::fs::symlink("standin", root.join("bin").join(tool))?;
         }
         Ok(StandIn { root, fixtures: 0 })

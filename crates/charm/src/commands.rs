@@ -42,6 +42,37 @@ impl Command {
     }
 }
 
+/// Every hook tool the SDK calls.
+pub const TOOLS: &[&str] = &[
+    "action-fail",
+    "action-get",
+    "action-log",
+    "action-set",
+    "application-version-set",
+    "close-port",
+    "config-get",
+    "goal-state",
+    "is-leader",
+    "juju-log",
+    "network-get",
+    "open-port",
+    "opened-ports",
+    "relation-get",
+    "relation-ids",
+    "relation-list",
+    "relation-set",
+    "secret-add",
+    "secret-get",
+    "secret-grant",
+    "secret-ids",
+    "secret-info-get",
+    "secret-remove",
+    "secret-revoke",
+    "secret-set",
+    "status-get",
+    "status-set",
+];
+
 const JSON: &str = "--format=json";
 
 fn flag(name: &str, value: &str) -> String {
@@ -276,4 +307,62 @@ pub fn secret_remove(id: &SecretId, revision: Option<u64>) -> Command {
 
 pub fn secret_ids() -> Command {
     Command::new("secret-ids", [JSON])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::SecretId;
+
+    #[test]
+    fn every_command_built_names_a_listed_tool() {
+        let rel = Relation::new("db", 1);
+        let id = SecretId::parse("d0rtp2cs1tj5qbo1s2ug").unwrap();
+        let label = SecretRef::Label("l".into());
+        let meta = SecretMeta::default();
+        let commands = [
+            is_leader(),
+            relation_ids("db"),
+            relation_list(&rel),
+            relation_remote_app(&rel),
+            relation_get(&rel, &Bag::Unit("a/0".into())),
+            relation_set(&rel, false, &Databag::new()),
+            config_get(),
+            status_get(false),
+            status_set(false, &Status::Active(String::new())),
+            juju_log(LogLevel::Info, "m"),
+            application_version_set("1"),
+            open_port(&Port::tcp(1)),
+            close_port(&Port::tcp(1)),
+            opened_ports(),
+            network_get("db", None),
+            goal_state(),
+            action_get(),
+            action_set(&BTreeMap::new()),
+            action_fail("m"),
+            action_log("m"),
+            secret_add(SecretOwner::Unit, &meta, &[]),
+            secret_get(&label, Revision::Tracked),
+            secret_info_get(&label),
+            secret_set(&id, &meta, &[]),
+            secret_grant(&id, 1, None),
+            secret_revoke(&id, 1, None),
+            secret_remove(&id, None),
+            secret_ids(),
+        ];
+        for c in &commands {
+            assert!(
+                TOOLS.contains(&c.tool.as_str()),
+                "{} is not in TOOLS",
+                c.tool
+            );
+        }
+        let built: std::collections::BTreeSet<&str> =
+            commands.iter().map(|c| c.tool.as_str()).collect();
+        assert_eq!(
+            built.len(),
+            TOOLS.len(),
+            "TOOLS lists a tool nothing builds"
+        );
+    }
 }

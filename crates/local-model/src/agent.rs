@@ -46,7 +46,7 @@ impl Agent {
     /// Listens on `socket` and links every tool name to `shim` in `tools_dir`.
     pub fn start(socket: &Path, tools_dir: &Path, shim: &Path) -> std::io::Result<Agent> {
         std::fs::create_dir_all(tools_dir)?;
-        for tool in crate::tools::TOOLS {
+        for tool in crate::tools::tool_names() {
             let link = tools_dir.join(tool);
             let _ = std::fs::remove_file(&link);
             std::os::unix::fs::symlink(shim, &link)?;

@@ -248,4 +248,13 @@ fn an_injected_failure_blocks_one_unit_until_resolved_and_an_abrupt_removal_is_s
         );
     }
     assert!(c.model.unit("peer/2").is_none());
+
+    // update-status, when due, runs once on every unit.
+    c.tick();
+    let ran = c.settle().unwrap();
+    let hooks: Vec<String> = ran
+        .iter()
+        .map(|(u, r)| format!("{u} {}", r.event.hook_name()))
+        .collect();
+    assert_eq!(hooks, ["peer/0 update-status", "peer/1 update-status"]);
 }

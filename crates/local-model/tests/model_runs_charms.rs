@@ -97,27 +97,27 @@ fn units_share_peer_data_and_an_application_secret_through_the_model() {
     ));
 }
 
-#[test]
-fn a_new_secret_revision_reaches_the_units_that_track_it() {
-    use example_charm::ExampleCharm;
+/// Two example units, settled, with the follower tracking revision 1 of the
+/// admin secret (read through the charm's action, committed like a hook).
+fn follower_tracking_the_admin_secret(charm: &mut example_charm::ExampleCharm) -> Model {
     let mut m = model_with("example", 2, "replicas");
-    let mut charm = ExampleCharm;
-    settle(&mut m, "example/0", &mut charm);
-    settle(&mut m, "example/1", &mut charm);
-    // The follower reads the admin secret (through the charm's action, committed
-    // like a hook): it tracks revision 1. Now the owner publishes revision 2.
+    settle(&mut m, "example/0", charm);
+    settle(&mut m, "example/1", charm);
     let before = view(&m, "example/1").unwrap();
-    let out = charm_testing::run_action(
-        &mut charm,
-        &before,
-        "get-admin-password",
-        Default::default(),
-    )
-    .unwrap();
+    let out = charm_testing::run_action(charm, &before, "get-admin-password", Default::default())
+        .unwrap();
     assert!(out.action.results.contains_key("password"));
     commit(&mut m, "example/1", &before, &out.state);
+    assert_eq!(m.secrets[0].consumers["example/1"].tracked, Some(1));
+    settle(&mut m, "example/0", charm);
+    m
+}
+
+#[test]
+fn a_new_secret_revision_reaches_the_units_that_track_it() {
+    let mut charm = example_charm::ExampleCharm;
+    let mut m = follower_tracking_the_admin_secret(&mut charm);
     let secret = &mut m.secrets[0];
-    assert_eq!(secret.consumers["example/1"].tracked, Some(1));
     secret
         .revisions
         .insert(2, charm::SecretContent::new().with("password", "rotated"));
@@ -135,21 +135,8 @@ fn a_new_secret_revision_reaches_the_units_that_track_it() {
 
 #[test]
 fn the_owner_removes_a_revision_once_nobody_tracks_it() {
-    use example_charm::ExampleCharm;
-    let mut m = model_with("example", 2, "replicas");
-    let mut charm = ExampleCharm;
-    settle(&mut m, "example/0", &mut charm);
-    settle(&mut m, "example/1", &mut charm);
-    let before = view(&m, "example/1").unwrap();
-    let out = charm_testing::run_action(
-        &mut charm,
-        &before,
-        "get-admin-password",
-        Default::default(),
-    )
-    .unwrap();
-    commit(&mut m, "example/1", &before, &out.state);
-    settle(&mut m, "example/0", &mut charm);
+    let mut charm = example_charm::ExampleCharm;
+    let mut m = follower_tracking_the_admin_secret(&mut charm);
     m.secrets[0]
         .revisions
         .insert(2, charm::SecretContent::new().with("password", "rotated"));

@@ -16,37 +16,13 @@ use charm::{Bag, Context, Databag, Error, LogLevel, Relation, SecretContent, Sec
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
+/// Tools this interpreter knows beyond those the SDK calls (`ops` uses them).
+const OPS_ONLY: &[&str] = &["relation-model-get"];
+
 /// Every tool this interpreter knows.
-pub const TOOLS: &[&str] = &[
-    "action-fail",
-    "action-get",
-    "action-log",
-    "action-set",
-    "application-version-set",
-    "close-port",
-    "config-get",
-    "goal-state",
-    "is-leader",
-    "juju-log",
-    "network-get",
-    "open-port",
-    "opened-ports",
-    "relation-get",
-    "relation-ids",
-    "relation-list",
-    "relation-model-get",
-    "relation-set",
-    "secret-add",
-    "secret-get",
-    "secret-grant",
-    "secret-ids",
-    "secret-info-get",
-    "secret-remove",
-    "secret-revoke",
-    "secret-set",
-    "status-get",
-    "status-set",
-];
+pub fn tool_names() -> impl Iterator<Item = &'static str> {
+    charm::commands::TOOLS.iter().chain(OPS_ONLY).copied()
+}
 
 /// One tool call as the shim forwards it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
