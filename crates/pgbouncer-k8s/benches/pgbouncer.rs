@@ -42,6 +42,7 @@ fn render_once(
         count: 2,
         version: PgbVersion::new(1, 24, 1),
         tls: false,
+        listen_addr: "127.0.0.1",
         layout,
     };
     cfg.len() + render_process(&parsed, &spec).len()

@@ -103,6 +103,7 @@ impl Workload {
         userlist: Option<&str>,
         version: PgbVersion,
         tls: bool,
+        listen_addr: &str,
     ) -> Result<Applied, PebbleError> {
         let mut applied = Applied::default();
         for i in 0..self.processes {
@@ -144,6 +145,7 @@ impl Workload {
                 count: self.processes,
                 version,
                 tls,
+                listen_addr,
                 layout: &self.layout,
             };
             let new = render_process(shared, &spec);

@@ -153,7 +153,15 @@ fn changed_on_a_follower_saves_config_and_auth_then_acknowledges() {
     let follower = share_from_leader(&leader, with_backend(unit(1, false)));
     let out = go(&pg, &follower, changed(&follower));
     let s = &out.state;
-    assert_eq!(ini(s, 0), ini(&leader, 0), "the same file as the leader's");
+    // The same file as the leader's, but each listens on its own address.
+    let own = |state: &State| {
+        let text = ini(state, 0);
+        let listen = format!("listen_addr = {}\n", state.address);
+        assert!(text.contains(&listen), "{text}");
+        text.replace(&listen, "")
+    };
+    assert_eq!(own(s), own(&leader));
+    assert_ne!(s.address, leader.address);
     let web = s.container(CONTAINER).unwrap();
     let auth = web.files.get("/var/lib/pgbouncer/userlist.txt").unwrap();
     assert_eq!(auth.permissions, 0o400);

@@ -138,9 +138,6 @@ fn every_rendered_case_starts_on_its_pgbouncer() {
         let mut shared = case.shared(&layout);
         let port = free_port();
         for (k, v) in &mut shared.settings {
-            if k == "listen_addr" {
-                *v = "127.0.0.1".into();
-            }
             if k == "listen_port" {
                 *v = port.to_string();
             }
@@ -161,6 +158,7 @@ fn every_rendered_case_starts_on_its_pgbouncer() {
                 count: case.processes,
                 version: case.version,
                 tls: case.tls,
+                listen_addr: "127.0.0.1",
                 layout: &layout,
             };
             write(&layout.ini_path(i), &render_process(&shared, &spec));

@@ -90,6 +90,7 @@ fn bug_03_max_db_connections_holds_for_the_whole_application() {
             count: processes,
             version: PgbVersion::new(1, 24, 0),
             tls: false,
+            listen_addr: "127.0.0.1",
             layout: &layout,
         };
         let ini = render_process(&shared, &spec);

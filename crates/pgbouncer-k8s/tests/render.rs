@@ -45,6 +45,7 @@ fn render_case(case: &Case) {
             count: case.processes,
             version: case.version,
             tls: case.tls,
+            listen_addr: "127.0.0.1",
             layout: &layout,
         };
         check(
@@ -71,6 +72,7 @@ fn version_gating_is_visible_in_the_files() {
             count: case.processes,
             version: case.version,
             tls: case.tls,
+            listen_addr: "127.0.0.1",
             layout: &layout,
         };
         let ini = render_process(&shared, &spec);

@@ -175,12 +175,15 @@ pub fn serve(
     };
     let userlist =
         state::app_secret(hook)?.and_then(|c| c.get(state::AUTH_FILE).map(str::to_string));
+    // Listen where clients are sent: on one machine, units share port numbers.
+    let listen_addr = own_address(hook)?;
     let applied = deps.workload.apply(
         hook.container(CONTAINER),
         shared,
         userlist.as_deref(),
         version,
         false,
+        &listen_addr,
     )?;
     for service in &applied.restarted {
         hook.log(charm::LogLevel::Info, &format!("restarted {service}"))?;

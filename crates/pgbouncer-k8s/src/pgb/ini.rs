@@ -234,7 +234,6 @@ impl SharedConfig {
         }
         let mut settings: Vec<(String, String)> = Vec::new();
         let mut set = |k: &str, v: String| settings.push((k.to_string(), v));
-        set("listen_addr", "*".into());
         set("listen_port", c.listen_port.to_string());
         set("auth_type", "scram-sha-256".into());
         set("auth_file", input.layout.auth_file());
@@ -352,6 +351,9 @@ pub struct ProcessSpec<'a> {
     pub version: PgbVersion,
     /// Whether this unit has TLS key, CA and certificate in place.
     pub tls: bool,
+    /// The address this unit listens on: the one it hands out to clients
+    /// (on one machine, several units share port numbers).
+    pub listen_addr: &'a str,
     pub layout: &'a Layout,
 }
 
@@ -372,6 +374,7 @@ pub fn render_process(shared: &SharedConfig, spec: &ProcessSpec<'_>) -> String {
         s.push('\n');
     }
     s.push_str("\n[pgbouncer]\n");
+    let _ = writeln!(s, "listen_addr = {}", spec.listen_addr);
     for (k, val) in shared.settings.iter().filter(|(k, _)| supported(k, v)) {
         let _ = writeln!(s, "{k} = {val}");
     }
