@@ -18,6 +18,7 @@ mod api;
 mod checks;
 mod files;
 mod http;
+mod image;
 mod plan;
 mod sandbox;
 mod services;
@@ -43,8 +44,9 @@ pub struct ServerConfig {
     pub socket: PathBuf,
     /// The container's filesystem: container path `/x` is `<root>/x`.
     pub root: PathBuf,
-    /// Run services in their own mount namespace, chrooted into `root` with the
-    /// host's system directories bound read-only (needs root).
+    /// Give the container an image (the host's system directories, each through
+    /// an overlay of its own under `root`) and run services in their own mount
+    /// namespace, chrooted into `root` (needs root).
     pub sandbox: bool,
 }
 
@@ -75,6 +77,8 @@ pub struct PebbleServer {
     api: Arc<api::Api>,
     stopping: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
+    /// The image's overlays, unmounted once the services are stopped.
+    image: Option<image::Image>,
 }
 
 impl PebbleServer {
@@ -108,6 +112,16 @@ impl PebbleServer {
                 path: config.socket.display().to_string(),
                 source,
             })?;
+        let image = if config.sandbox {
+            Some(
+                image::Image::mount(&root).map_err(|source| ServerError::Create {
+                    path: root.display().to_string(),
+                    source,
+                })?,
+            )
+        } else {
+            None
+        };
         let sandbox = sandbox::Sandbox {
             root: root.clone(),
             enabled: config.sandbox,
@@ -129,6 +143,7 @@ impl PebbleServer {
             api,
             stopping,
             accept: Some(accept),
+            image,
         })
     }
 
@@ -167,6 +182,7 @@ impl PebbleServer {
         let _ = std::fs::remove_file(&self.socket);
         self.api.checks.shutdown();
         self.api.services.shutdown();
+        self.image = None;
     }
 }
 

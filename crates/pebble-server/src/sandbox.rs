@@ -1,7 +1,7 @@
 //! How a service's process is launched: its user and group (looked up in the host's
 //! `/etc/passwd` and `/etc/group`), its environment, and with the sandbox on, its own
-//! mount namespace chrooted into the container's root with the host's system
-//! directories bound read-only. Everything the child does between fork and exec is
+//! mount namespace chrooted into the container's root, where the image's overlays
+//! (see `image`) are already mounted, with `/dev` bound and `/proc` mounted. Everything the child does between fork and exec is
 //! prepared beforehand, so the child only makes async-signal-safe system calls.
 
 use std::ffi::CString;
@@ -11,9 +11,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// Host directories bound read-only into the root.
-const SYSTEM_DIRS: [&str; 7] = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/opt"];
 
 /// The base `PATH` of every process.
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -252,31 +249,10 @@ impl Sandbox {
         Ok(command)
     }
 
-    /// Creates the mount points and `/tmp` in the root, and lists the mounts.
+    /// Creates `/dev`, `/proc` and `/tmp` in the root, and lists the mounts.
     fn prepare(&self, setup: &mut ChildSetup) -> io::Result<()> {
         let root = &self.root;
         std::fs::create_dir_all(root)?;
-        for dir in SYSTEM_DIRS {
-            let Ok(meta) = std::fs::symlink_metadata(dir) else {
-                continue;
-            };
-            let target = inside(root, dir);
-            let existing = std::fs::symlink_metadata(&target).ok();
-            if meta.file_type().is_symlink() && existing.is_none() {
-                // A usrmerged host: make the same link, which lands in the bound /usr.
-                std::os::unix::fs::symlink(std::fs::read_link(dir)?, &target)?;
-                continue;
-            }
-            if existing.is_some_and(|m| m.file_type().is_symlink()) {
-                continue;
-            }
-            std::fs::create_dir_all(&target)?;
-            setup.binds.push(Bind {
-                source: cstring(Path::new(dir))?,
-                target: cstring(&target)?,
-                read_only: true,
-            });
-        }
         let dev = inside(root, "/dev");
         std::fs::create_dir_all(&dev)?;
         setup.binds.push(Bind {

@@ -51,9 +51,59 @@ fn a_sandboxed_service_sees_the_container_root() {
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(tmp.permissions().mode() & 0o7777, 0o1777);
     h.client.stop(&["reader"]).unwrap();
-    // The binds live only in the service's namespace.
-    let usr = std::fs::read_dir(h.host("/usr")).unwrap().count();
-    assert_eq!(usr, 0, "nothing mounted on the host side");
+}
+
+#[test]
+fn the_image_is_the_hosts_system_with_the_containers_own_writes() {
+    assert!(
+        common::is_root(),
+        "the image's overlays need root (run the tests as root, as CI does)"
+    );
+    let mut h = Harness::new(true);
+    // The files API reads the host's system directories...
+    let os_release = h.client.pull("/etc/os-release").unwrap();
+    assert_eq!(os_release, std::fs::read("/etc/os-release").unwrap());
+    // ...and writes land in the container's own layer, never on the host.
+    let options = FileOptions {
+        make_parents: true,
+        ..Default::default()
+    };
+    h.client
+        .push("/etc/app/app.conf", b"written by the charm\n", &options)
+        .unwrap();
+    assert!(!std::path::Path::new("/etc/app/app.conf").exists());
+    h.layer(
+        "base",
+        "services:\n  reader:\n    override: replace\n    command: sh -c 'cat /etc/app/app.conf; head -1 /etc/os-release; echo x > /usr/local/written-by-service; sleep 30'\n",
+        false,
+    );
+    h.client.start(&["reader"]).unwrap();
+    assert!(wait_until(Duration::from_secs(3), || h
+        .log("reader")
+        .contains("written by the charm")));
+    let first = String::from_utf8_lossy(&os_release)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        wait_until(Duration::from_secs(3), || h.log("reader").contains(&first)),
+        "{}",
+        h.log("reader")
+    );
+    // What the service writes, the files API sees; the host does not.
+    assert!(wait_until(Duration::from_secs(3), || h
+        .client
+        .pull("/usr/local/written-by-service")
+        .is_ok()));
+    assert!(!std::path::Path::new("/usr/local/written-by-service").exists());
+    let usr = h.host("/usr");
+    h.stop_server();
+    assert_eq!(
+        std::fs::read_dir(usr).unwrap().count(),
+        0,
+        "the overlays are unmounted when the server stops"
+    );
 }
 
 #[test]

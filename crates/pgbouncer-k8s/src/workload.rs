@@ -10,11 +10,16 @@ use charm::pebble::{FileOptions, Layer, Pebble, PebbleError, Service};
 /// The workload container's name.
 pub const CONTAINER: &str = "pgbouncer";
 
-/// Where the image may keep the PgBouncer binary, most likely first.
+/// Where the image may keep the PgBouncer binary, in the order of the `PATH`
+/// that Pebble gives services, so the version found is that of the binary the
+/// services run.
 const BINARIES: &[&str] = &[
-    "/usr/bin/pgbouncer",
-    "/usr/sbin/pgbouncer",
+    "/usr/local/sbin/pgbouncer",
     "/usr/local/bin/pgbouncer",
+    "/usr/sbin/pgbouncer",
+    "/usr/bin/pgbouncer",
+    "/sbin/pgbouncer",
+    "/bin/pgbouncer",
 ];
 
 /// The Pebble service of process `index`.

@@ -338,6 +338,30 @@ fn an_image_with_pgbouncer_1_18_gets_files_it_accepts() {
 }
 
 #[test]
+fn the_version_is_that_of_the_binary_first_on_path() {
+    let pg = FakeConnector::up();
+    let both = with_backend(unit(0, true)).with_container(
+        CONTAINER,
+        ContainerState::ready()
+            .with_file("/usr/sbin/pgbouncer", b"...PgBouncer 1.18.0...")
+            .with_file("/usr/local/bin/pgbouncer", b"...PgBouncer 1.24.1..."),
+    );
+    let out = go(
+        &pg,
+        &both,
+        Event::PebbleReady {
+            container: CONTAINER.into(),
+        },
+    );
+    assert_eq!(peer_unit(&out.state)[state::PGB_VERSION], "1.24.1");
+    let command = &out.state.container(CONTAINER).unwrap().running["pgbouncer_0"].command;
+    assert!(
+        command.starts_with("pgbouncer "),
+        "found on PATH: {command}"
+    );
+}
+
+#[test]
 fn an_image_without_pgbouncer_blocks() {
     let pg = FakeConnector::up();
     let empty = with_backend(unit(0, true)).with_container(CONTAINER, ContainerState::ready());

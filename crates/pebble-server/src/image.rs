@@ -1,0 +1,125 @@
+//! The container's image on this machine: the host's system directories, each
+//! seen under the container's root through an overlay whose upper layer belongs
+//! to the container. Services (chrooted into the root) and the files API read
+//! the same files, the host's until the container writes its own; nothing the
+//! container writes reaches the host.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// The host directories that make up the image.
+const SYSTEM_DIRS: [&str; 7] = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/opt"];
+
+/// The overlays mounted for one container; unmounted when dropped.
+#[derive(Debug)]
+pub(crate) struct Image {
+    mounts: Vec<PathBuf>,
+}
+
+/// Where the upper and work layers of a container's overlays live: beside the root.
+pub(crate) fn layers_dir(root: &Path) -> PathBuf {
+    let mut name = root.file_name().unwrap_or_default().to_os_string();
+    name.push(".layers");
+    root.with_file_name(name)
+}
+
+fn cstring(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+}
+
+/// Detaches whatever is mounted at `target` (nothing is fine).
+fn detach(target: &Path) {
+    if let Ok(c) = cstring(target) {
+        // SAFETY: `c` is a NUL-terminated path; failure (nothing mounted) is ignored.
+        unsafe {
+            libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+        }
+    }
+}
+
+impl Image {
+    /// Mounts an overlay of each host system directory at the same path under
+    /// `root` (a host directory that is a symlink, as on a usrmerged system, gets
+    /// the same link). Overlays left by an earlier run are replaced; the upper
+    /// layers are kept, so what the container wrote survives a restart.
+    pub fn mount(root: &Path) -> io::Result<Image> {
+        let layers = layers_dir(root);
+        let mut image = Image { mounts: Vec::new() };
+        for dir in SYSTEM_DIRS {
+            let Ok(meta) = std::fs::symlink_metadata(dir) else {
+                continue;
+            };
+            let name = dir.trim_start_matches('/');
+            let target = root.join(name);
+            if meta.file_type().is_symlink() {
+                if std::fs::symlink_metadata(&target).is_err() {
+                    std::os::unix::fs::symlink(std::fs::read_link(dir)?, &target)?;
+                }
+                continue;
+            }
+            detach(&target);
+            let upper = layers.join("upper").join(name);
+            let work = layers.join("work").join(name);
+            for d in [&target, &upper, &work] {
+                std::fs::create_dir_all(d)?;
+            }
+            let options = format!(
+                "lowerdir={dir},upperdir={},workdir={}",
+                upper.display(),
+                work.display()
+            );
+            if [&upper, &work]
+                .iter()
+                .any(|p| p.to_string_lossy().contains([',', ':']))
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} cannot hold an overlay (',' or ':' in its path)",
+                        root.display()
+                    ),
+                ));
+            }
+            let (target_c, options_c) = (cstring(&target)?, CString::new(options)?);
+            // SAFETY: every pointer is a NUL-terminated string that outlives the call.
+            let mounted = unsafe {
+                libc::mount(
+                    c"overlay".as_ptr(),
+                    target_c.as_ptr(),
+                    c"overlay".as_ptr(),
+                    0,
+                    options_c.as_ptr().cast(),
+                )
+            };
+            if mounted == -1 {
+                let error = io::Error::last_os_error();
+                image.unmount();
+                return Err(io::Error::new(
+                    error.kind(),
+                    format!(
+                        "cannot mount an overlay of {dir} at {}: {error}",
+                        target.display()
+                    ),
+                ));
+            }
+            image.mounts.push(target);
+        }
+        Ok(image)
+    }
+
+    /// Detaches every overlay.
+    pub fn unmount(&mut self) {
+        for target in self.mounts.drain(..).rev() {
+            detach(&target);
+        }
+    }
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        self.unmount();
+    }
+}
