@@ -264,6 +264,13 @@ impl<'a> Hook<'a> {
         Ok(self.backend.status_get(false)?.status)
     }
 
+    /// Every unit's status by name, as the leader sees them
+    /// (`status-get --application`).
+    pub fn unit_statuses(&mut self) -> Result<BTreeMap<String, Status>> {
+        self.require_leader("status-get")?;
+        Ok(self.backend.status_get(true)?.units)
+    }
+
     /// Writes to the unit's log in Juju.
     pub fn log(&mut self, level: LogLevel, message: &str) -> Result<()> {
         self.backend.juju_log(level, message)

@@ -32,6 +32,7 @@ fn render_once(
         app: "pgbouncer-k8s",
         backend: Some(backend),
         clients,
+        readonly_dbs: &[],
         total_processes: 6,
         layout,
     });

@@ -12,11 +12,12 @@ pub mod pgb;
 pub mod postgres;
 pub mod state;
 pub mod status;
+pub mod tls;
 pub mod workload;
 
 use charm::{Charm, Event, Handled, Hook};
-use flows::{backend, database, lifecycle, peers, Deps, Issues};
-use state::{BACKEND, DATABASE, PEERS};
+use flows::{backend, certificates, database, lifecycle, peers, upgrade, Deps, Issues};
+use state::{BACKEND, CERTIFICATES, DATABASE, PEERS};
 
 /// The charm: its dependencies, and the problems met in this dispatch.
 pub struct PgBouncerCharm {
@@ -77,6 +78,20 @@ impl Charm for PgBouncerCharm {
             }
             Event::RelationBroken(r) if r.relation.endpoint == BACKEND => {
                 backend::broken(hook, deps, r)
+            }
+            Event::RelationCreated(r) | Event::RelationJoined(r) | Event::RelationChanged(r)
+                if r.relation.endpoint == CERTIFICATES =>
+            {
+                certificates::changed(hook, deps, issues, &r.relation)
+            }
+            Event::RelationBroken(r) if r.relation.endpoint == CERTIFICATES => {
+                certificates::broken(hook, deps, issues, r)
+            }
+            Event::Action(a) if a.name == "set-tls-private-key" => {
+                certificates::set_private_key(hook, deps, issues)
+            }
+            Event::Action(a) if a.name == "pre-upgrade-check" => {
+                upgrade::pre_upgrade_check(hook, deps)
             }
             _ => Ok(Handled::Done),
         }

@@ -34,6 +34,8 @@ impl std::fmt::Debug for BackendCredentials {
 pub trait Postgres {
     /// `SELECT version()`'s number, e.g. `15.18`.
     fn server_version(&mut self) -> Result<String, PgError>;
+    /// The names of the non-template databases, sorted.
+    fn databases(&mut self) -> Result<Vec<String>, PgError>;
     /// Creates the database if it is missing; returns whether it did.
     fn create_database(&mut self, db: &DatabaseName, owner: &RoleName) -> Result<bool, PgError>;
     /// Creates the login role (or updates its password and roles).
@@ -86,6 +88,9 @@ fn err(e: impl std::fmt::Display) -> PgError {
 impl Postgres for RealPostgres {
     fn server_version(&mut self) -> Result<String, PgError> {
         self.0.server_version().map_err(err)
+    }
+    fn databases(&mut self) -> Result<Vec<String>, PgError> {
+        self.0.databases().map_err(err)
     }
     fn create_database(&mut self, db: &DatabaseName, owner: &RoleName) -> Result<bool, PgError> {
         self.0.create_database(db, owner).map_err(err)
@@ -176,6 +181,9 @@ impl FakeSession {
 impl Postgres for FakeSession {
     fn server_version(&mut self) -> Result<String, PgError> {
         self.with(|s| s.version.clone())
+    }
+    fn databases(&mut self) -> Result<Vec<String>, PgError> {
+        self.with(|s| s.databases.iter().cloned().collect())
     }
     fn create_database(&mut self, db: &DatabaseName, _: &RoleName) -> Result<bool, PgError> {
         self.with(|s| s.databases.insert(db.to_string()))

@@ -5,6 +5,7 @@ use crate::endpoint::Endpoint;
 use crate::pgb::ini::ClientDatabase;
 use crate::pgb::{PgbVersion, SharedConfig};
 use crate::postgres::BackendCredentials;
+use crate::tls::{Installed, PrivateKey, TlsFiles};
 use charm::secret::{Revision, SecretRef};
 use charm::{Databag, Hook, Relation, SecretContent, SecretId};
 use postgres_admin::names::{DatabaseName, ExtraRoles, RoleName};
@@ -16,6 +17,8 @@ pub const DATABASE: &str = "database";
 pub const BACKEND: &str = "backend-database";
 /// The peer endpoint.
 pub const PEERS: &str = "pgb-peers";
+/// The TLS endpoint (`tls-certificates`, requires).
+pub const CERTIFICATES: &str = "certificates";
 
 /// Peer application bag: the shared configuration, written by the leader.
 pub const CFG_FILE: &str = "cfg_file";
@@ -23,6 +26,9 @@ pub const CFG_FILE: &str = "cfg_file";
 pub const LEADER_HOSTNAME: &str = "leader_hostname";
 /// Peer application bag: the leader's record of client relations ([`Clients`]).
 pub const CLIENTS: &str = "clients";
+/// Peer application bag: the backend's other databases, for the wildcard's
+/// read-only entries (a sorted JSON list of names).
+pub const READONLY_DBS: &str = "readonly_dbs";
 /// Peer unit bag: the unit's address.
 pub const HOSTNAME: &str = "hostname";
 /// Peer unit bag: how many PgBouncer processes the unit runs.
@@ -31,6 +37,9 @@ pub const PROCESSES: &str = "processes";
 pub const PGB_VERSION: &str = "pgbouncer_version";
 /// Peer unit bag: the digest of the `cfg_file` the unit serves (its acknowledgement).
 pub const SERVING: &str = "cfg_hash";
+/// Peer unit bag: the CA bundle of the certificate the unit serves clients
+/// with; empty without TLS.
+pub const TLS_CA: &str = "tls_ca";
 
 /// Keys of the application secret `pgb-peers.<app>.app`.
 pub const AUTH_FILE: &str = "auth-file";
@@ -41,6 +50,19 @@ pub const MONITORING_PASSWORD: &str = "monitoring-password";
 /// The application secret's label.
 pub fn app_secret_label(app: &str) -> String {
     format!("{PEERS}.{app}.app")
+}
+
+/// Keys of the unit secret `pgb-peers.<app>.unit` (the reference charm's): the
+/// private key, the CSR, and the certificate installed with its CA and chain.
+pub const TLS_KEY: &str = "key";
+pub const TLS_CSR: &str = "csr";
+pub const TLS_CERT: &str = "cert";
+pub const TLS_CA_CERT: &str = "cauth";
+pub const TLS_CHAIN: &str = "chain";
+
+/// The unit secret's label.
+pub fn unit_secret_label(app: &str) -> String {
+    format!("{PEERS}.{app}.unit")
 }
 
 /// The label of a client relation's user secret.
@@ -228,6 +250,9 @@ pub struct ClientEntry {
     /// credentials are handed out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published: Option<String>,
+    /// The digest of the TLS fields it was last given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
 }
 
 /// Client relations by id. Kept in the peer application bag so that a hook reads
@@ -282,6 +307,8 @@ pub struct PeerUnit {
     pub hostname: Option<String>,
     pub processes: Option<u32>,
     pub serving: Option<String>,
+    /// The CA bundle it serves clients with (empty: no TLS).
+    pub tls_ca: Option<String>,
 }
 
 /// The other units in the peer relation.
@@ -293,10 +320,83 @@ pub fn peer_units(hook: &mut Hook<'_>, peers: &Relation) -> charm::Result<Vec<Pe
             hostname: bag.get(HOSTNAME).cloned(),
             processes: bag.get(PROCESSES).and_then(|p| p.parse().ok()),
             serving: bag.get(SERVING).cloned(),
+            tls_ca: bag.get(TLS_CA).cloned(),
             name,
         });
     }
     Ok(out)
+}
+
+/// This unit's TLS state, from its unit secret.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnitTls {
+    pub key: Option<PrivateKey>,
+    pub csr: Option<String>,
+    pub installed: Option<Installed>,
+}
+
+impl UnitTls {
+    /// The files to write, when a certificate for the key is installed.
+    pub fn files(&self) -> Option<TlsFiles> {
+        let (Some(key), Some(i)) = (&self.key, &self.installed) else {
+            return None;
+        };
+        Some(TlsFiles {
+            key: key.pem().to_string(),
+            cert: i.certificate.clone(),
+            ca: i.ca_bundle().to_string(),
+        })
+    }
+
+    /// The unit secret's content.
+    pub fn content(&self) -> SecretContent {
+        let mut c = SecretContent::new();
+        if let Some(k) = &self.key {
+            c.insert(TLS_KEY, k.pem());
+        }
+        if let Some(csr) = &self.csr {
+            c.insert(TLS_CSR, csr.as_str());
+        }
+        if let Some(i) = &self.installed {
+            c.insert(TLS_CERT, i.certificate.as_str());
+            c.insert(TLS_CA_CERT, i.ca.as_str());
+            if !i.chain.is_empty() {
+                c.insert(TLS_CHAIN, i.chain.as_str());
+            }
+        }
+        c
+    }
+}
+
+/// Reads the unit secret (a key that no longer parses counts as none).
+pub fn unit_tls(hook: &mut Hook<'_>) -> charm::Result<UnitTls> {
+    let label = unit_secret_label(hook.app());
+    let Some(c) = hook.secret_by_label(&label, Revision::Peek)? else {
+        return Ok(UnitTls::default());
+    };
+    let text = |k: &str| c.get(k).filter(|v| !v.is_empty()).map(str::to_string);
+    let installed = match (text(TLS_CERT), text(TLS_CA_CERT)) {
+        (Some(certificate), Some(ca)) => Some(Installed {
+            certificate,
+            ca,
+            chain: text(TLS_CHAIN).unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    Ok(UnitTls {
+        key: text(TLS_KEY).and_then(|k| PrivateKey::parse(&k).ok()),
+        csr: text(TLS_CSR),
+        installed,
+    })
+}
+
+/// The backend's other databases the leader recorded (`readonly_dbs`).
+pub fn readonly_dbs(hook: &mut Hook<'_>, peers: &Relation) -> charm::Result<Vec<String>> {
+    Ok(hook
+        .local_app_bag(peers)?
+        .get(READONLY_DBS)
+        .and_then(|raw| serde_json::from_str(raw).ok())
+        .unwrap_or_default())
 }
 
 /// The shared configuration the leader published, if it is valid.

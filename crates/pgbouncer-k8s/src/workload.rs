@@ -5,6 +5,7 @@
 use crate::pgb::ini::{render_process, ProcessSpec};
 use crate::pgb::reload::{plan, ProcessAction};
 use crate::pgb::{Layout, PgbVersion, SharedConfig};
+use crate::tls::TlsFiles;
 use charm::pebble::{FileOptions, Layer, Pebble, PebbleError, Service};
 
 /// The workload container's name.
@@ -178,6 +179,56 @@ impl Workload {
             }
         }
         Ok(applied)
+    }
+
+    /// Writes the TLS key, certificate and CA bundle (mode 0400), or removes
+    /// them when there are none. Returns whether anything changed.
+    pub fn write_tls(
+        &self,
+        pebble: &mut dyn Pebble,
+        files: Option<&TlsFiles>,
+    ) -> Result<bool, PebbleError> {
+        let [key, ca, cert] = self.layout.tls_files();
+        let mut changed = false;
+        for (path, text) in [
+            (key, files.map(|f| f.key.as_str())),
+            (ca, files.map(|f| f.ca.as_str())),
+            (cert, files.map(|f| f.cert.as_str())),
+        ] {
+            let old = read(pebble, &path)?;
+            match text {
+                Some(t) if old.as_deref() != Some(t) => {
+                    pebble.push(&path, t.as_bytes(), &self.file_options(0o400))?;
+                    changed = true;
+                }
+                None if old.is_some() => {
+                    pebble.remove_path(&path, false)?;
+                    changed = true;
+                }
+                _ => {}
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Reloads the running processes that [`Workload::apply`] left alone (for
+    /// files PgBouncer rereads on SIGHUP, such as the TLS files).
+    pub fn reload_others(
+        &self,
+        pebble: &mut dyn Pebble,
+        applied: &mut Applied,
+    ) -> Result<(), PebbleError> {
+        let rest: Vec<String> = self
+            .running(pebble)?
+            .into_iter()
+            .filter(|s| !applied.restarted.contains(s) && !applied.reloaded.contains(s))
+            .collect();
+        if !rest.is_empty() {
+            let refs: Vec<&str> = rest.iter().map(String::as_str).collect();
+            pebble.send_signal("SIGHUP", &refs)?;
+            applied.reloaded.extend(rest);
+        }
+        Ok(())
     }
 
     /// The processes whose services are running.

@@ -3,7 +3,7 @@
 
 use charm::metadata::CharmFiles;
 use pgbouncer_k8s::config::{CharmConfig, Expose, PoolMode};
-use pgbouncer_k8s::state::{BACKEND, DATABASE, PEERS};
+use pgbouncer_k8s::state::{BACKEND, CERTIFICATES, DATABASE, PEERS};
 use pgbouncer_k8s::workload::CONTAINER;
 use std::path::Path;
 
@@ -16,6 +16,9 @@ fn metadata_and_config_match_the_code() {
     assert_eq!(files.meta.interface(BACKEND), Some("postgresql_client"));
     assert_eq!(files.meta.requires[BACKEND].limit, Some(1));
     assert!(files.meta.is_peer(PEERS));
+    let tls = &files.meta.requires[CERTIFICATES];
+    assert_eq!(tls.interface, "tls-certificates");
+    assert_eq!((tls.limit, tls.optional), (Some(1), true));
     assert!(files.meta.containers.contains_key(CONTAINER));
 
     let defaults = files.config.defaults();
@@ -33,4 +36,21 @@ fn metadata_and_config_match_the_code() {
         CharmConfig::from_raw(&serde_json::Map::new()),
         "code and config.yaml agree"
     );
+}
+
+#[test]
+fn actions_have_the_reference_names_and_parameters() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charms/pgbouncer-k8s");
+    let files = CharmFiles::load(&dir).unwrap();
+    let names: Vec<&str> = files.actions.keys().map(String::as_str).collect();
+    assert_eq!(names, ["pre-upgrade-check", "set-tls-private-key"]);
+    let key = &files.actions["set-tls-private-key"];
+    assert_eq!(key.params["private-key"]["type"], "string");
+    assert!(
+        key.defaults().is_empty(),
+        "no key is the default: one is generated"
+    );
+    assert!(files.actions["pre-upgrade-check"].params.is_empty());
+    let packed = std::fs::read_to_string(dir.join("charmcraft.yaml")).unwrap();
+    assert!(packed.contains("- actions.yaml"), "charmcraft primes it");
 }

@@ -119,7 +119,13 @@ fn requested_creates_user_database_and_publishes() {
         "alone, the leader serves reads too"
     );
     assert_eq!(app["version"], "15.18");
-    assert_eq!(app["tls"], "False");
+    assert!(!app.contains_key("tls"), "asked for as a secret");
+    let tls = s
+        .secret_by_label(&pgbouncer_k8s::flows::certificates::tls_secret_label(4))
+        .unwrap();
+    assert_eq!(app["secret-tls"], tls.id.to_string());
+    assert!(tls.grants.contains(&(4, None)));
+    assert_eq!(tls.latest_content().unwrap().get("tls"), Some("False"));
     assert!(!app.contains_key("password") && !app.contains_key("username"));
     let secret = s.secret_by_label(&state::user_secret_label(4)).unwrap();
     assert_eq!(app["secret-user"], secret.id.to_string());

@@ -229,3 +229,121 @@ fn send_signal(pid: u32, signal: &str) {
         .unwrap();
     assert!(status.success());
 }
+
+/// The charm's own TLS material on a real PgBouncer 1.24: a key and CSR made by
+/// `tls`, signed by a test CA, written as the charm writes them and loaded with
+/// the rendered TLS lines; `psql` then connects with `sslmode=verify-full`
+/// against the CA (the unit's address is an IP SAN), and a client that trusts
+/// another CA is turned away.
+#[test]
+fn a_certificate_for_the_charms_csr_serves_verified_clients() {
+    use pgbouncer_k8s::pgb::ini::SharedInput;
+    use pgbouncer_k8s::pgb::SharedConfig;
+    use pgbouncer_k8s::tls::{self, testing::TestCa, PrivateKey};
+
+    let version = PgbVersion::new(1, 24, 0);
+    let bin = binary(version);
+    let scratch = Scratch::new("tls");
+    let base = scratch.0.display().to_string();
+    let layout = Layout {
+        data_dir: format!("{base}/lib"),
+        log_dir: format!("{base}/log"),
+    };
+    let key = PrivateKey::generate().unwrap();
+    let csr = tls::csr(
+        &key,
+        &tls::unit_subject("pgbouncer-k8s", 0, "test", "127.0.0.1"),
+    )
+    .unwrap();
+    let mut ca = TestCa::new("test-ca");
+    let cert = ca.issue(&csr, 30);
+    assert!(tls::certificate_matches_key(&cert, &key));
+    let [key_path, ca_path, cert_path] = layout.tls_files();
+    write(&key_path, key.pem());
+    write(&cert_path, &cert);
+    write(&ca_path, &format!("{cert}\n{}", ca.pem()));
+    let root = format!("{base}/root.pem");
+    write(&root, &ca.pem());
+    let stranger = format!("{base}/stranger.pem");
+    write(&stranger, &TestCa::new("another-ca").pem());
+
+    let config = pgbouncer_k8s::config::CharmConfig::from_raw(&serde_json::Map::new()).unwrap();
+    let mut shared = SharedConfig::build(&SharedInput {
+        config: &config,
+        app: "pgbouncer-k8s",
+        backend: None,
+        clients: &[],
+        readonly_dbs: &[],
+        total_processes: 1,
+        layout: &layout,
+    });
+    let port = free_port();
+    for (k, v) in &mut shared.settings {
+        if k == "listen_port" {
+            *v = port.to_string();
+        }
+    }
+    let mut users = Userlist::default();
+    users.set(
+        "pgbouncer_admin_pgbouncer_k8s",
+        &postgres_admin::verifier::scram_sha_256_random_salt("admin-password"),
+    );
+    write(&layout.auth_file(), &users.render());
+    let spec = ProcessSpec {
+        index: 0,
+        count: 1,
+        version,
+        tls: true,
+        listen_addr: "127.0.0.1",
+        layout: &layout,
+    };
+    let ini = render_process(&shared, &spec);
+    assert!(ini.contains("client_tls_key_file"));
+    write(&layout.ini_path(0), &ini);
+    std::fs::create_dir_all(layout.log_dir(0)).unwrap();
+    chown_postgres(&scratch.0);
+    let (uid, gid) = postgres_ids();
+    let mut running = Running(vec![Command::new(&bin)
+        .arg(layout.ini_path(0))
+        .uid(uid)
+        .gid(gid)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()]);
+    let socket = format!("{}/.s.PGSQL.{port}", layout.process_dir(0));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !Path::new(&socket).exists() {
+        assert!(Instant::now() < deadline, "PgBouncer did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let psql = |rootcert: &str| {
+        Command::new("psql")
+            .arg(format!(
+                "host=127.0.0.1 port={port} dbname=pgbouncer user=pgbouncer_admin_pgbouncer_k8s \
+                 sslmode=verify-full sslrootcert={rootcert}"
+            ))
+            .args(["-X", "-c", "\\conninfo", "-c", "SHOW VERSION"])
+            .env("PGPASSWORD", "admin-password")
+            .output()
+            .unwrap()
+    };
+    let ok = psql(&root);
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(out.contains("SSL connection"), "{out}");
+    assert!(out.contains("PgBouncer 1.2"), "{out}");
+    let refused = psql(&stranger);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("certificate verify failed"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    send_signal(running.0[0].id(), "INT");
+    assert!(running.0[0].wait().unwrap().success());
+    running.0.clear();
+}

@@ -82,6 +82,7 @@ fn bug_03_max_db_connections_holds_for_the_whole_application() {
             app: APP,
             backend: None,
             clients: &[],
+            readonly_dbs: &[],
             total_processes: units * processes,
             layout: &layout,
         });

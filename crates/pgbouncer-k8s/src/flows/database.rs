@@ -3,7 +3,8 @@
 //! the credentials over once every unit serves it.
 
 use super::{
-    all_units_serve, client_endpoints, config, publish, ready_backend, serve, Deps, Issues,
+    all_units_serve, certificates, client_endpoints, config, publish, ready_backend, serve, Deps,
+    Issues,
 };
 use crate::pgb::SharedConfig;
 use crate::state::{self, ClientEntry};
@@ -187,7 +188,10 @@ pub fn publish_credentials(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::
     };
     let (rw, ro) = client_endpoints(hook, shared.listen_port())?;
     let endpoints = format!("{rw} {ro}");
-    if entry.published.as_deref() == Some(endpoints.as_str()) {
+    let tls = certificates::client_tls(hook, &peers)?;
+    if entry.published.as_deref() == Some(endpoints.as_str())
+        && entry.tls.as_deref() == Some(tls.digest().as_str())
+    {
         return Ok(());
     }
     if entry.published.is_none() && !all_units_serve(hook, &peers)? {
@@ -208,8 +212,8 @@ pub fn publish_credentials(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::
         ("database".into(), Some(database)),
         ("endpoints".into(), Some(rw)),
         ("read-only-endpoints".into(), Some(ro)),
-        ("tls".into(), Some("False".into())),
     ];
+    certificates::client_tls_fields(hook, relation, &request.secret_fields, &tls, &mut bag)?;
     if let state::BackendState::Ready(b) = state::backend(hook)? {
         bag.push(("version".into(), b.version));
     }
@@ -233,6 +237,7 @@ pub fn publish_credentials(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::
         relation.id,
         ClientEntry {
             published: Some(endpoints),
+            tls: Some(tls.digest()),
             ..entry
         },
     );
@@ -360,8 +365,13 @@ pub fn broken(
         )?;
         return Ok(Handled::Deferred);
     }
-    if let Ok(id) = secret_id(hook, &state::user_secret_label(relation.id)) {
-        hook.remove_secret(&id, None)?;
+    for label in [
+        state::user_secret_label(relation.id),
+        certificates::tls_secret_label(relation.id),
+    ] {
+        if let Ok(id) = secret_id(hook, &label) {
+            hook.remove_secret(&id, None)?;
+        }
     }
     Ok(Handled::Done)
 }

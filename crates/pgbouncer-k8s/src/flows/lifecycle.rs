@@ -2,10 +2,13 @@
 
 use super::backend::ensure_auth;
 use super::peers::follow;
-use super::{config, database, pgbouncer_version, publish, serve, share_unit_data, Deps, Issues};
+use super::{
+    certificates, config, database, pgbouncer_version, publish, ready_backend, serve,
+    share_unit_data, Deps, Issues,
+};
 use crate::state;
 use crate::workload::CONTAINER;
-use charm::{Handled, Hook, SecretEvent};
+use charm::{Handled, Hook, LogLevel, SecretEvent};
 
 /// Renders what this unit should serve: the leader sets up the backend if it can,
 /// builds the configuration and publishes it; a follower takes what the leader
@@ -87,13 +90,64 @@ pub fn upgrade_charm(
     converge(hook, deps, issues)
 }
 
-/// update-status: a safety net that converges again (the status is collected after).
+/// update-status: a safety net that converges again (the status is collected
+/// after): the leader refreshes the backend's other databases first, and a
+/// certificate due for renewal is renewed.
 pub fn update_status(
     hook: &mut Hook<'_>,
     deps: &Deps,
     issues: &mut Issues,
 ) -> anyhow::Result<Handled> {
-    converge(hook, deps, issues)
+    collect_readonly_dbs(hook, deps)?;
+    let handled = converge(hook, deps, issues)?;
+    if let Some(relation) = hook.relations(state::CERTIFICATES)?.into_iter().next() {
+        certificates::changed(hook, deps, issues, &relation)?;
+    }
+    Ok(handled)
+}
+
+/// Leader: records the backend's databases that no client relation created
+/// (nor `postgres` or `pgbouncer`), for the wildcard's read-only entries. It
+/// asks PostgreSQL only when those entries exist (a wildcard, and replicas);
+/// when PostgreSQL cannot be asked, the last list stays.
+fn collect_readonly_dbs(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<()> {
+    let (true, Some(peers)) = (hook.is_leader()?, state::peers(hook)?) else {
+        return Ok(());
+    };
+    let Some((backend, _)) = ready_backend(hook)? else {
+        return Ok(());
+    };
+    let clients = state::client_databases(hook)?;
+    if backend.read_only.is_empty() || !clients.iter().any(|c| c.privileged) {
+        return Ok(());
+    }
+    let listed = deps
+        .connector
+        .connect(&backend.credentials)
+        .and_then(|mut pg| pg.databases());
+    let all = match listed {
+        Ok(all) => all,
+        Err(e) => {
+            hook.log(
+                LogLevel::Warning,
+                &format!("cannot list the backend's databases: {e}"),
+            )?;
+            return Ok(());
+        }
+    };
+    let mut others: Vec<String> = all
+        .into_iter()
+        .filter(|d| !clients.iter().any(|c| &c.name == d) && d != "postgres" && d != "pgbouncer")
+        .collect();
+    others.sort();
+    hook.update_app_bag(
+        &peers,
+        [(
+            state::READONLY_DBS.to_string(),
+            Some(serde_json::to_string(&others)?),
+        )],
+    )?;
+    Ok(())
 }
 
 /// secret-changed: the leader rewrote the application secret (the auth file).

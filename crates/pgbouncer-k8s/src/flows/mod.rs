@@ -4,9 +4,11 @@
 //! unit, and telling clients where to connect.
 
 pub mod backend;
+pub mod certificates;
 pub mod database;
 pub mod lifecycle;
 pub mod peers;
+pub mod upgrade;
 
 use crate::config::{CharmConfig, ConfigError};
 use crate::endpoint::{self, Endpoint};
@@ -77,12 +79,17 @@ pub fn build_shared(
             .sum(),
         None => 0,
     };
+    let readonly_dbs = match state::peers(hook)? {
+        Some(p) => state::readonly_dbs(hook, &p)?,
+        None => Vec::new(),
+    };
     let app = hook.app().to_string();
     Ok(SharedConfig::build(&SharedInput {
         config,
         app: &app,
         backend: target.as_ref(),
         clients: &clients,
+        readonly_dbs: &readonly_dbs,
         total_processes: mine + others,
         layout: &deps.workload.layout,
     }))
@@ -177,24 +184,36 @@ pub fn serve(
         state::app_secret(hook)?.and_then(|c| c.get(state::AUTH_FILE).map(str::to_string));
     // Listen where clients are sent: on one machine, units share port numbers.
     let listen_addr = own_address(hook)?;
-    let applied = deps.workload.apply(
+    let tls = certificates::installed_files(hook, peers)?;
+    let tls_changed = deps
+        .workload
+        .write_tls(hook.container(CONTAINER), tls.as_ref())?;
+    let mut applied = deps.workload.apply(
         hook.container(CONTAINER),
         shared,
         userlist.as_deref(),
         version,
-        false,
+        tls.is_some(),
         &listen_addr,
     )?;
+    if tls_changed {
+        deps.workload
+            .reload_others(hook.container(CONTAINER), &mut applied)?;
+    }
     for service in &applied.restarted {
         hook.log(charm::LogLevel::Info, &format!("restarted {service}"))?;
     }
     if let Some(shared) = shared {
+        let ca = tls.map(|t| t.ca);
         hook.update_unit_bag(
             peers,
-            [(
-                state::SERVING.to_string(),
-                Some(state::digest(&shared.render())),
-            )],
+            [
+                (
+                    state::SERVING.to_string(),
+                    Some(state::digest(&shared.render())),
+                ),
+                (state::TLS_CA.to_string(), ca),
+            ],
         )?;
     }
     Ok(true)

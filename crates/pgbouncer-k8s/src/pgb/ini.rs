@@ -148,6 +148,9 @@ pub struct SharedInput<'a> {
     pub app: &'a str,
     pub backend: Option<&'a BackendTarget>,
     pub clients: &'a [ClientDatabase],
+    /// The backend's other databases, reached read-only through the wildcard's
+    /// auth database (`readonly_dbs`).
+    pub readonly_dbs: &'a [String],
     /// Processes across every unit, for the pool split.
     pub total_processes: u32,
     pub layout: &'a Layout,
@@ -230,6 +233,29 @@ impl SharedConfig {
                     dbname: None,
                     auth_dbname: Some(privileged.name.clone()),
                 });
+                // The wildcard reaches every database on the primary; its
+                // read-only twins go to the replicas, when there are any.
+                if !b.read_only.is_empty() {
+                    let mut extras: Vec<&String> = input.readonly_dbs.iter().collect();
+                    extras.sort();
+                    extras.dedup();
+                    for name in extras {
+                        let readonly = format!("{name}_readonly");
+                        if readonly.len() > MAX_NAME
+                            || !valid_word(name)
+                            || databases.iter().any(|d| d.name == readonly)
+                        {
+                            continue;
+                        }
+                        databases.push(DatabaseEntry {
+                            name: readonly,
+                            host: ro_hosts.clone(),
+                            port: ro_port,
+                            dbname: Some(name.clone()),
+                            auth_dbname: Some(privileged.name.clone()),
+                        });
+                    }
+                }
             }
         }
         let mut settings: Vec<(String, String)> = Vec::new();

@@ -17,6 +17,8 @@ pub struct Case {
     pub tls: bool,
     pub backend: bool,
     pub clients: Vec<ClientDatabase>,
+    /// The backend's other databases (`readonly_dbs`).
+    pub readonly_dbs: Vec<String>,
     pub config: serde_json::Value,
 }
 
@@ -41,6 +43,7 @@ impl Case {
             app: "pgbouncer-k8s",
             backend: self.backend.then_some(&backend),
             clients: &self.clients,
+            readonly_dbs: &self.readonly_dbs,
             total_processes: self.processes * self.units,
             layout,
         })
@@ -57,6 +60,7 @@ pub fn cases() -> Vec<Case> {
         tls: false,
         backend: true,
         clients: vec![],
+        readonly_dbs: vec![],
         config: serde_json::json!({}),
     };
     vec![
@@ -79,10 +83,12 @@ pub fn cases() -> Vec<Case> {
                 client(9, "admin_db", true),
                 client(7, "other_db", true),
             ],
+            readonly_dbs: vec!["reports".into(), "legacy".into()],
             ..base("wildcard", NEW)
         },
         Case {
             clients: vec![client(4, "app_db", false), client(9, "admin_db", true)],
+            readonly_dbs: vec!["reports".into()],
             ..base("wildcard-1.18", OLD)
         },
         Case {

@@ -1,0 +1,323 @@
+//! The `certificates` relation (interface `tls-certificates`, requirer, one
+//! certificate per unit): each unit keeps a private key and its CSR in its unit
+//! secret, publishes the CSR in its unit bag, installs the certificate the
+//! provider issues for it, and renews it when it is revoked, expired or nine
+//! tenths through its validity. Clients are told `tls="True"` only once every
+//! unit serves TLS (each unit acknowledges the CA bundle it serves in its peer
+//! bag).
+
+use super::{database, serve, Deps, Issues};
+use crate::state::{self, UnitTls};
+use crate::tls::{self, Decision, PrivateKey, ProviderCertificate, RequestError};
+use charm::secret::{Revision, SecretMeta, SecretRef};
+use charm::{Handled, Hook, LogLevel, Relation, RelationEvent, SecretContent, SecretOwner};
+
+/// relation-created, -joined and -changed (and update-status, as a safety net
+/// for renewals): make sure a key and a CSR exist and the CSR is published,
+/// then act on the provider's answer.
+pub fn changed(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    issues: &mut Issues,
+    relation: &Relation,
+) -> anyhow::Result<Handled> {
+    let before = state::unit_tls(hook)?;
+    let mut tls = before.clone();
+    let key = match &tls.key {
+        Some(k) => k.clone(),
+        None => PrivateKey::generate()?,
+    };
+    tls.key = Some(key.clone());
+    if !tls
+        .csr
+        .as_ref()
+        .is_some_and(|c| tls::csr_matches_key(c, &key))
+    {
+        tls.csr = Some(new_csr(hook, &key)?);
+    }
+    let remote = hook.remote_app_bag(relation)?.clone();
+    let issued = tls::provider_list::<ProviderCertificate>(&remote, tls::CERTIFICATES_KEY);
+    let errors = tls::provider_list::<RequestError>(&remote, tls::ERRORS_KEY);
+    match (issued, errors) {
+        (Ok(issued), Ok(errors)) => {
+            let csr = tls.csr.clone().unwrap_or_default();
+            let now = tls::now();
+            match tls::decide(&csr, &key, tls.installed.as_ref(), &issued, &errors, now) {
+                Decision::Wait => {}
+                Decision::Install(installed) => tls.installed = Some(installed),
+                Decision::Renew(why) => {
+                    hook.log(
+                        LogLevel::Info,
+                        &format!("requesting a new certificate: {why}"),
+                    )?;
+                    tls.csr = Some(new_csr(hook, &key)?);
+                }
+                Decision::Refused(why) => issues.add(hook, why)?,
+            }
+        }
+        (Err(why), _) | (_, Err(why)) => issues.add(hook, why)?,
+    }
+    publish_request(hook, relation, &tls)?;
+    save(hook, &before, &tls)?;
+    apply(hook, deps, issues, &tls)?;
+    Ok(Handled::Done)
+}
+
+/// relation-broken: the certificate goes (the key stays, for the next
+/// relation); the TLS lines and files disappear and clients are told
+/// `tls="False"`.
+pub fn broken(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    issues: &mut Issues,
+    _event: &RelationEvent,
+) -> anyhow::Result<Handled> {
+    let before = state::unit_tls(hook)?;
+    let tls = UnitTls {
+        key: before.key.clone(),
+        csr: None,
+        installed: None,
+    };
+    save(hook, &before, &tls)?;
+    apply(hook, deps, issues, &tls)?;
+    Ok(Handled::Done)
+}
+
+/// The `set-tls-private-key` action: a key given (PEM or base64 of a PEM) or a
+/// new one replaces the unit's key. A bad key fails the action and changes
+/// nothing. The certificate for the old key is dropped, and a CSR for the new
+/// key is published when the relation exists.
+pub fn set_private_key(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    issues: &mut Issues,
+) -> anyhow::Result<Handled> {
+    #[derive(serde::Deserialize)]
+    struct Params {
+        #[serde(rename = "private-key", default)]
+        private_key: Option<String>,
+    }
+    let params: Params = hook.action_params()?;
+    let key = match params.private_key.as_deref().map(str::trim) {
+        None | Some("") => PrivateKey::generate()?,
+        Some(given) => match PrivateKey::parse(given) {
+            Ok(k) => k,
+            Err(e) => {
+                hook.action_fail(&e.to_string())?;
+                return Ok(Handled::Done);
+            }
+        },
+    };
+    let before = state::unit_tls(hook)?;
+    let tls = UnitTls {
+        csr: Some(new_csr(hook, &key)?),
+        key: Some(key),
+        installed: None,
+    };
+    let relation = hook.relations(state::CERTIFICATES)?.into_iter().next();
+    if let Some(relation) = &relation {
+        publish_request(hook, relation, &tls)?;
+    }
+    save(hook, &before, &tls)?;
+    apply(hook, deps, issues, &tls)?;
+    let requested = if relation.is_some() { "true" } else { "false" };
+    hook.action_set(&[("certificate-requested".to_string(), requested.to_string())].into())?;
+    Ok(Handled::Done)
+}
+
+/// A CSR for this unit, as it is reached now.
+fn new_csr(hook: &mut Hook<'_>, key: &PrivateKey) -> anyhow::Result<String> {
+    let address = super::own_address(hook)?;
+    let unit_number = hook
+        .unit()
+        .rsplit('/')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let model = hook.context().model_name.clone();
+    let subject = tls::unit_subject(hook.app(), unit_number, &model, &address);
+    Ok(tls::csr(key, &subject)?)
+}
+
+/// Puts this unit's CSR (or none) in its bag of the relation.
+fn publish_request(hook: &mut Hook<'_>, relation: &Relation, tls: &UnitTls) -> anyhow::Result<()> {
+    let value = tls.csr.as_deref().map(tls::csr_list);
+    hook.update_unit_bag(relation, [(tls::CSRS_KEY.to_string(), value)])?;
+    Ok(())
+}
+
+/// Writes the unit secret when its content changed (creating it the first time).
+fn save(hook: &mut Hook<'_>, before: &UnitTls, after: &UnitTls) -> anyhow::Result<()> {
+    if before == after {
+        return Ok(());
+    }
+    let label = state::unit_secret_label(hook.app());
+    let content = after.content();
+    if hook.secret_by_label(&label, Revision::Peek)?.is_some() {
+        let id = hook
+            .secret_info(&SecretRef::Label(label))?
+            .id
+            .ok_or_else(|| anyhow::anyhow!("the unit secret has no id"))?;
+        hook.set_secret(&id, Some(&content), &SecretMeta::default())?;
+    } else {
+        let meta = SecretMeta {
+            label: Some(label),
+            description: Some("this unit's TLS key, request and certificate".into()),
+            ..SecretMeta::default()
+        };
+        hook.add_secret(&content, SecretOwner::Unit, &meta)?;
+    }
+    Ok(())
+}
+
+/// The TLS files this unit serves. The unit secret is read only when the unit
+/// has announced a certificate (its `tls_ca` in the peer bag, which this flow
+/// sets before serving), so units without TLS spend no hook-tool call on it.
+pub fn installed_files(
+    hook: &mut Hook<'_>,
+    peers: &Relation,
+) -> anyhow::Result<Option<tls::TlsFiles>> {
+    if !hook.local_unit_bag(peers)?.contains_key(state::TLS_CA) {
+        return Ok(None);
+    }
+    Ok(state::unit_tls(hook)?.files())
+}
+
+/// Announces what the unit now holds and serves it (the configuration the
+/// leader published, with or without the TLS lines); the leader then updates
+/// its clients.
+fn apply(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    issues: &mut Issues,
+    tls: &UnitTls,
+) -> anyhow::Result<()> {
+    let Some(peers) = state::peers(hook)? else {
+        return Ok(());
+    };
+    let ca = tls.files().map(|f| f.ca);
+    hook.update_unit_bag(&peers, [(state::TLS_CA.to_string(), ca)])?;
+    let shared = state::published_config(hook, &peers)?;
+    serve(hook, deps, &peers, shared.as_ref())?;
+    database::refresh_all(hook, deps, issues)?;
+    Ok(())
+}
+
+/// What clients are told about TLS.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    pub enabled: bool,
+    /// The distinct CA bundles the units serve with, joined (empty when off).
+    pub ca: String,
+}
+
+impl ClientTls {
+    /// Decides from what each live unit acknowledged serving (`None` or empty:
+    /// no TLS): on only when every unit serves TLS.
+    pub fn decide(units: &[Option<&str>]) -> ClientTls {
+        let mut cas: Vec<&str> = Vec::new();
+        for ca in units {
+            match ca.map(str::trim).filter(|c| !c.is_empty()) {
+                Some(c) if !cas.contains(&c) => cas.push(c),
+                Some(_) => {}
+                None => return ClientTls::default(),
+            }
+        }
+        ClientTls {
+            enabled: !cas.is_empty(),
+            ca: cas.join("\n"),
+        }
+    }
+
+    /// The digest the client record keeps, to see when this changes.
+    pub fn digest(&self) -> String {
+        state::digest(&format!("{}\n{}", self.enabled, self.ca))
+    }
+}
+
+/// Leader: what clients are told, from this unit's and its peers' acknowledgements.
+pub fn client_tls(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<ClientTls> {
+    let own = hook.local_unit_bag(peers)?.get(state::TLS_CA).cloned();
+    let others = state::peer_units(hook, peers)?;
+    let mut units: Vec<Option<&str>> = vec![own.as_deref()];
+    units.extend(others.iter().map(|u| u.tls_ca.as_deref()));
+    Ok(ClientTls::decide(&units))
+}
+
+/// The label of a client relation's TLS secret.
+pub fn tls_secret_label(relation_id: u64) -> String {
+    format!("{}.{relation_id}.tls.secret", state::DATABASE)
+}
+
+/// Leader: adds `tls` and `tls-ca` for a client to its bag changes, or puts them
+/// in the relation's `tls` secret (granted to the relation, its id under
+/// `secret-tls`) when the client asked for them as secrets.
+pub fn client_tls_fields(
+    hook: &mut Hook<'_>,
+    relation: &Relation,
+    secret_fields: &[String],
+    tls: &ClientTls,
+    bag: &mut Vec<(String, Option<String>)>,
+) -> anyhow::Result<()> {
+    let flag = if tls.enabled { "True" } else { "False" };
+    let ca = Some(tls.ca.clone()).filter(|c| !c.is_empty());
+    if !secret_fields.iter().any(|f| f == "tls" || f == "tls-ca") {
+        bag.push(("tls".into(), Some(flag.into())));
+        bag.push(("tls-ca".into(), ca));
+        return Ok(());
+    }
+    let mut content = SecretContent::new().with("tls", flag);
+    if let Some(ca) = ca {
+        content.insert("tls-ca", ca);
+    }
+    let label = tls_secret_label(relation.id);
+    let id = match hook.secret_by_label(&label, Revision::Peek)? {
+        Some(stored) => {
+            let id = hook
+                .secret_info(&SecretRef::Label(label))?
+                .id
+                .ok_or_else(|| {
+                    anyhow::anyhow!("the TLS secret of relation {} has no id", relation.id)
+                })?;
+            if stored != content {
+                hook.set_secret(&id, Some(&content), &SecretMeta::default())?;
+            }
+            id
+        }
+        None => {
+            let meta = SecretMeta {
+                label: Some(label),
+                ..SecretMeta::default()
+            };
+            let id = hook.add_secret(&content, SecretOwner::Application, &meta)?;
+            hook.grant_secret(&id, relation, None)?;
+            id
+        }
+    };
+    bag.push(("secret-tls".into(), Some(id.to_string())));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClientTls;
+
+    #[test]
+    fn clients_get_tls_only_when_every_unit_serves_it() {
+        assert_eq!(ClientTls::decide(&[]), ClientTls::default());
+        assert_eq!(ClientTls::decide(&[Some("A"), None]), ClientTls::default());
+        assert_eq!(
+            ClientTls::decide(&[Some("A"), Some("")]),
+            ClientTls::default()
+        );
+        let on = ClientTls::decide(&[Some("A\n"), Some("A"), Some("B")]);
+        assert_eq!(
+            on,
+            ClientTls {
+                enabled: true,
+                ca: "A\nB".into()
+            }
+        );
+        assert_ne!(on.digest(), ClientTls::default().digest());
+    }
+}
