@@ -15,6 +15,7 @@ pub mod error;
 pub mod event;
 pub mod hook;
 pub mod hooktools;
+pub mod http;
 pub mod metadata;
 pub mod pebble;
 pub mod relation;

@@ -106,6 +106,9 @@ pub enum AdminError {
 
 type Result<T> = std::result::Result<T, AdminError>;
 
+/// The group role behind `extra-user-roles: admin`.
+pub const ADMIN_GROUP: &str = "admin";
+
 /// The driver's error with the server's message (or the I/O cause) on one line.
 fn describe(error: &postgres::Error) -> String {
     let text = match (error.as_db_error(), std::error::Error::source(error)) {
@@ -241,6 +244,44 @@ impl Admin {
             }
             Ok(())
         })
+    }
+
+    /// Sets an existing login role's password, leaving its attributes and
+    /// memberships alone (for system users such as the superuser itself).
+    pub fn set_password(&mut self, user: &RoleName, password: &str) -> Result<()> {
+        if password.is_empty() {
+            return Err(AdminError::Invalid(format!(
+                "empty password for role {user}"
+            )));
+        }
+        if !self.role_exists(user)? {
+            return Err(AdminError::Invalid(format!(
+                "no role {user} in this cluster"
+            )));
+        }
+        let verifier = verifier::scram_sha_256_random_salt(password);
+        self.upsert_login_role(
+            user,
+            &format!("PASSWORD {}", literal(&verifier)),
+            |_| Ok(()),
+        )
+    }
+
+    /// Creates the `admin` group clients may ask to join (`extra-user-roles:
+    /// admin`) unless it exists: it cannot log in, reads and writes every
+    /// database's data and may connect to `postgres`. Returns whether it was created.
+    pub fn create_admin_group(&mut self) -> Result<bool> {
+        let exists = role_exists_in(&mut self.client, ADMIN_GROUP)?;
+        if !exists {
+            let sql = format!(
+                "CREATE ROLE {admin} NOLOGIN; \
+                 GRANT pg_read_all_data, pg_write_all_data TO {admin}; \
+                 GRANT CONNECT ON DATABASE postgres TO {admin}",
+                admin = ident(ADMIN_GROUP)
+            );
+            execute(&mut self.client, &sql, "creating the admin group")?;
+        }
+        Ok(!exists)
     }
 
     /// Lets `user` connect to and create in `db`, including schema `public`.

@@ -242,3 +242,71 @@ fn pgbouncer_auth_function() {
     let gone = "SELECT to_regnamespace('pgbouncer_auth_relation_id_4') IS NULL";
     assert!(query_bool(&mut in_db, gone));
 }
+
+#[test]
+fn system_user_passwords_and_the_admin_group() {
+    let cluster = TestCluster::start().unwrap();
+    let mut admin = Admin::connect(&cluster.connect_info("postgres")).unwrap();
+    let mut superuser = cluster.connect_info("postgres").connect().unwrap();
+
+    // A new password keeps the role's attributes and memberships.
+    let monitoring = role("monitoring");
+    admin
+        .create_user(&monitoring, "first", &roles("pg_monitor,createdb"))
+        .unwrap();
+    admin.set_password(&monitoring, "second").unwrap();
+    assert!(login(&cluster, "monitoring", "first", "postgres").is_err());
+    login(&cluster, "monitoring", "second", "postgres").unwrap();
+    assert!(query_bool(
+        &mut superuser,
+        "SELECT rolcreatedb AND pg_has_role('monitoring', 'pg_monitor', 'MEMBER') \
+         FROM pg_roles WHERE rolname = 'monitoring'"
+    ));
+    for (user, password) in [(role("nobody"), "x"), (monitoring.clone(), "")] {
+        let err = admin.set_password(&user, password).unwrap_err();
+        assert!(matches!(err, AdminError::Invalid(_)), "{err}");
+    }
+
+    // The admin group: created once, cannot log in, reads and writes data.
+    assert!(admin.create_admin_group().unwrap());
+    assert!(!admin.create_admin_group().unwrap());
+    assert!(query_bool(
+        &mut superuser,
+        "SELECT NOT rolcanlogin AND pg_has_role('admin', 'pg_read_all_data', 'MEMBER') \
+         AND pg_has_role('admin', 'pg_write_all_data', 'MEMBER') \
+         AND has_database_privilege('admin', 'postgres', 'CONNECT') \
+         FROM pg_roles WHERE rolname = 'admin'"
+    ));
+    let db = DatabaseName::parse("shop").unwrap();
+    admin
+        .create_user(&role("owner"), "owner-pw", &roles(""))
+        .unwrap();
+    admin.create_database(&db, &role("owner")).unwrap();
+    admin.grant_database(&db, &role("owner")).unwrap();
+    login(&cluster, "owner", "owner-pw", "shop")
+        .unwrap()
+        .batch_execute("CREATE TABLE items (n int); INSERT INTO items VALUES (1)")
+        .unwrap();
+    admin
+        .create_user(&role("ops"), "ops-pw", &roles("admin"))
+        .unwrap();
+    admin.grant_database(&db, &role("ops")).unwrap();
+    let mut as_ops = login(&cluster, "ops", "ops-pw", "shop").unwrap();
+    as_ops
+        .batch_execute("INSERT INTO items VALUES (2)")
+        .unwrap();
+    let count: i64 = as_ops
+        .query_one("SELECT count(*) FROM items", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 2);
+    // The connected superuser may change its own password last (this
+    // connection's info still holds the old one) and stays superuser.
+    let operator = role(cluster.superuser());
+    admin.set_password(&operator, "new-operator-pw").unwrap();
+    login(&cluster, cluster.superuser(), "new-operator-pw", "postgres").unwrap();
+    assert!(query_bool(
+        &mut superuser,
+        "SELECT rolsuper FROM pg_roles WHERE rolname = 'operator'"
+    ));
+}

@@ -1,0 +1,341 @@
+//! The `database` relation (`postgresql_client` v0, provider): each client gets
+//! a user `relation_id_<id>` and its database on the primary, and the primary
+//! and replicas as endpoints, in Juju secrets or the databag as it asks.
+
+use super::{cluster_status, context, Ctx, Deps, Findings};
+use crate::patroni::Cluster;
+use crate::postgres::Target;
+use crate::state::{self, Refusal, Request};
+use charm::secret::{Revision, SecretMeta, SecretRef};
+use charm::{
+    Handled, Hook, LogLevel, Relation, RelationEvent, SecretContent, SecretId, SecretOwner, Status,
+};
+
+/// Where clients connect: the primary, and the replicas (the primary when alone).
+pub fn client_endpoints(cluster: &Cluster, members: &[String]) -> Option<(String, String)> {
+    let primary = cluster.primary()?;
+    let mut replicas: Vec<String> = cluster
+        .members
+        .iter()
+        .filter(|m| !m.is_leader() && members.contains(&m.host))
+        .map(|m| m.endpoint())
+        .collect();
+    replicas.sort();
+    if replicas.is_empty() {
+        replicas.push(primary.endpoint());
+    }
+    Some((primary.endpoint(), replicas.join(",")))
+}
+
+/// The `user` secret group: user, password and URIs (read-only when asked).
+fn credential_fields(
+    relation_id: u64,
+    request: &Request,
+    password: &str,
+    rw: &str,
+    ro: &str,
+) -> SecretContent {
+    let user = state::relation_user(relation_id);
+    let db = &request.database;
+    let mut fields = SecretContent::new()
+        .with("username", user.as_str())
+        .with("password", password)
+        .with("uris", format!("postgresql://{user}:{password}@{rw}/{db}"));
+    if request.wants_secret("read-only-uris") {
+        let first = ro.split(',').next().unwrap_or(ro);
+        fields.insert(
+            "read-only-uris",
+            format!("postgresql://{user}:{password}@{first}/{db}"),
+        );
+    }
+    fields
+}
+
+/// Whether the client has its credentials already.
+fn published(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::Result<bool> {
+    let bag = hook.local_app_bag(relation)?;
+    Ok(bag.contains_key("secret-user") || bag.contains_key("password"))
+}
+
+/// relation-changed (leader): a new request is served; an answered one gets
+/// its endpoints refreshed.
+pub fn changed(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    findings: &mut Findings,
+    relation: &Relation,
+) -> anyhow::Result<Handled> {
+    if !hook.is_leader()? {
+        return Ok(Handled::Done);
+    }
+    let remote = hook.remote_app_bag(relation)?.clone();
+    let request = match state::request(&remote, relation.id) {
+        Ok(Some(r)) => r,
+        // Not asked yet, or refused (the status says why).
+        Ok(None) | Err(_) => return Ok(Handled::Done),
+    };
+    let Some(ctx) = context(hook)? else {
+        return Ok(Handled::Deferred);
+    };
+    if published(hook, relation)? {
+        refresh(hook, deps, &ctx, relation, &request, None)?;
+        return Ok(Handled::Done);
+    }
+    requested(hook, deps, findings, &ctx, relation, &request)
+}
+
+/// database-requested: the user, the database, then everything in one write.
+fn requested(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    findings: &mut Findings,
+    ctx: &Ctx,
+    relation: &Relation,
+    request: &Request,
+) -> anyhow::Result<Handled> {
+    // Defer unless the cluster is initialised and has a primary.
+    if !state::initialised(hook, &ctx.peers)? {
+        return Ok(Handled::Deferred);
+    }
+    let Some(cluster) = cluster_status(hook, deps, ctx)? else {
+        return Ok(Handled::Deferred);
+    };
+    let members = state::members(hook, &ctx.peers)?;
+    let (Some(primary), Some((rw, ro))) = (cluster.primary(), client_endpoints(&cluster, &members))
+    else {
+        return Ok(Handled::Deferred);
+    };
+    let target = Target {
+        host: primary.host.clone(),
+        port: primary.port,
+        password: ctx.passwords.get(state::OPERATOR).to_string(),
+    };
+    let user = state::relation_user(relation.id);
+    let password = postgres_admin::password::generate();
+    let created = deps.connector.connect(&target).and_then(|mut pg| {
+        pg.create_user(&user, &password, &request.roles)?;
+        pg.create_database(&request.database, &user)?;
+        pg.grant_database(&request.database, &user)?;
+        pg.server_version()
+    });
+    let version = match created {
+        Ok(v) => v,
+        Err(e) => {
+            let message = format!(
+                "relation {}: cannot create database {}: {e}",
+                relation.id, request.database
+            );
+            findings.problem(hook, Status::Waiting(message))?;
+            return Ok(Handled::Deferred);
+        }
+    };
+    let fields = credential_fields(relation.id, request, &password, &rw, &ro);
+    let mut bag = vec![
+        ("database".to_string(), Some(request.database.to_string())),
+        ("endpoints".to_string(), Some(rw)),
+        ("read-only-endpoints".to_string(), Some(ro)),
+        ("version".to_string(), Some(version)),
+        ("tls".to_string(), Some("False".to_string())),
+    ];
+    if request.wants_secret("username") || request.wants_secret("password") {
+        let meta = SecretMeta {
+            label: Some(state::user_secret_label(relation.id)),
+            ..SecretMeta::default()
+        };
+        let id = hook.add_secret(&fields, SecretOwner::Application, &meta)?;
+        hook.grant_secret(&id, relation, None)?;
+        bag.push(("secret-user".into(), Some(id.to_string())));
+    } else {
+        bag.extend(fields.iter().map(|(k, v)| (k.clone(), Some(v.clone()))));
+    }
+    hook.update_app_bag(relation, bag)?;
+    hook.log(
+        LogLevel::Info,
+        &format!(
+            "relation {}: database {} ready for {user}",
+            relation.id, request.database
+        ),
+    )?;
+    Ok(Handled::Done)
+}
+
+/// The id of a relation's user secret.
+fn user_secret(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::Result<Option<SecretId>> {
+    match hook.local_app_bag(relation)?.get("secret-user") {
+        Some(uri) => Ok(Some(SecretId::parse(uri)?)),
+        None => Ok(None),
+    }
+}
+
+/// Leader: rewrites a served client's endpoints (and URIs) when they moved.
+/// `members` overrides the peer bag's list (during a departure).
+fn refresh(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    ctx: &Ctx,
+    relation: &Relation,
+    request: &Request,
+    members: Option<&[String]>,
+) -> anyhow::Result<()> {
+    let Some(cluster) = cluster_status(hook, deps, ctx)? else {
+        return Ok(());
+    };
+    let members = match members {
+        Some(m) => m.to_vec(),
+        None => state::members(hook, &ctx.peers)?,
+    };
+    let Some((rw, ro)) = client_endpoints(&cluster, &members) else {
+        return Ok(());
+    };
+    let bag = hook.local_app_bag(relation)?.clone();
+    if bag.get("endpoints") == Some(&rw) && bag.get("read-only-endpoints") == Some(&ro) {
+        return Ok(());
+    }
+    let mut changes = vec![
+        ("endpoints".to_string(), Some(rw.clone())),
+        ("read-only-endpoints".to_string(), Some(ro.clone())),
+    ];
+    match user_secret(hook, relation)? {
+        Some(id) => {
+            let stored = hook.secret(&SecretRef::Id(id.clone(), None), Revision::Peek)?;
+            let password = stored.get("password").unwrap_or_default().to_string();
+            let fields = credential_fields(relation.id, request, &password, &rw, &ro);
+            if fields != stored {
+                hook.set_secret(&id, Some(&fields), &SecretMeta::default())?;
+            }
+        }
+        None => {
+            let password = bag.get("password").cloned().unwrap_or_default();
+            let fields = credential_fields(relation.id, request, &password, &rw, &ro);
+            changes.extend(fields.iter().map(|(k, v)| (k.clone(), Some(v.clone()))));
+        }
+    }
+    hook.update_app_bag(relation, changes)?;
+    hook.log(
+        LogLevel::Info,
+        &format!(
+            "relation {}: endpoints now {rw} (read-only {ro})",
+            relation.id
+        ),
+    )?;
+    Ok(())
+}
+
+/// Leader: refreshes every served client's endpoints. One client's trouble
+/// does not hold the others back.
+pub fn refresh_all(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    findings: &mut Findings,
+    ctx: &Ctx,
+    members: Option<&[String]>,
+) -> anyhow::Result<()> {
+    if !hook.is_leader()? {
+        return Ok(());
+    }
+    for relation in hook.relations(state::DATABASE)? {
+        let remote = hook.remote_app_bag(&relation)?.clone();
+        let Ok(Some(request)) = state::request(&remote, relation.id) else {
+            continue;
+        };
+        if !published(hook, &relation)? {
+            continue;
+        }
+        if let Err(e) = refresh(hook, deps, ctx, &relation, &request, members) {
+            let message = format!(
+                "relation {}: cannot update its endpoints: {e:#}",
+                relation.id
+            );
+            findings.problem(hook, Status::Waiting(message))?;
+        }
+    }
+    Ok(())
+}
+
+/// relation-departed: a unit leaving marks itself, so that its relation-broken
+/// does not drop the client's user.
+pub fn departed(hook: &mut Hook<'_>, event: &RelationEvent) -> anyhow::Result<Handled> {
+    if event.departing_unit.as_deref() == Some(hook.unit()) {
+        if let Some(peers) = state::peers(hook)? {
+            hook.update_unit_bag(
+                &peers,
+                [(state::DEPARTING.to_string(), Some("True".into()))],
+            )?;
+        }
+    }
+    Ok(Handled::Done)
+}
+
+/// relation-broken (leader, not departing): drops the client's user and its
+/// secret; the database and its data stay.
+pub fn broken(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    findings: &mut Findings,
+    event: &RelationEvent,
+) -> anyhow::Result<Handled> {
+    let Some(peers) = state::peers(hook)? else {
+        return Ok(Handled::Done);
+    };
+    if !hook.is_leader()? || hook.local_unit_bag(&peers)?.contains_key(state::DEPARTING) {
+        return Ok(Handled::Done);
+    }
+    let Some(ctx) = context(hook)? else {
+        return Ok(Handled::Deferred);
+    };
+    let Some(primary) = cluster_status(hook, deps, &ctx)?.and_then(|c| c.primary().cloned()) else {
+        return Ok(Handled::Deferred);
+    };
+    let target = Target {
+        host: primary.host,
+        port: primary.port,
+        password: ctx.passwords.get(state::OPERATOR).to_string(),
+    };
+    let user = state::relation_user(event.relation.id);
+    if let Err(e) = deps
+        .connector
+        .connect(&target)
+        .and_then(|mut pg| pg.drop_user(&user))
+    {
+        findings.problem(
+            hook,
+            Status::Waiting(format!(
+                "relation {}: cannot drop {user}: {e}",
+                event.relation.id
+            )),
+        )?;
+        return Ok(Handled::Deferred);
+    }
+    let label = state::user_secret_label(event.relation.id);
+    if let Ok(info) = hook.secret_info(&SecretRef::Label(label)) {
+        if let Some(id) = info.id {
+            hook.remove_secret(&id, None)?;
+        }
+    }
+    hook.log(
+        LogLevel::Info,
+        &format!(
+            "relation {} broken: dropped {user}, kept its database",
+            event.relation.id
+        ),
+    )?;
+    Ok(Handled::Done)
+}
+
+/// Leader: the first refused client request, for the status.
+pub fn refusal(hook: &mut Hook<'_>) -> anyhow::Result<Option<String>> {
+    if !hook.is_leader()? {
+        return Ok(None);
+    }
+    for relation in hook.relations(state::DATABASE)? {
+        let remote = hook.remote_app_bag(&relation)?.clone();
+        match state::request(&remote, relation.id) {
+            Err(Refusal::Roles(detail)) => {
+                return Ok(Some(format!("{}: {detail}", state::INVALID_ROLES)))
+            }
+            Err(Refusal::Other(message)) => return Ok(Some(message)),
+            Ok(_) => {}
+        }
+    }
+    Ok(None)
+}

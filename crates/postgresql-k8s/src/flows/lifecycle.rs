@@ -1,0 +1,213 @@
+//! The unit's lifecycle: leadership, the container, configuration, the DCS
+//! relation, and the cluster's first initialisation.
+
+use super::peers::MEMBER_STARTING;
+use super::{
+    add_members, cluster_status, config, context, database, ensure_passwords, member_started,
+    restart_on_tls_change, update_config, Ctx, Deps, Findings,
+};
+use crate::postgres::Target;
+use crate::state;
+use crate::workload::CONTAINER;
+use charm::{Handled, Hook, LogLevel, SecretEvent, Status};
+use postgres_admin::names::{ExtraRoles, RoleName};
+
+/// The waiting message while the leader waits for the primary.
+pub const PRIMARY_STARTING: &str = "awaiting for primary endpoint to be ready";
+
+/// Leader: the cluster's first initialisation (reference `_initialize_cluster`),
+/// once Patroni has bootstrapped a primary: the `monitoring` user and the
+/// `admin` group, then `cluster_initialised`. Returns whether it is done.
+pub fn initialise(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    findings: &mut Findings,
+    ctx: &Ctx,
+) -> anyhow::Result<bool> {
+    let primary = cluster_status(hook, deps, ctx)?
+        .and_then(|c| c.primary().filter(|p| p.is_ready()).cloned());
+    let Some(primary) = primary else {
+        findings.problem(hook, Status::Waiting(PRIMARY_STARTING.into()))?;
+        return Ok(false);
+    };
+    let target = Target {
+        host: primary.host.clone(),
+        port: primary.port,
+        password: ctx.passwords.get(state::OPERATOR).to_string(),
+    };
+    let monitoring = RoleName::parse(state::MONITORING)?;
+    let roles = ExtraRoles::parse("pg_monitor")?;
+    let done = deps.connector.connect(&target).and_then(|mut pg| {
+        pg.create_user(&monitoring, ctx.passwords.get(state::MONITORING), &roles)?;
+        pg.create_admin_group()
+    });
+    if let Err(e) = done {
+        findings.problem(
+            hook,
+            Status::Waiting(format!("cannot initialise the cluster: {e}")),
+        )?;
+        return Ok(false);
+    }
+    hook.update_app_bag(
+        &ctx.peers,
+        [(state::CLUSTER_INITIALISED.to_string(), Some("True".into()))],
+    )?;
+    hook.log(
+        LogLevel::Info,
+        &format!("cluster initialised on {}", primary.name),
+    )?;
+    Ok(true)
+}
+
+/// Brings the unit to where the model says it should be: the leader creates
+/// the passwords and admits members; a member renders, starts and reloads
+/// Patroni; the leader initialises the cluster once its primary runs and
+/// refreshes the clients' endpoints. Used by every lifecycle event.
+fn converge(hook: &mut Hook<'_>, deps: &Deps, findings: &mut Findings) -> anyhow::Result<Handled> {
+    // An invalid option applies nothing (the status names it).
+    if config(hook)?.is_err() {
+        return Ok(Handled::Done);
+    }
+    let Some(peers) = state::peers(hook)? else {
+        return Ok(Handled::Deferred);
+    };
+    if hook.container(CONTAINER).system_info().is_err() {
+        return Ok(Handled::Deferred);
+    }
+    let leader = hook.is_leader()?;
+    if leader {
+        ensure_passwords(hook)?;
+    }
+    let Some(ctx) = context(hook)? else {
+        return Ok(Handled::Deferred);
+    };
+    let initialised = state::initialised(hook, &peers)?;
+    // A follower starts nothing before the leader has initialised the cluster.
+    if !leader && !initialised {
+        return Ok(Handled::Deferred);
+    }
+    if leader {
+        forget_departed(hook, &ctx)?;
+        // The first leader founds the cluster with itself.
+        if state::members(hook, &peers)?.is_empty() {
+            state::save_members(hook, &peers, std::slice::from_ref(&ctx.address))?;
+        }
+    }
+    if !state::members(hook, &peers)?.contains(&ctx.address) {
+        return Ok(Handled::Done);
+    }
+    if !update_config(hook, deps, findings, &ctx)? {
+        return Ok(Handled::Done);
+    }
+    if !member_started(deps, findings, &ctx, deps.start_timeout) {
+        findings.problem(hook, Status::Waiting(MEMBER_STARTING.into()))?;
+        return Ok(Handled::Deferred);
+    }
+    restart_on_tls_change(hook, deps, findings, &ctx)?;
+    if !leader {
+        return Ok(Handled::Done);
+    }
+    if !initialised && !initialise(hook, deps, findings, &ctx)? {
+        return Ok(Handled::Deferred);
+    }
+    let all_in = add_members(hook, deps, findings, &ctx)?;
+    database::refresh_all(hook, deps, findings, &ctx, None)?;
+    Ok(if all_in {
+        Handled::Done
+    } else {
+        Handled::Deferred
+    })
+}
+
+/// Leader: drops from the members the addresses of units that are gone.
+fn forget_departed(hook: &mut Hook<'_>, ctx: &Ctx) -> anyhow::Result<()> {
+    let mut live = vec![ctx.address.clone()];
+    live.extend(
+        state::peer_units(hook, &ctx.peers)?
+            .into_iter()
+            .filter_map(|u| u.address),
+    );
+    let members = state::members(hook, &ctx.peers)?;
+    let kept: Vec<String> = members
+        .iter()
+        .filter(|m| live.contains(m))
+        .cloned()
+        .collect();
+    if kept != members {
+        state::save_members(hook, &ctx.peers, &kept)?;
+    }
+    Ok(())
+}
+
+/// postgresql-pebble-ready, config-changed, update-status, upgrade-charm, and
+/// the etcd relation's events.
+pub fn pebble_ready(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    findings: &mut Findings,
+) -> anyhow::Result<Handled> {
+    converge(hook, deps, findings)
+}
+
+/// config-changed: new options reach `patroni.yml` and Patroni's dynamic
+/// configuration; an invalid option applies nothing.
+pub fn config_changed(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    findings: &mut Findings,
+) -> anyhow::Result<Handled> {
+    converge(hook, deps, findings)
+}
+
+/// update-status: a safety net that converges again, and refreshes the
+/// clients' endpoints after a failover.
+pub fn update_status(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    findings: &mut Findings,
+) -> anyhow::Result<Handled> {
+    converge(hook, deps, findings)
+}
+
+/// leader-elected: the new leader creates missing passwords, forgets departed
+/// units, founds or extends the cluster.
+pub fn leader_elected(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    findings: &mut Findings,
+) -> anyhow::Result<Handled> {
+    converge(hook, deps, findings)
+}
+
+/// The etcd relation changed: Patroni gets the new DCS hosts.
+pub fn dcs_changed(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    findings: &mut Findings,
+) -> anyhow::Result<Handled> {
+    converge(hook, deps, findings)
+}
+
+/// secret-remove: nobody tracks an old revision of a secret this application owns.
+pub fn secret_remove(hook: &mut Hook<'_>, event: &SecretEvent) -> anyhow::Result<Handled> {
+    if let Some(revision) = event.revision {
+        hook.remove_secret(&event.id, Some(revision))?;
+    }
+    Ok(Handled::Done)
+}
+
+/// A context for the status and actions, without publishing anything.
+pub fn quiet_context(hook: &mut Hook<'_>) -> anyhow::Result<Option<Ctx>> {
+    let Some(peers) = state::peers(hook)? else {
+        return Ok(None);
+    };
+    let Some(passwords) = state::passwords(hook)? else {
+        return Ok(None);
+    };
+    let address = super::own_address(hook)?;
+    Ok(Some(Ctx {
+        peers,
+        address,
+        passwords,
+    }))
+}

@@ -1,0 +1,379 @@
+//! The charm's flows: `peers` (seed 003), `database` (the client relation),
+//! `lifecycle` and `actions`. This module holds the steps they share: the
+//! unit's address, the cluster as Patroni sees it, rendering and serving
+//! Patroni's configuration, and adding members.
+
+pub mod actions;
+pub mod database;
+pub mod lifecycle;
+pub mod peers;
+
+use crate::config::{CharmConfig, ConfigError, Resources};
+use crate::dcs::{self, Dcs, DcsState, Kubernetes};
+use crate::patroni::render::{self, PatroniInput};
+use crate::patroni::{Cluster, Health, Patroni};
+use crate::pods::{member_labels, Labelled, Pods};
+use crate::postgres::Connector;
+use crate::state::{self, Passwords};
+use crate::workload::{Workload, CONTAINER};
+use charm::secret::{SecretMeta, SecretOwner};
+use charm::{Hook, LogLevel, Relation, SecretContent, Status};
+use std::time::{Duration, Instant};
+
+/// What the flows need besides the hook.
+pub struct Deps {
+    pub connector: Box<dyn Connector>,
+    pub patroni: Box<dyn Patroni>,
+    pub pods: Box<dyn Pods>,
+    pub workload: Workload,
+    /// Set when the unit runs on Kubernetes.
+    pub kubernetes: Option<Kubernetes>,
+    pub resources: Resources,
+    /// How long a hook waits for Patroni to start PostgreSQL on this unit.
+    pub start_timeout: Duration,
+}
+
+/// What the flows met in this dispatch, for the status.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// Problems, in the order met.
+    pub problems: Vec<Status>,
+    /// This unit's member, when a flow asked Patroni.
+    pub health: Option<Health>,
+}
+
+impl Findings {
+    /// Logs a problem and keeps it for the status.
+    pub fn problem(&mut self, hook: &mut Hook<'_>, status: Status) -> anyhow::Result<()> {
+        hook.log(LogLevel::Warning, status.message())?;
+        self.problems.push(status);
+        Ok(())
+    }
+}
+
+/// The validated options.
+pub fn config(hook: &mut Hook<'_>) -> anyhow::Result<Result<CharmConfig, ConfigError>> {
+    Ok(CharmConfig::from_raw(hook.config_raw()?))
+}
+
+/// This unit's address on the peer network (Juju's answer).
+pub fn own_address(hook: &mut Hook<'_>) -> anyhow::Result<String> {
+    hook.ingress_address(state::PEERS)?
+        .ok_or_else(|| anyhow::anyhow!("Juju gave no address for {}", state::PEERS))
+}
+
+/// What every step that talks to the cluster needs.
+pub struct Ctx {
+    pub peers: Relation,
+    pub address: String,
+    pub passwords: Passwords,
+}
+
+impl Ctx {
+    /// The `patroni` user's password.
+    pub fn api_password(&self) -> &str {
+        self.passwords.get(state::PATRONI)
+    }
+}
+
+/// The context, once the peer relation and the passwords exist. Publishes the
+/// unit's address in its peer bag on the way.
+pub fn context(hook: &mut Hook<'_>) -> anyhow::Result<Option<Ctx>> {
+    let Some(peers) = state::peers(hook)? else {
+        return Ok(None);
+    };
+    let address = own_address(hook)?;
+    hook.update_unit_bag(
+        &peers,
+        [(state::ADDRESS.to_string(), Some(address.clone()))],
+    )?;
+    let Some(passwords) = state::passwords(hook)? else {
+        return Ok(None);
+    };
+    Ok(Some(Ctx {
+        peers,
+        address,
+        passwords,
+    }))
+}
+
+/// Leader: creates the system users' passwords that do not exist yet.
+pub fn ensure_passwords(hook: &mut Hook<'_>) -> anyhow::Result<()> {
+    let existing = state::app_secret(hook)?;
+    let mut content = existing.clone().unwrap_or_default();
+    for user in state::SECRET_USERS {
+        let key = state::password_key(user);
+        if content.get(&key).is_none() {
+            content.insert(key, postgres_admin::password::generate());
+        }
+    }
+    save_app_secret(hook, existing.as_ref(), &content)
+}
+
+/// Leader: writes the application secret (creating it the first time).
+pub fn save_app_secret(
+    hook: &mut Hook<'_>,
+    existing: Option<&SecretContent>,
+    content: &SecretContent,
+) -> anyhow::Result<()> {
+    let label = state::app_secret_label(hook.app());
+    match existing {
+        None => {
+            let meta = SecretMeta {
+                label: Some(label),
+                ..SecretMeta::default()
+            };
+            hook.add_secret(content, SecretOwner::Application, &meta)?;
+        }
+        Some(old) if old != content => {
+            let info = hook.secret_info(&charm::secret::SecretRef::Label(label.clone()))?;
+            let id = info
+                .id
+                .ok_or_else(|| anyhow::anyhow!("Juju gave no id for secret {label}"))?;
+            hook.set_secret(&id, Some(content), &SecretMeta::default())?;
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// The addresses to ask Patroni at: this unit's first, then the members'.
+pub fn api_hosts(hook: &mut Hook<'_>, ctx: &Ctx) -> anyhow::Result<Vec<String>> {
+    let mut hosts = vec![ctx.address.clone()];
+    for m in state::members(hook, &ctx.peers)? {
+        if !hosts.contains(&m) {
+            hosts.push(m);
+        }
+    }
+    Ok(hosts)
+}
+
+/// The cluster as Patroni sees it, or `None` (logged) when no member answers.
+pub fn cluster_status(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    ctx: &Ctx,
+) -> anyhow::Result<Option<Cluster>> {
+    let hosts = api_hosts(hook, ctx)?;
+    match deps.patroni.cluster(ctx.api_password(), &hosts) {
+        Ok(c) => Ok(Some(c)),
+        Err(e) => {
+            hook.log(
+                LogLevel::Info,
+                &format!("cannot read the cluster's state: {e}"),
+            )?;
+            Ok(None)
+        }
+    }
+}
+
+/// "Are all cluster members ready?": every member the charm counts has a
+/// running Patroni member, and there is a primary (reference §2.11).
+pub fn all_members_ready(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<bool> {
+    let members = state::members(hook, &ctx.peers)?;
+    let Some(cluster) = cluster_status(hook, deps, ctx)? else {
+        return Ok(false);
+    };
+    let ready = |addr: &String| {
+        cluster
+            .members
+            .iter()
+            .any(|m| &m.host == addr && m.is_ready())
+    };
+    Ok(cluster.primary().is_some_and(|p| p.is_ready()) && members.iter().all(ready))
+}
+
+/// "Have Patroni and PostgreSQL started in the current unit?", waiting up to
+/// `timeout` for it; the member's health is kept for the status.
+pub fn member_started(deps: &Deps, findings: &mut Findings, ctx: &Ctx, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let health = deps.patroni.health(ctx.api_password(), &ctx.address).ok();
+        let started = health.as_ref().is_some_and(Health::started);
+        findings.health = health;
+        if started || Instant::now() >= deadline {
+            return started;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// The DCS, when ready.
+pub fn ready_dcs(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Option<Dcs>> {
+    Ok(match dcs::choose(hook, deps.kubernetes.as_ref())? {
+        DcsState::Ready(d) => Some(d),
+        DcsState::Waiting(_) | DcsState::Missing => None,
+    })
+}
+
+/// The synchronous settings for the cluster as planned.
+pub fn synchronous(
+    hook: &mut Hook<'_>,
+    config: &CharmConfig,
+    members: usize,
+) -> anyhow::Result<(u32, bool)> {
+    let planned = hook.planned_units()?;
+    Ok(config.synchronous(planned, members))
+}
+
+/// "Update Patroni and PostgreSQL config": renders `patroni.yml` and writes it
+/// through Pebble, starts Patroni if it is not running, reloads it when the
+/// file changed, and (leader) sends the cluster-wide settings to Patroni's API.
+/// Returns `false` when it could not (invalid options, no DCS, no container).
+pub fn update_config(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    findings: &mut Findings,
+    ctx: &Ctx,
+) -> anyhow::Result<bool> {
+    let Ok(config) = config(hook)? else {
+        return Ok(false);
+    };
+    let Some(dcs) = ready_dcs(hook, deps)? else {
+        return Ok(false);
+    };
+    if hook.container(CONTAINER).system_info().is_err() {
+        return Ok(false);
+    }
+    let members = state::members(hook, &ctx.peers)?;
+    let (count, strict) = synchronous(hook, &config, members.len())?;
+    let parameters = config.parameters(&deps.resources);
+    let tls = state::tls_material(hook)?;
+    let app = hook.app().to_string();
+    let member = state::member_name(hook.unit());
+    let text = render::render(&PatroniInput {
+        app: &app,
+        member: &member,
+        address: &ctx.address,
+        members: &members,
+        dcs: &dcs,
+        passwords: &ctx.passwords,
+        parameters: &parameters,
+        synchronous_node_count: count,
+        maximum_lag_on_failover: config.maximum_lag_on_failover,
+        tls: tls.is_some(),
+        layout: &deps.workload.layout,
+    });
+    let w = &deps.workload;
+    let pebble = hook.container(CONTAINER);
+    w.prepare(pebble)?;
+    w.write_tls(pebble, tls.as_ref())?;
+    let changed = w.write_config(pebble, &text)?;
+    let started = w.start(pebble, &ctx.address)?;
+    if changed && !started && w.reload(pebble)? {
+        hook.log(LogLevel::Info, "patroni.yml changed: Patroni reloads it")?;
+    }
+    if hook.is_leader()? && member_started(deps, findings, ctx, Duration::ZERO) {
+        let patch =
+            render::dynamic_config(&parameters, count, strict, config.maximum_lag_on_failover);
+        let hosts = api_hosts(hook, ctx)?;
+        if let Err(e) = deps
+            .patroni
+            .patch_config(ctx.api_password(), &hosts, &patch)
+        {
+            findings.problem(
+                hook,
+                Status::Waiting(format!("cannot update the cluster's settings: {e}")),
+            )?;
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// "Restart PostgreSQL if TLS is turned on/off": when the TLS material's
+/// presence differs from what this unit's PostgreSQL last ran with, restart it
+/// through Patroni and record the new state in the unit's peer bag.
+pub fn restart_on_tls_change(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    findings: &mut Findings,
+    ctx: &Ctx,
+) -> anyhow::Result<()> {
+    let wanted = state::tls_material(hook)?.is_some();
+    let running = hook
+        .local_unit_bag(&ctx.peers)?
+        .get(state::TLS)
+        .map(String::as_str)
+        == Some("enabled");
+    if wanted == running {
+        return Ok(());
+    }
+    let started = findings.health.as_ref().is_some_and(Health::started);
+    if started {
+        if let Err(e) = deps.patroni.restart(ctx.api_password(), &ctx.address) {
+            findings.problem(
+                hook,
+                Status::Waiting(format!("cannot restart PostgreSQL for TLS: {e}")),
+            )?;
+            return Ok(());
+        }
+        let what = if wanted { "on" } else { "off" };
+        hook.log(
+            LogLevel::Info,
+            &format!("TLS turned {what}: PostgreSQL restarted"),
+        )?;
+    }
+    let flag = if wanted { "enabled" } else { "" };
+    hook.update_unit_bag(
+        &ctx.peers,
+        [(state::TLS.to_string(), Some(flag.to_string()))],
+    )?;
+    Ok(())
+}
+
+/// Leader: the flowchart's loop "Are all the units part of the cluster? → Are
+/// all cluster members ready? → Add unit to cluster → Patch pod labels of the
+/// new cluster member". Returns `false` when members were not ready (the
+/// flowchart's defer).
+pub fn add_members(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    findings: &mut Findings,
+    ctx: &Ctx,
+) -> anyhow::Result<bool> {
+    let mut units = vec![(hook.unit().to_string(), Some(ctx.address.clone()))];
+    units.extend(
+        state::peer_units(hook, &ctx.peers)?
+            .into_iter()
+            .map(|u| (u.name, u.address)),
+    );
+    loop {
+        let mut members = state::members(hook, &ctx.peers)?;
+        // Are all the units part of the cluster? (A unit that has not published
+        // its address yet cannot be added; its publishing re-triggers this.)
+        let Some((unit, address)) = units.iter().find_map(|(u, a)| match a {
+            Some(a) if !members.contains(a) => Some((u.clone(), a.clone())),
+            _ => None,
+        }) else {
+            return Ok(true);
+        };
+        // Are all cluster members ready?
+        if !members.is_empty() && !all_members_ready(hook, deps, ctx)? {
+            hook.log(
+                LogLevel::Info,
+                &format!("not adding {unit} yet: another member is starting or syncing"),
+            )?;
+            return Ok(false);
+        }
+        // Add unit to cluster
+        members.push(address.clone());
+        state::save_members(hook, &ctx.peers, &members)?;
+        hook.log(
+            LogLevel::Info,
+            &format!("added {unit} ({address}) to the cluster"),
+        )?;
+        // Patch pod labels of the new cluster member
+        let pod = state::member_name(&unit);
+        match deps.pods.patch_labels(&pod, &member_labels(hook.app())) {
+            Ok(Labelled::Patched) => hook.log(LogLevel::Info, &format!("labelled pod {pod}"))?,
+            Ok(Labelled::NoPods(why)) => {
+                hook.log(LogLevel::Info, &format!("pod labels for {unit}: {why}"))?
+            }
+            Err(e) => findings.problem(
+                hook,
+                Status::Blocked(format!("failed to patch pod with error {e}")),
+            )?,
+        }
+    }
+}

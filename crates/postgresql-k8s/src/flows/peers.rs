@@ -1,0 +1,148 @@
+//! The `database-peers` relation (seed 003): the leader admits units into the
+//! cluster one at a time; every member keeps Patroni's configuration current;
+//! departures shrink the cluster and its synchronous settings.
+
+use super::{
+    add_members, config, context, database, member_started, restart_on_tls_change, synchronous,
+    update_config, Ctx, Deps, Findings,
+};
+use crate::patroni::render::dynamic_config;
+use crate::state;
+use charm::{Handled, Hook, LogLevel, RelationEvent, Status};
+
+/// The waiting message while this unit's member starts.
+pub const MEMBER_STARTING: &str = "awaiting for member to start";
+
+/// peer-relation-changed (also secret-changed, reference §0.9), node by node.
+pub fn changed(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    findings: &mut Findings,
+) -> anyhow::Result<Handled> {
+    let Some(ctx) = context(hook)? else {
+        return Ok(Handled::Deferred);
+    };
+    // Has cluster initialised?
+    if !state::initialised(hook, &ctx.peers)? {
+        // no → the leader initialises it and defers to run again initialised;
+        // a follower returns (reference §0.2).
+        if hook.is_leader()? && super::lifecycle::initialise(hook, deps, findings, &ctx)? {
+            return Ok(Handled::Deferred);
+        }
+        return Ok(Handled::Done);
+    }
+    // Is current unit leader? yes → Are all the units part of the cluster?
+    // no → Are all cluster members ready? no → defer (and go on, as the
+    // flowchart's arrow and the reference do); yes → Add unit to cluster →
+    // Patch pod labels of the new cluster member → (back to the question).
+    let mut handled = Handled::Done;
+    if hook.is_leader()? && !add_members(hook, deps, findings, &ctx)? {
+        handled = Handled::Deferred;
+    }
+    member_steps(hook, deps, findings, &ctx, handled)
+}
+
+/// From "Is current unit part of the cluster?" to the end of the flow.
+fn member_steps(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    findings: &mut Findings,
+    ctx: &Ctx,
+    handled: Handled,
+) -> anyhow::Result<Handled> {
+    // Is current unit part of the cluster? no → return (re-triggered when the
+    // leader adds it: the peer application bag changes; reference §0.3).
+    if !state::members(hook, &ctx.peers)?.contains(&ctx.address) {
+        return Ok(handled);
+    }
+    // Update Patroni and PostgreSQL config
+    if !update_config(hook, deps, findings, ctx)? {
+        return Ok(handled);
+    }
+    // Have Patroni and PostgreSQL started in the current unit? (Asked before the
+    // TLS step, which restarts only a running PostgreSQL.)
+    let started = member_started(deps, findings, ctx, deps.start_timeout);
+    // Restart PostgreSQL if TLS is turned on/off
+    restart_on_tls_change(hook, deps, findings, ctx)?;
+    // no → defer
+    if !started {
+        findings.problem(hook, Status::Waiting(MEMBER_STARTING.into()))?;
+        return Ok(Handled::Deferred);
+    }
+    // Update the read-only endpoint in the database relation (leader)
+    database::refresh_all(hook, deps, findings, ctx, None)?;
+    // Set Active Status: the status collection names the role from the
+    // member's health read above.
+    Ok(handled)
+}
+
+/// peer-relation-departed, node by node.
+pub fn departed(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    findings: &mut Findings,
+    event: &RelationEvent,
+) -> anyhow::Result<Handled> {
+    // Is leader and is not departing?
+    let departing_self = event.departing_unit.as_deref() == Some(hook.unit());
+    if !hook.is_leader()? || departing_self {
+        return Ok(Handled::Done);
+    }
+    let Some(ctx) = context(hook)? else {
+        return Ok(Handled::Done);
+    };
+    // Has cluster initialised? no → defer
+    if !state::initialised(hook, &ctx.peers)? {
+        return Ok(Handled::Deferred);
+    }
+    // The members that stay: this unit and the peers still in the relation.
+    let mut staying = vec![ctx.address.clone()];
+    staying.extend(
+        state::peer_units(hook, &ctx.peers)?
+            .into_iter()
+            .filter_map(|u| u.address),
+    );
+    let members = state::members(hook, &ctx.peers)?;
+    let remaining: Vec<String> = members
+        .iter()
+        .filter(|m| staying.contains(m))
+        .cloned()
+        .collect();
+    // Update the read-only endpoint in the database relation
+    database::refresh_all(hook, deps, findings, &ctx, Some(&remaining))?;
+    // Remove departing units from the cluster
+    if remaining != members {
+        let gone: Vec<&String> = members.iter().filter(|m| !remaining.contains(m)).collect();
+        hook.log(
+            LogLevel::Info,
+            &format!("removing {gone:?} from the cluster"),
+        )?;
+        state::save_members(hook, &ctx.peers, &remaining)?;
+    }
+    // Turn on/off PostgreSQL synchronous_commit configuration: the synchronous
+    // settings for the cluster as it now is, through Patroni's API (a failure
+    // defers, reference §0.5).
+    let Ok(config) = config(hook)? else {
+        return Ok(Handled::Done);
+    };
+    let (count, strict) = synchronous(hook, &config, remaining.len())?;
+    let patch = dynamic_config(
+        &config.parameters(&deps.resources),
+        count,
+        strict,
+        config.maximum_lag_on_failover,
+    );
+    let mut hosts = vec![ctx.address.clone()];
+    hosts.extend(remaining.iter().filter(|m| **m != ctx.address).cloned());
+    if let Err(e) = deps
+        .patroni
+        .patch_config(ctx.api_password(), &hosts, &patch)
+    {
+        findings.problem(
+            hook,
+            Status::Waiting(format!("cannot update the synchronous settings: {e}")),
+        )?;
+        return Ok(Handled::Deferred);
+    }
+    Ok(Handled::Done)
+}

@@ -1,0 +1,82 @@
+//! The PostgreSQL charm: a Patroni-managed PostgreSQL cluster.
+//!
+//! [`PostgresqlCharm`] routes each event to its flow in [`flows`]; the flows read
+//! the model through [`state`], choose the DCS in [`dcs`], talk to Patroni
+//! through [`patroni`], to PostgreSQL through [`postgres`], to pods through
+//! [`pods`] and to the container through [`workload`]; [`status`] decides the
+//! unit's status once per dispatch.
+
+pub mod config;
+pub mod dcs;
+pub mod flows;
+pub mod patroni;
+pub mod pods;
+pub mod postgres;
+pub mod state;
+pub mod status;
+pub mod workload;
+
+use charm::{Charm, Event, Handled, Hook};
+use flows::{actions, database, lifecycle, peers, Deps, Findings};
+use state::{DATABASE, ETCD, PEERS};
+
+/// The charm: its dependencies, and what this dispatch found.
+pub struct PostgresqlCharm {
+    pub deps: Deps,
+    findings: Findings,
+}
+
+impl PostgresqlCharm {
+    pub fn new(deps: Deps) -> PostgresqlCharm {
+        PostgresqlCharm {
+            deps,
+            findings: Findings::default(),
+        }
+    }
+}
+
+impl Charm for PostgresqlCharm {
+    fn handle(&mut self, hook: &mut Hook<'_>, event: &Event) -> anyhow::Result<Handled> {
+        let (deps, findings) = (&self.deps, &mut self.findings);
+        match event {
+            Event::PebbleReady { container } if container == workload::CONTAINER => {
+                lifecycle::pebble_ready(hook, deps, findings)
+            }
+            Event::ConfigChanged => lifecycle::config_changed(hook, deps, findings),
+            Event::UpdateStatus | Event::UpgradeCharm => {
+                lifecycle::update_status(hook, deps, findings)
+            }
+            Event::LeaderElected => lifecycle::leader_elected(hook, deps, findings),
+            Event::SecretChanged(_) => peers::changed(hook, deps, findings),
+            Event::SecretRemove(s) => lifecycle::secret_remove(hook, s),
+            Event::RelationJoined(r) | Event::RelationChanged(r)
+                if r.relation.endpoint == PEERS =>
+            {
+                peers::changed(hook, deps, findings)
+            }
+            Event::RelationDeparted(r) if r.relation.endpoint == PEERS => {
+                peers::departed(hook, deps, findings, r)
+            }
+            Event::RelationChanged(r) if r.relation.endpoint == DATABASE => {
+                database::changed(hook, deps, findings, &r.relation)
+            }
+            Event::RelationDeparted(r) if r.relation.endpoint == DATABASE => {
+                database::departed(hook, r)
+            }
+            Event::RelationBroken(r) if r.relation.endpoint == DATABASE => {
+                database::broken(hook, deps, findings, r)
+            }
+            Event::RelationChanged(r) | Event::RelationBroken(r) if r.relation.endpoint == ETCD => {
+                lifecycle::dcs_changed(hook, deps, findings)
+            }
+            Event::Action(a) => actions::run(hook, deps, &a.name),
+            _ => Ok(Handled::Done),
+        }
+    }
+
+    fn collect_status(&mut self, hook: &mut Hook<'_>) -> anyhow::Result<()> {
+        let status = status::decide(hook, &self.deps, &self.findings)?;
+        hook.set_status(status)?;
+        Ok(())
+    }
+}

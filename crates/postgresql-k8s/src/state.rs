@@ -1,0 +1,297 @@
+//! The charm's state as Juju holds it: relation names, databag keys, secret
+//! labels, and the readers that turn them into domain values.
+
+use charm::secret::Revision;
+use charm::{Databag, Hook, Relation, SecretContent};
+use postgres_admin::names::{DatabaseName, ExtraRoles, RoleName};
+
+/// The peer endpoint.
+pub const PEERS: &str = "database-peers";
+/// The client endpoint (`postgresql_client`, provides).
+pub const DATABASE: &str = "database";
+/// The DCS endpoint (`etcd`, requires, optional).
+pub const ETCD: &str = "etcd";
+
+/// Peer application bag: the cluster members' addresses, a JSON array (leader writes).
+pub const ENDPOINTS: &str = "endpoints";
+/// Peer application bag: `"True"` once the leader has initialised the cluster.
+pub const CLUSTER_INITIALISED: &str = "cluster_initialised";
+/// Peer unit bag: the unit's address.
+pub const ADDRESS: &str = "private-address";
+/// Peer unit bag: `"enabled"` when the unit's PostgreSQL runs with TLS.
+pub const TLS: &str = "tls";
+/// Peer unit bag: `"True"` when this unit is leaving the client relations.
+pub const DEPARTING: &str = "departing";
+
+/// The charm's superuser.
+pub const OPERATOR: &str = "operator";
+pub const REPLICATION: &str = "replication";
+pub const REWIND: &str = "rewind";
+pub const MONITORING: &str = "monitoring";
+/// The user of Patroni's REST API.
+pub const PATRONI: &str = "patroni";
+/// The users whose passwords live in the application secret.
+pub const SECRET_USERS: [&str; 5] = [OPERATOR, REPLICATION, REWIND, MONITORING, PATRONI];
+/// The users `set-password` may change.
+pub const SETTABLE_USERS: [&str; 4] = [OPERATOR, REPLICATION, REWIND, MONITORING];
+
+/// The application secret's key for a user's password.
+pub fn password_key(user: &str) -> String {
+    format!("{user}-password")
+}
+
+/// The application secret's label.
+pub fn app_secret_label(app: &str) -> String {
+    format!("{PEERS}.{app}.app")
+}
+
+/// The unit secret's label (TLS material: `key`, `cert`, `cauth`).
+pub fn unit_secret_label(app: &str) -> String {
+    format!("{PEERS}.{app}.unit")
+}
+
+/// The label of a client relation's user secret.
+pub fn user_secret_label(relation_id: u64) -> String {
+    format!("{DATABASE}.{relation_id}.user.secret")
+}
+
+/// A client relation's user.
+pub fn relation_user(relation_id: u64) -> RoleName {
+    RoleName::parse(&format!("relation_id_{relation_id}")).expect("a valid role name")
+}
+
+/// The Patroni scope of an application.
+pub fn cluster_name(app: &str) -> String {
+    format!("patroni-{app}")
+}
+
+/// A unit's Patroni member name (its pod name on Kubernetes): `app/3` → `app-3`.
+pub fn member_name(unit: &str) -> String {
+    unit.replace('/', "-")
+}
+
+/// The unit a Patroni member name stands for: `app-3` → `app/3`.
+pub fn unit_of_member(member: &str) -> String {
+    match member.rsplit_once('-') {
+        Some((app, n)) => format!("{app}/{n}"),
+        None => member.to_string(),
+    }
+}
+
+/// The peer relation, once Juju has created it.
+pub fn peers(hook: &mut Hook<'_>) -> charm::Result<Option<Relation>> {
+    Ok(hook.relations(PEERS)?.into_iter().next())
+}
+
+/// The cluster members' addresses from the peer application bag.
+pub fn members(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Vec<String>> {
+    match hook.local_app_bag(peers)?.get(ENDPOINTS) {
+        None => Ok(Vec::new()),
+        Some(raw) => serde_json::from_str(raw)
+            .map_err(|e| anyhow::anyhow!("the peer {ENDPOINTS} list is not a JSON array: {e}")),
+    }
+}
+
+/// Leader: writes the members' addresses.
+pub fn save_members(
+    hook: &mut Hook<'_>,
+    peers: &Relation,
+    members: &[String],
+) -> anyhow::Result<()> {
+    let json = serde_json::to_string(members)?;
+    hook.update_app_bag(peers, [(ENDPOINTS.to_string(), Some(json))])?;
+    Ok(())
+}
+
+/// Whether the leader has initialised the cluster.
+pub fn initialised(hook: &mut Hook<'_>, peers: &Relation) -> charm::Result<bool> {
+    Ok(hook.local_app_bag(peers)?.contains_key(CLUSTER_INITIALISED))
+}
+
+/// Another unit of the application, as the peer relation shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerUnit {
+    pub name: String,
+    /// Its address, once it has published it.
+    pub address: Option<String>,
+}
+
+/// The other units in the peer relation.
+pub fn peer_units(hook: &mut Hook<'_>, peers: &Relation) -> charm::Result<Vec<PeerUnit>> {
+    let mut out = Vec::new();
+    for name in hook.relation_units(peers)? {
+        let bag = hook.bag(peers, &charm::Bag::Unit(name.clone()))?;
+        out.push(PeerUnit {
+            address: bag.get(ADDRESS).filter(|a| !a.is_empty()).cloned(),
+            name,
+        });
+    }
+    Ok(out)
+}
+
+/// The system users' passwords.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Passwords(SecretContent);
+
+impl std::fmt::Debug for Passwords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Passwords(<redacted>)")
+    }
+}
+
+impl From<SecretContent> for Passwords {
+    fn from(content: SecretContent) -> Passwords {
+        Passwords(content)
+    }
+}
+
+impl Passwords {
+    /// The password of one of [`SECRET_USERS`].
+    pub fn get(&self, user: &str) -> &str {
+        self.0.get(&password_key(user)).unwrap_or_default()
+    }
+}
+
+/// The application secret's content, when the leader has created it.
+pub fn app_secret(hook: &mut Hook<'_>) -> charm::Result<Option<SecretContent>> {
+    let label = app_secret_label(hook.app());
+    hook.secret_by_label(&label, Revision::Refresh)
+}
+
+/// The system users' passwords, once every one of them exists.
+pub fn passwords(hook: &mut Hook<'_>) -> charm::Result<Option<Passwords>> {
+    Ok(app_secret(hook)?
+        .filter(|c| {
+            SECRET_USERS
+                .iter()
+                .all(|u| c.get(&password_key(u)).is_some())
+        })
+        .map(Passwords))
+}
+
+/// TLS material for PostgreSQL and Patroni's API.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsMaterial {
+    pub key: String,
+    pub cert: String,
+    pub ca: String,
+}
+
+/// The TLS material in this unit's secret, when all of key, certificate and CA
+/// are there (TLS is on exactly then).
+pub fn tls_material(hook: &mut Hook<'_>) -> charm::Result<Option<TlsMaterial>> {
+    let label = unit_secret_label(hook.app());
+    let Some(c) = hook.secret_by_label(&label, Revision::Peek)? else {
+        return Ok(None);
+    };
+    Ok(match (c.get("key"), c.get("cert"), c.get("cauth")) {
+        (Some(key), Some(cert), Some(ca)) => Some(TlsMaterial {
+            key: key.into(),
+            cert: cert.into(),
+            ca: ca.into(),
+        }),
+        _ => None,
+    })
+}
+
+/// What a client relation asked for, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub database: DatabaseName,
+    pub roles: ExtraRoles,
+    /// Fields the client wants in secrets (`requested-secrets`).
+    pub secret_fields: Vec<String>,
+}
+
+impl Request {
+    /// Whether the client asked for a field in a secret.
+    pub fn wants_secret(&self, field: &str) -> bool {
+        self.secret_fields.iter().any(|f| f == field)
+    }
+}
+
+/// Why a client request is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// `extra-user-roles` names something not allowed (the reference's status).
+    Roles(String),
+    /// Anything else, with a message naming the relation.
+    Other(String),
+}
+
+/// The status message of the reference charm for refused roles.
+pub const INVALID_ROLES: &str = "invalid role(s) for extra user roles";
+
+/// Reads a client's request from its application bag: `Ok(None)` when it has
+/// not asked yet.
+pub fn request(remote: &Databag, relation_id: u64) -> Result<Option<Request>, Refusal> {
+    let Some(raw) = remote.get("database") else {
+        return Ok(None);
+    };
+    let database = DatabaseName::parse(raw)
+        .map_err(|e| Refusal::Other(format!("relation {relation_id}: {e}")))?;
+    let roles = ExtraRoles::parse(remote.get("extra-user-roles").map_or("", String::as_str))
+        .map_err(|e| Refusal::Roles(format!("relation {relation_id}: {e}")))?;
+    let secret_fields = match remote.get("requested-secrets") {
+        None => Vec::new(),
+        Some(raw) => serde_json::from_str::<Vec<String>>(raw).map_err(|_| {
+            Refusal::Other(format!(
+                "relation {relation_id}: requested-secrets is not a JSON list of field names"
+            ))
+        })?,
+    };
+    Ok(Some(Request {
+        database,
+        roles,
+        secret_fields,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bag(pairs: &[(&str, &str)]) -> Databag {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn member_and_unit_names_map_both_ways() {
+        assert_eq!(member_name("postgresql-k8s/2"), "postgresql-k8s-2");
+        assert_eq!(unit_of_member("postgresql-k8s-2"), "postgresql-k8s/2");
+        assert_eq!(cluster_name("pg"), "patroni-pg");
+    }
+
+    #[test]
+    fn requests_are_validated() {
+        assert_eq!(request(&bag(&[]), 4), Ok(None));
+        let r = request(
+            &bag(&[
+                ("database", "app_db"),
+                ("extra-user-roles", "CREATEDB,admin"),
+                ("requested-secrets", r#"["username","password"]"#),
+            ]),
+            4,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.database.as_str(), "app_db");
+        assert!(r.roles.is_privileged());
+        assert!(r.wants_secret("password") && !r.wants_secret("tls"));
+        assert!(matches!(
+            request(&bag(&[("database", "ok"), ("extra-user-roles", "test")]), 7),
+            Err(Refusal::Roles(m)) if m.contains("relation 7") && m.contains("test")
+        ));
+        for pairs in [
+            vec![("database", "x'; DROP DATABASE y; --")],
+            vec![("database", "ok"), ("requested-secrets", "username")],
+        ] {
+            assert!(
+                matches!(request(&bag(&pairs), 7), Err(Refusal::Other(m)) if m.starts_with("relation 7: "))
+            );
+        }
+    }
+}

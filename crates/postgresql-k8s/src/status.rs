@@ -1,0 +1,76 @@
+//! The unit's status, worked out once per dispatch from the state as it stands
+//! (reference §5): problems first, then how far the unit has come, then its role.
+
+use crate::dcs::{self, DcsState, NO_DCS};
+use crate::flows::lifecycle::quiet_context;
+use crate::flows::peers::MEMBER_STARTING;
+use crate::flows::{config, database, Deps, Findings};
+use crate::patroni::{Health, Role};
+use crate::state;
+use crate::workload::CONTAINER;
+use charm::{Hook, Status};
+
+/// The status, most pressing problem first.
+pub fn decide(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow::Result<Status> {
+    if let Err(e) = config(hook)? {
+        return Ok(Status::Blocked(e.to_string()));
+    }
+    match dcs::choose(hook, deps.kubernetes.as_ref())? {
+        DcsState::Missing => return Ok(Status::Blocked(NO_DCS.into())),
+        DcsState::Waiting(why) => return Ok(Status::Waiting(why)),
+        DcsState::Ready(_) => {}
+    }
+    if let Some(blocked) = findings
+        .problems
+        .iter()
+        .find(|s| matches!(s, Status::Blocked(_)))
+    {
+        return Ok(blocked.clone());
+    }
+    if let Some(refused) = database::refusal(hook)? {
+        return Ok(Status::Blocked(refused));
+    }
+    if let Some(problem) = findings.problems.last() {
+        return Ok(problem.clone());
+    }
+    let Some(peers) = state::peers(hook)? else {
+        return Ok(Status::Waiting("waiting for the peer relation".into()));
+    };
+    if hook.container(CONTAINER).system_info().is_err() {
+        return Ok(Status::Waiting(
+            "waiting for the postgresql container".into(),
+        ));
+    }
+    let Some(ctx) = quiet_context(hook)? else {
+        return Ok(Status::Waiting(
+            "waiting for the leader to create the system users' passwords".into(),
+        ));
+    };
+    if !state::initialised(hook, &peers)? {
+        return Ok(Status::Waiting(
+            "waiting for the leader to initialise the cluster".into(),
+        ));
+    }
+    if !state::members(hook, &peers)?.contains(&ctx.address) {
+        return Ok(Status::Waiting(
+            "waiting for the leader to add this unit to the cluster".into(),
+        ));
+    }
+    let health = match &findings.health {
+        Some(h) => Some(h.clone()),
+        None => deps.patroni.health(ctx.api_password(), &ctx.address).ok(),
+    };
+    Ok(match health {
+        Some(h) if h.started() => Status::Active(role_message(&h).into()),
+        _ => Status::Waiting(MEMBER_STARTING.into()),
+    })
+}
+
+/// The active status names the member's role.
+fn role_message(health: &Health) -> &'static str {
+    match health.role() {
+        Role::Primary => "Primary",
+        Role::StandbyLeader => "Standby",
+        Role::Replica => "Replica",
+    }
+}

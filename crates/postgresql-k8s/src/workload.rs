@@ -1,0 +1,210 @@
+//! The PostgreSQL container: where things live, the Pebble layer that runs
+//! Patroni, and the files the charm writes through Pebble.
+
+use crate::patroni::API_PORT;
+use crate::state::TlsMaterial;
+use charm::pebble::{Check, FileOptions, HttpCheck, Layer, Pebble, PebbleError, Service};
+
+/// The workload container's name.
+pub const CONTAINER: &str = "postgresql";
+/// The Pebble service that runs Patroni.
+pub const SERVICE: &str = "postgresql";
+/// PostgreSQL 15's binaries on Debian.
+pub const DEBIAN_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+
+/// Paths in the container, and the binaries' places.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// The storage mount (`pgdata`): configuration, TLS files, the data directory.
+    pub storage_dir: String,
+    /// PostgreSQL's data directory.
+    pub data_dir: String,
+    /// PostgreSQL's binaries.
+    pub bin_dir: String,
+    /// Where PostgreSQL puts its unix socket.
+    pub socket_dir: String,
+    /// The Patroni command.
+    pub patroni: String,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            storage_dir: "/var/lib/postgresql/data".into(),
+            data_dir: "/var/lib/postgresql/data/pgdata".into(),
+            bin_dir: DEBIAN_BIN_DIR.into(),
+            socket_dir: "/var/lib/postgresql/data".into(),
+            patroni: "patroni".into(),
+        }
+    }
+}
+
+impl Layout {
+    /// `patroni.yml`.
+    pub fn config_path(&self) -> String {
+        format!("{}/patroni.yml", self.storage_dir)
+    }
+    /// Patroni's password file.
+    pub fn pgpass(&self) -> String {
+        format!("{}/pgpass", self.storage_dir)
+    }
+    pub fn tls_key(&self) -> String {
+        format!("{}/key.pem", self.storage_dir)
+    }
+    pub fn tls_cert(&self) -> String {
+        format!("{}/cert.pem", self.storage_dir)
+    }
+    pub fn tls_ca(&self) -> String {
+        format!("{}/ca.pem", self.storage_dir)
+    }
+}
+
+/// How this unit runs PostgreSQL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workload {
+    pub layout: Layout,
+    /// The OS user owning the files and running Patroni.
+    pub user: String,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload {
+            layout: Layout::default(),
+            user: "postgres".into(),
+        }
+    }
+}
+
+impl Workload {
+    fn options(&self, mode: u32) -> FileOptions {
+        FileOptions {
+            permissions: Some(mode),
+            user: Some(self.user.clone()),
+            group: Some(self.user.clone()),
+            make_parents: true,
+        }
+    }
+
+    /// The layer: Patroni as `postgresql`, with a readiness check on its API.
+    pub fn layer(&self, address: &str) -> Layer {
+        let mut layer = Layer {
+            summary: "postgresql layer".into(),
+            description: "Patroni running PostgreSQL".into(),
+            ..Layer::default()
+        };
+        layer.services.insert(
+            SERVICE.into(),
+            Service {
+                r#override: "replace".into(),
+                summary: "Patroni and PostgreSQL".into(),
+                command: format!("{} {}", self.layout.patroni, self.layout.config_path()),
+                startup: "enabled".into(),
+                user: self.user.clone(),
+                group: self.user.clone(),
+                ..Service::default()
+            },
+        );
+        layer.checks.insert(
+            SERVICE.into(),
+            Check {
+                r#override: "replace".into(),
+                level: "ready".into(),
+                http: Some(HttpCheck {
+                    url: format!("http://{address}:{API_PORT}/health"),
+                }),
+                ..Check::default()
+            },
+        );
+        layer
+    }
+
+    /// Makes the storage and data directories, owned by the workload's user.
+    pub fn prepare(&self, pebble: &mut dyn Pebble) -> Result<(), PebbleError> {
+        pebble.make_dir(&self.layout.storage_dir, &self.options(0o750))?;
+        pebble.make_dir(&self.layout.data_dir, &self.options(0o700))
+    }
+
+    /// Writes `patroni.yml` (readable by its owner only: it holds passwords)
+    /// when it differs. Returns whether it changed.
+    pub fn write_config(&self, pebble: &mut dyn Pebble, text: &str) -> Result<bool, PebbleError> {
+        let path = self.layout.config_path();
+        if read(pebble, &path)?.as_deref() == Some(text) {
+            return Ok(false);
+        }
+        pebble.push(&path, text.as_bytes(), &self.options(0o600))?;
+        Ok(true)
+    }
+
+    /// Writes the TLS files, or removes them when TLS is off.
+    pub fn write_tls(
+        &self,
+        pebble: &mut dyn Pebble,
+        tls: Option<&TlsMaterial>,
+    ) -> Result<(), PebbleError> {
+        let l = &self.layout;
+        let files = [
+            (l.tls_key(), tls.map(|t| &t.key)),
+            (l.tls_cert(), tls.map(|t| &t.cert)),
+            (l.tls_ca(), tls.map(|t| &t.ca)),
+        ];
+        for (path, content) in files {
+            match content {
+                Some(c) if read(pebble, &path)?.as_deref() != Some(c.as_str()) => {
+                    pebble.push(&path, c.as_bytes(), &self.options(0o400))?;
+                }
+                Some(_) => {}
+                None if read(pebble, &path)?.is_some() => pebble.remove_path(&path, false)?,
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the layer if the plan lacks it and replans (which starts Patroni).
+    /// Returns whether it changed the plan.
+    pub fn start(&self, pebble: &mut dyn Pebble, address: &str) -> Result<bool, PebbleError> {
+        let layer = self.layer(address);
+        let plan = pebble.plan()?;
+        let same = layer
+            .services
+            .iter()
+            .all(|(n, s)| plan.services.get(n) == Some(s))
+            && layer
+                .checks
+                .iter()
+                .all(|(n, c)| plan.checks.get(n) == Some(c));
+        if same && self.running(pebble)? {
+            return Ok(false);
+        }
+        pebble.add_layer(SERVICE, &layer, true)?;
+        pebble.replan()?;
+        Ok(!same)
+    }
+
+    /// Whether Patroni's service runs.
+    pub fn running(&self, pebble: &mut dyn Pebble) -> Result<bool, PebbleError> {
+        Ok(pebble.services(&[SERVICE])?.iter().any(|s| s.is_running()))
+    }
+
+    /// Makes a running Patroni reload its configuration (SIGHUP).
+    pub fn reload(&self, pebble: &mut dyn Pebble) -> Result<bool, PebbleError> {
+        if !self.running(pebble)? {
+            return Ok(false);
+        }
+        pebble.send_signal("SIGHUP", &[SERVICE])?;
+        Ok(true)
+    }
+}
+
+/// A file's text, or `None` when it does not exist.
+fn read(pebble: &mut dyn Pebble, path: &str) -> Result<Option<String>, PebbleError> {
+    match pebble.pull(path) {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Err(PebbleError::Path { .. })
+        | Err(PebbleError::Api {
+            status_code: 404, ..
+        }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,301 @@
+//! The rendered `patroni.yml` on Debian's Patroni 3.0.2, PostgreSQL 15 and
+//! etcd: two members on their own loopback addresses sharing port numbers (as
+//! units do on the local model) form a cluster through a real etcd, replicate
+//! synchronously, take the charm's REST API calls and its SQL, and switch over.
+//! Runs as root (the members run as `postgres`).
+
+use charm::SecretContent;
+use postgres_admin::names::{ExtraRoles, RoleName};
+use postgresql_k8s::config::{CharmConfig, Resources};
+use postgresql_k8s::dcs::Dcs;
+use postgresql_k8s::patroni::client::HttpPatroni;
+use postgresql_k8s::patroni::render::{dynamic_config, render, PatroniInput};
+use postgresql_k8s::patroni::{Cluster, Patroni, PatroniError};
+use postgresql_k8s::postgres::{Connector, RealConnector, Target};
+use postgresql_k8s::state::{self, Passwords};
+use postgresql_k8s::workload::Layout;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ETCD: &str = "127.0.9.9";
+const ADDRESSES: [&str; 2] = ["127.0.9.1", "127.0.9.2"];
+
+/// Processes this test started, stopped with SIGTERM (Patroni then stops its
+/// PostgreSQL) when dropped; and the scratch directory.
+struct Processes {
+    dir: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().rev() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn chown_postgres(path: &Path) {
+    let ok = Command::new("chown")
+        .arg("-R")
+        .arg("postgres:postgres")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn passwords() -> Passwords {
+    let mut content = SecretContent::new();
+    for user in state::SECRET_USERS {
+        content.insert(
+            state::password_key(user),
+            postgres_admin::password::generate(),
+        );
+    }
+    Passwords::from(content)
+}
+
+fn layout(dir: &Path, n: usize) -> Layout {
+    let storage = dir.join(format!("member-{n}"));
+    Layout {
+        storage_dir: storage.display().to_string(),
+        data_dir: storage.join("pgdata").display().to_string(),
+        socket_dir: storage.display().to_string(),
+        ..Layout::default()
+    }
+}
+
+fn write_config(dir: &Path, n: usize, passwords: &Passwords, members: &[String]) -> String {
+    let layout = layout(dir, n);
+    fs::create_dir_all(&layout.storage_dir).unwrap();
+    fs::set_permissions(&layout.storage_dir, fs::Permissions::from_mode(0o750)).unwrap();
+    let dcs = Dcs::Etcd {
+        protocol: "http".into(),
+        hosts: vec![format!("{ETCD}:2379")],
+    };
+    // The options' parameters (the testing profile: no large shared buffers).
+    let raw =
+        serde_json::json!({"profile": "testing", "durability_synchronous_commit": "remote_apply"});
+    let resources = Resources {
+        cpu_cores: 2,
+        memory_bytes: 1 << 30,
+    };
+    let parameters = CharmConfig::from_raw(raw.as_object().unwrap())
+        .unwrap()
+        .parameters(&resources);
+    let text = render(&PatroniInput {
+        app: "pg",
+        member: &format!("pg-{n}"),
+        address: ADDRESSES[n],
+        members,
+        dcs: &dcs,
+        passwords,
+        parameters: &parameters,
+        synchronous_node_count: 1,
+        maximum_lag_on_failover: 1_048_576,
+        tls: false,
+        layout: &layout,
+    });
+    let path = layout.config_path();
+    fs::write(&path, text).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    chown_postgres(Path::new(&layout.storage_dir));
+    path
+}
+
+fn spawn_patroni(dir: &Path, n: usize, config: &str) -> Child {
+    let log = fs::File::create(dir.join(format!("patroni-{n}.log"))).unwrap();
+    Command::new("setpriv")
+        .args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--init-groups",
+            "--",
+        ])
+        .args(["/usr/bin/patroni", config])
+        .current_dir(dir)
+        .env("HOME", dir)
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap()
+}
+
+/// Polls until `ok` holds for the cluster, or fails with the logs.
+fn wait_for(
+    api: &HttpPatroni,
+    password: &str,
+    dir: &Path,
+    what: &str,
+    ok: impl Fn(&Cluster) -> bool,
+) -> Cluster {
+    let hosts: Vec<String> = ADDRESSES.iter().map(|a| a.to_string()).collect();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(c) = api.cluster(password, &hosts) {
+            if ok(&c) {
+                return c;
+            }
+        }
+        if Instant::now() > deadline {
+            let logs: String = (0..2)
+                .map(|n| {
+                    fs::read_to_string(dir.join(format!("patroni-{n}.log"))).unwrap_or_default()
+                })
+                .collect::<Vec<_>>()
+                .join("\n----\n");
+            panic!("timed out waiting for {what}; logs:\n{logs}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn two_members_form_a_synchronous_cluster_through_etcd() {
+    let dir = std::env::temp_dir().join(format!("pg-real-patroni-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut procs = Processes {
+        dir: dir.clone(),
+        children: Vec::new(),
+    };
+    let etcd_log = fs::File::create(dir.join("etcd.log")).unwrap();
+    procs.children.push(
+        Command::new("etcd")
+            .args(["--name", "test", "--data-dir"])
+            .arg(dir.join("etcd"))
+            .arg(format!("--listen-client-urls=http://{ETCD}:2379"))
+            .arg(format!("--advertise-client-urls=http://{ETCD}:2379"))
+            .arg(format!("--listen-peer-urls=http://{ETCD}:2380"))
+            .arg(format!("--initial-advertise-peer-urls=http://{ETCD}:2380"))
+            .arg(format!("--initial-cluster=test=http://{ETCD}:2380"))
+            .stdout(Stdio::from(etcd_log.try_clone().unwrap()))
+            .stderr(Stdio::from(etcd_log))
+            .spawn()
+            .unwrap(),
+    );
+    let pw = passwords();
+    let api_pw = pw.get(state::PATRONI).to_string();
+    let api = HttpPatroni {
+        timeout: Duration::from_secs(2),
+        attempts: 1,
+        ..HttpPatroni::default()
+    };
+
+    // The first member bootstraps the cluster.
+    let first = [ADDRESSES[0].to_string()];
+    let config = write_config(&dir, 0, &pw, &first);
+    procs.children.push(spawn_patroni(&dir, 0, &config));
+    let cluster = wait_for(&api, &api_pw, &dir, "a primary", |c| {
+        c.primary().is_some_and(|p| p.is_ready())
+    });
+    let primary = cluster.primary().unwrap();
+    assert_eq!(
+        (primary.name.as_str(), primary.host.as_str()),
+        ("pg-0", ADDRESSES[0])
+    );
+    let health = api.health(&api_pw, ADDRESSES[0]).unwrap();
+    assert!(health.started(), "{health:?}");
+
+    // The charm's initialisation SQL, as operator, over TCP on the member's address.
+    let target = Target {
+        host: ADDRESSES[0].into(),
+        port: 5432,
+        password: pw.get(state::OPERATOR).into(),
+    };
+    let mut pg = RealConnector.connect(&target).unwrap();
+    assert!(pg.server_version().unwrap().starts_with("15."));
+    let mut sql = postgres_admin::ConnectInfo {
+        host: ADDRESSES[0].into(),
+        port: 5432,
+        user: state::OPERATOR.into(),
+        password: pw.get(state::OPERATOR).into(),
+        dbname: "postgres".into(),
+        connect_timeout: Duration::from_secs(5),
+    }
+    .connect()
+    .unwrap();
+    let setting = |sql: &mut postgres::Client, name: &str| -> String {
+        sql.query_one(&format!("SHOW {name}"), &[]).unwrap().get(0)
+    };
+    assert_eq!(setting(&mut sql, "synchronous_commit"), "remote_apply");
+    assert_eq!(setting(&mut sql, "listen_addresses"), ADDRESSES[0]);
+    assert_eq!(setting(&mut sql, "wal_level"), "logical");
+    pg.create_user(
+        &RoleName::parse(state::MONITORING).unwrap(),
+        pw.get(state::MONITORING),
+        &ExtraRoles::parse("pg_monitor").unwrap(),
+    )
+    .unwrap();
+    assert!(pg.create_admin_group().unwrap());
+
+    // The leader admits the second member: both configurations list it.
+    let both: Vec<String> = ADDRESSES.iter().map(|a| a.to_string()).collect();
+    write_config(&dir, 0, &pw, &both);
+    let ok = Command::new("kill")
+        .arg("-HUP")
+        .arg(procs.children[1].id().to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let config = write_config(&dir, 1, &pw, &both);
+    procs.children.push(spawn_patroni(&dir, 1, &config));
+    let cluster = wait_for(&api, &api_pw, &dir, "a synchronous standby", |c| {
+        c.all_ready()
+            && c.members
+                .iter()
+                .any(|m| m.name == "pg-1" && m.role == "sync_standby")
+    });
+    assert_eq!(cluster.members.len(), 2);
+
+    // The cluster-wide settings the leader sends.
+    let mut parameters = serde_json::Map::new();
+    parameters.insert("max_connections".into(), 120.into());
+    let patch = dynamic_config(&parameters, 1, true, 1_048_576);
+    api.patch_config(&api_pw, &both, &patch).unwrap();
+
+    // promote-to-primary on the sync standby: a switchover to it.
+    api.switchover(&api_pw, ADDRESSES[0], "pg-0", Some("pg-1"))
+        .unwrap();
+    let cluster = wait_for(&api, &api_pw, &dir, "pg-1 to lead, pg-0 to follow", |c| {
+        c.all_ready() && c.primary().is_some_and(|p| p.name == "pg-1")
+    });
+    assert_eq!(cluster.primary().unwrap().host, ADDRESSES[1]);
+    // A candidate that is not a sync standby is refused with Patroni's phrase.
+    let err = api
+        .switchover(&api_pw, ADDRESSES[1], "pg-1", Some("pg-9"))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PatroniError::Http { status: 412, .. } | PatroniError::NotSyncStandby
+        ),
+        "{err:?}"
+    );
+    // A restart through the API, once the old primary follows.
+    wait_for(&api, &api_pw, &dir, "pg-0 to stream", |c| {
+        c.members
+            .iter()
+            .any(|m| m.name == "pg-0" && m.is_ready() && !m.is_leader())
+            && api.health(&api_pw, ADDRESSES[0]).is_ok_and(|h| h.started())
+    });
+    api.restart(&api_pw, ADDRESSES[0]).unwrap();
+}
