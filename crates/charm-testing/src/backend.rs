@@ -50,6 +50,11 @@ impl<'s> MemoryBackend<'s> {
         }
     }
 
+    /// What the action has set, failed with and logged so far (taken out).
+    pub fn take_action_output(&mut self) -> ActionOutput {
+        std::mem::take(&mut self.action)
+    }
+
     fn record(&mut self, cmd: Command) {
         self.calls.record(&cmd, Duration::ZERO);
     }

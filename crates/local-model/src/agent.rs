@@ -4,13 +4,22 @@
 //! model and answers that hook's tool calls through the interpreter (Juju's rules
 //! from the in-memory model). When `dispatch` exits 0 the view is committed to the
 //! model; otherwise the unit is marked failed and nothing is committed.
+//!
+//! A run has three steps so that the model need not be held while the process
+//! runs: [`Agent::prepare_hook`] (or `prepare_action`, `prepare_exec`) takes the
+//! unit's view, [`Agent::execute`] runs the process against it, and
+//! [`Agent::finish`] commits it. Actions and `juju exec` commands run in the same
+//! kind of context; they commit when they exit 0 and never block the unit.
 
 use crate::model::Model;
 use crate::protocol::{Request, Response};
 use crate::resolver;
 use crate::tools::{Session, ToolRequest};
 use crate::view::{commit, view};
+use charm::backend::JsonMap;
+use charm::event::ActionEvent;
 use charm::{Context, Event};
+use charm_testing::ActionOutput;
 use charm_testing::{MemoryBackend, State};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -29,6 +38,40 @@ pub struct Agent {
     tools_dir: PathBuf,
     contexts: Arc<Mutex<HashMap<String, Sender<Call>>>>,
     counter: AtomicU64,
+}
+
+/// What a prepared context runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Work {
+    /// The hook the resolver chose (`dispatch`).
+    Hook,
+    /// An action (`dispatch`), with its parameters (defaults applied).
+    Action(JsonMap),
+    /// A `juju exec` command line, run by `sh -c`.
+    Exec(String),
+}
+
+/// A hook, action or command ready to run: the unit's view and its environment.
+pub struct Prepared {
+    pub unit: String,
+    pub event: Event,
+    pub work: Work,
+    before: State,
+    /// The model as the hook saw it, for recording what it was shown.
+    snapshot: Model,
+    context: Context,
+    env: Vec<(String, String)>,
+}
+
+/// What the process did; the view it left is committed by [`Agent::finish`].
+pub struct Executed {
+    after: State,
+    pub stdout: String,
+    pub stderr: String,
+    /// The exit code (-1 when a signal ended it).
+    pub code: i32,
+    /// For actions: what `action-set`, `action-fail` and `action-log` said.
+    pub action: ActionOutput,
 }
 
 /// How a hook ended.
@@ -79,27 +122,78 @@ impl Agent {
         charm_dir: &Path,
         extra_env: &[(String, String)],
     ) -> std::io::Result<Option<HookRun>> {
-        let Some(event) = resolver::next_hook(model, unit) else {
+        let Some(prepared) = Agent::prepare_hook(model, unit, charm_dir, extra_env) else {
             return Ok(None);
         };
-        let Some(before) = view(model, unit) else {
-            return Ok(None);
+        let executed = self.execute(&prepared)?;
+        Ok(Some(Agent::finish(model, prepared, &executed)))
+    }
+
+    /// The unit's next hook with its view, or `None` when none is due.
+    pub fn prepare_hook(
+        model: &Model,
+        unit: &str,
+        charm_dir: &Path,
+        extra_env: &[(String, String)],
+    ) -> Option<Prepared> {
+        let event = resolver::next_hook(model, unit)?;
+        prepare(model, unit, event, Work::Hook, charm_dir, extra_env)
+    }
+
+    /// An action with its parameters, to run on the unit.
+    pub fn prepare_action(
+        model: &Model,
+        unit: &str,
+        id: &str,
+        name: &str,
+        params: JsonMap,
+        charm_dir: &Path,
+        extra_env: &[(String, String)],
+    ) -> Option<Prepared> {
+        let event = Event::Action(ActionEvent {
+            name: name.to_string(),
+            id: id.to_string(),
+        });
+        prepare(
+            model,
+            unit,
+            event,
+            Work::Action(params),
+            charm_dir,
+            extra_env,
+        )
+    }
+
+    /// A command to run in a hook context on the unit (`juju exec`).
+    pub fn prepare_exec(
+        model: &Model,
+        unit: &str,
+        command: &str,
+        charm_dir: &Path,
+        extra_env: &[(String, String)],
+    ) -> Option<Prepared> {
+        let event = Event::Other {
+            hook: String::new(),
         };
-        let context = Context {
-            unit: unit.to_string(),
-            app: before.app().to_string(),
-            model_name: model.name.clone(),
-            model_uuid: model.uuid.clone(),
-            charm_dir: charm_dir.to_path_buf(),
-            juju_version: before.juju_version.clone(),
-            event: event.clone(),
-        };
+        let work = Work::Exec(command.to_string());
+        prepare(model, unit, event, work, charm_dir, extra_env)
+    }
+
+    /// Runs the prepared process, answering its tool calls from its view.
+    pub fn execute(&self, prepared: &Prepared) -> std::io::Result<Executed> {
+        let context = &prepared.context;
         let id = format!(
-            "{unit}-{}-{}",
-            event.hook_name(),
+            "{}-{}-{}",
+            prepared.unit,
+            match &prepared.event {
+                Event::Action(a) => a.name.clone(),
+                Event::Other { .. } => "exec".to_string(),
+                e => e.hook_name(),
+            },
             self.counter.fetch_add(1, Ordering::SeqCst)
         );
-        let endpoints: Vec<String> = before
+        let endpoints: Vec<String> = prepared
+            .before
             .relations
             .iter()
             .map(|r| r.endpoint.clone())
@@ -109,36 +203,60 @@ impl Agent {
             .lock()
             .expect("registry")
             .insert(id.clone(), tx);
-        let hook_state = before.clone();
+        let hook_state = prepared.before.clone();
         let hook_context = context.clone();
+        let params = match &prepared.work {
+            Work::Action(p) => Some(p.clone()),
+            _ => None,
+        };
         let worker = std::thread::spawn(move || {
             let mut state = hook_state;
+            let action;
             {
-                let mut backend = MemoryBackend::new(&mut state, hook_context.event.clone(), None);
-                let mut session = Session {
-                    context: &hook_context,
-                    endpoints: &endpoints,
-                    backend: &mut backend,
-                };
-                for (request, reply) in rx {
-                    let response = session.run(&ToolRequest {
-                        tool: request.tool,
-                        args: request.args,
-                        stdin: request.stdin.into_bytes(),
-                    });
-                    let _ = reply.send(Response {
-                        stdout: response.stdout,
-                        stderr: response.stderr,
-                        code: response.code,
-                    });
+                let mut backend =
+                    MemoryBackend::new(&mut state, hook_context.event.clone(), params);
+                {
+                    let mut session = Session {
+                        context: &hook_context,
+                        endpoints: &endpoints,
+                        backend: &mut backend,
+                    };
+                    for (request, reply) in rx {
+                        let response = session.run(&ToolRequest {
+                            tool: request.tool,
+                            args: request.args,
+                            stdin: request.stdin.into_bytes(),
+                        });
+                        let _ = reply.send(Response {
+                            stdout: response.stdout,
+                            stderr: response.stderr,
+                            code: response.code,
+                        });
+                    }
                 }
+                action = backend.take_action_output();
             }
-            state
+            (state, action)
         });
-        let mut command = Command::new(charm_dir.join("dispatch"));
+        let mut command = match &prepared.work {
+            Work::Exec(line) => {
+                let mut c = Command::new("/bin/sh");
+                c.arg("-c").arg(line);
+                c
+            }
+            _ => Command::new(context.charm_dir.join("dispatch")),
+        };
+        let hook_env: Vec<(&str, String)> = match &prepared.work {
+            Work::Exec(_) => context
+                .env()
+                .into_iter()
+                .filter(|(k, _)| !matches!(*k, "JUJU_DISPATCH_PATH" | "JUJU_HOOK_NAME"))
+                .collect(),
+            _ => context.env(),
+        };
         command
             .env_clear()
-            .current_dir(charm_dir)
+            .current_dir(&context.charm_dir)
             .env(
                 "PATH",
                 format!(
@@ -150,34 +268,88 @@ impl Agent {
             .env("JUJU_AGENT_SOCKET_NETWORK", "unix")
             .env("JUJU_CONTEXT_ID", &id)
             .env("LANG", "C.UTF-8")
-            .envs(context.env())
-            .envs(extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(hook_env)
+            .envs(prepared.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null());
         let output = command.output();
         self.contexts.lock().expect("registry").remove(&id);
-        let after: State = worker.join().expect("the hook context thread");
+        let (after, action) = worker.join().expect("the hook context thread");
         let output = output?;
-        let ok = output.status.success();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        Ok(Executed {
+            after,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            code: output.status.code().unwrap_or(-1),
+            action,
+        })
+    }
+
+    /// Commits what the process changed if it exited 0 and records what a hook
+    /// showed the unit; a failed hook blocks the unit (a failed action or command
+    /// only loses its changes).
+    pub fn finish(model: &mut Model, prepared: Prepared, executed: &Executed) -> HookRun {
+        let Prepared {
+            unit,
+            event,
+            work,
+            before,
+            mut snapshot,
+            ..
+        } = prepared;
+        let ok = executed.code == 0;
         if ok {
-            commit(model, unit, &before, &after);
-            resolver::done(model, unit, &event);
-        } else if let Some(u) = model.unit_mut(unit) {
-            u.failed = Some(event.hook_name());
-            u.status = charm::Status::Error(format!("hook failed: {:?}", event.hook_name()));
+            commit(model, &unit, &before, &executed.after);
+            if work == Work::Hook {
+                resolver::done(&mut snapshot, &unit, &event);
+                let seen = snapshot.unit(&unit).map(|u| u.seen.clone());
+                if let (Some(seen), Some(u)) = (seen, model.unit_mut(&unit)) {
+                    u.seen = seen;
+                }
+                resolver::after_hook(model, &snapshot, &event);
+            }
+        } else if work == Work::Hook {
+            if let Some(u) = model.unit_mut(&unit) {
+                u.failed = Some(event.hook_name());
+                let error = charm::Status::Error(format!("hook failed: {:?}", event.hook_name()));
+                u.status_before_error = Some(std::mem::replace(&mut u.status, error));
+            }
         }
-        let logs = after.logs[before.logs.len()..].to_vec();
-        Ok(Some(HookRun {
+        HookRun {
             event,
             ok,
-            output: text,
-            logs,
-        }))
+            output: format!("{}{}", executed.stdout, executed.stderr),
+            logs: executed.after.logs[before.logs.len()..].to_vec(),
+        }
     }
+}
+
+fn prepare(
+    model: &Model,
+    unit: &str,
+    event: Event,
+    work: Work,
+    charm_dir: &Path,
+    extra_env: &[(String, String)],
+) -> Option<Prepared> {
+    let before = view(model, unit)?;
+    let context = Context {
+        unit: unit.to_string(),
+        app: before.app().to_string(),
+        model_name: model.name.clone(),
+        model_uuid: model.uuid.clone(),
+        charm_dir: charm_dir.to_path_buf(),
+        juju_version: before.juju_version.clone(),
+        event: event.clone(),
+    };
+    Some(Prepared {
+        unit: unit.to_string(),
+        event,
+        work,
+        before,
+        snapshot: model.clone(),
+        context,
+        env: extra_env.to_vec(),
+    })
 }
 
 /// Answers one shim connection.

@@ -8,11 +8,18 @@
 //! (flags, defaults from the hook context, output formats, error phrases)
 //! against any [`charm::Backend`]. [`agent`] serves the tools to hook processes
 //! (through the `hook-tool` shim and [`protocol`]) and runs `dispatch`.
+//! [`controller`] runs a model's units (saved by [`store`] after every change);
+//! [`daemon`] serves it to the `juju` CLI ([`cli`]) over [`api`].
 
 pub mod agent;
+pub mod api;
+pub mod cli;
+pub mod clock;
 pub mod controller;
+pub mod daemon;
 pub mod model;
 pub mod protocol;
 pub mod resolver;
+pub mod store;
 pub mod tools;
 pub mod view;

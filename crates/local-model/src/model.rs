@@ -4,6 +4,7 @@
 
 use charm::backend::{JsonMap, Port};
 use charm::metadata::CharmFiles;
+use charm::pebble::Plan;
 use charm::secret::{Rotate, SecretContent};
 use charm::{Databag, Status};
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,16 @@ pub struct Model {
     pub next_secret: u64,
     /// Bumped each time update-status is due; units run it when behind.
     pub status_tick: u64,
+    /// The model's clock in seconds since the epoch, as of the controller's
+    /// last look; secret rotation and expiry are due against it.
+    #[serde(default)]
+    pub now: u64,
+    /// How far the clock runs ahead of the machine's, in seconds (a test control).
+    #[serde(default)]
+    pub clock_offset: u64,
+    /// The last task (action or exec) id handed out.
+    #[serde(default)]
+    pub next_task: u64,
 }
 
 /// A deployed application.
@@ -39,6 +50,9 @@ pub struct Application {
     pub workload_version: String,
     pub next_unit: u32,
     pub dying: bool,
+    /// Deployed with `--trust`.
+    #[serde(default)]
+    pub trust: bool,
 }
 
 impl Application {
@@ -71,6 +85,13 @@ pub struct Unit {
     pub seen: Seen,
     /// The hook that failed, until it is retried or resolved.
     pub failed: Option<String>,
+    /// The workload status the failure replaced, shown again once resolved.
+    #[serde(default)]
+    pub status_before_error: Option<Status>,
+    /// Each container's Pebble plan as of the unit's last committed hook; a
+    /// restarted controller gives it back to the container's new Pebble.
+    #[serde(default)]
+    pub plans: BTreeMap<String, Plan>,
 }
 
 /// What one unit's charm has been told so far.
@@ -91,6 +112,9 @@ pub struct Seen {
     /// Revisions (secret xid, revision) already announced by secret-remove.
     #[serde(default)]
     pub secret_removals: BTreeSet<(String, u64)>,
+    /// Revisions (secret xid, revision) already announced by secret-expired.
+    #[serde(default)]
+    pub secret_expiries: BTreeSet<(String, u64)>,
     pub status_tick: u64,
 }
 
@@ -194,6 +218,12 @@ pub struct SecretRecord {
     pub consumers: BTreeMap<String, Consumer>,
     /// Relation id and, for a unit grant, the unit.
     pub grants: BTreeSet<(u64, Option<String>)>,
+    /// When the owner is next told to rotate it (seconds since the epoch).
+    #[serde(default)]
+    pub next_rotate: Option<u64>,
+    /// When each revision expires (seconds since the epoch).
+    #[serde(default)]
+    pub expiries: BTreeMap<u64, u64>,
 }
 
 impl SecretRecord {

@@ -3,7 +3,7 @@
 //! with the model now, in a fixed priority order, so many changes between two
 //! hooks collapse into one. [`done`] records what a successful hook showed.
 
-use crate::model::{Application, Life, Model, RelationRecord, Unit};
+use crate::model::{Application, Life, Model, RelationRecord, SecretOwnerRecord, Unit};
 use charm::relation::{app_of, Relation};
 use charm::{Event, RelationEvent, SecretEvent, SecretId};
 
@@ -108,8 +108,8 @@ pub fn next_hook(model: &Model, unit_name: &str) -> Option<Event> {
     let leader = app.leader.as_deref() == Some(unit_name);
     for s in &model.secrets {
         let owns = match &s.owner {
-            crate::model::SecretOwnerRecord::App(a) => a == app_name && leader,
-            crate::model::SecretOwnerRecord::Unit(u) => u == unit_name,
+            SecretOwnerRecord::App(a) => a == app_name && leader,
+            SecretOwnerRecord::Unit(u) => u == unit_name,
         };
         if !owns {
             continue;
@@ -126,6 +126,11 @@ pub fn next_hook(model: &Model, unit_name: &str) -> Option<Event> {
                 label: s.owner_label.clone(),
                 revision: Some(*revision),
             }));
+        }
+    }
+    if !dying {
+        if let Some(event) = secret_due(model, unit_name, leader) {
+            return Some(event);
         }
     }
     if !dying && seen.config.as_deref() != Some(config_digest(app, unit).as_str()) {
@@ -213,6 +218,69 @@ pub fn next_hook(model: &Model, unit_name: &str) -> Option<Event> {
     None
 }
 
+/// A secret the unit owns whose rotation is due (secret-rotate) or one of
+/// whose revisions has expired (secret-expired), by the model's clock.
+fn secret_due(model: &Model, unit_name: &str, leader: bool) -> Option<Event> {
+    let app_name = app_of(unit_name);
+    let seen = &model.unit(unit_name)?.seen;
+    for s in &model.secrets {
+        let owns = match &s.owner {
+            SecretOwnerRecord::App(a) => a == app_name && leader,
+            SecretOwnerRecord::Unit(u) => u == unit_name,
+        };
+        if !owns {
+            continue;
+        }
+        let id = SecretId::new(&model.uuid, &s.xid).expect("valid ids");
+        if s.next_rotate.is_some_and(|t| t <= model.now) {
+            return Some(Event::SecretRotate(SecretEvent {
+                id,
+                label: s.owner_label.clone(),
+                revision: None,
+            }));
+        }
+        let expired = s.expiries.iter().find(|(r, at)| {
+            **at <= model.now
+                && s.revisions.contains_key(r)
+                && !seen.secret_expiries.contains(&(s.xid.clone(), **r))
+        });
+        if let Some((revision, _)) = expired {
+            return Some(Event::SecretExpired(SecretEvent {
+                id,
+                label: s.owner_label.clone(),
+                revision: Some(*revision),
+            }));
+        }
+    }
+    None
+}
+
+/// What the controller does after a successful hook besides recording it: a
+/// rotated secret's next rotation is due one interval later if the owner added a
+/// revision, or after Juju's retry delay if it did not. `before` is the model
+/// the hook was shown.
+pub fn after_hook(model: &mut Model, before: &Model, event: &Event) {
+    let Event::SecretRotate(s) = event else {
+        return;
+    };
+    let old_latest = before
+        .secrets
+        .iter()
+        .find(|r| r.xid == s.id.xid())
+        .map_or(0, |r| r.latest());
+    let now = model.now;
+    if let Some(record) = model.secrets.iter_mut().find(|r| r.xid == s.id.xid()) {
+        record.next_rotate = if record.latest() > old_latest {
+            record
+                .rotate
+                .and_then(crate::clock::rotate_interval)
+                .map(|i| now + i)
+        } else {
+            Some(now + crate::clock::ROTATE_RETRY)
+        };
+    }
+}
+
 /// Records that `event` ran successfully on the unit.
 pub fn done(model: &mut Model, unit_name: &str, event: &Event) {
     let app_name = app_of(unit_name).to_string();
@@ -263,6 +331,11 @@ pub fn done(model: &mut Model, unit_name: &str, event: &Event) {
         Event::SecretRemove(s) => {
             if let Some(r) = s.revision {
                 seen.secret_removals.insert((s.id.xid().to_string(), r));
+            }
+        }
+        Event::SecretExpired(s) => {
+            if let Some(r) = s.revision {
+                seen.secret_expiries.insert((s.id.xid().to_string(), r));
             }
         }
         Event::ConfigChanged => seen.config = Some(config),

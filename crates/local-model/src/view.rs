@@ -114,6 +114,26 @@ fn secret_view(model: &Model, s: &SecretRecord, unit: &str) -> SecretState {
     }
 }
 
+/// Schedules rotation when the policy is set or changed, and expiry for the
+/// latest revision when `--expire` changes.
+fn schedule(record: &mut SecretRecord, s: &SecretState, now: u64) {
+    if record.revisions.is_empty() || record.rotate != s.rotate {
+        record.next_rotate = s
+            .rotate
+            .and_then(crate::clock::rotate_interval)
+            .map(|i| now + i);
+    }
+    let latest = s.revisions.keys().next_back().copied().unwrap_or(0);
+    if let Some(expire) = &s.expire {
+        if record.expire.as_ref() != Some(expire) {
+            if let Some(at) = crate::clock::expiry(expire, now) {
+                record.expiries.insert(latest, at);
+            }
+        }
+    }
+    record.expiries.retain(|r, _| s.revisions.contains_key(r));
+}
+
 /// Commits what a successful hook changed, comparing the view before and after.
 /// Databag versions move only for bags whose content changed.
 pub fn commit(model: &mut Model, unit: &str, before: &State, after: &State) {
@@ -165,8 +185,11 @@ pub fn commit(model: &mut Model, unit: &str, before: &State, after: &State) {
                 revisions: BTreeMap::new(),
                 consumers: BTreeMap::new(),
                 grants: Default::default(),
+                next_rotate: None,
+                expiries: BTreeMap::new(),
             });
         if !matches!(s.owner, Owner::Remote { .. }) {
+            schedule(record, s, model.now);
             record.owner_label = s.owner_label.clone();
             record.description = s.description.clone();
             record.expire = s.expire.clone();

@@ -258,3 +258,89 @@ fn an_injected_failure_blocks_one_unit_until_resolved_and_an_abrupt_removal_is_s
         .collect();
     assert_eq!(hooks, ["peer/0 update-status", "peer/1 update-status"]);
 }
+
+#[test]
+fn secrets_rotate_and_expire_by_the_models_clock() {
+    let scratch = Scratch::new("ctl-rotate");
+    let charm = peer_charm(&scratch);
+    let mut c = controller(&scratch);
+    c.deploy(&charm, "peer", 2, &[]).unwrap();
+    c.settle().unwrap();
+    let task = c
+        .run_action("peer/leader", "rotate-token", Default::default())
+        .unwrap();
+    assert!(task.succeeded(), "{task:?}");
+    assert!(
+        c.settle().unwrap().is_empty(),
+        "nothing due before the hour is up"
+    );
+
+    c.advance_clock(3601).unwrap();
+    let ran = c.settle().unwrap();
+    let hooks: Vec<String> = ran
+        .iter()
+        .map(|(u, r)| format!("{u} {} {}", r.event.hook_name(), r.ok))
+        .collect();
+    for expected in [
+        "peer/0 secret-rotate true",
+        "peer/0 secret-expired true",
+        "peer/1 secret-changed true",
+    ] {
+        assert!(
+            hooks.contains(&expected.to_string()),
+            "{expected}: {hooks:?}"
+        );
+    }
+    let bag = &c.model.relation(1).unwrap().app_bags["peer"].data;
+    assert_eq!(bag["rotations"], "1");
+    assert_eq!(bag["expired"], "1");
+    // The next rotation is an hour after this one.
+    assert!(c.settle().unwrap().is_empty());
+    c.advance_clock(3600).unwrap();
+    let ran = c.settle().unwrap();
+    assert!(ran
+        .iter()
+        .any(|(u, r)| u == "peer/0" && r.event.hook_name() == "secret-rotate"));
+    assert_eq!(
+        c.model.relation(1).unwrap().app_bags["peer"].data["rotations"],
+        "2"
+    );
+}
+
+#[test]
+fn actions_and_commands_run_in_a_hook_context() {
+    let scratch = Scratch::new("ctl-tasks");
+    let charm = peer_charm(&scratch);
+    let mut c = controller(&scratch);
+    c.deploy(&charm, "peer", 1, &[("greeting", "hi")]).unwrap();
+    c.settle().unwrap();
+    let mut params = charm::backend::JsonMap::new();
+    params.insert("name".into(), "you".into());
+    let task = c.run_action("peer/0", "greet", params).unwrap();
+    assert_eq!(task.results["greeting"], "hi you");
+    assert_eq!(task.log, ["greeting you"]);
+    let err = c
+        .run_action("peer/0", "nope", Default::default())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "action \"nope\" not defined on unit \"peer/0\""
+    );
+
+    let task = c
+        .exec("peer/0", "relation-set -r replicas:1 via=exec && is-leader")
+        .unwrap();
+    assert_eq!((task.code, task.stdout.as_str()), (0, "True\n"));
+    assert_eq!(
+        c.model.relation(1).unwrap().unit_bags["peer/0"].data["via"],
+        "exec"
+    );
+    let task = c
+        .exec("peer/0", "relation-set -r replicas:1 via=lost; exit 1")
+        .unwrap();
+    assert_eq!(task.code, 1);
+    assert_eq!(
+        c.model.relation(1).unwrap().unit_bags["peer/0"].data["via"],
+        "exec"
+    );
+}

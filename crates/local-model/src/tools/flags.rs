@@ -99,6 +99,11 @@ impl Parsed {
             .map(String::as_str)
     }
 
+    /// Every value a repeatable flag was given, in order.
+    pub fn values(&self, name: &str) -> &[String] {
+        self.values.get(name).map_or(&[], Vec::as_slice)
+    }
+
     /// Whether a boolean flag is set.
     pub fn flag(&self, name: &str) -> bool {
         self.value(name) == Some("true")

@@ -15,6 +15,7 @@ pub const PACKAGES: &[&str] = &[
     "ops==3.9.0",
     "postgresql-charms-single-kernel==16.3.20",
     "dpcharmlibs-interfaces==1.2.2",
+    "jubilant==1.14.0",
 ];
 
 /// The venv with [`PACKAGES`], made once per target directory; returns its python.
@@ -83,7 +84,12 @@ pub fn pack(root: &Path, name: &str, unit: &str, python: &Path, pythonpath: &[Pa
         .join(name);
     let dir = root.join(unit.replace('/', "-"));
     std::fs::create_dir_all(dir.join("src")).unwrap();
-    for f in ["metadata.yaml", "config.yaml", "src/charm.py"] {
+    for f in [
+        "metadata.yaml",
+        "config.yaml",
+        "actions.yaml",
+        "src/charm.py",
+    ] {
         if src.join(f).exists() {
             std::fs::copy(src.join(f), dir.join(f)).unwrap();
         }

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """A plain ops charm: a peer relation, config, statuses and an application secret."""
 
+import datetime
+
 import ops
 
 
@@ -11,6 +13,10 @@ class OpsPeerCharm(ops.CharmBase):
         framework.observe(self.on.leader_elected, self._on_leader_elected)
         framework.observe(self.on.config_changed, self._on_config_changed)
         framework.observe(self.on.replicas_relation_changed, self._on_peers_changed)
+        framework.observe(self.on.greet_action, self._on_greet)
+        framework.observe(self.on.rotate_token_action, self._on_rotate_token)
+        framework.observe(self.on.secret_rotate, self._on_secret_rotate)
+        framework.observe(self.on.secret_expired, self._on_secret_expired)
 
     def _on_install(self, _):
         self.unit.status = ops.MaintenanceStatus("installing")
@@ -37,6 +43,29 @@ class OpsPeerCharm(ops.CharmBase):
             token = self.model.get_secret(id=token_id).get_content()["token"]
             event.relation.data[self.unit]["token-seen"] = token
             self.unit.status = ops.ActiveStatus("has the token")
+
+    def _on_greet(self, event):
+        event.log(f"greeting {event.params['name']}")
+        if event.params["fail"]:
+            event.fail("asked to fail")
+            return
+        event.set_results({"greeting": f"{self.config['greeting']} {event.params['name']}"})
+
+    def _on_rotate_token(self, event):
+        secret = self.model.get_secret(label="ops-peer.token")
+        secret.set_info(rotate=ops.SecretRotate.HOURLY, expire=datetime.timedelta(hours=1))
+        event.set_results({"id": secret.get_info().id})
+
+    def _on_secret_rotate(self, event):
+        rotations = int(self._peers_app_data().get("rotations", "0")) + 1
+        event.secret.set_content({"token": f"rotated-{rotations}"})
+        self._peers_app_data()["rotations"] = str(rotations)
+
+    def _on_secret_expired(self, event):
+        self._peers_app_data()["expired"] = str(event.revision)
+
+    def _peers_app_data(self):
+        return self.model.get_relation("replicas").data[self.app]
 
 
 if __name__ == "__main__":

@@ -1,0 +1,226 @@
+//! Verbs about the model and its controller: `bootstrap`, `add-model`,
+//! `destroy-model`, `kill-controller`, `wait`, `advance-clock` and the hidden
+//! `_daemon` (the controller process itself).
+
+use super::connect::switch;
+use super::{parse, seconds, CliError, Outcome, Target};
+use crate::api::Request;
+use crate::tools::Kind;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// `juju bootstrap [cloud] [name]`: nothing to do; every model has its own
+/// controller, started on first use.
+pub fn bootstrap(args: &[String]) -> Outcome {
+    parse(
+        args,
+        &[(&["config"], Kind::Value), (&["no-switch"], Kind::Bool)],
+    )?;
+    eprintln!("The local model needs no bootstrap: each model's controller starts on first use.");
+    Ok(())
+}
+
+/// `juju add-model [--no-switch] <name> [cloud]`: creates the model and starts
+/// its controller.
+pub fn add_model(args: &[String]) -> Outcome {
+    let p = parse(
+        args,
+        &[
+            (&["no-switch"], Kind::Bool),
+            (&["config"], Kind::Value),
+            (&["c", "controller"], Kind::Value),
+            (&["credential"], Kind::Value),
+        ],
+    )?;
+    let Some(name) = p.positional.first() else {
+        return Err(CliError::Usage("model name is required".into()));
+    };
+    let target = Target::named(name)?;
+    if crate::store::state_path(&target.dir).exists() {
+        return Err(CliError::Failed(format!(
+            "model {:?} already exists",
+            target.name
+        )));
+    }
+    target.ensure_running()?;
+    if !p.flag("no-switch") {
+        switch(&target.name)?;
+    }
+    eprintln!("Added {:?} model on local/localhost", target.name);
+    Ok(())
+}
+
+/// Waits until the model's directory is gone or its controller stops.
+fn wait_gone(target: &Target, destroyed: bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let gone = if destroyed {
+            !target.dir.exists()
+        } else {
+            !target.running() && !target.dir.join("controller.pid").exists()
+        };
+        if gone {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `juju destroy-model <name> [--no-prompt] ...`: stops its controller and
+/// workloads and removes the model.
+pub fn destroy_model(args: &[String]) -> Outcome {
+    let p = parse(
+        args,
+        &[
+            (&["no-prompt", "y"], Kind::Bool),
+            (&["force"], Kind::Bool),
+            (&["no-wait"], Kind::Bool),
+            (&["destroy-storage"], Kind::Bool),
+            (&["release-storage"], Kind::Bool),
+            (&["timeout"], Kind::Value),
+        ],
+    )?;
+    let target = match p.positional.first() {
+        Some(name) => Target::named(name)?,
+        None => Target::from(&p)?,
+    };
+    if !target.dir.exists() {
+        return Err(CliError::Failed(format!(
+            "model {:?} not found",
+            target.name
+        )));
+    }
+    if target.running() {
+        target.call(&Request::Shutdown { destroy: true })?;
+        wait_gone(&target, true);
+    } else {
+        std::fs::remove_dir_all(&target.dir).map_err(|e| {
+            CliError::Failed(format!("cannot remove {}: {e}", target.dir.display()))
+        })?;
+    }
+    eprintln!("Model {:?} destroyed", target.name);
+    Ok(())
+}
+
+/// `juju kill-controller`: stops the model's controller and its workloads,
+/// keeping the model; the next command starts it again.
+pub fn kill_controller(args: &[String]) -> Outcome {
+    let p = parse(
+        args,
+        &[
+            (&["no-prompt", "y"], Kind::Bool),
+            (&["timeout", "t"], Kind::Value),
+        ],
+    )?;
+    let target = Target::from(&p)?;
+    if target.running() {
+        target.call(&Request::Shutdown { destroy: false })?;
+        wait_gone(&target, false);
+    }
+    Ok(())
+}
+
+/// `juju wait [--timeout 10m]`: until no unit has a hook due or running;
+/// fails when a unit is left in error.
+pub fn wait(args: &[String]) -> Outcome {
+    let p = parse(args, &[(&["timeout"], Kind::Value)])?;
+    let target = Target::from(&p)?;
+    let timeout = Duration::from_secs(seconds(&p, "timeout", 600)?);
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        let pending = target.call(&Request::Pending)?;
+        let names = |key: &str| -> Vec<String> {
+            pending[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| match v {
+                    serde_json::Value::Array(pair) => format!(
+                        "{} ({})",
+                        pair[0].as_str().unwrap_or_default(),
+                        pair[1].as_str().unwrap_or_default()
+                    ),
+                    other => other.as_str().unwrap_or_default().to_string(),
+                })
+                .collect()
+        };
+        let (due, failed) = (names("due"), names("failed"));
+        if due.is_empty() && failed.is_empty() {
+            eprintln!("idle after {:.1}s", start.elapsed().as_secs_f64());
+            return Ok(());
+        }
+        if due.is_empty() {
+            return Err(CliError::Failed(format!(
+                "units in error: {}",
+                failed.join(", ")
+            )));
+        }
+        let now = format!("waiting for {}", due.join(", "));
+        if now != last {
+            eprintln!("{now}");
+            last = now;
+        }
+        if start.elapsed() >= timeout {
+            return Err(CliError::Failed(format!(
+                "timed out after {}s {last}",
+                timeout.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `juju advance-clock <duration>`: moves the model's clock ahead (a test
+/// control for secret rotation and expiry).
+pub fn advance_clock(args: &[String]) -> Outcome {
+    let p = parse(args, &[])?;
+    let [by] = p.positional.as_slice() else {
+        return Err(CliError::Usage("expected a duration such as 2h".into()));
+    };
+    let seconds = crate::clock::parse_duration(by)
+        .ok_or_else(|| CliError::Usage(format!("invalid duration {by:?}")))?;
+    Target::from(&p)?.call(&Request::AdvanceClock { seconds })?;
+    Ok(())
+}
+
+/// `juju _daemon --model <name>`: runs the model's controller in the
+/// foreground. The CLI starts it; `LOCAL_MODEL_HOOK_TOOL` names the shim (else
+/// `hook-tool` beside this binary), `LOCAL_MODEL_SANDBOX=0|1` overrides the
+/// sandbox (on when run as root), `LOCAL_MODEL_UPDATE_STATUS_INTERVAL` (a Go
+/// duration, default 5m) sets how often update-status runs.
+pub fn daemon(args: &[String]) -> Outcome {
+    let p = parse(args, &[])?;
+    let target = Target::from(&p)?;
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::Failed(format!("cannot find this binary: {e}")))?;
+    let shim = std::env::var_os("LOCAL_MODEL_HOOK_TOOL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| exe.with_file_name("hook-tool"));
+    if !shim.exists() {
+        return Err(CliError::Failed(format!(
+            "the hook-tool shim is missing at {}",
+            shim.display()
+        )));
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let sandbox = match std::env::var("LOCAL_MODEL_SANDBOX").as_deref() {
+        Ok("0") => false,
+        Ok("1") => true,
+        _ => root,
+    };
+    let every = std::env::var("LOCAL_MODEL_UPDATE_STATUS_INTERVAL")
+        .ok()
+        .and_then(|v| crate::clock::parse_duration(&v))
+        .unwrap_or(300)
+        .max(1);
+    crate::daemon::run(crate::daemon::Options {
+        dir: target.dir,
+        name: target.name,
+        shim,
+        sandbox,
+        update_status_every: Duration::from_secs(every),
+    })
+    .map_err(|e| CliError::Failed(e.to_string()))
+}

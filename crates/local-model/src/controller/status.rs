@@ -1,0 +1,409 @@
+//! What `juju status` (table and JSON), `juju show-unit`, `juju config` and
+//! `juju debug-log` show of the model.
+
+use super::{Controller, ControllerError};
+use crate::agent::HookRun;
+use crate::model::{Application, Life};
+use charm::metadata::OptionType;
+use charm::{Event, Status};
+use serde_json::{json, Map, Value};
+use std::fmt::Write as _;
+
+/// Juju's order of severity, for an application status derived from its units.
+fn severity(s: &Status) -> u8 {
+    match s {
+        Status::Error(_) => 6,
+        Status::Blocked(_) => 5,
+        Status::Maintenance(_) => 4,
+        Status::Waiting(_) => 3,
+        Status::Active(_) => 2,
+        Status::Unknown(_) => 1,
+    }
+}
+
+/// The application's status: the leader's, or if it never set one, its most
+/// severe unit's (as Juju derives it).
+pub fn app_status(app: &Application) -> Status {
+    if !matches!(app.status, Status::Unknown(_)) {
+        return app.status.clone();
+    }
+    app.units
+        .values()
+        .map(|u| u.status.clone())
+        .max_by_key(severity)
+        .unwrap_or_default()
+}
+
+fn status_info(s: &Status) -> Value {
+    let mut v = json!({"current": s.name()});
+    if !s.message().is_empty() {
+        v["message"] = json!(s.message());
+    }
+    v
+}
+
+fn charm_url(app: &Application) -> String {
+    format!("local:{}-0", app.files.meta.name)
+}
+
+impl Controller {
+    /// The model as `juju status` prints it.
+    pub fn status(&self) -> String {
+        self.status_table(false)
+    }
+
+    /// The agent's state for a unit: `executing` while it runs something.
+    fn agent_status(&self, unit: &str) -> (&'static str, String) {
+        match &self.running {
+            Some((u, what)) if u == unit => ("executing", what.clone()),
+            _ => ("idle", String::new()),
+        }
+    }
+
+    /// `juju status`, with the integrations section when `relations` is set.
+    pub fn status_table(&self, relations: bool) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{:<8} {:<11} {:<14} {:<8} Timestamp",
+            "Model", "Controller", "Cloud/Region", "Version"
+        );
+        let _ = writeln!(
+            s,
+            "{:<8} {:<11} {:<14} {:<8} {}Z\n",
+            self.model.name,
+            "local",
+            "local/local",
+            self.model.juju_version,
+            crate::clock::format_clock(self.model.now)
+        );
+        let _ = writeln!(
+            s,
+            "{:<16} {:<9} {:<12} {:<6} {:<16} Message",
+            "App", "Version", "Status", "Scale", "Charm"
+        );
+        for (name, app) in &self.model.applications {
+            let status = app_status(app);
+            let _ = writeln!(
+                s,
+                "{:<16} {:<9} {:<12} {:<6} {:<16} {}",
+                name,
+                app.workload_version,
+                status.name(),
+                app.units.len(),
+                app.files.meta.name,
+                status.message()
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\n{:<18} {:<12} {:<9} {:<12} {:<10} Message",
+            "Unit", "Workload", "Agent", "Address", "Ports"
+        );
+        for app in self.model.applications.values() {
+            for (unit, u) in &app.units {
+                let marker = if app.leader.as_deref() == Some(unit) {
+                    "*"
+                } else {
+                    ""
+                };
+                let ports: Vec<String> = u.opened_ports.iter().map(|p| p.to_string()).collect();
+                let _ = writeln!(
+                    s,
+                    "{:<18} {:<12} {:<9} {:<12} {:<10} {}",
+                    format!("{unit}{marker}"),
+                    u.status.name(),
+                    self.agent_status(unit).0,
+                    u.address,
+                    ports.join(","),
+                    u.status.message()
+                );
+            }
+        }
+        let integrations: Vec<_> = self.model.relations.iter().collect();
+        if relations && !integrations.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n{:<28} {:<28} {:<20} {:<9} Message",
+                "Integration provider", "Requirer", "Interface", "Type"
+            );
+            for r in integrations {
+                let name = |e: &crate::model::End| format!("{}:{}", e.app, e.endpoint);
+                let iface = r
+                    .ends
+                    .first()
+                    .and_then(|e| self.model.applications.get(&e.app))
+                    .and_then(|a| a.files.meta.interface(&r.ends[0].endpoint))
+                    .unwrap_or("");
+                let (provider, requirer, kind) = match r.ends.as_slice() {
+                    [p] => (name(p), name(p), "peer"),
+                    [a, b] => {
+                        let a_provides = self
+                            .model
+                            .applications
+                            .get(&a.app)
+                            .is_some_and(|x| x.files.meta.provides.contains_key(&a.endpoint));
+                        if a_provides {
+                            (name(a), name(b), "regular")
+                        } else {
+                            (name(b), name(a), "regular")
+                        }
+                    }
+                    _ => continue,
+                };
+                let message = if r.dying { "removing" } else { "" };
+                let _ = writeln!(
+                    s,
+                    "{provider:<28} {requirer:<28} {iface:<20} {kind:<9} {message}"
+                );
+            }
+        }
+        s
+    }
+
+    /// `juju status --format json`.
+    pub fn status_json(&self) -> Value {
+        let mut apps = Map::new();
+        for (name, app) in &self.model.applications {
+            let mut relations: Map<String, Value> = Map::new();
+            for r in self.model.relations_of(name) {
+                let end = r.end_of(name).expect("relations_of");
+                let remote = r.remote_app(name).unwrap_or(name);
+                let list = relations
+                    .entry(end.endpoint.clone())
+                    .or_insert_with(|| json!([]));
+                if let Value::Array(items) = list {
+                    items.push(json!({
+                        "related-application": remote,
+                        "interface": app.files.meta.interface(&end.endpoint).unwrap_or(""),
+                        "scope": "global",
+                    }));
+                }
+            }
+            let mut units = Map::new();
+            for (unit, u) in &app.units {
+                let (agent, message) = self.agent_status(unit);
+                let mut juju_status = json!({"current": agent, "version": self.model.juju_version});
+                if !message.is_empty() {
+                    juju_status["message"] = json!(message);
+                }
+                let mut entry = json!({
+                    "workload-status": status_info(&u.status),
+                    "juju-status": juju_status,
+                    "leader": app.leader.as_deref() == Some(unit),
+                    "address": u.address,
+                    "provider-id": unit.replace('/', "-"),
+                });
+                if !u.opened_ports.is_empty() {
+                    let ports: Vec<String> = u.opened_ports.iter().map(|p| p.to_string()).collect();
+                    entry["open-ports"] = json!(ports);
+                }
+                if u.life == Life::Dying {
+                    entry["life"] = json!("dying");
+                }
+                units.insert(unit.clone(), entry);
+            }
+            let mut bindings = Map::new();
+            bindings.insert(String::new(), json!("alpha"));
+            let meta = &app.files.meta;
+            for ep in meta
+                .provides
+                .keys()
+                .chain(meta.requires.keys())
+                .chain(meta.peers.keys())
+            {
+                bindings.insert(ep.clone(), json!("alpha"));
+            }
+            let mut entry = json!({
+                "charm": charm_url(app),
+                "charm-origin": "local",
+                "charm-name": app.files.meta.name,
+                "charm-rev": 0,
+                "exposed": false,
+                "base": {"name": "ubuntu", "channel": "22.04"},
+                "scale": app.units.len(),
+                "application-status": status_info(&app_status(app)),
+                "relations": relations,
+                "units": units,
+                "endpoint-bindings": bindings,
+            });
+            if !app.workload_version.is_empty() {
+                entry["version"] = json!(app.workload_version);
+            }
+            if app.dying {
+                entry["life"] = json!("dying");
+            }
+            apps.insert(name.clone(), entry);
+        }
+        json!({
+            "model": {
+                "name": self.model.name,
+                "type": "caas",
+                "controller": "local",
+                "cloud": "local",
+                "region": "localhost",
+                "version": self.model.juju_version,
+                "model-status": {"current": "available"},
+                "sla": "unsupported",
+            },
+            "machines": {},
+            "applications": apps,
+            "controller": {"timestamp": format!("{}Z", crate::clock::format_clock(self.model.now))},
+        })
+    }
+
+    /// `juju show-unit <unit> --format json`.
+    pub fn show_unit(&self, unit: &str) -> Result<Value, ControllerError> {
+        let u = self.unit(unit)?;
+        let app_name = charm::relation::app_of(unit);
+        let app = &self.model.applications[app_name];
+        let mut info = Vec::new();
+        let mut relations: Vec<_> = self.model.relations_of(app_name).collect();
+        relations.sort_by_key(|r| r.id);
+        for r in relations {
+            let end = r.end_of(app_name).expect("relations_of");
+            let remote = r.remote_app(app_name).unwrap_or(app_name);
+            let related_endpoint = r
+                .ends
+                .iter()
+                .find(|e| e.app == remote)
+                .map_or(end.endpoint.as_str(), |e| e.endpoint.as_str());
+            let bag = |owner: &str, app_bag: bool| {
+                let bags = if app_bag { &r.app_bags } else { &r.unit_bags };
+                json!(bags.get(owner).map(|b| b.data.clone()).unwrap_or_default())
+            };
+            let mut entry = json!({
+                "relation-id": r.id,
+                "endpoint": end.endpoint,
+                "related-endpoint": related_endpoint,
+                "application-data": bag(remote, true),
+                "local-unit": {"in-scope": r.scope.contains(unit), "data": bag(unit, false)},
+            });
+            let related: Map<String, Value> = r
+                .scope
+                .iter()
+                .filter(|m| charm::relation::app_of(m) == remote && m.as_str() != unit)
+                .map(|m| (m.clone(), json!({"in-scope": true, "data": bag(m, false)})))
+                .collect();
+            if !related.is_empty() {
+                entry["related-units"] = Value::Object(related);
+            }
+            info.push(entry);
+        }
+        let ports: Vec<String> = u.opened_ports.iter().map(|p| p.to_string()).collect();
+        let mut body = json!({
+            "opened-ports": ports,
+            "charm": charm_url(app),
+            "leader": app.leader.as_deref() == Some(unit),
+            "life": if u.life == Life::Dying { "dying" } else { "alive" },
+            "relation-info": info,
+            "provider-id": unit.replace('/', "-"),
+            "address": u.address,
+        });
+        if !app.workload_version.is_empty() {
+            body["workload-version"] = json!(app.workload_version);
+        }
+        Ok(json!({ unit: body }))
+    }
+
+    /// `juju config <app> --format json`: each option with its type, default,
+    /// source and value, and the application's own settings (trust).
+    pub fn config_json(&self, app: &str) -> Result<Value, ControllerError> {
+        let a = self
+            .model
+            .applications
+            .get(app)
+            .ok_or_else(|| ControllerError::NoApplication(app.into()))?;
+        let mut settings = Map::new();
+        for (name, option) in &a.files.config.options {
+            let kind = match option.kind {
+                OptionType::String => "string",
+                OptionType::Int => "int",
+                OptionType::Float => "float",
+                OptionType::Boolean => "boolean",
+                OptionType::Secret => "secret",
+            };
+            let mut entry = json!({"description": option.description, "type": kind});
+            if let Some(d) = &option.default {
+                entry["default"] = d.clone();
+            }
+            match (a.config.get(name), &option.default) {
+                (Some(v), _) => {
+                    entry["source"] = json!("user");
+                    entry["value"] = v.clone();
+                }
+                (None, Some(d)) => {
+                    entry["source"] = json!("default");
+                    entry["value"] = d.clone();
+                }
+                (None, None) => entry["source"] = json!("unset"),
+            }
+            settings.insert(name.clone(), entry);
+        }
+        Ok(json!({
+            "application": app,
+            "charm": a.files.meta.name,
+            "application-config": {
+                "trust": {
+                    "default": false,
+                    "description": "Does this application have access to trusted credentials",
+                    "source": if a.trust { "user" } else { "default" },
+                    "type": "bool",
+                    "value": a.trust,
+                },
+            },
+            "settings": settings,
+        }))
+    }
+}
+
+/// What a hook, action or command is called in the debug log.
+fn what(event: &Event) -> String {
+    match event {
+        Event::Action(a) => format!("{:?} action", a.name),
+        Event::Other { .. } => "juju-exec command".to_string(),
+        e => format!("{:?} hook", e.hook_name()),
+    }
+}
+
+/// The debug-log lines for what ran on a unit: its `juju-log` lines, its
+/// output, and how it ended, the way `juju debug-log` shows them.
+pub fn log_lines(unit: &str, run: &HookRun, now: u64) -> Vec<String> {
+    let prefix = format!(
+        "unit-{}: {}",
+        unit.replace('/', "-"),
+        crate::clock::format_clock(now)
+    );
+    let source = match &run.event {
+        Event::Action(a) => a.name.clone(),
+        Event::Other { .. } => "juju-exec".into(),
+        e => e.hook_name(),
+    };
+    let mut lines: Vec<String> = run
+        .logs
+        .iter()
+        .flat_map(|(level, message)| {
+            message
+                .lines()
+                .map(|l| format!("{prefix} {} unit.{unit}.juju-log {l}", level.as_str()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    lines.extend(
+        run.output
+            .lines()
+            .map(|l| format!("{prefix} WARNING unit.{unit}.{source} {l}")),
+    );
+    lines.push(if run.ok {
+        format!(
+            "{prefix} INFO juju.worker.uniter.operation ran {}",
+            what(&run.event)
+        )
+    } else {
+        format!(
+            "{prefix} ERROR juju.worker.uniter.operation {} failed",
+            what(&run.event)
+        )
+    });
+    lines
+}

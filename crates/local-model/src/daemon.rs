@@ -1,0 +1,359 @@
+//! The controller daemon: owns one model's [`Controller`], serves the `juju`
+//! CLI on `<model dir>/controller.socket` ([`crate::api`]) and runs hooks in the
+//! background until every unit is up to date, one at a time, without holding
+//! the model while a hook's process runs. Actions and `juju exec` commands take
+//! the same turn, so a unit never runs two things at once.
+//!
+//! It holds `<model dir>/controller.lock` for its life (a second daemon for the
+//! same model refuses to start), writes its pid to `controller.pid`, marks
+//! update-status due every `update_status_every`, and stops on SIGTERM or
+//! SIGINT (workloads stopped, state kept) or on a `shutdown` request.
+
+use crate::api::{send, Reply, Request};
+use crate::controller::{Controller, ControllerError};
+use crate::store;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How the daemon runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The model's directory.
+    pub dir: PathBuf,
+    /// The model's name, for a new model.
+    pub name: String,
+    /// The `hook-tool` shim.
+    pub shim: PathBuf,
+    /// Run workloads sandboxed (needs root).
+    pub sandbox: bool,
+    pub update_status_every: Duration,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("a controller already runs for {0}")]
+    AlreadyRunning(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+}
+
+struct Shared {
+    controller: Mutex<Controller>,
+    /// Signalled when the model changes or a hook finishes.
+    changed: Condvar,
+    /// Held while a hook, action or command runs.
+    turn: Mutex<()>,
+    dir: PathBuf,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Controller> {
+        self.controller.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn turn(&self) -> MutexGuard<'_, ()> {
+        self.turn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+/// Runs the daemon until it is told to stop; does not return on a clean stop.
+pub fn run(options: Options) -> Result<(), DaemonError> {
+    let dir = options.dir.clone();
+    let io = |what: &str| {
+        let what = format!("{what} in {}", dir.display());
+        move |source| DaemonError::Io { what, source }
+    };
+    std::fs::create_dir_all(&dir).map_err(io("creating the model directory"))?;
+    let lock = std::fs::File::create(dir.join("controller.lock")).map_err(io("locking"))?;
+    // SAFETY: flock on a descriptor we own; held until the process exits.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(DaemonError::AlreadyRunning(dir.display().to_string()));
+    }
+    std::fs::write(dir.join("controller.pid"), std::process::id().to_string())
+        .map_err(io("writing the pid"))?;
+    let controller = Controller::open(&dir, &options.shim, options.sandbox, &options.name)?;
+    let socket = store::socket_path(&dir);
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).map_err(io("listening"))?;
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+    }
+    eprintln!(
+        "controller for {} started (pid {}), listening on {}",
+        options.name,
+        std::process::id(),
+        socket.display()
+    );
+    let shared = Arc::new(Shared {
+        controller: Mutex::new(controller),
+        changed: Condvar::new(),
+        turn: Mutex::new(()),
+        dir: dir.clone(),
+    });
+    {
+        let shared = shared.clone();
+        std::thread::spawn(move || run_hooks(&shared, options.update_status_every));
+    }
+    {
+        let shared = shared.clone();
+        std::thread::spawn(move || loop {
+            if SIGNALLED.load(Ordering::SeqCst) {
+                eprintln!("signalled: stopping");
+                shutdown(&shared, false);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        });
+    }
+    for stream in listener.incoming().flatten() {
+        let shared = shared.clone();
+        std::thread::spawn(move || serve(&shared, stream));
+    }
+    Ok(())
+}
+
+/// The background loop: runs due hooks one at a time; when none is due, waits
+/// for a change (or a second, for the clock).
+fn run_hooks(shared: &Shared, update_status_every: Duration) {
+    let mut last_tick = Instant::now();
+    loop {
+        if last_tick.elapsed() >= update_status_every {
+            shared.lock().tick();
+            last_tick = Instant::now();
+        }
+        let turn = shared.turn();
+        let due = shared.lock().next_due();
+        match due {
+            Some(due) => {
+                let ran = due.execute();
+                let result = shared.lock().finish(due, ran);
+                drop(turn);
+                if let Err(e) = result {
+                    eprintln!("ERROR {e}");
+                }
+                shared.changed.notify_all();
+            }
+            None => {
+                drop(turn);
+                let c = shared.lock();
+                let _ = shared.changed.wait_timeout(c, Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Stops every workload, removes the model if asked, and exits.
+fn shutdown(shared: &Shared, destroy: bool) -> ! {
+    let _turn = shared.turn();
+    let mut c = shared.lock();
+    c.stop_workloads();
+    let _ = std::fs::remove_file(store::socket_path(&shared.dir));
+    let _ = std::fs::remove_file(shared.dir.join("controller.pid"));
+    if destroy {
+        let _ = std::fs::remove_dir_all(&shared.dir);
+    }
+    eprintln!("controller stopped");
+    std::process::exit(0)
+}
+
+fn serve(shared: &Shared, stream: UnixStream) {
+    let mut line = String::new();
+    if BufReader::new(&stream).read_line(&mut line).is_err() {
+        return;
+    }
+    let request = match serde_json::from_str::<Request>(&line) {
+        Ok(r) => r,
+        Err(e) => {
+            send(&stream, &Reply::Error(format!("bad request: {e}")));
+            return;
+        }
+    };
+    let reply = match handle(shared, &stream, request) {
+        Ok(v) => Reply::Done(v),
+        Err(e) => Reply::Error(e.to_string()),
+    };
+    shared.changed.notify_all();
+    send(&stream, &reply);
+}
+
+/// Waits until the unit has run its install hook, for up to `wait` seconds.
+fn wait_installed(shared: &Shared, unit: &str, wait: u64) -> Result<(), ControllerError> {
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    let mut c = shared.lock();
+    loop {
+        let name = c.unit_name(unit)?;
+        if c.model.unit(&name).is_some_and(|u| u.seen.installed) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(ControllerError::Io {
+                what: format!("waiting for {unit}"),
+                source: std::io::ErrorKind::TimedOut.into(),
+            });
+        }
+        c = shared
+            .changed
+            .wait_timeout(c, Duration::from_millis(200))
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+}
+
+fn handle(
+    shared: &Shared,
+    stream: &UnixStream,
+    request: Request,
+) -> Result<Value, ControllerError> {
+    match request {
+        Request::Deploy {
+            charm,
+            app,
+            units,
+            config,
+            trust,
+        } => {
+            let pairs: Vec<(&str, &str)> = config
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let mut c = shared.lock();
+            c.deploy(&charm, &app, 0, &pairs)?;
+            if trust {
+                c.set_trust(&app, true)?;
+            }
+            send(
+                stream,
+                &Reply::Progress(format!("Deployed {app:?} from {}", charm.display())),
+            );
+            for _ in 0..units {
+                let unit = c.add_unit(&app)?;
+                send(stream, &Reply::Progress(format!("added unit {unit}")));
+            }
+            Ok(Value::Null)
+        }
+        Request::AddUnit { app, units } => {
+            let mut c = shared.lock();
+            let mut added = Vec::new();
+            for _ in 0..units {
+                let unit = c.add_unit(&app)?;
+                send(stream, &Reply::Progress(format!("added unit {unit}")));
+                added.push(unit);
+            }
+            Ok(json!(added))
+        }
+        Request::RemoveUnit { names, count } => {
+            let mut c = shared.lock();
+            if count > 0 {
+                let app = names.first().cloned().unwrap_or_default();
+                return Ok(json!(c.remove_units(&app, count as usize)?));
+            }
+            for n in &names {
+                c.remove_unit(n)?;
+            }
+            Ok(json!(names))
+        }
+        Request::RemoveApplication { apps } => {
+            let mut c = shared.lock();
+            for a in &apps {
+                c.remove_application(a)?;
+            }
+            Ok(Value::Null)
+        }
+        Request::Integrate { a, b } => Ok(json!(shared.lock().integrate(&a, &b)?)),
+        Request::RemoveRelation { a, b } => Ok(json!(shared.lock().remove_relation(&a, &b)?)),
+        Request::Config { app, set, reset } => {
+            let mut c = shared.lock();
+            if !set.is_empty() {
+                let pairs: Vec<(&str, &str)> =
+                    set.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                c.config(&app, &pairs)?;
+            }
+            if !reset.is_empty() {
+                let keys: Vec<&str> = reset.iter().map(String::as_str).collect();
+                c.reset_config(&app, &keys)?;
+            }
+            c.config_json(&app)
+        }
+        Request::Status { table, relations } => {
+            let c = shared.lock();
+            Ok(if table {
+                json!(c.status_table(relations))
+            } else {
+                c.status_json()
+            })
+        }
+        Request::ShowUnit { unit } => {
+            let c = shared.lock();
+            let name = c.unit_name(&unit)?;
+            c.show_unit(&name)
+        }
+        Request::Resolve { unit, retry } => {
+            let mut c = shared.lock();
+            if retry {
+                c.resolve(&unit)?;
+            } else {
+                c.resolve_no_retry(&unit)?;
+            }
+            Ok(Value::Null)
+        }
+        Request::Run {
+            unit,
+            action,
+            params,
+            wait,
+        } => {
+            wait_installed(shared, &unit, wait)?;
+            let _turn = shared.turn();
+            let task = shared.lock().prepare_action(&unit, &action, params)?;
+            send(
+                stream,
+                &Reply::Progress(format!("Running operation on {}", task.unit())),
+            );
+            let executed = task.execute();
+            Ok(shared.lock().finish_task(task, executed)?.to_json())
+        }
+        Request::Exec {
+            unit,
+            command,
+            wait,
+        } => {
+            wait_installed(shared, &unit, wait)?;
+            let _turn = shared.turn();
+            let task = shared.lock().prepare_exec(&unit, &command)?;
+            let executed = task.execute();
+            Ok(shared.lock().finish_task(task, executed)?.to_json())
+        }
+        Request::Pending => {
+            let (due, failed) = shared.lock().pending();
+            Ok(json!({"due": due, "failed": failed}))
+        }
+        Request::AdvanceClock { seconds } => {
+            shared.lock().advance_clock(seconds)?;
+            Ok(Value::Null)
+        }
+        Request::Shutdown { destroy } => {
+            send(stream, &Reply::Done(Value::Null));
+            shutdown(shared, destroy)
+        }
+    }
+}

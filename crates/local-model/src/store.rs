@@ -1,0 +1,162 @@
+//! Where a model lives on disk, and its state saved there.
+//!
+//! Models live under a home directory (`$LOCAL_MODEL_HOME`, else
+//! `$XDG_DATA_HOME/local-model`, else `~/.local/share/local-model`), one
+//! directory per model name:
+//!
+//! ```text
+//! <home>/<model>/model.json        the Model, rewritten atomically after every change
+//! <home>/<model>/controller.socket the controller's API (see crate::api)
+//! <home>/<model>/controller.log    the controller daemon's own output
+//! <home>/<model>/controller.pid    its process id, while it runs
+//! <home>/<model>/debug.log         juju-log lines and hook results (juju debug-log)
+//! <home>/<model>/charms/<app>/     the deployed charm, copied at deploy
+//! <home>/<model>/units/<unit>/     each unit's charm copy, Pebble sockets and container roots
+//! ```
+
+use crate::model::Model;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Why the state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a model's state: {source}")]
+    Parse {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The directory that holds every model.
+pub fn home() -> PathBuf {
+    if let Some(h) = std::env::var_os("LOCAL_MODEL_HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h);
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("local-model");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+    PathBuf::from(home).join(".local/share/local-model")
+}
+
+/// The state file in a model directory.
+pub fn state_path(dir: &Path) -> PathBuf {
+    dir.join("model.json")
+}
+
+/// The controller's socket in a model directory.
+pub fn socket_path(dir: &Path) -> PathBuf {
+    dir.join("controller.socket")
+}
+
+/// The debug log in a model directory.
+pub fn debug_log_path(dir: &Path) -> PathBuf {
+    dir.join("debug.log")
+}
+
+/// Writes the model to `<dir>/model.json` atomically: a temporary file, synced,
+/// then renamed over the old one.
+pub fn save(dir: &Path, model: &Model) -> Result<(), StoreError> {
+    let path = state_path(dir);
+    let tmp = dir.join("model.json.tmp");
+    let write = |source| StoreError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let body = serde_json::to_vec_pretty(model).expect("the model serialises");
+    let mut file = std::fs::File::create(&tmp).map_err(write)?;
+    file.write_all(&body).map_err(write)?;
+    file.sync_all().map_err(write)?;
+    std::fs::rename(&tmp, &path).map_err(write)
+}
+
+/// Reads `<dir>/model.json`, or `None` when there is none yet. Each
+/// application's charm files are read again from its charm directory.
+pub fn load(dir: &Path) -> Result<Option<Model>, StoreError> {
+    let path = state_path(dir);
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StoreError::Read {
+                path: path.display().to_string(),
+                source,
+            })
+        }
+    };
+    let mut model: Model = serde_json::from_slice(&text).map_err(|source| StoreError::Parse {
+        path: path.display().to_string(),
+        source,
+    })?;
+    for app in model.applications.values_mut() {
+        app.files =
+            charm::metadata::CharmFiles::load(&app.charm_dir).map_err(|e| StoreError::Read {
+                path: app.charm_dir.display().to_string(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+    }
+    Ok(Some(model))
+}
+
+/// Appends lines to the model's debug log.
+pub fn append_log(dir: &Path, lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(debug_log_path(dir))
+    else {
+        return;
+    };
+    let mut text = lines.join("\n");
+    text.push('\n');
+    let _ = file.write_all(text.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Application, Unit};
+
+    #[test]
+    fn a_model_survives_a_round_trip() {
+        let dir = std::env::temp_dir().join(format!("lm-store-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("charm")).unwrap();
+        std::fs::write(dir.join("charm/metadata.yaml"), "name: x\n").unwrap();
+        let mut model = Model {
+            name: "m".into(),
+            ..Model::default()
+        };
+        let mut app = Application {
+            charm_dir: dir.join("charm"),
+            ..Application::default()
+        };
+        let mut unit = Unit::default();
+        unit.seen.secret_removals.insert(("xid".into(), 1));
+        unit.seen.relations.entry(3).or_default().created = true;
+        app.units.insert("x/0".into(), unit);
+        model.applications.insert("x".into(), app);
+        assert!(load(&dir).unwrap().is_none());
+        save(&dir, &model).unwrap();
+        let mut back = load(&dir).unwrap().unwrap();
+        back.applications.get_mut("x").unwrap().files = Default::default();
+        assert_eq!(back, model);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
