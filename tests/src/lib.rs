@@ -2,6 +2,7 @@
 //! model in a scratch directory, and wait for it to converge.
 
 use local_model::controller::Controller;
+use local_model::testing;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
@@ -35,6 +36,8 @@ fn build() {
                 "-p",
                 "pgbouncer-k8s",
                 "-p",
+                "postgresql-k8s",
+                "-p",
                 "local-model",
             ])
             .arg("--bins")
@@ -51,6 +54,7 @@ pub fn charm(scratch: &Path, name: &str) -> PathBuf {
     let (binary, files) = match name {
         "etcd" => ("etcd-charm", "charms/etcd"),
         "pgbouncer-k8s" => ("pgbouncer-k8s", "charms/pgbouncer-k8s"),
+        "postgresql-k8s" => ("postgresql-k8s", "charms/postgresql-k8s"),
         other => panic!("no charm {other} in this workspace"),
     };
     let dir = scratch.join("charms").join(name);
@@ -63,6 +67,60 @@ pub fn charm(scratch: &Path, name: &str) -> PathBuf {
         }
     }
     dir
+}
+
+/// The Python test charm `name` (under `tests/charms`) packed for the local
+/// model, on a venv with `ops` and the data-platform libraries from PyPI.
+pub fn python_charm(scratch: &Path, name: &str) -> PathBuf {
+    // Beside the cargo target's other scratch files (`target/tmp`).
+    let tmp = bin_dir()
+        .parent()
+        .expect("the target directory")
+        .join("tmp");
+    let venv = tmp.join("ops-venv");
+    let python = testing::venv(&venv);
+    let lib = testing::v0_lib_dir(&python);
+    testing::pack_python(
+        &workspace().join("tests/charms").join(name),
+        &scratch.join("charms").join(name),
+        &python,
+        &[lib],
+    )
+}
+
+/// Runs `sql` with `psql` against `host:port` as `user` and returns its
+/// unaligned, tuples-only output, or psql's error output. The password goes
+/// through the environment, never the command line.
+pub fn psql(
+    host: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+    database: &str,
+    sql: &str,
+) -> Result<String, String> {
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+        .args([
+            "-h",
+            host,
+            "-p",
+            &port.to_string(),
+            "-U",
+            user,
+            "-d",
+            database,
+        ])
+        .args(["-c", sql])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .map_err(|e| format!("psql: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 /// A scratch directory, removed when dropped.

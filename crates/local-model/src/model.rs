@@ -31,6 +31,10 @@ pub struct Model {
     /// How far the clock runs ahead of the machine's, in seconds (a test control).
     #[serde(default)]
     pub clock_offset: u64,
+    /// The third octet the last deployed application's unit addresses got
+    /// (`127.0.<subnet>.<unit + 1>`).
+    #[serde(default)]
+    pub last_subnet: u8,
     /// The last task (action or exec) id handed out.
     #[serde(default)]
     pub next_task: u64,
@@ -53,6 +57,10 @@ pub struct Application {
     /// Deployed with `--trust`.
     #[serde(default)]
     pub trust: bool,
+    /// The third octet of its units' loopback addresses, its own for as long
+    /// as it lives.
+    #[serde(default)]
+    pub subnet: u8,
 }
 
 impl Application {

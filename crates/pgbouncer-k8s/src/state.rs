@@ -216,6 +216,11 @@ pub fn request(remote: &Databag, relation_id: u64) -> Result<Option<Request>, St
         return Ok(None);
     };
     let database = DatabaseName::parse(raw).map_err(|e| format!("relation {relation_id}: {e}"))?;
+    if database.is_pgbouncer_console() {
+        return Err(format!(
+            "relation {relation_id}: invalid database name {raw:?}: PgBouncer keeps it for its admin console"
+        ));
+    }
     let roles = ExtraRoles::parse(remote.get("extra-user-roles").map_or("", String::as_str))
         .map_err(|e| format!("relation {relation_id}: {e}"))?;
     let secret_fields = match remote.get("requested-secrets") {

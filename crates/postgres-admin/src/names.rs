@@ -40,7 +40,7 @@ const DATABASE: Rules = Rules {
     max: MAX_DATABASE_NAME,
     allowed: |c| c.is_ascii_alphanumeric() || c == '_' || c == '-',
     allowed_text: "ASCII letters, digits, '_' and '-'",
-    reserved: &["postgres", "template0", "template1", "pgbouncer"],
+    reserved: &["postgres", "template0", "template1"],
 };
 
 const ROLE: Rules = Rules {
@@ -87,10 +87,12 @@ impl Rules {
     }
 }
 
+/// The database name PgBouncer keeps for its admin console.
+pub const PGBOUNCER_CONSOLE: &str = "pgbouncer";
+
 /// A database name a client may ask for: 1 to 49 bytes of ASCII letters,
 /// digits, `_` and `-`, starting with a letter or `_`, and not a system
-/// database (`postgres`, `template0`, `template1`, `pgbouncer`, `pg_*`, in
-/// any case).
+/// database (`postgres`, `template0`, `template1`, `pg_*`, in any case).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DatabaseName(String);
 
@@ -103,6 +105,12 @@ impl DatabaseName {
     /// The name.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether it is PgBouncer's admin console (in any case), which a client
+    /// cannot have behind PgBouncer.
+    pub fn is_pgbouncer_console(&self) -> bool {
+        self.0.eq_ignore_ascii_case(PGBOUNCER_CONSOLE)
     }
 }
 

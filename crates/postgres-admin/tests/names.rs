@@ -3,6 +3,17 @@
 use postgres_admin::{Attribute, DatabaseName, ExtraRoles, RoleError, RoleName};
 
 #[test]
+fn pgbouncer_is_a_database_for_postgresql_and_the_console_for_pgbouncer() {
+    for name in ["pgbouncer", "PgBouncer"] {
+        let db = DatabaseName::parse(name).unwrap();
+        assert!(db.is_pgbouncer_console(), "{name}");
+    }
+    assert!(!DatabaseName::parse("pgbouncer_app")
+        .unwrap()
+        .is_pgbouncer_console());
+}
+
+#[test]
 fn hostile_database_names_are_refused_with_the_value_and_the_rule() {
     let long = "a".repeat(50);
     let cases: &[(&str, &str)] = &[
@@ -20,8 +31,6 @@ fn hostile_database_names_are_refused_with_the_value_and_the_rule() {
         ("postgres", "reserved"),
         ("template0", "reserved"),
         ("template1", "reserved"),
-        ("pgbouncer", "reserved"),
-        ("PgBouncer", "reserved"),
         ("pg_anything", "\"pg_\" are reserved"),
     ];
     for (value, rule) in cases {

@@ -32,6 +32,8 @@ use std::sync::Arc;
 pub enum ControllerError {
     #[error("application {0:?} already exists")]
     Exists(String),
+    #[error("no loopback address left for {0} (127.0.X.Y allows 254 applications of 254 units)")]
+    NoAddress(String),
     #[error("application {0:?} not found")]
     NoApplication(String),
     #[error("unit {0:?} not found")]
@@ -381,12 +383,20 @@ impl Controller {
         let _ = std::fs::remove_dir_all(&stored);
         copy_dir(charm_dir, &stored).map_err(|e| charm_error(format!("cannot copy it: {e}")))?;
         let peers: Vec<String> = files.meta.peers.keys().cloned().collect();
+        let subnet = self
+            .model
+            .last_subnet
+            .checked_add(1)
+            .filter(|s| *s < 255)
+            .ok_or_else(|| ControllerError::NoAddress(format!("application {app:?}")))?;
+        self.model.last_subnet = subnet;
         self.model.applications.insert(
             app.into(),
             Application {
                 charm_dir: stored,
                 files,
                 config: user_config,
+                subnet,
                 ..Application::default()
             },
         );
@@ -416,20 +426,18 @@ impl Controller {
 
     /// `juju add-unit <app>`: returns the new unit's name.
     pub fn add_unit(&mut self, app_name: &str) -> Result<String, ControllerError> {
-        let app_index = self
-            .model
-            .applications
-            .keys()
-            .position(|a| a == app_name)
-            .ok_or_else(|| ControllerError::NoApplication(app_name.into()))?;
         let app = self.app_mut(app_name)?;
+        let subnet = app.subnet;
         let n = app.next_unit;
+        if n >= 254 {
+            return Err(ControllerError::NoAddress(format!("unit {app_name}/{n}")));
+        }
         app.next_unit += 1;
         let unit = format!("{app_name}/{n}");
         app.units.insert(
             unit.clone(),
             Unit {
-                address: format!("127.0.{}.{}", app_index + 1, n + 1),
+                address: format!("127.0.{subnet}.{}", n + 1),
                 ..Unit::default()
             },
         );

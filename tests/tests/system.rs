@@ -1,0 +1,190 @@
+//! The whole system on the local model: etcd, a three-unit PostgreSQL cluster
+//! under Patroni, PgBouncer in front of it, and a client application on the
+//! published v0 library; real `psql` connects through every PgBouncer unit.
+
+use e2e::{charm, controller, converge, psql, python_charm, Scratch};
+use local_model::controller::Controller;
+use std::time::Duration;
+
+fn active(c: &Controller, unit: &str) -> Option<String> {
+    match &c.model.unit(unit)?.status {
+        charm::Status::Active(m) => Some(m.clone()),
+        _ => None,
+    }
+}
+
+/// A unit's action result, which must succeed.
+fn action(
+    c: &mut Controller,
+    unit: &str,
+    name: &str,
+) -> serde_json::Map<String, serde_json::Value> {
+    let task = c
+        .run_action(unit, name, serde_json::Map::new())
+        .expect("the action runs");
+    assert!(task.succeeded(), "{name} on {unit}: {task:?}");
+    task.results
+}
+
+/// The client's credentials, as the PgBouncer charm published them: from the
+/// user secret the client was granted.
+fn client_credentials(c: &Controller) -> (String, String, String, String) {
+    let relation = c
+        .model
+        .relations
+        .iter()
+        .find(|r| r.end_of("client").is_some())
+        .expect("the client relation");
+    let bag = &relation.app_bags["pgbouncer-k8s"].data;
+    let secret_id = bag.get("secret-user").expect("credentials in a secret");
+    let xid = secret_id.rsplit(['/', ':']).next().unwrap();
+    let secret = c
+        .model
+        .secrets
+        .iter()
+        .find(|s| s.xid == xid)
+        .expect("the user secret");
+    let content = secret.revisions.values().last().unwrap();
+    (
+        content.get("username").unwrap().to_string(),
+        content.get("password").unwrap().to_string(),
+        bag["endpoints"].clone(),
+        bag["database"].clone(),
+    )
+}
+
+#[test]
+fn a_client_reaches_its_database_through_every_pgbouncer_unit() {
+    let scratch = Scratch::new("system");
+    let etcd = charm(&scratch.0, "etcd");
+    let postgresql = charm(&scratch.0, "postgresql-k8s");
+    let pgbouncer = charm(&scratch.0, "pgbouncer-k8s");
+    let client = python_charm(&scratch.0, "pg-client");
+    let mut c = controller(&scratch);
+
+    // A PostgreSQL cluster: one primary and two replicas, over etcd.
+    c.deploy(&etcd, "etcd", 1, &[]).unwrap();
+    c.deploy(&postgresql, "postgresql-k8s", 3, &[]).unwrap();
+    c.integrate("postgresql-k8s:etcd", "etcd:etcd").unwrap();
+    converge(&mut c, Duration::from_secs(180), |c| {
+        let roles: Vec<Option<String>> = (0..3)
+            .map(|n| active(c, &format!("postgresql-k8s/{n}")))
+            .collect();
+        roles.iter().all(Option::is_some)
+            && roles
+                .iter()
+                .filter(|r| r.as_deref() == Some("Primary"))
+                .count()
+                == 1
+    });
+    let primary = action(&mut c, "postgresql-k8s/0", "get-primary")["primary"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let operator = action(&mut c, "postgresql-k8s/0", "get-password")["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let address = |c: &Controller, unit: &str| c.model.unit(unit).unwrap().address.clone();
+    let primary_address = address(&c, &primary);
+    psql(
+        &primary_address,
+        5432,
+        "operator",
+        &operator,
+        "postgres",
+        "CREATE TABLE t (v text); INSERT INTO t VALUES ('written on the primary')",
+    )
+    .unwrap();
+    for n in 0..3 {
+        let unit = format!("postgresql-k8s/{n}");
+        if unit == primary {
+            continue;
+        }
+        let replica = address(&c, &unit);
+        let mut read = Err(String::new());
+        for _ in 0..50 {
+            read = psql(
+                &replica,
+                5432,
+                "operator",
+                &operator,
+                "postgres",
+                "SELECT v FROM t",
+            );
+            if read.as_deref().is_ok_and(|r| r.contains("written")) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(read.unwrap().trim(), "written on the primary", "{unit}");
+    }
+
+    // PgBouncer in front of it, and a client asking for a database.
+    c.deploy(&pgbouncer, "pgbouncer-k8s", 2, &[]).unwrap();
+    c.integrate("pgbouncer-k8s:backend-database", "postgresql-k8s:database")
+        .unwrap();
+    c.deploy(&client, "client", 1, &[]).unwrap();
+    c.integrate("client:database", "pgbouncer-k8s:database")
+        .unwrap();
+    converge(&mut c, Duration::from_secs(120), |c| {
+        active(c, "client/0").is_some_and(|m| m.contains('@'))
+            && active(c, "pgbouncer-k8s/0").is_some()
+            && active(c, "pgbouncer-k8s/1").is_some()
+    });
+    println!("{}", c.status());
+    let (user, password, endpoints, database) = client_credentials(&c);
+    assert_eq!(database, "appdb");
+    assert_eq!(
+        endpoints,
+        format!("{}:6432", address(&c, "pgbouncer-k8s/0"))
+    );
+
+    // Through each PgBouncer unit: the database, and its read-only twin.
+    for unit in ["pgbouncer-k8s/0", "pgbouncer-k8s/1"] {
+        let host = address(&c, unit);
+        psql(
+            &host,
+            6432,
+            &user,
+            &password,
+            "appdb",
+            &format!(
+                "CREATE TABLE IF NOT EXISTS notes (unit text); INSERT INTO notes VALUES ('{unit}')"
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{unit}: {e}"));
+        let mut seen = String::new();
+        for _ in 0..50 {
+            seen = psql(
+                &host,
+                6432,
+                &user,
+                &password,
+                "appdb_readonly",
+                "SELECT count(*) FROM notes",
+            )
+            .unwrap_or_else(|e| e);
+            if seen.trim() != "0" && !seen.contains("ERROR") && !seen.contains("error") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(
+            seen.trim().parse::<u32>().is_ok_and(|n| n >= 1),
+            "{unit} readonly: {seen}"
+        );
+        let refused = psql(
+            &host,
+            6432,
+            &user,
+            &password,
+            "appdb_readonly",
+            "INSERT INTO notes VALUES ('x')",
+        );
+        assert!(
+            refused.as_ref().is_err_and(|e| e.contains("read-only")),
+            "{unit}: the read-only database takes no writes: {refused:?}"
+        );
+    }
+}
