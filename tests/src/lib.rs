@@ -16,7 +16,7 @@ pub fn workspace() -> PathBuf {
 /// The cargo target profile directory these tests were built into.
 fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
-    // target/<profile>/deps/<test> → target/<profile>
+    // target/<profile>/deps/<test> or target/<profile>/examples/<example> → target/<profile>
     exe.parent()
         .and_then(Path::parent)
         .expect("a target directory")
@@ -121,6 +121,12 @@ pub fn psql(
     } else {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
+}
+
+/// The local model's `juju` CLI, as built beside these tests.
+pub fn juju() -> PathBuf {
+    build();
+    bin_dir().join("juju")
 }
 
 /// A scratch directory, removed when dropped.

@@ -18,6 +18,7 @@ class ClientCharm(ops.CharmBase):
         ):
             framework.observe(event, self._show)
         framework.observe(self.on.start, self._show)
+        framework.observe(self.on.get_credentials_action, self._get_credentials)
 
     def _show(self, _event):
         relations = self.model.relations["database"]
@@ -30,6 +31,22 @@ class ClientCharm(ops.CharmBase):
             return
         self.unit.status = ops.ActiveStatus(
             f"{data['username']}@{data['endpoints']} ro={data.get('read-only-endpoints', '')}"
+        )
+
+    def _get_credentials(self, event: ops.ActionEvent):
+        relations = self.model.relations["database"]
+        data = self.database.fetch_relation_data()[relations[0].id] if relations else {}
+        if "password" not in data:
+            event.fail("no credentials yet")
+            return
+        event.set_results(
+            {
+                "username": data["username"],
+                "password": data["password"],
+                "database": data.get("database", self.config["database"]),
+                "endpoints": data["endpoints"],
+                "read-only-endpoints": data.get("read-only-endpoints", ""),
+            }
         )
 
 
