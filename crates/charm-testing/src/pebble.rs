@@ -3,8 +3,8 @@
 
 use crate::state::{ContainerState, FileState, ServiceOp};
 use charm::pebble::{
-    CheckInfo, FileInfo, FileOptions, Layer, Pebble, PebbleError, PebbleResult, Plan, Service,
-    ServiceInfo, SystemInfo, Workloads,
+    CheckInfo, FileInfo, FileOptions, Layer, Notice, NoticeQuery, Notify, Pebble, PebbleError,
+    PebbleResult, Plan, Service, ServiceInfo, SystemInfo, Workloads,
 };
 use std::collections::BTreeMap;
 
@@ -349,6 +349,34 @@ impl Pebble for ContainerState {
             .cloned()
             .collect())
     }
+
+    fn notices(&mut self, query: &NoticeQuery) -> PebbleResult<Vec<Notice>> {
+        self.connect()?;
+        let mut found: Vec<Notice> = self
+            .notices
+            .iter()
+            .filter(|n| query.types.is_empty() || query.types.contains(&n.kind))
+            .filter(|n| query.keys.is_empty() || query.keys.contains(&n.key))
+            .filter(|n| query.after.as_ref().is_none_or(|a| n.last_repeated > *a))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.last_repeated.cmp(&b.last_repeated));
+        Ok(found)
+    }
+
+    fn notice(&mut self, id: &str) -> PebbleResult<Notice> {
+        self.connect()?;
+        self.notices
+            .iter()
+            .find(|n| n.id == id)
+            .cloned()
+            .ok_or_else(|| api(404, "", format!("cannot find notice with ID {id:?}")))
+    }
+
+    fn notify(&mut self, notify: &Notify) -> PebbleResult<String> {
+        self.connect()?;
+        Ok(self.record_notice(notify))
+    }
 }
 
 fn file_info(path: &str, kind: &str, file: Option<&FileState>) -> FileInfo {
@@ -456,6 +484,46 @@ mod tests {
         assert!(c.remove_path("/etc", false).is_err());
         c.remove_path("/etc", true).unwrap();
         assert!(c.pull("/etc/app/x.ini").is_err());
+    }
+
+    #[test]
+    fn notices_count_occurrences_and_filter() {
+        let mut c = ContainerState::ready()
+            .with_notice("example.com/a", &[])
+            .with_notice("example.com/b", &[("x", "1")]);
+        let a = c.notify(&Notify {
+            key: "example.com/a".into(),
+            ..Notify::default()
+        });
+        assert_eq!(a.unwrap(), "1");
+        let all = c.notices(&NoticeQuery::default()).unwrap();
+        let order: Vec<&str> = all.iter().map(|n| n.key.as_str()).collect();
+        assert_eq!(order, ["example.com/b", "example.com/a"]);
+        assert_eq!(all[1].occurrences, 2);
+        let after = NoticeQuery {
+            after: Some(all[0].last_repeated.clone()),
+            ..NoticeQuery::default()
+        };
+        assert_eq!(c.notices(&after).unwrap(), vec![all[1].clone()]);
+        let held = Notify {
+            key: "example.com/b".into(),
+            repeat_after: Some("1h".into()),
+            ..Notify::default()
+        };
+        c.notify(&held).unwrap();
+        let b = c.notice("2").unwrap();
+        assert_eq!(
+            (b.occurrences, &b.last_repeated),
+            (2, &all[0].last_repeated)
+        );
+        assert!(b.last_data.is_empty());
+        assert!(matches!(
+            c.notice("9"),
+            Err(PebbleError::Api {
+                status_code: 404,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The state a test builds for one unit, and gets back after a hook.
 
 use charm::backend::{JsonMap, Port};
-use charm::pebble::{CheckInfo, Layer, Service};
+use charm::pebble::{CheckInfo, Layer, Notice, Notify, Service};
 use charm::secret::{Rotate, SecretContent, SecretId};
 use charm::{Databag, Event, JujuVersion, LogLevel, Relation, Status};
 use std::collections::{BTreeMap, BTreeSet};
@@ -293,6 +293,8 @@ pub struct ContainerState {
     pub checks: Vec<CheckInfo>,
     /// What the charm did to services, in order.
     pub ops: Vec<ServiceOp>,
+    /// Notices recorded in the container, in id order (see [`ContainerState::with_notice`]).
+    pub notices: Vec<Notice>,
 }
 
 impl Default for ContainerState {
@@ -305,6 +307,7 @@ impl Default for ContainerState {
             dirs: BTreeSet::from(["/".to_string()]),
             checks: Vec::new(),
             ops: Vec::new(),
+            notices: Vec::new(),
         }
     }
 }
@@ -345,6 +348,58 @@ impl ContainerState {
             self.dirs.insert(dir.to_string());
             p = parent;
         }
+    }
+
+    /// Records an occurrence of the custom notice `key` with `data`, as a workload's
+    /// `pebble notify` would.
+    pub fn with_notice(mut self, key: &str, data: &[(&str, &str)]) -> ContainerState {
+        self.record_notice(&Notify {
+            key: key.into(),
+            data: data
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            repeat_after: None,
+        });
+        self
+    }
+
+    /// Records an occurrence of a custom notice with Pebble's rules (one notice per
+    /// key; another occurrence counts and repeats it, unless `repeat_after` is set:
+    /// occurrences here are instantaneous, so it holds the repeat back). Times come
+    /// from a counter, fixed-width, so they order as strings do. Returns the id.
+    pub fn record_notice(&mut self, notify: &Notify) -> String {
+        let tick = self.notices.iter().map(|n| n.occurrences).sum::<u64>() + 1;
+        let now = format!("2024-01-01T00:00:00.{tick:09}Z");
+        if let Some(n) = self
+            .notices
+            .iter_mut()
+            .find(|n| n.kind == "custom" && n.key == notify.key)
+        {
+            n.occurrences += 1;
+            n.last_occurred = now.clone();
+            if notify.repeat_after.is_none() {
+                n.last_repeated = now;
+            }
+            n.last_data = notify.data.clone();
+            n.repeat_after = notify.repeat_after.clone();
+            return n.id.clone();
+        }
+        let id = (self.notices.len() + 1).to_string();
+        self.notices.push(Notice {
+            id: id.clone(),
+            user_id: None,
+            kind: "custom".into(),
+            key: notify.key.clone(),
+            first_occurred: now.clone(),
+            last_occurred: now.clone(),
+            last_repeated: now,
+            occurrences: 1,
+            last_data: notify.data.clone(),
+            repeat_after: notify.repeat_after.clone(),
+            expire_after: Some("168h0m0s".into()),
+        });
+        id
     }
 
     /// A file's content as text.

@@ -25,13 +25,23 @@ pub enum Request {
         app: String,
         units: u32,
     },
-    /// Units by name, or with `count` the application's highest-numbered units.
+    /// Units by name, or with `count` the application's highest-numbered units;
+    /// `force` skips hooks that fail, `no_wait` (with `force`) runs none.
     RemoveUnit {
         names: Vec<String>,
         count: u32,
+        #[serde(default)]
+        force: bool,
+        #[serde(default)]
+        no_wait: bool,
     },
+    /// `force` and `no_wait` apply to each unit, as for [`Request::RemoveUnit`].
     RemoveApplication {
         apps: Vec<String>,
+        #[serde(default)]
+        force: bool,
+        #[serde(default)]
+        no_wait: bool,
     },
     Integrate {
         a: String,
@@ -75,6 +85,19 @@ pub enum Request {
     Pending,
     AdvanceClock {
         seconds: u64,
+    },
+    /// Fixes the order units run in (`None`: unit-name order).
+    SetSeed {
+        seed: Option<u64>,
+    },
+    FailNextHook {
+        unit: String,
+    },
+    /// SIGKILLs a workload service; answers the unit's name.
+    KillWorkload {
+        unit: String,
+        container: String,
+        service: String,
     },
     /// Stops the controller and its workloads; `destroy` removes the model too.
     Shutdown {

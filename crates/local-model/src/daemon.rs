@@ -219,6 +219,20 @@ fn wait_installed(shared: &Shared, unit: &str, wait: u64) -> Result<(), Controll
     }
 }
 
+/// `juju remove-unit [--force [--no-wait]]` on one unit.
+fn remove_unit(
+    c: &mut Controller,
+    unit: &str,
+    force: bool,
+    no_wait: bool,
+) -> Result<(), ControllerError> {
+    match (force, no_wait) {
+        (true, true) => c.remove_unit_abruptly(unit),
+        (true, false) => c.force_remove_unit(unit),
+        _ => c.remove_unit(unit),
+    }
+}
+
 fn handle(
     shared: &Shared,
     stream: &UnixStream,
@@ -261,21 +275,49 @@ fn handle(
             }
             Ok(json!(added))
         }
-        Request::RemoveUnit { names, count } => {
+        Request::RemoveUnit {
+            names,
+            count,
+            force,
+            no_wait,
+        } => {
+            // An abrupt removal must not land while one of its hooks runs.
+            let _turn = no_wait.then(|| shared.turn());
             let mut c = shared.lock();
-            if count > 0 {
+            let names = if count > 0 {
                 let app = names.first().cloned().unwrap_or_default();
-                return Ok(json!(c.remove_units(&app, count as usize)?));
-            }
+                c.units_to_remove(&app, count as usize)?
+            } else {
+                names
+                    .iter()
+                    .map(|n| c.unit_name(n))
+                    .collect::<Result<_, _>>()?
+            };
             for n in &names {
-                c.remove_unit(n)?;
+                remove_unit(&mut c, n, force, no_wait)?;
             }
             Ok(json!(names))
         }
-        Request::RemoveApplication { apps } => {
+        Request::RemoveApplication {
+            apps,
+            force,
+            no_wait,
+        } => {
+            let _turn = no_wait.then(|| shared.turn());
             let mut c = shared.lock();
             for a in &apps {
                 c.remove_application(a)?;
+                let units: Vec<String> = c
+                    .model
+                    .applications
+                    .get(a)
+                    .map(|x| x.units.keys().cloned().collect())
+                    .unwrap_or_default();
+                if force {
+                    for u in &units {
+                        remove_unit(&mut c, u, force, no_wait)?;
+                    }
+                }
             }
             Ok(Value::Null)
         }
@@ -350,6 +392,26 @@ fn handle(
         Request::AdvanceClock { seconds } => {
             shared.lock().advance_clock(seconds)?;
             Ok(Value::Null)
+        }
+        Request::SetSeed { seed } => {
+            shared.lock().set_seed(seed)?;
+            Ok(Value::Null)
+        }
+        Request::FailNextHook { unit } => {
+            let mut c = shared.lock();
+            let name = c.unit_name(&unit)?;
+            c.fail_next_hook(&name)?;
+            Ok(json!(name))
+        }
+        Request::KillWorkload {
+            unit,
+            container,
+            service,
+        } => {
+            let mut c = shared.lock();
+            let name = c.unit_name(&unit)?;
+            c.kill_workload(&name, &container, &service)?;
+            Ok(json!(name))
         }
         Request::Shutdown { destroy } => {
             send(stream, &Reply::Done(Value::Null));

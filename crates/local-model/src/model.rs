@@ -38,6 +38,11 @@ pub struct Model {
     /// The last task (action or exec) id handed out.
     #[serde(default)]
     pub next_task: u64,
+    /// When a seed fixes the order units run in (`juju set-seed`), the state of
+    /// the generator that shuffles each round; saved, so a restarted controller
+    /// carries on the same sequence.
+    #[serde(default)]
+    pub seed: Option<u64>,
 }
 
 /// A deployed application.
@@ -100,6 +105,26 @@ pub struct Unit {
     /// restarted controller gives it back to the container's new Pebble.
     #[serde(default)]
     pub plans: BTreeMap<String, Plan>,
+    /// Its next hook is made to fail (`juju fail-next-hook`, a test control).
+    #[serde(default)]
+    pub fail_next_hook: bool,
+    /// Removed with `--force`: a hook that fails is skipped rather than leaving
+    /// the unit in error.
+    #[serde(default)]
+    pub forced: bool,
+    /// The custom notices each container's Pebble holds, as of the controller's
+    /// last look (each container's own, oldest last repeat first).
+    #[serde(default)]
+    pub notices: BTreeMap<String, Vec<NoticeRecord>>,
+}
+
+/// A custom notice in a container: what its hook is told, and when it last
+/// repeated (RFC 3339, as the Pebble server writes it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeRecord {
+    pub id: String,
+    pub key: String,
+    pub last_repeated: String,
 }
 
 /// What one unit's charm has been told so far.
@@ -124,6 +149,10 @@ pub struct Seen {
     #[serde(default)]
     pub secret_expiries: BTreeSet<(String, u64)>,
     pub status_tick: u64,
+    /// Per container, each notice id with the last repeat its
+    /// pebble-custom-notice announced.
+    #[serde(default)]
+    pub notices: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// What a unit has seen of one relation.

@@ -4,6 +4,7 @@
 //! hooks collapse into one. [`done`] records what a successful hook showed.
 
 use crate::model::{Application, Life, Model, RelationRecord, SecretOwnerRecord, Unit};
+use charm::event::Notice;
 use charm::relation::{app_of, Relation};
 use charm::{Event, RelationEvent, SecretEvent, SecretId};
 
@@ -84,6 +85,9 @@ pub fn next_hook(model: &Model, unit_name: &str) -> Option<Event> {
         return Some(Event::PebbleReady {
             container: c.clone(),
         });
+    }
+    if let Some(event) = notice_due(unit) {
+        return Some(event);
     }
     for s in &model.secrets {
         let Some(consumer) = s.consumers.get(unit_name) else {
@@ -218,6 +222,28 @@ pub fn next_hook(model: &Model, unit_name: &str) -> Option<Event> {
     None
 }
 
+/// The oldest custom notice, across the unit's containers that are up, that
+/// is new or has repeated since its last pebble-custom-notice: one hook per
+/// repeat, however often it occurred in between (Juju's notice watcher).
+fn notice_due(unit: &Unit) -> Option<Event> {
+    unit.containers_up
+        .iter()
+        .filter_map(|c| Some((c, unit.notices.get(c)?)))
+        .flat_map(|(c, notices)| notices.iter().map(move |n| (c, n)))
+        .filter(|(c, n)| {
+            unit.seen.notices.get(*c).and_then(|s| s.get(&n.id)) != Some(&n.last_repeated)
+        })
+        .min_by(|a, b| a.1.last_repeated.cmp(&b.1.last_repeated))
+        .map(|(c, n)| Event::PebbleCustomNotice {
+            container: c.clone(),
+            notice: Notice {
+                id: n.id.clone(),
+                kind: "custom".into(),
+                key: n.key.clone(),
+            },
+        })
+}
+
 /// A secret the unit owns whose rotation is due (secret-rotate) or one of
 /// whose revisions has expired (secret-expired), by the model's clock.
 fn secret_due(model: &Model, unit_name: &str, leader: bool) -> Option<Event> {
@@ -314,6 +340,14 @@ pub fn done(model: &mut Model, unit_name: &str, event: &Event) {
     let Some(unit) = model.unit_mut(unit_name) else {
         return;
     };
+    if let Event::PebbleCustomNotice { container, notice } = event {
+        let current = unit.notices.get(container).cloned().unwrap_or_default();
+        let seen = unit.seen.notices.entry(container.clone()).or_default();
+        seen.retain(|id, _| current.iter().any(|n| &n.id == id));
+        if let Some(n) = current.iter().find(|n| n.id == notice.id) {
+            seen.insert(n.id.clone(), n.last_repeated.clone());
+        }
+    }
     let seen = &mut unit.seen;
     match event {
         Event::Install => seen.installed = true,

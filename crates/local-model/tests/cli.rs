@@ -1,6 +1,8 @@
 //! The `juju` CLI against its controller daemon: deploy and wait, the state
 //! surviving a controller killed with SIGKILL (restarted by the next command,
-//! which carries on running hooks), debug-log, and destroy-model.
+//! which carries on running hooks), debug-log, and destroy-model; and the test
+//! controls: fail-next-hook with resolve (retried or skipped), kill-workload,
+//! `remove-unit --force [--no-wait]`, and set-seed.
 
 mod common;
 
@@ -21,6 +23,14 @@ impl Cli {
             .env_remove("JUJU_MODEL")
             .output()
             .unwrap()
+    }
+
+    /// A command that must fail: its exit code and its one stderr line.
+    fn fails(&self, args: &[&str]) -> (i32, String) {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success(), "juju {args:?} succeeded: {stderr}");
+        (out.status.code().unwrap_or(-1), stderr)
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -48,11 +58,20 @@ impl Cli {
 }
 
 impl Drop for Cli {
+    /// Stops the controller the test left running and waits until it has
+    /// stopped its workloads and exited.
     fn drop(&mut self) {
         if self.home.join("local/controller.pid").exists() {
+            let pid = self.pid();
             // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(self.pid(), libc::SIGTERM) };
-            std::thread::sleep(std::time::Duration::from_millis(500));
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            for _ in 0..300 {
+                // SAFETY: as above; signal 0 only checks the process exists.
+                if unsafe { libc::kill(pid, 0) } != 0 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
         }
     }
 }
@@ -130,4 +149,282 @@ fn the_cli_drives_a_daemon_whose_state_survives_a_crash() {
 
     cli.ok(&["destroy-model", "local", "--no-prompt"]);
     assert!(!cli.home.join("local").exists());
+}
+
+fn peer_charm(scratch: &Scratch) -> PathBuf {
+    let python = venv();
+    pack(
+        &scratch.0,
+        "ops-peer",
+        "packed",
+        &python,
+        &[v0_lib_dir(&python)],
+    )
+}
+
+/// `(unit, hook)` for each hook that ran, in order, from `debug-log`.
+fn hooks_run(cli: &Cli) -> Vec<String> {
+    cli.ok(&["debug-log", "--replay", "--no-tail"])
+        .lines()
+        .filter_map(|l| {
+            let (entity, rest) = l.split_once(": ")?;
+            let hook = rest.split_once("juju.worker.uniter.operation ran ")?.1;
+            Some(format!("{entity} {hook}"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_failed_hook_is_retried_or_skipped_by_resolve() {
+    let scratch = Scratch::new("cli-fail");
+    let charm = peer_charm(&scratch);
+    let cli = Cli {
+        home: scratch.0.join("home"),
+    };
+    cli.ok(&["deploy", charm.to_str().unwrap(), "peer", "-n", "2"]);
+    cli.ok(&["wait", "--timeout", "120s"]);
+
+    assert_eq!(
+        cli.fails(&["fail-next-hook", "nope/0"]),
+        (1, "ERROR unit \"nope/0\" not found\n".into())
+    );
+    assert_eq!(cli.fails(&["fail-next-hook"]).0, 2);
+    assert_eq!(
+        cli.fails(&["resolve", "peer/1"]),
+        (1, "ERROR unit \"peer/1\" is not in an error state\n".into())
+    );
+
+    cli.ok(&["fail-next-hook", "peer/1"]);
+    cli.ok(&["config", "peer", "greeting=retried"]);
+    let (code, err) = cli.fails(&["wait", "--timeout", "60s"]);
+    assert_eq!(
+        (code, err.lines().last()),
+        (1, Some("ERROR units in error: peer/1 (config-changed)"))
+    );
+    let unit = &cli.status()["applications"]["peer"]["units"]["peer/1"];
+    assert_eq!(unit["workload-status"]["current"], "error");
+    assert_eq!(
+        unit["workload-status"]["message"],
+        "hook failed: \"config-changed\""
+    );
+    let table = cli.ok(&["status"]);
+    let line = table.lines().find(|l| l.starts_with("peer/1 ")).unwrap();
+    assert!(
+        line.contains(" error ") && line.ends_with("hook failed: \"config-changed\""),
+        "{table}"
+    );
+    let log = cli.ok(&["debug-log", "--replay", "--no-tail", "--include", "peer/1"]);
+    assert!(log.contains("\"config-changed\" hook failed"), "{log}");
+
+    // resolve: the hook runs again and its changes are committed.
+    cli.ok(&["resolve", "peer/1"]);
+    cli.ok(&["wait", "--timeout", "60s"]);
+    let greeting = |cli: &Cli| {
+        let shown: Value =
+            serde_json::from_str(&cli.ok(&["show-unit", "peer/1", "--format", "json"])).unwrap();
+        shown["peer/1"]["relation-info"][0]["local-unit"]["data"]["greeting"].clone()
+    };
+    assert_eq!(greeting(&cli), "retried");
+    let unit = &cli.status()["applications"]["peer"]["units"]["peer/1"];
+    assert_eq!(unit["workload-status"]["current"], "active");
+
+    // resolve --no-retry: the failed hook counts as done and does not run again.
+    cli.ok(&["fail-next-hook", "peer/1"]);
+    cli.ok(&["config", "peer", "greeting=skipped"]);
+    assert_eq!(cli.fails(&["wait", "--timeout", "60s"]).0, 1);
+    cli.ok(&["resolve", "--no-retry", "peer/1"]);
+    cli.ok(&["wait", "--timeout", "60s"]);
+    assert_eq!(greeting(&cli), "retried");
+    let unit = &cli.status()["applications"]["peer"]["units"]["peer/1"];
+    assert_eq!(unit["workload-status"]["current"], "active");
+    let log = cli.ok(&["debug-log", "--replay", "--no-tail", "--include", "peer/1"]);
+    assert_eq!(
+        log.matches("ran \"config-changed\" hook").count(),
+        2,
+        "the install-time run and the retry, not the skipped one: {log}"
+    );
+}
+
+#[test]
+fn remove_unit_force_no_wait_runs_no_hooks_and_the_others_see_it_go() {
+    let scratch = Scratch::new("cli-abrupt");
+    let charm = peer_charm(&scratch);
+    let cli = Cli {
+        home: scratch.0.join("home"),
+    };
+    cli.ok(&["deploy", charm.to_str().unwrap(), "peer", "-n", "3"]);
+    cli.ok(&["wait", "--timeout", "180s"]);
+    assert_eq!(
+        cli.fails(&["remove-unit", "peer/0", "--no-wait"]),
+        (2, "ERROR --no-wait without --force not valid\n".into())
+    );
+    assert_eq!(
+        cli.fails(&["remove-unit", "peer/7", "--force", "--no-wait"]),
+        (1, "ERROR unit \"peer/7\" not found\n".into())
+    );
+
+    // The leader goes at once: no stop or remove hook; the others see it
+    // depart, and one of them is elected.
+    let before = hooks_run(&cli).len();
+    cli.ok(&["remove-unit", "peer/0", "--force", "--no-wait"]);
+    cli.ok(&["wait", "--timeout", "60s"]);
+    let status = cli.status();
+    let units = status["applications"]["peer"]["units"].as_object().unwrap();
+    assert_eq!(
+        units.keys().collect::<Vec<_>>(),
+        ["peer/1", "peer/2"],
+        "{status}"
+    );
+    assert_eq!(units["peer/1"]["leader"], true);
+    let after = hooks_run(&cli)[before..].to_vec();
+    assert!(
+        !after.iter().any(|h| h.starts_with("unit-peer-0 ")),
+        "{after:?}"
+    );
+    for expected in [
+        "unit-peer-1 \"leader-elected\" hook",
+        "unit-peer-1 \"replicas-relation-departed\" hook",
+        "unit-peer-2 \"replicas-relation-departed\" hook",
+    ] {
+        assert!(after.iter().any(|h| h == expected), "{expected}: {after:?}");
+    }
+    assert!(!cli.home.join("local/units/peer-0").exists());
+
+    // --force alone: a unit in error still leaves, running its hooks.
+    cli.ok(&["fail-next-hook", "peer/2"]);
+    cli.ok(&["config", "peer", "greeting=bye"]);
+    assert_eq!(cli.fails(&["wait", "--timeout", "60s"]).0, 1);
+    cli.ok(&["remove-unit", "peer/2", "--force"]);
+    cli.ok(&["wait", "--timeout", "60s"]);
+    let status = cli.status();
+    let units = status["applications"]["peer"]["units"].as_object().unwrap();
+    assert_eq!(units.keys().collect::<Vec<_>>(), ["peer/1"], "{status}");
+    let hooks = hooks_run(&cli);
+    assert!(hooks.iter().any(|h| h == "unit-peer-2 \"remove\" hook"));
+}
+
+/// The hooks a seeded model runs for three units, with the controller
+/// restarted between set-seed and deploy when `restart` is set.
+fn seeded_order(seed: &str, restart: bool) -> Vec<String> {
+    let scratch = Scratch::new(&format!("cli-seed-{seed}-{restart}"));
+    let charm = peer_charm(&scratch);
+    let cli = Cli {
+        home: scratch.0.join("home"),
+    };
+    cli.ok(&["set-seed", seed]);
+    if restart {
+        cli.ok(&["kill-controller", "--no-prompt"]);
+    }
+    cli.ok(&["deploy", charm.to_str().unwrap(), "peer", "-n", "3"]);
+    cli.ok(&["wait", "--timeout", "180s"]);
+    hooks_run(&cli)
+}
+
+#[test]
+fn a_seed_fixes_the_hook_order_across_controller_restarts() {
+    let cli = Cli {
+        home: std::env::temp_dir().join(format!("lm-cli-seed-usage-{}", std::process::id())),
+    };
+    assert_eq!(cli.fails(&["set-seed", "soon"]).0, 2);
+    assert_eq!(cli.fails(&["set-seed"]).0, 2);
+    let a = seeded_order("42", true);
+    assert!(a.len() > 12, "{a:?}");
+    assert_eq!(
+        a,
+        seeded_order("42", false),
+        "the same seed, the same order"
+    );
+    assert_ne!(a, seeded_order("43", false), "another seed, another order");
+}
+
+/// Processes whose root is inside `dir` (a sandboxed service's root).
+fn processes_in(dir: &Path) -> Vec<i32> {
+    let dir = dir.canonicalize().unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse().ok()?;
+            let root = std::fs::read_link(e.path().join("root")).ok()?;
+            root.starts_with(&dir).then_some(pid)
+        })
+        .collect()
+}
+
+#[test]
+fn kill_workload_kills_a_service_and_pebble_brings_it_back() {
+    let ok = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "example-charm",
+            "--bin",
+            "example-charm",
+        ])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let scratch = Scratch::new("cli-kill");
+    let charm = scratch.0.join("example-charm");
+    std::fs::create_dir_all(&charm).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../example-charm/charm");
+    for f in ["metadata.yaml", "config.yaml", "actions.yaml"] {
+        std::fs::copy(src.join(f), charm.join(f)).unwrap();
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_hook-tool")).with_file_name("example-charm");
+    std::fs::copy(&bin, charm.join("dispatch")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let cli = Cli {
+        home: scratch.0.join("home"),
+    };
+    cli.ok(&[
+        "deploy",
+        charm.to_str().unwrap(),
+        "web",
+        "--config",
+        &format!("port={port}"),
+    ]);
+    cli.ok(&["wait", "--timeout", "120s"]);
+    let root = cli.home.join("local/units/web-0/rootfs/web");
+    let before = processes_in(&root);
+    assert!(!before.is_empty(), "the web service runs");
+
+    for (args, error) in [
+        (
+            ["kill-workload", "web/9", "web", "web"],
+            "ERROR unit \"web/9\" not found\n",
+        ),
+        (
+            ["kill-workload", "web/0", "db", "web"],
+            "ERROR unit \"web/0\" has no container \"db\"\n",
+        ),
+        (
+            ["kill-workload", "web/0", "web", "nginx"],
+            "ERROR container \"web\" of unit \"web/0\" has no service \"nginx\"\n",
+        ),
+    ] {
+        assert_eq!(cli.fails(&args), (1, error.to_string()));
+    }
+    assert_eq!(cli.fails(&["kill-workload", "web/0", "web"]).0, 2);
+
+    cli.ok(&["kill-workload", "web/0", "web", "web"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let now = processes_in(&root);
+        if !now.is_empty() && now.iter().all(|p| !before.contains(p)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service did not come back: {before:?} then {now:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

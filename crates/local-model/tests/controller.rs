@@ -174,7 +174,7 @@ fn order_with(seed: Option<u64>) -> Vec<String> {
     let scratch = Scratch::new(&format!("ctl-seed-{seed:?}"));
     let charm = peer_charm(&scratch);
     let mut c = controller(&scratch);
-    c.set_seed(seed);
+    c.set_seed(seed).unwrap();
     c.deploy(&charm, "peer", 3, &[]).unwrap();
     c.settle()
         .unwrap()

@@ -1,9 +1,9 @@
 //! Hook order against the runtime contract §3: startup, relation created, joined,
 //! changed, departed and broken, the departing unit, no relation-changed to the
-//! writer, and many changes coalesced into one hook.
+//! writer, many changes coalesced into one hook, and Pebble custom notices.
 
 use charm::Databag;
-use local_model::model::{Application, End, Life, Model, RelationRecord, Unit};
+use local_model::model::{Application, End, Life, Model, NoticeRecord, RelationRecord, Unit};
 use local_model::resolver::{done, next_hook};
 use std::collections::BTreeSet;
 
@@ -267,4 +267,114 @@ fn config_and_address_changes_run_config_changed_once() {
     assert_eq!(settle(&mut m, "pgb/0"), ["config-changed"]);
     m.unit_mut("pgb/0").unwrap().address = "127.0.1.9".into();
     assert_eq!(settle(&mut m, "pgb/0"), ["config-changed"]);
+}
+
+/// Sets what a container's Pebble holds: (id, key, last repeat) per notice.
+fn set_notices(model: &mut Model, unit: &str, container: &str, notices: &[(&str, &str, &str)]) {
+    let records = notices
+        .iter()
+        .map(|(id, key, at)| NoticeRecord {
+            id: id.to_string(),
+            key: key.to_string(),
+            last_repeated: format!("2024-01-01T00:00:{at}.000000000Z"),
+        })
+        .collect();
+    let u = model.unit_mut(unit).unwrap();
+    u.notices.insert(container.into(), records);
+}
+
+/// Each hook with the notice it announces (`JUJU_NOTICE_ID`, `JUJU_NOTICE_KEY`).
+fn notice_hooks(model: &mut Model, unit: &str) -> Vec<String> {
+    let mut hooks = Vec::new();
+    while let Some(event) = next_hook(model, unit) {
+        let env: std::collections::BTreeMap<_, _> = event.env().into_iter().collect();
+        hooks.push(match env.get("JUJU_NOTICE_ID") {
+            Some(id) => format!(
+                "{} {} {id} {} {}",
+                event.hook_name(),
+                env["JUJU_WORKLOAD_NAME"],
+                env["JUJU_NOTICE_TYPE"],
+                env["JUJU_NOTICE_KEY"]
+            ),
+            None => event.hook_name(),
+        });
+        done(model, unit, &event);
+        assert!(hooks.len() < 100, "no end: {hooks:?}");
+    }
+    hooks
+}
+
+#[test]
+fn a_custom_notice_fires_once_per_repeat_oldest_first_after_pebble_ready() {
+    let mut m = Model::default();
+    deploy(&mut m, "pg", 1, None);
+    let u = m.unit_mut("pg/0").unwrap();
+    u.containers_up.insert("postgresql".into());
+    u.containers_up.insert("backup".into());
+    set_notices(
+        &mut m,
+        "pg/0",
+        "postgresql",
+        &[("2", "example.com/b", "05")],
+    );
+    set_notices(&mut m, "pg/0", "backup", &[("1", "example.com/a", "03")]);
+    assert_eq!(
+        notice_hooks(&mut m, "pg/0"),
+        [
+            "install",
+            "leader-elected",
+            "backup-pebble-ready",
+            "postgresql-pebble-ready",
+            "backup-pebble-custom-notice backup 1 custom example.com/a",
+            "postgresql-pebble-custom-notice postgresql 2 custom example.com/b",
+            "config-changed",
+            "start",
+        ]
+    );
+    // Occurring again without repeating changes nothing; repeating fires once,
+    // however many times it occurred; a new key fires after it.
+    set_notices(
+        &mut m,
+        "pg/0",
+        "postgresql",
+        &[("2", "example.com/b", "05")],
+    );
+    assert!(notice_hooks(&mut m, "pg/0").is_empty());
+    set_notices(
+        &mut m,
+        "pg/0",
+        "postgresql",
+        &[("2", "example.com/b", "09"), ("3", "example.com/c", "10")],
+    );
+    assert_eq!(
+        notice_hooks(&mut m, "pg/0"),
+        [
+            "postgresql-pebble-custom-notice postgresql 2 custom example.com/b",
+            "postgresql-pebble-custom-notice postgresql 3 custom example.com/c",
+        ]
+    );
+    // A restarted Pebble numbers its notices from 1 again: still new.
+    set_notices(
+        &mut m,
+        "pg/0",
+        "postgresql",
+        &[("1", "example.com/b", "30")],
+    );
+    assert_eq!(
+        notice_hooks(&mut m, "pg/0"),
+        ["postgresql-pebble-custom-notice postgresql 1 custom example.com/b"]
+    );
+    assert_eq!(m.unit("pg/0").unwrap().seen.notices["postgresql"].len(), 1);
+}
+
+#[test]
+fn older_model_files_load_without_notices() {
+    let mut m = Model::default();
+    deploy(&mut m, "pg", 1, None);
+    let mut json = serde_json::to_value(&m).unwrap();
+    let unit = &mut json["applications"]["pg"]["units"]["pg/0"];
+    unit.as_object_mut().unwrap().remove("notices");
+    unit["seen"].as_object_mut().unwrap().remove("notices");
+    let back: Model = serde_json::from_value(json).unwrap();
+    assert!(back.unit("pg/0").unwrap().notices.is_empty());
 }

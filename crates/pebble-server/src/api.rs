@@ -3,13 +3,15 @@
 use crate::checks::Checks;
 use crate::files::{FileError, Files, Options};
 use crate::http::{Request, Response};
+use crate::notices::{self, Filter, Notices};
 use crate::plan::{self, parse_duration};
 use crate::services::{signal_number, ServiceError, Services};
 use charm::pebble::multipart::{self, Part};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// The version `GET /v1/system-info` reports.
 pub const VERSION: &str = "1.32.1-local";
@@ -19,7 +21,13 @@ pub(crate) struct Api {
     pub services: Arc<Services>,
     pub checks: Checks,
     pub files: Files,
+    pub notices: Notices,
 }
+
+/// The longest custom notice key.
+const MAX_NOTICE_KEY: usize = 256;
+/// The most a notice's data may take, as JSON.
+const MAX_NOTICE_DATA: usize = 4 * 1024;
 
 fn json_response(status: u16, value: &Value) -> Response {
     Response {
@@ -101,10 +109,19 @@ impl Api {
                     .infos(request.query("level"), &list_param(request, "names")),
             )),
             ("GET", p) if p.starts_with("/v1/changes/") => self.change(request, &p[12..]),
+            ("GET", "/v1/notices") => self.notices(request),
+            ("POST", "/v1/notices") => self.notify(request),
+            ("GET", p) if p.starts_with("/v1/notices/") => {
+                let id = &p["/v1/notices/".len()..];
+                self.notices
+                    .get(id)
+                    .map(|n| sync(json!(n)))
+                    .ok_or_else(|| error(404, "", format!("cannot find notice with ID {id:?}")))
+            }
             (
                 _,
                 "/v1/system-info" | "/v1/health" | "/v1/layers" | "/v1/plan" | "/v1/services"
-                | "/v1/files" | "/v1/signals" | "/v1/checks",
+                | "/v1/files" | "/v1/signals" | "/v1/checks" | "/v1/notices",
             ) => Ok(error(405, "", "method not allowed")),
             _ => Ok(error(404, "", "not found")),
         };
@@ -180,6 +197,103 @@ impl Api {
         }
         let change = self.services.change(id).ok_or_else(missing)?;
         Ok(sync(change))
+    }
+
+    /// `GET /v1/notices`: filtered by `types`, `keys` and `after`; with `timeout`,
+    /// waits that long for a match when there is none yet. Unknown types are ignored.
+    fn notices(&self, request: &Request) -> Result<Response, Response> {
+        let after = match request.query("after") {
+            Some(a) if !a.is_empty() => Some(
+                crate::timefmt::parse_rfc3339(a)
+                    .map_err(|e| bad_request(format!("invalid \"after\" timestamp: {e}")))?,
+            ),
+            _ => None,
+        };
+        let types = list_param(request, "types");
+        let known: Vec<String> = types
+            .iter()
+            .filter(|t| matches!(t.as_str(), "custom" | "change-update" | "warning"))
+            .cloned()
+            .collect();
+        if !types.is_empty() && known.is_empty() {
+            return Ok(sync(json!([])));
+        }
+        let filter = Filter {
+            types: known,
+            keys: list_param(request, "keys"),
+            after,
+        };
+        let found = match request.query("timeout") {
+            Some(t) if !t.is_empty() => {
+                let timeout =
+                    parse_duration(t).map_err(|e| bad_request(format!("invalid timeout: {e}")))?;
+                self.notices.wait(&filter, timeout)
+            }
+            _ => self.notices.list(&filter),
+        };
+        Ok(sync(json!(found)))
+    }
+
+    /// `POST /v1/notices`: records an occurrence of a custom notice.
+    fn notify(&self, request: &Request) -> Result<Response, Response> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        struct Body {
+            action: String,
+            #[serde(rename = "type", default)]
+            kind: String,
+            #[serde(default)]
+            key: String,
+            #[serde(default)]
+            repeat_after: String,
+            #[serde(default)]
+            data: Value,
+        }
+        let body: Body = parse_json(request)?;
+        if body.action != "add" {
+            return Err(bad_request(format!("invalid action {:?}", body.action)));
+        }
+        if body.kind != notices::CUSTOM {
+            return Err(bad_request(format!(
+                "invalid type {:?} (can only add \"custom\" notices)",
+                body.kind
+            )));
+        }
+        if !notices::valid_custom_key(&body.key) {
+            return Err(bad_request(format!(
+                "invalid key {:?} (must be in \"domain.com/key\" format)",
+                body.key
+            )));
+        }
+        if body.key.len() > MAX_NOTICE_KEY {
+            return Err(bad_request(format!(
+                "key must be {MAX_NOTICE_KEY} bytes or less"
+            )));
+        }
+        let repeat_after = match body.repeat_after.as_str() {
+            "" => Duration::ZERO,
+            r => {
+                parse_duration(r).map_err(|e| bad_request(format!("invalid repeat-after: {e}")))?
+            }
+        };
+        if body.data.to_string().len() > MAX_NOTICE_DATA {
+            return Err(bad_request(format!(
+                "total size of data must be {MAX_NOTICE_DATA} bytes or less"
+            )));
+        }
+        let data: BTreeMap<String, String> = match body.data {
+            Value::Null => BTreeMap::new(),
+            data => serde_json::from_value(data)
+                .map_err(|e| bad_request(format!("cannot decode notice data: {e}")))?,
+        };
+        let id = self.notices.add(
+            notices::CUSTOM,
+            &body.key,
+            data,
+            repeat_after,
+            SystemTime::now(),
+        );
+        Ok(sync(json!({"id": id})))
     }
 
     fn signal(&self, request: &Request) -> Result<Response, Response> {

@@ -1,6 +1,9 @@
 //! A Pebble-compatible API server for one container: layers and the plan, services
 //! as real processes (optionally chrooted into the container's root), files under
-//! that root, signals and health checks, over HTTP/1.1 on a unix socket.
+//! that root, signals, health checks and notices, over HTTP/1.1 on a unix socket.
+//! The same API is served inside the root too ([`CONTAINER_SOCKETS`]), so the
+//! container's processes can record notices (`pebble notify`, or
+//! `curl --unix-socket "$PEBBLE_SOCKET" -d '{"action":"add","type":"custom","key":"example.com/x"}' http://localhost/v1/notices`).
 //!
 //! ```no_run
 //! use pebble_server::{PebbleServer, ServerConfig};
@@ -19,6 +22,7 @@ mod checks;
 mod files;
 mod http;
 mod image;
+mod notices;
 mod plan;
 mod sandbox;
 mod services;
@@ -26,7 +30,11 @@ mod timefmt;
 
 pub use api::VERSION;
 
+use charm::pebble::Notice;
+use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +44,14 @@ use std::time::Duration;
 
 /// How long a connection may sit idle before it is dropped.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where the container's own processes reach the API, inside its root: where Juju
+/// puts a workload container's socket (`PEBBLE_SOCKET`, set for every service),
+/// and Pebble's default, where `pebble` looks without it.
+pub const CONTAINER_SOCKETS: [&str; 2] = [
+    "/charm/container/pebble.socket",
+    "/var/lib/pebble/default/.pebble.socket",
+];
 
 /// Where the server listens and what it manages.
 #[derive(Clone, Debug)]
@@ -69,6 +85,46 @@ pub enum ServerError {
     InUse(String),
 }
 
+/// A socket inside the container's root, reached through a descriptor of its
+/// directory, so a root deeper than a socket address allows still works.
+struct InnerSocket {
+    dir: File,
+    name: String,
+}
+
+impl InnerSocket {
+    /// Binds the socket at container path `path` (world-writable, so that every
+    /// user in the container can connect).
+    fn bind(root: &Path, path: &str) -> io::Result<(InnerSocket, UnixListener)> {
+        let host = root.join(path.trim_start_matches('/'));
+        let (Some(parent), Some(name)) = (host.parent(), host.file_name()) else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, path));
+        };
+        std::fs::create_dir_all(parent)?;
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(parent)?;
+        let socket = InnerSocket {
+            dir,
+            name: name.to_string_lossy().into_owned(),
+        };
+        let _ = std::fs::remove_file(socket.path());
+        let listener = UnixListener::bind(socket.path())?;
+        std::fs::set_permissions(socket.path(), std::fs::Permissions::from_mode(0o666))?;
+        Ok((socket, listener))
+    }
+
+    /// A short path to the socket.
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "/proc/self/fd/{}/{}",
+            self.dir.as_raw_fd(),
+            self.name
+        ))
+    }
+}
+
 /// A running Pebble server; stopping it (or dropping it) stops every service and
 /// removes the socket.
 pub struct PebbleServer {
@@ -76,7 +132,10 @@ pub struct PebbleServer {
     root: PathBuf,
     api: Arc<api::Api>,
     stopping: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
+    /// The sockets inside the root.
+    inner: Vec<InnerSocket>,
+    /// One accept loop per socket.
+    accept: Vec<JoinHandle<()>>,
     /// The image's overlays, unmounted once the services are stopped.
     image: Option<image::Image>,
 }
@@ -126,24 +185,53 @@ impl PebbleServer {
             root: root.clone(),
             enabled: config.sandbox,
         };
+        let mut listeners = vec![listener];
+        let mut inner = Vec::new();
+        for path in CONTAINER_SOCKETS {
+            let (socket, listener) =
+                InnerSocket::bind(&root, path).map_err(|source| ServerError::Listen {
+                    path: root
+                        .join(path.trim_start_matches('/'))
+                        .display()
+                        .to_string(),
+                    source,
+                })?;
+            inner.push(socket);
+            listeners.push(listener);
+        }
         let api = Arc::new(api::Api {
             services: services::Services::new(sandbox.clone()),
             checks: checks::Checks::new(sandbox),
             files: files::Files::new(root.clone()),
+            notices: notices::Notices::default(),
         });
         let stopping = Arc::new(AtomicBool::new(false));
-        let accept = {
-            let api = Arc::clone(&api);
-            let stopping = Arc::clone(&stopping);
-            std::thread::spawn(move || accept_loop(listener, api, stopping))
-        };
+        let accept = listeners
+            .into_iter()
+            .map(|listener| {
+                let api = Arc::clone(&api);
+                let stopping = Arc::clone(&stopping);
+                std::thread::spawn(move || accept_loop(listener, api, stopping))
+            })
+            .collect();
         Ok(Self {
             socket: config.socket,
             root,
             api,
             stopping,
-            accept: Some(accept),
+            inner,
+            accept,
             image,
+        })
+    }
+
+    /// Every custom notice the container has recorded (expired ones aside),
+    /// oldest last repeat first: what `GET /v1/notices?types=custom` answers,
+    /// without a round trip.
+    pub fn custom_notices(&self) -> Vec<Notice> {
+        self.api.notices.list(&notices::Filter {
+            types: vec![notices::CUSTOM.into()],
+            ..notices::Filter::default()
         })
     }
 
@@ -174,12 +262,20 @@ impl PebbleServer {
         if self.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
-        // Wake the accept loop so it sees the flag.
-        let _ = UnixStream::connect(&self.socket);
-        if let Some(accept) = self.accept.take() {
+        // Wake the accept loops so they see the flag.
+        let paths: Vec<PathBuf> = std::iter::once(self.socket.clone())
+            .chain(self.inner.iter().map(InnerSocket::path))
+            .collect();
+        for path in &paths {
+            let _ = UnixStream::connect(path);
+        }
+        for accept in self.accept.drain(..) {
             let _ = accept.join();
         }
-        let _ = std::fs::remove_file(&self.socket);
+        for path in &paths {
+            let _ = std::fs::remove_file(path);
+        }
+        self.inner.clear();
         self.api.checks.shutdown();
         self.api.services.shutdown();
         self.image = None;

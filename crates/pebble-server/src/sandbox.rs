@@ -219,6 +219,12 @@ impl Sandbox {
             None => std::env::var("HOME").unwrap_or_else(|_| "/".into()),
         };
         command.env("HOME", home);
+        let socket = if self.enabled {
+            PathBuf::from(crate::CONTAINER_SOCKETS[0])
+        } else {
+            inside(&self.root, crate::CONTAINER_SOCKETS[0])
+        };
+        command.env("PEBBLE_SOCKET", socket);
         if let Some(Identity { user: Some(u), .. }) = &identity {
             command.env("USER", u);
         }

@@ -1,6 +1,6 @@
-//! RFC 3339 timestamps, as Pebble writes them.
+//! RFC 3339 timestamps and Go durations, as Pebble writes and reads them.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `time` in UTC as `2006-01-02T15:04:05.000000000Z`.
 pub(crate) fn rfc3339(time: SystemTime) -> String {
@@ -15,6 +15,111 @@ pub(crate) fn rfc3339(time: SystemTime) -> String {
         rem % 60,
         since.subsec_nanos()
     )
+}
+
+/// Parses an RFC 3339 timestamp (`2006-01-02T15:04:05[.frac](Z|±hh:mm)`).
+pub(crate) fn parse_rfc3339(text: &str) -> Result<SystemTime, String> {
+    let bad = || format!("cannot parse {text:?} as an RFC 3339 time");
+    let b = text.as_bytes();
+    let number = |from: usize, len: usize| -> Result<i64, String> {
+        let digits = text.get(from..from + len).ok_or_else(bad)?;
+        if !digits.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(bad());
+        }
+        digits.parse().map_err(|_| bad())
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return Err(bad());
+    }
+    let (year, month, day) = (number(0, 4)?, number(5, 2)?, number(8, 2)?);
+    let (hour, minute, second) = (number(11, 2)?, number(14, 2)?, number(17, 2)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return Err(bad());
+    }
+    let mut i = 19;
+    let mut nanos = 0u32;
+    if b[i] == b'.' {
+        let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let frac = &text[i + 1..i + 1 + digits.min(9)];
+        nanos = format!("{frac:0<9}").parse().map_err(|_| bad())?;
+        i += 1 + digits;
+    }
+    let offset = match &text[i..] {
+        "Z" | "z" => 0,
+        zone if zone.len() == 6
+            && matches!(zone.as_bytes()[0], b'+' | b'-')
+            && zone.as_bytes()[3] == b':' =>
+        {
+            let minutes = number(i + 1, 2)? * 60 + number(i + 4, 2)?;
+            if zone.starts_with('-') {
+                -minutes
+            } else {
+                minutes
+            }
+        }
+        _ => return Err(bad()),
+    };
+    let days = days_from_civil(year, month as u32, day as u32);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset * 60;
+    let secs = u64::try_from(secs).map_err(|_| bad())?;
+    Ok(UNIX_EPOCH + Duration::new(secs, nanos))
+}
+
+/// `d` as Go's `time.Duration.String` writes it (`168h0m0s`, `1.5s`, `20ms`).
+pub(crate) fn go_duration(d: Duration) -> String {
+    /// `n / unit` with the remainder as a trimmed decimal fraction.
+    fn decimal(n: u128, unit: u128, width: usize) -> String {
+        let (whole, rest) = (n / unit, n % unit);
+        if rest == 0 {
+            return whole.to_string();
+        }
+        let frac = format!("{rest:0width$}");
+        format!("{whole}.{}", frac.trim_end_matches('0'))
+    }
+    let ns = d.as_nanos();
+    match ns {
+        0 => "0s".into(),
+        1..=999 => format!("{ns}ns"),
+        1_000..=999_999 => format!("{}µs", decimal(ns, 1_000, 3)),
+        1_000_000..=999_999_999 => format!("{}ms", decimal(ns, 1_000_000, 6)),
+        _ => {
+            let secs = decimal(ns % 60_000_000_000, 1_000_000_000, 9);
+            let minutes = ns / 60_000_000_000;
+            let (hours, minutes) = (minutes / 60, minutes % 60);
+            if hours > 0 {
+                format!("{hours}h{minutes}m{secs}s")
+            } else if minutes > 0 {
+                format!("{minutes}m{secs}s")
+            } else {
+                format!("{secs}s")
+            }
+        }
+    }
+}
+
+/// Howard Hinnant's civil-to-days conversion (days since 1970-01-01).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// Howard Hinnant's days-to-civil conversion.
@@ -43,5 +148,47 @@ mod tests {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn parses_what_it_formats_and_offsets() {
+        for t in [
+            UNIX_EPOCH + Duration::new(1_700_000_000, 5),
+            UNIX_EPOCH + Duration::from_secs(951_782_400),
+            UNIX_EPOCH,
+        ] {
+            assert_eq!(parse_rfc3339(&rfc3339(t)).unwrap(), t);
+        }
+        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 500_000_000);
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20.5Z").unwrap(), t);
+        assert_eq!(parse_rfc3339("2023-11-15T00:13:20.5+02:00").unwrap(), t);
+        assert_eq!(parse_rfc3339("2023-11-14T21:13:20.5-01:00").unwrap(), t);
+        for bad in [
+            "",
+            "2023-11-14",
+            "2023-11-14T22:13:20",
+            "2023-13-14T22:13:20Z",
+            "2023-11-14T22:13:20.Z",
+            "2023-11-14T22:13:20+0200",
+        ] {
+            assert!(parse_rfc3339(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_read_as_go_writes_them() {
+        let cases = [
+            (Duration::ZERO, "0s"),
+            (Duration::from_nanos(15), "15ns"),
+            (Duration::from_micros(1500), "1.5ms"),
+            (Duration::from_millis(20), "20ms"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_secs(3600), "1h0m0s"),
+            (Duration::from_secs(7 * 24 * 3600), "168h0m0s"),
+        ];
+        for (d, text) in cases {
+            assert_eq!(go_duration(d), text);
+        }
     }
 }

@@ -4,7 +4,8 @@
 //! the model through [`state`], choose the DCS in [`dcs`], talk to Patroni
 //! through [`patroni`], to PostgreSQL through [`postgres`], to pods through
 //! [`pods`] and to the container through [`workload`]; [`status`] decides the
-//! unit's status once per dispatch.
+//! unit's status once per dispatch; [`role_change`] handles the notice Patroni's
+//! callback records when this member starts or changes role.
 
 pub mod config;
 pub mod dcs;
@@ -12,6 +13,7 @@ pub mod flows;
 pub mod patroni;
 pub mod pods;
 pub mod postgres;
+pub mod role_change;
 pub mod state;
 pub mod status;
 pub mod workload;
@@ -41,6 +43,11 @@ impl Charm for PostgresqlCharm {
         match event {
             Event::PebbleReady { container } if container == workload::CONTAINER => {
                 lifecycle::pebble_ready(hook, deps, findings)
+            }
+            Event::PebbleCustomNotice { container, notice }
+                if role_change::is_role_change(container, notice) =>
+            {
+                role_change::changed(hook, deps, findings, notice)
             }
             Event::ConfigChanged => lifecycle::config_changed(hook, deps, findings),
             Event::UpdateStatus | Event::UpgradeCharm => {

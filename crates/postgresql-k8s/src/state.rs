@@ -22,6 +22,9 @@ pub const ADDRESS: &str = "private-address";
 pub const TLS: &str = "tls";
 /// Peer unit bag: `"True"` when this unit is leaving the client relations.
 pub const DEPARTING: &str = "departing";
+/// Peer unit bag: when this unit's member last reported a role change (the
+/// notice's last repeat); its change wakes the leader.
+pub const ROLE_CHANGED: &str = "role-changed";
 
 /// The charm's superuser.
 pub const OPERATOR: &str = "operator";

@@ -11,6 +11,47 @@ pub const CONTAINER: &str = "postgresql";
 pub const SERVICE: &str = "postgresql";
 /// PostgreSQL 15's binaries on Debian.
 pub const DEBIAN_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+/// The key of the Pebble custom notice Patroni's callbacks record when this
+/// member starts or changes role, which wakes the charm.
+pub const ROLE_CHANGE_NOTICE: &str = "canonical.com/postgresql/role-change";
+
+/// Patroni's callback (`<script> <action> <role> <scope>`): records
+/// [`ROLE_CHANGE_NOTICE`] with the action and role as data, with Juju's
+/// `pebble` when the container has it, else by a POST to the Pebble socket
+/// inside the container. It holds no secret.
+pub fn notify_script() -> String {
+    format!(
+        r#"#!/bin/sh
+# Patroni callback: <action> <role> <scope>. Records a Pebble custom notice, which
+# runs the charm's postgresql-pebble-custom-notice hook.
+key={ROLE_CHANGE_NOTICE}
+if [ -x /charm/bin/pebble ]; then
+    exec /charm/bin/pebble notify "$key" action="$1" role="$2"
+fi
+exec python3 - "$key" "$1" "$2" <<'EOF'
+import json, os, socket, sys
+key, action, role = sys.argv[1:4]
+data = {{"action": action, "role": role}}
+body = json.dumps({{"action": "add", "type": "custom", "key": key, "data": data}}).encode()
+head = "POST /v1/notices HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+head += "Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+sockets = [os.environ.get("PEBBLE_SOCKET"), "/charm/container/pebble.socket",
+           "/var/lib/pebble/default/.pebble.socket"]
+for path in filter(None, sockets):
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(path)
+            s.sendall(head.encode() + body)
+            if s.recv(4096).split(b" ", 2)[1:2] == [b"200"]:
+                sys.exit(0)
+    except OSError:
+        pass
+sys.exit("cannot record the notice " + key)
+EOF
+"#
+    )
+}
 
 /// Paths in the container, and the binaries' places.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +84,10 @@ impl Layout {
     /// `patroni.yml`.
     pub fn config_path(&self) -> String {
         format!("{}/patroni.yml", self.storage_dir)
+    }
+    /// Patroni's callback script ([`notify_script`]).
+    pub fn notify_script(&self) -> String {
+        format!("{}/notify-role-change", self.storage_dir)
     }
     /// Patroni's password file.
     pub fn pgpass(&self) -> String {
@@ -119,10 +164,16 @@ impl Workload {
         layer
     }
 
-    /// Makes the storage and data directories, owned by the workload's user.
+    /// Makes the storage and data directories, owned by the workload's user,
+    /// and writes Patroni's callback script when it differs.
     pub fn prepare(&self, pebble: &mut dyn Pebble) -> Result<(), PebbleError> {
         pebble.make_dir(&self.layout.storage_dir, &self.options(0o750))?;
-        pebble.make_dir(&self.layout.data_dir, &self.options(0o700))
+        pebble.make_dir(&self.layout.data_dir, &self.options(0o700))?;
+        let (path, script) = (self.layout.notify_script(), notify_script());
+        if read(pebble, &path)?.as_deref() != Some(script.as_str()) {
+            pebble.push(&path, script.as_bytes(), &self.options(0o755))?;
+        }
+        Ok(())
     }
 
     /// Writes `patroni.yml` (readable by its owner only: it holds passwords)

@@ -1,7 +1,8 @@
 //! The rendered `patroni.yml` on Debian's Patroni 3.0.2, PostgreSQL 15 and
 //! etcd: two members on their own loopback addresses sharing port numbers (as
 //! units do on the local model) form a cluster through a real etcd, replicate
-//! synchronously, take the charm's REST API calls and its SQL, and switch over.
+//! synchronously, take the charm's REST API calls and its SQL, and switch over;
+//! each member's callbacks record Pebble custom notices on its own socket.
 //! Runs as root (the members run as `postgres`).
 
 use charm::SecretContent;
@@ -13,11 +14,15 @@ use postgresql_k8s::patroni::render::{dynamic_config, render, PatroniInput};
 use postgresql_k8s::patroni::{Cluster, Patroni, PatroniError};
 use postgresql_k8s::postgres::{Connector, RealConnector, Target};
 use postgresql_k8s::state::{self, Passwords};
-use postgresql_k8s::workload::Layout;
+use postgresql_k8s::workload::{notify_script, Layout, ROLE_CHANGE_NOTICE};
+use serde_json::Value;
 use std::fs;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const ETCD: &str = "127.0.9.9";
@@ -59,6 +64,63 @@ fn chown_postgres(path: &Path) {
         .status()
         .unwrap();
     assert!(ok.success());
+}
+
+/// A notice a member's callback posted: `(key, action, role)`.
+type Posted = (String, String, String);
+
+/// Each member's notices, as posted to its Pebble socket (a stand-in that
+/// answers every request with success).
+#[derive(Clone, Default)]
+struct Notices(Arc<Mutex<Vec<Vec<Posted>>>>);
+
+impl Notices {
+    /// Listens on `<dir>/pebble-<n>.socket` for member `n`; returns the path.
+    fn listen(&self, dir: &Path, n: usize) -> PathBuf {
+        let path = dir.join(format!("pebble-{n}.socket"));
+        let listener = UnixListener::bind(&path).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+        self.0.lock().unwrap().push(Vec::new());
+        let notices = self.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut request = Vec::new();
+                let mut chunk = [0; 4096];
+                let body = loop {
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => break None,
+                        Ok(k) => request.extend_from_slice(&chunk[..k]),
+                    }
+                    let text = String::from_utf8_lossy(&request).into_owned();
+                    if let Some((_, body)) = text.split_once("\r\n\r\n") {
+                        if let Ok(v) = serde_json::from_str::<Value>(body) {
+                            break Some(v);
+                        }
+                    }
+                };
+                let Some(v) = body else { continue };
+                let field = |v: &Value| v.as_str().unwrap_or_default().to_string();
+                notices.0.lock().unwrap()[n].push((
+                    field(&v["key"]),
+                    field(&v["data"]["action"]),
+                    field(&v["data"]["role"]),
+                ));
+                let reply =
+                    r#"{"type":"sync","status-code":200,"status":"OK","result":{"id":"1"}}"#;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{reply}",
+                    reply.len()
+                );
+            }
+        });
+        path
+    }
+
+    /// The callback actions member `n` reported, with roles.
+    fn of(&self, n: usize) -> Vec<Posted> {
+        self.0.lock().unwrap()[n].clone()
+    }
 }
 
 fn passwords() -> Passwords {
@@ -116,11 +178,14 @@ fn write_config(dir: &Path, n: usize, passwords: &Passwords, members: &[String])
     let path = layout.config_path();
     fs::write(&path, text).unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    let script = layout.notify_script();
+    fs::write(&script, notify_script()).unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
     chown_postgres(Path::new(&layout.storage_dir));
     path
 }
 
-fn spawn_patroni(dir: &Path, n: usize, config: &str) -> Child {
+fn spawn_patroni(dir: &Path, n: usize, config: &str, socket: &Path) -> Child {
     let log = fs::File::create(dir.join(format!("patroni-{n}.log"))).unwrap();
     Command::new("setpriv")
         .args([
@@ -132,6 +197,7 @@ fn spawn_patroni(dir: &Path, n: usize, config: &str) -> Child {
         .args(["/usr/bin/patroni", config])
         .current_dir(dir)
         .env("HOME", dir)
+        .env("PEBBLE_SOCKET", socket)
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
         .spawn()
@@ -192,6 +258,8 @@ fn two_members_form_a_synchronous_cluster_through_etcd() {
             .spawn()
             .unwrap(),
     );
+    let notices = Notices::default();
+    let sockets = [notices.listen(&dir, 0), notices.listen(&dir, 1)];
     let pw = passwords();
     let api_pw = pw.get(state::PATRONI).to_string();
     let api = HttpPatroni {
@@ -203,7 +271,9 @@ fn two_members_form_a_synchronous_cluster_through_etcd() {
     // The first member bootstraps the cluster.
     let first = [ADDRESSES[0].to_string()];
     let config = write_config(&dir, 0, &pw, &first);
-    procs.children.push(spawn_patroni(&dir, 0, &config));
+    procs
+        .children
+        .push(spawn_patroni(&dir, 0, &config, &sockets[0]));
     let cluster = wait_for(&api, &api_pw, &dir, "a primary", |c| {
         c.primary().is_some_and(|p| p.is_ready())
     });
@@ -257,7 +327,9 @@ fn two_members_form_a_synchronous_cluster_through_etcd() {
         .unwrap();
     assert!(ok.success());
     let config = write_config(&dir, 1, &pw, &both);
-    procs.children.push(spawn_patroni(&dir, 1, &config));
+    procs
+        .children
+        .push(spawn_patroni(&dir, 1, &config, &sockets[1]));
     let cluster = wait_for(&api, &api_pw, &dir, "a synchronous standby", |c| {
         c.all_ready()
             && c.members
@@ -298,4 +370,29 @@ fn two_members_form_a_synchronous_cluster_through_etcd() {
             && api.health(&api_pw, ADDRESSES[0]).is_ok_and(|h| h.started())
     });
     api.restart(&api_pw, ADDRESSES[0]).unwrap();
+
+    // Each member's callbacks told its charm: the new primary of its promotion,
+    // the old one of its demotion.
+    let reported = |n: usize, action: &str, roles: &[&str]| {
+        notices.of(n).iter().any(|(key, a, role)| {
+            key == ROLE_CHANGE_NOTICE && a == action && roles.contains(&role.as_str())
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(reported(1, "on_role_change", &["master", "primary"])
+        && reported(0, "on_role_change", &["replica", "demoted"]))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "notices: {:?} / {:?}",
+            notices.of(0),
+            notices.of(1)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        reported(0, "on_start", &["master", "primary"]),
+        "{:?}",
+        notices.of(0)
+    );
 }

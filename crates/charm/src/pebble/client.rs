@@ -3,8 +3,8 @@
 use super::http::{self, protocol};
 use super::multipart::{self, Part};
 use super::{
-    CheckInfo, FileInfo, FileOptions, Layer, Pebble, PebbleError, PebbleResult, Plan, ServiceInfo,
-    SystemInfo,
+    CheckInfo, FileInfo, FileOptions, Layer, Notice, NoticeQuery, Notify, Pebble, PebbleError,
+    PebbleResult, Plan, ServiceInfo, SystemInfo,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -311,6 +311,38 @@ impl Pebble for PebbleClient {
             query.push(("names", names.as_str()));
         }
         self.get("/v1/checks", &query)
+    }
+
+    fn notices(&mut self, query: &NoticeQuery) -> PebbleResult<Vec<Notice>> {
+        let (types, keys) = (query.types.join(","), query.keys.join(","));
+        let mut params = Vec::new();
+        for (name, value) in [("types", &types), ("keys", &keys)] {
+            if !value.is_empty() {
+                params.push((name, value.as_str()));
+            }
+        }
+        params.extend(query.after.as_deref().map(|a| ("after", a)));
+        self.get("/v1/notices", &params)
+    }
+
+    fn notice(&mut self, id: &str) -> PebbleResult<Notice> {
+        self.get(&format!("/v1/notices/{}", http::percent_encode(id)), &[])
+    }
+
+    fn notify(&mut self, notify: &Notify) -> PebbleResult<String> {
+        #[derive(Deserialize)]
+        struct Added {
+            id: String,
+        }
+        let mut body = json!({"action": "add", "type": "custom", "key": notify.key});
+        if !notify.data.is_empty() {
+            body["data"] = json!(notify.data);
+        }
+        if let Some(after) = &notify.repeat_after {
+            body["repeat-after"] = after.as_str().into();
+        }
+        let added: Added = self.post("/v1/notices", body)?.result()?;
+        Ok(added.id)
     }
 }
 
@@ -780,6 +812,55 @@ mod tests {
             requests[3].json(),
             json!({"signal": "SIGHUP", "services": ["app"]})
         );
+    }
+
+    #[test]
+    fn notices_are_listed_fetched_and_recorded() {
+        let notice = json!({
+            "id": "3", "user-id": null, "type": "custom", "key": "example.com/a",
+            "first-occurred": "2024-01-02T03:04:05.000000001Z",
+            "last-occurred": "2024-01-02T03:04:06.000000001Z",
+            "last-repeated": "2024-01-02T03:04:06.000000001Z",
+            "occurrences": 2, "last-data": {"k": "v"}, "expire-after": "168h0m0s",
+        });
+        let pebble = FakePebble::start(vec![
+            sync(json!([notice])),
+            sync(notice.clone()),
+            sync(json!({"id": "4"})),
+            sync(json!([])),
+        ]);
+        let mut client = pebble.client();
+        let query = NoticeQuery {
+            types: vec!["custom".into()],
+            keys: vec!["example.com/a".into(), "example.com/b".into()],
+            after: Some("2024-01-01T00:00:00Z".into()),
+        };
+        let listed = client.notices(&query).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].occurrences, 2);
+        assert_eq!(listed[0].last_data["k"], "v");
+        assert_eq!(listed[0].user_id, None);
+        assert_eq!(listed[0].expire_after.as_deref(), Some("168h0m0s"));
+        assert_eq!(client.notice("3").unwrap(), listed[0]);
+        let notify = Notify {
+            key: "example.com/b".into(),
+            data: [("x".into(), "1".into())].into(),
+            repeat_after: Some("1h".into()),
+        };
+        assert_eq!(client.notify(&notify).unwrap(), "4");
+        assert!(client.notices(&NoticeQuery::default()).unwrap().is_empty());
+        let requests = pebble.finish();
+        assert_eq!(
+            requests[0].line(),
+            "GET /v1/notices?types=custom&keys=example.com%2Fa%2Cexample.com%2Fb&after=2024-01-01T00%3A00%3A00Z"
+        );
+        assert_eq!(requests[1].line(), "GET /v1/notices/3");
+        assert_eq!(requests[2].line(), "POST /v1/notices");
+        assert_eq!(
+            requests[2].json(),
+            json!({"action": "add", "type": "custom", "key": "example.com/b", "data": {"x": "1"}, "repeat-after": "1h"})
+        );
+        assert_eq!(requests[3].line(), "GET /v1/notices");
     }
 
     #[test]

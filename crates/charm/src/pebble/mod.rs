@@ -209,6 +209,53 @@ pub struct SystemInfo {
     pub version: String,
 }
 
+/// A notice as `GET /v1/notices` reports it: one per type and key, counting its
+/// occurrences. Times are RFC 3339 in UTC, as Pebble writes them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Notice {
+    pub id: String,
+    /// The user the notice belongs to; `None` for a public notice.
+    #[serde(default)]
+    pub user_id: Option<u32>,
+    /// `custom`, `change-update` or `warning`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub key: String,
+    pub first_occurred: String,
+    pub last_occurred: String,
+    /// When it last repeated (first occurred, or occurred again after `repeat-after`).
+    pub last_repeated: String,
+    pub occurrences: u64,
+    /// The data of the last occurrence.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub last_data: BTreeMap<String, String>,
+    /// A Go duration such as `1h0m0s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_after: Option<String>,
+}
+
+/// Which notices to list; empty lists match every type and key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NoticeQuery {
+    pub types: Vec<String>,
+    pub keys: Vec<String>,
+    /// Only notices last repeated after this RFC 3339 time.
+    pub after: Option<String>,
+}
+
+/// A custom notice to record (`pebble notify`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Notify {
+    /// `domain.com/path`.
+    pub key: String,
+    pub data: BTreeMap<String, String>,
+    /// A Go duration such as `1h`: a reoccurrence within it does not repeat the notice.
+    pub repeat_after: Option<String>,
+}
+
 /// Ownership and mode for pushed files and made directories.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FileOptions {
@@ -270,6 +317,12 @@ pub trait Pebble {
     fn send_signal(&mut self, signal: &str, services: &[&str]) -> PebbleResult<()>;
     /// The state of the named checks (all when `names` is empty), optionally only one level.
     fn checks(&mut self, level: Option<&str>, names: &[&str]) -> PebbleResult<Vec<CheckInfo>>;
+    /// The notices matching `query`, oldest last repeat first.
+    fn notices(&mut self, query: &NoticeQuery) -> PebbleResult<Vec<Notice>>;
+    /// One notice by id.
+    fn notice(&mut self, id: &str) -> PebbleResult<Notice>;
+    /// Records an occurrence of a custom notice; returns the notice's id.
+    fn notify(&mut self, notify: &Notify) -> PebbleResult<String>;
 }
 
 /// Hands out each container's Pebble.

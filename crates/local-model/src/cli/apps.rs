@@ -7,7 +7,8 @@ use crate::api::Request;
 use crate::tools::Kind;
 use serde_json::Value;
 
-/// Flags Juju takes that mean nothing on one machine; accepted and ignored.
+/// Flags Juju takes that mean nothing on one machine; accepted and ignored
+/// (but `remove-unit` and `remove-application` act on `--force`).
 const IGNORED: &[crate::tools::Spec] = &[
     (&["base"], Kind::Value),
     (&["channel"], Kind::Value),
@@ -21,8 +22,22 @@ const IGNORED: &[crate::tools::Spec] = &[
     (&["force"], Kind::Bool),
     (&["no-prompt"], Kind::Bool),
     (&["destroy-storage"], Kind::Bool),
-    (&["no-wait"], Kind::Bool),
 ];
+
+/// `--no-wait`, which `remove-unit` and `remove-application` take with `--force`.
+const NO_WAIT: crate::tools::Spec = (&["no-wait"], Kind::Bool);
+
+/// `--force` (hooks that fail are skipped) and `--no-wait` (with `--force`: no
+/// hooks run at all, as when a machine is lost).
+fn removal(p: &crate::tools::Parsed) -> Result<(bool, bool), CliError> {
+    let (force, no_wait) = (p.flag("force"), p.flag("no-wait"));
+    if no_wait && !force {
+        return Err(CliError::Usage(
+            "--no-wait without --force not valid".into(),
+        ));
+    }
+    Ok((force, no_wait))
+}
 
 fn spec(own: &[crate::tools::Spec]) -> Vec<crate::tools::Spec> {
     own.iter().chain(IGNORED).copied().collect()
@@ -126,9 +141,11 @@ pub fn add_unit(args: &[String]) -> Outcome {
     Ok(())
 }
 
-/// `juju remove-unit <unit> ...` or `juju remove-unit <app> --num-units N`.
+/// `juju remove-unit <unit> ... [--force [--no-wait]]` or
+/// `juju remove-unit <app> --num-units N`.
 pub fn remove_unit(args: &[String]) -> Outcome {
-    let p = parse(args, &spec(&[(&["num-units"], Kind::Value)]))?;
+    let p = parse(args, &spec(&[(&["num-units"], Kind::Value), NO_WAIT]))?;
+    let (force, no_wait) = removal(&p)?;
     if p.positional.is_empty() {
         return Err(CliError::Usage("no units specified".into()));
     }
@@ -146,6 +163,8 @@ pub fn remove_unit(args: &[String]) -> Outcome {
     let removed = Target::from(&p)?.call(&Request::RemoveUnit {
         names: p.positional.clone(),
         count: n,
+        force,
+        no_wait,
     })?;
     for u in removed.as_array().into_iter().flatten() {
         eprintln!("will remove unit {}", u.as_str().unwrap_or_default());
@@ -153,14 +172,17 @@ pub fn remove_unit(args: &[String]) -> Outcome {
     Ok(())
 }
 
-/// `juju remove-application <app> ...`.
+/// `juju remove-application <app> ... [--force [--no-wait]]`.
 pub fn remove_application(args: &[String]) -> Outcome {
-    let p = parse(args, &spec(&[]))?;
+    let p = parse(args, &spec(&[NO_WAIT]))?;
+    let (force, no_wait) = removal(&p)?;
     if p.positional.is_empty() {
         return Err(CliError::Usage("no application specified".into()));
     }
     Target::from(&p)?.call(&Request::RemoveApplication {
         apps: p.positional.clone(),
+        force,
+        no_wait,
     })?;
     for a in &p.positional {
         eprintln!("will remove application {a}");

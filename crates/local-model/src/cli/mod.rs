@@ -10,6 +10,7 @@
 
 mod apps;
 mod connect;
+mod controls;
 mod logs;
 mod models;
 mod show;
@@ -59,14 +60,29 @@ fn parse(args: &[String], spec: &[Spec]) -> Result<Parsed, CliError> {
     Ok(Parsed::parse(args, &all)?)
 }
 
-const VERBS: &str = "add-model add-unit bootstrap config debug-log deploy destroy-model exec \
-integrate (relate) kill-controller remove-application remove-relation remove-unit resolve \
-(resolved) run show-unit status version wait, and advance-clock (a test control)";
+/// What `juju help` prints.
+const HELP: &str = "\
+Usage: juju <command> [flags]
+
+Commands:
+    add-model, add-unit, bootstrap, config, debug-log, deploy, destroy-model, exec,
+    integrate (relate), kill-controller, remove-application, remove-relation,
+    remove-unit, resolve (resolved), run, show-unit, status, version, wait
+
+Test controls (local model only):
+    advance-clock <duration>                    move the model's clock ahead
+    set-seed <n> | --reset                      fix the order units run hooks in
+    fail-next-hook <unit>                       make the unit's next hook fail
+    kill-workload <unit> <container> <service>  SIGKILL a workload service
+    remove-unit <unit> --force --no-wait        remove a unit without its hooks
+
+Every command takes --model (-m); the default is $JUJU_MODEL, else the last
+add-model, else \"local\".";
 
 /// Runs `juju <args>`; `args` excludes the program name.
 pub fn main(args: Vec<String>) -> ExitCode {
     let Some((verb, rest)) = args.split_first() else {
-        eprintln!("Usage: juju <command> [flags]\n\nCommands: {VERBS}");
+        eprintln!("{HELP}");
         return ExitCode::from(2);
     };
     let result = match verb.as_str() {
@@ -89,10 +105,13 @@ pub fn main(args: Vec<String>) -> ExitCode {
         "destroy-model" => models::destroy_model(rest),
         "kill-controller" => models::kill_controller(rest),
         "wait" => models::wait(rest),
-        "advance-clock" => models::advance_clock(rest),
+        "advance-clock" => controls::advance_clock(rest),
+        "set-seed" => controls::set_seed(rest),
+        "fail-next-hook" => controls::fail_next_hook(rest),
+        "kill-workload" => controls::kill_workload(rest),
         "_daemon" => models::daemon(rest),
         "help" | "--help" | "-h" => {
-            println!("Usage: juju <command> [flags]\n\nCommands: {VERBS}");
+            println!("{HELP}");
             Ok(())
         }
         other => Err(CliError::Usage(format!(

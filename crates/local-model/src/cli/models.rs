@@ -1,6 +1,6 @@
 //! Verbs about the model and its controller: `bootstrap`, `add-model`,
-//! `destroy-model`, `kill-controller`, `wait`, `advance-clock` and the hidden
-//! `_daemon` (the controller process itself).
+//! `destroy-model`, `kill-controller`, `wait` and the hidden `_daemon` (the
+//! controller process itself).
 
 use super::connect::switch;
 use super::{parse, seconds, CliError, Outcome, Target};
@@ -169,19 +169,6 @@ pub fn wait(args: &[String]) -> Outcome {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// `juju advance-clock <duration>`: moves the model's clock ahead (a test
-/// control for secret rotation and expiry).
-pub fn advance_clock(args: &[String]) -> Outcome {
-    let p = parse(args, &[])?;
-    let [by] = p.positional.as_slice() else {
-        return Err(CliError::Usage("expected a duration such as 2h".into()));
-    };
-    let seconds = crate::clock::parse_duration(by)
-        .ok_or_else(|| CliError::Usage(format!("invalid duration {by:?}")))?;
-    Target::from(&p)?.call(&Request::AdvanceClock { seconds })?;
-    Ok(())
 }
 
 /// `juju _daemon --model <name>`: runs the model's controller in the

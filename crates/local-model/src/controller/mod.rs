@@ -7,23 +7,25 @@
 //! The model is saved under the controller's root (`model.json`, see
 //! [`crate::store`]) after every change and every committed hook, so
 //! [`Controller::open`] carries on where a stopped or crashed controller left off.
-//! `status.rs` renders what `juju status`, `show-unit` and `config` print;
+//! `status.rs` renders what `juju status`, `show-unit` and `config` print
+//! (`table.rs` lays out the status table);
 //! `tasks.rs` runs actions and `juju exec` commands.
 
 mod status;
+mod table;
 mod tasks;
 
 pub use tasks::{Task, TaskError, TaskKind};
 
 use crate::agent::{Agent, Executed, HookRun, Prepared};
-use crate::model::{Application, End, Life, Model, RelationRecord, Unit};
+use crate::model::{Application, End, Life, Model, NoticeRecord, RelationRecord, Unit};
 use crate::store::{self, StoreError};
 use charm::backend::JsonMap;
 use charm::metadata::CharmFiles;
 use charm::pebble::{Layer, Pebble, PebbleClient};
 use charm::Event;
 use pebble_server::{PebbleServer, ServerConfig};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -48,6 +50,21 @@ pub enum ControllerError {
     Charm { path: String, message: String },
     #[error("unit {0:?} is not in an error state")]
     NotInError(String),
+    #[error("unit {unit:?} has no container {container:?}")]
+    NoContainer { unit: String, container: String },
+    #[error("container {container:?} of unit {unit:?} has no service {service:?}")]
+    NoService {
+        unit: String,
+        container: String,
+        service: String,
+    },
+    #[error("cannot kill {service:?} in {unit}'s {container} container: {message}")]
+    Kill {
+        unit: String,
+        container: String,
+        service: String,
+        message: String,
+    },
     #[error(transparent)]
     Task(#[from] TaskError),
     #[error(transparent)]
@@ -69,8 +86,8 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ControllerError
 struct UnitRuntime {
     charm_dir: PathBuf,
     containers_dir: PathBuf,
-    /// Held for their lifetime: dropping one stops its services.
-    _pebbles: Vec<PebbleServer>,
+    /// Each container's, held for their lifetime: dropping one stops its services.
+    pebbles: Vec<(String, PebbleServer)>,
 }
 
 /// A hook due on a unit, taken out of the controller to run without it
@@ -115,12 +132,8 @@ pub struct Controller {
     agent: Arc<Agent>,
     units: BTreeMap<String, UnitRuntime>,
     sandbox: bool,
-    /// When set, the order units run in each round comes from this seed.
-    seed: Option<u64>,
-    /// Units whose next hook is made to fail.
-    failing: BTreeSet<String>,
-    /// The unit that ran last, so that [`Controller::next_due`] goes round.
-    cursor: Option<String>,
+    /// The units still to look at in this round of [`Controller::next_due`].
+    round: VecDeque<String>,
     /// The unit running a hook, action or command, and what.
     running: Option<(String, String)>,
 }
@@ -209,9 +222,7 @@ impl Controller {
             agent: Arc::new(agent),
             units: BTreeMap::new(),
             sandbox,
-            seed: None,
-            failing: BTreeSet::new(),
-            cursor: None,
+            round: VecDeque::new(),
             running: None,
         };
         c.sync_clock();
@@ -233,6 +244,33 @@ impl Controller {
         self.model.now = crate::clock::system_now() + self.model.clock_offset;
     }
 
+    /// Copies the custom notices each container's Pebble holds into the model
+    /// (in process, no round trip), where the resolver finds those a unit has
+    /// not been told about; so a notice makes a hook due at the next look.
+    pub fn sync_notices(&mut self) {
+        for (unit, runtime) in &self.units {
+            let Some(u) = self.model.unit_mut(unit) else {
+                continue;
+            };
+            for (container, server) in &runtime.pebbles {
+                let notices: Vec<NoticeRecord> = server
+                    .custom_notices()
+                    .into_iter()
+                    .map(|n| NoticeRecord {
+                        id: n.id,
+                        key: n.key,
+                        last_repeated: n.last_repeated,
+                    })
+                    .collect();
+                if notices.is_empty() {
+                    u.notices.remove(container);
+                } else {
+                    u.notices.insert(container.clone(), notices);
+                }
+            }
+        }
+    }
+
     /// Moves the model's clock ahead by `seconds` (a test control): secrets whose
     /// rotation or expiry falls due get their hooks.
     pub fn advance_clock(&mut self, seconds: u64) -> Result<(), ControllerError> {
@@ -242,18 +280,22 @@ impl Controller {
     }
 
     /// Fixes the order in which units' due hooks run (a different, repeatable
-    /// order each round); `None` goes back to unit-name order.
-    pub fn set_seed(&mut self, seed: Option<u64>) {
+    /// order each round, kept in the model); `None` goes back to unit-name order.
+    pub fn set_seed(&mut self, seed: Option<u64>) -> Result<(), ControllerError> {
         // xorshift never leaves zero.
-        self.seed = seed.map(|s| if s == 0 { 0x9E37_79B9_7F4A_7C15 } else { s });
+        self.model.seed = seed.map(|s| if s == 0 { 0x9E37_79B9_7F4A_7C15 } else { s });
+        self.round.clear();
+        self.save()
     }
 
     /// Makes the unit's next hook fail (as if `dispatch` exited non-zero): nothing
     /// is committed and the unit is blocked until [`Controller::resolve`].
     pub fn fail_next_hook(&mut self, unit: &str) -> Result<(), ControllerError> {
-        self.unit(unit)?;
-        self.failing.insert(unit.to_string());
-        Ok(())
+        self.model
+            .unit_mut(unit)
+            .ok_or_else(|| ControllerError::NoUnit(unit.into()))?
+            .fail_next_hook = true;
+        self.save()
     }
 
     fn unit(&self, unit: &str) -> Result<&Unit, ControllerError> {
@@ -293,11 +335,17 @@ impl Controller {
 
     /// `juju resolve --no-retry <unit>`: the failed hook counts as done.
     pub fn resolve_no_retry(&mut self, unit: &str) -> Result<(), ControllerError> {
+        self.skip_failed(unit)?;
+        self.save()
+    }
+
+    /// Clears the unit's error and counts the hook that failed as done.
+    fn skip_failed(&mut self, unit: &str) -> Result<(), ControllerError> {
         self.clear_error(unit)?;
         if let Some(event) = crate::resolver::next_hook(&self.model, unit) {
             crate::resolver::done(&mut self.model, unit, &event);
         }
-        self.save()
+        Ok(())
     }
 
     /// Kills a workload service's processes with SIGKILL (Pebble then applies its
@@ -312,18 +360,41 @@ impl Controller {
             .units
             .get(unit)
             .ok_or_else(|| ControllerError::NoUnit(unit.into()))?;
+        let known = self
+            .model
+            .applications
+            .get(charm::relation::app_of(unit))
+            .is_some_and(|a| a.files.meta.containers.contains_key(container));
+        if !known {
+            return Err(ControllerError::NoContainer {
+                unit: unit.into(),
+                container: container.into(),
+            });
+        }
+        let kill_error = |message: String| ControllerError::Kill {
+            unit: unit.into(),
+            container: container.into(),
+            service: service.into(),
+            message,
+        };
         let mut client =
             PebbleClient::new(runtime.containers_dir.join(container).join("pebble.socket"));
+        let plan = client.plan().map_err(|e| kill_error(e.to_string()))?;
+        if !plan.services.contains_key(service) {
+            return Err(ControllerError::NoService {
+                unit: unit.into(),
+                container: container.into(),
+                service: service.into(),
+            });
+        }
         client
             .send_signal("SIGKILL", &[service])
-            .map_err(|e| ControllerError::Io {
-                what: format!("killing {service} on {unit}"),
-                source: std::io::Error::other(e.to_string()),
-            })
+            .map_err(|e| kill_error(e.to_string()))
     }
 
-    /// Removes a unit at once, as when its machine is lost: it runs no hooks, its
-    /// workloads stop, and the other units see it leave.
+    /// Removes a unit at once, as when its machine is lost (`juju remove-unit
+    /// --force --no-wait`): it runs no hooks, its workloads stop, the other
+    /// units see it leave, and a new leader is chosen if it led.
     pub fn remove_unit_abruptly(&mut self, unit: &str) -> Result<(), ControllerError> {
         let u = self
             .model
@@ -334,10 +405,12 @@ impl Controller {
         self.save()
     }
 
-    /// The units in the order this round runs them.
-    fn round_order(&mut self) -> Vec<String> {
+    /// The units in the order a new round runs them, and the generator's state
+    /// after shuffling them (kept only if the round runs something).
+    fn round_order(&self) -> (Vec<String>, Option<u64>) {
         let mut units: Vec<String> = self.units.keys().cloned().collect();
-        if let Some(seed) = &mut self.seed {
+        let mut seed = self.model.seed;
+        if let Some(seed) = &mut seed {
             // xorshift64*, then Fisher-Yates: repeatable for a given seed.
             for i in (1..units.len()).rev() {
                 *seed ^= *seed >> 12;
@@ -347,7 +420,7 @@ impl Controller {
                 units.swap(i, (r % (i as u64 + 1)) as usize);
             }
         }
-        units
+        (units, seed)
     }
 
     /// `juju deploy <charm-dir> <app> -n <units> --config k=v ...`. The charm
@@ -483,7 +556,7 @@ impl Controller {
                 what: format!("starting Pebble for {unit}'s {container}"),
                 source: std::io::Error::other(e.to_string()),
             })?;
-            pebbles.push(server);
+            pebbles.push((container.clone(), server));
             let plan = self
                 .model
                 .unit(unit)
@@ -504,7 +577,7 @@ impl Controller {
             UnitRuntime {
                 charm_dir,
                 containers_dir,
-                _pebbles: pebbles,
+                pebbles,
             },
         );
         Ok(())
@@ -546,12 +619,24 @@ impl Controller {
         self.save()
     }
 
-    /// `juju remove-unit <app> --num-units n`: the highest-numbered units go.
-    pub fn remove_units(
-        &mut self,
-        app: &str,
-        count: usize,
-    ) -> Result<Vec<String>, ControllerError> {
+    /// `juju remove-unit --force <unit>`: the unit runs its leaving hooks, but
+    /// one that fails (or the one it is in error on) is skipped.
+    pub fn force_remove_unit(&mut self, unit: &str) -> Result<(), ControllerError> {
+        let u = self
+            .model
+            .unit_mut(unit)
+            .ok_or_else(|| ControllerError::NoUnit(unit.into()))?;
+        u.life = Life::Dying;
+        u.forced = true;
+        if u.failed.is_some() {
+            self.skip_failed(unit)?;
+        }
+        self.save()
+    }
+
+    /// `juju remove-unit <app> --num-units n`: the application's `n`
+    /// highest-numbered units that are not already leaving.
+    pub fn units_to_remove(&self, app: &str, count: usize) -> Result<Vec<String>, ControllerError> {
         let a = self
             .model
             .applications
@@ -567,28 +652,36 @@ impl Controller {
             })
             .collect();
         alive.sort();
-        let going: Vec<String> = alive
+        Ok(alive
             .into_iter()
             .rev()
             .take(count)
             .map(|(_, n)| n)
-            .collect();
-        for unit in &going {
-            self.remove_unit(unit)?;
-        }
-        Ok(going)
+            .collect())
     }
 
     /// `juju remove-application <app>`: its units leave, its relations end.
     pub fn remove_application(&mut self, app: &str) -> Result<(), ControllerError> {
-        self.app_mut(app)?.dying = true;
+        let a = self.app_mut(app)?;
+        a.dying = true;
+        let empty = a.units.is_empty();
         for r in self.model.relations.iter_mut() {
             if r.end_of(app).is_some() {
                 r.dying = true;
             }
         }
+        if empty {
+            self.forget_application(app);
+        }
         self.reap_relations();
         self.save()
+    }
+
+    /// Forgets an application, its secrets and its charm.
+    fn forget_application(&mut self, app: &str) {
+        self.model.applications.remove(app);
+        self.model.secrets.retain(|s| s.owner_app() != app);
+        let _ = std::fs::remove_dir_all(self.root.join("charms").join(app));
     }
 
     /// `juju integrate a[:endpoint] b[:endpoint]`.
@@ -790,20 +883,22 @@ impl Controller {
         let _ = self.save();
     }
 
-    /// The next unit after the last one to run that has a hook due, with the
-    /// hook ready to run; `None` when every unit is up to date.
+    /// The next hook to run, ready to run; `None` when every unit is up to
+    /// date. Units take turns in rounds: each unit in the round, one hook each,
+    /// in name order or, with a seed, in the seed's order for that round.
     pub fn next_due(&mut self) -> Option<Due> {
         self.sync_clock();
-        let units: Vec<String> = self.units.keys().cloned().collect();
-        let start = self
-            .cursor
-            .as_ref()
-            .and_then(|c| units.iter().position(|u| u > c))
-            .unwrap_or(0);
-        let order = units[start..].iter().chain(&units[..start]);
-        for unit in order.cloned().collect::<Vec<_>>() {
+        self.sync_notices();
+        while let Some(unit) = self.round.pop_front() {
             if let Some(due) = self.due_on(&unit) {
-                self.cursor = Some(unit);
+                return Some(due);
+            }
+        }
+        let (order, seed) = self.round_order();
+        for (i, unit) in order.iter().enumerate() {
+            if let Some(due) = self.due_on(unit) {
+                self.model.seed = seed;
+                self.round = order[i + 1..].iter().cloned().collect();
                 return Some(due);
             }
         }
@@ -813,7 +908,11 @@ impl Controller {
     /// The unit's due hook, ready to run.
     fn due_on(&mut self, unit: &str) -> Option<Due> {
         let event = crate::resolver::next_hook(&self.model, unit)?;
-        let work = if self.failing.remove(unit) {
+        let inject = self
+            .model
+            .unit_mut(unit)
+            .is_some_and(|u| std::mem::take(&mut u.fail_next_hook));
+        let work = if inject {
             DueWork::Fail(event)
         } else {
             let (charm_dir, env) = self.unit_env(unit)?;
@@ -853,10 +952,12 @@ impl Controller {
         let unit = due.unit;
         let run = match (due.work, ran.0) {
             (DueWork::Fail(event), _) => {
-                let u = self.model.unit_mut(&unit).expect("a unit of the model");
-                u.failed = Some(event.hook_name());
-                let error = charm::Status::Error(format!("hook failed: {:?}", event.hook_name()));
-                u.status_before_error = Some(std::mem::replace(&mut u.status, error));
+                if let Some(u) = self.model.unit_mut(&unit) {
+                    u.failed = Some(event.hook_name());
+                    let error =
+                        charm::Status::Error(format!("hook failed: {:?}", event.hook_name()));
+                    u.status_before_error = Some(std::mem::replace(&mut u.status, error));
+                }
                 HookRun {
                     event,
                     ok: false,
@@ -873,37 +974,24 @@ impl Controller {
         };
         self.snapshot_plans(&unit);
         store::append_log(&self.root, &status::log_lines(&unit, &run, self.model.now));
+        if !run.ok && self.model.unit(&unit).is_some_and(|u| u.forced) {
+            self.skip_failed(&unit)?;
+        }
         self.reap(&unit);
         self.save()?;
         Ok(run)
     }
 
-    /// Runs the unit's next hook, if one is due.
-    fn run_unit(&mut self, unit: &str) -> Result<Option<(String, HookRun)>, ControllerError> {
-        let Some(due) = self.due_on(unit) else {
-            return Ok(None);
-        };
-        let ran = due.execute();
-        Ok(Some((unit.to_string(), self.finish(due, ran)?)))
-    }
-
-    /// Runs every unit's due hooks, in rounds, until none is due (or a hook fails
-    /// and blocks its unit); returns what ran.
+    /// Runs every unit's due hooks, in rounds ([`Controller::next_due`]), until
+    /// none is due (a failed hook blocks its unit); returns what ran.
     pub fn settle(&mut self) -> Result<Vec<(String, HookRun)>, ControllerError> {
         let mut ran = Vec::new();
-        loop {
-            self.sync_clock();
-            let mut progressed = false;
-            for unit in self.round_order() {
-                if let Some(run) = self.run_unit(&unit)? {
-                    progressed = true;
-                    ran.push(run);
-                }
-            }
-            if !progressed {
-                return Ok(ran);
-            }
+        while let Some(due) = self.next_due() {
+            let unit = due.unit.clone();
+            let executed = due.execute();
+            ran.push((unit, self.finish(due, executed)?));
         }
+        Ok(ran)
     }
 
     /// Units with a hook due, and units in error with the hook that failed.
@@ -942,9 +1030,7 @@ impl Controller {
                     app.leader = app.units.keys().next().cloned();
                 }
                 if app.dying && app.units.is_empty() {
-                    self.model.applications.remove(&app_name);
-                    self.model.secrets.retain(|s| s.owner_app() != app_name);
-                    let _ = std::fs::remove_dir_all(self.root.join("charms").join(&app_name));
+                    self.forget_application(&app_name);
                 }
             }
             let _ = std::fs::remove_dir_all(self.root.join("units").join(unit.replace('/', "-")));

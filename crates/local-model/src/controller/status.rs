@@ -1,6 +1,7 @@
 //! What `juju status` (table and JSON), `juju show-unit`, `juju config` and
 //! `juju debug-log` show of the model.
 
+use super::table::Table;
 use super::{Controller, ControllerError};
 use crate::agent::HookRun;
 use crate::model::{Application, Life};
@@ -60,47 +61,58 @@ impl Controller {
         }
     }
 
-    /// `juju status`, with the integrations section when `relations` is set.
+    /// `juju status`, with the integrations section when `relations` is set,
+    /// laid out as Juju 3.6 lays it out for a Kubernetes model.
     pub fn status_table(&self, relations: bool) -> String {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "{:<8} {:<11} {:<14} {:<8} Timestamp",
-            "Model", "Controller", "Cloud/Region", "Version"
+        let mut header = Table::new(
+            &[
+                "Model",
+                "Controller",
+                "Cloud/Region",
+                "Version",
+                "SLA",
+                "Timestamp",
+            ],
+            &[],
         );
-        let _ = writeln!(
-            s,
-            "{:<8} {:<11} {:<14} {:<8} {}Z\n",
-            self.model.name,
-            "local",
-            "local/local",
-            self.model.juju_version,
-            crate::clock::format_clock(self.model.now)
+        header.row(vec![
+            self.model.name.clone(),
+            "local".into(),
+            "local/localhost".into(),
+            self.model.juju_version.clone(),
+            "unsupported".into(),
+            format!("{}Z", crate::clock::format_clock(self.model.now)),
+        ]);
+        let mut s = header.render();
+        if self.model.applications.is_empty() {
+            let _ = writeln!(s, "\nModel \"admin/{}\" is empty.", self.model.name);
+            return s;
+        }
+        let mut apps = Table::new(
+            &[
+                "App", "Version", "Status", "Scale", "Charm", "Channel", "Rev", "Address",
+                "Exposed", "Message",
+            ],
+            &[3, 6],
         );
-        let _ = writeln!(
-            s,
-            "{:<16} {:<9} {:<12} {:<6} {:<16} Message",
-            "App", "Version", "Status", "Scale", "Charm"
+        let mut units = Table::new(
+            &["Unit", "Workload", "Agent", "Address", "Ports", "Message"],
+            &[],
         );
         for (name, app) in &self.model.applications {
             let status = app_status(app);
-            let _ = writeln!(
-                s,
-                "{:<16} {:<9} {:<12} {:<6} {:<16} {}",
-                name,
-                app.workload_version,
-                status.name(),
-                app.units.len(),
-                app.files.meta.name,
-                status.message()
-            );
-        }
-        let _ = writeln!(
-            s,
-            "\n{:<18} {:<12} {:<9} {:<12} {:<10} Message",
-            "Unit", "Workload", "Agent", "Address", "Ports"
-        );
-        for app in self.model.applications.values() {
+            apps.row(vec![
+                name.clone(),
+                app.workload_version.clone(),
+                status.name().into(),
+                app.units.len().to_string(),
+                app.files.meta.name.clone(),
+                String::new(),
+                "0".into(),
+                String::new(),
+                "no".into(),
+                status.message().into(),
+            ]);
             for (unit, u) in &app.units {
                 let marker = if app.leader.as_deref() == Some(unit) {
                     "*"
@@ -108,26 +120,41 @@ impl Controller {
                     ""
                 };
                 let ports: Vec<String> = u.opened_ports.iter().map(|p| p.to_string()).collect();
-                let _ = writeln!(
-                    s,
-                    "{:<18} {:<12} {:<9} {:<12} {:<10} {}",
+                let (agent, doing) = self.agent_status(unit);
+                // Juju puts what the agent is running before the message.
+                let message = match doing.strip_prefix("running ") {
+                    Some(what) => {
+                        let what = what.strip_suffix(" hook").unwrap_or(what);
+                        format!("({what}) {}", u.status.message())
+                    }
+                    None => u.status.message().to_string(),
+                };
+                units.row(vec![
                     format!("{unit}{marker}"),
-                    u.status.name(),
-                    self.agent_status(unit).0,
-                    u.address,
+                    u.status.name().into(),
+                    agent.into(),
+                    u.address.clone(),
                     ports.join(","),
-                    u.status.message()
-                );
+                    message,
+                ]);
             }
         }
-        let integrations: Vec<_> = self.model.relations.iter().collect();
-        if relations && !integrations.is_empty() {
-            let _ = writeln!(
-                s,
-                "\n{:<28} {:<28} {:<20} {:<9} Message",
-                "Integration provider", "Requirer", "Interface", "Type"
+        s.push('\n');
+        s.push_str(&apps.render());
+        s.push('\n');
+        s.push_str(&units.render());
+        if relations && !self.model.relations.is_empty() {
+            let mut table = Table::new(
+                &[
+                    "Integration provider",
+                    "Requirer",
+                    "Interface",
+                    "Type",
+                    "Message",
+                ],
+                &[],
             );
-            for r in integrations {
+            for r in &self.model.relations {
                 let name = |e: &crate::model::End| format!("{}:{}", e.app, e.endpoint);
                 let iface = r
                     .ends
@@ -152,11 +179,16 @@ impl Controller {
                     _ => continue,
                 };
                 let message = if r.dying { "removing" } else { "" };
-                let _ = writeln!(
-                    s,
-                    "{provider:<28} {requirer:<28} {iface:<20} {kind:<9} {message}"
-                );
+                table.row(vec![
+                    provider,
+                    requirer,
+                    iface.into(),
+                    kind.into(),
+                    message.into(),
+                ]);
             }
+            s.push('\n');
+            s.push_str(&table.render());
         }
         s
     }

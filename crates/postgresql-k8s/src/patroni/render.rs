@@ -149,6 +149,10 @@ pub fn render(input: &PatroniInput<'_>) -> String {
             },
             "parameters": parameters,
             "pg_hba": pg_hba(address, input.members, input.tls),
+            "callbacks": {
+                "on_start": layout.notify_script(),
+                "on_role_change": layout.notify_script(),
+            },
         },
     });
     doc.as_object_mut()
@@ -247,5 +251,8 @@ mod tests {
         assert!(doc.get("kubernetes").is_none());
         assert_eq!(doc["bootstrap"]["dcs"]["synchronous_node_count"], 2);
         assert_eq!(doc["postgresql"]["bin_dir"], "/usr/lib/postgresql/15/bin");
+        let script = "/var/lib/postgresql/data/notify-role-change";
+        assert_eq!(doc["postgresql"]["callbacks"]["on_role_change"], script);
+        assert_eq!(doc["postgresql"]["callbacks"]["on_start"], script);
     }
 }
