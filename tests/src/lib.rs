@@ -158,9 +158,84 @@ pub fn controller(scratch: &Scratch) -> Controller {
     .unwrap()
 }
 
-/// Runs hooks (and an update-status round every half second, as Juju's timer
-/// would, for what waits on a workload) until `done` holds; panics with the
-/// status table and the failed hooks after `timeout`.
+/// A unit's workload message when it is active.
+pub fn active(c: &Controller, unit: &str) -> Option<String> {
+    match &c.model.unit(unit)?.status {
+        charm::Status::Active(m) => Some(m.clone()),
+        _ => None,
+    }
+}
+
+/// A unit's address.
+pub fn address(c: &Controller, unit: &str) -> String {
+    c.model
+        .unit(unit)
+        .expect("a unit of the model")
+        .address
+        .clone()
+}
+
+/// Runs an action on a unit; it must succeed. Returns its results.
+pub fn action(
+    c: &mut Controller,
+    unit: &str,
+    name: &str,
+    params: serde_json::Value,
+) -> serde_json::Map<String, serde_json::Value> {
+    let params = params.as_object().cloned().unwrap_or_default();
+    let task = c.run_action(unit, name, params).expect("the action runs");
+    assert!(task.succeeded(), "{name} on {unit}: {task:?}");
+    task.results
+}
+
+/// The units of an application, by name.
+pub fn units(c: &Controller, app: &str) -> Vec<String> {
+    c.model
+        .applications
+        .get(app)
+        .map(|a| a.units.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Deploys etcd and an `n`-unit PostgreSQL cluster over it, and waits until
+/// every unit is active with exactly one primary.
+pub fn postgresql_cluster(c: &mut Controller, scratch: &Path, n: u32) {
+    c.deploy(&charm(scratch, "etcd"), "etcd", 1, &[]).unwrap();
+    c.deploy(&charm(scratch, "postgresql-k8s"), "postgresql-k8s", n, &[])
+        .unwrap();
+    c.integrate("postgresql-k8s:etcd", "etcd:etcd").unwrap();
+    converge(c, Duration::from_secs(180), |c| {
+        cluster_settled(c, n as usize)
+    });
+}
+
+/// Whether the PostgreSQL application has `n` units, all active, one of them
+/// the primary.
+pub fn cluster_settled(c: &Controller, n: usize) -> bool {
+    let roles: Vec<Option<String>> = units(c, "postgresql-k8s")
+        .iter()
+        .map(|u| active(c, u))
+        .collect();
+    roles.len() == n
+        && roles.iter().all(Option::is_some)
+        && roles
+            .iter()
+            .filter(|r| r.as_deref() == Some("Primary"))
+            .count()
+            == 1
+}
+
+/// The primary, as the `get-primary` action on `unit` reports it.
+pub fn primary(c: &mut Controller, unit: &str) -> String {
+    action(c, unit, "get-primary", serde_json::json!({}))["primary"]
+        .as_str()
+        .expect("get-primary names the primary")
+        .to_string()
+}
+
+/// Runs every due hook until `done` holds, polling twice a second; panics with
+/// the status table and the failed hooks after `timeout`. No update-status is
+/// run: what the charms do must follow from the events themselves.
 pub fn converge(c: &mut Controller, timeout: Duration, done: impl Fn(&Controller) -> bool) {
     let start = Instant::now();
     let mut failures = Vec::new();
@@ -180,6 +255,5 @@ pub fn converge(c: &mut Controller, timeout: Duration, done: impl Fn(&Controller
             failures.join("\n")
         );
         std::thread::sleep(Duration::from_millis(500));
-        c.tick();
     }
 }

@@ -2,29 +2,12 @@
 //! under Patroni, PgBouncer in front of it, and a client application on the
 //! published v0 library; real `psql` connects through every PgBouncer unit.
 
-use e2e::{charm, controller, converge, psql, python_charm, Scratch};
+use e2e::{
+    action, active, address, charm, controller, converge, postgresql_cluster, primary, psql,
+    python_charm, Scratch,
+};
 use local_model::controller::Controller;
 use std::time::Duration;
-
-fn active(c: &Controller, unit: &str) -> Option<String> {
-    match &c.model.unit(unit)?.status {
-        charm::Status::Active(m) => Some(m.clone()),
-        _ => None,
-    }
-}
-
-/// A unit's action result, which must succeed.
-fn action(
-    c: &mut Controller,
-    unit: &str,
-    name: &str,
-) -> serde_json::Map<String, serde_json::Value> {
-    let task = c
-        .run_action(unit, name, serde_json::Map::new())
-        .expect("the action runs");
-    assert!(task.succeeded(), "{name} on {unit}: {task:?}");
-    task.results
-}
 
 /// The client's credentials, as the PgBouncer charm published them: from the
 /// user secret the client was granted.
@@ -56,36 +39,22 @@ fn client_credentials(c: &Controller) -> (String, String, String, String) {
 #[test]
 fn a_client_reaches_its_database_through_every_pgbouncer_unit() {
     let scratch = Scratch::new("system");
-    let etcd = charm(&scratch.0, "etcd");
-    let postgresql = charm(&scratch.0, "postgresql-k8s");
     let pgbouncer = charm(&scratch.0, "pgbouncer-k8s");
     let client = python_charm(&scratch.0, "pg-client");
     let mut c = controller(&scratch);
 
     // A PostgreSQL cluster: one primary and two replicas, over etcd.
-    c.deploy(&etcd, "etcd", 1, &[]).unwrap();
-    c.deploy(&postgresql, "postgresql-k8s", 3, &[]).unwrap();
-    c.integrate("postgresql-k8s:etcd", "etcd:etcd").unwrap();
-    converge(&mut c, Duration::from_secs(180), |c| {
-        let roles: Vec<Option<String>> = (0..3)
-            .map(|n| active(c, &format!("postgresql-k8s/{n}")))
-            .collect();
-        roles.iter().all(Option::is_some)
-            && roles
-                .iter()
-                .filter(|r| r.as_deref() == Some("Primary"))
-                .count()
-                == 1
-    });
-    let primary = action(&mut c, "postgresql-k8s/0", "get-primary")["primary"]
+    postgresql_cluster(&mut c, &scratch.0, 3);
+    let primary = primary(&mut c, "postgresql-k8s/0");
+    let operator = action(
+        &mut c,
+        "postgresql-k8s/0",
+        "get-password",
+        serde_json::json!({}),
+    )["password"]
         .as_str()
         .unwrap()
         .to_string();
-    let operator = action(&mut c, "postgresql-k8s/0", "get-password")["password"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let address = |c: &Controller, unit: &str| c.model.unit(unit).unwrap().address.clone();
     let primary_address = address(&c, &primary);
     psql(
         &primary_address,

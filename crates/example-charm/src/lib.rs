@@ -151,7 +151,11 @@ fn configure(hook: &mut Hook<'_>) -> anyhow::Result<Handled> {
     if let Some(password) = admin_password(hook, Revision::Tracked)? {
         write_admin_file(hook, &password)?;
     }
-    let layer = service_layer(port);
+    // Listen on this unit's own address: units may share a machine.
+    let address = hook
+        .ingress_address(PEERS)?
+        .unwrap_or_else(|| "0.0.0.0".into());
+    let layer = service_layer(&address, port);
     let web = hook.container(CONTAINER);
     web.add_layer("example", &layer, true)?;
     web.replan()?;
@@ -166,8 +170,8 @@ fn configure(hook: &mut Hook<'_>) -> anyhow::Result<Handled> {
     Ok(Handled::Done)
 }
 
-/// The Pebble layer running the web server on `port`.
-pub fn service_layer(port: u16) -> Layer {
+/// The Pebble layer running the web server on `address`:`port`.
+pub fn service_layer(address: &str, port: u16) -> Layer {
     let mut layer = Layer {
         summary: "example web server".into(),
         ..Layer::default()
@@ -176,7 +180,7 @@ pub fn service_layer(port: u16) -> Layer {
         SERVICE.into(),
         Service {
             r#override: "replace".into(),
-            command: format!("python3 -m http.server {port} --directory /srv"),
+            command: format!("python3 -m http.server {port} --bind {address} --directory /srv"),
             startup: "enabled".into(),
             ..Service::default()
         },

@@ -150,7 +150,7 @@ fn config_changed_defers_until_the_container_is_up_then_replays_first() {
     );
     assert_eq!(
         web.current_plan().services[SERVICE].command,
-        "python3 -m http.server 8080 --directory /srv"
+        "python3 -m http.server 8080 --bind 192.0.2.10 --directory /srv"
     );
     assert!(out.state.opened_ports.contains(&Port::tcp(8080)));
     assert_eq!(out.state.workload_version, env!("CARGO_PKG_VERSION"));

@@ -19,6 +19,7 @@ pub mod clock;
 pub mod controller;
 pub mod daemon;
 pub mod model;
+pub mod network;
 pub mod protocol;
 pub mod resolver;
 pub mod store;

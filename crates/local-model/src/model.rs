@@ -31,8 +31,12 @@ pub struct Model {
     /// How far the clock runs ahead of the machine's, in seconds (a test control).
     #[serde(default)]
     pub clock_offset: u64,
+    /// The second octet of the model's addresses (`127.<network>.0.0/16`,
+    /// see [`crate::network`]).
+    #[serde(default)]
+    pub network: u8,
     /// The third octet the last deployed application's unit addresses got
-    /// (`127.0.<subnet>.<unit + 1>`).
+    /// (`127.<network>.<subnet>.<unit + 1>`).
     #[serde(default)]
     pub last_subnet: u8,
     /// The last task (action or exec) id handed out.

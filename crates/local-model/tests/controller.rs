@@ -128,7 +128,8 @@ fn the_rust_example_charm_serves_its_greeting_from_a_sandboxed_container() {
         "{status}\n{ran:#?}"
     );
     assert!(status.contains(&format!("{port}/tcp")), "{status}");
-    let body = http_get(port);
+    let host = c.model.unit("web/0").unwrap().address.clone();
+    let body = http_get(&host, port);
     assert!(
         body.contains("<h1>hello from the local model</h1>"),
         "{body}"
@@ -137,18 +138,18 @@ fn the_rust_example_charm_serves_its_greeting_from_a_sandboxed_container() {
     // A killed workload is brought back by Pebble.
     c.kill_workload("web/0", "web", "web").unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(http_get(port).contains("hello from the local model"));
+    assert!(http_get(&host, port).contains("hello from the local model"));
 
     // A new greeting reaches the running workload.
     c.config("web", &[("greeting", "changed")]).unwrap();
     c.settle().unwrap();
-    assert!(http_get(port).contains("<h1>changed</h1>"));
+    assert!(http_get(&host, port).contains("<h1>changed</h1>"));
 }
 
-fn http_get(port: u16) -> String {
+fn http_get(host: &str, port: u16) -> String {
     use std::io::{Read, Write};
     for _ in 0..50 {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+        if let Ok(mut s) = std::net::TcpStream::connect((host, port)) {
             let _ = s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n");
             let mut body = String::new();
             let _ = s.read_to_string(&mut body);

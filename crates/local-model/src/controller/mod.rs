@@ -1,7 +1,7 @@
 //! The controller: deploys applications, adds and removes units, relates
 //! applications and runs every unit's hooks until nothing is due, the way a Juju
 //! controller and its unit agents do. Each unit gets its own copy of the charm
-//! directory, an address on loopback (127.0.X.Y), and a Pebble server per
+//! directory, an address on loopback (127.N.X.Y, see [`crate::network`]), and a Pebble server per
 //! container with its own root filesystem.
 //!
 //! The model is saved under the controller's root (`model.json`, see
@@ -19,6 +19,7 @@ pub use tasks::{Task, TaskError, TaskKind};
 
 use crate::agent::{Agent, Executed, HookRun, Prepared};
 use crate::model::{Application, End, Life, Model, NoticeRecord, RelationRecord, Unit};
+use crate::network::Network;
 use crate::store::{self, StoreError};
 use charm::backend::JsonMap;
 use charm::metadata::CharmFiles;
@@ -34,7 +35,7 @@ use std::sync::Arc;
 pub enum ControllerError {
     #[error("application {0:?} already exists")]
     Exists(String),
-    #[error("no loopback address left for {0} (127.0.X.Y allows 254 applications of 254 units)")]
+    #[error("no loopback address left for {0} (a model has 254 applications of 254 units)")]
     NoAddress(String),
     #[error("application {0:?} not found")]
     NoApplication(String),
@@ -136,6 +137,8 @@ pub struct Controller {
     round: VecDeque<String>,
     /// The unit running a hook, action or command, and what.
     running: Option<(String, String)>,
+    /// The model's slice of the loopback network, held while it runs.
+    network: Network,
 }
 
 /// A model UUID from the system's random source.
@@ -214,6 +217,10 @@ impl Controller {
         model: Model,
     ) -> Result<Controller, ControllerError> {
         std::fs::create_dir_all(root).map_err(io(format!("creating {}", root.display())))?;
+        let mut model = model;
+        let saved = (model.network != 0).then_some(model.network);
+        let network = Network::claim(saved).map_err(io("claiming the model's addresses"))?;
+        model.network = network.octet();
         let agent = Agent::start(&root.join("agent.socket"), &root.join("tools"), shim)
             .map_err(io("starting the agent"))?;
         let mut c = Controller {
@@ -224,6 +231,7 @@ impl Controller {
             sandbox,
             round: VecDeque::new(),
             running: None,
+            network,
         };
         c.sync_clock();
         Ok(c)
@@ -500,17 +508,18 @@ impl Controller {
     /// `juju add-unit <app>`: returns the new unit's name.
     pub fn add_unit(&mut self, app_name: &str) -> Result<String, ControllerError> {
         let app = self.app_mut(app_name)?;
-        let subnet = app.subnet;
-        let n = app.next_unit;
+        let (subnet, n) = (app.subnet, app.next_unit);
         if n >= 254 {
             return Err(ControllerError::NoAddress(format!("unit {app_name}/{n}")));
         }
+        let address = self.network.address(subnet, n);
+        let app = self.app_mut(app_name)?;
         app.next_unit += 1;
         let unit = format!("{app_name}/{n}");
         app.units.insert(
             unit.clone(),
             Unit {
-                address: format!("127.0.{subnet}.{}", n + 1),
+                address,
                 ..Unit::default()
             },
         );

@@ -1,0 +1,83 @@
+//! Each running model's own slice of the loopback network, `127.<N>.0.0/16`:
+//! its applications get `127.<N>.<app>.0/24` and their units one address each.
+//! A model holds its slice with a lock file for as long as its controller runs,
+//! so models (and tests running side by side) on one machine never share an
+//! address, whatever ports their workloads listen on.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+/// Where the slices' lock files live.
+fn locks_dir() -> PathBuf {
+    std::env::temp_dir().join("local-model-networks")
+}
+
+/// A claimed slice; released when dropped (or when the process ends).
+#[derive(Debug)]
+pub struct Network {
+    octet: u8,
+    _lock: File,
+}
+
+impl Network {
+    /// Claims slice `wanted`, or with `None` the first free one (1 to 254).
+    /// Fails when `wanted` is held by another running model, or when every
+    /// slice is.
+    pub fn claim(wanted: Option<u8>) -> io::Result<Network> {
+        let dir = locks_dir();
+        std::fs::create_dir_all(&dir)?;
+        let candidates: Vec<u8> = match wanted {
+            Some(octet) => vec![octet],
+            None => (1..=254).collect(),
+        };
+        for octet in candidates {
+            let lock = File::create(dir.join(format!("{octet}.lock")))?;
+            // SAFETY: flock on a file descriptor we own; the lock goes with it.
+            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(Network { octet, _lock: lock });
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            match wanted {
+                Some(octet) => format!(
+                    "the model's addresses (127.{octet}.0.0/16) are held by another running model"
+                ),
+                None => "every loopback slice (127.1-254.0.0/16) is held by a running model".into(),
+            },
+        ))
+    }
+
+    /// The second octet of the slice.
+    pub fn octet(&self) -> u8 {
+        self.octet
+    }
+
+    /// The address of unit `n` of the application with third octet `subnet`.
+    pub fn address(&self, subnet: u8, n: u32) -> String {
+        format!("127.{}.{subnet}.{}", self.octet, n + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slice_is_held_by_one_model_at_a_time() {
+        let first = Network::claim(None).unwrap();
+        let second = Network::claim(None).unwrap();
+        assert_ne!(first.octet(), second.octet());
+        let taken = Network::claim(Some(first.octet())).unwrap_err();
+        assert!(
+            taken.to_string().contains("another running model"),
+            "{taken}"
+        );
+        let octet = first.octet();
+        drop(first);
+        let again = Network::claim(Some(octet)).unwrap();
+        assert_eq!(again.address(3, 0), format!("127.{octet}.3.1"));
+    }
+}

@@ -1,0 +1,158 @@
+//! The PostgreSQL charm on the local model with real Patroni, etcd and
+//! PostgreSQL: a switchover, and scaling down to one unit and back up, with a
+//! client related to it directly; no data is lost and the client's endpoints
+//! follow the primary.
+
+use e2e::{
+    action, address, cluster_settled, controller, converge, postgresql_cluster, primary, psql,
+    python_charm, units, Scratch,
+};
+use local_model::controller::Controller;
+use serde_json::json;
+use std::time::Duration;
+
+const APP: &str = "postgresql-k8s";
+
+/// What the PostgreSQL charm published to the client: `endpoints` and
+/// `read-only-endpoints`.
+fn published(c: &Controller) -> (String, String) {
+    let relation = c
+        .model
+        .relations
+        .iter()
+        .find(|r| r.end_of("client").is_some())
+        .expect("the client relation");
+    let bag = &relation.app_bags[APP].data;
+    (
+        bag.get("endpoints").cloned().unwrap_or_default(),
+        bag.get("read-only-endpoints").cloned().unwrap_or_default(),
+    )
+}
+
+/// A cluster of three with a client related to it; returns the operator password.
+fn cluster_with_client(c: &mut Controller, scratch: &Scratch) -> String {
+    postgresql_cluster(c, &scratch.0, 3);
+    let client = python_charm(&scratch.0, "pg-client");
+    c.deploy(&client, "client", 1, &[]).unwrap();
+    c.integrate("client:database", &format!("{APP}:database"))
+        .unwrap();
+    converge(c, Duration::from_secs(60), |c| {
+        e2e::active(c, "client/0").is_some_and(|m| m.contains('@'))
+    });
+    action(c, &format!("{APP}/0"), "get-password", json!({}))["password"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Rows of `t` as read on `unit`, once it has caught up to `want` rows.
+fn rows_on(c: &Controller, unit: &str, password: &str, want: usize) -> Vec<String> {
+    let host = address(c, unit);
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        if let Ok(out) = psql(
+            &host,
+            5432,
+            "operator",
+            password,
+            "postgres",
+            "SELECT v FROM t ORDER BY v",
+        ) {
+            rows = out.lines().map(str::to_string).collect();
+            if rows.len() >= want {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    rows
+}
+
+#[test]
+fn promote_to_primary_switches_over_and_the_client_follows() {
+    let scratch = Scratch::new("switchover");
+    let mut c = controller(&scratch);
+    let password = cluster_with_client(&mut c, &scratch);
+    let old = primary(&mut c, &format!("{APP}/0"));
+    assert_eq!(published(&c).0, format!("{}:5432", address(&c, &old)));
+    let target = units(&c, APP).into_iter().find(|u| *u != old).unwrap();
+
+    action(
+        &mut c,
+        &target,
+        "promote-to-primary",
+        json!({"scope": "unit"}),
+    );
+    converge(&mut c, Duration::from_secs(60), |c| {
+        published(c).0 == format!("{}:5432", address(c, &target))
+            && e2e::active(c, &target).as_deref() == Some("Primary")
+    });
+    assert_eq!(primary(&mut c, &old), target);
+    let (_, read_only) = published(&c);
+    assert!(read_only.contains(&address(&c, &old)), "{read_only}");
+    psql(
+        &address(&c, &target),
+        5432,
+        "operator",
+        &password,
+        "postgres",
+        "CREATE TABLE t (v text); INSERT INTO t VALUES ('after the switchover')",
+    )
+    .unwrap();
+    assert_eq!(rows_on(&c, &old, &password, 1), ["after the switchover"]);
+}
+
+#[test]
+fn scaling_three_to_one_to_three_loses_no_data() {
+    let scratch = Scratch::new("scaling");
+    let mut c = controller(&scratch);
+    let password = cluster_with_client(&mut c, &scratch);
+    let first = primary(&mut c, &format!("{APP}/0"));
+    psql(
+        &address(&c, &first),
+        5432,
+        "operator",
+        &password,
+        "postgres",
+        "CREATE TABLE t (v text); INSERT INTO t VALUES ('1 before scaling')",
+    )
+    .unwrap();
+
+    // Down to the primary alone: it serves reads too.
+    for unit in units(&c, APP).into_iter().filter(|u| *u != first) {
+        c.remove_unit(&unit).unwrap();
+    }
+    converge(&mut c, Duration::from_secs(120), |c| cluster_settled(c, 1));
+    let alone = format!("{}:5432", address(&c, &first));
+    converge(&mut c, Duration::from_secs(30), |c| {
+        published(c) == (alone.clone(), alone.clone())
+    });
+    psql(
+        &address(&c, &first),
+        5432,
+        "operator",
+        &password,
+        "postgres",
+        "INSERT INTO t VALUES ('2 with one unit')",
+    )
+    .unwrap();
+
+    // Back to three: the new replicas get every row.
+    c.add_unit(APP).unwrap();
+    c.add_unit(APP).unwrap();
+    converge(&mut c, Duration::from_secs(180), |c| cluster_settled(c, 3));
+    for unit in units(&c, APP) {
+        assert_eq!(
+            rows_on(&c, &unit, &password, 2),
+            ["1 before scaling", "2 with one unit"],
+            "{unit}"
+        );
+    }
+    converge(&mut c, Duration::from_secs(30), |c| {
+        let (_, read_only) = published(c);
+        units(c, APP)
+            .iter()
+            .filter(|u| **u != first)
+            .all(|u| read_only.contains(&address(c, u)))
+    });
+}
