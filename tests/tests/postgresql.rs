@@ -156,3 +156,58 @@ fn scaling_three_to_one_to_three_loses_no_data() {
             .all(|u| read_only.contains(&address(c, u)))
     });
 }
+
+#[test]
+fn losing_the_primary_promotes_a_replica_and_the_client_follows() {
+    let scratch = Scratch::new("failover");
+    let mut c = controller(&scratch);
+    let password = cluster_with_client(&mut c, &scratch);
+    let old = primary(&mut c, &format!("{APP}/0"));
+    psql(
+        &address(&c, &old),
+        5432,
+        "operator",
+        &password,
+        "postgres",
+        "CREATE TABLE t (v text); INSERT INTO t VALUES ('before the failover')",
+    )
+    .unwrap();
+    for unit in units(&c, APP) {
+        assert_eq!(
+            rows_on(&c, &unit, &password, 1),
+            ["before the failover"],
+            "{unit}"
+        );
+    }
+
+    // The primary's unit dies at once, PostgreSQL with it, and stays gone.
+    c.remove_unit_abruptly(&old).unwrap();
+    converge(&mut c, Duration::from_secs(120), |c| {
+        let (endpoints, _) = published(c);
+        units(c, APP).iter().any(|u| {
+            endpoints == format!("{}:5432", address(c, u))
+                && e2e::active(c, u).as_deref() == Some("Primary")
+        })
+    });
+    let new = units(&c, APP)
+        .into_iter()
+        .find(|u| e2e::active(&c, u).as_deref() == Some("Primary"))
+        .unwrap();
+    assert_ne!(new, old);
+    psql(
+        &address(&c, &new),
+        5432,
+        "operator",
+        &password,
+        "postgres",
+        "INSERT INTO t VALUES ('on the new primary')",
+    )
+    .unwrap();
+    for unit in units(&c, APP) {
+        assert_eq!(
+            rows_on(&c, &unit, &password, 2),
+            ["before the failover", "on the new primary"],
+            "{unit}"
+        );
+    }
+}
