@@ -156,4 +156,47 @@ fn a_client_reaches_its_database_through_every_pgbouncer_unit() {
             "{unit}: the read-only database takes no writes: {refused:?}"
         );
     }
+
+    // A switchover: PgBouncer follows the new primary, and the client's
+    // endpoints (PgBouncer's own) stay as they were.
+    let target = (0..3)
+        .map(|n| format!("postgresql-k8s/{n}"))
+        .find(|u| *u != primary)
+        .unwrap();
+    action(
+        &mut c,
+        &target,
+        "promote-to-primary",
+        serde_json::json!({"scope": "unit"}),
+    );
+    let target_address = address(&c, &target);
+    converge(&mut c, Duration::from_secs(60), |c| {
+        c.model.relations.iter().any(|r| {
+            r.end_of("pgbouncer-k8s").is_some()
+                && r.app_bags
+                    .get("postgresql-k8s")
+                    .and_then(|b| b.data.get("endpoints"))
+                    == Some(&format!("{target_address}:5432"))
+        })
+    });
+    for unit in ["pgbouncer-k8s/0", "pgbouncer-k8s/1"] {
+        let host = address(&c, unit);
+        let mut wrote = Err(String::new());
+        for _ in 0..100 {
+            wrote = psql(
+                &host,
+                6432,
+                &user,
+                &password,
+                "appdb",
+                "INSERT INTO notes VALUES ('after the switchover')",
+            );
+            if wrote.is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        wrote.unwrap_or_else(|e| panic!("{unit} after the switchover: {e}"));
+    }
+    assert_eq!(client_credentials(&c).2, endpoints);
 }
