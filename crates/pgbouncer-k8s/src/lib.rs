@@ -2,8 +2,9 @@
 //!
 //! [`PgBouncerCharm`] routes each event to its flow in [`flows`]; the flows read
 //! the state through [`state`], talk to PostgreSQL through [`postgres`] and to the
-//! container through [`workload`]; [`pgb`] knows PgBouncer's files; [`status`]
-//! decides the unit's status once per dispatch.
+//! container through [`workload`] and, on Kubernetes, to the application's
+//! StatefulSet through [`statefulset`]; [`pgb`] knows PgBouncer's files;
+//! [`status`] decides the unit's status once per dispatch.
 
 pub mod config;
 pub mod endpoint;
@@ -11,6 +12,7 @@ pub mod flows;
 pub mod pgb;
 pub mod postgres;
 pub mod state;
+pub mod statefulset;
 pub mod status;
 pub mod tls;
 pub mod workload;
@@ -18,19 +20,30 @@ pub mod workload;
 use charm::{Charm, Event, Handled, Hook};
 use flows::{backend, certificates, database, lifecycle, peers, upgrade, Deps, Issues};
 use state::{BACKEND, CERTIFICATES, DATABASE, PEERS};
+use statefulset::StatefulSets;
 
 /// The charm: its dependencies, and the problems met in this dispatch.
 pub struct PgBouncerCharm {
     pub deps: Deps,
+    /// The application's StatefulSet, on Kubernetes.
+    pub stateful_sets: Option<Box<dyn StatefulSets>>,
     issues: Issues,
 }
 
 impl PgBouncerCharm {
+    /// The charm off Kubernetes.
     pub fn new(deps: Deps) -> PgBouncerCharm {
         PgBouncerCharm {
             deps,
+            stateful_sets: None,
             issues: Issues::default(),
         }
+    }
+
+    /// The charm with the StatefulSet API (`None`: not on Kubernetes).
+    pub fn with_stateful_sets(mut self, sets: Option<Box<dyn StatefulSets>>) -> PgBouncerCharm {
+        self.stateful_sets = sets;
+        self
     }
 }
 
@@ -91,7 +104,10 @@ impl Charm for PgBouncerCharm {
                 certificates::set_private_key(hook, deps, issues)
             }
             Event::Action(a) if a.name == "pre-upgrade-check" => {
-                upgrade::pre_upgrade_check(hook, deps)
+                upgrade::pre_upgrade_check(hook, deps, self.stateful_sets.as_deref())
+            }
+            Event::Action(a) if a.name == "resume-upgrade" => {
+                upgrade::resume_upgrade(hook, self.stateful_sets.as_deref())
             }
             _ => Ok(Handled::Done),
         }

@@ -4,8 +4,10 @@ use pgbouncer_k8s::flows::Deps;
 use pgbouncer_k8s::pgb::pools::processes_for;
 use pgbouncer_k8s::pgb::Layout;
 use pgbouncer_k8s::postgres::RealConnector;
+use pgbouncer_k8s::statefulset;
 use pgbouncer_k8s::workload::Workload;
 use pgbouncer_k8s::PgBouncerCharm;
+use std::path::Path;
 
 fn main() -> std::process::ExitCode {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -17,5 +19,9 @@ fn main() -> std::process::ExitCode {
             user: Some("postgres".into()),
         },
     };
-    charm::dispatch::main(PgBouncerCharm::new(deps))
+    let sets = statefulset::for_substrate(
+        |name| std::env::var(name).ok(),
+        Path::new(kubernetes::config::SERVICE_ACCOUNT_DIR),
+    );
+    charm::dispatch::main(PgBouncerCharm::new(deps).with_stateful_sets(sets))
 }

@@ -43,7 +43,10 @@ fn actions_have_the_reference_names_and_parameters() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charms/pgbouncer-k8s");
     let files = CharmFiles::load(&dir).unwrap();
     let names: Vec<&str> = files.actions.keys().map(String::as_str).collect();
-    assert_eq!(names, ["pre-upgrade-check", "set-tls-private-key"]);
+    assert_eq!(
+        names,
+        ["pre-upgrade-check", "resume-upgrade", "set-tls-private-key"]
+    );
     let key = &files.actions["set-tls-private-key"];
     assert_eq!(key.params["private-key"]["type"], "string");
     assert!(
@@ -51,6 +54,7 @@ fn actions_have_the_reference_names_and_parameters() {
         "no key is the default: one is generated"
     );
     assert!(files.actions["pre-upgrade-check"].params.is_empty());
+    assert!(files.actions["resume-upgrade"].params.is_empty());
     let packed = std::fs::read_to_string(dir.join("charmcraft.yaml")).unwrap();
     assert!(packed.contains("- actions.yaml"), "charmcraft primes it");
 }

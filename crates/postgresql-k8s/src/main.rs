@@ -4,10 +4,11 @@ use postgresql_k8s::config::Resources;
 use postgresql_k8s::dcs::Kubernetes;
 use postgresql_k8s::flows::Deps;
 use postgresql_k8s::patroni::client::HttpPatroni;
-use postgresql_k8s::pods::NoPods;
+use postgresql_k8s::pods;
 use postgresql_k8s::postgres::RealConnector;
 use postgresql_k8s::workload::Workload;
 use postgresql_k8s::PostgresqlCharm;
+use std::path::Path;
 use std::time::Duration;
 
 /// The machine's memory in bytes, from `/proc/meminfo` (1 GiB when unreadable).
@@ -29,7 +30,10 @@ fn main() -> std::process::ExitCode {
     let deps = Deps {
         connector: Box::new(RealConnector),
         patroni: Box::new(HttpPatroni::default()),
-        pods: Box::new(NoPods),
+        pods: pods::for_substrate(
+            |name| std::env::var(name).ok(),
+            Path::new(kubernetes::config::SERVICE_ACCOUNT_DIR),
+        ),
         workload: Workload::default(),
         kubernetes,
         resources: Resources {

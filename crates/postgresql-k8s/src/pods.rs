@@ -1,9 +1,13 @@
 //! Pod labels: on Kubernetes the charm labels each cluster member's pod
-//! (`application=patroni`, `cluster-name=patroni-<app>`, reference §0.4); the
-//! local model has no pods.
+//! (`application=patroni`, `cluster-name=patroni-<app>`, reference §0.4)
+//! through the API ([`KubernetesPods`]); the local model has no pods
+//! ([`NoPods`]). [`for_substrate`] chooses.
 
+use kubernetes::config::SERVICE_HOST;
+use kubernetes::{Client, Config};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::rc::Rc;
 
 /// Pod labels by label name.
@@ -39,6 +43,44 @@ pub fn member_labels(app: &str) -> Labels {
     ])
 }
 
+/// The pod a unit runs in: Juju names it after the unit (`app/3` → `app-3`),
+/// as Patroni names the member.
+pub fn pod_name(unit: &str) -> String {
+    unit.replace('/', "-")
+}
+
+/// The pod API for where the unit runs: Kubernetes when
+/// `KUBERNETES_SERVICE_HOST` is set (the rule the DCS choice follows), none
+/// otherwise. `account` is the service account directory.
+pub fn for_substrate(env: impl Fn(&str) -> Option<String>, account: &Path) -> Box<dyn Pods> {
+    if env(SERVICE_HOST).is_none() {
+        return Box::new(NoPods);
+    }
+    Box::new(KubernetesPods {
+        config: Config::from_env(env, account).map_err(|e| e.to_string()),
+    })
+}
+
+/// Pods through the Kubernetes API, with the pod's in-cluster configuration.
+pub struct KubernetesPods {
+    /// The configuration, or why there is none (reported when patching).
+    pub config: Result<Config, String>,
+}
+
+impl Pods for KubernetesPods {
+    fn patch_labels(&self, pod: &str, labels: &Labels) -> Result<Labelled, PodsError> {
+        let failed = |message: String| PodsError {
+            pod: pod.into(),
+            message,
+        };
+        let config = self.config.clone().map_err(failed)?;
+        Client::new(config)
+            .and_then(|client| client.patch_pod_labels(pod, labels))
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(Labelled::Patched)
+    }
+}
+
 /// A substrate without pods (the local model): nothing to label.
 pub struct NoPods;
 
@@ -69,5 +111,54 @@ impl Pods for FakePods {
         }
         self.patched.borrow_mut().push((pod.into(), labels.clone()));
         Ok(Labelled::Patched)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("pods-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_pod_is_named_after_the_unit_as_the_patroni_member() {
+        assert_eq!(pod_name("postgresql-k8s/2"), "postgresql-k8s-2");
+        assert_eq!(pod_name("pg/0"), crate::state::member_name("pg/0"));
+    }
+
+    #[test]
+    fn off_kubernetes_there_are_no_pods() {
+        let pods = for_substrate(|_| None, &account("off"));
+        let labelled = pods.patch_labels("pg-1", &member_labels("pg")).unwrap();
+        assert!(matches!(labelled, Labelled::NoPods(_)), "{labelled:?}");
+    }
+
+    #[test]
+    fn on_kubernetes_the_api_is_used_and_its_problems_are_reported() {
+        // A pod's environment, but no service account token: the API is
+        // chosen, and the patch fails naming the missing file.
+        let dir = account("on");
+        let env = |k: &str| match k {
+            "KUBERNETES_SERVICE_HOST" => Some("127.0.0.1".to_string()),
+            "KUBERNETES_SERVICE_PORT" => Some("1".to_string()),
+            "JUJU_MODEL_NAME" => Some("test".to_string()),
+            _ => None,
+        };
+        let err = for_substrate(env, &dir)
+            .patch_labels("pg-1", &member_labels("pg"))
+            .unwrap_err();
+        assert_eq!(err.pod, "pg-1");
+        assert!(err.message.contains("token"), "{err}");
+
+        // Set but unusable (no port): still the API, which says why.
+        let host_only = |k: &str| (k == "KUBERNETES_SERVICE_HOST").then(|| "10.0.0.1".to_string());
+        let err = for_substrate(host_only, &dir)
+            .patch_labels("pg-1", &member_labels("pg"))
+            .unwrap_err();
+        assert!(err.message.contains("KUBERNETES_SERVICE_PORT"), "{err}");
     }
 }

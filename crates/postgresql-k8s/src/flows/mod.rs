@@ -12,7 +12,7 @@ use crate::config::{CharmConfig, ConfigError, Resources};
 use crate::dcs::{self, Dcs, DcsState, Kubernetes};
 use crate::patroni::render::{self, PatroniInput};
 use crate::patroni::{Cluster, Health, Patroni};
-use crate::pods::{member_labels, Labelled, Pods};
+use crate::pods::{member_labels, pod_name, Labelled, Pods};
 use crate::postgres::Connector;
 use crate::state::{self, Passwords};
 use crate::workload::{Workload, CONTAINER};
@@ -364,7 +364,7 @@ pub fn add_members(
             &format!("added {unit} ({address}) to the cluster"),
         )?;
         // Patch pod labels of the new cluster member
-        let pod = state::member_name(&unit);
+        let pod = pod_name(&unit);
         match deps.pods.patch_labels(&pod, &member_labels(hook.app())) {
             Ok(Labelled::Patched) => hook.log(LogLevel::Info, &format!("labelled pod {pod}"))?,
             Ok(Labelled::NoPods(why)) => {

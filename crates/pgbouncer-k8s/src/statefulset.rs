@@ -1,0 +1,152 @@
+//! The application's StatefulSet on Kubernetes. Its rolling-update partition
+//! holds units back during an upgrade: only pods whose ordinal is at or above
+//! it get the new charm. Off Kubernetes there is none ([`for_substrate`]).
+
+use kubernetes::config::SERVICE_HOST;
+use kubernetes::{Client, Config, Error, StatefulSet};
+use std::cell::RefCell;
+use std::path::Path;
+use std::rc::Rc;
+
+/// Reading the StatefulSet and moving its partition.
+pub trait StatefulSets {
+    /// StatefulSet `name` in the model's namespace.
+    fn get(&self, name: &str) -> Result<StatefulSet, Error>;
+    /// Sets `name`'s `spec.updateStrategy.rollingUpdate.partition`.
+    fn set_partition(&self, name: &str, partition: u32) -> Result<(), Error>;
+}
+
+/// The StatefulSet API for where the unit runs: Kubernetes when
+/// `KUBERNETES_SERVICE_HOST` is set, none otherwise. `account` is the service
+/// account directory.
+pub fn for_substrate(
+    env: impl Fn(&str) -> Option<String>,
+    account: &Path,
+) -> Option<Box<dyn StatefulSets>> {
+    env(SERVICE_HOST)?;
+    Some(Box::new(KubernetesStatefulSets {
+        config: Config::from_env(env, account).map_err(|e| e.to_string()),
+    }))
+}
+
+/// StatefulSets through the Kubernetes API, with the pod's in-cluster
+/// configuration; each call reads the token again.
+pub struct KubernetesStatefulSets {
+    /// The configuration, or why there is none (reported by each call).
+    pub config: Result<Config, String>,
+}
+
+impl KubernetesStatefulSets {
+    fn client(&self) -> Result<Client, Error> {
+        Client::new(self.config.clone().map_err(Error::Config)?)
+    }
+}
+
+impl StatefulSets for KubernetesStatefulSets {
+    fn get(&self, name: &str) -> Result<StatefulSet, Error> {
+        self.client()?.get_stateful_set(name)
+    }
+
+    fn set_partition(&self, name: &str, partition: u32) -> Result<(), Error> {
+        self.client()?.set_partition(name, partition).map(|_| ())
+    }
+}
+
+/// One StatefulSet in memory, for tests.
+#[derive(Clone)]
+pub struct FakeStatefulSets {
+    pub set: Rc<RefCell<StatefulSet>>,
+    /// The partitions set, in order.
+    pub patched: Rc<RefCell<Vec<u32>>>,
+    /// When set, every call fails with this HTTP status.
+    pub fail: Rc<RefCell<Option<u16>>>,
+    /// When set, setting the partition fails with this HTTP status.
+    pub fail_patch: Rc<RefCell<Option<u16>>>,
+}
+
+impl FakeStatefulSets {
+    /// `replicas` pods, all at one revision, no partition.
+    pub fn new(name: &str, replicas: u32) -> FakeStatefulSets {
+        FakeStatefulSets {
+            set: Rc::new(RefCell::new(StatefulSet {
+                name: name.into(),
+                replicas,
+                strategy: "RollingUpdate".into(),
+                partition: 0,
+                current_revision: Some(format!("{name}-1")),
+                update_revision: Some(format!("{name}-1")),
+                updated_replicas: replicas,
+                ready_replicas: replicas,
+            })),
+            patched: Rc::default(),
+            fail: Rc::default(),
+            fail_patch: Rc::default(),
+        }
+    }
+
+    /// `juju refresh` happened: the pods at or above the partition run a new
+    /// revision.
+    pub fn refresh(&self) {
+        let mut set = self.set.borrow_mut();
+        set.update_revision = Some(format!("{}-2", set.name));
+        set.updated_replicas = set.replicas - set.partition.min(set.replicas);
+    }
+
+    fn check(&self, action: &str, fail: Option<u16>) -> Result<(), Error> {
+        let action = action.to_string();
+        match fail.or(*self.fail.borrow()) {
+            None => Ok(()),
+            Some(status @ (401 | 403)) => Err(Error::Forbidden { action, status }),
+            Some(404) => Err(Error::NotFound { action }),
+            Some(status) => Err(Error::Api {
+                action,
+                status,
+                message: "refused".into(),
+            }),
+        }
+    }
+}
+
+impl StatefulSets for FakeStatefulSets {
+    fn get(&self, name: &str) -> Result<StatefulSet, Error> {
+        self.check(&format!("read StatefulSet {name} in namespace test"), None)?;
+        Ok(self.set.borrow().clone())
+    }
+
+    fn set_partition(&self, name: &str, partition: u32) -> Result<(), Error> {
+        self.check(
+            &format!("set the rolling-update partition of StatefulSet {name} in namespace test"),
+            *self.fail_patch.borrow(),
+        )?;
+        self.set.borrow_mut().partition = partition;
+        self.patched.borrow_mut().push(partition);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_only_when_the_pod_says_so() {
+        let dir = std::env::temp_dir().join(format!("statefulsets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(for_substrate(|_| None, &dir).is_none());
+        let env = |k: &str| match k {
+            "KUBERNETES_SERVICE_HOST" => Some("127.0.0.1".to_string()),
+            "KUBERNETES_SERVICE_PORT" => Some("1".to_string()),
+            "JUJU_MODEL_NAME" => Some("test".to_string()),
+            _ => None,
+        };
+        let api = for_substrate(env, &dir).expect("on Kubernetes");
+        let err = api.get("pgbouncer-k8s").unwrap_err();
+        assert!(err.to_string().contains("token"), "{err}");
+        let no_port = |k: &str| (k == "KUBERNETES_SERVICE_HOST").then(|| "h".to_string());
+        let err = for_substrate(no_port, &dir)
+            .unwrap()
+            .set_partition("pgbouncer-k8s", 1)
+            .unwrap_err();
+        assert!(err.to_string().contains("KUBERNETES_SERVICE_PORT"), "{err}");
+    }
+}
