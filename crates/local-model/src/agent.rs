@@ -15,7 +15,7 @@ use crate::model::Model;
 use crate::protocol::{Request, Response};
 use crate::resolver;
 use crate::tools::{Session, ToolRequest};
-use crate::view::{commit, view};
+use crate::view::{commit, refresh_network, view};
 use charm::backend::JsonMap;
 use charm::event::ActionEvent;
 use charm::{Context, Event};
@@ -81,6 +81,10 @@ pub struct HookRun {
     pub ok: bool,
     /// What `dispatch` printed (stdout then stderr).
     pub output: String,
+    /// What it printed on stderr (the end of `output`).
+    pub stderr: String,
+    /// Its exit code (-1 when a signal ended it).
+    pub code: i32,
     /// What the hook logged with `juju-log`, level and message.
     pub logs: Vec<(charm::LogLevel, String)>,
 }
@@ -299,6 +303,9 @@ impl Agent {
         let ok = executed.code == 0;
         if ok {
             commit(model, &unit, &before, &executed.after);
+            if work == Work::Hook && event == Event::ConfigChanged {
+                refresh_network(model, &unit, &before, &executed.after);
+            }
             if work == Work::Hook {
                 resolver::done(&mut snapshot, &unit, &event);
                 let seen = snapshot.unit(&unit).map(|u| u.seen.clone());
@@ -318,6 +325,8 @@ impl Agent {
             event,
             ok,
             output: format!("{}{}", executed.stdout, executed.stderr),
+            stderr: executed.stderr.clone(),
+            code: executed.code,
             logs: executed.after.logs[before.logs.len()..].to_vec(),
         }
     }

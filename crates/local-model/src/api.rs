@@ -99,6 +99,11 @@ pub enum Request {
         container: String,
         service: String,
     },
+    /// Loses a unit's machine: its workloads SIGKILLed, the unit gone without
+    /// hooks; answers the unit's name.
+    CrashUnit {
+        unit: String,
+    },
     /// Stops the controller and its workloads; `destroy` removes the model too.
     Shutdown {
         destroy: bool,

@@ -413,6 +413,12 @@ fn handle(
             c.kill_workload(&name, &container, &service)?;
             Ok(json!(name))
         }
+        Request::CrashUnit { unit } => {
+            let mut c = shared.lock();
+            let name = c.unit_name(&unit)?;
+            c.crash_unit(&name)?;
+            Ok(json!(name))
+        }
         Request::Shutdown { destroy } => {
             send(stream, &Reply::Done(Value::Null));
             shutdown(shared, destroy)

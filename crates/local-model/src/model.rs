@@ -208,7 +208,33 @@ pub struct RelationRecord {
     pub dying: bool,
 }
 
+/// What Juju writes into a unit's bag of a relation when the unit enters its
+/// scope, and again after each successful config-changed: its ingress address
+/// as `ingress-address` and `private-address`, and `egress-subnets` (the
+/// address as a /32 on the local model).
+pub fn network_settings(address: &str) -> [(&'static str, String); 3] {
+    [
+        ("egress-subnets", format!("{address}/32")),
+        ("ingress-address", address.to_string()),
+        ("private-address", address.to_string()),
+    ]
+}
+
 impl RelationRecord {
+    /// Puts a unit in scope; its bag becomes [`network_settings`] (as Juju's
+    /// `EnterScope` writes it), before any remote unit sees it join.
+    pub fn enter_scope(&mut self, unit: &str, address: &str) {
+        self.scope.insert(unit.to_string());
+        let settings = network_settings(address)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        self.unit_bags
+            .entry(unit.to_string())
+            .or_default()
+            .set(settings);
+    }
+
     /// Whether this is a peer relation.
     pub fn is_peer(&self) -> bool {
         self.ends.len() == 1

@@ -220,3 +220,40 @@ pub fn commit(model: &mut Model, unit: &str, before: &State, after: &State) {
         }
     }
 }
+
+/// What Juju does after a successful config-changed: it writes the unit's
+/// network settings ([`crate::model::network_settings`]) again into its bag of
+/// every relation it is in scope of, in the same transaction as the hook's own
+/// changes, which are applied last (so a key the hook wrote keeps its value).
+pub fn refresh_network(model: &mut Model, unit: &str, before: &State, after: &State) {
+    let Some(address) = model.unit(unit).map(|u| u.address.clone()) else {
+        return;
+    };
+    for record in model.relations.iter_mut() {
+        if !record.scope.contains(unit) {
+            continue;
+        }
+        let written = |key: &str| {
+            let value = |s: &State| {
+                s.relation(record.id)
+                    .and_then(|r| r.local_unit_data.get(key).cloned())
+            };
+            value(before) != value(after)
+        };
+        let mut bag = record
+            .unit_bags
+            .get(unit)
+            .map(|b| b.data.clone())
+            .unwrap_or_default();
+        for (key, value) in crate::model::network_settings(&address) {
+            if !written(key) {
+                bag.insert(key.to_string(), value);
+            }
+        }
+        record
+            .unit_bags
+            .entry(unit.to_string())
+            .or_default()
+            .set(bag);
+    }
+}

@@ -1,8 +1,10 @@
 //! The `juju` CLI against its controller daemon: deploy and wait, the state
 //! surviving a controller killed with SIGKILL (restarted by the next command,
 //! which carries on running hooks), debug-log, and destroy-model; and the test
-//! controls: fail-next-hook with resolve (retried or skipped), kill-workload,
-//! `remove-unit --force [--no-wait]`, and set-seed.
+//! controls: fail-next-hook with resolve (retried or skipped, as debug-log
+//! tells), kill-workload, crash-unit, `remove-unit --force [--no-wait]`, and
+//! set-seed; and the addresses Juju writes into relation bags, as an ops charm and
+//! `show-unit` see them.
 
 mod common;
 
@@ -169,6 +171,7 @@ fn hooks_run(cli: &Cli) -> Vec<String> {
         .filter_map(|l| {
             let (entity, rest) = l.split_once(": ")?;
             let hook = rest.split_once("juju.worker.uniter.operation ran ")?.1;
+            let hook = hook.trim_end_matches(" (via hook dispatching script: dispatch)");
             Some(format!("{entity} {hook}"))
         })
         .collect()
@@ -214,7 +217,29 @@ fn a_failed_hook_is_retried_or_skipped_by_resolve() {
         "{table}"
     );
     let log = cli.ok(&["debug-log", "--replay", "--no-tail", "--include", "peer/1"]);
-    assert!(log.contains("\"config-changed\" hook failed"), "{log}");
+    for expected in [
+        "ERROR juju.worker.uniter.operation hook \"config-changed\" \
+         (via hook dispatching script: dispatch) failed: exit status 1",
+        "INFO juju.worker.uniter awaiting error resolution for \"config-changed\" hook",
+    ] {
+        assert!(log.contains(expected), "{expected}: {log}");
+    }
+    let errors = cli.ok(&[
+        "debug-log",
+        "--replay",
+        "--no-tail",
+        "--include",
+        "peer/1",
+        "--level",
+        "ERROR",
+    ]);
+    assert!(
+        errors
+            .lines()
+            .all(|l| l.starts_with("unit-peer-1: ") && l.contains(" ERROR ")),
+        "{errors}"
+    );
+    assert!(errors.contains("failed: exit status 1"), "{errors}");
 
     // resolve: the hook runs again and its changes are committed.
     cli.ok(&["resolve", "peer/1"]);
@@ -427,4 +452,101 @@ fn kill_workload_kills_a_service_and_pebble_brings_it_back() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+
+    // The machine is lost: the workload dies with it and the unit is gone.
+    assert_eq!(
+        cli.fails(&["crash-unit", "web/9"]),
+        (1, "ERROR unit \"web/9\" not found\n".to_string())
+    );
+    let running = processes_in(&root);
+    cli.ok(&["crash-unit", "web/0"]);
+    assert!(running
+        .iter()
+        .all(|p| !Path::new(&format!("/proc/{p}")).exists()));
+    assert!(cli.status()["applications"]["web"]["units"]
+        .as_object()
+        .is_none_or(|units| units.is_empty()));
+}
+
+#[test]
+fn relation_bags_carry_the_addresses_juju_writes_and_a_charm_may_overwrite() {
+    let scratch = Scratch::new("cli-addresses");
+    let python = venv();
+    let charm = pack(&scratch.0, "ops-address", "packed", &python, &[]);
+    let cli = Cli {
+        home: scratch.0.join("home"),
+    };
+    cli.ok(&["deploy", charm.to_str().unwrap(), "addr", "-n", "2"]);
+    cli.ok(&["wait", "--timeout", "120s"]);
+    let status = cli.status();
+    let address = |unit: &str| {
+        status["applications"]["addr"]["units"][unit]["address"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (a0, a1) = (address("addr/0"), address("addr/1"));
+    let message = |unit: &str| {
+        cli.status()["applications"]["addr"]["units"][unit]["workload-status"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // Each unit's ops charm read its peer's keys in the changed that follows
+    // the join: they were written when the peer entered scope.
+    assert_eq!(
+        message("addr/0"),
+        format!("addr/1 at {a1} from {a1} via {a1}/32")
+    );
+    assert_eq!(
+        message("addr/1"),
+        format!("addr/0 at {a0} from {a0} via {a0}/32")
+    );
+    let bags = |unit: &str| {
+        serde_json::from_str::<Value>(&cli.ok(&["show-unit", unit, "--format", "json"])).unwrap()
+            [unit]["relation-info"][0]
+            .clone()
+    };
+    let settings = |a: &str| {
+        serde_json::json!({
+            "egress-subnets": format!("{a}/32"),
+            "ingress-address": a,
+            "private-address": a,
+        })
+    };
+    let peers = bags("addr/0");
+    assert_eq!(peers["local-unit"]["data"], settings(&a0));
+    assert_eq!(peers["related-units"]["addr/1"]["data"], settings(&a1));
+    // No relation-changed beyond the one per joined peer.
+    let changed = |cli: &Cli| {
+        hooks_run(cli)
+            .iter()
+            .filter(|h| h.ends_with(" \"replicas-relation-changed\" hook"))
+            .count()
+    };
+    assert_eq!(changed(&cli), 2, "{:?}", hooks_run(&cli));
+
+    // A charm may overwrite them; its peer hears of it.
+    cli.ok(&["config", "addr", "advertise=10.9.9.9"]);
+    cli.ok(&["wait", "--timeout", "60s"]);
+    assert_eq!(
+        message("addr/0"),
+        format!("addr/1 at 10.9.9.9 from {a1} via {a1}/32")
+    );
+    let local = &bags("addr/0")["local-unit"]["data"];
+    assert_eq!(
+        (&local["ingress-address"], &local["private-address"]),
+        (&serde_json::json!("10.9.9.9"), &serde_json::json!(a0))
+    );
+    assert_eq!(changed(&cli), 4);
+
+    // Juju writes them again after a config-changed that leaves them alone.
+    cli.ok(&["config", "addr", "--reset", "advertise"]);
+    cli.ok(&["wait", "--timeout", "60s"]);
+    assert_eq!(
+        message("addr/0"),
+        format!("addr/1 at {a1} from {a1} via {a1}/32")
+    );
+    assert_eq!(bags("addr/1")["local-unit"]["data"], settings(&a1));
+    assert_eq!(changed(&cli), 6);
 }

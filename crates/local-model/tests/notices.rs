@@ -1,7 +1,8 @@
 //! Pebble custom notices on the controller: a sandboxed workload service records
 //! one through the socket in its container, and the unit's
 //! `<container>-pebble-custom-notice` hook runs without any other event, with
-//! the notice in its environment (and `ops` fetches the rest from Pebble).
+//! the notice in its environment (and `ops` fetches the rest from Pebble); a
+//! notice Pebble holds counts as due work (`pending`) before it runs.
 
 mod common;
 
@@ -60,6 +61,7 @@ fn a_workload_notice_runs_the_custom_notice_hook() {
         "{hooks:?}"
     );
     assert!(c.settle().unwrap().is_empty(), "one hook per notice");
+    assert_eq!(c.pending(), (vec![], vec![]));
 
     // The charm's side of the socket records notices too; a repeat runs the
     // hook again.
@@ -73,6 +75,9 @@ fn a_workload_notice_runs_the_custom_notice_hook() {
         repeat_after: None,
     };
     client.notify(&again).unwrap();
+    // `juju wait` is not idle: the notice Pebble holds counts before the
+    // controller next runs anything.
+    assert_eq!(c.pending(), (vec!["notice/0".to_string()], vec![]));
     let hooks = settle_until(
         &mut c,
         "notice/0",

@@ -258,6 +258,13 @@ impl PebbleServer {
         self.shutdown();
     }
 
+    /// Kills every service with SIGKILL at once (a lost machine: nothing
+    /// gets to clean up), then stops serving and removes the socket.
+    pub fn crash(mut self) {
+        self.api.services.crash();
+        self.shutdown();
+    }
+
     fn shutdown(&mut self) {
         if self.stopping.swap(true, Ordering::SeqCst) {
             return;

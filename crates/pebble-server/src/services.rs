@@ -730,6 +730,21 @@ impl Services {
         }
     }
 
+    /// Kills every service at once with SIGKILL, as a machine that loses
+    /// power would: no SIGTERM, no time to clean up, no restart.
+    pub fn crash(&self) {
+        let mut st = self.lock();
+        st.shutdown = true;
+        for svc in st.services.values_mut() {
+            svc.backoff = None;
+            if let Some(pid) = svc.pid {
+                svc.stopping = true;
+                signal_group(pid, libc::SIGKILL);
+            }
+        }
+        self.cond.notify_all();
+    }
+
     /// Stops every service for good.
     pub fn shutdown(&self) {
         let names: Vec<String> = {

@@ -323,3 +323,25 @@ fn stopping_the_server_leaves_no_process_behind() {
     let err = h.client.system_info().unwrap_err();
     assert!(matches!(err, PebbleError::Connect { .. }), "{err}");
 }
+
+#[test]
+fn a_crash_kills_every_service_at_once_without_sigterm() {
+    let mut h = Harness::new(false);
+    let (file, marker) = (h.dir.join("pids"), h.dir.join("terminated"));
+    // It would note a SIGTERM, and take its 30 s kill delay to go.
+    let yaml = format!(
+        "services:\n  careful:\n    override: replace\n    startup: enabled\n    command: sh -c 'trap \"echo term >> {}\" TERM; echo $$ >> {}; while true; do sleep 0.1; done'\n    kill-delay: 30s\n",
+        marker.display(),
+        file.display()
+    );
+    h.layer("base", &yaml, false);
+    h.client.replan().unwrap();
+    let pid = pids(&file)[0];
+    let started = Instant::now();
+    h.crash_server();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(wait_until(Duration::from_secs(2), || !alive(pid)));
+    assert!(!marker.exists(), "the service saw no SIGTERM");
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(pids(&file), [pid], "and was not restarted");
+}

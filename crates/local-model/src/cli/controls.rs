@@ -47,6 +47,18 @@ pub fn fail_next_hook(args: &[String]) -> Outcome {
     Ok(())
 }
 
+/// `juju crash-unit <unit>`: the unit's machine is lost. Its workloads are
+/// SIGKILLed at once (nothing they hold is released) and the unit goes
+/// without running a hook.
+pub fn crash_unit(args: &[String]) -> Outcome {
+    let p = parse(args, &[])?;
+    let [unit] = p.positional.as_slice() else {
+        return Err(CliError::Usage("expected one unit name".into()));
+    };
+    Target::from(&p)?.call(&Request::CrashUnit { unit: unit.clone() })?;
+    Ok(())
+}
+
 /// `juju kill-workload <unit> <container> <service>`: SIGKILLs the service's
 /// processes; Pebble then applies the service's `on-failure` policy.
 pub fn kill_workload(args: &[String]) -> Outcome {

@@ -75,6 +75,8 @@ Test controls (local model only):
     fail-next-hook <unit>                       make the unit's next hook fail
     kill-workload <unit> <container> <service>  SIGKILL a workload service
     remove-unit <unit> --force --no-wait        remove a unit without its hooks
+    crash-unit <unit>                           lose a unit's machine: SIGKILL
+                                                its workloads, no hooks
 
 Every command takes --model (-m); the default is $JUJU_MODEL, else the last
 add-model, else \"local\".";
@@ -109,6 +111,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
         "set-seed" => controls::set_seed(rest),
         "fail-next-hook" => controls::fail_next_hook(rest),
         "kill-workload" => controls::kill_workload(rest),
+        "crash-unit" => controls::crash_unit(rest),
         "_daemon" => models::daemon(rest),
         "help" | "--help" | "-h" => {
             println!("{HELP}");

@@ -252,6 +252,13 @@ impl Controller {
         self.model.now = crate::clock::system_now() + self.model.clock_offset;
     }
 
+    /// Brings the model up to what the controller can see in process: the
+    /// clock, and the notices the containers' Pebble servers hold.
+    fn look(&mut self) {
+        self.sync_clock();
+        self.sync_notices();
+    }
+
     /// Copies the custom notices each container's Pebble holds into the model
     /// (in process, no round trip), where the resolver finds those a unit has
     /// not been told about; so a notice makes a hook due at the next look.
@@ -400,9 +407,10 @@ impl Controller {
             .map_err(|e| kill_error(e.to_string()))
     }
 
-    /// Removes a unit at once, as when its machine is lost (`juju remove-unit
-    /// --force --no-wait`): it runs no hooks, its workloads stop, the other
-    /// units see it leave, and a new leader is chosen if it led.
+    /// Removes a unit at once (`juju remove-unit --force --no-wait`): it runs
+    /// no hooks, its workloads are stopped (SIGTERM, then SIGKILL after their
+    /// kill delay, as when Kubernetes deletes a pod), the other units see it
+    /// leave, and a new leader is chosen if it led.
     pub fn remove_unit_abruptly(&mut self, unit: &str) -> Result<(), ControllerError> {
         let u = self
             .model
@@ -411,6 +419,20 @@ impl Controller {
         u.seen.removed = true;
         self.reap(unit);
         self.save()
+    }
+
+    /// Loses a unit's machine: every workload process is SIGKILLed at once,
+    /// with no chance to clean up (a leader lock it held stays until it
+    /// expires), then the unit goes as with [`Controller::remove_unit_abruptly`].
+    pub fn crash_unit(&mut self, unit: &str) -> Result<(), ControllerError> {
+        let runtime = self
+            .units
+            .get_mut(unit)
+            .ok_or_else(|| ControllerError::NoUnit(unit.into()))?;
+        for (_, pebble) in runtime.pebbles.drain(..) {
+            pebble.crash();
+        }
+        self.remove_unit_abruptly(unit)
     }
 
     /// The units in the order a new round runs them, and the generator's state
@@ -519,7 +541,7 @@ impl Controller {
         app.units.insert(
             unit.clone(),
             Unit {
-                address,
+                address: address.clone(),
                 ..Unit::default()
             },
         );
@@ -532,7 +554,7 @@ impl Controller {
             .iter_mut()
             .filter(|r| r.end_of(app_name).is_some())
         {
-            r.scope.insert(unit.clone());
+            r.enter_scope(&unit, &address);
         }
         self.start_unit(&unit)?;
         self.save()?;
@@ -722,15 +744,15 @@ impl Controller {
                 "relation already exists".into(),
             ));
         }
-        let scope = self.model.applications[&a_app]
+        let members: Vec<(String, String)> = self.model.applications[&a_app]
             .units
-            .keys()
-            .chain(self.model.applications[&b_app].units.keys())
-            .cloned()
+            .iter()
+            .chain(self.model.applications[&b_app].units.iter())
+            .map(|(name, u)| (name.clone(), u.address.clone()))
             .collect();
         self.model.next_relation_id += 1;
         let id = self.model.next_relation_id;
-        self.model.relations.push(RelationRecord {
+        let mut relation = RelationRecord {
             id,
             ends: vec![
                 End {
@@ -742,9 +764,12 @@ impl Controller {
                     endpoint: b_ep,
                 },
             ],
-            scope,
             ..RelationRecord::default()
-        });
+        };
+        for (unit, address) in &members {
+            relation.enter_scope(unit, address);
+        }
+        self.model.relations.push(relation);
         self.save()?;
         Ok(id)
     }
@@ -896,8 +921,7 @@ impl Controller {
     /// date. Units take turns in rounds: each unit in the round, one hook each,
     /// in name order or, with a seed, in the seed's order for that round.
     pub fn next_due(&mut self) -> Option<Due> {
-        self.sync_clock();
-        self.sync_notices();
+        self.look();
         while let Some(unit) = self.round.pop_front() {
             if let Some(due) = self.due_on(&unit) {
                 return Some(due);
@@ -967,10 +991,13 @@ impl Controller {
                         charm::Status::Error(format!("hook failed: {:?}", event.hook_name()));
                     u.status_before_error = Some(std::mem::replace(&mut u.status, error));
                 }
+                let output = "failure injected by the controller\n".to_string();
                 HookRun {
                     event,
                     ok: false,
-                    output: "failure injected by the controller\n".into(),
+                    stderr: output.clone(),
+                    output,
+                    code: 1,
                     logs: Vec::new(),
                 }
             }
@@ -982,10 +1009,18 @@ impl Controller {
             }
         };
         self.snapshot_plans(&unit);
-        store::append_log(&self.root, &status::log_lines(&unit, &run, self.model.now));
+        let mut log = status::log_lines(&unit, &run, self.model.now);
         if !run.ok && self.model.unit(&unit).is_some_and(|u| u.forced) {
             self.skip_failed(&unit)?;
         }
+        if self.model.unit(&unit).is_some_and(|u| u.failed.is_some()) {
+            log.push(status::awaiting_resolution(
+                &unit,
+                &run.event,
+                self.model.now,
+            ));
+        }
+        store::append_log(&self.root, &log);
         self.reap(&unit);
         self.save()?;
         Ok(run)
@@ -1004,7 +1039,10 @@ impl Controller {
     }
 
     /// Units with a hook due, and units in error with the hook that failed.
-    pub fn pending(&self) -> (Vec<String>, Vec<(String, String)>) {
+    /// It looks first as [`Controller::next_due`] does, so a notice a
+    /// workload has just recorded, or a secret the clock has made due, counts.
+    pub fn pending(&mut self) -> (Vec<String>, Vec<(String, String)>) {
+        self.look();
         let mut due = Vec::new();
         let mut failed = Vec::new();
         for app in self.model.applications.values() {

@@ -389,53 +389,164 @@ impl Controller {
     }
 }
 
-/// What a hook, action or command is called in the debug log.
-fn what(event: &Event) -> String {
-    match event {
-        Event::Action(a) => format!("{:?} action", a.name),
-        Event::Other { .. } => "juju-exec command".to_string(),
-        e => format!("{:?} hook", e.hook_name()),
-    }
-}
+/// How Juju 3.6's uniter names the script it ran a hook with.
+const VIA: &str = "(via hook dispatching script: dispatch)";
 
-/// The debug-log lines for what ran on a unit: its `juju-log` lines, its
-/// output, and how it ended, the way `juju debug-log` shows them.
-pub fn log_lines(unit: &str, run: &HookRun, now: u64) -> Vec<String> {
-    let prefix = format!(
+/// The start of a debug-log line: the unit's tag and the time.
+fn prefix(unit: &str, now: u64) -> String {
+    format!(
         "unit-{}: {}",
         unit.replace('/', "-"),
         crate::clock::format_clock(now)
-    );
+    )
+}
+
+/// The debug-log lines for what ran on a unit, the way Juju 3.6 writes them:
+/// its `juju-log` lines (after `<endpoint>:<id>: ` in a relation hook), its
+/// stdout at DEBUG and stderr at WARNING (logger `unit.<unit>.<hook>`), and
+/// how it ended (`juju.worker.uniter.operation`).
+pub fn log_lines(unit: &str, run: &HookRun, now: u64) -> Vec<String> {
+    let prefix = prefix(unit, now);
     let source = match &run.event {
         Event::Action(a) => a.name.clone(),
         Event::Other { .. } => "juju-exec".into(),
         e => e.hook_name(),
     };
+    let relation = run
+        .event
+        .relation()
+        .map(|r| format!("{}:{}: ", r.relation.endpoint, r.relation.id))
+        .unwrap_or_default();
     let mut lines: Vec<String> = run
         .logs
         .iter()
         .flat_map(|(level, message)| {
             message
                 .lines()
-                .map(|l| format!("{prefix} {} unit.{unit}.juju-log {l}", level.as_str()))
+                .map(|l| {
+                    format!(
+                        "{prefix} {} unit.{unit}.juju-log {relation}{l}",
+                        level.as_str()
+                    )
+                })
                 .collect::<Vec<_>>()
         })
         .collect();
-    lines.extend(
-        run.output
-            .lines()
-            .map(|l| format!("{prefix} WARNING unit.{unit}.{source} {l}")),
+    let stdout = run.output.strip_suffix(&run.stderr).unwrap_or(&run.output);
+    for (level, text) in [("DEBUG", stdout), ("WARNING", &run.stderr)] {
+        lines.extend(
+            text.lines()
+                .map(|l| format!("{prefix} {level} unit.{unit}.{source} {l}")),
+        );
+    }
+    let (info, error) = (
+        format!("{prefix} INFO juju.worker.uniter.operation"),
+        format!("{prefix} ERROR juju.worker.uniter.operation"),
     );
-    lines.push(if run.ok {
-        format!(
-            "{prefix} INFO juju.worker.uniter.operation ran {}",
-            what(&run.event)
-        )
-    } else {
-        format!(
-            "{prefix} ERROR juju.worker.uniter.operation {} failed",
-            what(&run.event)
-        )
+    lines.push(match (&run.event, run.ok) {
+        (Event::Action(a), true) => format!("{info} ran {:?} action", a.name),
+        (Event::Action(a), false) => format!("{error} {:?} action failed", a.name),
+        (Event::Other { .. }, true) => format!("{info} ran juju-exec command"),
+        (Event::Other { .. }, false) => format!("{error} juju-exec command failed"),
+        (e, true) => format!("{info} ran {:?} hook {VIA}", e.hook_name()),
+        (e, false) => {
+            let cause = if run.code >= 0 {
+                format!("exit status {}", run.code)
+            } else {
+                "signal: killed".to_string()
+            };
+            format!("{error} hook {:?} {VIA} failed: {cause}", e.hook_name())
+        }
     });
     lines
+}
+
+/// The line Juju's uniter logs while a unit waits in error, naming the hook's
+/// kind (`relation-changed`, not `db-relation-changed`).
+pub fn awaiting_resolution(unit: &str, event: &Event, now: u64) -> String {
+    let name = event.hook_name();
+    let kind = match event {
+        Event::RelationCreated(r)
+        | Event::RelationJoined(r)
+        | Event::RelationChanged(r)
+        | Event::RelationDeparted(r)
+        | Event::RelationBroken(r) => name.strip_prefix(&format!("{}-", r.relation.endpoint)),
+        Event::PebbleReady { container }
+        | Event::PebbleCustomNotice { container, .. }
+        | Event::PebbleCheckFailed { container, .. }
+        | Event::PebbleCheckRecovered { container, .. } => {
+            name.strip_prefix(&format!("{container}-"))
+        }
+        _ => None,
+    };
+    format!(
+        "{} INFO juju.worker.uniter awaiting error resolution for {:?} hook",
+        prefix(unit, now),
+        kind.unwrap_or(&name)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use charm::relation::Relation;
+    use charm::{LogLevel, RelationEvent};
+
+    const NOON: u64 = 12 * 3600;
+
+    fn run(event: Event, code: i32, stdout: &str, stderr: &str) -> HookRun {
+        HookRun {
+            event,
+            ok: code == 0,
+            output: format!("{stdout}{stderr}"),
+            stderr: stderr.into(),
+            code,
+            logs: vec![(LogLevel::Info, "hello".into())],
+        }
+    }
+
+    #[test]
+    fn a_hook_that_ran_is_logged_as_juju_does() {
+        let lines = log_lines("web/0", &run(Event::ConfigChanged, 0, "out\n", ""), NOON);
+        assert_eq!(
+            lines,
+            [
+                "unit-web-0: 12:00:00 INFO unit.web/0.juju-log hello",
+                "unit-web-0: 12:00:00 DEBUG unit.web/0.config-changed out",
+                "unit-web-0: 12:00:00 INFO juju.worker.uniter.operation ran \"config-changed\" \
+                 hook (via hook dispatching script: dispatch)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_relation_hook_names_its_relation_exit_status_and_kind() {
+        let event = Event::RelationChanged(RelationEvent {
+            relation: Relation::new("db", 7),
+            remote_app: "pg".into(),
+            remote_unit: Some("pg/0".into()),
+            departing_unit: None,
+        });
+        let lines = log_lines("web/0", &run(event.clone(), 1, "", "Traceback\n"), NOON);
+        assert_eq!(
+            lines,
+            [
+                "unit-web-0: 12:00:00 INFO unit.web/0.juju-log db:7: hello",
+                "unit-web-0: 12:00:00 WARNING unit.web/0.db-relation-changed Traceback",
+                "unit-web-0: 12:00:00 ERROR juju.worker.uniter.operation hook \
+                 \"db-relation-changed\" (via hook dispatching script: dispatch) failed: \
+                 exit status 1",
+            ]
+        );
+        assert_eq!(
+            awaiting_resolution("web/0", &event, NOON),
+            "unit-web-0: 12:00:00 INFO juju.worker.uniter awaiting error resolution for \
+             \"relation-changed\" hook"
+        );
+        assert_eq!(
+            awaiting_resolution("web/0", &Event::Start, NOON),
+            "unit-web-0: 12:00:00 INFO juju.worker.uniter awaiting error resolution for \
+             \"start\" hook"
+        );
+    }
 }

@@ -170,37 +170,46 @@ impl Lab {
             );
         }
         a.leader = Some(format!("{app}/0"));
+        let members: Vec<(String, String)> = a
+            .units
+            .iter()
+            .map(|(n, u)| (n.clone(), u.address.clone()))
+            .collect();
         for (endpoint, _) in a.files.meta.peers.clone() {
             self.add_relation(
                 vec![End {
                     app: app.into(),
                     endpoint,
                 }],
-                a.units.keys().cloned().collect(),
+                &members,
             );
         }
         self.model.applications.insert(app.into(), a);
     }
 
-    fn add_relation(&mut self, ends: Vec<End>, scope: std::collections::BTreeSet<String>) -> u64 {
+    /// Adds a relation with `members` (unit, address) in scope.
+    fn add_relation(&mut self, ends: Vec<End>, members: &[(String, String)]) -> u64 {
         self.model.next_relation_id += 1;
         let id = self.model.next_relation_id;
-        self.model.relations.push(RelationRecord {
+        let mut relation = RelationRecord {
             id,
             ends,
-            scope,
             ..RelationRecord::default()
-        });
+        };
+        for (unit, address) in members {
+            relation.enter_scope(unit, address);
+        }
+        self.model.relations.push(relation);
         id
     }
 
     /// Relates `a:endpoint` with `b:endpoint`.
     pub fn integrate(&mut self, a: (&str, &str), b: (&str, &str)) -> u64 {
-        let scope = self.model.applications[a.0]
+        let members: Vec<(String, String)> = self.model.applications[a.0]
             .units
-            .keys()
-            .chain(self.model.applications[b.0].units.keys())
-            .cloned()
+            .iter()
+            .chain(self.model.applications[b.0].units.iter())
+            .map(|(n, u)| (n.clone(), u.address.clone()))
             .collect();
         self.add_relation(
             vec![
@@ -213,7 +222,7 @@ impl Lab {
                     endpoint: b.1.into(),
                 },
             ],
-            scope,
+            &members,
         )
     }
 

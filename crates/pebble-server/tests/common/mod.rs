@@ -63,6 +63,12 @@ impl Harness {
         std::fs::read_to_string(self.server().log_path(service)).unwrap_or_default()
     }
 
+    pub fn crash_server(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.crash();
+        }
+    }
+
     pub fn stop_server(&mut self) {
         if let Some(server) = self.server.take() {
             server.stop();
