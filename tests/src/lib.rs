@@ -30,6 +30,11 @@ fn build() {
         let ok = Command::new(env!("CARGO"))
             .current_dir(workspace())
             .args(["build", "-q", "--locked"])
+            // The profile these tests or benches were built with.
+            .args(
+                (bin_dir().file_name() == Some(std::ffi::OsStr::new("release")))
+                    .then_some("--release"),
+            )
             .args([
                 "-p",
                 "etcd-charm",
@@ -88,6 +93,15 @@ pub fn python_charm(scratch: &Path, name: &str) -> PathBuf {
     )
 }
 
+/// How `psql` secures its connection: libpq's `sslmode` and, for the
+/// verifying modes, the CA file to trust (`sslrootcert`). Both go through the
+/// environment (`PGSSLMODE`, `PGSSLROOTCERT`), like the password.
+#[derive(Clone, Copy, Debug)]
+pub struct PsqlTls<'a> {
+    pub mode: &'a str,
+    pub root_cert: Option<&'a Path>,
+}
+
 /// Runs `sql` with `psql` against `host:port` as `user` and returns its
 /// unaligned, tuples-only output, or psql's error output. The password goes
 /// through the environment, never the command line.
@@ -99,8 +113,22 @@ pub fn psql(
     database: &str,
     sql: &str,
 ) -> Result<String, String> {
-    let out = Command::new("psql")
-        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+    psql_tls(host, port, user, password, database, sql, None)
+}
+
+/// [`psql`] with an explicit `sslmode` (and CA file); `None` leaves libpq's
+/// defaults.
+pub fn psql_tls(
+    host: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+    database: &str,
+    sql: &str,
+    tls: Option<PsqlTls<'_>>,
+) -> Result<String, String> {
+    let mut cmd = Command::new("psql");
+    cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
         .args([
             "-h",
             host,
@@ -113,9 +141,15 @@ pub fn psql(
         ])
         .args(["-c", sql])
         .env("PGPASSWORD", password)
-        .env("PGCONNECT_TIMEOUT", "5")
-        .output()
-        .map_err(|e| format!("psql: {e}"))?;
+        .env("PGCONNECT_TIMEOUT", "5");
+    if let Some(tls) = tls {
+        cmd.env("PGSSLMODE", tls.mode);
+        match tls.root_cert {
+            Some(ca) => cmd.env("PGSSLROOTCERT", ca),
+            None => cmd.env_remove("PGSSLROOTCERT"),
+        };
+    }
+    let out = cmd.output().map_err(|e| format!("psql: {e}"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -142,7 +176,13 @@ impl Scratch {
 }
 
 impl Drop for Scratch {
+    /// Removes the directory, unless a test failed and `E2E_KEEP` is set:
+    /// then its logs and unit directories stay for a post-mortem.
     fn drop(&mut self) {
+        if std::thread::panicking() && std::env::var_os("E2E_KEEP").is_some() {
+            eprintln!("kept {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -173,6 +213,28 @@ pub fn address(c: &Controller, unit: &str) -> String {
         .expect("a unit of the model")
         .address
         .clone()
+}
+
+/// Whether Patroni, asked on `unit`'s REST API, names a synchronous standby
+/// that runs (Patroni 3.0 says `running`, later ones `streaming`). Until it
+/// does, Patroni promotes no replica when the primary is lost: none is known
+/// to hold every committed transaction.
+pub fn synchronous_standby_runs(c: &Controller, unit: &str) -> bool {
+    let host = address(c, unit);
+    let Ok(stream) = std::net::TcpStream::connect((host.as_str(), 8008)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let Ok(answer) = charm::http::exchange(stream, &host, "GET", "/cluster", &[], b"") else {
+        return false;
+    };
+    let cluster: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    cluster["members"].as_array().is_some_and(|members| {
+        members.iter().any(|m| {
+            m["role"] == "sync_standby"
+                && matches!(m["state"].as_str(), Some("running" | "streaming"))
+        })
+    })
 }
 
 /// Runs an action on a unit; it must succeed. Returns its results.
@@ -237,6 +299,16 @@ pub fn primary(c: &mut Controller, unit: &str) -> String {
 /// the status table and the failed hooks after `timeout`. No update-status is
 /// run: what the charms do must follow from the events themselves.
 pub fn converge(c: &mut Controller, timeout: Duration, done: impl Fn(&Controller) -> bool) {
+    converge_polling(c, timeout, Duration::from_millis(500), done);
+}
+
+/// [`converge`], looking every `poll`.
+pub fn converge_polling(
+    c: &mut Controller,
+    timeout: Duration,
+    poll: Duration,
+    done: impl Fn(&Controller) -> bool,
+) {
     let start = Instant::now();
     let mut failures = Vec::new();
     loop {
@@ -254,6 +326,6 @@ pub fn converge(c: &mut Controller, timeout: Duration, done: impl Fn(&Controller
             c.status(),
             failures.join("\n")
         );
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(poll);
     }
 }

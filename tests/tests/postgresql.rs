@@ -180,9 +180,11 @@ fn losing_the_primary_promotes_a_replica_and_the_client_follows() {
         );
     }
 
-    // The primary's unit dies at once, PostgreSQL with it, and stays gone.
-    c.remove_unit_abruptly(&old).unwrap();
-    converge(&mut c, Duration::from_secs(120), |c| {
+    // The primary's machine is lost: Patroni and PostgreSQL are SIGKILLed,
+    // nothing releases the leader lock, and the unit stays gone. A replica
+    // takes over once the lock expires.
+    c.crash_unit(&old).unwrap();
+    converge(&mut c, Duration::from_secs(180), |c| {
         let (endpoints, _) = published(c);
         units(c, APP).iter().any(|u| {
             endpoints == format!("{}:5432", address(c, u))

@@ -4,7 +4,7 @@
 use crate::dcs::{self, DcsState, NO_DCS};
 use crate::flows::lifecycle::quiet_context;
 use crate::flows::peers::MEMBER_STARTING;
-use crate::flows::{config, database, Deps, Findings};
+use crate::flows::{cluster_status, config, database, Ctx, Deps, Findings};
 use crate::patroni::{Health, Role};
 use crate::state;
 use crate::workload::CONTAINER;
@@ -61,9 +61,21 @@ pub fn decide(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow::
         None => deps.patroni.health(ctx.api_password(), &ctx.address).ok(),
     };
     Ok(match health {
+        Some(h) if h.started() && h.role() == Role::Replica && no_primary(hook, deps, &ctx)? => {
+            Status::Waiting(NO_PRIMARY.into())
+        }
         Some(h) if h.started() => Status::Active(role_message(&h).into()),
         _ => Status::Waiting(MEMBER_STARTING.into()),
     })
+}
+
+/// A replica's status while the cluster has no primary.
+pub const NO_PRIMARY: &str = "no primary: Patroni promotes a synchronous standby once the old primary's lock expires (none if no standby was confirmed synchronous)";
+
+/// Whether Patroni answers and names no primary; a replica then says so
+/// rather than look healthy.
+fn no_primary(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<bool> {
+    Ok(cluster_status(hook, deps, ctx)?.is_some_and(|c| c.primary().is_none()))
 }
 
 /// The active status names the member's role.

@@ -10,6 +10,7 @@ use charm::pebble::{NoticeQuery, Pebble};
 use charm::{Event, Status};
 use charm_testing::State;
 use postgresql_k8s::state;
+use postgresql_k8s::status::NO_PRIMARY;
 use postgresql_k8s::workload::{notify_script, CONTAINER, ROLE_CHANGE_NOTICE};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;
@@ -87,6 +88,23 @@ fn a_follower_refreshes_its_status_and_tells_the_leader() {
         again.state.relation(PEER_ID).unwrap().local_unit_data,
         out.state.relation(PEER_ID).unwrap().local_unit_data
     );
+}
+
+#[test]
+fn a_replica_says_when_the_cluster_has_no_primary() {
+    // The primary's member is gone and Patroni has promoted nobody (yet, or
+    // at all when no standby was confirmed synchronous): the replica does not
+    // look healthy.
+    let w = World::new(&[(0, "replica", "running"), (1, "replica", "running")]);
+    let s = initialised(with_peers(unit(1, false), &[0]), &[0, 1]);
+    let out = w.go(&s, Event::UpdateStatus);
+    assert_eq!(out.state.unit_status, Status::Waiting(NO_PRIMARY.into()));
+
+    // A member is promoted and its role-change notice wakes the other.
+    w.set_members(&[(0, "leader", "running"), (1, "sync_standby", "streaming")]);
+    let (s, event) = notified(out.state, ROLE_CHANGE_NOTICE);
+    let out = w.go(&s, event);
+    assert_eq!(out.state.unit_status, Status::Active("Replica".into()));
 }
 
 #[test]

@@ -46,6 +46,8 @@ class ClientCharm(ops.CharmBase):
                 "database": data.get("database", self.config["database"]),
                 "endpoints": data["endpoints"],
                 "read-only-endpoints": data.get("read-only-endpoints", ""),
+                "tls": data.get("tls", ""),
+                "tls-ca": data.get("tls-ca", ""),
             }
         )
 

@@ -37,6 +37,8 @@ class TlsProviderCharm(ops.CharmBase):
         ):
             framework.observe(event, self._configure)
         framework.observe(self.on.get_ca_certificate_action, self._get_ca_certificate)
+        framework.observe(self.on.rotate_private_key_action, self._rotate_private_key)
+        framework.observe(self.on.secret_remove, self._secret_remove)
         framework.observe(self.on.collect_unit_status, self._status)
 
     def _ca(self) -> dict[str, str] | None:
@@ -50,17 +52,8 @@ class TlsProviderCharm(ops.CharmBase):
             return
         ca = self._ca()
         if ca is None:
-            key = PrivateKey.generate()
-            certificate = Certificate.generate_self_signed_ca(
-                CertificateRequestAttributes(
-                    common_name=self.config["ca-common-name"], is_ca=True
-                ),
-                key,
-                timedelta(days=self.config["root-ca-validity"]),
-            )
-            ca = {"private-key": str(key), "ca-certificate": str(certificate)}
+            ca = self._new_ca()
             self.app.add_secret(ca, label=CA_LABEL)
-            logger.info("generated the CA %s", self.config["ca-common-name"])
         ca_certificate = Certificate.from_string(ca["ca-certificate"])
         ca_key = PrivateKey.from_string(ca["private-key"])
         validity = timedelta(days=self.config["certificate-validity"])
@@ -86,6 +79,32 @@ class TlsProviderCharm(ops.CharmBase):
                 request.certificate_signing_request.common_name,
                 request.relation_id,
             )
+
+    def _new_ca(self) -> dict[str, str]:
+        key = PrivateKey.generate()
+        certificate = Certificate.generate_self_signed_ca(
+            CertificateRequestAttributes(common_name=self.config["ca-common-name"], is_ca=True),
+            key,
+            timedelta(days=self.config["root-ca-validity"]),
+        )
+        logger.info("generated the CA %s", self.config["ca-common-name"])
+        return {"private-key": str(key), "ca-certificate": str(certificate)}
+
+    def _rotate_private_key(self, event: ops.ActionEvent):
+        if not self.unit.is_leader():
+            event.fail("only the leader rotates the CA")
+            return
+        self.certificates.revoke_all_certificates()
+        ca = self._new_ca()
+        try:
+            self.model.get_secret(label=CA_LABEL).set_content(ca)
+        except ops.SecretNotFoundError:
+            self.app.add_secret(ca, label=CA_LABEL)
+        event.set_results({"result": "a new CA; every certificate issued so far is revoked"})
+
+    def _secret_remove(self, event: ops.SecretRemoveEvent):
+        # A revision of the CA secret nobody tracks any more (after a rotation).
+        event.remove_revision()
 
     def _get_ca_certificate(self, event: ops.ActionEvent):
         ca = self._ca()
