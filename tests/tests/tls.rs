@@ -4,7 +4,8 @@
 //! self-signed-certificates). Each PgBouncer unit gets a certificate for its
 //! own address, the client is told `tls="True"` and the CA (in its `tls`
 //! secret), and real `psql` verifies each unit's certificate against that CA.
-//! That holds through a third unit coming and going, the provider rotating
+//! That holds through a third unit coming and going (handed out only once it
+//! serves TLS, clients never told to drop it meanwhile), the provider rotating
 //! its CA (revoking what it issued), and a unit rotating its key; without the
 //! relation, clients are told `tls="False"` and connect in plain, and relating
 //! again brings TLS back.
@@ -18,7 +19,7 @@ use local_model::model::RelationRecord;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const PGB: &str = "pgbouncer-k8s";
 
@@ -277,6 +278,16 @@ fn pgbouncer_units(c: &Controller) -> Vec<String> {
     e2e::units(c, PGB)
 }
 
+/// The PgBouncer addresses the client is sent to.
+fn handed_out(c: &Controller) -> String {
+    let bag = &relation(c, "client", "database").app_bags[PGB].data;
+    format!(
+        "{} {}",
+        bag.get("endpoints").cloned().unwrap_or_default(),
+        bag.get("read-only-endpoints").cloned().unwrap_or_default()
+    )
+}
+
 /// TLS is on for clients, and every PgBouncer unit serves it.
 fn tls_on(c: &Controller) -> bool {
     client_tls(c).0.as_deref() == Some("True")
@@ -323,11 +334,30 @@ fn pgbouncer_serves_tls_with_the_providers_certificates_and_stops_when_removed()
     assert!(openssl("x509", &ca, &["-subject"]).contains("tls-provider-ca"));
     assert_serves_tls(&mut c, &scratch.0, &ca);
 
-    // A third unit gets its own certificate; removing it leaves TLS on.
+    // A third unit gets its own certificate. Hook by hook, clients are never
+    // told to drop TLS, and the new unit is handed out only once it serves
+    // TLS. Removing it leaves TLS on.
     let third = c.add_unit(PGB).unwrap();
-    converge(&mut c, Duration::from_secs(120), |c| {
-        pgbouncer_units(c).len() == 3 && tls_on(c)
-    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        while let Some(due) = c.next_due() {
+            let ran = due.execute();
+            c.finish(due, ran).unwrap();
+            assert_eq!(client_tls(&c).0.as_deref(), Some("True"), "{third} joining");
+            if handed_out(&c).contains(&address(&c, &third)) {
+                assert!(serving_tls(&c, &third), "{third} handed out without TLS");
+            }
+        }
+        if tls_on(&c) && handed_out(&c).contains(&address(&c, &third)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{third} never handed out\n{}",
+            c.status()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     assert_serves_tls(&mut c, &scratch.0, &ca);
     c.remove_unit(&third).unwrap();
     converge(&mut c, Duration::from_secs(120), |c| {

@@ -450,11 +450,11 @@ fn leader_elected_takes_over_publication_and_points_clients_at_itself() {
     new.unit = "pgbouncer-k8s/1".into();
     new.address = "10.0.0.11".into();
     let peers = new.relations.iter_mut().find(|r| r.id == PEER_ID).unwrap();
-    peers.local_unit_data.clear();
-    peers.remote_units.insert(
-        "pgbouncer-k8s/0".into(),
-        charm_testing::bag(&[("hostname", "10.0.0.10")]),
-    );
+    // The old leader serves on what it served as leader.
+    let mut served = std::mem::take(&mut peers.local_unit_data);
+    assert!(served.contains_key(state::SERVING), "{served:?}");
+    served.insert("hostname".into(), "10.0.0.10".into());
+    peers.remote_units.insert("pgbouncer-k8s/0".into(), served);
     let out = go(&pg, &new, Event::LeaderElected);
     assert_eq!(peer_app(&out.state)[state::LEADER_HOSTNAME], "10.0.0.11");
     let app = &out.state.relation(4).unwrap().local_app_data;

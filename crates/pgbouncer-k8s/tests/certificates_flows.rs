@@ -11,7 +11,7 @@
 //! | update-status: nine tenths through the validity → new CSR | `revoked_and_expiring_certificates_are_renewed` |
 //! | changed: request refused / provider data invalid → status names it | `refusals_and_bad_provider_data_show_in_the_status` |
 //! | broken: TLS lines and files go, clients get `tls="False"`, the key stays | `broken_turns_tls_off_and_keeps_the_key` |
-//! | clients get TLS only when every unit serves it | `clients_get_tls_only_once_every_unit_serves_it` |
+//! | a unit is handed out once it serves TLS; TLS stays on meanwhile | `a_unit_joins_the_endpoints_once_it_serves_tls_and_tls_stays_on_meanwhile` |
 //! | set-tls-private-key: PEM, base64, generated, bad key | `set_tls_private_key_replaces_the_key_or_fails_cleanly` |
 //! | pre-upgrade-check: ready, and each failing check | `pre_upgrade_check_names_the_first_problem` |
 //! | update-status: `readonly_dbs` collected when a wildcard and replicas exist | `the_wildcard_reaches_the_backends_other_databases_read_only` |
@@ -352,18 +352,10 @@ fn broken_turns_tls_off_and_keeps_the_key() {
 }
 
 #[test]
-fn clients_get_tls_only_once_every_unit_serves_it() {
+fn a_unit_joins_the_endpoints_once_it_serves_tls_and_tls_stays_on_meanwhile() {
     let pg = FakeConnector::up();
     let mut ca = TestCa::new("ca");
     let mut s = leader_with_tls(&pg, &mut ca).state;
-    let cfg_hash = peer_unit(&s)[state::SERVING].clone();
-    let peers = s.relations.iter_mut().find(|r| r.id == PEER_ID).unwrap();
-    peers.remote_units.insert(
-        format!("{APP}/1"),
-        charm_testing::bag(&[("hostname", "10.0.0.11"), ("cfg_hash", &cfg_hash)]),
-    );
-    let joined = Event::RelationChanged(rel_event(&s, PEER_ID, Some(&format!("{APP}/1")), None));
-    let out = go(&pg, &s, joined.clone());
     let tls_of = |st: &State| {
         st.secret_by_label(&tls_secret_label(4))
             .unwrap()
@@ -372,12 +364,25 @@ fn clients_get_tls_only_once_every_unit_serves_it() {
             .get("tls")
             .map(str::to_string)
     };
-    assert_eq!(
-        tls_of(&out.state).as_deref(),
-        Some("False"),
-        "unit 1 has no TLS yet"
-    );
+    let read_only =
+        |st: &State| st.relation(4).unwrap().local_app_data["read-only-endpoints"].clone();
+    assert_eq!(tls_of(&s).as_deref(), Some("True"));
+    let alone = read_only(&s);
 
+    // Unit 1 serves the configuration but has no certificate yet: clients
+    // are not sent to it, and are not told to drop TLS.
+    let cfg_hash = peer_unit(&s)[state::SERVING].clone();
+    let peers = s.relations.iter_mut().find(|r| r.id == PEER_ID).unwrap();
+    peers.remote_units.insert(
+        format!("{APP}/1"),
+        charm_testing::bag(&[("hostname", "10.0.0.11"), ("cfg_hash", &cfg_hash)]),
+    );
+    let joined = Event::RelationChanged(rel_event(&s, PEER_ID, Some(&format!("{APP}/1")), None));
+    let out = go(&pg, &s, joined.clone());
+    assert_eq!(tls_of(&out.state).as_deref(), Some("True"));
+    assert_eq!(read_only(&out.state), alone, "unit 1 has no TLS yet");
+
+    // Its certificate installed, it is handed out.
     let mut s = out.state;
     let ca_bundle = peer_unit(&s)[state::TLS_CA].clone();
     s.relations
@@ -390,6 +395,7 @@ fn clients_get_tls_only_once_every_unit_serves_it() {
         .insert(state::TLS_CA.into(), ca_bundle);
     let out = go(&pg, &s, joined);
     assert_eq!(tls_of(&out.state).as_deref(), Some("True"));
+    assert_eq!(read_only(&out.state), "10.0.0.11:6432");
 }
 
 #[test]

@@ -17,6 +17,9 @@
 //! | is this unit departing (flag)? yes → return | `broken_when_this_unit_departs_keeps_the_user` |
 //! | no → remove user and database from pgb config | `broken_removes_the_database_everywhere_drops_the_user_and_keeps_the_data` |
 //! | delete user from backend charm | `broken_removes_the_database_everywhere_drops_the_user_and_keeps_the_data` |
+//!
+//! Connection information lists a unit only once it serves the published
+//! configuration: `a_new_unit_is_handed_out_once_it_serves_the_configuration`.
 
 mod support;
 
@@ -334,9 +337,11 @@ fn departed_refreshes_the_connection_information() {
         .iter_mut()
         .find(|r| r.endpoint == PEERS)
         .unwrap();
-    peers
-        .remote_units
-        .insert("pgbouncer-k8s/1".into(), bag(&[("hostname", "10.0.0.11")]));
+    let served = peers.local_unit_data[state::SERVING].clone();
+    peers.remote_units.insert(
+        "pgbouncer-k8s/1".into(),
+        bag(&[("hostname", "10.0.0.11"), (state::SERVING, &served)]),
+    );
     let out = go(
         &pg,
         &s,
@@ -346,6 +351,39 @@ fn departed_refreshes_the_connection_information() {
         out.state.relation(4).unwrap().local_app_data["read-only-endpoints"],
         "10.0.0.11:6432"
     );
+}
+
+#[test]
+fn a_new_unit_is_handed_out_once_it_serves_the_configuration() {
+    let pg = FakeConnector::up();
+    let mut s = answered(&pg);
+    let peers = s
+        .relations
+        .iter_mut()
+        .find(|r| r.endpoint == PEERS)
+        .unwrap();
+    let served = peers.local_unit_data[state::SERVING].clone();
+    peers
+        .remote_units
+        .insert("pgbouncer-k8s/1".into(), bag(&[("hostname", "10.0.0.11")]));
+    let joined = Event::RelationChanged(rel_event(&s, PEER_ID, Some("pgbouncer-k8s/1"), None));
+    let out = go(&pg, &s, joined.clone());
+    let read_only = |st: &charm_testing::State| {
+        st.relation(4).unwrap().local_app_data["read-only-endpoints"].clone()
+    };
+    assert_eq!(read_only(&out.state), "10.0.0.10:6432", "not serving yet");
+
+    let mut s = out.state;
+    s.relations
+        .iter_mut()
+        .find(|r| r.endpoint == PEERS)
+        .unwrap()
+        .remote_units
+        .get_mut("pgbouncer-k8s/1")
+        .unwrap()
+        .insert(state::SERVING.into(), served);
+    let out = go(&pg, &s, joined);
+    assert_eq!(read_only(&out.state), "10.0.0.11:6432");
 }
 
 #[test]

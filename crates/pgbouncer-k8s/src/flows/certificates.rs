@@ -6,7 +6,7 @@
 //! unit serves TLS (each unit acknowledges the CA bundle it serves in its peer
 //! bag).
 
-use super::{database, serve, Deps, Issues};
+use super::{client_facing_units, database, serve, Deps, Issues};
 use crate::state::{self, UnitTls};
 use crate::tls::{self, Decision, PrivateKey, ProviderCertificate, RequestError};
 use charm::secret::{Revision, SecretMeta, SecretRef};
@@ -235,10 +235,11 @@ impl ClientTls {
     }
 }
 
-/// Leader: what clients are told, from this unit's and its peers' acknowledgements.
+/// Leader: what clients are told, from what this unit and the units handed
+/// out with it ([`client_facing_units`]) acknowledged serving.
 pub fn client_tls(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<ClientTls> {
     let own = hook.local_unit_bag(peers)?.get(state::TLS_CA).cloned();
-    let others = state::peer_units(hook, peers)?;
+    let others = client_facing_units(hook, peers)?;
     let mut units: Vec<Option<&str>> = vec![own.as_deref()];
     units.extend(others.iter().map(|u| u.tls_ca.as_deref()));
     Ok(ClientTls::decide(&units))

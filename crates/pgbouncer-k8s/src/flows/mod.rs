@@ -219,6 +219,20 @@ pub fn serve(
     Ok(true)
 }
 
+/// The other units that serve clients as this unit (the leader) does: each
+/// has served a published configuration, and serves TLS when this unit does.
+pub fn client_facing_units(
+    hook: &mut Hook<'_>,
+    peers: &Relation,
+) -> anyhow::Result<Vec<state::PeerUnit>> {
+    let has = |v: Option<&String>| v.is_some_and(|v| !v.trim().is_empty());
+    let own_tls = has(hook.local_unit_bag(peers)?.get(state::TLS_CA));
+    Ok(state::peer_units(hook, peers)?
+        .into_iter()
+        .filter(|u| has(u.serving.as_ref()) && (!own_tls || has(u.tls_ca.as_ref())))
+        .collect())
+}
+
 /// Whether this unit and every other live unit serve the published configuration.
 pub fn all_units_serve(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<bool> {
     let Some(cfg) = hook.local_app_bag(peers)?.get(state::CFG_FILE).cloned() else {
@@ -234,14 +248,17 @@ pub fn all_units_serve(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<
 }
 
 /// Where clients connect: the leader for reads and writes, the other units for
-/// reads (the leader too when it is alone).
+/// reads (the leader too when it is alone). A unit joins them once it serves
+/// clients as the leader does: it has served a published configuration and,
+/// when the leader serves TLS, it serves TLS too. So a unit still waiting for
+/// its certificate is not handed out, and clients are not told to drop TLS.
 pub fn client_endpoints(hook: &mut Hook<'_>, port: u16) -> anyhow::Result<(String, String)> {
     let leader = Endpoint {
         host: own_address(hook)?,
         port,
     };
     let mut others: Vec<Endpoint> = match state::peers(hook)? {
-        Some(p) => state::peer_units(hook, &p)?
+        Some(p) => client_facing_units(hook, &p)?
             .into_iter()
             .filter_map(|u| u.hostname.filter(|h| !h.is_empty()))
             .map(|host| Endpoint { host, port })
