@@ -1,5 +1,6 @@
 //! The PostgreSQL charm on the local model with real Patroni, etcd and
-//! PostgreSQL: a switchover, and scaling down to one unit and back up, with a
+//! PostgreSQL: a switchover (then new system passwords reaching every member),
+//! a failover, and scaling down to one unit and back up, with a
 //! client related to it directly; no data is lost and the client's endpoints
 //! follow the primary.
 
@@ -100,6 +101,52 @@ fn promote_to_primary_switches_over_and_the_client_follows() {
     )
     .unwrap();
     assert_eq!(rows_on(&c, &old, &password, 1), ["after the switchover"]);
+
+    // New passwords for the operator and for replication reach every member:
+    // the old operator password no longer works, and a replica whose Patroni
+    // and PostgreSQL are killed comes back streaming with the new one.
+    let leader = c.model.applications[APP].leader.clone().unwrap();
+    let replication = "a-new-replication-password-0123";
+    let operator = action(
+        &mut c,
+        &leader,
+        "set-password",
+        json!({"username": "operator"}),
+    )["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(operator, password);
+    action(
+        &mut c,
+        &leader,
+        "set-password",
+        json!({"username": "replication", "password": replication}),
+    );
+    converge(&mut c, Duration::from_secs(60), |c| cluster_settled(c, 3));
+    assert!(psql(
+        &address(&c, &target),
+        5432,
+        "operator",
+        &password,
+        "postgres",
+        "SELECT 1"
+    )
+    .is_err());
+    c.kill_workload(&old, "postgresql", "postgresql").unwrap();
+    psql(
+        &address(&c, &target),
+        5432,
+        "operator",
+        &operator,
+        "postgres",
+        "INSERT INTO t VALUES ('with new passwords')",
+    )
+    .unwrap();
+    assert_eq!(
+        rows_on(&c, &old, &operator, 2),
+        ["after the switchover", "with new passwords"]
+    );
 }
 
 #[test]
