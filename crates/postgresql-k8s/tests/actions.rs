@@ -91,9 +91,10 @@ fn set_password_changes_postgresql_the_secret_and_patroni_yml() {
         secret.latest_content().unwrap().get("operator-password"),
         Some("new-operator-pw")
     );
-    assert!(patroni_yml(&out.state)
-        .unwrap()
-        .contains("password: new-operator-pw"));
+    assert_eq!(
+        patroni_doc(&out.state)["postgresql"]["authentication"]["superuser"]["password"],
+        "new-operator-pw"
+    );
     // A generated password when none is given.
     let out = w.action(&s, "set-password", json!({"username": "replication"}));
     let generated = out.action.results["password"].clone();

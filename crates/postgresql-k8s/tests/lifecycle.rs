@@ -37,11 +37,10 @@ fn the_first_leader_founds_and_initialises_the_cluster() {
     assert!(out.state.container(CONTAINER).unwrap().is_running(SERVICE));
     assert_eq!(out.state.unit_status, Status::Active("Primary".into()));
     assert!(out.state.deferred.is_empty());
-    let yml = patroni_yml(&out.state).unwrap();
-    assert!(yml.contains(&format!(
-        "password: {}",
+    assert_eq!(
+        patroni_doc(&out.state)["restapi"]["authentication"]["password"],
         content.get("patroni-password").unwrap()
-    )));
+    );
     assert!(peer_app(&out.state)
         .values()
         .all(|v| !v.contains(content.get("operator-password").unwrap())));
@@ -117,10 +116,11 @@ fn new_etcd_endpoints_reach_patroni_yml() {
         &s,
         Event::RelationChanged(rel_event(&s, ETCD_ID, None, None)),
     );
-    let yml = patroni_yml(&out.state).unwrap();
-    assert!(
-        yml.contains("- 127.0.2.9:2379") && !yml.contains("127.0.2.1"),
-        "{yml}"
+    let doc = patroni_doc(&out.state);
+    assert_eq!(
+        doc["etcd3"]["hosts"],
+        serde_json::json!(["127.0.2.9:2379"]),
+        "{doc}"
     );
 }
 
@@ -163,11 +163,12 @@ fn a_valid_option_reaches_patroni_and_the_cluster() {
     s.config
         .insert("experimental_max_connections".into(), 300.into());
     let out = w.go(&s, Event::ConfigChanged);
-    let yml = patroni_yml(&out.state).unwrap();
-    assert!(
-        yml.contains("synchronous_commit: remote_apply") && yml.contains("max_connections: 300"),
-        "{yml}"
+    let parameters = &patroni_doc(&out.state)["postgresql"]["parameters"];
+    assert_eq!(
+        parameters["synchronous_commit"], "remote_apply",
+        "{parameters}"
     );
+    assert_eq!(parameters["max_connections"], 300, "{parameters}");
     let patch = w.patroni.cluster_state().patches.last().cloned().unwrap();
     assert_eq!(
         patch["postgresql"]["parameters"]["synchronous_commit"],

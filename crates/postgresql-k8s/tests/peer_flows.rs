@@ -129,17 +129,19 @@ fn changed_follower_member_updates_config_and_goes_active() {
     let w = World::new(&[(0, "leader", "running"), (1, "sync_standby", "streaming")]);
     let s = initialised(with_peers(unit(1, false), &[0]), &[0, 1]);
     let out = w.go(&s, changed(&s));
-    let yml = patroni_yml(&out.state).expect("patroni.yml written");
-    for expected in [
-        "name: postgresql-k8s-1",
-        "listen: 127.0.1.2:5432",
-        "listen: 127.0.1.2:8008",
-        "- 127.0.2.1:2379",
-        "host replication replication 127.0.1.1/32 scram-sha-256",
-        "password: operator-pw",
-    ] {
-        assert!(yml.contains(expected), "{expected} missing from\n{yml}");
-    }
+    let doc = patroni_doc(&out.state);
+    assert_eq!(doc["name"], "postgresql-k8s-1");
+    assert_eq!(doc["postgresql"]["listen"], "127.0.1.2:5432");
+    assert_eq!(doc["restapi"]["listen"], "127.0.1.2:8008");
+    assert_eq!(doc["etcd3"]["hosts"][0], "127.0.2.1:2379");
+    assert!(doc["postgresql"]["pg_hba"]
+        .as_array()
+        .unwrap()
+        .contains(&"host replication replication 127.0.1.1/32 scram-sha-256".into()));
+    assert_eq!(
+        doc["postgresql"]["authentication"]["superuser"]["password"],
+        "operator-pw"
+    );
     let container = out.state.container(CONTAINER).unwrap();
     assert_eq!(container.files[CONFIG_PATH].permissions, 0o600);
     assert_eq!(
@@ -232,12 +234,9 @@ fn on_kubernetes_the_new_members_pod_is_labelled() {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .into()
     );
-    let yml = patroni_yml(&out.state).unwrap();
-    assert!(
-        yml.contains("kubernetes:") && yml.contains("namespace: test"),
-        "{yml}"
-    );
-    assert!(!yml.contains("etcd3"));
+    let doc = patroni_doc(&out.state);
+    assert_eq!(doc["kubernetes"]["namespace"], "test", "{doc}");
+    assert!(doc.get("etcd3").is_none());
 }
 
 #[test]
@@ -357,12 +356,13 @@ fn turning_tls_on_restarts_postgresql_through_patroni() {
     let out = w.go(&s, changed(&s));
     assert_eq!(w.patroni.cluster_state().restarts, [addr(1)]);
     assert_eq!(peer_unit(&out.state)[state::TLS], "enabled");
-    let yml = patroni_yml(&out.state).unwrap();
-    assert!(
-        yml.contains("ssl: 'on'") || yml.contains("ssl: on"),
-        "{yml}"
-    );
-    assert!(yml.contains("hostssl all all 0.0.0.0/0"));
+    let doc = patroni_doc(&out.state);
+    assert_eq!(doc["postgresql"]["parameters"]["ssl"], "on", "{doc}");
+    assert!(doc["postgresql"]["pg_hba"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l.as_str().unwrap().starts_with("hostssl all all 0.0.0.0/0")));
     let cert = &out.state.container(CONTAINER).unwrap().files["/var/lib/postgresql/data/cert.pem"];
     assert_eq!(
         (cert.content.as_slice(), cert.permissions),

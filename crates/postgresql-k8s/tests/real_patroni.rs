@@ -395,4 +395,15 @@ fn two_members_form_a_synchronous_cluster_through_etcd() {
         "{:?}",
         notices.of(0)
     );
+
+    // Patroni read every setting as the string the charm wrote: none turned
+    // into a YAML 1.1 boolean (`on` → True), which would have it "change" and
+    // reload PostgreSQL on every loop.
+    for n in 0..2 {
+        let log = fs::read_to_string(dir.join(format!("patroni-{n}.log"))).unwrap();
+        assert!(
+            !log.contains(" to True") && !log.contains(" to False"),
+            "pg-{n}: {log}"
+        );
+    }
 }

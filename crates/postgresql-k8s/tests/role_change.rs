@@ -133,8 +133,10 @@ fn patroni_calls_the_pushed_script_which_holds_no_secret() {
     let text = String::from_utf8(file.content.clone()).unwrap();
     assert_eq!(text, notify_script());
     assert!(text.contains(ROLE_CHANGE_NOTICE));
-    let yml = patroni_yml(&out.state).unwrap();
-    assert!(yml.contains(&format!("on_role_change: {SCRIPT}")), "{yml}");
+    assert_eq!(
+        patroni_doc(&out.state)["postgresql"]["callbacks"]["on_role_change"],
+        SCRIPT
+    );
     let passwords = out
         .state
         .secret_by_label(&state::app_secret_label(APP))

@@ -82,7 +82,9 @@ fn dcs_section(input: &PatroniInput<'_>) -> (&'static str, Value) {
     }
 }
 
-/// Renders `patroni.yml`.
+/// Renders `patroni.yml`, written as JSON (which is YAML): Patroni reads it
+/// with PyYAML, for which a bare `on`, `off`, `yes` or `no` is a boolean, and
+/// JSON quotes every string, so `archive_mode: "on"` stays the string `on`.
 pub fn render(input: &PatroniInput<'_>) -> String {
     let layout = input.layout;
     let (address, pw) = (input.address, input.passwords);
@@ -158,7 +160,9 @@ pub fn render(input: &PatroniInput<'_>) -> String {
     doc.as_object_mut()
         .expect("an object")
         .insert(dcs_key.into(), dcs);
-    yaml_serde::to_string(&doc).expect("a JSON value renders as YAML")
+    let mut text = serde_json::to_string_pretty(&doc).expect("a JSON value renders");
+    text.push('\n');
+    text
 }
 
 /// The cluster-wide settings sent with `PATCH /config` (reference §3.4 step 5).

@@ -237,6 +237,12 @@ pub fn patroni_yml(state: &State) -> Option<String> {
     state.container(CONTAINER).unwrap().file_text(CONFIG_PATH)
 }
 
+/// `patroni.yml` as the document Patroni reads.
+pub fn patroni_doc(state: &State) -> serde_json::Value {
+    let text = patroni_yml(state).expect("patroni.yml written");
+    yaml_serde::from_str(&text).expect("patroni.yml is YAML")
+}
+
 /// Whether the unit logged something containing `text`.
 pub fn logged(state: &State, text: &str) -> bool {
     state.logs.iter().any(|(_, m)| m.contains(text))
