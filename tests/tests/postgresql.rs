@@ -231,12 +231,14 @@ fn losing_the_primary_promotes_a_replica_and_the_client_follows() {
     // nothing releases the leader lock, and the unit stays gone. A replica
     // takes over once the lock expires.
     c.crash_unit(&old).unwrap();
+    // Every unit names its role again, the replica too, without update-status.
     converge(&mut c, Duration::from_secs(180), |c| {
         let (endpoints, _) = published(c);
-        units(c, APP).iter().any(|u| {
-            endpoints == format!("{}:5432", address(c, u))
-                && e2e::active(c, u).as_deref() == Some("Primary")
-        })
+        cluster_settled(c, 2)
+            && units(c, APP).iter().any(|u| {
+                endpoints == format!("{}:5432", address(c, u))
+                    && e2e::active(c, u).as_deref() == Some("Primary")
+            })
     });
     let new = units(&c, APP)
         .into_iter()

@@ -25,6 +25,9 @@ pub const DEPARTING: &str = "departing";
 /// Peer unit bag: when this unit's member last reported a role change (the
 /// notice's last repeat); its change wakes the leader.
 pub const ROLE_CHANGED: &str = "role-changed";
+/// Peer application bag: the member that leads the cluster, as the leader
+/// last saw it; its change wakes every unit to name its new role.
+pub const PRIMARY: &str = "primary";
 
 /// The charm's superuser.
 pub const OPERATOR: &str = "operator";

@@ -233,6 +233,7 @@ pub fn refresh_all(
     if !hook.is_leader()? {
         return Ok(());
     }
+    announce_primary(hook, deps, ctx)?;
     for relation in hook.relations(state::DATABASE)? {
         let remote = hook.remote_app_bag(&relation)?.clone();
         let Ok(Some(request)) = state::request(&remote, relation.id) else {
@@ -248,6 +249,19 @@ pub fn refresh_all(
             );
             findings.problem(hook, Status::Waiting(message))?;
         }
+    }
+    Ok(())
+}
+
+/// Leader: records the primary in the peer application bag when it changed,
+/// so that every unit hears of it (a replica that saw no primary, or one
+/// that used to lead, then names its role without waiting for update-status).
+fn announce_primary(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<()> {
+    if let Some(primary) = cluster_status(hook, deps, ctx)?.and_then(|c| c.primary().cloned()) {
+        hook.update_app_bag(
+            &ctx.peers,
+            [(state::PRIMARY.to_string(), Some(primary.name))],
+        )?;
     }
     Ok(())
 }
