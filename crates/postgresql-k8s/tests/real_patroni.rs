@@ -28,6 +28,18 @@ use std::time::{Duration, Instant};
 const ETCD: &str = "127.0.9.9";
 const ADDRESSES: [&str; 2] = ["127.0.9.1", "127.0.9.2"];
 
+/// Holds `127.0.9.0/24` for this process: another run of this test on the
+/// machine waits for it (flock, released when the process ends, however).
+fn claim_addresses() -> fs::File {
+    use std::os::fd::AsRawFd;
+    let lock = fs::File::create(std::env::temp_dir().join("postgresql-k8s-real-patroni.lock"))
+        .expect("the lock file");
+    // SAFETY: flock on a file descriptor we own; the lock goes with it.
+    let locked = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(locked, 0, "{}", std::io::Error::last_os_error());
+    lock
+}
+
 /// Processes this test started, stopped with SIGTERM (Patroni then stops its
 /// PostgreSQL) when dropped; and the scratch directory.
 struct Processes {
@@ -235,6 +247,7 @@ fn wait_for(
 
 #[test]
 fn two_members_form_a_synchronous_cluster_through_etcd() {
+    let _addresses = claim_addresses();
     let dir = std::env::temp_dir().join(format!("pg-real-patroni-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
