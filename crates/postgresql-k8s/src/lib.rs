@@ -83,6 +83,10 @@ impl Charm for PostgresqlCharm {
 
     fn collect_status(&mut self, hook: &mut Hook<'_>) -> anyhow::Result<()> {
         let status = status::decide(hook, &self.deps, &self.findings)?;
+        if hook.is_leader()? {
+            let app = status::application(hook, &status)?;
+            hook.set_app_status(app)?;
+        }
         hook.set_status(status)?;
         Ok(())
     }

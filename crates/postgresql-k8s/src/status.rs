@@ -78,6 +78,24 @@ fn no_primary(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<boo
     Ok(cluster_status(hook, deps, ctx)?.is_some_and(|c| c.primary().is_none()))
 }
 
+/// The application's status, set by the leader: its own unit's, except that
+/// an active cluster names its primary (`Primary: <unit>`), as the leader last
+/// recorded it.
+pub fn application(hook: &mut Hook<'_>, unit: &Status) -> anyhow::Result<Status> {
+    if !matches!(unit, Status::Active(_)) {
+        return Ok(unit.clone());
+    }
+    let primary = match state::peers(hook)? {
+        Some(peers) => hook.local_app_bag(&peers)?.get(state::PRIMARY).cloned(),
+        None => None,
+    };
+    Ok(Status::Active(
+        primary
+            .map(|member| format!("Primary: {}", state::unit_of_member(&member)))
+            .unwrap_or_default(),
+    ))
+}
+
 /// The active status names the member's role.
 fn role_message(health: &Health) -> &'static str {
     match health.role() {

@@ -69,8 +69,13 @@ fn on_the_leader_the_clients_endpoints_follow_the_new_primary() {
     assert_eq!(bag["read-only-endpoints"], "127.0.1.1:5432");
     assert_eq!(out.state.unit_status, Status::Active("Replica".into()));
     assert!(!peer_unit(&out.state).contains_key(state::ROLE_CHANGED));
-    // Every unit hears of the new primary, to name its own role.
+    // Every unit hears of the new primary, to name its own role, and the
+    // application names it.
     assert_eq!(peer_app(&out.state)[state::PRIMARY], "postgresql-k8s-1");
+    assert_eq!(
+        out.state.app_status,
+        Status::Active("Primary: postgresql-k8s/1".into())
+    );
 }
 
 #[test]
