@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: build and pack the charms, run a local
 //! model in a scratch directory, and wait for it to converge.
 
+pub mod balancer;
+
 use local_model::controller::Controller;
 use local_model::testing;
 use std::path::{Path, PathBuf};

@@ -1,13 +1,18 @@
 //! The whole system on the local model: etcd, a three-unit PostgreSQL cluster
 //! under Patroni, PgBouncer in front of it, and a client application on the
-//! published v0 library; real `psql` connects through every PgBouncer unit.
+//! published v0 library; real `psql` connects through every PgBouncer unit, and
+//! cancels a query through a load balancer that sends the cancel request to the
+//! other unit.
 
+use e2e::balancer::RoundRobin;
 use e2e::{
     action, active, address, charm, controller, converge, postgresql_cluster, primary, psql,
     python_charm, Scratch,
 };
 use local_model::controller::Controller;
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The client's credentials, as the PgBouncer charm published them: from the
 /// user secret the client was granted.
@@ -156,6 +161,61 @@ fn a_client_reaches_its_database_through_every_pgbouncer_unit() {
             "{unit}: the read-only database takes no writes: {refused:?}"
         );
     }
+
+    // A query cancelled through another unit: behind a load balancer, the
+    // cancel request lands on the unit that does not hold the client, which
+    // forwards it to the one that does.
+    let units: Vec<SocketAddr> = ["pgbouncer-k8s/0", "pgbouncer-k8s/1"]
+        .iter()
+        .map(|u| format!("{}:6432", address(&c, u)).parse().unwrap())
+        .collect();
+    let balancer = RoundRobin::start(units.clone()).unwrap();
+    let started = Instant::now();
+    let sleeper = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+        .args(["-p", &balancer.address.port().to_string()])
+        .args(["-U", &user, "-d", "appdb", "-c", "SELECT pg_sleep(60)"])
+        .env("PGPASSWORD", &password)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut running = false;
+    for _ in 0..100 {
+        running = psql(
+            &primary_address,
+            5432,
+            "operator",
+            &operator,
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'",
+        )
+        .is_ok_and(|n| n.trim() == "1");
+        if running {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(running, "the query reached PostgreSQL");
+    // psql sends a cancel request on SIGINT, on a new connection.
+    let sent = Command::new("kill")
+        .args(["-INT", &sleeper.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = sleeper.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("canceling statement due to user request"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(50));
+    assert_eq!(
+        balancer.routes(),
+        units,
+        "the query went to one unit, the cancel request to the other"
+    );
+    drop(balancer);
 
     // A switchover: PgBouncer follows the new primary, and the client's
     // endpoints (PgBouncer's own) stay as they were.

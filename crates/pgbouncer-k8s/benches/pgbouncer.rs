@@ -15,6 +15,7 @@ use pgbouncer_k8s::flows::Deps;
 use pgbouncer_k8s::pgb::ini::{
     render_process, BackendTarget, ClientDatabase, ProcessSpec, SharedConfig, SharedInput,
 };
+use pgbouncer_k8s::pgb::peering::Peering;
 use pgbouncer_k8s::pgb::{Layout, PgbVersion};
 use pgbouncer_k8s::postgres::FakeConnector;
 use pgbouncer_k8s::workload::Workload;
@@ -45,6 +46,7 @@ fn render_once(
         tls: false,
         listen_addr: "127.0.0.1",
         layout,
+        peering: &Peering::default(),
     };
     cfg.len() + render_process(&parsed, &spec).len()
 }

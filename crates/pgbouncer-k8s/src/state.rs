@@ -314,6 +314,8 @@ pub struct PeerUnit {
     pub serving: Option<String>,
     /// The CA bundle it serves clients with (empty: no TLS).
     pub tls_ca: Option<String>,
+    /// The PgBouncer version it runs.
+    pub version: Option<PgbVersion>,
 }
 
 /// The other units in the peer relation.
@@ -326,6 +328,7 @@ pub fn peer_units(hook: &mut Hook<'_>, peers: &Relation) -> charm::Result<Vec<Pe
             processes: bag.get(PROCESSES).and_then(|p| p.parse().ok()),
             serving: bag.get(SERVING).cloned(),
             tls_ca: bag.get(TLS_CA).cloned(),
+            version: bag.get(PGB_VERSION).and_then(|v| PgbVersion::parse(v)),
             name,
         });
     }
@@ -423,7 +426,7 @@ pub fn recorded_version(
     Ok(hook
         .local_unit_bag(peers)?
         .get(PGB_VERSION)
-        .and_then(|v| PgbVersion::find(format!("PgBouncer {v}").as_bytes())))
+        .and_then(|v| PgbVersion::parse(v)))
 }
 
 #[cfg(test)]

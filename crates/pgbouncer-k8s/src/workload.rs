@@ -3,6 +3,7 @@
 //! processes that need it.
 
 use crate::pgb::ini::{render_process, ProcessSpec};
+use crate::pgb::peering::Peering;
 use crate::pgb::reload::{plan, ProcessAction};
 use crate::pgb::{Layout, PgbVersion, SharedConfig};
 use crate::tls::TlsFiles;
@@ -36,6 +37,19 @@ pub struct Workload {
     pub processes: u32,
     /// The OS user the processes and files belong to (`None`: Pebble's default).
     pub user: Option<String>,
+}
+
+/// What every process file of this unit says beyond the shared configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Serving<'a> {
+    /// The PgBouncer version the unit runs.
+    pub version: PgbVersion,
+    /// Whether the unit's TLS key, CA and certificate are in place.
+    pub tls: bool,
+    /// The address the unit listens on.
+    pub listen_addr: &'a str,
+    /// The unit's number and the other units, for forwarding cancel requests.
+    pub peering: &'a Peering,
 }
 
 /// What applying a configuration did.
@@ -107,9 +121,7 @@ impl Workload {
         pebble: &mut dyn Pebble,
         shared: Option<&SharedConfig>,
         userlist: Option<&str>,
-        version: PgbVersion,
-        tls: bool,
-        listen_addr: &str,
+        serving: &Serving<'_>,
     ) -> Result<Applied, PebbleError> {
         let mut applied = Applied::default();
         for i in 0..self.processes {
@@ -149,10 +161,11 @@ impl Workload {
             let spec = ProcessSpec {
                 index: i,
                 count: self.processes,
-                version,
-                tls,
-                listen_addr,
+                version: serving.version,
+                tls: serving.tls,
+                listen_addr: serving.listen_addr,
                 layout: &self.layout,
+                peering: serving.peering,
             };
             let new = render_process(shared, &spec);
             let path = self.layout.ini_path(i);

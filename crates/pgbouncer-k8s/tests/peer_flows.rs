@@ -141,6 +141,104 @@ fn changed_on_the_leader_republishes_config_and_hostname() {
     );
 }
 
+/// Adds another unit to the peer relation, with what it wrote in its bag.
+fn with_peer_unit(mut s: State, name: &str, data: &[(&str, &str)]) -> State {
+    let peers = s.relations.iter_mut().find(|r| r.id == PEER_ID).unwrap();
+    peers
+        .remote_units
+        .insert(name.into(), charm_testing::bag(data));
+    s
+}
+
+/// The `[peers]` section of process `i`'s ini file.
+fn peers_section(state: &State, i: u32) -> String {
+    let ini = ini(state, i);
+    ini[ini.find("[peers]").expect("a [peers] section")..].to_string()
+}
+
+/// Beyond the seeds (reference §8, item 2): a client's cancel request may reach
+/// any process of any unit (a load balancer or the kernel picks), so every
+/// process lists every process of the application: its siblings by socket
+/// directory, the other units' by address. Units that have not said where they
+/// are, or whose PgBouncer reads other cancel keys, are left out; a unit that
+/// leaves is dropped with a reload, not a restart.
+#[test]
+fn every_process_forwards_cancel_requests_to_every_unit() {
+    let pg = FakeConnector::up();
+    let mut s = leader_with_db(&pg);
+    let remote = [
+        ("hostname", "10.0.0.11"),
+        ("processes", "3"),
+        ("pgbouncer_version", "1.24.1"),
+    ];
+    s = with_peer_unit(s, "pgbouncer-k8s/1", &remote);
+    s = with_peer_unit(
+        s,
+        "pgbouncer-k8s/2",
+        &[
+            ("hostname", "10.0.0.12"),
+            ("processes", "2"),
+            ("pgbouncer_version", "1.20.0"),
+        ],
+    );
+    s = with_peer_unit(s, "pgbouncer-k8s/3", &[("processes", "2")]);
+    let out = go(&pg, &s, changed(&s)).state;
+    for i in 0..2 {
+        assert!(ini(&out, i).contains(&format!("peer_id = {}", i + 1)));
+        assert_eq!(
+            peers_section(&out, i),
+            "[peers]\n\
+             1 = host=/var/lib/pgbouncer/instance_0 port=6432\n\
+             2 = host=/var/lib/pgbouncer/instance_1 port=6432\n\
+             9 = host=10.0.0.11 port=6432\n\
+             10 = host=10.0.0.11 port=6432\n\
+             11 = host=10.0.0.11 port=6432\n"
+        );
+    }
+
+    // A follower numbers its processes after its unit, and lists the leader.
+    let follower = share_from_leader(&out, with_backend(unit(1, false)));
+    let follower = with_peer_unit(
+        follower,
+        "pgbouncer-k8s/0",
+        &[
+            ("hostname", "10.0.0.10"),
+            ("processes", "2"),
+            ("pgbouncer_version", "1.24.1"),
+        ],
+    );
+    let served = go(&pg, &follower, changed(&follower)).state;
+    assert!(ini(&served, 1).contains("peer_id = 10"));
+    assert!(peers_section(&served, 1).starts_with(
+        "[peers]\n1 = host=10.0.0.10 port=6432\n2 = host=10.0.0.10 port=6432\n\
+         9 = host=/var/lib/pgbouncer/instance_0 port=6432\n"
+    ));
+
+    // Unit 1 leaves: the leader drops it from [peers] with a reload.
+    let mut gone = out.clone();
+    gone.containers.get_mut(CONTAINER).unwrap().ops.clear();
+    gone.relations
+        .iter_mut()
+        .find(|r| r.id == PEER_ID)
+        .unwrap()
+        .remote_units
+        .remove("pgbouncer-k8s/1");
+    let ev = Event::RelationDeparted(rel_event(
+        &gone,
+        PEER_ID,
+        Some("pgbouncer-k8s/1"),
+        Some("pgbouncer-k8s/1"),
+    ));
+    let after = go(&pg, &gone, ev).state;
+    assert!(!peers_section(&after, 0).contains("10.0.0.11"));
+    let ops = &after.container(CONTAINER).unwrap().ops;
+    assert!(ops.contains(&ServiceOp::Signal("SIGHUP".into(), "pgbouncer_0".into())));
+    assert!(
+        !ops.iter().any(|o| matches!(o, ServiceOp::Restart(_))),
+        "{ops:?}"
+    );
+}
+
 fn leader_with_db(pg: &FakeConnector) -> State {
     let s = ready_leader(pg).with_relation(client(4, "app_db", &[]));
     go(pg, &s, Event::RelationChanged(rel_event(&s, 4, None, None))).state
@@ -153,12 +251,14 @@ fn changed_on_a_follower_saves_config_and_auth_then_acknowledges() {
     let follower = share_from_leader(&leader, with_backend(unit(1, false)));
     let out = go(&pg, &follower, changed(&follower));
     let s = &out.state;
-    // The same file as the leader's, but each listens on its own address.
+    // The same file as the leader's, but each listens on its own address and
+    // numbers its processes after its unit.
     let own = |state: &State| {
         let text = ini(state, 0);
         let listen = format!("listen_addr = {}\n", state.address);
         assert!(text.contains(&listen), "{text}");
-        text.replace(&listen, "")
+        let text = text.replace(&listen, "");
+        text[..text.find("peer_id = ").unwrap()].to_string()
     };
     assert_eq!(own(s), own(&leader));
     assert_ne!(s.address, leader.address);

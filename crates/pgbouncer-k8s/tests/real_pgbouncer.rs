@@ -8,6 +8,7 @@ mod common;
 
 use common::cases;
 use pgbouncer_k8s::pgb::ini::{render_process, ProcessSpec};
+use pgbouncer_k8s::pgb::peering::Peering;
 use pgbouncer_k8s::pgb::userlist::Userlist;
 use pgbouncer_k8s::pgb::{Layout, PgbVersion};
 use std::os::unix::process::CommandExt;
@@ -136,6 +137,7 @@ fn every_rendered_case_starts_on_its_pgbouncer() {
             log_dir: format!("{base}/log"),
         };
         let mut shared = case.shared(&layout);
+        let peering = case.peering();
         let port = free_port();
         for (k, v) in &mut shared.settings {
             if k == "listen_port" {
@@ -160,6 +162,7 @@ fn every_rendered_case_starts_on_its_pgbouncer() {
                 tls: case.tls,
                 listen_addr: "127.0.0.1",
                 layout: &layout,
+                peering: &peering,
             };
             write(&layout.ini_path(i), &render_process(&shared, &spec));
             std::fs::create_dir_all(layout.log_dir(i)).unwrap();
@@ -296,6 +299,7 @@ fn a_certificate_for_the_charms_csr_serves_verified_clients() {
         tls: true,
         listen_addr: "127.0.0.1",
         layout: &layout,
+        peering: &Peering::default(),
     };
     let ini = render_process(&shared, &spec);
     assert!(ini.contains("client_tls_key_file"));

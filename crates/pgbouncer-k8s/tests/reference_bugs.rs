@@ -4,7 +4,7 @@
 //! | §8 | problem | here |
 //! |---|---|---|
 //! | 1 | `[peers]` rendered as `host=0`, `host=1` | `bug_01_peers_point_at_socket_directories` |
-//! | 2 | no peering across pods | not in this design's scope (DESIGN.md lists it beyond the reference) |
+//! | 2 | no peering across pods | `peer_flows::every_process_forwards_cancel_requests_to_every_unit`; end to end, `e2e` `system` cancels through another unit |
 //! | 3 | `max_db_connections` applied per process | `bug_03_max_db_connections_holds_for_the_whole_application` |
 //! | 4 | process count from the node's CPUs | the dispatch binary uses `available_parallelism` (the unit's CPU set), clamped to 2..4; `pgb::pools` tests the clamp |
 //! | 5 | wildcard `auth_dbname` from a leftover loop variable, never recomputed | `bug_05_the_wildcard_follows_the_privileged_client_and_leaves_with_it` |
@@ -32,6 +32,7 @@ use charm::{Event, SecretEvent};
 use charm_testing::{ServiceOp, State};
 use pgbouncer_k8s::config::CharmConfig;
 use pgbouncer_k8s::pgb::ini::{render_process, ProcessSpec, SharedConfig, SharedInput};
+use pgbouncer_k8s::pgb::peering::Peering;
 use pgbouncer_k8s::pgb::{Layout, PgbVersion};
 use pgbouncer_k8s::postgres::FakeConnector;
 use pgbouncer_k8s::state::{self, BACKEND};
@@ -93,6 +94,7 @@ fn bug_03_max_db_connections_holds_for_the_whole_application() {
             tls: false,
             listen_addr: "127.0.0.1",
             layout: &layout,
+            peering: &Peering::default(),
         };
         let ini = render_process(&shared, &spec);
         let per: u32 = ini

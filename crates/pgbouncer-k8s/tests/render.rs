@@ -32,6 +32,7 @@ fn check(name: &str, actual: &str) {
 fn render_case(case: &Case) {
     let layout = Layout::default();
     let shared = case.shared(&layout);
+    let peering = case.peering();
     let cfg = shared.render();
     check(&format!("{}.cfg", case.name), &cfg);
     assert_eq!(
@@ -47,6 +48,7 @@ fn render_case(case: &Case) {
             tls: case.tls,
             listen_addr: "127.0.0.1",
             layout: &layout,
+            peering: &peering,
         };
         check(
             &format!("{}.{index}.ini", case.name),
@@ -67,6 +69,7 @@ fn version_gating_is_visible_in_the_files() {
     let layout = Layout::default();
     for case in cases() {
         let shared = case.shared(&layout);
+        let peering = case.peering();
         let spec = ProcessSpec {
             index: 0,
             count: case.processes,
@@ -74,6 +77,7 @@ fn version_gating_is_visible_in_the_files() {
             tls: case.tls,
             listen_addr: "127.0.0.1",
             layout: &layout,
+            peering: &peering,
         };
         let ini = render_process(&shared, &spec);
         let new = case.version.has_peers();

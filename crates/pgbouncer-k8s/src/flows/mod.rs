@@ -13,10 +13,11 @@ pub mod upgrade;
 use crate::config::{CharmConfig, ConfigError};
 use crate::endpoint::{self, Endpoint};
 use crate::pgb::ini::{BackendTarget, SharedInput};
+use crate::pgb::peering::{Peering, RemoteUnit};
 use crate::pgb::{PgbVersion, SharedConfig};
 use crate::postgres::Connector;
 use crate::state::{self, Backend, BackendState};
-use crate::workload::{Workload, CONTAINER};
+use crate::workload::{Serving, Workload, CONTAINER};
 use charm::{Hook, Relation, SecretContent};
 
 /// What the flows need besides the hook.
@@ -188,13 +189,18 @@ pub fn serve(
     let tls_changed = deps
         .workload
         .write_tls(hook.container(CONTAINER), tls.as_ref())?;
+    let peering = peering(hook, peers, version)?;
+    let serving = Serving {
+        version,
+        tls: tls.is_some(),
+        listen_addr: &listen_addr,
+        peering: &peering,
+    };
     let mut applied = deps.workload.apply(
         hook.container(CONTAINER),
         shared,
         userlist.as_deref(),
-        version,
-        tls.is_some(),
-        &listen_addr,
+        &serving,
     )?;
     if tls_changed {
         deps.workload
@@ -217,6 +223,25 @@ pub fn serve(
         )?;
     }
     Ok(true)
+}
+
+/// This unit's number and the other units its processes forward cancel
+/// requests to: those that recorded their address, process count and a
+/// PgBouncer version whose cancel keys match this unit's.
+fn peering(hook: &mut Hook<'_>, peers: &Relation, version: PgbVersion) -> anyhow::Result<Peering> {
+    let unit = Peering::unit_number(hook.unit()).unwrap_or_default();
+    let remote = state::peer_units(hook, peers)?
+        .into_iter()
+        .filter(|u| u.version.is_some_and(|v| v.shares_cancel_keys(version)))
+        .filter_map(|u| {
+            Some(RemoteUnit {
+                unit: Peering::unit_number(&u.name)?,
+                host: u.hostname.filter(|h| !h.is_empty())?,
+                processes: u.processes?,
+            })
+        })
+        .collect();
+    Ok(Peering { unit, remote })
 }
 
 /// The other units that serve clients as this unit (the leader) does: each

@@ -4,8 +4,10 @@
 //! the common `[pgbouncer]` settings) and publishes it as `cfg_file`. Each unit then
 //! renders one file per process with [`render_process`]: the shared part, filtered
 //! down to what its PgBouncer version understands, plus the process's own socket,
-//! pid and log paths, its `peer_id`, its TLS files and the `[peers]` section.
+//! pid and log paths, its `peer_id`, its TLS files and the `[peers]` section
+//! (see [`super::peering`]).
 
+use super::peering::Peering;
 use super::pools::Pools;
 use super::version::PgbVersion;
 use crate::config::CharmConfig;
@@ -381,6 +383,8 @@ pub struct ProcessSpec<'a> {
     /// (on one machine, several units share port numbers).
     pub listen_addr: &'a str,
     pub layout: &'a Layout,
+    /// The unit's number and the other units, for `peer_id` and `[peers]`.
+    pub peering: &'a Peering,
 }
 
 /// Whether a `[pgbouncer]` setting is understood by `version`.
@@ -410,7 +414,11 @@ pub fn render_process(shared: &SharedConfig, spec: &ProcessSpec<'_>) -> String {
     let _ = writeln!(s, "pidfile = {dir}/pgbouncer.pid");
     let _ = writeln!(s, "logfile = {}/pgbouncer.log", l.log_dir(spec.index));
     if v.has_peers() {
-        let _ = writeln!(s, "peer_id = {}", spec.index + 1);
+        let _ = writeln!(
+            s,
+            "peer_id = {}",
+            spec.peering.own_id(spec.index, spec.count)
+        );
     }
     if spec.tls {
         let [key, ca, cert] = l.tls_files();
@@ -420,16 +428,8 @@ pub fn render_process(shared: &SharedConfig, spec: &ProcessSpec<'_>) -> String {
         let _ = writeln!(s, "client_tls_cert_file = {cert}");
     }
     if v.has_peers() {
-        s.push_str("\n[peers]\n");
-        for j in 0..spec.count {
-            let _ = writeln!(
-                s,
-                "{} = host={} port={}",
-                j + 1,
-                l.process_dir(j),
-                shared.listen_port()
-            );
-        }
+        s.push('\n');
+        s.push_str(&spec.peering.section(spec.count, l, shared.listen_port()));
     }
     s
 }

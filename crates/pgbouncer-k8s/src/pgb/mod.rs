@@ -1,6 +1,7 @@
 //! PgBouncer itself: its version, configuration files, pools and reloads.
 
 pub mod ini;
+pub mod peering;
 pub mod pools;
 pub mod reload;
 pub mod userlist;

@@ -40,6 +40,18 @@ impl PgbVersion {
         None
     }
 
+    /// Reads a version as [`fmt::Display`] writes it (`1.24.1`).
+    pub fn parse(text: &str) -> Option<PgbVersion> {
+        parse_numbers(text.trim().as_bytes())
+    }
+
+    /// Whether two versions read each other's cancel keys, so their processes
+    /// can forward cancel requests to each other: 1.21 changed the encoding.
+    pub fn shares_cancel_keys(self, other: PgbVersion) -> bool {
+        let new_keys = |v: PgbVersion| v >= PgbVersion::new(1, 21, 0);
+        self.has_peers() && other.has_peers() && new_keys(self) == new_keys(other)
+    }
+
     /// `[peers]`, `peer_id` and `auth_dbname` arrived in 1.19.
     pub fn has_peers(self) -> bool {
         self >= PgbVersion::new(1, 19, 0)
@@ -125,5 +137,15 @@ mod tests {
         assert!(new.has_peers() && new.has_auth_dbname() && new.has_prepared_statements());
         assert!(!PgbVersion::new(1, 20, 1).has_prepared_statements());
         assert_eq!(new.to_string(), "1.24.1");
+        assert_eq!(PgbVersion::parse("1.24.1"), Some(new));
+    }
+
+    #[test]
+    fn cancel_keys_are_shared_on_one_side_of_1_21() {
+        let v = |minor| PgbVersion::new(1, minor, 0);
+        assert!(v(24).shares_cancel_keys(v(21)));
+        assert!(v(19).shares_cancel_keys(v(20)));
+        assert!(!v(20).shares_cancel_keys(v(21)));
+        assert!(!v(18).shares_cancel_keys(v(18)), "no peering before 1.19");
     }
 }

@@ -3,6 +3,7 @@
 use pgbouncer_k8s::config::CharmConfig;
 use pgbouncer_k8s::endpoint::Endpoint;
 use pgbouncer_k8s::pgb::ini::{BackendTarget, ClientDatabase, SharedConfig, SharedInput};
+use pgbouncer_k8s::pgb::peering::{Peering, RemoteUnit};
 use pgbouncer_k8s::pgb::{Layout, PgbVersion};
 
 pub const NEW: PgbVersion = PgbVersion::new(1, 24, 0);
@@ -47,6 +48,25 @@ impl Case {
             total_processes: self.processes * self.units,
             layout,
         })
+    }
+
+    /// The rendered unit's place among the peers: unit 1 when there are
+    /// several units, each other unit on an address of its own.
+    pub fn peering(&self) -> Peering {
+        if self.units == 1 {
+            return Peering::default();
+        }
+        Peering {
+            unit: 1,
+            remote: (0..self.units)
+                .filter(|u| *u != 1)
+                .map(|unit| RemoteUnit {
+                    unit,
+                    host: format!("10.1.0.{unit}"),
+                    processes: self.processes,
+                })
+                .collect(),
+        }
     }
 }
 
