@@ -151,6 +151,10 @@ pub fn render(input: &PatroniInput<'_>) -> String {
             },
             "parameters": parameters,
             "pg_hba": pg_hba(address, input.members, input.tls),
+            // A new replica copies the primary with pg_basebackup, which first
+            // waits for a checkpoint: a fast one, or a busy primary (databases
+            // just created) keeps the replica waiting for minutes.
+            "basebackup": [{"checkpoint": "fast"}],
             "callbacks": {
                 "on_start": layout.notify_script(),
                 "on_role_change": layout.notify_script(),
@@ -258,5 +262,9 @@ mod tests {
         let script = "/var/lib/postgresql/data/notify-role-change";
         assert_eq!(doc["postgresql"]["callbacks"]["on_role_change"], script);
         assert_eq!(doc["postgresql"]["callbacks"]["on_start"], script);
+        assert_eq!(
+            doc["postgresql"]["basebackup"],
+            serde_json::json!([{"checkpoint": "fast"}])
+        );
     }
 }
