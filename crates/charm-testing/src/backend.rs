@@ -113,7 +113,7 @@ impl<'s> MemoryBackend<'s> {
     }
 
     fn new_xid(&self) -> String {
-        let mut n = self.state.secrets.len() as u64 + 1;
+        let mut n = (self.state.secrets.len() as u64 + 1).max(self.state.secret_numbers_from);
         loop {
             let xid = format!("c{n:019}");
             if !self.state.secrets.iter().any(|s| s.id.xid() == xid) {

@@ -34,6 +34,10 @@ pub struct State {
     pub dying_units: BTreeSet<String>,
     /// `juju-log` records.
     pub logs: Vec<(LogLevel, String)>,
+    /// Where the numbers of new secret ids (`c` and 19 digits) start; 0 counts
+    /// on from the secrets the unit sees. The local model gives each hook a
+    /// range of its own, so hooks running at once never pick the same id.
+    pub secret_numbers_from: u64,
 }
 
 impl State {
@@ -57,6 +61,7 @@ impl State {
             address: "192.0.2.10".into(),
             dying_units: BTreeSet::new(),
             logs: Vec::new(),
+            secret_numbers_from: 0,
         }
     }
 

@@ -126,6 +126,7 @@ impl Agent {
         charm_dir: &Path,
         extra_env: &[(String, String)],
     ) -> std::io::Result<Option<HookRun>> {
+        model.reserve_secret_numbers();
         let Some(prepared) = Agent::prepare_hook(model, unit, charm_dir, extra_env) else {
             return Ok(None);
         };

@@ -1,8 +1,10 @@
 //! The controller daemon: owns one model's [`Controller`], serves the `juju`
 //! CLI on `<model dir>/controller.socket` ([`crate::api`]) and runs hooks in the
-//! background until every unit is up to date, one at a time, without holding
-//! the model while a hook's process runs. Actions and `juju exec` commands take
-//! the same turn, so a unit never runs two things at once.
+//! background until every unit is up to date, without holding the model while
+//! a hook's process runs. As in Juju, units run their hooks at the same time
+//! (up to `hooks_at_once`; one at a time while a seed fixes the order), and a
+//! unit runs one thing at a time: an action, a `juju exec` command or an
+//! abrupt removal waits until the unit's hook is done.
 //!
 //! It holds `<model dir>/controller.lock` for its life (a second daemon for the
 //! same model refuses to start), writes its pid to `controller.pid`, marks
@@ -33,6 +35,8 @@ pub struct Options {
     /// Run workloads sandboxed (needs root).
     pub sandbox: bool,
     pub update_status_every: Duration,
+    /// How many units may run hooks at once.
+    pub hooks_at_once: usize,
 }
 
 /// Why the daemon could not start.
@@ -54,8 +58,8 @@ struct Shared {
     controller: Mutex<Controller>,
     /// Signalled when the model changes or a hook finishes.
     changed: Condvar,
-    /// Held while a hook, action or command runs.
-    turn: Mutex<()>,
+    /// Set on shutdown: no new hook starts.
+    stopping: AtomicBool,
     dir: PathBuf,
 }
 
@@ -64,8 +68,24 @@ impl Shared {
         self.controller.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn turn(&self) -> MutexGuard<'_, ()> {
-        self.turn.lock().unwrap_or_else(|e| e.into_inner())
+    /// The controller, once `ready` holds of it (checked whenever the model
+    /// changes or a hook finishes); the lock is held from then on, so nothing
+    /// starts in between.
+    fn lock_when(&self, ready: impl Fn(&Controller) -> bool) -> MutexGuard<'_, Controller> {
+        let mut c = self.lock();
+        while !ready(&c) {
+            c = self
+                .changed
+                .wait_timeout(c, Duration::from_millis(200))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        c
+    }
+
+    /// The controller, once none of `units` runs anything.
+    fn lock_idle(&self, units: &[String]) -> MutexGuard<'_, Controller> {
+        self.lock_when(|c| units.iter().all(|u| !c.busy(u)))
     }
 }
 
@@ -108,12 +128,14 @@ pub fn run(options: Options) -> Result<(), DaemonError> {
     let shared = Arc::new(Shared {
         controller: Mutex::new(controller),
         changed: Condvar::new(),
-        turn: Mutex::new(()),
+        stopping: AtomicBool::new(false),
         dir: dir.clone(),
     });
     {
         let shared = shared.clone();
-        std::thread::spawn(move || run_hooks(&shared, options.update_status_every));
+        std::thread::spawn(move || {
+            run_hooks(&shared, options.update_status_every, options.hooks_at_once)
+        });
     }
     {
         let shared = shared.clone();
@@ -132,30 +154,33 @@ pub fn run(options: Options) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// The background loop: runs due hooks one at a time; when none is due, waits
-/// for a change (or a second, for the clock).
-fn run_hooks(shared: &Shared, update_status_every: Duration) {
+/// The background loop: starts due hooks, each in a thread of its own, while
+/// fewer than `at_once` units are busy (one at a time with a seed); when none
+/// can start, waits for a change (or a second, for the clock).
+fn run_hooks(shared: &Arc<Shared>, update_status_every: Duration, at_once: usize) {
     let mut last_tick = Instant::now();
     loop {
+        let mut c = shared.lock();
         if last_tick.elapsed() >= update_status_every {
-            shared.lock().tick();
+            c.tick();
             last_tick = Instant::now();
         }
-        let turn = shared.turn();
-        let due = shared.lock().next_due();
-        match due {
+        let limit = if c.model.seed.is_some() { 1 } else { at_once };
+        let room = !shared.stopping.load(Ordering::SeqCst) && c.busy_units() < limit;
+        match room.then(|| c.next_due()).flatten() {
             Some(due) => {
-                let ran = due.execute();
-                let result = shared.lock().finish(due, ran);
-                drop(turn);
-                if let Err(e) = result {
-                    eprintln!("ERROR {e}");
-                }
-                shared.changed.notify_all();
+                drop(c);
+                let shared = shared.clone();
+                std::thread::spawn(move || {
+                    let ran = due.execute();
+                    let result = shared.lock().finish(due, ran);
+                    if let Err(e) = result {
+                        eprintln!("ERROR {e}");
+                    }
+                    shared.changed.notify_all();
+                });
             }
             None => {
-                drop(turn);
-                let c = shared.lock();
                 let _ = shared.changed.wait_timeout(c, Duration::from_secs(1));
             }
         }
@@ -164,8 +189,8 @@ fn run_hooks(shared: &Shared, update_status_every: Duration) {
 
 /// Stops every workload, removes the model if asked, and exits.
 fn shutdown(shared: &Shared, destroy: bool) -> ! {
-    let _turn = shared.turn();
-    let mut c = shared.lock();
+    shared.stopping.store(true, Ordering::SeqCst);
+    let mut c = shared.lock_when(|c| c.busy_units() == 0);
     c.stop_workloads();
     let _ = std::fs::remove_file(store::socket_path(&shared.dir));
     let _ = std::fs::remove_file(shared.dir.join("controller.pid"));
@@ -281,17 +306,23 @@ fn handle(
             force,
             no_wait,
         } => {
+            let names = {
+                let c = shared.lock();
+                if count > 0 {
+                    let app = names.first().cloned().unwrap_or_default();
+                    c.units_to_remove(&app, count as usize)?
+                } else {
+                    names
+                        .iter()
+                        .map(|n| c.unit_name(n))
+                        .collect::<Result<Vec<_>, _>>()?
+                }
+            };
             // An abrupt removal must not land while one of its hooks runs.
-            let _turn = no_wait.then(|| shared.turn());
-            let mut c = shared.lock();
-            let names = if count > 0 {
-                let app = names.first().cloned().unwrap_or_default();
-                c.units_to_remove(&app, count as usize)?
+            let mut c = if no_wait {
+                shared.lock_idle(&names)
             } else {
-                names
-                    .iter()
-                    .map(|n| c.unit_name(n))
-                    .collect::<Result<_, _>>()?
+                shared.lock()
             };
             for n in &names {
                 remove_unit(&mut c, n, force, no_wait)?;
@@ -303,8 +334,18 @@ fn handle(
             force,
             no_wait,
         } => {
-            let _turn = no_wait.then(|| shared.turn());
-            let mut c = shared.lock();
+            let units: Vec<String> = {
+                let c = shared.lock();
+                apps.iter()
+                    .filter_map(|a| c.model.applications.get(a))
+                    .flat_map(|x| x.units.keys().cloned())
+                    .collect()
+            };
+            let mut c = if no_wait {
+                shared.lock_idle(&units)
+            } else {
+                shared.lock()
+            };
             for a in &apps {
                 c.remove_application(a)?;
                 let units: Vec<String> = c
@@ -365,8 +406,10 @@ fn handle(
             wait,
         } => {
             wait_installed(shared, &unit, wait)?;
-            let _turn = shared.turn();
-            let task = shared.lock().prepare_action(&unit, &action, params)?;
+            let name = shared.lock().unit_name(&unit)?;
+            let task = shared
+                .lock_idle(std::slice::from_ref(&name))
+                .prepare_action(&name, &action, params)?;
             send(
                 stream,
                 &Reply::Progress(format!("Running operation on {}", task.unit())),
@@ -380,8 +423,10 @@ fn handle(
             wait,
         } => {
             wait_installed(shared, &unit, wait)?;
-            let _turn = shared.turn();
-            let task = shared.lock().prepare_exec(&unit, &command)?;
+            let name = shared.lock().unit_name(&unit)?;
+            let task = shared
+                .lock_idle(std::slice::from_ref(&name))
+                .prepare_exec(&name, &command)?;
             let executed = task.execute();
             Ok(shared.lock().finish_task(task, executed)?.to_json())
         }

@@ -21,6 +21,9 @@ pub struct Model {
     pub relations: Vec<RelationRecord>,
     pub secrets: Vec<SecretRecord>,
     pub next_relation_id: u64,
+    /// Where the last hook's range of new secret numbers starts: each hook,
+    /// action or command gets the next [`SECRET_NUMBERS_PER_HOOK`] numbers,
+    /// so hooks running at once never create the same secret id.
     pub next_secret: u64,
     /// Bumped each time update-status is due; units run it when behind.
     pub status_tick: u64,
@@ -307,7 +310,16 @@ impl SecretRecord {
     }
 }
 
+/// How many secret ids a hook may create.
+pub const SECRET_NUMBERS_PER_HOOK: u64 = 1 << 16;
+
 impl Model {
+    /// Hands the next hook, action or command its range of secret numbers,
+    /// which [`crate::view::view`] gives it.
+    pub fn reserve_secret_numbers(&mut self) {
+        self.next_secret = self.next_secret.saturating_add(SECRET_NUMBERS_PER_HOOK);
+    }
+
     /// A unit by name.
     pub fn unit(&self, name: &str) -> Option<&Unit> {
         self.applications

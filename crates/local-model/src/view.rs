@@ -23,6 +23,7 @@ pub fn view(model: &Model, unit: &str) -> Option<State> {
         .unwrap_or(JujuVersion::new(3, 6, 4));
     state.config = app.effective_config();
     state.address = me.address.clone();
+    state.secret_numbers_from = model.next_secret;
     state.unit_status = me.status.clone();
     state.app_status = app.status.clone();
     state.workload_version = app.workload_version.clone();
@@ -134,6 +135,27 @@ fn schedule(record: &mut SecretRecord, s: &SecretState, now: u64) {
     record.expiries.retain(|r, _| s.revisions.contains_key(r));
 }
 
+/// What a secret's owner sets.
+type Owned<'a> = (
+    &'a Option<String>,
+    &'a Option<String>,
+    &'a Option<String>,
+    &'a Option<charm::secret::Rotate>,
+    &'a BTreeMap<u64, charm::secret::SecretContent>,
+    &'a std::collections::BTreeSet<(u64, Option<String>)>,
+);
+
+fn owned(s: &SecretState) -> Owned<'_> {
+    (
+        &s.owner_label,
+        &s.description,
+        &s.expire,
+        &s.rotate,
+        &s.revisions,
+        &s.grants,
+    )
+}
+
 /// Commits what a successful hook changed, comparing the view before and after.
 /// Databag versions move only for bags whose content changed.
 pub fn commit(model: &mut Model, unit: &str, before: &State, after: &State) {
@@ -188,7 +210,14 @@ pub fn commit(model: &mut Model, unit: &str, before: &State, after: &State) {
                 next_rotate: None,
                 expiries: BTreeMap::new(),
             });
-        if !matches!(s.owner, Owner::Remote { .. }) {
+        // Only what the hook changed: a unit that did not touch its
+        // application's secret must not undo what the leader did meanwhile.
+        let changed = before
+            .secrets
+            .iter()
+            .find(|o| o.id == s.id)
+            .is_none_or(|o| owned(o) != owned(s));
+        if !matches!(s.owner, Owner::Remote { .. }) && changed {
             schedule(record, s, model.now);
             record.owner_label = s.owner_label.clone();
             record.description = s.description.clone();

@@ -3,8 +3,8 @@
 //! which carries on running hooks), debug-log, and destroy-model; and the test
 //! controls: fail-next-hook with resolve (retried or skipped, as debug-log
 //! tells), kill-workload, crash-unit, `remove-unit --force [--no-wait]`, and
-//! set-seed; and the addresses Juju writes into relation bags, as an ops charm and
-//! `show-unit` see them.
+//! set-seed; the addresses Juju writes into relation bags, as an ops charm and
+//! `show-unit` see them; and units running their hooks at the same time.
 
 mod common;
 
@@ -549,4 +549,75 @@ fn relation_bags_carry_the_addresses_juju_writes_and_a_charm_may_overwrite() {
     );
     assert_eq!(bags("addr/1")["local-unit"]["data"], settings(&a1));
     assert_eq!(changed(&cli), 6);
+}
+
+/// A charm whose every hook logs its unit, start and end (nanoseconds) to
+/// `log`, half a second apart.
+fn slow_charm(scratch: &Scratch, log: &Path) -> PathBuf {
+    let dir = scratch.0.join("slow");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("metadata.yaml"),
+        "name: slow\nsummary: Slow hooks\ndescription: Each hook takes half a second.\n",
+    )
+    .unwrap();
+    let dispatch = dir.join("dispatch");
+    std::fs::write(
+        &dispatch,
+        format!(
+            "#!/bin/sh\n\
+             echo \"$JUJU_UNIT_NAME start $(date +%s%N)\" >> {log}\n\
+             sleep 0.5\n\
+             echo \"$JUJU_UNIT_NAME end $(date +%s%N)\" >> {log}\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dispatch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// Each unit's hooks as (start, end) intervals, from the slow charm's log.
+fn hook_intervals(log: &Path) -> std::collections::BTreeMap<String, Vec<(u128, u128)>> {
+    let mut out: std::collections::BTreeMap<String, Vec<(u128, u128)>> = Default::default();
+    for line in std::fs::read_to_string(log).unwrap().lines() {
+        let mut f = line.split(' ');
+        let (unit, what, at) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap());
+        let at: u128 = at.parse().unwrap();
+        let hooks = out.entry(unit.to_string()).or_default();
+        match what {
+            "start" => hooks.push((at, 0)),
+            _ => hooks.last_mut().expect("a hook ends after it starts").1 = at,
+        }
+    }
+    out
+}
+
+#[test]
+fn units_run_their_hooks_at_the_same_time_and_each_one_at_a_time() {
+    let scratch = Scratch::new("cli-parallel");
+    let log = scratch.0.join("hooks.log");
+    let charm = slow_charm(&scratch, &log);
+    let cli = Cli {
+        home: scratch.0.join("home"),
+    };
+    cli.ok(&["deploy", charm.to_str().unwrap(), "slow", "-n", "2"]);
+    cli.ok(&["wait", "--timeout", "120s"]);
+    let hooks = hook_intervals(&log);
+    let (a, b) = (&hooks["slow/0"], &hooks["slow/1"]);
+    assert!(a.len() >= 3 && b.len() >= 3, "{hooks:?}");
+    for unit in [a, b] {
+        for pair in unit.windows(2) {
+            assert!(
+                pair[0].1 <= pair[1].0,
+                "one unit, one hook at a time: {unit:?}"
+            );
+        }
+    }
+    let overlapping = a.iter().any(|x| b.iter().any(|y| x.0 < y.1 && y.0 < x.1));
+    assert!(
+        overlapping,
+        "the two units' hooks ran at the same time: {hooks:?}"
+    );
 }

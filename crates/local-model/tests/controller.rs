@@ -1,6 +1,7 @@
 //! The controller: deploy, add and remove units, relate, settle, and the status
 //! table, with a Python ops charm and with the Rust example charm and its real
-//! workload in a sandboxed Pebble container.
+//! workload in a sandboxed Pebble container; and hooks of two units run at once,
+//! each committing only what it changed.
 
 mod common;
 
@@ -344,4 +345,82 @@ fn actions_and_commands_run_in_a_hook_context() {
         c.model.relation(1).unwrap().unit_bags["peer/0"].data["via"],
         "exec"
     );
+}
+
+/// A charm in shell whose install hook creates a secret the unit owns.
+fn secret_charm(scratch: &Scratch) -> std::path::PathBuf {
+    let dir = scratch.0.join("secrets");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("metadata.yaml"),
+        "name: secrets\nsummary: Secrets\ndescription: Makes a secret on install.\n",
+    )
+    .unwrap();
+    let dispatch = dir.join("dispatch");
+    std::fs::write(
+        &dispatch,
+        "#!/bin/sh\n\
+         if [ \"$JUJU_DISPATCH_PATH\" = hooks/install ]; then\n\
+         \x20 secret-add --owner unit \"unit=$(echo $JUJU_UNIT_NAME | tr / -)\" >/dev/null\n\
+         fi\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dispatch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// Hooks of different units may run at once (the daemon starts them so):
+/// each sees the model as it was when it started and commits only what it
+/// changed. Two units that create secrets at once get different ids, and a
+/// unit that leaves its application's secret alone does not undo a new
+/// revision the leader made meanwhile.
+#[test]
+fn hooks_run_together_commit_without_undoing_each_other() {
+    let scratch = Scratch::new("ctl-together");
+    let mut c = controller(&scratch);
+    c.deploy(&secret_charm(&scratch), "secrets", 2, &[])
+        .unwrap();
+    let first = c.next_due().unwrap();
+    let second = c.next_due().unwrap();
+    assert_ne!(first.unit, second.unit);
+    assert!(c.next_due().is_none(), "a unit runs one hook at a time");
+    let (ran_first, ran_second) = (first.execute(), second.execute());
+    assert!(c.finish(second, ran_second).unwrap().ok);
+    assert!(c.finish(first, ran_first).unwrap().ok);
+    assert_eq!(c.model.secrets.len(), 2, "two secrets, two ids");
+    c.settle().unwrap();
+
+    let leader = c.model.applications["secrets"].leader.clone().unwrap();
+    let follower = c.model.applications["secrets"]
+        .units
+        .keys()
+        .find(|u| **u != leader)
+        .unwrap()
+        .clone();
+    let added = c
+        .prepare_exec(&leader, "secret-add --label shared value=1")
+        .unwrap();
+    let out = added.execute();
+    let done = c.finish_task(added, out).unwrap();
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    let shared = |c: &Controller| {
+        c.model
+            .secrets
+            .iter()
+            .find(|s| s.owner_label.as_deref() == Some("shared"))
+            .cloned()
+            .unwrap()
+    };
+    let id = shared(&c).xid;
+    let set = c
+        .prepare_exec(&leader, &format!("secret-set {id} value=2"))
+        .unwrap();
+    let idle = c.prepare_exec(&follower, "true").unwrap();
+    let (ran_set, ran_idle) = (set.execute(), idle.execute());
+    for (task, ran) in [(set, ran_set), (idle, ran_idle)] {
+        let done = c.finish_task(task, ran).unwrap();
+        assert_eq!(done.code, 0, "{}", done.stderr);
+    }
+    assert_eq!(shared(&c).latest(), 2, "the leader's new revision stays");
 }

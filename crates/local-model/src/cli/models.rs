@@ -175,7 +175,8 @@ pub fn wait(args: &[String]) -> Outcome {
 /// foreground. The CLI starts it; `LOCAL_MODEL_HOOK_TOOL` names the shim (else
 /// `hook-tool` beside this binary), `LOCAL_MODEL_SANDBOX=0|1` overrides the
 /// sandbox (on when run as root), `LOCAL_MODEL_UPDATE_STATUS_INTERVAL` (a Go
-/// duration, default 5m) sets how often update-status runs.
+/// duration, default 5m) sets how often update-status runs, and
+/// `LOCAL_MODEL_HOOKS_AT_ONCE` (default 4) how many units may run hooks at once.
 pub fn daemon(args: &[String]) -> Outcome {
     let p = parse(args, &[])?;
     let target = Target::from(&p)?;
@@ -202,12 +203,18 @@ pub fn daemon(args: &[String]) -> Outcome {
         .and_then(|v| crate::clock::parse_duration(&v))
         .unwrap_or(300)
         .max(1);
+    let hooks_at_once = std::env::var("LOCAL_MODEL_HOOKS_AT_ONCE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(4)
+        .max(1);
     crate::daemon::run(crate::daemon::Options {
         dir: target.dir,
         name: target.name,
         shim,
         sandbox,
         update_status_every: Duration::from_secs(every),
+        hooks_at_once,
     })
     .map_err(|e| CliError::Failed(e.to_string()))
 }

@@ -135,8 +135,8 @@ pub struct Controller {
     sandbox: bool,
     /// The units still to look at in this round of [`Controller::next_due`].
     round: VecDeque<String>,
-    /// The unit running a hook, action or command, and what.
-    running: Option<(String, String)>,
+    /// The units running a hook, action or command, and what.
+    running: BTreeMap<String, String>,
     /// The model's slice of the loopback network, held while it runs.
     network: Network,
 }
@@ -230,7 +230,7 @@ impl Controller {
             units: BTreeMap::new(),
             sandbox,
             round: VecDeque::new(),
-            running: None,
+            running: BTreeMap::new(),
             network,
         };
         c.sync_clock();
@@ -918,8 +918,10 @@ impl Controller {
     }
 
     /// The next hook to run, ready to run; `None` when every unit is up to
-    /// date. Units take turns in rounds: each unit in the round, one hook each,
-    /// in name order or, with a seed, in the seed's order for that round.
+    /// date or busy. Units take turns in rounds: each unit in the round, one
+    /// hook each, in name order or, with a seed, in the seed's order for that
+    /// round. A unit already running something ([`Controller::busy`]) waits:
+    /// several units may run hooks at once, a unit one thing at a time.
     pub fn next_due(&mut self) -> Option<Due> {
         self.look();
         while let Some(unit) = self.round.pop_front() {
@@ -938,8 +940,21 @@ impl Controller {
         None
     }
 
+    /// Whether the unit is running a hook, action or command.
+    pub fn busy(&self, unit: &str) -> bool {
+        self.running.contains_key(unit)
+    }
+
+    /// How many units are running a hook, action or command.
+    pub fn busy_units(&self) -> usize {
+        self.running.len()
+    }
+
     /// The unit's due hook, ready to run.
     fn due_on(&mut self, unit: &str) -> Option<Due> {
+        if self.busy(unit) {
+            return None;
+        }
         let event = crate::resolver::next_hook(&self.model, unit)?;
         let inject = self
             .model
@@ -949,6 +964,7 @@ impl Controller {
             DueWork::Fail(event)
         } else {
             let (charm_dir, env) = self.unit_env(unit)?;
+            self.model.reserve_secret_numbers();
             DueWork::Run(Box::new(Agent::prepare_hook(
                 &self.model,
                 unit,
@@ -961,10 +977,10 @@ impl Controller {
             work,
             agent: self.agent.clone(),
         };
-        self.running = Some((
+        self.running.insert(
             unit.to_string(),
             format!("running {} hook", due.hook_name()),
-        ));
+        );
         Some(due)
     }
 
@@ -981,8 +997,8 @@ impl Controller {
     /// Commits a hook that ran (or records its failure), logs it, forgets a
     /// unit that ran `remove`, and saves the model.
     pub fn finish(&mut self, due: Due, ran: Ran) -> Result<HookRun, ControllerError> {
-        self.running = None;
         let unit = due.unit;
+        self.running.remove(&unit);
         let run = match (due.work, ran.0) {
             (DueWork::Fail(event), _) => {
                 if let Some(u) = self.model.unit_mut(&unit) {
@@ -1054,7 +1070,7 @@ impl Controller {
                 }
             }
         }
-        if let Some((unit, _)) = &self.running {
+        for unit in self.running.keys() {
             if !due.contains(unit) {
                 due.push(unit.clone());
             }

@@ -55,9 +55,9 @@ impl Controller {
 
     /// The agent's state for a unit: `executing` while it runs something.
     fn agent_status(&self, unit: &str) -> (&'static str, String) {
-        match &self.running {
-            Some((u, what)) if u == unit => ("executing", what.clone()),
-            _ => ("idle", String::new()),
+        match self.running.get(unit) {
+            Some(what) => ("executing", what.clone()),
+            None => ("idle", String::new()),
         }
     }
 

@@ -229,10 +229,12 @@ impl Controller {
         let (charm_dir, env) = self
             .unit_env(&unit)
             .ok_or_else(|| ControllerError::NoUnit(unit.clone()))?;
+        self.model.reserve_secret_numbers();
         let prepared =
             Agent::prepare_action(&self.model, &unit, &id, action, params, &charm_dir, &env)
                 .ok_or_else(|| ControllerError::NoUnit(unit.clone()))?;
-        self.running = Some((unit, format!("running action {action}")));
+        self.running
+            .insert(unit, format!("running action {action}"));
         Ok(PreparedTask {
             id,
             prepared,
@@ -251,9 +253,10 @@ impl Controller {
         let (charm_dir, env) = self
             .unit_env(&unit)
             .ok_or_else(|| ControllerError::NoUnit(unit.clone()))?;
+        self.model.reserve_secret_numbers();
         let prepared = Agent::prepare_exec(&self.model, &unit, command, &charm_dir, &env)
             .ok_or_else(|| ControllerError::NoUnit(unit.clone()))?;
-        self.running = Some((unit, "running juju-exec".into()));
+        self.running.insert(unit, "running juju-exec".into());
         Ok(PreparedTask {
             id,
             prepared,
@@ -267,8 +270,8 @@ impl Controller {
         task: PreparedTask,
         executed: std::io::Result<Executed>,
     ) -> Result<Task, ControllerError> {
-        self.running = None;
         let unit = task.prepared.unit.clone();
+        self.running.remove(&unit);
         let kind = match task.prepared.work {
             Work::Exec(_) => TaskKind::Exec,
             _ => TaskKind::Action,
