@@ -261,6 +261,36 @@ pub fn units(c: &Controller, app: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// What a provider published to the `client` application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+    pub endpoints: String,
+    pub database: String,
+}
+
+/// The credentials `provider` published to the `client` application, read
+/// from the user secret it granted; `None` until they are there.
+pub fn client_credentials(c: &Controller, client: &str, provider: &str) -> Option<Credentials> {
+    let relation = c
+        .model
+        .relations
+        .iter()
+        .find(|r| r.end_of(client).is_some() && r.end_of(provider).is_some())?;
+    let bag = &relation.app_bags.get(provider)?.data;
+    let secret_id = bag.get("secret-user")?;
+    let xid = secret_id.rsplit(['/', ':']).next()?;
+    let secret = c.model.secrets.iter().find(|s| s.xid == xid)?;
+    let content = secret.revisions.values().last()?;
+    Some(Credentials {
+        user: content.get("username")?.to_string(),
+        password: content.get("password")?.to_string(),
+        endpoints: bag.get("endpoints")?.clone(),
+        database: bag.get("database")?.clone(),
+    })
+}
+
 /// Deploys etcd and an `n`-unit PostgreSQL cluster over it, and waits until
 /// every unit is active with exactly one primary.
 pub fn postgresql_cluster(c: &mut Controller, scratch: &Path, n: u32) {

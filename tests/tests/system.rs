@@ -6,40 +6,12 @@
 
 use e2e::balancer::RoundRobin;
 use e2e::{
-    action, active, address, charm, controller, converge, postgresql_cluster, primary, psql,
-    python_charm, Scratch,
+    action, active, address, charm, client_credentials, controller, converge, postgresql_cluster,
+    primary, psql, python_charm, Scratch,
 };
-use local_model::controller::Controller;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// The client's credentials, as the PgBouncer charm published them: from the
-/// user secret the client was granted.
-fn client_credentials(c: &Controller) -> (String, String, String, String) {
-    let relation = c
-        .model
-        .relations
-        .iter()
-        .find(|r| r.end_of("client").is_some())
-        .expect("the client relation");
-    let bag = &relation.app_bags["pgbouncer-k8s"].data;
-    let secret_id = bag.get("secret-user").expect("credentials in a secret");
-    let xid = secret_id.rsplit(['/', ':']).next().unwrap();
-    let secret = c
-        .model
-        .secrets
-        .iter()
-        .find(|s| s.xid == xid)
-        .expect("the user secret");
-    let content = secret.revisions.values().last().unwrap();
-    (
-        content.get("username").unwrap().to_string(),
-        content.get("password").unwrap().to_string(),
-        bag["endpoints"].clone(),
-        bag["database"].clone(),
-    )
-}
 
 #[test]
 fn a_client_reaches_its_database_through_every_pgbouncer_unit() {
@@ -107,7 +79,14 @@ fn a_client_reaches_its_database_through_every_pgbouncer_unit() {
             && active(c, "pgbouncer-k8s/1").is_some()
     });
     println!("{}", c.status());
-    let (user, password, endpoints, database) = client_credentials(&c);
+    let credentials =
+        client_credentials(&c, "client", "pgbouncer-k8s").expect("credentials in a secret");
+    let (user, password, endpoints, database) = (
+        credentials.user,
+        credentials.password,
+        credentials.endpoints,
+        credentials.database,
+    );
     assert_eq!(database, "appdb");
     assert_eq!(
         endpoints,
@@ -258,5 +237,8 @@ fn a_client_reaches_its_database_through_every_pgbouncer_unit() {
         }
         wrote.unwrap_or_else(|e| panic!("{unit} after the switchover: {e}"));
     }
-    assert_eq!(client_credentials(&c).2, endpoints);
+    assert_eq!(
+        client_credentials(&c, "client", "pgbouncer-k8s").map(|c| c.endpoints),
+        Some(endpoints)
+    );
 }
