@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{pack, v0_lib_dir, venv, Scratch};
+use common::{pack, shell_charm, v0_lib_dir, venv, Scratch};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -554,17 +554,10 @@ fn relation_bags_carry_the_addresses_juju_writes_and_a_charm_may_overwrite() {
 /// A charm whose every hook logs its unit, start and end (nanoseconds) to
 /// `log`, half a second apart.
 fn slow_charm(scratch: &Scratch, log: &Path) -> PathBuf {
-    let dir = scratch.0.join("slow");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("metadata.yaml"),
-        "name: slow\nsummary: Slow hooks\ndescription: Each hook takes half a second.\n",
-    )
-    .unwrap();
-    let dispatch = dir.join("dispatch");
-    std::fs::write(
-        &dispatch,
-        format!(
+    shell_charm(
+        &scratch.0,
+        "slow",
+        &format!(
             "#!/bin/sh\n\
              echo \"$JUJU_UNIT_NAME start $(date +%s%N)\" >> {log}\n\
              sleep 0.5\n\
@@ -572,10 +565,6 @@ fn slow_charm(scratch: &Scratch, log: &Path) -> PathBuf {
             log = log.display()
         ),
     )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dispatch, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
 }
 
 /// Each unit's hooks as (start, end) intervals, from the slow charm's log.

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{pack, v0_lib_dir, venv, Scratch};
+use common::{pack, shell_charm, v0_lib_dir, venv, Scratch};
 use local_model::controller::Controller;
 use std::path::Path;
 use std::process::Command;
@@ -349,25 +349,14 @@ fn actions_and_commands_run_in_a_hook_context() {
 
 /// A charm in shell whose install hook creates a secret the unit owns.
 fn secret_charm(scratch: &Scratch) -> std::path::PathBuf {
-    let dir = scratch.0.join("secrets");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("metadata.yaml"),
-        "name: secrets\nsummary: Secrets\ndescription: Makes a secret on install.\n",
-    )
-    .unwrap();
-    let dispatch = dir.join("dispatch");
-    std::fs::write(
-        &dispatch,
+    shell_charm(
+        &scratch.0,
+        "secrets",
         "#!/bin/sh\n\
          if [ \"$JUJU_DISPATCH_PATH\" = hooks/install ]; then\n\
          \x20 secret-add --owner unit \"unit=$(echo $JUJU_UNIT_NAME | tr / -)\" >/dev/null\n\
          fi\n",
     )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dispatch, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
 }
 
 /// Hooks of different units may run at once (the daemon starts them so):

@@ -108,6 +108,20 @@ pub fn pack(root: &Path, name: &str, unit: &str, python: &Path, pythonpath: &[Pa
     dir
 }
 
+/// A charm in shell under `root`: `metadata.yaml` naming it, and `dispatch`.
+pub fn shell_charm(root: &Path, name: &str, dispatch: &str) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("metadata.yaml"),
+        format!("name: {name}\nsummary: A test charm in shell\ndescription: {name}\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("dispatch"), dispatch).unwrap();
+    std::fs::set_permissions(dir.join("dispatch"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
 /// A model with the agent, and each unit's charm directory.
 pub struct Lab {
     pub model: Model,
