@@ -2,16 +2,43 @@
 //! under Patroni, PgBouncer in front of it, and a client application on the
 //! published v0 library; real `psql` connects through every PgBouncer unit, and
 //! cancels a query through a load balancer that sends the cancel request to the
-//! other unit.
+//! other unit; sessions open through each unit carry on while another
+//! application relates and every unit reloads PgBouncer.
 
 use e2e::balancer::RoundRobin;
 use e2e::{
     action, active, address, charm, client_credentials, controller, converge, postgresql_cluster,
     primary, psql, python_charm, Scratch,
 };
+use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// How many times each PgBouncer unit's processes reloaded their configuration,
+/// from PgBouncer's own logs in the units' containers.
+fn reloads(scratch: &Path) -> Vec<usize> {
+    ["pgbouncer-k8s-0", "pgbouncer-k8s-1"]
+        .iter()
+        .map(|unit| {
+            let logs = scratch
+                .join("controller/units")
+                .join(unit)
+                .join("rootfs/pgbouncer/var/log/pgbouncer");
+            std::fs::read_dir(&logs)
+                .unwrap_or_else(|e| panic!("{}: {e}", logs.display()))
+                .flatten()
+                .map(|d| {
+                    std::fs::read_to_string(d.path().join("pgbouncer.log"))
+                        .unwrap_or_default()
+                        .matches("got SIGHUP")
+                        .count()
+                })
+                .sum()
+        })
+        .collect()
+}
 
 #[test]
 fn a_client_reaches_its_database_through_every_pgbouncer_unit() {
@@ -195,6 +222,69 @@ fn a_client_reaches_its_database_through_every_pgbouncer_unit() {
         "the query went to one unit, the cancel request to the other"
     );
     drop(balancer);
+
+    // Another application relates while a session is open through each unit:
+    // every unit reloads its configuration for the new database, and the open
+    // sessions carry on.
+    let sessions: Vec<Child> = ["pgbouncer-k8s/0", "pgbouncer-k8s/1"]
+        .iter()
+        .map(|unit| {
+            let mut session = Command::new("psql")
+                .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+                .args(["-h", &address(&c, unit), "-p", "6432"])
+                .args(["-U", &user, "-d", "appdb"])
+                .env("PGPASSWORD", &password)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let stdin = session.stdin.as_mut().unwrap();
+            stdin
+                .write_all(b"SELECT 'before ' || pg_backend_pid();\n")
+                .unwrap();
+            stdin.flush().unwrap();
+            session
+        })
+        .collect();
+    let reloads_before = reloads(&scratch.0);
+    c.deploy(&client, "other", 1, &[("database", "otherdb")])
+        .unwrap();
+    c.integrate("other:database", "pgbouncer-k8s:database")
+        .unwrap();
+    converge(&mut c, Duration::from_secs(120), |c| {
+        active(c, "other/0").is_some_and(|m| m.contains('@'))
+    });
+    for mut session in sessions {
+        let stdin = session.stdin.as_mut().unwrap();
+        stdin
+            .write_all(b"SELECT 'after ' || pg_backend_pid();\n")
+            .unwrap();
+        drop(session.stdin.take());
+        let out = session.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "the session survived: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pids: Vec<&str> = stdout
+            .lines()
+            .map(|l| l.rsplit(' ').next().unwrap())
+            .collect();
+        assert_eq!(pids.len(), 2, "{stdout}");
+        assert_eq!(
+            pids[0], pids[1],
+            "one server connection throughout: {stdout}"
+        );
+    }
+    let reloads_after = reloads(&scratch.0);
+    for (before, after) in reloads_before.iter().zip(&reloads_after) {
+        assert!(
+            after > before,
+            "each unit reloads PgBouncer for the new database: {reloads_before:?} -> {reloads_after:?}"
+        );
+    }
 
     // A switchover: PgBouncer follows the new primary, and the client's
     // endpoints (PgBouncer's own) stay as they were.
