@@ -63,6 +63,13 @@ pub struct Prepared {
     env: Vec<(String, String)>,
 }
 
+impl Prepared {
+    /// The unit's view of the model as the hook starts.
+    pub fn view(&self) -> &State {
+        &self.before
+    }
+}
+
 /// What the process did; the view it left is committed by [`Agent::finish`].
 pub struct Executed {
     after: State,
@@ -72,6 +79,20 @@ pub struct Executed {
     pub code: i32,
     /// For actions: what `action-set`, `action-fail` and `action-log` said.
     pub action: ActionOutput,
+}
+
+impl Executed {
+    /// What a charm run in this process left (a simulator's hook): the view
+    /// it left, its output and its exit code.
+    pub fn in_process(after: State, output: String, code: i32) -> Executed {
+        Executed {
+            after,
+            stdout: output,
+            stderr: String::new(),
+            code,
+            action: ActionOutput::default(),
+        }
+    }
 }
 
 /// How a hook ended.
