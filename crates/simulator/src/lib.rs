@@ -18,7 +18,7 @@ use charm::metadata::CharmFiles;
 use charm_testing::{ContainerState, State};
 use local_model::agent::{Agent, Executed};
 use local_model::model::{
-    Application, End, Model, RelationRecord, SecretOwnerRecord, SecretRecord, Unit,
+    Application, End, Life, Model, RelationRecord, SecretOwnerRecord, SecretRecord, Unit,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -206,6 +206,32 @@ impl Simulation {
         self.add_relation(vec![end(a), end(b)])
     }
 
+    /// Removes a unit as `juju remove-unit` does: it runs its leaving hooks,
+    /// then leaves the model (a new leader is chosen if it led).
+    pub fn remove_unit(&mut self, unit: &str) {
+        self.model.unit_mut(unit).expect("a unit").life = Life::Dying;
+    }
+
+    /// Forgets a unit that ran its remove hook.
+    fn reap(&mut self, unit: &str) {
+        if !self.model.unit(unit).is_some_and(|u| u.seen.removed) {
+            return;
+        }
+        self.units.remove(unit);
+        for r in &mut self.model.relations {
+            r.scope.remove(unit);
+        }
+        let app = self
+            .model
+            .applications
+            .get_mut(charm::relation::app_of(unit))
+            .expect("its application");
+        app.units.remove(unit);
+        if app.leader.as_deref() == Some(unit) {
+            app.leader = app.units.keys().next().cloned();
+        }
+    }
+
     /// Hands `app`'s leadership to `unit`.
     pub fn set_leader(&mut self, app: &str, unit: &str) {
         self.model
@@ -321,6 +347,7 @@ impl Simulation {
             }
         };
         Agent::finish(&mut self.model, prepared, &executed);
+        self.reap(&unit);
         let step = Step {
             unit,
             hook: event.hook_name(),
