@@ -34,7 +34,13 @@ pub fn view(model: &Model, unit: &str) -> Option<State> {
         .filter(|(_, u)| u.life == Life::Dying)
         .map(|(n, _)| n.clone())
         .collect();
-    for r in model.relations_of(app_name) {
+    // A relation the unit has seen broken is gone for it, as in Juju, even
+    // while other units still have its hooks to run.
+    let broken = |id: u64| me.seen.relations.get(&id).is_some_and(|s| s.broken);
+    for r in model
+        .relations_of(app_name)
+        .filter(|r| !(r.dying && broken(r.id)))
+    {
         let end = r.end_of(app_name).expect("relations_of");
         let remote_app = r.remote_app(app_name).unwrap_or(app_name).to_string();
         let mut rel = if r.is_peer() {

@@ -209,6 +209,17 @@ fn removing_a_relation_departs_each_member_then_breaks() {
             "database-relation-broken",
         ]
     );
+    // Once its broken hook has run, the relation is gone from the unit's
+    // view, while the other side still has its own hooks to run.
+    let listed = |m: &Model, unit: &str| {
+        local_model::view::view(m, unit)
+            .unwrap()
+            .relations
+            .iter()
+            .any(|r| r.id == rel)
+    };
+    assert!(!listed(&m, "client/0"));
+    assert!(listed(&m, "pgb/0"));
 }
 
 #[test]
