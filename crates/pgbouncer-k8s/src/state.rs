@@ -264,27 +264,64 @@ pub struct ClientEntry {
 /// one databag, not every client relation, and so that a new leader inherits it.
 pub type Clients = std::collections::BTreeMap<u64, ClientEntry>;
 
-/// The clients of live relations (entries of relations that are gone are left out).
-pub fn clients(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Clients> {
-    let mut map: Clients = match hook.local_app_bag(peers)?.get(CLIENTS) {
+/// Every record, live or not, as the peer application bag holds it.
+fn all_clients(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Clients> {
+    match hook.local_app_bag(peers)?.get(CLIENTS) {
         Some(raw) => serde_json::from_str(raw).map_err(|e| {
             anyhow::anyhow!("the {CLIENTS} record in the peer databag is not valid: {e}")
-        })?,
-        None => Clients::new(),
-    };
-    let live: Vec<u64> = hook.relations(DATABASE)?.iter().map(|r| r.id).collect();
+        }),
+        None => Ok(Clients::new()),
+    }
+}
+
+/// The ids of the live client relations.
+fn live_relations(hook: &mut Hook<'_>) -> charm::Result<Vec<u64>> {
+    Ok(hook.relations(DATABASE)?.iter().map(|r| r.id).collect())
+}
+
+/// The clients of live relations (entries of relations that are gone are left out).
+pub fn clients(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Clients> {
+    let live = live_relations(hook)?;
+    let mut map = all_clients(hook, peers)?;
     map.retain(|id, _| live.contains(id));
     Ok(map)
 }
 
-/// Leader: writes the record (only what changed reaches Juju).
+/// The records of client relations that are gone but whose user the leader
+/// has not removed yet (the backend was down, or another unit led when the
+/// relation broke).
+pub fn departed_clients(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Clients> {
+    let live = live_relations(hook)?;
+    let mut map = all_clients(hook, peers)?;
+    map.retain(|id, _| !live.contains(id));
+    Ok(map)
+}
+
+/// Leader: writes the record of the live clients (only what changed reaches
+/// Juju). Records of departed relations stay until [`forget_client`].
 pub fn save_clients(
     hook: &mut Hook<'_>,
     peers: &Relation,
     clients: &Clients,
 ) -> anyhow::Result<()> {
-    let json = serde_json::to_string(clients)?;
+    let mut all = departed_clients(hook, peers)?;
+    all.extend(clients.iter().map(|(id, c)| (*id, c.clone())));
+    let json = serde_json::to_string(&all)?;
     hook.update_app_bag(peers, [(CLIENTS.to_string(), Some(json))])?;
+    Ok(())
+}
+
+/// Leader: drops a departed relation's record, once its user is gone.
+pub fn forget_client(
+    hook: &mut Hook<'_>,
+    peers: &Relation,
+    relation_id: u64,
+) -> anyhow::Result<()> {
+    let mut all = all_clients(hook, peers)?;
+    if all.remove(&relation_id).is_some() {
+        let json = serde_json::to_string(&all)?;
+        hook.update_app_bag(peers, [(CLIENTS.to_string(), Some(json))])?;
+    }
     Ok(())
 }
 

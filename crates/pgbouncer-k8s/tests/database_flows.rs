@@ -18,6 +18,10 @@
 //! | no → remove user and database from pgb config | `broken_removes_the_database_everywhere_drops_the_user_and_keeps_the_data` |
 //! | delete user from backend charm | `broken_removes_the_database_everywhere_drops_the_user_and_keeps_the_data` |
 //!
+//! What a broken relation leaves behind when nobody could delete its user then
+//! (backend down, the leader leaving) goes with the next leader:
+//! `what_a_broken_relation_left_behind_goes_with_the_next_leader`.
+//!
 //! Connection information lists a unit only once it serves the published
 //! configuration: `a_new_unit_is_handed_out_once_it_serves_the_configuration`.
 
@@ -472,7 +476,7 @@ fn broken_when_this_unit_departs_keeps_the_user() {
     );
     assert!(
         pg.server().users.contains_key("relation_id_4"),
-        "the next leader cleans up"
+        "the next leader cleans up (see what_a_broken_relation_left_behind_goes_with_the_next_leader)"
     );
     assert!(peer_app(&out.state)[state::CFG_FILE].contains("app_db"));
 }
@@ -506,4 +510,48 @@ fn broken_on_a_follower_or_without_backend_changes_nothing() {
         .state
         .secret_by_label(&state::user_secret_label(4))
         .is_some());
+}
+
+/// A relation that broke while nobody could remove its user (the backend was
+/// down, or the unit that led was leaving) leaves its record behind; the next
+/// leader that is staying removes the user and its secret, keeps the data,
+/// and forgets the record. Until it can, the record stays.
+#[test]
+fn what_a_broken_relation_left_behind_goes_with_the_next_leader() {
+    let pg = FakeConnector::up();
+    let s = answered(&pg);
+    let mut gone = s.clone();
+    gone.relations.retain(|r| r.id != 4);
+    let recorded =
+        |state: &charm_testing::State| peer_app(state)[state::CLIENTS].contains("\"4\":");
+
+    let mut leaving = gone.clone();
+    leaving.dying_units.insert(leaving.unit.clone());
+    let out = go(&pg, &leaving, Event::LeaderElected);
+    assert!(
+        pg.server().users.contains_key("relation_id_4"),
+        "a leaving leader leaves it"
+    );
+    assert!(recorded(&out.state));
+
+    pg.0.borrow_mut().down = Some("connection refused".into());
+    let out = go(&pg, &gone, Event::LeaderElected);
+    pg.0.borrow_mut().down = None;
+    assert!(pg.server().users.contains_key("relation_id_4"));
+    assert!(recorded(&out.state), "kept for the next try");
+
+    let out = go(&pg, &out.state, Event::LeaderElected);
+    let server = pg.server();
+    assert!(!server.users.contains_key("relation_id_4"), "user removed");
+    assert!(server.databases.contains("app_db"), "the data stays");
+    assert!(
+        server.users.contains_key("relation_id_6"),
+        "the live client stays"
+    );
+    assert!(!recorded(&out.state), "record forgotten");
+    assert!(out
+        .state
+        .secret_by_label(&state::user_secret_label(4))
+        .is_none());
+    assert!(!ini(&out.state, 0).contains("app_db ="));
 }

@@ -232,6 +232,14 @@ impl Simulation {
         }
     }
 
+    /// Removes a relation as `juju remove-relation` does: every unit in it
+    /// runs its departed and broken hooks.
+    pub fn remove_relation(&mut self, relation: u64) {
+        if let Some(r) = self.model.relations.iter_mut().find(|r| r.id == relation) {
+            r.dying = true;
+        }
+    }
+
     /// Hands `app`'s leadership to `unit`.
     pub fn set_leader(&mut self, app: &str, unit: &str) {
         self.model

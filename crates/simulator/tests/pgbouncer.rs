@@ -1,15 +1,18 @@
 //! The PgBouncer charm under many interleavings: three units, a PostgreSQL
 //! backend and a client whose data arrive at moments the seed picks, then a
 //! new leader, a new unit and a backend that goes down and comes back, then
-//! the leader's unit removed. After
+//! a second client, and the first client's relation and the leader's unit
+//! removed together. After
 //! every hook, and once the model settles, the invariants below must hold; a
 //! failure prints the seed and the hooks that led to it.
 //!
 //! - No early credentials: while the client's credentials are published,
 //!   every unit named in its endpoints serves the client's database.
-//! - Settled: every unit serves the database and its read-only twin; the
-//!   client's `endpoints` name the leader and `read-only-endpoints` every
-//!   other unit; PostgreSQL holds the database and the client's user.
+//! - Settled: every unit serves each related client's database and its
+//!   read-only twin; the client's `endpoints` name the leader and
+//!   `read-only-endpoints` every other unit; PostgreSQL holds the database and
+//!   the client's user. A client that left has no user and no entries any
+//!   more, and its database stays.
 //! - No hook fails, and the model settles.
 //!
 //! `SIMULATION_SEEDS=n` runs n seeds (default 100).
@@ -26,14 +29,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 const APP: &str = "pgbouncer-k8s";
-const DATABASE: &str = "appdb";
 const LIMIT: usize = 2_000;
 
 struct World {
     sim: Simulation,
     pg: FakeConnector,
     backend: u64,
-    client: u64,
+    /// Each client relation that asked, and its database.
+    clients: Vec<(u64, &'static str)>,
 }
 
 fn charm_dir() -> PathBuf {
@@ -69,18 +72,12 @@ fn world(seed: u64) -> World {
         "name: postgresql-k8s\nprovides:\n  database:\n    interface: postgresql_client\n",
         1,
     );
-    sim.deploy_remote(
-        "client",
-        "name: client\nrequires:\n  database:\n    interface: postgresql_client\n",
-        1,
-    );
     let backend = sim.integrate((APP, "backend-database"), ("postgresql-k8s", "database"));
-    let client = sim.integrate(("client", "database"), (APP, "database"));
     World {
         sim,
         pg,
         backend,
-        client,
+        clients: Vec::new(),
     }
 }
 
@@ -105,19 +102,28 @@ fn backend_answers(w: &mut World) {
     );
 }
 
-/// The client asks for its database, with its credentials in secrets.
-fn client_asks(w: &mut World) {
+/// A client application `app` relates and asks for `database`, with its
+/// credentials in secrets.
+fn client_asks(w: &mut World, app: &str, database: &'static str) -> u64 {
+    w.sim.deploy_remote(
+        app,
+        &format!("name: {app}\nrequires:\n  database:\n    interface: postgresql_client\n"),
+        1,
+    );
+    let relation = w.sim.integrate((app, "database"), (APP, "database"));
     w.sim.set_app_data(
-        w.client,
-        "client",
+        relation,
+        app,
         &[
-            ("database", DATABASE),
+            ("database", database),
             (
                 "requested-secrets",
                 r#"["username","password","tls","tls-ca","uris"]"#,
             ),
         ],
     );
+    w.clients.push((relation, database));
+    relation
 }
 
 /// Runs `n` hooks (fewer if none is due), checking after each.
@@ -135,16 +141,17 @@ fn run(w: &mut World, n: u64) {
             last.output,
             w.sim.trace()
         );
-        no_early_credentials(&w.sim, w.client);
+        no_early_credentials(&w.sim, &w.clients);
     }
 }
 
 fn settle(w: &mut World) {
-    let client = w.client;
-    w.sim.settle(LIMIT, |sim| no_early_credentials(sim, client));
+    let clients = w.clients.clone();
+    w.sim
+        .settle(LIMIT, |sim| no_early_credentials(sim, &clients));
 }
 
-/// What PgBouncer published to the client.
+/// What PgBouncer published to a client.
 fn published(sim: &Simulation, client: u64) -> BTreeMap<String, String> {
     sim.model
         .relation(client)
@@ -175,82 +182,88 @@ fn serves(sim: &Simulation, unit: &str, database: &str) -> bool {
     })
 }
 
-fn no_early_credentials(sim: &Simulation, client: u64) {
-    let bag = published(sim, client);
-    if !bag.contains_key("secret-user") {
-        return;
-    }
-    for list in ["endpoints", "read-only-endpoints"] {
-        // A unit that has gone stays named until the leader (perhaps a new
-        // one) runs its next hook; nothing can serve there meanwhile.
-        for unit in bag[list].split(',').filter_map(|e| unit_at(sim, e)) {
-            assert!(
-                serves(sim, &unit, DATABASE),
-                "credentials out while {unit} ({list}) does not serve {DATABASE}\n{}",
-                sim.trace()
-            );
+fn no_early_credentials(sim: &Simulation, clients: &[(u64, &str)]) {
+    for (client, database) in clients {
+        let bag = published(sim, *client);
+        if !bag.contains_key("secret-user") {
+            continue;
+        }
+        for list in ["endpoints", "read-only-endpoints"] {
+            // A unit that has gone stays named until the leader (perhaps a
+            // new one) runs its next hook; nothing can serve there meanwhile.
+            for unit in bag[list].split(',').filter_map(|e| unit_at(sim, e)) {
+                assert!(
+                    serves(sim, &unit, database),
+                    "credentials out while {unit} ({list}) does not serve {database}\n{}",
+                    sim.trace()
+                );
+            }
         }
     }
 }
 
+/// A settled model serves each client that is still related, everywhere.
 fn settled(w: &World) {
     let sim = &w.sim;
     let app = &sim.model.applications[APP];
     let leader = app.leader.clone().unwrap();
-    for unit in app.units.keys() {
-        for db in [DATABASE.to_string(), format!("{DATABASE}_readonly")] {
-            assert!(
-                serves(sim, unit, &db),
-                "{unit} serves {db}\n{}",
-                sim.trace()
-            );
-        }
-    }
-    let bag = published(sim, w.client);
-    assert!(
-        bag.contains_key("secret-user"),
-        "credentials published: {bag:?}\n{}",
-        sim.trace()
-    );
-    assert_eq!(
-        unit_at(sim, &bag["endpoints"]),
-        Some(leader.clone()),
-        "{bag:?}\n{}",
-        sim.trace()
-    );
-    let mut readers: Vec<String> = bag["read-only-endpoints"]
-        .split(',')
-        .map(|e| unit_at(sim, e).unwrap_or_else(|| panic!("no unit at {e}: {bag:?}")))
-        .collect();
-    readers.sort();
-    let others: Vec<String> = app
-        .units
-        .keys()
-        .filter(|u| **u != leader)
-        .cloned()
-        .collect();
-    assert_eq!(readers, others, "{bag:?}\n{}", sim.trace());
     let server = w.pg.server();
-    assert!(server.databases.contains(DATABASE));
-    assert!(server
-        .users
-        .contains_key(&format!("relation_id_{}", w.client)));
+    for (client, database) in &w.clients {
+        for unit in app.units.keys() {
+            for db in [database.to_string(), format!("{database}_readonly")] {
+                assert!(
+                    serves(sim, unit, &db),
+                    "{unit} serves {db}\n{}",
+                    sim.trace()
+                );
+            }
+        }
+        let bag = published(sim, *client);
+        assert!(
+            bag.contains_key("secret-user"),
+            "credentials published: {bag:?}\n{}",
+            sim.trace()
+        );
+        assert_eq!(
+            unit_at(sim, &bag["endpoints"]),
+            Some(leader.clone()),
+            "{bag:?}\n{}",
+            sim.trace()
+        );
+        let mut readers: Vec<String> = bag["read-only-endpoints"]
+            .split(',')
+            .map(|e| unit_at(sim, e).unwrap_or_else(|| panic!("no unit at {e}: {bag:?}")))
+            .collect();
+        readers.sort();
+        let others: Vec<String> = app
+            .units
+            .keys()
+            .filter(|u| **u != leader)
+            .cloned()
+            .collect();
+        assert_eq!(readers, others, "{bag:?}\n{}", sim.trace());
+        assert!(server.databases.contains(*database));
+        assert!(server.users.contains_key(&format!("relation_id_{client}")));
+    }
 }
 
 fn scenario(seed: u64) {
     let mut w = world(seed);
-    // The backend and the client answer at moments the seed picks.
+    // The backend and the first client answer at moments the seed picks.
     run(&mut w, seed % 23);
     backend_answers(&mut w);
     run(&mut w, (seed / 23) % 17);
-    client_asks(&mut w);
+    let first = client_asks(&mut w, "client", "appdb");
     settle(&mut w);
     settled(&w);
 
-    // Leadership moves, a unit joins, and the backend goes down meanwhile.
+    // Leadership moves, a unit joins, a second client asks, and the backend
+    // goes down meanwhile.
     w.sim.set_leader(APP, "pgbouncer-k8s/2");
     w.sim.add_unit(APP);
     run(&mut w, seed % 7);
+    client_asks(&mut w, "other", "otherdb");
+    run(&mut w, seed % 5);
     w.pg.0.borrow_mut().down = Some("connection refused".into());
     run(&mut w, seed % 11);
     w.pg.0.borrow_mut().down = None;
@@ -260,11 +273,32 @@ fn scenario(seed: u64) {
     settle(&mut w);
     settled(&w);
 
-    // The leader's unit goes: another unit leads and takes over.
+    // The first client leaves while the leader's unit goes: another unit
+    // leads, serves the second client, and drops the first client's user and
+    // entries but never its database.
+    w.sim.remove_relation(first);
+    w.clients.retain(|(id, _)| *id != first);
+    run(&mut w, seed % 13);
     w.sim.remove_unit("pgbouncer-k8s/2");
+    settle(&mut w);
+    w.sim.tick();
     settle(&mut w);
     settled(&w);
     assert_eq!(w.sim.model.applications[APP].units.len(), 3);
+    let server = w.pg.server();
+    assert!(server.databases.contains("appdb"), "the data stays");
+    assert!(
+        !server.users.contains_key(&format!("relation_id_{first}")),
+        "the user goes\n{}",
+        w.sim.trace()
+    );
+    for unit in w.sim.model.applications[APP].units.keys() {
+        assert!(
+            !serves(&w.sim, unit, "appdb"),
+            "{unit} no longer serves appdb\n{}",
+            w.sim.trace()
+        );
+    }
 }
 
 #[test]
@@ -287,7 +321,7 @@ fn a_seed_gives_one_order_and_another_seed_another() {
     let order = |seed| {
         let mut w = world(seed);
         backend_answers(&mut w);
-        client_asks(&mut w);
+        client_asks(&mut w, "client", "appdb");
         settle(&mut w);
         w.sim.trace()
     };

@@ -257,6 +257,7 @@ pub fn refresh_all(hook: &mut Hook<'_>, deps: &Deps, issues: &mut Issues) -> any
     let (true, Some(peers)) = (hook.is_leader()?, state::peers(hook)?) else {
         return Ok(());
     };
+    clean_up_departed(hook, deps, issues)?;
     let clients = state::clients(hook, &peers)?;
     for relation in hook.relations(state::DATABASE)? {
         match clients.get(&relation.id) {
@@ -331,22 +332,41 @@ pub fn broken(
     {
         return Ok(Handled::Done);
     }
-    // Remove user and database from pgb config, on every unit. The relation is no
-    // longer live, so the record drops it when saved.
+    // Remove user and database from pgb config, on every unit: the relation is
+    // no longer live, so the configuration leaves its database out.
     let Ok(config) = config(hook)? else {
         return Ok(Handled::Deferred);
     };
-    let database = recorded_database(hook, &peers, relation.id)?;
-    let clients = state::clients(hook, &peers)?;
-    state::save_clients(hook, &peers, &clients)?;
     let shared: SharedConfig = publish(hook, deps, &peers, &config)?;
     serve(hook, deps, &peers, Some(&shared))?;
-    // Delete user from backend charm (and the auth function, if no other client
-    // uses the database).
-    let still_used = database
-        .as_ref()
-        .is_some_and(|db| clients.values().any(|c| c.database.as_ref() == Some(db)));
-    let user = state::relation_user(relation.id);
+    // Delete user from backend charm
+    if !remove_client(hook, deps, issues, &peers, &backend, relation.id)? {
+        return Ok(Handled::Deferred);
+    }
+    Ok(Handled::Done)
+}
+
+/// Leader: removes a gone relation's user from PostgreSQL (and the auth
+/// function from its database, if no live client uses it), removes its
+/// secrets, and forgets its record. Answers false, keeping the record for a
+/// later try, when PostgreSQL cannot be reached.
+fn remove_client(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    issues: &mut Issues,
+    peers: &Relation,
+    backend: &state::Backend,
+    relation_id: u64,
+) -> anyhow::Result<bool> {
+    let database = state::departed_clients(hook, peers)?
+        .get(&relation_id)
+        .and_then(|c| c.database.clone());
+    let still_used = database.as_ref().is_some_and(|db| {
+        state::client_databases(hook)
+            .map(|live| live.iter().any(|c| c.name == *db))
+            .unwrap_or(true)
+    });
+    let user = state::relation_user(relation_id);
     let auth_user = backend.auth_user()?;
     let dropped = deps
         .connector
@@ -361,34 +381,56 @@ pub fn broken(
     if let Err(e) = dropped {
         issues.add(
             hook,
-            format!("relation {}: cannot remove user {user}: {e}", relation.id),
+            format!("relation {relation_id}: cannot remove user {user}: {e}"),
         )?;
-        return Ok(Handled::Deferred);
+        return Ok(false);
     }
     for label in [
-        state::user_secret_label(relation.id),
-        certificates::tls_secret_label(relation.id),
+        state::user_secret_label(relation_id),
+        certificates::tls_secret_label(relation_id),
     ] {
         if let Ok(id) = secret_id(hook, &label) {
             hook.remove_secret(&id, None)?;
         }
     }
-    Ok(Handled::Done)
+    state::forget_client(hook, peers, relation_id)?;
+    Ok(true)
 }
 
-/// The database the record holds for a relation, live or not.
-fn recorded_database(
+/// Leader, and not leaving: removes what client relations that are gone left
+/// behind because nobody could remove it when they broke (the backend was
+/// down, or the unit that led was itself leaving).
+pub fn clean_up_departed(
     hook: &mut Hook<'_>,
-    peers: &Relation,
-    relation_id: u64,
-) -> anyhow::Result<Option<String>> {
-    let raw = hook
-        .local_app_bag(peers)?
-        .get(state::CLIENTS)
-        .cloned()
-        .unwrap_or_else(|| "{}".into());
-    let all: state::Clients = serde_json::from_str(&raw)?;
-    Ok(all.get(&relation_id).and_then(|c| c.database.clone()))
+    deps: &Deps,
+    issues: &mut Issues,
+) -> anyhow::Result<()> {
+    let (true, Some(peers)) = (hook.is_leader()?, state::peers(hook)?) else {
+        return Ok(());
+    };
+    let departed = state::departed_clients(hook, &peers)?;
+    if departed.is_empty() {
+        return Ok(());
+    }
+    // A unit on its way out may already have left relations that live on.
+    let me = hook.unit().to_string();
+    if hook
+        .goal_state()?
+        .units
+        .get(&me)
+        .is_some_and(|u| u.status == "dying")
+    {
+        return Ok(());
+    }
+    let Some((backend, _)) = ready_backend(hook)? else {
+        return Ok(());
+    };
+    for id in departed.keys() {
+        if !remove_client(hook, deps, issues, &peers, &backend, *id)? {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The first client request the charm refused, for the status.
