@@ -11,7 +11,7 @@
 //! - Settled: every unit serves each related client's database and its
 //!   read-only twin; the client's `endpoints` name the leader and
 //!   `read-only-endpoints` every other unit; PostgreSQL holds the database and
-//!   the client's user. A client that left has no user and no entries any
+//!   the client's user, with the password the client reads. A client that left has no user and no entries any
 //!   more, and its database stays.
 //! - No hook fails, and the model settles.
 //!
@@ -243,7 +243,20 @@ fn settled(w: &World) {
             .collect();
         assert_eq!(readers, others, "{bag:?}\n{}", sim.trace());
         assert!(server.databases.contains(*database));
-        assert!(server.users.contains_key(&format!("relation_id_{client}")));
+        // The password the client reads is the one PostgreSQL holds.
+        let label = pgbouncer_k8s::state::user_secret_label(*client);
+        let secret = sim
+            .model
+            .secrets
+            .iter()
+            .find(|s| s.owner_label.as_deref() == Some(label.as_str()))
+            .unwrap_or_else(|| panic!("the user secret {label}"));
+        let given = secret.revisions[&secret.latest()].get("password");
+        let held = server
+            .users
+            .get(&format!("relation_id_{client}"))
+            .map(|(password, _)| password.as_str());
+        assert!(given.is_some() && given == held, "{label}\n{}", sim.trace());
     }
 }
 
