@@ -1,18 +1,17 @@
 //! The PgBouncer charm under many interleavings: three units, a PostgreSQL
-//! backend and a client whose data arrive at moments the seed picks, then a
-//! new leader, a new unit and a backend that goes down and comes back, then
-//! a second client, and the first client's relation and the leader's unit
-//! removed together. After
-//! every hook, and once the model settles, the invariants below must hold; a
-//! failure prints the seed and the hooks that led to it.
+//! backend and a client whose data arrive at moments the seed picks; then a
+//! new leader, a new unit, a second client and a backend that goes down and
+//! comes back; then the first client's relation and the leader's unit removed
+//! together. After every hook, and once the model settles, the invariants
+//! below must hold; a failure prints the seed and the hooks that led to it.
 //!
-//! - No early credentials: while the client's credentials are published,
-//!   every unit named in its endpoints serves the client's database.
+//! - No early credentials: while a client's credentials are published, every
+//!   unit named in its endpoints serves the client's database.
 //! - Settled: every unit serves each related client's database and its
 //!   read-only twin; the client's `endpoints` name the leader and
 //!   `read-only-endpoints` every other unit; PostgreSQL holds the database and
-//!   the client's user, with the password the client reads. A client that left has no user and no entries any
-//!   more, and its database stays.
+//!   the client's user, with the password the client reads. A client that left
+//!   has no user and no entries any more, and its database stays.
 //! - No hook fails, and the model settles.
 //!
 //! `SIMULATION_SEEDS=n` runs n seeds (default 100).
