@@ -336,6 +336,41 @@ impl Model {
             .get_mut(name)
     }
 
+    /// Adds an application, with its peer relations.
+    pub fn add_application(&mut self, name: &str, app: Application) {
+        let peers: Vec<String> = app.files.meta.peers.keys().cloned().collect();
+        self.applications.insert(name.to_string(), app);
+        for endpoint in peers {
+            self.add_relation(vec![End {
+                app: name.to_string(),
+                endpoint,
+            }]);
+        }
+    }
+
+    /// Adds a relation between `ends`, with every unit their applications
+    /// have now in scope; answers its id.
+    pub fn add_relation(&mut self, ends: Vec<End>) -> u64 {
+        self.next_relation_id += 1;
+        let mut relation = RelationRecord {
+            id: self.next_relation_id,
+            ends,
+            ..RelationRecord::default()
+        };
+        for end in relation.ends.clone() {
+            for (unit, u) in self
+                .applications
+                .get(&end.app)
+                .into_iter()
+                .flat_map(|a| &a.units)
+            {
+                relation.enter_scope(unit, &u.address);
+            }
+        }
+        self.relations.push(relation);
+        self.next_relation_id
+    }
+
     /// A relation by id.
     pub fn relation(&self, id: u64) -> Option<&RelationRecord> {
         self.relations.iter().find(|r| r.id == id)

@@ -17,9 +17,7 @@ use charm::dispatch::Charm;
 use charm::metadata::CharmFiles;
 use charm_testing::{ContainerState, State};
 use local_model::agent::{Agent, Executed};
-use local_model::model::{
-    Application, End, Life, Model, RelationRecord, SecretOwnerRecord, SecretRecord, Unit,
-};
+use local_model::model::{Application, End, Life, Model, SecretOwnerRecord, SecretRecord, Unit};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -121,38 +119,14 @@ impl Simulation {
 
     fn add_application(&mut self, app: &str, files: CharmFiles) {
         let subnet = self.model.applications.len() as u8 + 1;
-        let peers: Vec<String> = files.meta.peers.keys().cloned().collect();
-        self.model.applications.insert(
-            app.to_string(),
+        self.model.add_application(
+            app,
             Application {
                 files,
                 subnet,
                 ..Application::default()
             },
         );
-        for endpoint in peers {
-            self.add_relation(vec![End {
-                app: app.into(),
-                endpoint,
-            }]);
-        }
-    }
-
-    fn add_relation(&mut self, ends: Vec<End>) -> u64 {
-        self.model.next_relation_id += 1;
-        let id = self.model.next_relation_id;
-        let mut relation = RelationRecord {
-            id,
-            ends,
-            ..RelationRecord::default()
-        };
-        for end in relation.ends.clone() {
-            for (unit, u) in &self.model.applications[&end.app].units {
-                relation.enter_scope(unit, &u.address);
-            }
-        }
-        self.model.relations.push(relation);
-        id
     }
 
     /// Adds a unit to `app`: it enters every relation of its application, and
@@ -203,7 +177,7 @@ impl Simulation {
             app: app.into(),
             endpoint: endpoint.into(),
         };
-        self.add_relation(vec![end(a), end(b)])
+        self.model.add_relation(vec![end(a), end(b)])
     }
 
     /// Removes a unit as `juju remove-unit` does: it runs its leaving hooks,

@@ -485,7 +485,6 @@ impl Controller {
         let stored = self.root.join("charms").join(app);
         let _ = std::fs::remove_dir_all(&stored);
         copy_dir(charm_dir, &stored).map_err(|e| charm_error(format!("cannot copy it: {e}")))?;
-        let peers: Vec<String> = files.meta.peers.keys().cloned().collect();
         let subnet = self
             .model
             .last_subnet
@@ -493,8 +492,8 @@ impl Controller {
             .filter(|s| *s < 255)
             .ok_or_else(|| ControllerError::NoAddress(format!("application {app:?}")))?;
         self.model.last_subnet = subnet;
-        self.model.applications.insert(
-            app.into(),
+        self.model.add_application(
+            app,
             Application {
                 charm_dir: stored,
                 files,
@@ -503,18 +502,6 @@ impl Controller {
                 ..Application::default()
             },
         );
-        for endpoint in peers {
-            self.model.next_relation_id += 1;
-            let id = self.model.next_relation_id;
-            self.model.relations.push(RelationRecord {
-                id,
-                ends: vec![End {
-                    app: app.into(),
-                    endpoint,
-                }],
-                ..RelationRecord::default()
-            });
-        }
         for _ in 0..units {
             self.add_unit(app)?;
         }
@@ -744,32 +731,16 @@ impl Controller {
                 "relation already exists".into(),
             ));
         }
-        let members: Vec<(String, String)> = self.model.applications[&a_app]
-            .units
-            .iter()
-            .chain(self.model.applications[&b_app].units.iter())
-            .map(|(name, u)| (name.clone(), u.address.clone()))
-            .collect();
-        self.model.next_relation_id += 1;
-        let id = self.model.next_relation_id;
-        let mut relation = RelationRecord {
-            id,
-            ends: vec![
-                End {
-                    app: a_app,
-                    endpoint: a_ep,
-                },
-                End {
-                    app: b_app,
-                    endpoint: b_ep,
-                },
-            ],
-            ..RelationRecord::default()
-        };
-        for (unit, address) in &members {
-            relation.enter_scope(unit, address);
-        }
-        self.model.relations.push(relation);
+        let id = self.model.add_relation(vec![
+            End {
+                app: a_app,
+                endpoint: a_ep,
+            },
+            End {
+                app: b_app,
+                endpoint: b_ep,
+            },
+        ]);
         self.save()?;
         Ok(id)
     }

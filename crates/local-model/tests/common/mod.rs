@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use local_model::agent::Agent;
-use local_model::model::{Application, End, Model, RelationRecord, Unit};
+use local_model::model::{Application, End, Model, Unit};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -184,60 +184,16 @@ impl Lab {
             );
         }
         a.leader = Some(format!("{app}/0"));
-        let members: Vec<(String, String)> = a
-            .units
-            .iter()
-            .map(|(n, u)| (n.clone(), u.address.clone()))
-            .collect();
-        for (endpoint, _) in a.files.meta.peers.clone() {
-            self.add_relation(
-                vec![End {
-                    app: app.into(),
-                    endpoint,
-                }],
-                &members,
-            );
-        }
-        self.model.applications.insert(app.into(), a);
-    }
-
-    /// Adds a relation with `members` (unit, address) in scope.
-    fn add_relation(&mut self, ends: Vec<End>, members: &[(String, String)]) -> u64 {
-        self.model.next_relation_id += 1;
-        let id = self.model.next_relation_id;
-        let mut relation = RelationRecord {
-            id,
-            ends,
-            ..RelationRecord::default()
-        };
-        for (unit, address) in members {
-            relation.enter_scope(unit, address);
-        }
-        self.model.relations.push(relation);
-        id
+        self.model.add_application(app, a);
     }
 
     /// Relates `a:endpoint` with `b:endpoint`.
     pub fn integrate(&mut self, a: (&str, &str), b: (&str, &str)) -> u64 {
-        let members: Vec<(String, String)> = self.model.applications[a.0]
-            .units
-            .iter()
-            .chain(self.model.applications[b.0].units.iter())
-            .map(|(n, u)| (n.clone(), u.address.clone()))
-            .collect();
-        self.add_relation(
-            vec![
-                End {
-                    app: a.0.into(),
-                    endpoint: a.1.into(),
-                },
-                End {
-                    app: b.0.into(),
-                    endpoint: b.1.into(),
-                },
-            ],
-            &members,
-        )
+        let end = |(app, endpoint): (&str, &str)| End {
+            app: app.into(),
+            endpoint: endpoint.into(),
+        };
+        self.model.add_relation(vec![end(a), end(b)])
     }
 
     /// Runs every unit's hooks, round after round, until none is due; returns
