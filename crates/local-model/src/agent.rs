@@ -147,7 +147,6 @@ impl Agent {
         charm_dir: &Path,
         extra_env: &[(String, String)],
     ) -> std::io::Result<Option<HookRun>> {
-        model.reserve_secret_numbers();
         let Some(prepared) = Agent::prepare_hook(model, unit, charm_dir, extra_env) else {
             return Ok(None);
         };
@@ -157,7 +156,7 @@ impl Agent {
 
     /// The unit's next hook with its view, or `None` when none is due.
     pub fn prepare_hook(
-        model: &Model,
+        model: &mut Model,
         unit: &str,
         charm_dir: &Path,
         extra_env: &[(String, String)],
@@ -168,7 +167,7 @@ impl Agent {
 
     /// An action with its parameters, to run on the unit.
     pub fn prepare_action(
-        model: &Model,
+        model: &mut Model,
         unit: &str,
         id: &str,
         name: &str,
@@ -192,7 +191,7 @@ impl Agent {
 
     /// A command to run in a hook context on the unit (`juju exec`).
     pub fn prepare_exec(
-        model: &Model,
+        model: &mut Model,
         unit: &str,
         command: &str,
         charm_dir: &Path,
@@ -354,14 +353,18 @@ impl Agent {
     }
 }
 
+/// The process's view and context. Each hook, action or command gets its own
+/// range of new secret ids, so those running at once never pick the same one.
 fn prepare(
-    model: &Model,
+    model: &mut Model,
     unit: &str,
     event: Event,
     work: Work,
     charm_dir: &Path,
     extra_env: &[(String, String)],
 ) -> Option<Prepared> {
+    model.reserve_secret_numbers();
+    let model = &*model;
     let before = view(model, unit)?;
     let context = Context {
         unit: unit.to_string(),

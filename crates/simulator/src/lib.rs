@@ -250,8 +250,9 @@ impl Simulation {
         relation: u64,
         content: charm::SecretContent,
     ) -> String {
-        self.model.next_secret += 1;
-        let xid = format!("d{:019}", self.model.next_secret);
+        // A range of ids of its own, as a hook would get.
+        self.model.reserve_secret_numbers();
+        let xid = format!("c{:019}", self.model.next_secret);
         self.model.secrets.push(SecretRecord {
             xid: xid.clone(),
             owner: SecretOwnerRecord::App(app.to_string()),
@@ -299,8 +300,7 @@ impl Simulation {
             return None;
         }
         let unit = due[(self.next_random() % due.len() as u64) as usize].clone();
-        self.model.reserve_secret_numbers();
-        let prepared = Agent::prepare_hook(&self.model, &unit, Path::new("/"), &[])?;
+        let prepared = Agent::prepare_hook(&mut self.model, &unit, Path::new("/"), &[])?;
         let local = self.units.get_mut(&unit).expect("a simulated unit");
         let mut state: State = prepared.view().clone();
         state.containers = local.containers.clone();

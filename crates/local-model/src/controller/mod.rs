@@ -935,9 +935,8 @@ impl Controller {
             DueWork::Fail(event)
         } else {
             let (charm_dir, env) = self.unit_env(unit)?;
-            self.model.reserve_secret_numbers();
             DueWork::Run(Box::new(Agent::prepare_hook(
-                &self.model,
+                &mut self.model,
                 unit,
                 &charm_dir,
                 &env,

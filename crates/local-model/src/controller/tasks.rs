@@ -229,10 +229,16 @@ impl Controller {
         let (charm_dir, env) = self
             .unit_env(&unit)
             .ok_or_else(|| ControllerError::NoUnit(unit.clone()))?;
-        self.model.reserve_secret_numbers();
-        let prepared =
-            Agent::prepare_action(&self.model, &unit, &id, action, params, &charm_dir, &env)
-                .ok_or_else(|| ControllerError::NoUnit(unit.clone()))?;
+        let prepared = Agent::prepare_action(
+            &mut self.model,
+            &unit,
+            &id,
+            action,
+            params,
+            &charm_dir,
+            &env,
+        )
+        .ok_or_else(|| ControllerError::NoUnit(unit.clone()))?;
         self.running
             .insert(unit, format!("running action {action}"));
         Ok(PreparedTask {
@@ -253,8 +259,7 @@ impl Controller {
         let (charm_dir, env) = self
             .unit_env(&unit)
             .ok_or_else(|| ControllerError::NoUnit(unit.clone()))?;
-        self.model.reserve_secret_numbers();
-        let prepared = Agent::prepare_exec(&self.model, &unit, command, &charm_dir, &env)
+        let prepared = Agent::prepare_exec(&mut self.model, &unit, command, &charm_dir, &env)
             .ok_or_else(|| ControllerError::NoUnit(unit.clone()))?;
         self.running.insert(unit, "running juju-exec".into());
         Ok(PreparedTask {

@@ -361,11 +361,10 @@ fn remove_client(
     let database = state::departed_clients(hook, peers)?
         .get(&relation_id)
         .and_then(|c| c.database.clone());
-    let still_used = database.as_ref().is_some_and(|db| {
-        state::client_databases(hook)
-            .map(|live| live.iter().any(|c| c.name == *db))
-            .unwrap_or(true)
-    });
+    let live = state::client_databases(hook)?;
+    let still_used = database
+        .as_ref()
+        .is_some_and(|db| live.iter().any(|c| c.name == *db));
     let user = state::relation_user(relation_id);
     let auth_user = backend.auth_user()?;
     let dropped = deps

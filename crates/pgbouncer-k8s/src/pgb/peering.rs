@@ -68,11 +68,9 @@ impl Peering {
 
     /// The `peer_id` of this unit's process `index` (of `processes`).
     pub fn own_id(&self, index: u32, processes: u32) -> u32 {
-        if numbered(self.unit, processes) {
-            self.unit * IDS_PER_UNIT + index + 1
-        } else {
-            index + 1
-        }
+        id(self.unit, index)
+            .filter(|_| numbered(self.unit, processes))
+            .unwrap_or(index + 1)
     }
 
     /// The `[peers]` section for this unit's processes, which all share it:
