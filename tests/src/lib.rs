@@ -227,7 +227,7 @@ pub fn synchronous_standby_runs(c: &Controller, unit: &str) -> bool {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let Ok(answer) = charm::http::exchange(stream, &host, "GET", "/cluster", &[], b"") else {
+    let Ok(answer) = http_exchange::exchange(stream, &host, "GET", "/cluster", &[], b"") else {
         return false;
     };
     let cluster: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();

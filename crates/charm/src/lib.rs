@@ -15,7 +15,6 @@ pub mod error;
 pub mod event;
 pub mod hook;
 pub mod hooktools;
-pub mod http;
 pub mod metadata;
 pub mod pebble;
 pub mod relation;

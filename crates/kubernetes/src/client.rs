@@ -2,7 +2,7 @@
 //! CA alone, authenticated with the service account's bearer token.
 
 use crate::{Config, Error, Pod, StatefulSet};
-use charm::http::{self, percent_encode};
+use http_exchange::{percent_encode, HttpError};
 use openssl::ssl::{HandshakeError, SslConnector, SslMethod, SslVerifyMode};
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::X509;
@@ -163,7 +163,7 @@ impl Client {
         if patch.is_some() {
             headers.push(("Content-Type", MERGE_PATCH));
         }
-        let response = http::exchange(
+        let response = http_exchange::exchange(
             &mut stream,
             &address,
             method,
@@ -172,8 +172,8 @@ impl Client {
             body.as_bytes(),
         )
         .map_err(|e| match e {
-            http::HttpError::Io(e) => unreachable(describe(&e)),
-            http::HttpError::Protocol(m) => protocol(action, m),
+            HttpError::Io(e) => unreachable(describe(&e)),
+            HttpError::Protocol(m) => protocol(action, m),
         })?;
         let action = action.to_string();
         match response.status {

@@ -2,7 +2,7 @@
 //! configuration as client-go reads it ([`Config`]), HTTPS with OpenSSL that
 //! trusts only the cluster's CA, and the few calls the charms make
 //! ([`Client`]): read a pod, merge labels into it, read a StatefulSet, set its
-//! rolling-update partition. HTTP/1.1 is `charm::http`.
+//! rolling-update partition. HTTP/1.1 is `http_exchange`.
 
 pub mod client;
 pub mod config;

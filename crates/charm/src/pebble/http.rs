@@ -1,12 +1,12 @@
 //! Pebble's HTTP/1.1 exchange over its unix socket: one connection per request.
 
 use super::{PebbleError, PebbleResult};
-use crate::http::{self, HttpError};
+use http_exchange::HttpError;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-pub(crate) use crate::http::{percent_encode, target, Response};
+pub(crate) use http_exchange::{percent_encode, target, Response};
 
 impl From<HttpError> for PebbleError {
     fn from(e: HttpError) -> PebbleError {
@@ -36,7 +36,7 @@ pub(crate) fn send(
     })?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    Ok(http::exchange(
+    Ok(http_exchange::exchange(
         stream,
         "localhost",
         method,

@@ -3,7 +3,7 @@
 
 use super::{Cluster, Health, Patroni, PatroniError, API_PORT};
 use base64::Engine;
-use charm::http::{self, Response};
+use http_exchange::{HttpError, Response};
 use serde::de::DeserializeOwned;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -95,12 +95,11 @@ impl HttpPatroni {
         if !body.is_empty() {
             headers.push(("Content-Type", "application/json"));
         }
-        http::exchange(stream, &authority, method, path, &headers, body.as_bytes()).map_err(|e| {
-            match e {
-                http::HttpError::Io(e) => unreachable(&e),
-                http::HttpError::Protocol(m) => PatroniError::Protocol(m),
-            }
-        })
+        http_exchange::exchange(stream, &authority, method, path, &headers, body.as_bytes())
+            .map_err(|e| match e {
+                HttpError::Io(e) => unreachable(&e),
+                HttpError::Protocol(m) => PatroniError::Protocol(m),
+            })
     }
 
     /// A request whose answer must be 2xx, retried while the member does not answer.

@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.1 client, one request per connection, over any stream: the
-//! Pebble client uses it on a unix socket, charms on TCP (Patroni's REST API).
+//! Pebble client uses it on a unix socket, the PostgreSQL charm on TCP (Patroni's
+//! REST API) and the Kubernetes client over TLS.
 
 use std::io::{BufRead, BufReader, Cursor, Read, Write};
 
