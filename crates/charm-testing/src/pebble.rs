@@ -2,7 +2,7 @@
 //! stop, files live in a map, and a container that is not up refuses to connect.
 
 use crate::state::{ContainerState, FileState, ServiceOp};
-use charm::pebble::{
+use pebble_api::{
     CheckInfo, FileInfo, FileOptions, Layer, Notice, NoticeQuery, Notify, Pebble, PebbleError,
     PebbleResult, Plan, Service, ServiceInfo, SystemInfo, Workloads,
 };

@@ -1,9 +1,9 @@
 //! The state a test builds for one unit, and gets back after a hook.
 
 use charm::backend::{JsonMap, Port};
-use charm::pebble::{CheckInfo, Layer, Notice, Notify, Service};
 use charm::secret::{Rotate, SecretContent, SecretId};
 use charm::{Databag, Event, JujuVersion, LogLevel, Relation, Status};
+use pebble_api::{CheckInfo, Layer, Notice, Notify, Service};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The model UUID every in-memory state uses unless told otherwise.

@@ -7,10 +7,10 @@ use crate::defer;
 use crate::event::Event;
 use crate::hook::Hook;
 use crate::hooktools::HookTools;
-use crate::pebble::{PebbleSockets, Workloads};
 use crate::stats::STATS_FILE_VAR;
 use crate::status::LogLevel;
 use anyhow::Context as _;
+use pebble_api::{PebbleSockets, Workloads};
 use std::process::ExitCode;
 
 /// What a handler did with an event.

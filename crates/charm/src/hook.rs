@@ -7,12 +7,12 @@ use crate::backend::{Backend, GoalState, JsonMap, Network, Port};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::pebble::{Pebble, Workloads};
 use crate::relation::{self, Bag, Change, Databag, Relation};
 use crate::secret::{
     Revision, SecretContent, SecretId, SecretInfo, SecretMeta, SecretOwner, SecretRef,
 };
 use crate::status::{LogLevel, Status};
+use pebble_api::{Pebble, Workloads};
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap};
 

@@ -4,7 +4,7 @@
 //! binary. Juju's environment becomes a [`Context`] and an [`Event`]; the charm talks
 //! to Juju through a [`Hook`], which applies Juju's rules and caches what it read,
 //! over a [`Backend`] (the real hook tools, or the in-memory model in tests), and to
-//! its workloads through [`pebble::Pebble`].
+//! its workloads through [`pebble_api::Pebble`].
 
 pub mod backend;
 pub mod commands;
@@ -16,7 +16,6 @@ pub mod event;
 pub mod hook;
 pub mod hooktools;
 pub mod metadata;
-pub mod pebble;
 pub mod relation;
 pub mod secret;
 pub mod stats;

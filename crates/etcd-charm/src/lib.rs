@@ -6,8 +6,8 @@
 //! store has nothing to replicate, and growing it needs member management this
 //! charm does not do (the status says so).
 
-use charm::pebble::{Check, FileOptions, HttpCheck, Layer, Service};
 use charm::{Charm, Event, Handled, Hook, Relation, Status};
+use pebble_api::{Check, FileOptions, HttpCheck, Layer, Service};
 use serde::Deserialize;
 
 /// The workload container.

@@ -5,12 +5,12 @@
 
 use anyhow::Context as _;
 use charm::backend::Port;
-use charm::pebble::{FileOptions, Layer, Service};
 use charm::secret::{Revision, SecretMeta, SecretRef};
 use charm::{
     Charm, Event, Handled, Hook, LogLevel, RelationEvent, SecretContent, SecretEvent, SecretId,
     SecretOwner, Status,
 };
+use pebble_api::{FileOptions, Layer, Service};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 

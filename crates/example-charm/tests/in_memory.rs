@@ -2,7 +2,6 @@
 //! model's own rules (permissions, rollback, deferral).
 
 use charm::backend::{JsonMap, Port};
-use charm::pebble::CheckInfo;
 use charm::secret::SecretRef;
 use charm::{
     Charm, Event, Handled, Hook, LogLevel, Relation, RelationEvent, SecretContent, SecretEvent,
@@ -12,6 +11,7 @@ use charm_testing::{
     run, run_action, ContainerState, Owner, RelationState, SecretState, ServiceOp, State,
 };
 use example_charm::*;
+use pebble_api::CheckInfo;
 use serde_json::json;
 
 const APP: &str = "example";

@@ -4,9 +4,9 @@
 
 use charm::backend::{JsonMap, Port};
 use charm::metadata::CharmFiles;
-use charm::pebble::Plan;
 use charm::secret::{Rotate, SecretContent};
 use charm::{Databag, Status};
+use pebble_api::Plan;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

@@ -6,9 +6,9 @@
 
 mod common;
 
-use charm::pebble::{Notify, Pebble, PebbleClient};
 use common::{pack, venv, Scratch};
 use local_model::controller::Controller;
+use pebble_api::{Notify, Pebble, PebbleClient};
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@ use crate::http::{Request, Response};
 use crate::notices::{self, Filter, Notices};
 use crate::plan::{self, parse_duration};
 use crate::services::{signal_number, ServiceError, Services};
-use charm::pebble::multipart::{self, Part};
+use pebble_api::multipart::{self, Part};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

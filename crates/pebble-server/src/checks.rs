@@ -3,7 +3,7 @@
 
 use crate::plan::{duration_or, split_words};
 use crate::sandbox::{Launch, Sandbox};
-use charm::pebble::Check;
+use pebble_api::Check;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

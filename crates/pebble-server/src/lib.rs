@@ -12,7 +12,7 @@
 //!     root: "/tmp/unit-0/root".into(),
 //!     sandbox: false,
 //! })?;
-//! // ... charms talk to it with charm::pebble::PebbleClient ...
+//! // ... charms talk to it with pebble_api::PebbleClient ...
 //! server.stop();
 //! # Ok::<(), pebble_server::ServerError>(())
 //! ```
@@ -30,7 +30,7 @@ mod timefmt;
 
 pub use api::VERSION;
 
-use charm::pebble::Notice;
+use pebble_api::Notice;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;

@@ -5,7 +5,7 @@
 //! Waiters wake when a notice is new or repeats.
 
 use crate::timefmt::{go_duration, rfc3339};
-use charm::pebble::Notice;
+use pebble_api::Notice;
 use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};

@@ -1,7 +1,7 @@
 //! Layers and the plan: parsing a layer, combining layers in order, validating the
 //! result, and the small value syntaxes a plan uses (Go durations, command words).
 
-use charm::pebble::{Check, Layer, Plan, Service};
+use pebble_api::{Check, Layer, Plan, Service};
 use std::time::Duration;
 
 /// The layers added so far, in order, by label.
@@ -159,7 +159,7 @@ fn merge_check(old: &mut Check, new: Check) {
             .host
             .clone()
             .or_else(|| old.tcp.as_ref().and_then(|t| t.host.clone()));
-        old.tcp = Some(charm::pebble::TcpCheck { host, ..tcp });
+        old.tcp = Some(pebble_api::TcpCheck { host, ..tcp });
     }
     if new.http.is_some() {
         old.http = new.http;

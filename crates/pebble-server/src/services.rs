@@ -4,7 +4,7 @@
 use crate::plan::{self, duration_or, Layers};
 use crate::sandbox::{Launch, Sandbox};
 use crate::timefmt::rfc3339;
-use charm::pebble::{Layer, Plan, Service};
+use pebble_api::{Layer, Plan, Service};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;

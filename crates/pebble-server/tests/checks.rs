@@ -2,8 +2,8 @@
 
 mod common;
 
-use charm::pebble::Pebble;
 use common::{wait_until, Harness};
+use pebble_api::Pebble;
 use std::net::TcpListener;
 use std::time::Duration;
 

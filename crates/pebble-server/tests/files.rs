@@ -2,8 +2,8 @@
 
 mod common;
 
-use charm::pebble::{FileOptions, Pebble, PebbleError};
 use common::Harness;
+use pebble_api::{FileOptions, Pebble, PebbleError};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 fn mode(path: &std::path::Path) -> u32 {

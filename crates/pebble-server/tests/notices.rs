@@ -3,8 +3,8 @@
 
 mod common;
 
-use charm::pebble::{FileOptions, NoticeQuery, Notify, Pebble, PebbleError};
 use common::{wait_until, Harness};
+use pebble_api::{FileOptions, NoticeQuery, Notify, Pebble, PebbleError};
 use pebble_server::CONTAINER_SOCKETS;
 use serde_json::{json, Value};
 use std::io::{Read, Write};

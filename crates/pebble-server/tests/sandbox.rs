@@ -4,8 +4,8 @@
 
 mod common;
 
-use charm::pebble::{FileOptions, Pebble};
 use common::{wait_until, Harness};
+use pebble_api::{FileOptions, Pebble};
 use std::time::Duration;
 
 fn postgres_uid() -> Option<u32> {

@@ -2,8 +2,8 @@
 
 mod common;
 
-use charm::pebble::{Pebble, PebbleError};
 use common::{alive, pids, wait_until, Harness};
+use pebble_api::{Pebble, PebbleError};
 use std::time::{Duration, Instant};
 
 /// A service that records its pid in `file` and then sleeps.
@@ -43,7 +43,7 @@ fn layers_combine_into_the_plan() {
     assert_eq!(other.user, "", "replace drops the old fields");
 
     // The same label again: an error without combine, a merge with it.
-    let layer: charm::pebble::Layer = Default::default();
+    let layer: pebble_api::Layer = Default::default();
     let err = h.client.add_layer("top", &layer, false).unwrap_err();
     assert!(
         matches!(
@@ -69,7 +69,7 @@ fn layers_combine_into_the_plan() {
         "services:\n  x:\n    command: sleep 1\n",
         "services:\n  x:\n    override: merge\n",
     ] {
-        let layer: charm::pebble::Layer = yaml_serde::from_str(bad).unwrap();
+        let layer: pebble_api::Layer = yaml_serde::from_str(bad).unwrap();
         let err = h.client.add_layer("bad", &layer, false).unwrap_err();
         assert!(
             matches!(
@@ -270,7 +270,7 @@ fn signals_reach_the_service() {
         .push(
             "/usr/local/bin/hup.sh",
             script.as_bytes(),
-            &charm::pebble::FileOptions {
+            &pebble_api::FileOptions {
                 permissions: Some(0o755),
                 make_parents: true,
                 ..Default::default()

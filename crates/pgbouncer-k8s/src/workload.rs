@@ -7,7 +7,7 @@ use crate::pgb::peering::Peering;
 use crate::pgb::reload::{plan, ProcessAction};
 use crate::pgb::{Layout, PgbVersion, SharedConfig};
 use crate::tls::TlsFiles;
-use charm::pebble::{FileOptions, Layer, Pebble, PebbleError, Service};
+use pebble_api::{FileOptions, Layer, Pebble, PebbleError, Service};
 
 /// The workload container's name.
 pub const CONTAINER: &str = "pgbouncer";

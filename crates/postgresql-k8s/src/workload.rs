@@ -3,7 +3,7 @@
 
 use crate::patroni::API_PORT;
 use crate::state::TlsMaterial;
-use charm::pebble::{Check, FileOptions, HttpCheck, Layer, Pebble, PebbleError, Service};
+use pebble_api::{Check, FileOptions, HttpCheck, Layer, Pebble, PebbleError, Service};
 
 /// The workload container's name.
 pub const CONTAINER: &str = "postgresql";

@@ -6,9 +6,9 @@
 mod support;
 
 use charm::event::Notice;
-use charm::pebble::{NoticeQuery, Pebble};
 use charm::{Event, Status};
 use charm_testing::State;
+use pebble_api::{NoticeQuery, Pebble};
 use postgresql_k8s::state;
 use postgresql_k8s::status::NO_PRIMARY;
 use postgresql_k8s::workload::{notify_script, CONTAINER, ROLE_CHANGE_NOTICE};

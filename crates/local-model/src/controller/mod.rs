@@ -23,8 +23,8 @@ use crate::network::Network;
 use crate::store::{self, StoreError};
 use charm::backend::JsonMap;
 use charm::metadata::CharmFiles;
-use charm::pebble::{Layer, Pebble, PebbleClient};
 use charm::Event;
+use pebble_api::{Layer, Pebble, PebbleClient};
 use pebble_server::{PebbleServer, ServerConfig};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -1107,7 +1107,7 @@ impl Controller {
 
 /// Gives a restarted Pebble its plan back as one layer and starts the services
 /// whose startup is enabled.
-fn restore_plan(socket: &Path, plan: &charm::pebble::Plan) -> Result<(), String> {
+fn restore_plan(socket: &Path, plan: &pebble_api::Plan) -> Result<(), String> {
     let mut client = PebbleClient::new(socket);
     let mut layer = Layer {
         summary: "restored by the local model's controller".into(),

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use charm::pebble::{Layer, Pebble, PebbleClient};
+use pebble_api::{Layer, Pebble, PebbleClient};
 use pebble_server::{PebbleServer, ServerConfig};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -349,7 +349,7 @@ impl Pebble for PebbleClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pebble::{Check, Service, TcpCheck};
+    use crate::{Check, Service, TcpCheck};
     use std::io::{Read, Write};
     use std::os::unix::net::{UnixListener, UnixStream};
     use std::sync::atomic::{AtomicUsize, Ordering};
