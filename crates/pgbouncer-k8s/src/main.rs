@@ -21,7 +21,7 @@ fn main() -> std::process::ExitCode {
     };
     let sets = statefulset::for_substrate(
         |name| std::env::var(name).ok(),
-        Path::new(kubernetes::config::SERVICE_ACCOUNT_DIR),
+        Path::new(k8s_incluster::config::SERVICE_ACCOUNT_DIR),
     );
     charm::dispatch::main(PgBouncerCharm::new(deps).with_stateful_sets(sets))
 }

@@ -2,8 +2,8 @@
 //! holds units back during an upgrade: only pods whose ordinal is at or above
 //! it get the new charm. Off Kubernetes there is none ([`for_substrate`]).
 
-use kubernetes::config::SERVICE_HOST;
-use kubernetes::{Client, Config, Error, StatefulSet};
+use k8s_incluster::config::SERVICE_HOST;
+use k8s_incluster::{Client, Config, Error, StatefulSet};
 use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;

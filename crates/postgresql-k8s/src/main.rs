@@ -32,7 +32,7 @@ fn main() -> std::process::ExitCode {
         patroni: Box::new(HttpPatroni::default()),
         pods: pods::for_substrate(
             |name| std::env::var(name).ok(),
-            Path::new(kubernetes::config::SERVICE_ACCOUNT_DIR),
+            Path::new(k8s_incluster::config::SERVICE_ACCOUNT_DIR),
         ),
         workload: Workload::default(),
         kubernetes,

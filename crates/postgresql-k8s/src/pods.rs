@@ -3,8 +3,8 @@
 //! through the API ([`KubernetesPods`]); the local model has no pods
 //! ([`NoPods`]). [`for_substrate`] chooses.
 
-use kubernetes::config::SERVICE_HOST;
-use kubernetes::{Client, Config};
+use k8s_incluster::config::SERVICE_HOST;
+use k8s_incluster::{Client, Config};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
