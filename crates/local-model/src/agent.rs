@@ -2,7 +2,7 @@
 //!
 //! Each running hook has a context: a thread that owns the unit's view of the
 //! model and answers that hook's tool calls through the interpreter (Juju's rules
-//! from the in-memory model). When `dispatch` exits 0 the view is committed to the
+//! from `juju_rules`). When `dispatch` exits 0 the view is committed to the
 //! model; otherwise the unit is marked failed and nothing is committed.
 //!
 //! A run has three steps so that the model need not be held while the process
@@ -19,8 +19,8 @@ use crate::view::{commit, refresh_network, view};
 use charm::backend::JsonMap;
 use charm::event::ActionEvent;
 use charm::{Context, Event};
-use charm_testing::ActionOutput;
-use charm_testing::{MemoryBackend, State};
+use juju_rules::ActionOutput;
+use juju_rules::{MemoryBackend, State};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};

@@ -1,8 +1,8 @@
 //! The local model: runs charms on one machine the way a Juju controller does.
 //!
 //! [`model`] holds the state: applications, units, relations with versioned
-//! databags, secrets. [`view`] gives one unit's view of it as the in-memory
-//! model's `State`, so Juju's rules apply through `charm_testing::MemoryBackend`,
+//! databags, secrets. [`view`] gives one unit's view of it as a
+//! `juju_rules::State`, so Juju's rules apply through `juju_rules::MemoryBackend`,
 //! and commits a successful hook back. [`resolver`] picks each unit's next hook
 //! the way Juju's uniter does. [`tools`] interprets Juju's hook-tool command lines
 //! (flags, defaults from the hook context, output formats, error phrases)

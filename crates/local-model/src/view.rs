@@ -1,11 +1,11 @@
-//! One unit's view of the model, as a `charm_testing::State` (so that the
-//! in-memory model's rules and the hook-tool interpreter apply unchanged), and the
+//! One unit's view of the model, as a `juju_rules::State` (so that Juju's rules
+//! in `juju_rules` and the hook-tool interpreter apply unchanged), and the
 //! commit of a successful hook's changes back into the model.
 
 use crate::model::{Consumer, Life, Model, SecretOwnerRecord, SecretRecord};
 use charm::relation::app_of;
 use charm::{JujuVersion, SecretId};
-use charm_testing::{Owner, RelationState, SecretState, State};
+use juju_rules::{Owner, RelationState, SecretState, State};
 use std::collections::BTreeMap;
 
 /// The unit's view. Every secret of the model is in it (so that new ids stay

@@ -7,7 +7,7 @@
 use charm::dispatch::{self, Charm};
 use charm::hooktools::{HookTools, RawOutput, ToolRunner};
 use charm::{Context, Event, RelationEvent, SecretContent, SecretId, Status};
-use charm_testing::{
+use juju_rules::{
     run, ContainerState, MemoryBackend, MemoryWorkloads, Owner, RelationState, SecretState, State,
 };
 use local_model::tools::{Session, ToolRequest, ToolResponse};

@@ -3,7 +3,7 @@
 //! Data flows between units only through commits.
 
 use charm::{Charm, Status};
-use charm_testing::run;
+use juju_rules::run;
 use local_model::model::{Application, End, Model, RelationRecord, Unit};
 use local_model::resolver::{done, next_hook};
 use local_model::view::{commit, view};
@@ -104,8 +104,8 @@ fn follower_tracking_the_admin_secret(charm: &mut example_charm::ExampleCharm) -
     settle(&mut m, "example/0", charm);
     settle(&mut m, "example/1", charm);
     let before = view(&m, "example/1").unwrap();
-    let out = charm_testing::run_action(charm, &before, "get-admin-password", Default::default())
-        .unwrap();
+    let out =
+        juju_rules::run_action(charm, &before, "get-admin-password", Default::default()).unwrap();
     assert!(out.action.results.contains_key("password"));
     commit(&mut m, "example/1", &before, &out.state);
     assert_eq!(m.secrets[0].consumers["example/1"].tracked, Some(1));

@@ -2,7 +2,7 @@
 //!
 //! The local model decides which hook each unit runs next, as Juju's resolver
 //! does ([`local_model::resolver`]); here the charms run in this process on the
-//! in-memory backend ([`charm_testing`]) instead of as processes, so a
+//! in-memory backend ([`juju_rules::run`]) instead of as processes, so a
 //! scenario of hundreds of hooks takes milliseconds. A seed picks which unit
 //! with a due hook goes next, so each seed is one interleaving of the units'
 //! hooks, and the same seed always gives the same one. Between steps a test may
@@ -15,7 +15,7 @@
 
 use charm::dispatch::Charm;
 use charm::metadata::CharmFiles;
-use charm_testing::{ContainerState, State};
+use juju_rules::{ContainerState, State};
 use local_model::agent::{Agent, Executed};
 use local_model::model::{Application, End, Life, Model, SecretOwnerRecord, SecretRecord, Unit};
 use std::collections::BTreeMap;
@@ -308,8 +308,7 @@ impl Simulation {
         let app = charm::relation::app_of(&unit).to_string();
         let mut charm = (self.apps.get_mut(&app).expect("a simulated app").make)();
         let event = prepared.event.clone();
-        let (executed, ok, output) = match charm_testing::run(charm.as_mut(), &state, event.clone())
-        {
+        let (executed, ok, output) = match juju_rules::run(charm.as_mut(), &state, event.clone()) {
             Ok(out) => {
                 local.containers = out.state.containers.clone();
                 local.deferred = out.state.deferred.clone();

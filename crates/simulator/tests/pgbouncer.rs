@@ -17,7 +17,7 @@
 //! `SIMULATION_SEEDS=n` runs n seeds (default 100).
 
 use charm::SecretContent;
-use charm_testing::ContainerState;
+use juju_rules::ContainerState;
 use pgbouncer_k8s::flows::Deps;
 use pgbouncer_k8s::pgb::Layout;
 use pgbouncer_k8s::postgres::FakeConnector;

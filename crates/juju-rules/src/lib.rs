@@ -1,0 +1,22 @@
+//! Juju's rules, in memory, in one place: the [`State`] one unit sees (its
+//! relations and their bags, secrets, ports, statuses, containers),
+//! [`MemoryBackend`], which answers every hook tool on it under Juju's rules and
+//! with Juju's error phrases, [`MemoryWorkloads`], Pebble over each
+//! [`ContainerState`], and [`run`]/[`run_action`], which run one event through a
+//! charm in this process under Juju's transaction rule.
+//!
+//! The local model answers real hooks with [`MemoryBackend`] on each unit's view,
+//! the simulator runs charms in process with [`run`], and `charm-testing` offers
+//! all of it to unit tests.
+
+mod backend;
+mod in_process;
+mod pebble;
+mod state;
+
+pub use backend::{ActionOutput, MemoryBackend};
+pub use in_process::{run, run_action, Failure, Output};
+pub use pebble::MemoryWorkloads;
+pub use state::{
+    bag, ContainerState, FileState, Owner, RelationState, SecretState, ServiceOp, State, MODEL_UUID,
+};
