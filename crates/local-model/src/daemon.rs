@@ -12,7 +12,7 @@
 //! SIGINT (workloads stopped, state kept) or on a `shutdown` request.
 
 use crate::api::{send, Reply, Request};
-use crate::controller::{Controller, ControllerError};
+use crate::controller::{Controller, ControllerError, PreparedTask};
 use crate::store;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
@@ -244,6 +244,26 @@ fn wait_installed(shared: &Shared, unit: &str, wait: u64) -> Result<(), Controll
     }
 }
 
+/// Runs an action or command on a unit (`app/leader` names the leader) once
+/// it is installed (waiting up to `wait` seconds) and idle: `prepare` gets the
+/// controller and the unit's name, `started` is told once the controller is
+/// let go, the task runs without it, and the result is `juju run`'s JSON for
+/// the unit.
+fn run_task(
+    shared: &Shared,
+    unit: &str,
+    wait: u64,
+    prepare: impl FnOnce(&mut Controller, &str) -> Result<PreparedTask, ControllerError>,
+    started: impl FnOnce(&PreparedTask),
+) -> Result<Value, ControllerError> {
+    wait_installed(shared, unit, wait)?;
+    let name = shared.lock().unit_name(unit)?;
+    let task = prepare(&mut shared.lock_idle(std::slice::from_ref(&name)), &name)?;
+    started(&task);
+    let executed = task.execute();
+    Ok(shared.lock().finish_task(task, executed)?.to_json())
+}
+
 /// `juju remove-unit [--force [--no-wait]]` on one unit.
 fn remove_unit(
     c: &mut Controller,
@@ -404,32 +424,27 @@ fn handle(
             action,
             params,
             wait,
-        } => {
-            wait_installed(shared, &unit, wait)?;
-            let name = shared.lock().unit_name(&unit)?;
-            let task = shared
-                .lock_idle(std::slice::from_ref(&name))
-                .prepare_action(&name, &action, params)?;
-            send(
-                stream,
-                &Reply::Progress(format!("Running operation on {}", task.unit())),
-            );
-            let executed = task.execute();
-            Ok(shared.lock().finish_task(task, executed)?.to_json())
-        }
+        } => run_task(
+            shared,
+            &unit,
+            wait,
+            |c, name| c.prepare_action(name, &action, params),
+            |task| {
+                let started = format!("Running operation on {}", task.unit());
+                send(stream, &Reply::Progress(started));
+            },
+        ),
         Request::Exec {
             unit,
             command,
             wait,
-        } => {
-            wait_installed(shared, &unit, wait)?;
-            let name = shared.lock().unit_name(&unit)?;
-            let task = shared
-                .lock_idle(std::slice::from_ref(&name))
-                .prepare_exec(&name, &command)?;
-            let executed = task.execute();
-            Ok(shared.lock().finish_task(task, executed)?.to_json())
-        }
+        } => run_task(
+            shared,
+            &unit,
+            wait,
+            |c, name| c.prepare_exec(name, &command),
+            |_| {},
+        ),
         Request::Pending => {
             let (due, failed) = shared.lock().pending();
             Ok(json!({"due": due, "failed": failed}))

@@ -168,14 +168,14 @@ impl Api {
             services: Vec<String>,
         }
         let body: Body = parse_json(request)?;
-        match self.services.submit(&body.action, body.services) {
-            Ok(id) => Ok(json_response(
-                202,
-                &json!({"type": "async", "status-code": 202, "status": "Accepted", "change": id, "result": null}),
-            )),
-            Err(ServiceError::BadRequest(m)) => Err(bad_request(m)),
-            Err(ServiceError::NotFound(m)) => Err(error(404, "", m)),
-        }
+        let id = self
+            .services
+            .submit(&body.action, body.services)
+            .map_err(|e| bad_request(e.to_string()))?;
+        Ok(json_response(
+            202,
+            &json!({"type": "async", "status-code": 202, "status": "Accepted", "change": id, "result": null}),
+        ))
     }
 
     fn change(&self, request: &Request, rest: &str) -> Result<Response, Response> {
@@ -311,8 +311,8 @@ impl Api {
         }
         match self.services.signal(signal, &body.services) {
             Ok(()) => Ok(sync(true.into())),
-            Err(ServiceError::BadRequest(m)) => Err(bad_request(m)),
-            Err(ServiceError::NotFound(m)) => Err(error(404, "", m)),
+            Err(e @ ServiceError::NoService(_)) => Err(error(404, "", e.to_string())),
+            Err(e) => Err(bad_request(e.to_string())),
         }
     }
 

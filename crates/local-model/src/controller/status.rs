@@ -341,11 +341,7 @@ impl Controller {
     /// `juju config <app> --format json`: each option with its type, default,
     /// source and value, and the application's own settings (trust).
     pub fn config_json(&self, app: &str) -> Result<Value, ControllerError> {
-        let a = self
-            .model
-            .applications
-            .get(app)
-            .ok_or_else(|| ControllerError::NoApplication(app.into()))?;
+        let a = self.app(app)?;
         let mut settings = Map::new();
         for (name, option) in &a.files.config.options {
             let kind = match option.kind {

@@ -5,8 +5,10 @@
 
 use super::{io, Controller, ControllerError};
 use crate::agent::{Agent, Executed, Prepared, Work};
+use crate::model::Model;
 use charm::backend::JsonMap;
 use serde_json::{json, Map, Value};
+use std::path::Path;
 use std::sync::Arc;
 
 /// Why a task could not start.
@@ -225,27 +227,13 @@ impl Controller {
             unit: unit.clone(),
         })?;
         validate(spec, &mut params).map_err(TaskError::Params)?;
-        let id = self.new_task_id();
-        let (charm_dir, env) = self
-            .unit_env(&unit)
-            .ok_or_else(|| ControllerError::NoUnit(unit.clone()))?;
-        let prepared = Agent::prepare_action(
-            &mut self.model,
-            &unit,
-            &id,
-            action,
-            params,
-            &charm_dir,
-            &env,
+        self.prepare_task(
+            unit,
+            format!("running action {action}"),
+            |model, unit, id, charm_dir, env| {
+                Agent::prepare_action(model, unit, id, action, params, charm_dir, env)
+            },
         )
-        .ok_or_else(|| ControllerError::NoUnit(unit.clone()))?;
-        self.running
-            .insert(unit, format!("running action {action}"));
-        Ok(PreparedTask {
-            id,
-            prepared,
-            agent: self.agent.clone(),
-        })
     }
 
     /// A command to run in a hook context on the unit, ready to run.
@@ -255,13 +243,31 @@ impl Controller {
         command: &str,
     ) -> Result<PreparedTask, ControllerError> {
         let unit = self.unit_name(unit)?;
+        self.prepare_task(
+            unit,
+            "running juju-exec".into(),
+            |model, unit, _, charm_dir, env| {
+                Agent::prepare_exec(model, unit, command, charm_dir, env)
+            },
+        )
+    }
+
+    /// A task on the unit, under a new id, prepared by `prepare` (given the
+    /// model, the unit, the id, the unit's charm directory and environment);
+    /// the unit is busy with `what` until [`Controller::finish_task`].
+    fn prepare_task(
+        &mut self,
+        unit: String,
+        what: String,
+        prepare: impl FnOnce(&mut Model, &str, &str, &Path, &[(String, String)]) -> Option<Prepared>,
+    ) -> Result<PreparedTask, ControllerError> {
         let id = self.new_task_id();
         let (charm_dir, env) = self
             .unit_env(&unit)
             .ok_or_else(|| ControllerError::NoUnit(unit.clone()))?;
-        let prepared = Agent::prepare_exec(&mut self.model, &unit, command, &charm_dir, &env)
+        let prepared = prepare(&mut self.model, &unit, &id, &charm_dir, &env)
             .ok_or_else(|| ControllerError::NoUnit(unit.clone()))?;
-        self.running.insert(unit, "running juju-exec".into());
+        self.running.insert(unit, what);
         Ok(PreparedTask {
             id,
             prepared,

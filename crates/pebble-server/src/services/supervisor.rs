@@ -1,18 +1,20 @@
-//! Services: the plan, each service's process and state, restarts with backoff, and
-//! the changes (start, stop, restart, replan, autostart) that callers wait on.
+//! The supervisor: each service's process and state. It starts processes in
+//! dependency order and waits out Pebble's okay delay, restarts one that exits
+//! (after a backoff that grows up to its limit) or leaves it down as its
+//! `on-success`/`on-failure` says, stops them with SIGTERM and then SIGKILL
+//! after their kill delay, and signals their process groups.
 
-use crate::plan::{self, duration_or, Layers};
-use crate::sandbox::{Launch, Sandbox};
-use crate::timefmt::rfc3339;
-use pebble_api::{Layer, Plan, Service};
-use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use super::changes::ChangeError;
+use super::{Action, Services, State};
+use crate::plan::{self, duration_or};
+use crate::sandbox::Launch;
+use pebble_api::Service;
+use std::fmt;
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// How long a process must run for its start to count (Pebble's "okay delay").
 const OKAY_DELAY: Duration = Duration::from_secs(1);
@@ -25,7 +27,7 @@ const LOG_TAIL_LINES: usize = 20;
 
 /// A service's state as the API reports it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum Status {
+pub(super) enum Status {
     #[default]
     Inactive,
     Active,
@@ -34,7 +36,7 @@ enum Status {
 }
 
 impl Status {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Status::Inactive => "inactive",
             Status::Active => "active",
@@ -44,12 +46,43 @@ impl Status {
     }
 }
 
+/// What happens when a service's process exits (its `on-success` or
+/// `on-failure`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OnExit {
+    Restart,
+    Ignore,
+    /// Pebble itself would stop; here the service just stays down.
+    Shutdown,
+}
+
+impl OnExit {
+    /// The plan's value (`""` is restart; every kind of shutdown is one).
+    fn from_plan(value: &str) -> Self {
+        match value {
+            "" | "restart" => OnExit::Restart,
+            "ignore" => OnExit::Ignore,
+            _ => OnExit::Shutdown,
+        }
+    }
+}
+
+impl fmt::Display for OnExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OnExit::Restart => "restart",
+            OnExit::Ignore => "ignore",
+            OnExit::Shutdown => "shutdown",
+        })
+    }
+}
+
 /// One service's runtime state.
 #[derive(Default)]
-struct Svc {
-    status: Status,
+pub(super) struct Svc {
+    pub status: Status,
     /// The process (and process group) id while it runs.
-    pid: Option<i32>,
+    pub pid: Option<i32>,
     /// Bumped on every spawn and on stop, so stale waiters and timers back off.
     instance: u64,
     /// The definition the running (or restarting) process was started from.
@@ -61,218 +94,81 @@ struct Svc {
     stopping: bool,
     /// The last backoff delay used; `None` after a reset.
     backoff: Option<Duration>,
-    /// An exit during the okay delay: (instance, message).
-    quick_exit: Option<(u64, String)>,
+    /// An exit during the okay delay: the instance, its exit code and what follows.
+    quick_exit: Option<(u64, i32, OnExit)>,
     /// Where this instance's output starts in its log file.
     log_offset: u64,
 }
 
-/// A change's state.
-struct Change {
-    kind: String,
-    summary: String,
-    err: Option<String>,
-    ready: bool,
-    spawn_time: SystemTime,
-    ready_time: Option<SystemTime>,
+/// Why a service's process could not be run.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SpawnError {
+    #[error("server is shutting down")]
+    ShuttingDown,
+    #[error("service {0:?} does not exist")]
+    NoService(String),
+    /// The command line, or the user and group to run it as, are refused.
+    #[error("{0}")]
+    Command(String),
+    #[error("cannot create {path}: {source}")]
+    LogDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open {path}: {source}")]
+    Log {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Output(std::io::Error),
+    #[error("cannot run {program:?}: {source}")]
+    Run {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-#[derive(Default)]
-struct State {
-    layers: Layers,
-    plan: Plan,
-    services: BTreeMap<String, Svc>,
-    changes: BTreeMap<u64, Change>,
-    next_change: u64,
-    shutdown: bool,
+/// Why a service did not start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StartError {
+    #[error("cannot start service: {0}")]
+    Spawn(#[from] SpawnError),
+    #[error("cannot start service: exited quickly with code {code}, will {then}")]
+    ExitedQuickly { code: i32, then: OnExit },
 }
 
-/// The service manager of one container.
-pub(crate) struct Services {
-    sandbox: Sandbox,
-    log_dir: PathBuf,
-    state: Mutex<State>,
-    cond: Condvar,
-    /// Serialises changes.
-    ops: Mutex<()>,
-}
-
-/// A client error (400) or a server error (500).
+/// A service that did not start, and the last lines it wrote.
 #[derive(Debug)]
-pub(crate) enum ServiceError {
-    BadRequest(String),
-    NotFound(String),
-}
-
-fn ordinal_list(names: &[String]) -> String {
-    let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
-    match quoted.split_last() {
-        None => String::new(),
-        Some((last, [])) => last.clone(),
-        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
-    }
+pub(crate) struct StartFailure {
+    pub service: String,
+    pub error: StartError,
+    pub log: String,
 }
 
 impl Services {
-    pub fn new(sandbox: Sandbox) -> Arc<Self> {
-        let log_dir = sandbox.root.join("var/log/pebble");
-        Arc::new(Self {
-            sandbox,
-            log_dir,
-            state: Mutex::new(State {
-                next_change: 1,
-                ..State::default()
-            }),
-            cond: Condvar::new(),
-            ops: Mutex::new(()),
-        })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Waits on the condition variable for at most `timeout`.
-    fn wait_for<'a>(
-        &self,
-        guard: MutexGuard<'a, State>,
-        timeout: Duration,
-    ) -> MutexGuard<'a, State> {
-        self.cond
-            .wait_timeout(guard, timeout)
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-    }
-
-    pub fn plan(&self) -> Plan {
-        self.lock().plan.clone()
-    }
-
-    /// Adds a layer; returns the new plan.
-    pub fn add_layer(&self, label: &str, layer: Layer, combine: bool) -> Result<Plan, String> {
-        let mut st = self.lock();
-        let plan = st.layers.add(label, layer, combine)?;
-        st.plan = plan.clone();
-        Ok(plan)
-    }
-
-    /// `GET /v1/services`: the plan's services (only `names` when given).
-    pub fn infos(&self, names: &[String]) -> Value {
-        let st = self.lock();
-        let infos: Vec<Value> = st
-            .plan
-            .services
-            .iter()
-            .filter(|(name, _)| names.is_empty() || names.contains(name))
-            .map(|(name, service)| {
-                let status = st.services.get(name).map(|s| s.status).unwrap_or_default();
-                let startup = if service.startup == "enabled" {
-                    "enabled"
-                } else {
-                    "disabled"
-                };
-                json!({"name": name, "startup": startup, "current": status.as_str()})
-            })
-            .collect();
-        Value::Array(infos)
-    }
-
-    /// Starts a change for `action` on `names`; returns its id.
-    pub fn submit(
+    /// Does `action` to the services (`names` for start, stop and restart).
+    pub(super) fn run(
         self: &Arc<Self>,
-        action: &str,
+        action: Action,
         names: Vec<String>,
-    ) -> Result<String, ServiceError> {
-        let mut st = self.lock();
-        if st.shutdown {
-            return Err(ServiceError::BadRequest("server is shutting down".into()));
-        }
-        for name in &names {
-            if !st.plan.services.contains_key(name) {
-                return Err(ServiceError::BadRequest(format!(
-                    "service {name:?} does not exist"
-                )));
-            }
-        }
-        let (kind, summary) = match action {
-            "start" | "stop" | "restart" => {
-                if names.is_empty() {
-                    return Err(ServiceError::BadRequest(format!(
-                        "must specify services for {action} action"
-                    )));
-                }
-                let verb = format!("{}{}", action[..1].to_uppercase(), &action[1..]);
-                let plural = if names.len() == 1 { "" } else { "s" };
-                (
-                    action.to_string(),
-                    format!("{verb} service{plural} {}", ordinal_list(&names)),
-                )
-            }
-            "replan" => ("replan".to_string(), "Replan services".to_string()),
-            "autostart" => {
-                if !st.plan.services.values().any(|s| s.startup == "enabled") {
-                    return Err(ServiceError::BadRequest("no default services".to_string()));
-                }
-                ("autostart".to_string(), "Autostart service(s)".to_string())
-            }
-            other => {
-                return Err(ServiceError::BadRequest(format!(
-                    "invalid action {other:?}"
-                )))
-            }
-        };
-        let id = st.next_change;
-        st.next_change += 1;
-        st.changes.insert(
-            id,
-            Change {
-                kind,
-                summary,
-                err: None,
-                ready: false,
-                spawn_time: SystemTime::now(),
-                ready_time: None,
-            },
-        );
-        drop(st);
-        let manager = Arc::clone(self);
-        let action = action.to_string();
-        std::thread::spawn(move || {
-            let result = {
-                let _ops = manager.ops.lock().unwrap_or_else(|e| e.into_inner());
-                manager.run_action(&action, names)
-            };
-            let mut st = manager.lock();
-            if let Some(change) = st.changes.get_mut(&id) {
-                change.ready = true;
-                change.ready_time = Some(SystemTime::now());
-                change.err = result.err();
-            }
-            manager.cond.notify_all();
-        });
-        Ok(id.to_string())
-    }
-
-    fn run_action(self: &Arc<Self>, action: &str, names: Vec<String>) -> Result<(), String> {
+    ) -> Result<(), ChangeError> {
         match action {
-            "start" => self.start(&self.ordered(&names)),
-            "stop" => {
-                let mut order = self.ordered(&names);
-                order.reverse();
-                self.stop(&order)
-            }
-            "restart" => {
+            Action::Start => self.start(&self.ordered(&names)),
+            Action::Stop => self.stop(&reversed(self.ordered(&names))),
+            Action::Restart => {
                 let order = self.ordered(&names);
-                let mut reverse = order.clone();
-                reverse.reverse();
-                self.stop(&reverse)?;
+                self.stop(&reversed(order.clone()))?;
                 self.start(&order)
             }
-            "autostart" => {
+            Action::Autostart => {
                 let enabled = self.enabled();
                 self.start(&self.ordered(&enabled))
             }
-            _ => self.replan(),
+            Action::Replan => self.replan(),
         }
     }
 
@@ -333,7 +229,7 @@ impl Services {
     }
 
     /// Restarts running services whose definition changed, and starts enabled ones.
-    fn replan(self: &Arc<Self>) -> Result<(), String> {
+    fn replan(self: &Arc<Self>) -> Result<(), ChangeError> {
         let (restart, start) = {
             let st = self.lock();
             let mut restart = Vec::new();
@@ -353,15 +249,13 @@ impl Services {
             }
             (restart, start)
         };
-        let mut reverse = self.ordered(&restart);
-        reverse.reverse();
-        self.stop(&reverse)?;
+        self.stop(&reversed(self.ordered(&restart)))?;
         self.start(&self.ordered(&start))
     }
 
     /// Starts the services and waits out the okay delay.
-    fn start(self: &Arc<Self>, names: &[String]) -> Result<(), String> {
-        let mut errors: Vec<(String, String, String)> = Vec::new();
+    fn start(self: &Arc<Self>, names: &[String]) -> Result<(), ChangeError> {
+        let mut failures: Vec<StartFailure> = Vec::new();
         let mut started: Vec<(String, u64, Instant)> = Vec::new();
         {
             let mut st = self.lock();
@@ -380,11 +274,11 @@ impl Services {
                     Err(e) => {
                         let svc = st.services.get_mut(name).expect("known");
                         svc.status = Status::Inactive;
-                        errors.push((
-                            name.clone(),
-                            format!("cannot start service: {e}"),
-                            String::new(),
-                        ));
+                        failures.push(StartFailure {
+                            service: name.clone(),
+                            error: e.into(),
+                            log: String::new(),
+                        });
                     }
                 }
             }
@@ -393,14 +287,13 @@ impl Services {
             let mut st = self.lock();
             loop {
                 let svc = st.services.get(&name).expect("started");
-                if let Some((i, message)) = &svc.quick_exit {
-                    if *i == instance {
-                        let log = self.log_tail(&name, svc.log_offset);
-                        errors.push((
-                            name.clone(),
-                            format!("cannot start service: {message}"),
-                            log,
-                        ));
+                if let Some((i, code, then)) = svc.quick_exit {
+                    if i == instance {
+                        failures.push(StartFailure {
+                            service: name.clone(),
+                            error: StartError::ExitedQuickly { code, then },
+                            log: self.log_tail(&name, svc.log_offset),
+                        });
                         break;
                     }
                 }
@@ -419,57 +312,58 @@ impl Services {
                 }
             }
         }
-        if errors.is_empty() {
-            return Ok(());
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(ChangeError::Start(failures))
         }
-        let mut message = String::from("cannot perform the following tasks:");
-        for (name, error, _) in &errors {
-            message.push_str(&format!("\n- Start service {name:?} ({error})"));
-        }
-        for (name, _, log) in &errors {
-            if !log.is_empty() {
-                message.push_str(&format!("\n----- Logs from {name:?} -----\n{log}\n-----"));
-            }
-        }
-        Err(message)
     }
 
     /// Spawns the service's process; returns its instance number.
-    fn spawn_locked(self: &Arc<Self>, st: &mut State, name: &str) -> Result<u64, String> {
+    fn spawn_locked(self: &Arc<Self>, st: &mut State, name: &str) -> Result<u64, SpawnError> {
         if st.shutdown {
-            return Err("server is shutting down".into());
+            return Err(SpawnError::ShuttingDown);
         }
         let service = st
             .plan
             .services
             .get(name)
             .cloned()
-            .ok_or_else(|| format!("service {name:?} does not exist"))?;
-        let words = plan::split_words(&service.command)?;
-        let mut command = self.sandbox.command(&Launch {
-            words: &words,
-            environment: &service.environment,
-            working_dir: &service.working_dir,
-            user: &service.user,
-            group: &service.group,
+            .ok_or_else(|| SpawnError::NoService(name.into()))?;
+        let words = plan::split_words(&service.command).map_err(SpawnError::Command)?;
+        let mut command = self
+            .sandbox
+            .command(&Launch {
+                words: &words,
+                environment: &service.environment,
+                working_dir: &service.working_dir,
+                user: &service.user,
+                group: &service.group,
+            })
+            .map_err(SpawnError::Command)?;
+        std::fs::create_dir_all(&self.log_dir).map_err(|source| SpawnError::LogDir {
+            path: self.log_dir.display().to_string(),
+            source,
         })?;
-        std::fs::create_dir_all(&self.log_dir)
-            .map_err(|e| format!("cannot create {}: {e}", self.log_dir.display()))?;
         let log_path = self.log_dir.join(format!("{name}.log"));
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log_path)
-            .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+            .map_err(|source| SpawnError::Log {
+                path: log_path.display().to_string(),
+                source,
+            })?;
         let log_offset = log.metadata().map(|m| m.len()).unwrap_or(0);
-        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let err = log.try_clone().map_err(SpawnError::Output)?;
         command
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err));
-        let mut child = command
-            .spawn()
-            .map_err(|e| format!("cannot run {:?}: {e}", words[0]))?;
+        let mut child = command.spawn().map_err(|source| SpawnError::Run {
+            program: words[0].clone(),
+            source,
+        })?;
         let pid = child.id() as i32;
         let svc = st.services.entry(name.to_string()).or_default();
         svc.instance += 1;
@@ -512,24 +406,16 @@ impl Services {
             return;
         }
         let config = svc.config.clone().unwrap_or_default();
-        let action = if code == 0 {
+        let then = OnExit::from_plan(if code == 0 {
             &config.on_success
         } else {
             &config.on_failure
-        };
-        let action = match action.as_str() {
-            "" | "restart" => "restart",
-            "ignore" => "ignore",
-            _ => "shutdown",
-        };
+        });
         if svc.starting {
-            svc.quick_exit = Some((
-                instance,
-                format!("exited quickly with code {code}, will {action}"),
-            ));
+            svc.quick_exit = Some((instance, code, then));
         }
-        match action {
-            "restart" => {
+        match then {
+            OnExit::Restart => {
                 let limit = duration_or(&config.backoff_limit, DEFAULT_BACKOFF_LIMIT);
                 let ran = svc.started.map(|s| s.elapsed()).unwrap_or_default();
                 if ran >= limit {
@@ -546,7 +432,6 @@ impl Services {
                 svc.status = Status::Backoff;
                 self.schedule_restart(name.to_string(), instance, delay);
             }
-            // Pebble cannot shut itself down here; the service just stays down.
             _ if code == 0 => svc.status = Status::Inactive,
             _ => svc.status = Status::Error,
         }
@@ -583,7 +468,7 @@ impl Services {
     }
 
     /// Stops the services: SIGTERM, then SIGKILL after each one's kill delay.
-    fn stop(&self, names: &[String]) -> Result<(), String> {
+    fn stop(&self, names: &[String]) -> Result<(), ChangeError> {
         let mut waiting: Vec<(String, u64, i32, Duration)> = Vec::new();
         {
             let mut st = self.lock();
@@ -626,7 +511,7 @@ impl Services {
         if failed.is_empty() {
             Ok(())
         } else {
-            Err(format!("cannot stop service(s) {}", ordinal_list(&failed)))
+            Err(ChangeError::Stop(failed))
         }
     }
 
@@ -660,76 +545,6 @@ impl Services {
         lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
     }
 
-    /// Sends a signal to each service's process group; all must be running.
-    pub fn signal(&self, signal: i32, names: &[String]) -> Result<(), ServiceError> {
-        let st = self.lock();
-        let mut pids = Vec::new();
-        for name in names {
-            if !st.plan.services.contains_key(name) && !st.services.contains_key(name) {
-                return Err(ServiceError::NotFound(format!(
-                    "service {name:?} does not exist"
-                )));
-            }
-            match st.services.get(name).and_then(|s| s.pid) {
-                Some(pid) => pids.push(pid),
-                None => {
-                    return Err(ServiceError::BadRequest(format!(
-                        "cannot send signal to {name:?}: service is not running"
-                    )))
-                }
-            }
-        }
-        for pid in pids {
-            signal_group(pid, signal);
-        }
-        Ok(())
-    }
-
-    /// The change's JSON, if it exists.
-    pub fn change(&self, id: &str) -> Option<Value> {
-        let st = self.lock();
-        let change = st.changes.get(&id.parse().ok()?)?;
-        let status = match (change.ready, &change.err) {
-            (false, _) => "Doing",
-            (true, None) => "Done",
-            (true, Some(_)) => "Error",
-        };
-        let mut value = json!({
-            "id": id,
-            "kind": change.kind,
-            "summary": change.summary,
-            "status": status,
-            "tasks": [],
-            "ready": change.ready,
-            "spawn-time": rfc3339(change.spawn_time),
-        });
-        if let Some(err) = &change.err {
-            value["err"] = err.clone().into();
-        }
-        if let Some(ready) = change.ready_time {
-            value["ready-time"] = rfc3339(ready).into();
-        }
-        Some(value)
-    }
-
-    /// Waits up to `timeout` for the change to be ready: `None` if it does not exist,
-    /// `Some(false)` on a timeout.
-    pub fn wait_change(&self, id: &str, timeout: Duration) -> Option<bool> {
-        let id: u64 = id.parse().ok()?;
-        let deadline = Instant::now() + timeout;
-        let mut st = self.lock();
-        loop {
-            if st.changes.get(&id)?.ready {
-                return Some(true);
-            }
-            let now = Instant::now();
-            if now >= deadline || st.shutdown {
-                return Some(false);
-            }
-            st = self.wait_for(st, deadline - now);
-        }
-    }
-
     /// Kills every service at once with SIGKILL, as a machine that loses
     /// power would: no SIGTERM, no time to clean up, no restart.
     pub fn crash(&self) {
@@ -757,8 +572,14 @@ impl Services {
     }
 }
 
+/// A start order as a stop order.
+fn reversed(mut order: Vec<String>) -> Vec<String> {
+    order.reverse();
+    order
+}
+
 /// Sends `signal` to the process group `pid` leads.
-fn signal_group(pid: i32, signal: i32) {
+pub(super) fn signal_group(pid: i32, signal: i32) {
     if pid > 0 {
         // SAFETY: kill has no memory-safety preconditions.
         unsafe {
