@@ -62,7 +62,7 @@ fn new_primary_with_endpoints(c: &mut Controller, gone: &str) -> String {
 fn main() {
     let scratch = Scratch::new("bench-cluster");
     let mut c = controller(&scratch);
-    c.deploy(&charm(&scratch.0, "etcd"), "etcd", 1, &[])
+    c.deploy(&charm(scratch.path(), "etcd"), "etcd", 1, &[])
         .unwrap();
     converge(&mut c, Duration::from_secs(60), |c| {
         active(c, "etcd/0").is_some()
@@ -74,14 +74,14 @@ fn main() {
     drop(bare);
 
     let deploy = Instant::now();
-    c.deploy(&charm(&scratch.0, APP), APP, 3, &[]).unwrap();
+    c.deploy(&charm(scratch.path(), APP), APP, 3, &[]).unwrap();
     c.integrate(&format!("{APP}:etcd"), "etcd:etcd").unwrap();
     converge_polling(&mut c, Duration::from_secs(300), POLL, |c| {
         cluster_settled(c, 3)
     });
     let deploy = deploy.elapsed();
 
-    c.deploy(&python_charm(&scratch.0, "pg-client"), "client", 1, &[])
+    c.deploy(&python_charm(scratch.path(), "pg-client"), "client", 1, &[])
         .unwrap();
     c.integrate("client:database", &format!("{APP}:database"))
         .unwrap();

@@ -126,15 +126,15 @@ fn median(mut v: Vec<(Duration, usize)>) -> (Duration, usize) {
 fn main() {
     let scratch = Scratch::new("bench-credentials");
     let mut c = controller(&scratch);
-    postgresql_cluster(&mut c, &scratch.0, 1);
-    c.deploy(&charm(&scratch.0, PGBOUNCER), PGBOUNCER, 2, &[])
+    postgresql_cluster(&mut c, scratch.path(), 1);
+    c.deploy(&charm(scratch.path(), PGBOUNCER), PGBOUNCER, 2, &[])
         .unwrap();
     c.integrate(
         &format!("{PGBOUNCER}:backend-database"),
         "postgresql-k8s:database",
     )
     .unwrap();
-    let client_charm = python_charm(&scratch.0, "pg-client");
+    let client_charm = python_charm(scratch.path(), "pg-client");
     let mut rounds = Vec::new();
     for n in 0..ROUNDS {
         let client = format!("client{n}");

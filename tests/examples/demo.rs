@@ -34,12 +34,12 @@ fn run(home: &std::path::Path, args: &[&str]) -> Result<String> {
 
 fn main() -> Result<()> {
     let scratch = Scratch::new("demo");
-    let home = scratch.0.join("home");
+    let home = scratch.path().join("home");
     println!("==> packing the charms");
-    let etcd = charm(&scratch.0, "etcd");
-    let postgresql = charm(&scratch.0, "postgresql-k8s");
-    let pgbouncer = charm(&scratch.0, "pgbouncer-k8s");
-    let client = python_charm(&scratch.0, "pg-client");
+    let etcd = charm(scratch.path(), "etcd");
+    let postgresql = charm(scratch.path(), "postgresql-k8s");
+    let pgbouncer = charm(scratch.path(), "pgbouncer-k8s");
+    let client = python_charm(scratch.path(), "pg-client");
     let path = |p: &std::path::Path| p.display().to_string();
 
     let result = (|| -> Result<()> {

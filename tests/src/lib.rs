@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -166,26 +167,26 @@ pub fn juju() -> PathBuf {
 }
 
 /// A scratch directory, removed when dropped.
-pub struct Scratch(pub PathBuf);
+pub struct Scratch(TempDir);
 
 impl Scratch {
     pub fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("e2e-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
+        Scratch(TempDir::with_prefix(format!("e2e-{name}-")).unwrap())
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.path()
     }
 }
 
 impl Drop for Scratch {
-    /// Removes the directory, unless a test failed and `E2E_KEEP` is set:
-    /// then its logs and unit directories stay for a post-mortem.
+    /// Keeps the directory when a test failed and `E2E_KEEP` is set: its logs
+    /// and unit directories stay for a post-mortem.
     fn drop(&mut self) {
         if std::thread::panicking() && std::env::var_os("E2E_KEEP").is_some() {
-            eprintln!("kept {}", self.0.display());
-            return;
+            eprintln!("kept {}", self.path().display());
+            self.0.disable_cleanup(true);
         }
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -193,7 +194,7 @@ impl Drop for Scratch {
 pub fn controller(scratch: &Scratch) -> Controller {
     build();
     Controller::new(
-        &scratch.0.join("controller"),
+        &scratch.path().join("controller"),
         &bin_dir().join("hook-tool"),
         true,
     )

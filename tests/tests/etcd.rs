@@ -16,7 +16,7 @@ fn http_get(address: &str, port: u16, path: &str) -> String {
 #[test]
 fn etcd_serves_on_the_leaders_address() {
     let scratch = Scratch::new("etcd");
-    let etcd = charm(&scratch.0, "etcd");
+    let etcd = charm(scratch.path(), "etcd");
     let mut c = controller(&scratch);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -7,7 +7,7 @@ use std::time::Duration;
 #[test]
 fn pgbouncer_finds_its_binary_and_waits_for_a_backend() {
     let scratch = Scratch::new("pgbouncer-alone");
-    let pgbouncer = charm(&scratch.0, "pgbouncer-k8s");
+    let pgbouncer = charm(scratch.path(), "pgbouncer-k8s");
     let mut c = controller(&scratch);
     c.deploy(&pgbouncer, "pgbouncer-k8s", 2, &[]).unwrap();
     let blocked = |c: &local_model::controller::Controller, unit: &str| {

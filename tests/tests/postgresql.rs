@@ -32,8 +32,8 @@ fn published(c: &Controller) -> (String, String) {
 
 /// A cluster of three with a client related to it; returns the operator password.
 fn cluster_with_client(c: &mut Controller, scratch: &Scratch) -> String {
-    postgresql_cluster(c, &scratch.0, 3);
-    let client = python_charm(&scratch.0, "pg-client");
+    postgresql_cluster(c, scratch.path(), 3);
+    let client = python_charm(scratch.path(), "pg-client");
     c.deploy(&client, "client", 1, &[]).unwrap();
     c.integrate("client:database", &format!("{APP}:database"))
         .unwrap();

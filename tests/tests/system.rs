@@ -43,12 +43,12 @@ fn reloads(scratch: &Path) -> Vec<usize> {
 #[test]
 fn a_client_reaches_its_database_through_every_pgbouncer_unit() {
     let scratch = Scratch::new("system");
-    let pgbouncer = charm(&scratch.0, "pgbouncer-k8s");
-    let client = python_charm(&scratch.0, "pg-client");
+    let pgbouncer = charm(scratch.path(), "pgbouncer-k8s");
+    let client = python_charm(scratch.path(), "pg-client");
     let mut c = controller(&scratch);
 
     // A PostgreSQL cluster: one primary and two replicas, over etcd.
-    postgresql_cluster(&mut c, &scratch.0, 3);
+    postgresql_cluster(&mut c, scratch.path(), 3);
     let primary = primary(&mut c, "postgresql-k8s/0");
     let operator = action(
         &mut c,
@@ -247,7 +247,7 @@ fn a_client_reaches_its_database_through_every_pgbouncer_unit() {
             session
         })
         .collect();
-    let reloads_before = reloads(&scratch.0);
+    let reloads_before = reloads(scratch.path());
     c.deploy(&client, "other", 1, &[("database", "otherdb")])
         .unwrap();
     c.integrate("other:database", "pgbouncer-k8s:database")
@@ -278,7 +278,7 @@ fn a_client_reaches_its_database_through_every_pgbouncer_unit() {
             "one server connection throughout: {stdout}"
         );
     }
-    let reloads_after = reloads(&scratch.0);
+    let reloads_after = reloads(scratch.path());
     for (before, after) in reloads_before.iter().zip(&reloads_after) {
         assert!(
             after > before,

@@ -299,14 +299,14 @@ fn tls_on(c: &Controller) -> bool {
 #[test]
 fn pgbouncer_serves_tls_with_the_providers_certificates_and_stops_when_removed() {
     let scratch = Scratch::new("tls");
-    let pgbouncer = charm(&scratch.0, PGB);
-    let client = python_charm(&scratch.0, "pg-client");
-    let provider = python_charm(&scratch.0, "tls-provider");
+    let pgbouncer = charm(scratch.path(), PGB);
+    let client = python_charm(scratch.path(), "pg-client");
+    let provider = python_charm(scratch.path(), "tls-provider");
     let mut c = controller(&scratch);
     let certificates = (format!("{PGB}:certificates"), "tls-provider:certificates");
 
     // Everything at once: the database, PgBouncer, a client and the CA.
-    postgresql_cluster(&mut c, &scratch.0, 1);
+    postgresql_cluster(&mut c, scratch.path(), 1);
     c.deploy(&pgbouncer, PGB, 2, &[]).unwrap();
     c.integrate(
         &format!("{PGB}:backend-database"),
@@ -332,7 +332,7 @@ fn pgbouncer_serves_tls_with_the_providers_certificates_and_stops_when_removed()
         .trim()
         .to_string();
     assert!(openssl("x509", &ca, &["-subject"]).contains("tls-provider-ca"));
-    assert_serves_tls(&mut c, &scratch.0, &ca);
+    assert_serves_tls(&mut c, scratch.path(), &ca);
 
     // A third unit gets its own certificate. Hook by hook, clients are never
     // told to drop TLS, and the new unit is handed out only once it serves
@@ -358,12 +358,12 @@ fn pgbouncer_serves_tls_with_the_providers_certificates_and_stops_when_removed()
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    assert_serves_tls(&mut c, &scratch.0, &ca);
+    assert_serves_tls(&mut c, scratch.path(), &ca);
     c.remove_unit(&third).unwrap();
     converge(&mut c, Duration::from_secs(120), |c| {
         pgbouncer_units(c).len() == 2 && tls_on(c)
     });
-    assert_serves_tls(&mut c, &scratch.0, &ca);
+    assert_serves_tls(&mut c, scratch.path(), &ca);
 
     // The provider rotates its CA and revokes what it issued: each unit asks
     // again, and clients are told the new CA; the old one verifies nothing.
@@ -381,8 +381,8 @@ fn pgbouncer_serves_tls_with_the_providers_certificates_and_stops_when_removed()
                 .1
                 .is_some_and(|t| t.contains(&ca) && !t.contains(&old_ca))
     });
-    assert_serves_tls(&mut c, &scratch.0, &ca);
-    let old = scratch.0.join("old-ca.pem");
+    assert_serves_tls(&mut c, scratch.path(), &ca);
+    let old = scratch.path().join("old-ca.pem");
     std::fs::write(&old, &old_ca).unwrap();
     let creds = credentials(&mut c);
     for unit in pgbouncer_units(&c) {
@@ -409,7 +409,7 @@ fn pgbouncer_serves_tls_with_the_providers_certificates_and_stops_when_removed()
     converge(&mut c, Duration::from_secs(120), |c| {
         tls_on(c) && issued_for(c, unit).is_some_and(|i| i["certificate"] != before)
     });
-    assert_serves_tls(&mut c, &scratch.0, &ca);
+    assert_serves_tls(&mut c, scratch.path(), &ca);
 
     // Without the relation: clients are told TLS is off and connect in plain.
     c.remove_relation(&certificates.0, certificates.1).unwrap();
@@ -450,5 +450,5 @@ fn pgbouncer_serves_tls_with_the_providers_certificates_and_stops_when_removed()
     // Related again: each unit asks anew (with the key it kept) and TLS is back.
     c.integrate(&certificates.0, certificates.1).unwrap();
     converge(&mut c, Duration::from_secs(120), tls_on);
-    assert_serves_tls(&mut c, &scratch.0, &ca);
+    assert_serves_tls(&mut c, scratch.path(), &ca);
 }

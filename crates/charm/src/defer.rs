@@ -86,38 +86,31 @@ pub fn push(queue: &mut Vec<Event>, event: &Event) {
 mod tests {
     use super::*;
 
-    fn tmpdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("charm-defer-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
     #[test]
     fn saves_loads_and_clears() {
-        let d = tmpdir("roundtrip");
-        assert!(load(&d).unwrap().is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert!(load(d).unwrap().is_empty());
         let q = vec![Event::Install, Event::UpdateStatus];
-        save(&d, &q).unwrap();
-        assert_eq!(load(&d).unwrap(), q);
+        save(d, &q).unwrap();
+        assert_eq!(load(d).unwrap(), q);
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(queue_path(&d))
+        let mode = std::fs::metadata(queue_path(d))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        save(&d, &[]).unwrap();
-        assert!(!queue_path(&d).exists());
-        std::fs::remove_dir_all(d).unwrap();
+        save(d, &[]).unwrap();
+        assert!(!queue_path(d).exists());
     }
 
     #[test]
     fn a_corrupt_queue_is_an_error_that_names_the_file() {
-        let d = tmpdir("corrupt");
-        std::fs::write(queue_path(&d), "{not json").unwrap();
-        let e = load(&d).unwrap_err();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(queue_path(d), "{not json").unwrap();
+        let e = load(d).unwrap_err();
         assert!(e.to_string().contains(QUEUE_FILE), "{e}");
-        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]

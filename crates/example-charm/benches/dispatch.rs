@@ -64,18 +64,18 @@ fn main() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(300);
     let binary = Path::new(env!("CARGO_BIN_EXE_example-charm"));
-    let charm_dir = std::env::temp_dir().join(format!("dispatch-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&charm_dir).expect("charm dir");
+    let scratch = tempfile::TempDir::with_prefix("dispatch-bench-").expect("charm dir");
+    let charm_dir = scratch.path();
 
     let dispatch = || {
         let mut c = Command::new(binary);
         c.env_clear()
-            .current_dir(&charm_dir)
+            .current_dir(charm_dir)
             .env("PATH", "/usr/bin:/bin")
             .env("JUJU_UNIT_NAME", "example/0")
             .env("JUJU_MODEL_NAME", "bench")
             .env("JUJU_MODEL_UUID", "6f1e3a5c-2b9e-4d7a-8a61-0c7f2e9b5d13")
-            .env("JUJU_CHARM_DIR", &charm_dir)
+            .env("JUJU_CHARM_DIR", charm_dir)
             .env("JUJU_VERSION", "3.6.4")
             .env("JUJU_DISPATCH_PATH", "hooks/benchmark-noop")
             .env("JUJU_HOOK_NAME", "benchmark-noop");
@@ -98,7 +98,6 @@ fn main() {
         })
     });
     let size = std::fs::metadata(binary).map(|m| m.len()).unwrap_or(0);
-    let _ = std::fs::remove_dir_all(&charm_dir);
 
     println!("dispatch of an empty hook ({runs} runs, process start to exit)");
     println!(

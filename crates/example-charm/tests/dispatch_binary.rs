@@ -7,21 +7,21 @@ use charm::Event;
 use charm_testing::standin::StandIn;
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use tempfile::TempDir;
 
 const UUID: &str = "6f1e3a5c-2b9e-4d7a-8a61-0c7f2e9b5d13";
 const URI: &str = "secret://6f1e3a5c-2b9e-4d7a-8a61-0c7f2e9b5d13/d0rtp2cs1tj5qbo1s2ug";
 
 struct Unit {
     tools: StandIn,
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 impl Unit {
     fn new(name: &str) -> Unit {
-        let dir = std::env::temp_dir().join(format!("example-unit-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("charm")).unwrap();
-        std::fs::create_dir_all(dir.join("containers")).unwrap();
+        let dir = TempDir::with_prefix(format!("example-unit-{name}-")).unwrap();
+        std::fs::create_dir(dir.path().join("charm")).unwrap();
+        std::fs::create_dir(dir.path().join("containers")).unwrap();
         Unit {
             tools: StandIn::new().unwrap(),
             dir,
@@ -29,7 +29,7 @@ impl Unit {
     }
 
     fn charm_dir(&self) -> PathBuf {
-        self.dir.join("charm")
+        self.dir.path().join("charm")
     }
 
     fn dispatch(&self, vars: &[(&str, &str)]) -> Output {
@@ -42,8 +42,8 @@ impl Unit {
             .env("JUJU_MODEL_UUID", UUID)
             .env("JUJU_CHARM_DIR", self.charm_dir())
             .env("JUJU_VERSION", "3.6.4")
-            .env("CHARM_CONTAINERS_DIR", self.dir.join("containers"))
-            .env("CHARM_TOOL_STATS", self.dir.join("stats.json"));
+            .env("CHARM_CONTAINERS_DIR", self.dir.path().join("containers"))
+            .env("CHARM_TOOL_STATS", self.dir.path().join("stats.json"));
         for (k, v) in vars {
             cmd.env(k, v);
         }
@@ -58,7 +58,7 @@ impl Unit {
     }
 
     fn stats(&self) -> ToolStats {
-        serde_json::from_slice(&std::fs::read(self.dir.join("stats.json")).unwrap()).unwrap()
+        serde_json::from_slice(&std::fs::read(self.dir.path().join("stats.json")).unwrap()).unwrap()
     }
 
     fn queue(&self) -> Vec<Event> {
@@ -67,12 +67,6 @@ impl Unit {
 
     fn lines(&self) -> Vec<String> {
         self.tools.calls().iter().map(|c| c.line()).collect()
-    }
-}
-
-impl Drop for Unit {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -88,6 +88,7 @@ impl Config {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use tempfile::TempDir;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = pairs
@@ -97,15 +98,10 @@ mod tests {
         move |k| map.get(k).cloned()
     }
 
-    fn account(namespace: Option<&str>) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "kubernetes-config-{}-{}",
-            std::process::id(),
-            namespace.unwrap_or("none")
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+    fn account(namespace: Option<&str>) -> TempDir {
+        let dir = tempfile::tempdir().unwrap();
         if let Some(ns) = namespace {
-            std::fs::write(dir.join("namespace"), format!("{ns}\n")).unwrap();
+            std::fs::write(dir.path().join("namespace"), format!("{ns}\n")).unwrap();
         }
         dir
     }
@@ -115,7 +111,7 @@ mod tests {
         let dir = account(Some("prod"));
         let config = Config::from_env(
             env(&[(SERVICE_HOST, "10.152.183.1"), (SERVICE_PORT, "443")]),
-            &dir,
+            dir.path(),
         )
         .unwrap();
         assert_eq!(
@@ -123,8 +119,8 @@ mod tests {
             Config {
                 host: "10.152.183.1".into(),
                 port: 443,
-                token_file: dir.join("token"),
-                ca_file: dir.join("ca.crt"),
+                token_file: dir.path().join("token"),
+                ca_file: dir.path().join("ca.crt"),
                 namespace: "prod".into(),
                 timeout: DEFAULT_TIMEOUT,
             }
@@ -145,8 +141,11 @@ mod tests {
             (SERVICE_PORT, "6443"),
             ("JUJU_MODEL_NAME", "db"),
         ];
-        assert_eq!(Config::from_env(env(&vars), &dir).unwrap().namespace, "db");
-        let err = Config::from_env(env(&vars[..2]), &dir).unwrap_err();
+        assert_eq!(
+            Config::from_env(env(&vars), dir.path()).unwrap().namespace,
+            "db"
+        );
+        let err = Config::from_env(env(&vars[..2]), dir.path()).unwrap_err();
         assert!(err.to_string().contains("no namespace"), "{err}");
     }
 
@@ -160,13 +159,16 @@ mod tests {
             &[(SERVICE_HOST, " "), (SERVICE_PORT, "443")],
         ] {
             assert!(matches!(
-                Config::from_env(env(vars), &dir),
+                Config::from_env(env(vars), dir.path()),
                 Err(Error::NotInCluster)
             ));
         }
         for port in ["https", "0", "70000"] {
-            let err = Config::from_env(env(&[(SERVICE_HOST, "h"), (SERVICE_PORT, port)]), &dir)
-                .unwrap_err();
+            let err = Config::from_env(
+                env(&[(SERVICE_HOST, "h"), (SERVICE_PORT, port)]),
+                dir.path(),
+            )
+            .unwrap_err();
             assert!(matches!(err, Error::Config(_)), "{err}");
         }
     }

@@ -16,11 +16,11 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
 const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.sa-token-never-shown";
 const NAMESPACE: &str = "prod";
@@ -183,27 +183,21 @@ fn read_request(stream: &mut impl Read) -> Option<Seen> {
     }
 }
 
-/// A service account directory with the token and `ca_pem`; the config points
-/// at it and at `port` on 127.0.0.1.
-fn config(port: u16, ca_pem: &[u8]) -> Config {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir: PathBuf = std::env::temp_dir().join(format!(
-        "kubernetes-api-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
-    std::fs::write(dir.join("ca.crt"), ca_pem).unwrap();
-    std::fs::write(dir.join("namespace"), NAMESPACE).unwrap();
+/// A service account directory with the token and `ca_pem` (removed when the
+/// directory is dropped); the config points at it and at `port` on 127.0.0.1.
+fn config(port: u16, ca_pem: &[u8]) -> (Config, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
+    std::fs::write(dir.path().join("ca.crt"), ca_pem).unwrap();
+    std::fs::write(dir.path().join("namespace"), NAMESPACE).unwrap();
     let env = move |name: &str| match name {
         "KUBERNETES_SERVICE_HOST" => Some("127.0.0.1".to_string()),
         "KUBERNETES_SERVICE_PORT" => Some(port.to_string()),
         _ => None,
     };
-    let mut config = Config::from_env(env, &dir).unwrap();
+    let mut config = Config::from_env(env, dir.path()).unwrap();
     config.timeout = Duration::from_secs(5);
-    config
+    (config, dir)
 }
 
 fn pod_json(name: &str, labels: Value) -> Value {
@@ -245,7 +239,8 @@ fn gets_a_pod() {
             json!({"app.kubernetes.io/name": "postgresql-k8s"}),
         ),
     )]);
-    let client = Client::new(config(server.port, &server.ca_pem)).unwrap();
+    let (config, _account) = config(server.port, &server.ca_pem);
+    let client = Client::new(config).unwrap();
     assert_eq!(client.namespace(), NAMESPACE);
     let pod = client.get_pod("postgresql-k8s-1").unwrap();
     assert_eq!(pod.name, "postgresql-k8s-1");
@@ -271,7 +266,8 @@ fn merges_labels_into_a_pod() {
             json!({"application": "patroni", "cluster-name": "patroni-postgresql-k8s", "role": "replica"}),
         ),
     )]);
-    let client = Client::new(config(server.port, &server.ca_pem)).unwrap();
+    let (config, _account) = config(server.port, &server.ca_pem);
+    let client = Client::new(config).unwrap();
     let labels = BTreeMap::from([
         ("application".to_string(), "patroni".to_string()),
         (
@@ -307,7 +303,8 @@ fn reads_and_sets_a_statefulsets_partition() {
         (200, stateful_set_json(0)),
         (200, stateful_set_json(2)),
     ]);
-    let client = Client::new(config(server.port, &server.ca_pem)).unwrap();
+    let (config, _account) = config(server.port, &server.ca_pem);
+    let client = Client::new(config).unwrap();
     let set = client.get_stateful_set("pgbouncer-k8s").unwrap();
     assert_eq!((set.replicas, set.partition), (3, 0));
     assert_eq!(set.update_revision.as_deref(), Some("pgbouncer-k8s-5f4"));
@@ -357,7 +354,8 @@ fn refusals_become_typed_errors_a_user_can_act_on() {
         ),
         (200, json!({"not": "a pod"})),
     ]);
-    let client = Client::new(config(server.port, &server.ca_pem)).unwrap();
+    let (config, _account) = config(server.port, &server.ca_pem);
+    let client = Client::new(config).unwrap();
     let labels = BTreeMap::from([("a".to_string(), "b".to_string())]);
 
     let err = client.patch_pod_labels("pg-1", &labels).unwrap_err();
@@ -405,7 +403,8 @@ fn a_server_the_ca_did_not_sign_is_refused() {
     let server = ApiServer::start(vec![(200, pod_json("p", json!({})))]);
     let other_key = key();
     let other_ca = certificate("another CA", &other_key, None);
-    let client = Client::new(config(server.port, &other_ca.to_pem().unwrap())).unwrap();
+    let (config, _account) = config(server.port, &other_ca.to_pem().unwrap());
+    let client = Client::new(config).unwrap();
     let err = client.get_pod("p").unwrap_err();
     match &err {
         Error::Connection { address, message } => {
@@ -429,7 +428,7 @@ fn a_server_that_never_answers_times_out() {
     });
     let key = key();
     let ca = certificate("CA", &key, None);
-    let mut config = config(port, &ca.to_pem().unwrap());
+    let (mut config, _account) = config(port, &ca.to_pem().unwrap());
     config.timeout = Duration::from_millis(300);
     let client = Client::new(config).unwrap();
     let started = Instant::now();
@@ -455,7 +454,8 @@ fn nothing_listening_is_a_connection_error() {
         .port();
     let key = key();
     let ca = certificate("CA", &key, None);
-    let client = Client::new(config(port, &ca.to_pem().unwrap())).unwrap();
+    let (config, _account) = config(port, &ca.to_pem().unwrap());
+    let client = Client::new(config).unwrap();
     let err = client.get_pod("p").unwrap_err();
     assert!(matches!(err, Error::Connection { .. }), "{err:?}");
     assert!(err.to_string().starts_with(&format!(
@@ -467,7 +467,7 @@ fn nothing_listening_is_a_connection_error() {
 fn missing_or_bad_service_account_files_are_named() {
     let key = key();
     let ca = certificate("CA", &key, None);
-    let good = config(1, &ca.to_pem().unwrap());
+    let (good, _account) = config(1, &ca.to_pem().unwrap());
 
     let mut no_token = good.clone();
     no_token.token_file = good.token_file.with_file_name("absent");

@@ -66,8 +66,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let root = std::env::temp_dir().join(format!("lm-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let scratch = tempfile::TempDir::with_prefix("lm-bench-").unwrap();
+    let root = scratch.path();
     let exe = std::env::current_exe().unwrap();
     let target = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
     let status = Command::new(env!("CARGO"))
@@ -146,5 +146,4 @@ fn main() {
         f64::from(hooks) / took.as_secs_f64(),
         took.as_secs_f64()
     );
-    let _ = std::fs::remove_dir_all(&root);
 }

@@ -136,8 +136,9 @@ mod tests {
 
     #[test]
     fn a_model_survives_a_round_trip() {
-        let dir = std::env::temp_dir().join(format!("lm-store-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("charm")).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
+        std::fs::create_dir(dir.join("charm")).unwrap();
         std::fs::write(dir.join("charm/metadata.yaml"), "name: x\n").unwrap();
         let mut model = Model {
             name: "m".into(),
@@ -152,11 +153,10 @@ mod tests {
         unit.seen.relations.entry(3).or_default().created = true;
         app.units.insert("x/0".into(), unit);
         model.applications.insert("x".into(), app);
-        assert!(load(&dir).unwrap().is_none());
-        save(&dir, &model).unwrap();
-        let mut back = load(&dir).unwrap().unwrap();
+        assert!(load(dir).unwrap().is_none());
+        save(dir, &model).unwrap();
+        let mut back = load(dir).unwrap().unwrap();
         back.applications.get_mut("x").unwrap().files = Default::default();
         assert_eq!(back, model);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -8,10 +8,11 @@
 
 mod common;
 
-use common::{pack, shell_charm, v0_lib_dir, venv, Scratch};
+use common::{pack, shell_charm, v0_lib_dir, venv};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use tempfile::TempDir;
 
 struct Cli {
     home: PathBuf,
@@ -80,17 +81,17 @@ impl Drop for Cli {
 
 #[test]
 fn the_cli_drives_a_daemon_whose_state_survives_a_crash() {
-    let scratch = Scratch::new("cli");
+    let scratch = TempDir::with_prefix("lm-cli-").unwrap();
     let python = venv();
     let charm = pack(
-        &scratch.0,
+        scratch.path(),
         "ops-peer",
         "packed",
         &python,
         &[v0_lib_dir(&python)],
     );
     let cli = Cli {
-        home: scratch.0.join("home"),
+        home: scratch.path().join("home"),
     };
     let usage = cli.run(&["deploy"]);
     assert_eq!(usage.status.code(), Some(2));
@@ -153,10 +154,10 @@ fn the_cli_drives_a_daemon_whose_state_survives_a_crash() {
     assert!(!cli.home.join("local").exists());
 }
 
-fn peer_charm(scratch: &Scratch) -> PathBuf {
+fn peer_charm(scratch: &TempDir) -> PathBuf {
     let python = venv();
     pack(
-        &scratch.0,
+        scratch.path(),
         "ops-peer",
         "packed",
         &python,
@@ -179,10 +180,10 @@ fn hooks_run(cli: &Cli) -> Vec<String> {
 
 #[test]
 fn a_failed_hook_is_retried_or_skipped_by_resolve() {
-    let scratch = Scratch::new("cli-fail");
+    let scratch = TempDir::with_prefix("lm-cli-fail-").unwrap();
     let charm = peer_charm(&scratch);
     let cli = Cli {
-        home: scratch.0.join("home"),
+        home: scratch.path().join("home"),
     };
     cli.ok(&["deploy", charm.to_str().unwrap(), "peer", "-n", "2"]);
     cli.ok(&["wait", "--timeout", "120s"]);
@@ -272,10 +273,10 @@ fn a_failed_hook_is_retried_or_skipped_by_resolve() {
 
 #[test]
 fn remove_unit_force_no_wait_runs_no_hooks_and_the_others_see_it_go() {
-    let scratch = Scratch::new("cli-abrupt");
+    let scratch = TempDir::with_prefix("lm-cli-abrupt-").unwrap();
     let charm = peer_charm(&scratch);
     let cli = Cli {
-        home: scratch.0.join("home"),
+        home: scratch.path().join("home"),
     };
     cli.ok(&["deploy", charm.to_str().unwrap(), "peer", "-n", "3"]);
     cli.ok(&["wait", "--timeout", "180s"]);
@@ -331,10 +332,10 @@ fn remove_unit_force_no_wait_runs_no_hooks_and_the_others_see_it_go() {
 /// The hooks a seeded model runs for three units, with the controller
 /// restarted between set-seed and deploy when `restart` is set.
 fn seeded_order(seed: &str, restart: bool) -> Vec<String> {
-    let scratch = Scratch::new(&format!("cli-seed-{seed}-{restart}"));
+    let scratch = TempDir::with_prefix(format!("lm-cli-seed-{seed}-{restart}-")).unwrap();
     let charm = peer_charm(&scratch);
     let cli = Cli {
-        home: scratch.0.join("home"),
+        home: scratch.path().join("home"),
     };
     cli.ok(&["set-seed", seed]);
     if restart {
@@ -347,8 +348,9 @@ fn seeded_order(seed: &str, restart: bool) -> Vec<String> {
 
 #[test]
 fn a_seed_fixes_the_hook_order_across_controller_restarts() {
+    let scratch = TempDir::with_prefix("lm-cli-seed-usage-").unwrap();
     let cli = Cli {
-        home: std::env::temp_dir().join(format!("lm-cli-seed-usage-{}", std::process::id())),
+        home: scratch.path().join("home"),
     };
     assert_eq!(cli.fails(&["set-seed", "soon"]).0, 2);
     assert_eq!(cli.fails(&["set-seed"]).0, 2);
@@ -391,8 +393,8 @@ fn kill_workload_kills_a_service_and_pebble_brings_it_back() {
         .unwrap()
         .success();
     assert!(ok);
-    let scratch = Scratch::new("cli-kill");
-    let charm = scratch.0.join("example-charm");
+    let scratch = TempDir::with_prefix("lm-cli-kill-").unwrap();
+    let charm = scratch.path().join("example-charm");
     std::fs::create_dir_all(&charm).unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../example-charm/charm");
     for f in ["metadata.yaml", "config.yaml", "actions.yaml"] {
@@ -407,7 +409,7 @@ fn kill_workload_kills_a_service_and_pebble_brings_it_back() {
         .port()
         .to_string();
     let cli = Cli {
-        home: scratch.0.join("home"),
+        home: scratch.path().join("home"),
     };
     cli.ok(&[
         "deploy",
@@ -470,11 +472,11 @@ fn kill_workload_kills_a_service_and_pebble_brings_it_back() {
 
 #[test]
 fn relation_bags_carry_the_addresses_juju_writes_and_a_charm_may_overwrite() {
-    let scratch = Scratch::new("cli-addresses");
+    let scratch = TempDir::with_prefix("lm-cli-addresses-").unwrap();
     let python = venv();
-    let charm = pack(&scratch.0, "ops-address", "packed", &python, &[]);
+    let charm = pack(scratch.path(), "ops-address", "packed", &python, &[]);
     let cli = Cli {
-        home: scratch.0.join("home"),
+        home: scratch.path().join("home"),
     };
     cli.ok(&["deploy", charm.to_str().unwrap(), "addr", "-n", "2"]);
     cli.ok(&["wait", "--timeout", "120s"]);
@@ -553,9 +555,9 @@ fn relation_bags_carry_the_addresses_juju_writes_and_a_charm_may_overwrite() {
 
 /// A charm whose every hook logs its unit, start and end (nanoseconds) to
 /// `log`, half a second apart.
-fn slow_charm(scratch: &Scratch, log: &Path) -> PathBuf {
+fn slow_charm(scratch: &TempDir, log: &Path) -> PathBuf {
     shell_charm(
-        &scratch.0,
+        scratch.path(),
         "slow",
         &format!(
             "#!/bin/sh\n\
@@ -585,11 +587,11 @@ fn hook_intervals(log: &Path) -> std::collections::BTreeMap<String, Vec<(u128, u
 
 #[test]
 fn units_run_their_hooks_at_the_same_time_and_each_one_at_a_time() {
-    let scratch = Scratch::new("cli-parallel");
-    let log = scratch.0.join("hooks.log");
+    let scratch = TempDir::with_prefix("lm-cli-parallel-").unwrap();
+    let log = scratch.path().join("hooks.log");
     let charm = slow_charm(&scratch, &log);
     let cli = Cli {
-        home: scratch.0.join("home"),
+        home: scratch.path().join("home"),
     };
     cli.ok(&["deploy", charm.to_str().unwrap(), "slow", "-n", "2"]);
     cli.ok(&["wait", "--timeout", "120s"]);

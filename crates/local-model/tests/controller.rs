@@ -5,14 +5,15 @@
 
 mod common;
 
-use common::{pack, shell_charm, v0_lib_dir, venv, Scratch};
+use common::{pack, shell_charm, v0_lib_dir, venv};
 use local_model::controller::Controller;
 use std::path::Path;
 use std::process::Command;
+use tempfile::TempDir;
 
-fn controller(scratch: &Scratch) -> Controller {
+fn controller(scratch: &TempDir) -> Controller {
     Controller::new(
-        &scratch.0.join("controller"),
+        &scratch.path().join("controller"),
         Path::new(env!("CARGO_BIN_EXE_hook-tool")),
         true,
     )
@@ -21,10 +22,10 @@ fn controller(scratch: &Scratch) -> Controller {
 
 #[test]
 fn a_python_charm_scales_up_and_down_and_leadership_moves() {
-    let scratch = Scratch::new("ctl-ops");
+    let scratch = TempDir::with_prefix("lm-ctl-ops-").unwrap();
     let python = venv();
     let charm = pack(
-        &scratch.0,
+        scratch.path(),
         "ops-peer",
         "packed",
         &python,
@@ -89,8 +90,8 @@ fn the_rust_example_charm_serves_its_greeting_from_a_sandboxed_container() {
         .success();
     assert!(ok);
     let bin = Path::new(env!("CARGO_BIN_EXE_hook-tool")).with_file_name("example-charm");
-    let scratch = Scratch::new("ctl-example");
-    let charm = scratch.0.join("example-charm");
+    let scratch = TempDir::with_prefix("lm-ctl-example-").unwrap();
+    let charm = scratch.path().join("example-charm");
     std::fs::create_dir_all(&charm).unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../example-charm/charm");
     for f in ["metadata.yaml", "config.yaml", "actions.yaml"] {
@@ -161,10 +162,10 @@ fn http_get(host: &str, port: u16) -> String {
     panic!("nothing listens on {port}");
 }
 
-fn peer_charm(scratch: &Scratch) -> std::path::PathBuf {
+fn peer_charm(scratch: &TempDir) -> std::path::PathBuf {
     let python = venv();
     pack(
-        &scratch.0,
+        scratch.path(),
         "ops-peer",
         "packed",
         &python,
@@ -173,7 +174,7 @@ fn peer_charm(scratch: &Scratch) -> std::path::PathBuf {
 }
 
 fn order_with(seed: Option<u64>) -> Vec<String> {
-    let scratch = Scratch::new(&format!("ctl-seed-{seed:?}"));
+    let scratch = TempDir::with_prefix(format!("lm-ctl-seed-{seed:?}-")).unwrap();
     let charm = peer_charm(&scratch);
     let mut c = controller(&scratch);
     c.set_seed(seed).unwrap();
@@ -195,7 +196,7 @@ fn a_seed_fixes_the_order_units_run_in() {
 
 #[test]
 fn an_injected_failure_blocks_one_unit_until_resolved_and_an_abrupt_removal_is_seen() {
-    let scratch = Scratch::new("ctl-faults");
+    let scratch = TempDir::with_prefix("lm-ctl-faults-").unwrap();
     let charm = peer_charm(&scratch);
     let mut c = controller(&scratch);
     c.deploy(&charm, "peer", 3, &[]).unwrap();
@@ -263,7 +264,7 @@ fn an_injected_failure_blocks_one_unit_until_resolved_and_an_abrupt_removal_is_s
 
 #[test]
 fn secrets_rotate_and_expire_by_the_models_clock() {
-    let scratch = Scratch::new("ctl-rotate");
+    let scratch = TempDir::with_prefix("lm-ctl-rotate-").unwrap();
     let charm = peer_charm(&scratch);
     let mut c = controller(&scratch);
     c.deploy(&charm, "peer", 2, &[]).unwrap();
@@ -311,7 +312,7 @@ fn secrets_rotate_and_expire_by_the_models_clock() {
 
 #[test]
 fn actions_and_commands_run_in_a_hook_context() {
-    let scratch = Scratch::new("ctl-tasks");
+    let scratch = TempDir::with_prefix("lm-ctl-tasks-").unwrap();
     let charm = peer_charm(&scratch);
     let mut c = controller(&scratch);
     c.deploy(&charm, "peer", 1, &[("greeting", "hi")]).unwrap();
@@ -348,9 +349,9 @@ fn actions_and_commands_run_in_a_hook_context() {
 }
 
 /// A charm in shell whose install hook creates a secret the unit owns.
-fn secret_charm(scratch: &Scratch) -> std::path::PathBuf {
+fn secret_charm(scratch: &TempDir) -> std::path::PathBuf {
     shell_charm(
-        &scratch.0,
+        scratch.path(),
         "secrets",
         "#!/bin/sh\n\
          if [ \"$JUJU_DISPATCH_PATH\" = hooks/install ]; then\n\
@@ -366,7 +367,7 @@ fn secret_charm(scratch: &Scratch) -> std::path::PathBuf {
 /// revision the leader made meanwhile.
 #[test]
 fn hooks_run_together_commit_without_undoing_each_other() {
-    let scratch = Scratch::new("ctl-together");
+    let scratch = TempDir::with_prefix("lm-ctl-together-").unwrap();
     let mut c = controller(&scratch);
     c.deploy(&secret_charm(&scratch), "secrets", 2, &[])
         .unwrap();

@@ -5,7 +5,8 @@
 use local_model::agent::Agent;
 use local_model::model::{Application, End, Model, RelationRecord, Unit};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use tempfile::TempDir;
 
 const DISPATCH: &str = r#"#!/bin/sh
 set -e
@@ -23,18 +24,9 @@ esac
 juju-log -- "ran $JUJU_HOOK_NAME"
 "#;
 
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn setup(name: &str) -> (Dir, Model, Agent) {
-    let dir = Dir(std::env::temp_dir().join(format!("lm-hooks-{name}-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    let charm = dir.0.join("charm");
+fn setup(name: &str) -> (TempDir, Model, Agent) {
+    let dir = TempDir::with_prefix(format!("lm-hooks-{name}-")).unwrap();
+    let charm = dir.path().join("charm");
     std::fs::create_dir_all(&charm).unwrap();
     std::fs::write(charm.join("dispatch"), DISPATCH).unwrap();
     std::fs::set_permissions(
@@ -76,8 +68,8 @@ fn setup(name: &str) -> (Dir, Model, Agent) {
         ..RelationRecord::default()
     });
     let agent = Agent::start(
-        &dir.0.join("agent.socket"),
-        &dir.0.join("tools"),
+        &dir.path().join("agent.socket"),
+        &dir.path().join("tools"),
         Path::new(env!("CARGO_BIN_EXE_hook-tool")),
     )
     .unwrap();
@@ -127,7 +119,7 @@ fn a_unit_starts_through_real_processes_and_tools() {
 #[test]
 fn a_failed_hook_commits_nothing_and_blocks_until_resolved() {
     let (dir, mut m, agent) = setup("fail");
-    std::fs::write(dir.0.join("charm/fail-start"), "").unwrap();
+    std::fs::write(dir.path().join("charm/fail-start"), "").unwrap();
     let ran = run_all(&agent, &mut m);
     assert_eq!(ran.last().unwrap(), &("start".to_string(), false));
     let unit = m.unit("web/0").unwrap();
@@ -145,7 +137,7 @@ fn a_failed_hook_commits_nothing_and_blocks_until_resolved() {
     assert!(!unit.seen.started);
 
     // Resolved: the hook runs again and succeeds.
-    std::fs::remove_file(dir.0.join("charm/fail-start")).unwrap();
+    std::fs::remove_file(dir.path().join("charm/fail-start")).unwrap();
     m.unit_mut("web/0").unwrap().failed = None;
     assert_eq!(run_all(&agent, &mut m), [("start".to_string(), true)]);
 }

@@ -4,9 +4,10 @@
 
 mod common;
 
-use common::{pack, v0_lib_dir, venv, Scratch};
+use common::{pack, v0_lib_dir, venv};
 use std::path::Path;
 use std::process::Command;
+use tempfile::TempDir;
 
 /// Stops the controller the CLI started, if the test left it running.
 struct Daemon(std::path::PathBuf);
@@ -25,14 +26,14 @@ impl Drop for Daemon {
 
 #[test]
 fn jubilant_drives_the_local_model() {
-    let scratch = Scratch::new("jubilant");
+    let scratch = TempDir::with_prefix("lm-jubilant-").unwrap();
     let python = venv();
     let lib = [v0_lib_dir(&python)];
-    let charms = scratch.0.join("charms");
+    let charms = scratch.path().join("charms");
     let peer = pack(&charms, "ops-peer", "peer", &python, &lib);
     let provider = pack(&charms, "db-provider-v0", "provider", &python, &lib);
     let requirer = pack(&charms, "db-requirer-v0", "requirer", &python, &lib);
-    let home = scratch.0.join("home");
+    let home = scratch.path().join("home");
     let _daemon = Daemon(home.join("jubilant"));
     let bin = Path::new(env!("CARGO_BIN_EXE_juju")).parent().unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/jubilant/drive.py");

@@ -6,11 +6,12 @@
 
 mod common;
 
-use common::{pack, venv, Scratch};
+use common::{pack, venv};
 use local_model::controller::Controller;
 use pebble_api::{Notify, Pebble, PebbleClient};
 use std::path::Path;
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
 /// Runs due hooks until the unit's status says `want`, for up to ten seconds.
 fn settle_until(c: &mut Controller, unit: &str, want: &str) -> Vec<String> {
@@ -41,11 +42,11 @@ fn settle_until(c: &mut Controller, unit: &str, want: &str) -> Vec<String> {
 
 #[test]
 fn a_workload_notice_runs_the_custom_notice_hook() {
-    let scratch = Scratch::new("ctl-notice");
+    let scratch = TempDir::with_prefix("lm-ctl-notice-").unwrap();
     let python = venv();
-    let charm = pack(&scratch.0, "ops-notice", "packed", &python, &[]);
+    let charm = pack(scratch.path(), "ops-notice", "packed", &python, &[]);
     let mut c = Controller::new(
-        &scratch.0.join("controller"),
+        &scratch.path().join("controller"),
         Path::new(env!("CARGO_BIN_EXE_hook-tool")),
         true,
     )

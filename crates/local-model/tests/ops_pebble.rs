@@ -4,9 +4,10 @@
 
 mod common;
 
-use common::{venv, Scratch};
+use common::venv;
 use pebble_server::{PebbleServer, ServerConfig};
 use std::process::Command;
+use tempfile::TempDir;
 
 const SCRIPT: &str = r#"
 import sys, time
@@ -42,9 +43,9 @@ print("ok")
 #[test]
 fn ops_pebble_client_drives_the_server() {
     let python = venv();
-    let scratch = Scratch::new("ops-pebble");
-    let socket = scratch.0.join("pebble.socket");
-    let root = scratch.0.join("root");
+    let scratch = TempDir::with_prefix("lm-ops-pebble-").unwrap();
+    let socket = scratch.path().join("pebble.socket");
+    let root = scratch.path().join("root");
     let _server = PebbleServer::start(ServerConfig {
         socket: socket.clone(),
         root: root.clone(),

@@ -4,8 +4,9 @@ use crate::checks::Checks;
 use crate::files::{FileError, Files, Options};
 use crate::http::{Request, Response};
 use crate::notices::{self, Filter, Notices};
-use crate::plan::{self, parse_duration};
+use crate::plan;
 use crate::services::{signal_number, ServiceError, Services};
+use crate::timefmt::{parse_go_duration, parse_rfc3339};
 use pebble_api::multipart::{self, Part};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -186,7 +187,9 @@ impl Api {
         let missing = || error(404, "", format!("cannot find change with id {id:?}"));
         if wait {
             let timeout = match request.query("timeout") {
-                Some(t) if !t.is_empty() => parse_duration(t).map_err(bad_request)?,
+                Some(t) if !t.is_empty() => {
+                    parse_go_duration(t).map_err(|e| bad_request(e.to_string()))?
+                }
                 _ => Duration::from_secs(3600),
             };
             match self.services.wait_change(id, timeout) {
@@ -204,7 +207,7 @@ impl Api {
     fn notices(&self, request: &Request) -> Result<Response, Response> {
         let after = match request.query("after") {
             Some(a) if !a.is_empty() => Some(
-                crate::timefmt::parse_rfc3339(a)
+                parse_rfc3339(a)
                     .map_err(|e| bad_request(format!("invalid \"after\" timestamp: {e}")))?,
             ),
             _ => None,
@@ -225,8 +228,8 @@ impl Api {
         };
         let found = match request.query("timeout") {
             Some(t) if !t.is_empty() => {
-                let timeout =
-                    parse_duration(t).map_err(|e| bad_request(format!("invalid timeout: {e}")))?;
+                let timeout = parse_go_duration(t)
+                    .map_err(|e| bad_request(format!("invalid timeout: {e}")))?;
                 self.notices.wait(&filter, timeout)
             }
             _ => self.notices.list(&filter),
@@ -272,9 +275,8 @@ impl Api {
         }
         let repeat_after = match body.repeat_after.as_str() {
             "" => Duration::ZERO,
-            r => {
-                parse_duration(r).map_err(|e| bad_request(format!("invalid repeat-after: {e}")))?
-            }
+            r => parse_go_duration(r)
+                .map_err(|e| bad_request(format!("invalid repeat-after: {e}")))?,
         };
         if body.data.to_string().len() > MAX_NOTICE_DATA {
             return Err(bad_request(format!(

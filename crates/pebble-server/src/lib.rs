@@ -26,7 +26,7 @@ mod notices;
 mod plan;
 mod sandbox;
 mod services;
-mod timefmt;
+pub mod timefmt;
 
 pub use api::VERSION;
 

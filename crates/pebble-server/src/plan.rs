@@ -1,6 +1,8 @@
 //! Layers and the plan: parsing a layer, combining layers in order, validating the
-//! result, and the small value syntaxes a plan uses (Go durations, command words).
+//! result, and the command words a plan's commands are split into (its Go
+//! durations are read by [`crate::timefmt`]).
 
+use crate::timefmt::parse_go_duration;
 use pebble_api::{Check, Layer, Plan, Service};
 use std::time::Duration;
 
@@ -194,7 +196,7 @@ fn validate(plan: &Plan) -> Result<(), String> {
             &service.kill_delay,
         ] {
             if !duration.is_empty() {
-                parse_duration(duration)
+                parse_go_duration(duration)
                     .map_err(|e| format!("invalid duration for service {name:?}: {e}"))?;
             }
         }
@@ -219,7 +221,7 @@ fn validate(plan: &Plan) -> Result<(), String> {
         }
         for duration in [&check.period, &check.timeout] {
             if !duration.is_empty() {
-                parse_duration(duration)
+                parse_go_duration(duration)
                     .map_err(|e| format!("invalid duration for check {name:?}: {e}"))?;
             }
         }
@@ -231,48 +233,12 @@ fn validate(plan: &Plan) -> Result<(), String> {
     Ok(())
 }
 
-/// A Go duration such as `500ms`, `1.5s`, `1m30s` or `0`.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {text:?}");
-    let s = text.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.is_empty() {
-        return Err(bad());
-    }
-    let mut rest = s;
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let number: f64 = rest[..number_len].parse().map_err(|_| bad())?;
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += number * scale;
-        rest = &rest[unit_len..];
-    }
-    Ok(Duration::from_secs_f64(total))
-}
-
 /// The duration in `field`, or `default` when it is empty or invalid.
 pub(crate) fn duration_or(field: &str, default: Duration) -> Duration {
     if field.is_empty() {
         return default;
     }
-    parse_duration(field).unwrap_or(default)
+    parse_go_duration(field).unwrap_or(default)
 }
 
 /// Splits a command into words as a POSIX shell would, with quotes and backslashes
@@ -355,16 +321,6 @@ mod tests {
         assert_eq!(split_words("x ''").unwrap(), ["x", ""]);
         assert!(split_words("a 'b").is_err());
         assert!(split_words("  ").is_err());
-    }
-
-    #[test]
-    fn parses_go_durations() {
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("0.25s").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("30.000s").unwrap(), Duration::from_secs(30));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("5x").is_err());
     }
 
     fn layer(yaml: &str) -> Layer {

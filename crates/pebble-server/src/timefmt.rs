@@ -1,9 +1,22 @@
-//! RFC 3339 timestamps and Go durations, as Pebble writes and reads them.
+//! RFC 3339 timestamps and Go durations, as Pebble (and Juju, both written in
+//! Go) write and read them. The local model reads its `--expire` times and
+//! duration flags with these too.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Text that is not an RFC 3339 time or a Go duration.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Not `2006-01-02T15:04:05[.frac](Z|±hh:mm)`.
+    #[error("cannot parse {0:?} as an RFC 3339 time")]
+    Rfc3339(String),
+    /// Not a Go duration.
+    #[error("invalid duration {0:?}")]
+    Duration(String),
+}
+
 /// `time` in UTC as `2006-01-02T15:04:05.000000000Z`.
-pub(crate) fn rfc3339(time: SystemTime) -> String {
+pub fn rfc3339(time: SystemTime) -> String {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -18,10 +31,10 @@ pub(crate) fn rfc3339(time: SystemTime) -> String {
 }
 
 /// Parses an RFC 3339 timestamp (`2006-01-02T15:04:05[.frac](Z|±hh:mm)`).
-pub(crate) fn parse_rfc3339(text: &str) -> Result<SystemTime, String> {
-    let bad = || format!("cannot parse {text:?} as an RFC 3339 time");
+pub fn parse_rfc3339(text: &str) -> Result<SystemTime, ParseError> {
+    let bad = || ParseError::Rfc3339(text.into());
     let b = text.as_bytes();
-    let number = |from: usize, len: usize| -> Result<i64, String> {
+    let number = |from: usize, len: usize| -> Result<i64, ParseError> {
         let digits = text.get(from..from + len).ok_or_else(bad)?;
         if !digits.bytes().all(|c| c.is_ascii_digit()) {
             return Err(bad());
@@ -80,7 +93,7 @@ pub(crate) fn parse_rfc3339(text: &str) -> Result<SystemTime, String> {
 }
 
 /// `d` as Go's `time.Duration.String` writes it (`168h0m0s`, `1.5s`, `20ms`).
-pub(crate) fn go_duration(d: Duration) -> String {
+pub fn go_duration(d: Duration) -> String {
     /// `n / unit` with the remainder as a trimmed decimal fraction.
     fn decimal(n: u128, unit: u128, width: usize) -> String {
         let (whole, rest) = (n / unit, n % unit);
@@ -109,6 +122,42 @@ pub(crate) fn go_duration(d: Duration) -> String {
             }
         }
     }
+}
+
+/// A Go duration such as `500ms`, `1.5s`, `1m30s` or `0`.
+pub fn parse_go_duration(text: &str) -> Result<Duration, ParseError> {
+    let bad = || ParseError::Duration(text.into());
+    let s = text.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let mut rest = s;
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let number: f64 = rest[..number_len].parse().map_err(|_| bad())?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += number * scale;
+        rest = &rest[unit_len..];
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 /// Howard Hinnant's civil-to-days conversion (days since 1970-01-01).
@@ -148,6 +197,8 @@ mod tests {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000000000Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_738_321_200);
+        assert_eq!(rfc3339(t), "2025-01-31T11:00:00.000000000Z");
     }
 
     #[test]
@@ -190,5 +241,25 @@ mod tests {
         for (d, text) in cases {
             assert_eq!(go_duration(d), text);
         }
+    }
+
+    #[test]
+    fn parses_go_durations() {
+        assert_eq!(
+            parse_go_duration("500ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(parse_go_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            parse_go_duration("0.25s").unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            parse_go_duration("30.000s").unwrap(),
+            Duration::from_secs(30)
+        );
+        assert!(parse_go_duration("5").is_err());
+        assert!(parse_go_duration("5x").is_err());
+        assert!(parse_go_duration("99999999999999999999999h").is_err());
     }
 }

@@ -93,7 +93,7 @@ fn layers_combine_into_the_plan() {
 #[test]
 fn start_stop_restart() {
     let mut h = Harness::new(false);
-    let file = h.dir.join("pids");
+    let file = h.dir.path().join("pids");
     h.layer("base", &recording("sleeper", &file, ""), false);
     let started = Instant::now();
     h.client.start(&["sleeper"]).unwrap();
@@ -131,7 +131,11 @@ fn start_stop_restart() {
 #[test]
 fn replan_starts_enabled_and_restarts_changed() {
     let mut h = Harness::new(false);
-    let (a, b, c) = (h.dir.join("a"), h.dir.join("b"), h.dir.join("c"));
+    let (a, b, c) = (
+        h.dir.path().join("a"),
+        h.dir.path().join("b"),
+        h.dir.path().join("c"),
+    );
     let enabled = "    startup: enabled\n";
     let yaml = format!(
         "{}{}{}",
@@ -204,7 +208,7 @@ fn a_command_that_exits_at_once_fails_its_start() {
 #[test]
 fn on_failure_restarts_a_killed_process() {
     let mut h = Harness::new(false);
-    let file = h.dir.join("pids");
+    let file = h.dir.path().join("pids");
     h.layer(
         "base",
         &recording("worker", &file, "    backoff-delay: 100ms\n"),
@@ -241,7 +245,7 @@ fn on_failure_restarts_a_killed_process() {
 #[test]
 fn stop_escalates_to_sigkill_after_the_kill_delay() {
     let mut h = Harness::new(false);
-    let file = h.dir.join("pids");
+    let file = h.dir.path().join("pids");
     let yaml = format!(
         "services:\n  stubborn:\n    override: replace\n    command: sh -c 'trap \"\" TERM; echo $$ >> {}; while true; do sleep 0.1; done'\n    kill-delay: 300ms\n",
         file.display()
@@ -261,7 +265,7 @@ fn stop_escalates_to_sigkill_after_the_kill_delay() {
 #[test]
 fn signals_reach_the_service() {
     let mut h = Harness::new(false);
-    let marker = h.dir.join("hup.txt");
+    let marker = h.dir.path().join("hup.txt");
     let script = format!(
         "#!/bin/sh\ntrap 'echo hup >> {}' HUP\nwhile true; do sleep 0.1; done\n",
         marker.display()
@@ -306,7 +310,7 @@ fn signals_reach_the_service() {
 #[test]
 fn stopping_the_server_leaves_no_process_behind() {
     let mut h = Harness::new(false);
-    let (a, b) = (h.dir.join("a"), h.dir.join("b"));
+    let (a, b) = (h.dir.path().join("a"), h.dir.path().join("b"));
     let yaml = format!(
         "{}{}",
         recording("a", &a, "    startup: enabled\n"),
@@ -327,7 +331,7 @@ fn stopping_the_server_leaves_no_process_behind() {
 #[test]
 fn a_crash_kills_every_service_at_once_without_sigterm() {
     let mut h = Harness::new(false);
-    let (file, marker) = (h.dir.join("pids"), h.dir.join("terminated"));
+    let (file, marker) = (h.dir.path().join("pids"), h.dir.path().join("terminated"));
     // It would note a SIGTERM, and take its 30 s kill delay to go.
     let yaml = format!(
         "services:\n  careful:\n    override: replace\n    startup: enabled\n    command: sh -c 'trap \"echo term >> {}\" TERM; echo $$ >> {}; while true; do sleep 0.1; done'\n    kill-delay: 30s\n",

@@ -130,20 +130,20 @@ mod tests {
 
     #[test]
     fn kubernetes_only_when_the_pod_says_so() {
-        let dir = std::env::temp_dir().join(format!("statefulsets-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        assert!(for_substrate(|_| None, &dir).is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        assert!(for_substrate(|_| None, dir).is_none());
         let env = |k: &str| match k {
             "KUBERNETES_SERVICE_HOST" => Some("127.0.0.1".to_string()),
             "KUBERNETES_SERVICE_PORT" => Some("1".to_string()),
             "JUJU_MODEL_NAME" => Some("test".to_string()),
             _ => None,
         };
-        let api = for_substrate(env, &dir).expect("on Kubernetes");
+        let api = for_substrate(env, dir).expect("on Kubernetes");
         let err = api.get("pgbouncer-k8s").unwrap_err();
         assert!(err.to_string().contains("token"), "{err}");
         let no_port = |k: &str| (k == "KUBERNETES_SERVICE_HOST").then(|| "h".to_string());
-        let err = for_substrate(no_port, &dir)
+        let err = for_substrate(no_port, dir)
             .unwrap()
             .set_partition("pgbouncer-k8s", 1)
             .unwrap_err();

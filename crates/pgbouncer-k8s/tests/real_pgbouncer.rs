@@ -15,6 +15,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
 fn binary(version: PgbVersion) -> PathBuf {
     let path = if version.has_peers() {
@@ -41,25 +42,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A directory the `postgres` user owns, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("pgb-real-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        chown_postgres(&dir);
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn chown_postgres(path: &Path) {
@@ -130,8 +112,8 @@ impl Drop for Running {
 fn every_rendered_case_starts_on_its_pgbouncer() {
     for case in cases() {
         let bin = binary(case.version);
-        let scratch = Scratch::new(case.name);
-        let base = scratch.0.display().to_string();
+        let scratch = TempDir::with_prefix(format!("pgb-real-{}-", case.name)).unwrap();
+        let base = scratch.path().display().to_string();
         let layout = Layout {
             data_dir: format!("{base}/lib"),
             log_dir: format!("{base}/log"),
@@ -167,7 +149,7 @@ fn every_rendered_case_starts_on_its_pgbouncer() {
             write(&layout.ini_path(i), &render_process(&shared, &spec));
             std::fs::create_dir_all(layout.log_dir(i)).unwrap();
         }
-        chown_postgres(&scratch.0);
+        chown_postgres(scratch.path());
         let mut running = Running(Vec::new());
         let (uid, gid) = postgres_ids();
         for i in 0..case.processes {
@@ -182,10 +164,15 @@ fn every_rendered_case_starts_on_its_pgbouncer() {
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         for i in 0..case.processes {
+            // Up once its socket exists and it has logged "process up" (a
+            // moment after it starts listening).
             let socket = format!("{}/.s.PGSQL.{port}", layout.process_dir(i));
-            while !Path::new(&socket).exists() {
+            loop {
                 let log = std::fs::read_to_string(format!("{}/pgbouncer.log", layout.log_dir(i)))
                     .unwrap_or_default();
+                if Path::new(&socket).exists() && log.contains("process up") {
+                    break;
+                }
                 for c in &mut running.0 {
                     if let Some(status) = c.try_wait().unwrap() {
                         panic!("{} process {i} exited with {status}:\n{log}", case.name);
@@ -246,8 +233,8 @@ fn a_certificate_for_the_charms_csr_serves_verified_clients() {
 
     let version = PgbVersion::new(1, 24, 0);
     let bin = binary(version);
-    let scratch = Scratch::new("tls");
-    let base = scratch.0.display().to_string();
+    let scratch = TempDir::with_prefix("pgb-real-tls-").unwrap();
+    let base = scratch.path().display().to_string();
     let layout = Layout {
         data_dir: format!("{base}/lib"),
         log_dir: format!("{base}/log"),
@@ -305,7 +292,7 @@ fn a_certificate_for_the_charms_csr_serves_verified_clients() {
     assert!(ini.contains("client_tls_key_file"));
     write(&layout.ini_path(0), &ini);
     std::fs::create_dir_all(layout.log_dir(0)).unwrap();
-    chown_postgres(&scratch.0);
+    chown_postgres(scratch.path());
     let (uid, gid) = postgres_ids();
     let mut running = Running(vec![Command::new(&bin)
         .arg(layout.ini_path(0))

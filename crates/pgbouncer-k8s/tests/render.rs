@@ -1,32 +1,22 @@
 //! Snapshot tests of the rendered files. Each case renders the shared
 //! configuration (`cfg_file`) and every process's ini file, and compares them with
-//! the files in `tests/snapshots/`. `UPDATE_SNAPSHOTS=1` rewrites the snapshots;
-//! review the diff before committing it.
+//! the files in `tests/snapshots/` with `expect-test`. `UPDATE_EXPECT=1` rewrites
+//! the snapshots; review the diff before committing it.
 
 mod common;
 
 use common::{cases, Case};
 use pgbouncer_k8s::pgb::ini::{render_process, ProcessSpec, SharedConfig};
 use pgbouncer_k8s::pgb::Layout;
-use std::path::PathBuf;
+use std::path::Path;
 
+/// Compares `actual` with `tests/snapshots/<name>` (an absolute path, so that
+/// `expect-test` need not guess the workspace's root).
 fn check(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/snapshots")
         .join(name);
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "no snapshot {}: run with UPDATE_SNAPSHOTS=1",
-            path.display()
-        )
-    });
-    if expected != actual {
-        panic!("{name} differs from its snapshot\n--- expected\n{expected}\n--- actual\n{actual}");
-    }
+    expect_test::expect_file![path].assert_eq(actual);
 }
 
 fn render_case(case: &Case) {

@@ -2,7 +2,8 @@
 //!
 //! - [`names`]: database and role names, and `extra-user-roles`, validated
 //!   before any SQL is built.
-//! - [`verifier`]: SCRAM-SHA-256 password verifiers, computed locally.
+//! - [`verifier`]: SCRAM-SHA-256 password verifiers, computed locally (by
+//!   `postgres-protocol`).
 //! - [`admin`]: [`Admin`], a superuser connection that creates databases and
 //!   users and installs PgBouncer's auth function.
 //! - [`testing`]: [`testing::TestCluster`], a throwaway PostgreSQL for tests.

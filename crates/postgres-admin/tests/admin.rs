@@ -152,6 +152,47 @@ fn users_and_databases() {
     assert!(matches!(err, AdminError::Invalid(_)), "{err:?}");
 }
 
+/// Logs in as a new role whose password was set as `verifier`.
+fn login_with_verifier(
+    cluster: &TestCluster,
+    superuser: &mut Client,
+    user: &str,
+    verifier: &str,
+    password: &str,
+) -> Result<Client, AdminError> {
+    let sql = format!("CREATE ROLE \"{user}\" LOGIN PASSWORD '{verifier}'");
+    superuser.batch_execute(&sql).unwrap();
+    login(cluster, user, password, "postgres")
+}
+
+#[test]
+fn scram_verifiers_log_in() {
+    let cluster = TestCluster::start().unwrap();
+    let mut superuser = cluster.connect_info("postgres").connect().unwrap();
+
+    // A known verifier: the password `secret` with the salt bytes 1 to 16.
+    let known = "SCRAM-SHA-256$4096:AQIDBAUGBwgJCgsMDQ4PEA==\
+                 $8rrDg00OqaiWXJ7p+sCgHEIaBSHY89ZJl3mfIsf32oY=\
+                 :05L1f+yZbiN8O0AnO40Og85NNRhvzTS57naKRWCcsIA=";
+    login_with_verifier(&cluster, &mut superuser, "known", known, "secret").unwrap();
+    assert!(login(&cluster, "known", "Secret", "postgres").is_err());
+
+    // Verifiers computed here log in; the client also checks the server's
+    // signature, so both the stored key and the server key are right. A
+    // non-ASCII password and one SASLprep changes (a Roman numeral nine to
+    // "IX") are included.
+    for (i, password) in ["secret", "p\u{e4} ss w\u{f6}rd", "\u{2168}"]
+        .into_iter()
+        .enumerate()
+    {
+        let verifier = postgres_admin::verifier::scram_sha_256_random_salt(password);
+        let user = format!("user{i}");
+        login_with_verifier(&cluster, &mut superuser, &user, &verifier, password)
+            .unwrap_or_else(|e| panic!("password {password:?}: {e}"));
+        assert!(login(&cluster, &user, "wrong", "postgres").is_err());
+    }
+}
+
 #[test]
 fn pgbouncer_auth_function() {
     let cluster = TestCluster::start().unwrap();

@@ -118,12 +118,6 @@ impl Pods for FakePods {
 mod tests {
     use super::*;
 
-    fn account(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("pods-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn the_pod_is_named_after_the_unit_as_the_patroni_member() {
         assert_eq!(pod_name("postgresql-k8s/2"), "postgresql-k8s-2");
@@ -132,7 +126,8 @@ mod tests {
 
     #[test]
     fn off_kubernetes_there_are_no_pods() {
-        let pods = for_substrate(|_| None, &account("off"));
+        let account = tempfile::tempdir().unwrap();
+        let pods = for_substrate(|_| None, account.path());
         let labelled = pods.patch_labels("pg-1", &member_labels("pg")).unwrap();
         assert!(matches!(labelled, Labelled::NoPods(_)), "{labelled:?}");
     }
@@ -141,14 +136,14 @@ mod tests {
     fn on_kubernetes_the_api_is_used_and_its_problems_are_reported() {
         // A pod's environment, but no service account token: the API is
         // chosen, and the patch fails naming the missing file.
-        let dir = account("on");
+        let account = tempfile::tempdir().unwrap();
         let env = |k: &str| match k {
             "KUBERNETES_SERVICE_HOST" => Some("127.0.0.1".to_string()),
             "KUBERNETES_SERVICE_PORT" => Some("1".to_string()),
             "JUJU_MODEL_NAME" => Some("test".to_string()),
             _ => None,
         };
-        let err = for_substrate(env, &dir)
+        let err = for_substrate(env, account.path())
             .patch_labels("pg-1", &member_labels("pg"))
             .unwrap_err();
         assert_eq!(err.pod, "pg-1");
@@ -156,7 +151,7 @@ mod tests {
 
         // Set but unusable (no port): still the API, which says why.
         let host_only = |k: &str| (k == "KUBERNETES_SERVICE_HOST").then(|| "10.0.0.1".to_string());
-        let err = for_substrate(host_only, &dir)
+        let err = for_substrate(host_only, account.path())
             .patch_labels("pg-1", &member_labels("pg"))
             .unwrap_err();
         assert!(err.message.contains("KUBERNETES_SERVICE_PORT"), "{err}");

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
 const ETCD: &str = "127.0.9.9";
 const ADDRESSES: [&str; 2] = ["127.0.9.1", "127.0.9.2"];
@@ -41,9 +42,9 @@ fn claim_addresses() -> fs::File {
 }
 
 /// Processes this test started, stopped with SIGTERM (Patroni then stops its
-/// PostgreSQL) when dropped; and the scratch directory.
+/// PostgreSQL) when dropped; then their scratch directory goes.
 struct Processes {
-    dir: PathBuf,
+    _dir: TempDir,
     children: Vec<Child>,
 }
 
@@ -64,7 +65,6 @@ impl Drop for Processes {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -248,12 +248,11 @@ fn wait_for(
 #[test]
 fn two_members_form_a_synchronous_cluster_through_etcd() {
     let _addresses = claim_addresses();
-    let dir = std::env::temp_dir().join(format!("pg-real-patroni-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
+    let scratch = TempDir::with_prefix("pg-real-patroni-").unwrap();
+    let dir = scratch.path().to_path_buf();
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
     let mut procs = Processes {
-        dir: dir.clone(),
+        _dir: scratch,
         children: Vec::new(),
     };
     let etcd_log = fs::File::create(dir.join("etcd.log")).unwrap();

@@ -165,12 +165,10 @@ fn the_script_records_the_notice_on_the_pebble_socket() {
         !std::path::Path::new("/charm/bin/pebble").exists(),
         "this test exercises the fallback without Juju's pebble"
     );
-    let dir = std::env::temp_dir().join(format!("pg-notify-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let script = dir.join("notify-role-change");
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("notify-role-change");
     std::fs::write(&script, notify_script()).unwrap();
-    let socket = dir.join("pebble.socket");
+    let socket = dir.path().join("pebble.socket");
     let listener = UnixListener::bind(&socket).unwrap();
     let server = std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
@@ -196,7 +194,6 @@ fn the_script_records_the_notice_on_the_pebble_socket() {
         .output()
         .unwrap();
     let request = server.join().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         out.status.success(),
         "{}",

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use tempfile::TempDir;
 
 /// What the test charms need from PyPI.
 pub const PACKAGES: &[&str] = &[
@@ -57,24 +58,6 @@ pub fn v0_lib_dir(python: &Path) -> PathBuf {
         .output()
         .unwrap();
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
-/// A scratch directory removed on drop.
-pub struct Scratch(pub PathBuf);
-
-impl Scratch {
-    pub fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("lm-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Packs the test charm `name` for one unit, with a dispatch like charmcraft's.
@@ -127,19 +110,19 @@ pub struct Lab {
     pub model: Model,
     pub agent: Agent,
     pub dirs: BTreeMap<String, PathBuf>,
-    pub scratch: Scratch,
+    pub scratch: TempDir,
     python: PathBuf,
     pythonpath: Vec<PathBuf>,
 }
 
 impl Lab {
     pub fn new(name: &str) -> Lab {
-        let scratch = Scratch::new(name);
+        let scratch = TempDir::with_prefix(format!("lm-{name}-")).unwrap();
         let python = venv();
         let pythonpath = vec![v0_lib_dir(&python)];
         let agent = Agent::start(
-            &scratch.0.join("agent.socket"),
-            &scratch.0.join("tools"),
+            &scratch.path().join("agent.socket"),
+            &scratch.path().join("tools"),
             Path::new(env!("CARGO_BIN_EXE_hook-tool")),
         )
         .unwrap();
@@ -164,7 +147,7 @@ impl Lab {
         for n in 0..units {
             let unit = format!("{app}/{n}");
             let dir = pack(
-                &self.scratch.0,
+                self.scratch.path(),
                 charm,
                 &unit,
                 &self.python,

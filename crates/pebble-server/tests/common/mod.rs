@@ -5,26 +5,23 @@
 use pebble_api::{Layer, Pebble, PebbleClient};
 use pebble_server::{PebbleServer, ServerConfig};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
 pub struct Harness {
-    pub dir: PathBuf,
+    /// Removed on drop, after the server has stopped.
+    pub dir: TempDir,
     pub server: Option<PebbleServer>,
     pub client: PebbleClient,
 }
 
 impl Harness {
     pub fn new(sandbox: bool) -> Self {
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("pebble-server-test-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let socket = dir.join("socket/pebble.socket");
+        let dir = TempDir::with_prefix("pebble-server-test-").unwrap();
+        let socket = dir.path().join("socket/pebble.socket");
         let server = PebbleServer::start(ServerConfig {
             socket: socket.clone(),
-            root: dir.join("root"),
+            root: dir.path().join("root"),
             sandbox,
         })
         .unwrap();
@@ -79,7 +76,6 @@ impl Harness {
 impl Drop for Harness {
     fn drop(&mut self) {
         self.stop_server();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
