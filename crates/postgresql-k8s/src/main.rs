@@ -5,7 +5,7 @@ use postgresql_k8s::dcs::Kubernetes;
 use postgresql_k8s::flows::Deps;
 use postgresql_k8s::patroni::client::HttpPatroni;
 use postgresql_k8s::pods;
-use postgresql_k8s::postgres::RealConnector;
+use postgres_admin::RealConnector;
 use postgresql_k8s::workload::Workload;
 use postgresql_k8s::PostgresqlCharm;
 use std::path::Path;

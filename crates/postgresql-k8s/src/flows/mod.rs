@@ -13,7 +13,7 @@ use crate::dcs::{self, Dcs, DcsState, Kubernetes};
 use crate::patroni::render::{self, PatroniInput};
 use crate::patroni::{Cluster, Health, Patroni};
 use crate::pods::{member_labels, pod_name, Labelled, Pods};
-use crate::postgres::Connector;
+use postgres_admin::Connector;
 use crate::state::{self, Passwords};
 use crate::workload::{Workload, CONTAINER};
 use charm::secret::{SecretMeta, SecretOwner};
