@@ -93,7 +93,10 @@ impl Answer {
             .with("uris", uri(user, password, &self.endpoints, &self.database));
         if request.wants_secret("read-only-uris") {
             let ro = &self.read_only_uri;
-            fields.insert("read-only-uris", uri(user, password, &ro.hosts, &ro.database));
+            fields.insert(
+                "read-only-uris",
+                uri(user, password, &ro.hosts, &ro.database),
+            );
         }
         fields
     }
@@ -235,7 +238,8 @@ pub fn publish(
             bag
         }
         Wire::V1 { request_id, salt } => {
-            let secret_user = granted(hook, endpoint, relation, "user", &user, &before.secret_user)?;
+            let secret_user =
+                granted(hook, endpoint, relation, "user", &user, &before.secret_user)?;
             let secret_tls = granted(hook, endpoint, relation, "tls", &tls, &before.secret_tls)?;
             let response = json!([{
                 "resource": answer.database,

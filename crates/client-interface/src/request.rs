@@ -163,7 +163,9 @@ fn parse_v1(remote: &Databag, relation_id: u64) -> Result<Option<Request>, Refus
         }
     };
     let (Some(database), Some(request_id)) = (&request.resource, &request.request_id) else {
-        return Err(malformed("a request lacks its resource or request-id".into()));
+        return Err(malformed(
+            "a request lacks its resource or request-id".into(),
+        ));
     };
     let given = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
     refuse_unsupported(
@@ -190,7 +192,10 @@ fn parse_v1(remote: &Databag, relation_id: u64) -> Result<Option<Request>, Refus
     let (database, roles) = validate(
         relation_id,
         database,
-        request.extra_user_roles.as_deref().filter(|r| !r.is_empty()),
+        request
+            .extra_user_roles
+            .as_deref()
+            .filter(|r| !r.is_empty()),
     )?;
     Ok(Some(Request {
         database,
@@ -294,10 +299,7 @@ mod tests {
             assert!(e.contains("relation 7: ") && e.contains(phrase), "{e}");
         }
         let roles = parse(&bag(&[("database", "ok"), ("extra-user-roles", "test")]), 7);
-        assert!(
-            matches!(&roles, Err(Refusal::Roles { .. })),
-            "{roles:?}"
-        );
+        assert!(matches!(&roles, Err(Refusal::Roles { .. })), "{roles:?}");
         assert!(roles
             .unwrap_err()
             .to_string()
@@ -339,8 +341,9 @@ mod tests {
             ("prefix-matching", r#""all""#),
             ("secret-requested-entity", r#""secret:x""#),
         ] {
-            let requests =
-                format!(r#"[{{"resource": "app", "request-id": "r1", "salt": "s", "{field}": {value}}}]"#);
+            let requests = format!(
+                r#"[{{"resource": "app", "request-id": "r1", "salt": "s", "{field}": {value}}}]"#
+            );
             let e = parse(&bag(&[("version", "v1"), ("requests", &requests)]), 3).unwrap_err();
             assert!(e.to_string().contains(field), "{e}");
         }
@@ -365,7 +368,10 @@ mod tests {
             }
         );
         assert!(r.wants_secret("read-only-uris") && r.wants_secret_credentials());
-        assert_eq!(parse(&bag(&[("version", "v1"), ("requests", "[]")]), 5), Ok(None));
+        assert_eq!(
+            parse(&bag(&[("version", "v1"), ("requests", "[]")]), 5),
+            Ok(None)
+        );
         assert_eq!(parse(&bag(&[("version", "v1")]), 5), Ok(None));
         for (requests, phrase) in [
             ("{}", "JSON list"),
@@ -374,7 +380,10 @@ mod tests {
                 r#"[{"resource": "a", "request-id": "1"}, {"resource": "b", "request-id": "2"}]"#,
                 "2 resources",
             ),
-            (r#"[{"resource": "a;b", "request-id": "1"}]"#, "invalid database name"),
+            (
+                r#"[{"resource": "a;b", "request-id": "1"}]"#,
+                "invalid database name",
+            ),
         ] {
             let e = parse(&bag(&[("version", "v1"), ("requests", requests)]), 5).unwrap_err();
             assert!(e.to_string().contains(phrase), "{e}");

@@ -73,11 +73,7 @@ pub enum Answered {
 /// Reads the provider's answer on `relation` of `endpoint`: endpoints, and
 /// credentials from the `secret-user` secret or, from providers that do not
 /// use secrets, the databag.
-pub fn answer(
-    hook: &mut Hook<'_>,
-    endpoint: &str,
-    relation: &Relation,
-) -> charm::Result<Answered> {
+pub fn answer(hook: &mut Hook<'_>, endpoint: &str, relation: &Relation) -> charm::Result<Answered> {
     let remote = hook.remote_app_bag(relation)?.clone();
     let waiting = |why: String| Ok(Answered::Waiting(why));
     let Some(rw) = remote.get("endpoints") else {
@@ -87,7 +83,10 @@ pub fn answer(
         Ok(list) if !list.is_empty() => list,
         _ => return waiting(format!("PostgreSQL published unusable endpoints {rw:?}")),
     };
-    let read_only = match remote.get("read-only-endpoints").map(|r| Endpoint::parse_list(r)) {
+    let read_only = match remote
+        .get("read-only-endpoints")
+        .map(|r| Endpoint::parse_list(r))
+    {
         None => Vec::new(),
         Some(Ok(list)) => list,
         Some(Err(e)) => return waiting(e.to_string()),

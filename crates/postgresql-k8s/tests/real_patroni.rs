@@ -7,12 +7,12 @@
 
 use charm::SecretContent;
 use postgres_admin::names::{ExtraRoles, RoleName};
+use postgres_admin::{Connector, RealConnector};
 use postgresql_k8s::config::{CharmConfig, Resources};
 use postgresql_k8s::dcs::Dcs;
 use postgresql_k8s::patroni::client::HttpPatroni;
 use postgresql_k8s::patroni::render::{dynamic_config, render, PatroniInput};
 use postgresql_k8s::patroni::{Cluster, Patroni, PatroniError};
-use postgres_admin::{Connector, RealConnector};
 use postgresql_k8s::postgres::operator_login;
 use postgresql_k8s::state::{self, Passwords};
 use postgresql_k8s::workload::{notify_script, Layout, ROLE_CHANGE_NOTICE};

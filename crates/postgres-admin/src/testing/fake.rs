@@ -78,10 +78,7 @@ impl Connector for FakeConnector {
 }
 
 impl FakeSession {
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut FakeServer) -> Result<T, PgError>,
-    ) -> Result<T, PgError> {
+    fn with<T>(&self, f: impl FnOnce(&mut FakeServer) -> Result<T, PgError>) -> Result<T, PgError> {
         let mut s = self.0.borrow_mut();
         if let Some(why) = &s.down {
             return Err(PgError(why.clone()));

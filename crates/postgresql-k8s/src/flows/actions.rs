@@ -121,7 +121,11 @@ fn set_password(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
     let Some(primary) = cluster_status(hook, deps, &ctx)?.and_then(|c| c.primary().cloned()) else {
         return fail(hook, "Failed changing the password: no primary");
     };
-    let target = postgres::operator_login(&primary.host, primary.port, ctx.passwords.get(state::OPERATOR));
+    let target = postgres::operator_login(
+        &primary.host,
+        primary.port,
+        ctx.passwords.get(state::OPERATOR),
+    );
     let role = RoleName::parse(&user)?;
     if let Err(e) = deps
         .connector

@@ -98,7 +98,11 @@ fn requested(
     else {
         return Ok(Handled::Deferred);
     };
-    let target = postgres::operator_login(&primary.host, primary.port, ctx.passwords.get(state::OPERATOR));
+    let target = postgres::operator_login(
+        &primary.host,
+        primary.port,
+        ctx.passwords.get(state::OPERATOR),
+    );
     let user = provider::relation_user(relation.id);
     let password = postgres_admin::password::generate();
     let created = deps.connector.connect(&target).and_then(|mut pg| {
@@ -151,8 +155,7 @@ fn refresh(
         return Ok(());
     };
     let before = provider::published(hook, relation)?;
-    if before.endpoints.as_ref() == Some(&rw) && before.read_only_endpoints.as_ref() == Some(&ro)
-    {
+    if before.endpoints.as_ref() == Some(&rw) && before.read_only_endpoints.as_ref() == Some(&ro) {
         return Ok(());
     }
     let user = provider::relation_user(relation.id);
@@ -249,7 +252,11 @@ pub fn broken(
     let Some(primary) = cluster_status(hook, deps, &ctx)?.and_then(|c| c.primary().cloned()) else {
         return Ok(Handled::Deferred);
     };
-    let target = postgres::operator_login(&primary.host, primary.port, ctx.passwords.get(state::OPERATOR));
+    let target = postgres::operator_login(
+        &primary.host,
+        primary.port,
+        ctx.passwords.get(state::OPERATOR),
+    );
     let user = provider::relation_user(event.relation.id);
     if let Err(e) = deps
         .connector

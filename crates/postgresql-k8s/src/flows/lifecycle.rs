@@ -30,7 +30,11 @@ pub fn initialise(
         findings.problem(hook, Status::Waiting(PRIMARY_STARTING.into()))?;
         return Ok(false);
     };
-    let target = postgres::operator_login(&primary.host, primary.port, ctx.passwords.get(state::OPERATOR));
+    let target = postgres::operator_login(
+        &primary.host,
+        primary.port,
+        ctx.passwords.get(state::OPERATOR),
+    );
     let monitoring = RoleName::parse(state::MONITORING)?;
     let roles = ExtraRoles::parse("pg_monitor")?;
     let done = deps.connector.connect(&target).and_then(|mut pg| {
