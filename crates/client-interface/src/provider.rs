@@ -170,43 +170,62 @@ pub fn published(hook: &mut Hook<'_>, relation: &Relation) -> charm::Result<Publ
     })
 }
 
-/// Leader: the client's password. It comes from the relation's user secret;
-/// else from the databag (an answer written without secrets by an earlier
-/// version); else a new one is generated and kept in a new user secret,
-/// owned by the application and not granted to anyone yet.
-pub fn password(
+/// Leader: the password kept for a client, if any: in its relation's user
+/// secret or, from an answer written without secrets by an earlier version,
+/// in the databag.
+pub fn kept_password(
     hook: &mut Hook<'_>,
     endpoint: &str,
     relation: &Relation,
-    username: &str,
-) -> crate::Result<String> {
+) -> crate::Result<Option<String>> {
     let label = secret_label(endpoint, relation.id, "user");
-    if let Some(stored) = hook.secret_by_label(&label, Revision::Peek)? {
-        if let Some(password) = stored.get("password") {
-            return Ok(password.to_string());
-        }
+    if let Some(password) = hook
+        .secret_by_label(&label, Revision::Peek)?
+        .and_then(|stored| stored.get("password").map(str::to_string))
+    {
+        return Ok(Some(password));
     }
-    let password = match hook.local_app_bag(relation)?.get("password") {
-        Some(p) => p.clone(),
-        None => postgres_admin::password::generate(),
+    Ok(hook.local_app_bag(relation)?.get("password").cloned())
+}
+
+/// Leader: keeps a new client's credentials in its relation's user secret,
+/// owned by the application and granted to no one yet, until [`publish`]
+/// hands them over (possibly hooks later); returns the secret's id.
+pub fn keep(
+    hook: &mut Hook<'_>,
+    endpoint: &str,
+    relation: &Relation,
+    request: &Request,
+    answer: &Answer,
+) -> crate::Result<SecretId> {
+    let label = secret_label(endpoint, relation.id, "user");
+    let content = answer.user_fields(request);
+    let meta = SecretMeta {
+        label: Some(label.clone()),
+        ..SecretMeta::default()
     };
-    let content = SecretContent::new()
-        .with("username", username)
-        .with("password", password.as_str());
-    ensure_secret(hook, &label, &content, None)?;
-    Ok(password)
+    // A new client has no secret yet; should one be there after all, it is
+    // brought up to date instead.
+    match hook.add_secret(&content, SecretOwner::Application, &meta) {
+        Ok(id) => Ok(id),
+        Err(_) => ensure_secret(hook, &label, &content, None),
+    }
 }
 
 /// Leader: writes the answer to a request, creating, updating and granting
-/// the relation's secrets as needed; only what changed reaches Juju.
+/// the relation's secrets as needed; only what changed reaches Juju. `kept`
+/// is the user secret's id when the caller holds it from [`keep`] (it saves
+/// a look-up).
 pub fn publish(
     hook: &mut Hook<'_>,
     endpoint: &str,
     relation: &Relation,
     request: &Request,
     answer: &Answer,
+    kept: Option<&SecretId>,
 ) -> crate::Result<()> {
     let before = published(hook, relation)?;
+    let kept = kept.map(SecretId::to_string);
     let user = answer.user_fields(request);
     let tls = answer.tls_fields(&request.wire);
     let changes: Vec<(String, Option<String>)> = match &request.wire {
@@ -221,15 +240,31 @@ pub fn publish(
                 ("version".into(), answer.version.clone()),
             ];
             if request.wants_secret_credentials() {
-                let id = granted(hook, endpoint, relation, "user", &user, &before.secret_user)?;
+                let id = granted(
+                    hook,
+                    endpoint,
+                    relation,
+                    "user",
+                    &user,
+                    &before.secret_user,
+                    kept.as_deref(),
+                )?;
                 bag.push(("secret-user".into(), Some(id)));
             } else {
                 let label = secret_label(endpoint, relation.id, "user");
-                ensure_secret(hook, &label, &user, None)?;
+                ensure_secret(hook, &label, &user, kept.as_deref())?;
                 bag.extend(user.iter().map(|(k, v)| (k.clone(), Some(v.clone()))));
             }
             if request.wants_secret("tls") || request.wants_secret("tls-ca") {
-                let id = granted(hook, endpoint, relation, "tls", &tls, &before.secret_tls)?;
+                let id = granted(
+                    hook,
+                    endpoint,
+                    relation,
+                    "tls",
+                    &tls,
+                    &before.secret_tls,
+                    None,
+                )?;
                 bag.push(("secret-tls".into(), Some(id)));
             } else {
                 bag.push(("tls".into(), tls.get("tls").map(str::to_string)));
@@ -238,9 +273,24 @@ pub fn publish(
             bag
         }
         Wire::V1 { request_id, salt } => {
-            let secret_user =
-                granted(hook, endpoint, relation, "user", &user, &before.secret_user)?;
-            let secret_tls = granted(hook, endpoint, relation, "tls", &tls, &before.secret_tls)?;
+            let secret_user = granted(
+                hook,
+                endpoint,
+                relation,
+                "user",
+                &user,
+                &before.secret_user,
+                kept.as_deref(),
+            )?;
+            let secret_tls = granted(
+                hook,
+                endpoint,
+                relation,
+                "tls",
+                &tls,
+                &before.secret_tls,
+                None,
+            )?;
             let response = json!([{
                 "resource": answer.database,
                 "request-id": request_id,
@@ -271,6 +321,7 @@ pub fn publish(
 
 /// The relation's secret of `group` holds `content` and the client may read
 /// it (granted unless the databag already hands it out); returns its id.
+/// `kept` is its id when the caller knows it.
 fn granted(
     hook: &mut Hook<'_>,
     endpoint: &str,
@@ -278,9 +329,10 @@ fn granted(
     group: &str,
     content: &SecretContent,
     handed_out: &Option<String>,
+    kept: Option<&str>,
 ) -> crate::Result<String> {
     let label = secret_label(endpoint, relation.id, group);
-    let id = ensure_secret(hook, &label, content, handed_out.as_deref())?;
+    let id = ensure_secret(hook, &label, content, handed_out.as_deref().or(kept))?;
     let id_text = id.to_string();
     if handed_out.as_deref() != Some(id_text.as_str()) {
         hook.grant_secret(&id, relation, None)?;

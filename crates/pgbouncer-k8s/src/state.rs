@@ -178,6 +178,10 @@ pub struct ClientEntry {
     /// Why its request was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// The id of its user secret, where its password is kept (granted to the
+    /// client at the hand-over).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
     /// The endpoints it was last given (`<rw> <ro>`); `None` until its
     /// credentials are handed out.
     #[serde(default, skip_serializing_if = "Option::is_none")]

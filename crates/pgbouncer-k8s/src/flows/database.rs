@@ -6,10 +6,13 @@ use super::{
     all_units_serve, certificates, client_endpoints, config, publish, ready_backend, serve, Deps,
     Issues,
 };
+use crate::flows::certificates::ClientTls;
 use crate::pgb::SharedConfig;
 use crate::state::{self, ClientEntry};
+use charm::SecretId;
 use charm::{Handled, Hook, Relation, RelationEvent};
 use client_interface::provider::{self, Answer, UriTarget};
+use client_interface::Request;
 
 /// relation-changed: a new request runs database-requested; an answered one gets
 /// its connection information refreshed.
@@ -74,7 +77,33 @@ pub fn requested(
     };
     let user = provider::relation_user(relation.id);
     let auth_user = backend.auth_user()?;
-    let password = provider::password(hook, state::DATABASE, relation, user.as_str())?;
+    let password = match clients.get(&relation.id).and_then(|c| c.secret.clone()) {
+        Some(_) => kept_password(hook, relation)?,
+        None => {
+            // Kept in the relation's user secret from now on, so that a retry
+            // uses the same password; handed over once every unit serves.
+            let password = postgres_admin::password::generate();
+            let endpoints = client_endpoints(hook, config.listen_port)?;
+            let answer = answer(
+                relation.id,
+                &request,
+                password.clone(),
+                endpoints,
+                None,
+                &ClientTls::default(),
+            );
+            let id = provider::keep(hook, state::DATABASE, relation, &request, &answer)?;
+            clients.insert(
+                relation.id,
+                ClientEntry {
+                    secret: Some(id.to_string()),
+                    ..ClientEntry::default()
+                },
+            );
+            state::save_clients(hook, &peers, &clients)?;
+            password
+        }
+    };
     // Create user and database
     let created = deps.connector.connect(&backend.login).and_then(|mut pg| {
         pg.create_user(&user, &password, &request.roles)?;
@@ -98,6 +127,7 @@ pub fn requested(
         ClientEntry {
             database: Some(request.database.to_string()),
             privileged: request.roles.is_privileged(),
+            secret: clients.get(&relation.id).and_then(|c| c.secret.clone()),
             ..ClientEntry::default()
         },
     );
@@ -111,6 +141,42 @@ pub fn requested(
     Ok(Handled::Done)
 }
 
+/// The password kept in a client relation's user secret.
+fn kept_password(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::Result<String> {
+    provider::kept_password(hook, state::DATABASE, relation)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "relation {}: its user secret holds no password",
+            relation.id
+        )
+    })
+}
+
+/// What a client is told: its database through PgBouncer's units, and the
+/// read-only twin `<db>_readonly` for its read-only URI.
+fn answer(
+    relation_id: u64,
+    request: &Request,
+    password: String,
+    (rw, ro): (String, String),
+    version: Option<String>,
+    tls: &ClientTls,
+) -> Answer {
+    let database = request.database.to_string();
+    Answer {
+        username: provider::relation_user(relation_id).to_string(),
+        password,
+        read_only_uri: UriTarget {
+            hosts: ro.clone(),
+            database: format!("{database}_readonly"),
+        },
+        database,
+        endpoints: rw,
+        read_only_endpoints: ro,
+        version,
+        tls: tls.for_clients(),
+    }
+}
+
 /// Leader: hands a created database's credentials to the client once every unit
 /// serves it, all in one write (the requirer's library needs them together); for
 /// a client already answered, rewrites what changed when the endpoints move.
@@ -122,7 +188,7 @@ pub fn publish_credentials(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::
     let Some(entry) = clients.get(&relation.id).cloned() else {
         return Ok(());
     };
-    let (Some(database), Some(shared)) = (
+    let (Some(_), Some(shared)) = (
         entry.database.clone(),
         state::published_config(hook, &peers)?,
     ) else {
@@ -143,26 +209,21 @@ pub fn publish_credentials(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::
     let Ok(Some(request)) = state::client_request(&remote, relation.id) else {
         return Ok(());
     };
-    let user = provider::relation_user(relation.id);
-    let password = provider::password(hook, state::DATABASE, relation, user.as_str())?;
+    let password = kept_password(hook, relation)?;
     let version = match state::backend(hook)? {
         state::BackendState::Ready(b) => b.version,
         _ => provider::published(hook, relation)?.version,
     };
-    let answer = Answer {
-        username: user.to_string(),
-        password,
-        read_only_uri: UriTarget {
-            hosts: ro.clone(),
-            database: format!("{database}_readonly"),
-        },
-        database,
-        endpoints: rw,
-        read_only_endpoints: ro,
-        version,
-        tls: tls.for_clients(),
-    };
-    provider::publish(hook, state::DATABASE, relation, &request, &answer)?;
+    let answer = answer(relation.id, &request, password, (rw, ro), version, &tls);
+    let kept = entry.secret.as_deref().map(SecretId::parse).transpose()?;
+    provider::publish(
+        hook,
+        state::DATABASE,
+        relation,
+        &request,
+        &answer,
+        kept.as_ref(),
+    )?;
     clients.insert(
         relation.id,
         ClientEntry {

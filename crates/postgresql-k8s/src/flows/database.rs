@@ -123,7 +123,7 @@ fn requested(
         }
     };
     let answer = answer(relation.id, request, password, (rw, ro), Some(version));
-    provider::publish(hook, state::DATABASE, relation, request, &answer)?;
+    provider::publish(hook, state::DATABASE, relation, request, &answer, None)?;
     hook.log(
         LogLevel::Info,
         &format!(
@@ -158,11 +158,12 @@ fn refresh(
     if before.endpoints.as_ref() == Some(&rw) && before.read_only_endpoints.as_ref() == Some(&ro) {
         return Ok(());
     }
-    let user = provider::relation_user(relation.id);
-    let password = provider::password(hook, state::DATABASE, relation, user.as_str())?;
+    let Some(password) = provider::kept_password(hook, state::DATABASE, relation)? else {
+        anyhow::bail!("relation {}: no password kept for its user", relation.id);
+    };
     let endpoints = (rw.clone(), ro.clone());
     let answer = answer(relation.id, request, password, endpoints, before.version);
-    provider::publish(hook, state::DATABASE, relation, request, &answer)?;
+    provider::publish(hook, state::DATABASE, relation, request, &answer, None)?;
     hook.log(
         LogLevel::Info,
         &format!(
