@@ -3,13 +3,17 @@
 //! published v0 library; real `psql` connects through every PgBouncer unit, and
 //! cancels a query through a load balancer that sends the cancel request to the
 //! other unit; sessions open through each unit carry on while another
-//! application relates and every unit reloads PgBouncer.
+//! application relates and every unit reloads PgBouncer. Clients on both
+//! published libraries, v0 (`data_interfaces`) and v1
+//! (`dpcharmlibs-interfaces`), get working credentials from PgBouncer and
+//! from PostgreSQL directly.
 
 use e2e::balancer::RoundRobin;
 use e2e::{
     action, active, address, charm, client_credentials, controller, converge, postgresql_cluster,
     primary, psql, python_charm, Scratch,
 };
+use local_model::controller::Controller;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -38,6 +42,30 @@ fn reloads(scratch: &Path) -> Vec<usize> {
                 .sum()
         })
         .collect()
+}
+
+/// Runs `sql` as the client `unit` (through its `get-credentials` action) on
+/// `host:port`, retrying while the server may still be picking the user up.
+fn as_client(
+    c: &mut Controller,
+    unit: &str,
+    host: &str,
+    port: u16,
+    database: &str,
+    sql: &str,
+) -> Result<String, String> {
+    let creds = action(c, unit, "get-credentials", serde_json::json!({}));
+    let text = |k: &str| creds[k].as_str().unwrap_or_default().to_string();
+    let (user, password) = (text("username"), text("password"));
+    let mut result = Err(String::new());
+    for _ in 0..50 {
+        result = psql(host, port, &user, &password, database, sql);
+        if result.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    result
 }
 
 #[test]
@@ -331,4 +359,81 @@ fn a_client_reaches_its_database_through_every_pgbouncer_unit() {
         client_credentials(&c, "client", "pgbouncer-k8s").map(|c| c.endpoints),
         Some(endpoints)
     );
+
+    // Clients on the v1 library, through PgBouncer and straight to
+    // PostgreSQL, and one on the v0 library straight to PostgreSQL: each gets
+    // a user that logs in where its endpoints say, to its own database.
+    let client_v1 = python_charm(scratch.path(), "pg-client-v1");
+    c.deploy(&client_v1, "v1-pooled", 1, &[("database", "pooleddb")])
+        .unwrap();
+    c.integrate("v1-pooled:database", "pgbouncer-k8s:database")
+        .unwrap();
+    c.deploy(&client_v1, "v1-direct", 1, &[("database", "directdb")])
+        .unwrap();
+    c.integrate("v1-direct:database", "postgresql-k8s:database")
+        .unwrap();
+    c.deploy(&client, "v0-direct", 1, &[("database", "legacydb")])
+        .unwrap();
+    c.integrate("v0-direct:database", "postgresql-k8s:database")
+        .unwrap();
+    converge(&mut c, Duration::from_secs(120), |c| {
+        ["v1-pooled/0", "v1-direct/0", "v0-direct/0"]
+            .iter()
+            .all(|u| active(c, u).is_some_and(|m| m.contains('@')))
+    });
+    let creds = action(
+        &mut c,
+        "v1-pooled/0",
+        "get-credentials",
+        serde_json::json!({}),
+    );
+    assert_eq!(creds["database"], "pooleddb");
+    assert!(
+        creds["username"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("relation_id_")),
+        "{creds:?}"
+    );
+    for unit in ["pgbouncer-k8s/0", "pgbouncer-k8s/1"] {
+        let host = address(&c, unit);
+        as_client(
+            &mut c,
+            "v1-pooled/0",
+            &host,
+            6432,
+            "pooleddb",
+            "CREATE TABLE IF NOT EXISTS v1 (n int); INSERT INTO v1 VALUES (1)",
+        )
+        .unwrap_or_else(|e| panic!("v1 client through {unit}: {e}"));
+        let read = as_client(
+            &mut c,
+            "v1-pooled/0",
+            &host,
+            6432,
+            "pooleddb_readonly",
+            "SELECT count(*) > 0 FROM v1",
+        );
+        assert!(
+            read.as_deref().is_ok_and(|r| r.trim() == "t"),
+            "v1 client through {unit}, read-only: {read:?}"
+        );
+    }
+    let new_primary = address(&c, &target);
+    for (unit, database) in [("v1-direct/0", "directdb"), ("v0-direct/0", "legacydb")] {
+        let creds = action(&mut c, unit, "get-credentials", serde_json::json!({}));
+        assert_eq!(
+            creds["endpoints"],
+            format!("{new_primary}:5432"),
+            "{unit}: the primary"
+        );
+        let wrote = as_client(
+            &mut c,
+            unit,
+            &new_primary,
+            5432,
+            database,
+            "CREATE TABLE t (n int); INSERT INTO t VALUES (1); SELECT count(*) FROM t",
+        );
+        assert_eq!(wrote.as_deref().map(str::trim), Ok("1"), "{unit}");
+    }
 }

@@ -146,8 +146,8 @@ fn the_example_charm_ends_in_the_same_state_either_way() {
 fn the_pgbouncer_charm_ends_in_the_same_state_either_way() {
     use pgbouncer_k8s::flows::Deps;
     use pgbouncer_k8s::pgb::Layout;
-    use pgbouncer_k8s::postgres::FakeConnector;
     use pgbouncer_k8s::workload::Workload;
+    use postgres_admin::testing::FakeConnector;
     // Two fakes with the same history: the direct and interpreted runs each talk to their own.
     let charm_for = |pg: &FakeConnector| {
         pgbouncer_k8s::PgBouncerCharm::new(Deps {
@@ -210,7 +210,10 @@ fn the_pgbouncer_charm_ends_in_the_same_state_either_way() {
         rel_event(&s, 4, None, None),
         Event::UpdateStatus,
     ] {
-        let (a, b) = (FakeConnector::up(), FakeConnector::up());
+        let (a, b) = (
+            FakeConnector::up_with(&["pgbouncer"]),
+            FakeConnector::up_with(&["pgbouncer"]),
+        );
         *a.0.borrow_mut() = b.server();
         let direct = run(&mut charm_for(&a), &s, event.clone())
             .unwrap_or_else(|f| panic!("{f}"))

@@ -9,17 +9,17 @@
 
 use charm::{Event, RelationEvent, SecretContent, SecretId};
 use charm_testing::{run, ContainerState, Owner, RelationState, SecretState, State};
+use client_interface::Endpoint;
 use pgbouncer_k8s::config::CharmConfig;
-use pgbouncer_k8s::endpoint::Endpoint;
 use pgbouncer_k8s::flows::Deps;
 use pgbouncer_k8s::pgb::ini::{
     render_process, BackendTarget, ClientDatabase, ProcessSpec, SharedConfig, SharedInput,
 };
 use pgbouncer_k8s::pgb::peering::Peering;
 use pgbouncer_k8s::pgb::{Layout, PgbVersion};
-use pgbouncer_k8s::postgres::FakeConnector;
 use pgbouncer_k8s::workload::Workload;
 use pgbouncer_k8s::PgBouncerCharm;
+use postgres_admin::testing::FakeConnector;
 use std::time::{Duration, Instant};
 
 fn render_once(
@@ -206,7 +206,7 @@ fn bench_tool_calls() {
         )
     };
     for existing in [0u64, 50] {
-        let pg = FakeConnector::up();
+        let pg = FakeConnector::up_with(&["pgbouncer"]);
         let (mut charm, state) = leader_with_clients(&pg, existing, true);
         let state = request(state);
         let out = run(&mut charm, &state, changed(&state, 9, None)).unwrap();
@@ -244,7 +244,7 @@ fn bench_tool_calls() {
             false,
         );
     }
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let (mut charm, state) = leader_with_clients(&pg, 0, false);
     let state = request(state);
     let out = run(&mut charm, &state, changed(&state, 9, None)).unwrap();

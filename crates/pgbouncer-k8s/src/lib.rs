@@ -7,7 +7,6 @@
 //! [`status`] decides the unit's status once per dispatch.
 
 pub mod config;
-pub mod endpoint;
 pub mod flows;
 pub mod pgb;
 pub mod postgres;

@@ -3,10 +3,10 @@
 use pgbouncer_k8s::flows::Deps;
 use pgbouncer_k8s::pgb::pools::processes_for;
 use pgbouncer_k8s::pgb::Layout;
-use pgbouncer_k8s::postgres::RealConnector;
 use pgbouncer_k8s::statefulset;
 use pgbouncer_k8s::workload::Workload;
 use pgbouncer_k8s::PgBouncerCharm;
+use postgres_admin::RealConnector;
 use std::path::Path;
 
 fn main() -> std::process::ExitCode {

@@ -1,14 +1,17 @@
 //! The charm's state as Juju holds it: relation names and databag keys, and the
 //! readers that turn databags and secrets into domain values. Nothing here writes.
 
-use crate::endpoint::Endpoint;
 use crate::pgb::ini::ClientDatabase;
 use crate::pgb::{PgbVersion, SharedConfig};
-use crate::postgres::BackendCredentials;
+use crate::postgres::backend_login;
 use crate::tls::{Installed, PrivateKey, TlsFiles};
-use charm::secret::{Revision, SecretRef};
-use charm::{Databag, Hook, Relation, SecretContent, SecretId};
-use postgres_admin::names::{DatabaseName, ExtraRoles, RoleName};
+use charm::secret::Revision;
+use charm::{Databag, Hook, Relation, SecretContent};
+use client_interface::request::{self, Refusal, Request};
+use client_interface::requirer::{self, Answered};
+use client_interface::Endpoint;
+use postgres_admin::names::RoleName;
+use postgres_admin::ConnectInfo;
 use sha2::{Digest, Sha256};
 
 /// The client endpoint (`postgresql_client`, provides).
@@ -65,19 +68,9 @@ pub fn unit_secret_label(app: &str) -> String {
     format!("{PEERS}.{app}.unit")
 }
 
-/// The label of a client relation's user secret.
-pub fn user_secret_label(relation_id: u64) -> String {
-    format!("{DATABASE}.{relation_id}.user.secret")
-}
-
 /// The peer-unit-bag flag that says this unit is leaving a relation.
 pub fn departing_key(relation: &Relation) -> String {
     format!("{}_{}_departing", relation.endpoint, relation.id)
-}
-
-/// A client relation's user.
-pub fn relation_user(relation_id: u64) -> RoleName {
-    RoleName::parse(&format!("relation_id_{relation_id}")).expect("a valid role name")
 }
 
 /// The digest units acknowledge a `cfg_file` by.
@@ -95,7 +88,8 @@ pub fn peers(hook: &mut Hook<'_>) -> charm::Result<Option<Relation>> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Backend {
     pub relation: Relation,
-    pub credentials: BackendCredentials,
+    /// How the charm logs in to the primary (`Debug` hides the password).
+    pub login: ConnectInfo,
     pub primary: Endpoint,
     pub read_only: Vec<Endpoint>,
     pub version: Option<String>,
@@ -106,7 +100,7 @@ impl Backend {
     pub fn auth_user(&self) -> Result<RoleName, postgres_admin::names::NameError> {
         RoleName::parse(&format!(
             "pgbouncer_auth_{}",
-            self.credentials.username.replace('-', "_")
+            self.login.user.replace('-', "_")
         ))
     }
 }
@@ -127,63 +121,17 @@ pub fn backend(hook: &mut Hook<'_>) -> charm::Result<BackendState> {
     let Some(relation) = hook.relations(BACKEND)?.into_iter().next() else {
         return Ok(BackendState::Missing);
     };
-    let remote = hook.remote_app_bag(&relation)?.clone();
-    let Some(endpoints) = remote.get("endpoints") else {
-        return Ok(BackendState::Incomplete(
-            "waiting for PostgreSQL to publish its endpoints".into(),
-        ));
+    let credentials = match requirer::answer(hook, BACKEND, &relation)? {
+        Answered::Waiting(why) => return Ok(BackendState::Incomplete(why)),
+        Answered::Ready(c) => c,
     };
-    let primary = match Endpoint::parse_list(endpoints).map(|l| l.into_iter().next()) {
-        Ok(Some(p)) => p,
-        Ok(None) | Err(_) => {
-            return Ok(BackendState::Incomplete(format!(
-                "PostgreSQL published unusable endpoints {endpoints:?}"
-            )))
-        }
-    };
-    let read_only = match remote
-        .get("read-only-endpoints")
-        .map(|r| Endpoint::parse_list(r))
-    {
-        None => Vec::new(),
-        Some(Ok(list)) => list,
-        Some(Err(e)) => return Ok(BackendState::Incomplete(e.to_string())),
-    };
-    let (username, password) = match remote.get("secret-user") {
-        Some(uri) => {
-            let Ok(id) = SecretId::parse(uri) else {
-                return Ok(BackendState::Incomplete(
-                    "PostgreSQL published an invalid secret-user".into(),
-                ));
-            };
-            let label = format!("{BACKEND}.{}.user.secret", relation.id);
-            let content = hook.secret(&SecretRef::Id(id, Some(label)), Revision::Refresh)?;
-            (
-                content.get("username").map(str::to_string),
-                content.get("password").map(str::to_string),
-            )
-        }
-        None => (
-            remote.get("username").cloned(),
-            remote.get("password").cloned(),
-        ),
-    };
-    let (Some(username), Some(password)) = (username, password) else {
-        return Ok(BackendState::Incomplete(
-            "waiting for PostgreSQL to publish credentials".into(),
-        ));
-    };
+    let primary = credentials.endpoints[0].clone();
     let backend = Backend {
         relation,
-        credentials: BackendCredentials {
-            host: primary.host.clone(),
-            port: primary.port,
-            username,
-            password,
-        },
+        login: backend_login(&primary, &credentials),
         primary,
-        read_only,
-        version: remote.get("version").cloned(),
+        read_only: credentials.read_only,
+        version: credentials.version,
     };
     if let Err(e) = backend.auth_user() {
         return Ok(BackendState::Incomplete(format!(
@@ -199,41 +147,23 @@ pub fn app_secret(hook: &mut Hook<'_>) -> charm::Result<Option<SecretContent>> {
     hook.secret_by_label(&label, Revision::Refresh)
 }
 
-/// What a client relation asked for, validated. Any error names the relation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Request {
-    pub database: DatabaseName,
-    pub roles: ExtraRoles,
-    /// Fields the client wants in secrets (`requested-secrets`).
-    pub secret_fields: Vec<String>,
-}
-
-/// Reads a client's request from its application bag: `Ok(None)` when it has not
-/// asked yet, `Err` with a message for the status when it asked for something
-/// the charm refuses.
-pub fn request(remote: &Databag, relation_id: u64) -> Result<Option<Request>, String> {
-    let Some(raw) = remote.get("database") else {
-        return Ok(None);
-    };
-    let database = DatabaseName::parse(raw).map_err(|e| format!("relation {relation_id}: {e}"))?;
-    if database.is_pgbouncer_console() {
-        return Err(format!(
-            "relation {relation_id}: invalid database name {raw:?}: PgBouncer keeps it for its admin console"
-        ));
+/// Reads a client's request (`Ok(None)` until it asks), with PgBouncer's own
+/// rule on top of the interface's: its admin console's name is no database.
+pub fn client_request(remote: &Databag, relation_id: u64) -> Result<Option<Request>, Refusal> {
+    let request = request::parse(remote, relation_id)?;
+    if let Some(r) = request
+        .as_ref()
+        .filter(|r| r.database.is_pgbouncer_console())
+    {
+        return Err(Refusal::Database {
+            relation_id,
+            detail: format!(
+                "invalid database name {:?}: PgBouncer keeps it for its admin console",
+                r.database.as_str()
+            ),
+        });
     }
-    let roles = ExtraRoles::parse(remote.get("extra-user-roles").map_or("", String::as_str))
-        .map_err(|e| format!("relation {relation_id}: {e}"))?;
-    let secret_fields = match remote.get("requested-secrets") {
-        None => Vec::new(),
-        Some(raw) => serde_json::from_str::<Vec<String>>(raw).map_err(|_| {
-            format!("relation {relation_id}: requested-secrets is not a JSON list of field names")
-        })?,
-    };
-    Ok(Some(Request {
-        database,
-        roles,
-        secret_fields,
-    }))
+    Ok(request)
 }
 
 /// What the leader knows of one client relation.
@@ -248,7 +178,8 @@ pub struct ClientEntry {
     /// Why its request was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
-    /// The id of its user secret (held back until the hand-over).
+    /// The id of its user secret, where its password is kept (granted to the
+    /// client at the hand-over).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
     /// The endpoints it was last given (`<rw> <ro>`); `None` until its
@@ -469,56 +400,6 @@ pub fn recorded_version(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bag(pairs: &[(&str, &str)]) -> Databag {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn requests_are_validated_and_name_their_relation() {
-        assert_eq!(request(&bag(&[]), 4), Ok(None));
-        let r = request(
-            &bag(&[
-                ("database", "app_db"),
-                ("extra-user-roles", "CREATEDB"),
-                ("requested-secrets", r#"["username","password"]"#),
-            ]),
-            4,
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(r.database.as_str(), "app_db");
-        assert!(r.roles.is_privileged());
-        assert_eq!(r.secret_fields, ["username", "password"]);
-        for (pairs, phrase) in [
-            (
-                vec![("database", "x'; DROP DATABASE y; --")],
-                "invalid database name",
-            ),
-            (vec![("database", "postgres")], "postgres"),
-            (
-                vec![
-                    ("database", "ok"),
-                    ("extra-user-roles", "createdb; DROP ROLE x"),
-                ],
-                "createdb; DROP ROLE x",
-            ),
-            (
-                vec![("database", "ok"), ("requested-secrets", "username")],
-                "requested-secrets",
-            ),
-            (
-                vec![("database", "ok"), ("requested-secrets", "[1]")],
-                "requested-secrets",
-            ),
-        ] {
-            let e = request(&bag(&pairs), 7).unwrap_err();
-            assert!(e.starts_with("relation 7: ") && e.contains(phrase), "{e}");
-        }
-    }
 
     #[test]
     fn digests_are_stable_and_short() {

@@ -4,14 +4,15 @@ mod support;
 
 use charm::{Event, Status};
 use charm_testing::{ContainerState, State};
-use pgbouncer_k8s::postgres::FakeConnector;
+use client_interface::provider::secret_label;
 use pgbouncer_k8s::state::{self, BACKEND};
 use pgbouncer_k8s::workload::CONTAINER;
+use postgres_admin::testing::FakeConnector;
 use support::*;
 
 #[test]
 fn backend_created_asks_for_the_pgbouncer_database_as_superuser() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = with_backend(unit(0, true));
     let out = go(
         &pg,
@@ -40,7 +41,7 @@ fn backend_created_asks_for_the_pgbouncer_database_as_superuser() {
 
 #[test]
 fn backend_changed_sets_up_the_auth_user_once_and_renders() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = ready_leader(&pg);
     let server = pg.server();
     assert!(
@@ -68,7 +69,7 @@ fn backend_changed_sets_up_the_auth_user_once_and_renders() {
 
 #[test]
 fn new_backend_endpoints_reach_every_file() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let mut s = ready_leader(&pg).with_relation(client(4, "app_db", &[]));
     s = go(
         &pg,
@@ -99,7 +100,7 @@ fn new_backend_endpoints_reach_every_file() {
 
 #[test]
 fn backend_data_that_is_incomplete_or_hostile_waits_with_a_reason() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     for (key, value, phrase) in [
         (
             "endpoints",
@@ -137,7 +138,7 @@ fn backend_data_that_is_incomplete_or_hostile_waits_with_a_reason() {
 
 #[test]
 fn backend_departing_last_unit_cleans_up_and_broken_blocks() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = ready_leader(&pg).with_relation(client(4, "app_db", &[]));
     let s = go(
         &pg,
@@ -202,7 +203,7 @@ fn backend_departing_last_unit_cleans_up_and_broken_blocks() {
 
 #[test]
 fn a_unit_leaving_the_backend_only_marks_itself() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = ready_leader(&pg);
     let before = pg.server();
     let ev = rel_event(
@@ -234,7 +235,7 @@ fn a_unit_leaving_the_backend_only_marks_itself() {
 
 #[test]
 fn invalid_config_blocks_with_the_option_and_applies_nothing() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = ready_leader(&pg);
     for (key, value) in [
         ("listen_port", serde_json::json!(0)),
@@ -265,7 +266,7 @@ fn invalid_config_blocks_with_the_option_and_applies_nothing() {
 
 #[test]
 fn pebble_ready_adds_one_service_per_process_and_starts_them() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let fresh = with_backend(unit(0, true));
     let out = go(
         &pg,
@@ -292,7 +293,7 @@ fn pebble_ready_adds_one_service_per_process_and_starts_them() {
 
 #[test]
 fn pebble_ready_waits_for_the_container_and_the_peer_relation() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let down = unit(0, true).with_container(CONTAINER, ContainerState::unreachable());
     let out = go(
         &pg,
@@ -316,7 +317,7 @@ fn pebble_ready_waits_for_the_container_and_the_peer_relation() {
 
 #[test]
 fn an_image_with_pgbouncer_1_18_gets_files_it_accepts() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let old = with_backend(unit(0, true)).with_container(
         CONTAINER,
         ContainerState::ready().with_file("/usr/sbin/pgbouncer", b"...PgBouncer 1.18.0..."),
@@ -339,7 +340,7 @@ fn an_image_with_pgbouncer_1_18_gets_files_it_accepts() {
 
 #[test]
 fn the_version_is_that_of_the_binary_first_on_path() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let both = with_backend(unit(0, true)).with_container(
         CONTAINER,
         ContainerState::ready()
@@ -363,7 +364,7 @@ fn the_version_is_that_of_the_binary_first_on_path() {
 
 #[test]
 fn an_image_without_pgbouncer_blocks() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let empty = with_backend(unit(0, true)).with_container(CONTAINER, ContainerState::ready());
     let out = go(
         &pg,
@@ -380,7 +381,7 @@ fn an_image_without_pgbouncer_blocks() {
 
 #[test]
 fn upgrade_charm_reads_the_version_again() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = ready_leader(&pg);
     let mut upgraded = s.clone();
     upgraded.containers.insert(
@@ -396,7 +397,7 @@ fn upgrade_charm_reads_the_version_again() {
 
 #[test]
 fn statuses_say_what_is_missing() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let cases: Vec<(State, Status)> = vec![
         (
             unit(0, true),
@@ -438,7 +439,7 @@ fn statuses_say_what_is_missing() {
 
 #[test]
 fn leader_elected_takes_over_publication_and_points_clients_at_itself() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let old = ready_leader(&pg).with_relation(client(4, "app_db", &[]));
     let old = go(
         &pg,
@@ -462,7 +463,7 @@ fn leader_elected_takes_over_publication_and_points_clients_at_itself() {
     assert_eq!(app["read-only-endpoints"], "10.0.0.10:6432");
     let uris = out
         .state
-        .secret_by_label(&state::user_secret_label(4))
+        .secret_by_label(&secret_label(state::DATABASE, 4, "user"))
         .unwrap()
         .latest_content()
         .unwrap()

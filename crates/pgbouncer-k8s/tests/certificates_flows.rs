@@ -21,12 +21,12 @@ mod support;
 use base64::Engine as _;
 use charm::{Event, Status};
 use charm_testing::{run_action, Output, RelationState, State};
-use pgbouncer_k8s::flows::certificates::tls_secret_label;
-use pgbouncer_k8s::postgres::FakeConnector;
-use pgbouncer_k8s::state::{self, CERTIFICATES};
+use client_interface::provider::secret_label;
+use pgbouncer_k8s::state::{self, CERTIFICATES, DATABASE};
 use pgbouncer_k8s::tls::testing::TestCa;
 use pgbouncer_k8s::tls::{self, PrivateKey};
 use pgbouncer_k8s::workload::CONTAINER;
+use postgres_admin::testing::FakeConnector;
 use serde_json::json;
 use support::*;
 
@@ -108,7 +108,7 @@ fn leader_with_tls(pg: &FakeConnector, ca: &mut TestCa) -> Output {
 
 #[test]
 fn created_publishes_a_csr_and_keeps_the_key_in_a_unit_secret() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let out = leader_with_client(&pg);
     let s = &out.state;
     let csr = published_csr(s);
@@ -140,7 +140,7 @@ fn created_publishes_a_csr_and_keeps_the_key_in_a_unit_secret() {
 
 #[test]
 fn an_issued_certificate_is_installed_and_clients_are_told() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let mut ca = TestCa::new("test-ca");
     let before = leader_with_client(&pg).state;
     let out = leader_with_tls(&pg, &mut ca);
@@ -183,7 +183,9 @@ fn an_issued_certificate_is_installed_and_clients_are_told() {
         format!("{cert}\n{}", ca.pem()),
         "the unit acknowledges what it serves"
     );
-    let tls_secret = s.secret_by_label(&tls_secret_label(4)).unwrap();
+    let tls_secret = s
+        .secret_by_label(&secret_label(DATABASE, 4, "tls"))
+        .unwrap();
     let fields = tls_secret.latest_content().unwrap();
     assert_eq!(fields.get("tls"), Some("True"));
     assert_eq!(
@@ -221,7 +223,7 @@ fn an_issued_certificate_is_installed_and_clients_are_told() {
 
 #[test]
 fn certificates_for_other_requests_are_ignored() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let mut ca = TestCa::new("ca");
     let s = leader_with_client(&pg).state;
     let stranger = PrivateKey::generate().unwrap();
@@ -241,7 +243,7 @@ fn certificates_for_other_requests_are_ignored() {
 
 #[test]
 fn revoked_and_expiring_certificates_are_renewed() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let mut ca = TestCa::new("ca");
     let s = leader_with_tls(&pg, &mut ca).state;
     let csr = published_csr(&s);
@@ -276,7 +278,7 @@ fn revoked_and_expiring_certificates_are_renewed() {
 
 #[test]
 fn refusals_and_bad_provider_data_show_in_the_status() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = leader_with_client(&pg).state;
     let csr = published_csr(&s);
     let mut refused = s.clone();
@@ -315,7 +317,7 @@ fn refusals_and_bad_provider_data_show_in_the_status() {
 
 #[test]
 fn broken_turns_tls_off_and_keeps_the_key() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let mut ca = TestCa::new("ca");
     let s = leader_with_tls(&pg, &mut ca).state;
     let key = unit_secret(&s).get("key").unwrap().to_string();
@@ -332,7 +334,7 @@ fn broken_turns_tls_off_and_keeps_the_key() {
     assert!(!container.files.contains_key("/var/lib/pgbouncer/key.pem"));
     assert!(!peer_unit(st).contains_key(state::TLS_CA));
     let fields = st
-        .secret_by_label(&tls_secret_label(4))
+        .secret_by_label(&secret_label(DATABASE, 4, "tls"))
         .unwrap()
         .latest_content()
         .unwrap()
@@ -353,11 +355,11 @@ fn broken_turns_tls_off_and_keeps_the_key() {
 
 #[test]
 fn a_unit_joins_the_endpoints_once_it_serves_tls_and_tls_stays_on_meanwhile() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let mut ca = TestCa::new("ca");
     let mut s = leader_with_tls(&pg, &mut ca).state;
     let tls_of = |st: &State| {
-        st.secret_by_label(&tls_secret_label(4))
+        st.secret_by_label(&secret_label(DATABASE, 4, "tls"))
             .unwrap()
             .latest_content()
             .unwrap()
@@ -400,7 +402,7 @@ fn a_unit_joins_the_endpoints_once_it_serves_tls_and_tls_stays_on_meanwhile() {
 
 #[test]
 fn set_tls_private_key_replaces_the_key_or_fails_cleanly() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let mut ca = TestCa::new("ca");
     let s = leader_with_tls(&pg, &mut ca).state;
     let params = |v: serde_json::Value| v.as_object().unwrap().clone();
@@ -480,7 +482,7 @@ fn set_tls_private_key_replaces_the_key_or_fails_cleanly() {
 
 #[test]
 fn pre_upgrade_check_names_the_first_problem() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = ready_leader(&pg);
     let check = |st: &State, pg: &FakeConnector| {
         run_action(
@@ -536,7 +538,7 @@ fn pre_upgrade_check_names_the_first_problem() {
         failure(&stopped, &pg),
         format!("not ready to upgrade: PgBouncer service pgbouncer_1 is not running on {APP}/0")
     );
-    let down = FakeConnector::up();
+    let down = FakeConnector::up_with(&["pgbouncer"]);
     down.0.borrow_mut().down = Some("connection refused".into());
     assert_eq!(
         failure(&s, &down),
@@ -555,7 +557,7 @@ fn pre_upgrade_check_names_the_first_problem() {
 
 #[test]
 fn the_wildcard_reaches_the_backends_other_databases_read_only() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s =
         ready_leader(&pg).with_relation(client(4, "admin_db", &[("extra-user-roles", "CREATEDB")]));
     let s = go(
@@ -595,8 +597,8 @@ fn the_wildcard_reaches_the_backends_other_databases_read_only() {
         Event::RelationChanged(rel_event(&plain, 5, None, None)),
     )
     .state;
-    let before = pg.server().connections;
+    let before = pg.server().sessions.len();
     let out = go(&pg, &plain, Event::UpdateStatus);
-    assert_eq!(pg.server().connections, before);
+    assert_eq!(pg.server().sessions.len(), before);
     assert!(!peer_app(&out.state).contains_key(state::READONLY_DBS));
 }

@@ -29,8 +29,9 @@ mod support;
 
 use charm::{Event, Status};
 use charm_testing::{bag, RelationState};
-use pgbouncer_k8s::postgres::FakeConnector;
-use pgbouncer_k8s::state::{self, PEERS};
+use client_interface::provider::secret_label;
+use pgbouncer_k8s::state::{self, DATABASE, PEERS};
+use postgres_admin::testing::FakeConnector;
 use support::*;
 
 fn request(pg: &FakeConnector, state: &charm_testing::State, id: u64) -> charm_testing::Output {
@@ -43,7 +44,7 @@ fn request(pg: &FakeConnector, state: &charm_testing::State, id: u64) -> charm_t
 
 #[test]
 fn requested_on_a_follower_does_nothing() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let state = with_backend(unit(1, false)).with_relation(client(4, "app_db", &[]));
     let out = request(&pg, &state, 4);
     assert!(!pg.server().users.contains_key("relation_id_4"));
@@ -53,7 +54,7 @@ fn requested_on_a_follower_does_nothing() {
 
 #[test]
 fn requested_defers_until_the_backend_is_ready() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let state = unit(0, true).with_relation(client(4, "app_db", &[]));
     let out = request(&pg, &state, 4);
     assert_eq!(out.state.deferred.len(), 1, "deferred");
@@ -83,7 +84,7 @@ fn requested_defers_until_the_backend_is_ready() {
 
 #[test]
 fn requested_creates_user_database_and_publishes() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let leader =
         ready_leader(&pg).with_relation(client(4, "app_db", &[("extra-user-roles", "CREATEDB")]));
     let out = request(&pg, &leader, 4);
@@ -128,13 +129,15 @@ fn requested_creates_user_database_and_publishes() {
     assert_eq!(app["version"], "15.18");
     assert!(!app.contains_key("tls"), "asked for as a secret");
     let tls = s
-        .secret_by_label(&pgbouncer_k8s::flows::certificates::tls_secret_label(4))
+        .secret_by_label(&secret_label(DATABASE, 4, "tls"))
         .unwrap();
     assert_eq!(app["secret-tls"], tls.id.to_string());
     assert!(tls.grants.contains(&(4, None)));
     assert_eq!(tls.latest_content().unwrap().get("tls"), Some("False"));
     assert!(!app.contains_key("password") && !app.contains_key("username"));
-    let secret = s.secret_by_label(&state::user_secret_label(4)).unwrap();
+    let secret = s
+        .secret_by_label(&secret_label(DATABASE, 4, "user"))
+        .unwrap();
     assert_eq!(app["secret-user"], secret.id.to_string());
     assert!(secret.grants.contains(&(4, None)));
     let content = secret.latest_content().unwrap();
@@ -171,7 +174,7 @@ fn requested_creates_user_database_and_publishes() {
 
 #[test]
 fn without_requested_secrets_credentials_go_to_the_databag() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let plain =
         RelationState::new("database", 5, "old-client").remote_app_data(&[("database", "old_db")]);
     let leader = ready_leader(&pg).with_relation(plain);
@@ -185,7 +188,7 @@ fn without_requested_secrets_credentials_go_to_the_databag() {
 
 #[test]
 fn credentials_wait_for_every_unit_and_the_last_ack_publishes_them() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let mut leader = ready_leader(&pg).with_relation(client(4, "app_db", &[]));
     let peers = leader
         .relations
@@ -280,7 +283,7 @@ fn hostile_requests_create_nothing_and_block_with_a_reason() {
         ),
     ];
     for (data, phrase) in cases {
-        let pg = FakeConnector::up();
+        let pg = FakeConnector::up_with(&["pgbouncer"]);
         let before = ready_leader(&pg);
         let server_before = pg.server();
         let rel = RelationState::new("database", 8, "evil").remote_app_data(data);
@@ -290,8 +293,11 @@ fn hostile_requests_create_nothing_and_block_with_a_reason() {
         assert!(out.state.relation(8).unwrap().local_app_data.is_empty());
         assert!(out.state.deferred.is_empty());
         match &out.state.unit_status {
+            // Refused roles read as the PostgreSQL charm's do.
             Status::Blocked(m) => assert!(
-                m.starts_with("relation 8: ") && m.contains(phrase),
+                (m.starts_with("relation 8: ")
+                    || m.starts_with("invalid role(s) for extra user roles: relation 8: "))
+                    && m.contains(phrase),
                 "{m} lacks {phrase}"
             ),
             other => panic!("{data:?}: {other:?}"),
@@ -301,7 +307,7 @@ fn hostile_requests_create_nothing_and_block_with_a_reason() {
 
 #[test]
 fn a_backend_that_is_down_defers_and_says_so() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let leader = ready_leader(&pg).with_relation(client(4, "app_db", &[]));
     pg.0.borrow_mut().down = Some("connection refused".into());
     let out = request(&pg, &leader, 4);
@@ -334,7 +340,7 @@ fn answered(pg: &FakeConnector) -> charm_testing::State {
 
 #[test]
 fn departed_refreshes_the_connection_information() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let mut s = answered(&pg);
     let peers = s
         .relations
@@ -359,7 +365,7 @@ fn departed_refreshes_the_connection_information() {
 
 #[test]
 fn a_new_unit_is_handed_out_once_it_serves_the_configuration() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let mut s = answered(&pg);
     let peers = s
         .relations
@@ -392,7 +398,7 @@ fn a_new_unit_is_handed_out_once_it_serves_the_configuration() {
 
 #[test]
 fn departed_by_this_unit_sets_the_flag() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = answered(&pg);
     let out = go(
         &pg,
@@ -409,7 +415,7 @@ fn departed_by_this_unit_sets_the_flag() {
 
 #[test]
 fn departed_by_the_client_sets_no_flag() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = answered(&pg);
     let out = go(
         &pg,
@@ -421,7 +427,7 @@ fn departed_by_the_client_sets_no_flag() {
 
 #[test]
 fn broken_removes_the_database_everywhere_drops_the_user_and_keeps_the_data() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = answered(&pg);
     let out = go(&pg, &s, Event::RelationBroken(rel_event(&s, 4, None, None)));
     let server = pg.server();
@@ -442,7 +448,7 @@ fn broken_removes_the_database_everywhere_drops_the_user_and_keeps_the_data() {
     assert!(!ini(&out.state, 1).contains("app_db"));
     assert!(
         out.state
-            .secret_by_label(&state::user_secret_label(4))
+            .secret_by_label(&secret_label(DATABASE, 4, "user"))
             .is_none(),
         "its secret is removed"
     );
@@ -456,7 +462,7 @@ fn broken_removes_the_database_everywhere_drops_the_user_and_keeps_the_data() {
 
 #[test]
 fn broken_when_this_unit_departs_keeps_the_user() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = answered(&pg);
     let departed = go(
         &pg,
@@ -483,7 +489,7 @@ fn broken_when_this_unit_departs_keeps_the_user() {
 
 #[test]
 fn broken_on_a_follower_or_without_backend_changes_nothing() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = answered(&pg);
     let mut follower = s.clone();
     follower.leader = false;
@@ -508,7 +514,7 @@ fn broken_on_a_follower_or_without_backend_changes_nothing() {
     assert_eq!(pg.server(), before);
     assert!(out
         .state
-        .secret_by_label(&state::user_secret_label(4))
+        .secret_by_label(&secret_label(DATABASE, 4, "user"))
         .is_some());
 }
 
@@ -518,7 +524,7 @@ fn broken_on_a_follower_or_without_backend_changes_nothing() {
 /// and forgets the record. Until it can, the record stays.
 #[test]
 fn what_a_broken_relation_left_behind_goes_with_the_next_leader() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = answered(&pg);
     let mut gone = s.clone();
     gone.relations.retain(|r| r.id != 4);
@@ -551,7 +557,7 @@ fn what_a_broken_relation_left_behind_goes_with_the_next_leader() {
     assert!(!recorded(&out.state), "record forgotten");
     assert!(out
         .state
-        .secret_by_label(&state::user_secret_label(4))
+        .secret_by_label(&secret_label(DATABASE, 4, "user"))
         .is_none());
     assert!(!ini(&out.state, 0).contains("app_db ="));
 }

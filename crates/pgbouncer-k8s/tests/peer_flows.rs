@@ -21,9 +21,9 @@ mod support;
 
 use charm::{Event, Status};
 use charm_testing::{ServiceOp, State};
-use pgbouncer_k8s::postgres::FakeConnector;
 use pgbouncer_k8s::state;
 use pgbouncer_k8s::workload::CONTAINER;
+use postgres_admin::testing::FakeConnector;
 use support::*;
 
 fn created(state: &State) -> Event {
@@ -41,7 +41,7 @@ fn invalid_config(mut s: State) -> State {
 
 #[test]
 fn created_saves_the_hostname_on_every_unit() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = unit(2, false);
     let out = go(&pg, &s, created(&s));
     assert_eq!(peer_unit(&out.state)[state::HOSTNAME], "192.0.2.10");
@@ -55,7 +55,7 @@ fn created_saves_the_hostname_on_every_unit() {
 
 #[test]
 fn created_defers_while_the_config_is_invalid() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = invalid_config(unit(0, true));
     let out = go(&pg, &s, created(&s));
     assert_eq!(out.state.deferred.len(), 1);
@@ -68,7 +68,7 @@ fn created_defers_while_the_config_is_invalid() {
 
 #[test]
 fn created_on_the_leader_publishes_the_config_then_defers_without_backend() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = unit(0, true);
     let out = go(&pg, &s, created(&s));
     let cfg = &peer_app(&out.state)[state::CFG_FILE];
@@ -82,7 +82,7 @@ fn created_on_the_leader_publishes_the_config_then_defers_without_backend() {
 
 #[test]
 fn created_with_a_backend_stores_the_auth_file() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = with_backend(unit(0, true));
     let out = go(&pg, &s, created(&s));
     assert!(out.state.deferred.is_empty());
@@ -114,7 +114,7 @@ fn created_with_a_backend_stores_the_auth_file() {
 
 #[test]
 fn changed_on_the_leader_defers_while_the_config_is_invalid() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = invalid_config(ready_leader(&pg));
     let before = peer_app(&s).clone();
     let out = go(&pg, &s, changed(&s));
@@ -124,7 +124,7 @@ fn changed_on_the_leader_defers_while_the_config_is_invalid() {
 
 #[test]
 fn changed_on_the_leader_republishes_config_and_hostname() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let mut s = ready_leader(&pg);
     s.address = "10.9.9.9".into();
     let peers = s.relations.iter_mut().find(|r| r.id == PEER_ID).unwrap();
@@ -164,7 +164,7 @@ fn peers_section(state: &State, i: u32) -> String {
 /// leaves is dropped with a reload, not a restart.
 #[test]
 fn every_process_forwards_cancel_requests_to_every_unit() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let mut s = leader_with_db(&pg);
     let remote = [
         ("hostname", "10.0.0.11"),
@@ -246,7 +246,7 @@ fn leader_with_db(pg: &FakeConnector) -> State {
 
 #[test]
 fn changed_on_a_follower_saves_config_and_auth_then_acknowledges() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let leader = leader_with_db(&pg);
     let follower = share_from_leader(&leader, with_backend(unit(1, false)));
     let out = go(&pg, &follower, changed(&follower));
@@ -287,7 +287,7 @@ fn changed_on_a_follower_saves_config_and_auth_then_acknowledges() {
 
 #[test]
 fn followers_reload_only_what_changed() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let leader = leader_with_db(&pg);
     let follower = share_from_leader(&leader, with_backend(unit(1, false)));
     let mut serving = go(&pg, &follower, changed(&follower)).state;
@@ -330,7 +330,7 @@ fn followers_reload_only_what_changed() {
 
 #[test]
 fn a_follower_with_only_the_auth_file_writes_it_and_reloads() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let leader = leader_with_db(&pg);
     let follower = share_from_leader(&leader, with_backend(unit(1, false)));
     let mut serving = go(&pg, &follower, changed(&follower)).state;
@@ -380,7 +380,7 @@ fn a_follower_with_only_the_auth_file_writes_it_and_reloads() {
 
 #[test]
 fn a_follower_without_auth_file_still_serves_the_config() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let leader = go(&pg, &unit(0, true), Event::ConfigChanged).state;
     let follower = share_from_leader(&leader, unit(1, false));
     let out = go(&pg, &follower, changed(&follower)).state;

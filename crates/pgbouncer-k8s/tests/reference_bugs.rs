@@ -30,13 +30,14 @@ mod support;
 
 use charm::{Event, SecretEvent};
 use charm_testing::{ServiceOp, State};
+use client_interface::provider::secret_label;
 use pgbouncer_k8s::config::CharmConfig;
 use pgbouncer_k8s::pgb::ini::{render_process, ProcessSpec, SharedConfig, SharedInput};
 use pgbouncer_k8s::pgb::peering::Peering;
 use pgbouncer_k8s::pgb::{Layout, PgbVersion};
-use pgbouncer_k8s::postgres::FakeConnector;
-use pgbouncer_k8s::state::{self, BACKEND};
+use pgbouncer_k8s::state::{self, BACKEND, DATABASE};
 use pgbouncer_k8s::workload::CONTAINER;
+use postgres_admin::testing::FakeConnector;
 use support::*;
 
 /// A client: relation id, database, extra fields of its request.
@@ -58,7 +59,7 @@ fn answered(pg: &FakeConnector, clients: &[Client<'_>]) -> State {
 
 #[test]
 fn bug_01_peers_point_at_socket_directories() {
-    let s = ready_leader(&FakeConnector::up());
+    let s = ready_leader(&FakeConnector::up_with(&["pgbouncer"]));
     let ini = ini(&s, 1);
     assert!(
         ini.contains("1 = host=/var/lib/pgbouncer/instance_0 port=6432"),
@@ -112,7 +113,7 @@ fn bug_03_max_db_connections_holds_for_the_whole_application() {
 
 #[test]
 fn bug_05_the_wildcard_follows_the_privileged_client_and_leaves_with_it() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = answered(
         &pg,
         &[
@@ -132,10 +133,10 @@ fn bug_05_the_wildcard_follows_the_privileged_client_and_leaves_with_it() {
 
 #[test]
 fn bug_06_one_unanswered_client_does_not_stop_the_others() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let mut s = answered(&pg, &[(4, "first_db", &[]), (6, "second_db", &[])]);
     // Relation 4 loses its stored credentials: it cannot be updated.
-    let label = state::user_secret_label(4);
+    let label = secret_label(DATABASE, 4, "user");
     s.secrets
         .retain(|x| x.owner_label.as_deref() != Some(label.as_str()));
     s.address = "10.0.0.99".into();
@@ -148,7 +149,7 @@ fn bug_06_one_unanswered_client_does_not_stop_the_others() {
 
 #[test]
 fn bug_07_the_leader_drops_a_removed_database_at_once() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = answered(&pg, &[(4, "gone_db", &[])]);
     let out = go(&pg, &s, Event::RelationBroken(rel_event(&s, 4, None, None)));
     for i in 0..2 {
@@ -166,7 +167,7 @@ fn bug_07_the_leader_drops_a_removed_database_at_once() {
 
 #[test]
 fn bug_09_followers_follow_auth_file_changes() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let leader = answered(&pg, &[(4, "app_db", &[])]);
     let follower = share_from_leader(&leader, with_backend(unit(1, false)));
     let serving = go(
@@ -207,7 +208,7 @@ fn bug_09_followers_follow_auth_file_changes() {
 
 #[test]
 fn bug_10_the_auth_file_keeps_its_path() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = ready_leader(&pg);
     let again = go(
         &pg,
@@ -230,7 +231,7 @@ fn bug_10_the_auth_file_keeps_its_path() {
 
 #[test]
 fn bug_12_a_backend_without_version_still_works() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let mut s = with_backend(unit(0, true)).with_relation(client(4, "app_db", &[]));
     s.relations
         .iter_mut()
@@ -251,7 +252,7 @@ fn bug_12_a_backend_without_version_still_works() {
 
 #[test]
 fn bug_14_the_departing_flag_needs_no_other_data() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = unit(0, false).with_relation(client(4, "app_db", &[]));
     assert!(peer_unit(&s).is_empty());
     let out = go(
@@ -269,7 +270,7 @@ fn bug_14_the_departing_flag_needs_no_other_data() {
 
 #[test]
 fn bug_15_the_auth_user_logs_in_with_scram() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = ready_leader(&pg);
     let auth = s
         .container(CONTAINER)
@@ -289,14 +290,14 @@ fn bug_15_the_auth_user_logs_in_with_scram() {
 
 #[test]
 fn bug_17_no_login_hook() {
-    let s = ready_leader(&FakeConnector::up());
+    let s = ready_leader(&FakeConnector::up_with(&["pgbouncer"]));
     assert!(ini(&s, 0).contains("server_reset_query = DISCARD ALL\n"));
     assert!(!ini(&s, 0).contains("login_hook"));
 }
 
 #[test]
 fn bug_18_no_password_on_any_command_line() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = with_backend(unit(0, true)).with_relation(client(4, "app_db", &[]));
     let first = go(
         &pg,
@@ -326,13 +327,13 @@ fn bug_18_no_password_on_any_command_line() {
 
 #[test]
 fn bug_22_the_status_opens_no_connection() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = answered(&pg, &[(4, "app_db", &[])]);
-    let before = pg.server().connections;
+    let before = pg.server().sessions.len();
     let out = go(&pg, &s, Event::UpdateStatus);
     assert_eq!(out.state.unit_status, charm::Status::Active(String::new()));
     assert_eq!(
-        pg.server().connections,
+        pg.server().sessions.len(),
         before,
         "update-status with nothing to do connects to nothing"
     );

@@ -31,9 +31,9 @@ mod support;
 
 use charm::{Event, Status};
 use charm_testing::{bag, run_action, Output, State};
-use pgbouncer_k8s::postgres::FakeConnector;
 use pgbouncer_k8s::state;
 use pgbouncer_k8s::statefulset::FakeStatefulSets;
+use postgres_admin::testing::FakeConnector;
 use support::*;
 
 const VERSION: &str = "1.24.1";
@@ -100,7 +100,7 @@ fn refreshed(partition: u32) -> FakeStatefulSets {
 
 #[test]
 fn on_kubernetes_the_partition_goes_to_the_highest_unit() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let sets = FakeStatefulSets::new(APP, 3);
     let out = action(&pg, Some(&sets), &app(&pg, 0, &[1, 2]), "pre-upgrade-check");
     assert_eq!(out.action.failure, None);
@@ -121,7 +121,7 @@ fn on_kubernetes_the_partition_goes_to_the_highest_unit() {
 
 #[test]
 fn a_failed_check_leaves_the_partition_alone() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let sets = FakeStatefulSets::new(APP, 3);
     let mut s = app(&pg, 0, &[1, 2]);
     set_peer(&mut s, 1, state::SERVING, Some("old"));
@@ -151,7 +151,7 @@ fn a_failed_check_leaves_the_partition_alone() {
 
 #[test]
 fn pre_upgrade_check_refuses_while_an_upgrade_rolls_out() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let sets = refreshed(2);
     let out = action(&pg, Some(&sets), &app(&pg, 0, &[1, 2]), "pre-upgrade-check");
     let failure = out.action.failure.unwrap();
@@ -165,7 +165,7 @@ fn pre_upgrade_check_refuses_while_an_upgrade_rolls_out() {
 
 #[test]
 fn a_refused_partition_patch_fails_the_check() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = app(&pg, 0, &[1, 2]);
     let sets = FakeStatefulSets::new(APP, 3);
     *sets.fail.borrow_mut() = Some(403);
@@ -192,7 +192,7 @@ fn a_refused_partition_patch_fails_the_check() {
 
 #[test]
 fn off_kubernetes_the_checks_run_and_the_partition_step_is_skipped() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = app(&pg, 0, &[1, 2]);
     let out = action(&pg, None, &s, "pre-upgrade-check");
     assert_eq!(out.action.failure, None);
@@ -217,7 +217,7 @@ fn off_kubernetes_the_checks_run_and_the_partition_step_is_skipped() {
 
 #[test]
 fn resume_upgrade_runs_on_the_leader_only() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = app(&pg, 2, &[0, 1]).leader(false);
     let sets = refreshed(2);
     for sets in [Some(&sets), None] {
@@ -232,7 +232,7 @@ fn resume_upgrade_runs_on_the_leader_only() {
 
 #[test]
 fn off_kubernetes_there_is_nothing_to_resume() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let out = action(&pg, None, &app(&pg, 0, &[1, 2]), "resume-upgrade");
     assert_eq!(out.action.failure, None);
     assert_eq!(
@@ -247,7 +247,7 @@ fn off_kubernetes_there_is_nothing_to_resume() {
 
 #[test]
 fn resume_fails_when_the_statefulset_cannot_be_read() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let sets = refreshed(2);
     *sets.fail.borrow_mut() = Some(404);
     let out = action(&pg, Some(&sets), &app(&pg, 2, &[0, 1]), "resume-upgrade");
@@ -262,7 +262,7 @@ fn resume_fails_when_the_statefulset_cannot_be_read() {
 
 #[test]
 fn resume_without_a_partition_has_nothing_to_resume() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let sets = FakeStatefulSets::new(APP, 3);
     let out = action(&pg, Some(&sets), &app(&pg, 2, &[0, 1]), "resume-upgrade");
     let failure = out.action.failure.unwrap();
@@ -273,7 +273,7 @@ fn resume_without_a_partition_has_nothing_to_resume() {
 
 #[test]
 fn resume_before_the_refresh_fails() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let sets = FakeStatefulSets::new(APP, 3);
     sets.set.borrow_mut().partition = 2;
     let out = action(&pg, Some(&sets), &app(&pg, 2, &[0, 1]), "resume-upgrade");
@@ -301,7 +301,7 @@ fn resume_before_the_refresh_fails() {
 
 #[test]
 fn resume_waits_for_the_upgraded_units_to_be_active() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let sets = refreshed(2);
     let mut s = app(&pg, 2, &[0, 1]);
     s.unit_status = Status::Maintenance("upgrading unit".into());
@@ -317,7 +317,7 @@ fn resume_waits_for_the_upgraded_units_to_be_active() {
 
 #[test]
 fn resume_waits_for_the_upgraded_units_to_serve_the_configuration() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     // Units 1 and 2 upgraded; 1 still serves an older configuration.
     let sets = refreshed(1);
     let mut s = app(&pg, 2, &[0, 1]);
@@ -351,7 +351,7 @@ fn resume_waits_for_the_upgraded_units_to_serve_the_configuration() {
 
 #[test]
 fn resume_checks_the_upgraded_units_pgbouncer_versions() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let sets = refreshed(1);
     let failure = |s: &State| {
         action(&pg, Some(&sets), s, "resume-upgrade")
@@ -388,7 +388,7 @@ fn resume_checks_the_upgraded_units_pgbouncer_versions() {
 
 #[test]
 fn resume_lowers_the_partition_once_the_upgraded_units_are_healthy() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let sets = refreshed(2);
     let out = action(&pg, Some(&sets), &app(&pg, 2, &[0, 1]), "resume-upgrade");
     assert_eq!(out.action.failure, None);
@@ -416,7 +416,7 @@ fn resume_lowers_the_partition_once_the_upgraded_units_are_healthy() {
 
 #[test]
 fn resume_reports_a_refused_patch() {
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let sets = refreshed(2);
     let s = app(&pg, 2, &[0, 1]);
     *sets.fail_patch.borrow_mut() = Some(403);

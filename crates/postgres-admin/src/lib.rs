@@ -6,13 +6,19 @@
 //!   `postgres-protocol`).
 //! - [`admin`]: [`Admin`], a superuser connection that creates databases and
 //!   users and installs PgBouncer's auth function.
-//! - [`testing`]: [`testing::TestCluster`], a throwaway PostgreSQL for tests.
+//! - [`session`]: the [`Postgres`] and [`Connector`] traits the charms' flows
+//!   call, so that they run against a real server or an in-memory one.
+//! - `testing` (feature `testing`): a throwaway PostgreSQL for tests and an
+//!   in-memory server behind the session traits.
 
 pub mod admin;
 pub mod names;
 pub mod password;
+pub mod session;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod verifier;
 
 pub use admin::{Admin, AdminError, ConnectInfo};
 pub use names::{Attribute, DatabaseName, ExtraRoles, NameError, RoleError, RoleName};
+pub use session::{Connector, PgError, Postgres, RealConnector};

@@ -1,11 +1,11 @@
 //! The PostgreSQL charm's `dispatch` binary.
 
+use postgres_admin::RealConnector;
 use postgresql_k8s::config::Resources;
 use postgresql_k8s::dcs::Kubernetes;
 use postgresql_k8s::flows::Deps;
 use postgresql_k8s::patroni::client::HttpPatroni;
 use postgresql_k8s::pods;
-use postgresql_k8s::postgres::RealConnector;
 use postgresql_k8s::workload::Workload;
 use postgresql_k8s::PostgresqlCharm;
 use std::path::Path;

@@ -2,8 +2,7 @@
 //! labels, and the readers that turn them into domain values.
 
 use charm::secret::Revision;
-use charm::{Databag, Hook, Relation, SecretContent};
-use postgres_admin::names::{DatabaseName, ExtraRoles, RoleName};
+use charm::{Hook, Relation, SecretContent};
 
 /// The peer endpoint.
 pub const PEERS: &str = "database-peers";
@@ -54,16 +53,6 @@ pub fn app_secret_label(app: &str) -> String {
 /// The unit secret's label (TLS material: `key`, `cert`, `cauth`).
 pub fn unit_secret_label(app: &str) -> String {
     format!("{PEERS}.{app}.unit")
-}
-
-/// The label of a client relation's user secret.
-pub fn user_secret_label(relation_id: u64) -> String {
-    format!("{DATABASE}.{relation_id}.user.secret")
-}
-
-/// A client relation's user.
-pub fn relation_user(relation_id: u64) -> RoleName {
-    RoleName::parse(&format!("relation_id_{relation_id}")).expect("a valid role name")
 }
 
 /// The Patroni scope of an application.
@@ -200,104 +189,14 @@ pub fn tls_material(hook: &mut Hook<'_>) -> charm::Result<Option<TlsMaterial>> {
     })
 }
 
-/// What a client relation asked for, validated.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Request {
-    pub database: DatabaseName,
-    pub roles: ExtraRoles,
-    /// Fields the client wants in secrets (`requested-secrets`).
-    pub secret_fields: Vec<String>,
-}
-
-impl Request {
-    /// Whether the client asked for a field in a secret.
-    pub fn wants_secret(&self, field: &str) -> bool {
-        self.secret_fields.iter().any(|f| f == field)
-    }
-}
-
-/// Why a client request is refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// `extra-user-roles` names something not allowed (the reference's status).
-    Roles(String),
-    /// Anything else, with a message naming the relation.
-    Other(String),
-}
-
-/// The status message of the reference charm for refused roles.
-pub const INVALID_ROLES: &str = "invalid role(s) for extra user roles";
-
-/// Reads a client's request from its application bag: `Ok(None)` when it has
-/// not asked yet.
-pub fn request(remote: &Databag, relation_id: u64) -> Result<Option<Request>, Refusal> {
-    let Some(raw) = remote.get("database") else {
-        return Ok(None);
-    };
-    let database = DatabaseName::parse(raw)
-        .map_err(|e| Refusal::Other(format!("relation {relation_id}: {e}")))?;
-    let roles = ExtraRoles::parse(remote.get("extra-user-roles").map_or("", String::as_str))
-        .map_err(|e| Refusal::Roles(format!("relation {relation_id}: {e}")))?;
-    let secret_fields = match remote.get("requested-secrets") {
-        None => Vec::new(),
-        Some(raw) => serde_json::from_str::<Vec<String>>(raw).map_err(|_| {
-            Refusal::Other(format!(
-                "relation {relation_id}: requested-secrets is not a JSON list of field names"
-            ))
-        })?,
-    };
-    Ok(Some(Request {
-        database,
-        roles,
-        secret_fields,
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bag(pairs: &[(&str, &str)]) -> Databag {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn member_and_unit_names_map_both_ways() {
         assert_eq!(member_name("postgresql-k8s/2"), "postgresql-k8s-2");
         assert_eq!(unit_of_member("postgresql-k8s-2"), "postgresql-k8s/2");
         assert_eq!(cluster_name("pg"), "patroni-pg");
-    }
-
-    #[test]
-    fn requests_are_validated() {
-        assert_eq!(request(&bag(&[]), 4), Ok(None));
-        let r = request(
-            &bag(&[
-                ("database", "app_db"),
-                ("extra-user-roles", "CREATEDB,admin"),
-                ("requested-secrets", r#"["username","password"]"#),
-            ]),
-            4,
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(r.database.as_str(), "app_db");
-        assert!(r.roles.is_privileged());
-        assert!(r.wants_secret("password") && !r.wants_secret("tls"));
-        assert!(matches!(
-            request(&bag(&[("database", "ok"), ("extra-user-roles", "test")]), 7),
-            Err(Refusal::Roles(m)) if m.contains("relation 7") && m.contains("test")
-        ));
-        for pairs in [
-            vec![("database", "x'; DROP DATABASE y; --")],
-            vec![("database", "ok"), ("requested-secrets", "username")],
-        ] {
-            assert!(
-                matches!(request(&bag(&pairs), 7), Err(Refusal::Other(m)) if m.starts_with("relation 7: "))
-            );
-        }
     }
 }

@@ -44,7 +44,15 @@ fn a_request_creates_the_user_and_database_and_hands_them_over_in_a_secret() {
     assert_eq!(bag["endpoints"], "127.0.1.1:5432");
     assert_eq!(bag["read-only-endpoints"], "127.0.1.2:5432");
     assert_eq!(bag["version"], "15.18");
-    assert_eq!(bag["tls"], "False");
+    // Asked for as secrets, the TLS fields travel in the relation's TLS secret.
+    assert!(!bag.contains_key("tls"));
+    let tls = out
+        .state
+        .secret(&SecretId::parse(&bag["secret-tls"]).unwrap())
+        .unwrap();
+    assert_eq!(tls.owner_label.as_deref(), Some("database.5.tls.secret"));
+    assert!(tls.grants.contains(&(CLIENT, None)));
+    assert_eq!(tls.latest_content().unwrap().get("tls"), Some("False"));
     assert!(!bag.contains_key("password") && !bag.contains_key("username"));
     let id = SecretId::parse(&bag["secret-user"]).unwrap();
     let secret = out.state.secret(&id).unwrap();

@@ -7,12 +7,13 @@
 
 use charm::SecretContent;
 use postgres_admin::names::{ExtraRoles, RoleName};
+use postgres_admin::{Connector, RealConnector};
 use postgresql_k8s::config::{CharmConfig, Resources};
 use postgresql_k8s::dcs::Dcs;
 use postgresql_k8s::patroni::client::HttpPatroni;
 use postgresql_k8s::patroni::render::{dynamic_config, render, PatroniInput};
 use postgresql_k8s::patroni::{Cluster, Patroni, PatroniError};
-use postgresql_k8s::postgres::{Connector, RealConnector, Target};
+use postgresql_k8s::postgres::operator_login;
 use postgresql_k8s::state::{self, Passwords};
 use postgresql_k8s::workload::{notify_script, Layout, ROLE_CHANGE_NOTICE};
 use serde_json::Value;
@@ -298,11 +299,7 @@ fn two_members_form_a_synchronous_cluster_through_etcd() {
     assert!(health.started(), "{health:?}");
 
     // The charm's initialisation SQL, as operator, over TCP on the member's address.
-    let target = Target {
-        host: ADDRESSES[0].into(),
-        port: 5432,
-        password: pw.get(state::OPERATOR).into(),
-    };
+    let target = operator_login(ADDRESSES[0], 5432, pw.get(state::OPERATOR));
     let mut pg = RealConnector.connect(&target).unwrap();
     assert!(pg.server_version().unwrap().starts_with("15."));
     let mut sql = postgres_admin::ConnectInfo {

@@ -20,9 +20,9 @@ use charm::SecretContent;
 use juju_rules::ContainerState;
 use pgbouncer_k8s::flows::Deps;
 use pgbouncer_k8s::pgb::Layout;
-use pgbouncer_k8s::postgres::FakeConnector;
 use pgbouncer_k8s::workload::{Workload, CONTAINER};
 use pgbouncer_k8s::PgBouncerCharm;
+use postgres_admin::testing::FakeConnector;
 use simulator::Simulation;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -44,7 +44,7 @@ fn charm_dir() -> PathBuf {
 
 fn world(seed: u64) -> World {
     let mut sim = Simulation::new(seed);
-    let pg = FakeConnector::up();
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
     let connector = pg.clone();
     let containers = BTreeMap::from([(
         CONTAINER.to_string(),
@@ -243,7 +243,11 @@ fn settled(w: &World) {
         assert_eq!(readers, others, "{bag:?}\n{}", sim.trace());
         assert!(server.databases.contains(*database));
         // The password the client reads is the one PostgreSQL holds.
-        let label = pgbouncer_k8s::state::user_secret_label(*client);
+        let label = client_interface::provider::secret_label(
+            pgbouncer_k8s::state::DATABASE,
+            *client,
+            "user",
+        );
         let secret = sim
             .model
             .secrets

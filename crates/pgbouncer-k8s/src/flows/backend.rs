@@ -5,33 +5,34 @@
 use super::{config, database, publish, ready_backend, serve, Deps, Issues};
 use crate::pgb::ini::{admin_user, stats_user};
 use crate::pgb::userlist::Userlist;
+use crate::postgres::BACKEND_DATABASE;
 use crate::state::{self, BackendState};
 use charm::secret::{Revision, SecretMeta, SecretRef};
 use charm::{Handled, Hook, RelationEvent, SecretContent, SecretOwner};
+use client_interface::requirer::{self, Ask};
 use postgres_admin::names::ExtraRoles;
 use postgres_admin::password;
 use postgres_admin::verifier::scram_sha_256_random_salt;
 
-/// What PgBouncer asks the backend for.
-const REQUESTED_SECRETS: &str = r#"["username","password","tls","tls-ca","uris","read-only-uris"]"#;
+/// What PgBouncer asks the backend for: its own database, as SUPERUSER (to
+/// create clients' users and databases), with everything in secrets.
+const ASK: Ask<'static> = Ask {
+    database: BACKEND_DATABASE,
+    extra_user_roles: "SUPERUSER",
+    requested_secrets: &[
+        "username",
+        "password",
+        "tls",
+        "tls-ca",
+        "uris",
+        "read-only-uris",
+    ],
+};
 
 /// relation-created: the leader asks for the `pgbouncer` database as SUPERUSER.
 pub fn created(hook: &mut Hook<'_>, event: &RelationEvent) -> anyhow::Result<Handled> {
     if hook.is_leader()? {
-        hook.update_app_bag(
-            &event.relation,
-            [
-                ("database".to_string(), Some("pgbouncer".to_string())),
-                (
-                    "extra-user-roles".to_string(),
-                    Some("SUPERUSER".to_string()),
-                ),
-                (
-                    "requested-secrets".to_string(),
-                    Some(REQUESTED_SECRETS.to_string()),
-                ),
-            ],
-        )?;
+        requirer::ask(hook, &event.relation, &ASK)?;
     }
     Ok(Handled::Done)
 }
@@ -83,16 +84,13 @@ pub fn ensure_auth(hook: &mut Hook<'_>, deps: &Deps, issues: &mut Issues) -> any
         .into_iter()
         .chain(state::client_databases(hook)?.into_iter().map(|c| c.name))
         .collect();
-    let done = deps
-        .connector
-        .connect(&backend.credentials)
-        .and_then(|mut pg| {
-            pg.create_user(&auth_user, &auth_password, &ExtraRoles::default())?;
-            for db in &databases {
-                pg.install_auth_function(db, &auth_user)?;
-            }
-            Ok(())
-        });
+    let done = deps.connector.connect(&backend.login).and_then(|mut pg| {
+        pg.create_user(&auth_user, &auth_password, &ExtraRoles::default())?;
+        for db in &databases {
+            pg.install_auth_function(db, &auth_user)?;
+        }
+        Ok(())
+    });
     if let Err(e) = done {
         issues.add(
             hook,
@@ -164,16 +162,13 @@ pub fn departed(
     let auth_user = backend.auth_user()?;
     let mut databases = vec!["pgbouncer".to_string(), "postgres".to_string()];
     databases.extend(state::client_databases(hook)?.into_iter().map(|c| c.name));
-    let cleaned = deps
-        .connector
-        .connect(&backend.credentials)
-        .and_then(|mut pg| {
-            for db in &databases {
-                pg.remove_auth_function(db, &auth_user)?;
-            }
-            pg.drop_user(&auth_user)?;
-            Ok(())
-        });
+    let cleaned = deps.connector.connect(&backend.login).and_then(|mut pg| {
+        for db in &databases {
+            pg.remove_auth_function(db, &auth_user)?;
+        }
+        pg.drop_user(&auth_user)?;
+        Ok(())
+    });
     if let Err(e) = cleaned {
         issues.add(
             hook,

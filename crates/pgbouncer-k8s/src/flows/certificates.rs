@@ -10,7 +10,8 @@ use super::{client_facing_units, database, serve, Deps, Issues};
 use crate::state::{self, UnitTls};
 use crate::tls::{self, Decision, PrivateKey, ProviderCertificate, RequestError};
 use charm::secret::{Revision, SecretMeta, SecretRef};
-use charm::{Handled, Hook, LogLevel, Relation, RelationEvent, SecretContent, SecretOwner};
+use charm::{Handled, Hook, LogLevel, Relation, RelationEvent, SecretOwner};
+use client_interface::Tls;
 
 /// relation-created, -joined and -changed (and update-status, as a safety net
 /// for renewals): make sure a key and a CSR exist and the CSR is published,
@@ -229,6 +230,14 @@ impl ClientTls {
         }
     }
 
+    /// What clients are told.
+    pub fn for_clients(&self) -> Tls {
+        Tls {
+            enabled: self.enabled,
+            ca: Some(self.ca.clone()).filter(|c| !c.is_empty()),
+        }
+    }
+
     /// The digest the client record keeps, to see when this changes.
     pub fn digest(&self) -> String {
         state::digest(&format!("{}\n{}", self.enabled, self.ca))
@@ -243,60 +252,6 @@ pub fn client_tls(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Clien
     let mut units: Vec<Option<&str>> = vec![own.as_deref()];
     units.extend(others.iter().map(|u| u.tls_ca.as_deref()));
     Ok(ClientTls::decide(&units))
-}
-
-/// The label of a client relation's TLS secret.
-pub fn tls_secret_label(relation_id: u64) -> String {
-    format!("{}.{relation_id}.tls.secret", state::DATABASE)
-}
-
-/// Leader: adds `tls` and `tls-ca` for a client to its bag changes, or puts them
-/// in the relation's `tls` secret (granted to the relation, its id under
-/// `secret-tls`) when the client asked for them as secrets.
-pub fn client_tls_fields(
-    hook: &mut Hook<'_>,
-    relation: &Relation,
-    secret_fields: &[String],
-    tls: &ClientTls,
-    bag: &mut Vec<(String, Option<String>)>,
-) -> anyhow::Result<()> {
-    let flag = if tls.enabled { "True" } else { "False" };
-    let ca = Some(tls.ca.clone()).filter(|c| !c.is_empty());
-    if !secret_fields.iter().any(|f| f == "tls" || f == "tls-ca") {
-        bag.push(("tls".into(), Some(flag.into())));
-        bag.push(("tls-ca".into(), ca));
-        return Ok(());
-    }
-    let mut content = SecretContent::new().with("tls", flag);
-    if let Some(ca) = ca {
-        content.insert("tls-ca", ca);
-    }
-    let label = tls_secret_label(relation.id);
-    let id = match hook.secret_by_label(&label, Revision::Peek)? {
-        Some(stored) => {
-            let id = hook
-                .secret_info(&SecretRef::Label(label))?
-                .id
-                .ok_or_else(|| {
-                    anyhow::anyhow!("the TLS secret of relation {} has no id", relation.id)
-                })?;
-            if stored != content {
-                hook.set_secret(&id, Some(&content), &SecretMeta::default())?;
-            }
-            id
-        }
-        None => {
-            let meta = SecretMeta {
-                label: Some(label),
-                ..SecretMeta::default()
-            };
-            let id = hook.add_secret(&content, SecretOwner::Application, &meta)?;
-            hook.grant_secret(&id, relation, None)?;
-            id
-        }
-    };
-    bag.push(("secret-tls".into(), Some(id.to_string())));
-    Ok(())
 }
 
 #[cfg(test)]

@@ -6,10 +6,13 @@ use super::{
     all_units_serve, certificates, client_endpoints, config, publish, ready_backend, serve, Deps,
     Issues,
 };
+use crate::flows::certificates::ClientTls;
 use crate::pgb::SharedConfig;
 use crate::state::{self, ClientEntry};
-use charm::secret::{Revision, SecretMeta, SecretRef};
-use charm::{Handled, Hook, Relation, RelationEvent, SecretContent, SecretId, SecretOwner};
+use charm::SecretId;
+use charm::{Handled, Hook, Relation, RelationEvent};
+use client_interface::provider::{self, Answer, UriTarget};
+use client_interface::Request;
 
 /// relation-changed: a new request runs database-requested; an answered one gets
 /// its connection information refreshed.
@@ -54,14 +57,14 @@ pub fn requested(
     // nothing; the record keeps the reason for the status.
     let remote = hook.remote_app_bag(relation)?.clone();
     let mut clients = state::clients(hook, &peers)?;
-    let request = match state::request(&remote, relation.id) {
+    let request = match state::client_request(&remote, relation.id) {
         Ok(Some(r)) => r,
         Ok(None) => return Ok(Handled::Done),
-        Err(reason) => {
+        Err(refusal) => {
             clients.insert(
                 relation.id,
                 ClientEntry {
-                    refused: Some(reason),
+                    refused: Some(refusal.to_string()),
                     ..ClientEntry::default()
                 },
             );
@@ -72,19 +75,24 @@ pub fn requested(
     let Ok(config) = config(hook)? else {
         return Ok(Handled::Deferred);
     };
-    let user = state::relation_user(relation.id);
+    let user = provider::relation_user(relation.id);
     let auth_user = backend.auth_user()?;
     let password = match clients.get(&relation.id).and_then(|c| c.secret.clone()) {
-        Some(id) => stored_password(hook, &id)?,
+        Some(_) => kept_password(hook, relation)?,
         None => {
+            // Kept in the relation's user secret from now on, so that a retry
+            // uses the same password; handed over once every unit serves.
             let password = postgres_admin::password::generate();
-            let (rw, ro) = client_endpoints(hook, config.listen_port)?;
-            let fields = credential_fields(relation.id, &request, &password, &rw, &ro);
-            let meta = SecretMeta {
-                label: Some(state::user_secret_label(relation.id)),
-                ..SecretMeta::default()
-            };
-            let id = hook.add_secret(&fields, SecretOwner::Application, &meta)?;
+            let endpoints = client_endpoints(hook, config.listen_port)?;
+            let answer = answer(
+                relation.id,
+                &request,
+                password.clone(),
+                endpoints,
+                None,
+                &ClientTls::default(),
+            );
+            let id = provider::keep(hook, state::DATABASE, relation, &request, &answer)?;
             clients.insert(
                 relation.id,
                 ClientEntry {
@@ -97,15 +105,12 @@ pub fn requested(
         }
     };
     // Create user and database
-    let created = deps
-        .connector
-        .connect(&backend.credentials)
-        .and_then(|mut pg| {
-            pg.create_user(&user, &password, &request.roles)?;
-            pg.create_database(&request.database, &user)?;
-            pg.grant_database(&request.database, &user)?;
-            pg.install_auth_function(request.database.as_str(), &auth_user)
-        });
+    let created = deps.connector.connect(&backend.login).and_then(|mut pg| {
+        pg.create_user(&user, &password, &request.roles)?;
+        pg.create_database(&request.database, &user)?;
+        pg.grant_database(&request.database, &user)?;
+        pg.install_auth_function(request.database.as_str(), &auth_user)
+    });
     if let Err(e) = created {
         issues.add(
             hook,
@@ -136,37 +141,40 @@ pub fn requested(
     Ok(Handled::Done)
 }
 
-/// The password held in a relation's user secret.
-fn stored_password(hook: &mut Hook<'_>, id: &str) -> anyhow::Result<String> {
-    let content = hook.secret(&SecretRef::Id(SecretId::parse(id)?, None), Revision::Peek)?;
-    content
-        .get("password")
-        .map(str::to_string)
-        .ok_or_else(|| anyhow::anyhow!("the user secret {id} holds no password"))
+/// The password kept in a client relation's user secret.
+fn kept_password(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::Result<String> {
+    provider::kept_password(hook, state::DATABASE, relation)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "relation {}: its user secret holds no password",
+            relation.id
+        )
+    })
 }
 
-/// What the `user` secret group holds for a client: its user, password and URIs
-/// (the read-only one when asked for).
-fn credential_fields(
+/// What a client is told: its database through PgBouncer's units, and the
+/// read-only twin `<db>_readonly` for its read-only URI.
+fn answer(
     relation_id: u64,
-    request: &state::Request,
-    password: &str,
-    rw: &str,
-    ro: &str,
-) -> SecretContent {
-    let user = state::relation_user(relation_id);
-    let db = &request.database;
-    let mut fields = SecretContent::new()
-        .with("username", user.as_str())
-        .with("password", password)
-        .with("uris", format!("postgresql://{user}:{password}@{rw}/{db}"));
-    if request.secret_fields.iter().any(|f| f == "read-only-uris") {
-        fields.insert(
-            "read-only-uris",
-            format!("postgresql://{user}:{password}@{ro}/{db}_readonly"),
-        );
+    request: &Request,
+    password: String,
+    (rw, ro): (String, String),
+    version: Option<String>,
+    tls: &ClientTls,
+) -> Answer {
+    let database = request.database.to_string();
+    Answer {
+        username: provider::relation_user(relation_id).to_string(),
+        password,
+        read_only_uri: UriTarget {
+            hosts: ro.clone(),
+            database: format!("{database}_readonly"),
+        },
+        database,
+        endpoints: rw,
+        read_only_endpoints: ro,
+        version,
+        tls: tls.for_clients(),
     }
-    fields
 }
 
 /// Leader: hands a created database's credentials to the client once every unit
@@ -180,7 +188,7 @@ pub fn publish_credentials(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::
     let Some(entry) = clients.get(&relation.id).cloned() else {
         return Ok(());
     };
-    let (Some(database), Some(shared)) = (
+    let (Some(_), Some(shared)) = (
         entry.database.clone(),
         state::published_config(hook, &peers)?,
     ) else {
@@ -197,42 +205,25 @@ pub fn publish_credentials(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::
     if entry.published.is_none() && !all_units_serve(hook, &peers)? {
         return Ok(());
     }
-    let Ok(Some(request)) = state::request(&hook.remote_app_bag(relation)?.clone(), relation.id)
-    else {
+    let remote = hook.remote_app_bag(relation)?.clone();
+    let Ok(Some(request)) = state::client_request(&remote, relation.id) else {
         return Ok(());
     };
-    let id = match &entry.secret {
-        Some(id) => SecretId::parse(id)?,
-        None => secret_id(hook, &state::user_secret_label(relation.id))?,
+    let password = kept_password(hook, relation)?;
+    let version = match state::backend(hook)? {
+        state::BackendState::Ready(b) => b.version,
+        _ => provider::published(hook, relation)?.version,
     };
-    let stored = hook.secret(&SecretRef::Id(id.clone(), None), Revision::Peek)?;
-    let password = stored.get("password").unwrap_or_default().to_string();
-    let fields = credential_fields(relation.id, &request, &password, &rw, &ro);
-    let mut bag: Vec<(String, Option<String>)> = vec![
-        ("database".into(), Some(database)),
-        ("endpoints".into(), Some(rw)),
-        ("read-only-endpoints".into(), Some(ro)),
-    ];
-    certificates::client_tls_fields(hook, relation, &request.secret_fields, &tls, &mut bag)?;
-    if let state::BackendState::Ready(b) = state::backend(hook)? {
-        bag.push(("version".into(), b.version));
-    }
-    if request
-        .secret_fields
-        .iter()
-        .any(|f| f == "username" || f == "password")
-    {
-        if fields != stored {
-            hook.set_secret(&id, Some(&fields), &SecretMeta::default())?;
-        }
-        if entry.published.is_none() {
-            hook.grant_secret(&id, relation, None)?;
-        }
-        bag.push(("secret-user".into(), Some(id.to_string())));
-    } else {
-        bag.extend(fields.iter().map(|(k, v)| (k.clone(), Some(v.clone()))));
-    }
-    hook.update_app_bag(relation, bag)?;
+    let answer = answer(relation.id, &request, password, (rw, ro), version, &tls);
+    let kept = entry.secret.as_deref().map(SecretId::parse).transpose()?;
+    provider::publish(
+        hook,
+        state::DATABASE,
+        relation,
+        &request,
+        &answer,
+        kept.as_ref(),
+    )?;
     clients.insert(
         relation.id,
         ClientEntry {
@@ -243,12 +234,6 @@ pub fn publish_credentials(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::
     );
     state::save_clients(hook, &peers, &clients)?;
     Ok(())
-}
-
-fn secret_id(hook: &mut Hook<'_>, label: &str) -> anyhow::Result<SecretId> {
-    hook.secret_info(&SecretRef::Label(label.into()))?
-        .id
-        .ok_or_else(|| anyhow::anyhow!("Juju gave no id for secret {label}"))
 }
 
 /// Leader: every created client gets its credentials (when due) or fresh
@@ -365,18 +350,15 @@ fn remove_client(
     let still_used = database
         .as_ref()
         .is_some_and(|db| live.iter().any(|c| c.name == *db));
-    let user = state::relation_user(relation_id);
+    let user = provider::relation_user(relation_id);
     let auth_user = backend.auth_user()?;
-    let dropped = deps
-        .connector
-        .connect(&backend.credentials)
-        .and_then(|mut pg| {
-            pg.drop_user(&user)?;
-            if let (Some(db), false) = (&database, still_used) {
-                pg.remove_auth_function(db, &auth_user)?;
-            }
-            Ok(())
-        });
+    let dropped = deps.connector.connect(&backend.login).and_then(|mut pg| {
+        pg.drop_user(&user)?;
+        if let (Some(db), false) = (&database, still_used) {
+            pg.remove_auth_function(db, &auth_user)?;
+        }
+        Ok(())
+    });
     if let Err(e) = dropped {
         issues.add(
             hook,
@@ -384,14 +366,7 @@ fn remove_client(
         )?;
         return Ok(false);
     }
-    for label in [
-        state::user_secret_label(relation_id),
-        certificates::tls_secret_label(relation_id),
-    ] {
-        if let Ok(id) = secret_id(hook, &label) {
-            hook.remove_secret(&id, None)?;
-        }
-    }
+    provider::remove_secrets(hook, state::DATABASE, relation_id)?;
     state::forget_client(hook, peers, relation_id)?;
     Ok(true)
 }

@@ -123,7 +123,7 @@ fn collect_readonly_dbs(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<()> 
     }
     let listed = deps
         .connector
-        .connect(&backend.credentials)
+        .connect(&backend.login)
         .and_then(|mut pg| pg.databases());
     let all = match listed {
         Ok(all) => all,

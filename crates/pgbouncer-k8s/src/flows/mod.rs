@@ -11,14 +11,14 @@ pub mod peers;
 pub mod upgrade;
 
 use crate::config::{CharmConfig, ConfigError};
-use crate::endpoint::{self, Endpoint};
 use crate::pgb::ini::{BackendTarget, SharedInput};
 use crate::pgb::peering::{Peering, RemoteUnit};
 use crate::pgb::{PgbVersion, SharedConfig};
-use crate::postgres::Connector;
 use crate::state::{self, Backend, BackendState};
 use crate::workload::{Serving, Workload, CONTAINER};
 use charm::{Hook, Relation, SecretContent};
+use client_interface::endpoint::{self, Endpoint};
+use postgres_admin::Connector;
 
 /// What the flows need besides the hook.
 pub struct Deps {

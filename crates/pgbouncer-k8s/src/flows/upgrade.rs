@@ -266,7 +266,7 @@ fn check(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Result<(), String>>
     };
     if let Err(e) = deps
         .connector
-        .connect(&backend.credentials)
+        .connect(&backend.login)
         .and_then(|mut pg| pg.server_version())
     {
         return Ok(Err(format!("PostgreSQL cannot be reached: {e}")));

@@ -11,7 +11,7 @@ use super::peering::Peering;
 use super::pools::Pools;
 use super::version::PgbVersion;
 use crate::config::CharmConfig;
-use crate::endpoint::Endpoint;
+use client_interface::Endpoint;
 use std::fmt::Write as _;
 
 /// Where PgBouncer's files live in the container.

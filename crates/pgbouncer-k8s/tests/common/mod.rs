@@ -1,7 +1,7 @@
 //! The rendering cases shared by the snapshot tests and the real-PgBouncer tests.
 
+use client_interface::Endpoint;
 use pgbouncer_k8s::config::CharmConfig;
-use pgbouncer_k8s::endpoint::Endpoint;
 use pgbouncer_k8s::pgb::ini::{BackendTarget, ClientDatabase, SharedConfig, SharedInput};
 use pgbouncer_k8s::pgb::peering::{Peering, RemoteUnit};
 use pgbouncer_k8s::pgb::{Layout, PgbVersion};

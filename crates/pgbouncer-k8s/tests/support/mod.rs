@@ -6,10 +6,10 @@ use charm::{Event, RelationEvent, SecretContent, SecretId};
 use charm_testing::{run, ContainerState, Output, Owner, RelationState, SecretState, State};
 use pgbouncer_k8s::flows::Deps;
 use pgbouncer_k8s::pgb::Layout;
-use pgbouncer_k8s::postgres::FakeConnector;
 use pgbouncer_k8s::state::{self, BACKEND, DATABASE, PEERS};
 use pgbouncer_k8s::workload::{Workload, CONTAINER};
 use pgbouncer_k8s::PgBouncerCharm;
+use postgres_admin::testing::FakeConnector;
 
 pub const APP: &str = "pgbouncer-k8s";
 pub const PEER_ID: u64 = 1;

@@ -4,7 +4,7 @@
 use super::lifecycle::quiet_context;
 use super::{all_members_ready, cluster_status, save_app_secret, update_config, Deps, Findings};
 use crate::patroni::PatroniError;
-use crate::postgres::Target;
+use crate::postgres;
 use crate::state;
 use charm::{Handled, Hook, LogLevel};
 use postgres_admin::names::RoleName;
@@ -121,11 +121,11 @@ fn set_password(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
     let Some(primary) = cluster_status(hook, deps, &ctx)?.and_then(|c| c.primary().cloned()) else {
         return fail(hook, "Failed changing the password: no primary");
     };
-    let target = Target {
-        host: primary.host,
-        port: primary.port,
-        password: ctx.passwords.get(state::OPERATOR).to_string(),
-    };
+    let target = postgres::operator_login(
+        &primary.host,
+        primary.port,
+        ctx.passwords.get(state::OPERATOR),
+    );
     let role = RoleName::parse(&user)?;
     if let Err(e) = deps
         .connector

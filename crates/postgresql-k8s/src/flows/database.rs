@@ -4,12 +4,11 @@
 
 use super::{cluster_status, context, Ctx, Deps, Findings};
 use crate::patroni::Cluster;
-use crate::postgres::Target;
-use crate::state::{self, Refusal, Request};
-use charm::secret::{Revision, SecretMeta, SecretRef};
-use charm::{
-    Handled, Hook, LogLevel, Relation, RelationEvent, SecretContent, SecretId, SecretOwner, Status,
-};
+use crate::postgres;
+use crate::state;
+use charm::{Handled, Hook, LogLevel, Relation, RelationEvent, Status};
+use client_interface::provider::{self, Answer, Tls, UriTarget};
+use client_interface::request::{self, Request};
 
 /// Where clients connect: the primary, and the replicas (the primary when alone).
 pub fn client_endpoints(cluster: &Cluster, members: &[String]) -> Option<(String, String)> {
@@ -27,34 +26,28 @@ pub fn client_endpoints(cluster: &Cluster, members: &[String]) -> Option<(String
     Some((primary.endpoint(), replicas.join(",")))
 }
 
-/// The `user` secret group: user, password and URIs (read-only when asked).
-fn credential_fields(
+/// What the client is told, from where the cluster stands.
+fn answer(
     relation_id: u64,
     request: &Request,
-    password: &str,
-    rw: &str,
-    ro: &str,
-) -> SecretContent {
-    let user = state::relation_user(relation_id);
-    let db = &request.database;
-    let mut fields = SecretContent::new()
-        .with("username", user.as_str())
-        .with("password", password)
-        .with("uris", format!("postgresql://{user}:{password}@{rw}/{db}"));
-    if request.wants_secret("read-only-uris") {
-        let first = ro.split(',').next().unwrap_or(ro);
-        fields.insert(
-            "read-only-uris",
-            format!("postgresql://{user}:{password}@{first}/{db}"),
-        );
+    password: String,
+    (rw, ro): (String, String),
+    version: Option<String>,
+) -> Answer {
+    let first_replica = ro.split(',').next().unwrap_or(&ro).to_string();
+    Answer {
+        database: request.database.to_string(),
+        username: provider::relation_user(relation_id).to_string(),
+        password,
+        read_only_uri: UriTarget {
+            hosts: first_replica,
+            database: request.database.to_string(),
+        },
+        endpoints: rw,
+        read_only_endpoints: ro,
+        version,
+        tls: Tls::default(),
     }
-    fields
-}
-
-/// Whether the client has its credentials already.
-fn published(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::Result<bool> {
-    let bag = hook.local_app_bag(relation)?;
-    Ok(bag.contains_key("secret-user") || bag.contains_key("password"))
 }
 
 /// relation-changed (leader): a new request is served; an answered one gets
@@ -69,7 +62,7 @@ pub fn changed(
         return Ok(Handled::Done);
     }
     let remote = hook.remote_app_bag(relation)?.clone();
-    let request = match state::request(&remote, relation.id) {
+    let request = match request::parse(&remote, relation.id) {
         Ok(Some(r)) => r,
         // Not asked yet, or refused (the status says why).
         Ok(None) | Err(_) => return Ok(Handled::Done),
@@ -77,7 +70,7 @@ pub fn changed(
     let Some(ctx) = context(hook)? else {
         return Ok(Handled::Deferred);
     };
-    if published(hook, relation)? {
+    if provider::published(hook, relation)?.has_credentials() {
         refresh(hook, deps, &ctx, relation, &request, None)?;
         return Ok(Handled::Done);
     }
@@ -105,12 +98,12 @@ fn requested(
     else {
         return Ok(Handled::Deferred);
     };
-    let target = Target {
-        host: primary.host.clone(),
-        port: primary.port,
-        password: ctx.passwords.get(state::OPERATOR).to_string(),
-    };
-    let user = state::relation_user(relation.id);
+    let target = postgres::operator_login(
+        &primary.host,
+        primary.port,
+        ctx.passwords.get(state::OPERATOR),
+    );
+    let user = provider::relation_user(relation.id);
     let password = postgres_admin::password::generate();
     let created = deps.connector.connect(&target).and_then(|mut pg| {
         pg.create_user(&user, &password, &request.roles)?;
@@ -129,26 +122,8 @@ fn requested(
             return Ok(Handled::Deferred);
         }
     };
-    let fields = credential_fields(relation.id, request, &password, &rw, &ro);
-    let mut bag = vec![
-        ("database".to_string(), Some(request.database.to_string())),
-        ("endpoints".to_string(), Some(rw)),
-        ("read-only-endpoints".to_string(), Some(ro)),
-        ("version".to_string(), Some(version)),
-        ("tls".to_string(), Some("False".to_string())),
-    ];
-    if request.wants_secret("username") || request.wants_secret("password") {
-        let meta = SecretMeta {
-            label: Some(state::user_secret_label(relation.id)),
-            ..SecretMeta::default()
-        };
-        let id = hook.add_secret(&fields, SecretOwner::Application, &meta)?;
-        hook.grant_secret(&id, relation, None)?;
-        bag.push(("secret-user".into(), Some(id.to_string())));
-    } else {
-        bag.extend(fields.iter().map(|(k, v)| (k.clone(), Some(v.clone()))));
-    }
-    hook.update_app_bag(relation, bag)?;
+    let answer = answer(relation.id, request, password, (rw, ro), Some(version));
+    provider::publish(hook, state::DATABASE, relation, request, &answer, None)?;
     hook.log(
         LogLevel::Info,
         &format!(
@@ -157,14 +132,6 @@ fn requested(
         ),
     )?;
     Ok(Handled::Done)
-}
-
-/// The id of a relation's user secret.
-fn user_secret(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::Result<Option<SecretId>> {
-    match hook.local_app_bag(relation)?.get("secret-user") {
-        Some(uri) => Ok(Some(SecretId::parse(uri)?)),
-        None => Ok(None),
-    }
 }
 
 /// Leader: rewrites a served client's endpoints (and URIs) when they moved.
@@ -187,30 +154,16 @@ fn refresh(
     let Some((rw, ro)) = client_endpoints(&cluster, &members) else {
         return Ok(());
     };
-    let bag = hook.local_app_bag(relation)?.clone();
-    if bag.get("endpoints") == Some(&rw) && bag.get("read-only-endpoints") == Some(&ro) {
+    let before = provider::published(hook, relation)?;
+    if before.endpoints.as_ref() == Some(&rw) && before.read_only_endpoints.as_ref() == Some(&ro) {
         return Ok(());
     }
-    let mut changes = vec![
-        ("endpoints".to_string(), Some(rw.clone())),
-        ("read-only-endpoints".to_string(), Some(ro.clone())),
-    ];
-    match user_secret(hook, relation)? {
-        Some(id) => {
-            let stored = hook.secret(&SecretRef::Id(id.clone(), None), Revision::Peek)?;
-            let password = stored.get("password").unwrap_or_default().to_string();
-            let fields = credential_fields(relation.id, request, &password, &rw, &ro);
-            if fields != stored {
-                hook.set_secret(&id, Some(&fields), &SecretMeta::default())?;
-            }
-        }
-        None => {
-            let password = bag.get("password").cloned().unwrap_or_default();
-            let fields = credential_fields(relation.id, request, &password, &rw, &ro);
-            changes.extend(fields.iter().map(|(k, v)| (k.clone(), Some(v.clone()))));
-        }
-    }
-    hook.update_app_bag(relation, changes)?;
+    let Some(password) = provider::kept_password(hook, state::DATABASE, relation)? else {
+        anyhow::bail!("relation {}: no password kept for its user", relation.id);
+    };
+    let endpoints = (rw.clone(), ro.clone());
+    let answer = answer(relation.id, request, password, endpoints, before.version);
+    provider::publish(hook, state::DATABASE, relation, request, &answer, None)?;
     hook.log(
         LogLevel::Info,
         &format!(
@@ -236,10 +189,10 @@ pub fn refresh_all(
     announce_primary(hook, deps, ctx)?;
     for relation in hook.relations(state::DATABASE)? {
         let remote = hook.remote_app_bag(&relation)?.clone();
-        let Ok(Some(request)) = state::request(&remote, relation.id) else {
+        let Ok(Some(request)) = request::parse(&remote, relation.id) else {
             continue;
         };
-        if !published(hook, &relation)? {
+        if !provider::published(hook, &relation)?.has_credentials() {
             continue;
         }
         if let Err(e) = refresh(hook, deps, ctx, &relation, &request, members) {
@@ -300,12 +253,12 @@ pub fn broken(
     let Some(primary) = cluster_status(hook, deps, &ctx)?.and_then(|c| c.primary().cloned()) else {
         return Ok(Handled::Deferred);
     };
-    let target = Target {
-        host: primary.host,
-        port: primary.port,
-        password: ctx.passwords.get(state::OPERATOR).to_string(),
-    };
-    let user = state::relation_user(event.relation.id);
+    let target = postgres::operator_login(
+        &primary.host,
+        primary.port,
+        ctx.passwords.get(state::OPERATOR),
+    );
+    let user = provider::relation_user(event.relation.id);
     if let Err(e) = deps
         .connector
         .connect(&target)
@@ -320,12 +273,7 @@ pub fn broken(
         )?;
         return Ok(Handled::Deferred);
     }
-    let label = state::user_secret_label(event.relation.id);
-    if let Ok(info) = hook.secret_info(&SecretRef::Label(label)) {
-        if let Some(id) = info.id {
-            hook.remove_secret(&id, None)?;
-        }
-    }
+    provider::remove_secrets(hook, state::DATABASE, event.relation.id)?;
     hook.log(
         LogLevel::Info,
         &format!(
@@ -343,12 +291,8 @@ pub fn refusal(hook: &mut Hook<'_>) -> anyhow::Result<Option<String>> {
     }
     for relation in hook.relations(state::DATABASE)? {
         let remote = hook.remote_app_bag(&relation)?.clone();
-        match state::request(&remote, relation.id) {
-            Err(Refusal::Roles(detail)) => {
-                return Ok(Some(format!("{}: {detail}", state::INVALID_ROLES)))
-            }
-            Err(Refusal::Other(message)) => return Ok(Some(message)),
-            Ok(_) => {}
+        if let Err(refusal) = request::parse(&remote, relation.id) {
+            return Ok(Some(refusal.to_string()));
         }
     }
     Ok(None)

@@ -6,7 +6,7 @@ use super::{
     add_members, cluster_status, config, context, database, ensure_passwords, member_started,
     restart_on_tls_change, update_config, Ctx, Deps, Findings,
 };
-use crate::postgres::Target;
+use crate::postgres;
 use crate::state;
 use crate::workload::CONTAINER;
 use charm::{Handled, Hook, LogLevel, SecretEvent, Status};
@@ -30,11 +30,11 @@ pub fn initialise(
         findings.problem(hook, Status::Waiting(PRIMARY_STARTING.into()))?;
         return Ok(false);
     };
-    let target = Target {
-        host: primary.host.clone(),
-        port: primary.port,
-        password: ctx.passwords.get(state::OPERATOR).to_string(),
-    };
+    let target = postgres::operator_login(
+        &primary.host,
+        primary.port,
+        ctx.passwords.get(state::OPERATOR),
+    );
     let monitoring = RoleName::parse(state::MONITORING)?;
     let roles = ExtraRoles::parse("pg_monitor")?;
     let done = deps.connector.connect(&target).and_then(|mut pg| {

@@ -8,12 +8,12 @@ use charm::{Event, RelationEvent, SecretContent, SecretId};
 use charm_testing::{
     run, run_action, ContainerState, Output, Owner, RelationState, SecretState, State,
 };
+use postgres_admin::testing::FakeConnector;
 use postgresql_k8s::config::Resources;
 use postgresql_k8s::dcs::Kubernetes;
 use postgresql_k8s::flows::Deps;
 use postgresql_k8s::patroni::fake::FakePatroni;
 use postgresql_k8s::pods::{FakePods, NoPods, Pods};
-use postgresql_k8s::postgres::FakeConnector;
 use postgresql_k8s::state::{self, DATABASE, ETCD, PEERS};
 use postgresql_k8s::workload::{Workload, CONTAINER};
 use postgresql_k8s::PostgresqlCharm;

@@ -1,0 +1,55 @@
+//! The `postgresql_client` relation interface, both halves, both wire versions:
+//! the Rust counterpart of the data-platform `data_interfaces` library.
+//!
+//! - [`request`]: what a client asks for, read from its application bag in
+//!   the v0 form (flat keys) or the v1 form (`version: v1`, a `requests` list),
+//!   validated; fields the charms do not act on yet get a [`Refusal`] that
+//!   names them.
+//! - [`provider`]: answering it ([`provider::publish`] an [`Answer`]):
+//!   credentials, endpoints, URIs, version and TLS, in the databag or in the
+//!   `user` and `tls` secrets as the client asked; the relation's user secret
+//!   also keeps the client's password between hooks ([`provider::password`]).
+//! - [`requirer`]: asking for a database and reading the answer, as
+//!   PgBouncer does of PostgreSQL.
+//! - [`endpoint`]: `host:port` lists as the interface carries them.
+//!
+//! The wire contract itself is described in `docs/postgresql-client.md`.
+//!
+//! ```
+//! use charm::Databag;
+//! use client_interface::request::{self, Wire};
+//!
+//! let mut bag = Databag::new();
+//! bag.insert("database".into(), "shop".into());
+//! bag.insert("requested-secrets".into(), r#"["username","password"]"#.into());
+//! let request = request::parse(&bag, 7).unwrap().unwrap();
+//! assert_eq!(request.database.as_str(), "shop");
+//! assert!(matches!(request.wire, Wire::V0 { .. }));
+//! assert!(request.wants_secret_credentials());
+//! ```
+
+pub mod endpoint;
+pub mod provider;
+pub mod request;
+pub mod requirer;
+
+pub use endpoint::Endpoint;
+pub use provider::{Answer, Tls, UriTarget};
+pub use request::{Refusal, Request, Wire};
+
+/// A hook tool failed while reading or answering a relation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Juju refused or failed a hook-tool call.
+    #[error(transparent)]
+    Juju(#[from] charm::Error),
+    /// An owned secret has no id (Juju's answer was incomplete).
+    #[error("Juju gave no id for secret {0}")]
+    NoSecretId(String),
+    /// A value could not be encoded.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// What this crate's operations return.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,385 @@
+//! The provider half: answering a client's request on its relation.
+//!
+//! The answer is written in one hook, as the requirer libraries need it:
+//! credentials and endpoints together. Credentials travel in an
+//! application-owned secret granted to the relation when the client asked for
+//! them as secrets (always in v1), else in the databag. The relation's user
+//! secret is also where the provider keeps the client's password between
+//! hooks: it exists, owned and not yet granted, from the moment the password
+//! is chosen, so no password is ever kept in peer data.
+
+use crate::request::{Request, Wire};
+use charm::secret::{Revision, SecretMeta, SecretRef};
+use charm::{Hook, Relation, SecretContent, SecretId, SecretOwner};
+use postgres_admin::names::RoleName;
+use serde_json::{json, Value};
+
+/// Everything a provider tells a client about its database.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The database created for the client.
+    pub database: String,
+    /// The client's user.
+    pub username: String,
+    /// Its password.
+    pub password: String,
+    /// Where to read and write: `host:port[,host:port]`.
+    pub endpoints: String,
+    /// Where to read only.
+    pub read_only_endpoints: String,
+    /// What the read-only URI names (the charms differ: PgBouncer sends
+    /// clients to `<db>_readonly` on its units, PostgreSQL to a replica).
+    pub read_only_uri: UriTarget,
+    /// The database server's version, when known.
+    pub version: Option<String>,
+    /// Whether the endpoints serve TLS, and the CA to trust.
+    pub tls: Tls,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("database", &self.database)
+            .field("username", &self.username)
+            .field("endpoints", &self.endpoints)
+            .field("read_only_endpoints", &self.read_only_endpoints)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The hosts and database a URI names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UriTarget {
+    /// `host:port[,host:port]`.
+    pub hosts: String,
+    /// The database.
+    pub database: String,
+}
+
+/// What clients are told about TLS.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tls {
+    /// Whether every endpoint serves TLS.
+    pub enabled: bool,
+    /// The CA bundle to verify them with.
+    pub ca: Option<String>,
+}
+
+/// A client relation's user, as both charms name it: `relation_id_<id>`.
+pub fn relation_user(relation_id: u64) -> RoleName {
+    RoleName::parse(&format!("relation_id_{relation_id}"))
+        .unwrap_or_else(|_| unreachable!("relation_id_<digits> is a valid role name"))
+}
+
+/// The label of a relation's secret of one group (`user` or `tls`): the
+/// provider's own handle on it, whatever the wire version.
+pub fn secret_label(endpoint: &str, relation_id: u64, group: &str) -> String {
+    format!("{endpoint}.{relation_id}.{group}.secret")
+}
+
+/// A libpq URI.
+fn uri(user: &str, password: &str, hosts: &str, database: &str) -> String {
+    format!("postgresql://{user}:{password}@{hosts}/{database}")
+}
+
+impl Answer {
+    /// The `user` group: user, password and URIs (the read-only one when asked).
+    fn user_fields(&self, request: &Request) -> SecretContent {
+        let (user, password) = (&self.username, &self.password);
+        let mut fields = SecretContent::new()
+            .with("username", user.as_str())
+            .with("password", password.as_str())
+            .with("uris", uri(user, password, &self.endpoints, &self.database));
+        if request.wants_secret("read-only-uris") {
+            let ro = &self.read_only_uri;
+            fields.insert(
+                "read-only-uris",
+                uri(user, password, &ro.hosts, &ro.database),
+            );
+        }
+        fields
+    }
+
+    /// The `tls` group. v0 writes Python's `True`/`False`; v1 reads JSON.
+    fn tls_fields(&self, wire: &Wire) -> SecretContent {
+        let flag = match (wire, self.tls.enabled) {
+            (Wire::V0 { .. }, true) => "True",
+            (Wire::V0 { .. }, false) => "False",
+            (Wire::V1 { .. }, true) => "true",
+            (Wire::V1 { .. }, false) => "false",
+        };
+        let mut fields = SecretContent::new().with("tls", flag);
+        if let Some(ca) = self.tls.ca.as_ref().filter(|c| !c.is_empty()) {
+            fields.insert("tls-ca", ca.as_str());
+        }
+        fields
+    }
+}
+
+/// What the provider has told a client so far, read back from its own bag.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Published {
+    /// The endpoints handed out.
+    pub endpoints: Option<String>,
+    /// The read-only endpoints handed out.
+    pub read_only_endpoints: Option<String>,
+    /// The user secret handed out (`secret-user`).
+    pub secret_user: Option<String>,
+    /// The TLS secret handed out (`secret-tls`).
+    pub secret_tls: Option<String>,
+    /// Whether credentials were handed out in the databag.
+    pub password_in_bag: bool,
+    /// The server version the client was told.
+    pub version: Option<String>,
+}
+
+impl Published {
+    /// Whether the client has its credentials.
+    pub fn has_credentials(&self) -> bool {
+        self.secret_user.is_some() || self.password_in_bag
+    }
+}
+
+/// Reads what this application has published on a client relation, in either
+/// wire version.
+pub fn published(hook: &mut Hook<'_>, relation: &Relation) -> charm::Result<Published> {
+    let bag = hook.local_app_bag(relation)?;
+    if let Some(raw) = bag.get("requests") {
+        let first = serde_json::from_str::<Vec<Value>>(raw)
+            .ok()
+            .and_then(|list| list.into_iter().next())
+            .unwrap_or(Value::Null);
+        let text = |k: &str| first.get(k).and_then(Value::as_str).map(str::to_string);
+        return Ok(Published {
+            endpoints: text("endpoints"),
+            read_only_endpoints: text("read-only-endpoints"),
+            secret_user: text("secret-user"),
+            secret_tls: text("secret-tls"),
+            password_in_bag: false,
+            version: text("version"),
+        });
+    }
+    Ok(Published {
+        endpoints: bag.get("endpoints").cloned(),
+        read_only_endpoints: bag.get("read-only-endpoints").cloned(),
+        secret_user: bag.get("secret-user").cloned(),
+        secret_tls: bag.get("secret-tls").cloned(),
+        password_in_bag: bag.contains_key("password"),
+        version: bag.get("version").cloned(),
+    })
+}
+
+/// Leader: the password kept for a client, if any: in its relation's user
+/// secret or, from an answer written without secrets by an earlier version,
+/// in the databag.
+pub fn kept_password(
+    hook: &mut Hook<'_>,
+    endpoint: &str,
+    relation: &Relation,
+) -> crate::Result<Option<String>> {
+    let label = secret_label(endpoint, relation.id, "user");
+    if let Some(password) = hook
+        .secret_by_label(&label, Revision::Peek)?
+        .and_then(|stored| stored.get("password").map(str::to_string))
+    {
+        return Ok(Some(password));
+    }
+    Ok(hook.local_app_bag(relation)?.get("password").cloned())
+}
+
+/// Leader: keeps a new client's credentials in its relation's user secret,
+/// owned by the application and granted to no one yet, until [`publish`]
+/// hands them over (possibly hooks later); returns the secret's id.
+pub fn keep(
+    hook: &mut Hook<'_>,
+    endpoint: &str,
+    relation: &Relation,
+    request: &Request,
+    answer: &Answer,
+) -> crate::Result<SecretId> {
+    let label = secret_label(endpoint, relation.id, "user");
+    let content = answer.user_fields(request);
+    let meta = SecretMeta {
+        label: Some(label.clone()),
+        ..SecretMeta::default()
+    };
+    // A new client has no secret yet; should one be there after all, it is
+    // brought up to date instead.
+    match hook.add_secret(&content, SecretOwner::Application, &meta) {
+        Ok(id) => Ok(id),
+        Err(_) => ensure_secret(hook, &label, &content, None),
+    }
+}
+
+/// Leader: writes the answer to a request, creating, updating and granting
+/// the relation's secrets as needed; only what changed reaches Juju. `kept`
+/// is the user secret's id when the caller holds it from [`keep`] (it saves
+/// a look-up).
+pub fn publish(
+    hook: &mut Hook<'_>,
+    endpoint: &str,
+    relation: &Relation,
+    request: &Request,
+    answer: &Answer,
+    kept: Option<&SecretId>,
+) -> crate::Result<()> {
+    let before = published(hook, relation)?;
+    let kept = kept.map(SecretId::to_string);
+    let user = answer.user_fields(request);
+    let tls = answer.tls_fields(&request.wire);
+    let changes: Vec<(String, Option<String>)> = match &request.wire {
+        Wire::V0 { .. } => {
+            let mut bag = vec![
+                ("database".into(), Some(answer.database.clone())),
+                ("endpoints".into(), Some(answer.endpoints.clone())),
+                (
+                    "read-only-endpoints".into(),
+                    Some(answer.read_only_endpoints.clone()),
+                ),
+                ("version".into(), answer.version.clone()),
+            ];
+            if request.wants_secret_credentials() {
+                let id = granted(
+                    hook,
+                    endpoint,
+                    relation,
+                    "user",
+                    &user,
+                    &before.secret_user,
+                    kept.as_deref(),
+                )?;
+                bag.push(("secret-user".into(), Some(id)));
+            } else {
+                let label = secret_label(endpoint, relation.id, "user");
+                ensure_secret(hook, &label, &user, kept.as_deref())?;
+                bag.extend(user.iter().map(|(k, v)| (k.clone(), Some(v.clone()))));
+            }
+            if request.wants_secret("tls") || request.wants_secret("tls-ca") {
+                let id = granted(
+                    hook,
+                    endpoint,
+                    relation,
+                    "tls",
+                    &tls,
+                    &before.secret_tls,
+                    None,
+                )?;
+                bag.push(("secret-tls".into(), Some(id)));
+            } else {
+                bag.push(("tls".into(), tls.get("tls").map(str::to_string)));
+                bag.push(("tls-ca".into(), tls.get("tls-ca").map(str::to_string)));
+            }
+            bag
+        }
+        Wire::V1 { request_id, salt } => {
+            let secret_user = granted(
+                hook,
+                endpoint,
+                relation,
+                "user",
+                &user,
+                &before.secret_user,
+                kept.as_deref(),
+            )?;
+            let secret_tls = granted(
+                hook,
+                endpoint,
+                relation,
+                "tls",
+                &tls,
+                &before.secret_tls,
+                None,
+            )?;
+            let response = json!([{
+                "resource": answer.database,
+                "request-id": request_id,
+                "salt": salt,
+                "endpoints": answer.endpoints,
+                "read-only-endpoints": answer.read_only_endpoints,
+                "secret-user": secret_user,
+                "secret-tls": secret_tls,
+                "version": answer.version,
+            }]);
+            // The requirer diffs each response against the provider's record of
+            // the request, keyed by its id; without it nothing fires.
+            let data = json!({ request_id: {
+                "resource": answer.database,
+                "request-id": request_id,
+                "salt": salt,
+            }});
+            vec![
+                ("version".into(), Some("v1".into())),
+                ("requests".into(), Some(response.to_string())),
+                ("data".into(), Some(data.to_string())),
+            ]
+        }
+    };
+    hook.update_app_bag(relation, changes)?;
+    Ok(())
+}
+
+/// The relation's secret of `group` holds `content` and the client may read
+/// it (granted unless the databag already hands it out); returns its id.
+/// `kept` is its id when the caller knows it.
+fn granted(
+    hook: &mut Hook<'_>,
+    endpoint: &str,
+    relation: &Relation,
+    group: &str,
+    content: &SecretContent,
+    handed_out: &Option<String>,
+    kept: Option<&str>,
+) -> crate::Result<String> {
+    let label = secret_label(endpoint, relation.id, group);
+    let id = ensure_secret(hook, &label, content, handed_out.as_deref().or(kept))?;
+    let id_text = id.to_string();
+    if handed_out.as_deref() != Some(id_text.as_str()) {
+        hook.grant_secret(&id, relation, None)?;
+    }
+    Ok(id_text)
+}
+
+/// Leader: removes a gone relation's secrets (user and TLS), if any.
+pub fn remove_secrets(hook: &mut Hook<'_>, endpoint: &str, relation_id: u64) -> charm::Result<()> {
+    for group in ["user", "tls"] {
+        let label = secret_label(endpoint, relation_id, group);
+        if let Ok(Some(id)) = hook.secret_info(&SecretRef::Label(label)).map(|i| i.id) {
+            hook.remove_secret(&id, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// The secret with this label holds `content`: created (owned by the
+/// application) when missing, given a new revision only when it differs.
+/// `known` is its id when the databag already carries it (saves a look-up).
+fn ensure_secret(
+    hook: &mut Hook<'_>,
+    label: &str,
+    content: &SecretContent,
+    known: Option<&str>,
+) -> crate::Result<SecretId> {
+    match hook.secret_by_label(label, Revision::Peek)? {
+        Some(stored) => {
+            let id = match known.map(SecretId::parse) {
+                Some(Ok(id)) => id,
+                _ => hook
+                    .secret_info(&SecretRef::Label(label.to_string()))?
+                    .id
+                    .ok_or_else(|| crate::Error::NoSecretId(label.to_string()))?,
+            };
+            if stored != *content {
+                hook.set_secret(&id, Some(content), &SecretMeta::default())?;
+            }
+            Ok(id)
+        }
+        None => {
+            let meta = SecretMeta {
+                label: Some(label.to_string()),
+                ..SecretMeta::default()
+            };
+            Ok(hook.add_secret(content, SecretOwner::Application, &meta)?)
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! What a charm asks of PostgreSQL, behind a trait so that every flow can be
+//! tested in memory: [`Postgres`] is one superuser session, [`Connector`]
+//! opens one. [`RealConnector`] talks to a server through [`Admin`];
+//! `testing::FakeConnector` keeps the same state in maps.
+
+use crate::admin::{Admin, ConnectInfo};
+use crate::names::{DatabaseName, ExtraRoles, RoleName};
+
+/// A PostgreSQL operation failed: what was being done and the server's answer,
+/// never a password.
+#[derive(Debug, thiserror::Error)]
+#[error("PostgreSQL: {0}")]
+pub struct PgError(pub String);
+
+impl From<crate::admin::AdminError> for PgError {
+    fn from(e: crate::admin::AdminError) -> PgError {
+        PgError(e.to_string())
+    }
+}
+
+/// The administration the charms do, as a superuser.
+pub trait Postgres {
+    /// The server's version number, e.g. `15.18`.
+    fn server_version(&mut self) -> Result<String, PgError>;
+    /// The names of the non-template databases, sorted.
+    fn databases(&mut self) -> Result<Vec<String>, PgError>;
+    /// Creates the login role, or updates its password and roles.
+    fn create_user(
+        &mut self,
+        user: &RoleName,
+        password: &str,
+        roles: &ExtraRoles,
+    ) -> Result<(), PgError>;
+    /// Changes an existing role's password only.
+    fn set_password(&mut self, user: &RoleName, password: &str) -> Result<(), PgError>;
+    /// Drops the role, keeping databases and data; returns whether it existed.
+    fn drop_user(&mut self, user: &RoleName) -> Result<bool, PgError>;
+    /// Creates the database if it is missing; returns whether it did.
+    fn create_database(&mut self, db: &DatabaseName, owner: &RoleName) -> Result<bool, PgError>;
+    /// Lets the user use the database.
+    fn grant_database(&mut self, db: &DatabaseName, user: &RoleName) -> Result<(), PgError>;
+    /// Creates the `admin` group unless it exists; returns whether it did.
+    fn create_admin_group(&mut self) -> Result<bool, PgError>;
+    /// Installs PgBouncer's auth function in a database.
+    fn install_auth_function(&mut self, db: &str, auth_user: &RoleName) -> Result<(), PgError>;
+    /// Removes it; returns whether there was one.
+    fn remove_auth_function(&mut self, db: &str, auth_user: &RoleName) -> Result<bool, PgError>;
+}
+
+/// Opens a session.
+pub trait Connector {
+    /// Connects where `info` says; the session lasts until it is dropped.
+    fn connect(&self, info: &ConnectInfo) -> Result<Box<dyn Postgres>, PgError>;
+}
+
+/// Connects to real servers.
+pub struct RealConnector;
+
+impl Connector for RealConnector {
+    fn connect(&self, info: &ConnectInfo) -> Result<Box<dyn Postgres>, PgError> {
+        Ok(Box::new(Admin::connect(info)?))
+    }
+}
+
+impl Postgres for Admin {
+    fn server_version(&mut self) -> Result<String, PgError> {
+        Ok(Admin::server_version(self)?)
+    }
+    fn databases(&mut self) -> Result<Vec<String>, PgError> {
+        Ok(Admin::databases(self)?)
+    }
+    fn create_user(
+        &mut self,
+        user: &RoleName,
+        password: &str,
+        roles: &ExtraRoles,
+    ) -> Result<(), PgError> {
+        Ok(Admin::create_user(self, user, password, roles)?)
+    }
+    fn set_password(&mut self, user: &RoleName, password: &str) -> Result<(), PgError> {
+        Ok(Admin::set_password(self, user, password)?)
+    }
+    fn drop_user(&mut self, user: &RoleName) -> Result<bool, PgError> {
+        Ok(Admin::drop_user(self, user)?)
+    }
+    fn create_database(&mut self, db: &DatabaseName, owner: &RoleName) -> Result<bool, PgError> {
+        Ok(Admin::create_database(self, db, owner)?)
+    }
+    fn grant_database(&mut self, db: &DatabaseName, user: &RoleName) -> Result<(), PgError> {
+        Ok(Admin::grant_database(self, db, user)?)
+    }
+    fn create_admin_group(&mut self) -> Result<bool, PgError> {
+        Ok(Admin::create_admin_group(self)?)
+    }
+    fn install_auth_function(&mut self, db: &str, auth_user: &RoleName) -> Result<(), PgError> {
+        Ok(Admin::install_auth_function(self, db, auth_user)?)
+    }
+    fn remove_auth_function(&mut self, db: &str, auth_user: &RoleName) -> Result<bool, PgError> {
+        Ok(Admin::remove_auth_function(self, db, auth_user)?)
+    }
+}

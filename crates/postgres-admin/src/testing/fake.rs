@@ -1,0 +1,157 @@
+//! An in-memory server for flow tests: what a PostgreSQL server would hold
+//! after a charm's calls, and a switch that takes it down.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use crate::admin::{ConnectInfo, ADMIN_GROUP};
+use crate::names::{DatabaseName, ExtraRoles, RoleName};
+use crate::session::{Connector, PgError, Postgres};
+
+/// What a server would hold after the charm's calls.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FakeServer {
+    /// What `server_version` answers.
+    pub version: String,
+    /// The non-template databases.
+    pub databases: BTreeSet<String>,
+    /// User to (password, roles as given).
+    pub users: BTreeMap<String, (String, String)>,
+    /// (database, user) grants.
+    pub grants: BTreeSet<(String, String)>,
+    /// (database, auth user) PgBouncer auth functions.
+    pub auth_functions: BTreeSet<(String, String)>,
+    /// Whether the `admin` group exists.
+    pub admin_group: bool,
+    /// When set, every call fails with this message (a server that is down).
+    pub down: Option<String>,
+    /// The hosts sessions were opened on, in order.
+    pub sessions: Vec<String>,
+}
+
+/// A connector over a shared [`FakeServer`]; clones share the server.
+#[derive(Clone, Default)]
+pub struct FakeConnector(pub Rc<RefCell<FakeServer>>);
+
+impl FakeConnector {
+    /// A server that is up, with the `postgres` database.
+    pub fn up() -> FakeConnector {
+        FakeConnector::up_with(&[])
+    }
+
+    /// A server that is up, with the given databases besides `postgres`.
+    pub fn up_with(databases: &[&str]) -> FakeConnector {
+        let server = FakeServer {
+            version: "15.18".into(),
+            databases: ["postgres"]
+                .iter()
+                .chain(databases)
+                .map(|d| d.to_string())
+                .collect(),
+            ..FakeServer::default()
+        };
+        FakeConnector(Rc::new(RefCell::new(server)))
+    }
+
+    /// A copy of the server's state.
+    pub fn server(&self) -> FakeServer {
+        self.0.borrow().clone()
+    }
+
+    /// Takes the server down (every call fails with `why`), or back up.
+    pub fn set_down(&self, why: Option<&str>) {
+        self.0.borrow_mut().down = why.map(str::to_string);
+    }
+}
+
+struct FakeSession(Rc<RefCell<FakeServer>>);
+
+impl Connector for FakeConnector {
+    fn connect(&self, info: &ConnectInfo) -> Result<Box<dyn Postgres>, PgError> {
+        self.0.borrow_mut().sessions.push(info.host.clone());
+        if let Some(why) = &self.0.borrow().down {
+            return Err(PgError(why.clone()));
+        }
+        Ok(Box::new(FakeSession(self.0.clone())))
+    }
+}
+
+impl FakeSession {
+    fn with<T>(&self, f: impl FnOnce(&mut FakeServer) -> Result<T, PgError>) -> Result<T, PgError> {
+        let mut s = self.0.borrow_mut();
+        if let Some(why) = &s.down {
+            return Err(PgError(why.clone()));
+        }
+        f(&mut s)
+    }
+}
+
+impl Postgres for FakeSession {
+    fn server_version(&mut self) -> Result<String, PgError> {
+        self.with(|s| Ok(s.version.clone()))
+    }
+    fn databases(&mut self) -> Result<Vec<String>, PgError> {
+        self.with(|s| Ok(s.databases.iter().cloned().collect()))
+    }
+    fn create_user(
+        &mut self,
+        user: &RoleName,
+        password: &str,
+        roles: &ExtraRoles,
+    ) -> Result<(), PgError> {
+        let needs_admin = roles.memberships().contains(&ADMIN_GROUP);
+        self.with(|s| {
+            if needs_admin && !s.admin_group {
+                return Err(PgError(format!(
+                    "cannot make {user} a member of \"{ADMIN_GROUP}\": no such role"
+                )));
+            }
+            s.users.insert(
+                user.to_string(),
+                (password.to_string(), format!("{roles:?}")),
+            );
+            Ok(())
+        })
+    }
+    fn set_password(&mut self, user: &RoleName, password: &str) -> Result<(), PgError> {
+        self.with(|s| match s.users.get_mut(user.as_str()) {
+            Some(entry) => {
+                entry.0 = password.to_string();
+                Ok(())
+            }
+            None => Err(PgError(format!("no role {user}"))),
+        })
+    }
+    fn drop_user(&mut self, user: &RoleName) -> Result<bool, PgError> {
+        self.with(|s| {
+            s.grants.retain(|(_, u)| u != user.as_str());
+            Ok(s.users.remove(user.as_str()).is_some())
+        })
+    }
+    fn create_database(&mut self, db: &DatabaseName, _: &RoleName) -> Result<bool, PgError> {
+        self.with(|s| Ok(s.databases.insert(db.to_string())))
+    }
+    fn grant_database(&mut self, db: &DatabaseName, user: &RoleName) -> Result<(), PgError> {
+        self.with(|s| {
+            s.grants.insert((db.to_string(), user.to_string()));
+            Ok(())
+        })
+    }
+    fn create_admin_group(&mut self) -> Result<bool, PgError> {
+        self.with(|s| Ok(!std::mem::replace(&mut s.admin_group, true)))
+    }
+    fn install_auth_function(&mut self, db: &str, auth_user: &RoleName) -> Result<(), PgError> {
+        self.with(|s| {
+            s.auth_functions
+                .insert((db.to_string(), auth_user.to_string()));
+            Ok(())
+        })
+    }
+    fn remove_auth_function(&mut self, db: &str, auth_user: &RoleName) -> Result<bool, PgError> {
+        self.with(|s| {
+            Ok(s.auth_functions
+                .remove(&(db.to_string(), auth_user.to_string())))
+        })
+    }
+}

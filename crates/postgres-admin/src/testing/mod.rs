@@ -1,0 +1,9 @@
+//! Test doubles and fixtures, for this crate's tests and other crates' (the
+//! `testing` feature): [`TestCluster`], a throwaway PostgreSQL, and
+//! [`FakeConnector`], an in-memory server behind the [`crate::session`] traits.
+
+mod cluster;
+mod fake;
+
+pub use cluster::TestCluster;
+pub use fake::{FakeConnector, FakeServer};
