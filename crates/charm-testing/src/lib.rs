@@ -1,17 +1,21 @@
 //! An in-memory Juju model for testing charms, in the spirit of ops' Scenario:
-//! build a [`State`], run one event through a charm with [`run`] (or an action with
-//! [`run_action`]), and get back the new state and every hook-tool call the charm
-//! made. Juju's rules are enforced with Juju's error phrases, and a failed hook
+//! build a [`State`] (by hand, or from the charm's own files with
+//! [`CharmState`]), run one event through a charm with [`run`] (events built
+//! with [`event`]; an action with [`run_action`]), and get back the new state
+//! and every hook-tool call the charm made. Juju's rules are enforced with Juju's error phrases, and a failed hook
 //! leaves the transactional state (relation data, secrets, ports, the deferred
 //! queue) as it was; what Juju applies at once (status, logs, workload version,
 //! what happened in the containers) stays, as on a real unit.
 
 mod backend;
+mod charm_dir;
+pub mod event;
 mod pebble;
 pub mod standin;
 mod state;
 
 pub use backend::{ActionOutput, MemoryBackend};
+pub use charm_dir::CharmState;
 pub use pebble::MemoryWorkloads;
 pub use state::{
     bag, ContainerState, FileState, Owner, RelationState, SecretState, ServiceOp, State, MODEL_UUID,
@@ -20,7 +24,7 @@ pub use state::{
 use charm::backend::JsonMap;
 use charm::dispatch::{self, Charm};
 use charm::stats::ToolStats;
-use charm::{ActionEvent, Context, Event};
+use charm::{Context, Event};
 use std::path::PathBuf;
 
 /// A hook that succeeded: the new state and the calls it made.
@@ -58,11 +62,7 @@ pub fn run_action(
     name: &str,
     params: JsonMap,
 ) -> Result<Output, Box<Failure>> {
-    let event = Event::Action(ActionEvent {
-        name: name.to_string(),
-        id: "1".into(),
-    });
-    execute(charm, state, event, Some(params))
+    execute(charm, state, event::action(name), Some(params))
 }
 
 fn execute(
