@@ -5,8 +5,8 @@ use charm::backend::{JsonMap, Port};
 use charm::pebble::CheckInfo;
 use charm::secret::SecretRef;
 use charm::{
-    Charm, Event, Handled, Hook, LogLevel, Relation, RelationEvent, SecretContent, SecretEvent,
-    SecretOwner, Status,
+    BagChanges, Charm, Event, Handled, Hook, LogLevel, Relation, RelationEvent, SecretContent,
+    SecretEvent, SecretOwner, Status,
 };
 use charm_testing::{
     run, run_action, ContainerState, Owner, RelationState, SecretState, ServiceOp, State,
@@ -845,5 +845,126 @@ fn a_hook_asks_juju_once_for_what_cannot_change_and_again_after_its_own_writes()
     assert_eq!(
         by_tool["secret-get"], 2,
         "once before the write, once after"
+    );
+}
+
+#[test]
+fn a_relation_is_found_by_its_endpoint_when_there_is_at_most_one() {
+    let lookup: Body = |h| {
+        let peers = h.relation(PEERS)?;
+        let db = h.relation(DB)?;
+        h.log(LogLevel::Info, &format!("{peers:?} {db:?}"))?;
+        Ok(Handled::Done)
+    };
+    let out = run(&mut RuleBreaker(lookup), &base(false), Event::UpdateStatus).unwrap();
+    assert_eq!(
+        out.state.logs[0].1,
+        r#"Some(Relation { endpoint: "replicas", id: 1 }) None"#
+    );
+    let two = base(false)
+        .with_relation(db_relation())
+        .with_relation(RelationState::new(DB, 5, "other"));
+    let err = run(&mut RuleBreaker(lookup), &two, Event::UpdateStatus).unwrap_err();
+    assert!(
+        format!("{:#}", err.error).contains("endpoint db has 2 relations"),
+        "{:#}",
+        err.error
+    );
+}
+
+#[test]
+fn bag_changes_go_out_once_per_bag_when_the_hook_is_done() {
+    let write: Body = |h| {
+        h.update_app_bag(&db(), BagChanges::new().set("a", "1").set("b", "2"))?;
+        h.update_app_bag(&db(), BagChanges::new().unset("a").set("c", "3"))?;
+        h.update_unit_bag(&db(), BagChanges::new().set("k", "v"))?;
+        Ok(Handled::Done)
+    };
+    let state = base(true).with_relation(db_relation().local_app_data(&[("a", "0")]));
+    let out = run(&mut RuleBreaker(write), &state, Event::UpdateStatus).unwrap();
+    let relation = out.state.relation(4).unwrap();
+    assert_eq!(
+        relation.local_app_data,
+        charm_testing::bag(&[("b", "2"), ("c", "3")])
+    );
+    assert_eq!(relation.local_unit_data, charm_testing::bag(&[("k", "v")]));
+    assert_eq!(out.calls.by_tool()["relation-set"], 2);
+}
+
+/// Adds statuses while handling (`Body`) and in its status collection.
+struct Collecting(Body, Vec<Status>);
+
+impl Charm for Collecting {
+    fn handle(&mut self, hook: &mut Hook<'_>, _: &Event) -> anyhow::Result<Handled> {
+        (self.0)(hook)
+    }
+
+    fn collect_status(&mut self, hook: &mut Hook<'_>) -> anyhow::Result<()> {
+        for status in &self.1 {
+            hook.add_status(status.clone());
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn the_most_pressing_collected_status_is_set_once() {
+    let waiting: Body = |h| {
+        h.add_status(Status::Waiting("first".into()));
+        h.add_status(Status::Waiting("second".into()));
+        Ok(Handled::Done)
+    };
+    let nothing: Body = |_| Ok(Handled::Done);
+    let cases: [(Body, Vec<Status>, Status); 3] = [
+        (
+            waiting,
+            vec![Status::Active(String::new())],
+            Status::Waiting("first".into()),
+        ),
+        (
+            waiting,
+            vec![Status::Maintenance("busy".into())],
+            Status::Maintenance("busy".into()),
+        ),
+        (
+            nothing,
+            vec![Status::Active("ok".into()), Status::Active("later".into())],
+            Status::Active("ok".into()),
+        ),
+    ];
+    for (body, collected, want) in cases {
+        let out = run(
+            &mut Collecting(body, collected),
+            &base(false),
+            Event::UpdateStatus,
+        )
+        .unwrap();
+        assert_eq!(out.state.unit_status, want);
+        assert_eq!(out.calls.by_tool()["status-set"], 1);
+    }
+
+    let mut before = base(false);
+    before.unit_status = Status::Blocked("as it was".into());
+    let out = run(
+        &mut Collecting(nothing, vec![]),
+        &before,
+        Event::UpdateStatus,
+    )
+    .unwrap();
+    assert_eq!(
+        out.state.unit_status, before.unit_status,
+        "nothing collected"
+    );
+    assert!(!out.calls.by_tool().contains_key("status-set"));
+    let out = run_action(
+        &mut Collecting(waiting, vec![]),
+        &before,
+        "a",
+        JsonMap::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        out.state.unit_status, before.unit_status,
+        "not after actions"
     );
 }
