@@ -480,7 +480,7 @@ fn juju_permission_rules_are_enforced() {
     let cases: Vec<(Body, &str)> = vec![
         (
             |h| {
-                h.update_app_bag(&db(), [("k".into(), Some("v".into()))])?;
+                h.update_app_bag(&db(), BagChanges::new().set("k", "v"))?;
                 Ok(Handled::Done)
             },
             "not the leader",
@@ -596,8 +596,8 @@ fn a_failed_hook_rolls_back_data_but_keeps_status_and_logs() {
         .with_relation(db_relation())
         .with_deferred(Event::Start);
     let fail: Body = |h| {
-        h.update_app_bag(&db(), [("endpoints".into(), Some("x:1".into()))])?;
-        h.update_unit_bag(&db(), [("k".into(), Some("v".into()))])?;
+        h.update_app_bag(&db(), BagChanges::new().set("endpoints", "x:1"))?;
+        h.update_unit_bag(&db(), BagChanges::new().set("k", "v"))?;
         h.add_secret(
             &SecretContent::new().with("key", "v"),
             SecretOwner::Unit,
