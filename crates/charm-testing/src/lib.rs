@@ -2,10 +2,11 @@
 //! build a [`State`] (by hand, or from the charm's own files with
 //! [`CharmState`]), run one event through a charm with [`run`] (events built
 //! with [`event`]; an action with [`run_action`]), and get back the new state
-//! and every hook-tool call the charm made. Juju's rules are enforced with Juju's error phrases, and a failed hook
-//! leaves the transactional state (relation data, secrets, ports, the deferred
-//! queue) as it was; what Juju applies at once (status, logs, workload version,
-//! what happened in the containers) stays, as on a real unit.
+//! and every hook-tool call the charm made. Juju's rules are enforced with
+//! Juju's error phrases, and a failed hook leaves the transactional state
+//! (relation data, secrets, ports, the deferred queue) as it was; what Juju
+//! applies at once (status, logs, workload version, what happened in the
+//! containers) stays, as on a real unit.
 
 mod backend;
 mod charm_dir;

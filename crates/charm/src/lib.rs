@@ -4,7 +4,9 @@
 //! binary. Juju's environment becomes a [`Context`] and an [`Event`]; the charm talks
 //! to Juju through a [`Hook`], which applies Juju's rules and caches what it read,
 //! over a [`Backend`] (the real hook tools, or the in-memory model in tests), and to
-//! its workloads through [`pebble::Pebble`].
+//! its workloads through [`pebble::Pebble`]. Handlers and [`Charm::collect_status`]
+//! add candidate statuses to the hook, and the most pressing one is set
+//! ([`StatusCollector`]).
 
 pub mod backend;
 pub mod commands;
