@@ -1,12 +1,13 @@
 //! Running a charm for one dispatch: replay the deferred events, handle the new one,
-//! and keep what was deferred again.
+//! set the status collected on the way, and keep what was deferred again.
 
 use crate::backend::Backend;
+use crate::commands;
 use crate::context::Context;
 use crate::defer;
 use crate::event::Event;
 use crate::hook::Hook;
-use crate::hooktools::HookTools;
+use crate::hooktools::{HookTools, ProcessRunner, ToolRunner};
 use crate::stats::STATS_FILE_VAR;
 use crate::status::LogLevel;
 use anyhow::Context as _;
@@ -29,7 +30,9 @@ pub trait Charm {
     fn handle(&mut self, hook: &mut Hook<'_>, event: &Event) -> anyhow::Result<Handled>;
 
     /// Runs once per dispatch, after every event was handled (actions excepted):
-    /// the place to work out and set the unit's status from the state as it now is.
+    /// the place to add the unit's candidate statuses, worked out from the state
+    /// as it now is, with [`Hook::add_status`]. Dispatch then sets the highest of
+    /// these and those the handlers added ([`crate::status::StatusCollector`]).
     fn collect_status(&mut self, _hook: &mut Hook<'_>) -> anyhow::Result<()> {
         Ok(())
     }
@@ -37,7 +40,7 @@ pub trait Charm {
 
 /// Runs one dispatch: every deferred event (oldest first, unless the event is one
 /// where Juju restricts the tools), then the new one, then the charm's status
-/// collection. Returns the new queue.
+/// collection, setting the collected status that wins. Returns the new queue.
 pub fn run(
     charm: &mut dyn Charm,
     context: &Context,
@@ -75,6 +78,10 @@ pub fn run(
         charm
             .collect_status(&mut hook)
             .context("collecting the status failed")?;
+        if let Some(status) = hook.statuses().highest().cloned() {
+            hook.set_status(status)
+                .context("setting the collected status failed")?;
+        }
     }
     hook.flush().context("writing relation data failed")?;
     Ok(queue)
@@ -89,8 +96,10 @@ fn describe(event: &Event) -> String {
 
 /// The `main` of a charm's `dispatch` binary: reads Juju's environment, runs the
 /// charm with the real hook tools and Pebble sockets, and saves the deferred events
-/// when it succeeds. A failure is logged to Juju and ends the process with exit 1.
+/// when it succeeds. A failure is logged to Juju and ends the process with exit 1;
+/// so is a panic ([`log_panics`]), which then ends it as panics do.
 pub fn main(mut charm: impl Charm) -> ExitCode {
+    log_panics();
     let context = match Context::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -123,4 +132,36 @@ pub fn main(mut charm: impl Charm) -> ExitCode {
         }
     }
     code
+}
+
+/// Installs a panic hook that sends the panic's message and location to
+/// `juju-log` at ERROR, then runs the hook that was there before (which prints
+/// it to stderr). Best effort: when `juju-log` cannot run, nothing more is tried.
+/// The log carries only what the panic carried.
+pub fn log_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = panic_message(info);
+        let _ = ProcessRunner::default().run(&commands::juju_log(LogLevel::Error, &message));
+        previous(info);
+    }));
+}
+
+/// `panicked at <file>:<line>:<column>: <message>`, as Rust prints a panic.
+fn panic_message(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let payload = info.payload();
+    let what = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(a panic without a message)");
+    match info.location() {
+        Some(at) => format!(
+            "panicked at {}:{}:{}: {what}",
+            at.file(),
+            at.line(),
+            at.column()
+        ),
+        None => format!("panicked: {what}"),
+    }
 }

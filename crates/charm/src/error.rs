@@ -22,6 +22,9 @@ pub enum Error {
     /// Refused before asking Juju: the request breaks one of Juju's rules.
     #[error("{0}")]
     Invalid(String),
+    /// One relation was asked for by endpoint, and the endpoint has several.
+    #[error("endpoint {endpoint} has {count} relations: name one by its id")]
+    TooManyRelations { endpoint: String, count: usize },
     /// Any other failure reported by a hook tool.
     #[error("{tool} failed (exit code {code}): {message}")]
     Tool {
@@ -105,7 +108,9 @@ impl Error {
             Error::NotLeader { .. } => "this unit is not the leader".into(),
             Error::NotInAction { .. } => "not running an action".into(),
             Error::Invalid(m) => m.clone(),
-            Error::Spawn { .. } | Error::Output { .. } => self.to_string(),
+            Error::TooManyRelations { .. } | Error::Spawn { .. } | Error::Output { .. } => {
+                self.to_string()
+            }
         }
     }
 

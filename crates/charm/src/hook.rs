@@ -11,7 +11,7 @@ use crate::relation::{self, Bag, Change, Databag, Relation};
 use crate::secret::{
     Revision, SecretContent, SecretId, SecretInfo, SecretMeta, SecretOwner, SecretRef,
 };
-use crate::status::{LogLevel, Status};
+use crate::status::{LogLevel, Status, StatusCollector};
 use pebble_api::{Pebble, Workloads};
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +24,8 @@ pub struct Hook<'a> {
     cache: Cache,
     /// Bags this hook wrote, with their content before its first write.
     written: BTreeMap<(Relation, Bag), Databag>,
+    /// The unit's candidate statuses for this dispatch.
+    statuses: StatusCollector,
 }
 
 /// What Juju answered earlier in this hook. Relation ids, members and networks do
@@ -61,6 +63,7 @@ impl<'a> Hook<'a> {
             workloads,
             cache: Cache::default(),
             written: BTreeMap::new(),
+            statuses: StatusCollector::new(),
         }
     }
 
@@ -109,6 +112,19 @@ impl<'a> Hook<'a> {
             .relation_ids
             .insert(endpoint.to_string(), ids.clone());
         Ok(ids)
+    }
+
+    /// The relation on an endpoint that has at most one (a peer endpoint, or one
+    /// with `limit: 1`): `None` when there is none, an error when there are several.
+    pub fn relation(&mut self, endpoint: &str) -> Result<Option<Relation>> {
+        let mut relations = self.relations(endpoint)?;
+        match relations.len() {
+            0 | 1 => Ok(relations.pop()),
+            count => Err(Error::TooManyRelations {
+                endpoint: endpoint.to_string(),
+                count,
+            }),
+        }
     }
 
     /// The remote units in scope (for a peer relation: the other units).
@@ -165,8 +181,10 @@ impl<'a> Hook<'a> {
         self.bag(relation, &Bag::App(app))
     }
 
-    /// Changes this application's bag (leader only). Only keys whose value changes
-    /// are sent; `None` deletes a key. Returns whether anything was written.
+    /// Changes this application's bag (leader only), usually with a
+    /// [`BagChanges`](crate::BagChanges). Only keys whose value changes are sent
+    /// (with the hook's other writes, at [`Hook::flush`]); `None` deletes a key.
+    /// Returns whether anything changed.
     pub fn update_app_bag(
         &mut self,
         relation: &Relation,
@@ -177,7 +195,7 @@ impl<'a> Hook<'a> {
         self.update(relation, bag, changes)
     }
 
-    /// Changes this unit's bag. Only keys whose value changes are sent.
+    /// Changes this unit's bag, as [`Hook::update_app_bag`] does.
     pub fn update_unit_bag(
         &mut self,
         relation: &Relation,
@@ -246,7 +264,20 @@ impl<'a> Hook<'a> {
         Ok(self.cache.config.as_ref().expect("just set"))
     }
 
-    /// Sets this unit's status.
+    /// Adds a candidate for this unit's status. Once the events are handled and
+    /// [`Charm::collect_status`](crate::Charm::collect_status) has added its own,
+    /// dispatch sets the highest ([`StatusCollector`]'s rule). Not applied after
+    /// an action, nor when the hook fails.
+    pub fn add_status(&mut self, status: Status) {
+        self.statuses.add(status);
+    }
+
+    /// The candidates added so far in this dispatch.
+    pub fn statuses(&self) -> &StatusCollector {
+        &self.statuses
+    }
+
+    /// Sets this unit's status now.
     pub fn set_status(&mut self, status: Status) -> Result<()> {
         check_settable(&status)?;
         self.backend.status_set(false, &status)
@@ -343,15 +374,24 @@ impl<'a> Hook<'a> {
             .map_err(|e| Error::Invalid(format!("invalid action parameters: {e}")))
     }
 
-    /// Adds results to the action (keys may be dotted for nesting).
-    pub fn action_set(&mut self, results: &BTreeMap<String, String>) -> Result<()> {
+    /// Adds results to the action (keys may be dotted for nesting):
+    /// `hook.action_set([("password", password)])`.
+    pub fn action_set<K, V>(&mut self, results: impl IntoIterator<Item = (K, V)>) -> Result<()>
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
         self.require_action("action-set")?;
+        let results: BTreeMap<String, String> = results
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
         if let Some(bad) = results.keys().find(|k| !valid_action_key(k)) {
             return Err(Error::Invalid(format!(
                 "invalid action result key {bad:?}: use lowercase letters, digits, '-' and '.'"
             )));
         }
-        self.backend.action_set(results)
+        self.backend.action_set(&results)
     }
 
     /// Marks the action failed with a message.

@@ -4,7 +4,9 @@
 //! binary. Juju's environment becomes a [`Context`] and an [`Event`]; the charm talks
 //! to Juju through a [`Hook`], which applies Juju's rules and caches what it read,
 //! over a [`Backend`] (the real hook tools, or the in-memory model in tests), and to
-//! its workloads through [`pebble_api::Pebble`].
+//! its workloads through [`pebble_api::Pebble`]. Handlers and [`Charm::collect_status`]
+//! add candidate statuses to the hook, and the most pressing one is set
+//! ([`StatusCollector`]).
 
 pub mod backend;
 pub mod commands;
@@ -28,7 +30,7 @@ pub use dispatch::{Charm, Handled};
 pub use error::{Error, Result};
 pub use event::{ActionEvent, Event, RelationEvent, SecretEvent};
 pub use hook::Hook;
-pub use relation::{Bag, Databag, Relation};
+pub use relation::{Bag, BagChanges, Databag, Relation};
 pub use secret::{SecretContent, SecretId, SecretOwner};
-pub use status::{LogLevel, Status};
+pub use status::{LogLevel, Status, StatusCollector};
 pub use version::JujuVersion;

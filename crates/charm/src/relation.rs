@@ -63,6 +63,65 @@ pub fn app_of(unit: &str) -> &str {
 /// A change to one key: `Some(value)` sets it, `None` deletes it.
 pub type Change = (String, Option<String>);
 
+/// Changes to one databag, built key by key and handed to
+/// [`Hook::update_app_bag`](crate::Hook::update_app_bag) or
+/// [`Hook::update_unit_bag`](crate::Hook::update_unit_bag):
+///
+/// ```
+/// use charm::BagChanges;
+/// let changes = BagChanges::new().set("hostname", "10.0.0.1").unset("stale");
+/// assert_eq!(changes.len(), 2);
+/// ```
+///
+/// A later change to the same key wins; setting an empty value deletes the key,
+/// as `relation-set` does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BagChanges(Vec<Change>);
+
+impl BagChanges {
+    /// No changes yet.
+    pub fn new() -> BagChanges {
+        BagChanges::default()
+    }
+
+    /// Sets `key` to `value`.
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> BagChanges {
+        self.0.push((key.into(), Some(value.into())));
+        self
+    }
+
+    /// Deletes `key`.
+    pub fn unset(mut self, key: impl Into<String>) -> BagChanges {
+        self.0.push((key.into(), None));
+        self
+    }
+
+    /// Sets `key` to the value when there is one, deletes it otherwise.
+    pub fn set_or_unset(mut self, key: impl Into<String>, value: Option<String>) -> BagChanges {
+        self.0.push((key.into(), value));
+        self
+    }
+
+    /// How many changes were added.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no change was added.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl IntoIterator for BagChanges {
+    type Item = Change;
+    type IntoIter = std::vec::IntoIter<Change>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
 /// The keys of `changes` whose value differs from `current`, ready for `relation-set`
 /// (an empty value deletes a key there). Returns an empty map when nothing changes.
 pub fn diff(current: &Databag, changes: impl IntoIterator<Item = Change>) -> Databag {
@@ -133,6 +192,31 @@ mod tests {
         assert_eq!(d["c"], "3");
         apply(&mut bag, &d);
         assert_eq!(bag.keys().collect::<Vec<_>>(), ["a", "c"]);
+    }
+
+    #[test]
+    fn bag_changes_set_and_unset_in_order() {
+        let mut bag = Databag::new();
+        bag.insert("old".into(), "x".into());
+        bag.insert("keep".into(), "1".into());
+        let changes = BagChanges::new()
+            .set("new", "v")
+            .unset("old")
+            .set("keep", String::from("1"))
+            .set_or_unset("maybe", None)
+            .set_or_unset("twice", Some("a".into()))
+            .set("twice", "b");
+        assert_eq!(changes.len(), 6);
+        let d = diff(&bag, changes);
+        assert_eq!(
+            d,
+            Databag::from([
+                ("new".into(), "v".into()),
+                ("old".into(), String::new()),
+                ("twice".into(), "b".into()),
+            ])
+        );
+        assert!(BagChanges::new().is_empty());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! store has nothing to replicate, and growing it needs member management this
 //! charm does not do (the status says so).
 
-use charm::{Charm, Event, Handled, Hook, Relation, Status};
+use charm::{BagChanges, Charm, Event, Handled, Hook, Relation, Status};
 use pebble_api::{Check, FileOptions, HttpCheck, Layer, Service};
 use serde::Deserialize;
 
@@ -141,7 +141,7 @@ impl Charm for EtcdCharm {
                 Ok(Handled::Done)
             }
             Event::Stop => {
-                if hook.container(CONTAINER).system_info().is_ok() {
+                if hook.container(CONTAINER).can_connect() {
                     hook.container(CONTAINER).stop(&[SERVICE])?;
                 }
                 Ok(Handled::Done)
@@ -151,8 +151,8 @@ impl Charm for EtcdCharm {
     }
 
     fn collect_status(&mut self, hook: &mut Hook<'_>) -> anyhow::Result<()> {
-        let status = decide_status(hook)?;
-        hook.set_status(status)?;
+        let status = status(hook)?;
+        hook.add_status(status);
         Ok(())
     }
 }
@@ -165,7 +165,7 @@ fn configure(hook: &mut Hook<'_>) -> anyhow::Result<Handled> {
     if !hook.is_leader()? {
         return Ok(Handled::Done);
     }
-    if hook.container(CONTAINER).system_info().is_err() {
+    if !hook.container(CONTAINER).can_connect() {
         // pebble-ready follows when the container is up.
         return Ok(Handled::Done);
     }
@@ -198,7 +198,7 @@ fn publish(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::Result<()> {
         return Ok(());
     }
     let url = config.client_url(&address(hook)?);
-    hook.update_app_bag(relation, [(ENDPOINTS.to_string(), Some(url))])?;
+    hook.update_app_bag(relation, BagChanges::new().set(ENDPOINTS, url))?;
     Ok(())
 }
 
@@ -208,8 +208,8 @@ fn address(hook: &mut Hook<'_>) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("Juju gave no address for the {ETCD} endpoint"))
 }
 
-/// The status, most pressing problem first.
-fn decide_status(hook: &mut Hook<'_>) -> anyhow::Result<Status> {
+/// The unit's status: each check needs the ones before it to pass.
+fn status(hook: &mut Hook<'_>) -> anyhow::Result<Status> {
     if let Err(message) = Config::read(hook)? {
         return Ok(Status::Blocked(message));
     }
@@ -219,7 +219,7 @@ fn decide_status(hook: &mut Hook<'_>) -> anyhow::Result<Status> {
         ));
     }
     let etcd = hook.container(CONTAINER);
-    if etcd.system_info().is_err() {
+    if !etcd.can_connect() {
         return Ok(Status::Waiting("waiting for the etcd container".into()));
     }
     let running = etcd.services(&[SERVICE])?.iter().any(|s| s.is_running());

@@ -1,8 +1,8 @@
 //! The etcd charm on the in-memory model.
 
 use charm::backend::JsonMap;
-use charm::{Event, RelationEvent, Status};
-use charm_testing::{run, ContainerState, RelationState, State};
+use charm::{Event, Status};
+use charm_testing::{event, run, CharmState, ContainerState, RelationState, State};
 use etcd_charm::*;
 use serde_json::json;
 
@@ -13,11 +13,13 @@ fn config(client: i64, peer: i64) -> JsonMap {
         .clone()
 }
 
+/// The leader or a follower as Juju deploys it (the default ports, the
+/// container up), with a client related.
 fn unit(leader: bool) -> State {
-    let mut s = State::new("etcd/0")
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charms/etcd");
+    let mut s = State::from_charm_dir(dir, "etcd/0")
+        .unwrap()
         .leader(leader)
-        .with_config(config(2379, 2380))
-        .with_container(CONTAINER, ContainerState::ready())
         .with_relation(
             RelationState::new(ETCD, 3, "postgresql-k8s").remote_unit("postgresql-k8s/0", &[]),
         );
@@ -26,9 +28,7 @@ fn unit(leader: bool) -> State {
 }
 
 fn pebble_ready() -> Event {
-    Event::PebbleReady {
-        container: CONTAINER.into(),
-    }
+    event::pebble_ready(CONTAINER)
 }
 
 #[test]
@@ -66,14 +66,8 @@ fn a_follower_stands_by_and_runs_nothing() {
 #[test]
 fn a_new_client_gets_the_endpoints() {
     let state = unit(true);
-    let r = state.relation(3).unwrap();
-    let event = Event::RelationJoined(RelationEvent {
-        relation: r.handle(),
-        remote_app: r.remote_app.clone(),
-        remote_unit: Some("postgresql-k8s/0".into()),
-        departing_unit: None,
-    });
-    let out = run(&mut EtcdCharm, &state, event).unwrap();
+    let joined = event::relation_joined(state.relation(3).unwrap(), "postgresql-k8s/0");
+    let out = run(&mut EtcdCharm, &state, joined).unwrap();
     let bag = &out.state.relation(3).unwrap().local_app_data;
     assert_eq!(
         bag.get(ENDPOINTS).map(String::as_str),

@@ -4,26 +4,19 @@
 //! Run: `cargo run -p example-charm --example lifecycle`.
 
 use charm::backend::JsonMap;
-use charm::{Event, RelationEvent};
-use charm_testing::{run, run_action, ContainerState, RelationState, State};
-use example_charm::{ExampleCharm, CONTAINER, DB, PEERS};
+use charm::Event;
+use charm_testing::{event, run, run_action, CharmState, ContainerState, RelationState, State};
+use example_charm::{ExampleCharm, CONTAINER, DB};
 
 fn main() -> anyhow::Result<()> {
-    let config: JsonMap = serde_json::from_str(r#"{"port": 8080, "greeting": "hello"}"#)?;
-    let mut state = State::new("example/0")
+    let charm_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charm");
+    let mut state = State::from_charm_dir(charm_dir, "example/0")?
         .leader(true)
-        .with_config(config)
-        .with_relation(RelationState::peer(PEERS, 1, "example"))
         .with_container(CONTAINER, ContainerState::unreachable());
     let db = RelationState::new(DB, 4, "client")
         .remote_app_data(&[("database", "client_db")])
         .remote_unit("client/0", &[]);
-    let db_changed = Event::RelationChanged(RelationEvent {
-        relation: db.handle(),
-        remote_app: "client".into(),
-        remote_unit: None,
-        departing_unit: None,
-    });
+    let db_changed = event::relation_changed(&db, None);
 
     println!(
         "{:<26} {:<12} {:<34} {:>8} {:>6}",
@@ -34,12 +27,7 @@ fn main() -> anyhow::Result<()> {
         ("leader-elected", Event::LeaderElected),
         ("config-changed", Event::ConfigChanged),
         ("start", Event::Start),
-        (
-            "(container comes up)",
-            Event::PebbleReady {
-                container: CONTAINER.into(),
-            },
-        ),
+        ("(container comes up)", event::pebble_ready(CONTAINER)),
         ("(client relates)", db_changed),
         ("update-status", Event::UpdateStatus),
     ];

@@ -7,12 +7,11 @@ use anyhow::Context as _;
 use charm::backend::Port;
 use charm::secret::{Revision, SecretMeta, SecretRef};
 use charm::{
-    Charm, Event, Handled, Hook, LogLevel, RelationEvent, SecretContent, SecretEvent, SecretId,
-    SecretOwner, Status,
+    BagChanges, Charm, Event, Handled, Hook, LogLevel, RelationEvent, SecretContent, SecretEvent,
+    SecretId, SecretOwner, Status,
 };
 use pebble_api::{FileOptions, Layer, Service};
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 pub const CONTAINER: &str = "web";
 pub const SERVICE: &str = "web";
@@ -24,6 +23,8 @@ pub const ADMIN_LABEL: &str = "example.admin";
 pub const ADMIN_KEY: &str = "admin-secret";
 pub const INDEX: &str = "/srv/index.html";
 pub const ADMIN_FILE: &str = "/etc/example/admin-password";
+/// A hook Juju never runs, on which the charm panics (for the SDK's panic tests).
+pub const PANIC_HOOK: &str = "test-panic";
 
 /// The charm's options (config.yaml).
 #[derive(Debug, Deserialize)]
@@ -64,7 +65,7 @@ impl Charm for ExampleCharm {
             Event::ConfigChanged | Event::PebbleReady { .. } => configure(hook),
             Event::UpdateStatus => update_status(hook),
             Event::Stop => {
-                if hook.container(CONTAINER).system_info().is_ok() {
+                if hook.container(CONTAINER).can_connect() {
                     hook.container(CONTAINER).stop(&[SERVICE])?;
                 }
                 Ok(Handled::Done)
@@ -82,6 +83,10 @@ impl Charm for ExampleCharm {
                 hook.remove_secret(&s.id, s.revision)?;
                 Ok(Handled::Done)
             }
+            // Never run by Juju: the SDK's tests run it to see a panic logged.
+            Event::Other { hook } if hook == PANIC_HOOK => {
+                panic!("the {PANIC_HOOK} hook always panics")
+            }
             Event::Action(a) => match a.name.as_str() {
                 "get-admin-password" => get_admin_password(hook),
                 "set-greeting" => set_greeting(hook),
@@ -94,7 +99,7 @@ impl Charm for ExampleCharm {
 
 /// Leader: create the admin secret once and publish its id to the peers.
 fn ensure_admin_secret(hook: &mut Hook<'_>) -> anyhow::Result<Handled> {
-    let Some(peers) = hook.relations(PEERS)?.into_iter().next() else {
+    let Some(peers) = hook.relation(PEERS)? else {
         return Ok(Handled::Deferred);
     };
     let id = match admin_secret_id(hook)? {
@@ -109,14 +114,14 @@ fn ensure_admin_secret(hook: &mut Hook<'_>) -> anyhow::Result<Handled> {
             hook.add_secret(&content, SecretOwner::Application, &meta)?
         }
     };
-    hook.update_app_bag(&peers, [(ADMIN_KEY.to_string(), Some(id.to_string()))])?;
+    hook.update_app_bag(&peers, BagChanges::new().set(ADMIN_KEY, id.to_string()))?;
     hook.set_app_status(Status::Active(String::new()))?;
     Ok(Handled::Done)
 }
 
 /// The admin secret's id, from the peer application bag.
 fn admin_secret_id(hook: &mut Hook<'_>) -> anyhow::Result<Option<SecretId>> {
-    let Some(peers) = hook.relations(PEERS)?.into_iter().next() else {
+    let Some(peers) = hook.relation(PEERS)? else {
         return Ok(None);
     };
     match hook.local_app_bag(&peers)?.get(ADMIN_KEY) {
@@ -143,7 +148,7 @@ fn configure(hook: &mut Hook<'_>) -> anyhow::Result<Handled> {
             return Ok(Handled::Done);
         }
     };
-    if hook.container(CONTAINER).system_info().is_err() {
+    if !hook.container(CONTAINER).can_connect() {
         hook.set_status(Status::Waiting("waiting for the web container".into()))?;
         return Ok(Handled::Deferred);
     }
@@ -214,7 +219,7 @@ fn push_file(hook: &mut Hook<'_>, path: &str, content: &[u8], mode: u32) -> anyh
 /// Every unit publishes its address to its peers.
 fn share_address(hook: &mut Hook<'_>, r: &RelationEvent) -> anyhow::Result<Handled> {
     let address = hook.ingress_address(PEERS)?.unwrap_or_default();
-    hook.update_unit_bag(&r.relation, [("address".to_string(), Some(address))])?;
+    hook.update_unit_bag(&r.relation, BagChanges::new().set("address", address))?;
     Ok(Handled::Done)
 }
 
@@ -227,7 +232,7 @@ fn provide_credentials(hook: &mut Hook<'_>, r: &RelationEvent) -> anyhow::Result
     let Some(database) = hook.remote_app_bag(&r.relation)?.get("database").cloned() else {
         return Ok(Handled::Done);
     };
-    if hook.container(CONTAINER).system_info().is_err() {
+    if !hook.container(CONTAINER).can_connect() {
         return Ok(Handled::Deferred);
     }
     if hook.local_app_bag(&r.relation)?.contains_key("secret-user") {
@@ -246,14 +251,10 @@ fn provide_credentials(hook: &mut Hook<'_>, r: &RelationEvent) -> anyhow::Result
     let address = hook.ingress_address(DB)?.unwrap_or_default();
     hook.update_app_bag(
         &r.relation,
-        [
-            ("database".to_string(), Some(database)),
-            (
-                "endpoints".to_string(),
-                Some(format!("{address}:{}", config.port)),
-            ),
-            ("secret-user".to_string(), Some(id.to_string())),
-        ],
+        BagChanges::new()
+            .set("database", database)
+            .set("endpoints", format!("{address}:{}", config.port))
+            .set("secret-user", id.to_string()),
     )?;
     Ok(Handled::Done)
 }
@@ -270,10 +271,10 @@ fn departing_key(relation_id: u64) -> String {
 /// Remember that this unit is the one leaving, for relation-broken.
 fn note_departure(hook: &mut Hook<'_>, r: &RelationEvent) -> anyhow::Result<Handled> {
     if r.departing_unit.as_deref() == Some(hook.unit()) {
-        if let Some(peers) = hook.relations(PEERS)?.into_iter().next() {
+        if let Some(peers) = hook.relation(PEERS)? {
             hook.update_unit_bag(
                 &peers,
-                [(departing_key(r.relation.id), Some("true".into()))],
+                BagChanges::new().set(departing_key(r.relation.id), "true"),
             )?;
         }
     }
@@ -285,7 +286,7 @@ fn withdraw_credentials(hook: &mut Hook<'_>, r: &RelationEvent) -> anyhow::Resul
     if !hook.is_leader()? {
         return Ok(Handled::Done);
     }
-    if let Some(peers) = hook.relations(PEERS)?.into_iter().next() {
+    if let Some(peers) = hook.relation(PEERS)? {
         if hook
             .local_unit_bag(&peers)?
             .contains_key(&departing_key(r.relation.id))
@@ -314,7 +315,7 @@ fn admin_secret_changed(hook: &mut Hook<'_>, s: &SecretEvent) -> anyhow::Result<
     let Some(password) = admin_password(hook, Revision::Refresh)? else {
         return Ok(Handled::Done);
     };
-    if hook.container(CONTAINER).system_info().is_err() {
+    if !hook.container(CONTAINER).can_connect() {
         return Ok(Handled::Deferred);
     }
     write_admin_file(hook, &password)?;
@@ -326,10 +327,11 @@ fn admin_secret_changed(hook: &mut Hook<'_>, s: &SecretEvent) -> anyhow::Result<
     Ok(Handled::Done)
 }
 
-/// Report the service's health and how many units are planned.
+/// Report the service's health and how many units are planned (as a candidate
+/// status: dispatch sets it once the hook is done).
 fn update_status(hook: &mut Hook<'_>) -> anyhow::Result<Handled> {
-    if hook.container(CONTAINER).system_info().is_err() {
-        hook.set_status(Status::Waiting("waiting for the web container".into()))?;
+    if !hook.container(CONTAINER).can_connect() {
+        hook.add_status(Status::Waiting("waiting for the web container".into()));
         return Ok(Handled::Done);
     }
     let services = hook.container(CONTAINER).services(&[SERVICE])?;
@@ -341,20 +343,26 @@ fn update_status(hook: &mut Hook<'_>) -> anyhow::Result<Handled> {
         .map(|c| c.name)
         .collect();
     let planned = hook.planned_units()?;
-    let status = if !services.iter().any(|s| s.is_running()) {
-        Status::Maintenance("web server is not running".into())
-    } else if !failing.is_empty() {
-        Status::Blocked(format!("failing checks: {}", failing.join(", ")))
-    } else {
-        Status::Active(format!("serving; {planned} unit(s) planned"))
-    };
-    hook.set_status(status)?;
+    if !services.iter().any(|s| s.is_running()) {
+        // Its checks fail too, for the same reason: this says why.
+        hook.add_status(Status::Maintenance("web server is not running".into()));
+        return Ok(Handled::Done);
+    }
+    if !failing.is_empty() {
+        hook.add_status(Status::Blocked(format!(
+            "failing checks: {}",
+            failing.join(", ")
+        )));
+    }
+    hook.add_status(Status::Active(format!(
+        "serving; {planned} unit(s) planned"
+    )));
     Ok(Handled::Done)
 }
 
 fn get_admin_password(hook: &mut Hook<'_>) -> anyhow::Result<Handled> {
     match admin_password(hook, Revision::Tracked)? {
-        Some(password) => hook.action_set(&BTreeMap::from([("password".to_string(), password)]))?,
+        Some(password) => hook.action_set([("password", password)])?,
         None => hook.action_fail("no admin password yet: the leader has not created it")?,
     }
     Ok(Handled::Done)
@@ -373,7 +381,7 @@ fn set_greeting(hook: &mut Hook<'_>) -> anyhow::Result<Handled> {
     };
     hook.action_log("writing the greeting")?;
     write_greeting(hook, &text)?;
-    hook.action_set(&BTreeMap::from([("greeting".to_string(), text)]))?;
+    hook.action_set([("greeting", text)])?;
     Ok(Handled::Done)
 }
 

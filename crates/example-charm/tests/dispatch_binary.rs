@@ -241,6 +241,39 @@ fn actions_read_params_and_set_results() {
 }
 
 #[test]
+fn a_panic_is_logged_to_juju_and_fails_the_hook() {
+    let u = Unit::new("panic");
+    let out = u.hook(example_charm::PANIC_HOOK);
+    assert!(!out.status.success(), "exit {:?}", out.status.code());
+    let logged: Vec<String> = u
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("juju-log --log-level ERROR -- "))
+        .collect();
+    assert_eq!(logged.len(), 1, "{:?}", u.lines());
+    let message = &logged[0]["juju-log --log-level ERROR -- ".len()..];
+    assert!(
+        message.starts_with("panicked at crates/example-charm/src/lib.rs:")
+            && message.ends_with(": the test-panic hook always panics"),
+        "{message}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the test-panic hook always panics"),
+        "Rust's own report still goes to stderr: {stderr}"
+    );
+}
+
+#[test]
+fn a_panic_without_juju_log_still_fails_the_hook() {
+    let mut u = Unit::new("panic-no-log");
+    u.tools.fail("juju-log", None, 1, "ERROR cannot log\n");
+    let out = u.hook(example_charm::PANIC_HOOK);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the test-panic hook always panics"));
+}
+
+#[test]
 fn outside_juju_the_binary_says_what_is_missing() {
     let out = Command::new(env!("CARGO_BIN_EXE_example-charm"))
         .env_clear()

@@ -4,17 +4,15 @@
 use charm::backend::{JsonMap, Port};
 use charm::secret::SecretRef;
 use charm::{
-    Charm, Event, Handled, Hook, LogLevel, Relation, RelationEvent, SecretContent, SecretEvent,
-    SecretOwner, Status,
+    BagChanges, Charm, Event, Handled, Hook, LogLevel, Relation, SecretContent, SecretOwner, Status,
 };
 use charm_testing::{
-    run, run_action, ContainerState, Owner, RelationState, SecretState, ServiceOp, State,
+    event, run, run_action, CharmState, ContainerState, Owner, RelationState, SecretState,
+    ServiceOp, State,
 };
 use example_charm::*;
 use pebble_api::CheckInfo;
 use serde_json::json;
-
-const APP: &str = "example";
 
 fn config(port: i64) -> JsonMap {
     json!({"port": port, "greeting": "hello"})
@@ -23,16 +21,16 @@ fn config(port: i64) -> JsonMap {
         .clone()
 }
 
-fn peers() -> RelationState {
-    RelationState::peer(PEERS, 1, APP)
+/// The charm directory (metadata.yaml, config.yaml, actions.yaml).
+fn charm_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charm")
 }
 
+/// Unit 0 as Juju deploys it: default config, its peer relation, the container up.
 fn base(leader: bool) -> State {
-    State::new("example/0")
+    State::from_charm_dir(charm_dir(), "example/0")
+        .unwrap()
         .leader(leader)
-        .with_config(config(8080))
-        .with_relation(peers())
-        .with_container(CONTAINER, ContainerState::ready())
 }
 
 fn db_relation() -> RelationState {
@@ -41,27 +39,13 @@ fn db_relation() -> RelationState {
         .remote_unit("client/0", &[])
 }
 
-fn rel_event(
-    r: &RelationState,
-    remote_unit: Option<&str>,
-    departing: Option<&str>,
-) -> RelationEvent {
-    RelationEvent {
-        relation: r.handle(),
-        remote_app: r.remote_app.clone(),
-        remote_unit: remote_unit.map(str::to_string),
-        departing_unit: departing.map(str::to_string),
-    }
-}
-
-fn with_admin_secret(state: State, password: &str) -> (State, charm::SecretId) {
+fn with_admin_secret(state: State, password: &str) -> State {
     let out = run(&mut ExampleCharm, &state.leader(true), Event::LeaderElected).unwrap();
     let mut s = out.state;
-    let id = s.secret_by_label(ADMIN_LABEL).unwrap().id.clone();
     s.secrets[0]
         .revisions
         .insert(1, SecretContent::new().with("password", password));
-    (s, id)
+    s
 }
 
 #[test]
@@ -136,10 +120,7 @@ fn config_changed_defers_until_the_container_is_up_then_replays_first() {
     let mut up = again.state.clone();
     up.containers
         .insert(CONTAINER.into(), ContainerState::ready());
-    let ready = Event::PebbleReady {
-        container: CONTAINER.into(),
-    };
-    let out = run(&mut ExampleCharm, &up, ready).unwrap();
+    let out = run(&mut ExampleCharm, &up, event::pebble_ready(CONTAINER)).unwrap();
     assert!(out.state.deferred.is_empty());
     let web = out.state.container(CONTAINER).unwrap();
     assert_eq!(web.file_text(INDEX).unwrap(), "<h1>hello</h1>\n");
@@ -199,7 +180,7 @@ fn a_port_change_restarts_the_service_and_moves_the_port() {
 
 #[test]
 fn the_admin_password_file_is_private() {
-    let (state, _) = with_admin_secret(base(false), "pw-one");
+    let state = with_admin_secret(base(false), "pw-one");
     let out = run(
         &mut ExampleCharm,
         &state.leader(false),
@@ -216,12 +197,12 @@ fn the_admin_password_file_is_private() {
 #[test]
 fn peers_share_their_address() {
     let mut state = base(false);
-    state.relations[0] = peers().remote_unit("example/1", &[]);
+    state.relations[0] = state.relations[0].clone().remote_unit("example/1", &[]);
     let r = state.relations[0].clone();
     let out = run(
         &mut ExampleCharm,
         &state,
-        Event::RelationJoined(rel_event(&r, Some("example/1"), None)),
+        event::relation_joined(&r, "example/1"),
     )
     .unwrap();
     assert_eq!(
@@ -234,12 +215,7 @@ fn peers_share_their_address() {
 fn the_leader_hands_credentials_in_a_granted_secret() {
     let state = base(true).with_relation(db_relation());
     let r = state.relation(4).unwrap().clone();
-    let out = run(
-        &mut ExampleCharm,
-        &state,
-        Event::RelationChanged(rel_event(&r, None, None)),
-    )
-    .unwrap();
+    let out = run(&mut ExampleCharm, &state, event::relation_changed(&r, None)).unwrap();
     let s = &out.state;
     let secret = s.secret_by_label(&user_secret_label(4)).unwrap();
     assert_eq!(
@@ -257,7 +233,7 @@ fn the_leader_hands_credentials_in_a_granted_secret() {
     let again = run(
         &mut ExampleCharm,
         s,
-        Event::RelationChanged(rel_event(&r, Some("client/0"), None)),
+        event::relation_changed(&r, Some("client/0")),
     )
     .unwrap();
     assert_eq!(again.state.secrets.len(), 1, "credentials are created once");
@@ -267,7 +243,7 @@ fn the_leader_hands_credentials_in_a_granted_secret() {
 fn credentials_wait_for_leader_database_and_workload() {
     let follower = base(false).with_relation(db_relation());
     let r = follower.relation(4).unwrap().clone();
-    let ev = Event::RelationChanged(rel_event(&r, None, None));
+    let ev = event::relation_changed(&r, None);
     let out = run(&mut ExampleCharm, &follower, ev.clone()).unwrap();
     assert!(out.state.secrets.is_empty());
     assert_eq!(out.calls.lines(), ["is-leader --format=json"]);
@@ -288,18 +264,14 @@ fn credentials_wait_for_leader_database_and_workload() {
 fn relation_broken_removes_credentials_unless_this_unit_departs() {
     let state = base(true).with_relation(db_relation());
     let r = state.relation(4).unwrap().clone();
-    let provided = run(
-        &mut ExampleCharm,
-        &state,
-        Event::RelationChanged(rel_event(&r, None, None)),
-    )
-    .unwrap()
-    .state;
+    let provided = run(&mut ExampleCharm, &state, event::relation_changed(&r, None))
+        .unwrap()
+        .state;
 
     let departed = run(
         &mut ExampleCharm,
         &provided,
-        Event::RelationDeparted(rel_event(&r, Some("client/0"), Some("example/0"))),
+        event::relation_departed(&r, "client/0", "example/0"),
     )
     .unwrap();
     assert_eq!(
@@ -309,7 +281,7 @@ fn relation_broken_removes_credentials_unless_this_unit_departs() {
     let kept = run(
         &mut ExampleCharm,
         &departed.state,
-        Event::RelationBroken(rel_event(&r, None, None)),
+        event::relation_broken(&r),
     )
     .unwrap();
     assert_eq!(
@@ -321,7 +293,7 @@ fn relation_broken_removes_credentials_unless_this_unit_departs() {
     let other_left = run(
         &mut ExampleCharm,
         &provided,
-        Event::RelationDeparted(rel_event(&r, Some("client/0"), Some("client/0"))),
+        event::relation_departed(&r, "client/0", "client/0"),
     )
     .unwrap();
     assert!(!other_left
@@ -333,7 +305,7 @@ fn relation_broken_removes_credentials_unless_this_unit_departs() {
     let broken = run(
         &mut ExampleCharm,
         &other_left.state,
-        Event::RelationBroken(rel_event(&r, None, None)),
+        event::relation_broken(&r),
     )
     .unwrap();
     assert!(broken.state.secrets.is_empty());
@@ -346,7 +318,7 @@ fn relation_broken_removes_credentials_unless_this_unit_departs() {
 
 #[test]
 fn a_new_admin_revision_is_refreshed_written_and_signalled() {
-    let (state, id) = with_admin_secret(base(false), "old");
+    let state = with_admin_secret(base(false), "old");
     let running = run(
         &mut ExampleCharm,
         &state.leader(false),
@@ -358,11 +330,7 @@ fn a_new_admin_revision_is_refreshed_written_and_signalled() {
     changed.secrets[0]
         .revisions
         .insert(2, SecretContent::new().with("password", "new"));
-    let ev = Event::SecretChanged(SecretEvent {
-        id,
-        label: Some(ADMIN_LABEL.into()),
-        revision: None,
-    });
+    let ev = event::secret_changed(&changed.secrets[0]);
     let out = run(&mut ExampleCharm, &changed, ev).unwrap();
     let web = out.state.container(CONTAINER).unwrap();
     assert_eq!(web.files[ADMIN_FILE].content, b"new");
@@ -375,15 +343,11 @@ fn a_new_admin_revision_is_refreshed_written_and_signalled() {
 
 #[test]
 fn secret_remove_drops_the_revision() {
-    let (mut state, id) = with_admin_secret(base(true), "a");
+    let mut state = with_admin_secret(base(true), "a");
     state.secrets[0]
         .revisions
         .insert(2, SecretContent::new().with("password", "b"));
-    let ev = Event::SecretRemove(SecretEvent {
-        id,
-        label: None,
-        revision: Some(1),
-    });
+    let ev = event::secret_remove(&state.secrets[0], 1);
     let out = run(&mut ExampleCharm, &state, ev).unwrap();
     assert_eq!(
         out.state.secrets[0].revisions.keys().collect::<Vec<_>>(),
@@ -397,7 +361,8 @@ fn update_status_reports_service_checks_and_planned_units() {
         .unwrap()
         .state;
     let mut scaled = configured.clone();
-    scaled.relations[0] = peers()
+    scaled.relations[0] = scaled.relations[0]
+        .clone()
         .remote_unit("example/1", &[])
         .remote_unit("example/2", &[]);
     scaled.dying_units.insert("example/2".into());
@@ -435,7 +400,7 @@ fn update_status_reports_service_checks_and_planned_units() {
 
 #[test]
 fn actions_return_results_fail_with_a_message_and_log() {
-    let (state, _) = with_admin_secret(base(false), "pw");
+    let state = with_admin_secret(base(false), "pw");
     let out = run_action(
         &mut ExampleCharm,
         &state.clone().leader(false),
@@ -515,7 +480,7 @@ fn juju_permission_rules_are_enforced() {
     let cases: Vec<(Body, &str)> = vec![
         (
             |h| {
-                h.update_app_bag(&db(), [("k".into(), Some("v".into()))])?;
+                h.update_app_bag(&db(), BagChanges::new().set("k", "v"))?;
                 Ok(Handled::Done)
             },
             "not the leader",
@@ -631,8 +596,8 @@ fn a_failed_hook_rolls_back_data_but_keeps_status_and_logs() {
         .with_relation(db_relation())
         .with_deferred(Event::Start);
     let fail: Body = |h| {
-        h.update_app_bag(&db(), [("endpoints".into(), Some("x:1".into()))])?;
-        h.update_unit_bag(&db(), [("k".into(), Some("v".into()))])?;
+        h.update_app_bag(&db(), BagChanges::new().set("endpoints", "x:1"))?;
+        h.update_unit_bag(&db(), BagChanges::new().set("k", "v"))?;
         h.add_secret(
             &SecretContent::new().with("key", "v"),
             SecretOwner::Unit,
@@ -707,10 +672,7 @@ fn deferred_events_replay_oldest_first_before_the_new_one() {
 
     let mut charm = Recorder {
         seen: vec![],
-        defer: vec![Event::Action(charm::ActionEvent {
-            name: "a".into(),
-            id: "1".into(),
-        })],
+        defer: vec![event::action("a")],
     };
     let err = run_action(&mut charm, &base(false), "a", JsonMap::new()).unwrap_err();
     assert!(err.error.to_string().contains("cannot be deferred"));
@@ -733,19 +695,14 @@ fn departed_and_broken_relations_look_as_juju_shows_them() {
     let departed = run(
         &mut RuleBreaker(probe),
         &state,
-        Event::RelationDeparted(rel_event(&r, Some("client/1"), Some("client/1"))),
+        event::relation_departed(&r, "client/1", "client/1"),
     )
     .unwrap();
     assert_eq!(
         departed.state.logs[0].1, "[\"client/0\"] 1 1",
         "the departed unit is unlisted but readable"
     );
-    let broken = run(
-        &mut RuleBreaker(probe),
-        &state,
-        Event::RelationBroken(rel_event(&r, None, None)),
-    )
-    .unwrap();
+    let broken = run(&mut RuleBreaker(probe), &state, event::relation_broken(&r)).unwrap();
     assert_eq!(
         broken.state.logs[0].1, "[\"client/0\", \"client/1\"] 0 1",
         "relation-ids hides the broken relation"
@@ -754,8 +711,7 @@ fn departed_and_broken_relations_look_as_juju_shows_them() {
 
 #[test]
 fn the_charm_files_declare_what_the_code_uses() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charm");
-    let files = charm::metadata::CharmFiles::load(&dir).unwrap();
+    let files = charm::metadata::CharmFiles::load(&charm_dir()).unwrap();
     assert!(files.meta.containers.contains_key(CONTAINER));
     assert!(files.meta.is_peer(PEERS));
     assert_eq!(files.meta.interface(DB), Some("example_db"));
@@ -836,7 +792,7 @@ fn a_hook_asks_juju_once_for_what_cannot_change_and_again_after_its_own_writes()
         anyhow::ensure!(after.get("password") == Some("new"));
         Ok(Handled::Done)
     };
-    let (state, _) = with_admin_secret(base(true).with_relation(db_relation()), "old");
+    let state = with_admin_secret(base(true).with_relation(db_relation()), "old");
     let out = run(&mut RuleBreaker(body), &state, Event::UpdateStatus).unwrap();
     let by_tool = out.calls.by_tool();
     assert_eq!(by_tool["relation-ids"], 1);
@@ -845,5 +801,126 @@ fn a_hook_asks_juju_once_for_what_cannot_change_and_again_after_its_own_writes()
     assert_eq!(
         by_tool["secret-get"], 2,
         "once before the write, once after"
+    );
+}
+
+#[test]
+fn a_relation_is_found_by_its_endpoint_when_there_is_at_most_one() {
+    let lookup: Body = |h| {
+        let peers = h.relation(PEERS)?;
+        let db = h.relation(DB)?;
+        h.log(LogLevel::Info, &format!("{peers:?} {db:?}"))?;
+        Ok(Handled::Done)
+    };
+    let out = run(&mut RuleBreaker(lookup), &base(false), Event::UpdateStatus).unwrap();
+    assert_eq!(
+        out.state.logs[0].1,
+        r#"Some(Relation { endpoint: "replicas", id: 1 }) None"#
+    );
+    let two = base(false)
+        .with_relation(db_relation())
+        .with_relation(RelationState::new(DB, 5, "other"));
+    let err = run(&mut RuleBreaker(lookup), &two, Event::UpdateStatus).unwrap_err();
+    assert!(
+        format!("{:#}", err.error).contains("endpoint db has 2 relations"),
+        "{:#}",
+        err.error
+    );
+}
+
+#[test]
+fn bag_changes_go_out_once_per_bag_when_the_hook_is_done() {
+    let write: Body = |h| {
+        h.update_app_bag(&db(), BagChanges::new().set("a", "1").set("b", "2"))?;
+        h.update_app_bag(&db(), BagChanges::new().unset("a").set("c", "3"))?;
+        h.update_unit_bag(&db(), BagChanges::new().set("k", "v"))?;
+        Ok(Handled::Done)
+    };
+    let state = base(true).with_relation(db_relation().local_app_data(&[("a", "0")]));
+    let out = run(&mut RuleBreaker(write), &state, Event::UpdateStatus).unwrap();
+    let relation = out.state.relation(4).unwrap();
+    assert_eq!(
+        relation.local_app_data,
+        charm_testing::bag(&[("b", "2"), ("c", "3")])
+    );
+    assert_eq!(relation.local_unit_data, charm_testing::bag(&[("k", "v")]));
+    assert_eq!(out.calls.by_tool()["relation-set"], 2);
+}
+
+/// Adds statuses while handling (`Body`) and in its status collection.
+struct Collecting(Body, Vec<Status>);
+
+impl Charm for Collecting {
+    fn handle(&mut self, hook: &mut Hook<'_>, _: &Event) -> anyhow::Result<Handled> {
+        (self.0)(hook)
+    }
+
+    fn collect_status(&mut self, hook: &mut Hook<'_>) -> anyhow::Result<()> {
+        for status in &self.1 {
+            hook.add_status(status.clone());
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn the_most_pressing_collected_status_is_set_once() {
+    let waiting: Body = |h| {
+        h.add_status(Status::Waiting("first".into()));
+        h.add_status(Status::Waiting("second".into()));
+        Ok(Handled::Done)
+    };
+    let nothing: Body = |_| Ok(Handled::Done);
+    let cases: [(Body, Vec<Status>, Status); 3] = [
+        (
+            waiting,
+            vec![Status::Active(String::new())],
+            Status::Waiting("first".into()),
+        ),
+        (
+            waiting,
+            vec![Status::Maintenance("busy".into())],
+            Status::Maintenance("busy".into()),
+        ),
+        (
+            nothing,
+            vec![Status::Active("ok".into()), Status::Active("later".into())],
+            Status::Active("ok".into()),
+        ),
+    ];
+    for (body, collected, want) in cases {
+        let out = run(
+            &mut Collecting(body, collected),
+            &base(false),
+            Event::UpdateStatus,
+        )
+        .unwrap();
+        assert_eq!(out.state.unit_status, want);
+        assert_eq!(out.calls.by_tool()["status-set"], 1);
+    }
+
+    let mut before = base(false);
+    before.unit_status = Status::Blocked("as it was".into());
+    let out = run(
+        &mut Collecting(nothing, vec![]),
+        &before,
+        Event::UpdateStatus,
+    )
+    .unwrap();
+    assert_eq!(
+        out.state.unit_status, before.unit_status,
+        "nothing collected"
+    );
+    assert!(!out.calls.by_tool().contains_key("status-set"));
+    let out = run_action(
+        &mut Collecting(waiting, vec![]),
+        &before,
+        "a",
+        JsonMap::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        out.state.unit_status, before.unit_status,
+        "not after actions"
     );
 }

@@ -6,7 +6,8 @@
 
 use charm::dispatch::{self, Charm};
 use charm::hooktools::{HookTools, RawOutput, ToolRunner};
-use charm::{Context, Event, RelationEvent, SecretContent, SecretId, Status};
+use charm::{Context, Event, SecretContent, SecretId, Status};
+use charm_testing::event;
 use juju_rules::{
     run, ContainerState, MemoryBackend, MemoryWorkloads, Owner, RelationState, SecretState, State,
 };
@@ -88,16 +89,6 @@ fn both(charm: &mut dyn Charm, state: &State, event: Event) -> State {
     direct
 }
 
-fn rel_event(state: &State, id: u64, remote_unit: Option<&str>, departing: Option<&str>) -> Event {
-    let r = state.relation(id).unwrap();
-    Event::RelationChanged(RelationEvent {
-        relation: r.handle(),
-        remote_app: r.remote_app.clone(),
-        remote_unit: remote_unit.map(str::to_string),
-        departing_unit: departing.map(str::to_string),
-    })
-}
-
 #[test]
 fn the_example_charm_ends_in_the_same_state_either_way() {
     use example_charm::*;
@@ -121,15 +112,17 @@ fn the_example_charm_ends_in_the_same_state_either_way() {
     }
     s.containers
         .insert(CONTAINER.into(), ContainerState::ready());
+    s = both(&mut charm, &s, event::pebble_ready(CONTAINER));
     s = both(
         &mut charm,
         &s,
-        Event::PebbleReady {
-            container: CONTAINER.into(),
-        },
+        event::relation_changed(s.relation(4).unwrap(), None),
     );
-    s = both(&mut charm, &s, rel_event(&s, 4, None, None));
-    s = both(&mut charm, &s, rel_event(&s, 1, Some("example/1"), None));
+    s = both(
+        &mut charm,
+        &s,
+        event::relation_changed(s.relation(1).unwrap(), Some("example/1")),
+    );
     s = both(&mut charm, &s, Event::UpdateStatus);
     assert!(s
         .relation(4)
@@ -195,19 +188,10 @@ fn the_pgbouncer_charm_ends_in_the_same_state_either_way() {
                 ),
             ]),
         );
-    let created = {
-        let r = s.relation(1).unwrap();
-        Event::RelationCreated(RelationEvent {
-            relation: r.handle(),
-            remote_app: r.remote_app.clone(),
-            remote_unit: None,
-            departing_unit: None,
-        })
-    };
     for event in [
-        created,
-        rel_event(&s, 3, None, None),
-        rel_event(&s, 4, None, None),
+        event::relation_created(s.relation(1).unwrap()),
+        event::relation_changed(s.relation(3).unwrap(), None),
+        event::relation_changed(s.relation(4).unwrap(), None),
         Event::UpdateStatus,
     ] {
         let (a, b) = (
@@ -290,7 +274,7 @@ fn the_forms_ops_sends_and_what_it_reads_back() {
                 .remote_app_data(&[("database", "d")])
                 .remote_unit("client/0", &[("k", "v")]),
         );
-    let ev = rel_event(&s, 4, Some("client/0"), None);
+    let ev = event::relation_changed(s.relation(4).unwrap(), Some("client/0"));
     let out = |s: &mut State, tool: &str, args: &[&str]| session_run(s, ev.clone(), tool, args, "");
     assert_eq!(
         out(&mut s, "is-leader", &["--format=json"]).stdout,

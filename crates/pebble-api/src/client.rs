@@ -527,6 +527,9 @@ mod tests {
         let info = pebble.client().system_info().unwrap();
         assert_eq!(info.version, "1.10.2");
         let requests = pebble.finish();
+        let up = FakePebble::start(vec![sync(json!({"version": "1.10.2"}))]);
+        assert!(up.client().can_connect());
+        up.finish();
         let request = &requests[0];
         assert_eq!(request.line(), "GET /v1/system-info");
         assert_eq!(request.header("host"), Some("localhost"));
@@ -870,6 +873,7 @@ mod tests {
             .join("pebble.socket");
         let mut client = PebbleClient::new(&socket);
         assert_eq!(client.socket(), socket);
+        assert!(!client.can_connect());
         match client.system_info().unwrap_err() {
             PebbleError::Connect { path, .. } => assert_eq!(path, socket.display().to_string()),
             other => panic!("{other:?}"),

@@ -287,8 +287,12 @@ pub struct FileInfo {
 
 /// A container's Pebble, as a charm uses it.
 pub trait Pebble {
-    /// Pebble's version; also the "can connect" probe.
+    /// Pebble's version.
     fn system_info(&mut self) -> PebbleResult<SystemInfo>;
+    /// Whether Pebble answers (its API can be used now).
+    fn can_connect(&mut self) -> bool {
+        self.system_info().is_ok()
+    }
     /// Adds (or with `combine`, merges into) the layer with this label.
     fn add_layer(&mut self, label: &str, layer: &Layer, combine: bool) -> PebbleResult<()>;
     /// The combined plan.

@@ -7,8 +7,8 @@
 //!
 //! Run: `cargo bench -p pgbouncer-k8s --bench pgbouncer`.
 
-use charm::{Event, RelationEvent, SecretContent, SecretId};
-use charm_testing::{run, ContainerState, Owner, RelationState, SecretState, State};
+use charm::{SecretContent, SecretId};
+use charm_testing::{event, run, ContainerState, Owner, RelationState, SecretState, State};
 use client_interface::Endpoint;
 use pgbouncer_k8s::config::CharmConfig;
 use pgbouncer_k8s::flows::Deps;
@@ -136,17 +136,15 @@ fn leader_with_clients(
                 .with("username", "relation_id_3")
                 .with("password", "pw"),
         ));
-    let peers = state.relation(1).unwrap();
-    let created = Event::RelationCreated(RelationEvent {
-        relation: peers.handle(),
-        remote_app: peers.remote_app.clone(),
-        remote_unit: None,
-        departing_unit: None,
-    });
+    let created = event::relation_created(state.relation(1).unwrap());
     state = run(&mut charm, &state, created).unwrap().state;
-    state = run(&mut charm, &state, changed(&state, 3, None))
-        .unwrap()
-        .state;
+    state = run(
+        &mut charm,
+        &state,
+        event::relation_changed(state.relation(3).unwrap(), None),
+    )
+    .unwrap()
+    .state;
     for i in 0..existing {
         let id = 100 + i;
         state = state.with_relation(
@@ -155,9 +153,13 @@ fn leader_with_clients(
                 ("requested-secrets", r#"["username","password"]"#),
             ]),
         );
-        state = run(&mut charm, &state, changed(&state, id, None))
-            .unwrap()
-            .state;
+        state = run(
+            &mut charm,
+            &state,
+            event::relation_changed(state.relation(id).unwrap(), None),
+        )
+        .unwrap()
+        .state;
     }
     if second_unit {
         let cfg = state.relation(1).unwrap().local_app_data["cfg_file"].clone();
@@ -169,16 +171,6 @@ fn leader_with_clients(
         );
     }
     (charm, state)
-}
-
-fn changed(state: &State, id: u64, remote_unit: Option<&str>) -> Event {
-    let r = state.relation(id).unwrap();
-    Event::RelationChanged(RelationEvent {
-        relation: r.handle(),
-        remote_app: r.remote_app.clone(),
-        remote_unit: remote_unit.map(str::to_string),
-        departing_unit: None,
-    })
 }
 
 /// Prints a row; `target` applies to `database` relation-changed hooks only.
@@ -209,7 +201,12 @@ fn bench_tool_calls() {
         let pg = FakeConnector::up_with(&["pgbouncer"]);
         let (mut charm, state) = leader_with_clients(&pg, existing, true);
         let state = request(state);
-        let out = run(&mut charm, &state, changed(&state, 9, None)).unwrap();
+        let out = run(
+            &mut charm,
+            &state,
+            event::relation_changed(state.relation(9).unwrap(), None),
+        )
+        .unwrap();
         report(
             &format!("request, two units, {existing} clients already"),
             &out.calls,
@@ -227,7 +224,7 @@ fn bench_tool_calls() {
         let out = run(
             &mut charm,
             &acked,
-            changed(&acked, 1, Some("pgbouncer-k8s/1")),
+            event::relation_changed(acked.relation(1).unwrap(), Some("pgbouncer-k8s/1")),
         )
         .unwrap();
         assert!(
@@ -247,7 +244,12 @@ fn bench_tool_calls() {
     let pg = FakeConnector::up_with(&["pgbouncer"]);
     let (mut charm, state) = leader_with_clients(&pg, 0, false);
     let state = request(state);
-    let out = run(&mut charm, &state, changed(&state, 9, None)).unwrap();
+    let out = run(
+        &mut charm,
+        &state,
+        event::relation_changed(state.relation(9).unwrap(), None),
+    )
+    .unwrap();
     assert!(
         out.state
             .relation(9)

@@ -4,7 +4,7 @@
 //! the state through [`state`], talk to PostgreSQL through [`postgres`] and to the
 //! container through [`workload`] and, on Kubernetes, to the application's
 //! StatefulSet through [`statefulset`]; [`pgb`] knows PgBouncer's files;
-//! [`status`] decides the unit's status once per dispatch.
+//! [`status`] collects the unit's status once per dispatch.
 
 pub mod config;
 pub mod flows;
@@ -21,12 +21,11 @@ use flows::{backend, certificates, database, lifecycle, peers, upgrade, Deps, Is
 use state::{BACKEND, CERTIFICATES, DATABASE, PEERS};
 use statefulset::StatefulSets;
 
-/// The charm: its dependencies, and the problems met in this dispatch.
+/// The charm: its dependencies.
 pub struct PgBouncerCharm {
     pub deps: Deps,
     /// The application's StatefulSet, on Kubernetes.
     pub stateful_sets: Option<Box<dyn StatefulSets>>,
-    issues: Issues,
 }
 
 impl PgBouncerCharm {
@@ -35,7 +34,6 @@ impl PgBouncerCharm {
         PgBouncerCharm {
             deps,
             stateful_sets: None,
-            issues: Issues::default(),
         }
     }
 
@@ -48,7 +46,7 @@ impl PgBouncerCharm {
 
 impl Charm for PgBouncerCharm {
     fn handle(&mut self, hook: &mut Hook<'_>, event: &Event) -> anyhow::Result<Handled> {
-        let (deps, issues) = (&self.deps, &mut self.issues);
+        let (deps, issues) = (&self.deps, &mut Issues);
         match event {
             Event::ConfigChanged => lifecycle::config_changed(hook, deps, issues),
             Event::PebbleReady { container } if container == workload::CONTAINER => {
@@ -113,8 +111,6 @@ impl Charm for PgBouncerCharm {
     }
 
     fn collect_status(&mut self, hook: &mut Hook<'_>) -> anyhow::Result<()> {
-        let status = status::decide(hook, &self.deps, &self.issues)?;
-        hook.set_status(status)?;
-        Ok(())
+        status::collect(hook, &self.deps)
     }
 }

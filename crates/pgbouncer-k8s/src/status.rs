@@ -1,52 +1,71 @@
-//! The unit's status, worked out once per dispatch from the state as it stands.
+//! The unit's status, collected once per dispatch from the state as it stands.
+//! Each check adds a candidate to the hook's collector, beside the problems the
+//! flows met ([`Issues`](crate::flows::Issues)); the most pressing one is shown.
+//! A check that needs an earlier one to pass (valid options, a backend, the
+//! container up and PgBouncer meant to serve) is skipped when it does not.
 
-use crate::flows::{config, database, ready_backend, Deps, Issues};
+use crate::flows::{config, database, ready_backend, Deps};
 use crate::state::{self, BackendState};
 use crate::workload::CONTAINER;
 use charm::{Hook, Status};
 
-/// The status, most pressing problem first.
-pub fn decide(hook: &mut Hook<'_>, deps: &Deps, issues: &Issues) -> anyhow::Result<Status> {
+/// Adds the unit's candidate statuses.
+pub fn collect(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<()> {
     if let Err(e) = config(hook)? {
-        return Ok(Status::Blocked(e.to_string()));
+        hook.add_status(Status::Blocked(e.to_string()));
+        return Ok(());
     }
-    match state::backend(hook)? {
+    let backend_ready = match state::backend(hook)? {
         BackendState::Missing => {
-            return Ok(Status::Blocked(
+            hook.add_status(Status::Blocked(
                 "waiting for backend database relation".into(),
-            ))
+            ));
+            return Ok(());
         }
-        BackendState::Incomplete(why) => return Ok(Status::Waiting(why)),
-        BackendState::Ready(_) => {}
-    }
-    if let Some(issue) = issues.0.last() {
-        return Ok(Status::Waiting(issue.clone()));
-    }
-    if ready_backend(hook)?.is_none() {
-        return Ok(Status::Waiting(
-            "initialising the backend-database relation".into(),
-        ));
-    }
-    let container = hook.container(CONTAINER);
-    if container.system_info().is_err() {
-        return Ok(Status::Waiting(
+        BackendState::Incomplete(why) => {
+            hook.add_status(Status::Waiting(why));
+            false
+        }
+        BackendState::Ready(_) => {
+            let initialised = ready_backend(hook)?.is_some();
+            if !initialised {
+                hook.add_status(Status::Waiting(
+                    "initialising the backend-database relation".into(),
+                ));
+            }
+            initialised
+        }
+    };
+    if !hook.container(CONTAINER).can_connect() {
+        hook.add_status(Status::Waiting(
             "waiting for the pgbouncer container".into(),
         ));
+    } else if backend_ready {
+        workload(hook, deps)?;
     }
+    if let Some(refused) = database::refused_request(hook)? {
+        hook.add_status(Status::Blocked(refused));
+    }
+    hook.add_status(Status::Active(String::new()));
+    Ok(())
+}
+
+/// The container's checks, once PgBouncer should serve (the backend is
+/// initialised): the PgBouncer version it records when serving, and every
+/// process running.
+fn workload(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<()> {
     if let Some(peers) = state::peers(hook)? {
         if state::recorded_version(hook, &peers)?.is_none() {
-            return Ok(Status::Blocked(
+            hook.add_status(Status::Blocked(
                 "no PgBouncer binary found in the pgbouncer container".into(),
             ));
+            return Ok(());
         }
     }
     if let Some(stopped) = deps.workload.stopped(hook.container(CONTAINER))? {
-        return Ok(Status::Maintenance(format!(
+        hook.add_status(Status::Maintenance(format!(
             "PgBouncer service {stopped} is not running"
         )));
     }
-    if let Some(refused) = database::refused_request(hook)? {
-        return Ok(Status::Blocked(refused));
-    }
-    Ok(Status::Active(String::new()))
+    Ok(())
 }

@@ -3,7 +3,7 @@
 mod support;
 
 use charm::{Event, Status};
-use charm_testing::{ContainerState, State};
+use charm_testing::{event, ContainerState, State};
 use client_interface::provider::secret_label;
 use pgbouncer_k8s::state::{self, BACKEND};
 use pgbouncer_k8s::workload::CONTAINER;
@@ -17,7 +17,7 @@ fn backend_created_asks_for_the_pgbouncer_database_as_superuser() {
     let out = go(
         &pg,
         &s,
-        Event::RelationCreated(rel_event(&s, BACKEND_ID, None, None)),
+        event::relation_created(s.relation(BACKEND_ID).unwrap()),
     );
     let ours = &out.state.relation(BACKEND_ID).unwrap().local_app_data;
     assert_eq!(ours["database"], "pgbouncer");
@@ -29,7 +29,7 @@ fn backend_created_asks_for_the_pgbouncer_database_as_superuser() {
     let out = go(
         &pg,
         &follower,
-        Event::RelationCreated(rel_event(&follower, BACKEND_ID, None, None)),
+        event::relation_created(follower.relation(BACKEND_ID).unwrap()),
     );
     assert!(out
         .state
@@ -61,7 +61,7 @@ fn backend_changed_sets_up_the_auth_user_once_and_renders() {
     let again = go(
         &pg,
         &s,
-        Event::RelationChanged(rel_event(&s, BACKEND_ID, Some("postgresql-k8s/0"), None)),
+        event::relation_changed(s.relation(BACKEND_ID).unwrap(), Some("postgresql-k8s/0")),
     );
     assert_eq!(pg.server(), server, "set up once");
     assert_eq!(again.state.secrets, s.secrets);
@@ -74,7 +74,7 @@ fn new_backend_endpoints_reach_every_file() {
     s = go(
         &pg,
         &s,
-        Event::RelationChanged(rel_event(&s, 4, None, None)),
+        event::relation_changed(s.relation(4).unwrap(), None),
     )
     .state;
     let backend = s
@@ -91,7 +91,7 @@ fn new_backend_endpoints_reach_every_file() {
     let out = go(
         &pg,
         &s,
-        Event::RelationChanged(rel_event(&s, BACKEND_ID, None, None)),
+        event::relation_changed(s.relation(BACKEND_ID).unwrap(), None),
     );
     let ini = ini(&out.state, 1);
     assert!(ini.contains("app_db = host=10.0.1.2 port=5432"), "{ini}");
@@ -126,7 +126,7 @@ fn backend_data_that_is_incomplete_or_hostile_waits_with_a_reason() {
         let out = go(
             &pg,
             &s,
-            Event::RelationChanged(rel_event(&s, BACKEND_ID, None, None)),
+            event::relation_changed(s.relation(BACKEND_ID).unwrap(), None),
         );
         assert!(pg.server().users.is_empty(), "{key}={value}");
         match &out.state.unit_status {
@@ -143,7 +143,7 @@ fn backend_departing_last_unit_cleans_up_and_broken_blocks() {
     let s = go(
         &pg,
         &s,
-        Event::RelationChanged(rel_event(&s, 4, None, None)),
+        event::relation_changed(s.relation(4).unwrap(), None),
     )
     .state;
     let mut leaving = s.clone();
@@ -154,13 +154,12 @@ fn backend_departing_last_unit_cleans_up_and_broken_blocks() {
         .unwrap()
         .remote_units
         .clear();
-    let ev = rel_event(
-        &s,
-        BACKEND_ID,
-        Some("postgresql-k8s/0"),
-        Some("postgresql-k8s/0"),
+    let ev = event::relation_departed(
+        s.relation(BACKEND_ID).unwrap(),
+        "postgresql-k8s/0",
+        "postgresql-k8s/0",
     );
-    let out = go(&pg, &leaving, Event::RelationDeparted(ev));
+    let out = go(&pg, &leaving, ev);
     let server = pg.server();
     assert!(
         !server.users.contains_key("pgbouncer_auth_relation_id_3"),
@@ -176,7 +175,7 @@ fn backend_departing_last_unit_cleans_up_and_broken_blocks() {
     );
 
     let mut gone = out.state.clone();
-    let broken = Event::RelationBroken(rel_event(&gone, BACKEND_ID, None, None));
+    let broken = event::relation_broken(gone.relation(BACKEND_ID).unwrap());
     gone.deferred.clear();
     let out = go(&pg, &gone, broken);
     let secret = out
@@ -206,13 +205,12 @@ fn a_unit_leaving_the_backend_only_marks_itself() {
     let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = ready_leader(&pg);
     let before = pg.server();
-    let ev = rel_event(
-        &s,
-        BACKEND_ID,
-        Some("postgresql-k8s/0"),
-        Some("pgbouncer-k8s/0"),
+    let ev = event::relation_departed(
+        s.relation(BACKEND_ID).unwrap(),
+        "postgresql-k8s/0",
+        "pgbouncer-k8s/0",
     );
-    let out = go(&pg, &s, Event::RelationDeparted(ev));
+    let out = go(&pg, &s, ev);
     assert_eq!(
         peer_unit(&out.state)["backend-database_3_departing"],
         "true"
@@ -220,7 +218,7 @@ fn a_unit_leaving_the_backend_only_marks_itself() {
     let out = go(
         &pg,
         &out.state,
-        Event::RelationBroken(rel_event(&s, BACKEND_ID, None, None)),
+        event::relation_broken(s.relation(BACKEND_ID).unwrap()),
     );
     assert_eq!(pg.server(), before);
     assert!(out
@@ -268,13 +266,7 @@ fn invalid_config_blocks_with_the_option_and_applies_nothing() {
 fn pebble_ready_adds_one_service_per_process_and_starts_them() {
     let pg = FakeConnector::up_with(&["pgbouncer"]);
     let fresh = with_backend(unit(0, true));
-    let out = go(
-        &pg,
-        &fresh,
-        Event::PebbleReady {
-            container: CONTAINER.into(),
-        },
-    );
+    let out = go(&pg, &fresh, event::pebble_ready(CONTAINER));
     let web = out.state.container(CONTAINER).unwrap();
     let plan = web.current_plan();
     assert_eq!(
@@ -295,23 +287,11 @@ fn pebble_ready_adds_one_service_per_process_and_starts_them() {
 fn pebble_ready_waits_for_the_container_and_the_peer_relation() {
     let pg = FakeConnector::up_with(&["pgbouncer"]);
     let down = unit(0, true).with_container(CONTAINER, ContainerState::unreachable());
-    let out = go(
-        &pg,
-        &down,
-        Event::PebbleReady {
-            container: CONTAINER.into(),
-        },
-    );
+    let out = go(&pg, &down, event::pebble_ready(CONTAINER));
     assert_eq!(out.state.deferred.len(), 1);
     let mut no_peers = unit(0, true);
     no_peers.relations.clear();
-    let out = go(
-        &pg,
-        &no_peers,
-        Event::PebbleReady {
-            container: CONTAINER.into(),
-        },
-    );
+    let out = go(&pg, &no_peers, event::pebble_ready(CONTAINER));
     assert_eq!(out.state.deferred.len(), 1);
 }
 
@@ -322,13 +302,7 @@ fn an_image_with_pgbouncer_1_18_gets_files_it_accepts() {
         CONTAINER,
         ContainerState::ready().with_file("/usr/sbin/pgbouncer", b"...PgBouncer 1.18.0..."),
     );
-    let out = go(
-        &pg,
-        &old,
-        Event::PebbleReady {
-            container: CONTAINER.into(),
-        },
-    );
+    let out = go(&pg, &old, event::pebble_ready(CONTAINER));
     let ini = ini(&out.state, 0);
     assert!(
         !ini.contains("[peers]")
@@ -347,13 +321,7 @@ fn the_version_is_that_of_the_binary_first_on_path() {
             .with_file("/usr/sbin/pgbouncer", b"...PgBouncer 1.18.0...")
             .with_file("/usr/local/bin/pgbouncer", b"...PgBouncer 1.24.1..."),
     );
-    let out = go(
-        &pg,
-        &both,
-        Event::PebbleReady {
-            container: CONTAINER.into(),
-        },
-    );
+    let out = go(&pg, &both, event::pebble_ready(CONTAINER));
     assert_eq!(peer_unit(&out.state)[state::PGB_VERSION], "1.24.1");
     let command = &out.state.container(CONTAINER).unwrap().running["pgbouncer_0"].command;
     assert!(
@@ -366,13 +334,7 @@ fn the_version_is_that_of_the_binary_first_on_path() {
 fn an_image_without_pgbouncer_blocks() {
     let pg = FakeConnector::up_with(&["pgbouncer"]);
     let empty = with_backend(unit(0, true)).with_container(CONTAINER, ContainerState::ready());
-    let out = go(
-        &pg,
-        &empty,
-        Event::PebbleReady {
-            container: CONTAINER.into(),
-        },
-    );
+    let out = go(&pg, &empty, event::pebble_ready(CONTAINER));
     assert_eq!(
         out.state.unit_status,
         Status::Blocked("no PgBouncer binary found in the pgbouncer container".into())
@@ -444,7 +406,7 @@ fn leader_elected_takes_over_publication_and_points_clients_at_itself() {
     let old = go(
         &pg,
         &old,
-        Event::RelationChanged(rel_event(&old, 4, None, None)),
+        event::relation_changed(old.relation(4).unwrap(), None),
     )
     .state;
     let mut new = old.clone();

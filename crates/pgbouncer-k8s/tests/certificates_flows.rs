@@ -20,7 +20,7 @@ mod support;
 
 use base64::Engine as _;
 use charm::{Event, Status};
-use charm_testing::{run_action, Output, RelationState, State};
+use charm_testing::{event, run_action, Output, RelationState, State};
 use client_interface::provider::secret_label;
 use pgbouncer_k8s::state::{self, CERTIFICATES, DATABASE};
 use pgbouncer_k8s::tls::testing::TestCa;
@@ -41,7 +41,7 @@ fn with_tls_relation(state: State) -> State {
 }
 
 fn tls_event(state: &State) -> Event {
-    Event::RelationChanged(rel_event(state, TLS_ID, None, None))
+    event::relation_changed(state.relation(TLS_ID).unwrap(), None)
 }
 
 /// The CSR this unit published.
@@ -88,13 +88,14 @@ fn unit_secret(state: &State) -> charm::SecretContent {
 /// certificates relation created.
 fn leader_with_client(pg: &FakeConnector) -> Output {
     let s = ready_leader(pg).with_relation(client(4, "app_db", &[]));
-    let s = go(pg, &s, Event::RelationChanged(rel_event(&s, 4, None, None))).state;
-    let s = with_tls_relation(s);
-    go(
+    let s = go(
         pg,
         &s,
-        Event::RelationCreated(rel_event(&s, TLS_ID, None, None)),
+        event::relation_changed(s.relation(4).unwrap(), None),
     )
+    .state;
+    let s = with_tls_relation(s);
+    go(pg, &s, event::relation_created(s.relation(TLS_ID).unwrap()))
 }
 
 /// The leader with a certificate installed.
@@ -205,7 +206,7 @@ fn an_issued_certificate_is_installed_and_clients_are_told() {
     let out = go(
         &pg,
         &s2,
-        Event::RelationChanged(rel_event(&s2, 6, None, None)),
+        event::relation_changed(s2.relation(6).unwrap(), None),
     );
     let bag = &out.state.relation(6).unwrap().local_app_data;
     assert_eq!(bag["tls"], "True");
@@ -321,7 +322,7 @@ fn broken_turns_tls_off_and_keeps_the_key() {
     let mut ca = TestCa::new("ca");
     let s = leader_with_tls(&pg, &mut ca).state;
     let key = unit_secret(&s).get("key").unwrap().to_string();
-    let event = Event::RelationBroken(rel_event(&s, TLS_ID, None, None));
+    let event = event::relation_broken(s.relation(TLS_ID).unwrap());
     let mut gone = s.clone();
     gone.relations.retain(|r| r.id != TLS_ID);
     let out = go(&pg, &gone, event);
@@ -347,7 +348,7 @@ fn broken_turns_tls_off_and_keeps_the_key() {
     let out = go(
         &pg,
         &again,
-        Event::RelationCreated(rel_event(&again, TLS_ID, None, None)),
+        event::relation_created(again.relation(TLS_ID).unwrap()),
     );
     let k = PrivateKey::parse(&key).unwrap();
     assert!(tls::csr_matches_key(&published_csr(&out.state), &k));
@@ -379,7 +380,7 @@ fn a_unit_joins_the_endpoints_once_it_serves_tls_and_tls_stays_on_meanwhile() {
         format!("{APP}/1"),
         charm_testing::bag(&[("hostname", "10.0.0.11"), ("cfg_hash", &cfg_hash)]),
     );
-    let joined = Event::RelationChanged(rel_event(&s, PEER_ID, Some(&format!("{APP}/1")), None));
+    let joined = event::relation_changed(s.relation(PEER_ID).unwrap(), Some(&format!("{APP}/1")));
     let out = go(&pg, &s, joined.clone());
     assert_eq!(tls_of(&out.state).as_deref(), Some("True"));
     assert_eq!(read_only(&out.state), alone, "unit 1 has no TLS yet");
@@ -563,7 +564,7 @@ fn the_wildcard_reaches_the_backends_other_databases_read_only() {
     let s = go(
         &pg,
         &s,
-        Event::RelationChanged(rel_event(&s, 4, None, None)),
+        event::relation_changed(s.relation(4).unwrap(), None),
     )
     .state;
     pg.0.borrow_mut()
@@ -594,7 +595,7 @@ fn the_wildcard_reaches_the_backends_other_databases_read_only() {
     let plain = go(
         &pg,
         &plain,
-        Event::RelationChanged(rel_event(&plain, 5, None, None)),
+        event::relation_changed(plain.relation(5).unwrap(), None),
     )
     .state;
     let before = pg.server().sessions.len();

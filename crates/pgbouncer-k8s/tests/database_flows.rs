@@ -28,7 +28,7 @@
 mod support;
 
 use charm::{Event, Status};
-use charm_testing::{bag, RelationState};
+use charm_testing::{bag, event, RelationState};
 use client_interface::provider::secret_label;
 use pgbouncer_k8s::state::{self, DATABASE, PEERS};
 use postgres_admin::testing::FakeConnector;
@@ -38,7 +38,7 @@ fn request(pg: &FakeConnector, state: &charm_testing::State, id: u64) -> charm_t
     go(
         pg,
         state,
-        Event::RelationChanged(rel_event(state, id, None, None)),
+        event::relation_changed(state.relation(id).unwrap(), None),
     )
 }
 
@@ -71,7 +71,7 @@ fn requested_defers_until_the_backend_is_ready() {
     let out = go(
         &pg,
         &with,
-        Event::RelationChanged(rel_event(&with, BACKEND_ID, None, None)),
+        event::relation_changed(with.relation(BACKEND_ID).unwrap(), None),
     );
     assert!(pg.server().users.contains_key("relation_id_4"));
     assert!(out
@@ -218,7 +218,7 @@ fn credentials_wait_for_every_unit_and_the_last_ack_publishes_them() {
     let served = go(
         &pg,
         &follower,
-        Event::RelationChanged(rel_event(&follower, PEER_ID, Some("pgbouncer-k8s/0"), None)),
+        event::relation_changed(follower.relation(PEER_ID).unwrap(), Some("pgbouncer-k8s/0")),
     );
     let ack = peer_unit(&served.state).clone();
     assert_eq!(
@@ -238,7 +238,7 @@ fn credentials_wait_for_every_unit_and_the_last_ack_publishes_them() {
     let out = go(
         &pg,
         &leader,
-        Event::RelationChanged(rel_event(&leader, PEER_ID, Some("pgbouncer-k8s/1"), None)),
+        event::relation_changed(leader.relation(PEER_ID).unwrap(), Some("pgbouncer-k8s/1")),
     );
     let app = &out.state.relation(4).unwrap().local_app_data;
     assert!(
@@ -355,7 +355,7 @@ fn departed_refreshes_the_connection_information() {
     let out = go(
         &pg,
         &s,
-        Event::RelationDeparted(rel_event(&s, 4, Some("client-app/0"), Some("client-app/0"))),
+        event::relation_departed(s.relation(4).unwrap(), "client-app/0", "client-app/0"),
     );
     assert_eq!(
         out.state.relation(4).unwrap().local_app_data["read-only-endpoints"],
@@ -376,7 +376,7 @@ fn a_new_unit_is_handed_out_once_it_serves_the_configuration() {
     peers
         .remote_units
         .insert("pgbouncer-k8s/1".into(), bag(&[("hostname", "10.0.0.11")]));
-    let joined = Event::RelationChanged(rel_event(&s, PEER_ID, Some("pgbouncer-k8s/1"), None));
+    let joined = event::relation_changed(s.relation(PEER_ID).unwrap(), Some("pgbouncer-k8s/1"));
     let out = go(&pg, &s, joined.clone());
     let read_only = |st: &charm_testing::State| {
         st.relation(4).unwrap().local_app_data["read-only-endpoints"].clone()
@@ -403,12 +403,7 @@ fn departed_by_this_unit_sets_the_flag() {
     let out = go(
         &pg,
         &s,
-        Event::RelationDeparted(rel_event(
-            &s,
-            4,
-            Some("client-app/0"),
-            Some("pgbouncer-k8s/0"),
-        )),
+        event::relation_departed(s.relation(4).unwrap(), "client-app/0", "pgbouncer-k8s/0"),
     );
     assert_eq!(peer_unit(&out.state)["database_4_departing"], "true");
 }
@@ -420,7 +415,7 @@ fn departed_by_the_client_sets_no_flag() {
     let out = go(
         &pg,
         &s,
-        Event::RelationDeparted(rel_event(&s, 4, Some("client-app/0"), Some("client-app/0"))),
+        event::relation_departed(s.relation(4).unwrap(), "client-app/0", "client-app/0"),
     );
     assert!(!peer_unit(&out.state).contains_key("database_4_departing"));
 }
@@ -429,7 +424,7 @@ fn departed_by_the_client_sets_no_flag() {
 fn broken_removes_the_database_everywhere_drops_the_user_and_keeps_the_data() {
     let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = answered(&pg);
-    let out = go(&pg, &s, Event::RelationBroken(rel_event(&s, 4, None, None)));
+    let out = go(&pg, &s, event::relation_broken(s.relation(4).unwrap()));
     let server = pg.server();
     assert!(!server.users.contains_key("relation_id_4"), "user deleted");
     assert!(
@@ -467,18 +462,13 @@ fn broken_when_this_unit_departs_keeps_the_user() {
     let departed = go(
         &pg,
         &s,
-        Event::RelationDeparted(rel_event(
-            &s,
-            4,
-            Some("client-app/0"),
-            Some("pgbouncer-k8s/0"),
-        )),
+        event::relation_departed(s.relation(4).unwrap(), "client-app/0", "pgbouncer-k8s/0"),
     )
     .state;
     let out = go(
         &pg,
         &departed,
-        Event::RelationBroken(rel_event(&departed, 4, None, None)),
+        event::relation_broken(departed.relation(4).unwrap()),
     );
     assert!(
         pg.server().users.contains_key("relation_id_4"),
@@ -497,7 +487,7 @@ fn broken_on_a_follower_or_without_backend_changes_nothing() {
     let out = go(
         &pg,
         &follower,
-        Event::RelationBroken(rel_event(&follower, 4, None, None)),
+        event::relation_broken(follower.relation(4).unwrap()),
     );
     assert_eq!(pg.server(), before);
     assert_eq!(peer_app(&out.state), peer_app(&follower));
@@ -509,7 +499,7 @@ fn broken_on_a_follower_or_without_backend_changes_nothing() {
     let out = go(
         &pg,
         &no_backend,
-        Event::RelationBroken(rel_event(&no_backend, 4, None, None)),
+        event::relation_broken(no_backend.relation(4).unwrap()),
     );
     assert_eq!(pg.server(), before);
     assert!(out

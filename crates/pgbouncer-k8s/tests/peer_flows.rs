@@ -20,18 +20,18 @@
 mod support;
 
 use charm::{Event, Status};
-use charm_testing::{ServiceOp, State};
+use charm_testing::{event, ServiceOp, State};
 use pgbouncer_k8s::state;
 use pgbouncer_k8s::workload::CONTAINER;
 use postgres_admin::testing::FakeConnector;
 use support::*;
 
 fn created(state: &State) -> Event {
-    Event::RelationCreated(rel_event(state, PEER_ID, None, None))
+    event::relation_created(state.relation(PEER_ID).unwrap())
 }
 
 fn changed(state: &State) -> Event {
-    Event::RelationChanged(rel_event(state, PEER_ID, Some("pgbouncer-k8s/0"), None))
+    event::relation_changed(state.relation(PEER_ID).unwrap(), Some("pgbouncer-k8s/0"))
 }
 
 fn invalid_config(mut s: State) -> State {
@@ -223,12 +223,11 @@ fn every_process_forwards_cancel_requests_to_every_unit() {
         .unwrap()
         .remote_units
         .remove("pgbouncer-k8s/1");
-    let ev = Event::RelationDeparted(rel_event(
-        &gone,
-        PEER_ID,
-        Some("pgbouncer-k8s/1"),
-        Some("pgbouncer-k8s/1"),
-    ));
+    let ev = event::relation_departed(
+        gone.relation(PEER_ID).unwrap(),
+        "pgbouncer-k8s/1",
+        "pgbouncer-k8s/1",
+    );
     let after = go(&pg, &gone, ev).state;
     assert!(!peers_section(&after, 0).contains("10.0.0.11"));
     let ops = &after.container(CONTAINER).unwrap().ops;
@@ -241,7 +240,12 @@ fn every_process_forwards_cancel_requests_to_every_unit() {
 
 fn leader_with_db(pg: &FakeConnector) -> State {
     let s = ready_leader(pg).with_relation(client(4, "app_db", &[]));
-    go(pg, &s, Event::RelationChanged(rel_event(&s, 4, None, None))).state
+    go(
+        pg,
+        &s,
+        event::relation_changed(s.relation(4).unwrap(), None),
+    )
+    .state
 }
 
 #[test]

@@ -28,8 +28,8 @@
 
 mod support;
 
-use charm::{Event, SecretEvent};
-use charm_testing::{ServiceOp, State};
+use charm::Event;
+use charm_testing::{event, ServiceOp, State};
 use client_interface::provider::secret_label;
 use pgbouncer_k8s::config::CharmConfig;
 use pgbouncer_k8s::pgb::ini::{render_process, ProcessSpec, SharedConfig, SharedInput};
@@ -50,7 +50,7 @@ fn answered(pg: &FakeConnector, clients: &[Client<'_>]) -> State {
         s = go(
             pg,
             &s,
-            Event::RelationChanged(rel_event(&s, *id, None, None)),
+            event::relation_changed(s.relation(*id).unwrap(), None),
         )
         .state;
     }
@@ -124,7 +124,7 @@ fn bug_05_the_wildcard_follows_the_privileged_client_and_leaves_with_it() {
     assert!(
         peer_app(&s)[state::CFG_FILE].contains("* = host=10.0.1.1 port=5432 auth_dbname=admin_db")
     );
-    let out = go(&pg, &s, Event::RelationBroken(rel_event(&s, 6, None, None)));
+    let out = go(&pg, &s, event::relation_broken(s.relation(6).unwrap()));
     assert!(
         !peer_app(&out.state)[state::CFG_FILE].contains("* ="),
         "no stale wildcard"
@@ -151,7 +151,7 @@ fn bug_06_one_unanswered_client_does_not_stop_the_others() {
 fn bug_07_the_leader_drops_a_removed_database_at_once() {
     let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = answered(&pg, &[(4, "gone_db", &[])]);
-    let out = go(&pg, &s, Event::RelationBroken(rel_event(&s, 4, None, None)));
+    let out = go(&pg, &s, event::relation_broken(s.relation(4).unwrap()));
     for i in 0..2 {
         assert!(
             !ini(&out.state, i).contains("gone_db"),
@@ -173,7 +173,7 @@ fn bug_09_followers_follow_auth_file_changes() {
     let serving = go(
         &pg,
         &follower,
-        Event::RelationChanged(rel_event(&follower, PEER_ID, None, None)),
+        event::relation_changed(follower.relation(PEER_ID).unwrap(), None),
     )
     .state;
     let mut rotated = serving.clone();
@@ -189,12 +189,7 @@ fn bug_09_followers_follow_auth_file_changes() {
         "\"pgbouncer_auth_relation_id_3\" \"new\"\n",
     );
     secret.revisions.insert(secret.latest() + 1, content);
-    let id = secret.id.clone();
-    let ev = Event::SecretChanged(SecretEvent {
-        id,
-        label: Some(label),
-        revision: None,
-    });
+    let ev = event::secret_changed(secret);
     let out = go(&pg, &rotated, ev);
     let web = out.state.container(CONTAINER).unwrap();
     assert_eq!(
@@ -210,14 +205,7 @@ fn bug_09_followers_follow_auth_file_changes() {
 fn bug_10_the_auth_file_keeps_its_path() {
     let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = ready_leader(&pg);
-    let again = go(
-        &pg,
-        &s,
-        Event::PebbleReady {
-            container: CONTAINER.into(),
-        },
-    )
-    .state;
+    let again = go(&pg, &s, event::pebble_ready(CONTAINER)).state;
     let files: Vec<&String> = again
         .container(CONTAINER)
         .unwrap()
@@ -242,7 +230,7 @@ fn bug_12_a_backend_without_version_still_works() {
     let s = go(
         &pg,
         &s,
-        Event::RelationChanged(rel_event(&s, BACKEND_ID, None, None)),
+        event::relation_changed(s.relation(BACKEND_ID).unwrap(), None),
     )
     .state;
     let app = &s.relation(4).unwrap().local_app_data;
@@ -258,12 +246,7 @@ fn bug_14_the_departing_flag_needs_no_other_data() {
     let out = go(
         &pg,
         &s,
-        Event::RelationDeparted(rel_event(
-            &s,
-            4,
-            Some("client-app/0"),
-            Some("pgbouncer-k8s/0"),
-        )),
+        event::relation_departed(s.relation(4).unwrap(), "client-app/0", "pgbouncer-k8s/0"),
     );
     assert_eq!(peer_unit(&out.state)["database_4_departing"], "true");
 }
@@ -302,12 +285,12 @@ fn bug_18_no_password_on_any_command_line() {
     let first = go(
         &pg,
         &s,
-        Event::RelationChanged(rel_event(&s, BACKEND_ID, None, None)),
+        event::relation_changed(s.relation(BACKEND_ID).unwrap(), None),
     );
     let out = go(
         &pg,
         &first.state,
-        Event::RelationChanged(rel_event(&s, 4, None, None)),
+        event::relation_changed(s.relation(4).unwrap(), None),
     );
     let server = pg.server();
     let passwords: Vec<&String> = server.users.values().map(|(p, _)| p).collect();

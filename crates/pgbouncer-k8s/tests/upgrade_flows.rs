@@ -29,8 +29,8 @@
 
 mod support;
 
-use charm::{Event, Status};
-use charm_testing::{bag, run_action, Output, State};
+use charm::Status;
+use charm_testing::{bag, event, run_action, Output, State};
 use pgbouncer_k8s::state;
 use pgbouncer_k8s::statefulset::FakeStatefulSets;
 use postgres_admin::testing::FakeConnector;
@@ -42,7 +42,7 @@ const VERSION: &str = "1.24.1";
 /// configuration and run PgBouncer 1.24.1.
 fn app(pg: &FakeConnector, n: u32, others: &[u32]) -> State {
     let state = with_backend(unit(n, true));
-    let ev = Event::RelationChanged(rel_event(&state, BACKEND_ID, None, None));
+    let ev = event::relation_changed(state.relation(BACKEND_ID).unwrap(), None);
     let mut state = go(pg, &state, ev).state;
     let hash = state::digest(&peer_app(&state)[state::CFG_FILE]);
     assert_eq!(peer_unit(&state)[state::SERVING], hash);

@@ -74,7 +74,7 @@ pub fn parse_etcd_endpoints(raw: &str) -> Result<(String, Vec<String>), String> 
 
 /// Chooses the DCS: the etcd relation wins; without one, Kubernetes.
 pub fn choose(hook: &mut Hook<'_>, kubernetes: Option<&Kubernetes>) -> anyhow::Result<DcsState> {
-    if let Some(relation) = hook.relations(ETCD)?.into_iter().next() {
+    if let Some(relation) = hook.relation(ETCD)? {
         let Some(raw) = hook.remote_app_bag(&relation)?.get(ETCD_ENDPOINTS).cloned() else {
             return Ok(DcsState::Waiting(
                 "waiting for etcd to publish its endpoints".into(),

@@ -3,7 +3,7 @@
 //! [`PostgresqlCharm`] routes each event to its flow in [`flows`]; the flows read
 //! the model through [`state`], choose the DCS in [`dcs`], talk to Patroni
 //! through [`patroni`], to PostgreSQL through [`postgres`], to pods through
-//! [`pods`] and to the container through [`workload`]; [`status`] decides the
+//! [`pods`] and to the container through [`workload`]; [`status`] collects the
 //! unit's status once per dispatch; [`role_change`] handles the notice Patroni's
 //! callback records when this member starts or changes role.
 
@@ -82,12 +82,12 @@ impl Charm for PostgresqlCharm {
     }
 
     fn collect_status(&mut self, hook: &mut Hook<'_>) -> anyhow::Result<()> {
-        let status = status::decide(hook, &self.deps, &self.findings)?;
+        status::collect(hook, &self.deps, &self.findings)?;
         if hook.is_leader()? {
-            let app = status::application(hook, &status)?;
+            let unit = hook.statuses().highest().cloned().unwrap_or_default();
+            let app = status::application(hook, &unit)?;
             hook.set_app_status(app)?;
         }
-        hook.set_status(status)?;
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ use crate::flows::{lifecycle, Deps, Findings};
 use crate::state;
 use crate::workload::{CONTAINER, ROLE_CHANGE_NOTICE};
 use charm::event::Notice;
-use charm::{Handled, Hook};
+use charm::{BagChanges, Handled, Hook};
 
 /// Whether a notice from `container` reports a role change.
 pub fn is_role_change(container: &str, notice: &Notice) -> bool {
@@ -28,7 +28,7 @@ pub fn changed(
             if let Ok(seen) = hook.container(CONTAINER).notice(&notice.id) {
                 hook.update_unit_bag(
                     &peers,
-                    [(state::ROLE_CHANGED.to_string(), Some(seen.last_repeated))],
+                    BagChanges::new().set(state::ROLE_CHANGED, seen.last_repeated),
                 )?;
             }
         }

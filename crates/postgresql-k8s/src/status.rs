@@ -1,5 +1,6 @@
-//! The unit's status, worked out once per dispatch from the state as it stands
-//! (reference §5): problems first, then how far the unit has come, then its role.
+//! The unit's status, collected once per dispatch from the state as it stands
+//! (reference §5): problems, how far the unit has come, then its role; the most
+//! pressing candidate is shown.
 
 use crate::dcs::{self, DcsState, NO_DCS};
 use crate::flows::lifecycle::quiet_context;
@@ -10,33 +11,41 @@ use crate::state;
 use crate::workload::CONTAINER;
 use charm::{Hook, Status};
 
-/// The status, most pressing problem first.
-pub fn decide(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow::Result<Status> {
+/// Adds the unit's candidate statuses to the hook's collector, beside the
+/// problems the flows met. A check that needs an earlier one to pass (the DCS
+/// ready, the peer relation, the container up, ...) is skipped when it does not.
+pub fn collect(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow::Result<()> {
     if let Err(e) = config(hook)? {
-        return Ok(Status::Blocked(e.to_string()));
+        hook.add_status(Status::Blocked(e.to_string()));
+        return Ok(());
     }
-    match dcs::choose(hook, deps.kubernetes.as_ref())? {
-        DcsState::Missing => return Ok(Status::Blocked(NO_DCS.into())),
-        DcsState::Waiting(why) => return Ok(Status::Waiting(why)),
-        DcsState::Ready(_) => {}
-    }
-    if let Some(blocked) = findings
-        .problems
-        .iter()
-        .find(|s| matches!(s, Status::Blocked(_)))
-    {
-        return Ok(blocked.clone());
-    }
+    let dcs_ready = match dcs::choose(hook, deps.kubernetes.as_ref())? {
+        DcsState::Missing => {
+            hook.add_status(Status::Blocked(NO_DCS.into()));
+            return Ok(());
+        }
+        DcsState::Waiting(why) => {
+            hook.add_status(Status::Waiting(why));
+            false
+        }
+        DcsState::Ready(_) => true,
+    };
     if let Some(refused) = database::refusal(hook)? {
-        return Ok(Status::Blocked(refused));
+        hook.add_status(Status::Blocked(refused));
     }
-    if let Some(problem) = findings.problems.last() {
-        return Ok(problem.clone());
+    if dcs_ready {
+        let progress = cluster(hook, deps, findings)?;
+        hook.add_status(progress);
     }
+    Ok(())
+}
+
+/// How far this unit has come in the cluster, and its role once it serves.
+fn cluster(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow::Result<Status> {
     let Some(peers) = state::peers(hook)? else {
         return Ok(Status::Waiting("waiting for the peer relation".into()));
     };
-    if hook.container(CONTAINER).system_info().is_err() {
+    if !hook.container(CONTAINER).can_connect() {
         return Ok(Status::Waiting(
             "waiting for the postgresql container".into(),
         ));

@@ -4,14 +4,14 @@ mod support;
 
 use charm::secret::SecretId;
 use charm::{Event, Status};
-use charm_testing::{Owner, State};
+use charm_testing::{event, Owner, State};
 use postgresql_k8s::state;
 use support::*;
 
 const CLIENT: u64 = 5;
 
 fn changed(s: &State) -> Event {
-    Event::RelationChanged(rel_event(s, CLIENT, None, None))
+    event::relation_changed(s.relation(CLIENT).unwrap(), None)
 }
 
 /// Leader 0 of a two-unit initialised cluster with one client asking for `shop`.
@@ -182,7 +182,7 @@ fn endpoints_follow_a_failover() {
 fn relation_broken_drops_the_user_and_keeps_the_database() {
     let (w, s) = two_units(&[]);
     let served = w.go(&s, changed(&s)).state;
-    let event = Event::RelationBroken(rel_event(&served, CLIENT, None, None));
+    let event = event::relation_broken(served.relation(CLIENT).unwrap());
     let out = w.go(&served, event);
     let server = w.pg.server();
     assert!(!server.users.contains_key("relation_id_5"));
@@ -197,15 +197,14 @@ fn relation_broken_drops_the_user_and_keeps_the_database() {
 fn a_departing_leader_keeps_the_user() {
     let (w, s) = two_units(&[]);
     let served = w.go(&s, changed(&s)).state;
-    let event = Event::RelationDeparted(rel_event(
-        &served,
-        CLIENT,
-        Some("client-app/0"),
-        Some(&unit_name(0)),
-    ));
+    let event = event::relation_departed(
+        served.relation(CLIENT).unwrap(),
+        "client-app/0",
+        &unit_name(0),
+    );
     let departed = w.go(&served, event).state;
     assert_eq!(peer_unit(&departed)[state::DEPARTING], "True");
-    let event = Event::RelationBroken(rel_event(&departed, CLIENT, None, None));
+    let event = event::relation_broken(departed.relation(CLIENT).unwrap());
     w.go(&departed, event);
     assert!(w.pg.server().users.contains_key("relation_id_5"));
 }

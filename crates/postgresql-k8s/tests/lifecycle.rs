@@ -3,14 +3,13 @@
 mod support;
 
 use charm::{Event, Status};
+use charm_testing::event;
 use postgresql_k8s::state;
 use postgresql_k8s::workload::{CONTAINER, SERVICE};
 use support::*;
 
 fn pebble_ready() -> Event {
-    Event::PebbleReady {
-        container: CONTAINER.into(),
-    }
+    event::pebble_ready(CONTAINER)
 }
 
 #[test]
@@ -114,7 +113,7 @@ fn new_etcd_endpoints_reach_patroni_yml() {
         .remote_app_data = charm_testing::bag(&[("endpoints", "http://127.0.2.9:2379")]);
     let out = w.go(
         &s,
-        Event::RelationChanged(rel_event(&s, ETCD_ID, None, None)),
+        event::relation_changed(s.relation(ETCD_ID).unwrap(), None),
     );
     let doc = patroni_doc(&out.state);
     assert_eq!(

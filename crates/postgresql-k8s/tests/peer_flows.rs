@@ -41,22 +41,17 @@ mod support;
 
 use charm::secret::SecretId;
 use charm::{Event, SecretContent, Status};
-use charm_testing::{bag, Owner, SecretState, ServiceOp, State};
+use charm_testing::{bag, event, Owner, SecretState, ServiceOp, State};
 use postgresql_k8s::state;
 use postgresql_k8s::workload::{CONTAINER, SERVICE};
 use support::*;
 
 fn changed(s: &State) -> Event {
-    Event::RelationChanged(rel_event(s, PEER_ID, Some(&unit_name(1)), None))
+    event::relation_changed(s.relation(PEER_ID).unwrap(), Some(&unit_name(1)))
 }
 
 fn departed(s: &State, leaving: u32, departing: &str) -> Event {
-    Event::RelationDeparted(rel_event(
-        s,
-        PEER_ID,
-        Some(&unit_name(leaving)),
-        Some(departing),
-    ))
+    event::relation_departed(s.relation(PEER_ID).unwrap(), &unit_name(leaving), departing)
 }
 
 /// Sets only the members (a cluster not initialised yet).
@@ -469,13 +464,13 @@ fn changed_sets_active_with_the_role() {
         Status::Active("Replica".into())
     );
     // secret-changed runs the same flow.
-    let event = Event::SecretChanged(charm::SecretEvent {
-        id: SecretId::parse(APP_SECRET).unwrap(),
-        label: Some(state::app_secret_label(APP)),
-        revision: None,
-    });
+    let app_secret = follower
+        .secret(&SecretId::parse(APP_SECRET).unwrap())
+        .unwrap();
     assert_eq!(
-        w.go(&follower, event).state.unit_status,
+        w.go(&follower, event::secret_changed(app_secret))
+            .state
+            .unit_status,
         Status::Active("Replica".into())
     );
 }

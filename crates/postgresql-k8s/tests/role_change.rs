@@ -7,7 +7,7 @@ mod support;
 
 use charm::event::Notice;
 use charm::{Event, Status};
-use charm_testing::State;
+use charm_testing::{event, State};
 use pebble_api::{NoticeQuery, Pebble};
 use postgresql_k8s::state;
 use postgresql_k8s::status::NO_PRIMARY;
@@ -51,7 +51,7 @@ fn served() -> (World, State) {
         "shop",
         &[],
     ));
-    let changed = Event::RelationChanged(rel_event(&s, CLIENT, None, None));
+    let changed = event::relation_changed(s.relation(CLIENT).unwrap(), None);
     let out = w.go(&s, changed);
     (w, out.state)
 }
@@ -127,12 +127,7 @@ fn other_notices_are_not_role_changes() {
 #[test]
 fn patroni_calls_the_pushed_script_which_holds_no_secret() {
     let w = World::new(&[(0, "leader", "running")]);
-    let out = w.go(
-        &unit(0, true),
-        Event::PebbleReady {
-            container: CONTAINER.into(),
-        },
-    );
+    let out = w.go(&unit(0, true), event::pebble_ready(CONTAINER));
     let container = out.state.container(CONTAINER).unwrap();
     let file = &container.files[SCRIPT];
     assert_eq!(file.permissions, 0o755);

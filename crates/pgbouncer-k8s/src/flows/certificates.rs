@@ -10,7 +10,7 @@ use super::{client_facing_units, database, serve, Deps, Issues};
 use crate::state::{self, UnitTls};
 use crate::tls::{self, Decision, PrivateKey, ProviderCertificate, RequestError};
 use charm::secret::{Revision, SecretMeta, SecretRef};
-use charm::{Handled, Hook, LogLevel, Relation, RelationEvent, SecretOwner};
+use charm::{BagChanges, Handled, Hook, LogLevel, Relation, RelationEvent, SecretOwner};
 use client_interface::Tls;
 
 /// relation-created, -joined and -changed (and update-status, as a safety net
@@ -115,14 +115,14 @@ pub fn set_private_key(
         key: Some(key),
         installed: None,
     };
-    let relation = hook.relations(state::CERTIFICATES)?.into_iter().next();
+    let relation = hook.relation(state::CERTIFICATES)?;
     if let Some(relation) = &relation {
         publish_request(hook, relation, &tls)?;
     }
     save(hook, &before, &tls)?;
     apply(hook, deps, issues, &tls)?;
     let requested = if relation.is_some() { "true" } else { "false" };
-    hook.action_set(&[("certificate-requested".to_string(), requested.to_string())].into())?;
+    hook.action_set([("certificate-requested", requested)])?;
     Ok(Handled::Done)
 }
 
@@ -143,7 +143,10 @@ fn new_csr(hook: &mut Hook<'_>, key: &PrivateKey) -> anyhow::Result<String> {
 /// Puts this unit's CSR (or none) in its bag of the relation.
 fn publish_request(hook: &mut Hook<'_>, relation: &Relation, tls: &UnitTls) -> anyhow::Result<()> {
     let value = tls.csr.as_deref().map(tls::csr_list);
-    hook.update_unit_bag(relation, [(tls::CSRS_KEY.to_string(), value)])?;
+    hook.update_unit_bag(
+        relation,
+        BagChanges::new().set_or_unset(tls::CSRS_KEY, value),
+    )?;
     Ok(())
 }
 
@@ -197,7 +200,7 @@ fn apply(
         return Ok(());
     };
     let ca = tls.files().map(|f| f.ca);
-    hook.update_unit_bag(&peers, [(state::TLS_CA.to_string(), ca)])?;
+    hook.update_unit_bag(&peers, BagChanges::new().set_or_unset(state::TLS_CA, ca))?;
     let shared = state::published_config(hook, &peers)?;
     serve(hook, deps, &peers, shared.as_ref())?;
     database::refresh_all(hook, deps, issues)?;

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::state;
 use crate::workload::CONTAINER;
-use charm::{Handled, Hook, LogLevel, SecretEvent};
+use charm::{BagChanges, Handled, Hook, LogLevel, SecretEvent};
 
 /// Renders what this unit should serve: the leader sets up the backend if it can,
 /// builds the configuration and publishes it; a follower takes what the leader
@@ -59,7 +59,7 @@ pub fn pebble_ready(
     let Some(peers) = state::peers(hook)? else {
         return Ok(Handled::Deferred);
     };
-    if hook.container(CONTAINER).system_info().is_err() {
+    if !hook.container(CONTAINER).can_connect() {
         return Ok(Handled::Deferred);
     }
     pgbouncer_version(hook, deps, &peers, true)?;
@@ -83,7 +83,7 @@ pub fn upgrade_charm(
     issues: &mut Issues,
 ) -> anyhow::Result<Handled> {
     if let Some(peers) = state::peers(hook)? {
-        if hook.container(CONTAINER).system_info().is_ok() {
+        if hook.container(CONTAINER).can_connect() {
             pgbouncer_version(hook, deps, &peers, true)?;
         }
     }
@@ -100,7 +100,7 @@ pub fn update_status(
 ) -> anyhow::Result<Handled> {
     collect_readonly_dbs(hook, deps)?;
     let handled = converge(hook, deps, issues)?;
-    if let Some(relation) = hook.relations(state::CERTIFICATES)?.into_iter().next() {
+    if let Some(relation) = hook.relation(state::CERTIFICATES)? {
         certificates::changed(hook, deps, issues, &relation)?;
     }
     Ok(handled)
@@ -142,10 +142,7 @@ fn collect_readonly_dbs(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<()> 
     others.sort();
     hook.update_app_bag(
         &peers,
-        [(
-            state::READONLY_DBS.to_string(),
-            Some(serde_json::to_string(&others)?),
-        )],
+        BagChanges::new().set(state::READONLY_DBS, serde_json::to_string(&others)?),
     )?;
     Ok(())
 }

@@ -16,7 +16,7 @@ use crate::pgb::peering::{Peering, RemoteUnit};
 use crate::pgb::{PgbVersion, SharedConfig};
 use crate::state::{self, Backend, BackendState};
 use crate::workload::{Serving, Workload, CONTAINER};
-use charm::{Hook, Relation, SecretContent};
+use charm::{BagChanges, Hook, Relation, SecretContent, Status};
 use client_interface::endpoint::{self, Endpoint};
 use postgres_admin::Connector;
 
@@ -26,14 +26,17 @@ pub struct Deps {
     pub workload: Workload,
 }
 
-/// Problems met while handling events, shown by the status collection.
+/// How the flows report a problem they met: logged as a warning, and added to
+/// the hook's status collector as a waiting status (the status collection adds
+/// the rest; the most pressing one is shown).
 #[derive(Default)]
-pub struct Issues(pub Vec<String>);
+pub struct Issues;
 
 impl Issues {
+    /// Logs `message` and adds it as a candidate status.
     pub fn add(&mut self, hook: &mut Hook<'_>, message: String) -> anyhow::Result<()> {
         hook.log(charm::LogLevel::Warning, &message)?;
-        self.0.push(message);
+        hook.add_status(Status::Waiting(message));
         Ok(())
     }
 }
@@ -119,10 +122,9 @@ pub fn publish(
     let address = own_address(hook)?;
     hook.update_app_bag(
         peers,
-        [
-            (state::CFG_FILE.to_string(), Some(shared.render())),
-            (state::LEADER_HOSTNAME.to_string(), Some(address)),
-        ],
+        BagChanges::new()
+            .set(state::CFG_FILE, shared.render())
+            .set(state::LEADER_HOSTNAME, address),
     )?;
     Ok(shared)
 }
@@ -132,13 +134,9 @@ pub fn share_unit_data(hook: &mut Hook<'_>, deps: &Deps, peers: &Relation) -> an
     let address = hook.ingress_address(state::PEERS)?.unwrap_or_default();
     hook.update_unit_bag(
         peers,
-        [
-            (state::HOSTNAME.to_string(), Some(address)),
-            (
-                state::PROCESSES.to_string(),
-                Some(deps.workload.processes.to_string()),
-            ),
-        ],
+        BagChanges::new()
+            .set(state::HOSTNAME, address)
+            .set(state::PROCESSES, deps.workload.processes.to_string()),
     )?;
     Ok(())
 }
@@ -160,7 +158,7 @@ pub fn pgbouncer_version(
     if let Some(v) = found {
         hook.update_unit_bag(
             peers,
-            [(state::PGB_VERSION.to_string(), Some(v.to_string()))],
+            BagChanges::new().set(state::PGB_VERSION, v.to_string()),
         )?;
     }
     Ok(found)
@@ -175,7 +173,7 @@ pub fn serve(
     peers: &Relation,
     shared: Option<&SharedConfig>,
 ) -> anyhow::Result<bool> {
-    if hook.container(CONTAINER).system_info().is_err() {
+    if !hook.container(CONTAINER).can_connect() {
         return Ok(false);
     }
     let Some(version) = pgbouncer_version(hook, deps, peers, false)? else {
@@ -213,13 +211,9 @@ pub fn serve(
         let ca = tls.map(|t| t.ca);
         hook.update_unit_bag(
             peers,
-            [
-                (
-                    state::SERVING.to_string(),
-                    Some(state::digest(&shared.render())),
-                ),
-                (state::TLS_CA.to_string(), ca),
-            ],
+            BagChanges::new()
+                .set(state::SERVING, state::digest(&shared.render()))
+                .set_or_unset(state::TLS_CA, ca),
         )?;
     }
     Ok(true)

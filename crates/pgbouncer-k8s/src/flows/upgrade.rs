@@ -30,10 +30,10 @@ pub fn pre_upgrade_check(
         hook.action_fail(&format!("not ready to upgrade: {why}"))?;
         return Ok(Handled::Done);
     }
-    let mut results = BTreeMap::from([(
-        "result".to_string(),
+    let mut results = vec![(
+        "result",
         "the application is ready to be upgraded".to_string(),
-    )]);
+    )];
     match sets {
         None => hook.action_log(NO_STATEFULSET)?,
         Some(sets) => match hold_back(hook, sets)? {
@@ -43,7 +43,7 @@ pub fn pre_upgrade_check(
                      check it, then run resume-upgrade on the leader",
                     hook.app()
                 ))?;
-                results.insert("partition".into(), top.to_string());
+                results.push(("partition", top.to_string()));
             }
             Err(why) => {
                 hook.action_fail(&format!("not ready to upgrade: {why}"))?;
@@ -51,7 +51,7 @@ pub fn pre_upgrade_check(
             }
         },
     }
-    hook.action_set(&results)?;
+    hook.action_set(results)?;
     Ok(Handled::Done)
 }
 
@@ -89,14 +89,14 @@ pub fn resume_upgrade(
     }
     let Some(sets) = sets else {
         hook.action_log(NO_STATEFULSET)?;
-        hook.action_set(&BTreeMap::from([(
-            "message".to_string(),
-            "Nothing to resume: this unit does not run on Kubernetes".to_string(),
-        )]))?;
+        hook.action_set([(
+            "message",
+            "Nothing to resume: this unit does not run on Kubernetes",
+        )])?;
         return Ok(Handled::Done);
     };
     match resume(hook, sets)? {
-        Ok(message) => hook.action_set(&BTreeMap::from([("message".to_string(), message)]))?,
+        Ok(message) => hook.action_set([("message", message)])?,
         Err(why) => hook.action_fail(&why)?,
     }
     Ok(Handled::Done)
@@ -274,7 +274,7 @@ fn check(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Result<(), String>>
     let Some(peers) = state::peers(hook)? else {
         return Ok(Err("the pgb-peers relation is not there yet".into()));
     };
-    if hook.container(CONTAINER).system_info().is_err() {
+    if !hook.container(CONTAINER).can_connect() {
         return Ok(Err("the pgbouncer container cannot be reached".into()));
     }
     if let Some(stopped) = deps.workload.stopped(hook.container(CONTAINER))? {

@@ -2,11 +2,13 @@
 
 #![allow(dead_code)]
 
-use charm::{Event, RelationEvent, SecretContent, SecretId};
-use charm_testing::{run, ContainerState, Output, Owner, RelationState, SecretState, State};
+use charm::{Event, SecretContent, SecretId};
+use charm_testing::{
+    event, run, CharmState, ContainerState, Output, Owner, RelationState, SecretState, State,
+};
 use pgbouncer_k8s::flows::Deps;
 use pgbouncer_k8s::pgb::Layout;
-use pgbouncer_k8s::state::{self, BACKEND, DATABASE, PEERS};
+use pgbouncer_k8s::state::{self, BACKEND, DATABASE};
 use pgbouncer_k8s::workload::{Workload, CONTAINER};
 use pgbouncer_k8s::PgBouncerCharm;
 use postgres_admin::testing::FakeConnector;
@@ -33,12 +35,13 @@ pub fn container() -> ContainerState {
     ContainerState::ready().with_file("/usr/bin/pgbouncer", b"\x7fELF...PgBouncer 1.24.1\0...")
 }
 
-/// Unit `n` of the application, with its peer relation and a running container.
+/// Unit `n` of the application as Juju deploys it (the default configuration,
+/// its peer relation, numbered [`PEER_ID`]), with PgBouncer in its container.
 pub fn unit(n: u32, leader: bool) -> State {
-    State::new(&format!("{APP}/{n}"))
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charms/pgbouncer-k8s");
+    State::from_charm_dir(dir, &format!("{APP}/{n}"))
+        .unwrap()
         .leader(leader)
-        .with_config(serde_json::json!({"listen_port": 6432, "pool_mode": "session", "max_db_connections": 100, "max_prepared_statements": 100, "expose-external": "false", "loadbalancer-extra-annotations": "{}"}).as_object().unwrap().clone())
-        .with_relation(RelationState::peer(PEERS, PEER_ID, APP))
         .with_container(CONTAINER, container())
 }
 
@@ -88,22 +91,6 @@ pub fn client(id: u64, database: &str, extra: &[(&str, &str)]) -> RelationState 
         .remote_unit("client-app/0", &[])
 }
 
-/// A relation event on relation `id` of `state`.
-pub fn rel_event(
-    state: &State,
-    id: u64,
-    remote_unit: Option<&str>,
-    departing: Option<&str>,
-) -> RelationEvent {
-    let r = state.relation(id).unwrap();
-    RelationEvent {
-        relation: r.handle(),
-        remote_app: r.remote_app.clone(),
-        remote_unit: remote_unit.map(str::to_string),
-        departing_unit: departing.map(str::to_string),
-    }
-}
-
 /// Runs one event, panicking with the error chain on failure.
 pub fn go(pg: &FakeConnector, state: &State, event: Event) -> Output {
     run(&mut charm(pg), state, event).unwrap_or_else(|f| panic!("{f}"))
@@ -112,7 +99,7 @@ pub fn go(pg: &FakeConnector, state: &State, event: Event) -> Output {
 /// A leader with a backend whose auth user is set up.
 pub fn ready_leader(pg: &FakeConnector) -> State {
     let state = with_backend(unit(0, true));
-    let ev = Event::RelationChanged(rel_event(&state, BACKEND_ID, None, None));
+    let ev = event::relation_changed(state.relation(BACKEND_ID).unwrap(), None);
     go(pg, &state, ev).state
 }
 

@@ -9,7 +9,6 @@ use crate::state;
 use charm::{Handled, Hook, LogLevel};
 use postgres_admin::names::RoleName;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 #[derive(Deserialize)]
 struct Username {
@@ -34,7 +33,7 @@ struct Promote {
 }
 
 fn result(hook: &mut Hook<'_>, key: &str, value: String) -> anyhow::Result<Handled> {
-    hook.action_set(&BTreeMap::from([(key.to_string(), value)]))?;
+    hook.action_set([(key, value)])?;
     Ok(Handled::Done)
 }
 

@@ -9,7 +9,7 @@ use super::{
 use crate::postgres;
 use crate::state;
 use crate::workload::CONTAINER;
-use charm::{Handled, Hook, LogLevel, SecretEvent, Status};
+use charm::{BagChanges, Handled, Hook, LogLevel, SecretEvent, Status};
 use postgres_admin::names::{ExtraRoles, RoleName};
 
 /// The waiting message while the leader waits for the primary.
@@ -50,7 +50,7 @@ pub fn initialise(
     }
     hook.update_app_bag(
         &ctx.peers,
-        [(state::CLUSTER_INITIALISED.to_string(), Some("True".into()))],
+        BagChanges::new().set(state::CLUSTER_INITIALISED, "True"),
     )?;
     hook.log(
         LogLevel::Info,
@@ -71,7 +71,7 @@ fn converge(hook: &mut Hook<'_>, deps: &Deps, findings: &mut Findings) -> anyhow
     let Some(peers) = state::peers(hook)? else {
         return Ok(Handled::Deferred);
     };
-    if hook.container(CONTAINER).system_info().is_err() {
+    if !hook.container(CONTAINER).can_connect() {
         return Ok(Handled::Deferred);
     }
     let leader = hook.is_leader()?;

@@ -16,7 +16,7 @@ use crate::pods::{member_labels, pod_name, Labelled, Pods};
 use crate::state::{self, Passwords};
 use crate::workload::{Workload, CONTAINER};
 use charm::secret::{SecretMeta, SecretOwner};
-use charm::{Hook, LogLevel, Relation, SecretContent, Status};
+use charm::{BagChanges, Hook, LogLevel, Relation, SecretContent, Status};
 use postgres_admin::Connector;
 use std::time::{Duration, Instant};
 
@@ -33,20 +33,19 @@ pub struct Deps {
     pub start_timeout: Duration,
 }
 
-/// What the flows met in this dispatch, for the status.
+/// What the flows learnt in this dispatch, for the status.
 #[derive(Debug, Default)]
 pub struct Findings {
-    /// Problems, in the order met.
-    pub problems: Vec<Status>,
     /// This unit's member, when a flow asked Patroni.
     pub health: Option<Health>,
 }
 
 impl Findings {
-    /// Logs a problem and keeps it for the status.
+    /// Logs a problem and adds it to the hook's status collector (the status
+    /// collection adds the rest; the most pressing one is shown).
     pub fn problem(&mut self, hook: &mut Hook<'_>, status: Status) -> anyhow::Result<()> {
         hook.log(LogLevel::Warning, status.message())?;
-        self.problems.push(status);
+        hook.add_status(status);
         Ok(())
     }
 }
@@ -83,10 +82,7 @@ pub fn context(hook: &mut Hook<'_>) -> anyhow::Result<Option<Ctx>> {
         return Ok(None);
     };
     let address = own_address(hook)?;
-    hook.update_unit_bag(
-        &peers,
-        [(state::ADDRESS.to_string(), Some(address.clone()))],
-    )?;
+    hook.update_unit_bag(&peers, BagChanges::new().set(state::ADDRESS, &address))?;
     let Some(passwords) = state::passwords(hook)? else {
         return Ok(None);
     };
@@ -232,7 +228,7 @@ pub fn update_config(
     let Some(dcs) = ready_dcs(hook, deps)? else {
         return Ok(false);
     };
-    if hook.container(CONTAINER).system_info().is_err() {
+    if !hook.container(CONTAINER).can_connect() {
         return Ok(false);
     }
     let members = state::members(hook, &ctx.peers)?;
@@ -315,10 +311,7 @@ pub fn restart_on_tls_change(
         )?;
     }
     let flag = if wanted { "enabled" } else { "" };
-    hook.update_unit_bag(
-        &ctx.peers,
-        [(state::TLS.to_string(), Some(flag.to_string()))],
-    )?;
+    hook.update_unit_bag(&ctx.peers, BagChanges::new().set(state::TLS, flag))?;
     Ok(())
 }
 

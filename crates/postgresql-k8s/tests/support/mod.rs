@@ -4,9 +4,9 @@
 #![allow(dead_code)]
 
 use charm::backend::JsonMap;
-use charm::{Event, RelationEvent, SecretContent, SecretId};
+use charm::{Event, SecretContent, SecretId};
 use charm_testing::{
-    run, run_action, ContainerState, Output, Owner, RelationState, SecretState, State,
+    run, run_action, CharmState, Output, Owner, RelationState, SecretState, State,
 };
 use postgres_admin::testing::FakeConnector;
 use postgresql_k8s::config::Resources;
@@ -14,7 +14,7 @@ use postgresql_k8s::dcs::Kubernetes;
 use postgresql_k8s::flows::Deps;
 use postgresql_k8s::patroni::fake::FakePatroni;
 use postgresql_k8s::pods::{FakePods, NoPods, Pods};
-use postgresql_k8s::state::{self, DATABASE, ETCD, PEERS};
+use postgresql_k8s::state::{self, DATABASE, ETCD};
 use postgresql_k8s::workload::{Workload, CONTAINER};
 use postgresql_k8s::PostgresqlCharm;
 use std::time::Duration;
@@ -128,18 +128,19 @@ pub fn app_secret() -> SecretState {
     s
 }
 
-/// Unit `n` with its address, the peer relation, a related etcd, a running
-/// container and the system users' passwords.
+/// Unit `n` as Juju deploys it (the default configuration, its peer relation,
+/// numbered [`PEER_ID`], the container up), with its address, a related etcd
+/// and the system users' passwords.
 pub fn unit(n: u32, leader: bool) -> State {
-    let mut s = State::new(&unit_name(n))
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charms/postgresql-k8s");
+    let mut s = State::from_charm_dir(dir, &unit_name(n))
+        .unwrap()
         .leader(leader)
-        .with_relation(RelationState::peer(PEERS, PEER_ID, APP))
         .with_relation(
             RelationState::new(ETCD, ETCD_ID, "etcd")
                 .remote_app_data(&[("endpoints", "http://127.0.2.1:2379,http://127.0.2.2:2379")])
                 .remote_unit("etcd/0", &[]),
         )
-        .with_container(CONTAINER, ContainerState::ready())
         .with_secret(app_secret());
     s.address = addr(n);
     s
@@ -199,22 +200,6 @@ pub fn members(state: &State) -> Vec<String> {
         .get(state::ENDPOINTS)
         .map(|raw| serde_json::from_str(raw).unwrap())
         .unwrap_or_default()
-}
-
-/// A relation event on relation `id` of `state`.
-pub fn rel_event(
-    state: &State,
-    id: u64,
-    remote_unit: Option<&str>,
-    departing: Option<&str>,
-) -> RelationEvent {
-    let r = state.relation(id).unwrap();
-    RelationEvent {
-        relation: r.handle(),
-        remote_app: r.remote_app.clone(),
-        remote_unit: remote_unit.map(str::to_string),
-        departing_unit: departing.map(str::to_string),
-    }
 }
 
 /// A client relation whose application asked for `database`, with secrets.
