@@ -1,5 +1,6 @@
 //! The unit's status, worked out once per dispatch from the state as it stands
-//! (reference §5): problems first, then how far the unit has come, then its role.
+//! with the reference charm's messages: problems first, then how far the unit
+//! has come, then its role.
 
 use crate::dcs::{self, DcsState, NO_DCS};
 use crate::flows::lifecycle::quiet_context;
