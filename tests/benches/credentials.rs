@@ -8,7 +8,7 @@
 //!   read-only twin;
 //! - the client charm reporting them (its own `database-created` event).
 //!
-//! DESIGN.md's target: usable within a second. Hooks run as the local model's
+//! The target: usable within a second. Hooks run as the local model's
 //! daemon runs them (several units at once, each unit one hook at a time);
 //! each figure also counts the hooks that had finished, and the last round's
 //! hooks are listed with their start and duration. Each round relates a new

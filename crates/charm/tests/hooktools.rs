@@ -1,5 +1,5 @@
 //! The real hook-tool adapter against stand-in tools: every tool's command line,
-//! every output format of the runtime contract, and Juju's error phrases.
+//! every output format Juju's hook tools use, and Juju's error phrases.
 
 use charm::backend::{Backend, Port};
 use charm::hooktools::HookTools;

@@ -1,7 +1,7 @@
 //! Which hook a unit runs next, chosen from the model's state the way Juju's
-//! uniter does (runtime contract §3): it compares what the unit's charm has seen
-//! with the model now, in a fixed priority order, so many changes between two
-//! hooks collapse into one. [`done`] records what a successful hook showed.
+//! uniter does: it compares what the unit's charm has seen with the model now,
+//! in a fixed priority order, so many changes between two hooks collapse into
+//! one. [`done`] records what a successful hook showed.
 
 use crate::model::{Application, Life, Model, RelationRecord, SecretOwnerRecord, Unit};
 use charm::event::Notice;

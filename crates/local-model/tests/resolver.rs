@@ -1,4 +1,4 @@
-//! Hook order against the runtime contract §3: startup, relation created, joined,
+//! Hook order as Juju's uniter produces it: startup, relation created, joined,
 //! changed, departed and broken, the departing unit, no relation-changed to the
 //! writer, many changes coalesced into one hook, and Pebble custom notices.
 

@@ -111,9 +111,9 @@ pub struct Subject {
     pub ips: Vec<IpAddr>,
 }
 
-/// The subject of a unit's certificate (reference §3.5, for a unit reached by
-/// `address` as well as by its Kubernetes names): the pod's name under the
-/// endpoints service as common name; the pod, endpoints, service and
+/// The subject of a unit's certificate (the reference charm's names, for a unit
+/// reached by `address` as well as by its Kubernetes names): the pod's name
+/// under the endpoints service as common name; the pod, endpoints, service and
 /// application names, short and fully qualified; the address as an IP SAN when
 /// it is one, else as a DNS name.
 pub fn unit_subject(app: &str, unit_number: u32, model: &str, address: &str) -> Subject {

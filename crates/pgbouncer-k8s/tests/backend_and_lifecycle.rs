@@ -1,4 +1,20 @@
-//! The `backend-database` relation and the unit's lifecycle on the in-memory model.
+//! The `backend-database` relation and the unit's lifecycle on the in-memory
+//! model (`docs/pgbouncer-flows.md`).
+//!
+//! | flowchart node or branch | test |
+//! |---|---|
+//! | backend relation-created: is this unit the leader? yes → ask for the pgbouncer database as SUPERUSER; no → return | `backend_created_asks_for_the_pgbouncer_database_as_superuser` |
+//! | relation-changed: has PostgreSQL published endpoints and credentials? no → return, the status says what is missing or unusable | `backend_data_that_is_incomplete_or_hostile_waits_with_a_reason` |
+//! | yes → set up the auth user and the auth file (once per backend user) → publish the configuration and serve it | `backend_changed_sets_up_the_auth_user_once_and_renders` |
+//! | new endpoints → publish the configuration and serve it | `new_backend_endpoints_reach_every_file` |
+//! | relation-departed: is this unit departing? yes → add departing flag; relation-broken: is this unit departing (flag)? yes → return | `a_unit_leaving_the_backend_only_marks_itself` |
+//! | relation-departed, the leader with no PostgreSQL unit left → remove the auth function and drop the auth user; relation-broken → forget the auth file, keep the console passwords → publish a configuration without databases and serve it | `backend_departing_last_unit_cleans_up_and_broken_blocks` |
+//! | config-changed: an invalid option applies nothing | `invalid_config_blocks_with_the_option_and_applies_nothing` |
+//! | pebble-ready: no peer relation or no container → defer | `pebble_ready_waits_for_the_container_and_the_peer_relation` |
+//! | pebble-ready: the version read from the image, then converge (one service per process, started) | `pebble_ready_adds_one_service_per_process_and_starts_them`, `the_version_is_that_of_the_binary_first_on_path`, `an_image_with_pgbouncer_1_18_gets_files_it_accepts`, `an_image_without_pgbouncer_blocks` |
+//! | upgrade-charm: the version read again, then converge | `upgrade_charm_reads_the_version_again` |
+//! | leader-elected: converge (the new leader publishes and points clients at itself) | `leader_elected_takes_over_publication_and_points_clients_at_itself` |
+//! | the status, once per dispatch | `statuses_say_what_is_missing` |
 
 mod support;
 

@@ -1,4 +1,5 @@
-//! The `database` relation's flows (seeds 000 and 002) on the in-memory model.
+//! The `database` relation's flows (`docs/pgbouncer-flows.md`) on the
+//! in-memory model.
 //!
 //! | flowchart node or branch | test |
 //! |---|---|

@@ -1,4 +1,5 @@
-//! The `pgb-peers` relation's flows (seeds 001 and 004) on the in-memory model.
+//! The `pgb-peers` relation's flows (`docs/pgbouncer-flows.md`) on the
+//! in-memory model.
 //!
 //! | flowchart node or branch | test |
 //! |---|---|
@@ -156,10 +157,11 @@ fn peers_section(state: &State, i: u32) -> String {
     ini[ini.find("[peers]").expect("a [peers] section")..].to_string()
 }
 
-/// Beyond the seeds (reference §8, item 2): a client's cancel request may reach
-/// any process of any unit (a load balancer or the kernel picks), so every
-/// process lists every process of the application: its siblings by socket
-/// directory, the other units' by address. Units that have not said where they
+/// Beyond the required flows, and unlike the reference charm, which peers only
+/// the processes of one unit: a client's cancel request may reach any process
+/// of any unit (a load balancer or the kernel picks), so every process lists
+/// every process of the application: its siblings by socket directory, the
+/// other units' by address. Units that have not said where they
 /// are, or whose PgBouncer reads other cancel keys, are left out; a unit that
 /// leaves is dropped with a reload, not a restart.
 #[test]

@@ -1,7 +1,7 @@
-//! The problems §8 of `pgbouncer-k8s-charm.md` lists in the reference charm, and
-//! the test that shows each is not in this one.
+//! Problems found in the reference charm, numbered, and the test that shows
+//! each is not in this one.
 //!
-//! | §8 | problem | here |
+//! | # | problem in the reference charm | here |
 //! |---|---|---|
 //! | 1 | `[peers]` rendered as `host=0`, `host=1` | `bug_01_peers_point_at_socket_directories` |
 //! | 2 | no peering across pods | `peer_flows::every_process_forwards_cancel_requests_to_every_unit`; end to end, `e2e` `system` cancels through another unit |

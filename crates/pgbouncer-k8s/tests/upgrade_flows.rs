@@ -16,7 +16,7 @@
 //!
 //! | node or branch | test |
 //! |---|---|
-//! | not the leader → failure (the reference's message) | `resume_upgrade_runs_on_the_leader_only` |
+//! | not the leader → failure (the reference charm's message) | `resume_upgrade_runs_on_the_leader_only` |
 //! | off Kubernetes → nothing to resume, said in the result, not a failure | `off_kubernetes_there_is_nothing_to_resume` |
 //! | StatefulSet unreadable → failure | `resume_fails_when_the_statefulset_cannot_be_read` |
 //! | partition 0 → nothing to resume, failure | `resume_without_a_partition_has_nothing_to_resume` |

@@ -174,8 +174,8 @@ impl CharmConfig {
     }
 
     /// Patroni's synchronous settings for a cluster planned at `planned` units
-    /// with `members` members now (reference §3.3): the node count, and whether
-    /// strict mode is on.
+    /// with `members` members now: the node count, and whether strict mode is
+    /// on.
     pub fn synchronous(&self, planned: usize, members: usize) -> (u32, bool) {
         let planned = planned as u32;
         let count = match self.synchronous_node_count {

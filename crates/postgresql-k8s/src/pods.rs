@@ -1,7 +1,7 @@
 //! Pod labels: on Kubernetes the charm labels each cluster member's pod
-//! (`application=patroni`, `cluster-name=patroni-<app>`, reference §0.4)
-//! through the API ([`KubernetesPods`]); the local model has no pods
-//! ([`NoPods`]). [`for_substrate`] chooses.
+//! (`application=patroni`, `cluster-name=patroni-<app>`; Patroni itself
+//! writes `role`) through the API ([`KubernetesPods`]); the local model has no
+//! pods ([`NoPods`]). [`for_substrate`] chooses.
 
 use k8s_incluster::config::SERVICE_HOST;
 use k8s_incluster::{Client, Config};

@@ -1,6 +1,6 @@
-//! The unit's status, collected once per dispatch from the state as it stands
-//! (reference §5): problems, how far the unit has come, then its role; the most
-//! pressing candidate is shown.
+//! The unit's status, collected once per dispatch from the state as it stands,
+//! with the reference charm's messages: problems, how far the unit has come,
+//! then its role; the most pressing candidate is shown.
 
 use crate::dcs::{self, DcsState, NO_DCS};
 use crate::flows::lifecycle::quiet_context;

@@ -1,21 +1,22 @@
-//! The `database-peers` relation's flows (seed 003) on the in-memory model.
+//! The `database-peers` relation's flows (`docs/postgresql-flows.md`) on the
+//! in-memory model.
 //!
-//! Peer relation changed (also secret-changed, reference §0.9):
+//! Peer relation changed (also secret-changed):
 //!
 //! | flowchart node or branch | test |
 //! |---|---|
 //! | Has cluster initialised? no → (leader) initialise it, then defer | `changed_leader_initialises_the_cluster_then_defers` |
-//! | no → (leader) initialisation not possible yet → return, no defer (§0.2) | `changed_leader_without_a_running_primary_returns_without_defer` |
-//! | no → (follower) return, no defer (§0.2) | `changed_follower_before_initialisation_returns` |
+//! | no → (leader) initialisation not possible yet → return, no defer | `changed_leader_without_a_running_primary_returns_without_defer` |
+//! | no → (follower) return, no defer | `changed_follower_before_initialisation_returns` |
 //! | yes → Is current unit leader? no → Is current unit part of the cluster? | `changed_follower_member_updates_config_and_goes_active` |
 //! | leader: Are all the units part of the cluster? yes → Is current unit part of the cluster? | `changed_leader_with_every_unit_in_the_cluster_adds_nobody` |
-//! | no → Are all cluster members ready? no → defer, then on to "part of the cluster?" (the arrow; the reference goes on too) | `changed_leader_defers_adding_while_a_member_is_not_ready` |
+//! | no → Are all cluster members ready? no → defer, then on to "part of the cluster?" (the chart's arrow) | `changed_leader_defers_adding_while_a_member_is_not_ready` |
 //! | yes → Add unit to cluster | `changed_leader_adds_a_ready_unit_to_the_cluster` |
 //! | Add unit → Patch pod labels of the new cluster member (Kubernetes) | `on_kubernetes_the_new_members_pod_is_labelled` |
 //! | Patch pod labels on the local model: logged, no pods | `on_the_local_model_the_label_step_logs_that_there_are_no_pods` |
-//! | Patch pod labels fails → Blocked with the error (reference §2.7) | `a_failed_label_patch_blocks_with_the_error` |
+//! | Patch pod labels fails → Blocked with the error (the reference charm's message) | `a_failed_label_patch_blocks_with_the_error` |
 //! | Patch pod labels → back to "Are all the units part of the cluster?" (one at a time) | `the_leader_adds_units_one_at_a_time`, `the_leader_adds_every_unit_whose_predecessor_runs` |
-//! | Is current unit part of the cluster? no → return, no defer (§0.3) | `changed_on_a_unit_not_yet_in_the_cluster_returns` |
+//! | Is current unit part of the cluster? no → return, no defer | `changed_on_a_unit_not_yet_in_the_cluster_returns` |
 //! | yes → Update Patroni and PostgreSQL config | `changed_follower_member_updates_config_and_goes_active`, `changed_member_reloads_patroni_when_its_config_changes` |
 //! | Restart PostgreSQL if TLS is turned on | `turning_tls_on_restarts_postgresql_through_patroni` |
 //! | Restart PostgreSQL if TLS is turned off | `turning_tls_off_restarts_postgresql` |
@@ -34,8 +35,8 @@
 //! | yes → Has cluster initialised? no → defer | `departed_defers_before_initialisation` |
 //! | yes → Update the read-only endpoint in the database relation | `departed_updates_read_only_endpoints_without_the_departed_unit` |
 //! | Remove departing units from the cluster | `departed_removes_the_departed_unit_from_the_members` |
-//! | Turn on/off synchronous_commit (Patroni's synchronous settings, §0.5) → return | `departed_patches_synchronous_settings_for_the_smaller_cluster`, `departed_to_a_single_unit_turns_synchronous_replication_off` |
-//! | (the settings cannot be sent → defer, §0.5) | `departed_defers_when_patroni_cannot_take_the_settings` |
+//! | Turn on/off synchronous_commit (Patroni's synchronous settings) → return | `departed_patches_synchronous_settings_for_the_smaller_cluster`, `departed_to_a_single_unit_turns_synchronous_replication_off` |
+//! | (the settings cannot be sent → defer) | `departed_defers_when_patroni_cannot_take_the_settings` |
 
 mod support;
 

@@ -1,6 +1,7 @@
-//! The `database` relation (seeds 000 and 002): clients ask for a database; the
-//! leader creates it with a user, adds it to PgBouncer on every unit, and hands
-//! the credentials over once every unit serves it.
+//! The `database` relation: clients ask for a database; the leader creates it
+//! with a user, adds it to PgBouncer on every unit, and hands the credentials
+//! over once every unit serves it. The flowcharts, node by node, are in
+//! `docs/pgbouncer-flows.md` (database-requested, -departed, -broken).
 
 use super::{
     all_units_serve, certificates, client_endpoints, config, publish, ready_backend, serve, Deps,

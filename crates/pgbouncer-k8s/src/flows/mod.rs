@@ -1,7 +1,7 @@
 //! The charm's flows: one module per relation (and one for the lifecycle), each
-//! function a flowchart from the seed documents. This module holds the steps they
-//! share: building and publishing the shared configuration, serving it on this
-//! unit, and telling clients where to connect.
+//! function a flowchart of `docs/pgbouncer-flows.md`. This module holds the
+//! steps they share: building and publishing the shared configuration, serving
+//! it on this unit, and telling clients where to connect.
 
 pub mod backend;
 pub mod certificates;

@@ -1,6 +1,7 @@
-//! The `pgb-peers` relation (seeds 001 and 004): the leader is the only writer of
-//! the shared configuration; every unit serves it and acknowledges it; the last
-//! acknowledgement lets the leader hand out pending credentials.
+//! The `pgb-peers` relation (see `docs/pgbouncer-flows.md`): the leader is the
+//! only writer of the shared configuration; every unit serves it and
+//! acknowledges it; the last acknowledgement lets the leader hand out pending
+//! credentials.
 
 use super::backend::ensure_auth;
 use super::{config, database, publish, serve, share_unit_data, Deps, Issues};

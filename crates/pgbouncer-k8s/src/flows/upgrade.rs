@@ -1,5 +1,5 @@
-//! Upgrades, as the reference's data-platform upgrade library does them on
-//! Kubernetes. `pre-upgrade-check` (leader): the application is healthy and
+//! Upgrades, as the reference charm's data-platform upgrade library does them
+//! on Kubernetes. `pre-upgrade-check` (leader): the application is healthy and
 //! every unit serves the same configuration; then the StatefulSet's
 //! rolling-update partition goes to the highest unit number, so that
 //! `juju refresh` upgrades that unit alone. `resume-upgrade` (leader): once
@@ -185,7 +185,7 @@ fn units(hook: &mut Hook<'_>) -> anyhow::Result<BTreeMap<u32, Unit>> {
 
 /// The upgraded units are active (as far as Juju shows them), serve the
 /// published configuration, run one PgBouncer version, and that version's
-/// major is the others' (the reference's `^1`).
+/// major is the others' (the reference charm's `^1`).
 fn healthy(
     hook: &mut Hook<'_>,
     units: &BTreeMap<u32, Unit>,

@@ -1,5 +1,5 @@
-//! The actions (reference §1.4): `get-password`, `set-password`, `get-primary`
-//! and `promote-to-primary`.
+//! The actions, with the reference charm's names: `get-password`,
+//! `set-password`, `get-primary` and `promote-to-primary`.
 
 use super::lifecycle::quiet_context;
 use super::{all_members_ready, cluster_status, save_app_secret, update_config, Deps, Findings};

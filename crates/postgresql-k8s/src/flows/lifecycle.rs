@@ -15,9 +15,10 @@ use postgres_admin::names::{ExtraRoles, RoleName};
 /// The waiting message while the leader waits for the primary.
 pub const PRIMARY_STARTING: &str = "awaiting for primary endpoint to be ready";
 
-/// Leader: the cluster's first initialisation (reference `_initialize_cluster`),
-/// once Patroni has bootstrapped a primary: the `monitoring` user and the
-/// `admin` group, then `cluster_initialised`. Returns whether it is done.
+/// Leader: the cluster's first initialisation (the reference charm's
+/// `_initialize_cluster`), once Patroni has bootstrapped a primary: the
+/// `monitoring` user and the `admin` group, then `cluster_initialised`.
+/// Returns whether it is done.
 pub fn initialise(
     hook: &mut Hook<'_>,
     deps: &Deps,

@@ -1,7 +1,7 @@
-//! The charm's flows: `peers` (seed 003), `database` (the client relation),
-//! `lifecycle` and `actions`. This module holds the steps they share: the
-//! unit's address, the cluster as Patroni sees it, rendering and serving
-//! Patroni's configuration, and adding members.
+//! The charm's flows (`docs/postgresql-flows.md`): `peers`, `database` (the
+//! client relation), `lifecycle` and `actions`. This module holds the steps
+//! they share: the unit's address, the cluster as Patroni sees it, rendering
+//! and serving Patroni's configuration, and adding members.
 
 pub mod actions;
 pub mod database;
@@ -164,7 +164,7 @@ pub fn cluster_status(
 }
 
 /// "Are all cluster members ready?": every member the charm counts has a
-/// running Patroni member, and there is a primary (reference §2.11).
+/// running Patroni member, and there is a running primary.
 pub fn all_members_ready(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<bool> {
     let members = state::members(hook, &ctx.peers)?;
     let Some(cluster) = cluster_status(hook, deps, ctx)? else {

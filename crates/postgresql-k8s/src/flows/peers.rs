@@ -1,6 +1,7 @@
-//! The `database-peers` relation (seed 003): the leader admits units into the
-//! cluster one at a time; every member keeps Patroni's configuration current;
-//! departures shrink the cluster and its synchronous settings.
+//! The `database-peers` relation (see `docs/postgresql-flows.md`): the leader
+//! admits units into the cluster one at a time; every member keeps Patroni's
+//! configuration current; departures shrink the cluster and its synchronous
+//! settings.
 
 use super::{
     add_members, config, context, database, member_started, restart_on_tls_change, synchronous,
@@ -13,7 +14,8 @@ use charm::{Handled, Hook, LogLevel, RelationEvent, Status};
 /// The waiting message while this unit's member starts.
 pub const MEMBER_STARTING: &str = "awaiting for member to start";
 
-/// peer-relation-changed (also secret-changed, reference §0.9), node by node.
+/// peer-relation-changed (also secret-changed: the application secret holds the
+/// passwords every member's configuration needs), node by node.
 pub fn changed(
     hook: &mut Hook<'_>,
     deps: &Deps,
@@ -25,7 +27,8 @@ pub fn changed(
     // Has cluster initialised?
     if !state::initialised(hook, &ctx.peers)? {
         // no → the leader initialises it and defers to run again initialised;
-        // a follower returns (reference §0.2).
+        // when it cannot yet, it returns, and so does a follower, without
+        // deferring: the leader's write to the peer application bag wakes them.
         if hook.is_leader()? && super::lifecycle::initialise(hook, deps, findings, &ctx)? {
             return Ok(Handled::Deferred);
         }
@@ -33,7 +36,7 @@ pub fn changed(
     }
     // Is current unit leader? yes → Are all the units part of the cluster?
     // no → Are all cluster members ready? no → defer (and go on, as the
-    // flowchart's arrow and the reference do); yes → Add unit to cluster →
+    // flowchart's arrow does); yes → Add unit to cluster →
     // Patch pod labels of the new cluster member → (back to the question).
     let mut handled = Handled::Done;
     if hook.is_leader()? && !add_members(hook, deps, findings, &ctx)? {
@@ -51,7 +54,7 @@ fn member_steps(
     handled: Handled,
 ) -> anyhow::Result<Handled> {
     // Is current unit part of the cluster? no → return (re-triggered when the
-    // leader adds it: the peer application bag changes; reference §0.3).
+    // leader adds it: the peer application bag changes).
     if !state::members(hook, &ctx.peers)?.contains(&ctx.address) {
         return Ok(handled);
     }
@@ -121,7 +124,7 @@ pub fn departed(
     }
     // Turn on/off PostgreSQL synchronous_commit configuration: the synchronous
     // settings for the cluster as it now is, through Patroni's API (a failure
-    // defers, reference §0.5).
+    // defers).
     let Ok(config) = config(hook)? else {
         return Ok(Handled::Done);
     };

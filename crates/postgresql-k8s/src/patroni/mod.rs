@@ -60,7 +60,8 @@ impl Cluster {
         self.members.iter().find(|m| m.is_leader())
     }
 
-    /// Every member runs and there is a primary (reference `are_all_members_ready`).
+    /// Every member runs and there is a primary (the reference charm's
+    /// `are_all_members_ready`).
     pub fn all_ready(&self) -> bool {
         self.members.iter().all(Member::is_ready) && self.primary().is_some()
     }

@@ -1,6 +1,6 @@
-//! `patroni.yml`: one unit's Patroni configuration (reference §3.2), with the
-//! unit's own address for PostgreSQL and the REST API, and the DCS the model
-//! offers.
+//! `patroni.yml`: one unit's Patroni configuration (as the reference charm lays
+//! it out), with the unit's own address for PostgreSQL and the REST API, and
+//! the DCS the model offers.
 
 use super::{API_PORT, DB_PORT};
 use crate::dcs::Dcs;
@@ -169,7 +169,8 @@ pub fn render(input: &PatroniInput<'_>) -> String {
     text
 }
 
-/// The cluster-wide settings sent with `PATCH /config` (reference §3.4 step 5).
+/// The cluster-wide settings the leader sends with `PATCH /config` once its
+/// member runs, and on a departure.
 pub fn dynamic_config(
     parameters: &Map<String, Value>,
     synchronous_node_count: u32,
