@@ -7,6 +7,45 @@
 //! its workloads through [`pebble_api::Pebble`]. Handlers and [`Charm::collect_status`]
 //! add candidate statuses to the hook, and the most pressing one is set
 //! ([`StatusCollector`]).
+//!
+//! A charm that waits for its workload's container, then says it is ready,
+//! run here on the in-memory model as its tests would run it (its `dispatch`
+//! binary's `main` is `charm::dispatch::main(Greeter)`):
+//!
+//! ```
+//! use charm::{Charm, Event, Handled, Hook, Status};
+//! use charm_testing::{event, run, ContainerState, State};
+//!
+//! struct Greeter;
+//!
+//! impl Charm for Greeter {
+//!     fn handle(&mut self, hook: &mut Hook<'_>, event: &Event) -> anyhow::Result<Handled> {
+//!         if let Event::ConfigChanged = event {
+//!             if !hook.container("app").can_connect() {
+//!                 return Ok(Handled::Deferred); // runs again before the next event
+//!             }
+//!         }
+//!         Ok(Handled::Done)
+//!     }
+//!
+//!     fn collect_status(&mut self, hook: &mut Hook<'_>) -> anyhow::Result<()> {
+//!         if !hook.container("app").can_connect() {
+//!             hook.add_status(Status::Waiting("waiting for the app container".into()));
+//!         }
+//!         hook.add_status(Status::Active("ready".into()));
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let down = State::new("greeter/0").with_container("app", ContainerState::unreachable());
+//! let out = run(&mut Greeter, &down, event::config_changed()).unwrap();
+//! assert_eq!(out.state.deferred, [event::config_changed()]);
+//! assert_eq!(out.state.unit_status, Status::Waiting("waiting for the app container".into()));
+//!
+//! let up = State::new("greeter/0").with_container("app", ContainerState::default());
+//! let out = run(&mut Greeter, &up, event::config_changed()).unwrap();
+//! assert_eq!(out.state.unit_status, Status::Active("ready".into()));
+//! ```
 
 pub mod backend;
 pub mod commands;
