@@ -272,6 +272,14 @@ impl<'a> Hook<'a> {
         self.statuses.add(status);
     }
 
+    /// Logs a problem at WARNING and adds it as a candidate status: what a
+    /// flow met that the user should see (and may have to act on).
+    pub fn add_problem(&mut self, status: Status) -> Result<()> {
+        self.log(LogLevel::Warning, status.message())?;
+        self.add_status(status);
+        Ok(())
+    }
+
     /// The candidates added so far in this dispatch.
     pub fn statuses(&self) -> &StatusCollector {
         &self.statuses

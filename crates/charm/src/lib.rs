@@ -57,6 +57,7 @@ pub mod event;
 pub mod hook;
 pub mod hooktools;
 pub mod metadata;
+pub mod options;
 pub mod relation;
 pub mod secret;
 pub mod stats;

@@ -34,7 +34,7 @@ pub mod request;
 pub mod requirer;
 
 pub use endpoint::Endpoint;
-pub use provider::{Answer, Tls, UriTarget};
+pub use provider::{Answer, ClientEvent, Tls, UriTarget};
 pub use request::{Refusal, Request, Wire};
 
 /// A hook tool failed while reading or answering a relation.

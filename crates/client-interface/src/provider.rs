@@ -10,9 +10,44 @@
 
 use crate::request::{Request, Wire};
 use charm::secret::{Revision, SecretMeta, SecretRef};
-use charm::{Hook, Relation, SecretContent, SecretId, SecretOwner};
+use charm::{Event, Hook, Relation, RelationEvent, SecretContent, SecretId, SecretOwner};
 use postgres_admin::names::RoleName;
 use serde_json::{json, Value};
+
+/// A client relation's events, as a provider handles them.
+#[derive(Clone, Copy, Debug)]
+pub enum ClientEvent<'a> {
+    /// The client's bag changed: a request, or a change to one. Only the
+    /// leader is told, since only it may answer (write the application bag).
+    Request(&'a Relation),
+    /// A unit left the relation (perhaps this one).
+    Departed(&'a RelationEvent),
+    /// The relation is gone.
+    Broken(&'a RelationEvent),
+}
+
+impl<'a> ClientEvent<'a> {
+    /// The client relation event on `endpoint` that `event` is, if it is one
+    /// this unit handles.
+    pub fn of(
+        hook: &mut Hook<'_>,
+        endpoint: &str,
+        event: &'a Event,
+    ) -> charm::Result<Option<ClientEvent<'a>>> {
+        Ok(match event {
+            Event::RelationChanged(r) if r.relation.endpoint == endpoint => hook
+                .is_leader()?
+                .then_some(ClientEvent::Request(&r.relation)),
+            Event::RelationDeparted(r) if r.relation.endpoint == endpoint => {
+                Some(ClientEvent::Departed(r))
+            }
+            Event::RelationBroken(r) if r.relation.endpoint == endpoint => {
+                Some(ClientEvent::Broken(r))
+            }
+            _ => None,
+        })
+    }
+}
 
 /// Everything a provider tells a client about its database.
 #[derive(Clone, PartialEq, Eq)]
@@ -84,6 +119,29 @@ fn uri(user: &str, password: &str, hosts: &str, database: &str) -> String {
 }
 
 impl Answer {
+    /// The answer to `request` on relation `relation_id`: its user
+    /// `relation_id_<id>` with `password`, at `endpoints` and
+    /// `read_only_endpoints`, its read-only URI naming `read_only_uri`; no
+    /// version and no TLS until they are set.
+    pub fn new(
+        relation_id: u64,
+        request: &Request,
+        password: String,
+        (endpoints, read_only_endpoints): (String, String),
+        read_only_uri: UriTarget,
+    ) -> Answer {
+        Answer {
+            database: request.database.to_string(),
+            username: relation_user(relation_id).to_string(),
+            password,
+            endpoints,
+            read_only_endpoints,
+            read_only_uri,
+            version: None,
+            tls: Tls::default(),
+        }
+    }
+
     /// The `user` group: user, password and URIs (the read-only one when asked).
     fn user_fields(&self, request: &Request) -> SecretContent {
         let (user, password) = (&self.username, &self.password);

@@ -311,6 +311,17 @@ pub trait Pebble {
     fn push(&mut self, path: &str, content: &[u8], options: &FileOptions) -> PebbleResult<()>;
     /// Reads a file.
     fn pull(&mut self, path: &str) -> PebbleResult<Vec<u8>>;
+    /// A file's text (lossily decoded), or `None` when it does not exist.
+    fn read_text(&mut self, path: &str) -> PebbleResult<Option<String>> {
+        match self.pull(path) {
+            Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+            Err(PebbleError::Path { .. })
+            | Err(PebbleError::Api {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
     /// Lists a directory (or, with `pattern`, the matching entries).
     fn list_files(&mut self, path: &str, pattern: Option<&str>) -> PebbleResult<Vec<FileInfo>>;
     /// Makes a directory.

@@ -2,9 +2,9 @@
 //! option's name, and nothing is applied.
 
 use charm::backend::JsonMap;
-use serde_json::Value;
+pub use charm::options::ConfigError;
+use charm::options::Options;
 use std::collections::BTreeMap;
-use std::fmt;
 
 /// When PgBouncer returns a server connection to the pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,94 +44,39 @@ pub struct CharmConfig {
     pub loadbalancer_annotations: BTreeMap<String, String>,
 }
 
-/// An option with a value the charm cannot use.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    pub option: &'static str,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid config option {}: {}", self.option, self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-fn int(
-    raw: &JsonMap,
-    option: &'static str,
-    default: i64,
-    min: i64,
-    max: i64,
-) -> Result<i64, ConfigError> {
-    let v = match raw.get(option) {
-        None | Some(Value::Null) => return Ok(default),
-        Some(v) => v,
-    };
-    let n = v.as_i64().ok_or_else(|| ConfigError {
-        option,
-        message: format!("expected a whole number, got {v}"),
-    })?;
-    if n < min || n > max {
-        return Err(ConfigError {
-            option,
-            message: format!("must be between {min} and {max}, got {n}"),
-        });
-    }
-    Ok(n)
-}
-
-fn text<'a>(
-    raw: &'a JsonMap,
-    option: &'static str,
-    default: &'a str,
-) -> Result<&'a str, ConfigError> {
-    match raw.get(option) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::String(s)) => Ok(s),
-        Some(v) => Err(ConfigError {
-            option,
-            message: format!("expected a string, got {v}"),
-        }),
-    }
-}
-
 impl CharmConfig {
     /// Validates what `config-get` printed. The first bad option is reported.
     pub fn from_raw(raw: &JsonMap) -> Result<CharmConfig, ConfigError> {
-        let listen_port = int(raw, "listen_port", 6432, 1024, 65535)? as u16;
-        let pool_mode = match text(raw, "pool_mode", "session")? {
-            "session" => PoolMode::Session,
-            "transaction" => PoolMode::Transaction,
-            "statement" => PoolMode::Statement,
-            other => {
-                return Err(ConfigError {
-                    option: "pool_mode",
-                    message: format!("must be session, transaction or statement, got {other:?}"),
-                })
-            }
-        };
-        let max_db_connections = int(raw, "max_db_connections", 100, 0, 100_000)? as u32;
-        let max_prepared_statements = int(raw, "max_prepared_statements", 100, 0, 1000)? as u32;
-        let expose = match text(raw, "expose-external", "false")? {
-            "false" => Expose::No,
-            "nodeport" => Expose::NodePort,
-            "loadbalancer" => Expose::LoadBalancer,
-            other => {
-                return Err(ConfigError {
-                    option: "expose-external",
-                    message: format!("must be false, nodeport or loadbalancer, got {other:?}"),
-                })
-            }
-        };
-        let annotations = text(raw, "loadbalancer-extra-annotations", "{}")?;
-        let loadbalancer_annotations =
-            serde_json::from_str(annotations).map_err(|_| ConfigError {
-                option: "loadbalancer-extra-annotations",
-                message: "must be a JSON object of string values".into(),
-            })?;
+        let o = Options(raw);
+        let listen_port = o.int("listen_port", 1024, 65535)?.unwrap_or(6432) as u16;
+        let pool_mode = o.choice(
+            "pool_mode",
+            "session",
+            &[
+                ("session", PoolMode::Session),
+                ("transaction", PoolMode::Transaction),
+                ("statement", PoolMode::Statement),
+            ],
+        )?;
+        let max_db_connections = o.int("max_db_connections", 0, 100_000)?.unwrap_or(100) as u32;
+        let max_prepared_statements =
+            o.int("max_prepared_statements", 0, 1000)?.unwrap_or(100) as u32;
+        let expose = o.choice(
+            "expose-external",
+            "false",
+            &[
+                ("false", Expose::No),
+                ("nodeport", Expose::NodePort),
+                ("loadbalancer", Expose::LoadBalancer),
+            ],
+        )?;
+        let annotations = o.text("loadbalancer-extra-annotations")?.unwrap_or("{}");
+        let loadbalancer_annotations = serde_json::from_str(annotations).map_err(|_| {
+            ConfigError::new(
+                "loadbalancer-extra-annotations",
+                "must be a JSON object of string values",
+            )
+        })?;
         Ok(CharmConfig {
             listen_port,
             pool_mode,
@@ -146,7 +91,7 @@ impl CharmConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn parse(v: Value) -> Result<CharmConfig, ConfigError> {
         CharmConfig::from_raw(v.as_object().unwrap())

@@ -17,7 +17,8 @@ pub mod tls;
 pub mod workload;
 
 use charm::{Charm, Event, Handled, Hook};
-use flows::{backend, certificates, database, lifecycle, peers, upgrade, Deps, Issues};
+use client_interface::ClientEvent;
+use flows::{backend, certificates, database, lifecycle, peers, upgrade, Deps};
 use state::{BACKEND, CERTIFICATES, DATABASE, PEERS};
 use statefulset::StatefulSets;
 
@@ -46,45 +47,39 @@ impl PgBouncerCharm {
 
 impl Charm for PgBouncerCharm {
     fn handle(&mut self, hook: &mut Hook<'_>, event: &Event) -> anyhow::Result<Handled> {
-        let (deps, issues) = (&self.deps, &mut Issues);
+        let deps = &self.deps;
+        if let Some(client) = ClientEvent::of(hook, DATABASE, event)? {
+            return database::handle(hook, deps, client);
+        }
         match event {
-            Event::ConfigChanged => lifecycle::config_changed(hook, deps, issues),
+            Event::ConfigChanged => lifecycle::config_changed(hook, deps),
             Event::PebbleReady { container } if container == workload::CONTAINER => {
-                lifecycle::pebble_ready(hook, deps, issues)
+                lifecycle::pebble_ready(hook, deps)
             }
-            Event::UpdateStatus => lifecycle::update_status(hook, deps, issues),
-            Event::LeaderElected => lifecycle::leader_elected(hook, deps, issues),
-            Event::UpgradeCharm => lifecycle::upgrade_charm(hook, deps, issues),
+            Event::UpdateStatus => lifecycle::update_status(hook, deps),
+            Event::LeaderElected => lifecycle::leader_elected(hook, deps),
+            Event::UpgradeCharm => lifecycle::upgrade_charm(hook, deps),
             Event::SecretChanged(s) => lifecycle::secret_changed(hook, deps, s),
             Event::SecretRemove(s) => lifecycle::secret_remove(hook, s),
             Event::RelationCreated(r) if r.relation.endpoint == PEERS => {
-                peers::created(hook, deps, issues, &r.relation)
+                peers::created(hook, deps, &r.relation)
             }
             Event::RelationJoined(r) | Event::RelationChanged(r)
                 if r.relation.endpoint == PEERS =>
             {
-                peers::changed(hook, deps, issues, &r.relation)
+                peers::changed(hook, deps, &r.relation)
             }
             Event::RelationDeparted(r) if r.relation.endpoint == PEERS => {
-                peers::departed(hook, deps, issues, &r.relation)
-            }
-            Event::RelationChanged(r) if r.relation.endpoint == DATABASE => {
-                database::changed(hook, deps, issues, &r.relation)
-            }
-            Event::RelationDeparted(r) if r.relation.endpoint == DATABASE => {
-                database::departed(hook, r)
-            }
-            Event::RelationBroken(r) if r.relation.endpoint == DATABASE => {
-                database::broken(hook, deps, issues, r)
+                peers::departed(hook, deps, &r.relation)
             }
             Event::RelationCreated(r) if r.relation.endpoint == BACKEND => {
                 backend::created(hook, r)
             }
             Event::RelationChanged(r) if r.relation.endpoint == BACKEND => {
-                backend::changed(hook, deps, issues)
+                backend::changed(hook, deps)
             }
             Event::RelationDeparted(r) if r.relation.endpoint == BACKEND => {
-                backend::departed(hook, deps, issues, r)
+                backend::departed(hook, deps, r)
             }
             Event::RelationBroken(r) if r.relation.endpoint == BACKEND => {
                 backend::broken(hook, deps, r)
@@ -92,13 +87,13 @@ impl Charm for PgBouncerCharm {
             Event::RelationCreated(r) | Event::RelationJoined(r) | Event::RelationChanged(r)
                 if r.relation.endpoint == CERTIFICATES =>
             {
-                certificates::changed(hook, deps, issues, &r.relation)
+                certificates::changed(hook, deps, &r.relation)
             }
             Event::RelationBroken(r) if r.relation.endpoint == CERTIFICATES => {
-                certificates::broken(hook, deps, issues, r)
+                certificates::broken(hook, deps, r)
             }
             Event::Action(a) if a.name == "set-tls-private-key" => {
-                certificates::set_private_key(hook, deps, issues)
+                certificates::set_private_key(hook, deps)
             }
             Event::Action(a) if a.name == "pre-upgrade-check" => {
                 upgrade::pre_upgrade_check(hook, deps, self.stateful_sets.as_deref())

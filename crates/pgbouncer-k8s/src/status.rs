@@ -1,6 +1,6 @@
 //! The unit's status, collected once per dispatch from the state as it stands.
 //! Each check adds a candidate to the hook's collector, beside the problems the
-//! flows met ([`Issues`](crate::flows::Issues)); the most pressing one is shown.
+//! flows met (`Hook::add_problem`); the most pressing one is shown.
 //! A check that needs an earlier one to pass (valid options, a backend, the
 //! container up and PgBouncer meant to serve) is skipped when it does not.
 

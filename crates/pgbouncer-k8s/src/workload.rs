@@ -131,7 +131,7 @@ impl Workload {
         }
         if let Some(text) = userlist {
             let path = self.layout.auth_file();
-            if read(pebble, &path)?.as_deref() != Some(text) {
+            if pebble.read_text(&path)?.as_deref() != Some(text) {
                 pebble.push(&path, text.as_bytes(), &self.file_options(0o400))?;
                 applied.auth_file_changed = true;
             }
@@ -169,7 +169,7 @@ impl Workload {
             };
             let new = render_process(shared, &spec);
             let path = self.layout.ini_path(i);
-            let old = read(pebble, &path)?;
+            let old = pebble.read_text(&path)?;
             if old.as_deref() != Some(new.as_str()) {
                 pebble.push(&path, new.as_bytes(), &self.file_options(0o400))?;
             }
@@ -208,7 +208,7 @@ impl Workload {
             (ca, files.map(|f| f.ca.as_str())),
             (cert, files.map(|f| f.cert.as_str())),
         ] {
-            let old = read(pebble, &path)?;
+            let old = pebble.read_text(&path)?;
             match text {
                 Some(t) if old.as_deref() != Some(t) => {
                     pebble.push(&path, t.as_bytes(), &self.file_options(0o400))?;
@@ -262,17 +262,5 @@ impl Workload {
         Ok((0..self.processes)
             .map(service_name)
             .find(|n| !running.contains(n)))
-    }
-}
-
-/// A file's text, or `None` when it does not exist.
-fn read(pebble: &mut dyn Pebble, path: &str) -> Result<Option<String>, PebbleError> {
-    match pebble.pull(path) {
-        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
-        Err(PebbleError::Path { .. })
-        | Err(PebbleError::Api {
-            status_code: 404, ..
-        }) => Ok(None),
-        Err(e) => Err(e),
     }
 }

@@ -2,8 +2,9 @@
 //! option blocks the charm with the option's name, and nothing is applied.
 
 use charm::backend::JsonMap;
+pub use charm::options::ConfigError;
+use charm::options::Options;
 use serde_json::{json, Map, Value};
-use std::fmt;
 
 /// How many replicas must confirm a commit (`synchronous_node_count`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,116 +60,57 @@ pub struct CharmConfig {
     pub profile_limit_memory: Option<u64>,
 }
 
-/// An option with a value the charm cannot use.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    pub option: &'static str,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid config option {}: {}", self.option, self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-fn bad(option: &'static str, message: String) -> ConfigError {
-    ConfigError { option, message }
-}
-
-fn int(
-    raw: &JsonMap,
-    option: &'static str,
-    min: i64,
-    max: i64,
-) -> Result<Option<i64>, ConfigError> {
-    let v = match raw.get(option) {
-        None | Some(Value::Null) => return Ok(None),
-        Some(v) => v,
-    };
-    let n = v
-        .as_i64()
-        .ok_or_else(|| bad(option, format!("expected a whole number, got {v}")))?;
-    if n < min || n > max {
-        return Err(bad(
-            option,
-            format!("must be between {min} and {max}, got {n}"),
-        ));
-    }
-    Ok(Some(n))
-}
-
-fn text<'a>(
-    raw: &'a JsonMap,
-    option: &'static str,
-    default: &'a str,
-) -> Result<&'a str, ConfigError> {
-    match raw.get(option) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::String(s)) => Ok(s),
-        Some(v) => Err(bad(option, format!("expected a string, got {v}"))),
-    }
-}
-
-fn flag(raw: &JsonMap, option: &'static str, default: bool) -> Result<bool, ConfigError> {
-    match raw.get(option) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(v) => Err(bad(option, format!("expected true or false, got {v}"))),
-    }
-}
-
 impl CharmConfig {
     /// Validates what `config-get` printed. The first bad option is reported.
     pub fn from_raw(raw: &JsonMap) -> Result<CharmConfig, ConfigError> {
-        let count = text(raw, "synchronous_node_count", "all")?;
+        let o = Options(raw);
+        let count = o.text("synchronous_node_count")?.unwrap_or("all");
         let synchronous_node_count = match count {
             "all" => SyncNodeCount::All,
             "majority" => SyncNodeCount::Majority,
             n => match n.parse::<u32>() {
                 Ok(n) if n > 0 => SyncNodeCount::Count(n),
                 _ => {
-                    return Err(bad(
+                    return Err(ConfigError::new(
                         "synchronous_node_count",
                         format!("must be all, majority or a positive whole number, got {n:?}"),
                     ))
                 }
             },
         };
-        let synchronous_commit = match text(raw, "durability_synchronous_commit", "on")? {
-            "on" => SynchronousCommit::On,
-            "remote_apply" => SynchronousCommit::RemoteApply,
-            "remote_write" => SynchronousCommit::RemoteWrite,
-            other => {
-                return Err(bad(
-                    "durability_synchronous_commit",
-                    format!("must be on, remote_apply or remote_write, got {other:?}"),
-                ))
-            }
-        };
-        let profile = match text(raw, "profile", "production")? {
-            "production" => Profile::Production,
-            "testing" => Profile::Testing,
-            other => {
-                return Err(bad(
-                    "profile",
-                    format!("must be production or testing, got {other:?}"),
-                ))
-            }
-        };
+        let synchronous_commit = o.choice(
+            "durability_synchronous_commit",
+            "on",
+            &[
+                ("on", SynchronousCommit::On),
+                ("remote_apply", SynchronousCommit::RemoteApply),
+                ("remote_write", SynchronousCommit::RemoteWrite),
+            ],
+        )?;
+        let profile = o.choice(
+            "profile",
+            "production",
+            &[
+                ("production", Profile::Production),
+                ("testing", Profile::Testing),
+            ],
+        )?;
         Ok(CharmConfig {
             synchronous_node_count,
-            synchronous_mode_strict: flag(raw, "synchronous_mode_strict", true)?,
+            synchronous_mode_strict: o.flag("synchronous_mode_strict")?.unwrap_or(true),
             synchronous_commit,
-            maximum_lag_on_failover: int(raw, "durability_maximum_lag_on_failover", 0, i64::MAX)?
+            maximum_lag_on_failover: o
+                .int("durability_maximum_lag_on_failover", 0, i64::MAX)?
                 .unwrap_or(1_048_576) as u64,
-            wal_keep_size: int(raw, "durability_wal_keep_size", 0, 1 << 40)?.unwrap_or(4096) as u64,
-            max_connections: int(raw, "experimental_max_connections", 1, 262_143)?
+            wal_keep_size: o
+                .int("durability_wal_keep_size", 0, 1 << 40)?
+                .unwrap_or(4096) as u64,
+            max_connections: o
+                .int("experimental_max_connections", 1, 262_143)?
                 .map(|n| n as u32),
             profile,
-            profile_limit_memory: int(raw, "profile_limit_memory", 128, 9_999_999)?
+            profile_limit_memory: o
+                .int("profile_limit_memory", 128, 9_999_999)?
                 .map(|n| n as u64),
         })
     }

@@ -19,6 +19,7 @@ pub mod status;
 pub mod workload;
 
 use charm::{Charm, Event, Handled, Hook};
+use client_interface::ClientEvent;
 use flows::{actions, database, lifecycle, peers, Deps, Findings};
 use state::{DATABASE, ETCD, PEERS};
 
@@ -40,6 +41,9 @@ impl PostgresqlCharm {
 impl Charm for PostgresqlCharm {
     fn handle(&mut self, hook: &mut Hook<'_>, event: &Event) -> anyhow::Result<Handled> {
         let (deps, findings) = (&self.deps, &mut self.findings);
+        if let Some(client) = ClientEvent::of(hook, DATABASE, event)? {
+            return database::handle(hook, deps, client);
+        }
         match event {
             Event::PebbleReady { container } if container == workload::CONTAINER => {
                 lifecycle::pebble_ready(hook, deps, findings)
@@ -62,16 +66,7 @@ impl Charm for PostgresqlCharm {
                 peers::changed(hook, deps, findings)
             }
             Event::RelationDeparted(r) if r.relation.endpoint == PEERS => {
-                peers::departed(hook, deps, findings, r)
-            }
-            Event::RelationChanged(r) if r.relation.endpoint == DATABASE => {
-                database::changed(hook, deps, findings, &r.relation)
-            }
-            Event::RelationDeparted(r) if r.relation.endpoint == DATABASE => {
-                database::departed(hook, r)
-            }
-            Event::RelationBroken(r) if r.relation.endpoint == DATABASE => {
-                database::broken(hook, deps, findings, r)
+                peers::departed(hook, deps, r)
             }
             Event::RelationChanged(r) | Event::RelationBroken(r) if r.relation.endpoint == ETCD => {
                 lifecycle::dcs_changed(hook, deps, findings)

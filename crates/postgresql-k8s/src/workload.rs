@@ -170,7 +170,7 @@ impl Workload {
         pebble.make_dir(&self.layout.storage_dir, &self.options(0o750))?;
         pebble.make_dir(&self.layout.data_dir, &self.options(0o700))?;
         let (path, script) = (self.layout.notify_script(), notify_script());
-        if read(pebble, &path)?.as_deref() != Some(script.as_str()) {
+        if pebble.read_text(&path)?.as_deref() != Some(script.as_str()) {
             pebble.push(&path, script.as_bytes(), &self.options(0o755))?;
         }
         Ok(())
@@ -180,7 +180,7 @@ impl Workload {
     /// when it differs. Returns whether it changed.
     pub fn write_config(&self, pebble: &mut dyn Pebble, text: &str) -> Result<bool, PebbleError> {
         let path = self.layout.config_path();
-        if read(pebble, &path)?.as_deref() == Some(text) {
+        if pebble.read_text(&path)?.as_deref() == Some(text) {
             return Ok(false);
         }
         pebble.push(&path, text.as_bytes(), &self.options(0o600))?;
@@ -201,11 +201,11 @@ impl Workload {
         ];
         for (path, content) in files {
             match content {
-                Some(c) if read(pebble, &path)?.as_deref() != Some(c.as_str()) => {
+                Some(c) if pebble.read_text(&path)?.as_deref() != Some(c.as_str()) => {
                     pebble.push(&path, c.as_bytes(), &self.options(0o400))?;
                 }
                 Some(_) => {}
-                None if read(pebble, &path)?.is_some() => pebble.remove_path(&path, false)?,
+                None if pebble.read_text(&path)?.is_some() => pebble.remove_path(&path, false)?,
                 None => {}
             }
         }
@@ -245,17 +245,5 @@ impl Workload {
         }
         pebble.send_signal("SIGHUP", &[SERVICE])?;
         Ok(true)
-    }
-}
-
-/// A file's text, or `None` when it does not exist.
-fn read(pebble: &mut dyn Pebble, path: &str) -> Result<Option<String>, PebbleError> {
-    match pebble.pull(path) {
-        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
-        Err(PebbleError::Path { .. })
-        | Err(PebbleError::Api {
-            status_code: 404, ..
-        }) => Ok(None),
-        Err(e) => Err(e),
     }
 }

@@ -2,13 +2,13 @@
 //! database with SUPERUSER, and uses those credentials to create its auth user and
 //! install the auth function in every database clients reach.
 
-use super::{config, database, publish, ready_backend, serve, Deps, Issues};
+use super::{config, database, publish, ready_backend, serve, Deps};
 use crate::pgb::ini::{admin_user, stats_user};
 use crate::pgb::userlist::Userlist;
 use crate::postgres::BACKEND_DATABASE;
 use crate::state::{self, BackendState};
 use charm::secret::{Revision, SecretMeta, SecretRef};
-use charm::{Handled, Hook, RelationEvent, SecretContent, SecretOwner};
+use charm::{Handled, Hook, RelationEvent, SecretContent, SecretOwner, Status};
 use client_interface::requirer::{self, Ask};
 use postgres_admin::names::ExtraRoles;
 use postgres_admin::password;
@@ -40,14 +40,14 @@ pub fn created(hook: &mut Hook<'_>, event: &RelationEvent) -> anyhow::Result<Han
 /// relation-changed (credentials arrived, or the endpoints changed): the leader
 /// makes sure the auth user and function exist, then republishes the
 /// configuration, which every unit renders; pending client requests proceed.
-pub fn changed(hook: &mut Hook<'_>, deps: &Deps, issues: &mut Issues) -> anyhow::Result<Handled> {
+pub fn changed(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
     if !hook.is_leader()? {
         return Ok(Handled::Done);
     }
     if !matches!(state::backend(hook)?, BackendState::Ready(_)) {
         return Ok(Handled::Done);
     }
-    if !ensure_auth(hook, deps, issues)? {
+    if !ensure_auth(hook, deps)? {
         return Ok(Handled::Deferred);
     }
     let (Some(peers), Ok(config)) = (state::peers(hook)?, config(hook)?) else {
@@ -55,14 +55,14 @@ pub fn changed(hook: &mut Hook<'_>, deps: &Deps, issues: &mut Issues) -> anyhow:
     };
     let shared = publish(hook, deps, &peers, &config)?;
     serve(hook, deps, &peers, Some(&shared))?;
-    database::refresh_all(hook, deps, issues)?;
+    database::refresh_all(hook, deps)?;
     Ok(Handled::Done)
 }
 
 /// Leader: the auth user exists in PostgreSQL with the auth function in every
 /// database PgBouncer serves, and the application secret holds the auth file.
 /// Returns false when PostgreSQL could not be reached (the reason is an issue).
-pub fn ensure_auth(hook: &mut Hook<'_>, deps: &Deps, issues: &mut Issues) -> anyhow::Result<bool> {
+pub fn ensure_auth(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<bool> {
     if ready_backend(hook)?.is_some() {
         return Ok(true);
     }
@@ -92,10 +92,9 @@ pub fn ensure_auth(hook: &mut Hook<'_>, deps: &Deps, issues: &mut Issues) -> any
         Ok(())
     });
     if let Err(e) = done {
-        issues.add(
-            hook,
-            format!("cannot set up PgBouncer's auth user in PostgreSQL: {e}"),
-        )?;
+        hook.add_problem(Status::Waiting(format!(
+            "cannot set up PgBouncer's auth user in PostgreSQL: {e}"
+        )))?;
         return Ok(false);
     }
     let app = hook.app().to_string();
@@ -141,7 +140,6 @@ pub fn ensure_auth(hook: &mut Hook<'_>, deps: &Deps, issues: &mut Issues) -> any
 pub fn departed(
     hook: &mut Hook<'_>,
     deps: &Deps,
-    issues: &mut Issues,
     event: &RelationEvent,
 ) -> anyhow::Result<Handled> {
     if event.departing_unit.as_deref() == Some(hook.unit()) {
@@ -170,10 +168,9 @@ pub fn departed(
         Ok(())
     });
     if let Err(e) = cleaned {
-        issues.add(
-            hook,
-            format!("cannot remove PgBouncer's auth user from PostgreSQL: {e}"),
-        )?;
+        hook.add_problem(Status::Waiting(format!(
+            "cannot remove PgBouncer's auth user from PostgreSQL: {e}"
+        )))?;
     }
     Ok(Handled::Done)
 }

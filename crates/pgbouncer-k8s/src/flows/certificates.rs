@@ -6,22 +6,17 @@
 //! unit serves TLS (each unit acknowledges the CA bundle it serves in its peer
 //! bag).
 
-use super::{client_facing_units, database, serve, Deps, Issues};
+use super::{client_facing_units, database, serve, Deps};
 use crate::state::{self, UnitTls};
 use crate::tls::{self, Decision, PrivateKey, ProviderCertificate, RequestError};
 use charm::secret::{Revision, SecretMeta, SecretRef};
-use charm::{BagChanges, Handled, Hook, LogLevel, Relation, RelationEvent, SecretOwner};
+use charm::{BagChanges, Handled, Hook, LogLevel, Relation, RelationEvent, SecretOwner, Status};
 use client_interface::Tls;
 
 /// relation-created, -joined and -changed (and update-status, as a safety net
 /// for renewals): make sure a key and a CSR exist and the CSR is published,
 /// then act on the provider's answer.
-pub fn changed(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    issues: &mut Issues,
-    relation: &Relation,
-) -> anyhow::Result<Handled> {
+pub fn changed(hook: &mut Hook<'_>, deps: &Deps, relation: &Relation) -> anyhow::Result<Handled> {
     let before = state::unit_tls(hook)?;
     let mut tls = before.clone();
     let key = match &tls.key {
@@ -53,26 +48,21 @@ pub fn changed(
                     )?;
                     tls.csr = Some(new_csr(hook, &key)?);
                 }
-                Decision::Refused(why) => issues.add(hook, why)?,
+                Decision::Refused(why) => hook.add_problem(Status::Waiting(why))?,
             }
         }
-        (Err(why), _) | (_, Err(why)) => issues.add(hook, why)?,
+        (Err(why), _) | (_, Err(why)) => hook.add_problem(Status::Waiting(why))?,
     }
     publish_request(hook, relation, &tls)?;
     save(hook, &before, &tls)?;
-    apply(hook, deps, issues, &tls)?;
+    apply(hook, deps, &tls)?;
     Ok(Handled::Done)
 }
 
 /// relation-broken: the certificate goes (the key stays, for the next
 /// relation); the TLS lines and files disappear and clients are told
 /// `tls="False"`.
-pub fn broken(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    issues: &mut Issues,
-    _event: &RelationEvent,
-) -> anyhow::Result<Handled> {
+pub fn broken(hook: &mut Hook<'_>, deps: &Deps, _event: &RelationEvent) -> anyhow::Result<Handled> {
     let before = state::unit_tls(hook)?;
     let tls = UnitTls {
         key: before.key.clone(),
@@ -80,7 +70,7 @@ pub fn broken(
         installed: None,
     };
     save(hook, &before, &tls)?;
-    apply(hook, deps, issues, &tls)?;
+    apply(hook, deps, &tls)?;
     Ok(Handled::Done)
 }
 
@@ -88,11 +78,7 @@ pub fn broken(
 /// new one replaces the unit's key. A bad key fails the action and changes
 /// nothing. The certificate for the old key is dropped, and a CSR for the new
 /// key is published when the relation exists.
-pub fn set_private_key(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    issues: &mut Issues,
-) -> anyhow::Result<Handled> {
+pub fn set_private_key(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
     #[derive(serde::Deserialize)]
     struct Params {
         #[serde(rename = "private-key", default)]
@@ -120,7 +106,7 @@ pub fn set_private_key(
         publish_request(hook, relation, &tls)?;
     }
     save(hook, &before, &tls)?;
-    apply(hook, deps, issues, &tls)?;
+    apply(hook, deps, &tls)?;
     let requested = if relation.is_some() { "true" } else { "false" };
     hook.action_set([("certificate-requested", requested)])?;
     Ok(Handled::Done)
@@ -190,12 +176,7 @@ pub fn installed_files(
 /// Announces what the unit now holds and serves it (the configuration the
 /// leader published, with or without the TLS lines); the leader then updates
 /// its clients.
-fn apply(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    issues: &mut Issues,
-    tls: &UnitTls,
-) -> anyhow::Result<()> {
+fn apply(hook: &mut Hook<'_>, deps: &Deps, tls: &UnitTls) -> anyhow::Result<()> {
     let Some(peers) = state::peers(hook)? else {
         return Ok(());
     };
@@ -203,7 +184,7 @@ fn apply(
     hook.update_unit_bag(&peers, BagChanges::new().set_or_unset(state::TLS_CA, ca))?;
     let shared = state::published_config(hook, &peers)?;
     serve(hook, deps, &peers, shared.as_ref())?;
-    database::refresh_all(hook, deps, issues)?;
+    database::refresh_all(hook, deps)?;
     Ok(())
 }
 

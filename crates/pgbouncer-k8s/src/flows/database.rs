@@ -5,27 +5,28 @@
 
 use super::{
     all_units_serve, certificates, client_endpoints, config, publish, ready_backend, serve, Deps,
-    Issues,
 };
 use crate::flows::certificates::ClientTls;
 use crate::pgb::SharedConfig;
 use crate::state::{self, ClientEntry};
 use charm::SecretId;
-use charm::{Handled, Hook, Relation, RelationEvent};
+use charm::{Handled, Hook, Relation, RelationEvent, Status};
 use client_interface::provider::{self, Answer, UriTarget};
-use client_interface::Request;
+use client_interface::{ClientEvent, Request};
 
-/// relation-changed: a new request runs database-requested; an answered one gets
-/// its connection information refreshed.
-pub fn changed(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    issues: &mut Issues,
-    relation: &Relation,
-) -> anyhow::Result<Handled> {
-    if !hook.is_leader()? {
-        return Ok(Handled::Done);
+/// The client relations' flows: a request runs database-requested (or
+/// refreshes an answered client), then relation-departed and relation-broken.
+pub fn handle(hook: &mut Hook<'_>, deps: &Deps, event: ClientEvent<'_>) -> anyhow::Result<Handled> {
+    match event {
+        ClientEvent::Request(relation) => changed(hook, deps, relation),
+        ClientEvent::Departed(departure) => departed(hook, departure),
+        ClientEvent::Broken(breakage) => broken(hook, deps, breakage),
     }
+}
+
+/// relation-changed (leader): a new request runs database-requested; an answered one gets
+/// its connection information refreshed.
+fn changed(hook: &mut Hook<'_>, deps: &Deps, relation: &Relation) -> anyhow::Result<Handled> {
     let Some(peers) = state::peers(hook)? else {
         return Ok(Handled::Deferred);
     };
@@ -36,16 +37,11 @@ pub fn changed(
         publish_credentials(hook, relation)?;
         return Ok(Handled::Done);
     }
-    requested(hook, deps, issues, relation)
+    requested(hook, deps, relation)
 }
 
 /// database-requested, node by node.
-pub fn requested(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    issues: &mut Issues,
-    relation: &Relation,
-) -> anyhow::Result<Handled> {
+pub fn requested(hook: &mut Hook<'_>, deps: &Deps, relation: &Relation) -> anyhow::Result<Handled> {
     // is this unit the leader
     if !hook.is_leader()? {
         return Ok(Handled::Done);
@@ -113,13 +109,10 @@ pub fn requested(
         pg.install_auth_function(request.database.as_str(), &auth_user)
     });
     if let Err(e) = created {
-        issues.add(
-            hook,
-            format!(
-                "relation {}: cannot create database {}: {e}",
-                relation.id, request.database
-            ),
-        )?;
+        hook.add_problem(Status::Waiting(format!(
+            "relation {}: cannot create database {}: {e}",
+            relation.id, request.database
+        )))?;
         return Ok(Handled::Deferred);
     }
     // Add user to pgbouncer config and peer databag
@@ -162,19 +155,14 @@ fn answer(
     version: Option<String>,
     tls: &ClientTls,
 ) -> Answer {
-    let database = request.database.to_string();
+    let read_only_uri = UriTarget {
+        hosts: ro.clone(),
+        database: format!("{}_readonly", request.database),
+    };
     Answer {
-        username: provider::relation_user(relation_id).to_string(),
-        password,
-        read_only_uri: UriTarget {
-            hosts: ro.clone(),
-            database: format!("{database}_readonly"),
-        },
-        database,
-        endpoints: rw,
-        read_only_endpoints: ro,
         version,
         tls: tls.for_clients(),
+        ..Answer::new(relation_id, request, password, (rw, ro), read_only_uri)
     }
 }
 
@@ -239,29 +227,26 @@ pub fn publish_credentials(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::
 
 /// Leader: every created client gets its credentials (when due) or fresh
 /// connection information; requests not handled yet are handled now.
-pub fn refresh_all(hook: &mut Hook<'_>, deps: &Deps, issues: &mut Issues) -> anyhow::Result<()> {
+pub fn refresh_all(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<()> {
     let (true, Some(peers)) = (hook.is_leader()?, state::peers(hook)?) else {
         return Ok(());
     };
-    clean_up_departed(hook, deps, issues)?;
+    clean_up_departed(hook, deps)?;
     let clients = state::clients(hook, &peers)?;
     for relation in hook.relations(state::DATABASE)? {
         match clients.get(&relation.id) {
             Some(c) if c.database.is_some() => {
                 // One client's trouble must not hold the others back.
                 if let Err(e) = publish_credentials(hook, &relation) {
-                    issues.add(
-                        hook,
-                        format!(
-                            "relation {}: cannot update its credentials: {e:#}",
-                            relation.id
-                        ),
-                    )?;
+                    hook.add_problem(Status::Waiting(format!(
+                        "relation {}: cannot update its credentials: {e:#}",
+                        relation.id
+                    )))?;
                 }
             }
             Some(_) => {}
             None => {
-                requested(hook, deps, issues, &relation)?;
+                requested(hook, deps, &relation)?;
             }
         }
     }
@@ -269,7 +254,7 @@ pub fn refresh_all(hook: &mut Hook<'_>, deps: &Deps, issues: &mut Issues) -> any
 }
 
 /// relation-departed, node by node.
-pub fn departed(hook: &mut Hook<'_>, event: &RelationEvent) -> anyhow::Result<Handled> {
+fn departed(hook: &mut Hook<'_>, event: &RelationEvent) -> anyhow::Result<Handled> {
     // Update connection information in relation databag
     if hook.is_leader()? {
         publish_credentials(hook, &event.relation)?;
@@ -288,12 +273,7 @@ pub fn departed(hook: &mut Hook<'_>, event: &RelationEvent) -> anyhow::Result<Ha
 }
 
 /// relation-broken, node by node. The database and its data stay.
-pub fn broken(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    issues: &mut Issues,
-    event: &RelationEvent,
-) -> anyhow::Result<Handled> {
+fn broken(hook: &mut Hook<'_>, deps: &Deps, event: &RelationEvent) -> anyhow::Result<Handled> {
     let relation = &event.relation;
     let Some(peers) = state::peers(hook)? else {
         return Ok(Handled::Done);
@@ -326,7 +306,7 @@ pub fn broken(
     let shared: SharedConfig = publish(hook, deps, &peers, &config)?;
     serve(hook, deps, &peers, Some(&shared))?;
     // Delete user from backend charm
-    if !remove_client(hook, deps, issues, &peers, &backend, relation.id)? {
+    if !remove_client(hook, deps, &peers, &backend, relation.id)? {
         return Ok(Handled::Deferred);
     }
     Ok(Handled::Done)
@@ -339,7 +319,6 @@ pub fn broken(
 fn remove_client(
     hook: &mut Hook<'_>,
     deps: &Deps,
-    issues: &mut Issues,
     peers: &Relation,
     backend: &state::Backend,
     relation_id: u64,
@@ -361,10 +340,9 @@ fn remove_client(
         Ok(())
     });
     if let Err(e) = dropped {
-        issues.add(
-            hook,
-            format!("relation {relation_id}: cannot remove user {user}: {e}"),
-        )?;
+        hook.add_problem(Status::Waiting(format!(
+            "relation {relation_id}: cannot remove user {user}: {e}"
+        )))?;
         return Ok(false);
     }
     provider::remove_secrets(hook, state::DATABASE, relation_id)?;
@@ -375,11 +353,7 @@ fn remove_client(
 /// Leader, and not leaving: removes what client relations that are gone left
 /// behind because nobody could remove it when they broke (the backend was
 /// down, or the unit that led was itself leaving).
-pub fn clean_up_departed(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    issues: &mut Issues,
-) -> anyhow::Result<()> {
+pub fn clean_up_departed(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<()> {
     let (true, Some(peers)) = (hook.is_leader()?, state::peers(hook)?) else {
         return Ok(());
     };
@@ -401,7 +375,7 @@ pub fn clean_up_departed(
         return Ok(());
     };
     for id in departed.keys() {
-        if !remove_client(hook, deps, issues, &peers, &backend, *id)? {
+        if !remove_client(hook, deps, &peers, &backend, *id)? {
             break;
         }
     }

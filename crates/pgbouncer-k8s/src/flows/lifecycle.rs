@@ -4,7 +4,7 @@ use super::backend::ensure_auth;
 use super::peers::follow;
 use super::{
     certificates, config, database, pgbouncer_version, publish, ready_backend, serve,
-    share_unit_data, Deps, Issues,
+    share_unit_data, Deps,
 };
 use crate::state;
 use crate::workload::CONTAINER;
@@ -13,7 +13,7 @@ use charm::{BagChanges, Handled, Hook, LogLevel, SecretEvent};
 /// Renders what this unit should serve: the leader sets up the backend if it can,
 /// builds the configuration and publishes it; a follower takes what the leader
 /// published.
-fn converge(hook: &mut Hook<'_>, deps: &Deps, issues: &mut Issues) -> anyhow::Result<Handled> {
+fn converge(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
     let Some(peers) = state::peers(hook)? else {
         return Ok(Handled::Deferred);
     };
@@ -22,11 +22,11 @@ fn converge(hook: &mut Hook<'_>, deps: &Deps, issues: &mut Issues) -> anyhow::Re
             return Ok(Handled::Done);
         };
         if matches!(state::backend(hook)?, state::BackendState::Ready(_)) {
-            ensure_auth(hook, deps, issues)?;
+            ensure_auth(hook, deps)?;
         }
         let shared = publish(hook, deps, &peers, &config)?;
         serve(hook, deps, &peers, Some(&shared))?;
-        database::refresh_all(hook, deps, issues)?;
+        database::refresh_all(hook, deps)?;
     } else {
         follow(hook, deps, &peers)?;
     }
@@ -36,26 +36,18 @@ fn converge(hook: &mut Hook<'_>, deps: &Deps, issues: &mut Issues) -> anyhow::Re
 /// config-changed: an invalid option applies nothing (the status names it).
 /// Otherwise every unit renders; a new `listen_port` restarts the processes on
 /// every unit as it renders, and clients get the new endpoints.
-pub fn config_changed(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    issues: &mut Issues,
-) -> anyhow::Result<Handled> {
+pub fn config_changed(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
     if config(hook)?.is_err() {
         return Ok(Handled::Done);
     }
     if let Some(peers) = state::peers(hook)? {
         share_unit_data(hook, deps, &peers)?;
     }
-    converge(hook, deps, issues)
+    converge(hook, deps)
 }
 
 /// pebble-ready: record the PgBouncer version in the image, then render and start.
-pub fn pebble_ready(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    issues: &mut Issues,
-) -> anyhow::Result<Handled> {
+pub fn pebble_ready(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
     let Some(peers) = state::peers(hook)? else {
         return Ok(Handled::Deferred);
     };
@@ -63,45 +55,33 @@ pub fn pebble_ready(
         return Ok(Handled::Deferred);
     }
     pgbouncer_version(hook, deps, &peers, true)?;
-    converge(hook, deps, issues)
+    converge(hook, deps)
 }
 
 /// leader-elected: the new leader takes over publication and refreshes every
 /// client relation's endpoints (they point at the leader).
-pub fn leader_elected(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    issues: &mut Issues,
-) -> anyhow::Result<Handled> {
-    converge(hook, deps, issues)
+pub fn leader_elected(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
+    converge(hook, deps)
 }
 
 /// upgrade-charm: the image may carry another PgBouncer; read its version again.
-pub fn upgrade_charm(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    issues: &mut Issues,
-) -> anyhow::Result<Handled> {
+pub fn upgrade_charm(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
     if let Some(peers) = state::peers(hook)? {
         if hook.container(CONTAINER).can_connect() {
             pgbouncer_version(hook, deps, &peers, true)?;
         }
     }
-    converge(hook, deps, issues)
+    converge(hook, deps)
 }
 
 /// update-status: a safety net that converges again (the status is collected
 /// after): the leader refreshes the backend's other databases first, and a
 /// certificate due for renewal is renewed.
-pub fn update_status(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    issues: &mut Issues,
-) -> anyhow::Result<Handled> {
+pub fn update_status(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
     collect_readonly_dbs(hook, deps)?;
-    let handled = converge(hook, deps, issues)?;
+    let handled = converge(hook, deps)?;
     if let Some(relation) = hook.relation(state::CERTIFICATES)? {
-        certificates::changed(hook, deps, issues, &relation)?;
+        certificates::changed(hook, deps, &relation)?;
     }
     Ok(handled)
 }

@@ -16,7 +16,7 @@ use crate::pgb::peering::{Peering, RemoteUnit};
 use crate::pgb::{PgbVersion, SharedConfig};
 use crate::state::{self, Backend, BackendState};
 use crate::workload::{Serving, Workload, CONTAINER};
-use charm::{BagChanges, Hook, Relation, SecretContent, Status};
+use charm::{BagChanges, Hook, Relation, SecretContent};
 use client_interface::endpoint::{self, Endpoint};
 use postgres_admin::Connector;
 
@@ -24,21 +24,6 @@ use postgres_admin::Connector;
 pub struct Deps {
     pub connector: Box<dyn Connector>,
     pub workload: Workload,
-}
-
-/// How the flows report a problem they met: logged as a warning, and added to
-/// the hook's status collector as a waiting status (the status collection adds
-/// the rest; the most pressing one is shown).
-#[derive(Default)]
-pub struct Issues;
-
-impl Issues {
-    /// Logs `message` and adds it as a candidate status.
-    pub fn add(&mut self, hook: &mut Hook<'_>, message: String) -> anyhow::Result<()> {
-        hook.log(charm::LogLevel::Warning, &message)?;
-        hook.add_status(Status::Waiting(message));
-        Ok(())
-    }
 }
 
 /// The validated options.

@@ -4,19 +4,14 @@
 //! credentials.
 
 use super::backend::ensure_auth;
-use super::{config, database, publish, serve, share_unit_data, Deps, Issues};
+use super::{config, database, publish, serve, share_unit_data, Deps};
 use crate::pgb::userlist::Userlist;
 use crate::pgb::SharedConfig;
 use crate::state;
 use charm::{Handled, Hook, Relation};
 
 /// peer-relation-created, node by node.
-pub fn created(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    issues: &mut Issues,
-    peers: &Relation,
-) -> anyhow::Result<Handled> {
+pub fn created(hook: &mut Hook<'_>, deps: &Deps, peers: &Relation) -> anyhow::Result<Handled> {
     // Save unit hostname in unit databag
     share_unit_data(hook, deps, peers)?;
     // Is current unit leader?
@@ -34,19 +29,14 @@ pub fn created(
         return Ok(Handled::Deferred);
     }
     // Add auth file to secret store
-    if !ensure_auth(hook, deps, issues)? {
+    if !ensure_auth(hook, deps)? {
         return Ok(Handled::Deferred);
     }
     Ok(Handled::Done)
 }
 
 /// peer-relation-changed (and joined), node by node.
-pub fn changed(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    issues: &mut Issues,
-    peers: &Relation,
-) -> anyhow::Result<Handled> {
+pub fn changed(hook: &mut Hook<'_>, deps: &Deps, peers: &Relation) -> anyhow::Result<Handled> {
     // Save unit hostname in unit databag; update peer data in relation databags
     share_unit_data(hook, deps, peers)?;
     // Is current unit leader?
@@ -60,7 +50,7 @@ pub fn changed(
         serve(hook, deps, peers, Some(&shared))?;
         // The units changed, or one acknowledged: clients get their credentials
         // (when every unit serves their database) and fresh endpoints.
-        database::refresh_all(hook, deps, issues)?;
+        database::refresh_all(hook, deps)?;
         return Ok(Handled::Done);
     }
     follow(hook, deps, peers)?;
@@ -86,12 +76,7 @@ pub fn follow(hook: &mut Hook<'_>, deps: &Deps, peers: &Relation) -> anyhow::Res
 /// peer-relation-departed: a unit left. The leader republishes (the pool split
 /// and the read-only endpoints change) and the departing unit's acknowledgement
 /// no longer counts.
-pub fn departed(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    issues: &mut Issues,
-    peers: &Relation,
-) -> anyhow::Result<Handled> {
+pub fn departed(hook: &mut Hook<'_>, deps: &Deps, peers: &Relation) -> anyhow::Result<Handled> {
     if !hook.is_leader()? {
         return Ok(Handled::Done);
     }
@@ -100,6 +85,6 @@ pub fn departed(
     };
     let shared = publish(hook, deps, peers, &config)?;
     serve(hook, deps, peers, Some(&shared))?;
-    database::refresh_all(hook, deps, issues)?;
+    database::refresh_all(hook, deps)?;
     Ok(Handled::Done)
 }

@@ -2,13 +2,14 @@
 //! a user `relation_id_<id>` and its database on the primary, and the primary
 //! and replicas as endpoints, in Juju secrets or the databag as it asks.
 
-use super::{cluster_status, context, Ctx, Deps, Findings};
+use super::{cluster_status, context, Ctx, Deps};
 use crate::patroni::Cluster;
 use crate::postgres;
 use crate::state;
 use charm::{Handled, Hook, LogLevel, Relation, RelationEvent, Status};
-use client_interface::provider::{self, Answer, Tls, UriTarget};
+use client_interface::provider::{self, Answer, UriTarget};
 use client_interface::request::{self, Request};
+use client_interface::ClientEvent;
 
 /// Where clients connect: the primary, and the replicas (the primary when alone).
 pub fn client_endpoints(cluster: &Cluster, members: &[String]) -> Option<(String, String)> {
@@ -26,41 +27,21 @@ pub fn client_endpoints(cluster: &Cluster, members: &[String]) -> Option<(String
     Some((primary.endpoint(), replicas.join(",")))
 }
 
-/// What the client is told, from where the cluster stands.
-fn answer(
-    relation_id: u64,
-    request: &Request,
-    password: String,
-    (rw, ro): (String, String),
-    version: Option<String>,
-) -> Answer {
-    let first_replica = ro.split(',').next().unwrap_or(&ro).to_string();
-    Answer {
+/// What a client's read-only URI names: the first replica, in its database.
+fn read_only_uri(request: &Request, read_only_endpoints: &str) -> UriTarget {
+    UriTarget {
+        hosts: read_only_endpoints
+            .split(',')
+            .next()
+            .unwrap_or(read_only_endpoints)
+            .to_string(),
         database: request.database.to_string(),
-        username: provider::relation_user(relation_id).to_string(),
-        password,
-        read_only_uri: UriTarget {
-            hosts: first_replica,
-            database: request.database.to_string(),
-        },
-        endpoints: rw,
-        read_only_endpoints: ro,
-        version,
-        tls: Tls::default(),
     }
 }
 
 /// relation-changed (leader): a new request is served; an answered one gets
 /// its endpoints refreshed.
-pub fn changed(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    findings: &mut Findings,
-    relation: &Relation,
-) -> anyhow::Result<Handled> {
-    if !hook.is_leader()? {
-        return Ok(Handled::Done);
-    }
+fn changed(hook: &mut Hook<'_>, deps: &Deps, relation: &Relation) -> anyhow::Result<Handled> {
     let remote = hook.remote_app_bag(relation)?.clone();
     let request = match request::parse(&remote, relation.id) {
         Ok(Some(r)) => r,
@@ -74,14 +55,13 @@ pub fn changed(
         refresh(hook, deps, &ctx, relation, &request, None)?;
         return Ok(Handled::Done);
     }
-    requested(hook, deps, findings, &ctx, relation, &request)
+    requested(hook, deps, &ctx, relation, &request)
 }
 
 /// database-requested: the user, the database, then everything in one write.
 fn requested(
     hook: &mut Hook<'_>,
     deps: &Deps,
-    findings: &mut Findings,
     ctx: &Ctx,
     relation: &Relation,
     request: &Request,
@@ -118,11 +98,15 @@ fn requested(
                 "relation {}: cannot create database {}: {e}",
                 relation.id, request.database
             );
-            findings.problem(hook, Status::Waiting(message))?;
+            hook.add_problem(Status::Waiting(message))?;
             return Ok(Handled::Deferred);
         }
     };
-    let answer = answer(relation.id, request, password, (rw, ro), Some(version));
+    let read_only = read_only_uri(request, &ro);
+    let answer = Answer {
+        version: Some(version),
+        ..Answer::new(relation.id, request, password, (rw, ro), read_only)
+    };
     provider::publish(hook, state::DATABASE, relation, request, &answer, None)?;
     hook.log(
         LogLevel::Info,
@@ -162,7 +146,16 @@ fn refresh(
         anyhow::bail!("relation {}: no password kept for its user", relation.id);
     };
     let endpoints = (rw.clone(), ro.clone());
-    let answer = answer(relation.id, request, password, endpoints, before.version);
+    let answer = Answer {
+        version: before.version,
+        ..Answer::new(
+            relation.id,
+            request,
+            password,
+            endpoints,
+            read_only_uri(request, &ro),
+        )
+    };
     provider::publish(hook, state::DATABASE, relation, request, &answer, None)?;
     hook.log(
         LogLevel::Info,
@@ -179,7 +172,6 @@ fn refresh(
 pub fn refresh_all(
     hook: &mut Hook<'_>,
     deps: &Deps,
-    findings: &mut Findings,
     ctx: &Ctx,
     members: Option<&[String]>,
 ) -> anyhow::Result<()> {
@@ -200,7 +192,7 @@ pub fn refresh_all(
                 "relation {}: cannot update its endpoints: {e:#}",
                 relation.id
             );
-            findings.problem(hook, Status::Waiting(message))?;
+            hook.add_problem(Status::Waiting(message))?;
         }
     }
     Ok(())
@@ -221,7 +213,7 @@ fn announce_primary(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Resu
 
 /// relation-departed: a unit leaving marks itself, so that its relation-broken
 /// does not drop the client's user.
-pub fn departed(hook: &mut Hook<'_>, event: &RelationEvent) -> anyhow::Result<Handled> {
+fn departed(hook: &mut Hook<'_>, event: &RelationEvent) -> anyhow::Result<Handled> {
     if event.departing_unit.as_deref() == Some(hook.unit()) {
         if let Some(peers) = state::peers(hook)? {
             hook.update_unit_bag(
@@ -235,12 +227,7 @@ pub fn departed(hook: &mut Hook<'_>, event: &RelationEvent) -> anyhow::Result<Ha
 
 /// relation-broken (leader, not departing): drops the client's user and its
 /// secret; the database and its data stay.
-pub fn broken(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    findings: &mut Findings,
-    event: &RelationEvent,
-) -> anyhow::Result<Handled> {
+fn broken(hook: &mut Hook<'_>, deps: &Deps, event: &RelationEvent) -> anyhow::Result<Handled> {
     let Some(peers) = state::peers(hook)? else {
         return Ok(Handled::Done);
     };
@@ -264,13 +251,10 @@ pub fn broken(
         .connect(&target)
         .and_then(|mut pg| pg.drop_user(&user))
     {
-        findings.problem(
-            hook,
-            Status::Waiting(format!(
-                "relation {}: cannot drop {user}: {e}",
-                event.relation.id
-            )),
-        )?;
+        hook.add_problem(Status::Waiting(format!(
+            "relation {}: cannot drop {user}: {e}",
+            event.relation.id
+        )))?;
         return Ok(Handled::Deferred);
     }
     provider::remove_secrets(hook, state::DATABASE, event.relation.id)?;
@@ -296,4 +280,15 @@ pub fn refusal(hook: &mut Hook<'_>) -> anyhow::Result<Option<String>> {
         }
     }
     Ok(None)
+}
+
+/// A client relation's event: a request is served (the leader creates the
+/// user and database, or refreshes the endpoints of one already served); a
+/// departure marks a unit that leaves; the end of the relation drops its user.
+pub fn handle(hook: &mut Hook<'_>, deps: &Deps, event: ClientEvent<'_>) -> anyhow::Result<Handled> {
+    match event {
+        ClientEvent::Request(relation) => changed(hook, deps, relation),
+        ClientEvent::Departed(e) => departed(hook, e),
+        ClientEvent::Broken(e) => broken(hook, deps, e),
+    }
 }

@@ -19,16 +19,11 @@ pub const PRIMARY_STARTING: &str = "awaiting for primary endpoint to be ready";
 /// `_initialize_cluster`), once Patroni has bootstrapped a primary: the
 /// `monitoring` user and the `admin` group, then `cluster_initialised`.
 /// Returns whether it is done.
-pub fn initialise(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    findings: &mut Findings,
-    ctx: &Ctx,
-) -> anyhow::Result<bool> {
+pub fn initialise(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<bool> {
     let primary = cluster_status(hook, deps, ctx)?
         .and_then(|c| c.primary().filter(|p| p.is_ready()).cloned());
     let Some(primary) = primary else {
-        findings.problem(hook, Status::Waiting(PRIMARY_STARTING.into()))?;
+        hook.add_problem(Status::Waiting(PRIMARY_STARTING.into()))?;
         return Ok(false);
     };
     let target = postgres::operator_login(
@@ -43,10 +38,9 @@ pub fn initialise(
         pg.create_admin_group()
     });
     if let Err(e) = done {
-        findings.problem(
-            hook,
-            Status::Waiting(format!("cannot initialise the cluster: {e}")),
-        )?;
+        hook.add_problem(Status::Waiting(format!(
+            "cannot initialise the cluster: {e}"
+        )))?;
         return Ok(false);
     }
     hook.update_app_bag(
@@ -101,18 +95,18 @@ fn converge(hook: &mut Hook<'_>, deps: &Deps, findings: &mut Findings) -> anyhow
         return Ok(Handled::Done);
     }
     if !member_started(deps, findings, &ctx, deps.start_timeout) {
-        findings.problem(hook, Status::Waiting(MEMBER_STARTING.into()))?;
+        hook.add_problem(Status::Waiting(MEMBER_STARTING.into()))?;
         return Ok(Handled::Deferred);
     }
     restart_on_tls_change(hook, deps, findings, &ctx)?;
     if !leader {
         return Ok(Handled::Done);
     }
-    if !initialised && !initialise(hook, deps, findings, &ctx)? {
+    if !initialised && !initialise(hook, deps, &ctx)? {
         return Ok(Handled::Deferred);
     }
-    let all_in = add_members(hook, deps, findings, &ctx)?;
-    database::refresh_all(hook, deps, findings, &ctx, None)?;
+    let all_in = add_members(hook, deps, &ctx)?;
+    database::refresh_all(hook, deps, &ctx, None)?;
     Ok(if all_in {
         Handled::Done
     } else {

@@ -40,16 +40,6 @@ pub struct Findings {
     pub health: Option<Health>,
 }
 
-impl Findings {
-    /// Logs a problem and adds it to the hook's status collector (the status
-    /// collection adds the rest; the most pressing one is shown).
-    pub fn problem(&mut self, hook: &mut Hook<'_>, status: Status) -> anyhow::Result<()> {
-        hook.log(LogLevel::Warning, status.message())?;
-        hook.add_status(status);
-        Ok(())
-    }
-}
-
 /// The validated options.
 pub fn config(hook: &mut Hook<'_>) -> anyhow::Result<Result<CharmConfig, ConfigError>> {
     Ok(CharmConfig::from_raw(hook.config_raw()?))
@@ -267,10 +257,9 @@ pub fn update_config(
             .patroni
             .patch_config(ctx.api_password(), &hosts, &patch)
         {
-            findings.problem(
-                hook,
-                Status::Waiting(format!("cannot update the cluster's settings: {e}")),
-            )?;
+            hook.add_problem(Status::Waiting(format!(
+                "cannot update the cluster's settings: {e}"
+            )))?;
             return Ok(false);
         }
     }
@@ -298,10 +287,9 @@ pub fn restart_on_tls_change(
     let started = findings.health.as_ref().is_some_and(Health::started);
     if started {
         if let Err(e) = deps.patroni.restart(ctx.api_password(), &ctx.address) {
-            findings.problem(
-                hook,
-                Status::Waiting(format!("cannot restart PostgreSQL for TLS: {e}")),
-            )?;
+            hook.add_problem(Status::Waiting(format!(
+                "cannot restart PostgreSQL for TLS: {e}"
+            )))?;
             return Ok(());
         }
         let what = if wanted { "on" } else { "off" };
@@ -319,12 +307,7 @@ pub fn restart_on_tls_change(
 /// all cluster members ready? → Add unit to cluster → Patch pod labels of the
 /// new cluster member". Returns `false` when members were not ready (the
 /// flowchart's defer).
-pub fn add_members(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    findings: &mut Findings,
-    ctx: &Ctx,
-) -> anyhow::Result<bool> {
+pub fn add_members(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<bool> {
     let mut units = vec![(hook.unit().to_string(), Some(ctx.address.clone()))];
     units.extend(
         state::peer_units(hook, &ctx.peers)?
@@ -363,10 +346,9 @@ pub fn add_members(
             Ok(Labelled::NoPods(why)) => {
                 hook.log(LogLevel::Info, &format!("pod labels for {unit}: {why}"))?
             }
-            Err(e) => findings.problem(
-                hook,
-                Status::Blocked(format!("failed to patch pod with error {e}")),
-            )?,
+            Err(e) => hook.add_problem(Status::Blocked(format!(
+                "failed to patch pod with error {e}"
+            )))?,
         }
     }
 }

@@ -29,7 +29,7 @@ pub fn changed(
         // no → the leader initialises it and defers to run again initialised;
         // when it cannot yet, it returns, and so does a follower, without
         // deferring: the leader's write to the peer application bag wakes them.
-        if hook.is_leader()? && super::lifecycle::initialise(hook, deps, findings, &ctx)? {
+        if hook.is_leader()? && super::lifecycle::initialise(hook, deps, &ctx)? {
             return Ok(Handled::Deferred);
         }
         return Ok(Handled::Done);
@@ -39,7 +39,7 @@ pub fn changed(
     // flowchart's arrow does); yes → Add unit to cluster →
     // Patch pod labels of the new cluster member → (back to the question).
     let mut handled = Handled::Done;
-    if hook.is_leader()? && !add_members(hook, deps, findings, &ctx)? {
+    if hook.is_leader()? && !add_members(hook, deps, &ctx)? {
         handled = Handled::Deferred;
     }
     member_steps(hook, deps, findings, &ctx, handled)
@@ -69,11 +69,11 @@ fn member_steps(
     restart_on_tls_change(hook, deps, findings, ctx)?;
     // no → defer
     if !started {
-        findings.problem(hook, Status::Waiting(MEMBER_STARTING.into()))?;
+        hook.add_problem(Status::Waiting(MEMBER_STARTING.into()))?;
         return Ok(Handled::Deferred);
     }
     // Update the read-only endpoint in the database relation (leader)
-    database::refresh_all(hook, deps, findings, ctx, None)?;
+    database::refresh_all(hook, deps, ctx, None)?;
     // Set Active Status: the status collection names the role from the
     // member's health read above.
     Ok(handled)
@@ -83,7 +83,6 @@ fn member_steps(
 pub fn departed(
     hook: &mut Hook<'_>,
     deps: &Deps,
-    findings: &mut Findings,
     event: &RelationEvent,
 ) -> anyhow::Result<Handled> {
     // Is leader and is not departing?
@@ -112,7 +111,7 @@ pub fn departed(
         .cloned()
         .collect();
     // Update the read-only endpoint in the database relation
-    database::refresh_all(hook, deps, findings, &ctx, Some(&remaining))?;
+    database::refresh_all(hook, deps, &ctx, Some(&remaining))?;
     // Remove departing units from the cluster
     if remaining != members {
         let gone: Vec<&String> = members.iter().filter(|m| !remaining.contains(m)).collect();
@@ -141,10 +140,9 @@ pub fn departed(
         .patroni
         .patch_config(ctx.api_password(), &hosts, &patch)
     {
-        findings.problem(
-            hook,
-            Status::Waiting(format!("cannot update the synchronous settings: {e}")),
-        )?;
+        hook.add_problem(Status::Waiting(format!(
+            "cannot update the synchronous settings: {e}"
+        )))?;
         return Ok(Handled::Deferred);
     }
     Ok(Handled::Done)
