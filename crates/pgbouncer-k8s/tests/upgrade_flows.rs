@@ -32,8 +32,8 @@ mod support;
 use charm::Status;
 use charm_testing::{bag, event, run_action, Output, State};
 use pgbouncer_k8s::state;
-use pgbouncer_k8s::statefulset::FakeStatefulSets;
 use postgres_admin::testing::FakeConnector;
+use support::statefulset::FakeStatefulSets;
 use support::*;
 
 const VERSION: &str = "1.24.1";

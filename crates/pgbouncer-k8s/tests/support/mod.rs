@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod statefulset;
+
 use charm::{Event, SecretContent, SecretId};
 use charm_testing::{
     event, run, CharmState, ContainerState, Output, Owner, RelationState, SecretState, State,
