@@ -8,6 +8,8 @@
 //! add candidate statuses to the hook, and the most pressing one is set
 //! ([`StatusCollector`]).
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod commands;
 pub mod context;

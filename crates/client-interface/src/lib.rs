@@ -28,6 +28,8 @@
 //! assert!(request.wants_secret_credentials());
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod endpoint;
 pub mod provider;
 pub mod request;
