@@ -27,6 +27,8 @@
 //! | healthy → partition 0, "Upgrade will resume on unit N", logged | `resume_lowers_the_partition_once_the_upgraded_units_are_healthy` |
 //! | the partition patch is refused → failure | `resume_reports_a_refused_patch` |
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use charm::Status;

@@ -1,7 +1,7 @@
 //! Running Python `ops` charms on the local model in tests: a venv from PyPI,
 //! packed per-unit charm directories, and a model to deploy and relate them in.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use local_model::agent::Agent;
 use local_model::model::{Application, End, Model, Unit};

@@ -1,6 +1,6 @@
 //! Building PgBouncer units on the in-memory model.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 pub mod statefulset;
 

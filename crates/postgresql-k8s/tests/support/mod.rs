@@ -1,7 +1,7 @@
 //! Building PostgreSQL units on the in-memory model, with fakes for Patroni,
 //! PostgreSQL and the pod API.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 pub mod patroni;
 pub mod pods;
