@@ -17,6 +17,8 @@
 //! Run with `cargo bench -p e2e --bench cluster`. Each figure is one run: each
 //! takes tens of seconds of real cluster work.
 
+#![allow(clippy::unwrap_used)]
+
 use e2e::{
     action, active, address, charm, cluster_settled, controller, converge, converge_polling,
     primary, python_charm, synchronous_standby_runs, units, Scratch,

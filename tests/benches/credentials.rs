@@ -16,6 +16,8 @@
 //!
 //! Run with `cargo bench -p e2e --bench credentials`.
 
+#![allow(clippy::unwrap_used)]
+
 use e2e::{
     active, address, charm, client_credentials, controller, converge, postgresql_cluster, psql,
     python_charm, Credentials, Scratch,

@@ -1,6 +1,9 @@
 //! Helpers for the end-to-end tests: build and pack the charms, run a local
 //! model in a scratch directory, and wait for it to converge.
 
+// The end-to-end tests' support: a failure here fails the test.
+#![allow(clippy::unwrap_used)]
+
 pub mod balancer;
 
 use local_model::controller::Controller;

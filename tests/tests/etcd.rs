@@ -1,6 +1,8 @@
 //! The etcd charm on the local model runs a real etcd that answers on the
 //! leader's own address and hands that address to a related application.
 
+#![allow(clippy::unwrap_used)]
+
 use e2e::{charm, controller, converge, Scratch};
 use std::io::{Read, Write};
 use std::time::Duration;

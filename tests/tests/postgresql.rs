@@ -4,6 +4,8 @@
 //! client related to it directly; no data is lost and the client's endpoints
 //! follow the primary.
 
+#![allow(clippy::unwrap_used)]
+
 use e2e::{
     action, address, cluster_settled, controller, converge, postgresql_cluster, primary, psql,
     python_charm, units, Scratch,

@@ -10,6 +10,8 @@
 //! relation, clients are told `tls="False"` and connect in plain, and relating
 //! again brings TLS back.
 
+#![allow(clippy::unwrap_used)]
+
 use e2e::{
     action, active, address, charm, controller, converge, postgresql_cluster, psql_tls,
     python_charm, PsqlTls, Scratch,

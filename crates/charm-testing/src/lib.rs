@@ -9,6 +9,8 @@
 //!
 //! For tests only: crates take it as a dev-dependency.
 
+#![warn(missing_docs)]
+
 mod charm_dir;
 pub mod event;
 pub mod standin;

@@ -41,8 +41,11 @@ exit "$code"
 /// One recorded call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordedCall {
+    /// The tool's name (`relation-get`, `status-set`, ...).
     pub tool: String,
+    /// Its arguments, in order.
     pub args: Vec<String>,
+    /// What it read on stdin.
     pub stdin: String,
     /// The content of each `key#file=<path>` argument's file, by key.
     pub files: BTreeMap<String, String>,

@@ -19,8 +19,11 @@ pub type JsonMap = serde_json::Map<String, serde_json::Value>;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub enum Port {
+    /// TCP ports `from` to `to` (equal for one port).
     Tcp(u16, u16),
+    /// UDP ports `from` to `to` (equal for one port).
     Udp(u16, u16),
+    /// ICMP.
     Icmp,
 }
 
@@ -85,6 +88,7 @@ impl TryFrom<String> for Port {
 /// `status-get` for the unit: its status and message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatusInfo {
+    /// The status.
     pub status: Status,
     /// For the application status: each unit's status.
     pub units: BTreeMap<String, Status>,
@@ -94,10 +98,13 @@ pub struct StatusInfo {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Network {
+    /// The interfaces the unit's addresses are bound to.
     #[serde(default)]
     pub bind_addresses: Vec<BindAddress>,
+    /// The subnets the unit's traffic leaves from (CIDRs).
     #[serde(default)]
     pub egress_subnets: Vec<String>,
+    /// The addresses other units reach this one on.
     #[serde(default)]
     pub ingress_addresses: Vec<String>,
 }
@@ -106,10 +113,13 @@ pub struct Network {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct BindAddress {
+    /// The interface's MAC address.
     #[serde(default)]
     pub mac_address: String,
+    /// The interface's name.
     #[serde(default)]
     pub interface_name: String,
+    /// Its addresses.
     #[serde(default)]
     pub addresses: Vec<Address>,
 }
@@ -117,9 +127,12 @@ pub struct BindAddress {
 /// One address of an interface.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Address {
+    /// The address's host name, when Juju knows one.
     #[serde(default)]
     pub hostname: String,
+    /// The address.
     pub value: String,
+    /// Its subnet (CIDR).
     #[serde(default)]
     pub cidr: String,
 }
@@ -127,8 +140,10 @@ pub struct Address {
 /// `goal-state`: the units and relations Juju is converging to.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GoalState {
+    /// This application's units, by name.
     #[serde(default)]
     pub units: BTreeMap<String, GoalStatus>,
+    /// Each endpoint's related units and applications, by name.
     #[serde(default)]
     pub relations: BTreeMap<String, BTreeMap<String, GoalStatus>>,
 }
@@ -136,7 +151,9 @@ pub struct GoalState {
 /// A unit's or relation member's goal status.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GoalStatus {
+    /// `waiting`, `joining`, `joined`, `active`, `dying`, ...
     pub status: String,
+    /// When the status last changed.
     #[serde(default)]
     pub since: Option<String>,
 }

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 /// One hook-tool invocation: the tool, its arguments and what it reads on stdin.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
+    /// The tool's name (`relation-get`, ...).
     pub tool: String,
+    /// Its arguments, in order.
     pub args: Vec<String>,
     /// Sent on stdin (`relation-set --file -`); never recorded, it may hold credentials.
     #[serde(skip)]
@@ -80,14 +82,17 @@ fn flag(name: &str, value: &str) -> String {
     format!("--{name}={value}")
 }
 
+/// `is-leader`.
 pub fn is_leader() -> Command {
     Command::new("is-leader", [JSON])
 }
 
+/// `relation-ids`: the relations on `endpoint`.
 pub fn relation_ids(endpoint: &str) -> Command {
     Command::new("relation-ids", [endpoint, JSON])
 }
 
+/// `relation-list`: the remote units in `relation`.
 pub fn relation_list(relation: &Relation) -> Command {
     Command::new(
         "relation-list",
@@ -95,6 +100,7 @@ pub fn relation_list(relation: &Relation) -> Command {
     )
 }
 
+/// `relation-list --app`: the remote application of `relation`.
 pub fn relation_remote_app(relation: &Relation) -> Command {
     Command::new(
         "relation-list",
@@ -107,6 +113,7 @@ pub fn relation_remote_app(relation: &Relation) -> Command {
     )
 }
 
+/// `relation-get`: one application's or unit's whole bag.
 pub fn relation_get(relation: &Relation, bag: &Bag) -> Command {
     let mut args = vec![JSON.to_string(), "-r".into(), relation.to_string()];
     if let Bag::App(_) = bag {
@@ -117,6 +124,7 @@ pub fn relation_get(relation: &Relation, bag: &Bag) -> Command {
     Command::new("relation-get", args)
 }
 
+/// `relation-set --file -`: `changes` (an empty value deletes its key) to this unit's bag, or the application's when `app`.
 pub fn relation_set(relation: &Relation, app: bool, changes: &Databag) -> Command {
     let mut args = vec!["-r".to_string(), relation.to_string()];
     if app {
@@ -129,10 +137,12 @@ pub fn relation_set(relation: &Relation, app: bool, changes: &Databag) -> Comman
     c
 }
 
+/// `config-get`: every option.
 pub fn config_get() -> Command {
     Command::new("config-get", [JSON])
 }
 
+/// `status-get` for the unit, or the application when `app`.
 pub fn status_get(app: bool) -> Command {
     Command::new(
         "status-get",
@@ -144,6 +154,7 @@ pub fn status_get(app: bool) -> Command {
     )
 }
 
+/// `status-set` for the unit, or the application when `app`.
 pub fn status_set(app: bool, status: &Status) -> Command {
     Command::new(
         "status-set",
@@ -156,26 +167,32 @@ pub fn status_set(app: bool, status: &Status) -> Command {
     )
 }
 
+/// `juju-log` at `level`.
 pub fn juju_log(level: LogLevel, message: &str) -> Command {
     Command::new("juju-log", ["--log-level", level.as_str(), "--", message])
 }
 
+/// `application-version-set`.
 pub fn application_version_set(version: &str) -> Command {
     Command::new("application-version-set", ["--", version])
 }
 
+/// `open-port`.
 pub fn open_port(port: &Port) -> Command {
     Command::new("open-port", [port.to_string()])
 }
 
+/// `close-port`.
 pub fn close_port(port: &Port) -> Command {
     Command::new("close-port", [port.to_string()])
 }
 
+/// `opened-ports`.
 pub fn opened_ports() -> Command {
     Command::new("opened-ports", [JSON])
 }
 
+/// `network-get` for `binding`, as seen from `relation` when given.
 pub fn network_get(binding: &str, relation: Option<u64>) -> Command {
     let mut args = vec![JSON.to_string()];
     if let Some(id) = relation {
@@ -186,14 +203,17 @@ pub fn network_get(binding: &str, relation: Option<u64>) -> Command {
     Command::new("network-get", args)
 }
 
+/// `goal-state`.
 pub fn goal_state() -> Command {
     Command::new("goal-state", [JSON])
 }
 
+/// `action-get`: every parameter.
 pub fn action_get() -> Command {
     Command::new("action-get", [JSON])
 }
 
+/// `action-set`: each `key=value`.
 pub fn action_set(results: &BTreeMap<String, String>) -> Command {
     Command::new(
         "action-set",
@@ -201,10 +221,12 @@ pub fn action_set(results: &BTreeMap<String, String>) -> Command {
     )
 }
 
+/// `action-fail` with `message`.
 pub fn action_fail(message: &str) -> Command {
     Command::new("action-fail", ["--", message])
 }
 
+/// `action-log` with `message`.
 pub fn action_log(message: &str) -> Command {
     Command::new("action-log", ["--", message])
 }
@@ -250,6 +272,7 @@ fn secret_ref(secret: &SecretRef, args: &mut Vec<String>) {
     }
 }
 
+/// `secret-get`: the content of `revision`.
 pub fn secret_get(secret: &SecretRef, revision: Revision) -> Command {
     let mut args = vec![JSON.to_string()];
     secret_ref(secret, &mut args);
@@ -261,6 +284,7 @@ pub fn secret_get(secret: &SecretRef, revision: Revision) -> Command {
     Command::new("secret-get", args)
 }
 
+/// `secret-info-get` (for the owner).
 pub fn secret_info_get(secret: &SecretRef) -> Command {
     let mut args = vec![JSON.to_string()];
     match secret {
@@ -270,6 +294,7 @@ pub fn secret_info_get(secret: &SecretRef) -> Command {
     Command::new("secret-info-get", args)
 }
 
+/// `secret-set`: a new revision from `files` (key and file path pairs) and metadata.
 pub fn secret_set(id: &SecretId, meta: &SecretMeta, files: &[(String, String)]) -> Command {
     let mut args = Vec::new();
     meta_flags(meta, &mut args);
@@ -288,14 +313,17 @@ fn grant_args(id: &SecretId, relation: u64, unit: Option<&str>) -> Vec<String> {
     args
 }
 
+/// `secret-grant` to `relation`'s application, or one `unit` of it.
 pub fn secret_grant(id: &SecretId, relation: u64, unit: Option<&str>) -> Command {
     Command::new("secret-grant", grant_args(id, relation, unit))
 }
 
+/// `secret-revoke` from `relation`'s application, or one `unit` of it.
 pub fn secret_revoke(id: &SecretId, relation: u64, unit: Option<&str>) -> Command {
     Command::new("secret-revoke", grant_args(id, relation, unit))
 }
 
+/// `secret-remove`: one revision, or every one.
 pub fn secret_remove(id: &SecretId, revision: Option<u64>) -> Command {
     let mut args = vec![id.to_string()];
     if let Some(r) = revision {
@@ -305,6 +333,7 @@ pub fn secret_remove(id: &SecretId, revision: Option<u64>) -> Command {
     Command::new("secret-remove", args)
 }
 
+/// `secret-ids`: the secrets this unit or its application owns.
 pub fn secret_ids() -> Command {
     Command::new("secret-ids", [JSON])
 }

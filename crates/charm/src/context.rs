@@ -10,11 +10,15 @@ use std::path::PathBuf;
 pub struct Context {
     /// `app/N`.
     pub unit: String,
+    /// The application's name.
     pub app: String,
+    /// The model's name.
     pub model_name: String,
+    /// The model's UUID.
     pub model_uuid: String,
     /// The charm directory (also the working directory).
     pub charm_dir: PathBuf,
+    /// The unit agent's Juju version.
     pub juju_version: JujuVersion,
     /// The event this dispatch was started for.
     pub event: Event,

@@ -13,17 +13,29 @@ pub const QUEUE_FILE: &str = ".deferred-events.json";
 /// Why the queue could not be read or saved.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
+    /// The queue file could not be read.
     #[error("cannot read the deferred-event queue {path}: {source}")]
     Read {
+        /// The queue file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The queue file is not a valid queue.
     #[error("the deferred-event queue {path} is not valid ({detail}); move it aside to continue, its events are lost")]
-    Corrupt { path: PathBuf, detail: String },
+    Corrupt {
+        /// The queue file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The queue file could not be written.
     #[error("cannot save the deferred-event queue {path}: {source}")]
     Write {
+        /// The queue file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },

@@ -5,43 +5,79 @@
 pub enum Error {
     /// The relation is unknown to this hook (gone, or never existed).
     #[error("{tool}: relation not found: {message}")]
-    RelationNotFound { tool: String, message: String },
+    RelationNotFound {
+        /// The tool that failed.
+        tool: String,
+        /// Juju's message.
+        message: String,
+    },
     /// Juju's rules forbid the access (for example a follower reading its own
     /// application databag on a non-peer relation).
     #[error("{tool}: permission denied: {message}")]
-    PermissionDenied { tool: String, message: String },
+    PermissionDenied {
+        /// The tool that failed.
+        tool: String,
+        /// Juju's message.
+        message: String,
+    },
     /// The secret, or the label, is unknown to this unit.
     #[error("{tool}: secret not found: {message}")]
-    SecretNotFound { tool: String, message: String },
+    SecretNotFound {
+        /// The tool that failed.
+        tool: String,
+        /// Juju's message.
+        message: String,
+    },
     /// Only the leader may do this.
     #[error("{tool}: this unit is not the leader")]
-    NotLeader { tool: String },
+    NotLeader {
+        /// The tool refused.
+        tool: String,
+    },
     /// An action tool was used outside an action.
     #[error("{tool}: not running an action")]
-    NotInAction { tool: String },
+    NotInAction {
+        /// The tool refused.
+        tool: String,
+    },
     /// Refused before asking Juju: the request breaks one of Juju's rules.
     #[error("{0}")]
     Invalid(String),
     /// One relation was asked for by endpoint, and the endpoint has several.
     #[error("endpoint {endpoint} has {count} relations: name one by its id")]
-    TooManyRelations { endpoint: String, count: usize },
+    TooManyRelations {
+        /// The endpoint.
+        endpoint: String,
+        /// How many relations it has.
+        count: usize,
+    },
     /// Any other failure reported by a hook tool.
     #[error("{tool} failed (exit code {code}): {message}")]
     Tool {
+        /// The tool that failed.
         tool: String,
+        /// Its exit code.
         code: i32,
+        /// Its stderr, without the `ERROR ` prefix.
         message: String,
     },
     /// The hook tool could not be started.
     #[error("cannot run {tool}: {source}")]
     Spawn {
+        /// The tool.
         tool: String,
+        /// Why it could not be started.
         #[source]
         source: std::io::Error,
     },
     /// The hook tool printed something this SDK cannot read.
     #[error("{tool} printed output that cannot be read: {detail}")]
-    Output { tool: String, detail: String },
+    Output {
+        /// The tool.
+        tool: String,
+        /// What could not be read.
+        detail: String,
+    },
 }
 
 impl Error {

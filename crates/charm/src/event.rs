@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 /// `JUJU_DEPARTING_UNIT`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RelationEvent {
+    /// The relation.
     pub relation: Relation,
+    /// The remote application.
     pub remote_app: String,
     /// The remote unit that triggered the hook; `None` for created, broken and
     /// application-databag changes.
@@ -25,7 +27,9 @@ pub struct RelationEvent {
 /// A secret event's data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretEvent {
+    /// The secret.
     pub id: SecretId,
+    /// Its label for this unit, when it has one.
     pub label: Option<String>,
     /// Set for secret-remove and secret-expired.
     pub revision: Option<u64>,
@@ -34,15 +38,20 @@ pub struct SecretEvent {
 /// A Pebble notice (`<container>-pebble-custom-notice`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notice {
+    /// The notice's id.
     pub id: String,
+    /// Its type (`custom`).
     pub kind: String,
+    /// Its key (`domain.com/path`).
     pub key: String,
 }
 
 /// An action invocation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionEvent {
+    /// The action's name.
     pub name: String,
+    /// The action's id.
     pub id: String,
 }
 
@@ -50,53 +59,93 @@ pub struct ActionEvent {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Event {
+    /// `install`.
     Install,
+    /// `start`.
     Start,
+    /// `stop`.
     Stop,
+    /// `remove`.
     Remove,
+    /// `config-changed`.
     ConfigChanged,
+    /// `update-status`.
     UpdateStatus,
+    /// `upgrade-charm`.
     UpgradeCharm,
+    /// `leader-elected`.
     LeaderElected,
+    /// `leader-settings-changed`.
     LeaderSettingsChanged,
+    /// `collect-metrics`.
     CollectMetrics,
+    /// `pre-series-upgrade`.
     PreSeriesUpgrade,
+    /// `post-series-upgrade`.
     PostSeriesUpgrade,
+    /// `<endpoint>-relation-created`.
     RelationCreated(RelationEvent),
+    /// `<endpoint>-relation-joined`.
     RelationJoined(RelationEvent),
+    /// `<endpoint>-relation-changed`.
     RelationChanged(RelationEvent),
+    /// `<endpoint>-relation-departed`.
     RelationDeparted(RelationEvent),
+    /// `<endpoint>-relation-broken`.
     RelationBroken(RelationEvent),
+    /// `<container>-pebble-ready`.
     PebbleReady {
+        /// The container.
         container: String,
     },
+    /// `<container>-pebble-custom-notice`.
     PebbleCustomNotice {
+        /// The container.
         container: String,
+        /// The notice.
         notice: Notice,
     },
+    /// `<container>-pebble-check-failed`.
     PebbleCheckFailed {
+        /// The container.
         container: String,
+        /// The check's name.
         check: String,
     },
+    /// `<container>-pebble-check-recovered`.
     PebbleCheckRecovered {
+        /// The container.
         container: String,
+        /// The check's name.
         check: String,
     },
+    /// `secret-changed` (to a consumer: a new revision).
     SecretChanged(SecretEvent),
+    /// `secret-rotate` (to the owner: rotation is due).
     SecretRotate(SecretEvent),
+    /// `secret-remove` (to the owner: a revision no one tracks).
     SecretRemove(SecretEvent),
+    /// `secret-expired` (to the owner: a revision expired).
     SecretExpired(SecretEvent),
+    /// `<storage>-storage-attached`.
     StorageAttached {
+        /// The storage's name.
         storage: String,
+        /// Where it is mounted.
         location: String,
     },
+    /// `<storage>-storage-detaching`.
     StorageDetaching {
+        /// The storage's name.
         storage: String,
+        /// Where it is mounted.
         location: String,
     },
+    /// An action.
     Action(ActionEvent),
     /// A hook this SDK does not know (for example one fired by hand); charms ignore it.
     Other {
+        /// The hook's name.
         hook: String,
     },
 }
@@ -104,10 +153,17 @@ pub enum Event {
 /// Why the environment does not describe an event.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EventError {
+    /// A variable Juju always sets is missing.
     #[error("{0} is not set: this program must be started by Juju (as the charm's dispatch)")]
     Missing(&'static str),
+    /// A variable has a value that cannot be read.
     #[error("{var} has an invalid value {value:?}")]
-    Invalid { var: &'static str, value: String },
+    Invalid {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+    },
 }
 
 const RELATION_SUFFIXES: [&str; 5] = [

@@ -52,6 +52,7 @@ fn secret_key(secret: &SecretRef) -> String {
 }
 
 impl<'a> Hook<'a> {
+    /// A hook for `context`, asking `backend` and the containers' Pebble in `workloads`.
     pub fn new(
         context: &'a Context,
         backend: &'a mut dyn Backend,

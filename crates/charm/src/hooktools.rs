@@ -21,14 +21,18 @@ use std::time::Instant;
 /// What running one hook-tool command gave: its output and exit code.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RawOutput {
+    /// What it printed on stdout.
     pub stdout: Vec<u8>,
+    /// What it printed on stderr.
     pub stderr: Vec<u8>,
+    /// Its exit code.
     pub code: i32,
 }
 
 /// Runs hook-tool commands. [`ProcessRunner`] starts the real tools; a hook-tool
 /// emulator can run them in-process instead.
 pub trait ToolRunner {
+    /// Runs `cmd` and collects what it gave.
     fn run(&mut self, cmd: &Command) -> std::io::Result<RawOutput>;
 }
 

@@ -47,6 +47,8 @@
 //! assert_eq!(out.state.unit_status, Status::Active("ready".into()));
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod commands;
 pub mod context;

@@ -12,22 +12,34 @@ use std::path::Path;
 /// Why a charm file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
+    /// The file could not be read.
     #[error("cannot read {file}: {source}")]
     Read {
+        /// The file's name.
         file: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not what Juju accepts.
     #[error("{file} is not valid: {detail}")]
-    Invalid { file: String, detail: String },
+    Invalid {
+        /// The file's name.
+        file: String,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 /// An endpoint declared under `provides`, `requires` or `peers`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 pub struct EndpointSpec {
+    /// The interface's name.
     pub interface: String,
+    /// How many relations the endpoint takes, when limited.
     #[serde(default)]
     pub limit: Option<u32>,
+    /// Whether the charm works without it.
     #[serde(default)]
     pub optional: bool,
 }
@@ -35,13 +47,18 @@ pub struct EndpointSpec {
 /// `metadata.yaml`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 pub struct CharmMeta {
+    /// The charm's name.
     pub name: String,
+    /// Endpoints this charm provides, by name.
     #[serde(default)]
     pub provides: BTreeMap<String, EndpointSpec>,
+    /// Endpoints this charm requires, by name.
     #[serde(default)]
     pub requires: BTreeMap<String, EndpointSpec>,
+    /// Peer endpoints, by name.
     #[serde(default)]
     pub peers: BTreeMap<String, EndpointSpec>,
+    /// Workload containers, by name (their declarations as written).
     #[serde(default)]
     pub containers: BTreeMap<String, serde_json::Value>,
 }
@@ -66,20 +83,28 @@ impl CharmMeta {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptionType {
+    /// A string.
     String,
+    /// An integer.
     Int,
+    /// A floating-point number.
     Float,
+    /// A boolean.
     Boolean,
+    /// A secret's URI (a user secret granted to the application).
     Secret,
 }
 
 /// One config option.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct ConfigOption {
+    /// The option's type.
     #[serde(rename = "type")]
     pub kind: OptionType,
+    /// Its default, when it has one.
     #[serde(default)]
     pub default: Option<Value>,
+    /// What it is for.
     #[serde(default)]
     pub description: String,
 }
@@ -87,6 +112,7 @@ pub struct ConfigOption {
 /// `config.yaml`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct ConfigSpec {
+    /// The options, by name.
     #[serde(default)]
     pub options: BTreeMap<String, ConfigOption>,
 }
@@ -148,8 +174,10 @@ impl ConfigSpec {
 /// One action's declaration.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct ActionSpec {
+    /// What it does.
     #[serde(default)]
     pub description: String,
+    /// Its parameters: a JSON schema per name.
     #[serde(default)]
     pub params: BTreeMap<String, Value>,
 }
@@ -204,8 +232,11 @@ pub fn parse_yaml<T: for<'de> Deserialize<'de> + Default>(
 /// A charm directory's declarations.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CharmFiles {
+    /// `metadata.yaml`.
     pub meta: CharmMeta,
+    /// `config.yaml` (empty when there is none).
     pub config: ConfigSpec,
+    /// `actions.yaml` (empty when there is none).
     pub actions: ActionsSpec,
 }
 

@@ -11,11 +11,14 @@ pub type Databag = BTreeMap<String, String>;
 /// (`database:4` on the command line).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Relation {
+    /// The endpoint's name in `metadata.yaml`.
     pub endpoint: String,
+    /// The relation's id.
     pub id: u64,
 }
 
 impl Relation {
+    /// The relation `id` on `endpoint`.
     pub fn new(endpoint: impl Into<String>, id: u64) -> Self {
         Relation {
             endpoint: endpoint.into(),
@@ -42,7 +45,9 @@ impl fmt::Display for Relation {
 /// Which databag of a relation to read: an application's or a unit's.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Bag {
+    /// An application's bag, by application name.
     App(String),
+    /// A unit's bag, by unit name.
     Unit(String),
 }
 

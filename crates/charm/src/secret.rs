@@ -106,6 +106,7 @@ impl TryFrom<String> for SecretId {
 pub struct SecretContent(BTreeMap<String, String>);
 
 impl SecretContent {
+    /// No keys.
     pub fn new() -> Self {
         SecretContent::default()
     }
@@ -116,22 +117,27 @@ impl SecretContent {
         self
     }
 
+    /// Sets `key` to `value`.
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
         self.0.insert(key.into(), value.into());
     }
 
+    /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
     }
 
+    /// The keys and values, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
         self.0.iter()
     }
 
+    /// The keys, in order.
     pub fn keys(&self) -> impl Iterator<Item = &String> {
         self.0.keys()
     }
 
+    /// Whether it has no keys.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -203,6 +209,7 @@ pub enum SecretOwner {
 }
 
 impl SecretOwner {
+    /// The name Juju's tools use (`application`, `unit`).
     pub fn as_str(self) -> &'static str {
         match self {
             SecretOwner::Application => "application",
@@ -215,16 +222,24 @@ impl SecretOwner {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Rotate {
+    /// No rotation.
     Never,
+    /// Every hour.
     Hourly,
+    /// Every day.
     Daily,
+    /// Every week.
     Weekly,
+    /// Every month.
     Monthly,
+    /// Every three months.
     Quarterly,
+    /// Every year.
     Yearly,
 }
 
 impl Rotate {
+    /// The name Juju's tools use (`hourly`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             Rotate::Never => "never",
@@ -237,6 +252,7 @@ impl Rotate {
         }
     }
 
+    /// Parses the name Juju's tools use.
     pub fn parse(s: &str) -> Option<Rotate> {
         Some(match s {
             "never" => Rotate::Never,
@@ -254,10 +270,13 @@ impl Rotate {
 /// Metadata given to `secret-add` and `secret-set`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SecretMeta {
+    /// The owner's label.
     pub label: Option<String>,
+    /// A description for humans.
     pub description: Option<String>,
     /// RFC 3339 expiry time.
     pub expire: Option<String>,
+    /// The rotation policy.
     pub rotate: Option<Rotate>,
 }
 
@@ -286,18 +305,26 @@ pub enum Revision {
 /// What `secret-info-get` tells an owner.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub struct SecretInfo {
+    /// The secret's id: the key `secret-info-get` lists it under.
     #[serde(skip)]
     pub id: Option<SecretId>,
+    /// The latest revision.
     pub revision: u64,
+    /// The owner's label.
     #[serde(default)]
     pub label: Option<String>,
+    /// Who owns it.
     pub owner: SecretOwner,
+    /// Its description.
     #[serde(default)]
     pub description: Option<String>,
+    /// When it expires (RFC 3339).
     #[serde(default)]
     pub expiry: Option<String>,
+    /// Its rotation policy.
     #[serde(default)]
     pub rotation: Option<Rotate>,
+    /// When it next rotates (RFC 3339).
     #[serde(default)]
     pub rotates: Option<String>,
 }

@@ -11,14 +11,17 @@ pub const STATS_FILE_VAR: &str = "CHARM_TOOL_STATS";
 /// One recorded call: the tool, its arguments and how long it took.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolCall {
+    /// The tool and its arguments.
     #[serde(flatten)]
     pub command: Command,
+    /// How long it took, in microseconds.
     pub micros: u64,
 }
 
 /// Every hook-tool call of one dispatch, in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolStats {
+    /// The calls, in order.
     pub calls: Vec<ToolCall>,
 }
 

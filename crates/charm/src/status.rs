@@ -7,9 +7,13 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", content = "message", rename_all = "lowercase")]
 pub enum Status {
+    /// Running and serving, with a message (may be empty).
     Active(String),
+    /// Needs a human to act (relate, configure, trust), and says what.
     Blocked(String),
+    /// Busy with something that needs no human.
     Maintenance(String),
+    /// Waiting for something outside the unit (another application, a peer).
     Waiting(String),
     /// Set by Juju only (before the charm sets anything).
     Unknown(String),
@@ -140,10 +144,15 @@ impl fmt::Display for Status {
 /// Log levels accepted by `juju-log`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum LogLevel {
+    /// `DEBUG`.
     Debug,
+    /// `INFO`.
     Info,
+    /// `WARNING`.
     Warning,
+    /// `ERROR`.
     Error,
+    /// `CRITICAL`.
     Critical,
 }
 

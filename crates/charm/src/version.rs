@@ -7,11 +7,15 @@ use std::str::FromStr;
 /// A Juju version such as `3.6.4`, `3.6-beta1` or `3.6.4.1`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JujuVersion {
+    /// The major version.
     pub major: u32,
+    /// The minor version.
     pub minor: u32,
+    /// The patch version.
     pub patch: u32,
     /// Pre-release tag such as `beta1`; a tagged version sorts before the release.
     pub tag: Option<String>,
+    /// The build number (`3.6.4.1`); 0 when there is none.
     pub build: u32,
 }
 

@@ -3,6 +3,8 @@
 //! normal and build dependencies, followed transitively; dev-dependencies are
 //! free. A forbidden edge fails the test with the path that breaks the rule.
 
+#![allow(clippy::unwrap_used)]
+
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;

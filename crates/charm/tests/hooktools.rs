@@ -1,6 +1,8 @@
 //! The real hook-tool adapter against stand-in tools: every tool's command line,
 //! every output format Juju's hook tools use, and Juju's error phrases.
 
+#![allow(clippy::unwrap_used)]
+
 use charm::backend::{Backend, Port};
 use charm::hooktools::HookTools;
 use charm::secret::{Revision, Rotate, SecretMeta, SecretRef};

@@ -5,7 +5,9 @@ use std::fmt;
 /// One endpoint; the host is checked so that it is safe in PgBouncer's ini file.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Endpoint {
+    /// A DNS name or an IP address.
     pub host: String,
+    /// The TCP port.
     pub port: u16,
 }
 

@@ -8,7 +8,7 @@
 //! - [`provider`]: answering it ([`provider::publish`] an [`Answer`]):
 //!   credentials, endpoints, URIs, version and TLS, in the databag or in the
 //!   `user` and `tls` secrets as the client asked; the relation's user secret
-//!   also keeps the client's password between hooks ([`provider::password`]).
+//!   also keeps the client's password between hooks ([`provider::kept_password`]).
 //! - [`requirer`]: asking for a database and reading the answer, as
 //!   PgBouncer does of PostgreSQL.
 //! - [`endpoint`]: `host:port` lists as the interface carries them.
@@ -27,6 +27,8 @@
 //! assert!(matches!(request.wire, Wire::V0 { .. }));
 //! assert!(request.wants_secret_credentials());
 //! ```
+
+#![warn(missing_docs)]
 
 pub mod endpoint;
 pub mod provider;

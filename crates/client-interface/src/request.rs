@@ -61,16 +61,36 @@ impl Request {
 pub enum Refusal {
     /// The database name is invalid or reserved.
     #[error("relation {relation_id}: {detail}")]
-    Database { relation_id: u64, detail: String },
+    Database {
+        /// The relation's id.
+        relation_id: u64,
+        /// What is wrong with the name.
+        detail: String,
+    },
     /// `extra-user-roles` names something not allowed.
     #[error("{INVALID_ROLES}: relation {relation_id}: {detail}")]
-    Roles { relation_id: u64, detail: String },
+    Roles {
+        /// The relation's id.
+        relation_id: u64,
+        /// Which roles, and why.
+        detail: String,
+    },
     /// A field the charm does not act on yet.
     #[error("relation {relation_id}: {what} not supported yet")]
-    Unsupported { relation_id: u64, what: String },
+    Unsupported {
+        /// The relation's id.
+        relation_id: u64,
+        /// The field asked for.
+        what: String,
+    },
     /// The request cannot be read.
     #[error("relation {relation_id}: {detail}")]
-    Malformed { relation_id: u64, detail: String },
+    Malformed {
+        /// The relation's id.
+        relation_id: u64,
+        /// What could not be read.
+        detail: String,
+    },
 }
 
 /// The status text for refused roles (the one Canonical's charms show).

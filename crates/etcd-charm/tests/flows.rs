@@ -1,5 +1,7 @@
 //! The etcd charm on the in-memory model.
 
+#![allow(clippy::unwrap_used)]
+
 use charm::backend::JsonMap;
 use charm::{Event, Status};
 use charm_testing::{event, run, CharmState, ContainerState, RelationState, State};

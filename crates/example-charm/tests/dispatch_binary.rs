@@ -2,6 +2,8 @@
 //! environment, the charm directory as working directory, hook tools on `PATH`),
 //! against stand-in tools that record each call and answer from fixtures.
 
+#![allow(clippy::unwrap_used)]
+
 use charm::stats::ToolStats;
 use charm::Event;
 use charm_testing::standin::StandIn;

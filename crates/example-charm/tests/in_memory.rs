@@ -1,6 +1,8 @@
 //! The example charm on the in-memory model: every part of the SDK, and the
 //! model's own rules (permissions, rollback, deferral).
 
+#![allow(clippy::unwrap_used)]
+
 use charm::backend::{JsonMap, Port};
 use charm::secret::SecretRef;
 use charm::{

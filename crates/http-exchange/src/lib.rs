@@ -2,6 +2,8 @@
 //! Pebble client uses it on a unix socket, the PostgreSQL charm on TCP (Patroni's
 //! REST API) and the Kubernetes client over TLS.
 
+#![warn(missing_docs)]
+
 use std::io::{BufRead, BufReader, Cursor, Read, Write};
 
 /// The most a response's status line and headers may take.
@@ -21,8 +23,11 @@ pub enum HttpError {
 /// A response: status code, content type and the whole body.
 #[derive(Debug)]
 pub struct Response {
+    /// The status code.
     pub status: u16,
+    /// The `Content-Type` header, when there is one.
     pub content_type: Option<String>,
+    /// The whole body, decoded from chunks when it came in chunks.
     pub body: Vec<u8>,
 }
 

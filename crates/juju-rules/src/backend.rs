@@ -19,9 +19,11 @@ use std::time::Duration;
 /// What an action produced.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ActionOutput {
+    /// The `action-set` results, by dotted key.
     pub results: BTreeMap<String, String>,
     /// The `action-fail` message, when the action failed.
     pub failure: Option<String>,
+    /// The `action-log` messages, in order.
     pub logs: Vec<String>,
 }
 
@@ -40,6 +42,8 @@ fn juju_error(tool: &str, message: &str) -> Error {
 }
 
 impl<'s> MemoryBackend<'s> {
+    /// The tools of one hook running `event` on `state` (with the action's
+    /// parameters, for an action).
     pub fn new(state: &'s mut State, event: Event, action_params: Option<JsonMap>) -> Self {
         MemoryBackend {
             state,

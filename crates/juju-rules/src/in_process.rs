@@ -17,7 +17,9 @@ use std::path::PathBuf;
 /// A hook that succeeded: the new state and the calls it made.
 #[derive(Debug)]
 pub struct Output {
+    /// The state after the hook.
     pub state: State,
+    /// Every tool call the hook made, with its time.
     pub calls: ToolStats,
     /// For actions: results, failure message and logs.
     pub action: ActionOutput,
@@ -26,8 +28,11 @@ pub struct Output {
 /// A hook that failed: the error, the state after Juju's rollback, and the calls.
 #[derive(Debug)]
 pub struct Failure {
+    /// Why the hook failed.
     pub error: anyhow::Error,
+    /// The state after Juju's rollback.
     pub state: State,
+    /// Every tool call the hook made, with its time.
     pub calls: ToolStats,
 }
 

@@ -9,6 +9,8 @@
 //! the simulator runs charms in process with [`run`], and `charm-testing` offers
 //! all of it to unit tests.
 
+#![warn(missing_docs)]
+
 mod backend;
 mod in_process;
 mod pebble;

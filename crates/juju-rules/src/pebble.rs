@@ -408,6 +408,7 @@ fn glob(pattern: &str, name: &str) -> bool {
 /// The containers of a state during one hook. A container the state does not
 /// declare never connects.
 pub struct MemoryWorkloads {
+    /// Each container by name.
     pub containers: BTreeMap<String, ContainerState>,
 }
 

@@ -12,21 +12,33 @@ pub const MODEL_UUID: &str = "6f1e3a5c-2b9e-4d7a-8a61-0c7f2e9b5d13";
 /// Everything Juju and the workload hold for one unit.
 #[derive(Clone, Debug, PartialEq)]
 pub struct State {
+    /// The unit's name (`app/0`).
     pub unit: String,
+    /// The model's name.
     pub model_name: String,
+    /// The model's UUID.
     pub model_uuid: String,
+    /// The Juju version the unit's agent reports.
     pub juju_version: JujuVersion,
+    /// Whether this unit is its application's leader.
     pub leader: bool,
     /// What `config-get` prints (defaults already applied).
     pub config: JsonMap,
+    /// The relations the unit is in.
     pub relations: Vec<RelationState>,
+    /// The secrets the unit sees: its own and its application's, and those granted to it.
     pub secrets: Vec<SecretState>,
+    /// The workload containers, by name.
     pub containers: BTreeMap<String, ContainerState>,
     /// The unit's deferred-event queue.
     pub deferred: Vec<Event>,
+    /// The unit's status.
     pub unit_status: Status,
+    /// The application's status (the leader sets it).
     pub app_status: Status,
+    /// What `application-version-set` last set.
     pub workload_version: String,
+    /// The ports the unit opened.
     pub opened_ports: BTreeSet<Port>,
     /// This unit's address in `network-get`.
     pub address: String,
@@ -70,31 +82,37 @@ impl State {
         charm::relation::app_of(&self.unit)
     }
 
+    /// The same unit, leader or not.
     pub fn leader(mut self, leader: bool) -> State {
         self.leader = leader;
         self
     }
 
+    /// The same unit with this configuration.
     pub fn with_config(mut self, config: JsonMap) -> State {
         self.config = config;
         self
     }
 
+    /// The same unit in one more relation.
     pub fn with_relation(mut self, relation: RelationState) -> State {
         self.relations.push(relation);
         self
     }
 
+    /// The same unit seeing one more secret.
     pub fn with_secret(mut self, secret: SecretState) -> State {
         self.secrets.push(secret);
         self
     }
 
+    /// The same unit with container `name`.
     pub fn with_container(mut self, name: &str, container: ContainerState) -> State {
         self.containers.insert(name.to_string(), container);
         self
     }
 
+    /// The same unit with `event` at the end of its deferred queue.
     pub fn with_deferred(mut self, event: Event) -> State {
         self.deferred.push(event);
         self
@@ -131,13 +149,17 @@ impl State {
 /// A relation as one unit sees it: its own bags, and the remote side's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RelationState {
+    /// The relation's id.
     pub id: u64,
+    /// This unit's endpoint in it.
     pub endpoint: String,
     /// The other application (this application for a peer relation).
     pub remote_app: String,
+    /// Whether it is a peer relation.
     pub peer: bool,
     /// This application's bag (for a peer relation, the one bag all units share).
     pub local_app_data: Databag,
+    /// This unit's bag.
     pub local_unit_data: Databag,
     /// The remote application's bag (unused for a peer relation).
     pub remote_app_data: Databag,
@@ -173,21 +195,25 @@ impl RelationState {
         Relation::new(&self.endpoint, self.id)
     }
 
+    /// The same relation with remote unit `unit` in scope, its bag `data`.
     pub fn remote_unit(mut self, unit: &str, data: &[(&str, &str)]) -> RelationState {
         self.remote_units.insert(unit.into(), bag(data));
         self
     }
 
+    /// The same relation with the remote application's bag `data`.
     pub fn remote_app_data(mut self, data: &[(&str, &str)]) -> RelationState {
         self.remote_app_data = bag(data);
         self
     }
 
+    /// The same relation with this application's bag `data`.
     pub fn local_app_data(mut self, data: &[(&str, &str)]) -> RelationState {
         self.local_app_data = bag(data);
         self
     }
 
+    /// The same relation with this unit's bag `data`.
     pub fn local_unit_data(mut self, data: &[(&str, &str)]) -> RelationState {
         self.local_unit_data = bag(data);
         self
@@ -209,10 +235,16 @@ pub enum Owner {
     /// This unit.
     Unit,
     /// Another application, which may have granted this application access.
-    Remote { app: String, granted: bool },
+    Remote {
+        /// The owning application.
+        app: String,
+        /// Whether it granted this unit's application access.
+        granted: bool,
+    },
 }
 
 impl Owner {
+    /// Whether another application owns it.
     pub fn is_remote(&self) -> bool {
         matches!(self, Owner::Remote { .. })
     }
@@ -221,14 +253,19 @@ impl Owner {
 /// A secret as this unit sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecretState {
+    /// The secret's id.
     pub id: SecretId,
+    /// Who owns it.
     pub owner: Owner,
     /// The label the owner gave it.
     pub owner_label: Option<String>,
     /// The label this unit gave it as a consumer.
     pub consumer_label: Option<String>,
+    /// The owner's description.
     pub description: Option<String>,
+    /// When it expires, as `secret-add --expire` was given it.
     pub expire: Option<String>,
+    /// The rotation policy.
     pub rotate: Option<Rotate>,
     /// Revision number to content.
     pub revisions: BTreeMap<u64, SecretContent>,
@@ -269,18 +306,26 @@ impl SecretState {
 /// A file in a container.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileState {
+    /// The file's bytes.
     pub content: Vec<u8>,
+    /// Its mode bits (`0o644`).
     pub permissions: u32,
+    /// Its owner, when the push named one.
     pub user: Option<String>,
+    /// Its group, when the push named one.
     pub group: Option<String>,
 }
 
 /// What the charm did to a service, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServiceOp {
+    /// A service started, by name.
     Start(String),
+    /// A service stopped, by name.
     Stop(String),
+    /// A service restarted, by name.
     Restart(String),
+    /// A signal sent: the signal's name and the service's.
     Signal(String, String),
 }
 
@@ -293,8 +338,11 @@ pub struct ContainerState {
     pub layers: Vec<(String, Layer)>,
     /// Running services and the definition each was last started with.
     pub running: BTreeMap<String, Service>,
+    /// Files, by absolute path.
     pub files: BTreeMap<String, FileState>,
+    /// Directories made, by absolute path.
     pub dirs: BTreeSet<String>,
+    /// The health checks and their state.
     pub checks: Vec<CheckInfo>,
     /// What the charm did to services, in order.
     pub ops: Vec<ServiceOp>,

@@ -2,6 +2,8 @@
 //! server: it checks what arrives (method, path, headers, body) and answers as
 //! Kubernetes does. The test makes its own CA and server certificate.
 
+#![allow(clippy::unwrap_used)]
+
 use k8s_incluster::{Client, Config, Error};
 use openssl::asn1::{Asn1Integer, Asn1Time};
 use openssl::bn::BigNum;

@@ -7,6 +7,8 @@
 //!
 //! Run: `cargo bench -p local-model --bench agent`.
 
+#![allow(clippy::unwrap_used)]
+
 use local_model::agent::Agent;
 use local_model::model::{Application, Model, Unit};
 use std::os::unix::fs::PermissionsExt;

@@ -9,8 +9,8 @@
 //! against any [`charm::Backend`]. [`agent`] serves the tools to hook processes
 //! (through the `hook-tool` shim and [`protocol`]) and runs `dispatch`.
 //! [`controller`] runs a model's units (saved by [`store`] after every change);
-//! [`daemon`] serves it to the `juju` CLI ([`cli`]) over [`api`]. [`testing`]
-//! helps tests run Python `ops` charms on it.
+//! [`daemon`] serves it to the `juju` CLI ([`cli`]) over [`api`]. `testing`
+//! (feature `testing`) helps tests run Python `ops` charms on it.
 
 pub mod agent;
 pub mod api;
@@ -23,6 +23,7 @@ pub mod network;
 pub mod protocol;
 pub mod resolver;
 pub mod store;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod tools;
 pub mod view;

@@ -6,6 +6,8 @@
 //! set-seed; the addresses Juju writes into relation bags, as an ops charm and
 //! `show-unit` see them; and units running their hooks at the same time.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{pack, shell_charm, v0_lib_dir, venv};

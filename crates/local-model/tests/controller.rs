@@ -3,6 +3,8 @@
 //! workload in a sandboxed Pebble container; and hooks of two units run at once,
 //! each committing only what it changed.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{pack, shell_charm, v0_lib_dir, venv};

@@ -2,6 +2,8 @@
 //! tools reach the agent through the shim, and a hook that exits 0 is committed
 //! while one that fails blocks the unit and commits nothing.
 
+#![allow(clippy::unwrap_used)]
+
 use local_model::agent::Agent;
 use local_model::model::{Application, End, Model, RelationRecord, Unit};
 use std::os::unix::fs::PermissionsExt;

@@ -2,6 +2,8 @@
 //! successful hook commits into the model, and the resolver picks what follows.
 //! Data flows between units only through commits.
 
+#![allow(clippy::unwrap_used)]
+
 use charm::{Charm, Status};
 use juju_rules::run;
 use local_model::model::{Application, End, Model, RelationRecord, Unit};

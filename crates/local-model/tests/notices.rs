@@ -4,6 +4,8 @@
 //! the notice in its environment (and `ops` fetches the rest from Pebble); a
 //! notice Pebble holds counts as due work (`pending`) before it runs.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{pack, venv};

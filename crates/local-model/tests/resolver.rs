@@ -2,6 +2,8 @@
 //! changed, departed and broken, the departing unit, no relation-changed to the
 //! writer, many changes coalesced into one hook, and Pebble custom notices.
 
+#![allow(clippy::unwrap_used)]
+
 use charm::Databag;
 use local_model::model::{Application, End, Life, Model, NoticeRecord, RelationRecord, Unit};
 use local_model::resolver::{done, next_hook};

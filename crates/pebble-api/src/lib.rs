@@ -2,6 +2,8 @@
 //! trait a charm talks to, and [`PebbleClient`], which speaks Pebble's HTTP API over
 //! its unix socket.
 
+#![warn(missing_docs)]
+
 mod client;
 mod http;
 pub mod multipart;
@@ -33,7 +35,9 @@ pub enum PebbleError {
     /// The socket could not be reached (the container is not up yet).
     #[error("cannot connect to Pebble at {path}: {source}")]
     Connect {
+        /// The socket's path.
         path: String,
+        /// Why it could not be reached.
         #[source]
         source: std::io::Error,
     },
@@ -43,13 +47,21 @@ pub enum PebbleError {
     /// Pebble answered with an error.
     #[error("Pebble API error {status_code} ({kind}): {message}")]
     Api {
+        /// The HTTP status code.
         status_code: u16,
+        /// Pebble's error kind (may be empty).
         kind: String,
+        /// Pebble's message.
         message: String,
     },
     /// A change (start, stop, restart, replan) finished with an error.
     #[error("Pebble change {change} failed: {err}")]
-    Change { change: String, err: String },
+    Change {
+        /// The change's id.
+        change: String,
+        /// Its error.
+        err: String,
+    },
     /// A change did not finish in time.
     #[error("timed out waiting for Pebble change {0}")]
     Timeout(String),
@@ -58,7 +70,12 @@ pub enum PebbleError {
     Protocol(String),
     /// A file or path operation failed for one path.
     #[error("{path}: {message}")]
-    Path { path: String, message: String },
+    Path {
+        /// The path.
+        path: String,
+        /// What went wrong with it.
+        message: String,
+    },
 }
 
 /// A result of talking to Pebble.
@@ -67,12 +84,16 @@ pub type PebbleResult<T> = Result<T, PebbleError>;
 /// A Pebble layer: services and checks, merged into the plan by label.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Layer {
+    /// What the layer is for.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub summary: String,
+    /// A longer description.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+    /// Services by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub services: BTreeMap<String, Service>,
+    /// Health checks by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub checks: BTreeMap<String, Check>,
 }
@@ -84,38 +105,52 @@ pub struct Service {
     /// `merge` or `replace`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub r#override: String,
+    /// A short description.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub summary: String,
+    /// The command line, with optional `[ default arguments ]`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub command: String,
     /// `enabled` or `disabled`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub startup: String,
+    /// Services this one starts after.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<String>,
+    /// Services this one starts before.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub before: Vec<String>,
+    /// Services that must run for this one to run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requires: Vec<String>,
+    /// Environment variables.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub environment: BTreeMap<String, String>,
+    /// The user the service runs as.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub user: String,
+    /// The group the service runs as.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub group: String,
+    /// The working directory.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub working_dir: String,
     /// `restart`, `shutdown` or `ignore`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub on_success: String,
+    /// What to do when it exits non-zero: `restart`, `shutdown` or `ignore`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub on_failure: String,
+    /// The first restart delay (a Go duration).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub backoff_delay: String,
+    /// How much each restart delay grows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_factor: Option<f64>,
+    /// The longest restart delay (a Go duration).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub backoff_limit: String,
+    /// How long after SIGTERM Pebble sends SIGKILL (a Go duration).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub kill_delay: String,
 }
@@ -124,21 +159,28 @@ pub struct Service {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Check {
+    /// `merge` or `replace`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub r#override: String,
     /// `alive` or `ready`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub level: String,
+    /// How often the check runs (a Go duration).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub period: String,
+    /// How long one run may take (a Go duration).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub timeout: String,
+    /// Failures in a row before the check is down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<u32>,
+    /// A TCP connection check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<TcpCheck>,
+    /// An HTTP GET check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpCheck>,
+    /// A command check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec: Option<ExecCheck>,
 }
@@ -146,7 +188,9 @@ pub struct Check {
 /// A TCP check target.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TcpCheck {
+    /// The port to connect to.
     pub port: u16,
+    /// The host (`localhost` when `None`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
 }
@@ -154,20 +198,24 @@ pub struct TcpCheck {
 /// An HTTP check target.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct HttpCheck {
+    /// The URL to GET; a 2xx answer is success.
     pub url: String,
 }
 
 /// A command check.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExecCheck {
+    /// The command line; exit 0 is success.
     pub command: String,
 }
 
 /// The combined plan of all layers.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
+    /// Services by name, merged from every layer.
     #[serde(default)]
     pub services: BTreeMap<String, Service>,
+    /// Health checks by name, merged from every layer.
     #[serde(default)]
     pub checks: BTreeMap<String, Check>,
 }
@@ -175,6 +223,7 @@ pub struct Plan {
 /// A service's state as `GET /v1/services` reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceInfo {
+    /// The service's name.
     pub name: String,
     /// `enabled` or `disabled`.
     pub startup: String,
@@ -192,13 +241,17 @@ impl ServiceInfo {
 /// A check's state as `GET /v1/checks` reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckInfo {
+    /// The check's name.
     pub name: String,
+    /// `alive`, `ready` or empty.
     #[serde(default)]
     pub level: String,
     /// `up` or `down`.
     pub status: String,
+    /// Failures in a row so far.
     #[serde(default)]
     pub failures: u32,
+    /// Failures in a row before it is down.
     #[serde(default)]
     pub threshold: u32,
 }
@@ -206,6 +259,7 @@ pub struct CheckInfo {
 /// Pebble's own description (`GET /v1/system-info`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SystemInfo {
+    /// Pebble's version.
     pub version: String,
 }
 
@@ -214,6 +268,7 @@ pub struct SystemInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Notice {
+    /// The notice's id.
     pub id: String,
     /// The user the notice belongs to; `None` for a public notice.
     #[serde(default)]
@@ -221,11 +276,15 @@ pub struct Notice {
     /// `custom`, `change-update` or `warning`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The notice's key (for a custom notice, `domain.com/path`).
     pub key: String,
+    /// When it first occurred.
     pub first_occurred: String,
+    /// When it last occurred.
     pub last_occurred: String,
     /// When it last repeated (first occurred, or occurred again after `repeat-after`).
     pub last_repeated: String,
+    /// How many times it occurred.
     pub occurrences: u64,
     /// The data of the last occurrence.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -233,6 +292,7 @@ pub struct Notice {
     /// A Go duration such as `1h0m0s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat_after: Option<String>,
+    /// How long after its last occurrence it expires (a Go duration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expire_after: Option<String>,
 }
@@ -240,7 +300,9 @@ pub struct Notice {
 /// Which notices to list; empty lists match every type and key.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NoticeQuery {
+    /// Only these types.
     pub types: Vec<String>,
+    /// Only these keys.
     pub keys: Vec<String>,
     /// Only notices last repeated after this RFC 3339 time.
     pub after: Option<String>,
@@ -251,6 +313,7 @@ pub struct NoticeQuery {
 pub struct Notify {
     /// `domain.com/path`.
     pub key: String,
+    /// The occurrence's data.
     pub data: BTreeMap<String, String>,
     /// A Go duration such as `1h`: a reoccurrence within it does not repeat the notice.
     pub repeat_after: Option<String>,
@@ -261,7 +324,9 @@ pub struct Notify {
 pub struct FileOptions {
     /// Octal mode such as `0o600`; Pebble's default when `None`.
     pub permissions: Option<u32>,
+    /// The owner's user name.
     pub user: Option<String>,
+    /// The owner's group name.
     pub group: Option<String>,
     /// Create missing parent directories.
     pub make_parents: bool,
@@ -270,17 +335,22 @@ pub struct FileOptions {
 /// An entry from a directory listing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileInfo {
+    /// The entry's full path.
     pub path: String,
+    /// The entry's name in its directory.
     pub name: String,
     /// `file`, `directory`, `symlink`, ...
     #[serde(rename = "type")]
     pub kind: String,
+    /// The size in bytes, for a file.
     #[serde(default)]
     pub size: Option<u64>,
     /// Octal string such as `600`.
     pub permissions: String,
+    /// The owner's user name.
     #[serde(default)]
     pub user: Option<String>,
+    /// The owner's group name.
     #[serde(default)]
     pub group: Option<String>,
 }

@@ -10,8 +10,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct Part {
     /// The form field name from `Content-Disposition`.
     pub name: String,
+    /// The file name from `Content-Disposition`, for a file part.
     pub filename: Option<String>,
+    /// The part's `Content-Type`.
     pub content_type: Option<String>,
+    /// The part's bytes.
     pub body: Vec<u8>,
 }
 

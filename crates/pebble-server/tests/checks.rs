@@ -1,5 +1,7 @@
 //! Health checks against real listeners and commands.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{wait_until, Harness};

@@ -1,5 +1,7 @@
 //! The files API on the container's root, through `PebbleClient`.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::Harness;

@@ -1,6 +1,8 @@
 //! The wire format, as a client other than `PebbleClient` (such as Python's
 //! `ops.pebble.Client`) may use it: chunked bodies, envelopes, change fields.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::Harness;

@@ -1,6 +1,8 @@
 //! Notices: recorded through the API with Pebble's rules and filters, and from a
 //! service inside the container through the sockets in its root.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{wait_until, Harness};

@@ -7,6 +7,8 @@
 //!
 //! Run: `cargo bench -p pgbouncer-k8s --bench pgbouncer`.
 
+#![allow(clippy::unwrap_used)]
+
 use charm::{SecretContent, SecretId};
 use charm_testing::{event, run, ContainerState, Owner, RelationState, SecretState, State};
 use client_interface::Endpoint;

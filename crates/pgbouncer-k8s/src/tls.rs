@@ -410,7 +410,13 @@ pub fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// A certificate authority for tests: it signs CSRs the way a provider does.
+/// A certificate authority for tests (feature `testing`): it signs CSRs the way
+/// a provider does. A failure here is a broken test, so it panics.
+#[cfg(feature = "testing")]
+#[allow(
+    clippy::unwrap_used,
+    reason = "test support: a failure is a broken test"
+)]
 pub mod testing {
     use super::*;
     use openssl::asn1::{Asn1Integer, Asn1Time};

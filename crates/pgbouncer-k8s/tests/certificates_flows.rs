@@ -16,6 +16,8 @@
 //! | pre-upgrade-check: ready, and each failing check | `pre_upgrade_check_names_the_first_problem` |
 //! | update-status: `readonly_dbs` collected when a wildcard and replicas exist | `the_wildcard_reaches_the_backends_other_databases_read_only` |
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use base64::Engine as _;

@@ -26,6 +26,8 @@
 //! Connection information lists a unit only once it serves the published
 //! configuration: `a_new_unit_is_handed_out_once_it_serves_the_configuration`.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use charm::{Event, Status};

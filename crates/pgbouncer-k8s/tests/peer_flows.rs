@@ -18,6 +18,8 @@
 //! | no → (straight to reload) | `a_follower_without_auth_file_still_serves_the_config` |
 //! | if auth file or config have changed, reload pgbouncer | `followers_reload_only_what_changed`, `a_follower_with_only_the_auth_file_writes_it_and_reloads` |
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use charm::{Event, Status};

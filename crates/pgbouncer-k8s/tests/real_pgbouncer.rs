@@ -4,6 +4,8 @@
 //! self-signed certificate from `openssl`. `scripts/install-deps` installs
 //! PgBouncer 1.18 (`/usr/sbin/pgbouncer`) and 1.24 (`/opt/pgbouncer/bin/pgbouncer`).
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::cases;

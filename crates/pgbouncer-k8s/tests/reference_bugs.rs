@@ -26,6 +26,8 @@
 //! | 22 | readiness opens a connection each time it is asked | `bug_22_the_status_opens_no_connection` |
 //! | 23 | NodePort endpoints `-1` after rescale | not applicable: endpoints are unit addresses |
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use charm::Event;

@@ -3,6 +3,8 @@
 //! the files in `tests/snapshots/` with `expect-test`. `UPDATE_EXPECT=1` rewrites
 //! the snapshots; review the diff before committing it.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{cases, Case};

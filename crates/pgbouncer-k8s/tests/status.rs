@@ -2,6 +2,8 @@
 //! candidates, and the most pressing one is shown (blocked over maintenance over
 //! waiting over active; the first met among equals).
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use charm::Status;

@@ -27,13 +27,15 @@
 //! | healthy → partition 0, "Upgrade will resume on unit N", logged | `resume_lowers_the_partition_once_the_upgraded_units_are_healthy` |
 //! | the partition patch is refused → failure | `resume_reports_a_refused_patch` |
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use charm::Status;
 use charm_testing::{bag, event, run_action, Output, State};
 use pgbouncer_k8s::state;
-use pgbouncer_k8s::statefulset::FakeStatefulSets;
 use postgres_admin::testing::FakeConnector;
+use support::statefulset::FakeStatefulSets;
 use support::*;
 
 const VERSION: &str = "1.24.1";

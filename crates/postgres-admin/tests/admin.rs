@@ -1,6 +1,8 @@
 //! `Admin` against a real PostgreSQL 15 ([`TestCluster`]); each test groups
 //! several checks on one cluster.
 
+#![allow(clippy::unwrap_used)]
+
 use postgres::Client;
 use postgres_admin::testing::TestCluster;
 use postgres_admin::{Admin, AdminError, ConnectInfo, DatabaseName, ExtraRoles, RoleName};

@@ -5,10 +5,8 @@
 
 use k8s_incluster::config::SERVICE_HOST;
 use k8s_incluster::{Client, Config};
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::rc::Rc;
 
 /// Pod labels by label name.
 pub type Labels = BTreeMap<String, String>;
@@ -89,28 +87,6 @@ impl Pods for NoPods {
         Ok(Labelled::NoPods(
             "this unit does not run on Kubernetes: there are no pods to label".into(),
         ))
-    }
-}
-
-/// Records patches, for tests.
-#[derive(Clone, Default)]
-pub struct FakePods {
-    /// (pod, labels) in order.
-    pub patched: Rc<RefCell<Vec<(String, Labels)>>>,
-    /// When set, every patch fails with this message.
-    pub fail: Rc<RefCell<Option<String>>>,
-}
-
-impl Pods for FakePods {
-    fn patch_labels(&self, pod: &str, labels: &Labels) -> Result<Labelled, PodsError> {
-        if let Some(message) = self.fail.borrow().clone() {
-            return Err(PodsError {
-                pod: pod.into(),
-                message,
-            });
-        }
-        self.patched.borrow_mut().push((pod.into(), labels.clone()));
-        Ok(Labelled::Patched)
     }
 }
 

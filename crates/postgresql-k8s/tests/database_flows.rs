@@ -1,5 +1,7 @@
 //! The `database` relation (postgresql_client v0, provider) on the in-memory model.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use charm::secret::SecretId;

@@ -38,6 +38,8 @@
 //! | Turn on/off synchronous_commit (Patroni's synchronous settings) → return | `departed_patches_synchronous_settings_for_the_smaller_cluster`, `departed_to_a_single_unit_turns_synchronous_replication_off` |
 //! | (the settings cannot be sent → defer) | `departed_defers_when_patroni_cannot_take_the_settings` |
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use charm::secret::SecretId;

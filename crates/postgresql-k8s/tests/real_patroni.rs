@@ -5,6 +5,8 @@
 //! each member's callbacks record Pebble custom notices on its own socket.
 //! Runs as root (the members run as `postgres`).
 
+#![allow(clippy::unwrap_used)]
+
 use charm::SecretContent;
 use postgres_admin::names::{ExtraRoles, RoleName};
 use postgres_admin::{Connector, RealConnector};

@@ -3,6 +3,8 @@
 //! tells the leader through the peer bag (follower), without waiting for
 //! update-status.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use charm::event::Notice;

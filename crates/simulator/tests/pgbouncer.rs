@@ -16,6 +16,8 @@
 //!
 //! `SIMULATION_SEEDS=n` runs n seeds (default 100).
 
+#![allow(clippy::unwrap_used)]
+
 use charm::SecretContent;
 use juju_rules::ContainerState;
 use pgbouncer_k8s::flows::Deps;

@@ -1,94 +1,32 @@
 //! Running Python `ops` charms on the local model in tests: a venv from PyPI,
 //! packed per-unit charm directories, and a model to deploy and relate them in.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use local_model::agent::Agent;
 use local_model::model::{Application, End, Model, Unit};
+use local_model::testing;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use tempfile::TempDir;
 
-/// What the test charms need from PyPI.
-pub const PACKAGES: &[&str] = &[
-    "ops==3.9.0",
-    "postgresql-charms-single-kernel==16.3.20",
-    "dpcharmlibs-interfaces==1.2.2",
-    "jubilant==1.14.0",
-];
-
-/// The venv with [`PACKAGES`], made once per target directory; returns its python.
-/// A file lock keeps test binaries that run at the same time from building it twice.
+/// The venv with `ops` and the published libraries
+/// ([`local_model::testing::PACKAGES`]) in the target's scratch directory, shared
+/// with the end-to-end tests; returns its python.
 pub fn venv() -> PathBuf {
-    use std::os::fd::AsRawFd;
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let dir = root.join("ops-venv");
-    let lock = std::fs::File::create(root.join("ops-venv.lock")).unwrap();
-    // SAFETY: flock on a file descriptor we own; released when `lock` is dropped.
-    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
-    let want = PACKAGES.join(" ");
-    if std::fs::read_to_string(dir.join(".ready")).ok().as_deref() != Some(&want) {
-        let _ = std::fs::remove_dir_all(&dir);
-        let ok = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&dir)
-            .status()
-            .expect("python3")
-            .success();
-        assert!(ok, "python3 -m venv failed");
-        let pip = Command::new(dir.join("bin/python3"))
-            .args(["-m", "pip", "install", "-q"])
-            .args(PACKAGES)
-            .status();
-        assert!(
-            pip.expect("pip").success(),
-            "pip install {PACKAGES:?} failed (PyPI must be reachable)"
-        );
-        std::fs::write(dir.join(".ready"), &want).unwrap();
-    }
-    dir.join("bin/python3")
+    testing::venv(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("ops-venv"))
 }
 
-/// Where the v0 data-platform library lives in the venv (`charms.data_platform_libs...`).
-pub fn v0_lib_dir(python: &Path) -> PathBuf {
-    let out = Command::new(python)
-        .args(["-c", "import single_kernel_postgresql, os; print(os.path.join(os.path.dirname(single_kernel_postgresql.__file__), 'lib'))"])
-        .output()
-        .unwrap();
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
+pub use testing::v0_lib_dir;
 
-/// Packs the test charm `name` for one unit, with a dispatch like charmcraft's.
+/// Packs the test charm `name` (under `tests/charms`) for one unit, with a
+/// dispatch like charmcraft's.
 pub fn pack(root: &Path, name: &str, unit: &str, python: &Path, pythonpath: &[PathBuf]) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/charms")
         .join(name);
-    let dir = root.join(unit.replace('/', "-"));
-    std::fs::create_dir_all(dir.join("src")).unwrap();
-    for f in [
-        "metadata.yaml",
-        "config.yaml",
-        "actions.yaml",
-        "src/charm.py",
-    ] {
-        if src.join(f).exists() {
-            std::fs::copy(src.join(f), dir.join(f)).unwrap();
-        }
-    }
-    let mut path = String::from("lib:venv");
-    for p in pythonpath {
-        path.push(':');
-        path.push_str(&p.display().to_string());
-    }
-    let dispatch = format!(
-        "#!/bin/sh\nJUJU_DISPATCH_PATH=\"${{JUJU_DISPATCH_PATH:-$0}}\" PYTHONPATH={path} exec {} ./src/charm.py\n",
-        python.display()
-    );
-    std::fs::write(dir.join("dispatch"), dispatch).unwrap();
-    std::fs::set_permissions(dir.join("dispatch"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
+    testing::pack_python(&src, &root.join(unit.replace('/', "-")), python, pythonpath)
 }
 
 /// A charm in shell under `root`: `metadata.yaml` naming it, and `dispatch`.

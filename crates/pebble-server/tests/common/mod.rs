@@ -1,6 +1,6 @@
 //! A server on a socket in a fresh temporary directory, and a client of it.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use pebble_api::{Layer, Pebble, PebbleClient};
 use pebble_server::{PebbleServer, ServerConfig};

@@ -1,5 +1,7 @@
 //! The rendering cases shared by the snapshot tests and the real-PgBouncer tests.
 
+#![allow(clippy::unwrap_used)]
+
 use client_interface::Endpoint;
 use pgbouncer_k8s::config::CharmConfig;
 use pgbouncer_k8s::pgb::ini::{BackendTarget, ClientDatabase, SharedConfig, SharedInput};

@@ -1,6 +1,8 @@
 //! Building PgBouncer units on the in-memory model.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
+
+pub mod statefulset;
 
 use charm::{Event, SecretContent, SecretId};
 use charm_testing::{

@@ -1,9 +1,8 @@
 //! Patroni, which runs PostgreSQL on each unit: its REST API behind the
-//! [`Patroni`] trait ([`client::HttpPatroni`] over HTTP, [`fake::FakePatroni`]
-//! in memory) and its configuration file ([`render`]).
+//! [`Patroni`] trait ([`client::HttpPatroni`] over HTTP; the tests keep a
+//! cluster in memory behind it) and its configuration file ([`render`]).
 
 pub mod client;
-pub mod fake;
 pub mod render;
 
 use serde::Deserialize;

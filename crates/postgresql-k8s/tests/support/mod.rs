@@ -1,19 +1,23 @@
 //! Building PostgreSQL units on the in-memory model, with fakes for Patroni,
 //! PostgreSQL and the pod API.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
+
+pub mod patroni;
+pub mod pods;
 
 use charm::backend::JsonMap;
 use charm::{Event, SecretContent, SecretId};
 use charm_testing::{
     run, run_action, CharmState, Output, Owner, RelationState, SecretState, State,
 };
+use patroni::FakePatroni;
+use pods::FakePods;
 use postgres_admin::testing::FakeConnector;
 use postgresql_k8s::config::Resources;
 use postgresql_k8s::dcs::Kubernetes;
 use postgresql_k8s::flows::Deps;
-use postgresql_k8s::patroni::fake::FakePatroni;
-use postgresql_k8s::pods::{FakePods, NoPods, Pods};
+use postgresql_k8s::pods::{NoPods, Pods};
 use postgresql_k8s::state::{self, DATABASE, ETCD};
 use postgresql_k8s::workload::{Workload, CONTAINER};
 use postgresql_k8s::PostgresqlCharm;

@@ -1,7 +1,7 @@
 //! [`FakePatroni`]: a cluster in memory for flow tests, recording what the
 //! charm asked of it.
 
-use super::{Cluster, Health, Member, Patroni, PatroniError};
+use postgresql_k8s::patroni::{Cluster, Health, Member, Patroni, PatroniError, DB_PORT};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::rc::Rc;
@@ -42,7 +42,7 @@ impl FakePatroni {
             .map(|(name, host, role, state)| Member {
                 name: name.to_string(),
                 host: host.to_string(),
-                port: super::DB_PORT,
+                port: DB_PORT,
                 role: role.to_string(),
                 state: state.to_string(),
             })
