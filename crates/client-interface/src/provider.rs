@@ -10,7 +10,9 @@
 
 use crate::request::{Request, Wire};
 use charm::secret::{Revision, SecretMeta, SecretRef};
-use charm::{Event, Hook, Relation, RelationEvent, SecretContent, SecretId, SecretOwner};
+use charm::{
+    BagChanges, Event, Hook, Relation, RelationEvent, SecretContent, SecretId, SecretOwner,
+};
 use postgres_admin::names::RoleName;
 use serde_json::{json, Value};
 
@@ -286,17 +288,13 @@ pub fn publish(
     let kept = kept.map(SecretId::to_string);
     let user = answer.user_fields(request);
     let tls = answer.tls_fields(&request.wire);
-    let changes: Vec<(String, Option<String>)> = match &request.wire {
+    let changes = match &request.wire {
         Wire::V0 { .. } => {
-            let mut bag = vec![
-                ("database".into(), Some(answer.database.clone())),
-                ("endpoints".into(), Some(answer.endpoints.clone())),
-                (
-                    "read-only-endpoints".into(),
-                    Some(answer.read_only_endpoints.clone()),
-                ),
-                ("version".into(), answer.version.clone()),
-            ];
+            let mut bag = BagChanges::new()
+                .set("database", answer.database.as_str())
+                .set("endpoints", answer.endpoints.as_str())
+                .set("read-only-endpoints", answer.read_only_endpoints.as_str())
+                .set_or_unset("version", answer.version.clone());
             if request.wants_secret_credentials() {
                 let id = granted(
                     hook,
@@ -307,11 +305,13 @@ pub fn publish(
                     &before.secret_user,
                     kept.as_deref(),
                 )?;
-                bag.push(("secret-user".into(), Some(id)));
+                bag = bag.set("secret-user", id);
             } else {
                 let label = secret_label(endpoint, relation.id, "user");
                 ensure_secret(hook, &label, &user, kept.as_deref())?;
-                bag.extend(user.iter().map(|(k, v)| (k.clone(), Some(v.clone()))));
+                for (key, value) in user.iter() {
+                    bag = bag.set(key.as_str(), value.as_str());
+                }
             }
             if request.wants_secret("tls") || request.wants_secret("tls-ca") {
                 let id = granted(
@@ -323,12 +323,11 @@ pub fn publish(
                     &before.secret_tls,
                     None,
                 )?;
-                bag.push(("secret-tls".into(), Some(id)));
+                bag.set("secret-tls", id)
             } else {
-                bag.push(("tls".into(), tls.get("tls").map(str::to_string)));
-                bag.push(("tls-ca".into(), tls.get("tls-ca").map(str::to_string)));
+                bag.set_or_unset("tls", tls.get("tls").map(str::to_string))
+                    .set_or_unset("tls-ca", tls.get("tls-ca").map(str::to_string))
             }
-            bag
         }
         Wire::V1 { request_id, salt } => {
             let secret_user = granted(
@@ -366,11 +365,10 @@ pub fn publish(
                 "request-id": request_id,
                 "salt": salt,
             }});
-            vec![
-                ("version".into(), Some("v1".into())),
-                ("requests".into(), Some(response.to_string())),
-                ("data".into(), Some(data.to_string())),
-            ]
+            BagChanges::new()
+                .set("version", "v1")
+                .set("requests", response.to_string())
+                .set("data", data.to_string())
         }
     };
     hook.update_app_bag(relation, changes)?;

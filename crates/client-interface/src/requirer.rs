@@ -5,7 +5,7 @@
 use crate::endpoint::Endpoint;
 use crate::provider::secret_label;
 use charm::secret::{Revision, SecretRef};
-use charm::{Hook, Relation, SecretId};
+use charm::{BagChanges, Hook, Relation, SecretId};
 
 /// What a requirer asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,17 +20,14 @@ pub struct Ask<'a> {
 
 /// Leader: writes the request into this application's bag.
 pub fn ask(hook: &mut Hook<'_>, relation: &Relation, ask: &Ask<'_>) -> crate::Result<()> {
-    let mut changes = vec![("database".to_string(), Some(ask.database.to_string()))];
-    if !ask.extra_user_roles.is_empty() {
-        changes.push((
-            "extra-user-roles".into(),
-            Some(ask.extra_user_roles.to_string()),
-        ));
-    }
-    changes.push((
-        "requested-secrets".into(),
-        Some(serde_json::to_string(ask.requested_secrets)?),
-    ));
+    let roles = Some(ask.extra_user_roles.to_string()).filter(|r| !r.is_empty());
+    let changes = BagChanges::new()
+        .set("database", ask.database)
+        .set_or_unset("extra-user-roles", roles)
+        .set(
+            "requested-secrets",
+            serde_json::to_string(ask.requested_secrets)?,
+        );
     hook.update_app_bag(relation, changes)?;
     Ok(())
 }
