@@ -288,6 +288,35 @@ pub fn publish(
     let kept = kept.map(SecretId::to_string);
     let user = answer.user_fields(request);
     let tls = answer.tls_fields(&request.wire);
+    // The groups the client reads from secrets (in v1, both), each granted to
+    // it; the user secret also keeps the password when it is not handed out.
+    let user_label = secret_label(endpoint, relation.id, "user");
+    let secret_user = if request.wants_secret_credentials() {
+        Some(granted(
+            hook,
+            relation,
+            &user_label,
+            &user,
+            &before.secret_user,
+            kept.as_deref(),
+        )?)
+    } else {
+        ensure_secret(hook, &user_label, &user, kept.as_deref())?;
+        None
+    };
+    let secret_tls = if request.wants_secret("tls") || request.wants_secret("tls-ca") {
+        let tls_label = secret_label(endpoint, relation.id, "tls");
+        Some(granted(
+            hook,
+            relation,
+            &tls_label,
+            &tls,
+            &before.secret_tls,
+            None,
+        )?)
+    } else {
+        None
+    };
     let changes = match &request.wire {
         Wire::V0 { .. } => {
             let mut bag = BagChanges::new()
@@ -295,59 +324,22 @@ pub fn publish(
                 .set("endpoints", answer.endpoints.as_str())
                 .set("read-only-endpoints", answer.read_only_endpoints.as_str())
                 .set_or_unset("version", answer.version.clone());
-            if request.wants_secret_credentials() {
-                let id = granted(
-                    hook,
-                    endpoint,
-                    relation,
-                    "user",
-                    &user,
-                    &before.secret_user,
-                    kept.as_deref(),
-                )?;
-                bag = bag.set("secret-user", id);
-            } else {
-                let label = secret_label(endpoint, relation.id, "user");
-                ensure_secret(hook, &label, &user, kept.as_deref())?;
-                for (key, value) in user.iter() {
-                    bag = bag.set(key.as_str(), value.as_str());
+            match secret_user {
+                Some(id) => bag = bag.set("secret-user", id),
+                None => {
+                    for (key, value) in user.iter() {
+                        bag = bag.set(key.as_str(), value.as_str());
+                    }
                 }
             }
-            if request.wants_secret("tls") || request.wants_secret("tls-ca") {
-                let id = granted(
-                    hook,
-                    endpoint,
-                    relation,
-                    "tls",
-                    &tls,
-                    &before.secret_tls,
-                    None,
-                )?;
-                bag.set("secret-tls", id)
-            } else {
-                bag.set_or_unset("tls", tls.get("tls").map(str::to_string))
-                    .set_or_unset("tls-ca", tls.get("tls-ca").map(str::to_string))
+            match secret_tls {
+                Some(id) => bag.set("secret-tls", id),
+                None => bag
+                    .set_or_unset("tls", tls.get("tls").map(str::to_string))
+                    .set_or_unset("tls-ca", tls.get("tls-ca").map(str::to_string)),
             }
         }
         Wire::V1 { request_id, salt } => {
-            let secret_user = granted(
-                hook,
-                endpoint,
-                relation,
-                "user",
-                &user,
-                &before.secret_user,
-                kept.as_deref(),
-            )?;
-            let secret_tls = granted(
-                hook,
-                endpoint,
-                relation,
-                "tls",
-                &tls,
-                &before.secret_tls,
-                None,
-            )?;
             let response = json!([{
                 "resource": answer.database,
                 "request-id": request_id,
@@ -375,20 +367,18 @@ pub fn publish(
     Ok(())
 }
 
-/// The relation's secret of `group` holds `content` and the client may read
-/// it (granted unless the databag already hands it out); returns its id.
+/// The relation's secret labelled `label` holds `content` and the client may
+/// read it (granted unless the databag already hands it out); returns its id.
 /// `kept` is its id when the caller knows it.
 fn granted(
     hook: &mut Hook<'_>,
-    endpoint: &str,
     relation: &Relation,
-    group: &str,
+    label: &str,
     content: &SecretContent,
     handed_out: &Option<String>,
     kept: Option<&str>,
 ) -> crate::Result<String> {
-    let label = secret_label(endpoint, relation.id, group);
-    let id = ensure_secret(hook, &label, content, handed_out.as_deref().or(kept))?;
+    let id = ensure_secret(hook, label, content, handed_out.as_deref().or(kept))?;
     let id_text = id.to_string();
     if handed_out.as_deref() != Some(id_text.as_str()) {
         hook.grant_secret(&id, relation, None)?;
