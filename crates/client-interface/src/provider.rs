@@ -8,7 +8,10 @@
 //! hooks: it exists, owned and not yet granted, from the moment the password
 //! is chosen, so no password is ever kept in peer data.
 
-use crate::request::{Request, Wire};
+use crate::request::{Refusal, Request, Wire};
+
+/// The provider's statuses for a relation, in its application bag.
+const STATUS: &str = "status";
 use charm::secret::{Revision, SecretMeta, SecretRef};
 use charm::{
     BagChanges, Event, Hook, Relation, RelationEvent, SecretContent, SecretId, SecretOwner,
@@ -320,6 +323,7 @@ pub fn publish(
     let changes = match &request.wire {
         Wire::V0 { .. } => {
             let mut bag = BagChanges::new()
+                .unset(STATUS)
                 .set("database", answer.database.as_str())
                 .set("endpoints", answer.endpoints.as_str())
                 .set("read-only-endpoints", answer.read_only_endpoints.as_str())
@@ -358,6 +362,7 @@ pub fn publish(
                 "salt": salt,
             }});
             BagChanges::new()
+                .unset(STATUS)
                 .set("version", "v1")
                 .set("requests", response.to_string())
                 .set("data", data.to_string())
@@ -384,6 +389,20 @@ fn granted(
         hook.grant_secret(&id, relation, None)?;
     }
     Ok(id_text)
+}
+
+/// Leader: tells a client why its request is refused, where the published
+/// requirer libraries read a provider's statuses for the relation (`status`:
+/// a JSON list of `code`, `message`, `resolution`; a fatal code), and hands
+/// out nothing.
+pub fn refuse(hook: &mut Hook<'_>, relation: &Relation, refusal: &Refusal) -> crate::Result<()> {
+    let status = json!([{
+        "code": refusal.code(),
+        "message": refusal.to_string(),
+        "resolution": "change the request in the client application, or remove the relation",
+    }]);
+    hook.update_app_bag(relation, BagChanges::new().set(STATUS, status.to_string()))?;
+    Ok(())
 }
 
 /// Leader: removes a gone relation's secrets (user and TLS), if any.

@@ -93,6 +93,20 @@ pub enum Refusal {
     },
 }
 
+impl Refusal {
+    /// The code the client is told the refusal by: fatal (`5xxx`) in the
+    /// data-platform libraries' classes, since the request as it stands will
+    /// never be served.
+    pub fn code(&self) -> u32 {
+        match self {
+            Refusal::Database { .. } => 5001,
+            Refusal::Roles { .. } => 5002,
+            Refusal::Unsupported { .. } => 5003,
+            Refusal::Malformed { .. } => 5004,
+        }
+    }
+}
+
 /// The status text for refused roles (the one Canonical's charms show).
 pub const INVALID_ROLES: &str = "invalid role(s) for extra user roles";
 
@@ -320,8 +334,9 @@ mod tests {
         }
         let roles = parse(&bag(&[("database", "ok"), ("extra-user-roles", "test")]), 7);
         assert!(matches!(&roles, Err(Refusal::Roles { .. })), "{roles:?}");
-        assert!(roles
-            .unwrap_err()
+        let refusal = roles.unwrap_err();
+        assert_eq!(refusal.code(), 5002);
+        assert!(refusal
             .to_string()
             .starts_with("invalid role(s) for extra user roles: relation 7: "));
     }

@@ -293,7 +293,8 @@ fn hostile_requests_create_nothing_and_block_with_a_reason() {
         let state = before.with_relation(rel);
         let out = request(&pg, &state, 8);
         assert_eq!(pg.server(), server_before, "{data:?} created something");
-        assert!(out.state.relation(8).unwrap().local_app_data.is_empty());
+        // Nothing handed out; the client is told why, with a fatal code.
+        assert_refused(&out.state.relation(8).unwrap().local_app_data, phrase);
         assert!(out.state.deferred.is_empty());
         match &out.state.unit_status {
             // Refused roles read as the PostgreSQL charm's do.
@@ -306,6 +307,46 @@ fn hostile_requests_create_nothing_and_block_with_a_reason() {
             other => panic!("{data:?}: {other:?}"),
         }
     }
+}
+
+#[test]
+fn every_refused_client_is_named_and_one_that_asks_again_is_served() {
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
+    let bad_name =
+        RelationState::new("database", 8, "evil").remote_app_data(&[("database", "a;b")]);
+    let group = RelationState::new("database", 9, "groupie")
+        .remote_app_data(&[("database", "ok_db"), ("extra-group-roles", "g")]);
+    let state = ready_leader(&pg)
+        .with_relation(bad_name)
+        .with_relation(group);
+    let out = request(&pg, &state, 8);
+    let out = request(&pg, &out.state, 9);
+    assert_refused(
+        &out.state.relation(8).unwrap().local_app_data,
+        "invalid database name",
+    );
+    match &out.state.unit_status {
+        Status::Blocked(m) => assert!(
+            m.contains("relation 8: ")
+                && m.contains("relation 9: ")
+                && m.contains("extra-group-roles"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // The first client fixes its request: it is served, and told nothing is wrong.
+    let mut fixed = out.state.clone();
+    let relation = fixed.relations.iter_mut().find(|r| r.id == 8).unwrap();
+    relation
+        .remote_app_data
+        .insert("database".into(), "good_db".into());
+    let out = request(&pg, &fixed, 8);
+    let app = &out.state.relation(8).unwrap().local_app_data;
+    assert!(
+        app.contains_key("password") && !app.contains_key("status"),
+        "{app:?}"
+    );
+    assert!(pg.server().databases.contains("good_db"));
 }
 
 #[test]
@@ -553,4 +594,19 @@ fn what_a_broken_relation_left_behind_goes_with_the_next_leader() {
         .secret_by_label(&secret_label(DATABASE, 4, "user"))
         .is_none());
     assert!(!ini(&out.state, 0).contains("app_db ="));
+}
+
+/// The bag a refused client sees: only a `status` list with one fatal code
+/// whose message names the relation and `phrase`.
+fn assert_refused(bag: &charm::Databag, phrase: &str) {
+    assert_eq!(bag.keys().collect::<Vec<_>>(), ["status"], "{bag:?}");
+    let status: serde_json::Value = serde_json::from_str(&bag["status"]).unwrap();
+    let entry = &status[0];
+    assert_eq!(entry["code"].as_u64().unwrap() / 1000, 5, "{status}");
+    let message = entry["message"].as_str().unwrap();
+    assert!(
+        message.contains("relation 8: ") && message.contains(phrase),
+        "{message}"
+    );
+    assert!(entry["resolution"].as_str().is_some_and(|r| !r.is_empty()));
 }

@@ -30,7 +30,7 @@ pub fn collect(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow:
         }
         DcsState::Ready(_) => true,
     };
-    if let Some(refused) = database::refusal(hook)? {
+    if let Some(refused) = database::refusals(hook)? {
         hook.add_status(Status::Blocked(refused));
     }
     if dcs_ready {

@@ -94,11 +94,40 @@ fn without_requested_secrets_the_credentials_go_in_the_databag() {
 }
 
 #[test]
+fn every_refused_client_is_named_and_told_why() {
+    let (w, s) = two_units(&[("extra-user-roles", "createdb,test")]);
+    let s = s.with_relation(client(6, "shop*", &[]));
+    let out = w.go(&s, changed(&s));
+    let prefix = w.go(
+        &out.state,
+        event::relation_changed(out.state.relation(6).unwrap(), None),
+    );
+    let bag = &prefix.state.relation(6).unwrap().local_app_data;
+    let status: serde_json::Value = serde_json::from_str(&bag["status"]).unwrap();
+    assert_eq!(status[0]["code"], 5003);
+    assert!(w.pg.server().users.is_empty());
+    match &prefix.state.unit_status {
+        Status::Blocked(m) => assert!(
+            m.contains("relation 5: ") && m.contains("relation 6: ") && m.contains("prefix"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn invalid_extra_user_roles_block_and_create_nothing() {
     let (w, s) = two_units(&[("extra-user-roles", "createdb,test")]);
     let out = w.go(&s, changed(&s));
     assert!(w.pg.server().users.is_empty());
-    assert!(client_bag(&out.state).is_empty());
+    // Nothing handed out; the client is told why, with a fatal code.
+    let bag = client_bag(&out.state);
+    assert_eq!(bag.keys().collect::<Vec<_>>(), ["status"], "{bag:?}");
+    let status: serde_json::Value = serde_json::from_str(&bag["status"]).unwrap();
+    assert_eq!(status[0]["code"], 5002);
+    assert!(status[0]["message"].as_str().is_some_and(|m| m
+        .starts_with("invalid role(s) for extra user roles")
+        && m.contains("test")));
     match &out.state.unit_status {
         Status::Blocked(m) => assert!(
             m.starts_with("invalid role(s) for extra user roles") && m.contains("test"),

@@ -58,6 +58,7 @@ pub fn requested(hook: &mut Hook<'_>, deps: &Deps, relation: &Relation) -> anyho
         Ok(Some(r)) => r,
         Ok(None) => return Ok(Handled::Done),
         Err(refusal) => {
+            provider::refuse(hook, relation, &refusal)?;
             clients.insert(
                 relation.id,
                 ClientEntry {
@@ -382,12 +383,15 @@ pub fn clean_up_departed(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<()>
     Ok(())
 }
 
-/// The first client request the charm refused, for the status.
-pub fn refused_request(hook: &mut Hook<'_>) -> anyhow::Result<Option<String>> {
+/// Every client request the charm refused, for the status (each names its
+/// relation).
+pub fn refused_requests(hook: &mut Hook<'_>) -> anyhow::Result<Option<String>> {
     let Some(peers) = state::peers(hook)? else {
         return Ok(None);
     };
-    Ok(state::clients(hook, &peers)?
+    let refused: Vec<String> = state::clients(hook, &peers)?
         .into_values()
-        .find_map(|c| c.refused))
+        .filter_map(|c| c.refused)
+        .collect();
+    Ok((!refused.is_empty()).then(|| refused.join("; ")))
 }

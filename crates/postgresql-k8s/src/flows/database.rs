@@ -45,8 +45,12 @@ fn changed(hook: &mut Hook<'_>, deps: &Deps, relation: &Relation) -> anyhow::Res
     let remote = hook.remote_app_bag(relation)?.clone();
     let request = match request::parse(&remote, relation.id) {
         Ok(Some(r)) => r,
-        // Not asked yet, or refused (the status says why).
-        Ok(None) | Err(_) => return Ok(Handled::Done),
+        Ok(None) => return Ok(Handled::Done),
+        Err(refusal) => {
+            // The client is told why; the status names every refusal.
+            provider::refuse(hook, relation, &refusal)?;
+            return Ok(Handled::Done);
+        }
     };
     let Some(ctx) = context(hook)? else {
         return Ok(Handled::Deferred);
@@ -268,18 +272,20 @@ fn broken(hook: &mut Hook<'_>, deps: &Deps, event: &RelationEvent) -> anyhow::Re
     Ok(Handled::Done)
 }
 
-/// Leader: the first refused client request, for the status.
-pub fn refusal(hook: &mut Hook<'_>) -> anyhow::Result<Option<String>> {
+/// Leader: every refused client request, for the status (each names its
+/// relation).
+pub fn refusals(hook: &mut Hook<'_>) -> anyhow::Result<Option<String>> {
     if !hook.is_leader()? {
         return Ok(None);
     }
+    let mut refused = Vec::new();
     for relation in hook.relations(state::DATABASE)? {
         let remote = hook.remote_app_bag(&relation)?.clone();
         if let Err(refusal) = request::parse(&remote, relation.id) {
-            return Ok(Some(refusal.to_string()));
+            refused.push(refusal.to_string());
         }
     }
-    Ok(None)
+    Ok((!refused.is_empty()).then(|| refused.join("; ")))
 }
 
 /// A client relation's event: a request is served (the leader creates the
