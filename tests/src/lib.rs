@@ -226,21 +226,32 @@ pub fn address(c: &Controller, unit: &str) -> String {
 /// does, Patroni promotes no replica when the primary is lost: none is known
 /// to hold every committed transaction.
 pub fn synchronous_standby_runs(c: &Controller, unit: &str) -> bool {
+    !synchronous_standbys(c, unit).is_empty()
+}
+
+/// The units Patroni, asked on `unit`'s REST API, names as running
+/// synchronous standbys: the ones a switchover may promote.
+pub fn synchronous_standbys(c: &Controller, unit: &str) -> Vec<String> {
     let host = address(c, unit);
     let Ok(stream) = std::net::TcpStream::connect((host.as_str(), 8008)) else {
-        return false;
+        return Vec::new();
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let Ok(answer) = http_exchange::exchange(stream, &host, "GET", "/cluster", &[], b"") else {
-        return false;
+        return Vec::new();
     };
     let cluster: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
-    cluster["members"].as_array().is_some_and(|members| {
-        members.iter().any(|m| {
+    let members = cluster["members"].as_array().cloned().unwrap_or_default();
+    members
+        .iter()
+        .filter(|m| {
             m["role"] == "sync_standby"
                 && matches!(m["state"].as_str(), Some("running" | "streaming"))
         })
-    })
+        .filter_map(|m| m["name"].as_str())
+        .filter_map(|name| name.rsplit_once('-'))
+        .map(|(app, n)| format!("{app}/{n}"))
+        .collect()
 }
 
 /// Runs an action on a unit; it must succeed. Returns its results.

@@ -78,7 +78,11 @@ fn promote_to_primary_switches_over_and_the_client_follows() {
     let password = cluster_with_client(&mut c, &scratch);
     let old = primary(&mut c, &format!("{APP}/0"));
     assert_eq!(published(&c).0, format!("{}:5432", address(&c, &old)));
-    let target = units(&c, APP).into_iter().find(|u| *u != old).unwrap();
+    // Patroni switches over only to a standby it has confirmed synchronous.
+    converge(&mut c, Duration::from_secs(60), |c| {
+        !e2e::synchronous_standbys(c, &old).is_empty()
+    });
+    let target = e2e::synchronous_standbys(&c, &old).remove(0);
 
     action(
         &mut c,

@@ -316,10 +316,11 @@ fn a_client_reaches_its_database_through_every_pgbouncer_unit() {
 
     // A switchover: PgBouncer follows the new primary, and the client's
     // endpoints (PgBouncer's own) stay as they were.
-    let target = (0..3)
-        .map(|n| format!("postgresql-k8s/{n}"))
-        .find(|u| *u != primary)
-        .unwrap();
+    // Patroni switches over only to a standby it has confirmed synchronous.
+    converge(&mut c, Duration::from_secs(60), |c| {
+        !e2e::synchronous_standbys(c, &primary).is_empty()
+    });
+    let target = e2e::synchronous_standbys(&c, &primary).remove(0);
     action(
         &mut c,
         &target,
