@@ -15,10 +15,13 @@ mod backend;
 mod in_process;
 mod pebble;
 mod state;
+mod unit_tools;
 
 pub use backend::{ActionOutput, MemoryBackend};
 pub use in_process::{run, run_action, Failure, Output};
 pub use pebble::MemoryWorkloads;
 pub use state::{
-    bag, ContainerState, FileState, Owner, RelationState, SecretState, ServiceOp, State, MODEL_UUID,
+    bag, ContainerState, FileState, Owner, PayloadState, RelationState, SecretState, ServiceOp,
+    State, StorageState, MODEL_UUID,
 };
+pub use unit_tools::PAYLOAD_STATUSES;
