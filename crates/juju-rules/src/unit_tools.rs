@@ -23,10 +23,13 @@ impl MemoryBackend<'_> {
     /// deletes the key); only the leader may write them.
     pub fn leader_set(&mut self, changes: &Databag) -> Result<()> {
         if !self.state.leader {
-            return Err(juju_error(
-                "leader-set",
-                "cannot write leadership settings: cannot write settings: not the leader",
-            ));
+            // Juju's whole phrase, which a `NotLeader` would shorten.
+            return Err(charm::Error::Tool {
+                tool: "leader-set".into(),
+                code: 1,
+                message: "cannot write leadership settings: cannot write settings: not the leader"
+                    .into(),
+            });
         }
         merge(&mut self.state.leader_settings, changes);
         Ok(())
