@@ -1,7 +1,7 @@
 //! Juju's rules, in memory, in one place: the [`State`] one unit sees (its
 //! relations and their bags, secrets, ports, statuses, containers),
 //! [`MemoryBackend`], which answers every hook tool on it under Juju's rules and
-//! with Juju's error phrases, [`MemoryWorkloads`], Pebble over each
+//! with Juju's error phrases (those the SDK does not call in `unit_tools.rs`), [`MemoryWorkloads`], Pebble over each
 //! [`ContainerState`], and [`run`]/[`run_action`], which run one event through a
 //! charm in this process under Juju's transaction rule.
 //!

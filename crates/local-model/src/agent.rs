@@ -10,6 +10,8 @@
 //! unit's view, [`Agent::execute`] runs the process against it, and
 //! [`Agent::finish`] commits it. Actions and `juju exec` commands run in the same
 //! kind of context; they commit when they exit 0 and never block the unit.
+//! Each ends when its process exits, even if a child it started still holds
+//! its stdout or stderr (what it printed before is kept).
 
 use crate::model::Model;
 use crate::protocol::{Request, Response};

@@ -2,6 +2,8 @@
 //! on a [`Backend`], and the answer or the error becomes what the real tool would
 //! print and its exit code. Defaults come from the hook's [`Context`] (the current
 //! relation, the remote unit), as Juju's tools take them from the hook context.
+//! Every tool Juju 3.6 offers a unit is here ([`tool_names`]); those the SDK
+//! does not call answer through `juju_rules::MemoryBackend`'s own methods.
 
 mod flags;
 mod format;
