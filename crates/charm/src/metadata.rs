@@ -61,6 +61,43 @@ pub struct CharmMeta {
     /// Workload containers, by name (their declarations as written).
     #[serde(default)]
     pub containers: BTreeMap<String, serde_json::Value>,
+    /// Storage, by name.
+    #[serde(default)]
+    pub storage: BTreeMap<String, StorageSpec>,
+}
+
+/// A storage declared in `metadata.yaml`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct StorageSpec {
+    /// `filesystem` or `block`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// How many instances a unit may have (`multiple: {range: 2-}`); one when absent.
+    #[serde(default)]
+    pub multiple: Option<StorageRange>,
+}
+
+/// `multiple` of a storage declaration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct StorageRange {
+    /// `N`, `N-M`, `N-` or `N+`.
+    pub range: String,
+}
+
+impl StorageSpec {
+    /// How many instances each unit starts with: the range's minimum, or one.
+    pub fn initial_count(&self) -> u64 {
+        self.multiple
+            .as_ref()
+            .and_then(|m| {
+                m.range
+                    .trim_end_matches(['-', '+'])
+                    .split('-')
+                    .next()
+                    .and_then(|n| n.trim().parse().ok())
+            })
+            .unwrap_or(1)
+    }
 }
 
 impl CharmMeta {
@@ -263,6 +300,21 @@ options:
   debug: {type: boolean, default: false}
   expose: {type: string}
 "#;
+
+    #[test]
+    fn storage_starts_at_the_range_minimum() {
+        let meta: CharmMeta = yaml_serde::from_str(
+            "name: x\nstorage:\n  data: {type: filesystem}\n  logs: {type: filesystem, multiple: {range: 2-}}\n  none: {type: block, multiple: {range: 0-3}}\n",
+        )
+        .unwrap();
+        let counts: Vec<u64> = meta
+            .storage
+            .values()
+            .map(StorageSpec::initial_count)
+            .collect();
+        assert_eq!(counts, [1, 2, 0]);
+        assert_eq!(meta.storage["none"].kind, "block");
+    }
 
     #[test]
     fn config_defaults_and_typed_values() {

@@ -29,7 +29,7 @@ pub struct ActionOutput {
 
 /// Juju's hook tools over a state.
 pub struct MemoryBackend<'s> {
-    state: &'s mut State,
+    pub(crate) state: &'s mut State,
     event: Event,
     action_params: Option<JsonMap>,
     pub(crate) action: ActionOutput,
@@ -37,7 +37,7 @@ pub struct MemoryBackend<'s> {
 }
 
 /// Juju's answer for a failed tool: the same phrase the real tool prints on stderr.
-fn juju_error(tool: &str, message: &str) -> Error {
+pub(crate) fn juju_error(tool: &str, message: &str) -> Error {
     Error::from_tool_failure(tool, 1, &format!("ERROR {message}\n"))
 }
 

@@ -1,7 +1,7 @@
 //! Juju's rules, in memory, in one place: the [`State`] one unit sees (its
 //! relations and their bags, secrets, ports, statuses, containers),
 //! [`MemoryBackend`], which answers every hook tool on it under Juju's rules and
-//! with Juju's error phrases, [`MemoryWorkloads`], Pebble over each
+//! with Juju's error phrases (those the SDK does not call in `unit_tools.rs`), [`MemoryWorkloads`], Pebble over each
 //! [`ContainerState`], and [`run`]/[`run_action`], which run one event through a
 //! charm in this process under Juju's transaction rule.
 //!
@@ -15,10 +15,13 @@ mod backend;
 mod in_process;
 mod pebble;
 mod state;
+mod unit_tools;
 
 pub use backend::{ActionOutput, MemoryBackend};
 pub use in_process::{run, run_action, Failure, Output};
 pub use pebble::MemoryWorkloads;
 pub use state::{
-    bag, ContainerState, FileState, Owner, RelationState, SecretState, ServiceOp, State, MODEL_UUID,
+    bag, ContainerState, FileState, Owner, PayloadState, RelationState, SecretState, ServiceOp,
+    State, StorageState, MODEL_UUID,
 };
+pub use unit_tools::PAYLOAD_STATUSES;

@@ -50,6 +50,46 @@ pub struct State {
     /// on from the secrets the unit sees. The local model gives each hook a
     /// range of its own, so hooks running at once never pick the same id.
     pub secret_numbers_from: u64,
+    /// The application's leader settings (`leader-get`; the leader writes them).
+    pub leader_settings: Databag,
+    /// The unit's charm state (`state-get`, `state-set`, `state-delete`).
+    pub charm_state: BTreeMap<String, String>,
+    /// The storage the charm declares, by name, and each one's kind
+    /// (`filesystem` or `block`).
+    pub storage_declared: BTreeMap<String, String>,
+    /// The storage instances attached to the unit, by id (`data/0`).
+    pub storage: BTreeMap<String, StorageState>,
+    /// What `storage-add` asked for in this hook: storage name to count,
+    /// added once the hook commits.
+    pub storage_added: BTreeMap<String, u64>,
+    /// Whether the application was deployed with `--trust` (`credential-get`).
+    pub trusted: bool,
+    /// The application's `k8s-spec-set` (or `pod-spec-set`) spec.
+    pub k8s_spec: Option<String>,
+    /// The application's `k8s-raw-set` spec.
+    pub k8s_raw_spec: Option<String>,
+    /// The unit's payloads, by `<class>/<id>`.
+    pub payloads: BTreeMap<String, PayloadState>,
+}
+
+/// A storage instance attached to the unit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageState {
+    /// `filesystem` or `block`.
+    pub kind: String,
+    /// Where it is mounted (a filesystem) or its device (a block).
+    pub location: String,
+}
+
+/// A payload the unit registered (`payload-register`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayloadState {
+    /// The payload's type (`docker`, `kvm`, ...).
+    pub kind: String,
+    /// Its status: `starting`, `running`, `stopping` or `stopped`.
+    pub status: String,
+    /// Its tags.
+    pub tags: Vec<String>,
 }
 
 impl State {
@@ -74,6 +114,15 @@ impl State {
             dying_units: BTreeSet::new(),
             logs: Vec::new(),
             secret_numbers_from: 0,
+            leader_settings: Databag::new(),
+            charm_state: BTreeMap::new(),
+            storage_declared: BTreeMap::new(),
+            storage: BTreeMap::new(),
+            storage_added: BTreeMap::new(),
+            trusted: false,
+            k8s_spec: None,
+            k8s_raw_spec: None,
+            payloads: BTreeMap::new(),
         }
     }
 

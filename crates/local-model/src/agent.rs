@@ -10,6 +10,8 @@
 //! unit's view, [`Agent::execute`] runs the process against it, and
 //! [`Agent::finish`] commits it. Actions and `juju exec` commands run in the same
 //! kind of context; they commit when they exit 0 and never block the unit.
+//! Each ends when its process exits, even if a child it started still holds
+//! its stdout or stderr (what it printed before is kept).
 
 use crate::model::Model;
 use crate::protocol::{Request, Response};
@@ -22,13 +24,16 @@ use charm::{Context, Event};
 use juju_rules::ActionOutput;
 use juju_rules::{MemoryBackend, State};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 type Call = (Request, Sender<Response>);
 
@@ -296,15 +301,15 @@ impl Agent {
             .envs(hook_env)
             .envs(prepared.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null());
-        let output = command.output();
+        let output = run_process(&mut command);
         self.contexts.lock().expect("registry").remove(&id);
         let (after, action) = worker.join().expect("the hook context thread");
-        let output = output?;
+        let (stdout, stderr, status) = output?;
         Ok(Executed {
             after,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            code: status.code().unwrap_or(-1),
             action,
         })
     }
@@ -351,6 +356,83 @@ impl Agent {
             logs: executed.after.logs[before.logs.len()..].to_vec(),
         }
     }
+}
+
+/// How long output is still read once the process has exited, from children
+/// it left holding its stdout or stderr.
+const OUTPUT_GRACE: Duration = Duration::from_millis(100);
+
+/// Runs a hook's process and collects its stdout and stderr. It ends when
+/// the process exits, as Juju's does: a child left holding the pipes (a
+/// background writer) is read from a moment longer, then let go, keeping what
+/// was already printed.
+fn run_process(command: &mut Command) -> std::io::Result<(Vec<u8>, Vec<u8>, ExitStatus)> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut pipes: [(Option<File>, Vec<u8>); 2] = [
+        (
+            child.stdout.take().map(|p| File::from(OwnedFd::from(p))),
+            Vec::new(),
+        ),
+        (
+            child.stderr.take().map(|p| File::from(OwnedFd::from(p))),
+            Vec::new(),
+        ),
+    ];
+    let mut exited: Option<(ExitStatus, Instant)> = None;
+    let mut buf = [0u8; 65536];
+    loop {
+        if exited.is_none() {
+            exited = child.try_wait()?.map(|s| (s, Instant::now()));
+        }
+        let open: Vec<usize> = (0..2).filter(|i| pipes[*i].0.is_some()).collect();
+        let timeout = match exited {
+            _ if open.is_empty() => break,
+            Some((_, at)) => match OUTPUT_GRACE.checked_sub(at.elapsed()) {
+                Some(left) => left,
+                None => break,
+            },
+            // No signal tells of the exit while the pipes stay open: look again soon.
+            None => Duration::from_millis(20),
+        };
+        let mut fds: Vec<libc::pollfd> = open
+            .iter()
+            .map(|i| libc::pollfd {
+                fd: pipes[*i].0.as_ref().map_or(-1, File::as_raw_fd),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let millis = libc::c_int::try_from(timeout.as_millis().max(1)).unwrap_or(20);
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfd entries.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
+        if ready < 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(error);
+        }
+        for (fd, i) in fds.iter().zip(open) {
+            if fd.revents == 0 {
+                continue;
+            }
+            let (reader, collected) = &mut pipes[i];
+            match reader.as_mut().map(|r| r.read(&mut buf)) {
+                Some(Ok(n)) if n > 0 => collected.extend_from_slice(&buf[..n]),
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                _ => *reader = None,
+            }
+        }
+    }
+    let status = match exited {
+        Some((status, _)) => status,
+        None => child.wait()?,
+    };
+    let [(_, stdout), (_, stderr)] = pipes;
+    Ok((stdout, stderr, status))
 }
 
 /// The process's view and context. Each hook, action or command gets its own

@@ -50,6 +50,9 @@ pub struct Model {
     /// carries on the same sequence.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// The last number each storage name's instances got (`data/0`, `data/1`, ...).
+    #[serde(default)]
+    pub storage_numbers: BTreeMap<String, u64>,
 }
 
 /// A deployed application.
@@ -73,6 +76,17 @@ pub struct Application {
     /// as it lives.
     #[serde(default)]
     pub subnet: u8,
+    /// Leader settings (`leader-set`), and their version, bumped on each change.
+    #[serde(default)]
+    pub leader_settings: Databag,
+    #[serde(default)]
+    pub leader_settings_version: u64,
+    /// The spec `k8s-spec-set` (or `pod-spec-set`) last set.
+    #[serde(default)]
+    pub k8s_spec: Option<String>,
+    /// The spec `k8s-raw-set` last set.
+    #[serde(default)]
+    pub k8s_raw_spec: Option<String>,
 }
 
 impl Application {
@@ -123,6 +137,36 @@ pub struct Unit {
     /// last look (each container's own, oldest last repeat first).
     #[serde(default)]
     pub notices: BTreeMap<String, Vec<NoticeRecord>>,
+    /// The unit's charm state (`state-set`).
+    #[serde(default)]
+    pub charm_state: BTreeMap<String, String>,
+    /// Its storage instances, by id (`data/0`).
+    #[serde(default)]
+    pub storage: BTreeMap<String, StorageRecord>,
+    /// Storage asked for (at deploy or by `storage-add`) and not yet
+    /// attached: storage name to count.
+    #[serde(default)]
+    pub storage_pending: BTreeMap<String, u64>,
+    /// Its payloads (`payload-register`), by `<class>/<id>`.
+    #[serde(default)]
+    pub payloads: BTreeMap<String, PayloadRecord>,
+}
+
+/// A storage instance of a unit.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageRecord {
+    /// `filesystem` or `block`.
+    pub kind: String,
+    /// Its directory, under the unit's.
+    pub location: String,
+}
+
+/// A payload a unit registered.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadRecord {
+    pub kind: String,
+    pub status: String,
+    pub tags: Vec<String>,
 }
 
 /// A custom notice in a container: what its hook is told, and when it last
@@ -160,6 +204,13 @@ pub struct Seen {
     /// pebble-custom-notice announced.
     #[serde(default)]
     pub notices: BTreeMap<String, BTreeMap<String, String>>,
+    /// The version of the leader settings last announced by leader-elected or
+    /// leader-settings-changed.
+    #[serde(default)]
+    pub leader_settings: u64,
+    /// Storage instances announced by storage-attached.
+    #[serde(default)]
+    pub storage: BTreeSet<String>,
 }
 
 /// What a unit has seen of one relation.

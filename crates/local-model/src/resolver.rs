@@ -53,6 +53,18 @@ pub fn next_hook(model: &Model, unit_name: &str) -> Option<Event> {
     if unit.failed.is_some() || seen.removed {
         return None;
     }
+    // Storage attaches before install (what the unit starts with) and
+    // whenever `storage-add` adds more.
+    if let Some((id, storage)) = unit
+        .storage
+        .iter()
+        .find(|(id, _)| !seen.storage.contains(*id))
+    {
+        return Some(Event::StorageAttached {
+            storage: id.clone(),
+            location: storage.location.clone(),
+        });
+    }
     if !seen.installed {
         return Some(Event::Install);
     }
@@ -69,7 +81,8 @@ pub fn next_hook(model: &Model, unit_name: &str) -> Option<Event> {
             )));
         }
         let leader = app.leader.as_deref() == Some(unit_name);
-        if seen.leadership != Some(leader) {
+        let settings_changed = !leader && seen.leader_settings < app.leader_settings_version;
+        if seen.leadership != Some(leader) || settings_changed {
             return Some(if leader {
                 Event::LeaderElected
             } else {
@@ -310,12 +323,16 @@ pub fn after_hook(model: &mut Model, before: &Model, event: &Event) {
 /// Records that `event` ran successfully on the unit.
 pub fn done(model: &mut Model, unit_name: &str, event: &Event) {
     let app_name = app_of(unit_name).to_string();
-    let (config, tick) = match model
+    let (config, tick, leader_settings) = match model
         .applications
         .get(&app_name)
         .and_then(|a| a.units.get(unit_name).map(|u| (a, u)))
     {
-        Some((a, u)) => (config_digest(a, u), model.status_tick),
+        Some((a, u)) => (
+            config_digest(a, u),
+            model.status_tick,
+            a.leader_settings_version,
+        ),
         None => return,
     };
     let bag_version = |model: &Model, id: u64, owner: &str, app: bool| {
@@ -351,8 +368,17 @@ pub fn done(model: &mut Model, unit_name: &str, event: &Event) {
     let seen = &mut unit.seen;
     match event {
         Event::Install => seen.installed = true,
-        Event::LeaderElected => seen.leadership = Some(true),
-        Event::LeaderSettingsChanged => seen.leadership = Some(false),
+        Event::LeaderElected => {
+            seen.leadership = Some(true);
+            seen.leader_settings = leader_settings;
+        }
+        Event::LeaderSettingsChanged => {
+            seen.leadership = Some(false);
+            seen.leader_settings = leader_settings;
+        }
+        Event::StorageAttached { storage, .. } => {
+            seen.storage.insert(storage.clone());
+        }
         Event::PebbleReady { container } => {
             seen.pebble_ready.insert(container.clone());
         }

@@ -5,7 +5,7 @@
 use crate::model::{Consumer, Life, Model, SecretOwnerRecord, SecretRecord};
 use charm::relation::app_of;
 use charm::{JujuVersion, SecretId};
-use juju_rules::{Owner, RelationState, SecretState, State};
+use juju_rules::{Owner, PayloadState, RelationState, SecretState, State, StorageState};
 use std::collections::BTreeMap;
 
 /// The unit's view. Every secret of the model is in it (so that new ids stay
@@ -28,6 +28,41 @@ pub fn view(model: &Model, unit: &str) -> Option<State> {
     state.app_status = app.status.clone();
     state.workload_version = app.workload_version.clone();
     state.opened_ports = me.opened_ports.clone();
+    state.leader_settings = app.leader_settings.clone();
+    state.k8s_spec = app.k8s_spec.clone();
+    state.k8s_raw_spec = app.k8s_raw_spec.clone();
+    state.trusted = app.trust;
+    state.charm_state = me.charm_state.clone();
+    state.storage_declared = app
+        .files
+        .meta
+        .storage
+        .iter()
+        .map(|(name, spec)| (name.clone(), spec.kind.clone()))
+        .collect();
+    state.storage = me
+        .storage
+        .iter()
+        .map(|(id, s)| {
+            let storage = StorageState {
+                kind: s.kind.clone(),
+                location: s.location.clone(),
+            };
+            (id.clone(), storage)
+        })
+        .collect();
+    state.payloads = me
+        .payloads
+        .iter()
+        .map(|(key, p)| {
+            let payload = PayloadState {
+                kind: p.kind.clone(),
+                status: p.status.clone(),
+                tags: p.tags.clone(),
+            };
+            (key.clone(), payload)
+        })
+        .collect();
     state.dying_units = app
         .units
         .iter()
@@ -247,11 +282,37 @@ pub fn commit(model: &mut Model, unit: &str, before: &State, after: &State) {
     if let Some(app) = model.applications.get_mut(&app_name) {
         if leader {
             app.status = after.app_status.clone();
+            if after.leader_settings != before.leader_settings {
+                app.leader_settings = after.leader_settings.clone();
+                app.leader_settings_version += 1;
+            }
+            if after.k8s_spec != before.k8s_spec {
+                app.k8s_spec = after.k8s_spec.clone();
+            }
+            if after.k8s_raw_spec != before.k8s_raw_spec {
+                app.k8s_raw_spec = after.k8s_raw_spec.clone();
+            }
         }
         app.workload_version = after.workload_version.clone();
         if let Some(u) = app.units.get_mut(unit) {
             u.status = after.unit_status.clone();
             u.opened_ports = after.opened_ports.clone();
+            u.charm_state = after.charm_state.clone();
+            for (name, count) in &after.storage_added {
+                *u.storage_pending.entry(name.clone()).or_default() += count;
+            }
+            u.payloads = after
+                .payloads
+                .iter()
+                .map(|(key, p)| {
+                    let record = crate::model::PayloadRecord {
+                        kind: p.kind.clone(),
+                        status: p.status.clone(),
+                        tags: p.tags.clone(),
+                    };
+                    (key.clone(), record)
+                })
+                .collect();
         }
     }
 }

@@ -15,9 +15,9 @@ use local_model::tools::{Session, ToolRequest, ToolResponse};
 use std::path::PathBuf;
 
 /// Hands each command to the interpreter, in-process.
-struct Interpreted<'a>(Session<'a>);
+struct Interpreted<'a, 's>(Session<'a, 's>);
 
-impl ToolRunner for Interpreted<'_> {
+impl ToolRunner for Interpreted<'_, '_> {
     fn run(&mut self, cmd: &charm::commands::Command) -> std::io::Result<RawOutput> {
         let response = self.0.run(&ToolRequest {
             tool: cmd.tool.clone(),

@@ -92,6 +92,7 @@ impl Controller {
         if let Some(u) = self.model.unit_mut(unit) {
             u.containers_up = containers.into_iter().collect();
         }
+        self.attach_storage(unit)?;
         self.units.insert(
             unit.to_string(),
             UnitRuntime {
@@ -100,6 +101,48 @@ impl Controller {
                 pebbles,
             },
         );
+        Ok(())
+    }
+
+    /// Attaches the storage a unit is waiting for (from deploy or
+    /// `storage-add`): each instance gets the next number of its storage name
+    /// and a directory, `storage/<name>/<n>` under the unit's; its
+    /// storage-attached hook is then due.
+    pub(super) fn attach_storage(&mut self, unit: &str) -> Result<(), ControllerError> {
+        let home = self.unit_home(unit);
+        let app = charm::relation::app_of(unit);
+        let Some(pending) = self
+            .model
+            .unit_mut(unit)
+            .map(|u| std::mem::take(&mut u.storage_pending))
+        else {
+            return Ok(());
+        };
+        for (name, count) in pending {
+            let kind = self.model.applications[app]
+                .files
+                .meta
+                .storage
+                .get(&name)
+                .map_or_else(|| "filesystem".to_string(), |s| s.kind.clone());
+            for _ in 0..count {
+                let next = self.model.storage_numbers.entry(name.clone()).or_default();
+                let id = format!("{name}/{next}");
+                let location = home.join("storage").join(&name).join(next.to_string());
+                *next += 1;
+                std::fs::create_dir_all(&location)
+                    .map_err(io(format!("making {unit}'s storage {id}")))?;
+                if let Some(u) = self.model.unit_mut(unit) {
+                    u.storage.insert(
+                        id,
+                        crate::model::StorageRecord {
+                            kind: kind.clone(),
+                            location: location.display().to_string(),
+                        },
+                    );
+                }
+            }
+        }
         Ok(())
     }
 

@@ -188,6 +188,7 @@ impl Controller {
                 Agent::finish(&mut self.model, *prepared, &executed)
             }
         };
+        self.attach_storage(&unit)?;
         self.snapshot_plans(&unit);
         let mut log = status::log_lines(&unit, &run, self.model.now);
         if !run.ok && self.model.unit(&unit).is_some_and(|u| u.forced) {

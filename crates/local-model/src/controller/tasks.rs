@@ -289,6 +289,7 @@ impl Controller {
         };
         let executed = executed.map_err(io(format!("running a task on {unit}")))?;
         let run = Agent::finish(&mut self.model, task.prepared, &executed);
+        self.attach_storage(&unit)?;
         self.snapshot_plans(&unit);
         crate::store::append_log(
             &self.root,

@@ -134,10 +134,19 @@ impl Controller {
         let app = self.app_mut(app_name)?;
         app.next_unit += 1;
         let unit = format!("{app_name}/{n}");
+        let storage_pending = app
+            .files
+            .meta
+            .storage
+            .iter()
+            .map(|(name, spec)| (name.clone(), spec.initial_count()))
+            .filter(|(_, count)| *count > 0)
+            .collect();
         app.units.insert(
             unit.clone(),
             Unit {
                 address: address.clone(),
+                storage_pending,
                 ..Unit::default()
             },
         );

@@ -2,6 +2,8 @@
 //! on a [`Backend`], and the answer or the error becomes what the real tool would
 //! print and its exit code. Defaults come from the hook's [`Context`] (the current
 //! relation, the remote unit), as Juju's tools take them from the hook context.
+//! Every tool Juju 3.6 offers a unit is here ([`tool_names`]); those the SDK
+//! does not call answer through `juju_rules::MemoryBackend`'s own methods.
 
 mod flags;
 mod format;
@@ -12,16 +14,43 @@ pub use format::Format;
 use base64::Engine as _;
 use charm::backend::{Backend, Port};
 use charm::secret::{Revision, Rotate, SecretMeta, SecretOwner, SecretRef};
-use charm::{Bag, Context, Databag, Error, LogLevel, Relation, SecretContent, SecretId, Status};
+use charm::{
+    Bag, Context, Databag, Error, Event, LogLevel, Relation, SecretContent, SecretId, Status,
+};
+use juju_rules::MemoryBackend;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-/// Tools this interpreter knows beyond those the SDK calls (`ops` uses them).
-const OPS_ONLY: &[&str] = &["relation-model-get"];
+/// Juju 3.6's hook tools beyond those the SDK calls.
+const BEYOND_SDK: &[&str] = &[
+    "add-metric",
+    "credential-get",
+    "juju-reboot",
+    "k8s-raw-get",
+    "k8s-raw-set",
+    "k8s-spec-get",
+    "k8s-spec-set",
+    "leader-get",
+    "leader-set",
+    "payload-register",
+    "payload-status-set",
+    "payload-unregister",
+    "pod-spec-get",
+    "pod-spec-set",
+    "relation-model-get",
+    "resource-get",
+    "state-delete",
+    "state-get",
+    "state-set",
+    "storage-add",
+    "storage-get",
+    "storage-list",
+    "unit-get",
+];
 
-/// Every tool this interpreter knows.
+/// Every tool this interpreter knows: all of Juju 3.6's.
 pub fn tool_names() -> impl Iterator<Item = &'static str> {
-    charm::commands::TOOLS.iter().chain(OPS_ONLY).copied()
+    charm::commands::TOOLS.iter().chain(BEYOND_SDK).copied()
 }
 
 /// One tool call as the shim forwards it.
@@ -41,11 +70,11 @@ pub struct ToolResponse {
 }
 
 /// The hook a tool runs in.
-pub struct Session<'a> {
+pub struct Session<'a, 's> {
     pub context: &'a Context,
     /// Every endpoint of the charm, to find a relation given by number only.
     pub endpoints: &'a [String],
-    pub backend: &'a mut dyn Backend,
+    pub backend: &'a mut MemoryBackend<'s>,
 }
 
 /// Why a call failed: the command line (exit 2) or what Juju said (exit 1).
@@ -83,7 +112,7 @@ fn juju<T>(tool: &str, message: impl Into<String>) -> Result<T, Failure> {
 const FORMAT: Spec = (&["format"], Kind::Value);
 const RELATION: Spec = (&["r", "relation"], Kind::Value);
 
-impl Session<'_> {
+impl Session<'_, '_> {
     /// Runs one tool call.
     pub fn run(&mut self, request: &ToolRequest) -> ToolResponse {
         match self.dispatch(request) {
@@ -216,6 +245,159 @@ impl Session<'_> {
                     .map(|i| i.xid().to_string())
                     .collect();
                 Ok(f.render(&json!(ids)))
+            }
+            "leader-get" => self.leader_get(req),
+            "leader-set" => {
+                let (p, _) = self.parse(req, &[])?;
+                let settings = key_values(&p.positional)?;
+                self.backend.leader_set(&settings)?;
+                Ok(String::new())
+            }
+            "state-get" => self.state_get(req),
+            "state-set" => {
+                let (p, _) = self.parse(req, &[(&["file"], Kind::Value)])?;
+                let mut changes = match p.value("file") {
+                    Some(file) => {
+                        string_map(&read_file(file, &req.stdin)?).map_err(Failure::Usage)?
+                    }
+                    None => Databag::new(),
+                };
+                changes.extend(key_values(&p.positional)?);
+                self.backend.state_set(&changes)?;
+                Ok(String::new())
+            }
+            "state-delete" => {
+                let (p, _) = self.parse(req, &[])?;
+                let [key] = p.positional.as_slice() else {
+                    return usage("specify a key");
+                };
+                self.backend.state_delete(key)?;
+                Ok(String::new())
+            }
+            "storage-list" => {
+                let (p, f) = self.parse(req, &[FORMAT])?;
+                let ids = self
+                    .backend
+                    .storage_list(p.positional.first().map(String::as_str))?;
+                Ok(lines_or(f, &ids))
+            }
+            "storage-get" => self.storage_get(req),
+            "storage-add" => {
+                let (p, _) = self.parse(req, &[])?;
+                if p.positional.is_empty() {
+                    return usage("storage add requires a storage directive");
+                }
+                for directive in &p.positional {
+                    let (name, count) = match directive.split_once('=') {
+                        Some((name, count)) => (
+                            name,
+                            count.parse::<u64>().map_err(|_| {
+                                Failure::Usage(format!("cannot parse count {count:?}"))
+                            })?,
+                        ),
+                        None => (directive.as_str(), 1),
+                    };
+                    self.backend.storage_add(name, count)?;
+                }
+                Ok(String::new())
+            }
+            "credential-get" => {
+                let (p, f) = self.parse(req, &[FORMAT])?;
+                no_args(&p)?;
+                Ok(f.render(&self.backend.credential_get()?))
+            }
+            "unit-get" => {
+                let (p, f) = self.parse(req, &[FORMAT])?;
+                match p.positional.as_slice() {
+                    [] => usage("no setting specified"),
+                    [s] if s == "private-address" || s == "public-address" => {
+                        Ok(f.render(&json!(self.backend.unit_address()?)))
+                    }
+                    [s] => usage(format!("unknown setting {s:?}")),
+                    [_, rest @ ..] => usage(format!("unrecognized args: {rest:?}")),
+                }
+            }
+            "add-metric" => {
+                let (p, _) = self.parse(req, &[(&["l", "labels"], Kind::Value)])?;
+                if p.positional.is_empty() {
+                    return usage("no metrics specified");
+                }
+                self.backend.add_metric()?;
+                Ok(String::new())
+            }
+            "juju-reboot" => {
+                let (p, _) = self.parse(req, &[(&["now"], Kind::Bool)])?;
+                no_args(&p)?;
+                // Units share this machine: the reboot is logged, never done.
+                let when = if p.flag("now") {
+                    "now"
+                } else {
+                    "after this hook"
+                };
+                self.backend.juju_log(
+                    LogLevel::Warning,
+                    &format!("juju-reboot ({when}) asked for: the local model does not reboot its machine"),
+                )?;
+                Ok(String::new())
+            }
+            "k8s-spec-set" | "pod-spec-set" | "k8s-raw-set" => {
+                let (p, _) = self.parse(
+                    req,
+                    &[(&["file"], Kind::Value), (&["k8s-resources"], Kind::Value)],
+                )?;
+                no_args(&p)?;
+                let spec = read_file(p.value("file").unwrap_or("-"), &req.stdin)?;
+                let parsed: Value = yaml_serde::from_str(&spec)
+                    .map_err(|e| Failure::Usage(format!("invalid spec: {e}")))?;
+                if !parsed.is_object() {
+                    return usage("invalid spec: not a mapping");
+                }
+                self.backend
+                    .k8s_spec_set(tool, tool == "k8s-raw-set", &spec)?;
+                Ok(String::new())
+            }
+            "k8s-spec-get" | "pod-spec-get" | "k8s-raw-get" => {
+                let (p, _) = self.parse(req, &[])?;
+                no_args(&p)?;
+                let spec = self.backend.k8s_spec_get(tool == "k8s-raw-get")?;
+                Ok(spec
+                    .map(|s| if s.ends_with('\n') { s } else { s + "\n" })
+                    .unwrap_or_default())
+            }
+            "resource-get" => {
+                let (p, _) = self.parse(req, &[])?;
+                let [name] = p.positional.as_slice() else {
+                    return usage("missing required resource name");
+                };
+                // The local model stores no resources.
+                juju(
+                    tool,
+                    format!("could not download resource: resource {name:?} not found"),
+                )
+            }
+            "payload-register" => {
+                let (p, _) = self.parse(req, &[])?;
+                let [kind, class, id, tags @ ..] = p.positional.as_slice() else {
+                    return usage("missing required arguments");
+                };
+                self.backend.payload_register(kind, class, id, tags)?;
+                Ok(String::new())
+            }
+            "payload-status-set" => {
+                let (p, _) = self.parse(req, &[])?;
+                let [class, id, status] = p.positional.as_slice() else {
+                    return usage("expected <class> <id> <status>");
+                };
+                self.backend.payload_status_set(class, id, status)?;
+                Ok(String::new())
+            }
+            "payload-unregister" => {
+                let (p, _) = self.parse(req, &[])?;
+                let [class, id] = p.positional.as_slice() else {
+                    return usage("expected <class> <id>");
+                };
+                self.backend.payload_unregister(class, id)?;
+                Ok(String::new())
             }
             other => usage(format!("unknown hook tool {other:?}")),
         }
@@ -512,6 +694,58 @@ impl Session<'_> {
         })
     }
 
+    fn leader_get(&mut self, req: &ToolRequest) -> Outcome {
+        let (p, f) = self.parse(req, &[FORMAT])?;
+        let key = match p.positional.as_slice() {
+            [] => None,
+            [k] if k == "-" => None,
+            [k] if k.contains('=') => return usage(format!("invalid key {k:?}")),
+            [k] => Some(k.clone()),
+            [_, rest @ ..] => return usage(format!("unrecognized args: {rest:?}")),
+        };
+        let settings = self.backend.leader_get()?;
+        Ok(match key {
+            Some(k) => f.render(&settings.get(&k).map_or(Value::Null, |v| json!(v))),
+            None => f.render(&json!(settings)),
+        })
+    }
+
+    fn state_get(&mut self, req: &ToolRequest) -> Outcome {
+        let (p, f) = self.parse(req, &[FORMAT, (&["strict"], Kind::Bool)])?;
+        let state = self.backend.state_get()?;
+        Ok(match p.positional.first().filter(|k| *k != "-") {
+            Some(k) => match state.get(k) {
+                Some(v) => f.render(&json!(v)),
+                None if p.flag("strict") => {
+                    return juju("state-get", format!("key {k:?} not found"))
+                }
+                None => f.render(&Value::Null),
+            },
+            None => f.render(&json!(state)),
+        })
+    }
+
+    fn storage_get(&mut self, req: &ToolRequest) -> Outcome {
+        let (p, f) = self.parse(req, &[FORMAT, (&["s"], Kind::Value)])?;
+        let id = match (p.value("s"), &self.context.event) {
+            (Some(id), _) => id.to_string(),
+            (
+                None,
+                Event::StorageAttached { storage, .. } | Event::StorageDetaching { storage, .. },
+            ) => storage.clone(),
+            (None, _) => return usage("no storage instance specified"),
+        };
+        let storage = self.backend.storage_get(&id)?;
+        let values = json!({"kind": storage.kind, "location": storage.location});
+        match p.positional.first() {
+            None => Ok(f.render(&values)),
+            Some(key) => match values.get(key) {
+                Some(v) => Ok(f.render(v)),
+                None => juju("storage-get", format!("invalid storage attribute {key:?}")),
+            },
+        }
+    }
+
     fn meta(p: &Parsed) -> Result<SecretMeta, Failure> {
         let rotate = match p.value("rotate") {
             Some(r) => Some(
@@ -654,6 +888,47 @@ impl Session<'_> {
         }
         Ok(String::new())
     }
+}
+
+/// A list as Juju's formats print it: one item a line in `smart`.
+fn lines_or(f: Format, items: &[String]) -> String {
+    match f {
+        Format::Smart => items.iter().map(|i| format!("{i}\n")).collect(),
+        _ => f.render(&json!(items)),
+    }
+}
+
+/// Fails on arguments a tool takes none of.
+fn no_args(p: &Parsed) -> Result<(), Failure> {
+    if p.positional.is_empty() {
+        Ok(())
+    } else {
+        usage(format!("unrecognized args: {:?}", p.positional))
+    }
+}
+
+/// A `--file` argument's text: the file, or stdin for `-`.
+fn read_file(file: &str, stdin: &[u8]) -> Result<String, Failure> {
+    if file == "-" {
+        Ok(String::from_utf8_lossy(stdin).into_owned())
+    } else {
+        std::fs::read_to_string(file)
+            .map_err(|e| Failure::Usage(format!("cannot read {file}: {e}")))
+    }
+}
+
+/// `key=value` arguments, as Juju reads them (each key once).
+fn key_values(args: &[String]) -> Result<Databag, Failure> {
+    let mut out = Databag::new();
+    for kv in args {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| Failure::Usage(format!("expected \"key=value\", got {kv:?}")))?;
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            return usage(format!("key {k:?} specified more than once"));
+        }
+    }
+    Ok(out)
 }
 
 fn secret_id(tool: &str, raw: Option<&String>) -> Result<SecretId, Failure> {
