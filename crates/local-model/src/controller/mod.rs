@@ -18,12 +18,15 @@
 mod controls;
 mod runtime;
 mod schedule;
+mod formatted;
 mod status;
 mod table;
 mod tasks;
 mod topology;
 
+pub use formatted::FullStatus;
 pub use schedule::{Due, Ran};
+pub use status::{ShowUnitFilter, UnitInfo};
 pub use tasks::{PreparedTask, Task, TaskError, TaskKind};
 
 use crate::agent::Agent;
@@ -71,6 +74,11 @@ pub enum ControllerError {
         service: String,
         message: String,
     },
+    /// Several units failed at once (`juju show-unit a/0 b/1`), one line each.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Each(Vec<ControllerError>),
+    #[error("cannot write the answer as {format}: {message}")]
+    Render { format: String, message: String },
     #[error(transparent)]
     Task(#[from] TaskError),
     #[error(transparent)]
@@ -99,6 +107,8 @@ pub struct Controller {
     round: VecDeque<String>,
     /// The units running a hook, action or command, and what.
     running: BTreeMap<String, String>,
+    /// When each unit's agent last went from idle to running or back.
+    agent_since: BTreeMap<String, u64>,
     /// The model's slice of the loopback network, held while it runs.
     network: Network,
 }
@@ -193,6 +203,7 @@ impl Controller {
             sandbox,
             round: VecDeque::new(),
             running: BTreeMap::new(),
+            agent_since: BTreeMap::new(),
             network,
         };
         c.sync_clock();
@@ -206,7 +217,18 @@ impl Controller {
 
     /// Writes the model to disk (atomically).
     pub fn save(&mut self) -> Result<(), ControllerError> {
+        self.model.stamp_statuses();
         Ok(store::save(&self.root, &self.model)?)
+    }
+
+    /// Marks a unit's agent as running `what` (a hook, action or command), or
+    /// idle again with `None`.
+    fn set_running(&mut self, unit: &str, what: Option<String>) {
+        match what {
+            Some(what) => self.running.insert(unit.to_string(), what),
+            None => self.running.remove(unit),
+        };
+        self.agent_since.insert(unit.to_string(), self.model.now);
     }
 
     /// Moves the model's clock to the machine's (plus any test offset).
