@@ -156,6 +156,10 @@ pub struct Unit {
     /// `since`), by the model's clock.
     #[serde(default)]
     pub status_since: Option<Since>,
+    /// When its agent last went from idle to running something or back, by
+    /// the model's clock (0: not since the unit was added).
+    #[serde(default)]
+    pub agent_since: u64,
 }
 
 /// A status and when it was first seen.

@@ -107,8 +107,6 @@ pub struct Controller {
     round: VecDeque<String>,
     /// The units running a hook, action or command, and what.
     running: BTreeMap<String, String>,
-    /// When each unit's agent last went from idle to running or back.
-    agent_since: BTreeMap<String, u64>,
     /// The model's slice of the loopback network, held while it runs.
     network: Network,
 }
@@ -203,7 +201,6 @@ impl Controller {
             sandbox,
             round: VecDeque::new(),
             running: BTreeMap::new(),
-            agent_since: BTreeMap::new(),
             network,
         };
         c.sync_clock();
@@ -228,7 +225,10 @@ impl Controller {
             Some(what) => self.running.insert(unit.to_string(), what),
             None => self.running.remove(unit),
         };
-        self.agent_since.insert(unit.to_string(), self.model.now);
+        let now = self.model.now;
+        if let Some(u) = self.model.unit_mut(unit) {
+            u.agent_since = now;
+        }
     }
 
     /// Moves the model's clock to the machine's (plus any test offset).

@@ -101,7 +101,7 @@ impl Controller {
 
     /// The agent's state for a unit: `executing` while it runs something,
     /// with what it runs and since when.
-    fn agent_status(&self, unit: &str, fallback: u64) -> StatusInfo {
+    fn agent_status(&self, unit: &str, since_then: u64) -> StatusInfo {
         let (current, message) = match self.running.get(unit) {
             Some(what) => ("executing", what.clone()),
             None => ("idle", String::new()),
@@ -109,7 +109,7 @@ impl Controller {
         StatusInfo {
             current: current.into(),
             message,
-            since: since(self.agent_since.get(unit).copied().unwrap_or(fallback)),
+            since: since(since_then),
             version: self.model.juju_version.clone(),
             life: String::new(),
         }
@@ -140,12 +140,15 @@ impl Controller {
             let mut units = BTreeMap::new();
             for (unit, u) in &app.units {
                 let workload = status_info(&u.status, u.status_since.as_ref(), now);
-                let fallback = u.status_since.as_ref().map_or(now, |s| s.at);
+                let agent_since = match u.agent_since {
+                    0 => u.status_since.as_ref().map_or(now, |s| s.at),
+                    at => at,
+                };
                 units.insert(
                     unit.clone(),
                     UnitStatus {
                         workload_status: workload,
-                        juju_status: self.agent_status(unit, fallback),
+                        juju_status: self.agent_status(unit, agent_since),
                         leader: app.leader.as_deref() == Some(unit),
                         address: u.address.clone(),
                         provider_id: unit.replace('/', "-"),
