@@ -437,7 +437,10 @@ fn handle(
             let mut shown = std::collections::BTreeMap::new();
             let mut missing = Vec::new();
             for unit in units {
-                match c.unit_name(&unit).and_then(|n| Ok((c.show_unit(&n, &filter)?, n))) {
+                match c
+                    .unit_name(&unit)
+                    .and_then(|n| Ok((c.show_unit(&n, &filter)?, n)))
+                {
                     Ok((info, name)) => {
                         shown.insert(name, info);
                     }

@@ -81,7 +81,11 @@ fn charm(root: &Path, name: &str, metadata: &str, dispatch: &str) -> PathBuf {
         format!("name: {name}\nsummary: s\ndescription: d\n{metadata}"),
     )
     .unwrap();
-    std::fs::write(dir.join("dispatch"), format!("#!/bin/sh\nset -e\n{dispatch}")).unwrap();
+    std::fs::write(
+        dir.join("dispatch"),
+        format!("#!/bin/sh\nset -e\n{dispatch}"),
+    )
+    .unwrap();
     std::fs::set_permissions(dir.join("dispatch"), std::fs::Permissions::from_mode(0o755)).unwrap();
     dir
 }
@@ -184,7 +188,11 @@ fn what_the_cli_prints_reads_like_juju() {
     assert_since(&status["model"]["model-status"]);
     for app in ["db", "web"] {
         assert_since(&status["applications"][app]["application-status"]);
-        for unit in status["applications"][app]["units"].as_object().unwrap().values() {
+        for unit in status["applications"][app]["units"]
+            .as_object()
+            .unwrap()
+            .values()
+        {
             assert_since(&unit["workload-status"]);
             assert_since(&unit["juju-status"]);
         }
@@ -475,8 +483,7 @@ fn what_the_cli_prints_reads_like_juju() {
     "#]]
     .assert_eq(&normalise(&shown, &status));
     let json: Value =
-        serde_json::from_str(&cli.ok(&["show-unit", "db/1", "web/0", "--format", "json"]))
-            .unwrap();
+        serde_json::from_str(&cli.ok(&["show-unit", "db/1", "web/0", "--format", "json"])).unwrap();
     assert_eq!(json["db/1"]["leader"], false);
     assert_eq!(
         json["db/1"]["opened-ports"],
@@ -503,16 +510,14 @@ fn what_the_cli_prints_reads_like_juju() {
     .unwrap();
     let info = only["db/0"]["relation-info"].as_array().unwrap();
     assert_eq!(info.len(), 1, "{only}");
-    assert_eq!(info[0]["related-units"]["web/0"]["data"]["database"], "shop");
+    assert_eq!(
+        info[0]["related-units"]["web/0"]["data"]["database"],
+        "shop"
+    );
     assert_eq!(info[0]["local-unit"]["data"], serde_json::json!({}));
-    let app: Value = serde_json::from_str(&cli.ok(&[
-        "show-unit",
-        "web/0",
-        "--app",
-        "--format",
-        "json",
-    ]))
-    .unwrap();
+    let app: Value =
+        serde_json::from_str(&cli.ok(&["show-unit", "web/0", "--app", "--format", "json"]))
+            .unwrap();
     let rel = &app["web/0"]["relation-info"][0];
     assert_eq!(rel["application-data"]["endpoints"], "db:5432");
     assert!(rel.get("related-units").is_none(), "{app}");
@@ -545,14 +550,20 @@ fn what_the_cli_prints_reads_like_juju() {
     for spelling in ["unit-db-0", "db/0"] {
         let lines = log(&["--include", spelling]);
         assert!(!lines.is_empty());
-        assert!(lines.iter().all(|l| l.starts_with("unit-db-0: ")), "{lines:?}");
+        assert!(
+            lines.iter().all(|l| l.starts_with("unit-db-0: ")),
+            "{lines:?}"
+        );
     }
     let db = log(&["--include", "db"]);
     assert!(db.iter().any(|l| l.starts_with("unit-db-1: ")));
     assert!(db.iter().all(|l| l.starts_with("unit-db-")), "{db:?}");
     let not_db = log(&["--exclude", "db"]);
     assert!(!not_db.is_empty());
-    assert!(not_db.iter().all(|l| l.starts_with("unit-web-0: ")), "{not_db:?}");
+    assert!(
+        not_db.iter().all(|l| l.starts_with("unit-web-0: ")),
+        "{not_db:?}"
+    );
     assert_eq!(db.len() + not_db.len(), everything.len());
     let mut warnings = log(&["--level", "WARNING"]);
     warnings.sort();
@@ -574,7 +585,10 @@ fn what_the_cli_prints_reads_like_juju() {
     let limited = cli.ok(&["debug-log", "--replay", "--limit", "3"]);
     assert_eq!(
         limited.lines().collect::<Vec<_>>(),
-        everything[..3].iter().map(String::as_str).collect::<Vec<_>>()
+        everything[..3]
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
     );
 
     // Errors as Juju words them, with its exit codes.

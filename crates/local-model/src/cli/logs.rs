@@ -1,5 +1,7 @@
 //! `juju debug-log`: the units' `juju-log` lines, hook output and hook results,
-//! read from the model's `debug.log`.
+//! read from the model's `debug.log`, filtered as Juju filters them (a unit
+//! named `unit-pg-0` or `pg/0`, an application by its name, a module and its
+//! children, a level and those above).
 
 use super::{parse, CliError, Outcome, Target};
 use crate::tools::{Kind, Parsed};
@@ -85,7 +87,11 @@ impl Filter {
 /// A level as Juju reads it (any case; `WARN` for `WARNING`).
 fn parse_level(l: &str) -> Result<usize, CliError> {
     let upper = l.to_ascii_uppercase();
-    let upper = if upper == "WARN" { "WARNING".into() } else { upper };
+    let upper = if upper == "WARN" {
+        "WARNING".into()
+    } else {
+        upper
+    };
     LEVELS.iter().position(|x| *x == upper).ok_or_else(|| {
         let all: Vec<String> = LEVELS.iter().map(|x| format!("{x:?}")).collect();
         CliError::Usage(format!(

@@ -53,7 +53,12 @@ pub fn status(args: &[String]) -> Outcome {
             ))
         })?;
     // SAFETY: the handler only stores to an atomic, which is signal-safe.
-    unsafe { libc::signal(libc::SIGINT, on_interrupt as *const () as libc::sighandler_t) };
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_interrupt as *const () as libc::sighandler_t,
+        )
+    };
     // SAFETY: isatty only reads the descriptor's state.
     let terminal = unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1;
     let mut out = std::io::stdout();
@@ -113,7 +118,9 @@ pub fn show_unit(args: &[String]) -> Outcome {
         }
     }
     if let Some(related) = p.value("related-unit").filter(|u| !valid_unit(u)) {
-        return Err(CliError::Usage(format!("related unit name {related} not valid")));
+        return Err(CliError::Usage(format!(
+            "related unit name {related} not valid"
+        )));
     }
     let format = p.value("format").unwrap_or("yaml");
     if !matches!(format, "yaml" | "json") {

@@ -13,12 +13,13 @@
 //! | `schedule.rs` | Which hook runs next: rounds over the units (in name order or a seed's), one thing at a time per unit, committing what ran, settling, a failed hook blocking its unit until resolved. |
 //! | `controls.rs` | Test controls: the clock, a failed hook on demand, a killed workload, a unit removed abruptly or its machine crashed. |
 //! | `tasks.rs` | Actions and `juju exec` commands. |
-//! | `status.rs` | What `juju status`, `show-unit`, `config` and `debug-log` print (`table.rs` lays out the status table). |
+//! | `status.rs` | What `juju status`, `show-unit`, `config` and `debug-log` print, built from the model; a status's `since` from the stamps the model keeps. |
+//! | `formatted.rs` | `juju status`'s structure in Juju 3.6's field order, shared by its JSON, YAML and table (`table.rs` lays out the columns): scale, grouped ports, what the agent is doing. |
 
 mod controls;
+mod formatted;
 mod runtime;
 mod schedule;
-mod formatted;
 mod status;
 mod table;
 mod tasks;

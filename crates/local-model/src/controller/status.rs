@@ -182,7 +182,11 @@ impl Controller {
                     charm_rev: 0,
                     scale: app.units.len(),
                     exposed: false,
-                    life: if app.dying { "dying".into() } else { String::new() },
+                    life: if app.dying {
+                        "dying".into()
+                    } else {
+                        String::new()
+                    },
                     application_status,
                     relations,
                     units,
@@ -201,7 +205,11 @@ impl Controller {
                 version: self.model.juju_version.clone(),
                 model_status: StatusInfo {
                     current: "available".into(),
-                    since: since(if self.model.created == 0 { now } else { self.model.created }),
+                    since: since(if self.model.created == 0 {
+                        now
+                    } else {
+                        self.model.created
+                    }),
                     ..StatusInfo::default()
                 },
                 sla: "unsupported".into(),
@@ -212,7 +220,12 @@ impl Controller {
             controller: ControllerStatus {
                 timestamp: format!("{}Z", crate::clock::format_clock(now)),
             },
-            relations: self.model.relations.iter().filter_map(|r| self.relation_row(r)).collect(),
+            relations: self
+                .model
+                .relations
+                .iter()
+                .filter_map(|r| self.relation_row(r))
+                .collect(),
         }
     }
 
@@ -249,14 +262,22 @@ impl Controller {
             requirer,
             interface,
             kind: kind.into(),
-            status: if r.dying { "broken".into() } else { String::new() },
+            status: if r.dying {
+                "broken".into()
+            } else {
+                String::new()
+            },
         })
     }
 
     /// `juju show-unit <unit>`: the unit, its charm, leadership and each
     /// relation's data as Juju shows it (a relation with no data at all is left
     /// out unless `--endpoint` names it).
-    pub fn show_unit(&self, unit: &str, filter: &ShowUnitFilter) -> Result<UnitInfo, ControllerError> {
+    pub fn show_unit(
+        &self,
+        unit: &str,
+        filter: &ShowUnitFilter,
+    ) -> Result<UnitInfo, ControllerError> {
         let u = self.unit(unit)?;
         let app_name = charm::relation::app_of(unit);
         let app = self.app(app_name)?;
@@ -264,7 +285,9 @@ impl Controller {
         let mut relations: Vec<_> = self.model.relations_of(app_name).collect();
         relations.sort_by_key(|r| r.id);
         for r in relations {
-            let Some(end) = r.end_of(app_name) else { continue };
+            let Some(end) = r.end_of(app_name) else {
+                continue;
+            };
             if filter.endpoint.as_ref().is_some_and(|e| *e != end.endpoint) {
                 continue;
             }
@@ -326,7 +349,12 @@ impl Controller {
             opened_ports: u.opened_ports.iter().map(ToString::to_string).collect(),
             charm: charm_url(app),
             leader: app.leader.as_deref() == Some(unit),
-            life: if u.life == Life::Dying { "dying" } else { "alive" }.into(),
+            life: if u.life == Life::Dying {
+                "dying"
+            } else {
+                "alive"
+            }
+            .into(),
             relation_info: info,
             provider_id: unit.replace('/', "-"),
             address: u.address.clone(),
