@@ -57,13 +57,23 @@ pub enum Request {
         set: Vec<(String, String)>,
         reset: Vec<String>,
     },
-    /// The status as JSON, or as the table when `table` is set.
+    /// The status as text in `format` (`tabular`, `json` or `yaml`), the table
+    /// with its integrations section when `relations` is set.
     Status {
-        table: bool,
+        format: String,
         relations: bool,
     },
+    /// Units' details as text in `format` (`json` or `yaml`), their relations
+    /// narrowed to an endpoint, a related unit or the application data.
     ShowUnit {
-        unit: String,
+        units: Vec<String>,
+        format: String,
+        #[serde(default)]
+        endpoint: Option<String>,
+        #[serde(default)]
+        related_unit: Option<String>,
+        #[serde(default)]
+        app_only: bool,
     },
     Resolve {
         unit: String,

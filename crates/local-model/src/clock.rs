@@ -45,6 +45,13 @@ pub fn parse_duration(s: &str) -> Option<u64> {
     Some(d.as_secs_f64().round() as u64)
 }
 
+/// A Go duration (`2s`, `500ms`) in whole milliseconds, for intervals
+/// shorter than a second (`juju status --watch`).
+pub fn parse_duration_ms(s: &str) -> Option<u64> {
+    let d = timefmt::parse_go_duration(s).ok()?;
+    u64::try_from(d.as_millis()).ok()
+}
+
 /// `12:00:00` (UTC), as `juju debug-log` prints a line's time.
 pub fn format_clock(secs: u64) -> String {
     let s = secs % 86_400;

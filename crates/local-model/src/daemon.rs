@@ -12,7 +12,7 @@
 //! SIGINT (workloads stopped, state kept) or on a `shutdown` request.
 
 use crate::api::{send, Reply, Request};
-use crate::controller::{Controller, ControllerError, PreparedTask};
+use crate::controller::{Controller, ControllerError, PreparedTask, ShowUnitFilter};
 use crate::store;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
@@ -278,6 +278,22 @@ fn remove_unit(
     }
 }
 
+/// A status or unit details as `juju` prints them in `format` (`json` or
+/// `yaml`), fields in the order Juju writes them.
+fn render(format: &str, value: &impl serde::Serialize) -> Result<String, ControllerError> {
+    let failed = |message: String| ControllerError::Render {
+        format: format.into(),
+        message,
+    };
+    match format {
+        "json" => serde_json::to_string(value)
+            .map(|s| s + "\n")
+            .map_err(|e| failed(e.to_string())),
+        "yaml" => yaml_serde::to_string(value).map_err(|e| failed(e.to_string())),
+        other => Err(failed(format!("unknown format {other:?}"))),
+    }
+}
+
 fn handle(
     shared: &Shared,
     stream: &UnixStream,
@@ -397,18 +413,44 @@ fn handle(
             }
             c.config_json(&app)
         }
-        Request::Status { table, relations } => {
-            let c = shared.lock();
-            Ok(if table {
-                json!(c.status_table(relations))
+        Request::Status { format, relations } => {
+            let status = shared.lock().full_status();
+            Ok(json!(if format == "tabular" {
+                status.tabular(relations)
             } else {
-                c.status_json()
-            })
+                render(&format, &status)?
+            }))
         }
-        Request::ShowUnit { unit } => {
+        Request::ShowUnit {
+            units,
+            format,
+            endpoint,
+            related_unit,
+            app_only,
+        } => {
             let c = shared.lock();
-            let name = c.unit_name(&unit)?;
-            c.show_unit(&name)
+            let filter = ShowUnitFilter {
+                endpoint,
+                related_unit,
+                app_only,
+            };
+            let mut shown = std::collections::BTreeMap::new();
+            let mut missing = Vec::new();
+            for unit in units {
+                match c
+                    .unit_name(&unit)
+                    .and_then(|n| Ok((c.show_unit(&n, &filter)?, n)))
+                {
+                    Ok((info, name)) => {
+                        shown.insert(name, info);
+                    }
+                    Err(e) => missing.push(e),
+                }
+            }
+            if !missing.is_empty() {
+                return Err(ControllerError::Each(missing));
+            }
+            Ok(json!(render(&format, &shown)?))
         }
         Request::Resolve { unit, retry } => {
             let mut c = shared.lock();

@@ -53,6 +53,9 @@ pub struct Model {
     /// The last number each storage name's instances got (`data/0`, `data/1`, ...).
     #[serde(default)]
     pub storage_numbers: BTreeMap<String, u64>,
+    /// When the model was first saved (its `model-status` since), by its clock.
+    #[serde(default)]
+    pub created: u64,
 }
 
 /// A deployed application.
@@ -87,6 +90,32 @@ pub struct Application {
     /// The spec `k8s-raw-set` last set.
     #[serde(default)]
     pub k8s_raw_spec: Option<String>,
+    /// The status `juju status` shows as last stamped, and since when.
+    #[serde(default)]
+    pub status_since: Option<Since>,
+}
+
+impl Application {
+    /// The status `juju status` shows: the one the leader set, or if none was,
+    /// its most severe unit's (as Juju derives it).
+    pub fn shown_status(&self) -> Status {
+        if !matches!(self.status, Status::Unknown(_)) {
+            return self.status.clone();
+        }
+        let severity = |s: &Status| match s {
+            Status::Error(_) => 6,
+            Status::Blocked(_) => 5,
+            Status::Maintenance(_) => 4,
+            Status::Waiting(_) => 3,
+            Status::Active(_) => 2,
+            Status::Unknown(_) => 1,
+        };
+        self.units
+            .values()
+            .map(|u| u.status.clone())
+            .max_by_key(severity)
+            .unwrap_or_default()
+    }
 }
 
 impl Application {
@@ -150,6 +179,14 @@ pub struct Unit {
     /// Its payloads (`payload-register`), by `<class>/<id>`.
     #[serde(default)]
     pub payloads: BTreeMap<String, PayloadRecord>,
+    /// The workload status as last stamped and since when (`juju status`'s
+    /// `since`), by the model's clock.
+    #[serde(default)]
+    pub status_since: Option<Since>,
+    /// When its agent last went from idle to running something or back, by
+    /// the model's clock (0: not since the unit was added).
+    #[serde(default)]
+    pub agent_since: u64,
 }
 
 /// A storage instance of a unit.
@@ -167,6 +204,25 @@ pub struct PayloadRecord {
     pub kind: String,
     pub status: String,
     pub tags: Vec<String>,
+}
+
+/// A status and when it was first seen.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Since {
+    pub status: Status,
+    pub at: u64,
+}
+
+impl Since {
+    /// `since` carried over when `status` is unchanged, else a new stamp at `now`.
+    fn stamp(since: &mut Option<Since>, status: &Status, now: u64) {
+        if since.as_ref().is_none_or(|s| s.status != *status) {
+            *since = Some(Since {
+                status: status.clone(),
+                at: now,
+            });
+        }
+    }
 }
 
 /// A custom notice in a container: what its hook is told, and when it last
@@ -365,6 +421,22 @@ impl SecretRecord {
 pub const SECRET_NUMBERS_PER_HOOK: u64 = 1 << 16;
 
 impl Model {
+    /// Records, at the model's clock, when each unit's and application's status
+    /// (and the model itself) was first seen as it is now.
+    pub fn stamp_statuses(&mut self) {
+        let now = self.now;
+        if self.created == 0 {
+            self.created = now;
+        }
+        for app in self.applications.values_mut() {
+            let shown = app.shown_status();
+            Since::stamp(&mut app.status_since, &shown, now);
+            for u in app.units.values_mut() {
+                Since::stamp(&mut u.status_since, &u.status, now);
+            }
+        }
+    }
+
     /// Hands the next hook, action or command its range of secret numbers,
     /// which [`crate::view::view`] gives it.
     pub fn reserve_secret_numbers(&mut self) {

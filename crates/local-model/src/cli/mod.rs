@@ -42,8 +42,17 @@ impl From<crate::api::CallError> for CliError {
 }
 
 impl From<crate::tools::UsageError> for CliError {
+    /// The hook tools' flag parser speaks of `flag ... -name`; Juju's CLI of
+    /// `option ... --name` (one dash for a one-letter option).
     fn from(e: crate::tools::UsageError) -> Self {
-        CliError::Usage(e.0)
+        let message = e.0.replacen("flag ", "option ", 1);
+        let message = match message.rsplit_once(" -") {
+            Some((head, name)) if name.chars().count() > 1 && !name.starts_with('-') => {
+                format!("{head} --{name}")
+            }
+            _ => message,
+        };
+        CliError::Usage(message)
     }
 }
 
@@ -118,7 +127,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
             Ok(())
         }
         other => Err(CliError::Usage(format!(
-            "unrecognized command: juju {other}"
+            "juju: {other:?} is not a juju command. See \"juju --help\"."
         ))),
     };
     match result {

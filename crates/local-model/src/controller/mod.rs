@@ -13,9 +13,11 @@
 //! | `schedule.rs` | Which hook runs next: rounds over the units (in name order or a seed's), one thing at a time per unit, committing what ran, settling, a failed hook blocking its unit until resolved. |
 //! | `controls.rs` | Test controls: the clock, a failed hook on demand, a killed workload, a unit removed abruptly or its machine crashed. |
 //! | `tasks.rs` | Actions and `juju exec` commands. |
-//! | `status.rs` | What `juju status`, `show-unit`, `config` and `debug-log` print (`table.rs` lays out the status table). |
+//! | `status.rs` | What `juju status`, `show-unit`, `config` and `debug-log` print, built from the model; a status's `since` from the stamps the model keeps. |
+//! | `formatted.rs` | `juju status`'s structure in Juju 3.6's field order, shared by its JSON, YAML and table (`table.rs` lays out the columns): scale, grouped ports, what the agent is doing. |
 
 mod controls;
+mod formatted;
 mod runtime;
 mod schedule;
 mod status;
@@ -23,7 +25,9 @@ mod table;
 mod tasks;
 mod topology;
 
+pub use formatted::FullStatus;
 pub use schedule::{Due, Ran};
+pub use status::{ShowUnitFilter, UnitInfo};
 pub use tasks::{PreparedTask, Task, TaskError, TaskKind};
 
 use crate::agent::Agent;
@@ -71,6 +75,11 @@ pub enum ControllerError {
         service: String,
         message: String,
     },
+    /// Several units failed at once (`juju show-unit a/0 b/1`), one line each.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Each(Vec<ControllerError>),
+    #[error("cannot write the answer as {format}: {message}")]
+    Render { format: String, message: String },
     #[error(transparent)]
     Task(#[from] TaskError),
     #[error(transparent)]
@@ -206,7 +215,21 @@ impl Controller {
 
     /// Writes the model to disk (atomically).
     pub fn save(&mut self) -> Result<(), ControllerError> {
+        self.model.stamp_statuses();
         Ok(store::save(&self.root, &self.model)?)
+    }
+
+    /// Marks a unit's agent as running `what` (a hook, action or command), or
+    /// idle again with `None`.
+    fn set_running(&mut self, unit: &str, what: Option<String>) {
+        match what {
+            Some(what) => self.running.insert(unit.to_string(), what),
+            None => self.running.remove(unit),
+        };
+        let now = self.model.now;
+        if let Some(u) = self.model.unit_mut(unit) {
+            u.agent_since = now;
+        }
     }
 
     /// Moves the model's clock to the machine's (plus any test offset).

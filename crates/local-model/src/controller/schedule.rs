@@ -151,10 +151,7 @@ impl Controller {
             work,
             agent: self.agent.clone(),
         };
-        self.running.insert(
-            unit.to_string(),
-            format!("running {} hook", due.hook_name()),
-        );
+        self.set_running(unit, Some(format!("running {} hook", due.hook_name())));
         Some(due)
     }
 
@@ -162,7 +159,7 @@ impl Controller {
     /// unit that ran `remove`, and saves the model.
     pub fn finish(&mut self, due: Due, ran: Ran) -> Result<HookRun, ControllerError> {
         let unit = due.unit;
-        self.running.remove(&unit);
+        self.set_running(&unit, None);
         let run = match (due.work, ran.0) {
             (DueWork::Fail(event), _) => {
                 if let Some(u) = self.model.unit_mut(&unit) {

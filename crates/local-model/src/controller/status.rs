@@ -1,50 +1,85 @@
-//! What `juju status` (table and JSON), `juju show-unit`, `juju config` and
-//! `juju debug-log` show of the model.
+//! What `juju status` (built as [`FullStatus`]), `juju show-unit`, `juju config`
+//! and `juju debug-log` show of the model.
 
-use super::table::Table;
+use super::formatted::{
+    since, ApplicationStatus, Base, ControllerStatus, FullStatus, ModelStatus, RelatedApplication,
+    RelationRow, StatusInfo, UnitStatus,
+};
 use super::{Controller, ControllerError};
 use crate::agent::HookRun;
-use crate::model::{Application, Life};
+use crate::model::{Application, Life, RelationRecord, Since};
 use charm::metadata::OptionType;
 use charm::{Event, Status};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
-use std::fmt::Write as _;
-
-/// Juju's order of severity, for an application status derived from its units.
-fn severity(s: &Status) -> u8 {
-    match s {
-        Status::Error(_) => 6,
-        Status::Blocked(_) => 5,
-        Status::Maintenance(_) => 4,
-        Status::Waiting(_) => 3,
-        Status::Active(_) => 2,
-        Status::Unknown(_) => 1,
-    }
-}
-
-/// The application's status: the leader's, or if it never set one, its most
-/// severe unit's (as Juju derives it).
-pub fn app_status(app: &Application) -> Status {
-    if !matches!(app.status, Status::Unknown(_)) {
-        return app.status.clone();
-    }
-    app.units
-        .values()
-        .map(|u| u.status.clone())
-        .max_by_key(severity)
-        .unwrap_or_default()
-}
-
-fn status_info(s: &Status) -> Value {
-    let mut v = json!({"current": s.name()});
-    if !s.message().is_empty() {
-        v["message"] = json!(s.message());
-    }
-    v
-}
+use std::collections::BTreeMap;
 
 fn charm_url(app: &Application) -> String {
     format!("local:{}-0", app.files.meta.name)
+}
+
+/// A status block with its `since` (the stamp when it matches, else now).
+fn status_info(s: &Status, stamp: Option<&Since>, now: u64) -> StatusInfo {
+    let at = stamp.filter(|st| st.status == *s).map_or(now, |st| st.at);
+    StatusInfo {
+        current: s.name().into(),
+        message: s.message().into(),
+        since: since(at),
+        ..StatusInfo::default()
+    }
+}
+
+/// What `juju show-unit` prints of one unit, fields in Juju's order.
+#[derive(Debug, Serialize)]
+pub struct UnitInfo {
+    #[serde(rename = "workload-version", skip_serializing_if = "String::is_empty")]
+    pub workload_version: String,
+    #[serde(rename = "opened-ports")]
+    pub opened_ports: Vec<String>,
+    pub charm: String,
+    pub leader: bool,
+    pub life: String,
+    #[serde(rename = "relation-info", skip_serializing_if = "Vec::is_empty")]
+    pub relation_info: Vec<RelationInfo>,
+    #[serde(rename = "provider-id")]
+    pub provider_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub address: String,
+}
+
+/// One relation of a unit in `juju show-unit`.
+#[derive(Debug, Serialize)]
+pub struct RelationInfo {
+    #[serde(rename = "relation-id")]
+    pub relation_id: u64,
+    pub endpoint: String,
+    #[serde(rename = "related-endpoint")]
+    pub related_endpoint: String,
+    #[serde(rename = "application-data")]
+    pub application_data: BTreeMap<String, String>,
+    #[serde(rename = "local-unit")]
+    pub local_unit: UnitData,
+    #[serde(rename = "related-units", skip_serializing_if = "BTreeMap::is_empty")]
+    pub related_units: BTreeMap<String, UnitData>,
+}
+
+/// A unit's side of a relation: whether it is in scope, and its bag.
+#[derive(Debug, Serialize)]
+pub struct UnitData {
+    #[serde(rename = "in-scope")]
+    pub in_scope: bool,
+    pub data: BTreeMap<String, String>,
+}
+
+/// What `juju show-unit` narrows its relations to.
+#[derive(Debug, Default)]
+pub struct ShowUnitFilter {
+    /// Only relations on this endpoint (`--endpoint`).
+    pub endpoint: Option<String>,
+    /// Only this related unit's data (`--related-unit`).
+    pub related_unit: Option<String>,
+    /// Only the application data (`--app`).
+    pub app_only: bool,
 }
 
 impl Controller {
@@ -53,289 +88,277 @@ impl Controller {
         self.status_table(false)
     }
 
-    /// The agent's state for a unit: `executing` while it runs something.
-    fn agent_status(&self, unit: &str) -> (&'static str, String) {
-        match self.running.get(unit) {
-            Some(what) => ("executing", what.clone()),
-            None => ("idle", String::new()),
-        }
-    }
-
     /// `juju status`, with the integrations section when `relations` is set,
     /// laid out as Juju 3.6 lays it out for a Kubernetes model.
     pub fn status_table(&self, relations: bool) -> String {
-        let mut header = Table::new(
-            &[
-                "Model",
-                "Controller",
-                "Cloud/Region",
-                "Version",
-                "SLA",
-                "Timestamp",
-            ],
-            &[],
-        );
-        header.row(vec![
-            self.model.name.clone(),
-            "local".into(),
-            "local/localhost".into(),
-            self.model.juju_version.clone(),
-            "unsupported".into(),
-            format!("{}Z", crate::clock::format_clock(self.model.now)),
-        ]);
-        let mut s = header.render();
-        if self.model.applications.is_empty() {
-            let _ = writeln!(s, "\nModel \"admin/{}\" is empty.", self.model.name);
-            return s;
-        }
-        let mut apps = Table::new(
-            &[
-                "App", "Version", "Status", "Scale", "Charm", "Channel", "Rev", "Address",
-                "Exposed", "Message",
-            ],
-            &[3, 6],
-        );
-        let mut units = Table::new(
-            &["Unit", "Workload", "Agent", "Address", "Ports", "Message"],
-            &[],
-        );
-        for (name, app) in &self.model.applications {
-            let status = app_status(app);
-            apps.row(vec![
-                name.clone(),
-                app.workload_version.clone(),
-                status.name().into(),
-                app.units.len().to_string(),
-                app.files.meta.name.clone(),
-                String::new(),
-                "0".into(),
-                String::new(),
-                "no".into(),
-                status.message().into(),
-            ]);
-            for (unit, u) in &app.units {
-                let marker = if app.leader.as_deref() == Some(unit) {
-                    "*"
-                } else {
-                    ""
-                };
-                let ports: Vec<String> = u.opened_ports.iter().map(|p| p.to_string()).collect();
-                let (agent, doing) = self.agent_status(unit);
-                // Juju puts what the agent is running before the message.
-                let message = match doing.strip_prefix("running ") {
-                    Some(what) => {
-                        let what = what.strip_suffix(" hook").unwrap_or(what);
-                        format!("({what}) {}", u.status.message())
-                    }
-                    None => u.status.message().to_string(),
-                };
-                units.row(vec![
-                    format!("{unit}{marker}"),
-                    u.status.name().into(),
-                    agent.into(),
-                    u.address.clone(),
-                    ports.join(","),
-                    message,
-                ]);
-            }
-        }
-        s.push('\n');
-        s.push_str(&apps.render());
-        s.push('\n');
-        s.push_str(&units.render());
-        if relations && !self.model.relations.is_empty() {
-            let mut table = Table::new(
-                &[
-                    "Integration provider",
-                    "Requirer",
-                    "Interface",
-                    "Type",
-                    "Message",
-                ],
-                &[],
-            );
-            for r in &self.model.relations {
-                let name = |e: &crate::model::End| format!("{}:{}", e.app, e.endpoint);
-                let iface = r
-                    .ends
-                    .first()
-                    .and_then(|e| self.model.applications.get(&e.app))
-                    .and_then(|a| a.files.meta.interface(&r.ends[0].endpoint))
-                    .unwrap_or("");
-                let (provider, requirer, kind) = match r.ends.as_slice() {
-                    [p] => (name(p), name(p), "peer"),
-                    [a, b] => {
-                        let a_provides = self
-                            .model
-                            .applications
-                            .get(&a.app)
-                            .is_some_and(|x| x.files.meta.provides.contains_key(&a.endpoint));
-                        if a_provides {
-                            (name(a), name(b), "regular")
-                        } else {
-                            (name(b), name(a), "regular")
-                        }
-                    }
-                    _ => continue,
-                };
-                let message = if r.dying { "removing" } else { "" };
-                table.row(vec![
-                    provider,
-                    requirer,
-                    iface.into(),
-                    kind.into(),
-                    message.into(),
-                ]);
-            }
-            s.push('\n');
-            s.push_str(&table.render());
-        }
-        s
+        self.full_status().tabular(relations)
     }
 
-    /// `juju status --format json`.
+    /// `juju status --format json`, as a JSON value.
     pub fn status_json(&self) -> Value {
-        let mut apps = Map::new();
-        for (name, app) in &self.model.applications {
-            let mut relations: Map<String, Value> = Map::new();
-            for r in self.model.relations_of(name) {
-                let end = r.end_of(name).expect("relations_of");
-                let remote = r.remote_app(name).unwrap_or(name);
-                let list = relations
-                    .entry(end.endpoint.clone())
-                    .or_insert_with(|| json!([]));
-                if let Value::Array(items) = list {
-                    items.push(json!({
-                        "related-application": remote,
-                        "interface": app.files.meta.interface(&end.endpoint).unwrap_or(""),
-                        "scope": "global",
-                    }));
-                }
-            }
-            let mut units = Map::new();
-            for (unit, u) in &app.units {
-                let (agent, message) = self.agent_status(unit);
-                let mut juju_status = json!({"current": agent, "version": self.model.juju_version});
-                if !message.is_empty() {
-                    juju_status["message"] = json!(message);
-                }
-                let mut entry = json!({
-                    "workload-status": status_info(&u.status),
-                    "juju-status": juju_status,
-                    "leader": app.leader.as_deref() == Some(unit),
-                    "address": u.address,
-                    "provider-id": unit.replace('/', "-"),
-                });
-                if !u.opened_ports.is_empty() {
-                    let ports: Vec<String> = u.opened_ports.iter().map(|p| p.to_string()).collect();
-                    entry["open-ports"] = json!(ports);
-                }
-                if u.life == Life::Dying {
-                    entry["life"] = json!("dying");
-                }
-                units.insert(unit.clone(), entry);
-            }
-            let mut bindings = Map::new();
-            bindings.insert(String::new(), json!("alpha"));
-            let meta = &app.files.meta;
-            for ep in meta
-                .provides
-                .keys()
-                .chain(meta.requires.keys())
-                .chain(meta.peers.keys())
-            {
-                bindings.insert(ep.clone(), json!("alpha"));
-            }
-            let mut entry = json!({
-                "charm": charm_url(app),
-                "charm-origin": "local",
-                "charm-name": app.files.meta.name,
-                "charm-rev": 0,
-                "exposed": false,
-                "base": {"name": "ubuntu", "channel": "22.04"},
-                "scale": app.units.len(),
-                "application-status": status_info(&app_status(app)),
-                "relations": relations,
-                "units": units,
-                "endpoint-bindings": bindings,
-            });
-            if !app.workload_version.is_empty() {
-                entry["version"] = json!(app.workload_version);
-            }
-            if app.dying {
-                entry["life"] = json!("dying");
-            }
-            apps.insert(name.clone(), entry);
+        serde_json::to_value(self.full_status()).unwrap_or_default()
+    }
+
+    /// The agent's state for a unit: `executing` while it runs something,
+    /// with what it runs and since when.
+    fn agent_status(&self, unit: &str, since_then: u64) -> StatusInfo {
+        let (current, message) = match self.running.get(unit) {
+            Some(what) => ("executing", what.clone()),
+            None => ("idle", String::new()),
+        };
+        StatusInfo {
+            current: current.into(),
+            message,
+            since: since(since_then),
+            version: self.model.juju_version.clone(),
+            life: String::new(),
         }
-        json!({
-            "model": {
-                "name": self.model.name,
-                "type": "caas",
-                "controller": "local",
-                "cloud": "local",
-                "region": "localhost",
-                "version": self.model.juju_version,
-                "model-status": {"current": "available"},
-                "sla": "unsupported",
+    }
+
+    /// The model's status as Juju's `juju status` structures it.
+    pub fn full_status(&self) -> FullStatus {
+        let now = self.model.now;
+        let mut applications = BTreeMap::new();
+        for (name, app) in &self.model.applications {
+            let mut relations: BTreeMap<String, Vec<RelatedApplication>> = BTreeMap::new();
+            for r in self.model.relations_of(name) {
+                let Some(end) = r.end_of(name) else { continue };
+                relations
+                    .entry(end.endpoint.clone())
+                    .or_default()
+                    .push(RelatedApplication {
+                        related_application: r.remote_app(name).unwrap_or(name).into(),
+                        interface: app
+                            .files
+                            .meta
+                            .interface(&end.endpoint)
+                            .unwrap_or_default()
+                            .into(),
+                        scope: "global".into(),
+                    });
+            }
+            let mut units = BTreeMap::new();
+            for (unit, u) in &app.units {
+                let workload = status_info(&u.status, u.status_since.as_ref(), now);
+                let agent_since = match u.agent_since {
+                    0 => u.status_since.as_ref().map_or(now, |s| s.at),
+                    at => at,
+                };
+                units.insert(
+                    unit.clone(),
+                    UnitStatus {
+                        workload_status: workload,
+                        juju_status: self.agent_status(unit, agent_since),
+                        leader: app.leader.as_deref() == Some(unit),
+                        address: u.address.clone(),
+                        provider_id: unit.replace('/', "-"),
+                        open_ports: u.opened_ports.iter().map(ToString::to_string).collect(),
+                        ports: u.opened_ports.iter().cloned().collect(),
+                    },
+                );
+            }
+            let meta = &app.files.meta;
+            let endpoint_bindings = std::iter::once(String::new())
+                .chain(meta.provides.keys().cloned())
+                .chain(meta.requires.keys().cloned())
+                .chain(meta.peers.keys().cloned())
+                .map(|ep| (ep, "alpha".to_string()))
+                .collect();
+            let mut application_status =
+                status_info(&app.shown_status(), app.status_since.as_ref(), now);
+            if app.dying {
+                application_status.life = "dying".into();
+            }
+            applications.insert(
+                name.clone(),
+                ApplicationStatus {
+                    charm: charm_url(app),
+                    base: Base {
+                        name: "ubuntu".into(),
+                        channel: "22.04".into(),
+                    },
+                    charm_origin: "local".into(),
+                    charm_name: meta.name.clone(),
+                    charm_rev: 0,
+                    scale: app.units.len(),
+                    exposed: false,
+                    life: if app.dying {
+                        "dying".into()
+                    } else {
+                        String::new()
+                    },
+                    application_status,
+                    relations,
+                    units,
+                    version: app.workload_version.clone(),
+                    endpoint_bindings,
+                },
+            );
+        }
+        FullStatus {
+            model: ModelStatus {
+                name: self.model.name.clone(),
+                kind: "caas".into(),
+                controller: "local".into(),
+                cloud: "local".into(),
+                region: "localhost".into(),
+                version: self.model.juju_version.clone(),
+                model_status: StatusInfo {
+                    current: "available".into(),
+                    since: since(if self.model.created == 0 {
+                        now
+                    } else {
+                        self.model.created
+                    }),
+                    ..StatusInfo::default()
+                },
+                sla: "unsupported".into(),
             },
-            "machines": {},
-            "applications": apps,
-            "controller": {"timestamp": format!("{}Z", crate::clock::format_clock(self.model.now))},
+            machines: BTreeMap::new(),
+            applications,
+            storage: BTreeMap::new(),
+            controller: ControllerStatus {
+                timestamp: format!("{}Z", crate::clock::format_clock(now)),
+            },
+            relations: self
+                .model
+                .relations
+                .iter()
+                .filter_map(|r| self.relation_row(r))
+                .collect(),
+        }
+    }
+
+    /// A relation as the table's integrations section shows it: the providing
+    /// end first (a peer relation's one end twice).
+    fn relation_row(&self, r: &RelationRecord) -> Option<RelationRow> {
+        let name = |e: &crate::model::End| format!("{}:{}", e.app, e.endpoint);
+        let first = r.ends.first()?;
+        let interface = self
+            .model
+            .applications
+            .get(&first.app)
+            .and_then(|a| a.files.meta.interface(&first.endpoint))
+            .unwrap_or_default()
+            .to_string();
+        let (provider, requirer, kind) = match r.ends.as_slice() {
+            [p] => (name(p), name(p), "peer"),
+            [a, b] => {
+                let a_provides = self
+                    .model
+                    .applications
+                    .get(&a.app)
+                    .is_some_and(|x| x.files.meta.provides.contains_key(&a.endpoint));
+                if a_provides {
+                    (name(a), name(b), "regular")
+                } else {
+                    (name(b), name(a), "regular")
+                }
+            }
+            _ => return None,
+        };
+        Some(RelationRow {
+            provider,
+            requirer,
+            interface,
+            kind: kind.into(),
+            status: if r.dying {
+                "broken".into()
+            } else {
+                String::new()
+            },
         })
     }
 
-    /// `juju show-unit <unit> --format json`.
-    pub fn show_unit(&self, unit: &str) -> Result<Value, ControllerError> {
+    /// `juju show-unit <unit>`: the unit, its charm, leadership and each
+    /// relation's data as Juju shows it (a relation with no data at all is left
+    /// out unless `--endpoint` names it).
+    pub fn show_unit(
+        &self,
+        unit: &str,
+        filter: &ShowUnitFilter,
+    ) -> Result<UnitInfo, ControllerError> {
         let u = self.unit(unit)?;
         let app_name = charm::relation::app_of(unit);
-        let app = &self.model.applications[app_name];
+        let app = self.app(app_name)?;
         let mut info = Vec::new();
         let mut relations: Vec<_> = self.model.relations_of(app_name).collect();
         relations.sort_by_key(|r| r.id);
         for r in relations {
-            let end = r.end_of(app_name).expect("relations_of");
+            let Some(end) = r.end_of(app_name) else {
+                continue;
+            };
+            if filter.endpoint.as_ref().is_some_and(|e| *e != end.endpoint) {
+                continue;
+            }
             let remote = r.remote_app(app_name).unwrap_or(app_name);
             let related_endpoint = r
                 .ends
                 .iter()
                 .find(|e| e.app == remote)
                 .map_or(end.endpoint.as_str(), |e| e.endpoint.as_str());
-            let bag = |owner: &str, app_bag: bool| {
+            let bag = |owner: &str, app_bag: bool| -> BTreeMap<String, String> {
                 let bags = if app_bag { &r.app_bags } else { &r.unit_bags };
-                json!(bags.get(owner).map(|b| b.data.clone()).unwrap_or_default())
+                bags.get(owner)
+                    .map(|b| b.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .unwrap_or_default()
             };
-            let mut entry = json!({
-                "relation-id": r.id,
-                "endpoint": end.endpoint,
-                "related-endpoint": related_endpoint,
-                "application-data": bag(remote, true),
-                "local-unit": {"in-scope": r.scope.contains(unit), "data": bag(unit, false)},
-            });
-            let related: Map<String, Value> = r
-                .scope
-                .iter()
-                .filter(|m| charm::relation::app_of(m) == remote && m.as_str() != unit)
-                .map(|m| (m.clone(), json!({"in-scope": true, "data": bag(m, false)})))
-                .collect();
-            if !related.is_empty() {
-                entry["related-units"] = Value::Object(related);
+            let mut entry = RelationInfo {
+                relation_id: r.id,
+                endpoint: end.endpoint.clone(),
+                related_endpoint: related_endpoint.into(),
+                application_data: bag(remote, true),
+                local_unit: UnitData {
+                    in_scope: false,
+                    data: BTreeMap::new(),
+                },
+                related_units: BTreeMap::new(),
+            };
+            if !filter.app_only {
+                if filter.related_unit.is_none() {
+                    entry.local_unit = UnitData {
+                        in_scope: r.scope.contains(unit),
+                        data: bag(unit, false),
+                    };
+                }
+                entry.related_units = r
+                    .scope
+                    .iter()
+                    .filter(|m| charm::relation::app_of(m) == remote && m.as_str() != unit)
+                    .filter(|m| filter.related_unit.as_ref().is_none_or(|x| x == *m))
+                    .map(|m| {
+                        let data = UnitData {
+                            in_scope: true,
+                            data: bag(m, false),
+                        };
+                        (m.clone(), data)
+                    })
+                    .collect();
             }
-            info.push(entry);
+            let named = filter.endpoint.as_deref() == Some(end.endpoint.as_str());
+            if named
+                || !entry.application_data.is_empty()
+                || !entry.related_units.is_empty()
+                || !entry.local_unit.data.is_empty()
+            {
+                info.push(entry);
+            }
         }
-        let ports: Vec<String> = u.opened_ports.iter().map(|p| p.to_string()).collect();
-        let mut body = json!({
-            "opened-ports": ports,
-            "charm": charm_url(app),
-            "leader": app.leader.as_deref() == Some(unit),
-            "life": if u.life == Life::Dying { "dying" } else { "alive" },
-            "relation-info": info,
-            "provider-id": unit.replace('/', "-"),
-            "address": u.address,
-        });
-        if !app.workload_version.is_empty() {
-            body["workload-version"] = json!(app.workload_version);
-        }
-        Ok(json!({ unit: body }))
+        Ok(UnitInfo {
+            workload_version: app.workload_version.clone(),
+            opened_ports: u.opened_ports.iter().map(ToString::to_string).collect(),
+            charm: charm_url(app),
+            leader: app.leader.as_deref() == Some(unit),
+            life: if u.life == Life::Dying {
+                "dying"
+            } else {
+                "alive"
+            }
+            .into(),
+            relation_info: info,
+            provider_id: unit.replace('/', "-"),
+            address: u.address.clone(),
+        })
     }
 
     /// `juju config <app> --format json`: each option with its type, default,

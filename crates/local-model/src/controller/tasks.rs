@@ -267,7 +267,7 @@ impl Controller {
             .ok_or_else(|| ControllerError::NoUnit(unit.clone()))?;
         let prepared = prepare(&mut self.model, &unit, &id, &charm_dir, &env)
             .ok_or_else(|| ControllerError::NoUnit(unit.clone()))?;
-        self.running.insert(unit, what);
+        self.set_running(&unit, Some(what));
         Ok(PreparedTask {
             id,
             prepared,
@@ -282,7 +282,7 @@ impl Controller {
         executed: std::io::Result<Executed>,
     ) -> Result<Task, ControllerError> {
         let unit = task.prepared.unit.clone();
-        self.running.remove(&unit);
+        self.set_running(&unit, None);
         let kind = match task.prepared.work {
             Work::Exec(_) => TaskKind::Exec,
             _ => TaskKind::Action,
