@@ -6,7 +6,8 @@
 //! application relates and every unit reloads PgBouncer. Clients on both
 //! published libraries, v0 (`data_interfaces`) and v1
 //! (`dpcharmlibs-interfaces`), get working credentials from PgBouncer and
-//! from PostgreSQL directly.
+//! from PostgreSQL directly. A client asking for a superuser is refused by
+//! PgBouncer, where such a user could not log in, and served by PostgreSQL.
 
 use e2e::balancer::RoundRobin;
 use e2e::{
@@ -437,4 +438,42 @@ fn a_client_reaches_its_database_through_every_pgbouncer_unit() {
         );
         assert_eq!(wrote.as_deref().map(str::trim), Ok("1"), "{unit}");
     }
+
+    // A superuser cannot log in through PgBouncer, so PgBouncer refuses to
+    // create one, says why, and serves its other clients; PostgreSQL's own
+    // endpoints serve the same request with a superuser that works there.
+    let superuser = [("database", "admindb"), ("extra-user-roles", "SUPERUSER")];
+    c.deploy(&client, "admin-pooled", 1, &superuser).unwrap();
+    c.integrate("admin-pooled:database", "pgbouncer-k8s:database")
+        .unwrap();
+    c.deploy(&client, "admin-direct", 1, &superuser).unwrap();
+    c.integrate("admin-direct:database", "postgresql-k8s:database")
+        .unwrap();
+    let refused = |c: &Controller| {
+        ["pgbouncer-k8s/0", "pgbouncer-k8s/1"].iter().all(|u| {
+            matches!(
+                c.model.unit(u).map(|u| &u.status),
+                Some(charm::Status::Blocked(m)) if m.contains("a superuser cannot log in through PgBouncer")
+            )
+        })
+    };
+    converge(&mut c, Duration::from_secs(120), |c| {
+        refused(c) && active(c, "admin-direct/0").is_some_and(|m| m.contains('@'))
+    });
+    let task = c
+        .run_action("admin-pooled/0", "get-credentials", Default::default())
+        .unwrap();
+    assert!(!task.succeeded(), "handed credentials: {task:?}");
+    let is_superuser = as_client(
+        &mut c,
+        "admin-direct/0",
+        &new_primary,
+        5432,
+        "admindb",
+        "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+    );
+    assert_eq!(is_superuser.as_deref().map(str::trim), Ok("t"));
+    let host = address(&c, "pgbouncer-k8s/1");
+    let served = as_client(&mut c, "v1-pooled/0", &host, 6432, "pooleddb", "SELECT 1");
+    assert_eq!(served.as_deref().map(str::trim), Ok("1"), "another client");
 }

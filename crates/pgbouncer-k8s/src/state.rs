@@ -10,7 +10,7 @@ use charm::{Databag, Hook, Relation, SecretContent};
 use client_interface::request::{self, Refusal, Request};
 use client_interface::requirer::{self, Answered};
 use client_interface::Endpoint;
-use postgres_admin::names::RoleName;
+use postgres_admin::names::{Attribute, RoleName};
 use postgres_admin::ConnectInfo;
 use sha2::{Digest, Sha256};
 
@@ -148,9 +148,23 @@ pub fn app_secret(hook: &mut Hook<'_>) -> charm::Result<Option<SecretContent>> {
 }
 
 /// Reads a client's request (`Ok(None)` until it asks), with PgBouncer's own
-/// rule on top of the interface's: its admin console's name is no database.
+/// rules on top of the interface's: its admin console's name is no database,
+/// and no superuser is created, since a superuser cannot log in through
+/// PgBouncer (the auth query never looks one up) and credentials a client is
+/// given must work through the endpoints it is given.
 pub fn client_request(remote: &Databag, relation_id: u64) -> Result<Option<Request>, Refusal> {
     let request = request::parse(remote, relation_id)?;
+    if request
+        .as_ref()
+        .is_some_and(|r| r.roles.attributes().contains(&Attribute::Superuser))
+    {
+        return Err(Refusal::Roles {
+            relation_id,
+            detail: "SUPERUSER: a superuser cannot log in through PgBouncer; relate the \
+                     application to PostgreSQL directly for one"
+                .into(),
+        });
+    }
     if let Some(r) = request
         .as_ref()
         .filter(|r| r.database.is_pgbouncer_console())

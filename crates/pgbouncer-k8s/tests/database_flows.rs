@@ -310,6 +310,46 @@ fn hostile_requests_create_nothing_and_block_with_a_reason() {
 }
 
 #[test]
+fn a_superuser_request_is_refused_before_any_user_is_created() {
+    // The auth query never looks a superuser up, so credentials for one would
+    // not work through PgBouncer: the client is told so instead.
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
+    let leader = ready_leader(&pg).with_relation(client(
+        8,
+        "app_db",
+        &[("extra-user-roles", "createdb,superuser")],
+    ));
+    let server_before = pg.server();
+    let out = request(&pg, &leader, 8);
+    assert_eq!(pg.server(), server_before, "a user or database was created");
+    assert_refused(
+        &out.state.relation(8).unwrap().local_app_data,
+        "a superuser cannot log in through PgBouncer",
+    );
+    match &out.state.unit_status {
+        Status::Blocked(m) => assert!(
+            m.starts_with("invalid role(s) for extra user roles: relation 8: SUPERUSER"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Without SUPERUSER the same client is served.
+    let mut fixed = out.state.clone();
+    let relation = fixed.relations.iter_mut().find(|r| r.id == 8).unwrap();
+    relation
+        .remote_app_data
+        .insert("extra-user-roles".into(), "createdb".into());
+    let out = request(&pg, &fixed, 8);
+    assert!(out
+        .state
+        .relation(8)
+        .unwrap()
+        .local_app_data
+        .contains_key("secret-user"));
+    assert!(pg.server().users["relation_id_8"].1.contains("CreateDb"));
+}
+
+#[test]
 fn every_refused_client_is_named_and_one_that_asks_again_is_served() {
     let pg = FakeConnector::up_with(&["pgbouncer"]);
     let bad_name =

@@ -9,7 +9,10 @@ class ClientCharm(ops.CharmBase):
     def __init__(self, framework):
         super().__init__(framework)
         self.database = DatabaseRequires(
-            self, relation_name="database", database_name=self.config["database"]
+            self,
+            relation_name="database",
+            database_name=self.config["database"],
+            extra_user_roles=self.config["extra-user-roles"] or None,
         )
         for event in (
             self.database.on.database_created,
