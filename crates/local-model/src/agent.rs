@@ -10,6 +10,10 @@
 //! unit's view, [`Agent::execute`] runs the process against it, and
 //! [`Agent::finish`] commits it. Actions and `juju exec` commands run in the same
 //! kind of context; they commit when they exit 0 and never block the unit.
+//!
+//! Hook processes run with umask 077: what a charm writes (its state in its
+//! charm directory, files it hands to hook tools) is its owner's alone. The
+//! agent's socket and tools directory are private too.
 
 use crate::model::Model;
 use crate::protocol::{Request, Response};
@@ -23,7 +27,9 @@ use juju_rules::ActionOutput;
 use juju_rules::{MemoryBackend, State};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -113,7 +119,7 @@ pub struct HookRun {
 impl Agent {
     /// Listens on `socket` and links every tool name to `shim` in `tools_dir`.
     pub fn start(socket: &Path, tools_dir: &Path, shim: &Path) -> std::io::Result<Agent> {
-        std::fs::create_dir_all(tools_dir)?;
+        crate::store::private_dir(tools_dir)?;
         for tool in crate::tools::tool_names() {
             let link = tools_dir.join(tool);
             let _ = std::fs::remove_file(&link);
@@ -121,6 +127,7 @@ impl Agent {
         }
         let _ = std::fs::remove_file(socket);
         let listener = UnixListener::bind(socket)?;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
         let contexts: Arc<Mutex<HashMap<String, Sender<Call>>>> = Arc::default();
         let registry = contexts.clone();
         std::thread::spawn(move || {
@@ -296,6 +303,13 @@ impl Agent {
             .envs(hook_env)
             .envs(prepared.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null());
+        // SAFETY: umask is async-signal-safe and touches no memory.
+        unsafe {
+            command.pre_exec(|| {
+                libc::umask(0o077);
+                Ok(())
+            });
+        }
         let output = command.output();
         self.contexts.lock().expect("registry").remove(&id);
         let (after, action) = worker.join().expect("the hook context thread");
