@@ -645,8 +645,9 @@ fn open_to_others(dir: &Path) -> Vec<String> {
     open
 }
 
-/// Runs `juju` with umask 000, so that only the modes it sets keep files private.
-fn run_with_open_umask(cli: &Cli, args: &[&str]) {
+/// Runs `juju` with umask `mask` (000: only the modes it sets keep files
+/// private; 077: only those it sets let the workloads' users in).
+fn run_with_umask(cli: &Cli, mask: libc::mode_t, args: &[&str]) {
     use std::os::unix::process::CommandExt;
     let mut command = Command::new(env!("CARGO_BIN_EXE_juju"));
     command
@@ -655,8 +656,8 @@ fn run_with_open_umask(cli: &Cli, args: &[&str]) {
         .env_remove("JUJU_MODEL");
     // SAFETY: umask is async-signal-safe.
     unsafe {
-        command.pre_exec(|| {
-            libc::umask(0);
+        command.pre_exec(move || {
+            libc::umask(mask);
             Ok(())
         });
     }
@@ -684,7 +685,11 @@ fn the_model_is_private_and_its_logs_hold_no_secret() {
         home: scratch.path().join("home"),
     };
     // The controller starts with umask 000: every mode is set explicitly.
-    run_with_open_umask(&cli, &["deploy", peer.to_str().unwrap(), "peer", "-n", "2"]);
+    run_with_umask(
+        &cli,
+        0,
+        &["deploy", peer.to_str().unwrap(), "peer", "-n", "2"],
+    );
     cli.ok(&["deploy", notice.to_str().unwrap(), "notice"]);
     cli.ok(&["wait", "--timeout", "120s"]);
     let status = cli.status();
@@ -735,7 +740,20 @@ fn the_model_is_private_and_its_logs_hold_no_secret() {
         std::fs::set_permissions(model.join(path), std::fs::Permissions::from_mode(mode)).unwrap();
     }
     assert_eq!(open_to_others(&cli.home).len(), 5);
-    cli.status();
+    // Started with umask 077 this time, the controller still lets a new
+    // unit's workload, run as nobody, into its container and its socket.
+    run_with_umask(&cli, 0o077, &["status"]);
+    assert_eq!(open_to_others(&cli.home), Vec::<String>::new());
+    cli.ok(&["deploy", notice.to_str().unwrap(), "late"]);
+    cli.ok(&["wait", "--timeout", "120s"]);
+    let late = &cli.status()["applications"]["late"]["units"]["late/0"];
+    assert!(
+        late["workload-status"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("notice "),
+        "{late}"
+    );
     assert_eq!(open_to_others(&cli.home), Vec::<String>::new());
 }
 
