@@ -858,6 +858,18 @@ fn a_lost_or_broken_state_stops_the_controller_with_what_to_do() {
     );
     assert!(daemons(&cli.home).is_empty());
 
+    // One that cannot be read at all (a directory in its place).
+    std::fs::remove_file(&state).unwrap();
+    std::fs::create_dir(&state).unwrap();
+    let (_, unreadable) = cli.fails(&["status"]);
+    assert!(
+        unreadable.contains(&format!("cannot read {}", state.display()))
+            && unreadable.contains("juju destroy-model local --no-prompt"),
+        "{unreadable}"
+    );
+    assert!(daemons(&cli.home).is_empty());
+    std::fs::remove_dir(&state).unwrap();
+
     // With its state back, the model carries on.
     std::fs::write(&state, saved).unwrap();
     assert_eq!(
