@@ -81,13 +81,21 @@ pub fn debug_log_path(dir: &Path) -> PathBuf {
 }
 
 /// Creates `path` and any missing parent as directories only their owner
-/// can enter (0700), and makes `path` itself 0700 if it already existed.
+/// can enter (0700), and makes `path` itself 0700 if it already existed (the
+/// parents that existed keep their modes).
 pub fn private_dir(path: &Path) -> std::io::Result<()> {
+    create_dirs(path)?;
+    std::fs::set_permissions(path, Permissions::from_mode(0o700))
+}
+
+/// Creates `path` and any missing parent as directories only their owner can
+/// enter (0700); one that exists keeps its mode (the home of every model may
+/// be a directory the user chose).
+pub fn create_dirs(path: &Path) -> std::io::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(path)?;
-    std::fs::set_permissions(path, Permissions::from_mode(0o700))
+        .create(path)
 }
 
 /// Opens `path` for appending (created if missing), readable and writable by
@@ -102,17 +110,23 @@ pub fn private_file(path: &Path) -> std::io::Result<File> {
     Ok(file)
 }
 
-/// Replaces the content of `path` (created if missing), readable and writable
-/// by its owner alone.
-pub fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
-    let mut file = OpenOptions::new()
+/// Opens `path` emptied (created if missing), readable and writable by its
+/// owner alone.
+fn create_private(path: &Path) -> std::io::Result<File> {
+    let file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(path)?;
     file.set_permissions(Permissions::from_mode(0o600))?;
-    file.write_all(content)
+    Ok(file)
+}
+
+/// Replaces the content of `path` (created if missing), readable and writable
+/// by its owner alone.
+pub fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    create_private(path)?.write_all(content)
 }
 
 /// Takes group and other permissions off every file and directory of the model
@@ -152,15 +166,7 @@ pub fn save(dir: &Path, model: &Model) -> Result<(), StoreError> {
         source,
     };
     let body = serde_json::to_vec_pretty(model).expect("the model serialises");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(write)?;
-    file.set_permissions(Permissions::from_mode(0o600))
-        .map_err(write)?;
+    let mut file = create_private(&tmp).map_err(write)?;
     file.write_all(&body).map_err(write)?;
     file.sync_all().map_err(write)?;
     std::fs::rename(&tmp, &path).map_err(write)

@@ -46,7 +46,7 @@ fn current_file() -> PathBuf {
 /// Records the model commands use when none is named.
 pub fn switch(name: &str) -> Result<(), CliError> {
     let home = crate::store::home();
-    crate::store::private_dir(&home)
+    crate::store::create_dirs(&home)
         .and_then(|_| crate::store::write_private(&current_file(), name.as_bytes()))
         .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", home.display())))
 }
