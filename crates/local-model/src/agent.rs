@@ -12,6 +12,10 @@
 //! kind of context; they commit when they exit 0 and never block the unit.
 //! Each ends when its process exits, even if a child it started still holds
 //! its stdout or stderr (what it printed before is kept).
+//!
+//! Hook processes run with umask 077: what a charm writes (its state in its
+//! charm directory, files it hands to hook tools) is its owner's alone. The
+//! agent's socket and tools directory are private too.
 
 use crate::model::Model;
 use crate::protocol::{Request, Response};
@@ -27,7 +31,9 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,7 +124,7 @@ pub struct HookRun {
 impl Agent {
     /// Listens on `socket` and links every tool name to `shim` in `tools_dir`.
     pub fn start(socket: &Path, tools_dir: &Path, shim: &Path) -> std::io::Result<Agent> {
-        std::fs::create_dir_all(tools_dir)?;
+        crate::store::private_dir(tools_dir)?;
         for tool in crate::tools::tool_names() {
             let link = tools_dir.join(tool);
             let _ = std::fs::remove_file(&link);
@@ -126,6 +132,7 @@ impl Agent {
         }
         let _ = std::fs::remove_file(socket);
         let listener = UnixListener::bind(socket)?;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
         let contexts: Arc<Mutex<HashMap<String, Sender<Call>>>> = Arc::default();
         let registry = contexts.clone();
         std::thread::spawn(move || {
@@ -301,6 +308,13 @@ impl Agent {
             .envs(hook_env)
             .envs(prepared.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null());
+        // SAFETY: umask is async-signal-safe and touches no memory.
+        unsafe {
+            command.pre_exec(|| {
+                libc::umask(0o077);
+                Ok(())
+            });
+        }
         let output = run_process(&mut command);
         self.contexts.lock().expect("registry").remove(&id);
         let (after, action) = worker.join().expect("the hook context thread");

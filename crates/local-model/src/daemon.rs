@@ -7,7 +7,8 @@
 //! abrupt removal waits until the unit's hook is done.
 //!
 //! It holds `<model dir>/controller.lock` for its life (a second daemon for the
-//! same model refuses to start), writes its pid to `controller.pid`, marks
+//! same model refuses to start), writes its pid to `controller.pid` (every file
+//! it makes is its owner's alone, see [`crate::store`]), marks
 //! update-status due every `update_status_every`, and stops on SIGTERM or
 //! SIGINT (workloads stopped, state kept) or on a `shutdown` request.
 
@@ -17,6 +18,7 @@ use crate::store;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -102,18 +104,27 @@ pub fn run(options: Options) -> Result<(), DaemonError> {
         let what = format!("{what} in {}", dir.display());
         move |source| DaemonError::Io { what, source }
     };
-    std::fs::create_dir_all(&dir).map_err(io("creating the model directory"))?;
-    let lock = std::fs::File::create(dir.join("controller.lock")).map_err(io("locking"))?;
+    store::private_dir(&dir).map_err(io("creating the model directory"))?;
+    let lock = store::private_file(&dir.join("controller.lock")).map_err(io("locking"))?;
     // SAFETY: flock on a descriptor we own; held until the process exits.
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Err(DaemonError::AlreadyRunning(dir.display().to_string()));
     }
-    std::fs::write(dir.join("controller.pid"), std::process::id().to_string())
+    let pid_path = dir.join("controller.pid");
+    store::write_private(&pid_path, std::process::id().to_string().as_bytes())
         .map_err(io("writing the pid"))?;
-    let controller = Controller::open(&dir, &options.shim, options.sandbox, &options.name)?;
+    let controller = match Controller::open(&dir, &options.shim, options.sandbox, &options.name) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_file(&pid_path);
+            return Err(e.into());
+        }
+    };
     let socket = store::socket_path(&dir);
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket).map_err(io("listening"))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(io("making the socket private"))?;
     // SAFETY: the handler only stores to an atomic.
     unsafe {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);

@@ -9,13 +9,25 @@
 //! <home>/<model>/controller.socket the controller's API (see crate::api)
 //! <home>/<model>/controller.log    the controller daemon's own output
 //! <home>/<model>/controller.pid    its process id, while it runs
+//! <home>/<model>/controller.lock   held by the running controller
+//! <home>/<model>/start.lock        held by the command starting the controller
 //! <home>/<model>/debug.log         juju-log lines and hook results (juju debug-log)
 //! <home>/<model>/charms/<app>/     the deployed charm, copied at deploy
 //! <home>/<model>/units/<unit>/     each unit's charm copy, Pebble sockets and container roots
 //! ```
+//!
+//! The model holds secrets (their content is in `model.json`; charms write
+//! credentials into their containers), so everything here is its owner's
+//! alone: directories 0700 and files 0600 (0700 when executable), set
+//! explicitly whatever the process umask ([`private_dir`], [`private_file`]);
+//! [`tighten`] brings an older model's files into line when its controller
+//! starts. A container's root keeps the modes its workloads need: its parent,
+//! `units/<unit>/rootfs`, is 0700, so nobody else reaches into it.
 
 use crate::model::Model;
+use std::fs::{File, OpenOptions, Permissions};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Why the state could not be read or written.
@@ -68,8 +80,84 @@ pub fn debug_log_path(dir: &Path) -> PathBuf {
     dir.join("debug.log")
 }
 
-/// Writes the model to `<dir>/model.json` atomically: a temporary file, synced,
-/// then renamed over the old one.
+/// Creates `path` and any missing parent as directories only their owner
+/// can enter (0700), and makes `path` itself 0700 if it already existed (the
+/// parents that existed keep their modes).
+pub fn private_dir(path: &Path) -> std::io::Result<()> {
+    create_dirs(path)?;
+    std::fs::set_permissions(path, Permissions::from_mode(0o700))
+}
+
+/// Creates `path` and any missing parent as directories only their owner can
+/// enter (0700); one that exists keeps its mode (the home of every model may
+/// be a directory the user chose).
+pub fn create_dirs(path: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// Opens `path` for appending (created if missing), readable and writable by
+/// its owner alone (0600, also when it already existed).
+pub fn private_file(path: &Path) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
+/// Opens `path` emptied (created if missing), readable and writable by its
+/// owner alone.
+fn create_private(path: &Path) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
+/// Replaces the content of `path` (created if missing), readable and writable
+/// by its owner alone.
+pub fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    create_private(path)?.write_all(content)
+}
+
+/// Takes group and other permissions off every file and directory of the model
+/// directory `dir` (symbolic links are left as they are): directories become
+/// 0700, files 0600 or 0700. The container roots under `units/<unit>/rootfs/`
+/// keep their modes (their workloads' users need them), behind a 0700 `rootfs`.
+pub fn tighten(dir: &Path) -> std::io::Result<()> {
+    fn walk(path: &Path, units: &Path) -> std::io::Result<()> {
+        let meta = std::fs::symlink_metadata(path)?;
+        if meta.file_type().is_symlink() {
+            return Ok(());
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(path, Permissions::from_mode(mode & 0o700))?;
+        }
+        let container_roots = path.file_name().is_some_and(|n| n == "rootfs")
+            && path.parent().and_then(Path::parent) == Some(units);
+        if !meta.is_dir() || container_roots {
+            return Ok(());
+        }
+        for entry in std::fs::read_dir(path)? {
+            walk(&entry?.path(), units)?;
+        }
+        Ok(())
+    }
+    walk(dir, &dir.join("units"))
+}
+
+/// Writes the model to `<dir>/model.json` atomically: a temporary file (0600),
+/// synced, then renamed over the old one.
 pub fn save(dir: &Path, model: &Model) -> Result<(), StoreError> {
     let path = state_path(dir);
     let tmp = dir.join("model.json.tmp");
@@ -78,7 +166,7 @@ pub fn save(dir: &Path, model: &Model) -> Result<(), StoreError> {
         source,
     };
     let body = serde_json::to_vec_pretty(model).expect("the model serialises");
-    let mut file = std::fs::File::create(&tmp).map_err(write)?;
+    let mut file = create_private(&tmp).map_err(write)?;
     file.write_all(&body).map_err(write)?;
     file.sync_all().map_err(write)?;
     std::fs::rename(&tmp, &path).map_err(write)
@@ -112,16 +200,12 @@ pub fn load(dir: &Path) -> Result<Option<Model>, StoreError> {
     Ok(Some(model))
 }
 
-/// Appends lines to the model's debug log.
+/// Appends lines to the model's debug log (0600).
 pub fn append_log(dir: &Path, lines: &[String]) {
     if lines.is_empty() {
         return;
     }
-    let Ok(mut file) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(debug_log_path(dir))
-    else {
+    let Ok(mut file) = private_file(&debug_log_path(dir)) else {
         return;
     };
     let mut text = lines.join("\n");

@@ -4,7 +4,11 @@
 //! controls: fail-next-hook with resolve (retried or skipped, as debug-log
 //! tells), kill-workload, crash-unit, `remove-unit --force [--no-wait]`, and
 //! set-seed; the addresses Juju writes into relation bags, as an ops charm and
-//! `show-unit` see them; and units running their hooks at the same time.
+//! `show-unit` see them; units running their hooks at the same time; the
+//! model's files private to their owner (whatever the umask, and tightened on
+//! start) with no secret in its logs; ten commands at once starting one
+//! controller; a lost or corrupt state refused with what to do; and a charm's
+//! source refused at deploy with how to build it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -613,4 +617,284 @@ fn units_run_their_hooks_at_the_same_time_and_each_one_at_a_time() {
         overlapping,
         "the two units' hooks ran at the same time: {hooks:?}"
     );
+}
+
+/// Every file and directory under `dir` whose mode lets its group or others
+/// in, as `path mode`; a container's root (`units/<unit>/rootfs/<container>`)
+/// is the workload's filesystem and is not walked.
+fn open_to_others(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut open = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            open.push(format!("{} {mode:o}", path.display()));
+        }
+        let container_roots = path.file_name().is_some_and(|n| n == "rootfs");
+        if meta.is_dir() && !container_roots {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                todo.push(entry.unwrap().path());
+            }
+        }
+    }
+    open
+}
+
+/// Runs `juju` with umask `mask` (000: only the modes it sets keep files
+/// private; 077: only those it sets let the workloads' users in).
+fn run_with_umask(cli: &Cli, mask: libc::mode_t, args: &[&str]) {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_juju"));
+    command
+        .args(args)
+        .env("LOCAL_MODEL_HOME", &cli.home)
+        .env_remove("JUJU_MODEL");
+    // SAFETY: umask is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            libc::umask(mask);
+            Ok(())
+        });
+    }
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_model_is_private_and_its_logs_hold_no_secret() {
+    let scratch = TempDir::with_prefix("lm-cli-private-").unwrap();
+    let python = venv();
+    let peer = pack(
+        scratch.path(),
+        "ops-peer",
+        "peer",
+        &python,
+        &[v0_lib_dir(&python)],
+    );
+    let notice = pack(scratch.path(), "ops-notice", "notice", &python, &[]);
+    let cli = Cli {
+        home: scratch.path().join("home"),
+    };
+    // The controller starts with umask 000: every mode is set explicitly.
+    run_with_umask(
+        &cli,
+        0,
+        &["deploy", peer.to_str().unwrap(), "peer", "-n", "2"],
+    );
+    cli.ok(&["deploy", notice.to_str().unwrap(), "notice"]);
+    cli.ok(&["wait", "--timeout", "120s"]);
+    let status = cli.status();
+    // The follower copied the leader's secret into its relation bag, and the
+    // workload (a service pushed through Pebble, run as nobody) woke its charm.
+    assert_eq!(
+        status["applications"]["peer"]["units"]["peer/1"]["workload-status"]["message"],
+        "has the token"
+    );
+    let notice_status = &status["applications"]["notice"]["units"]["notice/0"];
+    assert!(
+        notice_status["workload-status"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("notice "),
+        "{notice_status}"
+    );
+    let secret = "s3cret-token";
+    let model = cli.home.join("local");
+    let state = std::fs::read_to_string(model.join("model.json")).unwrap();
+    assert!(state.contains(secret), "the state holds the secret");
+    for log in ["debug.log", "controller.log"] {
+        let text = std::fs::read_to_string(model.join(log)).unwrap();
+        assert!(!text.is_empty() && !text.contains(secret), "{log}: {text}");
+    }
+    assert_eq!(open_to_others(&cli.home), Vec::<String>::new());
+    // Nobody else reaches the state or the files pushed into a container.
+    let layers = model.join("units/notice-0/rootfs");
+    for path in [model.join("model.json"), layers] {
+        let other = Command::new("runuser")
+            .args(["-u", "nobody", "--", "ls", "-d"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!other.status.success(), "nobody reached {}", path.display());
+    }
+
+    // A model left with open modes is made private when its controller starts.
+    cli.ok(&["kill-controller", "--no-prompt"]);
+    use std::os::unix::fs::PermissionsExt;
+    for (path, mode) in [
+        ("model.json", 0o644),
+        ("debug.log", 0o644),
+        ("units", 0o755),
+        ("units/peer-0/charm", 0o755),
+        ("charms/peer/metadata.yaml", 0o664),
+    ] {
+        std::fs::set_permissions(model.join(path), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    assert_eq!(open_to_others(&cli.home).len(), 5);
+    // Started with umask 077 this time, the controller still lets a new
+    // unit's workload, run as nobody, into its container and its socket.
+    run_with_umask(&cli, 0o077, &["status"]);
+    assert_eq!(open_to_others(&cli.home), Vec::<String>::new());
+    cli.ok(&["deploy", notice.to_str().unwrap(), "late"]);
+    cli.ok(&["wait", "--timeout", "120s"]);
+    let late = &cli.status()["applications"]["late"]["units"]["late/0"];
+    assert!(
+        late["workload-status"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("notice "),
+        "{late}"
+    );
+    assert_eq!(open_to_others(&cli.home), Vec::<String>::new());
+}
+
+/// The controller processes running for `home`: `juju _daemon` with
+/// `LOCAL_MODEL_HOME=<home>` in its environment.
+fn daemons(home: &Path) -> Vec<i32> {
+    let want = format!("LOCAL_MODEL_HOME={}", home.display());
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        let has = |bytes: &[u8], s: &str| bytes.split(|b| *b == 0).any(|w| w == s.as_bytes());
+        if has(&cmdline, "_daemon") && has(&environ, &want) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Starts `n` `juju status` at once and asserts each succeeds.
+fn statuses_at_once(cli: &Cli, n: usize) {
+    let children: Vec<_> = (0..n)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_juju"))
+                .args(["status", "--format", "json"])
+                .env("LOCAL_MODEL_HOME", &cli.home)
+                .env_remove("JUJU_MODEL")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(status["model"]["name"], "local");
+    }
+}
+
+#[test]
+fn commands_started_at_once_start_one_controller() {
+    let scratch = TempDir::with_prefix("lm-cli-cold-").unwrap();
+    let cli = Cli {
+        home: scratch.path().join("home"),
+    };
+    statuses_at_once(&cli, 10);
+    assert_eq!(daemons(&cli.home), vec![cli.pid()]);
+    let log = std::fs::read_to_string(cli.home.join("local/controller.log")).unwrap();
+    assert_eq!(
+        log.matches("controller for local started").count(),
+        1,
+        "{log}"
+    );
+    // With the controller up, as many again find it.
+    statuses_at_once(&cli, 10);
+    assert_eq!(daemons(&cli.home), vec![cli.pid()]);
+}
+
+#[test]
+fn a_lost_or_broken_state_stops_the_controller_with_what_to_do() {
+    let scratch = TempDir::with_prefix("lm-cli-state-").unwrap();
+    let charm = shell_charm(scratch.path(), "quiet", "#!/bin/sh\n");
+    let cli = Cli {
+        home: scratch.path().join("home"),
+    };
+    cli.ok(&["deploy", charm.to_str().unwrap(), "quiet"]);
+    cli.ok(&["wait", "--timeout", "60s"]);
+    cli.ok(&["kill-controller", "--no-prompt"]);
+    let model = cli.home.join("local");
+    let state = model.join("model.json");
+    let saved = std::fs::read(&state).unwrap();
+
+    std::fs::remove_file(&state).unwrap();
+    let (code, missing) = cli.fails(&["status"]);
+    assert_eq!(code, 1);
+    assert!(
+        missing.starts_with("ERROR cannot start model \"local\": ")
+            && missing.contains(&format!("not their state, {}", state.display()))
+            && missing.contains("juju destroy-model local --no-prompt"),
+        "{missing}"
+    );
+    assert!(!state.exists(), "no empty model was saved in its place");
+    assert!(daemons(&cli.home).is_empty());
+    assert!(!model.join("controller.pid").exists());
+
+    std::fs::write(&state, "{\"name\": \"local\", ").unwrap();
+    let (_, corrupt) = cli.fails(&["status"]);
+    assert!(
+        corrupt.contains(&format!("{} is not a model's state", state.display()))
+            && corrupt.contains("juju destroy-model local --no-prompt")
+            && !corrupt.contains("exited"),
+        "{corrupt}"
+    );
+    assert!(daemons(&cli.home).is_empty());
+
+    // One that cannot be read at all (a directory in its place).
+    std::fs::remove_file(&state).unwrap();
+    std::fs::create_dir(&state).unwrap();
+    let (_, unreadable) = cli.fails(&["status"]);
+    assert!(
+        unreadable.contains(&format!("cannot read {}", state.display()))
+            && unreadable.contains("juju destroy-model local --no-prompt"),
+        "{unreadable}"
+    );
+    assert!(daemons(&cli.home).is_empty());
+    std::fs::remove_dir(&state).unwrap();
+
+    // With its state back, the model carries on.
+    std::fs::write(&state, saved).unwrap();
+    assert_eq!(
+        cli.status()["applications"]["quiet"]["units"]["quiet/0"]["juju-status"]["current"],
+        "idle"
+    );
+}
+
+#[test]
+fn a_charm_source_is_refused_with_how_to_build_it() {
+    let scratch = TempDir::with_prefix("lm-cli-source-").unwrap();
+    let cli = Cli {
+        home: scratch.path().join("home"),
+    };
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for source in ["crates/pgbouncer-k8s", "charms/pgbouncer-k8s"] {
+        let dir = workspace.join(source);
+        assert!(dir.join("src").exists() || dir.join("metadata.yaml").exists());
+        let (code, refused) = cli.fails(&["deploy", dir.to_str().unwrap()]);
+        assert_eq!(code, 1);
+        assert!(
+            refused.contains("no executable `dispatch`")
+                && refused.contains("scripts/build-charms"),
+            "{refused}"
+        );
+    }
+    assert!(!cli.home.join("local/model.json").exists());
 }

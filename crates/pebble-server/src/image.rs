@@ -66,6 +66,9 @@ impl Image {
             for d in [&target, &upper, &work] {
                 std::fs::create_dir_all(d)?;
             }
+            // The overlay's top takes its mode from the upper layer: the host
+            // directory's, whatever the umask.
+            std::fs::set_permissions(&upper, meta.permissions())?;
             let options = format!(
                 "lowerdir={dir},upperdir={},workdir={}",
                 upper.display(),

@@ -4,6 +4,9 @@
 //! The same API is served inside the root too ([`CONTAINER_SOCKETS`]), so the
 //! container's processes can record notices (`pebble notify`, or
 //! `curl --unix-socket "$PEBBLE_SOCKET" -d '{"action":"add","type":"custom","key":"example.com/x"}' http://localhost/v1/notices`).
+//! Whatever the umask, the root and the directories of those sockets are 0755,
+//! and each overlay of the image shows its host directory's mode, so every user
+//! in the container gets in.
 //!
 //! ```no_run
 //! use pebble_server::{PebbleServer, ServerConfig};
@@ -85,6 +88,22 @@ pub enum ServerError {
     InUse(String),
 }
 
+/// Creates `dir` and its missing parents up to `root`, each 0755 whatever the
+/// umask, so that every user in the container can pass through.
+fn open_dirs(root: &Path, dir: &Path) -> io::Result<()> {
+    if dir == root || dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        open_dirs(root, parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// A socket inside the container's root, reached through a descriptor of its
 /// directory, so a root deeper than a socket address allows still works.
 struct InnerSocket {
@@ -100,7 +119,7 @@ impl InnerSocket {
         let (Some(parent), Some(name)) = (host.parent(), host.file_name()) else {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, path));
         };
-        std::fs::create_dir_all(parent)?;
+        open_dirs(root, parent)?;
         let dir = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
@@ -150,6 +169,14 @@ impl PebbleServer {
             })
         };
         create(&config.root)?;
+        // A container's `/` is 0755 as in any image, whatever the umask: its
+        // services' users must get in.
+        std::fs::set_permissions(&config.root, std::fs::Permissions::from_mode(0o755)).map_err(
+            |source| ServerError::Create {
+                path: config.root.display().to_string(),
+                source,
+            },
+        )?;
         let root = config
             .root
             .canonicalize()

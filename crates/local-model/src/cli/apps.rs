@@ -79,6 +79,7 @@ pub fn deploy(args: &[String]) -> Outcome {
             charm.display()
         )));
     }
+    crate::controller::check_built(&charm).map_err(|e| CliError::Failed(e.to_string()))?;
     let files = charm::metadata::CharmFiles::load(&charm)
         .map_err(|e| CliError::Failed(format!("cannot read charm {}: {e}", charm.display())))?;
     let app = app.unwrap_or_else(|| files.meta.name.clone());

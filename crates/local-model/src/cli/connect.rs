@@ -1,15 +1,36 @@
 //! Which model a command is for, and reaching its controller (started in the
 //! background when none runs).
+//!
+//! Any number of commands may find no controller at once: each takes
+//! `<model dir>/start.lock` in turn, and only the first to find none answering
+//! starts one; the others find it answering. A controller that cannot start
+//! (its state is unreadable, say) says why in `controller.log`, and the command
+//! shows that error.
 
 use super::CliError;
 use crate::api::{self, Request};
 use crate::tools::Parsed;
 use serde_json::Value;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The exit code of a `juju _daemon` that found the model held by another
+/// controller.
+pub(super) const ALREADY_RUNNING: u8 = 3;
+
+/// The last `ERROR` line the controller wrote to its log after `offset`.
+fn last_error(log: &Path, offset: u64) -> Option<String> {
+    let text = std::fs::read(log).ok()?;
+    let start = usize::try_from(offset).ok()?.min(text.len());
+    String::from_utf8_lossy(&text[start..])
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("ERROR ").map(str::to_string))
+}
 
 /// A model: its name and directory.
 pub struct Target {
@@ -25,8 +46,8 @@ fn current_file() -> PathBuf {
 /// Records the model commands use when none is named.
 pub fn switch(name: &str) -> Result<(), CliError> {
     let home = crate::store::home();
-    std::fs::create_dir_all(&home)
-        .and_then(|_| std::fs::write(current_file(), name))
+    crate::store::create_dirs(&home)
+        .and_then(|_| crate::store::write_private(&current_file(), name.as_bytes()))
         .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", home.display())))
 }
 
@@ -81,47 +102,75 @@ impl Target {
     }
 
     /// Starts the model's controller in the background unless it runs, and
-    /// waits for it to answer.
+    /// waits for it to answer; commands starting it at the same time start one.
     pub fn ensure_running(&self) -> Result<(), CliError> {
         if self.running() {
             return Ok(());
         }
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|e| CliError::Failed(format!("cannot create {}: {e}", self.dir.display())))?;
+        let failed = |what: &str, path: &Path| {
+            let what = format!("cannot {what} {}", path.display());
+            move |e: std::io::Error| CliError::Failed(format!("{what}: {e}"))
+        };
+        crate::store::private_dir(&self.dir).map_err(failed("create", &self.dir))?;
+        let lock_path = self.dir.join("start.lock");
+        let start_lock =
+            crate::store::private_file(&lock_path).map_err(failed("open", &lock_path))?;
+        // SAFETY: flock on a descriptor we own; released when it is closed.
+        if unsafe { libc::flock(start_lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(failed("lock", &lock_path)(std::io::Error::last_os_error()));
+        }
+        if self.running() {
+            return Ok(());
+        }
         let log_path = self.dir.join("controller.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| CliError::Failed(format!("cannot open {}: {e}", log_path.display())))?;
+        let log = crate::store::private_file(&log_path).map_err(failed("open", &log_path))?;
         let exe = std::env::current_exe()
             .map_err(|e| CliError::Failed(format!("cannot find the juju binary: {e}")))?;
-        let mut child = Command::new(exe)
-            .args(["_daemon", "--model", &self.name])
-            .stdin(Stdio::null())
-            .stdout(
-                log.try_clone()
-                    .map_err(|e| CliError::Failed(e.to_string()))?,
-            )
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .map_err(|e| CliError::Failed(format!("cannot start the controller: {e}")))?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if self.running() {
-                return Ok(());
-            }
-            if let Ok(Some(status)) = child.try_wait() {
+            let logged = log.metadata().map(|m| m.len()).unwrap_or(0);
+            let mut child = Command::new(&exe)
+                .args(["_daemon", "--model", &self.name])
+                .stdin(Stdio::null())
+                .stdout(
+                    log.try_clone()
+                        .map_err(|e| CliError::Failed(e.to_string()))?,
+                )
+                .stderr(
+                    log.try_clone()
+                        .map_err(|e| CliError::Failed(e.to_string()))?,
+                )
+                .process_group(0)
+                .spawn()
+                .map_err(|e| CliError::Failed(format!("cannot start the controller: {e}")))?;
+            let status = loop {
                 if self.running() {
                     return Ok(());
                 }
-                return Err(CliError::Failed(format!(
-                    "the controller exited ({status}); see {}",
-                    log_path.display()
-                )));
+                if let Ok(Some(status)) = child.try_wait() {
+                    break Some(status);
+                }
+                if Instant::now() >= deadline {
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            match status {
+                Some(_) if self.running() => return Ok(()),
+                // A controller holds the model without answering yet (one
+                // stopping, or one started by hand): try again once it is gone.
+                Some(s) if s.code() == Some(ALREADY_RUNNING.into()) => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Some(s) => {
+                    return Err(CliError::Failed(
+                        last_error(&log_path, logged).unwrap_or_else(|| {
+                            format!("the controller exited ({s}); see {}", log_path.display())
+                        }),
+                    ))
+                }
+                None => break,
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
         Err(CliError::Failed(format!(
             "the controller did not start in 30s; see {}",

@@ -162,9 +162,9 @@ pub fn debug_log(args: &[String]) -> Outcome {
     let mut left = count(&p, "limit")?;
     let mut file = match std::fs::File::open(&path) {
         Ok(f) => f,
-        Err(_) if target.dir.exists() => {
-            std::fs::File::create(&path).map_err(|e| CliError::Failed(e.to_string()))?
-        }
+        Err(_) if target.dir.exists() => crate::store::private_file(&path)
+            .and_then(|_| std::fs::File::open(&path))
+            .map_err(|e| CliError::Failed(e.to_string()))?,
         Err(_) => {
             return Err(CliError::Failed(format!(
                 "model {:?} not found",

@@ -216,5 +216,11 @@ pub fn daemon(args: &[String]) -> Outcome {
         update_status_every: Duration::from_secs(every),
         hooks_at_once,
     })
-    .map_err(|e| CliError::Failed(e.to_string()))
+    .map_err(|e| match e {
+        crate::daemon::DaemonError::AlreadyRunning(_) => {
+            eprintln!("ERROR {e}");
+            CliError::Exit(super::connect::ALREADY_RUNNING)
+        }
+        e => CliError::Failed(e.to_string()),
+    })
 }

@@ -4,7 +4,9 @@
 //!
 //! The model is saved under the controller's root (`model.json`, see
 //! [`crate::store`]) after every change and every committed hook, so
-//! [`Controller::open`] carries on where a stopped or crashed controller left off.
+//! [`Controller::open`] carries on where a stopped or crashed controller left off;
+//! it refuses a state it cannot read, or one missing beside deployed charms and
+//! units ([`ControllerError::BadState`]), rather than start an empty model.
 //!
 //! | module | concept |
 //! |---|---|
@@ -29,6 +31,7 @@ pub use formatted::FullStatus;
 pub use schedule::{Due, Ran};
 pub use status::{ShowUnitFilter, UnitInfo};
 pub use tasks::{PreparedTask, Task, TaskError, TaskKind};
+pub use topology::check_built;
 
 use crate::agent::Agent;
 use crate::model::{Application, Model, Unit};
@@ -84,6 +87,18 @@ pub enum ControllerError {
     Task(#[from] TaskError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The model's saved state is missing or unreadable while the model has
+    /// units and charms on disk: starting it empty would lose them.
+    #[error(
+        "cannot start model {model:?}: {problem}. Put the state file back from a copy if \
+         you have one, or start the model from scratch with `juju destroy-model {model} \
+         --no-prompt`, which removes {dir}"
+    )]
+    BadState {
+        model: String,
+        problem: String,
+        dir: String,
+    },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -132,6 +147,14 @@ fn new_uuid() -> String {
     )
 }
 
+/// Whether the model directory holds deployed charms or units (a model that
+/// had state).
+fn has_deployments(root: &Path) -> bool {
+    ["charms", "units"]
+        .iter()
+        .any(|d| std::fs::read_dir(root.join(d)).is_ok_and(|mut entries| entries.next().is_some()))
+}
+
 impl Controller {
     /// A controller for a new model named `local`, keeping its files under
     /// `root`, with hook tools linked to `shim`. Workloads run sandboxed
@@ -158,9 +181,22 @@ impl Controller {
         sandbox: bool,
         name: &str,
     ) -> Result<Controller, ControllerError> {
-        std::fs::create_dir_all(root).map_err(io(format!("creating {}", root.display())))?;
-        let model = match store::load(root)? {
+        store::private_dir(root).map_err(io(format!("creating {}", root.display())))?;
+        store::tighten(root).map_err(io(format!("making {} private", root.display())))?;
+        let bad_state = |problem: String| ControllerError::BadState {
+            model: name.into(),
+            problem,
+            dir: root.display().to_string(),
+        };
+        let model = match store::load(root).map_err(|e| bad_state(e.to_string()))? {
             Some(m) => m,
+            None if has_deployments(root) => {
+                return Err(bad_state(format!(
+                    "{} holds units and charms but not their state, {}",
+                    root.display(),
+                    store::state_path(root).display()
+                )))
+            }
             None => Model {
                 name: name.into(),
                 uuid: new_uuid(),
@@ -187,7 +223,7 @@ impl Controller {
         sandbox: bool,
         model: Model,
     ) -> Result<Controller, ControllerError> {
-        std::fs::create_dir_all(root).map_err(io(format!("creating {}", root.display())))?;
+        store::private_dir(root).map_err(io(format!("creating {}", root.display())))?;
         let mut model = model;
         let saved = (model.network != 0).then_some(model.network);
         let network = Network::claim(saved).map_err(io("claiming the model's addresses"))?;

@@ -11,6 +11,8 @@ use crate::model::NoticeRecord;
 use pebble_api::{Layer, Pebble, PebbleClient, Plan};
 use pebble_server::{PebbleServer, ServerConfig};
 use std::collections::BTreeMap;
+use std::fs::Permissions;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// A unit's charm copy and running Pebble servers.
@@ -59,6 +61,10 @@ impl Controller {
     /// plans they had, when the controller restarts).
     pub(super) fn start_unit(&mut self, unit: &str) -> Result<(), ControllerError> {
         let home = self.unit_home(unit);
+        let private = |d: &Path| {
+            crate::store::private_dir(d).map_err(io(format!("creating {}", d.display())))
+        };
+        private(&home.join("rootfs"))?;
         let charm_dir = home.join("charm");
         let app = &self.model.applications[charm::relation::app_of(unit)];
         if !charm_dir.join("metadata.yaml").exists() {
@@ -72,12 +78,15 @@ impl Controller {
             let root = home.join("rootfs").join(container);
             kill_leftovers(&root);
             let socket = pebble_socket(&containers_dir, container);
+            private(&containers_dir.join(container))?;
             let server = PebbleServer::start(ServerConfig {
                 socket: socket.clone(),
                 root,
                 sandbox: self.sandbox,
             })
             .map_err(failed(format!("starting Pebble for {unit}'s {container}")))?;
+            std::fs::set_permissions(&socket, Permissions::from_mode(0o600))
+                .map_err(io(format!("making {} private", socket.display())))?;
             pebbles.push((container.clone(), server));
             let plan = self
                 .model
@@ -254,9 +263,10 @@ fn kill_leftovers(root: &Path) {
     }
 }
 
-/// Copies a charm directory (files and subdirectories; symlinks as links).
+/// Copies a charm directory (files and subdirectories; symlinks as links),
+/// private to its owner: directories 0700, files 0600 or 0700 when executable.
 pub(super) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
+    crate::store::private_dir(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let target = to.join(entry.file_name());
@@ -267,6 +277,8 @@ pub(super) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
             std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
         } else {
             std::fs::copy(entry.path(), &target)?;
+            let mode = std::fs::metadata(&target)?.permissions().mode();
+            std::fs::set_permissions(&target, Permissions::from_mode(mode & 0o700))?;
         }
     }
     Ok(())

@@ -47,9 +47,36 @@ fn parse_config(
     Ok(values)
 }
 
+/// Refuses a directory that is not a built charm: one without an executable
+/// `dispatch` is a charm's source, to be built first.
+pub fn check_built(charm_dir: &Path) -> Result<(), ControllerError> {
+    let charm_error = |message: &str| ControllerError::Charm {
+        path: charm_dir.display().to_string(),
+        message: message.into(),
+    };
+    if !charm_dir.is_dir() {
+        return Err(charm_error("no such directory"));
+    }
+    if !is_executable(&charm_dir.join("dispatch")) {
+        return Err(charm_error(
+            "it has no executable `dispatch`, so it is a charm's source rather than a \
+             built charm: build it first (in this repository, scripts/build-charms packs \
+             each charm into target/charms/<name>) and deploy the built directory",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `path` is a file someone may execute.
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 impl Controller {
     /// `juju deploy <charm-dir> <app> -n <units> --config k=v ...`. The charm
-    /// directory is copied into the model (`charms/<app>`).
+    /// directory, a built charm with its `dispatch`, is copied into the model
+    /// (`charms/<app>`).
     pub fn deploy(
         &mut self,
         charm_dir: &Path,
@@ -64,6 +91,7 @@ impl Controller {
             path: charm_dir.display().to_string(),
             message,
         };
+        check_built(charm_dir)?;
         let files = CharmFiles::load(charm_dir).map_err(|e| charm_error(e.to_string()))?;
         let user_config = parse_config(&files, app, config)?;
         let stored = self.root.join("charms").join(app);

@@ -953,7 +953,13 @@ fn string_map(text: &str) -> Result<Databag, String> {
                 Value::String(s) => s,
                 Value::Bool(b) => b.to_string(),
                 Value::Number(n) => n.to_string(),
-                other => return Err(format!("value of {k:?} must be a string, not {other}")),
+                // Named by its kind: the value itself may be a secret.
+                Value::Array(_) => {
+                    return Err(format!("value of {k:?} must be a string, not a list"))
+                }
+                Value::Object(_) => {
+                    return Err(format!("value of {k:?} must be a string, not a mapping"))
+                }
             };
             Ok((k, s))
         })
