@@ -340,6 +340,9 @@ impl Agent {
             mut snapshot,
             ..
         } = prepared;
+        for record in &mut model.secrets {
+            record.reading.remove(&unit);
+        }
         let ok = executed.code == 0;
         if ok {
             commit(model, &unit, &before, &executed.after);
@@ -460,8 +463,13 @@ fn prepare(
     extra_env: &[(String, String)],
 ) -> Option<Prepared> {
     model.reserve_secret_numbers();
-    let model = &*model;
     let before = view(model, unit)?;
+    for shown in &before.secrets {
+        if let Some(record) = model.secrets.iter_mut().find(|r| r.xid == shown.id.xid()) {
+            record.reading.insert(unit.to_string(), shown.latest());
+        }
+    }
+    let model = &*model;
     let context = Context {
         unit: unit.to_string(),
         app: before.app().to_string(),

@@ -401,11 +401,26 @@ pub struct SecretRecord {
     /// When each revision expires (seconds since the epoch).
     #[serde(default)]
     pub expiries: BTreeMap<u64, u64>,
+    /// Units running a hook that may read the secret, with the latest revision
+    /// their view holds: a first `secret-get` or a `--refresh` there tracks that
+    /// revision once the hook commits, so it is not obsolete before then (Juju
+    /// records the read at once). Not saved: a hook cut short runs again.
+    #[serde(skip)]
+    pub reading: BTreeMap<String, u64>,
 }
 
 impl SecretRecord {
     pub fn latest(&self) -> u64 {
         self.revisions.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// Revisions a consumer tracks, or may track once a running hook commits.
+    pub fn in_use(&self) -> BTreeSet<u64> {
+        self.consumers
+            .values()
+            .filter_map(|c| c.tracked)
+            .chain(self.reading.values().copied())
+            .collect()
     }
 
     /// The application that owns it.

@@ -131,10 +131,10 @@ pub fn next_hook(model: &Model, unit_name: &str) -> Option<Event> {
         if !owns {
             continue;
         }
-        let tracked: Vec<u64> = s.consumers.values().filter_map(|c| c.tracked).collect();
+        let in_use = s.in_use();
         let obsolete = s.revisions.keys().find(|r| {
             **r < s.latest()
-                && !tracked.contains(r)
+                && !in_use.contains(r)
                 && !seen.secret_removals.contains(&(s.xid.clone(), **r))
         });
         if let Some(revision) = obsolete {

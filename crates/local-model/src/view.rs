@@ -250,6 +250,7 @@ pub fn commit(model: &mut Model, unit: &str, before: &State, after: &State) {
                 grants: Default::default(),
                 next_rotate: None,
                 expiries: BTreeMap::new(),
+                reading: BTreeMap::new(),
             });
         // Only what the hook changed: a unit that did not touch its
         // application's secret must not undo what the leader did meanwhile.

@@ -156,3 +156,60 @@ fn the_owner_removes_a_revision_once_nobody_tracks_it() {
     assert_eq!(m.secrets[0].revisions.keys().collect::<Vec<_>>(), [&2]);
     assert!(settle(&mut m, "example/0", &mut charm).is_empty());
 }
+
+#[test]
+fn a_revision_a_running_hook_may_come_to_track_is_not_removed_under_it() {
+    use local_model::agent::{Agent, Executed};
+    let mut charm = example_charm::ExampleCharm;
+    let mut m = model_with("example", 2, "replicas");
+    settle(&mut m, "example/0", &mut charm);
+    settle(&mut m, "example/1", &mut charm);
+    settle(&mut m, "example/0", &mut charm);
+    assert_eq!(m.secrets[0].consumers.get("example/1"), None);
+
+    // The follower's action reads the secret for the first time: it will
+    // track revision 1 once the action commits.
+    let dir = std::path::Path::new("/nonexistent");
+    let prepared = Agent::prepare_action(
+        &mut m,
+        "example/1",
+        "1",
+        "get-admin-password",
+        Default::default(),
+        dir,
+        &[],
+    )
+    .unwrap();
+    let out = juju_rules::run_action(
+        &mut charm,
+        prepared.view(),
+        "get-admin-password",
+        Default::default(),
+    )
+    .unwrap();
+
+    // Meanwhile the leader writes revision 2: revision 1 is not obsolete yet.
+    m.secrets[0]
+        .revisions
+        .insert(2, charm::SecretContent::new().with("password", "rotated"));
+    let leader = settle(&mut m, "example/0", &mut charm);
+    assert!(
+        leader.is_empty(),
+        "revision 1 is being read, yet: {leader:?}"
+    );
+
+    Agent::finish(
+        &mut m,
+        prepared,
+        &Executed::in_process(out.state, String::new(), 0),
+    );
+    assert_eq!(m.secrets[0].consumers["example/1"].tracked, Some(1));
+    assert!(m.secrets[0].revisions.contains_key(&1));
+    assert_eq!(settle(&mut m, "example/1", &mut charm), ["secret-changed"]);
+    assert_eq!(
+        settle(&mut m, "example/0", &mut charm),
+        ["secret-remove"],
+        "now nobody tracks revision 1"
+    );
+    assert_eq!(m.secrets[0].revisions.keys().collect::<Vec<_>>(), [&2]);
+}

@@ -265,6 +265,7 @@ impl Simulation {
             grants: [(relation, None)].into(),
             next_rotate: None,
             expiries: BTreeMap::new(),
+            reading: BTreeMap::new(),
         });
         format!("secret://{}/{xid}", self.model.uuid)
     }
