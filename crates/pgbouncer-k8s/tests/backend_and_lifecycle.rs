@@ -4,11 +4,16 @@
 //! | flowchart node or branch | test |
 //! |---|---|
 //! | backend relation-created: is this unit the leader? yes → ask for the pgbouncer database as SUPERUSER; no → return | `backend_created_asks_for_the_pgbouncer_database_as_superuser` |
-//! | relation-changed: has PostgreSQL published endpoints and credentials? no → return, the status says what is missing or unusable | `backend_data_that_is_incomplete_or_hostile_waits_with_a_reason` |
-//! | yes → set up the auth user and the auth file (once per backend user) → publish the configuration and serve it | `backend_changed_sets_up_the_auth_user_once_and_renders` |
-//! | new endpoints → publish the configuration and serve it | `new_backend_endpoints_reach_every_file` |
+//! | relation-changed: has PostgreSQL published endpoints and credentials? no → return, the status says what is missing or unusable (a user secret that cannot be read too) | `backend_data_that_is_incomplete_or_hostile_waits_with_a_reason` |
+//! | is a PostgreSQL unit left in the relation? no → return; every unit waits with the reason, nothing is asked of PostgreSQL, clients keep their data | `a_backend_without_units_waits_on_every_unit_and_nothing_is_cleaned_up` |
+//! | which cluster is it? none recorded, auth user not set up → set up the auth user and the auth file → record the cluster's identity → publish the configuration and serve it | `backend_changed_sets_up_the_auth_user_once_and_renders` |
+//! | the one recorded, auth user set up → record → publish (new endpoints reach every file) | `the_same_cluster_returning_recreates_nothing`, `new_backend_endpoints_reach_every_file` |
+//! | none recorded, auth user set up (an older charm's state) → record, nothing recreated; converge records it too | `a_cluster_not_recorded_yet_is_recorded_without_recreating_anything` |
+//! | another: a new cluster → recreate every client's user, with the password it has, and its database → set up the auth user → record → publish; followers follow | `a_new_cluster_gets_the_auth_user_and_every_client_back_with_the_passwords_they_have` |
+//! | did PostgreSQL do all of it? no → is the auth user set up all the same? yes → publish, then defer (the identity unrecorded) | `a_client_that_cannot_be_recreated_holds_back_only_the_record` |
+//! | cannot tell: PostgreSQL cannot be reached → set up before? no → defer; yes → publish the new endpoints, then defer | `a_backend_that_cannot_be_asked_defers_and_serves_new_endpoints_only_if_set_up_before` |
 //! | relation-departed: is this unit departing? yes → add departing flag; relation-broken: is this unit departing (flag)? yes → return | `a_unit_leaving_the_backend_only_marks_itself` |
-//! | relation-departed, the leader with no PostgreSQL unit left → remove the auth function and drop the auth user; relation-broken → forget the auth file, keep the console passwords → publish a configuration without databases and serve it | `backend_departing_last_unit_cleans_up_and_broken_blocks` |
+//! | relation-departed, no PostgreSQL unit left → return, nothing asked; relation-broken → forget the auth file, keep the console passwords and the cluster's identity → publish a configuration without databases and serve it | `backend_departing_last_unit_keeps_everything_and_broken_blocks` |
 //! | config-changed: an invalid option applies nothing | `invalid_config_blocks_with_the_option_and_applies_nothing` |
 //! | pebble-ready: no peer relation or no container → defer | `pebble_ready_waits_for_the_container_and_the_peer_relation` |
 //! | pebble-ready: the version read from the image, then converge (one service per process, started) | `pebble_ready_adds_one_service_per_process_and_starts_them`, `the_version_is_that_of_the_binary_first_on_path`, `an_image_with_pgbouncer_1_18_gets_files_it_accepts`, `an_image_without_pgbouncer_blocks` |
@@ -146,6 +151,11 @@ fn backend_data_that_is_incomplete_or_hostile_waits_with_a_reason() {
         ("endpoints", "evil host:5432", "unusable endpoints"),
         ("read-only-endpoints", "a:1,b;c:2", "invalid endpoint"),
         ("secret-user", "not-a-secret", "invalid secret-user"),
+        (
+            "secret-user",
+            "secret:c0000000000000000dea",
+            "user secret cannot be read: it is gone or not granted yet",
+        ),
     ] {
         let mut s = with_backend(unit(0, true));
         let data = &mut s
@@ -557,7 +567,25 @@ fn a_cluster_not_recorded_yet_is_recorded_without_recreating_anything() {
 }
 
 #[test]
-fn a_backend_that_cannot_be_asked_still_gets_its_new_endpoints_served() {
+fn a_backend_that_cannot_be_asked_defers_and_serves_new_endpoints_only_if_set_up_before() {
+    // Never set up: nothing is published, the event waits.
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
+    pg.set_down(Some("connection refused"));
+    let fresh = with_backend(unit(0, true));
+    let out = go(
+        &pg,
+        &fresh,
+        event::relation_changed(fresh.relation(BACKEND_ID).unwrap(), None),
+    );
+    assert_eq!(out.state.deferred.len(), 1);
+    assert!(out
+        .state
+        .secret_by_label(&state::app_secret_label(APP))
+        .is_none());
+    assert!(!peer_app(&out.state).contains_key(state::CFG_FILE));
+    assert!(!peer_app(&out.state).contains_key(state::BACKEND_CLUSTER));
+
+    // Set up before: the new endpoints are served all the same.
     let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = serving_two_clients(&pg);
     pg.set_down(Some("connection refused"));
