@@ -124,6 +124,9 @@ pub fn backend(hook: &mut Hook<'_>) -> charm::Result<BackendState> {
     let Some(relation) = hook.relations(BACKEND)?.into_iter().next() else {
         return Ok(BackendState::Missing);
     };
+    // Listed first: a unit's name also tells the remote application, which
+    // saves asking Juju for it (see `backend_gone`).
+    hook.relation_units(&relation)?;
     let credentials = match requirer::answer(hook, BACKEND, &relation)? {
         Answered::Waiting(why) => return Ok(BackendState::Incomplete(why)),
         Answered::Ready(c) => c,
