@@ -62,8 +62,9 @@ pub fn changed(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
     }
     // Which cluster is it? Set up what it lacks.
     let checked = ensure_cluster(hook, deps)?;
-    // Could PostgreSQL be reached? A backend set up before still gets its new
-    // endpoints published; the check is retried with the deferred event.
+    // Could it all be done? If not: is the auth user set up for the backend's
+    // user all the same? Then its new endpoints are published, and the check
+    // is retried with the deferred event.
     let retry = match checked {
         true => Handled::Done,
         false => Handled::Deferred,
@@ -124,6 +125,7 @@ pub fn ensure_cluster(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<bool> 
     if state::backend_gone(hook)?.is_some() {
         return Ok(false);
     }
+    // Which cluster is it?
     let recorded = state::backend_cluster(hook, &peers)?;
     let initialised = initialised_backend(hook)?.is_some();
     let mut pg = match deps.connector.connect(&backend.login) {
@@ -144,6 +146,7 @@ pub fn ensure_cluster(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<bool> 
             return Ok(false);
         }
     };
+    // Another than the one recorded: a new cluster
     let new_cluster = recorded.as_deref().is_some_and(|r| r != identity);
     if new_cluster {
         hook.log(
@@ -154,6 +157,8 @@ pub fn ensure_cluster(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<bool> 
             ),
         )?;
     }
+    // Recreate every client's user, with the password it has, and its
+    // database where the cluster lacks them
     let missing = match new_cluster {
         true => recreate_clients(hook, pg.as_mut())?,
         false => Vec::new(),
@@ -163,12 +168,16 @@ pub fn ensure_cluster(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<bool> 
         .chain(state::client_databases(hook)?.into_iter().map(|c| c.name))
         .filter(|db| !missing.contains(db))
         .collect();
+    // Is the auth user set up for the backend's user? (A new cluster has none.)
+    // No: set up the auth user and the auth file
     if (new_cluster || !initialised) && !set_up_auth(hook, pg.as_mut(), &backend, &databases)? {
         return Ok(false);
     }
+    // Did PostgreSQL do all of it?
     if !missing.is_empty() {
         return Ok(false);
     }
+    // Record the cluster's identity
     let mut changes = BagChanges::new().set(state::BACKEND_CLUSTER, identity);
     if new_cluster {
         // The old cluster's other databases; update-status lists the new one's.
