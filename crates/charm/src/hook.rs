@@ -139,6 +139,8 @@ impl<'a> Hook<'a> {
     }
 
     /// The application at the other end (this application for a peer relation).
+    /// Told by the event, or by a remote unit's name when the relation's units
+    /// were listed in this hook; asked of Juju otherwise.
     pub fn remote_app(&mut self, relation: &Relation) -> Result<String> {
         if let Some(r) = self.context.event.relation() {
             if &r.relation == relation && !r.remote_app.is_empty() {
@@ -147,6 +149,10 @@ impl<'a> Hook<'a> {
         }
         if let Some(app) = self.cache.remote_apps.get(relation) {
             return Ok(app.clone());
+        }
+        let listed = self.cache.units.get(relation).and_then(|u| u.first());
+        if let Some((app, _)) = listed.and_then(|unit| unit.split_once('/')) {
+            return Ok(app.to_string());
         }
         let app = self.backend.relation_remote_app(relation)?;
         self.cache.remote_apps.insert(relation.clone(), app.clone());

@@ -69,7 +69,8 @@ pub enum Answered {
 
 /// Reads the provider's answer on `relation` of `endpoint`: endpoints, and
 /// credentials from the `secret-user` secret or, from providers that do not
-/// use secrets, the databag.
+/// use secrets, the databag. A secret that cannot be read (the provider's
+/// application removed it with itself, or has not granted it yet) is waited for.
 pub fn answer(hook: &mut Hook<'_>, endpoint: &str, relation: &Relation) -> charm::Result<Answered> {
     let remote = hook.remote_app_bag(relation)?.clone();
     let waiting = |why: String| Ok(Answered::Waiting(why));
@@ -94,7 +95,18 @@ pub fn answer(hook: &mut Hook<'_>, endpoint: &str, relation: &Relation) -> charm
                 return waiting("PostgreSQL published an invalid secret-user".into());
             };
             let label = secret_label(endpoint, relation.id, "user");
-            let content = hook.secret(&SecretRef::Id(id, Some(label)), Revision::Refresh)?;
+            let content =
+                match hook.secret(&SecretRef::Id(id, Some(label)), Revision::Refresh) {
+                    Ok(content) => content,
+                    // Removed with its application, or not granted yet.
+                    Err(
+                        charm::Error::SecretNotFound { .. } | charm::Error::PermissionDenied { .. },
+                    ) => return waiting(
+                        "PostgreSQL's user secret cannot be read: it is gone or not granted yet"
+                            .into(),
+                    ),
+                    Err(e) => return Err(e),
+                };
             (
                 content.get("username").map(str::to_string),
                 content.get("password").map(str::to_string),

@@ -798,7 +798,10 @@ fn a_hook_asks_juju_once_for_what_cannot_change_and_again_after_its_own_writes()
     let out = run(&mut RuleBreaker(body), &state, Event::UpdateStatus).unwrap();
     let by_tool = out.calls.by_tool();
     assert_eq!(by_tool["relation-ids"], 1);
-    assert_eq!(by_tool["relation-list"], 2, "the units, and the remote app");
+    assert_eq!(
+        by_tool["relation-list"], 1,
+        "the units, whose names tell the remote app"
+    );
     assert_eq!(by_tool["network-get"], 1);
     assert_eq!(
         by_tool["secret-get"], 2,
@@ -925,4 +928,41 @@ fn the_most_pressing_collected_status_is_set_once() {
         out.state.unit_status, before.unit_status,
         "not after actions"
     );
+}
+
+#[test]
+fn listed_units_tell_the_remote_application_without_asking_juju() {
+    let body: Body = |h| {
+        let units = h.relation_units(&db())?;
+        let app = h.remote_app(&db())?;
+        h.log(LogLevel::Info, &format!("{units:?} from {app}"))?;
+        Ok(Handled::Done)
+    };
+    let out = run(
+        &mut RuleBreaker(body),
+        &base(true).with_relation(RelationState::new(DB, 4, "client").remote_unit("client/3", &[])),
+        Event::UpdateStatus,
+    )
+    .unwrap();
+    assert!(out
+        .state
+        .logs
+        .iter()
+        .any(|(_, m)| m == r#"["client/3"] from client"#));
+    assert_eq!(
+        out.calls.by_tool()["relation-list"],
+        1,
+        "{:?}",
+        out.calls.lines()
+    );
+
+    // No unit to tell it: Juju is asked.
+    let out = run(
+        &mut RuleBreaker(body),
+        &base(true).with_relation(RelationState::new(DB, 4, "client")),
+        Event::UpdateStatus,
+    )
+    .unwrap();
+    assert!(out.state.logs.iter().any(|(_, m)| m == "[] from client"));
+    assert_eq!(out.calls.by_tool()["relation-list"], 2);
 }

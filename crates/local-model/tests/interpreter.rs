@@ -188,17 +188,17 @@ fn the_pgbouncer_charm_ends_in_the_same_state_either_way() {
                 ),
             ]),
         );
+    // What the server holds after the events so far (the auth user, say).
+    let history = FakeConnector::up_with(&["pgbouncer"]);
     for event in [
         event::relation_created(s.relation(1).unwrap()),
         event::relation_changed(s.relation(3).unwrap(), None),
         event::relation_changed(s.relation(4).unwrap(), None),
         Event::UpdateStatus,
     ] {
-        let (a, b) = (
-            FakeConnector::up_with(&["pgbouncer"]),
-            FakeConnector::up_with(&["pgbouncer"]),
-        );
-        *a.0.borrow_mut() = b.server();
+        let (a, b) = (FakeConnector::default(), FakeConnector::default());
+        *a.0.borrow_mut() = history.server();
+        *b.0.borrow_mut() = history.server();
         let direct = run(&mut charm_for(&a), &s, event.clone())
             .unwrap_or_else(|f| panic!("{f}"))
             .state;
@@ -211,6 +211,7 @@ fn the_pgbouncer_charm_ends_in_the_same_state_either_way() {
             event.hook_name()
         );
         s = direct;
+        *history.0.borrow_mut() = a.server();
     }
     assert!(s
         .relation(4)

@@ -79,7 +79,7 @@ impl Charm for PgBouncerCharm {
                 backend::changed(hook, deps)
             }
             Event::RelationDeparted(r) if r.relation.endpoint == BACKEND => {
-                backend::departed(hook, deps, r)
+                backend::departed(hook, r)
             }
             Event::RelationBroken(r) if r.relation.endpoint == BACKEND => {
                 backend::broken(hook, deps, r)

@@ -32,6 +32,9 @@ pub const CLIENTS: &str = "clients";
 /// Peer application bag: the backend's other databases, for the wildcard's
 /// read-only entries (a sorted JSON list of names).
 pub const READONLY_DBS: &str = "readonly_dbs";
+/// Peer application bag: the identity (`system_identifier`) of the backend
+/// cluster the leader last set up: users, databases and auth function.
+pub const BACKEND_CLUSTER: &str = "backend_cluster";
 /// Peer unit bag: the unit's address.
 pub const HOSTNAME: &str = "hostname";
 /// Peer unit bag: how many PgBouncer processes the unit runs.
@@ -121,6 +124,9 @@ pub fn backend(hook: &mut Hook<'_>) -> charm::Result<BackendState> {
     let Some(relation) = hook.relations(BACKEND)?.into_iter().next() else {
         return Ok(BackendState::Missing);
     };
+    // Listed first: a unit's name also tells the remote application, which
+    // saves asking Juju for it (see `backend_gone`).
+    hook.relation_units(&relation)?;
     let credentials = match requirer::answer(hook, BACKEND, &relation)? {
         Answered::Waiting(why) => return Ok(BackendState::Incomplete(why)),
         Answered::Ready(c) => c,
@@ -139,6 +145,28 @@ pub fn backend(hook: &mut Hook<'_>) -> charm::Result<BackendState> {
         )));
     }
     Ok(BackendState::Ready(Box::new(backend)))
+}
+
+/// Why a related backend cannot serve whatever its data says: no PostgreSQL
+/// unit is left in the relation (its units were removed, or have not joined).
+pub fn backend_gone(hook: &mut Hook<'_>) -> charm::Result<Option<String>> {
+    let Some(relation) = hook.relations(BACKEND)?.into_iter().next() else {
+        return Ok(None);
+    };
+    if !hook.relation_units(&relation)?.is_empty() {
+        return Ok(None);
+    }
+    let app = hook.remote_app(&relation)?;
+    Ok(Some(format!("waiting for the backend: {app} has no units")))
+}
+
+/// The identity of the backend cluster the leader last set up, if recorded.
+pub fn backend_cluster(hook: &mut Hook<'_>, peers: &Relation) -> charm::Result<Option<String>> {
+    Ok(hook
+        .local_app_bag(peers)?
+        .get(BACKEND_CLUSTER)
+        .filter(|v| !v.is_empty())
+        .cloned())
 }
 
 /// The application secret's content, when the leader has created it.

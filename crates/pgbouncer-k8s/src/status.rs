@@ -4,7 +4,7 @@
 //! A check that needs an earlier one to pass (valid options, a backend, the
 //! container up and PgBouncer meant to serve) is skipped when it does not.
 
-use crate::flows::{config, database, ready_backend, Deps};
+use crate::flows::{config, database, initialised_backend, Deps};
 use crate::state::{self, BackendState};
 use crate::workload::CONTAINER;
 use charm::{Hook, Status};
@@ -27,7 +27,11 @@ pub fn collect(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<()> {
             false
         }
         BackendState::Ready(_) => {
-            let initialised = ready_backend(hook)?.is_some();
+            if let Some(why) = state::backend_gone(hook)? {
+                hook.add_status(Status::Waiting(why));
+                return Ok(());
+            }
+            let initialised = initialised_backend(hook)?.is_some();
             if !initialised {
                 hook.add_status(Status::Waiting(
                     "initialising the backend-database relation".into(),

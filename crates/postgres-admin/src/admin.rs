@@ -177,6 +177,17 @@ impl Admin {
         }
     }
 
+    /// The cluster's identity: `system_identifier` from `pg_control_system()`.
+    /// `initdb` picks it and every replica copies it, so it survives a
+    /// failover; a cluster bootstrapped anew has another one.
+    pub fn system_identifier(&mut self) -> Result<String> {
+        let action = "reading the cluster's system identifier";
+        let sql = "SELECT system_identifier FROM pg_catalog.pg_control_system()";
+        let row = self.client.query_one(sql, &[]).map_err(failed(action))?;
+        let id: i64 = row.try_get(0).map_err(failed(action))?;
+        Ok(id.to_string())
+    }
+
     /// The names of all non-template databases, sorted.
     pub fn databases(&mut self) -> Result<Vec<String>> {
         let sql = "SELECT datname::text FROM pg_catalog.pg_database \

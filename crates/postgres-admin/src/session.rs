@@ -22,6 +22,9 @@ impl From<crate::admin::AdminError> for PgError {
 pub trait Postgres {
     /// The server's version number, e.g. `15.18`.
     fn server_version(&mut self) -> Result<String, PgError>;
+    /// The cluster's identity (`system_identifier`): the same on every
+    /// member, another one for a cluster bootstrapped anew.
+    fn system_identifier(&mut self) -> Result<String, PgError>;
     /// The names of the non-template databases, sorted.
     fn databases(&mut self) -> Result<Vec<String>, PgError>;
     /// Creates the login role, or updates its password and roles.
@@ -65,6 +68,9 @@ impl Connector for RealConnector {
 impl Postgres for Admin {
     fn server_version(&mut self) -> Result<String, PgError> {
         Ok(Admin::server_version(self)?)
+    }
+    fn system_identifier(&mut self) -> Result<String, PgError> {
+        Ok(Admin::system_identifier(self)?)
     }
     fn databases(&mut self) -> Result<Vec<String>, PgError> {
         Ok(Admin::databases(self)?)

@@ -5,7 +5,10 @@
 
 use postgres::Client;
 use postgres_admin::testing::TestCluster;
-use postgres_admin::{Admin, AdminError, ConnectInfo, DatabaseName, ExtraRoles, RoleName};
+use postgres_admin::{
+    Admin, AdminError, ConnectInfo, Connector, DatabaseName, ExtraRoles, Postgres, RealConnector,
+    RoleName,
+};
 
 fn role(name: &str) -> RoleName {
     RoleName::parse(name).unwrap()
@@ -165,6 +168,30 @@ fn login_with_verifier(
     let sql = format!("CREATE ROLE \"{user}\" LOGIN PASSWORD '{verifier}'");
     superuser.batch_execute(&sql).unwrap();
     login(cluster, user, password, "postgres")
+}
+
+#[test]
+fn each_cluster_has_its_own_system_identifier() {
+    let (one, two) = (TestCluster::start().unwrap(), TestCluster::start().unwrap());
+    let id = |cluster: &TestCluster| {
+        let mut admin = Admin::connect(&cluster.connect_info("postgres")).unwrap();
+        admin.system_identifier().unwrap()
+    };
+    let first = id(&one);
+    assert!(first.parse::<u64>().is_ok_and(|n| n > 0), "{first}");
+    assert_eq!(id(&one), first, "the same on every session");
+    let mut other_db = cluster_session(&one, "template1");
+    assert_eq!(
+        other_db.system_identifier().unwrap(),
+        first,
+        "and in every database"
+    );
+    assert_ne!(id(&two), first, "another cluster, another identity");
+}
+
+/// A session through the `Postgres` trait, as the charms open one.
+fn cluster_session(cluster: &TestCluster, db: &str) -> Box<dyn Postgres> {
+    RealConnector.connect(&cluster.connect_info(db)).unwrap()
 }
 
 #[test]

@@ -2,17 +2,22 @@
 //! database with SUPERUSER, and uses those credentials to create its auth user and
 //! install the auth function in every database clients reach.
 
-use super::{config, database, publish, ready_backend, serve, Deps};
+use super::{config, database, initialised_backend, publish, ready_backend, serve, Deps};
 use crate::pgb::ini::{admin_user, stats_user};
 use crate::pgb::userlist::Userlist;
 use crate::postgres::BACKEND_DATABASE;
 use crate::state::{self, BackendState};
 use charm::secret::{Revision, SecretMeta, SecretRef};
-use charm::{Handled, Hook, RelationEvent, SecretContent, SecretOwner, Status};
+use charm::{
+    BagChanges, Handled, Hook, LogLevel, Relation, RelationEvent, SecretContent, SecretOwner,
+    Status,
+};
+use client_interface::provider;
 use client_interface::requirer::{self, Ask};
 use postgres_admin::names::ExtraRoles;
 use postgres_admin::password;
 use postgres_admin::verifier::scram_sha_256_random_salt;
+use postgres_admin::Postgres;
 
 /// What PgBouncer asks the backend for: its own database, as SUPERUSER (to
 /// create clients' users and databases), with everything in secrets.
@@ -37,38 +42,222 @@ pub fn created(hook: &mut Hook<'_>, event: &RelationEvent) -> anyhow::Result<Han
     Ok(Handled::Done)
 }
 
-/// relation-changed (credentials arrived, or the endpoints changed): the leader
-/// makes sure the auth user and function exist, then republishes the
+/// relation-changed (credentials arrived, the endpoints changed, a PostgreSQL
+/// unit joined), node by node: the leader asks the backend which cluster it
+/// is and sets up what that cluster lacks, then republishes the
 /// configuration, which every unit renders; pending client requests proceed.
 pub fn changed(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
+    // Is this unit the leader?
     if !hook.is_leader()? {
         return Ok(Handled::Done);
     }
+    // Has PostgreSQL published endpoints and credentials?
     if !matches!(state::backend(hook)?, BackendState::Ready(_)) {
         return Ok(Handled::Done);
     }
-    if !ensure_auth(hook, deps)? {
-        return Ok(Handled::Deferred);
+    // Is a PostgreSQL unit left in the relation? (No: the status says so, and
+    // nothing is asked of a backend that is gone.)
+    if state::backend_gone(hook)?.is_some() {
+        return Ok(Handled::Done);
+    }
+    // Which cluster is it? Set up what it lacks.
+    let checked = ensure_cluster(hook, deps)?;
+    // Could it all be done? If not: is the auth user set up for the backend's
+    // user all the same? Then its new endpoints are published, and the check
+    // is retried with the deferred event.
+    let retry = match checked {
+        true => Handled::Done,
+        false => Handled::Deferred,
+    };
+    if !checked && initialised_backend(hook)?.is_none() {
+        return Ok(retry);
     }
     let (Some(peers), Ok(config)) = (state::peers(hook)?, config(hook)?) else {
-        return Ok(Handled::Done);
+        return Ok(retry);
     };
+    // Publish the configuration and serve it
     let shared = publish(hook, deps, &peers, &config)?;
     serve(hook, deps, &peers, Some(&shared))?;
+    // Hand out due credentials and refresh every client's connection information
     database::refresh_all(hook, deps)?;
-    Ok(Handled::Done)
+    Ok(retry)
 }
 
 /// Leader: the auth user exists in PostgreSQL with the auth function in every
 /// database PgBouncer serves, and the application secret holds the auth file.
-/// Returns false when PostgreSQL could not be reached (the reason is an issue).
+/// Asks nothing of PostgreSQL once that is so for the backend's current user
+/// and the backend cluster's identity is recorded; otherwise
+/// [`ensure_cluster`]. Returns false when that could not be done (the reason
+/// is a problem, or the status's: a backend without units).
 pub fn ensure_auth(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<bool> {
-    if ready_backend(hook)?.is_some() {
+    let recorded = match state::peers(hook)? {
+        Some(peers) => state::backend_cluster(hook, &peers)?.is_some(),
+        None => false,
+    };
+    if recorded && ready_backend(hook)?.is_some() {
         return Ok(true);
     }
-    let BackendState::Ready(backend) = state::backend(hook)? else {
+    ensure_cluster(hook, deps)
+}
+
+/// Leader: asks the backend which cluster it is (`system_identifier`) and
+/// compares it with the one recorded in the peer application bag
+/// (`backend_cluster`):
+/// - none recorded (the first backend, or a charm that recorded none): sets
+///   up the auth user unless it is set up, and records the identity;
+/// - the same: sets up the auth user only if it is not set up for the
+///   backend's current user (the clients' users and databases are there);
+/// - another: a different cluster took the backend's place (the old one
+///   lost, or another related): sets up the auth user and recreates every
+///   client's user, with the password it was given, and its database where
+///   the cluster lacks them (logging that a database was recreated empty),
+///   then records the identity.
+///
+/// Nothing is asked of a backend without units. Returns false when
+/// PostgreSQL could not be reached or refused something (each a problem in
+/// the status); the identity is then not recorded, so the next try starts
+/// over.
+pub fn ensure_cluster(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<bool> {
+    let (BackendState::Ready(backend), Some(peers)) = (state::backend(hook)?, state::peers(hook)?)
+    else {
         return Ok(false);
     };
+    if state::backend_gone(hook)?.is_some() {
+        return Ok(false);
+    }
+    // Which cluster is it?
+    let recorded = state::backend_cluster(hook, &peers)?;
+    let initialised = initialised_backend(hook)?.is_some();
+    let mut pg = match deps.connector.connect(&backend.login) {
+        Ok(pg) => pg,
+        Err(e) => {
+            hook.add_problem(Status::Waiting(format!(
+                "waiting for the backend: cannot reach PostgreSQL: {e}"
+            )))?;
+            return Ok(false);
+        }
+    };
+    let identity = match pg.system_identifier() {
+        Ok(identity) => identity,
+        Err(e) => {
+            hook.add_problem(Status::Waiting(format!(
+                "waiting for the backend: cannot tell which cluster it is: {e}"
+            )))?;
+            return Ok(false);
+        }
+    };
+    // Another than the one recorded: a new cluster
+    let new_cluster = recorded.as_deref().is_some_and(|r| r != identity);
+    if new_cluster {
+        hook.log(
+            LogLevel::Warning,
+            &format!(
+                "the backend is a new cluster (system identifier {identity}): setting up \
+                 PgBouncer's auth user and its clients' users and databases again"
+            ),
+        )?;
+    }
+    // Recreate every client's user, with the password it has, and its
+    // database where the cluster lacks them
+    let missing = match new_cluster {
+        true => recreate_clients(hook, pg.as_mut())?,
+        false => Vec::new(),
+    };
+    let databases: Vec<String> = ["pgbouncer".to_string(), "postgres".to_string()]
+        .into_iter()
+        .chain(state::client_databases(hook)?.into_iter().map(|c| c.name))
+        .filter(|db| !missing.contains(db))
+        .collect();
+    // Is the auth user set up for the backend's user? (A new cluster has none.)
+    // No: set up the auth user and the auth file
+    if (new_cluster || !initialised) && !set_up_auth(hook, pg.as_mut(), &backend, &databases)? {
+        return Ok(false);
+    }
+    // Did PostgreSQL do all of it?
+    if !missing.is_empty() {
+        return Ok(false);
+    }
+    // Record the cluster's identity
+    let mut changes = BagChanges::new().set(state::BACKEND_CLUSTER, identity);
+    if new_cluster {
+        // The old cluster's other databases; update-status lists the new one's.
+        changes = changes.unset(state::READONLY_DBS);
+    }
+    hook.update_app_bag(&peers, changes)?;
+    Ok(true)
+}
+
+/// Leader, on a new cluster: every live client's user, with the password it
+/// was given (kept in its relation's user secret), and its database where the
+/// cluster lacks it. A database created here is empty, and the log says so.
+/// Returns the databases of the clients that could not be recreated (each a
+/// problem); the others are recreated all the same.
+fn recreate_clients(hook: &mut Hook<'_>, pg: &mut dyn Postgres) -> anyhow::Result<Vec<String>> {
+    let mut missing = Vec::new();
+    for client in state::client_databases(hook)? {
+        let relation = Relation::new(state::DATABASE, client.relation_id);
+        let remote = hook.remote_app_bag(&relation)?.clone();
+        let request = match state::client_request(&remote, relation.id) {
+            Ok(Some(request)) => request,
+            Ok(None) | Err(_) => {
+                hook.log(
+                    LogLevel::Warning,
+                    &format!(
+                        "relation {}: its request no longer reads; its user is not recreated",
+                        relation.id
+                    ),
+                )?;
+                continue;
+            }
+        };
+        let Some(password) = provider::kept_password(hook, state::DATABASE, &relation)? else {
+            hook.add_problem(Status::Waiting(format!(
+                "relation {}: no password kept for its user; it cannot be recreated",
+                relation.id
+            )))?;
+            missing.push(client.name);
+            continue;
+        };
+        let user = provider::relation_user(relation.id);
+        let recreated = pg
+            .create_user(&user, &password, &request.roles)
+            .and_then(|()| pg.create_database(&request.database, &user))
+            .and_then(|created| {
+                pg.grant_database(&request.database, &user)?;
+                Ok(created)
+            });
+        match recreated {
+            Ok(true) => hook.log(
+                LogLevel::Warning,
+                &format!(
+                    "database {} was recreated empty: the backend is a new cluster",
+                    request.database
+                ),
+            )?,
+            Ok(false) => {}
+            Err(e) => {
+                hook.add_problem(Status::Waiting(format!(
+                    "relation {}: cannot recreate user {user} and database {} in the new \
+                     cluster: {e}",
+                    relation.id, request.database
+                )))?;
+                missing.push(client.name);
+            }
+        }
+    }
+    Ok(missing)
+}
+
+/// Leader: creates the auth user `pgbouncer_auth_<backend user>` with a new
+/// password, installs the auth function in `databases`, and writes the
+/// application secret (auth file, auth user, console passwords, which are
+/// kept). Returns false when PostgreSQL refused (the reason is a problem).
+fn set_up_auth(
+    hook: &mut Hook<'_>,
+    pg: &mut dyn Postgres,
+    backend: &state::Backend,
+    databases: &[String],
+) -> anyhow::Result<bool> {
     let auth_user = backend.auth_user()?;
     let existing = state::app_secret(hook)?;
     let keep = |key: &str| {
@@ -80,17 +269,13 @@ pub fn ensure_auth(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<bool> {
     let admin_password = keep(state::ADMIN_PASSWORD).unwrap_or_else(password::generate);
     let monitoring_password = keep(state::MONITORING_PASSWORD).unwrap_or_else(password::generate);
     let auth_password = password::generate();
-    let databases: Vec<String> = ["pgbouncer".to_string(), "postgres".to_string()]
-        .into_iter()
-        .chain(state::client_databases(hook)?.into_iter().map(|c| c.name))
-        .collect();
-    let done = deps.connector.connect(&backend.login).and_then(|mut pg| {
-        pg.create_user(&auth_user, &auth_password, &ExtraRoles::default())?;
-        for db in &databases {
-            pg.install_auth_function(db, &auth_user)?;
-        }
-        Ok(())
-    });
+    let done = pg
+        .create_user(&auth_user, &auth_password, &ExtraRoles::default())
+        .and_then(|()| {
+            databases
+                .iter()
+                .try_for_each(|db| pg.install_auth_function(db, &auth_user))
+        });
     if let Err(e) = done {
         hook.add_problem(Status::Waiting(format!(
             "cannot set up PgBouncer's auth user in PostgreSQL: {e}"
@@ -134,43 +319,21 @@ pub fn ensure_auth(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// relation-departed: this unit leaving only marks itself; the leader cleans up
-/// in PostgreSQL when the last PostgreSQL unit is gone from the relation (the
-/// relation is being removed).
-pub fn departed(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    event: &RelationEvent,
-) -> anyhow::Result<Handled> {
+/// relation-departed: this unit leaving only marks itself. A PostgreSQL unit
+/// leaving changes nothing here: with none left, the status waits for the
+/// backend and nothing is asked of it. PgBouncer's auth user stays in the
+/// cluster: with no unit left PgBouncer cannot tell a relation being removed
+/// from a backend that went away, and a cluster that comes back needs it.
+pub fn departed(hook: &mut Hook<'_>, event: &RelationEvent) -> anyhow::Result<Handled> {
+    // Is this unit departing?
     if event.departing_unit.as_deref() == Some(hook.unit()) {
+        // Add departing flag
         if let Some(peers) = state::peers(hook)? {
             hook.update_unit_bag(
                 &peers,
                 [(state::departing_key(&event.relation), Some("true".into()))],
             )?;
         }
-        return Ok(Handled::Done);
-    }
-    if !hook.is_leader()? || !hook.relation_units(&event.relation)?.is_empty() {
-        return Ok(Handled::Done);
-    }
-    let Some((backend, _)) = ready_backend(hook)? else {
-        return Ok(Handled::Done);
-    };
-    let auth_user = backend.auth_user()?;
-    let mut databases = vec!["pgbouncer".to_string(), "postgres".to_string()];
-    databases.extend(state::client_databases(hook)?.into_iter().map(|c| c.name));
-    let cleaned = deps.connector.connect(&backend.login).and_then(|mut pg| {
-        for db in &databases {
-            pg.remove_auth_function(db, &auth_user)?;
-        }
-        pg.drop_user(&auth_user)?;
-        Ok(())
-    });
-    if let Err(e) = cleaned {
-        hook.add_problem(Status::Waiting(format!(
-            "cannot remove PgBouncer's auth user from PostgreSQL: {e}"
-        )))?;
     }
     Ok(Handled::Done)
 }

@@ -31,9 +31,23 @@ pub fn config(hook: &mut Hook<'_>) -> anyhow::Result<Result<CharmConfig, ConfigE
     Ok(CharmConfig::from_raw(hook.config_raw()?))
 }
 
-/// The backend, when it is related, complete, and initialised by the leader (the
-/// application secret holds the auth file for the backend's current user).
+/// The backend PgBouncer can act on: related, complete, initialised by the
+/// leader, and with a PostgreSQL unit left in the relation.
 pub fn ready_backend(hook: &mut Hook<'_>) -> anyhow::Result<Option<(Backend, SecretContent)>> {
+    if state::backend_gone(hook)?.is_some() {
+        return Ok(None);
+    }
+    initialised_backend(hook)
+}
+
+/// The backend PgBouncer serves: related, complete, and initialised by the
+/// leader (the application secret holds the auth file for the backend's
+/// current user), whether or not PostgreSQL units are left: while none is,
+/// the configuration keeps its databases, and they serve again as the backend
+/// returns.
+pub fn initialised_backend(
+    hook: &mut Hook<'_>,
+) -> anyhow::Result<Option<(Backend, SecretContent)>> {
     let BackendState::Ready(backend) = state::backend(hook)? else {
         return Ok(None);
     };
@@ -51,7 +65,7 @@ pub fn build_shared(
     deps: &Deps,
     config: &CharmConfig,
 ) -> anyhow::Result<SharedConfig> {
-    let target = match ready_backend(hook)? {
+    let target = match initialised_backend(hook)? {
         Some((b, _)) => Some(BackendTarget {
             auth_user: b.auth_user()?.to_string(),
             primary: b.primary,

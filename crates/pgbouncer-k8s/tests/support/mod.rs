@@ -48,15 +48,29 @@ pub fn unit(n: u32, leader: bool) -> State {
 }
 
 /// Adds the backend relation with PostgreSQL's published data and its user secret.
-pub fn with_backend(mut state: State) -> State {
+pub fn with_backend(state: State) -> State {
+    with_backend_at(
+        state,
+        ("10.0.1.1:5432", "10.0.1.2:5432,10.0.1.3:5432"),
+        ("relation_id_3", "backend-pw"),
+    )
+}
+
+/// Adds the backend relation: PostgreSQL publishes its `(endpoints,
+/// read-only-endpoints)` and, in its user secret, `(username, password)`.
+pub fn with_backend_at(
+    mut state: State,
+    (endpoints, read_only): (&str, &str),
+    (username, password): (&str, &str),
+) -> State {
     let id = SecretId::parse(BACKEND_SECRET).unwrap();
     state.address = format!("10.0.0.{}", 10 + unit_number(&state));
     state
         .with_relation(
             RelationState::new(BACKEND, BACKEND_ID, "postgresql-k8s")
                 .remote_app_data(&[
-                    ("endpoints", "10.0.1.1:5432"),
-                    ("read-only-endpoints", "10.0.1.2:5432,10.0.1.3:5432"),
+                    ("endpoints", endpoints),
+                    ("read-only-endpoints", read_only),
                     ("version", "15.18"),
                     ("secret-user", &id.to_string()),
                 ])
@@ -69,9 +83,27 @@ pub fn with_backend(mut state: State) -> State {
                 granted: true,
             },
             SecretContent::new()
-                .with("username", "relation_id_3")
-                .with("password", "backend-pw"),
+                .with("username", username)
+                .with("password", password),
         ))
+}
+
+/// The backend relation's PostgreSQL units are now `units` (none: every one
+/// was removed), with the primary published at `primary`.
+pub fn backend_units(mut state: State, units: &[&str], primary: &str) -> State {
+    let backend = state
+        .relations
+        .iter_mut()
+        .find(|r| r.endpoint == BACKEND)
+        .unwrap();
+    backend.remote_units = units
+        .iter()
+        .map(|u| (u.to_string(), Default::default()))
+        .collect();
+    backend
+        .remote_app_data
+        .insert("endpoints".into(), primary.into());
+    state
 }
 
 fn unit_number(state: &State) -> u32 {

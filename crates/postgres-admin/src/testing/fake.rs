@@ -9,11 +9,16 @@ use crate::admin::{ConnectInfo, ADMIN_GROUP};
 use crate::names::{DatabaseName, ExtraRoles, RoleName};
 use crate::session::{Connector, PgError, Postgres};
 
+/// The identity of the cluster [`FakeConnector::up_with`] starts with.
+pub const FIRST_CLUSTER: &str = "7300000000000000001";
+
 /// What a server would hold after the charm's calls.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FakeServer {
     /// What `server_version` answers.
     pub version: String,
+    /// What `system_identifier` answers: the cluster's identity.
+    pub system_identifier: String,
     /// The non-template databases.
     pub databases: BTreeSet<String>,
     /// User to (password, roles as given).
@@ -44,6 +49,7 @@ impl FakeConnector {
     pub fn up_with(databases: &[&str]) -> FakeConnector {
         let server = FakeServer {
             version: "15.18".into(),
+            system_identifier: FIRST_CLUSTER.into(),
             databases: ["postgres"]
                 .iter()
                 .chain(databases)
@@ -52,6 +58,21 @@ impl FakeConnector {
             ..FakeServer::default()
         };
         FakeConnector(Rc::new(RefCell::new(server)))
+    }
+
+    /// The server now runs a cluster bootstrapped anew, with identity
+    /// `system_identifier`: only `postgres` and the given databases, no users,
+    /// grants, auth functions nor `admin` group. The sessions' record goes on.
+    pub fn replace_cluster(&self, system_identifier: &str, databases: &[&str]) {
+        let mut server = self.0.borrow_mut();
+        let fresh = FakeConnector::up_with(databases).server();
+        *server = FakeServer {
+            system_identifier: system_identifier.into(),
+            version: server.version.clone(),
+            down: server.down.clone(),
+            sessions: std::mem::take(&mut server.sessions),
+            ..fresh
+        };
     }
 
     /// A copy of the server's state.
@@ -91,6 +112,9 @@ impl Postgres for FakeSession {
     fn server_version(&mut self) -> Result<String, PgError> {
         self.with(|s| Ok(s.version.clone()))
     }
+    fn system_identifier(&mut self) -> Result<String, PgError> {
+        self.with(|s| Ok(s.system_identifier.clone()))
+    }
     fn databases(&mut self) -> Result<Vec<String>, PgError> {
         self.with(|s| Ok(s.databases.iter().cloned().collect()))
     }
@@ -129,8 +153,13 @@ impl Postgres for FakeSession {
             Ok(s.users.remove(user.as_str()).is_some())
         })
     }
-    fn create_database(&mut self, db: &DatabaseName, _: &RoleName) -> Result<bool, PgError> {
-        self.with(|s| Ok(s.databases.insert(db.to_string())))
+    fn create_database(&mut self, db: &DatabaseName, owner: &RoleName) -> Result<bool, PgError> {
+        self.with(|s| {
+            if !s.users.contains_key(owner.as_str()) {
+                return Err(PgError(format!("role \"{owner}\" does not exist")));
+            }
+            Ok(s.databases.insert(db.to_string()))
+        })
     }
     fn grant_database(&mut self, db: &DatabaseName, user: &RoleName) -> Result<(), PgError> {
         self.with(|s| {
@@ -143,6 +172,12 @@ impl Postgres for FakeSession {
     }
     fn install_auth_function(&mut self, db: &str, auth_user: &RoleName) -> Result<(), PgError> {
         self.with(|s| {
+            if !s.databases.contains(db) {
+                return Err(PgError(format!("database \"{db}\" does not exist")));
+            }
+            if !s.users.contains_key(auth_user.as_str()) {
+                return Err(PgError(format!("role \"{auth_user}\" does not exist")));
+            }
             s.auth_functions
                 .insert((db.to_string(), auth_user.to_string()));
             Ok(())
