@@ -147,8 +147,12 @@ fn changed_follower_member_updates_config_and_goes_active() {
         Some("postgres")
     );
     let service = &container.running[SERVICE];
-    assert_eq!(service.command, format!("patroni {CONFIG_PATH}"));
+    assert_eq!(service.command, format!("{LAUNCHER} {CONFIG_PATH}"));
     assert_eq!(service.user, "postgres");
+    assert_eq!(
+        container.files[LAUNCHER].permissions, 0o755,
+        "the launcher is pushed beside patroni.yml"
+    );
     assert!(container.dirs.contains("/var/lib/postgresql/data/pgdata"));
     assert_eq!(out.state.unit_status, Status::Active("Replica".into()));
     assert!(out.state.deferred.is_empty());

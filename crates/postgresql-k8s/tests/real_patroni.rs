@@ -178,7 +178,7 @@ fn write_config(dir: &Path, n: usize, passwords: &Passwords, members: &[String])
         .unwrap()
         .parameters(&resources);
     let text = render(&PatroniInput {
-        app: "pg",
+        scope: "patroni-pg",
         member: &format!("pg-{n}"),
         address: ADDRESSES[n],
         members,
