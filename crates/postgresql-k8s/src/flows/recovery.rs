@@ -103,11 +103,6 @@ pub fn check(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<Opti
     if data == DataDir::Complete {
         return Ok(None);
     }
-    // Does this unit's member run PostgreSQL, or make one (a bootstrap, a copy)?
-    let health = deps.patroni.health(ctx.api_password(), &ctx.address).ok();
-    if at_work(health.as_ref()) {
-        return Ok(None);
-    }
     let previous = state::members(hook, &ctx.peers)?;
     let mut present = vec![ctx.address.clone()];
     present.extend(peers.iter().filter_map(|p| p.address.clone()));
@@ -118,7 +113,8 @@ pub fn check(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<Opti
     };
     // Did every previous member depart?
     if every_member_departed(&previous, &present) {
-        // Does any member of the cluster still run or make PostgreSQL?
+        // Does any member of the cluster (this unit's too) still run or make
+        // PostgreSQL?
         let hosts = api_hosts(hook, ctx)?;
         let cluster = deps.patroni.cluster(ctx.api_password(), &hosts).ok();
         if cluster_at_work(cluster.as_ref(), keys.as_ref()) {
@@ -137,8 +133,9 @@ pub fn check(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<Opti
     if !keys.as_ref().is_some_and(ScopeKeys::bootstrap_stalled) {
         return Ok(None);
     }
-    // Is this unit's member still idle a moment later? (A bootstrap that has
-    // just taken the `initialize` key says so within that moment.)
+    // Is this unit's member idle, a moment later? It must answer: a silent
+    // member tells nothing. (A bootstrap that has just taken the `initialize`
+    // key says it is at work within that moment.)
     std::thread::sleep(deps.start_timeout.min(CONFIRM_PAUSE));
     let health = deps.patroni.health(ctx.api_password(), &ctx.address).ok();
     if health.is_none() || at_work(health.as_ref()) {
