@@ -207,25 +207,26 @@ impl EtcdKeys {
         path: &str,
         body: &serde_json::Value,
     ) -> Result<Vec<u8>, DcsKeysError> {
-        let unreachable = |e: &dyn std::fmt::Display| DcsKeysError::Unreachable(format!("{host}: {e}"));
+        let unreachable =
+            |e: &dyn std::fmt::Display| DcsKeysError::Unreachable(format!("{host}: {e}"));
         let addr = host
             .to_socket_addrs()
             .map_err(|e| unreachable(&e))?
             .next()
             .ok_or_else(|| unreachable(&"no address"))?;
-        let stream = TcpStream::connect_timeout(&addr, self.timeout).map_err(|e| unreachable(&e))?;
+        let stream =
+            TcpStream::connect_timeout(&addr, self.timeout).map_err(|e| unreachable(&e))?;
         stream
             .set_read_timeout(Some(self.timeout))
             .and_then(|()| stream.set_write_timeout(Some(self.timeout)))
             .map_err(|e| unreachable(&e))?;
         let body = body.to_string();
         let headers = [("Content-Type", "application/json")];
-        let answer =
-            http_exchange::exchange(stream, host, "POST", path, &headers, body.as_bytes())
-                .map_err(|e| match e {
-                    http_exchange::HttpError::Io(e) => unreachable(&e),
-                    http_exchange::HttpError::Protocol(m) => DcsKeysError::Protocol(m),
-                })?;
+        let answer = http_exchange::exchange(stream, host, "POST", path, &headers, body.as_bytes())
+            .map_err(|e| match e {
+                http_exchange::HttpError::Io(e) => unreachable(&e),
+                http_exchange::HttpError::Protocol(m) => DcsKeysError::Protocol(m),
+            })?;
         if answer.status != 200 {
             return Err(DcsKeysError::Protocol(format!(
                 "{host}{path} answered {}: {}",

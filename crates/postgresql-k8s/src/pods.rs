@@ -104,7 +104,9 @@ mod tests {
     fn off_kubernetes_there_are_no_pods() {
         let account = tempfile::tempdir().unwrap();
         let pods = for_substrate(|_| None, account.path());
-        let labelled = pods.patch_labels("pg-1", &member_labels("patroni-pg")).unwrap();
+        let labelled = pods
+            .patch_labels("pg-1", &member_labels("patroni-pg"))
+            .unwrap();
         assert!(matches!(labelled, Labelled::NoPods(_)), "{labelled:?}");
     }
 

@@ -121,9 +121,10 @@ pub fn initialised(hook: &mut Hook<'_>, peers: &Relation) -> charm::Result<bool>
 pub fn generation(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Option<u32>> {
     match hook.local_app_bag(peers)?.get(GENERATION) {
         None => Ok(None),
-        Some(raw) => raw.parse().map(Some).map_err(|_| {
-            anyhow::anyhow!("the peer {GENERATION} {raw:?} is not a whole number")
-        }),
+        Some(raw) => raw
+            .parse()
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("the peer {GENERATION} {raw:?} is not a whole number")),
     }
 }
 

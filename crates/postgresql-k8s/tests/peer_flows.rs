@@ -129,7 +129,10 @@ fn changed_member_records_the_cluster_it_is_a_member_of() {
     let w = World::new(&[(0, "leader", "running"), (1, "sync_standby", "streaming")]);
     let s = initialised(with_peers(unit(1, false), &[0]), &[0, 1]);
     let out = w.go(&s, changed(&s));
-    assert_eq!(peer_unit(&out.state)[state::MEMBER_OF], "patroni-postgresql-k8s");
+    assert_eq!(
+        peer_unit(&out.state)[state::MEMBER_OF],
+        "patroni-postgresql-k8s"
+    );
     w.set_members(&[(0, "leader", "running"), (1, "replica", "starting")]);
     let out = w.go(&s, changed(&s));
     assert!(!peer_unit(&out.state).contains_key(state::MEMBER_OF));

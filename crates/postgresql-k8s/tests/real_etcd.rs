@@ -83,7 +83,11 @@ impl Etcd {
         if r.status == 200 {
             Ok(())
         } else {
-            Err(format!("{}: {}", r.status, String::from_utf8_lossy(&r.body)))
+            Err(format!(
+                "{}: {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            ))
         }
     }
 
@@ -104,11 +108,21 @@ impl Etcd {
 fn the_adapter_reads_and_deletes_a_scopes_keys_and_nothing_else() {
     let etcd = Etcd::start();
     let scope = "patroni-pg-gen2";
-    let member = |state: &str| format!(r#"{{"conn_url":"postgres://127.0.9.1:5432/postgres","state":"{state}","role":"replica"}}"#);
+    let member = |state: &str| {
+        format!(
+            r#"{{"conn_url":"postgres://127.0.9.1:5432/postgres","state":"{state}","role":"replica"}}"#
+        )
+    };
     etcd.put(&format!("/service/{scope}/initialize"), "");
     etcd.put(&format!("/service/{scope}/config"), "{}");
-    etcd.put(&format!("/service/{scope}/members/pg-0"), &member("stopped"));
-    etcd.put(&format!("/service/{scope}/members/pg-1"), &member("starting"));
+    etcd.put(
+        &format!("/service/{scope}/members/pg-0"),
+        &member("stopped"),
+    );
+    etcd.put(
+        &format!("/service/{scope}/members/pg-1"),
+        &member("starting"),
+    );
     // Other clusters, one whose name the scope's is a prefix of.
     etcd.put("/service/patroni-pg-gen20/leader", "pg-7");
     etcd.put("/service/patroni-pg/initialize", "7301234567890123456");

@@ -105,7 +105,10 @@ fn founder(keys: ScopeKeys) -> (World, State) {
     w.dcs.set(OLD_SCOPE, keys);
     let s = with_app_bag(
         unit(0, true),
-        &[(state::ENDPOINTS, &serde_json::to_string(&[addr(0)]).unwrap())],
+        &[(
+            state::ENDPOINTS,
+            &serde_json::to_string(&[addr(0)]).unwrap(),
+        )],
     );
     (w, s)
 }
@@ -120,7 +123,11 @@ fn stalled() -> ScopeKeys {
 }
 
 fn no_new_generation(out: &State) {
-    assert!(!peer_app(out).contains_key(state::GENERATION), "{:?}", peer_app(out));
+    assert!(
+        !peer_app(out).contains_key(state::GENERATION),
+        "{:?}",
+        peer_app(out)
+    );
     assert!(!peer_app(out).contains_key(state::NEW_CLUSTER));
     assert!(
         !matches!(&out.unit_status, Status::Maintenance(m) if m.starts_with("bootstrapping a new cluster")),
@@ -193,7 +200,10 @@ fn a_leader_with_a_whole_data_directory_keeps_it() {
     let out = w.go(&whole(s), pebble_ready());
     no_new_generation(&out.state);
     let container = out.state.container(CONTAINER).unwrap();
-    assert!(!container.files.contains_key(MOVE_ASIDE), "never moved aside");
+    assert!(
+        !container.files.contains_key(MOVE_ASIDE),
+        "never moved aside"
+    );
     assert_eq!(patroni_doc(&out.state)["scope"], OLD_SCOPE);
 }
 
@@ -325,7 +335,10 @@ fn an_unreadable_dcs_decides_nothing() {
     w.dcs.0.borrow_mut().down = true;
     let out = w.go(&half_made(s), pebble_ready());
     no_new_generation(&out.state);
-    assert!(logged(&out.state, "cannot read cluster patroni-postgresql-k8s's keys"));
+    assert!(logged(
+        &out.state,
+        "cannot read cluster patroni-postgresql-k8s's keys"
+    ));
 }
 
 #[test]
@@ -383,12 +396,20 @@ fn an_interrupted_bootstrap_starts_a_new_generation_and_moves_the_data_aside() {
     assert_eq!(app[state::NEW_CLUSTER], "interrupted-bootstrap");
     assert_eq!(members(&out.state), [addr(0)]);
     assert_eq!(patroni_doc(&out.state)["scope"], GEN1);
-    assert_eq!(out.state.unit_status, Status::Maintenance(INTERRUPTED.into()));
+    assert_eq!(
+        out.state.unit_status,
+        Status::Maintenance(INTERRUPTED.into())
+    );
     let container = out.state.container(CONTAINER).unwrap();
     let target = format!("{DATA_DIR}.before-{GEN1}");
-    assert_eq!(container.file_text(MOVE_ASIDE).as_deref(), Some(target.as_str()));
+    assert_eq!(
+        container.file_text(MOVE_ASIDE).as_deref(),
+        Some(target.as_str())
+    );
     assert!(
-        container.files.contains_key(&format!("{DATA_DIR}/PG_VERSION")),
+        container
+            .files
+            .contains_key(&format!("{DATA_DIR}/PG_VERSION")),
         "nothing deleted"
     );
     assert!(logged_at(
@@ -398,7 +419,10 @@ fn an_interrupted_bootstrap_starts_a_new_generation_and_moves_the_data_aside() {
     ));
     // The launcher moves it when Patroni starts in the new scope.
     let launcher = container.file_text(LAUNCHER).unwrap();
-    assert!(launcher.contains(&format!("request='{MOVE_ASIDE}'")), "{launcher}");
+    assert!(
+        launcher.contains(&format!("request='{MOVE_ASIDE}'")),
+        "{launcher}"
+    );
     assert!(launcher.contains(r#"mv "$data" "$target""#), "{launcher}");
     assert!(!launcher.contains("rm -r"), "never deletes data");
 }
@@ -407,7 +431,10 @@ fn an_interrupted_bootstrap_starts_a_new_generation_and_moves_the_data_aside() {
 fn a_new_generation_counts_on_and_restarts_patroni_in_the_new_scope() {
     // Generation 4's only member was lost; this unit's Patroni ran in it.
     let w = World::new(&[(1, "replica", "stopped")]);
-    let s = with_app_bag(initialised(unit(1, true), &[0]), &[(state::GENERATION, "4")]);
+    let s = with_app_bag(
+        initialised(unit(1, true), &[0]),
+        &[(state::GENERATION, "4")],
+    );
     let first = w.go(&s, event::config_changed());
     assert_eq!(peer_app(&first.state)[state::GENERATION], "5");
     let scope = "patroni-postgresql-k8s-gen5";
@@ -434,7 +461,10 @@ fn a_new_generation_counts_on_and_restarts_patroni_in_the_new_scope() {
         !ops.iter().any(|o| matches!(o, ServiceOp::Signal(..))),
         "{ops:?}"
     );
-    assert!(logged(&out.state, &format!("Patroni restarted in cluster {scope}")));
+    assert!(logged(
+        &out.state,
+        &format!("Patroni restarted in cluster {scope}")
+    ));
 }
 
 #[test]
@@ -443,23 +473,33 @@ fn the_new_cluster_is_initialised_and_clients_get_their_users_back() {
     let w0 = World::new(&[(0, "leader", "running")]);
     w0.pg.0.borrow_mut().admin_group = true;
     let s0 = initialised(unit(0, true), &[0]).with_relation(client(CLIENT, "shop", &[]));
-    let served = w0.go(&s0, event::relation_changed(s0.relation(CLIENT).unwrap(), None));
+    let served = w0.go(
+        &s0,
+        event::relation_changed(s0.relation(CLIENT).unwrap(), None),
+    );
     let password = w0.pg.server().users["relation_id_5"].0.clone();
 
     // Unit 0 is lost; unit 1 leads, with the client's relation and secrets.
     let (w, mut s) = lost(&[(1, "replica", "stopped")]);
-    s.relations.push(served.state.relation(CLIENT).unwrap().clone());
+    s.relations
+        .push(served.state.relation(CLIENT).unwrap().clone());
     s.secrets = served.state.secrets.clone();
     let out = w.go(&s, pebble_ready());
     assert_eq!(out.state.unit_status, Status::Maintenance(LOST.into()));
-    assert!(w.pg.server().users.is_empty(), "nothing made before the primary runs");
+    assert!(
+        w.pg.server().users.is_empty(),
+        "nothing made before the primary runs"
+    );
 
     // Patroni has bootstrapped the new cluster; its start wakes the charm.
     w.set_members(&[(1, "leader", "running")]);
     let mut next = out.state.clone();
     next.containers.insert(
         CONTAINER.into(),
-        whole(out.state.clone()).container(CONTAINER).unwrap().clone(),
+        whole(out.state.clone())
+            .container(CONTAINER)
+            .unwrap()
+            .clone(),
     );
     let done = w.go(&next, event::update_status());
     let app = peer_app(&done.state);
@@ -469,9 +509,14 @@ fn the_new_cluster_is_initialised_and_clients_get_their_users_back() {
     assert_eq!(peer_unit(&done.state)[state::MEMBER_OF], GEN1);
     assert_eq!(done.state.unit_status, Status::Active("Primary".into()));
     let server = w.pg.server();
-    assert_eq!(server.users["relation_id_5"].0, password, "the password the client holds");
+    assert_eq!(
+        server.users["relation_id_5"].0, password,
+        "the password the client holds"
+    );
     assert!(server.databases.contains("shop"));
-    assert!(server.grants.contains(&("shop".into(), "relation_id_5".into())));
+    assert!(server
+        .grants
+        .contains(&("shop".into(), "relation_id_5".into())));
     assert!(server.users.contains_key("monitoring"));
     assert!(logged_at(
         &done.state,
@@ -546,7 +591,8 @@ fn a_container_without_patroni_yml_has_nothing_to_clean() {
     let w = World::new(&[]);
     let mut s = unit(0, true);
     s.dying_units.insert(unit_name(0));
-    s.containers.insert(CONTAINER.into(), ContainerState::ready());
+    s.containers
+        .insert(CONTAINER.into(), ContainerState::ready());
     let out = w.go(&s, Event::Stop);
     assert!(w.dcs.store().deleted_clusters.is_empty());
     assert!(out.state.logs.iter().all(|(l, _)| *l != LogLevel::Warning));

@@ -93,7 +93,10 @@ pub fn check(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<Opti
     let peers = state::peer_units(hook, &ctx.peers)?;
     let scope = state::scope(hook, &ctx.peers)?;
     // Does a unit in the relation hold a member of the current cluster?
-    let own = hook.local_unit_bag(&ctx.peers)?.get(state::MEMBER_OF).cloned();
+    let own = hook
+        .local_unit_bag(&ctx.peers)?
+        .get(state::MEMBER_OF)
+        .cloned();
     if scope_held(&scope, own.as_deref(), &peers) {
         return Ok(None);
     }
