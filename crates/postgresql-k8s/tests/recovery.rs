@@ -19,6 +19,7 @@
 //! | Is this unit's member still idle a moment later? it does not answer → none | `a_silent_member_is_not_taken_for_a_stalled_one` |
 //! | yes → interrupted bootstrap: the half-made data directory is moved aside | `an_interrupted_bootstrap_starts_a_new_generation_and_moves_the_data_aside` |
 //! | Start a new cluster generation: generation n + 1, Patroni restarted in the new scope | `a_new_generation_counts_on_and_restarts_patroni_in_the_new_scope` |
+//! | while the new cluster bootstraps, a hook does not wait for its member (the status shows) | `while_a_new_cluster_bootstraps_no_hook_waits_for_its_member` |
 //! | the new cluster's initialisation: clients' users made again with their passwords | `the_new_cluster_is_initialised_and_clients_get_their_users_back` |
 //! | stop: the last unit leaving deletes the cluster's keys | `the_last_unit_leaving_deletes_the_clusters_keys` |
 //! | stop: a unit that stops while others stay keeps them | `a_unit_stopping_while_others_stay_keeps_the_keys` |
@@ -35,6 +36,7 @@ use postgresql_k8s::flows::recovery::{INTERRUPTED, LOST};
 use postgresql_k8s::state;
 use postgresql_k8s::workload::{CONTAINER, SERVICE};
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 use support::*;
 
 const OLD_SCOPE: &str = "patroni-postgresql-k8s";
@@ -465,6 +467,38 @@ fn a_new_generation_counts_on_and_restarts_patroni_in_the_new_scope() {
         &out.state,
         &format!("Patroni restarted in cluster {scope}")
     ));
+}
+
+#[test]
+fn while_a_new_cluster_bootstraps_no_hook_waits_for_its_member() {
+    let (mut w, s) = lost(&[(1, "replica", "stopped")]);
+    w.start_timeout = Duration::from_secs(2);
+    let out = w.go(&s, pebble_ready());
+    assert_eq!(peer_app(&out.state)[state::GENERATION], "1");
+    // Patroni runs initdb in the new scope; another hook comes meanwhile.
+    w.set_members(&[(1, "replica", "initializing new cluster")]);
+    let started = Instant::now();
+    let next = w.go(&half_made(out.state), event::update_status());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(next.state.unit_status, Status::Maintenance(LOST.into()));
+    assert!(!next.state.deferred.is_empty(), "its start wakes the charm");
+    // Outside a new generation, the hook waits for the member as before.
+    let first = initialised(unit(1, true), &[1]);
+    let started = Instant::now();
+    let out = w.go(&first, pebble_ready());
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        out.state.unit_status,
+        Status::Waiting("awaiting for member to start".into())
+    );
 }
 
 #[test]

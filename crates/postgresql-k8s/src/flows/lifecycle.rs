@@ -14,6 +14,7 @@ use crate::state;
 use crate::workload::CONTAINER;
 use charm::{BagChanges, Handled, Hook, LogLevel, SecretEvent, Status};
 use postgres_admin::names::{ExtraRoles, RoleName};
+use std::time::Duration;
 
 /// The waiting message while the leader waits for the primary.
 pub const PRIMARY_STARTING: &str = "awaiting for primary endpoint to be ready";
@@ -128,7 +129,14 @@ fn converge(hook: &mut Hook<'_>, deps: &Deps, findings: &mut Findings) -> anyhow
     if !update_config(hook, deps, findings, &ctx)? {
         return Ok(Handled::Done);
     }
-    if !member_started(deps, findings, &ctx, deps.start_timeout) {
+    // While a new cluster generation bootstraps, the hook does not wait for
+    // its member: the status says what happens, and the member's start
+    // (Patroni's callback) wakes the charm.
+    let wait = match state::new_cluster(hook, &peers)? {
+        Some(_) => Duration::ZERO,
+        None => deps.start_timeout,
+    };
+    if !member_started(deps, findings, &ctx, wait) {
         hook.add_problem(Status::Waiting(MEMBER_STARTING.into()))?;
         return Ok(Handled::Deferred);
     }

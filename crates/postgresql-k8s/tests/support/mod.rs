@@ -58,6 +58,8 @@ pub struct World {
     pub dcs: FakeDcsKeys,
     /// `Some` when the units run on Kubernetes (pods get labelled).
     pub pods: Option<FakePods>,
+    /// How long a hook waits for its member to start (none by default).
+    pub start_timeout: Duration,
 }
 
 impl World {
@@ -111,7 +113,7 @@ impl World {
                 cpu_cores: 2,
                 memory_bytes: 4 << 30,
             },
-            start_timeout: Duration::ZERO,
+            start_timeout: self.start_timeout,
         })
     }
 
