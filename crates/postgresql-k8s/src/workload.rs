@@ -198,8 +198,15 @@ impl Workload {
         }
     }
 
-    /// The layer: Patroni as `postgresql`, with a readiness check on its API.
-    pub fn layer(&self, address: &str) -> Layer {
+    /// The layer: Patroni as `postgresql`, with a readiness check on its API;
+    /// through the launcher ([`launcher_script`]) once the cluster has a
+    /// generation, so that a deployment made before generations keeps the
+    /// command it runs (and Patroni is not restarted by an upgrade).
+    pub fn layer(&self, address: &str, launcher: bool) -> Layer {
+        let program = match launcher {
+            true => self.layout.launcher(),
+            false => self.layout.patroni.clone(),
+        };
         let mut layer = Layer {
             summary: "postgresql layer".into(),
             description: "Patroni running PostgreSQL".into(),
@@ -210,7 +217,7 @@ impl Workload {
             Service {
                 r#override: "replace".into(),
                 summary: "Patroni and PostgreSQL".into(),
-                command: format!("{} {}", self.layout.launcher(), self.layout.config_path()),
+                command: format!("{} {}", program, self.layout.config_path()),
                 startup: "enabled".into(),
                 user: self.user.clone(),
                 group: self.user.clone(),
@@ -319,8 +326,13 @@ impl Workload {
     /// Adds the layer if the plan lacks it and replans (which starts Patroni,
     /// or restarts it with the new layer). Returns whether it replanned:
     /// Patroni has then just read its configuration.
-    pub fn start(&self, pebble: &mut dyn Pebble, address: &str) -> Result<bool, PebbleError> {
-        let layer = self.layer(address);
+    pub fn start(
+        &self,
+        pebble: &mut dyn Pebble,
+        address: &str,
+        launcher: bool,
+    ) -> Result<bool, PebbleError> {
+        let layer = self.layer(address, launcher);
         let plan = pebble.plan()?;
         let same = layer
             .services

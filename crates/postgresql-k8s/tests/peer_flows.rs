@@ -163,7 +163,11 @@ fn changed_follower_member_updates_config_and_goes_active() {
         Some("postgres")
     );
     let service = &container.running[SERVICE];
-    assert_eq!(service.command, format!("{LAUNCHER} {CONFIG_PATH}"));
+    assert_eq!(
+        service.command,
+        format!("patroni {CONFIG_PATH}"),
+        "without a generation, the command it ran before generations"
+    );
     assert_eq!(service.user, "postgres");
     assert_eq!(
         container.files[LAUNCHER].permissions, 0o755,

@@ -376,6 +376,11 @@ fn every_member_lost_starts_a_new_generation() {
     ));
     let container = out.state.container(CONTAINER).unwrap();
     assert!(container.is_running(SERVICE));
+    assert_eq!(
+        container.running[SERVICE].command,
+        format!("{LAUNCHER} {CONFIG_PATH}"),
+        "through the launcher from the first generation on"
+    );
     assert!(!container.files.contains_key(MOVE_ASIDE), "nothing to move");
     // A follower sees it too.
     let follower = with_app_bag(

@@ -238,7 +238,8 @@ pub fn update_config(
     let (count, strict) = synchronous(hook, &config, members.len())?;
     let parameters = config.parameters(&deps.resources);
     let tls = state::tls_material(hook)?;
-    let scope = state::scope(hook, &ctx.peers)?;
+    let generation = state::generation(hook, &ctx.peers)?;
+    let scope = state::cluster_name(hook.app(), generation);
     let member = state::member_name(hook.unit());
     let text = render::render(&PatroniInput {
         scope: &scope,
@@ -259,19 +260,18 @@ pub fn update_config(
     w.write_tls(pebble, tls.as_ref())?;
     let before = w.configured_scope(pebble)?;
     let changed = w.write_config(pebble, &text)?;
-    let started = w.start(pebble, &ctx.address)?;
-    let new_scope = before.as_ref().is_some_and(|b| *b != scope);
-    if changed && !started {
+    let started = w.start(pebble, &ctx.address, generation.is_some())?;
+    if before.as_ref().is_some_and(|b| *b != scope) {
         // Patroni cannot reload another scope: a new cluster generation
-        // restarts it.
-        if new_scope && w.restart(pebble)? {
+        // restarts it (a new layer already has).
+        if started || w.restart(pebble)? {
             hook.log(
                 LogLevel::Info,
                 &format!("Patroni restarted in cluster {scope}"),
             )?;
-        } else if !new_scope && w.reload(pebble)? {
-            hook.log(LogLevel::Info, "patroni.yml changed: Patroni reloads it")?;
         }
+    } else if changed && !started && w.reload(pebble)? {
+        hook.log(LogLevel::Info, "patroni.yml changed: Patroni reloads it")?;
     }
     if hook.is_leader()? && member_started(deps, findings, ctx, Duration::ZERO) {
         let patch =
