@@ -33,7 +33,9 @@ pub struct Deps {
     /// Set when the unit runs on Kubernetes.
     pub kubernetes: Option<Kubernetes>,
     pub resources: Resources,
-    /// How long a hook waits for Patroni to start PostgreSQL on this unit.
+    /// How long a hook waits for Patroni to start PostgreSQL on this unit
+    /// (and, up to two seconds of it, before taking a bootstrap for
+    /// interrupted: `recovery::check`).
     pub start_timeout: Duration,
 }
 

@@ -109,15 +109,11 @@ pub fn check(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<Opti
     let previous = state::members(hook, &ctx.peers)?;
     let mut present = vec![ctx.address.clone()];
     present.extend(peers.iter().filter_map(|p| p.address.clone()));
-    let dcs = ready_dcs(hook, deps)?;
-    let keys = match &dcs {
-        Some(dcs) => read_keys(hook, deps, dcs, &scope)?,
-        None => None,
-    };
     // Did every previous member depart?
     if every_member_departed(&previous, &present) {
         // Does any member of the cluster (this unit's too) still run or make
         // PostgreSQL?
+        let keys = read_keys(hook, deps, &scope)?;
         let hosts = api_hosts(hook, ctx)?;
         let cluster = deps.patroni.cluster(ctx.api_password(), &hosts).ok();
         if cluster_at_work(cluster.as_ref(), keys.as_ref()) {
@@ -133,6 +129,7 @@ pub fn check(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<Opti
     }
     // Does the DCS hold a bootstrap that never finished, with no leader and
     // no member at work?
+    let keys = read_keys(hook, deps, &scope)?;
     if !keys.as_ref().is_some_and(ScopeKeys::bootstrap_stalled) {
         return Ok(None);
     }
@@ -151,13 +148,11 @@ pub fn check(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<Opti
 const CONFIRM_PAUSE: Duration = Duration::from_secs(2);
 
 /// The scope's keys, or `None` (logged) when the DCS cannot tell.
-fn read_keys(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    dcs: &crate::dcs::Dcs,
-    scope: &str,
-) -> anyhow::Result<Option<ScopeKeys>> {
-    match deps.dcs_keys.read(dcs, scope) {
+fn read_keys(hook: &mut Hook<'_>, deps: &Deps, scope: &str) -> anyhow::Result<Option<ScopeKeys>> {
+    let Some(dcs) = ready_dcs(hook, deps)? else {
+        return Ok(None);
+    };
+    match deps.dcs_keys.read(&dcs, scope) {
         Ok(keys) => Ok(Some(keys)),
         Err(DcsKeysError::Unsupported(_)) => Ok(None),
         Err(e) => {
