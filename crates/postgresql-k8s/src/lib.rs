@@ -1,14 +1,15 @@
 //! The PostgreSQL charm: a Patroni-managed PostgreSQL cluster.
 //!
 //! [`PostgresqlCharm`] routes each event to its flow in [`flows`]; the flows read
-//! the model through [`state`], choose the DCS in [`dcs`], talk to Patroni
-//! through [`patroni`], to PostgreSQL through [`postgres`], to pods through
+//! the model through [`state`], choose the DCS in [`dcs`] (Patroni's keys
+//! there through [`dcs_keys`]), talk to Patroni through [`patroni`], to PostgreSQL through [`postgres`], to pods through
 //! [`pods`] and to the container through [`workload`]; [`status`] collects the
 //! unit's status once per dispatch; [`role_change`] handles the notice Patroni's
 //! callback records when this member starts or changes role.
 
 pub mod config;
 pub mod dcs;
+pub mod dcs_keys;
 pub mod flows;
 pub mod patroni;
 pub mod pods;
@@ -60,6 +61,7 @@ impl Charm for PostgresqlCharm {
             Event::LeaderElected => lifecycle::leader_elected(hook, deps, findings),
             Event::SecretChanged(_) => peers::changed(hook, deps, findings),
             Event::SecretRemove(s) => lifecycle::secret_remove(hook, s),
+            Event::Stop => lifecycle::stop(hook, deps),
             Event::RelationJoined(r) | Event::RelationChanged(r)
                 if r.relation.endpoint == PEERS =>
             {

@@ -3,6 +3,7 @@
 use postgres_admin::RealConnector;
 use postgresql_k8s::config::Resources;
 use postgresql_k8s::dcs::Kubernetes;
+use postgresql_k8s::dcs_keys::EtcdKeys;
 use postgresql_k8s::flows::Deps;
 use postgresql_k8s::patroni::client::HttpPatroni;
 use postgresql_k8s::pods;
@@ -34,6 +35,7 @@ fn main() -> std::process::ExitCode {
             |name| std::env::var(name).ok(),
             Path::new(k8s_incluster::config::SERVICE_ACCOUNT_DIR),
         ),
+        dcs_keys: Box::new(EtcdKeys::default()),
         workload: Workload::default(),
         kubernetes,
         resources: Resources {

@@ -1,5 +1,5 @@
 //! Pod labels: on Kubernetes the charm labels each cluster member's pod
-//! (`application=patroni`, `cluster-name=patroni-<app>`; Patroni itself
+//! (`application=patroni`, `cluster-name=<scope>`; Patroni itself
 //! writes `role`) through the API ([`KubernetesPods`]); the local model has no
 //! pods ([`NoPods`]). [`for_substrate`] chooses.
 
@@ -33,11 +33,11 @@ pub trait Pods {
     fn patch_labels(&self, pod: &str, labels: &Labels) -> Result<Labelled, PodsError>;
 }
 
-/// The labels that make a pod a member of the application's Patroni cluster.
-pub fn member_labels(app: &str) -> Labels {
+/// The labels that make a pod a member of the Patroni cluster `scope`.
+pub fn member_labels(scope: &str) -> Labels {
     BTreeMap::from([
         ("application".to_string(), "patroni".to_string()),
-        ("cluster-name".to_string(), crate::state::cluster_name(app)),
+        ("cluster-name".to_string(), scope.to_string()),
     ])
 }
 
@@ -104,7 +104,9 @@ mod tests {
     fn off_kubernetes_there_are_no_pods() {
         let account = tempfile::tempdir().unwrap();
         let pods = for_substrate(|_| None, account.path());
-        let labelled = pods.patch_labels("pg-1", &member_labels("pg")).unwrap();
+        let labelled = pods
+            .patch_labels("pg-1", &member_labels("patroni-pg"))
+            .unwrap();
         assert!(matches!(labelled, Labelled::NoPods(_)), "{labelled:?}");
     }
 
@@ -120,7 +122,7 @@ mod tests {
             _ => None,
         };
         let err = for_substrate(env, account.path())
-            .patch_labels("pg-1", &member_labels("pg"))
+            .patch_labels("pg-1", &member_labels("patroni-pg"))
             .unwrap_err();
         assert_eq!(err.pod, "pg-1");
         assert!(err.message.contains("token"), "{err}");
@@ -128,7 +130,7 @@ mod tests {
         // Set but unusable (no port): still the API, which says why.
         let host_only = |k: &str| (k == "KUBERNETES_SERVICE_HOST").then(|| "10.0.0.1".to_string());
         let err = for_substrate(host_only, account.path())
-            .patch_labels("pg-1", &member_labels("pg"))
+            .patch_labels("pg-1", &member_labels("patroni-pg"))
             .unwrap_err();
         assert!(err.message.contains("KUBERNETES_SERVICE_PORT"), "{err}");
     }

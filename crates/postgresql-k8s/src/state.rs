@@ -27,6 +27,15 @@ pub const ROLE_CHANGED: &str = "role-changed";
 /// Peer application bag: the member that leads the cluster, as the leader
 /// last saw it; its change wakes every unit to name its new role.
 pub const PRIMARY: &str = "primary";
+/// Peer application bag: the cluster's generation (a number, leader writes);
+/// absent for the first cluster of a deployment made before generations.
+pub const GENERATION: &str = "cluster-generation";
+/// Peer application bag: why the leader is bootstrapping a new cluster
+/// generation (`lost`, `interrupted-bootstrap`), until it is initialised.
+pub const NEW_CLUSTER: &str = "new-cluster";
+/// Peer unit bag: the Patroni scope this unit's member belongs to, written
+/// once the member has started in it.
+pub const MEMBER_OF: &str = "member-of";
 
 /// The charm's superuser.
 pub const OPERATOR: &str = "operator";
@@ -55,9 +64,14 @@ pub fn unit_secret_label(app: &str) -> String {
     format!("{PEERS}.{app}.unit")
 }
 
-/// The Patroni scope of an application.
-pub fn cluster_name(app: &str) -> String {
-    format!("patroni-{app}")
+/// The Patroni scope of an application's cluster: `patroni-<app>` for a
+/// deployment without a recorded generation (as before generations),
+/// `patroni-<app>-gen<n>` for generation `n`.
+pub fn cluster_name(app: &str, generation: Option<u32>) -> String {
+    match generation {
+        None => format!("patroni-{app}"),
+        Some(n) => format!("patroni-{app}-gen{n}"),
+    }
 }
 
 /// A unit's Patroni member name (its pod name on Kubernetes): `app/3` → `app-3`.
@@ -103,12 +117,36 @@ pub fn initialised(hook: &mut Hook<'_>, peers: &Relation) -> charm::Result<bool>
     Ok(hook.local_app_bag(peers)?.contains_key(CLUSTER_INITIALISED))
 }
 
+/// The cluster's generation, when one is recorded.
+pub fn generation(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Option<u32>> {
+    match hook.local_app_bag(peers)?.get(GENERATION) {
+        None => Ok(None),
+        Some(raw) => raw
+            .parse()
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("the peer {GENERATION} {raw:?} is not a whole number")),
+    }
+}
+
+/// The Patroni scope of the current cluster generation.
+pub fn scope(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<String> {
+    let generation = generation(hook, peers)?;
+    Ok(cluster_name(hook.app(), generation))
+}
+
+/// Why the leader is bootstrapping a new cluster generation, while it is.
+pub fn new_cluster(hook: &mut Hook<'_>, peers: &Relation) -> charm::Result<Option<String>> {
+    Ok(hook.local_app_bag(peers)?.get(NEW_CLUSTER).cloned())
+}
+
 /// Another unit of the application, as the peer relation shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerUnit {
     pub name: String,
     /// Its address, once it has published it.
     pub address: Option<String>,
+    /// The scope its member has started in ([`MEMBER_OF`]).
+    pub member_of: Option<String>,
 }
 
 /// The other units in the peer relation.
@@ -118,6 +156,7 @@ pub fn peer_units(hook: &mut Hook<'_>, peers: &Relation) -> charm::Result<Vec<Pe
         let bag = hook.bag(peers, &charm::Bag::Unit(name.clone()))?;
         out.push(PeerUnit {
             address: bag.get(ADDRESS).filter(|a| !a.is_empty()).cloned(),
+            member_of: bag.get(MEMBER_OF).filter(|s| !s.is_empty()).cloned(),
             name,
         });
     }
@@ -197,6 +236,7 @@ mod tests {
     fn member_and_unit_names_map_both_ways() {
         assert_eq!(member_name("postgresql-k8s/2"), "postgresql-k8s-2");
         assert_eq!(unit_of_member("postgresql-k8s-2"), "postgresql-k8s/2");
-        assert_eq!(cluster_name("pg"), "patroni-pg");
+        assert_eq!(cluster_name("pg", None), "patroni-pg");
+        assert_eq!(cluster_name("pg", Some(2)), "patroni-pg-gen2");
     }
 }

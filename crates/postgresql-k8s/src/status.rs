@@ -5,6 +5,7 @@
 use crate::dcs::{self, DcsState, NO_DCS};
 use crate::flows::lifecycle::quiet_context;
 use crate::flows::peers::MEMBER_STARTING;
+use crate::flows::recovery::NewCluster;
 use crate::flows::{cluster_status, config, database, Ctx, Deps, Findings};
 use crate::patroni::{Health, Role};
 use crate::state;
@@ -55,6 +56,10 @@ fn cluster(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow::Res
             "waiting for the leader to create the system users' passwords".into(),
         ));
     };
+    let new_cluster = state::new_cluster(hook, &peers)?;
+    if let Some(why) = new_cluster.as_deref().and_then(NewCluster::parse) {
+        return Ok(Status::Maintenance(why.message().into()));
+    }
     if !state::initialised(hook, &peers)? {
         return Ok(Status::Waiting(
             "waiting for the leader to initialise the cluster".into(),

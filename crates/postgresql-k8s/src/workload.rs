@@ -53,6 +53,52 @@ EOF
     )
 }
 
+/// Patroni's launcher (`<launcher> <patroni.yml>`), the service's command.
+/// When the charm has asked for it (the file [`Layout::move_aside_request`]
+/// names the new path), it first moves the data directory aside (renamed,
+/// never deleted) and makes it anew, empty, so that a new cluster can be
+/// bootstrapped in it; then it runs Patroni. It holds no secret.
+pub fn launcher_script(layout: &Layout) -> String {
+    let request = layout.move_aside_request();
+    let data = &layout.data_dir;
+    let patroni = &layout.patroni;
+    format!(
+        r#"#!/bin/sh
+# Runs Patroni with the configuration given. When the charm asked for it, first
+# moves the data directory aside (renamed, never deleted) and makes it anew.
+set -e
+request='{request}'
+data='{data}'
+if [ -f "$request" ]; then
+    target=$(cat "$request")
+    if [ -e "$data" ]; then
+        if [ -e "$target" ]; then
+            target="$target.$$"
+        fi
+        mv "$data" "$target"
+        echo "moved the data directory aside to $target"
+    fi
+    mkdir -m 0700 "$data"
+    rm -f "$request"
+fi
+exec {patroni} "$@"
+"#
+    )
+}
+
+/// What a data directory holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataDir {
+    /// Nothing (or no directory).
+    Empty,
+    /// Something, but not a whole cluster (`PG_VERSION` or
+    /// `global/pg_control` is missing): an initdb or a copy that stopped
+    /// half-way, or one in progress.
+    Partial,
+    /// A cluster PostgreSQL can start.
+    Complete,
+}
+
 /// Paths in the container, and the binaries' places.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
@@ -89,6 +135,15 @@ impl Layout {
     pub fn notify_script(&self) -> String {
         format!("{}/notify-role-change", self.storage_dir)
     }
+    /// The service's command ([`launcher_script`]).
+    pub fn launcher(&self) -> String {
+        format!("{}/start-patroni", self.storage_dir)
+    }
+    /// The charm's request that the launcher move the data directory aside:
+    /// the file holds the path to move it to.
+    pub fn move_aside_request(&self) -> String {
+        format!("{}/move-aside", self.storage_dir)
+    }
     /// Patroni's password file.
     pub fn pgpass(&self) -> String {
         format!("{}/pgpass", self.storage_dir)
@@ -101,6 +156,18 @@ impl Layout {
     }
     pub fn tls_ca(&self) -> String {
         format!("{}/ca.pem", self.storage_dir)
+    }
+}
+
+/// Whether `path` exists in the container.
+fn exists(pebble: &mut dyn Pebble, path: &str) -> Result<bool, PebbleError> {
+    match pebble.list_files(path, None) {
+        Ok(_) => Ok(true),
+        Err(PebbleError::Path { .. })
+        | Err(PebbleError::Api {
+            status_code: 404, ..
+        }) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -131,8 +198,15 @@ impl Workload {
         }
     }
 
-    /// The layer: Patroni as `postgresql`, with a readiness check on its API.
-    pub fn layer(&self, address: &str) -> Layer {
+    /// The layer: Patroni as `postgresql`, with a readiness check on its API;
+    /// through the launcher ([`launcher_script`]) once the cluster has a
+    /// generation, so that a deployment made before generations keeps the
+    /// command it runs (and Patroni is not restarted by an upgrade).
+    pub fn layer(&self, address: &str, launcher: bool) -> Layer {
+        let program = match launcher {
+            true => self.layout.launcher(),
+            false => self.layout.patroni.clone(),
+        };
         let mut layer = Layer {
             summary: "postgresql layer".into(),
             description: "Patroni running PostgreSQL".into(),
@@ -143,7 +217,7 @@ impl Workload {
             Service {
                 r#override: "replace".into(),
                 summary: "Patroni and PostgreSQL".into(),
-                command: format!("{} {}", self.layout.patroni, self.layout.config_path()),
+                command: format!("{} {}", program, self.layout.config_path()),
                 startup: "enabled".into(),
                 user: self.user.clone(),
                 group: self.user.clone(),
@@ -165,15 +239,52 @@ impl Workload {
     }
 
     /// Makes the storage and data directories, owned by the workload's user,
-    /// and writes Patroni's callback script when it differs.
+    /// and writes Patroni's launcher and callback scripts when they differ.
     pub fn prepare(&self, pebble: &mut dyn Pebble) -> Result<(), PebbleError> {
         pebble.make_dir(&self.layout.storage_dir, &self.options(0o750))?;
         pebble.make_dir(&self.layout.data_dir, &self.options(0o700))?;
-        let (path, script) = (self.layout.notify_script(), notify_script());
-        if pebble.read_text(&path)?.as_deref() != Some(script.as_str()) {
-            pebble.push(&path, script.as_bytes(), &self.options(0o755))?;
+        let scripts = [
+            (self.layout.notify_script(), notify_script()),
+            (self.layout.launcher(), launcher_script(&self.layout)),
+        ];
+        for (path, script) in scripts {
+            if pebble.read_text(&path)?.as_deref() != Some(script.as_str()) {
+                pebble.push(&path, script.as_bytes(), &self.options(0o755))?;
+            }
         }
         Ok(())
+    }
+
+    /// What the data directory holds.
+    pub fn data_dir(&self, pebble: &mut dyn Pebble) -> Result<DataDir, PebbleError> {
+        let data = &self.layout.data_dir;
+        if !exists(pebble, data)? || pebble.list_files(data, None)?.is_empty() {
+            return Ok(DataDir::Empty);
+        }
+        let complete = exists(pebble, &format!("{data}/PG_VERSION"))?
+            && exists(pebble, &format!("{data}/global/pg_control"))?;
+        Ok(if complete {
+            DataDir::Complete
+        } else {
+            DataDir::Partial
+        })
+    }
+
+    /// Asks the launcher to move the data directory aside to `target` the
+    /// next time it starts Patroni.
+    pub fn request_move_aside(
+        &self,
+        pebble: &mut dyn Pebble,
+        target: &str,
+    ) -> Result<(), PebbleError> {
+        let path = self.layout.move_aside_request();
+        pebble.push(&path, target.as_bytes(), &self.options(0o644))
+    }
+
+    /// The scope in the `patroni.yml` written last, if any.
+    pub fn configured_scope(&self, pebble: &mut dyn Pebble) -> Result<Option<String>, PebbleError> {
+        let text = pebble.read_text(&self.layout.config_path())?;
+        Ok(text.and_then(|t| crate::patroni::render::scope_of(&t)))
     }
 
     /// Writes `patroni.yml` (readable by its owner only: it holds passwords)
@@ -212,10 +323,16 @@ impl Workload {
         Ok(())
     }
 
-    /// Adds the layer if the plan lacks it and replans (which starts Patroni).
-    /// Returns whether it changed the plan.
-    pub fn start(&self, pebble: &mut dyn Pebble, address: &str) -> Result<bool, PebbleError> {
-        let layer = self.layer(address);
+    /// Adds the layer if the plan lacks it and replans (which starts Patroni,
+    /// or restarts it with the new layer). Returns whether it replanned:
+    /// Patroni has then just read its configuration.
+    pub fn start(
+        &self,
+        pebble: &mut dyn Pebble,
+        address: &str,
+        launcher: bool,
+    ) -> Result<bool, PebbleError> {
+        let layer = self.layer(address, launcher);
         let plan = pebble.plan()?;
         let same = layer
             .services
@@ -230,7 +347,25 @@ impl Workload {
         }
         pebble.add_layer(SERVICE, &layer, true)?;
         pebble.replan()?;
-        Ok(!same)
+        Ok(true)
+    }
+
+    /// Restarts a running Patroni (a new scope cannot be reloaded). Returns
+    /// whether it ran.
+    pub fn restart(&self, pebble: &mut dyn Pebble) -> Result<bool, PebbleError> {
+        if !self.running(pebble)? {
+            return Ok(false);
+        }
+        pebble.restart(&[SERVICE])?;
+        Ok(true)
+    }
+
+    /// Stops Patroni (and its PostgreSQL) if it runs.
+    pub fn stop(&self, pebble: &mut dyn Pebble) -> Result<(), PebbleError> {
+        if self.running(pebble)? {
+            pebble.stop(&[SERVICE])?;
+        }
+        Ok(())
     }
 
     /// Whether Patroni's service runs.

@@ -22,6 +22,7 @@
 //! | Restart PostgreSQL if TLS is turned off | `turning_tls_off_restarts_postgresql` |
 //! | (TLS unchanged → no restart) | `tls_unchanged_does_not_restart` |
 //! | Have Patroni and PostgreSQL started in the current unit? no → defer | `changed_defers_while_the_member_has_not_started`, `changed_defers_while_patronis_api_does_not_answer` |
+//! | (the member has started: `member-of` records its cluster) | `changed_member_records_the_cluster_it_is_a_member_of` |
 //! | yes → Update the read-only endpoint in the database relation | `changed_leader_updates_read_only_endpoints_of_clients` |
 //! | (a follower cannot write the client relation) | `changed_follower_leaves_client_relations_alone` |
 //! | Set Active Status (naming the role) → return | `changed_sets_active_with_the_role` |
@@ -35,6 +36,7 @@
 //! | yes → Has cluster initialised? no → defer | `departed_defers_before_initialisation` |
 //! | yes → Update the read-only endpoint in the database relation | `departed_updates_read_only_endpoints_without_the_departed_unit` |
 //! | Remove departing units from the cluster | `departed_removes_the_departed_unit_from_the_members` |
+//! | (and the departed member's key from the DCS; a DCS that does not answer is logged) | `departed_deletes_the_departed_members_key_from_the_dcs` |
 //! | Turn on/off synchronous_commit (Patroni's synchronous settings) → return | `departed_patches_synchronous_settings_for_the_smaller_cluster`, `departed_to_a_single_unit_turns_synchronous_replication_off` |
 //! | (the settings cannot be sent → defer) | `departed_defers_when_patroni_cannot_take_the_settings` |
 
@@ -123,6 +125,20 @@ fn changed_follower_before_initialisation_returns() {
 }
 
 #[test]
+fn changed_member_records_the_cluster_it_is_a_member_of() {
+    let w = World::new(&[(0, "leader", "running"), (1, "sync_standby", "streaming")]);
+    let s = initialised(with_peers(unit(1, false), &[0]), &[0, 1]);
+    let out = w.go(&s, changed(&s));
+    assert_eq!(
+        peer_unit(&out.state)[state::MEMBER_OF],
+        "patroni-postgresql-k8s"
+    );
+    w.set_members(&[(0, "leader", "running"), (1, "replica", "starting")]);
+    let out = w.go(&s, changed(&s));
+    assert!(!peer_unit(&out.state).contains_key(state::MEMBER_OF));
+}
+
+#[test]
 fn changed_follower_member_updates_config_and_goes_active() {
     let w = World::new(&[(0, "leader", "running"), (1, "sync_standby", "streaming")]);
     let s = initialised(with_peers(unit(1, false), &[0]), &[0, 1]);
@@ -147,8 +163,16 @@ fn changed_follower_member_updates_config_and_goes_active() {
         Some("postgres")
     );
     let service = &container.running[SERVICE];
-    assert_eq!(service.command, format!("patroni {CONFIG_PATH}"));
+    assert_eq!(
+        service.command,
+        format!("patroni {CONFIG_PATH}"),
+        "without a generation, the command it ran before generations"
+    );
     assert_eq!(service.user, "postgres");
+    assert_eq!(
+        container.files[LAUNCHER].permissions, 0o755,
+        "the launcher is pushed beside patroni.yml"
+    );
     assert!(container.dirs.contains("/var/lib/postgresql/data/pgdata"));
     assert_eq!(out.state.unit_status, Status::Active("Replica".into()));
     assert!(out.state.deferred.is_empty());
@@ -545,6 +569,45 @@ fn departed_removes_the_departed_unit_from_the_members() {
     let out = w.go(&s, departed(&s, 2, &unit_name(2)));
     assert_eq!(members(&out.state), [addr(0), addr(1)]);
     assert!(out.state.deferred.is_empty());
+}
+
+#[test]
+fn departed_deletes_the_departed_members_key_from_the_dcs() {
+    let (w, s) = shrinking();
+    let scope = "patroni-postgresql-k8s";
+    w.dcs.set(
+        scope,
+        postgresql_k8s::dcs_keys::ScopeKeys {
+            members: [(member(2), "running".to_string())].into(),
+            ..Default::default()
+        },
+    );
+    let out = w.go(&s, departed(&s, 2, &unit_name(2)));
+    assert_eq!(
+        w.dcs.store().deleted_members,
+        [(scope.to_string(), member(2))]
+    );
+    assert!(logged(
+        &out.state,
+        "deleted member postgresql-k8s-2's key from cluster patroni-postgresql-k8s"
+    ));
+    // In the cluster's current generation; a DCS that does not answer is
+    // logged and holds nothing up.
+    let (w, s) = shrinking();
+    let mut s = s;
+    s.relations
+        .iter_mut()
+        .find(|r| r.id == PEER_ID)
+        .unwrap()
+        .local_app_data
+        .insert(state::GENERATION.into(), "2".into());
+    w.dcs.0.borrow_mut().down = true;
+    let out = w.go(&s, departed(&s, 2, &unit_name(2)));
+    assert!(out.state.deferred.is_empty());
+    assert!(logged(
+        &out.state,
+        "cannot delete member postgresql-k8s-2's key from cluster patroni-postgresql-k8s-gen2"
+    ));
 }
 
 #[test]

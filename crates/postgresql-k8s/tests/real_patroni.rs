@@ -2,7 +2,8 @@
 //! etcd: two members on their own loopback addresses sharing port numbers (as
 //! units do on the local model) form a cluster through a real etcd, replicate
 //! synchronously, take the charm's REST API calls and its SQL, and switch over;
-//! each member's callbacks record Pebble custom notices on its own socket.
+//! each member's callbacks record Pebble custom notices on its own socket; the
+//! charm's etcd adapter reads the keys Patroni wrote.
 //! Runs as root (the members run as `postgres`).
 
 #![allow(clippy::unwrap_used)]
@@ -12,6 +13,7 @@ use postgres_admin::names::{ExtraRoles, RoleName};
 use postgres_admin::{Connector, RealConnector};
 use postgresql_k8s::config::{CharmConfig, Resources};
 use postgresql_k8s::dcs::Dcs;
+use postgresql_k8s::dcs_keys::{is_down, DcsKeys, EtcdKeys};
 use postgresql_k8s::patroni::client::HttpPatroni;
 use postgresql_k8s::patroni::render::{dynamic_config, render, PatroniInput};
 use postgresql_k8s::patroni::{Cluster, Patroni, PatroniError};
@@ -178,7 +180,7 @@ fn write_config(dir: &Path, n: usize, passwords: &Passwords, members: &[String])
         .unwrap()
         .parameters(&resources);
     let text = render(&PatroniInput {
-        app: "pg",
+        scope: "patroni-pg",
         member: &format!("pg-{n}"),
         address: ADDRESSES[n],
         members,
@@ -348,6 +350,26 @@ fn two_members_form_a_synchronous_cluster_through_etcd() {
                 .any(|m| m.name == "pg-1" && m.role == "sync_standby")
     });
     assert_eq!(cluster.members.len(), 2);
+
+    // Patroni's keys in etcd, as the charm's adapter reads them: a finished
+    // bootstrap (the system identifier in `initialize`), the leader, and both
+    // members at work.
+    let dcs = Dcs::Etcd {
+        protocol: "http".into(),
+        hosts: vec![format!("{ETCD}:2379")],
+    };
+    let keys = EtcdKeys::default().read(&dcs, "patroni-pg").unwrap();
+    assert_eq!(keys.leader.as_deref(), Some("pg-0"), "{keys:?}");
+    assert!(
+        keys.initialize.as_deref().is_some_and(|id| !id.is_empty()),
+        "{keys:?}"
+    );
+    assert!(!keys.bootstrap_stalled());
+    assert_eq!(
+        keys.members.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["pg-0", "pg-1"]
+    );
+    assert!(keys.members.values().all(|s| !is_down(s)), "{keys:?}");
 
     // The cluster-wide settings the leader sends.
     let mut parameters = serde_json::Map::new();

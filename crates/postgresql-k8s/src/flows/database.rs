@@ -10,6 +10,8 @@ use charm::{Handled, Hook, LogLevel, Relation, RelationEvent, Status};
 use client_interface::provider::{self, Answer, UriTarget};
 use client_interface::request::{self, Request};
 use client_interface::ClientEvent;
+use postgres_admin::names::{DatabaseName, ExtraRoles, RoleName};
+use postgres_admin::{PgError, Postgres};
 
 /// Where clients connect: the primary, and the replicas (the primary when alone).
 pub fn client_endpoints(cluster: &Cluster, members: &[String]) -> Option<(String, String)> {
@@ -213,6 +215,62 @@ fn announce_primary(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Resu
         )?;
     }
     Ok(())
+}
+
+/// A client already handed its credentials: what its user and database are.
+pub struct ServedClient {
+    pub relation_id: u64,
+    pub user: RoleName,
+    password: String,
+    pub database: DatabaseName,
+    roles: ExtraRoles,
+}
+
+impl std::fmt::Debug for ServedClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServedClient")
+            .field("relation_id", &self.relation_id)
+            .field("user", &self.user)
+            .field("database", &self.database)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServedClient {
+    /// Makes (or brings up to date) its user, with the password it holds,
+    /// and its database.
+    pub fn create(&self, pg: &mut dyn Postgres) -> Result<(), PgError> {
+        pg.create_user(&self.user, &self.password, &self.roles)?;
+        pg.create_database(&self.database, &self.user)?;
+        pg.grant_database(&self.database, &self.user)
+    }
+}
+
+/// Leader: every client already handed its credentials, with the password
+/// kept for it (its relation's user secret): a new cluster generation makes
+/// their users and databases again, so their credentials keep working.
+pub fn served_clients(hook: &mut Hook<'_>) -> anyhow::Result<Vec<ServedClient>> {
+    let mut out = Vec::new();
+    for relation in hook.relations(state::DATABASE)? {
+        let remote = hook.remote_app_bag(&relation)?.clone();
+        let Ok(Some(request)) = request::parse(&remote, relation.id) else {
+            continue;
+        };
+        if !provider::published(hook, &relation)?.has_credentials() {
+            continue;
+        }
+        let Some(password) = provider::kept_password(hook, state::DATABASE, &relation)? else {
+            anyhow::bail!("relation {}: no password kept for its user", relation.id);
+        };
+        out.push(ServedClient {
+            relation_id: relation.id,
+            user: provider::relation_user(relation.id),
+            password,
+            database: request.database,
+            roles: request.roles,
+        });
+    }
+    Ok(out)
 }
 
 /// relation-departed: a unit leaving marks itself, so that its relation-broken

@@ -1,24 +1,30 @@
 //! The unit's lifecycle: leadership, the container, configuration, the DCS
-//! relation, and the cluster's first initialisation.
+//! relation, the cluster's initialisation (and a new cluster generation when
+//! the old one cannot come back), and the last unit's departure.
 
 use super::peers::MEMBER_STARTING;
 use super::{
     add_members, cluster_status, config, context, database, ensure_passwords, member_started,
-    restart_on_tls_change, update_config, Ctx, Deps, Findings,
+    record_membership, recovery, restart_on_tls_change, update_config, Ctx, Deps, Findings,
 };
+use crate::dcs_keys::DcsKeysError;
+use crate::patroni::render;
 use crate::postgres;
 use crate::state;
 use crate::workload::CONTAINER;
 use charm::{BagChanges, Handled, Hook, LogLevel, SecretEvent, Status};
 use postgres_admin::names::{ExtraRoles, RoleName};
+use std::time::Duration;
 
 /// The waiting message while the leader waits for the primary.
 pub const PRIMARY_STARTING: &str = "awaiting for primary endpoint to be ready";
 
-/// Leader: the cluster's first initialisation (the reference charm's
+/// Leader: the cluster's initialisation (the reference charm's
 /// `_initialize_cluster`), once Patroni has bootstrapped a primary: the
-/// `monitoring` user and the `admin` group, then `cluster_initialised`.
-/// Returns whether it is done.
+/// `monitoring` user and the `admin` group, the users and databases of the
+/// clients already served (a new cluster generation makes them again, with
+/// the passwords the clients hold), then `cluster_initialised`. Returns
+/// whether it is done.
 pub fn initialise(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<bool> {
     let primary = cluster_status(hook, deps, ctx)?
         .and_then(|c| c.primary().filter(|p| p.is_ready()).cloned());
@@ -33,9 +39,14 @@ pub fn initialise(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result
     );
     let monitoring = RoleName::parse(state::MONITORING)?;
     let roles = ExtraRoles::parse("pg_monitor")?;
+    let clients = database::served_clients(hook)?;
     let done = deps.connector.connect(&target).and_then(|mut pg| {
         pg.create_user(&monitoring, ctx.passwords.get(state::MONITORING), &roles)?;
-        pg.create_admin_group()
+        pg.create_admin_group()?;
+        for client in &clients {
+            client.create(pg.as_mut())?;
+        }
+        Ok(())
     });
     if let Err(e) = done {
         hook.add_problem(Status::Waiting(format!(
@@ -43,14 +54,29 @@ pub fn initialise(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result
         )))?;
         return Ok(false);
     }
+    let new_cluster = state::new_cluster(hook, &ctx.peers)?;
     hook.update_app_bag(
         &ctx.peers,
-        BagChanges::new().set(state::CLUSTER_INITIALISED, "True"),
+        BagChanges::new()
+            .set(state::CLUSTER_INITIALISED, "True")
+            .unset(state::NEW_CLUSTER),
     )?;
     hook.log(
         LogLevel::Info,
         &format!("cluster initialised on {}", primary.name),
     )?;
+    if new_cluster.is_some() {
+        for client in &clients {
+            hook.log(
+                LogLevel::Warning,
+                &format!(
+                    "relation {}: {} and database {} made again in the new cluster, \
+                     with the password the client holds; the data they held is gone",
+                    client.relation_id, client.user, client.database
+                ),
+            )?;
+        }
+    }
     Ok(true)
 }
 
@@ -76,6 +102,15 @@ fn converge(hook: &mut Hook<'_>, deps: &Deps, findings: &mut Findings) -> anyhow
     let Some(ctx) = context(hook)? else {
         return Ok(Handled::Deferred);
     };
+    // A new cluster generation? Render and start its first member; the
+    // member's start (Patroni's callback) wakes the charm to initialise it.
+    if leader {
+        if let Some(why) = recovery::check(hook, deps, &ctx)? {
+            recovery::start_new_cluster(hook, deps, &ctx, why)?;
+            update_config(hook, deps, findings, &ctx)?;
+            return Ok(Handled::Deferred);
+        }
+    }
     let initialised = state::initialised(hook, &peers)?;
     // A follower starts nothing before the leader has initialised the cluster.
     if !leader && !initialised {
@@ -94,10 +129,18 @@ fn converge(hook: &mut Hook<'_>, deps: &Deps, findings: &mut Findings) -> anyhow
     if !update_config(hook, deps, findings, &ctx)? {
         return Ok(Handled::Done);
     }
-    if !member_started(deps, findings, &ctx, deps.start_timeout) {
+    // While a new cluster generation bootstraps, the hook does not wait for
+    // its member: the status says what happens, and the member's start
+    // (Patroni's callback) wakes the charm.
+    let wait = match state::new_cluster(hook, &peers)? {
+        Some(_) => Duration::ZERO,
+        None => deps.start_timeout,
+    };
+    if !member_started(deps, findings, &ctx, wait) {
         hook.add_problem(Status::Waiting(MEMBER_STARTING.into()))?;
         return Ok(Handled::Deferred);
     }
+    record_membership(hook, &ctx)?;
     restart_on_tls_change(hook, deps, findings, &ctx)?;
     if !leader {
         return Ok(Handled::Done);
@@ -181,6 +224,39 @@ pub fn dcs_changed(
     findings: &mut Findings,
 ) -> anyhow::Result<Handled> {
     converge(hook, deps, findings)
+}
+
+/// stop: when this unit is the last one going (Juju plans no unit of the
+/// application), its cluster goes with it: Patroni stops, and the cluster's
+/// keys are deleted from the DCS (the scope and DCS as this unit's
+/// `patroni.yml` names them), so that no later unit waits on them. A unit
+/// that only stops (a restart) leaves everything. Failures are logged: a
+/// later unit starts a new cluster generation anyway.
+pub fn stop(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
+    if hook.planned_units()? > 0 || !hook.container(CONTAINER).can_connect() {
+        return Ok(Handled::Done);
+    }
+    let w = &deps.workload;
+    let pebble = hook.container(CONTAINER);
+    let Some(text) = pebble.read_text(&w.layout.config_path())? else {
+        return Ok(Handled::Done);
+    };
+    let (Some(scope), Some(dcs)) = (render::scope_of(&text), render::etcd_of(&text)) else {
+        return Ok(Handled::Done);
+    };
+    w.stop(pebble)?;
+    match deps.dcs_keys.delete_cluster(&dcs, &scope) {
+        Ok(n) => hook.log(
+            LogLevel::Info,
+            &format!("the last unit leaves: deleted cluster {scope}'s {n} keys from the DCS"),
+        )?,
+        Err(DcsKeysError::Unsupported(_)) => {}
+        Err(e) => hook.log(
+            LogLevel::Warning,
+            &format!("the last unit leaves, but cluster {scope}'s keys stay in the DCS: {e}"),
+        )?,
+    }
+    Ok(Handled::Done)
 }
 
 /// secret-remove: nobody tracks an old revision of a secret this application owns.

@@ -7,9 +7,11 @@ pub mod actions;
 pub mod database;
 pub mod lifecycle;
 pub mod peers;
+pub mod recovery;
 
 use crate::config::{CharmConfig, ConfigError, Resources};
 use crate::dcs::{self, Dcs, DcsState, Kubernetes};
+use crate::dcs_keys::DcsKeys;
 use crate::patroni::render::{self, PatroniInput};
 use crate::patroni::{Cluster, Health, Patroni};
 use crate::pods::{member_labels, pod_name, Labelled, Pods};
@@ -25,11 +27,15 @@ pub struct Deps {
     pub connector: Box<dyn Connector>,
     pub patroni: Box<dyn Patroni>,
     pub pods: Box<dyn Pods>,
+    /// Patroni's keys in the DCS.
+    pub dcs_keys: Box<dyn DcsKeys>,
     pub workload: Workload,
     /// Set when the unit runs on Kubernetes.
     pub kubernetes: Option<Kubernetes>,
     pub resources: Resources,
-    /// How long a hook waits for Patroni to start PostgreSQL on this unit.
+    /// How long a hook waits for Patroni to start PostgreSQL on this unit
+    /// (and, up to two seconds of it, before taking a bootstrap for
+    /// interrupted: `recovery::check`).
     pub start_timeout: Duration,
 }
 
@@ -169,6 +175,15 @@ pub fn all_members_ready(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow:
     Ok(cluster.primary().is_some_and(|p| p.is_ready()) && members.iter().all(ready))
 }
 
+/// Records in this unit's peer bag that its member has started in the
+/// current cluster (`member-of`), so that the leader never takes the cluster
+/// for lost while this unit holds it.
+pub fn record_membership(hook: &mut Hook<'_>, ctx: &Ctx) -> anyhow::Result<()> {
+    let scope = state::scope(hook, &ctx.peers)?;
+    hook.update_unit_bag(&ctx.peers, BagChanges::new().set(state::MEMBER_OF, &scope))?;
+    Ok(())
+}
+
 /// "Have Patroni and PostgreSQL started in the current unit?", waiting up to
 /// `timeout` for it; the member's health is kept for the status.
 pub fn member_started(deps: &Deps, findings: &mut Findings, ctx: &Ctx, timeout: Duration) -> bool {
@@ -225,10 +240,11 @@ pub fn update_config(
     let (count, strict) = synchronous(hook, &config, members.len())?;
     let parameters = config.parameters(&deps.resources);
     let tls = state::tls_material(hook)?;
-    let app = hook.app().to_string();
+    let generation = state::generation(hook, &ctx.peers)?;
+    let scope = state::cluster_name(hook.app(), generation);
     let member = state::member_name(hook.unit());
     let text = render::render(&PatroniInput {
-        app: &app,
+        scope: &scope,
         member: &member,
         address: &ctx.address,
         members: &members,
@@ -244,9 +260,19 @@ pub fn update_config(
     let pebble = hook.container(CONTAINER);
     w.prepare(pebble)?;
     w.write_tls(pebble, tls.as_ref())?;
+    let before = w.configured_scope(pebble)?;
     let changed = w.write_config(pebble, &text)?;
-    let started = w.start(pebble, &ctx.address)?;
-    if changed && !started && w.reload(pebble)? {
+    let started = w.start(pebble, &ctx.address, generation.is_some())?;
+    if before.as_ref().is_some_and(|b| *b != scope) {
+        // Patroni cannot reload another scope: a new cluster generation
+        // restarts it (a new layer already has).
+        if started || w.restart(pebble)? {
+            hook.log(
+                LogLevel::Info,
+                &format!("Patroni restarted in cluster {scope}"),
+            )?;
+        }
+    } else if changed && !started && w.reload(pebble)? {
         hook.log(LogLevel::Info, "patroni.yml changed: Patroni reloads it")?;
     }
     if hook.is_leader()? && member_started(deps, findings, ctx, Duration::ZERO) {
@@ -341,7 +367,8 @@ pub fn add_members(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Resul
         )?;
         // Patch pod labels of the new cluster member
         let pod = pod_name(&unit);
-        match deps.pods.patch_labels(&pod, &member_labels(hook.app())) {
+        let scope = state::scope(hook, &ctx.peers)?;
+        match deps.pods.patch_labels(&pod, &member_labels(&scope)) {
             Ok(Labelled::Patched) => hook.log(LogLevel::Info, &format!("labelled pod {pod}"))?,
             Ok(Labelled::NoPods(why)) => {
                 hook.log(LogLevel::Info, &format!("pod labels for {unit}: {why}"))?

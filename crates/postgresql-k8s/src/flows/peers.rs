@@ -4,9 +4,10 @@
 //! settings.
 
 use super::{
-    add_members, config, context, database, member_started, restart_on_tls_change, synchronous,
-    update_config, Ctx, Deps, Findings,
+    add_members, config, context, database, member_started, ready_dcs, record_membership,
+    restart_on_tls_change, synchronous, update_config, Ctx, Deps, Findings,
 };
+use crate::dcs_keys::DcsKeysError;
 use crate::patroni::render::dynamic_config;
 use crate::state;
 use charm::{Handled, Hook, LogLevel, RelationEvent, Status};
@@ -72,11 +73,41 @@ fn member_steps(
         hook.add_problem(Status::Waiting(MEMBER_STARTING.into()))?;
         return Ok(Handled::Deferred);
     }
+    // (The member has started in the current cluster: recorded as `member-of`.)
+    record_membership(hook, ctx)?;
     // Update the read-only endpoint in the database relation (leader)
     database::refresh_all(hook, deps, ctx, None)?;
     // Set Active Status: the status collection names the role from the
     // member's health read above.
     Ok(handled)
+}
+
+/// Deletes a departed unit's member key (`/service/<scope>/members/<name>`)
+/// from the DCS. A failure is logged, not retried: Patroni's key expires
+/// anyway once the member's Patroni has stopped.
+fn forget_member_key(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    ctx: &Ctx,
+    unit: &str,
+) -> anyhow::Result<()> {
+    let Some(dcs) = ready_dcs(hook, deps)? else {
+        return Ok(());
+    };
+    let scope = state::scope(hook, &ctx.peers)?;
+    let member = state::member_name(unit);
+    match deps.dcs_keys.delete_member(&dcs, &scope, &member) {
+        Ok(true) => hook.log(
+            LogLevel::Info,
+            &format!("deleted member {member}'s key from cluster {scope}"),
+        )?,
+        Ok(false) | Err(DcsKeysError::Unsupported(_)) => {}
+        Err(e) => hook.log(
+            LogLevel::Warning,
+            &format!("cannot delete member {member}'s key from cluster {scope}: {e}"),
+        )?,
+    }
+    Ok(())
 }
 
 /// peer-relation-departed, node by node.
@@ -112,7 +143,8 @@ pub fn departed(
         .collect();
     // Update the read-only endpoint in the database relation
     database::refresh_all(hook, deps, &ctx, Some(&remaining))?;
-    // Remove departing units from the cluster
+    // Remove departing units from the cluster, and the departed member's key
+    // from the DCS
     if remaining != members {
         let gone: Vec<&String> = members.iter().filter(|m| !remaining.contains(m)).collect();
         hook.log(
@@ -120,6 +152,9 @@ pub fn departed(
             &format!("removing {gone:?} from the cluster"),
         )?;
         state::save_members(hook, &ctx.peers, &remaining)?;
+    }
+    if let Some(unit) = event.departing_unit.as_ref().or(event.remote_unit.as_ref()) {
+        forget_member_key(hook, deps, &ctx, unit)?;
     }
     // Turn on/off PostgreSQL synchronous_commit configuration: the synchronous
     // settings for the cluster as it now is, through Patroni's API (a failure

@@ -11,7 +11,8 @@ use std::net::IpAddr;
 
 /// Everything one unit's configuration depends on.
 pub struct PatroniInput<'a> {
-    pub app: &'a str,
+    /// The cluster's Patroni scope (`state::cluster_name`).
+    pub scope: &'a str,
     /// This unit's member name.
     pub member: &'a str,
     /// This unit's address: PostgreSQL and the API listen there only.
@@ -72,7 +73,7 @@ fn dcs_section(input: &PatroniInput<'_>) -> (&'static str, Value) {
             "kubernetes",
             json!({
                 "namespace": namespace,
-                "labels": {"application": "patroni", "cluster-name": state::cluster_name(input.app)},
+                "labels": {"application": "patroni", "cluster-name": input.scope},
                 "leader_label_value": "primary",
                 "use_endpoints": true,
                 "bypass_api_service": true,
@@ -117,7 +118,7 @@ pub fn render(input: &PatroniInput<'_>) -> String {
     }
     let (dcs_key, dcs) = dcs_section(input);
     let mut doc = json!({
-        "scope": state::cluster_name(input.app),
+        "scope": input.scope,
         "name": input.member,
         "restapi": restapi,
         "bootstrap": {
@@ -167,6 +168,25 @@ pub fn render(input: &PatroniInput<'_>) -> String {
     let mut text = serde_json::to_string_pretty(&doc).expect("a JSON value renders");
     text.push('\n');
     text
+}
+
+/// The `scope` of a rendered `patroni.yml`.
+pub fn scope_of(config: &str) -> Option<String> {
+    let doc: Value = serde_json::from_str(config).ok()?;
+    doc["scope"].as_str().map(str::to_string)
+}
+
+/// The etcd a rendered `patroni.yml` names, if it names one.
+pub fn etcd_of(config: &str) -> Option<Dcs> {
+    let doc: Value = serde_json::from_str(config).ok()?;
+    let etcd = doc.get("etcd3")?;
+    let hosts = etcd["hosts"]
+        .as_array()?
+        .iter()
+        .filter_map(|h| h.as_str().map(str::to_string))
+        .collect();
+    let protocol = etcd["protocol"].as_str().unwrap_or("http").to_string();
+    Some(Dcs::Etcd { protocol, hosts })
 }
 
 /// The cluster-wide settings the leader sends with `PATCH /config` once its
@@ -234,7 +254,7 @@ mod tests {
             hosts: vec!["127.0.2.1:2379".into()],
         };
         let text = render(&PatroniInput {
-            app: "pg",
+            scope: "patroni-pg",
             member: "pg-1",
             address: "127.0.1.2",
             members: &["127.0.1.1".into()],
@@ -248,6 +268,8 @@ mod tests {
         });
         let doc: Value = yaml_serde::from_str(&text).unwrap();
         assert_eq!(doc["scope"], "patroni-pg");
+        assert_eq!(scope_of(&text).as_deref(), Some("patroni-pg"));
+        assert_eq!(etcd_of(&text), Some(dcs.clone()));
         assert_eq!(doc["name"], "pg-1");
         assert_eq!(doc["restapi"]["listen"], "127.0.1.2:8008");
         assert_eq!(doc["restapi"]["authentication"]["password"], "patroni-pw");

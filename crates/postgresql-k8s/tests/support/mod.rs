@@ -3,6 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod dcs;
 pub mod patroni;
 pub mod pods;
 
@@ -11,6 +12,7 @@ use charm::{Event, SecretContent, SecretId};
 use charm_testing::{
     run, run_action, CharmState, Output, Owner, RelationState, SecretState, State,
 };
+use dcs::FakeDcsKeys;
 use patroni::FakePatroni;
 use pods::FakePods;
 use postgres_admin::testing::FakeConnector;
@@ -30,6 +32,8 @@ pub const PATRONI_PW: &str = "patroni-pw";
 pub const OPERATOR_PW: &str = "operator-pw";
 pub const APP_SECRET: &str = "c0000000000000000a01";
 pub const CONFIG_PATH: &str = "/var/lib/postgresql/data/patroni.yml";
+pub const LAUNCHER: &str = "/var/lib/postgresql/data/start-patroni";
+pub const DATA_DIR: &str = "/var/lib/postgresql/data/pgdata";
 
 /// Unit `n`'s address (the local model gives each unit its own loopback address).
 pub fn addr(n: u32) -> String {
@@ -51,8 +55,11 @@ pub fn member(n: u32) -> String {
 pub struct World {
     pub pg: FakeConnector,
     pub patroni: FakePatroni,
+    pub dcs: FakeDcsKeys,
     /// `Some` when the units run on Kubernetes (pods get labelled).
     pub pods: Option<FakePods>,
+    /// How long a hook waits for its member to start (none by default).
+    pub start_timeout: Duration,
 }
 
 impl World {
@@ -97,6 +104,7 @@ impl World {
             connector: Box::new(self.pg.clone()),
             patroni: Box::new(self.patroni.clone()),
             pods,
+            dcs_keys: Box::new(self.dcs.clone()),
             workload: Workload::default(),
             kubernetes: self.pods.as_ref().map(|_| Kubernetes {
                 namespace: "test".into(),
@@ -105,7 +113,7 @@ impl World {
                 cpu_cores: 2,
                 memory_bytes: 4 << 30,
             },
-            start_timeout: Duration::ZERO,
+            start_timeout: self.start_timeout,
         })
     }
 
