@@ -1,10 +1,12 @@
 //! PgBouncer losing its backend and getting another: a one-unit PostgreSQL
 //! cluster under PgBouncer's two units, and a client on the v0 library. With
-//! PostgreSQL's only unit removed, every PgBouncer unit waits and says why;
-//! with a new PostgreSQL application (another cluster) related in its place,
-//! the client logs in again through every PgBouncer unit with the credentials
-//! it already had, to its database and its read-only twin, recreated empty in
-//! the new cluster, as the debug log says.
+//! PostgreSQL's only unit removed, every PgBouncer unit waits and says why.
+//! Twice a new cluster takes the lost one's place: PostgreSQL brought back
+//! with `add-unit` (it bootstraps a new cluster), then a new PostgreSQL
+//! application related instead. Each time the client logs in again through
+//! every PgBouncer unit with the credentials it already had, to its database
+//! and its read-only twin, recreated empty in the new cluster, as the debug
+//! log says.
 
 use e2e::{
     action, active, address, charm, client_credentials, controller, converge, postgresql_cluster,
@@ -43,6 +45,35 @@ fn through(
         std::thread::sleep(Duration::from_millis(200));
     }
     result
+}
+
+/// Whether the client, with the credentials it already had, logs in through
+/// every PgBouncer unit to its database (there, without the table written
+/// before) and to its read-only twin.
+fn serves_the_client_again(c: &Controller, credentials: &e2e::Credentials) {
+    let (user, password) = (&credentials.user, &credentials.password);
+    assert_eq!(
+        client_credentials(c, "client", "pgbouncer-k8s").as_ref(),
+        Some(credentials),
+        "the client was told nothing new"
+    );
+    for unit in PGB_UNITS {
+        let tables = through(
+            c,
+            unit,
+            user,
+            password,
+            "appdb",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'notes'",
+        );
+        assert_eq!(
+            tables.as_deref().map(str::trim),
+            Ok("0"),
+            "{unit}: recreated empty"
+        );
+        let read = through(c, unit, user, password, "appdb_readonly", "SELECT 1");
+        assert_eq!(read.as_deref().map(str::trim), Ok("1"), "{unit}: read-only");
+    }
 }
 
 #[test]
@@ -88,11 +119,21 @@ fn pgbouncer_waits_for_a_lost_backend_and_serves_a_new_cluster_with_the_same_cre
     assert!(PGB_UNITS.iter().all(|u| active(&c, u).is_none()));
     println!("waiting: {:?}", started.elapsed());
 
+    // The cluster comes back with add-unit: PostgreSQL bootstraps a new
+    // cluster, which PgBouncer recognises by its identity.
+    c.add_unit("postgresql-k8s").unwrap();
+    converge(&mut c, Duration::from_secs(120), |c| {
+        PGB_UNITS.iter().all(|u| active(c, u).is_some())
+    });
+    println!("active with the unit added: {:?}", started.elapsed());
+    serves_the_client_again(&c, &credentials);
+
     // Another cluster takes its place: a new PostgreSQL application, related
     // to PgBouncer's backend-database.
     c.remove_application("postgresql-k8s").unwrap();
-    converge(&mut c, Duration::from_secs(30), |c| {
+    converge(&mut c, Duration::from_secs(60), |c| {
         !c.model.applications.contains_key("postgresql-k8s")
+            && PGB_UNITS.iter().all(|u| active(c, u).is_none())
     });
     let postgresql = charm(scratch.path(), "postgresql-k8s");
     c.deploy(&postgresql, "postgresql-b", 1, &[]).unwrap();
@@ -102,32 +143,9 @@ fn pgbouncer_waits_for_a_lost_backend_and_serves_a_new_cluster_with_the_same_cre
     converge(&mut c, Duration::from_secs(120), |c| {
         PGB_UNITS.iter().all(|u| active(c, u).is_some())
     });
-    println!("active again: {:?}", started.elapsed());
+    println!("active with another application: {:?}", started.elapsed());
+    serves_the_client_again(&c, &credentials);
 
-    // The client logs in with what it had, through every unit, to its
-    // database (there, and empty) and its read-only twin.
-    assert_eq!(
-        client_credentials(&c, "client", "pgbouncer-k8s"),
-        Some(credentials),
-        "the client was told nothing new"
-    );
-    for unit in PGB_UNITS {
-        let tables = through(
-            &c,
-            unit,
-            &user,
-            &password,
-            "appdb",
-            "SELECT count(*) FROM pg_tables WHERE tablename = 'notes'",
-        );
-        assert_eq!(
-            tables.as_deref().map(str::trim),
-            Ok("0"),
-            "{unit}: recreated empty"
-        );
-        let read = through(&c, unit, &user, &password, "appdb_readonly", "SELECT 1");
-        assert_eq!(read.as_deref().map(str::trim), Ok("1"), "{unit}: read-only");
-    }
     through(
         &c,
         PGB_UNITS[1],
