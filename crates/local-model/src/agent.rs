@@ -517,7 +517,10 @@ fn serve(stream: UnixStream, registry: &Mutex<HashMap<String, Sender<Call>>>) {
             ..Response::default()
         },
         Ok(request) => {
-            crate::crash::point("hook-tool", &format!("{} {}", request.context, request.tool));
+            crate::crash::point(
+                "hook-tool",
+                &format!("{} {}", request.context, request.tool),
+            );
             let sender = registry
                 .lock()
                 .expect("registry")

@@ -16,6 +16,7 @@
 //! | `hook-tool` | a hook's process calling a hook tool | `<context id> <tool>`, the id `<unit>-<hook>-<n>` |
 //! | `hook-exited` | a hook's process exited, its results not yet committed | `<unit> <hook>` |
 //! | `hook-committed` | a hook's results committed and saved | `<unit> <hook>` |
+//! | `forgotten` | a unit or application forgotten and saved, its files and Pebble servers not yet removed | the model's directory |
 //! | `destroying` | `destroy-model`, the model marked as being destroyed | the model's directory |
 //!
 //! Only the daemon arms it ([`arm_from_env`]); a controller used as a library
@@ -100,7 +101,10 @@ mod tests {
             filter: filter.into(),
             nth,
         };
-        assert_eq!(CrashAt::parse("hook-exited"), Some(at("hook-exited", "", 1)));
+        assert_eq!(
+            CrashAt::parse("hook-exited"),
+            Some(at("hook-exited", "", 1))
+        );
         assert_eq!(
             CrashAt::parse("hook-exited:db/0 install@3"),
             Some(at("hook-exited", "db/0 install", 3))

@@ -56,15 +56,19 @@ pub struct Detached {
     root: PathBuf,
 }
 
-/// Whether a process is gone (or a zombie no one has reaped).
+/// Whether a process is gone: no longer there, or a zombie (one no one has
+/// reaped yet) all of whose threads have exited, so that it holds no file,
+/// socket or lock any more.
 pub fn gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_none_or(|state| state == "Z" || state == "X"),
-    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    let zombie = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_none_or(|state| state == "Z" || state == "X");
+    zombie
+        && std::fs::read_dir(format!("/proc/{pid}/task")).map_or(true, |tasks| tasks.count() <= 1)
 }
 
 /// The processes serving a Pebble of ours, each with its socket.
@@ -282,8 +286,7 @@ pub fn kill_leftovers(root: &Path) {
         .flatten()
         .filter_map(|entry| {
             let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-            (pid != std::process::id() as i32 && !gone(pid) && inside(&entry.path()))
-                .then_some(pid)
+            (pid != std::process::id() as i32 && !gone(pid) && inside(&entry.path())).then_some(pid)
         })
         .collect();
     for pid in &killed {

@@ -120,7 +120,8 @@ impl Target {
         let failed = |e: std::io::Error| {
             CliError::Failed(format!("cannot clean up {}: {e}", self.dir.display()))
         };
-        let start_lock = crate::store::private_file(&self.dir.join("start.lock")).map_err(failed)?;
+        let start_lock =
+            crate::store::private_file(&self.dir.join("start.lock")).map_err(failed)?;
         let controller_lock =
             crate::store::private_file(&self.dir.join("controller.lock")).map_err(failed)?;
         // SAFETY: flock on descriptors we own, released when they are closed.

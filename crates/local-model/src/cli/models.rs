@@ -95,6 +95,12 @@ pub fn destroy_model(args: &[String]) -> Outcome {
         wait_gone(&target);
     }
     if target.dir.exists() {
+        if crate::store::destroying_path(&target.dir).exists() {
+            eprintln!(
+                "Finishing the removal of model {:?}, which its controller left unfinished",
+                target.name
+            );
+        }
         target.without_controller(|dir| {
             crate::store::write_private(&crate::store::destroying_path(dir), b"")?;
             crate::pebbles::stop_all(dir);

@@ -320,6 +320,9 @@ impl Controller {
     pub fn save(&mut self) -> Result<(), ControllerError> {
         self.model.stamp_statuses();
         store::save(&self.root, &self.model)?;
+        if !self.doomed_units.is_empty() || !self.doomed_dirs.is_empty() {
+            crate::crash::point("forgotten", &self.root.display().to_string());
+        }
         for runtime in &self.doomed_units {
             runtime.terminate();
         }

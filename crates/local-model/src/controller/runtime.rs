@@ -241,9 +241,16 @@ impl Controller {
             .values()
             .map(|a| a.charm_dir.clone())
             .collect();
-        for entry in std::fs::read_dir(self.root.join("charms")).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(self.root.join("charms"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if !charms.contains(&entry.path()) {
-                eprintln!("removing {}, which no application uses", entry.path().display());
+                eprintln!(
+                    "removing {}, which no application uses",
+                    entry.path().display()
+                );
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
@@ -254,7 +261,11 @@ impl Controller {
             .flat_map(|a| a.units.keys())
             .map(|u| self.unit_home(u))
             .collect();
-        for entry in std::fs::read_dir(self.root.join("units")).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(self.root.join("units"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if !homes.contains(&entry.path()) {
                 eprintln!("removing {}, which no unit uses", entry.path().display());
                 remove_unit_dir(&entry.path());

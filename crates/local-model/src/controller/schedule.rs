@@ -143,7 +143,8 @@ impl Controller {
         if u.failed.is_some() || u.seen.removed {
             return None;
         }
-        let secret = |s: &charm::SecretEvent| self.model.secrets.iter().any(|r| r.xid == s.id.xid());
+        let secret =
+            |s: &charm::SecretEvent| self.model.secrets.iter().any(|r| r.xid == s.id.xid());
         let current = match &event {
             Event::SecretChanged(s)
             | Event::SecretRemove(s)
