@@ -731,14 +731,31 @@ fn a_destroy_cut_short_is_finished_by_the_next_destroy_model() {
     assert!(services.iter().all(|p| gone(*p)));
     assert!(!cli.dir().exists());
 
-    // A model left marked (the command was cut short too): no controller
-    // starts on it, and destroy-model finishes it.
+    // A model left marked (the command was cut short too), its Pebble
+    // servers killed with the controller, their services and images left
+    // behind: no controller starts on it, and destroy-model finishes it.
     let cli = Cli::new(&scratch, "left");
     let services = deploy(&cli);
-    let old = cli.controller_pid().unwrap();
-    // SAFETY: kill has no memory-safety preconditions.
-    unsafe { libc::kill(old, libc::SIGKILL) };
-    assert!(wait_gone(old));
+    let mounted = |dir: &Path| {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&dir.display().to_string()))
+            .count()
+    };
+    assert!(mounted(&cli.dir()) > 0, "the container's image is mounted");
+    for pid in pebbles_in(&cli.dir())
+        .into_iter()
+        .chain(cli.controller_pid())
+    {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        assert!(wait_gone(pid));
+    }
+    assert!(
+        services.iter().all(|p| !gone(*p)),
+        "orphaned, still running"
+    );
     std::fs::write(cli.dir().join("destroying"), "").unwrap();
     let out = cli.run(&["status"]);
     assert!(!out.status.success());
@@ -754,6 +771,7 @@ fn a_destroy_cut_short_is_finished_by_the_next_destroy_model() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("Finishing the removal"));
     assert!(services.iter().all(|p| gone(*p)));
+    assert_eq!(mounted(&cli.dir()), 0);
     assert!(!cli.dir().exists());
 }
 
@@ -791,4 +809,73 @@ fn what_a_removal_left_is_removed_by_the_next_controller() {
     assert!(services.iter().all(|p| gone(*p)));
     assert!(pebbles_in(&home).is_empty());
     assert!(serves(&cli, "web/0", &port));
+}
+
+#[test]
+fn an_interrupted_hook_runs_first_while_what_it_is_about_is_still_there() {
+    use charm::{Event, Relation, RelationEvent, SecretEvent, SecretId};
+    use local_model::controller::Controller;
+    let scratch = TempDir::with_prefix("lm-crash-interrupted-").unwrap();
+    let (giver, taker) = giver_and_taker(&scratch);
+    let mut c = Controller::new(
+        &scratch.path().join("controller"),
+        Path::new(env!("CARGO_BIN_EXE_hook-tool")),
+        false,
+    )
+    .unwrap();
+    c.deploy(&giver, "giver", 1, &[]).unwrap();
+    c.deploy(&taker, "taker", 1, &[]).unwrap();
+    let id = c.integrate("giver", "taker").unwrap();
+    c.settle().unwrap();
+    let changed = |id: u64| {
+        Event::RelationChanged(RelationEvent {
+            relation: Relation::new("db", id),
+            remote_app: "taker".into(),
+            remote_unit: Some("taker/0".into()),
+            departing_unit: None,
+        })
+    };
+    let started = |c: &mut Controller, event: Event| {
+        c.model.unit_mut("giver/0").unwrap().hook_started = Some(event);
+        c.interrupted("giver/0")
+    };
+    assert_eq!(started(&mut c, changed(id)), Some(changed(id)));
+    assert_eq!(
+        started(&mut c, changed(id + 7)),
+        None,
+        "the relation is gone"
+    );
+    let secret = Event::SecretChanged(SecretEvent {
+        id: SecretId::new(&c.model.uuid, "d0000000000000000000").unwrap(),
+        label: None,
+        revision: None,
+    });
+    assert_eq!(started(&mut c, secret), None, "the secret is gone");
+    let ready = Event::PebbleReady {
+        container: "box".into(),
+    };
+    assert_eq!(started(&mut c, ready), None, "no such container");
+
+    // The unit in error or gone: nothing runs again.
+    started(&mut c, Event::UpdateStatus);
+    c.model.unit_mut("giver/0").unwrap().failed = Some("start".into());
+    assert_eq!(c.interrupted("giver/0"), None);
+    c.model.unit_mut("giver/0").unwrap().failed = None;
+    c.model.unit_mut("giver/0").unwrap().seen.removed = true;
+    assert_eq!(c.interrupted("giver/0"), None);
+    c.model.unit_mut("giver/0").unwrap().seen.removed = false;
+
+    // A hook the resolver would not pick (update-status is not due) is due
+    // and runs first; committing it clears the record.
+    assert_eq!(c.interrupted("giver/0"), Some(Event::UpdateStatus));
+    assert_eq!(c.pending().0, ["giver/0"]);
+    let due = c.next_due().unwrap();
+    assert_eq!(
+        (due.unit.as_str(), due.hook_name()),
+        ("giver/0", "update-status".into())
+    );
+    let ran = due.execute();
+    assert!(c.finish(due, ran).unwrap().ok);
+    assert_eq!(c.model.unit("giver/0").unwrap().hook_started, None);
+    assert!(c.pending().0.is_empty());
 }
