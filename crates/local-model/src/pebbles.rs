@@ -32,6 +32,31 @@ const STOP_WAIT: Duration = Duration::from_secs(120);
 /// How long a new server may take to answer.
 const START_WAIT: Duration = Duration::from_secs(30);
 
+/// Why a detached server could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum DetachedError {
+    #[error("cannot run it: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("it exited: {0}")]
+    Exited(String),
+    #[error("it did not answer in {0}s")]
+    NoAnswer(u64),
+    #[error("cannot hold {path}: {source}")]
+    Hold {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot make {path} private: {source}")]
+    Private {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Server(#[from] pebble_server::ServerError),
+}
+
 /// What a detached server serves.
 #[derive(Clone, Debug)]
 pub struct Spec {
@@ -126,8 +151,8 @@ fn last_line(log: &Path) -> String {
 impl Detached {
     /// Starts a server for `spec` with `exe` (the `juju` binary), its output
     /// appended to `log`, and waits until it answers.
-    pub fn spawn(exe: &Path, spec: &Spec, log: &Path) -> Result<Detached, String> {
-        let output = crate::store::private_file(log).map_err(|e| e.to_string())?;
+    pub fn spawn(exe: &Path, spec: &Spec, log: &Path) -> Result<Detached, DetachedError> {
+        let output = crate::store::private_file(log).map_err(DetachedError::Spawn)?;
         let mut command = Command::new(exe);
         command
             .arg(VERB)
@@ -139,7 +164,7 @@ impl Detached {
             .arg(&spec.hold)
             .args(spec.sandbox.then_some("--sandbox"))
             .stdin(Stdio::null())
-            .stdout(output.try_clone().map_err(|e| e.to_string())?)
+            .stdout(output.try_clone().map_err(DetachedError::Spawn)?)
             .stderr(output);
         // SAFETY: setsid is async-signal-safe and touches no memory.
         unsafe {
@@ -148,19 +173,19 @@ impl Detached {
                 Ok(())
             });
         }
-        let mut child = command.spawn().map_err(|e| e.to_string())?;
+        let mut child = command.spawn().map_err(DetachedError::Spawn)?;
         let deadline = Instant::now() + START_WAIT;
         loop {
             if UnixStream::connect(&spec.socket).is_ok() {
                 break;
             }
             if let Ok(Some(_)) = child.try_wait() {
-                return Err(last_line(log));
+                return Err(DetachedError::Exited(last_line(log)));
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("it did not answer in {}s", START_WAIT.as_secs()));
+                return Err(DetachedError::NoAnswer(START_WAIT.as_secs()));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -410,9 +435,11 @@ extern "C" fn on_signal(signal: libc::c_int) {
 
 /// The body of `juju _pebble`: serves one container until SIGTERM (services
 /// stopped) or SIGUSR1 (services killed at once), holding `spec.hold`.
-pub fn serve(spec: &Spec) -> Result<(), String> {
-    let hold = std::fs::File::create(&spec.hold)
-        .map_err(|e| format!("cannot open {}: {e}", spec.hold.display()))?;
+pub fn serve(spec: &Spec) -> Result<(), DetachedError> {
+    let hold = std::fs::File::create(&spec.hold).map_err(|source| DetachedError::Hold {
+        path: spec.hold.display().to_string(),
+        source,
+    })?;
     // SAFETY: flock on a descriptor we own, held until the process exits; the
     // handlers only store to an atomic.
     unsafe {
@@ -426,10 +453,13 @@ pub fn serve(spec: &Spec) -> Result<(), String> {
         socket: spec.socket.clone(),
         root: spec.root.clone(),
         sandbox: spec.sandbox,
-    })
-    .map_err(|e| e.to_string())?;
-    std::fs::set_permissions(&spec.socket, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("cannot make {} private: {e}", spec.socket.display()))?;
+    })?;
+    std::fs::set_permissions(&spec.socket, std::fs::Permissions::from_mode(0o600)).map_err(
+        |source| DetachedError::Private {
+            path: spec.socket.display().to_string(),
+            source,
+        },
+    )?;
     eprintln!(
         "pebble {} serving {} on {}",
         std::process::id(),

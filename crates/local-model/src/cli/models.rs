@@ -266,5 +266,5 @@ pub fn pebble(args: &[String]) -> Outcome {
         hold: path("hold")?,
         sandbox: p.flag("sandbox"),
     };
-    crate::pebbles::serve(&spec).map_err(CliError::Failed)
+    crate::pebbles::serve(&spec).map_err(|e| CliError::Failed(e.to_string()))
 }
