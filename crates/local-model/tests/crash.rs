@@ -48,8 +48,17 @@ impl Cli {
         command
     }
 
+    /// Runs a command; when its controller hung up on it (killed), waits
+    /// until that controller is gone, so the next command starts a new one
+    /// rather than reaching the dying one's socket.
     fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
+        let out = self.command(args).output().unwrap();
+        if String::from_utf8_lossy(&out.stderr).contains("the controller hung up") {
+            if let Some(pid) = self.controller_pid() {
+                assert!(wait_gone(pid), "the controller {pid} is still there");
+            }
+        }
+        out
     }
 
     fn ok(&self, args: &[&str]) -> String {
