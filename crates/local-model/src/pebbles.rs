@@ -289,7 +289,9 @@ impl Drop for Detached {
 /// Kills the processes still running in a container whose server is gone
 /// (SIGKILL), and waits until they have: a sandboxed service's root is the
 /// container's, and every service has the container's socket in its
-/// `PEBBLE_SOCKET`.
+/// `PEBBLE_SOCKET`. Then removes the pid files that name them
+/// ([`remove_pid_files`]), so a workload started again does not take a
+/// process that has since been given the same id for itself, still running.
 pub fn kill_leftovers(root: &Path) {
     let Ok(root) = root.canonicalize() else {
         return;
@@ -317,8 +319,51 @@ pub fn kill_leftovers(root: &Path) {
     for pid in &killed {
         signal(*pid, libc::SIGKILL);
     }
-    for pid in killed {
-        wait_gone(pid, Duration::from_secs(5));
+    for pid in &killed {
+        wait_gone(*pid, Duration::from_secs(5));
+    }
+    if !killed.is_empty() {
+        remove_pid_files(&root, &killed);
+    }
+}
+
+/// Removes the pid files (`*.pid`, a process id on their first line) under
+/// a container's root that name one of `pids`, on the root's own file system
+/// (not through the image's overlays).
+pub fn remove_pid_files(root: &Path, pids: &[i32]) {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(dir: &Path, device: u64, depth: usize, pids: &[i32]) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.dev() != device {
+                continue;
+            }
+            if meta.is_dir() && depth > 0 {
+                walk(&path, device, depth - 1, pids);
+            } else if meta.is_file()
+                && meta.len() <= 64
+                && path.extension().is_some_and(|e| e == "pid")
+            {
+                let names_one = std::fs::read_to_string(&path).is_ok_and(|text| {
+                    text.lines()
+                        .next()
+                        .and_then(|l| l.trim().parse::<i32>().ok())
+                        .is_some_and(|pid| pids.contains(&pid))
+                });
+                if names_one && std::fs::remove_file(&path).is_ok() {
+                    eprintln!("removed {}, which named a process killed", path.display());
+                }
+            }
+        }
+    }
+    if let Ok(meta) = std::fs::metadata(root) {
+        walk(root, meta.dev(), 8, pids);
     }
 }
 
@@ -492,6 +537,27 @@ mod tests {
         assert_eq!(unescape("/a\\040b/c"), "/a b/c");
         assert_eq!(unescape("/plain"), "/plain");
         assert_eq!(unescape("/odd\\"), "/odd\\");
+    }
+
+    #[test]
+    fn only_the_pid_files_naming_a_killed_process_go() {
+        let root = tempfile::tempdir().unwrap();
+        let run = root.path().join("var/lib/app");
+        std::fs::create_dir_all(&run).unwrap();
+        let write = |name: &str, text: &str| std::fs::write(run.join(name), text).unwrap();
+        write("killed.pid", "4242\n");
+        write("postmaster.pid", "4343\n/var/lib/data\n");
+        write("other.pid", "77\n");
+        write("notes.txt", "4242\n");
+        write("garbled.pid", "not a pid\n");
+        remove_pid_files(root.path(), &[4242, 4343]);
+        let mut left: Vec<String> = std::fs::read_dir(&run)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["garbled.pid", "notes.txt", "other.pid"]);
     }
 
     #[test]

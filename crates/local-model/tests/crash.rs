@@ -676,7 +676,15 @@ fn the_workloads_outlive_their_controller_and_go_with_their_model() {
         assert!(wait_gone(pid));
     }
     assert_eq!(processes_in(&root), services, "orphaned, still running");
+    // The service's pid file, as PostgreSQL and PgBouncer write theirs: it
+    // goes with the process, another one stays.
+    let run = root.join("var/run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("web.pid"), format!("{}\n", services[0])).unwrap();
+    std::fs::write(run.join("other.pid"), "1\n").unwrap();
     cli.converge();
+    assert!(!run.join("web.pid").exists());
+    assert!(run.join("other.pid").exists());
     let now = processes_in(&root);
     assert!(
         !now.is_empty() && services.iter().all(|p| !now.contains(p)),
