@@ -15,7 +15,9 @@
 //!
 //! Hook processes run with umask 077: what a charm writes (its state in its
 //! charm directory, files it hands to hook tools) is its owner's alone. The
-//! agent's socket and tools directory are private too.
+//! agent's socket and tools directory are private too. A hook, action or
+//! command dies with the controller (SIGKILL, `PR_SET_PDEATHSIG`): one that
+//! outlived it would act on a model no one commits.
 
 use crate::model::Model;
 use crate::protocol::{Request, Response};
@@ -177,6 +179,18 @@ impl Agent {
         prepare(model, unit, event, Work::Hook, charm_dir, extra_env)
     }
 
+    /// `event` on the unit with its view (a hook a crash interrupted, run
+    /// again), or `None` when the unit is gone.
+    pub fn prepare_event(
+        model: &mut Model,
+        unit: &str,
+        event: Event,
+        charm_dir: &Path,
+        extra_env: &[(String, String)],
+    ) -> Option<Prepared> {
+        prepare(model, unit, event, Work::Hook, charm_dir, extra_env)
+    }
+
     /// An action with its parameters, to run on the unit.
     pub fn prepare_action(
         model: &mut Model,
@@ -308,10 +322,17 @@ impl Agent {
             .envs(hook_env)
             .envs(prepared.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null());
-        // SAFETY: umask is async-signal-safe and touches no memory.
+        let controller = std::process::id() as libc::pid_t;
+        // SAFETY: umask, prctl and getppid are async-signal-safe and touch no
+        // memory; the error is built from a constant.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 libc::umask(0o077);
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1
+                    || libc::getppid() != controller
+                {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
                 Ok(())
             });
         }
@@ -504,6 +525,10 @@ fn serve(stream: UnixStream, registry: &Mutex<HashMap<String, Sender<Call>>>) {
             ..Response::default()
         },
         Ok(request) => {
+            crate::crash::point(
+                "hook-tool",
+                &format!("{} {}", request.context, request.tool),
+            );
             let sender = registry
                 .lock()
                 .expect("registry")

@@ -11,6 +11,12 @@
 //! it makes is its owner's alone, see [`crate::store`]), marks
 //! update-status due every `update_status_every`, and stops on SIGTERM or
 //! SIGINT (workloads stopped, state kept) or on a `shutdown` request.
+//!
+//! Each container's Pebble server runs as a process of its own
+//! ([`crate::pebbles`]): a daemon killed with SIGKILL leaves the workloads
+//! running, and the next one carries on with them; its hooks die with it and
+//! run again. `LOCAL_MODEL_CRASH_AT` makes it kill itself at a named point,
+//! for tests ([`crate::crash`]).
 
 use crate::api::{send, Reply, Request};
 use crate::controller::{Controller, ControllerError, PreparedTask, ShowUnitFilter};
@@ -39,6 +45,8 @@ pub struct Options {
     pub update_status_every: Duration,
     /// How many units may run hooks at once.
     pub hooks_at_once: usize,
+    /// The `juju` binary, which runs each container's Pebble (`juju _pebble`).
+    pub pebble_exe: PathBuf,
 }
 
 /// Why the daemon could not start.
@@ -113,7 +121,14 @@ pub fn run(options: Options) -> Result<(), DaemonError> {
     let pid_path = dir.join("controller.pid");
     store::write_private(&pid_path, std::process::id().to_string().as_bytes())
         .map_err(io("writing the pid"))?;
-    let controller = match Controller::open(&dir, &options.shim, options.sandbox, &options.name) {
+    crate::crash::arm_from_env();
+    let controller = match Controller::open_detached(
+        &dir,
+        &options.shim,
+        options.sandbox,
+        &options.name,
+        &options.pebble_exe,
+    ) {
         Ok(c) => c,
         Err(e) => {
             let _ = std::fs::remove_file(&pid_path);
@@ -198,14 +213,24 @@ fn run_hooks(shared: &Arc<Shared>, update_status_every: Duration, at_once: usize
     }
 }
 
-/// Stops every workload, removes the model if asked, and exits.
+/// Stops every workload, removes the model if asked, and exits. A model to
+/// remove is marked first, so that if this process dies on the way, no
+/// controller starts on what is left and the next `destroy-model` finishes.
 fn shutdown(shared: &Shared, destroy: bool) -> ! {
     shared.stopping.store(true, Ordering::SeqCst);
     let mut c = shared.lock_when(|c| c.busy_units() == 0);
+    if destroy {
+        let marked = store::write_private(&store::destroying_path(&shared.dir), b"");
+        if let Err(e) = marked {
+            eprintln!("ERROR marking the model as being destroyed: {e}");
+        }
+        crate::crash::point("destroying", &shared.dir.display().to_string());
+    }
     c.stop_workloads();
     let _ = std::fs::remove_file(store::socket_path(&shared.dir));
     let _ = std::fs::remove_file(shared.dir.join("controller.pid"));
     if destroy {
+        crate::pebbles::unmount_all(&shared.dir);
         let _ = std::fs::remove_dir_all(&shared.dir);
     }
     eprintln!("controller stopped");
@@ -322,17 +347,14 @@ fn handle(
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            let mut c = shared.lock();
-            c.deploy(&charm, &app, 0, &pairs)?;
-            if trust {
-                c.set_trust(&app, true)?;
-            }
+            let added = shared
+                .lock()
+                .deploy_trusted(&charm, &app, units, &pairs, trust)?;
             send(
                 stream,
                 &Reply::Progress(format!("Deployed {app:?} from {}", charm.display())),
             );
-            for _ in 0..units {
-                let unit = c.add_unit(&app)?;
+            for unit in added {
                 send(stream, &Reply::Progress(format!("added unit {unit}")));
             }
             Ok(Value::Null)

@@ -9,17 +9,22 @@
 //! against any [`charm::Backend`]. [`agent`] serves the tools to hook processes
 //! (through the `hook-tool` shim and [`protocol`]) and runs `dispatch`.
 //! [`controller`] runs a model's units (saved by [`store`] after every change);
-//! [`daemon`] serves it to the `juju` CLI ([`cli`]) over [`api`]. `testing`
-//! (feature `testing`) helps tests run Python `ops` charms on it.
+//! [`daemon`] serves it to the `juju` CLI ([`cli`]) over [`api`], with each
+//! container's Pebble a process of its own ([`pebbles`]) that outlives a
+//! controller killed with SIGKILL; [`crash`] names the points where a test can
+//! have it killed. `testing` (feature `testing`) helps tests run Python `ops`
+//! charms on it.
 
 pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod controller;
+pub mod crash;
 pub mod daemon;
 pub mod model;
 pub mod network;
+pub mod pebbles;
 pub mod protocol;
 pub mod resolver;
 pub mod store;

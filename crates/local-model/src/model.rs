@@ -187,6 +187,11 @@ pub struct Unit {
     /// the model's clock (0: not since the unit was added).
     #[serde(default)]
     pub agent_since: u64,
+    /// The hook it runs: saved before the hook's process starts and cleared
+    /// in the save that commits its results (or records its failure), so a
+    /// controller that finds it set after a crash runs that hook again.
+    #[serde(default)]
+    pub hook_started: Option<charm::Event>,
 }
 
 /// A storage instance of a unit.

@@ -1,8 +1,10 @@
 //! Each running model's own slice of the loopback network, `127.<N>.0.0/16`:
 //! its applications get `127.<N>.<app>.0/24` and their units one address each.
 //! A model holds its slice with a lock file for as long as its controller runs,
-//! so models (and tests running side by side) on one machine never share an
-//! address, whatever ports their workloads listen on.
+//! and its workloads' Pebble servers, which outlive a controller that dies,
+//! hold a second one (shared) for as long as they run; a new model takes a
+//! slice neither is held on, so models (and tests running side by side) on one
+//! machine never share an address, whatever ports their workloads listen on.
 
 use std::fs::File;
 use std::io;
@@ -14,6 +16,18 @@ fn locks_dir() -> PathBuf {
     std::env::temp_dir().join("local-model-networks")
 }
 
+/// The lock the workloads of slice `octet` hold (shared) while they run.
+pub fn workloads_lock(octet: u8) -> PathBuf {
+    locks_dir().join(format!("{octet}.workloads.lock"))
+}
+
+/// Whether no workload holds slice `octet` (a dead controller's may).
+fn no_workloads(octet: u8) -> io::Result<bool> {
+    let lock = File::create(workloads_lock(octet))?;
+    // SAFETY: flock on a file descriptor we own; closing it lets the lock go.
+    Ok(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0)
+}
+
 /// A claimed slice; released when dropped (or when the process ends).
 #[derive(Debug)]
 pub struct Network {
@@ -22,9 +36,10 @@ pub struct Network {
 }
 
 impl Network {
-    /// Claims slice `wanted`, or with `None` the first free one (1 to 254).
-    /// Fails when `wanted` is held by another running model, or when every
-    /// slice is.
+    /// Claims slice `wanted` (a model's own, as saved), or with `None` the
+    /// first one that neither a running controller nor the workloads of a
+    /// dead one hold (1 to 254). Fails when `wanted` is held by another
+    /// running model, or when every slice is.
     pub fn claim(wanted: Option<u8>) -> io::Result<Network> {
         let dir = locks_dir();
         std::fs::create_dir_all(&dir)?;
@@ -35,7 +50,9 @@ impl Network {
         for octet in candidates {
             let lock = File::create(dir.join(format!("{octet}.lock")))?;
             // SAFETY: flock on a file descriptor we own; the lock goes with it.
-            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0
+                && (wanted.is_some() || no_workloads(octet)?)
+            {
                 return Ok(Network { octet, _lock: lock });
             }
         }
@@ -53,6 +70,11 @@ impl Network {
     /// The second octet of the slice.
     pub fn octet(&self) -> u8 {
         self.octet
+    }
+
+    /// The lock its workloads hold while they run ([`workloads_lock`]).
+    pub fn workloads_lock(&self) -> PathBuf {
+        workloads_lock(self.octet)
     }
 
     /// The address of unit `n` of the application with third octet `subnet`.
@@ -79,5 +101,23 @@ mod tests {
         drop(first);
         let again = Network::claim(Some(octet)).unwrap();
         assert_eq!(again.address(3, 0), format!("127.{octet}.3.1"));
+    }
+
+    #[test]
+    fn a_slice_whose_workloads_outlive_their_controller_stays_theirs() {
+        let first = Network::claim(None).unwrap();
+        let octet = first.octet();
+        let workloads = File::create(first.workloads_lock()).unwrap();
+        // SAFETY: flock on a descriptor we own.
+        assert_eq!(
+            unsafe { libc::flock(workloads.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) },
+            0
+        );
+        drop(first);
+        let other = Network::claim(None).unwrap();
+        assert_ne!(other.octet(), octet, "a new model passes it by");
+        let own = Network::claim(Some(octet)).unwrap();
+        assert_eq!(own.octet(), octet, "its own model takes it back");
+        drop(workloads);
     }
 }

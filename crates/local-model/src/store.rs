@@ -11,9 +11,12 @@
 //! <home>/<model>/controller.pid    its process id, while it runs
 //! <home>/<model>/controller.lock   held by the running controller
 //! <home>/<model>/start.lock        held by the command starting the controller
+//! <home>/<model>/destroying        there while `destroy-model` removes the model
 //! <home>/<model>/debug.log         juju-log lines and hook results (juju debug-log)
 //! <home>/<model>/charms/<app>/     the deployed charm, copied at deploy
-//! <home>/<model>/units/<unit>/     each unit's charm copy, Pebble sockets and container roots
+//! <home>/<model>/units/<unit>/     each unit's charm copy, Pebble sockets (and each
+//!                                  server's pebble.log) and container roots, and its
+//!                                  charm's state as it was before its last hook
 //! ```
 //!
 //! The model holds secrets (their content is in `model.json`; charms write
@@ -73,6 +76,12 @@ pub fn state_path(dir: &Path) -> PathBuf {
 /// The controller's socket in a model directory.
 pub fn socket_path(dir: &Path) -> PathBuf {
     dir.join("controller.socket")
+}
+
+/// The mark of a model `destroy-model` has begun to remove: no controller
+/// starts on it, and the next `destroy-model` finishes the job.
+pub fn destroying_path(dir: &Path) -> PathBuf {
+    dir.join("destroying")
 }
 
 /// The debug log in a model directory.

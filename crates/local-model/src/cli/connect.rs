@@ -101,6 +101,43 @@ impl Target {
         UnixStream::connect(self.socket()).is_ok()
     }
 
+    /// Whether a controller process holds the model (answering or not: one
+    /// starting, or stopping).
+    pub fn controller_alive(&self) -> bool {
+        let Ok(lock) = std::fs::File::open(self.dir.join("controller.lock")) else {
+            return false;
+        };
+        // SAFETY: flock on a descriptor we own; closing it lets the lock go.
+        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) != 0 }
+    }
+
+    /// Does `work` on the model's directory with no controller running, none
+    /// starting meanwhile (it holds `start.lock`, and the controller's lock).
+    pub fn without_controller(
+        &self,
+        work: impl FnOnce(&Path) -> std::io::Result<()>,
+    ) -> Result<(), CliError> {
+        let failed = |e: std::io::Error| {
+            CliError::Failed(format!("cannot clean up {}: {e}", self.dir.display()))
+        };
+        let start_lock =
+            crate::store::private_file(&self.dir.join("start.lock")).map_err(failed)?;
+        let controller_lock =
+            crate::store::private_file(&self.dir.join("controller.lock")).map_err(failed)?;
+        // SAFETY: flock on descriptors we own, released when they are closed.
+        let locked = unsafe {
+            libc::flock(start_lock.as_raw_fd(), libc::LOCK_EX) == 0
+                && libc::flock(controller_lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0
+        };
+        if !locked {
+            return Err(CliError::Failed(format!(
+                "a controller still runs for model {:?}; try again once it has stopped",
+                self.name
+            )));
+        }
+        work(&self.dir).map_err(failed)
+    }
+
     /// Starts the model's controller in the background unless it runs, and
     /// waits for it to answer; commands starting it at the same time start one.
     pub fn ensure_running(&self) -> Result<(), CliError> {

@@ -122,6 +122,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
         "kill-workload" => controls::kill_workload(rest),
         "crash-unit" => controls::crash_unit(rest),
         "_daemon" => models::daemon(rest),
+        crate::pebbles::VERB => models::pebble(rest),
         "help" | "--help" | "-h" => {
             println!("{HELP}");
             Ok(())

@@ -1,6 +1,12 @@
 //! Verbs about the model and its controller: `bootstrap`, `add-model`,
-//! `destroy-model`, `kill-controller`, `wait` and the hidden `_daemon` (the
-//! controller process itself).
+//! `destroy-model`, `kill-controller`, `wait`, the hidden `_daemon` (the
+//! controller process itself) and `_pebble` (one container's Pebble server,
+//! which the controller starts).
+//!
+//! `destroy-model` and `kill-controller` also do their job with no
+//! controller running (one killed with SIGKILL leaves its workloads
+//! running): they stop what the model's containers run, and `destroy-model`
+//! finishes removing a model whose controller died while destroying it.
 
 use super::connect::switch;
 use super::{parse, seconds, CliError, Outcome, Target};
@@ -50,18 +56,11 @@ pub fn add_model(args: &[String]) -> Outcome {
     Ok(())
 }
 
-/// Waits until the model's directory is gone or its controller stops.
-fn wait_gone(target: &Target, destroyed: bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let gone = if destroyed {
-            !target.dir.exists()
-        } else {
-            !target.running() && !target.dir.join("controller.pid").exists()
-        };
-        if gone {
-            return;
-        }
+/// Waits until the model's controller process has gone (its lock is free),
+/// up to ten minutes (its workloads may take their time to stop).
+fn wait_gone(target: &Target) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while Instant::now() < deadline && target.controller_alive() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -91,11 +90,22 @@ pub fn destroy_model(args: &[String]) -> Outcome {
         )));
     }
     if target.running() {
-        target.call(&Request::Shutdown { destroy: true })?;
-        wait_gone(&target, true);
-    } else {
-        std::fs::remove_dir_all(&target.dir).map_err(|e| {
-            CliError::Failed(format!("cannot remove {}: {e}", target.dir.display()))
+        // A controller that dies on the way leaves the rest to do here.
+        let _ = target.call(&Request::Shutdown { destroy: true });
+        wait_gone(&target);
+    }
+    if target.dir.exists() {
+        if crate::store::destroying_path(&target.dir).exists() {
+            eprintln!(
+                "Finishing the removal of model {:?}, which its controller left unfinished",
+                target.name
+            );
+        }
+        target.without_controller(|dir| {
+            crate::store::write_private(&crate::store::destroying_path(dir), b"")?;
+            crate::pebbles::stop_all(dir);
+            crate::pebbles::unmount_all(dir);
+            std::fs::remove_dir_all(dir)
         })?;
     }
     eprintln!("Model {:?} destroyed", target.name);
@@ -114,8 +124,14 @@ pub fn kill_controller(args: &[String]) -> Outcome {
     )?;
     let target = Target::from(&p)?;
     if target.running() {
-        target.call(&Request::Shutdown { destroy: false })?;
-        wait_gone(&target, false);
+        let _ = target.call(&Request::Shutdown { destroy: false });
+        wait_gone(&target);
+    }
+    if target.dir.exists() {
+        target.without_controller(|dir| {
+            crate::pebbles::stop_all(dir);
+            Ok(())
+        })?;
     }
     Ok(())
 }
@@ -215,6 +231,7 @@ pub fn daemon(args: &[String]) -> Outcome {
         sandbox,
         update_status_every: Duration::from_secs(every),
         hooks_at_once,
+        pebble_exe: exe,
     })
     .map_err(|e| match e {
         crate::daemon::DaemonError::AlreadyRunning(_) => {
@@ -223,4 +240,31 @@ pub fn daemon(args: &[String]) -> Outcome {
         }
         e => CliError::Failed(e.to_string()),
     })
+}
+
+/// `juju _pebble --socket <path> --root <dir> --hold <lock> [--sandbox]`: one
+/// container's Pebble server, in the foreground until SIGTERM or SIGUSR1
+/// (see [`crate::pebbles`]). The controller starts it.
+pub fn pebble(args: &[String]) -> Outcome {
+    let p = parse(
+        args,
+        &[
+            (&["socket"], Kind::Value),
+            (&["root"], Kind::Value),
+            (&["hold"], Kind::Value),
+            (&["sandbox"], Kind::Bool),
+        ],
+    )?;
+    let path = |flag: &str| {
+        p.value(flag)
+            .map(PathBuf::from)
+            .ok_or_else(|| CliError::Usage(format!("--{flag} is required")))
+    };
+    let spec = crate::pebbles::Spec {
+        socket: path("socket")?,
+        root: path("root")?,
+        hold: path("hold")?,
+        sandbox: p.flag("sandbox"),
+    };
+    crate::pebbles::serve(&spec).map_err(|e| CliError::Failed(e.to_string()))
 }

@@ -6,7 +6,17 @@
 //! [`crate::store`]) after every change and every committed hook, so
 //! [`Controller::open`] carries on where a stopped or crashed controller left off;
 //! it refuses a state it cannot read, or one missing beside deployed charms and
-//! units ([`ControllerError::BadState`]), rather than start an empty model.
+//! units ([`ControllerError::BadState`]), rather than start an empty model, and
+//! a model being destroyed ([`ControllerError::Destroying`]).
+//!
+//! A controller may die at any point (SIGKILL) without losing what it saved:
+//! each change is saved whole before anything acts on it (a deploy with all
+//! its units, once); a hook is recorded as started before its process runs
+//! and cleared only in the save that commits it, so the next controller runs
+//! an interrupted hook again, from the charm state it started from; files and
+//! processes the saved model no longer has are removed only after the save
+//! that drops them, and whatever such a removal left when the controller died
+//! is removed by the next one ([`Controller::open`]).
 //!
 //! | module | concept |
 //! |---|---|
@@ -99,6 +109,12 @@ pub enum ControllerError {
         problem: String,
         dir: String,
     },
+    /// `destroy-model` began and did not finish (its controller died).
+    #[error(
+        "model {model:?} is being destroyed: finish with `juju destroy-model {model} \
+         --no-prompt`, which removes {dir}"
+    )]
+    Destroying { model: String, dir: String },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -125,6 +141,13 @@ pub struct Controller {
     running: BTreeMap<String, String>,
     /// The model's slice of the loopback network, held while it runs.
     network: Network,
+    /// The `juju` binary that runs each container's Pebble as a process of
+    /// its own (`juju _pebble`), or `None` to run them in this process.
+    pebble_exe: Option<PathBuf>,
+    /// Units the model has forgotten, stopped once that is saved.
+    doomed_units: Vec<UnitRuntime>,
+    /// Directories of what the model has forgotten, removed once that is saved.
+    doomed_dirs: Vec<PathBuf>,
 }
 
 /// A model UUID from the system's random source.
@@ -166,7 +189,7 @@ impl Controller {
             juju_version: "3.6.4".into(),
             ..Model::default()
         };
-        let mut c = Controller::start(root, shim, sandbox, model)?;
+        let mut c = Controller::start(root, shim, sandbox, model, None)?;
         c.save()?;
         Ok(c)
     }
@@ -174,13 +197,43 @@ impl Controller {
     /// The controller of the model kept under `root`: the saved model if there
     /// is one (each unit's charm copy kept, its Pebble servers started again and
     /// given their plans back, so services with `startup: enabled` come back),
-    /// else a new model called `name`.
+    /// else a new model called `name`. The Pebble servers run in this process.
     pub fn open(
         root: &Path,
         shim: &Path,
         sandbox: bool,
         name: &str,
     ) -> Result<Controller, ControllerError> {
+        Controller::open_with(root, shim, sandbox, name, None)
+    }
+
+    /// [`Controller::open`], each container's Pebble server running as a
+    /// process of its own (`pebble_exe _pebble`, see [`crate::pebbles`]) that
+    /// outlives this controller: the servers a dead controller left that
+    /// still answer are carried on with, their services untouched.
+    pub fn open_detached(
+        root: &Path,
+        shim: &Path,
+        sandbox: bool,
+        name: &str,
+        pebble_exe: &Path,
+    ) -> Result<Controller, ControllerError> {
+        Controller::open_with(root, shim, sandbox, name, Some(pebble_exe))
+    }
+
+    fn open_with(
+        root: &Path,
+        shim: &Path,
+        sandbox: bool,
+        name: &str,
+        pebble_exe: Option<&Path>,
+    ) -> Result<Controller, ControllerError> {
+        if store::destroying_path(root).exists() {
+            return Err(ControllerError::Destroying {
+                model: name.into(),
+                dir: root.display().to_string(),
+            });
+        }
         store::private_dir(root).map_err(io(format!("creating {}", root.display())))?;
         store::tighten(root).map_err(io(format!("making {} private", root.display())))?;
         let bad_state = |problem: String| ControllerError::BadState {
@@ -209,9 +262,18 @@ impl Controller {
             .values()
             .flat_map(|a| a.units.keys().cloned())
             .collect();
-        let mut c = Controller::start(root, shim, sandbox, model)?;
+        let mut c = Controller::start(root, shim, sandbox, model, pebble_exe)?;
+        c.collect_garbage();
         for unit in units {
             c.start_unit(&unit)?;
+            if let Some(event) = c.model.unit(&unit).and_then(|u| u.hook_started.clone()) {
+                eprintln!(
+                    "{unit}'s {} hook was interrupted: it runs again",
+                    event.hook_name()
+                );
+                c.restore_charm_state(&unit)
+                    .map_err(io(format!("restoring {unit}'s charm state")))?;
+            }
         }
         c.save()?;
         Ok(c)
@@ -222,6 +284,7 @@ impl Controller {
         shim: &Path,
         sandbox: bool,
         model: Model,
+        pebble_exe: Option<&Path>,
     ) -> Result<Controller, ControllerError> {
         store::private_dir(root).map_err(io(format!("creating {}", root.display())))?;
         let mut model = model;
@@ -239,6 +302,9 @@ impl Controller {
             round: VecDeque::new(),
             running: BTreeMap::new(),
             network,
+            pebble_exe: pebble_exe.map(Path::to_path_buf),
+            doomed_units: Vec::new(),
+            doomed_dirs: Vec::new(),
         };
         c.sync_clock();
         Ok(c)
@@ -249,10 +315,22 @@ impl Controller {
         &self.root
     }
 
-    /// Writes the model to disk (atomically).
+    /// Writes the model to disk (atomically); then stops the units and
+    /// removes the directories the saved model no longer has.
     pub fn save(&mut self) -> Result<(), ControllerError> {
         self.model.stamp_statuses();
-        Ok(store::save(&self.root, &self.model)?)
+        store::save(&self.root, &self.model)?;
+        if !self.doomed_units.is_empty() || !self.doomed_dirs.is_empty() {
+            crate::crash::point("forgotten", &self.root.display().to_string());
+        }
+        for runtime in &self.doomed_units {
+            runtime.terminate();
+        }
+        self.doomed_units.clear();
+        for dir in std::mem::take(&mut self.doomed_dirs) {
+            runtime::remove_unit_dir(&dir);
+        }
+        Ok(())
     }
 
     /// Marks a unit's agent as running `what` (a hook, action or command), or

@@ -1,26 +1,58 @@
 //! What a unit has on this machine besides its place in the model: its
 //! directory (`units/<unit>/`) with a copy of the charm, and a Pebble server
 //! per container (its socket under the unit's `containers/`, passed to charms
-//! as `CHARM_CONTAINERS_DIR`; its root under `rootfs/`). Each container's plan
-//! is recorded in the model after every hook, so a restarted controller gives
-//! the servers their plans back; the custom notices they hold are copied into
-//! the model, where the resolver finds them.
+//! as `CHARM_CONTAINERS_DIR`; its root under `rootfs/`). The daemon runs each
+//! server as a process of its own that outlives the controller
+//! ([`crate::pebbles`]): a restarted controller carries on with the servers
+//! that still answer. A server it starts afresh (a controller used as a
+//! library runs them in process) first has whatever the container still runs
+//! killed, then gets back the plan recorded in the model after the unit's
+//! last hook. The custom notices the servers hold are copied into the model,
+//! where the resolver finds them.
+//!
+//! Charms are copied into the model whole or not at all (a copy beside the
+//! target, renamed into place), and what the charm writes at the top of its
+//! directory (its deferred events, `ops`' state) is kept aside before each
+//! hook, so a hook that a crash interrupts runs again from the same state.
 
 use super::{io, Controller, ControllerError};
 use crate::model::NoticeRecord;
-use pebble_api::{Layer, Pebble, PebbleClient, Plan};
+use crate::pebbles::{self, Detached};
+use pebble_api::{Layer, Notice, Pebble, PebbleClient, Plan};
 use pebble_server::{PebbleServer, ServerConfig};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::Permissions;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+/// A container's Pebble server: in this process, or a process of its own.
+enum Server {
+    InProcess(PebbleServer),
+    Detached(Detached),
+}
+
+impl Server {
+    fn custom_notices(&self) -> Vec<Notice> {
+        match self {
+            Server::InProcess(s) => s.custom_notices(),
+            Server::Detached(d) => d.custom_notices(),
+        }
+    }
+
+    fn crash(self) {
+        match self {
+            Server::InProcess(s) => s.crash(),
+            Server::Detached(d) => d.crash(),
+        }
+    }
+}
 
 /// A unit's charm copy and running Pebble servers.
 pub(super) struct UnitRuntime {
     charm_dir: PathBuf,
     containers_dir: PathBuf,
     /// Each container's, held for their lifetime: dropping one stops its services.
-    pebbles: Vec<(String, PebbleServer)>,
+    pebbles: Vec<(String, Server)>,
 }
 
 impl UnitRuntime {
@@ -34,6 +66,16 @@ impl UnitRuntime {
     pub(super) fn crash(&mut self) {
         for (_, pebble) in self.pebbles.drain(..) {
             pebble.crash();
+        }
+    }
+
+    /// Asks its detached servers to stop, without waiting (they are waited
+    /// for when dropped), so that many units stop at once.
+    pub(super) fn terminate(&self) {
+        for (_, pebble) in &self.pebbles {
+            if let Server::Detached(d) = pebble {
+                d.terminate();
+            }
         }
     }
 }
@@ -57,8 +99,9 @@ impl Controller {
         self.root.join("units").join(unit.replace('/', "-"))
     }
 
-    /// Gives a unit of the model its charm copy and Pebble servers (with the
-    /// plans they had, when the controller restarts).
+    /// Gives a unit of the model its charm copy and Pebble servers: those of
+    /// a dead controller that still answer, else new ones with the plans
+    /// they had.
     pub(super) fn start_unit(&mut self, unit: &str) -> Result<(), ControllerError> {
         let home = self.unit_home(unit);
         let private = |d: &Path| {
@@ -68,31 +111,52 @@ impl Controller {
         let charm_dir = home.join("charm");
         let app = &self.model.applications[charm::relation::app_of(unit)];
         if !charm_dir.join("metadata.yaml").exists() {
-            copy_dir(&app.charm_dir, &charm_dir)
+            copy_dir_whole(&app.charm_dir, &charm_dir)
                 .map_err(io(format!("copying the charm for {unit}")))?;
         }
         let containers: Vec<String> = app.files.meta.containers.keys().cloned().collect();
         let containers_dir = home.join("containers");
-        let mut pebbles = Vec::new();
+        let mut servers = Vec::new();
         for container in &containers {
             let root = home.join("rootfs").join(container);
-            kill_leftovers(&root);
             let socket = pebble_socket(&containers_dir, container);
             private(&containers_dir.join(container))?;
-            let server = PebbleServer::start(ServerConfig {
-                socket: socket.clone(),
-                root,
-                sandbox: self.sandbox,
-            })
-            .map_err(failed(format!("starting Pebble for {unit}'s {container}")))?;
-            std::fs::set_permissions(&socket, Permissions::from_mode(0o600))
-                .map_err(io(format!("making {} private", socket.display())))?;
-            pebbles.push((container.clone(), server));
+            let starting = format!("starting Pebble for {unit}'s {container}");
+            let (server, fresh) = match &self.pebble_exe {
+                Some(exe) => match Detached::adopt(&socket, &root) {
+                    Some(d) => (Server::Detached(d), false),
+                    None => {
+                        pebbles::kill_leftovers(&root);
+                        let spec = pebbles::Spec {
+                            socket: socket.clone(),
+                            root,
+                            sandbox: self.sandbox,
+                            hold: self.network.workloads_lock(),
+                        };
+                        let log = containers_dir.join(container).join("pebble.log");
+                        let d = Detached::spawn(exe, &spec, &log).map_err(failed(starting))?;
+                        (Server::Detached(d), true)
+                    }
+                },
+                None => {
+                    pebbles::kill_leftovers(&root);
+                    let server = PebbleServer::start(ServerConfig {
+                        socket: socket.clone(),
+                        root,
+                        sandbox: self.sandbox,
+                    })
+                    .map_err(failed(starting))?;
+                    std::fs::set_permissions(&socket, Permissions::from_mode(0o600))
+                        .map_err(io(format!("making {} private", socket.display())))?;
+                    (Server::InProcess(server), true)
+                }
+            };
+            servers.push((container.clone(), server));
             let plan = self
                 .model
                 .unit(unit)
                 .and_then(|u| u.plans.get(container))
-                .filter(|p| !p.services.is_empty() || !p.checks.is_empty());
+                .filter(|p| fresh && (!p.services.is_empty() || !p.checks.is_empty()));
             if let Some(plan) = plan {
                 restore_plan(&socket, plan)
                     .map_err(failed(format!("restoring {unit}'s {container} plan")))?;
@@ -107,7 +171,7 @@ impl Controller {
             UnitRuntime {
                 charm_dir,
                 containers_dir,
-                pebbles,
+                pebbles: servers,
             },
         );
         Ok(())
@@ -155,9 +219,107 @@ impl Controller {
         Ok(())
     }
 
-    /// Stops every unit's Pebble servers and their services (the state stays).
+    /// Stops every unit's Pebble servers and their services (the state
+    /// stays), all at once.
     pub fn stop_workloads(&mut self) {
+        for runtime in self.units.values().chain(&self.doomed_units) {
+            runtime.terminate();
+        }
         self.units.clear();
+        self.doomed_units.clear();
+    }
+
+    /// Removes from disk what the saved model no longer has: the charm
+    /// copies of applications it forgot, and the directories (and Pebble
+    /// servers, and whatever their containers run) of units it does not
+    /// hold; what a controller that died between saving the model and
+    /// removing them left, and half-made copies.
+    pub(super) fn collect_garbage(&mut self) {
+        let charms: BTreeSet<PathBuf> = self
+            .model
+            .applications
+            .values()
+            .map(|a| a.charm_dir.clone())
+            .collect();
+        for entry in std::fs::read_dir(self.root.join("charms"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if !charms.contains(&entry.path()) {
+                eprintln!(
+                    "removing {}, which no application uses",
+                    entry.path().display()
+                );
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let homes: BTreeSet<PathBuf> = self
+            .model
+            .applications
+            .values()
+            .flat_map(|a| a.units.keys())
+            .map(|u| self.unit_home(u))
+            .collect();
+        for entry in std::fs::read_dir(self.root.join("units"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if !homes.contains(&entry.path()) {
+                eprintln!("removing {}, which no unit uses", entry.path().display());
+                remove_unit_dir(&entry.path());
+            }
+        }
+    }
+
+    /// Keeps aside what the charm wrote at the top of its directory (the
+    /// files its source does not have), as it is before a hook runs.
+    pub(super) fn keep_charm_state(&self, unit: &str) -> std::io::Result<()> {
+        let Some((charm_dir, source)) = self.charm_dirs(unit) else {
+            return Ok(());
+        };
+        let kept = self.unit_home(unit).join("charm-state");
+        let partial = self.unit_home(unit).join(".charm-state.partial");
+        let _ = std::fs::remove_dir_all(&partial);
+        crate::store::private_dir(&partial)?;
+        for name in charm_state_files(&charm_dir, &source) {
+            std::fs::copy(charm_dir.join(&name), partial.join(&name))?;
+        }
+        let _ = std::fs::remove_dir_all(&kept);
+        std::fs::rename(&partial, &kept)
+    }
+
+    /// Puts back what the charm had written before the hook a crash
+    /// interrupted ([`Controller::keep_charm_state`]): files it wrote since
+    /// go, the ones kept come back.
+    pub(super) fn restore_charm_state(&self, unit: &str) -> std::io::Result<()> {
+        let Some((charm_dir, source)) = self.charm_dirs(unit) else {
+            return Ok(());
+        };
+        let kept = self.unit_home(unit).join("charm-state");
+        if !kept.is_dir() {
+            return Ok(());
+        }
+        for name in charm_state_files(&charm_dir, &source) {
+            if !kept.join(&name).exists() {
+                std::fs::remove_file(charm_dir.join(&name))?;
+            }
+        }
+        for entry in std::fs::read_dir(&kept)? {
+            let name = entry?.file_name();
+            let partial = charm_dir.join(format!(".{}.partial", name.to_string_lossy()));
+            std::fs::copy(kept.join(&name), &partial)?;
+            std::fs::rename(&partial, charm_dir.join(&name))?;
+        }
+        Ok(())
+    }
+
+    /// The unit's charm directory and its application's copy of the charm.
+    fn charm_dirs(&self, unit: &str) -> Option<(PathBuf, PathBuf)> {
+        let runtime = self.units.get(unit)?;
+        let app = self.model.applications.get(charm::relation::app_of(unit))?;
+        Some((runtime.charm_dir.clone(), app.charm_dir.clone()))
     }
 
     /// The unit's charm directory and the environment its hooks get.
@@ -237,48 +399,59 @@ fn restore_plan(socket: &Path, plan: &Plan) -> Result<(), String> {
     client.replan().map_err(|e| e.to_string())
 }
 
-/// Kills processes left running inside a container root by a controller that
-/// died without stopping them (a sandboxed service's root is the container's).
-fn kill_leftovers(root: &Path) {
-    let Ok(root) = root.canonicalize() else {
-        return;
-    };
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in procs.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if std::fs::read_link(entry.path().join("root")).is_ok_and(|r| r.starts_with(&root)) {
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-    }
+/// The regular files at the top of a unit's charm directory that the charm's
+/// source lacks: what the charm wrote there.
+fn charm_state_files(charm_dir: &Path, source: &Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(charm_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name())
+        .filter(|name| !source.join(name).exists())
+        .collect()
+}
+
+/// Stops what a unit directory still runs (its Pebble servers and their
+/// containers' processes), detaches its mounts and removes it.
+pub(super) fn remove_unit_dir(home: &Path) {
+    pebbles::stop_unit(home);
+    pebbles::unmount_all(home);
+    let _ = std::fs::remove_dir_all(home);
+}
+
+/// Copies a charm directory to `to` whole or not at all: into a directory
+/// beside it first, then renamed over it, so a crash never leaves a half
+/// copy where a charm is looked for.
+pub(super) fn copy_dir_whole(from: &Path, to: &Path) -> std::io::Result<()> {
+    let name = to.file_name().unwrap_or_default().to_string_lossy();
+    let partial = to.with_file_name(format!(".{name}.partial"));
+    let _ = std::fs::remove_dir_all(&partial);
+    copy_dir(from, &partial, &mut |_| {
+        crate::crash::point("copying", &to.display().to_string())
+    })?;
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::rename(&partial, to)
 }
 
 /// Copies a charm directory (files and subdirectories; symlinks as links),
 /// private to its owner: directories 0700, files 0600 or 0700 when executable.
-pub(super) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+/// `copied` is told of each file once it is copied.
+fn copy_dir(from: &Path, to: &Path, copied: &mut dyn FnMut(&Path)) -> std::io::Result<()> {
     crate::store::private_dir(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let target = to.join(entry.file_name());
         let kind = entry.file_type()?;
         if kind.is_dir() {
-            copy_dir(&entry.path(), &target)?;
+            copy_dir(&entry.path(), &target, copied)?;
         } else if kind.is_symlink() {
             std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
         } else {
             std::fs::copy(entry.path(), &target)?;
             let mode = std::fs::metadata(&target)?.permissions().mode();
             std::fs::set_permissions(&target, Permissions::from_mode(mode & 0o700))?;
+            copied(&target);
         }
     }
     Ok(())

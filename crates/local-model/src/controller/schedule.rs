@@ -6,7 +6,10 @@
 //! different units may run theirs at once. A hook is prepared with the
 //! controller ([`Due`]), runs without it ([`Due::execute`]), and comes back to
 //! [`Controller::finish`], which commits it or leaves its unit in error until
-//! [`Controller::resolve`].
+//! [`Controller::resolve`]. Before its process runs, the hook is saved as the
+//! unit's `hook_started`, with the charm's state kept aside; the save that
+//! commits it clears that. A hook a crash interrupted is the unit's next
+//! hook, as Juju re-runs one ([`Controller::interrupted`]).
 //!
 //! [`busy`]: Controller::busy
 
@@ -33,13 +36,19 @@ enum DueWork {
 /// What running a [`Due`] hook gave.
 pub struct Ran(Option<std::io::Result<Executed>>);
 
+impl DueWork {
+    fn event(&self) -> &Event {
+        match self {
+            DueWork::Run(p) => &p.event,
+            DueWork::Fail(e) => e,
+        }
+    }
+}
+
 impl Due {
     /// The hook's name.
     pub fn hook_name(&self) -> String {
-        match &self.work {
-            DueWork::Run(p) => p.event.hook_name(),
-            DueWork::Fail(e) => e.hook_name(),
-        }
+        self.work.event().hook_name()
     }
 
     /// Runs the hook's process (nothing for an injected failure).
@@ -125,12 +134,42 @@ impl Controller {
         self.running.len()
     }
 
-    /// The unit's due hook, ready to run.
+    /// The hook a crash interrupted on the unit, if it still makes sense: the
+    /// unit is neither gone nor in error, and the relation, secret or
+    /// container it is about is still there.
+    pub fn interrupted(&self, unit: &str) -> Option<Event> {
+        let u = self.model.unit(unit)?;
+        let event = u.hook_started.clone()?;
+        if u.failed.is_some() || u.seen.removed {
+            return None;
+        }
+        let secret =
+            |s: &charm::SecretEvent| self.model.secrets.iter().any(|r| r.xid == s.id.xid());
+        let current = match &event {
+            Event::SecretChanged(s)
+            | Event::SecretRemove(s)
+            | Event::SecretRotate(s)
+            | Event::SecretExpired(s) => secret(s),
+            Event::PebbleReady { container } | Event::PebbleCustomNotice { container, .. } => {
+                u.containers_up.contains(container)
+            }
+            e => e
+                .relation()
+                .is_none_or(|r| self.model.relation(r.relation.id).is_some()),
+        };
+        current.then_some(event)
+    }
+
+    /// The unit's due hook, ready to run: the one a crash interrupted, else
+    /// the resolver's. It is saved as started, the charm's state kept aside.
     fn due_on(&mut self, unit: &str) -> Option<Due> {
         if self.busy(unit) {
             return None;
         }
-        let event = crate::resolver::next_hook(&self.model, unit)?;
+        let event = match self.interrupted(unit) {
+            Some(event) => event,
+            None => crate::resolver::next_hook(&self.model, unit)?,
+        };
         let inject = self
             .model
             .unit_mut(unit)
@@ -139,9 +178,10 @@ impl Controller {
             DueWork::Fail(event)
         } else {
             let (charm_dir, env) = self.unit_env(unit)?;
-            DueWork::Run(Box::new(Agent::prepare_hook(
+            DueWork::Run(Box::new(Agent::prepare_event(
                 &mut self.model,
                 unit,
+                event,
                 &charm_dir,
                 &env,
             )?))
@@ -152,14 +192,37 @@ impl Controller {
             agent: self.agent.clone(),
         };
         self.set_running(unit, Some(format!("running {} hook", due.hook_name())));
+        if let DueWork::Run(p) = &due.work {
+            self.record_started(unit, &p.event);
+        }
         Some(due)
+    }
+
+    /// Saves that the hook starts on the unit, once the charm's state is
+    /// kept aside for a run again ([`Controller::keep_charm_state`]).
+    fn record_started(&mut self, unit: &str, event: &Event) {
+        if let Err(e) = self.keep_charm_state(unit) {
+            eprintln!("ERROR keeping {unit}'s charm state: {e}");
+        }
+        if let Some(u) = self.model.unit_mut(unit) {
+            u.hook_started = Some(event.clone());
+        }
+        if let Err(e) = self.save() {
+            eprintln!("ERROR {e}");
+        }
+        crate::crash::point("hook-started", &format!("{unit} {}", event.hook_name()));
     }
 
     /// Commits a hook that ran (or records its failure), logs it, forgets a
     /// unit that ran `remove`, and saves the model.
     pub fn finish(&mut self, due: Due, ran: Ran) -> Result<HookRun, ControllerError> {
         let unit = due.unit;
+        let hook = format!("{unit} {}", due.work.event().hook_name());
+        crate::crash::point("hook-exited", &hook);
         self.set_running(&unit, None);
+        if let Some(u) = self.model.unit_mut(&unit) {
+            u.hook_started = None;
+        }
         let run = match (due.work, ran.0) {
             (DueWork::Fail(event), _) => {
                 if let Some(u) = self.model.unit_mut(&unit) {
@@ -201,6 +264,7 @@ impl Controller {
         store::append_log(&self.root, &log);
         self.reap(&unit);
         self.save()?;
+        crate::crash::point("hook-committed", &hook);
         Ok(run)
     }
 
@@ -227,7 +291,9 @@ impl Controller {
             for (name, u) in &app.units {
                 if let Some(h) = &u.failed {
                     failed.push((name.clone(), h.clone()));
-                } else if crate::resolver::next_hook(&self.model, name).is_some() {
+                } else if self.interrupted(name).is_some()
+                    || crate::resolver::next_hook(&self.model, name).is_some()
+                {
                     due.push(name.clone());
                 }
             }

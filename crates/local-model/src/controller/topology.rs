@@ -6,7 +6,7 @@
 //! once its units are gone, a removed relation once every unit has seen it
 //! broken.
 
-use super::runtime::copy_dir;
+use super::runtime::copy_dir_whole;
 use super::{Controller, ControllerError};
 use crate::model::{Application, End, Life, RelationRecord, Unit};
 use charm::backend::JsonMap;
@@ -84,6 +84,21 @@ impl Controller {
         units: u32,
         config: &[(&str, &str)],
     ) -> Result<(), ControllerError> {
+        self.deploy_trusted(charm_dir, app, units, config, false)
+            .map(|_| ())
+    }
+
+    /// [`Controller::deploy`], `--trust` too; answers the units' names. The
+    /// application is saved once, whole (charm, options, trust and units),
+    /// before its units' Pebble servers start.
+    pub fn deploy_trusted(
+        &mut self,
+        charm_dir: &Path,
+        app: &str,
+        units: u32,
+        config: &[(&str, &str)],
+        trust: bool,
+    ) -> Result<Vec<String>, ControllerError> {
         if self.model.applications.contains_key(app) {
             return Err(ControllerError::Exists(app.into()));
         }
@@ -95,8 +110,9 @@ impl Controller {
         let files = CharmFiles::load(charm_dir).map_err(|e| charm_error(e.to_string()))?;
         let user_config = parse_config(&files, app, config)?;
         let stored = self.root.join("charms").join(app);
-        let _ = std::fs::remove_dir_all(&stored);
-        copy_dir(charm_dir, &stored).map_err(|e| charm_error(format!("cannot copy it: {e}")))?;
+        copy_dir_whole(charm_dir, &stored)
+            .map_err(|e| charm_error(format!("cannot copy it: {e}")))?;
+        crate::crash::point("charm-copied", app);
         let subnet = self
             .model
             .last_subnet
@@ -111,13 +127,20 @@ impl Controller {
                 files,
                 config: user_config,
                 subnet,
+                trust,
                 ..Application::default()
             },
         );
-        for _ in 0..units {
-            self.add_unit(app)?;
+        let added = (0..units)
+            .map(|_| self.new_unit(app))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.save()?;
+        crate::crash::point("deployed", app);
+        for unit in &added {
+            self.start_unit(unit)?;
         }
-        self.save()
+        self.save()?;
+        Ok(added)
     }
 
     /// `juju trust <app>` (or `deploy --trust`).
@@ -151,8 +174,19 @@ impl Controller {
         self.save()
     }
 
-    /// `juju add-unit <app>`: returns the new unit's name.
+    /// `juju add-unit <app>`: returns the new unit's name. The unit is saved
+    /// before its Pebble servers start.
     pub fn add_unit(&mut self, app_name: &str) -> Result<String, ControllerError> {
+        let unit = self.new_unit(app_name)?;
+        self.save()?;
+        self.start_unit(&unit)?;
+        self.save()?;
+        Ok(unit)
+    }
+
+    /// A new unit of the application, in the model only (in scope of its
+    /// relations, the leader if there is none).
+    fn new_unit(&mut self, app_name: &str) -> Result<String, ControllerError> {
         let app = self.app_mut(app_name)?;
         let (subnet, n) = (app.subnet, app.next_unit);
         if n >= 254 {
@@ -189,8 +223,6 @@ impl Controller {
         {
             r.enter_scope(&unit, &address);
         }
-        self.start_unit(&unit)?;
-        self.save()?;
         Ok(unit)
     }
 
@@ -251,11 +283,11 @@ impl Controller {
         self.save()
     }
 
-    /// Forgets an application, its secrets and its charm.
+    /// Forgets an application, its secrets and (once that is saved) its charm.
     fn forget_application(&mut self, app: &str) {
         self.model.applications.remove(app);
         self.model.secrets.retain(|s| s.owner_app() != app);
-        let _ = std::fs::remove_dir_all(self.root.join("charms").join(app));
+        self.doomed_dirs.push(self.root.join("charms").join(app));
     }
 
     /// `juju integrate a[:endpoint] b[:endpoint]`.
@@ -365,10 +397,11 @@ impl Controller {
     }
 
     /// Forgets a unit that ran its remove hook; a new leader is chosen if it led.
-    /// An application removed whose units are all gone goes too.
+    /// An application removed whose units are all gone goes too. Its Pebble
+    /// servers stop and its directory goes once the model is saved without it.
     pub(super) fn reap(&mut self, unit: &str) {
         if self.model.unit(unit).is_some_and(|u| u.seen.removed) {
-            self.units.remove(unit);
+            self.doomed_units.extend(self.units.remove(unit));
             let app_name = charm::relation::app_of(unit).to_string();
             for r in &mut self.model.relations {
                 r.scope.remove(unit);
@@ -382,7 +415,7 @@ impl Controller {
                     self.forget_application(&app_name);
                 }
             }
-            let _ = std::fs::remove_dir_all(self.unit_home(unit));
+            self.doomed_dirs.push(self.unit_home(unit));
         }
         self.reap_relations();
     }
