@@ -61,7 +61,8 @@ fn targets(cluster: &Cluster, members: &[String], database: &str) -> Option<(Tar
 fn changed(hook: &mut Hook<'_>, deps: &Deps, relation: &Relation) -> anyhow::Result<Handled> {
     let kind = Kind::of(&relation.endpoint)
         .ok_or_else(|| anyhow::anyhow!("{} is no legacy endpoint", relation.endpoint))?;
-    // Is the request valid? (roles, database and extension names)
+    // Has the client asked (a database key)? Is the request valid? (roles,
+    // database and extension names; no: record the refusal)
     let request = match pgsql::read(hook, relation)? {
         Ok(Some(request)) => request,
         Ok(None) => return Ok(Handled::Done),
@@ -118,7 +119,8 @@ fn changed(hook: &mut Hook<'_>, deps: &Deps, relation: &Relation) -> anyhow::Res
         Ok(version) => version,
         Err(e) => return cannot_serve(hook, relation, &request, &e),
     };
-    // Publish the connection information in the application and unit bags
+    // Publish master, standbys and the rest in the application and unit
+    // bags; forget a refusal
     let answer = Answer {
         database: request.database.to_string(),
         user: client.user.to_string(),
@@ -297,7 +299,7 @@ pub fn refresh_all(
 fn departed(hook: &mut Hook<'_>, deps: &Deps, event: &RelationEvent) -> anyhow::Result<Handled> {
     // Is this unit departing?
     if event.departing_unit.as_deref() == Some(hook.unit()) {
-        // Add departing flag
+        // departing = True in the peer unit bag
         if let Some(peers) = state::peers(hook)? {
             hook.update_unit_bag(
                 &peers,
@@ -311,7 +313,8 @@ fn departed(hook: &mut Hook<'_>, deps: &Deps, event: &RelationEvent) -> anyhow::
     if !hook.is_leader()? || !pgsql::answered(hook, relation)? {
         return Ok(Handled::Done);
     }
-    // Update who may connect (and, when the cluster answers, where)
+    // Does Patroni answer? Yes: refresh the answer (where, and who may
+    // connect); no: rewrite allowed-units and allowed-subnets
     let refreshed = match context(hook)? {
         Some(ctx) => match cluster_status(hook, deps, &ctx)? {
             Some(cluster) => {
@@ -345,12 +348,13 @@ fn broken(hook: &mut Hook<'_>, deps: &Deps, event: &RelationEvent) -> anyhow::Re
     if !hook.is_leader()? || hook.local_unit_bag(&peers)?.contains_key(state::DEPARTING) {
         return Ok(Handled::Done);
     }
+    // Forget a refusal
     record_refusal(hook, relation, None)?;
-    // Was a user made for it?
+    // Was a user made for it (a kept password)?
     if !pgsql::has_kept_password(hook, relation)? {
         return Ok(Handled::Done);
     }
-    // Drop the user on the primary
+    // Is there a primary? Drop the user
     let Some(ctx) = context(hook)? else {
         return Ok(Handled::Deferred);
     };
@@ -374,7 +378,7 @@ fn broken(hook: &mut Hook<'_>, deps: &Deps, event: &RelationEvent) -> anyhow::Re
         )))?;
         return Ok(Handled::Deferred);
     }
-    // Remove its secret
+    // and remove its secret; the database stays
     provider::remove_secrets(hook, &relation.endpoint, relation.id)?;
     hook.log(
         LogLevel::Info,
