@@ -296,24 +296,25 @@ fn all_clients(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Clients>
     }
 }
 
-/// The live client relations, legacy ones included.
-pub fn client_relations(hook: &mut Hook<'_>) -> charm::Result<Vec<Relation>> {
-    let mut out = Vec::new();
-    for endpoint in [DATABASE, DB, DB_ADMIN] {
-        out.extend(hook.relations(endpoint)?);
+/// The ids of the live client relations among those `records` name: the
+/// legacy endpoints are asked about only when a record is a legacy client's,
+/// which saves two hook-tool calls in every hook of a model without one.
+fn live_relations(hook: &mut Hook<'_>, records: &Clients) -> charm::Result<Vec<u64>> {
+    let mut endpoints = vec![DATABASE];
+    if records.values().any(|c| c.legacy.is_some()) {
+        endpoints.extend([DB, DB_ADMIN]);
     }
-    Ok(out)
-}
-
-/// The ids of the live client relations.
-fn live_relations(hook: &mut Hook<'_>) -> charm::Result<Vec<u64>> {
-    Ok(client_relations(hook)?.iter().map(|r| r.id).collect())
+    let mut live = Vec::new();
+    for endpoint in endpoints {
+        live.extend(hook.relations(endpoint)?.iter().map(|r| r.id));
+    }
+    Ok(live)
 }
 
 /// The clients of live relations (entries of relations that are gone are left out).
 pub fn clients(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Clients> {
-    let live = live_relations(hook)?;
     let mut map = all_clients(hook, peers)?;
+    let live = live_relations(hook, &map)?;
     map.retain(|id, _| live.contains(id));
     Ok(map)
 }
@@ -322,8 +323,8 @@ pub fn clients(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Clients>
 /// has not removed yet (the backend was down, or another unit led when the
 /// relation broke).
 pub fn departed_clients(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Clients> {
-    let live = live_relations(hook)?;
     let mut map = all_clients(hook, peers)?;
+    let live = live_relations(hook, &map)?;
     map.retain(|id, _| !live.contains(id));
     Ok(map)
 }
