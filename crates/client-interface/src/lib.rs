@@ -12,8 +12,12 @@
 //! - [`requirer`]: asking for a database and reading the answer, as
 //!   PgBouncer does of PostgreSQL.
 //! - [`endpoint`]: `host:port` lists as the interface carries them.
+//! - [`pgsql`]: the legacy `pgsql` interface (endpoints `db` and
+//!   `db-admin`) that `ops-lib-pgsql` clients speak: their request, libpq
+//!   connection strings, the answer in the application and leader unit bags.
 //!
-//! The wire contract itself is described in `docs/postgresql-client.md`.
+//! The wire contracts are described in `docs/postgresql-client.md` and
+//! `docs/legacy-pgsql.md`.
 //!
 //! ```
 //! use charm::Databag;
@@ -31,6 +35,7 @@
 #![warn(missing_docs)]
 
 pub mod endpoint;
+pub mod pgsql;
 pub mod provider;
 pub mod request;
 pub mod requirer;
@@ -51,6 +56,9 @@ pub enum Error {
     /// A value could not be encoded.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    /// A value cannot go into a libpq connection string.
+    #[error(transparent)]
+    ConnInfo(#[from] pgsql::ConnInfoError),
 }
 
 /// What this crate's operations return.

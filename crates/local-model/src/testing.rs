@@ -1,6 +1,6 @@
-//! For tests that run Python `ops` charms on the local model: a venv with `ops`
-//! and the published data-platform libraries from PyPI, and charm directories
-//! packed the way charmcraft packs a Python charm.
+//! For tests that run Python `ops` charms on the local model: a venv with `ops`,
+//! the published data-platform libraries and the legacy `ops-lib-pgsql` from
+//! PyPI, and charm directories packed the way charmcraft packs a Python charm.
 
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
@@ -14,6 +14,8 @@ pub const PACKAGES: &[&str] = &[
     "dpcharmlibs-interfaces==1.2.2",
     "charmlibs-interfaces-tls-certificates==1.12.0",
     "jubilant==1.14.0",
+    "ops-lib-pgsql==1.4",
+    "pgconnstr==1.0.1",
 ];
 
 /// The venv with [`PACKAGES`] under `dir` (made once; a file lock beside it keeps

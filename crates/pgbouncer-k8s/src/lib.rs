@@ -17,8 +17,9 @@ pub mod tls;
 pub mod workload;
 
 use charm::{Charm, Event, Handled, Hook};
+use client_interface::pgsql;
 use client_interface::ClientEvent;
-use flows::{backend, certificates, database, lifecycle, peers, upgrade, Deps};
+use flows::{backend, certificates, database, legacy, lifecycle, peers, upgrade, Deps};
 use state::{BACKEND, CERTIFICATES, DATABASE, PEERS};
 use statefulset::StatefulSets;
 
@@ -51,7 +52,15 @@ impl Charm for PgBouncerCharm {
         if let Some(client) = ClientEvent::of(hook, DATABASE, event)? {
             return database::handle(hook, deps, client);
         }
+        for endpoint in pgsql::ENDPOINTS {
+            if let Some(client) = ClientEvent::of(hook, endpoint, event)? {
+                return legacy::handle(hook, deps, client);
+            }
+        }
         match event {
+            Event::RelationChanged(r) if pgsql::Kind::of(&r.relation.endpoint).is_some() => {
+                legacy::follower_changed(hook, &r.relation)
+            }
             Event::ConfigChanged => lifecycle::config_changed(hook, deps),
             Event::PebbleReady { container } if container == workload::CONTAINER => {
                 lifecycle::pebble_ready(hook, deps)

@@ -16,6 +16,8 @@ use sha2::{Digest, Sha256};
 
 /// The client endpoint (`postgresql_client`, provides).
 pub const DATABASE: &str = "database";
+/// The legacy client endpoints (`pgsql`, provides).
+pub use client_interface::pgsql::{DB, DB_ADMIN};
 /// The PostgreSQL endpoint (`postgresql_client`, requires).
 pub const BACKEND: &str = "backend-database";
 /// The peer endpoint.
@@ -231,6 +233,53 @@ pub struct ClientEntry {
     /// The digest of the TLS fields it was last given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<String>,
+    /// The legacy endpoint (`db`, `db-admin`) of a `pgsql` client; none
+    /// for a `database` client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy: Option<String>,
+    /// A legacy client's `extensions`, as it asked for them and the leader
+    /// found them in its database (echoed back to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<String>,
+}
+
+impl ClientEntry {
+    /// The endpoint of the client's relation.
+    pub fn endpoint(&self) -> &str {
+        self.legacy.as_deref().unwrap_or(DATABASE)
+    }
+}
+
+/// A legacy client's backend user, as the reference charm names it:
+/// `<app>_user_<relation id>_<model>`, every `-` made `_`. A name longer
+/// than PostgreSQL's 63 bytes keeps its first 54 and ends with `_` and 8 hex
+/// digits of its digest, so it stays unique instead of being cut short by
+/// the server.
+pub fn legacy_user(
+    app: &str,
+    relation_id: u64,
+    model: &str,
+) -> Result<RoleName, postgres_admin::NameError> {
+    let full = format!("{app}_user_{relation_id}_{model}").replace('-', "_");
+    let max = postgres_admin::names::MAX_ROLE_NAME;
+    if full.len() <= max {
+        return RoleName::parse(&full);
+    }
+    let hash = digest(&full);
+    RoleName::parse(&format!("{}_{}", &full[..max - 9], &hash[..8]))
+}
+
+/// The backend user of a client relation: `relation_id_<id>` for a
+/// `database` client, [`legacy_user`] for a legacy one.
+pub fn client_user(
+    hook: &Hook<'_>,
+    relation_id: u64,
+    entry: &ClientEntry,
+) -> Result<RoleName, postgres_admin::NameError> {
+    match entry.legacy {
+        None => Ok(client_interface::provider::relation_user(relation_id)),
+        Some(_) => legacy_user(hook.app(), relation_id, &hook.context().model_name),
+    }
 }
 
 /// Client relations by id. Kept in the peer application bag so that a hook reads
@@ -247,15 +296,25 @@ fn all_clients(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Clients>
     }
 }
 
-/// The ids of the live client relations.
-fn live_relations(hook: &mut Hook<'_>) -> charm::Result<Vec<u64>> {
-    Ok(hook.relations(DATABASE)?.iter().map(|r| r.id).collect())
+/// The ids of the live client relations among those `records` name: the
+/// legacy endpoints are asked about only when a record is a legacy client's,
+/// which saves two hook-tool calls in every hook of a model without one.
+fn live_relations(hook: &mut Hook<'_>, records: &Clients) -> charm::Result<Vec<u64>> {
+    let mut endpoints = vec![DATABASE];
+    if records.values().any(|c| c.legacy.is_some()) {
+        endpoints.extend([DB, DB_ADMIN]);
+    }
+    let mut live = Vec::new();
+    for endpoint in endpoints {
+        live.extend(hook.relations(endpoint)?.iter().map(|r| r.id));
+    }
+    Ok(live)
 }
 
 /// The clients of live relations (entries of relations that are gone are left out).
 pub fn clients(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Clients> {
-    let live = live_relations(hook)?;
     let mut map = all_clients(hook, peers)?;
+    let live = live_relations(hook, &map)?;
     map.retain(|id, _| live.contains(id));
     Ok(map)
 }
@@ -264,8 +323,8 @@ pub fn clients(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Clients>
 /// has not removed yet (the backend was down, or another unit led when the
 /// relation broke).
 pub fn departed_clients(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Clients> {
-    let live = live_relations(hook)?;
     let mut map = all_clients(hook, peers)?;
+    let live = live_relations(hook, &map)?;
     map.retain(|id, _| !live.contains(id));
     Ok(map)
 }
@@ -442,6 +501,21 @@ pub fn recorded_version(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn legacy_users_are_named_as_the_reference_charm_names_them() {
+        assert_eq!(
+            legacy_user("pgbouncer-k8s", 7, "my-model")
+                .unwrap()
+                .as_str(),
+            "pgbouncer_k8s_user_7_my_model"
+        );
+        let long = legacy_user("pgbouncer-k8s", 12, &"m".repeat(50)).unwrap();
+        assert_eq!(long.as_str().len(), 63);
+        assert!(long.as_str().starts_with("pgbouncer_k8s_user_12_mmm"));
+        let other = legacy_user("pgbouncer-k8s", 12, &"m".repeat(51)).unwrap();
+        assert_ne!(long, other, "kept apart by the digest");
+    }
 
     #[test]
     fn digests_are_stable_and_short() {

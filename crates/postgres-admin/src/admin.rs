@@ -11,7 +11,7 @@ use postgres::error::SqlState;
 use postgres::{Client, Config, GenericClient, NoTls, Transaction};
 use postgres_protocol::escape::{escape_identifier as ident, escape_literal as literal};
 
-use crate::names::{Attribute, DatabaseName, ExtraRoles, RoleName};
+use crate::names::{Attribute, DatabaseName, Extension, ExtraRoles, RoleName};
 use crate::verifier;
 
 /// Where and as whom to connect. `Debug` hides the password.
@@ -388,6 +388,72 @@ impl Admin {
         let action = format!("removing the auth function for {auth_user} from {database:?}");
         execute(&mut client, &sql, action)?;
         Ok(true)
+    }
+
+    /// The extensions this server can create (`pg_available_extensions`), sorted.
+    pub fn available_extensions(&mut self) -> Result<Vec<String>> {
+        let sql = "SELECT name::text FROM pg_catalog.pg_available_extensions ORDER BY name";
+        self.names(sql, "listing the available extensions")
+    }
+
+    /// The extensions created in `database`, sorted; none when the database
+    /// does not exist.
+    pub fn installed_extensions(&mut self, database: &str) -> Result<Vec<String>> {
+        let mut client = match self.info.for_database(database).connect() {
+            Err(AdminError::Connect { source, .. })
+                if source.code() == Some(&SqlState::INVALID_CATALOG_NAME) =>
+            {
+                return Ok(Vec::new())
+            }
+            other => other?,
+        };
+        let action = format!("listing the extensions of {database:?}");
+        let sql = "SELECT extname::text FROM pg_catalog.pg_extension ORDER BY extname";
+        let rows = client.query(sql, &[]).map_err(failed(&action))?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(failed(&action)))
+            .collect()
+    }
+
+    /// Creates `extension` in `db` unless it is there (with the extensions it
+    /// needs), in its schema when one is named (the schema made first, owned
+    /// by `owner`, when missing). The names travel as parameters and the
+    /// server quotes them into the statements itself; an extension the server
+    /// does not offer is refused before anything is created.
+    pub fn create_extension(
+        &mut self,
+        db: &DatabaseName,
+        extension: &Extension,
+        owner: &RoleName,
+    ) -> Result<()> {
+        let mut client = self.info.for_database(db.as_str()).connect()?;
+        let action = format!("creating extension {extension} in {db}");
+        let sql = "SELECT pg_catalog.format('CREATE EXTENSION IF NOT EXISTS %I', name) \
+                   || CASE WHEN $2::text IS NULL THEN '' \
+                      ELSE pg_catalog.format(' SCHEMA %I', $2::text) END \
+                   || ' CASCADE' \
+                   FROM pg_catalog.pg_available_extensions WHERE name = $1::text";
+        let row = client
+            .query_opt(sql, &[&extension.name(), &extension.schema()])
+            .map_err(failed(&action))?;
+        let Some(row) = row else {
+            return Err(AdminError::Invalid(format!(
+                "extension {:?} is not available on this server",
+                extension.name()
+            )));
+        };
+        let create: String = row.try_get(0).map_err(failed(&action))?;
+        if let Some(schema) = extension.schema() {
+            let sql =
+                "SELECT pg_catalog.format('CREATE SCHEMA IF NOT EXISTS %I AUTHORIZATION %I', \
+                       $1::text, $2::text)";
+            let row = client
+                .query_one(sql, &[&schema, &owner.as_str()])
+                .map_err(failed(&action))?;
+            let create_schema: String = row.try_get(0).map_err(failed(&action))?;
+            execute(&mut client, &create_schema, &action)?;
+        }
+        execute(&mut client, &create, action)
     }
 
     /// In one transaction kept out of the server log (`options` carry a

@@ -20,5 +20,5 @@ pub mod testing;
 pub mod verifier;
 
 pub use admin::{Admin, AdminError, ConnectInfo};
-pub use names::{Attribute, DatabaseName, ExtraRoles, NameError, RoleError, RoleName};
+pub use names::{Attribute, DatabaseName, Extension, ExtraRoles, NameError, RoleError, RoleName};
 pub use session::{Connector, PgError, Postgres, RealConnector};

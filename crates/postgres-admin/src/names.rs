@@ -33,6 +33,8 @@ struct Rules {
     allowed: fn(char) -> bool,
     allowed_text: &'static str,
     reserved: &'static [&'static str],
+    /// Whether names starting with `pg_` are PostgreSQL's.
+    pg_reserved: bool,
 }
 
 const DATABASE: Rules = Rules {
@@ -41,6 +43,7 @@ const DATABASE: Rules = Rules {
     allowed: |c| c.is_ascii_alphanumeric() || c == '_' || c == '-',
     allowed_text: "ASCII letters, digits, '_' and '-'",
     reserved: &["postgres", "template0", "template1"],
+    pg_reserved: true,
 };
 
 const ROLE: Rules = Rules {
@@ -49,6 +52,7 @@ const ROLE: Rules = Rules {
     allowed: |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_',
     allowed_text: "lowercase ASCII letters, digits and '_'",
     reserved: &["public", "none"],
+    pg_reserved: true,
 };
 
 impl Rules {
@@ -77,7 +81,7 @@ impl Rules {
         if !value.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
             return fail("must start with an ASCII letter or '_'".into());
         }
-        if lower.starts_with("pg_") {
+        if self.pg_reserved && lower.starts_with("pg_") {
             return fail("names starting with \"pg_\" are reserved".into());
         }
         if self.reserved.contains(&lower.as_str()) {
@@ -141,6 +145,71 @@ impl RoleName {
 impl fmt::Display for RoleName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Longest extension or schema name (PostgreSQL's identifier limit).
+pub const MAX_EXTENSION_NAME: usize = MAX_ROLE_NAME;
+
+const EXTENSION: Rules = Rules {
+    kind: "extension name",
+    max: MAX_EXTENSION_NAME,
+    allowed: |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-',
+    allowed_text: "lowercase ASCII letters, digits, '_' and '-'",
+    reserved: &[],
+    // `pg_trgm` and `pg_stat_statements` are extensions like any other.
+    pg_reserved: false,
+};
+
+const SCHEMA: Rules = Rules {
+    kind: "schema name",
+    max: MAX_ROLE_NAME,
+    allowed: |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_',
+    allowed_text: "lowercase ASCII letters, digits and '_'",
+    reserved: &["information_schema"],
+    pg_reserved: true,
+};
+
+/// An extension a client asks for (the legacy `pgsql` interface's
+/// `name[:schema]`): a name of lowercase ASCII letters, digits, `_` and `-`
+/// (`uuid-ossp`), and optionally the schema to create it in (lowercase
+/// letters, digits and `_`, not `pg_*` nor `information_schema`). Neither is
+/// ever written into SQL: the server looks the name up among its available
+/// extensions and quotes both itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Extension {
+    name: String,
+    schema: Option<String>,
+}
+
+impl Extension {
+    /// Validates `name` or `name:schema`.
+    pub fn parse(value: &str) -> Result<Extension, NameError> {
+        let (name, schema) = match value.split_once(':') {
+            Some((name, schema)) => (name, Some(SCHEMA.check(schema)?)),
+            None => (value, None),
+        };
+        let name = EXTENSION.check(name)?;
+        Ok(Extension { name, schema })
+    }
+
+    /// The extension's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The schema to create it in, when one was named.
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+}
+
+impl fmt::Display for Extension {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.schema {
+            Some(schema) => write!(f, "{}:{schema}", self.name),
+            None => f.write_str(&self.name),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! `testing::FakeConnector` keeps the same state in maps.
 
 use crate::admin::{Admin, ConnectInfo};
-use crate::names::{DatabaseName, ExtraRoles, RoleName};
+use crate::names::{DatabaseName, Extension, ExtraRoles, RoleName};
 
 /// A PostgreSQL operation failed: what was being done and the server's answer,
 /// never a password.
@@ -48,6 +48,17 @@ pub trait Postgres {
     fn install_auth_function(&mut self, db: &str, auth_user: &RoleName) -> Result<(), PgError>;
     /// Removes it; returns whether there was one.
     fn remove_auth_function(&mut self, db: &str, auth_user: &RoleName) -> Result<bool, PgError>;
+    /// The extensions the server can create, sorted.
+    fn available_extensions(&mut self) -> Result<Vec<String>, PgError>;
+    /// The extensions created in a database (none if it does not exist), sorted.
+    fn installed_extensions(&mut self, db: &str) -> Result<Vec<String>, PgError>;
+    /// Creates an available extension in a database unless it is there.
+    fn create_extension(
+        &mut self,
+        db: &DatabaseName,
+        extension: &Extension,
+        owner: &RoleName,
+    ) -> Result<(), PgError>;
 }
 
 /// Opens a session.
@@ -103,5 +114,19 @@ impl Postgres for Admin {
     }
     fn remove_auth_function(&mut self, db: &str, auth_user: &RoleName) -> Result<bool, PgError> {
         Ok(Admin::remove_auth_function(self, db, auth_user)?)
+    }
+    fn available_extensions(&mut self) -> Result<Vec<String>, PgError> {
+        Ok(Admin::available_extensions(self)?)
+    }
+    fn installed_extensions(&mut self, db: &str) -> Result<Vec<String>, PgError> {
+        Ok(Admin::installed_extensions(self, db)?)
+    }
+    fn create_extension(
+        &mut self,
+        db: &DatabaseName,
+        extension: &Extension,
+        owner: &RoleName,
+    ) -> Result<(), PgError> {
+        Ok(Admin::create_extension(self, db, extension, owner)?)
     }
 }

@@ -380,3 +380,58 @@ fn system_user_passwords_and_the_admin_group() {
         "SELECT rolsuper FROM pg_roles WHERE rolname = 'operator'"
     ));
 }
+
+#[test]
+fn extensions_are_listed_and_created_by_name_alone() {
+    use postgres_admin::Extension;
+    let cluster = TestCluster::start().unwrap();
+    let mut pg = cluster_session(&cluster, "postgres");
+    let available = pg.available_extensions().unwrap();
+    for name in ["citext", "pg_trgm", "uuid-ossp", "earthdistance"] {
+        assert!(available.iter().any(|a| a == name), "{name}: {available:?}");
+    }
+    let db = DatabaseName::parse("ext_db").unwrap();
+    let owner = role("ext_owner");
+    pg.create_user(&owner, "owner-pw", &ExtraRoles::default())
+        .unwrap();
+    assert_eq!(
+        pg.installed_extensions("ext_db").unwrap(),
+        Vec::<String>::new(),
+        "no database yet: none"
+    );
+    pg.create_database(&db, &owner).unwrap();
+    for asked in ["uuid-ossp", "pg_trgm:search", "earthdistance", "citext"] {
+        pg.create_extension(&db, &Extension::parse(asked).unwrap(), &owner)
+            .unwrap_or_else(|e| panic!("{asked}: {e}"));
+    }
+    // Again: nothing to do.
+    pg.create_extension(&db, &Extension::parse("citext").unwrap(), &owner)
+        .unwrap();
+    let installed = pg.installed_extensions("ext_db").unwrap();
+    for name in [
+        "citext",
+        "cube",
+        "earthdistance",
+        "pg_trgm",
+        "plpgsql",
+        "uuid-ossp",
+    ] {
+        assert!(installed.iter().any(|i| i == name), "{name}: {installed:?}");
+    }
+    // The schema named was made for the owner, and the extension lives there.
+    let mut as_owner = login(&cluster, "ext_owner", "owner-pw", "ext_db").unwrap();
+    let similarity: f32 = as_owner
+        .query_one("SELECT search.similarity('word', 'words')", &[])
+        .unwrap()
+        .get(0);
+    assert!(similarity > 0.5);
+    as_owner
+        .batch_execute("CREATE TABLE search.t (n int)")
+        .unwrap();
+    // An extension the server does not offer is refused, creating nothing.
+    let err = pg
+        .create_extension(&db, &Extension::parse("no_such_ext").unwrap(), &owner)
+        .unwrap_err();
+    assert!(err.to_string().contains("not available"), "{err}");
+    assert_eq!(pg.installed_extensions("ext_db").unwrap(), installed);
+}

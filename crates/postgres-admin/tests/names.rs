@@ -112,3 +112,32 @@ fn extra_roles_parse_case_insensitively_and_refuse_anything_else() {
         assert!(err.to_string().contains(&format!("{item:?}")), "{err}");
     }
 }
+
+#[test]
+fn extensions_take_an_optional_schema_and_refuse_anything_else() {
+    use postgres_admin::Extension;
+    let plain = Extension::parse("uuid-ossp").unwrap();
+    assert_eq!((plain.name(), plain.schema()), ("uuid-ossp", None));
+    let placed = Extension::parse("pg_trgm:search").unwrap();
+    assert_eq!(
+        (placed.name(), placed.schema()),
+        ("pg_trgm", Some("search"))
+    );
+    assert_eq!(placed.to_string(), "pg_trgm:search");
+    for bad in [
+        "",
+        "citext; DROP TABLE x",
+        "Citext",
+        "cit\"ext",
+        "citext:",
+        "citext:pg_catalog",
+        "citext:information_schema",
+        "citext:a:b",
+        "citext:Public",
+        "1citext",
+    ] {
+        let err = Extension::parse(bad).unwrap_err();
+        assert!(err.to_string().contains("invalid"), "{bad:?}: {err}");
+    }
+    assert!(Extension::parse(&"e".repeat(64)).is_err());
+}

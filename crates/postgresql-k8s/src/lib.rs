@@ -20,8 +20,9 @@ pub mod status;
 pub mod workload;
 
 use charm::{Charm, Event, Handled, Hook};
+use client_interface::pgsql;
 use client_interface::ClientEvent;
-use flows::{actions, database, lifecycle, peers, Deps, Findings};
+use flows::{actions, database, legacy, lifecycle, peers, Deps, Findings};
 use state::{DATABASE, ETCD, PEERS};
 
 /// The charm: its dependencies, and what this dispatch found.
@@ -45,7 +46,15 @@ impl Charm for PostgresqlCharm {
         if let Some(client) = ClientEvent::of(hook, DATABASE, event)? {
             return database::handle(hook, deps, client);
         }
+        for endpoint in pgsql::ENDPOINTS {
+            if let Some(client) = ClientEvent::of(hook, endpoint, event)? {
+                return legacy::handle(hook, deps, client);
+            }
+        }
         match event {
+            Event::RelationChanged(r) if pgsql::Kind::of(&r.relation.endpoint).is_some() => {
+                legacy::follower_changed(hook, &r.relation)
+            }
             Event::PebbleReady { container } if container == workload::CONTAINER => {
                 lifecycle::pebble_ready(hook, deps, findings)
             }

@@ -3,6 +3,7 @@
 
 use charm::secret::Revision;
 use charm::{Hook, Relation, SecretContent};
+use std::collections::BTreeMap;
 
 /// The peer endpoint.
 pub const PEERS: &str = "database-peers";
@@ -36,6 +37,9 @@ pub const NEW_CLUSTER: &str = "new-cluster";
 /// Peer unit bag: the Patroni scope this unit's member belongs to, written
 /// once the member has started in it.
 pub const MEMBER_OF: &str = "member-of";
+/// Peer application bag: why legacy (`db`, `db-admin`) relations are not
+/// served, a JSON object from relation id to the status text (leader writes).
+pub const LEGACY_REFUSALS: &str = "legacy-refusals";
 
 /// The charm's superuser.
 pub const OPERATOR: &str = "operator";
@@ -126,6 +130,34 @@ pub fn generation(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Optio
             .map(Some)
             .map_err(|_| anyhow::anyhow!("the peer {GENERATION} {raw:?} is not a whole number")),
     }
+}
+
+/// Why legacy relations are not served, by relation id (gone relations'
+/// entries included until the leader forgets them).
+pub fn legacy_refusals(
+    hook: &mut Hook<'_>,
+    peers: &Relation,
+) -> anyhow::Result<BTreeMap<u64, String>> {
+    match hook.local_app_bag(peers)?.get(LEGACY_REFUSALS) {
+        None => Ok(BTreeMap::new()),
+        Some(raw) => serde_json::from_str(raw).map_err(|e| {
+            anyhow::anyhow!("the peer {LEGACY_REFUSALS} record is not a JSON object: {e}")
+        }),
+    }
+}
+
+/// Leader: writes why legacy relations are not served (none: the key goes).
+pub fn save_legacy_refusals(
+    hook: &mut Hook<'_>,
+    peers: &Relation,
+    refusals: &BTreeMap<u64, String>,
+) -> anyhow::Result<()> {
+    let value = match refusals.is_empty() {
+        true => None,
+        false => Some(serde_json::to_string(refusals)?),
+    };
+    hook.update_app_bag(peers, [(LEGACY_REFUSALS.to_string(), value)])?;
+    Ok(())
 }
 
 /// The Patroni scope of the current cluster generation.

@@ -6,7 +6,7 @@ use crate::dcs::{self, DcsState, NO_DCS};
 use crate::flows::lifecycle::quiet_context;
 use crate::flows::peers::MEMBER_STARTING;
 use crate::flows::recovery::NewCluster;
-use crate::flows::{cluster_status, config, database, Ctx, Deps, Findings};
+use crate::flows::{cluster_status, config, database, legacy, Ctx, Deps, Findings};
 use crate::patroni::{Health, Role};
 use crate::state;
 use crate::workload::CONTAINER;
@@ -32,6 +32,9 @@ pub fn collect(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow:
         DcsState::Ready(_) => true,
     };
     if let Some(refused) = database::refusals(hook)? {
+        hook.add_status(Status::Blocked(refused));
+    }
+    if let Some(refused) = legacy::refusals(hook)? {
         hook.add_status(Status::Blocked(refused));
     }
     if dcs_ready {

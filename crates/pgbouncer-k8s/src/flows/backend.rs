@@ -14,7 +14,7 @@ use charm::{
 };
 use client_interface::provider;
 use client_interface::requirer::{self, Ask};
-use postgres_admin::names::ExtraRoles;
+use postgres_admin::names::{DatabaseName, ExtraRoles};
 use postgres_admin::password;
 use postgres_admin::verifier::scram_sha_256_random_salt;
 use postgres_admin::Postgres;
@@ -194,54 +194,65 @@ pub fn ensure_cluster(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<bool> 
 /// problem); the others are recreated all the same.
 fn recreate_clients(hook: &mut Hook<'_>, pg: &mut dyn Postgres) -> anyhow::Result<Vec<String>> {
     let mut missing = Vec::new();
-    for client in state::client_databases(hook)? {
-        let relation = Relation::new(state::DATABASE, client.relation_id);
-        let remote = hook.remote_app_bag(&relation)?.clone();
-        let request = match state::client_request(&remote, relation.id) {
-            Ok(Some(request)) => request,
-            Ok(None) | Err(_) => {
-                hook.log(
-                    LogLevel::Warning,
-                    &format!(
-                        "relation {}: its request no longer reads; its user is not recreated",
-                        relation.id
-                    ),
-                )?;
-                continue;
-            }
+    let Some(peers) = state::peers(hook)? else {
+        return Ok(missing);
+    };
+    for (relation_id, entry) in state::clients(hook, &peers)? {
+        let Some(name) = entry.database.clone() else {
+            continue;
         };
-        let Some(password) = provider::kept_password(hook, state::DATABASE, &relation)? else {
+        let relation = Relation::new(entry.endpoint(), relation_id);
+        let wanted = match entry.legacy {
+            None => {
+                let remote = hook.remote_app_bag(&relation)?.clone();
+                state::client_request(&remote, relation.id)
+                    .ok()
+                    .flatten()
+                    .map(|r| (r.database, r.roles))
+            }
+            Some(_) => DatabaseName::parse(&name)
+                .ok()
+                .map(|db| (db, ExtraRoles::default())),
+        };
+        let Some((database, roles)) = wanted else {
+            hook.log(
+                LogLevel::Warning,
+                &format!(
+                    "relation {}: its request no longer reads; its user is not recreated",
+                    relation.id
+                ),
+            )?;
+            continue;
+        };
+        let Some(password) = provider::kept_password(hook, entry.endpoint(), &relation)? else {
             hook.add_problem(Status::Waiting(format!(
                 "relation {}: no password kept for its user; it cannot be recreated",
                 relation.id
             )))?;
-            missing.push(client.name);
+            missing.push(name);
             continue;
         };
-        let user = provider::relation_user(relation.id);
+        let user = state::client_user(hook, relation.id, &entry)?;
         let recreated = pg
-            .create_user(&user, &password, &request.roles)
-            .and_then(|()| pg.create_database(&request.database, &user))
+            .create_user(&user, &password, &roles)
+            .and_then(|()| pg.create_database(&database, &user))
             .and_then(|created| {
-                pg.grant_database(&request.database, &user)?;
+                pg.grant_database(&database, &user)?;
                 Ok(created)
             });
         match recreated {
             Ok(true) => hook.log(
                 LogLevel::Warning,
-                &format!(
-                    "database {} was recreated empty: the backend is a new cluster",
-                    request.database
-                ),
+                &format!("database {database} was recreated empty: the backend is a new cluster"),
             )?,
             Ok(false) => {}
             Err(e) => {
                 hook.add_problem(Status::Waiting(format!(
-                    "relation {}: cannot recreate user {user} and database {} in the new \
+                    "relation {}: cannot recreate user {user} and database {database} in the new \
                      cluster: {e}",
-                    relation.id, request.database
+                    relation.id
                 )))?;
-                missing.push(client.name);
+                missing.push(name);
             }
         }
     }

@@ -175,7 +175,11 @@ pub fn publish_credentials(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::
         return Ok(());
     };
     let mut clients = state::clients(hook, &peers)?;
-    let Some(entry) = clients.get(&relation.id).cloned() else {
+    let Some(entry) = clients
+        .get(&relation.id)
+        .filter(|e| e.legacy.is_none())
+        .cloned()
+    else {
         return Ok(());
     };
     let (Some(_), Some(shared)) = (
@@ -227,7 +231,8 @@ pub fn publish_credentials(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::
 }
 
 /// Leader: every created client gets its credentials (when due) or fresh
-/// connection information; requests not handled yet are handled now.
+/// connection information; requests not handled yet are handled now. The
+/// legacy clients too (`legacy::refresh_all`).
 pub fn refresh_all(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<()> {
     let (true, Some(peers)) = (hook.is_leader()?, state::peers(hook)?) else {
         return Ok(());
@@ -251,7 +256,7 @@ pub fn refresh_all(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
+    super::legacy::refresh_all(hook, deps)
 }
 
 /// relation-departed, node by node.
@@ -273,8 +278,9 @@ fn departed(hook: &mut Hook<'_>, event: &RelationEvent) -> anyhow::Result<Handle
     Ok(Handled::Done)
 }
 
-/// relation-broken, node by node. The database and its data stay.
-fn broken(hook: &mut Hook<'_>, deps: &Deps, event: &RelationEvent) -> anyhow::Result<Handled> {
+/// relation-broken, node by node (legacy relations' too). The database and
+/// its data stay.
+pub fn broken(hook: &mut Hook<'_>, deps: &Deps, event: &RelationEvent) -> anyhow::Result<Handled> {
     let relation = &event.relation;
     let Some(peers) = state::peers(hook)? else {
         return Ok(Handled::Done);
@@ -324,14 +330,15 @@ fn remove_client(
     backend: &state::Backend,
     relation_id: u64,
 ) -> anyhow::Result<bool> {
-    let database = state::departed_clients(hook, peers)?
-        .get(&relation_id)
-        .and_then(|c| c.database.clone());
+    let entry = state::departed_clients(hook, peers)?
+        .remove(&relation_id)
+        .unwrap_or_default();
+    let database = entry.database.clone();
     let live = state::client_databases(hook)?;
     let still_used = database
         .as_ref()
         .is_some_and(|db| live.iter().any(|c| c.name == *db));
-    let user = provider::relation_user(relation_id);
+    let user = state::client_user(hook, relation_id, &entry)?;
     let auth_user = backend.auth_user()?;
     let dropped = deps.connector.connect(&backend.login).and_then(|mut pg| {
         pg.drop_user(&user)?;
@@ -346,7 +353,7 @@ fn remove_client(
         )))?;
         return Ok(false);
     }
-    provider::remove_secrets(hook, state::DATABASE, relation_id)?;
+    provider::remove_secrets(hook, entry.endpoint(), relation_id)?;
     state::forget_client(hook, peers, relation_id)?;
     Ok(true)
 }

@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod certificates;
 pub mod database;
+pub mod legacy;
 pub mod lifecycle;
 pub mod peers;
 pub mod upgrade;

@@ -6,8 +6,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use crate::admin::{ConnectInfo, ADMIN_GROUP};
-use crate::names::{DatabaseName, ExtraRoles, RoleName};
+use crate::names::{DatabaseName, Extension, ExtraRoles, RoleName};
 use crate::session::{Connector, PgError, Postgres};
+
+/// The extensions a server [`FakeConnector::up_with`] starts offers.
+pub const AVAILABLE_EXTENSIONS: [&str; 6] = [
+    "citext",
+    "hstore",
+    "pg_trgm",
+    "plpgsql",
+    "unaccent",
+    "uuid-ossp",
+];
 
 /// The identity of the cluster [`FakeConnector::up_with`] starts with.
 pub const FIRST_CLUSTER: &str = "7300000000000000001";
@@ -29,6 +39,10 @@ pub struct FakeServer {
     pub auth_functions: BTreeSet<(String, String)>,
     /// Whether the `admin` group exists.
     pub admin_group: bool,
+    /// The extensions the server can create.
+    pub available_extensions: BTreeSet<String>,
+    /// (database, extension) created; the extension as asked (`name[:schema]`).
+    pub extensions: BTreeSet<(String, String)>,
     /// When set, every call fails with this message (a server that is down).
     pub down: Option<String>,
     /// The hosts sessions were opened on, in order.
@@ -45,7 +59,8 @@ impl FakeConnector {
         FakeConnector::up_with(&[])
     }
 
-    /// A server that is up, with the given databases besides `postgres`.
+    /// A server that is up, with the given databases besides `postgres`, and
+    /// the [`AVAILABLE_EXTENSIONS`].
     pub fn up_with(databases: &[&str]) -> FakeConnector {
         let server = FakeServer {
             version: "15.18".into(),
@@ -55,6 +70,7 @@ impl FakeConnector {
                 .chain(databases)
                 .map(|d| d.to_string())
                 .collect(),
+            available_extensions: AVAILABLE_EXTENSIONS.iter().map(|e| e.to_string()).collect(),
             ..FakeServer::default()
         };
         FakeConnector(Rc::new(RefCell::new(server)))
@@ -187,6 +203,41 @@ impl Postgres for FakeSession {
         self.with(|s| {
             Ok(s.auth_functions
                 .remove(&(db.to_string(), auth_user.to_string())))
+        })
+    }
+    fn available_extensions(&mut self) -> Result<Vec<String>, PgError> {
+        self.with(|s| Ok(s.available_extensions.iter().cloned().collect()))
+    }
+    fn installed_extensions(&mut self, db: &str) -> Result<Vec<String>, PgError> {
+        self.with(|s| {
+            Ok(s.extensions
+                .iter()
+                .filter(|(d, _)| d == db)
+                .map(|(_, e)| e.split(':').next().unwrap_or(e).to_string())
+                .collect())
+        })
+    }
+    fn create_extension(
+        &mut self,
+        db: &DatabaseName,
+        extension: &Extension,
+        owner: &RoleName,
+    ) -> Result<(), PgError> {
+        self.with(|s| {
+            if !s.databases.contains(db.as_str()) {
+                return Err(PgError(format!("database \"{db}\" does not exist")));
+            }
+            if !s.available_extensions.contains(extension.name()) {
+                return Err(PgError(format!(
+                    "extension {:?} is not available on this server",
+                    extension.name()
+                )));
+            }
+            if extension.schema().is_some() && !s.users.contains_key(owner.as_str()) {
+                return Err(PgError(format!("role \"{owner}\" does not exist")));
+            }
+            s.extensions.insert((db.to_string(), extension.to_string()));
+            Ok(())
         })
     }
 }

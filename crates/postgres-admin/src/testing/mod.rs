@@ -6,4 +6,4 @@ mod cluster;
 mod fake;
 
 pub use cluster::TestCluster;
-pub use fake::{FakeConnector, FakeServer, FIRST_CLUSTER};
+pub use fake::{FakeConnector, FakeServer, AVAILABLE_EXTENSIONS, FIRST_CLUSTER};

@@ -10,7 +10,7 @@ use charm::{Handled, Hook, LogLevel, Relation, RelationEvent, Status};
 use client_interface::provider::{self, Answer, UriTarget};
 use client_interface::request::{self, Request};
 use client_interface::ClientEvent;
-use postgres_admin::names::{DatabaseName, ExtraRoles, RoleName};
+use postgres_admin::names::{DatabaseName, Extension, ExtraRoles, RoleName};
 use postgres_admin::{PgError, Postgres};
 
 /// Where clients connect: the primary, and the replicas (the primary when alone).
@@ -173,8 +173,8 @@ fn refresh(
     Ok(())
 }
 
-/// Leader: refreshes every served client's endpoints. One client's trouble
-/// does not hold the others back.
+/// Leader: refreshes every served client's endpoints, the legacy clients'
+/// included. One client's trouble does not hold the others back.
 pub fn refresh_all(
     hook: &mut Hook<'_>,
     deps: &Deps,
@@ -201,7 +201,8 @@ pub fn refresh_all(
             hook.add_problem(Status::Waiting(message))?;
         }
     }
-    Ok(())
+    // The legacy clients' `master` and `standbys` too.
+    super::legacy::refresh_all(hook, deps, ctx, members)
 }
 
 /// Leader: records the primary in the peer application bag when it changed,
@@ -217,13 +218,15 @@ fn announce_primary(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Resu
     Ok(())
 }
 
-/// A client already handed its credentials: what its user and database are.
+/// A client already handed its credentials (on `database` or a legacy
+/// endpoint): what its user and database are.
 pub struct ServedClient {
     pub relation_id: u64,
     pub user: RoleName,
     password: String,
     pub database: DatabaseName,
     roles: ExtraRoles,
+    extensions: Vec<Extension>,
 }
 
 impl std::fmt::Debug for ServedClient {
@@ -237,12 +240,44 @@ impl std::fmt::Debug for ServedClient {
 }
 
 impl ServedClient {
+    /// The client of relation `relation_id`: its user `relation_id_<id>`
+    /// with `password` and `roles`, and its database.
+    pub fn new(
+        relation_id: u64,
+        password: String,
+        database: DatabaseName,
+        roles: ExtraRoles,
+    ) -> ServedClient {
+        ServedClient {
+            relation_id,
+            user: provider::relation_user(relation_id),
+            password,
+            database,
+            roles,
+            extensions: Vec::new(),
+        }
+    }
+
+    /// The same, with extensions to create in its database.
+    pub fn with_extensions(self, extensions: Vec<Extension>) -> ServedClient {
+        ServedClient { extensions, ..self }
+    }
+
+    /// Its password.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
     /// Makes (or brings up to date) its user, with the password it holds,
-    /// and its database.
+    /// its database and its extensions.
     pub fn create(&self, pg: &mut dyn Postgres) -> Result<(), PgError> {
         pg.create_user(&self.user, &self.password, &self.roles)?;
         pg.create_database(&self.database, &self.user)?;
-        pg.grant_database(&self.database, &self.user)
+        pg.grant_database(&self.database, &self.user)?;
+        for extension in &self.extensions {
+            pg.create_extension(&self.database, extension, &self.user)?;
+        }
+        Ok(())
     }
 }
 
@@ -262,13 +297,12 @@ pub fn served_clients(hook: &mut Hook<'_>) -> anyhow::Result<Vec<ServedClient>> 
         let Some(password) = provider::kept_password(hook, state::DATABASE, &relation)? else {
             anyhow::bail!("relation {}: no password kept for its user", relation.id);
         };
-        out.push(ServedClient {
-            relation_id: relation.id,
-            user: provider::relation_user(relation.id),
+        out.push(ServedClient::new(
+            relation.id,
             password,
-            database: request.database,
-            roles: request.roles,
-        });
+            request.database,
+            request.roles,
+        ));
     }
     Ok(out)
 }

@@ -4,8 +4,9 @@
 
 use super::peers::MEMBER_STARTING;
 use super::{
-    add_members, cluster_status, config, context, database, ensure_passwords, member_started,
-    record_membership, recovery, restart_on_tls_change, update_config, Ctx, Deps, Findings,
+    add_members, cluster_status, config, context, database, ensure_passwords, legacy,
+    member_started, record_membership, recovery, restart_on_tls_change, update_config, Ctx, Deps,
+    Findings,
 };
 use crate::dcs_keys::DcsKeysError;
 use crate::patroni::render;
@@ -39,7 +40,8 @@ pub fn initialise(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result
     );
     let monitoring = RoleName::parse(state::MONITORING)?;
     let roles = ExtraRoles::parse("pg_monitor")?;
-    let clients = database::served_clients(hook)?;
+    let mut clients = database::served_clients(hook)?;
+    clients.extend(legacy::served_clients(hook)?);
     let done = deps.connector.connect(&target).and_then(|mut pg| {
         pg.create_user(&monitoring, ctx.passwords.get(state::MONITORING), &roles)?;
         pg.create_admin_group()?;

@@ -1,10 +1,11 @@
 //! The charm's flows (`docs/postgresql-flows.md`): `peers`, `database` (the
-//! client relation), `lifecycle` and `actions`. This module holds the steps
+//! client relation), `legacy` (`db` and `db-admin`), `lifecycle` and `actions`. This module holds the steps
 //! they share: the unit's address, the cluster as Patroni sees it, rendering
 //! and serving Patroni's configuration, and adding members.
 
 pub mod actions;
 pub mod database;
+pub mod legacy;
 pub mod lifecycle;
 pub mod peers;
 pub mod recovery;
