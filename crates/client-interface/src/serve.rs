@@ -97,20 +97,39 @@ pub fn entity_role(relation_id: u64, name: &str) -> Result<RoleName, Refusal> {
     Ok(role)
 }
 
-/// Checks what only the server can tell, then creates what `request` asks
-/// for, as `user` with `password` (the relation's user, or the entity:
-/// `entity_is_ours` when the provider already keeps that entity's name, so
-/// it is not refused as taken on a retry). `exclude` leaves databases out of
-/// a prefix's matches (PgBouncer's own).
-pub fn serve(
+/// Checks what only the server can tell before anything is created: the
+/// roles asked for exist and may be handed out, and an entity's name asked
+/// for is free (`entity_is_ours` when the provider already keeps that name:
+/// a retry, not a clash).
+pub fn check(
     pg: &mut dyn Postgres,
     relation_id: u64,
     request: &Request,
-    (user, password): (&RoleName, &str),
+    user: &RoleName,
     entity_is_ours: bool,
-    exclude: &dyn Fn(&str) -> bool,
-) -> Result<Served, Failure> {
+) -> Result<(), Failure> {
     check_roles(pg, relation_id, request)?;
+    let generated = *user == crate::provider::relation_user(relation_id);
+    if request.entity.is_some() && !generated && !entity_is_ours && pg.role_exists(user)? {
+        return Err(Failure::Refused(Refusal::EntityName {
+            relation_id,
+            detail: format!("{user} exists"),
+        }));
+    }
+    Ok(())
+}
+
+/// Creates what a checked request asks for, as `user` with `password` (the
+/// relation's user, or the entity): its user and database; or the entity,
+/// the database (owned by the session's role) and exactly the permissions
+/// listed; or its user and a grant on every database its prefix matches
+/// (`exclude` leaves some out: PgBouncer's own).
+pub fn create(
+    pg: &mut dyn Postgres,
+    request: &Request,
+    (user, password): (&RoleName, &str),
+    exclude: &dyn Fn(&str) -> bool,
+) -> Result<Served, PgError> {
     let mut served = Served::default();
     match (&request.resource, &request.entity) {
         (Resource::Database(db), None) => {
@@ -119,13 +138,6 @@ pub fn serve(
             pg.grant_database(db, user)?;
         }
         (Resource::Database(db), Some(entity)) => {
-            let generated = *user == crate::provider::relation_user(relation_id);
-            if !generated && !entity_is_ours && pg.role_exists(user)? {
-                return Err(Failure::Refused(Refusal::EntityName {
-                    relation_id,
-                    detail: format!("{user} exists"),
-                }));
-            }
             pg.ensure_database(db)?;
             match entity.kind {
                 EntityKind::User => pg.create_user(user, password, &request.user_roles())?,
@@ -157,7 +169,7 @@ fn check_roles(pg: &mut dyn Postgres, relation_id: u64, request: &Request) -> Re
     }
     let detail = issues
         .iter()
-        .map(|(role, issue)| format!("{role:?}: {issue}"))
+        .map(|(role, issue)| format!("{:?}: {issue}", role.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
     Err(Failure::Refused(Refusal::Roles {
