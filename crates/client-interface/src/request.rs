@@ -161,6 +161,15 @@ pub enum Refusal {
         /// The field asked for.
         what: String,
     },
+    /// A request this provider does not serve, though another may (PgBouncer
+    /// cannot hand out what does not log in through it).
+    #[error("relation {relation_id}: {detail}")]
+    NotHere {
+        /// The relation's id.
+        relation_id: u64,
+        /// Why, and where to ask instead.
+        detail: String,
+    },
     /// The request cannot be read.
     #[error("relation {relation_id}: {detail}")]
     Malformed {
@@ -205,7 +214,7 @@ impl Refusal {
             Refusal::MissingGrant { .. } => 4001,
             Refusal::Database { .. } => 5001,
             Refusal::Roles { .. } => 5002,
-            Refusal::Unsupported { .. } => 5003,
+            Refusal::Unsupported { .. } | Refusal::NotHere { .. } => 5003,
             Refusal::Malformed { .. } => 5004,
             Refusal::EntityName { .. } => 5005,
             Refusal::Permissions { .. } => 5006,

@@ -14,7 +14,7 @@ use charm::{
 };
 use client_interface::provider;
 use client_interface::requirer::{self, Ask};
-use postgres_admin::names::ExtraRoles;
+use postgres_admin::names::{ExtraRoles, RoleName};
 use postgres_admin::password;
 use postgres_admin::verifier::scram_sha_256_random_salt;
 use postgres_admin::Postgres;
@@ -218,28 +218,40 @@ fn recreate_clients(hook: &mut Hook<'_>, pg: &mut dyn Postgres) -> anyhow::Resul
             missing.push(client.name);
             continue;
         };
-        let user = provider::relation_user(relation.id);
-        let recreated = pg
-            .create_user(&user, &password, &request.roles)
-            .and_then(|()| pg.create_database(&request.database, &user))
-            .and_then(|created| {
-                pg.grant_database(&request.database, &user)?;
-                Ok(created)
-            });
+        let Some(db) = request.database().cloned() else {
+            continue;
+        };
+        // The relation's user, or its entity (its name kept in its secret).
+        let user = match &request.entity {
+            None => Some(provider::relation_user(relation.id)),
+            Some(_) => {
+                provider::kept_entity_name(hook, state::DATABASE, relation.id, Some(&relation))?
+                    .and_then(|name| RoleName::parse(&name).ok())
+            }
+        };
+        let Some(user) = user else {
+            hook.add_problem(Status::Waiting(format!(
+                "relation {}: no name kept for its entity; it cannot be recreated",
+                relation.id
+            )))?;
+            missing.push(client.name);
+            continue;
+        };
+        let recreated = pg.databases().and_then(|existing| {
+            client_interface::serve::create(pg, &request, (&user, &password), &|_| false)?;
+            Ok(!existing.contains(&db.to_string()))
+        });
         match recreated {
             Ok(true) => hook.log(
                 LogLevel::Warning,
-                &format!(
-                    "database {} was recreated empty: the backend is a new cluster",
-                    request.database
-                ),
+                &format!("database {db} was recreated empty: the backend is a new cluster"),
             )?,
             Ok(false) => {}
             Err(e) => {
                 hook.add_problem(Status::Waiting(format!(
                     "relation {}: cannot recreate user {user} and database {} in the new \
                      cluster: {e}",
-                    relation.id, request.database
+                    relation.id, db
                 )))?;
                 missing.push(client.name);
             }
