@@ -25,6 +25,15 @@ const PGB: &str = "pgbouncer-k8s";
 /// The entity's permissions: connect to its database, read (only) `notes`.
 const PERMISSIONS: &str = r#"[{"resource_name": "entdb", "resource_type": "database", "privileges": ["CONNECT"]}, {"resource_name": "public.notes", "resource_type": "table", "privileges": ["SELECT"]}]"#;
 
+/// A client application: its name, its charm, the provider it relates to,
+/// and its options (the request).
+type Client<'a> = (
+    &'a str,
+    &'a std::path::Path,
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+);
+
 /// A unit's blocked message, if it is blocked.
 fn blocked(c: &Controller, unit: &str) -> Option<String> {
     match &c.model.unit(unit)?.status {
@@ -97,7 +106,7 @@ fn clients_ask_for_roles_entities_and_prefixes() {
         &format!("{PG}:database"),
     )
     .unwrap();
-    let clients: [(&str, &std::path::Path, &str, Vec<(&str, &str)>); 7] = [
+    let clients: [Client; 7] = [
         (
             "reader",
             &v0,

@@ -47,6 +47,23 @@ pub const SYSTEM_USERS: [&str; 7] = [
 /// PgBouncer's users, the predefined roles).
 pub const RESERVED_PREFIXES: [&str; 3] = ["relation_id_", "pgbouncer_", "charmed_"];
 
+/// The name (and password) a client chose for its entity.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RequestedEntity {
+    /// `entity-name`.
+    pub name: String,
+    /// `password`, for a user, if it chose one.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for RequestedEntity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestedEntity")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The entity a client asked to name itself, from the secret it granted
 /// (`entity-name`, and `password` for a user), if it asked for one. A
 /// secret not granted yet (or gone) is [`Refusal::MissingGrant`].
@@ -54,7 +71,7 @@ pub fn requested_entity(
     hook: &mut Hook<'_>,
     relation_id: u64,
     request: &Request,
-) -> crate::Result<Result<Option<(String, Option<String>)>, Refusal>> {
+) -> crate::Result<Result<Option<RequestedEntity>, Refusal>> {
     let Some(uri) = request.entity.as_ref().and_then(|e| e.secret.as_deref()) else {
         return Ok(Ok(None));
     };
@@ -76,7 +93,10 @@ pub fn requested_entity(
         }));
     };
     let password = content.get("password").filter(|p| !p.is_empty());
-    Ok(Ok(Some((name.to_string(), password.map(str::to_string)))))
+    Ok(Ok(Some(RequestedEntity {
+        name: name.to_string(),
+        password: password.map(str::to_string),
+    })))
 }
 
 /// The role name for a requested entity: valid, and no system user's nor a

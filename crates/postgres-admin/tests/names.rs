@@ -1,5 +1,7 @@
 //! Names and `extra-user-roles` are refused before any SQL can be built from them.
 
+#![allow(clippy::unwrap_used)]
+
 use postgres_admin::{
     Attribute, DatabaseName, DatabasePrefix, ExtraRoles, MemberRole, RoleError, RoleName,
 };

@@ -197,8 +197,8 @@ fn grantee(
         match serving::requested_entity(hook, relation.id, request)? {
             Err(refusal) => Err(refusal),
             Ok(None) => Ok((provider::relation_user(relation.id), generate())),
-            Ok(Some((name, password))) => serving::entity_role(relation.id, &name)
-                .map(|role| (role, password.unwrap_or_else(generate))),
+            Ok(Some(asked)) => serving::entity_role(relation.id, &asked.name)
+                .map(|role| (role, asked.password.unwrap_or_else(generate))),
         },
     )
 }

@@ -118,8 +118,8 @@ fn grantee(
         Err(refusal) => return Ok(Err(refusal)),
     };
     let (role, password) = match asked {
-        Some((name, password)) => match serve::entity_role(relation.id, &name) {
-            Ok(role) => (role, password.unwrap_or_else(generated)),
+        Some(asked) => match serve::entity_role(relation.id, &asked.name) {
+            Ok(role) => (role, asked.password.unwrap_or_else(generated)),
             Err(refusal) => return Ok(Err(refusal)),
         },
         None => (provider::relation_user(relation.id), generated()),
