@@ -3,14 +3,17 @@
 //!
 //! - [`request`]: what a client asks for, read from its application bag in
 //!   the v0 form (flat keys) or the v1 form (`version: v1`, a `requests` list),
-//!   validated; fields the charms do not act on yet get a [`Refusal`] that
-//!   names them.
+//!   validated (user and group roles, entities and their permissions,
+//!   prefixes); what cannot be served gets a [`Refusal`] with its code.
 //! - [`provider`]: answering it ([`provider::publish`] an [`Answer`]):
 //!   credentials, endpoints, URIs, version and TLS, in the databag or in the
 //!   `user` and `tls` secrets as the client asked; the relation's user secret
 //!   also keeps the client's password between hooks ([`provider::kept_password`]).
 //! - [`requirer`]: asking for a database and reading the answer, as
 //!   PgBouncer does of PostgreSQL.
+//! - [`serve`]: serving a request in PostgreSQL (roles checked against the
+//!   server, the user or entity, its database or prefix matches, grants),
+//!   shared by both charms.
 //! - [`endpoint`]: `host:port` lists as the interface carries them.
 //! - [`pgsql`]: the legacy `pgsql` interface (endpoints `db` and
 //!   `db-admin`) that `ops-lib-pgsql` clients speak: their request, libpq
@@ -27,7 +30,7 @@
 //! bag.insert("database".into(), "shop".into());
 //! bag.insert("requested-secrets".into(), r#"["username","password"]"#.into());
 //! let request = request::parse(&bag, 7).unwrap().unwrap();
-//! assert_eq!(request.database.as_str(), "shop");
+//! assert_eq!(request.resource.to_string(), "shop");
 //! assert!(matches!(request.wire, Wire::V0 { .. }));
 //! assert!(request.wants_secret_credentials());
 //! ```
@@ -39,6 +42,7 @@ pub mod pgsql;
 pub mod provider;
 pub mod request;
 pub mod requirer;
+pub mod serve;
 
 pub use endpoint::Endpoint;
 pub use provider::{Answer, ClientEvent, Tls, UriTarget};

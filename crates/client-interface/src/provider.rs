@@ -8,7 +8,7 @@
 //! hooks: it exists, owned and not yet granted, from the moment the password
 //! is chosen, so no password is ever kept in peer data.
 
-use crate::request::{Refusal, Request, Wire};
+use crate::request::{EntityKind, Refusal, Request, Wire};
 
 /// The provider's statuses for a relation, in its application bag.
 const STATUS: &str = "status";
@@ -74,6 +74,12 @@ pub struct Answer {
     pub version: Option<String>,
     /// Whether the endpoints serve TLS, and the CA to trust.
     pub tls: Tls,
+    /// For an entity request: its kind; `username` and `password` are then
+    /// the entity's name and password (none for a group), answered as
+    /// `entity-name` and `entity-password`.
+    pub entity: Option<EntityKind>,
+    /// For a prefix request: the matching databases, sorted.
+    pub prefix_databases: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for Answer {
@@ -84,6 +90,8 @@ impl std::fmt::Debug for Answer {
             .field("endpoints", &self.endpoints)
             .field("read_only_endpoints", &self.read_only_endpoints)
             .field("version", &self.version)
+            .field("entity", &self.entity)
+            .field("prefix_databases", &self.prefix_databases)
             .finish_non_exhaustive()
     }
 }
@@ -118,9 +126,12 @@ pub fn secret_label(endpoint: &str, relation_id: u64, group: &str) -> String {
     format!("{endpoint}.{relation_id}.{group}.secret")
 }
 
-/// A libpq URI.
+/// A libpq URI (without a database when none is named).
 fn uri(user: &str, password: &str, hosts: &str, database: &str) -> String {
-    format!("postgresql://{user}:{password}@{hosts}/{database}")
+    match database {
+        "" => format!("postgresql://{user}:{password}@{hosts}"),
+        db => format!("postgresql://{user}:{password}@{hosts}/{db}"),
+    }
 }
 
 impl Answer {
@@ -136,7 +147,7 @@ impl Answer {
         read_only_uri: UriTarget,
     ) -> Answer {
         Answer {
-            database: request.database.to_string(),
+            database: request.resource.to_string(),
             username: relation_user(relation_id).to_string(),
             password,
             endpoints,
@@ -144,6 +155,41 @@ impl Answer {
             read_only_uri,
             version: None,
             tls: Tls::default(),
+            entity: None,
+            prefix_databases: None,
+        }
+    }
+
+    /// The same answer for an entity: its name and password (empty for a
+    /// group, which cannot log in) instead of the relation's user.
+    pub fn for_entity(self, kind: EntityKind, name: String, password: String) -> Answer {
+        Answer {
+            username: name,
+            password,
+            entity: Some(kind),
+            ..self
+        }
+    }
+
+    /// The same answer for a prefix request: the matching databases (its
+    /// URIs name the first, or no database while none matches).
+    pub fn with_prefix_databases(self, databases: Vec<String>) -> Answer {
+        let first = databases.first().cloned().unwrap_or_default();
+        Answer {
+            read_only_uri: UriTarget {
+                database: first,
+                ..self.read_only_uri
+            },
+            prefix_databases: Some(databases),
+            ..self
+        }
+    }
+
+    /// The database the URIs name.
+    fn uri_database(&self) -> &str {
+        match &self.prefix_databases {
+            Some(list) => list.first().map(String::as_str).unwrap_or(""),
+            None => &self.database,
         }
     }
 
@@ -153,7 +199,10 @@ impl Answer {
         let mut fields = SecretContent::new()
             .with("username", user.as_str())
             .with("password", password.as_str())
-            .with("uris", uri(user, password, &self.endpoints, &self.database));
+            .with(
+                "uris",
+                uri(user, password, &self.endpoints, self.uri_database()),
+            );
         if request.wants_secret("read-only-uris") {
             let ro = &self.read_only_uri;
             fields.insert(
@@ -162,6 +211,32 @@ impl Answer {
             );
         }
         fields
+    }
+
+    /// The `entity` group: the entity's name, and its password (a user's).
+    fn entity_fields(&self) -> SecretContent {
+        let mut fields = SecretContent::new().with("entity-name", self.username.as_str());
+        if !self.password.is_empty() {
+            fields.insert("entity-password", self.password.as_str());
+        }
+        fields
+    }
+
+    /// The group the credentials travel in (`user`, or `entity` for an
+    /// entity), its content, and whether the client wants it as a secret.
+    fn credentials(&self, request: &Request) -> (&'static str, SecretContent, bool) {
+        match self.entity {
+            Some(_) => (
+                "entity",
+                self.entity_fields(),
+                request.wants_secret_entity(),
+            ),
+            None => (
+                "user",
+                self.user_fields(request),
+                request.wants_secret_credentials(),
+            ),
+        }
     }
 
     /// The `tls` group. v0 writes Python's `True`/`False`; v1 reads JSON.
@@ -189,18 +264,22 @@ pub struct Published {
     pub read_only_endpoints: Option<String>,
     /// The user secret handed out (`secret-user`).
     pub secret_user: Option<String>,
+    /// The entity secret handed out (`secret-entity`).
+    pub secret_entity: Option<String>,
     /// The TLS secret handed out (`secret-tls`).
     pub secret_tls: Option<String>,
-    /// Whether credentials were handed out in the databag.
+    /// Whether credentials (a user's or an entity's) were handed out in the databag.
     pub password_in_bag: bool,
     /// The server version the client was told.
     pub version: Option<String>,
+    /// The databases a prefix request was told of.
+    pub prefix_databases: Option<String>,
 }
 
 impl Published {
-    /// Whether the client has its credentials.
+    /// Whether the client has its credentials (or its entity's).
     pub fn has_credentials(&self) -> bool {
-        self.secret_user.is_some() || self.password_in_bag
+        self.secret_user.is_some() || self.secret_entity.is_some() || self.password_in_bag
     }
 }
 
@@ -218,42 +297,69 @@ pub fn published(hook: &mut Hook<'_>, relation: &Relation) -> charm::Result<Publ
             endpoints: text("endpoints"),
             read_only_endpoints: text("read-only-endpoints"),
             secret_user: text("secret-user"),
+            secret_entity: text("secret-entity"),
             secret_tls: text("secret-tls"),
             password_in_bag: false,
             version: text("version"),
+            prefix_databases: text("prefix-resources"),
         });
     }
     Ok(Published {
         endpoints: bag.get("endpoints").cloned(),
         read_only_endpoints: bag.get("read-only-endpoints").cloned(),
         secret_user: bag.get("secret-user").cloned(),
+        secret_entity: bag.get("secret-entity").cloned(),
         secret_tls: bag.get("secret-tls").cloned(),
-        password_in_bag: bag.contains_key("password"),
+        password_in_bag: bag.contains_key("password") || bag.contains_key("entity-name"),
         version: bag.get("version").cloned(),
+        prefix_databases: bag.get("prefix-databases").cloned(),
     })
 }
 
 /// Leader: the password kept for a client, if any: in its relation's user
-/// secret or, from an answer written without secrets by an earlier version,
-/// in the databag.
+/// (or entity) secret or, from an answer written without secrets, in the
+/// databag. An entity group has none.
 pub fn kept_password(
     hook: &mut Hook<'_>,
     endpoint: &str,
     relation: &Relation,
 ) -> crate::Result<Option<String>> {
-    let label = secret_label(endpoint, relation.id, "user");
-    if let Some(password) = hook
-        .secret_by_label(&label, Revision::Peek)?
-        .and_then(|stored| stored.get("password").map(str::to_string))
-    {
-        return Ok(Some(password));
+    for (group, key) in [("user", "password"), ("entity", "entity-password")] {
+        let label = secret_label(endpoint, relation.id, group);
+        if let Some(stored) = hook.secret_by_label(&label, Revision::Peek)? {
+            return Ok(stored.get(key).map(str::to_string));
+        }
     }
-    Ok(hook.local_app_bag(relation)?.get("password").cloned())
+    let bag = hook.local_app_bag(relation)?;
+    Ok(bag
+        .get("password")
+        .or_else(|| bag.get("entity-password"))
+        .cloned())
 }
 
-/// Leader: keeps a new client's credentials in its relation's user secret,
-/// owned by the application and granted to no one yet, until [`publish`]
-/// hands them over (possibly hooks later); returns the secret's id.
+/// Leader: the name of the entity created for a client relation, if one
+/// was: from its entity secret, or the databag. Readable after the relation
+/// broke, so that its role can be dropped.
+pub fn kept_entity_name(
+    hook: &mut Hook<'_>,
+    endpoint: &str,
+    relation_id: u64,
+    relation: Option<&Relation>,
+) -> crate::Result<Option<String>> {
+    let label = secret_label(endpoint, relation_id, "entity");
+    if let Some(stored) = hook.secret_by_label(&label, Revision::Peek)? {
+        return Ok(stored.get("entity-name").map(str::to_string));
+    }
+    match relation {
+        Some(r) => Ok(hook.local_app_bag(r)?.get("entity-name").cloned()),
+        None => Ok(None),
+    }
+}
+
+/// Leader: keeps a new client's credentials in its relation's user (or
+/// entity) secret, owned by the application and granted to no one yet,
+/// until [`publish`] hands them over (possibly hooks later); returns the
+/// secret's id.
 pub fn keep(
     hook: &mut Hook<'_>,
     endpoint: &str,
@@ -261,8 +367,8 @@ pub fn keep(
     request: &Request,
     answer: &Answer,
 ) -> crate::Result<SecretId> {
-    let label = secret_label(endpoint, relation.id, "user");
-    let content = answer.user_fields(request);
+    let (group, content, _) = answer.credentials(request);
+    let label = secret_label(endpoint, relation.id, group);
     let meta = SecretMeta {
         label: Some(label.clone()),
         ..SecretMeta::default()
@@ -277,8 +383,8 @@ pub fn keep(
 
 /// Leader: writes the answer to a request, creating, updating and granting
 /// the relation's secrets as needed; only what changed reaches Juju. `kept`
-/// is the user secret's id when the caller holds it from [`keep`] (it saves
-/// a look-up).
+/// is the credentials secret's id when the caller holds it from [`keep`]
+/// (it saves a look-up).
 pub fn publish(
     hook: &mut Hook<'_>,
     endpoint: &str,
@@ -289,24 +395,30 @@ pub fn publish(
 ) -> crate::Result<()> {
     let before = published(hook, relation)?;
     let kept = kept.map(SecretId::to_string);
-    let user = answer.user_fields(request);
+    let (group, credentials, as_secret) = answer.credentials(request);
     let tls = answer.tls_fields(&request.wire);
-    // The groups the client reads from secrets (in v1, both), each granted to
-    // it; the user secret also keeps the password when it is not handed out.
-    let user_label = secret_label(endpoint, relation.id, "user");
-    let secret_user = if request.wants_secret_credentials() {
+    // The groups the client reads from secrets (in v1, all), each granted to
+    // it; the credentials secret also keeps the password when it is not
+    // handed out.
+    let label = secret_label(endpoint, relation.id, group);
+    let handed_out = match group {
+        "entity" => &before.secret_entity,
+        _ => &before.secret_user,
+    };
+    let secret_credentials = if as_secret {
         Some(granted(
             hook,
             relation,
-            &user_label,
-            &user,
-            &before.secret_user,
+            &label,
+            &credentials,
+            handed_out,
             kept.as_deref(),
         )?)
     } else {
-        ensure_secret(hook, &user_label, &user, kept.as_deref())?;
+        ensure_secret(hook, &label, &credentials, kept.as_deref())?;
         None
     };
+    let secret_key = format!("secret-{group}");
     let secret_tls = if request.wants_secret("tls") || request.wants_secret("tls-ca") {
         let tls_label = secret_label(endpoint, relation.id, "tls");
         Some(granted(
@@ -320,6 +432,7 @@ pub fn publish(
     } else {
         None
     };
+    let prefix = answer.prefix_databases.as_ref().map(|list| list.join(","));
     let changes = match &request.wire {
         Wire::V0 { .. } => {
             let mut bag = BagChanges::new()
@@ -327,11 +440,18 @@ pub fn publish(
                 .set("database", answer.database.as_str())
                 .set("endpoints", answer.endpoints.as_str())
                 .set("read-only-endpoints", answer.read_only_endpoints.as_str())
-                .set_or_unset("version", answer.version.clone());
-            match secret_user {
-                Some(id) => bag = bag.set("secret-user", id),
+                .set_or_unset("version", answer.version.clone())
+                .set_or_unset("prefix-databases", prefix);
+            // The requirer tells an entity's answer from a user's by the
+            // provider's record of the request (`data`, a JSON map).
+            if let Some(kind) = answer.entity {
+                let data = json!({"database": answer.database, "entity-type": entity_type(kind)});
+                bag = bag.set("data", data.to_string());
+            }
+            match secret_credentials {
+                Some(id) => bag = bag.set(secret_key.as_str(), id),
                 None => {
-                    for (key, value) in user.iter() {
+                    for (key, value) in credentials.iter() {
                         bag = bag.set(key.as_str(), value.as_str());
                     }
                 }
@@ -344,32 +464,53 @@ pub fn publish(
             }
         }
         Wire::V1 { request_id, salt } => {
-            let response = json!([{
+            let mut response = json!({
                 "resource": answer.database,
                 "request-id": request_id,
                 "salt": salt,
                 "endpoints": answer.endpoints,
                 "read-only-endpoints": answer.read_only_endpoints,
-                "secret-user": secret_user,
                 "secret-tls": secret_tls,
                 "version": answer.version,
-            }]);
+            });
+            response[secret_key.as_str()] = json!(secret_credentials);
+            if let Some(prefix) = prefix {
+                response["prefix-resources"] = json!(prefix);
+            }
             // The requirer diffs each response against the provider's record of
             // the request, keyed by its id; without it nothing fires.
-            let data = json!({ request_id: {
-                "resource": answer.database,
-                "request-id": request_id,
-                "salt": salt,
-            }});
+            let data =
+                json!({ request_id: v1_record(&answer.database, request_id, salt, answer.entity) });
             BagChanges::new()
                 .unset(STATUS)
                 .set("version", "v1")
-                .set("requests", response.to_string())
+                .set("requests", json!([response]).to_string())
                 .set("data", data.to_string())
         }
     };
     hook.update_app_bag(relation, changes)?;
     Ok(())
+}
+
+/// The wire name of an entity kind.
+fn entity_type(kind: EntityKind) -> &'static str {
+    match kind {
+        EntityKind::User => "USER",
+        EntityKind::Group => "GROUP",
+    }
+}
+
+/// The provider's record of a v1 request, as the requirer reads it back.
+fn v1_record(resource: &str, request_id: &str, salt: &str, entity: Option<EntityKind>) -> Value {
+    let mut record = json!({
+        "resource": resource,
+        "request-id": request_id,
+        "salt": salt,
+    });
+    if let Some(kind) = entity {
+        record["entity-type"] = json!(entity_type(kind));
+    }
+    record
 }
 
 /// The relation's secret labelled `label` holds `content` and the client may
@@ -391,23 +532,70 @@ fn granted(
     Ok(id_text)
 }
 
-/// Leader: tells a client why its request is refused, where the published
-/// requirer libraries read a provider's statuses for the relation (`status`:
-/// a JSON list of `code`, `message`, `resolution`; a fatal code), and hands
-/// out nothing.
+/// Leader: tells a client why its request is refused (or not served yet),
+/// where the published requirer libraries read a provider's statuses for
+/// the relation: `status`, a JSON list of `code`, `message` and
+/// `resolution` (fatal `5xxx`, transitory `4xxx`); hands out nothing. A v1
+/// requirer reads statuses only beside a response to its request, so one
+/// without credentials (its id, salt and resource) is written first when
+/// none was.
 pub fn refuse(hook: &mut Hook<'_>, relation: &Relation, refusal: &Refusal) -> crate::Result<()> {
     let status = json!([{
         "code": refusal.code(),
         "message": refusal.to_string(),
-        "resolution": "change the request in the client application, or remove the relation",
+        "resolution": refusal.resolution(),
     }]);
-    hook.update_app_bag(relation, BagChanges::new().set(STATUS, status.to_string()))?;
+    let mut changes = BagChanges::new().set(STATUS, status.to_string());
+    let remote = hook.remote_app_bag(relation)?.clone();
+    let answered = hook.local_app_bag(relation)?.contains_key("requests");
+    if remote.get("version").map(String::as_str) == Some("v1") && !answered {
+        let requests: Vec<Value> = remote
+            .get("requests")
+            .and_then(|raw| serde_json::from_str(raw).ok())
+            .unwrap_or_default();
+        let text = |r: &Value, k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let mut responses = Vec::new();
+        let mut data = serde_json::Map::new();
+        for request in requests.iter().filter(|r| r.get("request-id").is_some()) {
+            let (id, salt) = (text(request, "request-id"), text(request, "salt"));
+            let resource = match text(request, "resource") {
+                r if r.is_empty() => text(request, "database"),
+                r => r,
+            };
+            responses.push(json!({"resource": resource, "request-id": id, "salt": salt}));
+            data.insert(id.clone(), v1_record(&resource, &id, &salt, None));
+        }
+        if !responses.is_empty() {
+            changes = changes
+                .set("version", "v1")
+                .set("requests", Value::Array(responses).to_string())
+                .set("data", Value::Object(data).to_string());
+        }
+    }
+    hook.update_app_bag(relation, changes)?;
     Ok(())
 }
 
-/// Leader: removes a gone relation's secrets (user and TLS), if any.
+/// Leader: the refusal this application last told a client on the relation
+/// (its `status`), as `(code, message)`.
+pub fn told_refusal(
+    hook: &mut Hook<'_>,
+    relation: &Relation,
+) -> charm::Result<Option<(u32, String)>> {
+    let Some(raw) = hook.local_app_bag(relation)?.get(STATUS) else {
+        return Ok(None);
+    };
+    let list: Vec<Value> = serde_json::from_str(raw).unwrap_or_default();
+    Ok(list.first().and_then(|s| {
+        let code = s.get("code")?.as_u64()?;
+        let message = s.get("message")?.as_str()?;
+        Some((u32::try_from(code).ok()?, message.to_string()))
+    }))
+}
+
+/// Leader: removes a gone relation's secrets (user, entity and TLS), if any.
 pub fn remove_secrets(hook: &mut Hook<'_>, endpoint: &str, relation_id: u64) -> charm::Result<()> {
-    for group in ["user", "tls"] {
+    for group in ["user", "entity", "tls"] {
         let label = secret_label(endpoint, relation_id, group);
         if let Ok(Some(id)) = hook.secret_info(&SecretRef::Label(label)).map(|i| i.id) {
             hook.remove_secret(&id, None)?;

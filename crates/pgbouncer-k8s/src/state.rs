@@ -7,7 +7,7 @@ use crate::postgres::backend_login;
 use crate::tls::{Installed, PrivateKey, TlsFiles};
 use charm::secret::Revision;
 use charm::{Databag, Hook, Relation, SecretContent};
-use client_interface::request::{self, Refusal, Request};
+use client_interface::request::{self, EntityKind, Refusal, Request, Resource};
 use client_interface::requirer::{self, Answered};
 use client_interface::Endpoint;
 use postgres_admin::names::{Attribute, RoleName};
@@ -178,16 +178,18 @@ pub fn app_secret(hook: &mut Hook<'_>) -> charm::Result<Option<SecretContent>> {
 }
 
 /// Reads a client's request (`Ok(None)` until it asks), with PgBouncer's own
-/// rules on top of the interface's: its admin console's name is no database,
-/// and no superuser is created, since a superuser cannot log in through
-/// PgBouncer (the auth query never looks one up) and credentials a client is
-/// given must work through the endpoints it is given.
+/// rules on top of the interface's: what it hands out must log in through
+/// its endpoints, so no superuser (the auth query never looks one up), no
+/// GROUP entity (a group cannot log in: there is nothing to pool), and no
+/// prefix request (PgBouncer serves the databases its configuration names,
+/// one per client); its admin console's name is no database. PostgreSQL
+/// serves all of these on its own endpoints.
 pub fn client_request(remote: &Databag, relation_id: u64) -> Result<Option<Request>, Refusal> {
     let request = request::parse(remote, relation_id)?;
-    if request
-        .as_ref()
-        .is_some_and(|r| r.roles.attributes().contains(&Attribute::Superuser))
-    {
+    let Some(r) = &request else {
+        return Ok(None);
+    };
+    if r.roles.attributes().contains(&Attribute::Superuser) {
         return Err(Refusal::Roles {
             relation_id,
             detail: "SUPERUSER: a superuser cannot log in through PgBouncer; relate the \
@@ -195,20 +197,45 @@ pub fn client_request(remote: &Databag, relation_id: u64) -> Result<Option<Reque
                 .into(),
         });
     }
-    if let Some(r) = request
+    if r.entity
         .as_ref()
-        .filter(|r| r.database.is_pgbouncer_console())
+        .is_some_and(|e| e.kind == EntityKind::Group)
     {
+        return Err(Refusal::NotHere {
+            relation_id,
+            detail: format!(
+                "{PGBOUNCER_GROUP}; relate the application to PostgreSQL directly for one"
+            ),
+        });
+    }
+    if let Resource::Prefix(prefix) = &r.resource {
+        return Err(Refusal::NotHere {
+            relation_id,
+            detail: format!(
+                "{PGBOUNCER_PREFIX} ({prefix}); relate the application to PostgreSQL directly \
+                 for one"
+            ),
+        });
+    }
+    if let Some(db) = r.database().filter(|db| db.is_pgbouncer_console()) {
         return Err(Refusal::Database {
             relation_id,
             detail: format!(
                 "invalid database name {:?}: PgBouncer keeps it for its admin console",
-                r.database.as_str()
+                db.as_str()
             ),
         });
     }
     Ok(request)
 }
+
+/// Why PgBouncer does not serve a prefix request.
+pub const PGBOUNCER_PREFIX: &str =
+    "PgBouncer pools the one database it names for a client, not every database of a prefix";
+
+/// Why PgBouncer does not serve a GROUP entity.
+pub const PGBOUNCER_GROUP: &str =
+    "an entity GROUP cannot log in, so PgBouncer has nothing to pool for it";
 
 /// What the leader knows of one client relation.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -219,9 +246,13 @@ pub struct ClientEntry {
     /// Whether it asked for privileges that reach every database.
     #[serde(default)]
     pub privileged: bool,
-    /// Why its request was refused.
+    /// Why its request was refused (or waits: a transitory refusal).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// Whether the refusal is transitory (the client has only to finish
+    /// what it started, such as granting its entity secret).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub waiting: bool,
     /// The id of its user secret, where its password is kept (granted to the
     /// client at the hand-over).
     #[serde(default, skip_serializing_if = "Option::is_none")]

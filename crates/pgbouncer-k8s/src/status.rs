@@ -47,8 +47,8 @@ pub fn collect(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<()> {
     } else if backend_ready {
         workload(hook, deps)?;
     }
-    if let Some(refused) = database::refused_requests(hook)? {
-        hook.add_status(Status::Blocked(refused));
+    for refused in database::refused_requests(hook)? {
+        hook.add_status(refused);
     }
     hook.add_status(Status::Active(String::new()));
     Ok(())

@@ -354,8 +354,11 @@ fn every_refused_client_is_named_and_one_that_asks_again_is_served() {
     let pg = FakeConnector::up_with(&["pgbouncer"]);
     let bad_name =
         RelationState::new("database", 8, "evil").remote_app_data(&[("database", "a;b")]);
-    let group = RelationState::new("database", 9, "groupie")
-        .remote_app_data(&[("database", "ok_db"), ("extra-group-roles", "g")]);
+    let group = RelationState::new("database", 9, "groupie").remote_app_data(&[
+        ("database", "ok_db"),
+        ("entity-type", "GROUP"),
+        ("extra-group-roles", "g"),
+    ]);
     let state = ready_leader(&pg)
         .with_relation(bad_name)
         .with_relation(group);
@@ -369,7 +372,7 @@ fn every_refused_client_is_named_and_one_that_asks_again_is_served() {
         Status::Blocked(m) => assert!(
             m.contains("relation 8: ")
                 && m.contains("relation 9: ")
-                && m.contains("extra-group-roles"),
+                && m.contains("an entity GROUP cannot log in"),
             "{m}"
         ),
         other => panic!("{other:?}"),

@@ -11,7 +11,11 @@ use postgres::error::SqlState;
 use postgres::{Client, Config, GenericClient, NoTls, Transaction};
 use postgres_protocol::escape::{escape_identifier as ident, escape_literal as literal};
 
-use crate::names::{Attribute, DatabaseName, Extension, ExtraRoles, RoleName};
+use crate::names::{
+    Attribute, DatabaseName, DatabasePrefix, Extension, ExtraRoles, MemberRole, RoleName,
+    CHARMED_ROLES, GRANTABLE_PREDEFINED,
+};
+use crate::permissions::{Permission, ResourceType};
 use crate::verifier;
 
 /// Where and as whom to connect. `Debug` hides the password.
@@ -143,6 +147,86 @@ fn role_exists_in(client: &mut impl GenericClient, role: &str) -> Result<bool> {
     flag(client, sql, role, "looking up a role")
 }
 
+/// Why a role a client asked to join cannot be granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleIssue {
+    /// No such role in the cluster.
+    Missing,
+    /// It is, or is a member of, a role that can log in, a role with
+    /// SUPERUSER, CREATEROLE, REPLICATION or BYPASSRLS, or a predefined role
+    /// outside [`GRANTABLE_PREDEFINED`]: joining it would hand out another
+    /// user's rights or more than data access.
+    TooPowerful,
+}
+
+impl fmt::Display for RoleIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RoleIssue::Missing => "no such role",
+            RoleIssue::TooPowerful => "grants more than a client may have",
+        })
+    }
+}
+
+/// The roles among `roles` that cannot be granted, and why; one query, names
+/// bound as parameters.
+fn unusable_roles_in(
+    client: &mut impl GenericClient,
+    roles: &[MemberRole],
+) -> Result<Vec<(MemberRole, RoleIssue)>> {
+    let action = "checking the roles asked for";
+    let names: Vec<&str> = roles.iter().map(MemberRole::as_str).collect();
+    let grantable: Vec<&str> = GRANTABLE_PREDEFINED.to_vec();
+    let sql = "SELECT n.name, r.oid IS NULL, COALESCE((
+                 SELECT bool_or(s.rolcanlogin OR s.rolsuper OR s.rolcreaterole
+                        OR s.rolreplication OR s.rolbypassrls
+                        OR (s.rolname LIKE 'pg\\_%' AND s.rolname <> ALL($2::text[])))
+                 FROM pg_catalog.pg_roles s
+                 WHERE pg_catalog.pg_has_role(r.oid, s.oid, 'MEMBER')), false)
+               FROM unnest($1::text[]) AS n(name)
+               LEFT JOIN pg_catalog.pg_roles r ON r.rolname = n.name";
+    let rows = client
+        .query(sql, &[&names, &grantable])
+        .map_err(failed(action))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let name: String = row.try_get(0).map_err(failed(action))?;
+        let missing: bool = row.try_get(1).map_err(failed(action))?;
+        let powerful: bool = row.try_get(2).map_err(failed(action))?;
+        let issue = match (missing, powerful) {
+            (true, _) => RoleIssue::Missing,
+            (false, true) => RoleIssue::TooPowerful,
+            (false, false) => continue,
+        };
+        if let Some(role) = roles.iter().find(|r| r.as_str() == name) {
+            out.push((role.clone(), issue));
+        }
+    }
+    Ok(out)
+}
+
+/// Grants each of `roles` to `member`, refusing all of them (before any
+/// GRANT) when one is missing or too powerful.
+fn grant_roles(tx: &mut Transaction, member: &RoleName, roles: &[MemberRole]) -> Result<()> {
+    if roles.is_empty() {
+        return Ok(());
+    }
+    if let Some((role, issue)) = unusable_roles_in(tx, roles)?.into_iter().next() {
+        return Err(AdminError::Invalid(format!(
+            "cannot make {member} a member of {role:?}: {issue}"
+        )));
+    }
+    for role in roles {
+        let sql = format!(
+            "GRANT {} TO {}",
+            ident(role.as_str()),
+            ident(member.as_str())
+        );
+        execute(tx, &sql, format!("granting {role} to {member}"))?;
+    }
+    Ok(())
+}
+
 /// One connection as a superuser.
 pub struct Admin {
     info: ConnectInfo,
@@ -244,17 +328,142 @@ impl Admin {
         let verifier = verifier::scram_sha_256_random_salt(password);
         let options = format!("{} PASSWORD {}", attributes.join(" "), literal(&verifier));
         self.upsert_login_role(user, &options, |tx| {
-            for &role in extra.memberships() {
-                if !role_exists_in(tx, role)? {
-                    return Err(AdminError::Invalid(format!(
-                        "cannot make {user} a member of {role:?}: no such role in this cluster"
-                    )));
-                }
-                let sql = format!("GRANT {} TO {}", ident(role), ident(user.as_str()));
-                execute(tx, &sql, format!("granting {role} to {user}"))?;
-            }
-            Ok(())
+            grant_roles(tx, user, extra.memberships())
         })
+    }
+
+    /// The roles among `roles` that cannot be granted to a client, and why
+    /// (missing, or too powerful: see [`RoleIssue`]).
+    pub fn unusable_roles(&mut self, roles: &[MemberRole]) -> Result<Vec<(MemberRole, RoleIssue)>> {
+        unusable_roles_in(&mut self.client, roles)
+    }
+
+    /// Creates a group role (NOLOGIN) unless it exists, and makes it a member
+    /// of `member_of`; all or nothing. A role of that name that can log in
+    /// is refused: it is a user, not a group.
+    pub fn create_group(&mut self, group: &RoleName, member_of: &[MemberRole]) -> Result<()> {
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(failed("starting a transaction"))?;
+        let sql = "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = $1";
+        let found = tx
+            .query_opt(sql, &[&group.as_str()])
+            .map_err(failed("looking up a role"))?;
+        match found.map(|row| row.try_get::<_, bool>(0)).transpose() {
+            Ok(Some(true)) => {
+                return Err(AdminError::Invalid(format!(
+                    "{group} exists and can log in: it is not a group"
+                )))
+            }
+            Ok(Some(false)) => {}
+            Ok(None) => {
+                let sql = format!("CREATE ROLE {} NOLOGIN", ident(group.as_str()));
+                execute(&mut tx, &sql, format!("creating group {group}"))?;
+            }
+            Err(e) => return Err(failed("looking up a role")(e)),
+        }
+        grant_roles(&mut tx, group, member_of)?;
+        tx.commit()
+            .map_err(failed(format!("committing group {group}")))
+    }
+
+    /// Creates the charm's predefined roles ([`CHARMED_ROLES`]: NOLOGIN, each
+    /// a member of its predefined roles) that are missing; returns those created.
+    pub fn create_charmed_roles(&mut self) -> Result<Vec<String>> {
+        let mut created = Vec::new();
+        for (role, member_of) in CHARMED_ROLES {
+            if role_exists_in(&mut self.client, role)? {
+                continue;
+            }
+            let grants: Vec<String> = member_of.iter().map(|m| ident(m)).collect();
+            let sql = format!(
+                "CREATE ROLE {role_id} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION; \
+                 GRANT {grants} TO {role_id}",
+                role_id = ident(role),
+                grants = grants.join(", ")
+            );
+            execute(&mut self.client, &sql, format!("creating role {role}"))?;
+            created.push(role.to_string());
+        }
+        Ok(created)
+    }
+
+    /// The databases whose name starts with `prefix`, sorted; templates and
+    /// databases that take no connections left out. The prefix is bound.
+    pub fn databases_with_prefix(&mut self, prefix: &DatabasePrefix) -> Result<Vec<String>> {
+        let action = "listing databases by prefix";
+        let sql = "SELECT datname::text FROM pg_catalog.pg_database \
+                   WHERE NOT datistemplate AND datallowconn \
+                   AND pg_catalog.starts_with(datname, $1) ORDER BY datname";
+        let rows = self
+            .client
+            .query(sql, &[&prefix.as_str()])
+            .map_err(failed(action))?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(failed(action)))
+            .collect()
+    }
+
+    /// Creates the database, owned by the connected role, unless it exists,
+    /// and revokes PUBLIC's default rights on it. Returns whether it was created.
+    pub fn ensure_database(&mut self, db: &DatabaseName) -> Result<bool> {
+        let db_id = ident(db.as_str());
+        let created = !self.database_exists(db.as_str())?;
+        if created {
+            let sql = format!("CREATE DATABASE {db_id}");
+            execute(&mut self.client, &sql, format!("creating database {db}"))?;
+        }
+        let sql = format!("REVOKE ALL ON DATABASE {db_id} FROM PUBLIC");
+        execute(&mut self.client, &sql, format!("locking database {db}"))?;
+        Ok(created)
+    }
+
+    /// Gives `role` exactly the listed privileges on each resource of
+    /// `permissions` (what it held there before is revoked first): databases
+    /// from this connection, schemas, tables and sequences inside `db`, in
+    /// one transaction each.
+    pub fn grant_permissions(
+        &mut self,
+        role: &RoleName,
+        db: &DatabaseName,
+        permissions: &[Permission],
+    ) -> Result<()> {
+        let role_id = ident(role.as_str());
+        let statements = |kind: ResourceType| -> Vec<String> {
+            permissions
+                .iter()
+                .filter(|p| {
+                    (p.resource_type() == ResourceType::Database)
+                        == (kind == ResourceType::Database)
+                })
+                .flat_map(|p| {
+                    let object = match p.schema() {
+                        Some(schema) => format!("{}.{}", ident(schema), ident(p.name())),
+                        None => ident(p.name()),
+                    };
+                    let kind = p.resource_type().keyword();
+                    [
+                        format!("REVOKE ALL ON {kind} {object} FROM {role_id}"),
+                        format!(
+                            "GRANT {} ON {kind} {object} TO {role_id}",
+                            p.privileges().join(", ")
+                        ),
+                    ]
+                })
+                .collect()
+        };
+        let action = format!("granting the permissions asked for to {role}");
+        let on_databases = statements(ResourceType::Database);
+        if !on_databases.is_empty() {
+            execute(&mut self.client, &on_databases.join("; "), &action)?;
+        }
+        let inside = statements(ResourceType::Table);
+        if !inside.is_empty() {
+            let mut client = self.info.for_database(db.as_str()).connect()?;
+            execute(&mut client, &inside.join("; "), action)?;
+        }
+        Ok(())
     }
 
     /// Sets an existing login role's password, leaving its attributes and

@@ -2,6 +2,8 @@
 //!
 //! - [`names`]: database and role names, and `extra-user-roles`, validated
 //!   before any SQL is built.
+//! - [`permissions`]: entity permissions (privileges on databases, schemas,
+//!   tables, sequences), validated before any GRANT is built.
 //! - [`verifier`]: SCRAM-SHA-256 password verifiers, computed locally (by
 //!   `postgres-protocol`).
 //! - [`admin`]: [`Admin`], a superuser connection that creates databases and
@@ -14,11 +16,16 @@
 pub mod admin;
 pub mod names;
 pub mod password;
+pub mod permissions;
 pub mod session;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod verifier;
 
-pub use admin::{Admin, AdminError, ConnectInfo};
-pub use names::{Attribute, DatabaseName, Extension, ExtraRoles, NameError, RoleError, RoleName};
+pub use admin::{Admin, AdminError, ConnectInfo, RoleIssue};
+pub use names::{
+    Attribute, DatabaseName, DatabasePrefix, Extension, ExtraRoles, MemberRole, NameError,
+    RoleError, RoleName,
+};
+pub use permissions::{Permission, PermissionError, ResourceType};
 pub use session::{Connector, PgError, Postgres, RealConnector};

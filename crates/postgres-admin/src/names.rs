@@ -242,9 +242,11 @@ impl Attribute {
     ];
 }
 
-/// Roles a client may ask to be a member of.
-pub const MEMBERSHIPS: [&str; 9] = [
-    "admin",
+/// The predefined `pg_*` roles a client may ask to join: data access,
+/// monitoring and signals. The others (`pg_execute_server_program`,
+/// `pg_read_server_files`, `pg_write_server_files`, ...) reach the server's
+/// files and programs, as a superuser would, and are never granted.
+pub const GRANTABLE_PREDEFINED: [&str; 8] = [
     "pg_read_all_data",
     "pg_write_all_data",
     "pg_monitor",
@@ -255,48 +257,117 @@ pub const MEMBERSHIPS: [&str; 9] = [
     "pg_checkpoint",
 ];
 
-/// An `extra-user-roles` value that names something not allowed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RoleError {
-    /// The item, as given, is neither an allowed attribute nor an allowed role.
-    #[error(
-        "unknown extra user role {item:?}: allowed are superuser, createdb, createrole, {roles}",
-        item = .0,
-        roles = MEMBERSHIPS.join(", ")
-    )]
-    Unknown(String),
+/// The roles the PostgreSQL charm creates at the cluster's initialisation,
+/// each with what it is a member of (`charmed_stats` monitors,
+/// `charmed_read` reads every table, `charmed_dml` writes them too).
+pub const CHARMED_ROLES: [(&str, &[&str]); 3] = [
+    ("charmed_stats", &["pg_monitor"]),
+    ("charmed_read", &["pg_read_all_data", "charmed_stats"]),
+    ("charmed_dml", &["pg_write_all_data", "charmed_read"]),
+];
+
+/// The name of an existing role a client asks its user (or entity) to join:
+/// 1 to 63 bytes of lowercase ASCII letters, digits and `_` (the request is
+/// lowercased first, as PostgreSQL folds unquoted names), starting with a
+/// letter or `_`, not `public` or `none`, and `pg_*` only for the
+/// [`GRANTABLE_PREDEFINED`] roles. Whether it exists, and is safe to join,
+/// only the server can tell (`Admin::unusable_roles`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemberRole(String);
+
+impl MemberRole {
+    /// Validates a role name asked for (any case).
+    pub fn parse(value: &str) -> Result<MemberRole, NameError> {
+        let lower = value.to_ascii_lowercase();
+        if lower.starts_with("pg_") {
+            return match GRANTABLE_PREDEFINED.contains(&lower.as_str()) {
+                true => Ok(MemberRole(lower)),
+                false => Err(NameError {
+                    kind: "role name",
+                    value: value.to_string(),
+                    rule: format!(
+                        "of the predefined roles only {} may be granted",
+                        GRANTABLE_PREDEFINED.join(", ")
+                    ),
+                }),
+            };
+        }
+        ROLE.check(&lower).map(MemberRole).map_err(|e| NameError {
+            value: value.to_string(),
+            ..e
+        })
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-/// The parsed `extra-user-roles` field of the `postgresql_client` interface.
+impl fmt::Display for MemberRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An `extra-user-roles` or `extra-group-roles` item that cannot name a role.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoleError {
+    /// The item, as given, is neither an attribute nor a valid role name.
+    #[error("{0}")]
+    Invalid(NameError),
+    /// An attribute where only roles may be named (`extra-group-roles`).
+    #[error("{0:?} is an attribute, not a role: only roles may be named here")]
+    Attribute(String),
+}
+
+/// The parsed `extra-user-roles` field of the `postgresql_client` interface:
+/// attributes (`SUPERUSER`, `CREATEDB`, `CREATEROLE`) and roles to join.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExtraRoles {
     attributes: Vec<Attribute>,
-    memberships: Vec<&'static str>,
+    memberships: Vec<MemberRole>,
 }
 
 impl ExtraRoles {
     /// Parses a comma-separated, case-insensitive list; blanks and duplicates
-    /// are dropped, and the first unknown item is named in the error.
+    /// are dropped, and the first invalid item is named in the error.
     pub fn parse(value: &str) -> Result<ExtraRoles, RoleError> {
         let mut roles = ExtraRoles::default();
         for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let lower = item.to_ascii_lowercase();
             let attribute = Attribute::ALL
                 .into_iter()
                 .find(|a| a.keyword().eq_ignore_ascii_case(item));
-            if let Some(attribute) = attribute {
-                if !roles.attributes.contains(&attribute) {
-                    roles.attributes.push(attribute);
-                }
-            } else if let Some(&role) = MEMBERSHIPS.iter().find(|&&m| m == lower) {
-                if !roles.memberships.contains(&role) {
-                    roles.memberships.push(role);
-                }
-            } else {
-                return Err(RoleError::Unknown(item.to_string()));
+            match attribute {
+                Some(a) if !roles.attributes.contains(&a) => roles.attributes.push(a),
+                Some(_) => {}
+                None => roles.add(MemberRole::parse(item).map_err(RoleError::Invalid)?),
             }
         }
         Ok(roles)
+    }
+
+    /// Parses a comma-separated list of roles only (`extra-group-roles`).
+    pub fn parse_roles(value: &str) -> Result<Vec<MemberRole>, RoleError> {
+        let parsed = ExtraRoles::parse(value)?;
+        if let Some(a) = parsed.attributes.first() {
+            return Err(RoleError::Attribute(a.keyword().to_ascii_lowercase()));
+        }
+        Ok(parsed.memberships)
+    }
+
+    /// The same, also joining `roles`.
+    pub fn with_memberships(mut self, roles: &[MemberRole]) -> ExtraRoles {
+        for role in roles {
+            self.add(role.clone());
+        }
+        self
+    }
+
+    fn add(&mut self, role: MemberRole) {
+        if !self.memberships.contains(&role) {
+            self.memberships.push(role);
+        }
     }
 
     /// The attributes asked for, in first-seen order.
@@ -305,12 +376,54 @@ impl ExtraRoles {
     }
 
     /// The roles to grant membership in, in first-seen order.
-    pub fn memberships(&self) -> &[&'static str] {
+    pub fn memberships(&self) -> &[MemberRole] {
         &self.memberships
     }
 
     /// Whether this asks for more than data access: an attribute or `admin`.
     pub fn is_privileged(&self) -> bool {
-        !self.attributes.is_empty() || self.memberships.contains(&"admin")
+        !self.attributes.is_empty() || self.memberships.iter().any(|m| m.as_str() == "admin")
+    }
+}
+
+/// A database prefix a client may ask for (`database` = `<prefix>*`): at
+/// least 3 bytes, each as in a [`DatabaseName`], and no system prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DatabasePrefix(String);
+
+/// The shortest prefix a client may ask for.
+pub const MIN_PREFIX: usize = 3;
+
+impl DatabasePrefix {
+    /// Validates the part before the `*`.
+    pub fn parse(value: &str) -> Result<DatabasePrefix, NameError> {
+        if value.len() < MIN_PREFIX {
+            return Err(NameError {
+                kind: "database prefix",
+                value: value.to_string(),
+                rule: format!("Prefix too short: at least {MIN_PREFIX} characters"),
+            });
+        }
+        let checked = DATABASE.check(value).map_err(|e| NameError {
+            kind: "database prefix",
+            ..e
+        })?;
+        Ok(DatabasePrefix(checked))
+    }
+
+    /// The prefix.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether a database name starts with it.
+    pub fn matches(&self, database: &str) -> bool {
+        database.starts_with(&self.0)
+    }
+}
+
+impl fmt::Display for DatabasePrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}*", self.0)
     }
 }

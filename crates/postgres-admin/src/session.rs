@@ -3,8 +3,9 @@
 //! opens one. [`RealConnector`] talks to a server through [`Admin`];
 //! `testing::FakeConnector` keeps the same state in maps.
 
-use crate::admin::{Admin, ConnectInfo};
-use crate::names::{DatabaseName, Extension, ExtraRoles, RoleName};
+use crate::admin::{Admin, ConnectInfo, RoleIssue};
+use crate::names::{DatabaseName, DatabasePrefix, Extension, ExtraRoles, MemberRole, RoleName};
+use crate::permissions::Permission;
 
 /// A PostgreSQL operation failed: what was being done and the server's answer,
 /// never a password.
@@ -58,6 +59,28 @@ pub trait Postgres {
         db: &DatabaseName,
         extension: &Extension,
         owner: &RoleName,
+    ) -> Result<(), PgError>;
+    /// Whether a role of that name exists.
+    fn role_exists(&mut self, role: &RoleName) -> Result<bool, PgError>;
+    /// The roles a client asked to join that cannot be granted, and why.
+    fn unusable_roles(
+        &mut self,
+        roles: &[MemberRole],
+    ) -> Result<Vec<(MemberRole, RoleIssue)>, PgError>;
+    /// Creates a group role (NOLOGIN) unless it exists, member of `member_of`.
+    fn create_group(&mut self, group: &RoleName, member_of: &[MemberRole]) -> Result<(), PgError>;
+    /// Creates the missing `charmed_*` roles; returns those created.
+    fn create_charmed_roles(&mut self) -> Result<Vec<String>, PgError>;
+    /// The databases whose name starts with the prefix, sorted.
+    fn databases_with_prefix(&mut self, prefix: &DatabasePrefix) -> Result<Vec<String>, PgError>;
+    /// Creates the database, owned by the session's role, unless it exists.
+    fn ensure_database(&mut self, db: &DatabaseName) -> Result<bool, PgError>;
+    /// Gives the role exactly the listed privileges on each resource.
+    fn grant_permissions(
+        &mut self,
+        role: &RoleName,
+        db: &DatabaseName,
+        permissions: &[Permission],
     ) -> Result<(), PgError>;
 }
 
@@ -128,5 +151,34 @@ impl Postgres for Admin {
         owner: &RoleName,
     ) -> Result<(), PgError> {
         Ok(Admin::create_extension(self, db, extension, owner)?)
+    }
+    fn role_exists(&mut self, role: &RoleName) -> Result<bool, PgError> {
+        Ok(Admin::role_exists(self, role)?)
+    }
+    fn unusable_roles(
+        &mut self,
+        roles: &[MemberRole],
+    ) -> Result<Vec<(MemberRole, RoleIssue)>, PgError> {
+        Ok(Admin::unusable_roles(self, roles)?)
+    }
+    fn create_group(&mut self, group: &RoleName, member_of: &[MemberRole]) -> Result<(), PgError> {
+        Ok(Admin::create_group(self, group, member_of)?)
+    }
+    fn create_charmed_roles(&mut self) -> Result<Vec<String>, PgError> {
+        Ok(Admin::create_charmed_roles(self)?)
+    }
+    fn databases_with_prefix(&mut self, prefix: &DatabasePrefix) -> Result<Vec<String>, PgError> {
+        Ok(Admin::databases_with_prefix(self, prefix)?)
+    }
+    fn ensure_database(&mut self, db: &DatabaseName) -> Result<bool, PgError> {
+        Ok(Admin::ensure_database(self, db)?)
+    }
+    fn grant_permissions(
+        &mut self,
+        role: &RoleName,
+        db: &DatabaseName,
+        permissions: &[Permission],
+    ) -> Result<(), PgError> {
+        Ok(Admin::grant_permissions(self, role, db, permissions)?)
     }
 }

@@ -1,6 +1,10 @@
 //! Names and `extra-user-roles` are refused before any SQL can be built from them.
 
-use postgres_admin::{Attribute, DatabaseName, ExtraRoles, RoleError, RoleName};
+#![allow(clippy::unwrap_used)]
+
+use postgres_admin::{
+    Attribute, DatabaseName, DatabasePrefix, ExtraRoles, MemberRole, RoleError, RoleName,
+};
 
 #[test]
 fn pgbouncer_is_a_database_for_postgresql_and_the_console_for_pgbouncer() {
@@ -85,31 +89,81 @@ fn good_database_and_role_names_pass() {
 }
 
 #[test]
-fn extra_roles_parse_case_insensitively_and_refuse_anything_else() {
+fn extra_roles_parse_case_insensitively_and_refuse_what_cannot_name_a_role() {
     let roles = ExtraRoles::parse(" CREATEDB, createrole ,, createdb,Pg_Monitor ").unwrap();
     assert_eq!(
         roles.attributes(),
         [Attribute::CreateDb, Attribute::CreateRole]
     );
-    assert_eq!(roles.memberships(), ["pg_monitor"]);
+    assert_eq!(roles.memberships(), [member("pg_monitor")]);
     assert!(roles.is_privileged());
 
-    let roles = ExtraRoles::parse("pg_read_all_data,pg_write_all_data").unwrap();
+    let roles = ExtraRoles::parse("pg_read_all_data,Charmed_Read,my_team").unwrap();
     assert!(roles.attributes().is_empty());
+    assert_eq!(
+        roles.memberships(),
+        [
+            member("pg_read_all_data"),
+            member("charmed_read"),
+            member("my_team")
+        ]
+    );
     assert!(!roles.is_privileged());
     assert!(ExtraRoles::parse("admin").unwrap().is_privileged());
     assert_eq!(ExtraRoles::parse("").unwrap(), ExtraRoles::default());
+    let joined = ExtraRoles::parse("createdb,team_a")
+        .unwrap()
+        .with_memberships(&[member("team_a"), member("team_b")]);
+    assert_eq!(joined.memberships(), [member("team_a"), member("team_b")]);
 
-    for (value, item) in [
-        ("createdb; drop table x", "createdb; drop table x"),
-        ("createdb, rolname'--", "rolname'--"),
-        ("test", "test"),
-        ("superuser, Test, other", "Test"),
-        ("pg_execute_server_program", "pg_execute_server_program"),
+    for (value, item, phrase) in [
+        (
+            "createdb; drop table x",
+            "createdb; drop table x",
+            "contains",
+        ),
+        ("createdb, rolname'--", "rolname'--", "contains"),
+        ("superuser, public, other", "public", "reserved"),
+        (
+            "pg_execute_server_program",
+            "pg_execute_server_program",
+            "of the predefined roles only",
+        ),
+        ("pg_read_server_files", "pg_read_server_files", "predefined"),
+        ("1team", "1team", "must start"),
     ] {
         let err = ExtraRoles::parse(value).unwrap_err();
-        assert_eq!(err, RoleError::Unknown(item.to_string()));
-        assert!(err.to_string().contains(&format!("{item:?}")), "{err}");
+        assert!(
+            matches!(&err, RoleError::Invalid(e) if e.value() == item),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(phrase), "{err}");
+    }
+    assert_eq!(
+        ExtraRoles::parse_roles("team_a, Team_B").unwrap(),
+        [member("team_a"), member("team_b")]
+    );
+    let err = ExtraRoles::parse_roles("team_a,SUPERUSER").unwrap_err();
+    assert_eq!(err, RoleError::Attribute("superuser".into()));
+}
+
+fn member(name: &str) -> MemberRole {
+    MemberRole::parse(name).unwrap()
+}
+
+#[test]
+fn prefixes_are_three_characters_at_least_and_valid_names() {
+    let prefix = DatabasePrefix::parse("app").unwrap();
+    assert_eq!(prefix.to_string(), "app*");
+    assert!(prefix.matches("app_one") && prefix.matches("app") && !prefix.matches("ap"));
+    for (value, phrase) in [
+        ("ap", "Prefix too short"),
+        ("", "Prefix too short"),
+        ("pg_x", "reserved"),
+        ("ab'c", "contains"),
+    ] {
+        let err = DatabasePrefix::parse(value).unwrap_err().to_string();
+        assert!(err.contains(phrase), "{value:?}: {err}");
     }
 }
 

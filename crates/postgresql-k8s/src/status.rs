@@ -31,8 +31,8 @@ pub fn collect(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow:
         }
         DcsState::Ready(_) => true,
     };
-    if let Some(refused) = database::refusals(hook)? {
-        hook.add_status(Status::Blocked(refused));
+    for refused in database::refusals(hook)? {
+        hook.add_status(refused);
     }
     if let Some(refused) = legacy::refusals(hook)? {
         hook.add_status(Status::Blocked(refused));

@@ -96,7 +96,7 @@ fn without_requested_secrets_the_credentials_go_in_the_databag() {
 #[test]
 fn every_refused_client_is_named_and_told_why() {
     let (w, s) = two_units(&[("extra-user-roles", "createdb,test")]);
-    let s = s.with_relation(client(6, "shop*", &[]));
+    let s = s.with_relation(client(6, "shop*", &[("prefix-matching", "only-existing")]));
     let out = w.go(&s, changed(&s));
     let prefix = w.go(
         &out.state,

@@ -93,6 +93,16 @@ fn changed_leader_initialises_the_cluster_then_defers() {
     let server = w.pg.server();
     assert_eq!(server.users["monitoring"].0, "monitoring-pw");
     assert!(server.admin_group);
+    // The predefined roles clients may ask for.
+    assert_eq!(server.groups["charmed_stats"], ["pg_monitor"]);
+    assert_eq!(
+        server.groups["charmed_read"],
+        ["pg_read_all_data", "charmed_stats"]
+    );
+    assert_eq!(
+        server.groups["charmed_dml"],
+        ["pg_write_all_data", "charmed_read"]
+    );
     assert_eq!(server.sessions, [addr(0)], "on the primary");
 }
 

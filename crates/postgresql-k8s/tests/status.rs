@@ -11,14 +11,14 @@ use support::*;
 #[test]
 fn a_refused_request_outranks_waiting_for_etcd() {
     let w = World::new(&[]);
-    let mut s = unit(0, true).with_relation(client(5, "shop", &[("extra-user-roles", "test")]));
+    let mut s = unit(0, true).with_relation(client(5, "shop", &[("extra-user-roles", "te st")]));
     s.relations
         .iter_mut()
         .find(|r| r.id == ETCD_ID)
         .unwrap()
         .remote_app_data
         .clear();
-    let out = w.go(&s, event::update_status());
+    let out = w.go(&s, event::relation_changed(s.relation(5).unwrap(), None));
     match &out.state.unit_status {
         Status::Blocked(m) => assert!(m.starts_with("invalid role(s)"), "{m}"),
         other => panic!("{other:?}"),

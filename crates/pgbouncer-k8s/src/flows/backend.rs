@@ -14,7 +14,7 @@ use charm::{
 };
 use client_interface::provider;
 use client_interface::requirer::{self, Ask};
-use postgres_admin::names::{DatabaseName, ExtraRoles};
+use postgres_admin::names::{DatabaseName, ExtraRoles, RoleName};
 use postgres_admin::password;
 use postgres_admin::verifier::scram_sha_256_random_salt;
 use postgres_admin::Postgres;
@@ -202,19 +202,18 @@ fn recreate_clients(hook: &mut Hook<'_>, pg: &mut dyn Postgres) -> anyhow::Resul
             continue;
         };
         let relation = Relation::new(entry.endpoint(), relation_id);
+        // A `database` client's request, or a legacy client's database.
         let wanted = match entry.legacy {
             None => {
                 let remote = hook.remote_app_bag(&relation)?.clone();
                 state::client_request(&remote, relation.id)
                     .ok()
                     .flatten()
-                    .map(|r| (r.database, r.roles))
+                    .map(Wanted::Request)
             }
-            Some(_) => DatabaseName::parse(&name)
-                .ok()
-                .map(|db| (db, ExtraRoles::default())),
+            Some(_) => DatabaseName::parse(&name).ok().map(Wanted::Legacy),
         };
-        let Some((database, roles)) = wanted else {
+        let Some(wanted) = wanted else {
             hook.log(
                 LogLevel::Warning,
                 &format!(
@@ -232,23 +231,45 @@ fn recreate_clients(hook: &mut Hook<'_>, pg: &mut dyn Postgres) -> anyhow::Resul
             missing.push(name);
             continue;
         };
-        let user = state::client_user(hook, relation.id, &entry)?;
-        let recreated = pg
-            .create_user(&user, &password, &roles)
-            .and_then(|()| pg.create_database(&database, &user))
-            .and_then(|created| {
-                pg.grant_database(&database, &user)?;
-                Ok(created)
-            });
+        // The relation's user, its entity (its name kept in its secret), or
+        // the legacy client's user.
+        let user = match &wanted {
+            Wanted::Request(request) if request.entity.is_some() => {
+                provider::kept_entity_name(hook, state::DATABASE, relation.id, Some(&relation))?
+                    .and_then(|name| RoleName::parse(&name).ok())
+            }
+            _ => state::client_user(hook, relation.id, &entry).ok(),
+        };
+        let Some(user) = user else {
+            hook.add_problem(Status::Waiting(format!(
+                "relation {}: no name kept for its user; it cannot be recreated",
+                relation.id
+            )))?;
+            missing.push(name);
+            continue;
+        };
+        let recreated = pg.databases().and_then(|existing| {
+            match &wanted {
+                Wanted::Request(request) => {
+                    client_interface::serve::create(pg, request, (&user, &password), &|_| false)?;
+                }
+                Wanted::Legacy(database) => {
+                    pg.create_user(&user, &password, &ExtraRoles::default())?;
+                    pg.create_database(database, &user)?;
+                    pg.grant_database(database, &user)?;
+                }
+            }
+            Ok(!existing.contains(&name))
+        });
         match recreated {
             Ok(true) => hook.log(
                 LogLevel::Warning,
-                &format!("database {database} was recreated empty: the backend is a new cluster"),
+                &format!("database {name} was recreated empty: the backend is a new cluster"),
             )?,
             Ok(false) => {}
             Err(e) => {
                 hook.add_problem(Status::Waiting(format!(
-                    "relation {}: cannot recreate user {user} and database {database} in the new \
+                    "relation {}: cannot recreate user {user} and database {name} in the new \
                      cluster: {e}",
                     relation.id
                 )))?;
@@ -257,6 +278,14 @@ fn recreate_clients(hook: &mut Hook<'_>, pg: &mut dyn Postgres) -> anyhow::Resul
         }
     }
     Ok(missing)
+}
+
+/// What a client relation was given, to give it again.
+enum Wanted {
+    /// A `database` client's request.
+    Request(client_interface::Request),
+    /// A legacy client's database.
+    Legacy(DatabaseName),
 }
 
 /// Leader: creates the auth user `pgbouncer_auth_<backend user>` with a new

@@ -12,7 +12,9 @@ use crate::state::{self, ClientEntry};
 use charm::SecretId;
 use charm::{Handled, Hook, Relation, RelationEvent, Status};
 use client_interface::provider::{self, Answer, UriTarget};
-use client_interface::{ClientEvent, Request};
+use client_interface::serve::{self as serving, Failure};
+use client_interface::{ClientEvent, Refusal, Request};
+use postgres_admin::names::RoleName;
 
 /// The client relations' flows: a request runs database-requested (or
 /// refreshes an answered client), then relation-departed and relation-broken.
@@ -57,70 +59,71 @@ pub fn requested(hook: &mut Hook<'_>, deps: &Deps, relation: &Relation) -> anyho
     let request = match state::client_request(&remote, relation.id) {
         Ok(Some(r)) => r,
         Ok(None) => return Ok(Handled::Done),
-        Err(refusal) => {
-            provider::refuse(hook, relation, &refusal)?;
-            clients.insert(
-                relation.id,
-                ClientEntry {
-                    refused: Some(refusal.to_string()),
-                    ..ClientEntry::default()
-                },
-            );
-            state::save_clients(hook, &peers, &clients)?;
-            return Ok(Handled::Done);
-        }
+        Err(refusal) => return refused(hook, &peers, relation, &refusal),
     };
     let Ok(config) = config(hook)? else {
         return Ok(Handled::Deferred);
     };
-    let user = provider::relation_user(relation.id);
-    let auth_user = backend.auth_user()?;
-    let password = match clients.get(&relation.id).and_then(|c| c.secret.clone()) {
-        Some(_) => kept_password(hook, relation)?,
-        None => {
-            // Kept in the relation's user secret from now on, so that a retry
-            // uses the same password; handed over once every unit serves.
-            let password = postgres_admin::password::generate();
-            let endpoints = client_endpoints(hook, config.listen_port)?;
-            let answer = answer(
-                relation.id,
-                &request,
-                password.clone(),
-                endpoints,
-                None,
-                &ClientTls::default(),
-            );
-            let id = provider::keep(hook, state::DATABASE, relation, &request, &answer)?;
-            clients.insert(
-                relation.id,
-                ClientEntry {
-                    secret: Some(id.to_string()),
-                    ..ClientEntry::default()
-                },
-            );
-            state::save_clients(hook, &peers, &clients)?;
-            password
-        }
+    let Some(db) = request.database().cloned() else {
+        return Ok(Handled::Done);
     };
+    let auth_user = backend.auth_user()?;
+    // Whose credentials: the relation's user, or its entity (kept once
+    // chosen, so that a retry uses the same name and password).
+    let kept = clients.get(&relation.id).and_then(|c| c.secret.clone());
+    let (user, password, ours) = match &kept {
+        Some(_) => {
+            let user = kept_user(hook, relation, &request)?;
+            (user, kept_password(hook, relation)?, true)
+        }
+        None => match grantee(hook, relation, &request)? {
+            Ok((user, password)) => (user, password, false),
+            Err(refusal) => return refused(hook, &peers, relation, &refusal),
+        },
+    };
+    let mut pg = match deps.connector.connect(&backend.login) {
+        Ok(pg) => pg,
+        Err(e) => return cannot_create(hook, relation, &request, &e.to_string()),
+    };
+    // Roles exist and may be handed out? The entity's name is free?
+    match serving::check(pg.as_mut(), relation.id, &request, &user, ours) {
+        Ok(()) => {}
+        Err(Failure::Refused(refusal)) => return refused(hook, &peers, relation, &refusal),
+        Err(Failure::Backend(e)) => return cannot_create(hook, relation, &request, &e.to_string()),
+    }
+    if kept.is_none() {
+        // Kept in the relation's user (or entity) secret from now on, so that
+        // a retry uses the same password; handed over once every unit serves.
+        let endpoints = client_endpoints(hook, config.listen_port)?;
+        let answer = answer(
+            relation.id,
+            &request,
+            (&user, password.clone()),
+            endpoints,
+            None,
+            &ClientTls::default(),
+        );
+        let id = provider::keep(hook, state::DATABASE, relation, &request, &answer)?;
+        clients.insert(
+            relation.id,
+            ClientEntry {
+                secret: Some(id.to_string()),
+                ..ClientEntry::default()
+            },
+        );
+        state::save_clients(hook, &peers, &clients)?;
+    }
     // Create user and database
-    let created = deps.connector.connect(&backend.login).and_then(|mut pg| {
-        pg.create_user(&user, &password, &request.roles)?;
-        pg.create_database(&request.database, &user)?;
-        pg.grant_database(&request.database, &user)?;
-        pg.install_auth_function(request.database.as_str(), &auth_user)
-    });
+    let created = serving::create(pg.as_mut(), &request, (&user, &password), &|_| false)
+        .and_then(|_| pg.install_auth_function(db.as_str(), &auth_user));
     if let Err(e) = created {
-        hook.add_problem(Status::Waiting(format!(
-            "relation {}: cannot create database {}: {e}",
-            relation.id, request.database
-        )))?;
-        return Ok(Handled::Deferred);
+        return cannot_create(hook, relation, &request, &e.to_string());
     }
     // Add user to pgbouncer config and peer databag
     clients.insert(
         relation.id,
         ClientEntry {
-            database: Some(request.database.to_string()),
+            database: Some(db.to_string()),
             privileged: request.roles.is_privileged(),
             secret: clients.get(&relation.id).and_then(|c| c.secret.clone()),
             ..ClientEntry::default()
@@ -136,7 +139,88 @@ pub fn requested(hook: &mut Hook<'_>, deps: &Deps, relation: &Relation) -> anyho
     Ok(Handled::Done)
 }
 
-/// The password kept in a client relation's user secret.
+/// A refused request: the client is told why, and the record keeps the
+/// reason for every unit's status (a transitory one, such as a secret not
+/// granted yet, waits and is asked again on the next hook).
+fn refused(
+    hook: &mut Hook<'_>,
+    peers: &Relation,
+    relation: &Relation,
+    refusal: &Refusal,
+) -> anyhow::Result<Handled> {
+    provider::refuse(hook, relation, refusal)?;
+    let mut clients = state::clients(hook, peers)?;
+    let secret = clients.get(&relation.id).and_then(|c| c.secret.clone());
+    clients.insert(
+        relation.id,
+        ClientEntry {
+            refused: Some(refusal.to_string()),
+            waiting: refusal.is_transitory(),
+            secret,
+            ..ClientEntry::default()
+        },
+    );
+    state::save_clients(hook, peers, &clients)?;
+    Ok(match refusal.is_transitory() {
+        true => Handled::Deferred,
+        false => Handled::Done,
+    })
+}
+
+/// PostgreSQL failed: the status says why, and the request waits.
+fn cannot_create(
+    hook: &mut Hook<'_>,
+    relation: &Relation,
+    request: &Request,
+    why: &str,
+) -> anyhow::Result<Handled> {
+    hook.add_problem(Status::Waiting(format!(
+        "relation {}: cannot create database {}: {why}",
+        relation.id, request.resource
+    )))?;
+    Ok(Handled::Deferred)
+}
+
+/// Who a new client's credentials are for: the relation's user, or its USER
+/// entity (the name and password it asked for in its secret, else the
+/// relation's user's name and a new password).
+fn grantee(
+    hook: &mut Hook<'_>,
+    relation: &Relation,
+    request: &Request,
+) -> anyhow::Result<Result<(RoleName, String), Refusal>> {
+    let generate = postgres_admin::password::generate;
+    if request.entity.is_none() {
+        return Ok(Ok((provider::relation_user(relation.id), generate())));
+    }
+    Ok(
+        match serving::requested_entity(hook, relation.id, request)? {
+            Err(refusal) => Err(refusal),
+            Ok(None) => Ok((provider::relation_user(relation.id), generate())),
+            Ok(Some(asked)) => serving::entity_role(relation.id, &asked.name)
+                .map(|role| (role, asked.password.unwrap_or_else(generate))),
+        },
+    )
+}
+
+/// The role a served client's credentials are for, as kept: its entity's
+/// name, or the relation's user.
+fn kept_user(
+    hook: &mut Hook<'_>,
+    relation: &Relation,
+    request: &Request,
+) -> anyhow::Result<RoleName> {
+    if request.entity.is_none() {
+        return Ok(provider::relation_user(relation.id));
+    }
+    let name = provider::kept_entity_name(hook, state::DATABASE, relation.id, Some(relation))?;
+    match name.map(|n| RoleName::parse(&n)) {
+        Some(Ok(role)) => Ok(role),
+        _ => anyhow::bail!("relation {}: no name kept for its entity", relation.id),
+    }
+}
+
+/// The password kept in a client relation's user (or entity) secret.
 fn kept_password(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::Result<String> {
     provider::kept_password(hook, state::DATABASE, relation)?.ok_or_else(|| {
         anyhow::anyhow!(
@@ -147,23 +231,31 @@ fn kept_password(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::Result<Str
 }
 
 /// What a client is told: its database through PgBouncer's units, and the
-/// read-only twin `<db>_readonly` for its read-only URI.
+/// read-only twin `<db>_readonly` for its read-only URI; an entity's name
+/// and password instead of the relation's user's.
 fn answer(
     relation_id: u64,
     request: &Request,
-    password: String,
+    (user, password): (&RoleName, String),
     (rw, ro): (String, String),
     version: Option<String>,
     tls: &ClientTls,
 ) -> Answer {
     let read_only_uri = UriTarget {
         hosts: ro.clone(),
-        database: format!("{}_readonly", request.database),
+        database: format!("{}_readonly", request.resource),
     };
-    Answer {
+    let answer = Answer {
         version,
         tls: tls.for_clients(),
         ..Answer::new(relation_id, request, password, (rw, ro), read_only_uri)
+    };
+    match &request.entity {
+        Some(entity) => {
+            let password = answer.password.clone();
+            answer.for_entity(entity.kind, user.to_string(), password)
+        }
+        None => answer,
     }
 }
 
@@ -204,11 +296,19 @@ pub fn publish_credentials(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::
         return Ok(());
     };
     let password = kept_password(hook, relation)?;
+    let user = kept_user(hook, relation, &request)?;
     let version = match state::backend(hook)? {
         state::BackendState::Ready(b) => b.version,
         _ => provider::published(hook, relation)?.version,
     };
-    let answer = answer(relation.id, &request, password, (rw, ro), version, &tls);
+    let answer = answer(
+        relation.id,
+        &request,
+        (&user, password),
+        (rw, ro),
+        version,
+        &tls,
+    );
     let kept = entry.secret.as_deref().map(SecretId::parse).transpose()?;
     provider::publish(
         hook,
@@ -249,6 +349,11 @@ pub fn refresh_all(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<()> {
                         relation.id
                     )))?;
                 }
+            }
+            // A refused request is asked again: what the server lacked
+            // (a role, a grant) may be there now.
+            Some(c) if c.refused.is_some() => {
+                requested(hook, deps, &relation)?;
             }
             Some(_) => {}
             None => {
@@ -339,9 +444,20 @@ fn remove_client(
         .as_ref()
         .is_some_and(|db| live.iter().any(|c| c.name == *db));
     let user = state::client_user(hook, relation_id, &entry)?;
+    // A `database` client's entity with a name of its own goes too (its
+    // name is kept in the relation's entity secret).
+    let entity = match entry.legacy {
+        None => provider::kept_entity_name(hook, state::DATABASE, relation_id, None)?
+            .and_then(|name| RoleName::parse(&name).ok())
+            .filter(|role| *role != user),
+        Some(_) => None,
+    };
     let auth_user = backend.auth_user()?;
     let dropped = deps.connector.connect(&backend.login).and_then(|mut pg| {
         pg.drop_user(&user)?;
+        if let Some(role) = &entity {
+            pg.drop_user(role)?;
+        }
         if let (Some(db), false) = (&database, still_used) {
             pg.remove_auth_function(db, &auth_user)?;
         }
@@ -391,14 +507,25 @@ pub fn clean_up_departed(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<()>
 }
 
 /// Every client request the charm refused, for the status (each names its
-/// relation).
-pub fn refused_requests(hook: &mut Hook<'_>) -> anyhow::Result<Option<String>> {
+/// relation): the fatal ones block, the transitory ones wait.
+pub fn refused_requests(hook: &mut Hook<'_>) -> anyhow::Result<Vec<Status>> {
     let Some(peers) = state::peers(hook)? else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
-    let refused: Vec<String> = state::clients(hook, &peers)?
-        .into_values()
-        .filter_map(|c| c.refused)
-        .collect();
-    Ok((!refused.is_empty()).then(|| refused.join("; ")))
+    let (mut fatal, mut waiting) = (Vec::new(), Vec::new());
+    for client in state::clients(hook, &peers)?.into_values() {
+        match (client.refused, client.waiting) {
+            (Some(why), true) => waiting.push(why),
+            (Some(why), false) => fatal.push(why),
+            (None, _) => {}
+        }
+    }
+    let mut out = Vec::new();
+    if !fatal.is_empty() {
+        out.push(Status::Blocked(fatal.join("; ")));
+    }
+    if !waiting.is_empty() {
+        out.push(Status::Waiting(waiting.join("; ")));
+    }
+    Ok(out)
 }

@@ -5,8 +5,12 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use crate::admin::{ConnectInfo, ADMIN_GROUP};
-use crate::names::{DatabaseName, Extension, ExtraRoles, RoleName};
+use crate::admin::{ConnectInfo, RoleIssue, ADMIN_GROUP};
+use crate::names::{
+    DatabaseName, DatabasePrefix, Extension, ExtraRoles, MemberRole, RoleName, CHARMED_ROLES,
+    GRANTABLE_PREDEFINED,
+};
+use crate::permissions::Permission;
 use crate::session::{Connector, PgError, Postgres};
 
 /// The extensions a server [`FakeConnector::up_with`] starts offers.
@@ -43,6 +47,10 @@ pub struct FakeServer {
     pub available_extensions: BTreeSet<String>,
     /// (database, extension) created; the extension as asked (`name[:schema]`).
     pub extensions: BTreeSet<(String, String)>,
+    /// Other group roles (NOLOGIN), each with the roles it is a member of.
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// (role, database, permission) as granted.
+    pub permissions: BTreeSet<(String, String, String)>,
     /// When set, every call fails with this message (a server that is down).
     pub down: Option<String>,
     /// The hosts sessions were opened on, in order.
@@ -96,6 +104,12 @@ impl FakeConnector {
         self.0.borrow().clone()
     }
 
+    /// Adds a group role, as an administrator would.
+    pub fn add_group(&self, group: &str, member_of: &[&str]) {
+        let member_of = member_of.iter().map(|m| m.to_string()).collect();
+        self.0.borrow_mut().groups.insert(group.into(), member_of);
+    }
+
     /// Takes the server down (every call fails with `why`), or back up.
     pub fn set_down(&self, why: Option<&str>) {
         self.0.borrow_mut().down = why.map(str::to_string);
@@ -124,6 +138,33 @@ impl FakeSession {
     }
 }
 
+impl FakeServer {
+    /// Why `role` cannot be granted, if it cannot: a user can log in (too
+    /// powerful), and a role the server lacks is missing.
+    fn issue(&self, role: &str) -> Option<RoleIssue> {
+        let group = (role == ADMIN_GROUP && self.admin_group)
+            || self.groups.contains_key(role)
+            || GRANTABLE_PREDEFINED.contains(&role);
+        match (group, self.users.contains_key(role)) {
+            (_, true) => Some(RoleIssue::TooPowerful),
+            (true, false) => None,
+            (false, false) => Some(RoleIssue::Missing),
+        }
+    }
+
+    fn check_roles(&self, member: &RoleName, roles: &[MemberRole]) -> Result<(), PgError> {
+        match roles
+            .iter()
+            .find_map(|r| self.issue(r.as_str()).map(|i| (r, i)))
+        {
+            Some((role, issue)) => Err(PgError(format!(
+                "cannot make {member} a member of \"{role}\": {issue}"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 impl Postgres for FakeSession {
     fn server_version(&mut self) -> Result<String, PgError> {
         self.with(|s| Ok(s.version.clone()))
@@ -140,13 +181,8 @@ impl Postgres for FakeSession {
         password: &str,
         roles: &ExtraRoles,
     ) -> Result<(), PgError> {
-        let needs_admin = roles.memberships().contains(&ADMIN_GROUP);
         self.with(|s| {
-            if needs_admin && !s.admin_group {
-                return Err(PgError(format!(
-                    "cannot make {user} a member of \"{ADMIN_GROUP}\": no such role"
-                )));
-            }
+            s.check_roles(user, roles.memberships())?;
             s.users.insert(
                 user.to_string(),
                 (password.to_string(), format!("{roles:?}")),
@@ -237,6 +273,75 @@ impl Postgres for FakeSession {
                 return Err(PgError(format!("role \"{owner}\" does not exist")));
             }
             s.extensions.insert((db.to_string(), extension.to_string()));
+            Ok(())
+        })
+    }
+    fn role_exists(&mut self, role: &RoleName) -> Result<bool, PgError> {
+        self.with(|s| {
+            let name = role.as_str();
+            Ok(s.users.contains_key(name)
+                || s.groups.contains_key(name)
+                || (name == ADMIN_GROUP && s.admin_group))
+        })
+    }
+    fn unusable_roles(
+        &mut self,
+        roles: &[MemberRole],
+    ) -> Result<Vec<(MemberRole, RoleIssue)>, PgError> {
+        self.with(|s| {
+            Ok(roles
+                .iter()
+                .filter_map(|r| s.issue(r.as_str()).map(|i| (r.clone(), i)))
+                .collect())
+        })
+    }
+    fn create_group(&mut self, group: &RoleName, member_of: &[MemberRole]) -> Result<(), PgError> {
+        self.with(|s| {
+            if s.users.contains_key(group.as_str()) {
+                return Err(PgError(format!("{group} exists and can log in")));
+            }
+            s.check_roles(group, member_of)?;
+            let member_of = member_of.iter().map(|m| m.to_string()).collect();
+            s.groups.insert(group.to_string(), member_of);
+            Ok(())
+        })
+    }
+    fn create_charmed_roles(&mut self) -> Result<Vec<String>, PgError> {
+        self.with(|s| {
+            let mut created = Vec::new();
+            for (role, member_of) in CHARMED_ROLES {
+                if !s.groups.contains_key(role) {
+                    let member_of = member_of.iter().map(|m| m.to_string()).collect();
+                    s.groups.insert(role.to_string(), member_of);
+                    created.push(role.to_string());
+                }
+            }
+            Ok(created)
+        })
+    }
+    fn databases_with_prefix(&mut self, prefix: &DatabasePrefix) -> Result<Vec<String>, PgError> {
+        self.with(|s| {
+            Ok(s.databases
+                .iter()
+                .filter(|d| prefix.matches(d))
+                .cloned()
+                .collect())
+        })
+    }
+    fn ensure_database(&mut self, db: &DatabaseName) -> Result<bool, PgError> {
+        self.with(|s| Ok(s.databases.insert(db.to_string())))
+    }
+    fn grant_permissions(
+        &mut self,
+        role: &RoleName,
+        db: &DatabaseName,
+        permissions: &[Permission],
+    ) -> Result<(), PgError> {
+        self.with(|s| {
+            for p in permissions {
+                s.permissions
+                    .insert((role.to_string(), db.to_string(), p.to_string()));
+            }
             Ok(())
         })
     }

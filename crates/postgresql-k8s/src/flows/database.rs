@@ -8,7 +8,8 @@ use crate::postgres;
 use crate::state;
 use charm::{Handled, Hook, LogLevel, Relation, RelationEvent, Status};
 use client_interface::provider::{self, Answer, UriTarget};
-use client_interface::request::{self, Request};
+use client_interface::request::{self, EntityKind, Refusal, Request, Resource};
+use client_interface::serve::{self, Failure};
 use client_interface::ClientEvent;
 use postgres_admin::names::{DatabaseName, Extension, ExtraRoles, RoleName};
 use postgres_admin::{PgError, Postgres};
@@ -37,12 +38,43 @@ fn read_only_uri(request: &Request, read_only_endpoints: &str) -> UriTarget {
             .next()
             .unwrap_or(read_only_endpoints)
             .to_string(),
-        database: request.database.to_string(),
+        database: request.resource.to_string(),
     }
 }
 
+/// What a client is told: its user's (or entity's) credentials, where to
+/// connect, the server's version, and for a prefix the databases it matched.
+fn answer(
+    relation_id: u64,
+    request: &Request,
+    (user, password): (&RoleName, String),
+    (rw, ro): (String, String),
+    version: Option<String>,
+    prefix_databases: Option<Vec<String>>,
+) -> Answer {
+    let read_only = read_only_uri(request, &ro);
+    let mut answer = Answer {
+        version,
+        ..Answer::new(relation_id, request, password, (rw, ro), read_only)
+    };
+    if let Some(entity) = &request.entity {
+        let password = std::mem::take(&mut answer.password);
+        answer = answer.for_entity(entity.kind, user.to_string(), password);
+    }
+    match prefix_databases {
+        Some(databases) => answer.with_prefix_databases(databases),
+        None => answer,
+    }
+}
+
+/// PgBouncer's own database is no client's to reach by prefix; on
+/// PostgreSQL every client database is.
+fn no_exclusions(_: &str) -> bool {
+    false
+}
+
 /// relation-changed (leader): a new request is served; an answered one gets
-/// its endpoints refreshed.
+/// its endpoints (and a prefix its databases) refreshed.
 fn changed(hook: &mut Hook<'_>, deps: &Deps, relation: &Relation) -> anyhow::Result<Handled> {
     let remote = hook.remote_app_bag(relation)?.clone();
     let request = match request::parse(&remote, relation.id) {
@@ -64,7 +96,46 @@ fn changed(hook: &mut Hook<'_>, deps: &Deps, relation: &Relation) -> anyhow::Res
     requested(hook, deps, &ctx, relation, &request)
 }
 
-/// database-requested: the user, the database, then everything in one write.
+/// Who the client's credentials are for: the relation's user, or its entity
+/// (the name it asked for in its secret, else the relation's user's name),
+/// with the password (asked for, or generated; none for a group), and
+/// whether the provider already keeps that entity's name (a retry).
+fn grantee(
+    hook: &mut Hook<'_>,
+    relation: &Relation,
+    request: &Request,
+) -> anyhow::Result<Result<(RoleName, String, bool), Refusal>> {
+    let generated = postgres_admin::password::generate;
+    let Some(entity) = &request.entity else {
+        return Ok(Ok((
+            provider::relation_user(relation.id),
+            generated(),
+            false,
+        )));
+    };
+    let asked = match serve::requested_entity(hook, relation.id, request)? {
+        Ok(asked) => asked,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let (role, password) = match asked {
+        Some(asked) => match serve::entity_role(relation.id, &asked.name) {
+            Ok(role) => (role, asked.password.unwrap_or_else(generated)),
+            Err(refusal) => return Ok(Err(refusal)),
+        },
+        None => (provider::relation_user(relation.id), generated()),
+    };
+    let kept = provider::kept_entity_name(hook, state::DATABASE, relation.id, Some(relation))?;
+    let ours = kept.as_deref() == Some(role.as_str());
+    let password = match entity.kind {
+        EntityKind::User => password,
+        EntityKind::Group => String::new(),
+    };
+    Ok(Ok((role, password, ours)))
+}
+
+/// database-requested: what only the server can tell is checked (roles, an
+/// entity's name), then the user (or entity), the database (or the
+/// prefix's databases), then everything in one write.
 fn requested(
     hook: &mut Hook<'_>,
     deps: &Deps,
@@ -84,47 +155,91 @@ fn requested(
     else {
         return Ok(Handled::Deferred);
     };
+    // Whose credentials: the relation's user, or the entity (its secret
+    // granted? its name free?).
+    let (user, password, ours) = match grantee(hook, relation, request)? {
+        Ok(g) => g,
+        Err(refusal) => return refused(hook, relation, &refusal),
+    };
     let target = postgres::operator_login(
         &primary.host,
         primary.port,
         ctx.passwords.get(state::OPERATOR),
     );
-    let user = provider::relation_user(relation.id);
-    let password = postgres_admin::password::generate();
-    let created = deps.connector.connect(&target).and_then(|mut pg| {
-        pg.create_user(&user, &password, &request.roles)?;
-        pg.create_database(&request.database, &user)?;
-        pg.grant_database(&request.database, &user)?;
-        pg.server_version()
-    });
-    let version = match created {
-        Ok(v) => v,
-        Err(e) => {
-            let message = format!(
-                "relation {}: cannot create database {}: {e}",
-                relation.id, request.database
-            );
-            hook.add_problem(Status::Waiting(message))?;
-            return Ok(Handled::Deferred);
-        }
+    let mut pg = match deps.connector.connect(&target) {
+        Ok(pg) => pg,
+        Err(e) => return cannot_create(hook, relation, request, &e.to_string()),
     };
-    let read_only = read_only_uri(request, &ro);
-    let answer = Answer {
-        version: Some(version),
-        ..Answer::new(relation.id, request, password, (rw, ro), read_only)
+    // Roles exist and may be handed out? The entity's name is free?
+    match serve::check(pg.as_mut(), relation.id, request, &user, ours) {
+        Ok(()) => {}
+        Err(Failure::Refused(refusal)) => return refused(hook, relation, &refusal),
+        Err(Failure::Backend(e)) => return cannot_create(hook, relation, request, &e.to_string()),
+    }
+    let endpoints = (rw, ro);
+    if request.entity.is_some() {
+        // The entity's name is kept from now on: a retry knows it is ours.
+        let kept = answer(
+            relation.id,
+            request,
+            (&user, password.clone()),
+            endpoints.clone(),
+            None,
+            None,
+        );
+        provider::keep(hook, state::DATABASE, relation, request, &kept)?;
+    }
+    // Create the user (or entity), the database (or grant the prefix's).
+    let served = match serve::create(pg.as_mut(), request, (&user, &password), &no_exclusions) {
+        Ok(served) => served,
+        Err(e) => return cannot_create(hook, relation, request, &e.to_string()),
     };
+    let answer = answer(
+        relation.id,
+        request,
+        (&user, password),
+        endpoints,
+        Some(served.version),
+        served.prefix_databases,
+    );
     provider::publish(hook, state::DATABASE, relation, request, &answer, None)?;
     hook.log(
         LogLevel::Info,
         &format!(
-            "relation {}: database {} ready for {user}",
-            relation.id, request.database
+            "relation {}: {} ready for {user}",
+            relation.id, request.resource
         ),
     )?;
     Ok(Handled::Done)
 }
 
-/// Leader: rewrites a served client's endpoints (and URIs) when they moved.
+/// The client is told why its request is not served; one that has only to
+/// wait (its secret not granted yet) is tried again on the next hook.
+fn refused(hook: &mut Hook<'_>, relation: &Relation, refusal: &Refusal) -> anyhow::Result<Handled> {
+    provider::refuse(hook, relation, refusal)?;
+    Ok(match refusal.is_transitory() {
+        true => Handled::Deferred,
+        false => Handled::Done,
+    })
+}
+
+/// PostgreSQL failed: the status says why, and the request waits.
+fn cannot_create(
+    hook: &mut Hook<'_>,
+    relation: &Relation,
+    request: &Request,
+    why: &str,
+) -> anyhow::Result<Handled> {
+    let message = format!(
+        "relation {}: cannot create database {}: {why}",
+        relation.id, request.resource
+    );
+    hook.add_problem(Status::Waiting(message))?;
+    Ok(Handled::Deferred)
+}
+
+/// Leader: rewrites a served client's endpoints (and URIs) when they moved,
+/// and a prefix request's databases when new ones match (granted first).
 /// `members` overrides the peer bag's list (during a departure).
 fn refresh(
     hook: &mut Hook<'_>,
@@ -145,29 +260,67 @@ fn refresh(
         return Ok(());
     };
     let before = provider::published(hook, relation)?;
-    if before.endpoints.as_ref() == Some(&rw) && before.read_only_endpoints.as_ref() == Some(&ro) {
+    let user = match &request.entity {
+        Some(_) => {
+            let name =
+                provider::kept_entity_name(hook, state::DATABASE, relation.id, Some(relation))?;
+            match name.map(|n| RoleName::parse(&n)) {
+                Some(Ok(role)) => role,
+                _ => anyhow::bail!("relation {}: no name kept for its entity", relation.id),
+            }
+        }
+        None => provider::relation_user(relation.id),
+    };
+    let prefix_databases = match (&request.resource, cluster.primary()) {
+        (Resource::Prefix(prefix), Some(primary)) => {
+            let target = postgres::operator_login(
+                &primary.host,
+                primary.port,
+                ctx.passwords.get(state::OPERATOR),
+            );
+            let granted = deps
+                .connector
+                .connect(&target)
+                .and_then(|mut pg| serve::grant_prefix(pg.as_mut(), prefix, &user, &no_exclusions))
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot list the databases of {}: {e}", request.resource)
+                })?;
+            Some(granted)
+        }
+        _ => None,
+    };
+    let prefix_text = prefix_databases.as_ref().map(|d| d.join(","));
+    if before.endpoints.as_ref() == Some(&rw)
+        && before.read_only_endpoints.as_ref() == Some(&ro)
+        && (prefix_text.is_none() || before.prefix_databases == prefix_text)
+    {
         return Ok(());
     }
-    let Some(password) = provider::kept_password(hook, state::DATABASE, relation)? else {
-        anyhow::bail!("relation {}: no password kept for its user", relation.id);
+    let password = match (
+        request.entity.as_ref().map(|e| e.kind),
+        provider::kept_password(hook, state::DATABASE, relation)?,
+    ) {
+        (Some(EntityKind::Group), _) => String::new(),
+        (_, Some(password)) => password,
+        (_, None) => anyhow::bail!("relation {}: no password kept for its user", relation.id),
     };
-    let endpoints = (rw.clone(), ro.clone());
-    let answer = Answer {
-        version: before.version,
-        ..Answer::new(
-            relation.id,
-            request,
-            password,
-            endpoints,
-            read_only_uri(request, &ro),
-        )
-    };
+    let answer = answer(
+        relation.id,
+        request,
+        (&user, password),
+        (rw.clone(), ro.clone()),
+        before.version,
+        prefix_databases,
+    );
     provider::publish(hook, state::DATABASE, relation, request, &answer, None)?;
     hook.log(
         LogLevel::Info,
         &format!(
-            "relation {}: endpoints now {rw} (read-only {ro})",
-            relation.id
+            "relation {}: endpoints now {rw} (read-only {ro}){}",
+            relation.id,
+            prefix_text
+                .map(|p| format!(", databases {p}"))
+                .unwrap_or_default()
         ),
     )?;
     Ok(())
@@ -191,6 +344,11 @@ pub fn refresh_all(
             continue;
         };
         if !provider::published(hook, &relation)?.has_credentials() {
+            // A request the server refused (a role missing, a secret not
+            // granted) is asked again: what was missing may be there now.
+            if provider::told_refusal(hook, &relation)?.is_some() {
+                requested(hook, deps, ctx, &relation, &request)?;
+            }
             continue;
         }
         if let Err(e) = refresh(hook, deps, ctx, &relation, &request, members) {
@@ -219,14 +377,25 @@ fn announce_primary(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Resu
 }
 
 /// A client already handed its credentials (on `database` or a legacy
-/// endpoint): what its user and database are.
+/// endpoint): what its user was given.
 pub struct ServedClient {
     pub relation_id: u64,
+    /// Its user, or its entity.
     pub user: RoleName,
     password: String,
-    pub database: DatabaseName,
-    roles: ExtraRoles,
-    extensions: Vec<Extension>,
+    grant: Grant,
+}
+
+/// What a served client was given.
+enum Grant {
+    /// What a `database` relation asked for.
+    Request(Request),
+    /// A legacy client's database, its user's roles and its extensions.
+    Legacy {
+        database: DatabaseName,
+        roles: ExtraRoles,
+        extensions: Vec<Extension>,
+    },
 }
 
 impl std::fmt::Debug for ServedClient {
@@ -234,14 +403,14 @@ impl std::fmt::Debug for ServedClient {
         f.debug_struct("ServedClient")
             .field("relation_id", &self.relation_id)
             .field("user", &self.user)
-            .field("database", &self.database)
+            .field("resource", &self.resource())
             .finish_non_exhaustive()
     }
 }
 
 impl ServedClient {
-    /// The client of relation `relation_id`: its user `relation_id_<id>`
-    /// with `password` and `roles`, and its database.
+    /// The legacy client of relation `relation_id`: its user
+    /// `relation_id_<id>` with `password` and `roles`, and its database.
     pub fn new(
         relation_id: u64,
         password: String,
@@ -252,15 +421,20 @@ impl ServedClient {
             relation_id,
             user: provider::relation_user(relation_id),
             password,
-            database,
-            roles,
-            extensions: Vec::new(),
+            grant: Grant::Legacy {
+                database,
+                roles,
+                extensions: Vec::new(),
+            },
         }
     }
 
     /// The same, with extensions to create in its database.
-    pub fn with_extensions(self, extensions: Vec<Extension>) -> ServedClient {
-        ServedClient { extensions, ..self }
+    pub fn with_extensions(mut self, extensions: Vec<Extension>) -> ServedClient {
+        if let Grant::Legacy { extensions: e, .. } = &mut self.grant {
+            *e = extensions;
+        }
+        self
     }
 
     /// Its password.
@@ -268,22 +442,42 @@ impl ServedClient {
         &self.password
     }
 
-    /// Makes (or brings up to date) its user, with the password it holds,
-    /// its database and its extensions.
-    pub fn create(&self, pg: &mut dyn Postgres) -> Result<(), PgError> {
-        pg.create_user(&self.user, &self.password, &self.roles)?;
-        pg.create_database(&self.database, &self.user)?;
-        pg.grant_database(&self.database, &self.user)?;
-        for extension in &self.extensions {
-            pg.create_extension(&self.database, extension, &self.user)?;
+    /// What it asked for: its database, or its prefix.
+    pub fn resource(&self) -> String {
+        match &self.grant {
+            Grant::Request(request) => request.resource.to_string(),
+            Grant::Legacy { database, .. } => database.to_string(),
         }
-        Ok(())
+    }
+
+    /// Makes (or brings up to date) its user (or entity), with the password
+    /// it holds, its database, its grants and its extensions.
+    pub fn create(&self, pg: &mut dyn Postgres) -> Result<(), PgError> {
+        match &self.grant {
+            Grant::Request(request) => {
+                serve::create(pg, request, (&self.user, &self.password), &no_exclusions).map(|_| ())
+            }
+            Grant::Legacy {
+                database,
+                roles,
+                extensions,
+            } => {
+                pg.create_user(&self.user, &self.password, roles)?;
+                pg.create_database(database, &self.user)?;
+                pg.grant_database(database, &self.user)?;
+                for extension in extensions {
+                    pg.create_extension(database, extension, &self.user)?;
+                }
+                Ok(())
+            }
+        }
     }
 }
 
 /// Leader: every client already handed its credentials, with the password
-/// kept for it (its relation's user secret): a new cluster generation makes
-/// their users and databases again, so their credentials keep working.
+/// kept for it (its relation's user or entity secret): a new cluster
+/// generation makes their users (or entities) and databases again, so their
+/// credentials keep working.
 pub fn served_clients(hook: &mut Hook<'_>) -> anyhow::Result<Vec<ServedClient>> {
     let mut out = Vec::new();
     for relation in hook.relations(state::DATABASE)? {
@@ -294,15 +488,36 @@ pub fn served_clients(hook: &mut Hook<'_>) -> anyhow::Result<Vec<ServedClient>> 
         if !provider::published(hook, &relation)?.has_credentials() {
             continue;
         }
-        let Some(password) = provider::kept_password(hook, state::DATABASE, &relation)? else {
-            anyhow::bail!("relation {}: no password kept for its user", relation.id);
+        let kind = request.entity.as_ref().map(|e| e.kind);
+        let password = match (
+            kind,
+            provider::kept_password(hook, state::DATABASE, &relation)?,
+        ) {
+            (Some(EntityKind::Group), _) => String::new(),
+            (_, Some(password)) => password,
+            (_, None) => anyhow::bail!("relation {}: no password kept for its user", relation.id),
         };
-        out.push(ServedClient::new(
-            relation.id,
+        let user = match kind {
+            None => provider::relation_user(relation.id),
+            Some(_) => {
+                let name = provider::kept_entity_name(
+                    hook,
+                    state::DATABASE,
+                    relation.id,
+                    Some(&relation),
+                )?;
+                match name.map(|n| RoleName::parse(&n)) {
+                    Some(Ok(role)) => role,
+                    _ => anyhow::bail!("relation {}: no name kept for its entity", relation.id),
+                }
+            }
+        };
+        out.push(ServedClient {
+            relation_id: relation.id,
+            user,
             password,
-            request.database,
-            request.roles,
-        ));
+            grant: Grant::Request(request),
+        });
     }
     Ok(out)
 }
@@ -342,11 +557,18 @@ fn broken(hook: &mut Hook<'_>, deps: &Deps, event: &RelationEvent) -> anyhow::Re
         ctx.passwords.get(state::OPERATOR),
     );
     let user = provider::relation_user(event.relation.id);
-    if let Err(e) = deps
-        .connector
-        .connect(&target)
-        .and_then(|mut pg| pg.drop_user(&user))
-    {
+    // An entity with a name of its own goes too (its name is kept in the
+    // relation's entity secret).
+    let entity = provider::kept_entity_name(hook, state::DATABASE, event.relation.id, None)?
+        .and_then(|name| RoleName::parse(&name).ok())
+        .filter(|role| *role != user);
+    if let Err(e) = deps.connector.connect(&target).and_then(|mut pg| {
+        pg.drop_user(&user)?;
+        match &entity {
+            Some(role) => pg.drop_user(role).map(|_| true),
+            None => Ok(true),
+        }
+    }) {
         hook.add_problem(Status::Waiting(format!(
             "relation {}: cannot drop {user}: {e}",
             event.relation.id
@@ -357,27 +579,37 @@ fn broken(hook: &mut Hook<'_>, deps: &Deps, event: &RelationEvent) -> anyhow::Re
     hook.log(
         LogLevel::Info,
         &format!(
-            "relation {} broken: dropped {user}, kept its database",
-            event.relation.id
+            "relation {} broken: dropped {user}{}, kept its database",
+            event.relation.id,
+            entity.map(|e| format!(" and {e}")).unwrap_or_default()
         ),
     )?;
     Ok(Handled::Done)
 }
 
-/// Leader: every refused client request, for the status (each names its
-/// relation).
-pub fn refusals(hook: &mut Hook<'_>) -> anyhow::Result<Option<String>> {
+/// Leader: what every client was told it is refused (or waits for), for
+/// the status, each naming its relation: the fatal ones block, the
+/// transitory ones wait.
+pub fn refusals(hook: &mut Hook<'_>) -> anyhow::Result<Vec<Status>> {
     if !hook.is_leader()? {
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    let mut refused = Vec::new();
+    let (mut fatal, mut waiting) = (Vec::new(), Vec::new());
     for relation in hook.relations(state::DATABASE)? {
-        let remote = hook.remote_app_bag(&relation)?.clone();
-        if let Err(refusal) = request::parse(&remote, relation.id) {
-            refused.push(refusal.to_string());
+        match provider::told_refusal(hook, &relation)? {
+            Some((code, message)) if code / 1000 == 4 => waiting.push(message),
+            Some((_, message)) => fatal.push(message),
+            None => {}
         }
     }
-    Ok((!refused.is_empty()).then(|| refused.join("; ")))
+    let mut out = Vec::new();
+    if !fatal.is_empty() {
+        out.push(Status::Blocked(fatal.join("; ")));
+    }
+    if !waiting.is_empty() {
+        out.push(Status::Waiting(waiting.join("; ")));
+    }
+    Ok(out)
 }
 
 /// A client relation's event: a request is served (the leader creates the

@@ -45,6 +45,7 @@ pub fn initialise(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result
     let done = deps.connector.connect(&target).and_then(|mut pg| {
         pg.create_user(&monitoring, ctx.passwords.get(state::MONITORING), &roles)?;
         pg.create_admin_group()?;
+        pg.create_charmed_roles()?;
         for client in &clients {
             client.create(pg.as_mut())?;
         }
@@ -74,7 +75,9 @@ pub fn initialise(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result
                 &format!(
                     "relation {}: {} and database {} made again in the new cluster, \
                      with the password the client holds; the data they held is gone",
-                    client.relation_id, client.user, client.database
+                    client.relation_id,
+                    client.user,
+                    client.resource()
                 ),
             )?;
         }
