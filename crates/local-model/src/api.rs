@@ -25,6 +25,11 @@ pub enum Request {
         app: String,
         units: u32,
     },
+    /// `juju refresh <app> --path <charm-dir>`: answers the new revision.
+    Refresh {
+        app: String,
+        charm: PathBuf,
+    },
     /// Units by name, or with `count` the application's highest-numbered units;
     /// `force` skips hooks that fail, `no_wait` (with `force`) runs none.
     RemoveUnit {

@@ -431,6 +431,7 @@ fn handle(
             }
             Ok(Value::Null)
         }
+        Request::Refresh { app, charm } => Ok(json!(shared.lock().refresh(&app, &charm)?)),
         Request::Integrate { a, b } => Ok(json!(shared.lock().integrate(&a, &b)?)),
         Request::RemoveRelation { a, b } => Ok(json!(shared.lock().remove_relation(&a, &b)?)),
         Request::Config { app, set, reset } => {

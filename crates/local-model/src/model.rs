@@ -93,6 +93,10 @@ pub struct Application {
     /// The status `juju status` shows as last stamped, and since when.
     #[serde(default)]
     pub status_since: Option<Since>,
+    /// The charm's revision in the model: 0 as deployed, one more at each
+    /// `juju refresh`.
+    #[serde(default)]
+    pub charm_revision: u64,
 }
 
 impl Application {
@@ -272,6 +276,10 @@ pub struct Seen {
     /// Storage instances announced by storage-attached.
     #[serde(default)]
     pub storage: BTreeSet<String>,
+    /// The application's charm revision the unit runs: installed with, or
+    /// last upgraded to by upgrade-charm.
+    #[serde(default)]
+    pub charm_revision: u64,
 }
 
 /// What a unit has seen of one relation.

@@ -68,6 +68,10 @@ pub fn next_hook(model: &Model, unit_name: &str) -> Option<Event> {
     if !seen.installed {
         return Some(Event::Install);
     }
+    // A refreshed charm upgrades the unit before anything else.
+    if seen.charm_revision < app.charm_revision {
+        return Some(Event::UpgradeCharm);
+    }
     let dying = unit.life == Life::Dying || app.dying;
     let mut relations: Vec<&RelationRecord> = model.relations_of(app_name).collect();
     relations.sort_by_key(|r| r.id);
@@ -323,7 +327,7 @@ pub fn after_hook(model: &mut Model, before: &Model, event: &Event) {
 /// Records that `event` ran successfully on the unit.
 pub fn done(model: &mut Model, unit_name: &str, event: &Event) {
     let app_name = app_of(unit_name).to_string();
-    let (config, tick, leader_settings) = match model
+    let (config, tick, leader_settings, charm_revision) = match model
         .applications
         .get(&app_name)
         .and_then(|a| a.units.get(unit_name).map(|u| (a, u)))
@@ -332,6 +336,7 @@ pub fn done(model: &mut Model, unit_name: &str, event: &Event) {
             config_digest(a, u),
             model.status_tick,
             a.leader_settings_version,
+            a.charm_revision,
         ),
         None => return,
     };
@@ -367,7 +372,15 @@ pub fn done(model: &mut Model, unit_name: &str, event: &Event) {
     }
     let seen = &mut unit.seen;
     match event {
-        Event::Install => seen.installed = true,
+        Event::Install => {
+            seen.installed = true;
+            seen.charm_revision = charm_revision;
+        }
+        // config-changed follows an upgrade, as Juju runs it.
+        Event::UpgradeCharm => {
+            seen.charm_revision = charm_revision;
+            seen.config = None;
+        }
         Event::LeaderElected => {
             seen.leadership = Some(true);
             seen.leader_settings = leader_settings;

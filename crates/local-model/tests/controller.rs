@@ -416,3 +416,68 @@ fn hooks_run_together_commit_without_undoing_each_other() {
     }
     assert_eq!(shared(&c).latest(), 2, "the leader's new revision stays");
 }
+
+#[test]
+fn a_refreshed_charm_upgrades_every_unit_and_keeps_the_charms_state() {
+    let scratch = TempDir::with_prefix("lm-ctl-refresh-").unwrap();
+    let hook = |version: &str| {
+        format!(
+            "#!/bin/sh\necho \"{version} $JUJU_DISPATCH_PATH\" >> .hooks\n\
+             status-set active \"{version} ran $(tail -n 1 .hooks)\"\n"
+        )
+    };
+    let old = shell_charm(&scratch.path().join("old"), "shell", &hook("v1"));
+    let new = shell_charm(&scratch.path().join("new"), "shell", &hook("v2"));
+    let mut c = controller(&scratch);
+    c.deploy(&old, "app", 2, &[]).unwrap();
+    c.settle().unwrap();
+    assert!(c.status_json().to_string().contains("local:shell-0"));
+
+    assert_eq!(c.refresh("app", &new).unwrap(), 1);
+    let ran: Vec<String> = c
+        .settle()
+        .unwrap()
+        .into_iter()
+        .map(|(u, r)| {
+            assert!(r.ok, "{u}: {}", r.output);
+            format!("{u} {}", r.event.hook_name())
+        })
+        .collect();
+    assert_eq!(
+        ran,
+        [
+            "app/0 upgrade-charm",
+            "app/1 upgrade-charm",
+            "app/0 config-changed",
+            "app/1 config-changed"
+        ]
+    );
+    for unit in ["app/0", "app/1"] {
+        let status = c.model.unit(unit).unwrap().status.clone();
+        assert_eq!(
+            status,
+            charm::Status::Active("v2 ran v2 hooks/config-changed".into())
+        );
+        let dir = scratch
+            .path()
+            .join("controller/units")
+            .join(unit.replace('/', "-"))
+            .join("charm");
+        let hooks = std::fs::read_to_string(dir.join(".hooks")).unwrap();
+        assert!(hooks.starts_with("v1 hooks/install\n"), "{hooks}");
+        assert!(hooks.contains("v2 hooks/upgrade-charm\n"), "{hooks}");
+    }
+    assert!(c.status_json().to_string().contains("local:shell-1"));
+
+    // A unit added afterwards installs the new charm and never upgrades.
+    let added = c.add_unit("app").unwrap();
+    let hooks: Vec<String> = c
+        .settle()
+        .unwrap()
+        .into_iter()
+        .filter(|(u, _)| *u == added)
+        .map(|(_, r)| r.event.hook_name())
+        .collect();
+    assert!(!hooks.iter().any(|h| h == "upgrade-charm"), "{hooks:?}");
+    assert!(hooks.iter().any(|h| h == "install"), "{hooks:?}");
+}

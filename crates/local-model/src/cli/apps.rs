@@ -1,6 +1,6 @@
 //! Verbs that change applications, units and relations: `deploy`, `add-unit`,
-//! `remove-unit`, `remove-application`, `integrate`, `remove-relation`,
-//! `config` and `resolve`.
+//! `remove-unit`, `remove-application`, `refresh`, `integrate`,
+//! `remove-relation`, `config` and `resolve`.
 
 use super::{pair, parse, yaml, CliError, Outcome, Target, FORMAT};
 use crate::api::Request;
@@ -139,6 +139,40 @@ pub fn add_unit(args: &[String]) -> Outcome {
         app: app.clone(),
         units: count(&p, 1)?,
     })?;
+    Ok(())
+}
+
+/// `juju refresh <app> --path <charm-dir>` (or `--switch <charm-dir>`): the
+/// application moves to another built charm; each unit runs upgrade-charm.
+pub fn refresh(args: &[String]) -> Outcome {
+    let p = parse(
+        args,
+        &spec(&[(&["path"], Kind::Value), (&["switch"], Kind::Value)]),
+    )?;
+    let [app] = p.positional.as_slice() else {
+        return Err(CliError::Usage("expected one application name".into()));
+    };
+    let Some(path) = p.value("path").or(p.value("switch")) else {
+        return Err(CliError::Usage(
+            "a charm directory is needed: --path <charm-dir> (charms from a store are not \
+             supported)"
+                .into(),
+        ));
+    };
+    let charm = std::fs::canonicalize(path)
+        .map_err(|e| CliError::Failed(format!("cannot read charm {path:?}: {e}")))?;
+    crate::controller::check_built(&charm).map_err(|e| CliError::Failed(e.to_string()))?;
+    let files = charm::metadata::CharmFiles::load(&charm)
+        .map_err(|e| CliError::Failed(format!("cannot read charm {}: {e}", charm.display())))?;
+    let revision = Target::from(&p)?.call(&Request::Refresh {
+        app: app.clone(),
+        charm,
+    })?;
+    eprintln!(
+        "Added local charm {:?}, revision {}, to the model",
+        files.meta.name,
+        revision.as_u64().unwrap_or_default()
+    );
     Ok(())
 }
 

@@ -75,8 +75,9 @@ Usage: juju <command> [flags]
 
 Commands:
     add-model, add-unit, bootstrap, config, debug-log, deploy, destroy-model, exec,
-    integrate (relate), kill-controller, remove-application, remove-relation,
-    remove-unit, resolve (resolved), run, show-unit, status, version, wait
+    integrate (relate), kill-controller, refresh (upgrade-charm), remove-application,
+    remove-relation, remove-unit, resolve (resolved), run, show-unit, status, version,
+    wait
 
 Test controls (local model only):
     advance-clock <duration>                    move the model's clock ahead
@@ -101,6 +102,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
         "add-unit" => apps::add_unit(rest),
         "remove-unit" => apps::remove_unit(rest),
         "remove-application" => apps::remove_application(rest),
+        "refresh" | "upgrade-charm" => apps::refresh(rest),
         "integrate" | "relate" => apps::integrate(rest),
         "remove-relation" => apps::remove_relation(rest),
         "config" => apps::config(rest),

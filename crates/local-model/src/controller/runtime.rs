@@ -315,6 +315,23 @@ impl Controller {
         Ok(())
     }
 
+    /// Replaces the unit's copy of the charm with its application's (after a
+    /// refresh), keeping what the charm wrote at the top of its directory.
+    pub(super) fn upgrade_unit_charm(&self, unit: &str) -> std::io::Result<()> {
+        let Some((charm_dir, source)) = self.charm_dirs(unit) else {
+            return Ok(());
+        };
+        let name = charm_dir.file_name().unwrap_or_default().to_string_lossy();
+        let partial = charm_dir.with_file_name(format!(".{name}.upgrading"));
+        let _ = std::fs::remove_dir_all(&partial);
+        copy_dir(&source, &partial, &mut |_| {})?;
+        for file in charm_state_files(&charm_dir, &source) {
+            std::fs::copy(charm_dir.join(&file), partial.join(&file))?;
+        }
+        std::fs::remove_dir_all(&charm_dir)?;
+        std::fs::rename(&partial, &charm_dir)
+    }
+
     /// The unit's charm directory and its application's copy of the charm.
     fn charm_dirs(&self, unit: &str) -> Option<(PathBuf, PathBuf)> {
         let runtime = self.units.get(unit)?;

@@ -177,6 +177,11 @@ impl Controller {
         let work = if inject {
             DueWork::Fail(event)
         } else {
+            if event == Event::UpgradeCharm {
+                if let Err(e) = self.upgrade_unit_charm(unit) {
+                    eprintln!("ERROR upgrading {unit}'s charm: {e}");
+                }
+            }
             let (charm_dir, env) = self.unit_env(unit)?;
             DueWork::Run(Box::new(Agent::prepare_event(
                 &mut self.model,

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
 fn charm_url(app: &Application) -> String {
-    format!("local:{}-0", app.files.meta.name)
+    format!("local:{}-{}", app.files.meta.name, app.charm_revision)
 }
 
 /// A status block with its `since` (the stamp when it matches, else now).

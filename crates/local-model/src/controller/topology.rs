@@ -143,6 +143,31 @@ impl Controller {
         Ok(added)
     }
 
+    /// `juju refresh <app> --path <charm-dir>`: the application's charm is
+    /// replaced by this built charm (copied whole over `charms/<app>`), its
+    /// revision goes up by one, and each unit runs upgrade-charm (then
+    /// config-changed) with the new charm, copied into its directory when that
+    /// hook starts. Answers the new revision.
+    pub fn refresh(&mut self, app: &str, charm_dir: &Path) -> Result<u64, ControllerError> {
+        let charm_error = |message: String| ControllerError::Charm {
+            path: charm_dir.display().to_string(),
+            message,
+        };
+        self.app_mut(app)?;
+        check_built(charm_dir)?;
+        let files = CharmFiles::load(charm_dir).map_err(|e| charm_error(e.to_string()))?;
+        let stored = self.root.join("charms").join(app);
+        copy_dir_whole(charm_dir, &stored)
+            .map_err(|e| charm_error(format!("cannot copy it: {e}")))?;
+        let a = self.app_mut(app)?;
+        a.files = files;
+        a.charm_dir = stored;
+        a.charm_revision += 1;
+        let revision = a.charm_revision;
+        self.save()?;
+        Ok(revision)
+    }
+
     /// `juju trust <app>` (or `deploy --trust`).
     pub fn set_trust(&mut self, app: &str, trust: bool) -> Result<(), ControllerError> {
         self.app_mut(app)?.trust = trust;
