@@ -224,7 +224,8 @@ fn kept_user(
 fn kept_password(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::Result<String> {
     provider::kept_password(hook, state::DATABASE, relation)?.ok_or_else(|| {
         anyhow::anyhow!(
-            "relation {}: its user secret holds no password",
+            "relation {}: its user secret holds no password; remove the relation and add \
+             it again to give the client new credentials",
             relation.id
         )
     })

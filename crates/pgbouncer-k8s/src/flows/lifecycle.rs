@@ -2,6 +2,7 @@
 
 use super::backend::ensure_auth;
 use super::peers::follow;
+use super::takeover;
 use super::{
     certificates, config, database, pgbouncer_version, publish, ready_backend, serve,
     share_unit_data, Deps,
@@ -64,9 +65,13 @@ pub fn leader_elected(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handle
     converge(hook, deps)
 }
 
-/// upgrade-charm: the image may carry another PgBouncer; read its version again.
+/// upgrade-charm: the state a previous charm left is taken over
+/// ([`takeover::run`]); the image may carry another PgBouncer, so its
+/// version is read again, and the unit publishes its address and processes.
 pub fn upgrade_charm(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
+    takeover::run(hook)?;
     if let Some(peers) = state::peers(hook)? {
+        share_unit_data(hook, deps, &peers)?;
         if hook.container(CONTAINER).can_connect() {
             pgbouncer_version(hook, deps, &peers, true)?;
         }

@@ -9,6 +9,7 @@ pub mod database;
 pub mod legacy;
 pub mod lifecycle;
 pub mod peers;
+pub mod takeover;
 pub mod upgrade;
 
 use crate::config::{CharmConfig, ConfigError};
