@@ -64,7 +64,9 @@ impl Charm for PostgresqlCharm {
                 role_change::changed(hook, deps, findings, notice)
             }
             Event::ConfigChanged => lifecycle::config_changed(hook, deps, findings),
-            Event::UpdateStatus | Event::UpgradeCharm => {
+            Event::UpdateStatus => lifecycle::update_status(hook, deps, findings),
+            Event::UpgradeCharm => {
+                flows::takeover::run(hook)?;
                 lifecycle::update_status(hook, deps, findings)
             }
             Event::LeaderElected => lifecycle::leader_elected(hook, deps, findings),

@@ -9,6 +9,7 @@ pub mod legacy;
 pub mod lifecycle;
 pub mod peers;
 pub mod recovery;
+pub mod takeover;
 
 use crate::config::{CharmConfig, ConfigError, Resources};
 use crate::dcs::{self, Dcs, DcsState, Kubernetes};
@@ -17,6 +18,7 @@ use crate::patroni::render::{self, PatroniInput};
 use crate::patroni::{Cluster, Health, Patroni};
 use crate::pods::{member_labels, pod_name, Labelled, Pods};
 use crate::state::{self, Passwords};
+
 use crate::workload::{Workload, CONTAINER};
 use charm::secret::{SecretMeta, SecretOwner};
 use charm::{BagChanges, Hook, LogLevel, Relation, SecretContent, Status};
@@ -94,6 +96,24 @@ pub fn context(hook: &mut Hook<'_>) -> anyhow::Result<Option<Ctx>> {
 pub fn ensure_passwords(hook: &mut Hook<'_>) -> anyhow::Result<()> {
     let existing = state::app_secret(hook)?;
     let mut content = existing.clone().unwrap_or_default();
+    let missing: Vec<String> = state::SECRET_USERS
+        .iter()
+        .map(|u| state::password_key(u))
+        .filter(|k| content.get(k).is_none())
+        .collect();
+    // An initialised cluster holds its users' passwords: new ones would lock
+    // the charm out (a charm taking over may not have found them).
+    let initialised = match state::peers(hook)? {
+        Some(peers) => state::initialised(hook, &peers)?,
+        None => false,
+    };
+    if initialised && !missing.is_empty() {
+        hook.add_problem(Status::Blocked(self::takeover::missing_passwords(
+            hook.app(),
+            &missing,
+        )))?;
+        return Ok(());
+    }
     for user in state::SECRET_USERS {
         let key = state::password_key(user);
         if content.get(&key).is_none() {
