@@ -86,26 +86,31 @@ fn reference_unit(n: u32, leader: bool) -> State {
     peers
         .local_app_data
         .insert("current_port".into(), "6432".into());
-    let mut secret = SecretState::new(
-        SecretId::parse(APP_SECRET).unwrap(),
-        Owner::App,
+    s.with_secret(owned(
+        APP_SECRET,
+        &state::app_secret_label(APP),
         SecretContent::new()
             .with("auth-file", "\"pgbouncer_auth_relation_id_3\" \"md5abc\"\n")
             .with("admin-password", "admin-pw")
             .with("monitoring-password", "stats-pw")
             .with("cfg-file", "[pgbouncer]\n")
             .with("chain", takeover::DELETED),
-    );
-    secret.owner_label = Some(state::app_secret_label(APP));
-    s.with_secret(secret)
+    ))
+}
+
+/// A secret the application owns, labelled.
+fn owned(id: &str, label: &str, content: SecretContent) -> SecretState {
+    let mut secret = SecretState::new(SecretId::parse(id).unwrap(), Owner::App, content);
+    secret.owner_label = Some(label.into());
+    secret
 }
 
 /// A `database` client the reference answered in a secret (relation 4) and
 /// one answered in the bag (relation 5).
 fn with_database_clients(s: State) -> State {
-    let mut user = SecretState::new(
-        SecretId::parse(USER_SECRET).unwrap(),
-        Owner::App,
+    let mut user = owned(
+        USER_SECRET,
+        &secret_label(DATABASE, SECRET_CLIENT, "user"),
         SecretContent::new()
             .with("username", "relation_id_4")
             .with("password", "pw-secret")
@@ -114,7 +119,6 @@ fn with_database_clients(s: State) -> State {
                 "postgresql://relation_id_4:pw-secret@svc:6432/app_db",
             ),
     );
-    user.owner_label = Some(secret_label(DATABASE, SECRET_CLIENT, "user"));
     user.grants.insert((SECRET_CLIENT, None));
     s.with_relation(
         client(SECRET_CLIENT, "app_db", &[("extra-user-roles", "admin")]).local_app_data(&[
@@ -144,23 +148,47 @@ fn with_database_clients(s: State) -> State {
     )
 }
 
+/// A legacy client relation on `endpoint` that asked with `request` (its
+/// unit mirrors it) and that the reference answered with `answered`.
+fn legacy(
+    endpoint: &str,
+    id: u64,
+    request: &[(&str, &str)],
+    answered: &[(&str, &str)],
+) -> RelationState {
+    let mut unit = vec![("egress-subnets", "10.9.0.1/32")];
+    unit.extend_from_slice(request);
+    RelationState::new(endpoint, id, "waltz")
+        .remote_app_data(request)
+        .remote_unit("waltz/0", &unit)
+        .local_app_data(answered)
+}
+
 /// A legacy `db` client the reference answered (relation 6).
 fn with_legacy_client(s: State) -> State {
-    let request = [("database", "legacy_db"), ("extensions", "citext")];
-    let mut unit = vec![("egress-subnets", "10.9.0.1/32")];
-    unit.extend_from_slice(&request);
-    s.with_relation(
-        RelationState::new(state::DB, LEGACY_CLIENT, "waltz")
-            .remote_app_data(&request)
-            .remote_unit("waltz/0", &unit)
-            .local_app_data(&[
-                ("database", "legacy_db"),
-                ("user", LEGACY_USER),
-                ("password", "pw-legacy"),
-                ("extensions", "citext"),
-                ("state", "master"),
-            ]),
-    )
+    s.with_relation(legacy(
+        state::DB,
+        LEGACY_CLIENT,
+        &[("database", "legacy_db"), ("extensions", "citext")],
+        &[
+            ("database", "legacy_db"),
+            ("user", LEGACY_USER),
+            ("password", "pw-legacy"),
+            ("extensions", "citext"),
+            ("state", "master"),
+        ],
+    ))
+}
+
+/// The bag client's answer without its password (an older revision's, or lost).
+fn without_bag_password(mut s: State) -> State {
+    s.relations
+        .iter_mut()
+        .find(|r| r.id == BAG_CLIENT)
+        .unwrap()
+        .local_app_data
+        .remove("password");
+    s
 }
 
 fn reference_leader() -> State {
@@ -271,17 +299,16 @@ fn taking_over_twice_changes_nothing() {
 #[test]
 fn a_db_admin_client_keeps_its_user_and_is_refused() {
     let pg = backend();
-    let request = [("database", "admin_db")];
-    let s = reference_unit(0, true).with_relation(
-        RelationState::new(state::DB_ADMIN, ADMIN_CLIENT, "admin-app")
-            .remote_app_data(&request)
-            .remote_unit("admin-app/0", &request)
-            .local_app_data(&[
-                ("database", "admin_db"),
-                ("user", ADMIN_USER),
-                ("password", "pw-admin"),
-            ]),
-    );
+    let s = reference_unit(0, true).with_relation(legacy(
+        state::DB_ADMIN,
+        ADMIN_CLIENT,
+        &[("database", "admin_db")],
+        &[
+            ("database", "admin_db"),
+            ("user", ADMIN_USER),
+            ("password", "pw-admin"),
+        ],
+    ));
     let out = go(&pg, &s, Event::UpgradeCharm);
     assert_eq!(
         content(&out.state, &secret_label("db-admin", ADMIN_CLIENT, "user")).get("password"),
@@ -305,12 +332,7 @@ fn an_older_revisions_peer_bag_passwords_are_moved_into_secrets() {
     peers
         .local_app_data
         .insert("monitoring_password".into(), "old-stats-pw".into());
-    s.relations
-        .iter_mut()
-        .find(|r| r.id == BAG_CLIENT)
-        .unwrap()
-        .local_app_data
-        .remove("password");
+    s = without_bag_password(s);
     let app_secret = s
         .secrets
         .iter_mut()
@@ -343,12 +365,7 @@ fn an_older_revisions_peer_bag_passwords_are_moved_into_secrets() {
 fn a_client_without_a_password_blocks_and_keeps_its_user() {
     let pg = backend();
     let mut s = with_database_clients(reference_unit(0, true));
-    s.relations
-        .iter_mut()
-        .find(|r| r.id == BAG_CLIENT)
-        .unwrap()
-        .local_app_data
-        .remove("password");
+    s = without_bag_password(s);
     let out = go(&pg, &s, Event::UpgradeCharm);
     match &out.state.unit_status {
         Status::Blocked(m) => {

@@ -42,7 +42,7 @@ fn reference_unit(n: u32, leader: bool) -> State {
         .collect();
     for (k, v) in [
         (state::ENDPOINTS, serde_json::to_string(&hosts).unwrap()),
-        (state::CLUSTER_INITIALISED.into(), "True".into()),
+        (state::CLUSTER_INITIALISED, "True".into()),
         ("user_hash", "0f1e2d3c4b5a69788796a5b4c3d2e1f0".into()),
         ("ldap_enabled", "False".into()),
     ] {

@@ -13,7 +13,7 @@
 
 use crate::state::{self, ClientEntry, Clients, DATABASE, DB, DB_ADMIN, PEERS};
 use charm::secret::{Revision, SecretMeta, SecretRef};
-use charm::{BagChanges, Databag, Hook, LogLevel, Relation, SecretContent, SecretOwner, Status};
+use charm::{Databag, Hook, LogLevel, Relation, SecretContent, SecretOwner, Status};
 use client_interface::provider;
 use std::collections::BTreeMap;
 
@@ -337,11 +337,7 @@ pub fn apply(hook: &mut Hook<'_>, peers: &Relation, plan: &Plan) -> anyhow::Resu
             }
         }
     }
-    let mut unset = BagChanges::new();
-    for key in &plan.unset {
-        unset = unset.unset(key.as_str());
-    }
-    hook.update_app_bag(peers, unset)?;
+    hook.update_app_bag(peers, plan.unset.iter().map(|k| (k.clone(), None)))?;
     for problem in &plan.problems {
         hook.add_problem(Status::Blocked(problem.clone()))?;
     }
@@ -363,18 +359,8 @@ pub fn run(hook: &mut Hook<'_>) -> anyhow::Result<()> {
     let Some(peers) = hook.relations(PEERS)?.into_iter().next() else {
         return Ok(());
     };
-    let own = hook.local_unit_bag(&peers)?;
-    let stale: Vec<&str> = REFERENCE_UNIT_KEYS
-        .into_iter()
-        .filter(|k| own.contains_key(*k))
-        .collect();
-    if !stale.is_empty() {
-        let mut changes = BagChanges::new();
-        for key in stale {
-            changes = changes.unset(key);
-        }
-        hook.update_unit_bag(&peers, changes)?;
-    }
+    // Keys the bag lacks change nothing (the hook sends the net change).
+    hook.update_unit_bag(&peers, REFERENCE_UNIT_KEYS.map(|k| (k.to_string(), None)))?;
     if !hook.is_leader()? {
         return Ok(());
     }
