@@ -18,6 +18,9 @@ pub const METRICS_ENDPOINT: &str = "metrics-endpoint";
 /// The `grafana_dashboard` endpoint's name in both charms.
 pub const GRAFANA_DASHBOARD: &str = "grafana-dashboard";
 
+/// Both endpoints.
+pub const ENDPOINTS: [&str; 2] = [METRICS_ENDPOINT, GRAFANA_DASHBOARD];
+
 /// A rule or dashboard file the charm embeds, or its contents.
 #[derive(Debug, thiserror::Error)]
 pub enum CosError {
