@@ -89,6 +89,16 @@ pub struct Observability<'a> {
     pub dashboards: &'a [CharmFile],
 }
 
+/// Whether any `metrics-endpoint` or `grafana-dashboard` relation exists.
+pub fn related(hook: &mut Hook<'_>) -> Result<bool, CosError> {
+    for endpoint in ENDPOINTS {
+        if !hook.relations(endpoint)?.is_empty() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Writes the charm's observability offer on every `metrics-endpoint` and
 /// `grafana-dashboard` relation: this unit's address and name in its own
 /// bag, and (leader) the jobs, metadata, rules and dashboards in the

@@ -76,6 +76,9 @@ pub fn serve_exporter(
 /// `metrics-endpoint` and `grafana-dashboard`: this unit's address, and
 /// (leader) the jobs, rules and dashboards.
 pub fn publish(hook: &mut Hook<'_>) -> anyhow::Result<Handled> {
+    if !cos_interface::related(hook)? {
+        return Ok(Handled::Done);
+    }
     let address = own_address(hook)?;
     let offer = Observability {
         jobs: &jobs(),
