@@ -174,7 +174,7 @@ impl Workload {
     ) -> anyhow::Result<bool> {
         let dir = self.exporter_dir();
         pebble.make_dir(&dir, &self.file_options(0o700))?;
-        let marker = format!("{dir}/{EXPORTER_BINARY}.sha256");
+        let marker = format!("{dir}/{EXPORTER_BINARY}.stamp");
         let mut changed = false;
         if pebble.read_text(&marker)?.as_deref() != Some(exporter.stamp) {
             let binary = std::fs::read(exporter.binary).map_err(|e| {
