@@ -40,7 +40,10 @@ impl Prometheus {
         let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(log)
@@ -61,7 +64,10 @@ impl Prometheus {
         if body["status"] != "success" {
             return Err(body.to_string());
         }
-        Ok(body["data"]["result"].as_array().cloned().unwrap_or_default())
+        Ok(body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
     }
 
     /// Waits until `expr` returns a non-empty vector; returns it.
@@ -98,7 +104,12 @@ fn scrape_configs(c: &mut Controller, targets: usize) -> Value {
             .as_array()
             .unwrap()
             .iter()
-            .flat_map(|job| job["static_configs"].as_array().cloned().unwrap_or_default())
+            .flat_map(|job| {
+                job["static_configs"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
             .count();
         if count == targets {
             return configs;
@@ -190,7 +201,10 @@ fn prometheus_scrapes_every_unit_and_the_rules_and_dashboards_hold() {
         assert!(
             start.elapsed() < Duration::from_secs(90),
             "targets up: {up:#?}\n{}",
-            prometheus.query("up").map(|v| format!("{v:#?}")).unwrap_or_default()
+            prometheus
+                .query("up")
+                .map(|v| format!("{v:#?}"))
+                .unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -214,12 +228,11 @@ fn prometheus_scrapes_every_unit_and_the_rules_and_dashboards_hold() {
     }
     let primaries = prometheus.wait_for("sum(patroni_primary)", Duration::from_secs(10));
     assert_eq!(primaries[0]["value"][1], "1", "{primaries:#?}");
-    let durations = prometheus.query("max by (job) (scrape_duration_seconds)").unwrap();
+    let durations = prometheus
+        .query("max by (job) (scrape_duration_seconds)")
+        .unwrap();
     for d in &durations {
-        println!(
-            "scrape duration {}: {}s",
-            d["metric"]["job"], d["value"][1]
-        );
+        println!("scrape duration {}: {}s", d["metric"]["job"], d["value"][1]);
     }
 
     // Every panel of every dashboard returns data.

@@ -27,14 +27,17 @@ fn shake_hex(text: &str, bytes: usize) -> String {
 /// `<charm>-<path>` (unless it already is 40 hex characters), and the tag
 /// `charm: <charm>` added unless a `charm: ` tag is there.
 pub fn prepared(charm: &str, file: &CharmFile) -> Result<Value, CosError> {
-    let mut dashboard: Value = serde_json::from_str(file.text).map_err(|e| CosError::Dashboard {
-        file: file.path.to_string(),
-        reason: e.to_string(),
-    })?;
-    let obj = dashboard.as_object_mut().ok_or_else(|| CosError::Dashboard {
-        file: file.path.to_string(),
-        reason: "not a JSON object".into(),
-    })?;
+    let mut dashboard: Value =
+        serde_json::from_str(file.text).map_err(|e| CosError::Dashboard {
+            file: file.path.to_string(),
+            reason: e.to_string(),
+        })?;
+    let obj = dashboard
+        .as_object_mut()
+        .ok_or_else(|| CosError::Dashboard {
+            file: file.path.to_string(),
+            reason: "not a JSON object".into(),
+        })?;
     let has_uid = obj
         .get("uid")
         .and_then(Value::as_str)

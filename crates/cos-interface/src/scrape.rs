@@ -55,10 +55,7 @@ impl ScrapeJob {
             job.insert("scheme".into(), json!(scheme));
         }
         if self.insecure_skip_verify {
-            job.insert(
-                "tls_config".into(),
-                json!({"insecure_skip_verify": true}),
-            );
+            job.insert("tls_config".into(), json!({"insecure_skip_verify": true}));
         }
         Value::Object(job)
     }
@@ -131,10 +128,12 @@ fn labelled_group(t: &Topology, name: &str, rules: &[Value]) -> Value {
     }
     let full: String = full
         .chars()
-        .map(|c| match c.is_ascii_alphanumeric() || c == '_' || c == ':' {
-            true => c,
-            false => '_',
-        })
+        .map(
+            |c| match c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                true => c,
+                false => '_',
+            },
+        )
         .collect();
     let topology = [
         ("juju_model", &t.model),

@@ -46,37 +46,120 @@ pub struct Console {
 
 /// How `SHOW POOLS` columns become metrics: column, name, help.
 const POOLS: &[(&str, &str, &str)] = &[
-    ("cl_active", "pgbouncer_pools_client_active_connections", "Client connections linked to a server connection and able to process queries."),
-    ("cl_waiting", "pgbouncer_pools_client_waiting_connections", "Client connections waiting for a server connection."),
-    ("sv_active", "pgbouncer_pools_server_active_connections", "Server connections linked to a client."),
-    ("sv_idle", "pgbouncer_pools_server_idle_connections", "Server connections unused and immediately usable for client queries."),
-    ("sv_used", "pgbouncer_pools_server_used_connections", "Server connections idle longer than server_check_delay, to be checked before use."),
-    ("sv_tested", "pgbouncer_pools_server_testing_connections", "Server connections running server_reset_query or server_check_query."),
-    ("sv_login", "pgbouncer_pools_server_login_connections", "Server connections logging in."),
+    (
+        "cl_active",
+        "pgbouncer_pools_client_active_connections",
+        "Client connections linked to a server connection and able to process queries.",
+    ),
+    (
+        "cl_waiting",
+        "pgbouncer_pools_client_waiting_connections",
+        "Client connections waiting for a server connection.",
+    ),
+    (
+        "sv_active",
+        "pgbouncer_pools_server_active_connections",
+        "Server connections linked to a client.",
+    ),
+    (
+        "sv_idle",
+        "pgbouncer_pools_server_idle_connections",
+        "Server connections unused and immediately usable for client queries.",
+    ),
+    (
+        "sv_used",
+        "pgbouncer_pools_server_used_connections",
+        "Server connections idle longer than server_check_delay, to be checked before use.",
+    ),
+    (
+        "sv_tested",
+        "pgbouncer_pools_server_testing_connections",
+        "Server connections running server_reset_query or server_check_query.",
+    ),
+    (
+        "sv_login",
+        "pgbouncer_pools_server_login_connections",
+        "Server connections logging in.",
+    ),
 ];
 
 /// How `SHOW STATS` columns become counters: column, name, help, divisor.
 const STATS: &[(&str, &str, &str, f64)] = &[
-    ("total_query_count", "pgbouncer_stats_queries_pooled_total", "SQL queries pooled.", 1.0),
-    ("total_xact_count", "pgbouncer_stats_sql_transactions_pooled_total", "SQL transactions pooled.", 1.0),
-    ("total_query_time", "pgbouncer_stats_queries_duration_seconds_total", "Time spent by PgBouncer actively querying PostgreSQL.", 1e6),
-    ("total_xact_time", "pgbouncer_stats_sql_transactions_duration_seconds_total", "Time spent by PgBouncer in transactions with PostgreSQL.", 1e6),
-    ("total_wait_time", "pgbouncer_stats_client_wait_seconds_total", "Time spent by clients waiting for a server.", 1e6),
-    ("total_received", "pgbouncer_stats_received_bytes_total", "Bytes received from clients.", 1.0),
-    ("total_sent", "pgbouncer_stats_sent_bytes_total", "Bytes sent to clients.", 1.0),
+    (
+        "total_query_count",
+        "pgbouncer_stats_queries_pooled_total",
+        "SQL queries pooled.",
+        1.0,
+    ),
+    (
+        "total_xact_count",
+        "pgbouncer_stats_sql_transactions_pooled_total",
+        "SQL transactions pooled.",
+        1.0,
+    ),
+    (
+        "total_query_time",
+        "pgbouncer_stats_queries_duration_seconds_total",
+        "Time spent by PgBouncer actively querying PostgreSQL.",
+        1e6,
+    ),
+    (
+        "total_xact_time",
+        "pgbouncer_stats_sql_transactions_duration_seconds_total",
+        "Time spent by PgBouncer in transactions with PostgreSQL.",
+        1e6,
+    ),
+    (
+        "total_wait_time",
+        "pgbouncer_stats_client_wait_seconds_total",
+        "Time spent by clients waiting for a server.",
+        1e6,
+    ),
+    (
+        "total_received",
+        "pgbouncer_stats_received_bytes_total",
+        "Bytes received from clients.",
+        1.0,
+    ),
+    (
+        "total_sent",
+        "pgbouncer_stats_sent_bytes_total",
+        "Bytes sent to clients.",
+        1.0,
+    ),
 ];
 
 /// How `SHOW DATABASES` columns become metrics: column, name, help.
 const DATABASES: &[(&str, &str, &str)] = &[
-    ("pool_size", "pgbouncer_databases_pool_size", "Maximum server connections per user of the database."),
-    ("current_connections", "pgbouncer_databases_current_connections", "Current server connections of the database."),
-    ("max_connections", "pgbouncer_databases_max_connections", "Maximum server connections of the database (0: unlimited)."),
+    (
+        "pool_size",
+        "pgbouncer_databases_pool_size",
+        "Maximum server connections per user of the database.",
+    ),
+    (
+        "current_connections",
+        "pgbouncer_databases_current_connections",
+        "Current server connections of the database.",
+    ),
+    (
+        "max_connections",
+        "pgbouncer_databases_max_connections",
+        "Maximum server connections of the database (0: unlimited).",
+    ),
 ];
 
 /// How `SHOW CONFIG` settings become metrics: key, name, help.
 const CONFIG: &[(&str, &str, &str)] = &[
-    ("max_client_conn", "pgbouncer_config_max_client_connections", "Maximum client connections allowed."),
-    ("default_pool_size", "pgbouncer_config_default_pool_size", "Server connections allowed per user and database by default."),
+    (
+        "max_client_conn",
+        "pgbouncer_config_max_client_connections",
+        "Maximum client connections allowed.",
+    ),
+    (
+        "default_pool_size",
+        "pgbouncer_config_default_pool_size",
+        "Server connections allowed per user and database by default.",
+    ),
 ];
 
 fn labels(process: u32, extra: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -178,7 +261,12 @@ fn rows(client: &mut Client, command: &str) -> Result<Vec<Row>, postgres::Error>
 
 impl Console {
     /// The consoles of `processes`, no session open yet.
-    pub fn new(port: u16, user: String, password_file: PathBuf, processes: Vec<Process>) -> Console {
+    pub fn new(
+        port: u16,
+        user: String,
+        password_file: PathBuf,
+        processes: Vec<Process>,
+    ) -> Console {
         let sessions = processes.iter().map(|_| None).collect();
         Console {
             port,

@@ -177,12 +177,15 @@ impl Workload {
         let marker = format!("{dir}/{EXPORTER_BINARY}.stamp");
         let mut changed = false;
         if pebble.read_text(&marker)?.as_deref() != Some(exporter.stamp) {
-            let binary = std::fs::read(exporter.binary).map_err(|e| {
-                anyhow::anyhow!("cannot read {}: {e}", exporter.binary.display())
-            })?;
+            let binary = std::fs::read(exporter.binary)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", exporter.binary.display()))?;
             let path = format!("{dir}/{EXPORTER_BINARY}");
             pebble.push(&path, &binary, &self.file_options(0o500))?;
-            pebble.push(&marker, exporter.stamp.as_bytes(), &self.file_options(0o400))?;
+            pebble.push(
+                &marker,
+                exporter.stamp.as_bytes(),
+                &self.file_options(0o400),
+            )?;
             changed = true;
         }
         let password_file = format!("{dir}/password");

@@ -19,13 +19,17 @@ pub const EXPORTER_PORT: u16 = 9127;
 /// The alert rules, from the charm directory.
 pub const RULES: &[CharmFile] = &[CharmFile {
     path: "src/prometheus_alert_rules/pgbouncer.rules",
-    text: include_str!("../../../../charms/pgbouncer-k8s/src/prometheus_alert_rules/pgbouncer.rules"),
+    text: include_str!(
+        "../../../../charms/pgbouncer-k8s/src/prometheus_alert_rules/pgbouncer.rules"
+    ),
 }];
 
 /// The dashboards, from the charm directory.
 pub const DASHBOARDS: &[CharmFile] = &[CharmFile {
     path: "src/grafana_dashboards/pgbouncer-metrics.json",
-    text: include_str!("../../../../charms/pgbouncer-k8s/src/grafana_dashboards/pgbouncer-metrics.json"),
+    text: include_str!(
+        "../../../../charms/pgbouncer-k8s/src/grafana_dashboards/pgbouncer-metrics.json"
+    ),
 }];
 
 /// The scrape jobs: the exporter of every unit.

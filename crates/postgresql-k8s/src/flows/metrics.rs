@@ -19,18 +19,24 @@ pub const CHARM_NAME: &str = "postgresql-k8s";
 pub const RULES: &[CharmFile] = &[
     CharmFile {
         path: "src/prometheus_alert_rules/patroni.rules",
-        text: include_str!("../../../../charms/postgresql-k8s/src/prometheus_alert_rules/patroni.rules"),
+        text: include_str!(
+            "../../../../charms/postgresql-k8s/src/prometheus_alert_rules/patroni.rules"
+        ),
     },
     CharmFile {
         path: "src/prometheus_alert_rules/postgresql.rules",
-        text: include_str!("../../../../charms/postgresql-k8s/src/prometheus_alert_rules/postgresql.rules"),
+        text: include_str!(
+            "../../../../charms/postgresql-k8s/src/prometheus_alert_rules/postgresql.rules"
+        ),
     },
 ];
 
 /// The dashboards, from the charm directory.
 pub const DASHBOARDS: &[CharmFile] = &[CharmFile {
     path: "src/grafana_dashboards/postgresql-metrics.json",
-    text: include_str!("../../../../charms/postgresql-k8s/src/grafana_dashboards/postgresql-metrics.json"),
+    text: include_str!(
+        "../../../../charms/postgresql-k8s/src/grafana_dashboards/postgresql-metrics.json"
+    ),
 }];
 
 /// The scrape jobs: the exporter, and Patroni's `/metrics` (its scheme
