@@ -7,6 +7,9 @@
 //! the charms publish passes `promtool check rules`, and every panel of
 //! every dashboard returns data from that Prometheus.
 
+// The test's helpers: a failure there fails the test.
+#![allow(clippy::unwrap_used)]
+
 use e2e::{action, active, charm, controller, converge, postgresql_cluster, python_charm, Scratch};
 use local_model::controller::Controller;
 use serde_json::Value;
