@@ -50,6 +50,8 @@ fn build() {
                 "postgresql-k8s",
                 "-p",
                 "local-model",
+                "-p",
+                "pgbouncer-exporter",
             ])
             .arg("--bins")
             .status()
@@ -71,6 +73,11 @@ pub fn charm(scratch: &Path, name: &str) -> PathBuf {
     let dir = scratch.join("charms").join(name);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(bin_dir().join(binary), dir.join("dispatch")).unwrap();
+    // PgBouncer's exporter ships in its charm, which pushes it into the container.
+    if name == "pgbouncer-k8s" {
+        let exporter = "pgbouncer-exporter";
+        std::fs::copy(bin_dir().join(exporter), dir.join(exporter)).unwrap();
+    }
     for f in ["metadata.yaml", "config.yaml", "actions.yaml"] {
         let src = workspace().join(files).join(f);
         if src.exists() {

@@ -19,7 +19,7 @@ pub mod workload;
 use charm::{Charm, Event, Handled, Hook};
 use client_interface::pgsql;
 use client_interface::ClientEvent;
-use flows::{backend, certificates, database, legacy, lifecycle, peers, upgrade, Deps};
+use flows::{backend, certificates, database, legacy, lifecycle, metrics, peers, upgrade, Deps};
 use state::{BACKEND, CERTIFICATES, DATABASE, PEERS};
 use statefulset::StatefulSets;
 
@@ -61,13 +61,30 @@ impl Charm for PgBouncerCharm {
             Event::RelationChanged(r) if pgsql::Kind::of(&r.relation.endpoint).is_some() => {
                 legacy::follower_changed(hook, &r.relation)
             }
-            Event::ConfigChanged => lifecycle::config_changed(hook, deps),
+            Event::RelationCreated(r) | Event::RelationJoined(r) | Event::RelationChanged(r)
+                if cos_interface::ENDPOINTS.contains(&r.relation.endpoint.as_str()) =>
+            {
+                metrics::publish(hook)
+            }
+            Event::ConfigChanged => {
+                let handled = lifecycle::config_changed(hook, deps)?;
+                metrics::publish(hook)?;
+                Ok(handled)
+            }
             Event::PebbleReady { container } if container == workload::CONTAINER => {
                 lifecycle::pebble_ready(hook, deps)
             }
             Event::UpdateStatus => lifecycle::update_status(hook, deps),
-            Event::LeaderElected => lifecycle::leader_elected(hook, deps),
-            Event::UpgradeCharm => lifecycle::upgrade_charm(hook, deps),
+            Event::LeaderElected => {
+                let handled = lifecycle::leader_elected(hook, deps)?;
+                metrics::publish(hook)?;
+                Ok(handled)
+            }
+            Event::UpgradeCharm => {
+                let handled = lifecycle::upgrade_charm(hook, deps)?;
+                metrics::publish(hook)?;
+                Ok(handled)
+            }
             Event::SecretChanged(s) => lifecycle::secret_changed(hook, deps, s),
             Event::SecretRemove(s) => lifecycle::secret_remove(hook, s),
             Event::RelationCreated(r) if r.relation.endpoint == PEERS => {

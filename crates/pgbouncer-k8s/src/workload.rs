@@ -7,7 +7,7 @@ use crate::pgb::peering::Peering;
 use crate::pgb::reload::{plan, ProcessAction};
 use crate::pgb::{Layout, PgbVersion, SharedConfig};
 use crate::tls::TlsFiles;
-use pebble_api::{FileOptions, Layer, Pebble, PebbleError, Service};
+use pebble_api::{Check, FileOptions, HttpCheck, Layer, Pebble, PebbleError, Service};
 
 /// The workload container's name.
 pub const CONTAINER: &str = "pgbouncer";
@@ -23,6 +23,28 @@ const BINARIES: &[&str] = &[
     "/sbin/pgbouncer",
     "/bin/pgbouncer",
 ];
+
+/// The Pebble service (and its check) of the Prometheus exporter.
+pub const EXPORTER_SERVICE: &str = "metrics_server";
+/// The exporter's file name, in the charm directory and in the container.
+pub const EXPORTER_BINARY: &str = "pgbouncer-exporter";
+
+/// The Prometheus exporter of every process of the unit: what it runs and
+/// logs in with. Its password goes in a file only its user reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exporter<'a> {
+    /// The exporter binary in the charm, pushed into the container when its
+    /// stamp (size and modification time) changes.
+    pub binary: &'a std::path::Path,
+    pub stamp: &'a str,
+    /// `address:port` it serves `/metrics` on.
+    pub listen: &'a str,
+    /// PgBouncer's port (each process's unix socket is named after it).
+    pub pgbouncer_port: u16,
+    /// The console's stats user, and its password.
+    pub user: &'a str,
+    pub password: &'a str,
+}
 
 /// The Pebble service of process `index`.
 pub fn service_name(index: u32) -> String {
@@ -92,6 +114,105 @@ impl Workload {
             );
         }
         layer
+    }
+
+    fn exporter_dir(&self) -> String {
+        format!("{}/exporter", self.layout.data_dir)
+    }
+
+    /// The exporter's layer: the service, over every process's socket, and
+    /// an HTTP check on its port.
+    pub fn exporter_layer(&self, exporter: &Exporter<'_>) -> Layer {
+        let dir = self.exporter_dir();
+        let mut command = format!(
+            "{dir}/{EXPORTER_BINARY} --listen {} --port {} --user {} --password-file {dir}/password",
+            exporter.listen, exporter.pgbouncer_port, exporter.user
+        );
+        for i in 0..self.processes {
+            command.push_str(" --socket-dir ");
+            command.push_str(&self.layout.process_dir(i));
+        }
+        let mut layer = Layer {
+            summary: "pgbouncer exporter layer".into(),
+            description: "the Prometheus exporter of every PgBouncer process".into(),
+            ..Layer::default()
+        };
+        layer.services.insert(
+            EXPORTER_SERVICE.into(),
+            Service {
+                r#override: "replace".into(),
+                summary: "Prometheus exporter of PgBouncer".into(),
+                command,
+                startup: "enabled".into(),
+                user: self.user.clone().unwrap_or_default(),
+                group: self.user.clone().unwrap_or_default(),
+                ..Service::default()
+            },
+        );
+        layer.checks.insert(
+            EXPORTER_SERVICE.into(),
+            Check {
+                r#override: "replace".into(),
+                level: "alive".into(),
+                http: Some(HttpCheck {
+                    url: format!("http://{}/", exporter.listen),
+                }),
+                ..Check::default()
+            },
+        );
+        layer
+    }
+
+    /// Pushes the exporter (when its digest changed) and its password file
+    /// (mode 0400, when it changed), adds its layer when the plan differs,
+    /// and starts it, or restarts it when its binary or layer changed.
+    /// Returns whether it (re)started.
+    pub fn apply_exporter(
+        &self,
+        pebble: &mut dyn Pebble,
+        exporter: &Exporter<'_>,
+    ) -> anyhow::Result<bool> {
+        let dir = self.exporter_dir();
+        pebble.make_dir(&dir, &self.file_options(0o700))?;
+        let marker = format!("{dir}/{EXPORTER_BINARY}.stamp");
+        let mut changed = false;
+        if pebble.read_text(&marker)?.as_deref() != Some(exporter.stamp) {
+            let binary = std::fs::read(exporter.binary)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", exporter.binary.display()))?;
+            let path = format!("{dir}/{EXPORTER_BINARY}");
+            pebble.push(&path, &binary, &self.file_options(0o500))?;
+            pebble.push(
+                &marker,
+                exporter.stamp.as_bytes(),
+                &self.file_options(0o400),
+            )?;
+            changed = true;
+        }
+        let password_file = format!("{dir}/password");
+        if pebble.read_text(&password_file)?.as_deref() != Some(exporter.password) {
+            pebble.push(
+                &password_file,
+                exporter.password.as_bytes(),
+                &self.file_options(0o400),
+            )?;
+        }
+        let layer = self.exporter_layer(exporter);
+        let plan = pebble.plan()?;
+        if plan.services.get(EXPORTER_SERVICE) != layer.services.get(EXPORTER_SERVICE)
+            || plan.checks.get(EXPORTER_SERVICE) != layer.checks.get(EXPORTER_SERVICE)
+        {
+            pebble.add_layer(EXPORTER_SERVICE, &layer, true)?;
+            changed = true;
+        }
+        let running = pebble
+            .services(&[EXPORTER_SERVICE])?
+            .iter()
+            .any(|s| s.is_running());
+        match (running, changed) {
+            (true, false) => Ok(false),
+            (true, true) => Ok(pebble.restart(&[EXPORTER_SERVICE]).map(|()| true)?),
+            (false, _) => Ok(pebble.start(&[EXPORTER_SERVICE]).map(|()| true)?),
+        }
     }
 
     /// Reads the PgBouncer version from the binary in the image.

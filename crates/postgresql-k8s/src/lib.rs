@@ -22,7 +22,7 @@ pub mod workload;
 use charm::{Charm, Event, Handled, Hook};
 use client_interface::pgsql;
 use client_interface::ClientEvent;
-use flows::{actions, database, legacy, lifecycle, peers, Deps, Findings};
+use flows::{actions, database, legacy, lifecycle, metrics, peers, Deps, Findings};
 use state::{DATABASE, ETCD, PEERS};
 
 /// The charm: its dependencies, and what this dispatch found.
@@ -63,14 +63,37 @@ impl Charm for PostgresqlCharm {
             {
                 role_change::changed(hook, deps, findings, notice)
             }
-            Event::ConfigChanged => lifecycle::config_changed(hook, deps, findings),
-            Event::UpdateStatus => lifecycle::update_status(hook, deps, findings),
+            Event::RelationCreated(r) | Event::RelationJoined(r) | Event::RelationChanged(r)
+                if cos_interface::ENDPOINTS.contains(&r.relation.endpoint.as_str()) =>
+            {
+                metrics::changed(hook)
+            }
+            Event::ConfigChanged => {
+                let handled = lifecycle::config_changed(hook, deps, findings)?;
+                metrics::publish(hook)?;
+                Ok(handled)
+            }
+            Event::UpdateStatus => {
+                let handled = lifecycle::update_status(hook, deps, findings)?;
+                metrics::publish(hook)?;
+                Ok(handled)
+            }
             Event::UpgradeCharm => {
                 flows::takeover::run(hook)?;
-                lifecycle::update_status(hook, deps, findings)
+                let handled = lifecycle::update_status(hook, deps, findings)?;
+                metrics::publish(hook)?;
+                Ok(handled)
             }
-            Event::LeaderElected => lifecycle::leader_elected(hook, deps, findings),
-            Event::SecretChanged(_) => peers::changed(hook, deps, findings),
+            Event::LeaderElected => {
+                let handled = lifecycle::leader_elected(hook, deps, findings)?;
+                metrics::publish(hook)?;
+                Ok(handled)
+            }
+            Event::SecretChanged(_) => {
+                let handled = peers::changed(hook, deps, findings)?;
+                metrics::publish(hook)?;
+                Ok(handled)
+            }
             Event::SecretRemove(s) => lifecycle::secret_remove(hook, s),
             Event::Stop => lifecycle::stop(hook, deps),
             Event::RelationJoined(r) | Event::RelationChanged(r)

@@ -9,6 +9,10 @@ use pebble_api::{Check, FileOptions, HttpCheck, Layer, Pebble, PebbleError, Serv
 pub const CONTAINER: &str = "postgresql";
 /// The Pebble service that runs Patroni.
 pub const SERVICE: &str = "postgresql";
+/// The Pebble service (and its check) of PostgreSQL's Prometheus exporter.
+pub const EXPORTER_SERVICE: &str = "metrics_server";
+/// The exporter's port (the community exporter's).
+pub const EXPORTER_PORT: u16 = 9187;
 /// PostgreSQL 15's binaries on Debian.
 pub const DEBIAN_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 /// The key of the Pebble custom notice Patroni's callbacks record when this
@@ -112,6 +116,8 @@ pub struct Layout {
     pub socket_dir: String,
     /// The Patroni command.
     pub patroni: String,
+    /// PostgreSQL's Prometheus exporter (`postgres_exporter`).
+    pub exporter: String,
 }
 
 impl Default for Layout {
@@ -122,6 +128,7 @@ impl Default for Layout {
             bin_dir: DEBIAN_BIN_DIR.into(),
             socket_dir: "/var/lib/postgresql/data".into(),
             patroni: "patroni".into(),
+            exporter: "prometheus-postgres-exporter".into(),
         }
     }
 }
@@ -147,6 +154,10 @@ impl Layout {
     /// Patroni's password file.
     pub fn pgpass(&self) -> String {
         format!("{}/pgpass", self.storage_dir)
+    }
+    /// The monitoring user's password, for the exporter (mode 0400).
+    pub fn monitoring_password(&self) -> String {
+        format!("{}/monitoring-password", self.storage_dir)
     }
     pub fn tls_key(&self) -> String {
         format!("{}/key.pem", self.storage_dir)
@@ -236,6 +247,91 @@ impl Workload {
             },
         );
         layer
+    }
+
+    /// The exporter's layer: `postgres_exporter` on `address`, logging in
+    /// as `monitoring` (`pg_monitor` only) with the password in a file, over
+    /// TLS when the server requires it, with an HTTP check on its port.
+    pub fn exporter_layer(&self, address: &str, tls: bool) -> Layer {
+        let sslmode = if tls { "require" } else { "disable" };
+        let environment = [
+            (
+                "DATA_SOURCE_URI",
+                format!("{address}:5432/postgres?sslmode={sslmode}"),
+            ),
+            ("DATA_SOURCE_USER", crate::state::MONITORING.to_string()),
+            ("DATA_SOURCE_PASS_FILE", self.layout.monitoring_password()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let listen = format!("{address}:{EXPORTER_PORT}");
+        let mut layer = Layer {
+            summary: "postgresql exporter layer".into(),
+            description: "the Prometheus exporter of PostgreSQL".into(),
+            ..Layer::default()
+        };
+        layer.services.insert(
+            EXPORTER_SERVICE.into(),
+            Service {
+                r#override: "replace".into(),
+                summary: "Prometheus exporter of PostgreSQL".into(),
+                command: format!("{} --web.listen-address={listen}", self.layout.exporter),
+                startup: "enabled".into(),
+                user: self.user.clone(),
+                group: self.user.clone(),
+                environment,
+                ..Service::default()
+            },
+        );
+        layer.checks.insert(
+            EXPORTER_SERVICE.into(),
+            Check {
+                r#override: "replace".into(),
+                level: "alive".into(),
+                http: Some(HttpCheck {
+                    url: format!("http://{listen}/"),
+                }),
+                ..Check::default()
+            },
+        );
+        layer
+    }
+
+    /// Writes the monitoring password file when it differs, adds the
+    /// exporter's layer when the plan differs, and starts the exporter, or
+    /// restarts it when its layer or password changed (it reads the file
+    /// when it starts). Returns whether it (re)started.
+    pub fn apply_exporter(
+        &self,
+        pebble: &mut dyn Pebble,
+        address: &str,
+        tls: bool,
+        password: &str,
+    ) -> Result<bool, PebbleError> {
+        let path = self.layout.monitoring_password();
+        let mut changed = false;
+        if pebble.read_text(&path)?.as_deref() != Some(password) {
+            pebble.push(&path, password.as_bytes(), &self.options(0o400))?;
+            changed = true;
+        }
+        let layer = self.exporter_layer(address, tls);
+        let plan = pebble.plan()?;
+        if plan.services.get(EXPORTER_SERVICE) != layer.services.get(EXPORTER_SERVICE)
+            || plan.checks.get(EXPORTER_SERVICE) != layer.checks.get(EXPORTER_SERVICE)
+        {
+            pebble.add_layer(EXPORTER_SERVICE, &layer, true)?;
+            changed = true;
+        }
+        let running = pebble
+            .services(&[EXPORTER_SERVICE])?
+            .iter()
+            .any(|s| s.is_running());
+        match (running, changed) {
+            (true, false) => Ok(false),
+            (true, true) => pebble.restart(&[EXPORTER_SERVICE]).map(|()| true),
+            (false, _) => pebble.start(&[EXPORTER_SERVICE]).map(|()| true),
+        }
     }
 
     /// Makes the storage and data directories, owned by the workload's user,

@@ -345,7 +345,14 @@ fn changed_member_reloads_patroni_when_its_config_changes() {
     let s = initialised(with_peers(unit(1, false), &[0, 2]), &[0, 1]);
     let first = w.go(&s, changed(&s)).state;
     let ops = |s: &State| s.container(CONTAINER).unwrap().ops.clone();
-    assert_eq!(ops(&first), [ServiceOp::Start(SERVICE.into())]);
+    // Patroni, then the exporter beside it.
+    assert_eq!(
+        ops(&first),
+        [
+            ServiceOp::Start(SERVICE.into()),
+            ServiceOp::Start(postgresql_k8s::workload::EXPORTER_SERVICE.into())
+        ]
+    );
     // Nothing changed: nothing sent.
     let same = w.go(&first, changed(&first)).state;
     assert_eq!(ops(&same), ops(&first));

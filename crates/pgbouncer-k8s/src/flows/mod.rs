@@ -8,6 +8,7 @@ pub mod certificates;
 pub mod database;
 pub mod legacy;
 pub mod lifecycle;
+pub mod metrics;
 pub mod peers;
 pub mod takeover;
 pub mod upgrade;
@@ -180,8 +181,10 @@ pub fn serve(
     let Some(version) = pgbouncer_version(hook, deps, peers, false)? else {
         return Ok(false);
     };
-    let userlist =
-        state::app_secret(hook)?.and_then(|c| c.get(state::AUTH_FILE).map(str::to_string));
+    let secret = state::app_secret(hook)?;
+    let userlist = secret
+        .as_ref()
+        .and_then(|c| c.get(state::AUTH_FILE).map(str::to_string));
     // Listen where clients are sent: on one machine, units share port numbers.
     let listen_addr = own_address(hook)?;
     let tls = certificates::installed_files(hook, peers)?;
@@ -207,6 +210,12 @@ pub fn serve(
     }
     for service in &applied.restarted {
         hook.log(charm::LogLevel::Info, &format!("restarted {service}"))?;
+    }
+    let monitoring = secret
+        .as_ref()
+        .and_then(|c| c.get(state::MONITORING_PASSWORD));
+    if let (Some(shared), Some(password)) = (shared, monitoring) {
+        metrics::serve_exporter(hook, deps, shared, &listen_addr, password)?;
     }
     if let Some(shared) = shared {
         let ca = tls.map(|t| t.ca);

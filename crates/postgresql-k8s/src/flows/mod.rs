@@ -7,6 +7,7 @@ pub mod actions;
 pub mod database;
 pub mod legacy;
 pub mod lifecycle;
+pub mod metrics;
 pub mod peers;
 pub mod recovery;
 pub mod takeover;
@@ -295,6 +296,15 @@ pub fn update_config(
         }
     } else if changed && !started && w.reload(pebble)? {
         hook.log(LogLevel::Info, "patroni.yml changed: Patroni reloads it")?;
+    }
+    let monitoring = ctx.passwords.get(state::MONITORING);
+    if w.apply_exporter(
+        hook.container(CONTAINER),
+        &ctx.address,
+        tls.is_some(),
+        monitoring,
+    )? {
+        hook.log(LogLevel::Info, "started the PostgreSQL exporter")?;
     }
     if hook.is_leader()? && member_started(deps, findings, ctx, Duration::ZERO) {
         let patch =
