@@ -20,6 +20,11 @@ pub const LOST: &str = "bootstrapping a new cluster: every previous member was l
 /// bootstrap was interrupted.
 pub const INTERRUPTED: &str = "bootstrapping a new cluster: the previous bootstrap was interrupted";
 
+/// The status while the leader bootstraps a cluster because its scope holds
+/// another one, abandoned.
+pub const ABANDONED: &str =
+    "bootstrapping a new cluster: the DCS holds an abandoned cluster of the same name";
+
 /// Why the leader starts a new cluster generation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NewCluster {
@@ -27,6 +32,10 @@ pub enum NewCluster {
     Lost,
     /// The bootstrap never finished and nothing can finish it.
     InterruptedBootstrap,
+    /// Before this application founded anything, its scope already held a
+    /// bootstrapped cluster with no leader and no member at work: what a
+    /// removed application of the same name left in the DCS.
+    Abandoned,
 }
 
 impl NewCluster {
@@ -35,6 +44,7 @@ impl NewCluster {
         match self {
             NewCluster::Lost => "lost",
             NewCluster::InterruptedBootstrap => "interrupted-bootstrap",
+            NewCluster::Abandoned => "abandoned",
         }
     }
 
@@ -43,6 +53,7 @@ impl NewCluster {
         match key {
             "lost" => Some(NewCluster::Lost),
             "interrupted-bootstrap" => Some(NewCluster::InterruptedBootstrap),
+            "abandoned" => Some(NewCluster::Abandoned),
             _ => None,
         }
     }
@@ -52,6 +63,7 @@ impl NewCluster {
         match self {
             NewCluster::Lost => LOST,
             NewCluster::InterruptedBootstrap => INTERRUPTED,
+            NewCluster::Abandoned => ABANDONED,
         }
     }
 }
@@ -127,9 +139,15 @@ pub fn check(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<Opti
     {
         return Ok(None);
     }
+    let keys = read_keys(hook, deps, &scope)?;
+    // Has this application founded nothing yet, while its scope holds a
+    // bootstrapped cluster that nobody leads or runs? Its members would wait
+    // for that cluster's leader forever.
+    if previous.is_empty() && keys.as_ref().is_some_and(ScopeKeys::abandoned) {
+        return Ok(Some(NewCluster::Abandoned));
+    }
     // Does the DCS hold a bootstrap that never finished, with no leader and
     // no member at work?
-    let keys = read_keys(hook, deps, &scope)?;
     if !keys.as_ref().is_some_and(ScopeKeys::bootstrap_stalled) {
         return Ok(None);
     }
@@ -207,6 +225,11 @@ pub fn start_new_cluster(
         NewCluster::InterruptedBootstrap => format!(
             "the bootstrap of cluster {old_scope} was interrupted and nothing can finish it: \
              bootstrapping cluster {new_scope}"
+        ),
+        NewCluster::Abandoned => format!(
+            "the DCS holds cluster {old_scope}, bootstrapped before this application founded \
+             anything, with no leader and no member at work (an application of the same name \
+             removed): bootstrapping cluster {new_scope}"
         ),
     };
     hook.log(LogLevel::Warning, &what)?;
