@@ -28,8 +28,10 @@ const PG: &str = "postgresql-k8s";
 const PGB: &str = "pgbouncer-k8s";
 /// How many units PostgreSQL and PgBouncer have between faults.
 const UNITS: usize = 2;
+/// How often update-status runs while the model converges.
+const UPDATE_STATUS: Duration = Duration::from_secs(20);
 /// How long the model may take to converge after a fault.
-const CONVERGENCE: Duration = Duration::from_secs(240);
+const CONVERGENCE: Duration = Duration::from_secs(180);
 
 /// A client application: its name, its test charm and the database it asks
 /// for.
@@ -79,14 +81,22 @@ enum Fault {
     },
     /// `remove-unit --force` at rest, the leaving hook failing or not.
     ForceRemoved { unit: String, failing: bool },
-    /// The unit's next hook fails (its update-status, or the hook a client
-    /// relation removed and added again brings); then `juju resolve`.
-    HookFailedThenResolved { unit: String, rerelate: bool },
+    /// The unit's next hook fails (its update-status, or the first hook of
+    /// one of its relations removed and added again); then `juju resolve`.
+    HookFailedThenResolved {
+        unit: String,
+        rerelated: Option<Relation>,
+    },
     /// A workload process SIGKILLed.
     WorkloadKilled { unit: String, process: Process },
     /// The unit's machine lost: every workload SIGKILLed, the unit gone,
     /// then a new unit added.
     MachineLost { unit: String },
+    /// Every PostgreSQL unit removed at once (`remove-unit --force
+    /// --no-wait`), then as many added: PgBouncer waits while its backend has
+    /// no units, and PostgreSQL bootstraps a new cluster generation under the
+    /// same relation (the clients' databases recreated empty).
+    BackendLost,
     /// `remove-application postgresql-k8s`, then PostgreSQL deployed and
     /// related again: a new cluster, the clients' old credentials working
     /// again on their databases recreated empty.
@@ -147,10 +157,14 @@ impl Fault {
                 unit: any_unit(rng),
                 failing: rng.below(2) == 0,
             },
-            27..=38 => Fault::HookFailedThenResolved {
-                unit: any_unit(rng),
-                rerelate: rng.below(2) == 0,
-            },
+            27..=38 => {
+                let unit = any_unit(rng);
+                let rerelated = (rng.below(2) == 0).then(|| match unit.starts_with(PGB) {
+                    true => Relation::Client(rng.pick(&CLIENTS).app),
+                    false => Relation::Backend,
+                });
+                Fault::HookFailedThenResolved { unit, rerelated }
+            }
             39..=52 => {
                 let process =
                     rng.pick(&[Process::Patroni, Process::Postmaster, Process::PgBouncer]);
@@ -168,7 +182,8 @@ impl Fault {
             53..=62 => Fault::MachineLost {
                 unit: any_unit(rng),
             },
-            63..=66 => Fault::BackendReplaced,
+            63..=64 => Fault::BackendLost,
+            65..=66 => Fault::BackendReplaced,
             67..=80 => {
                 let app = *rng.pick(&[PG, PGB]);
                 let leader = suite.leader(app);
@@ -208,7 +223,7 @@ struct Suite {
 
 impl Suite {
     /// Deploys the system and waits until it serves every client.
-    fn deploy(scratch: Scratch) -> Suite {
+    fn deploy(scratch: Scratch, first: u64) -> Suite {
         let mut c = controller(&scratch);
         e2e::postgresql_cluster(&mut c, scratch.path(), UNITS as u32);
         c.deploy(&charm(scratch.path(), PGB), PGB, UNITS as u32, &[])
@@ -231,8 +246,8 @@ impl Suite {
         let mut suite = Suite {
             c,
             scratch,
-            seed: 0,
-            replay: String::new(),
+            seed: first,
+            replay: format!("FAULT_SUITE_SEED={first} FAULT_SUITE_SEEDS=1 (the deploy)"),
             logins: vec![None; CLIENTS.len()],
             ledger: Vec::new(),
             writes: 0,
@@ -304,8 +319,15 @@ impl Suite {
     /// after [`CONVERGENCE`].
     fn settle_until(&mut self, what: &str, done: impl Fn(&Suite) -> Option<String>) {
         let start = Instant::now();
+        let mut ticked = Instant::now();
         let mut failures = Vec::new();
         loop {
+            // Juju's update-status, sooner: a change no event announces (a
+            // lock expiring) is seen.
+            if ticked.elapsed() > UPDATE_STATUS {
+                self.c.tick();
+                ticked = Instant::now();
+            }
             let ran = self
                 .c
                 .settle()
@@ -566,7 +588,12 @@ impl Suite {
                 ));
             }
         }
-        let known: BTreeSet<String> = CLIENTS.iter().map(|c| c.database.to_string()).collect();
+        // PgBouncer's own database, from its backend request, and the clients'.
+        let known: BTreeSet<String> = CLIENTS
+            .iter()
+            .map(|c| c.database.to_string())
+            .chain(["pgbouncer".to_string()])
+            .collect();
         let unknown: Vec<&String> = databases.difference(&known).collect();
         if !unknown.is_empty() {
             self.fail(&format!("unknown databases on the backend: {unknown:?}"));
@@ -585,7 +612,7 @@ impl Suite {
 
 /// The faults themselves.
 impl Suite {
-    fn inflict(&mut self, fault: &Fault, rng: &mut Rng) {
+    fn inflict(&mut self, fault: &Fault) {
         match fault {
             Fault::RemovedMidHook {
                 unit,
@@ -604,8 +631,8 @@ impl Suite {
                         .map(|_| format!("{unit} is still there"))
                 });
             }
-            Fault::HookFailedThenResolved { unit, rerelate } => {
-                self.fail_then_resolve(unit, *rerelate, rng)
+            Fault::HookFailedThenResolved { unit, rerelated } => {
+                self.fail_then_resolve(unit, rerelated.as_ref())
             }
             Fault::WorkloadKilled { unit, process } => self.kill(unit, process),
             Fault::MachineLost { unit } => {
@@ -613,6 +640,7 @@ impl Suite {
                 self.settle();
                 self.check_active_units_serve();
             }
+            Fault::BackendLost => self.lose_backend(),
             Fault::BackendReplaced => self.replace_backend(),
             Fault::LeaderMoved { app, to } => {
                 self.hand_leadership(app, to);
@@ -674,13 +702,17 @@ impl Suite {
 
     /// Fails `unit`'s next hook, brings one on (update-status, or a client's
     /// relation made again), then resolves it.
-    fn fail_then_resolve(&mut self, unit: &str, rerelate: bool, rng: &mut Rng) {
-        self.c.fail_next_hook(unit).unwrap();
-        if rerelate {
-            let client = rng.pick(&CLIENTS).app;
-            self.rerelate(&Relation::Client(client));
-        } else {
-            self.c.tick();
+    fn fail_then_resolve(&mut self, unit: &str, rerelated: Option<&Relation>) {
+        match rerelated {
+            Some(relation) => {
+                self.unrelate(relation);
+                self.c.fail_next_hook(unit).unwrap();
+                self.relate(relation);
+            }
+            None => {
+                self.c.fail_next_hook(unit).unwrap();
+                self.c.tick();
+            }
         }
         self.settle();
         let failed = self.c.model.unit(unit).and_then(|u| u.failed.clone());
@@ -740,6 +772,33 @@ impl Suite {
         self.settle();
     }
 
+    /// Removes every PostgreSQL unit at once, checks that every PgBouncer
+    /// unit waits, and lets [`Suite::restore`] add new ones.
+    fn lose_backend(&mut self) {
+        for unit in e2e::units(&self.c, PG) {
+            self.c.remove_unit_abruptly(&unit).unwrap();
+        }
+        self.settle();
+        if let Some(unit) = e2e::units(&self.c, PGB)
+            .into_iter()
+            .find(|u| active(&self.c, u).is_some())
+        {
+            self.fail(&format!(
+                "{unit} says it is active while its backend has no units"
+            ));
+        }
+        self.reset_ledger("every member of the backend cluster was lost");
+    }
+
+    /// Forgets the acknowledged writes of a backend cluster that is gone.
+    fn reset_ledger(&mut self, why: &str) {
+        println!(
+            "  ledger reset ({why}): {} acknowledged writes",
+            self.ledger.len()
+        );
+        self.ledger.clear();
+    }
+
     /// Removes PostgreSQL, checks that no PgBouncer unit claims to serve,
     /// then deploys it again with its relations: a new cluster, where the
     /// clients' databases are recreated empty (the ledger starts again).
@@ -768,15 +827,23 @@ impl Suite {
                 &format!("{PG}:database"),
             )
             .unwrap();
-        println!(
-            "  ledger reset: {} acknowledged writes went with the removed application",
-            self.ledger.len()
-        );
-        self.ledger.clear();
+        self.reset_ledger("the backend application was removed");
     }
 
-    /// Removes a relation, checks what must go with it, and makes it again.
+    /// Removes a relation and makes it again.
     fn rerelate(&mut self, relation: &Relation) {
+        self.unrelate(relation);
+        self.relate(relation);
+    }
+
+    fn relate(&mut self, relation: &Relation) {
+        let (a, b) = relation.ends();
+        self.c.integrate(&a, &b).unwrap();
+    }
+
+    /// Removes a relation and checks what must go with it: a client's user,
+    /// PgBouncer's claim to serve.
+    fn unrelate(&mut self, relation: &Relation) {
         let (a, b) = relation.ends();
         self.c.remove_relation(&a, &b).unwrap();
         let (app_a, app_b) = (
@@ -805,7 +872,6 @@ impl Suite {
                 }
             }
         }
-        self.c.integrate(&a, &b).unwrap();
     }
 }
 
@@ -826,8 +892,8 @@ fn users_keep_their_service_through_random_faults() {
     let (first, count) = main_seeds();
     println!("fault suite: FAULT_SUITE_SEED={first} FAULT_SUITE_SEEDS={count}");
     let started = Instant::now();
-    let mut suite = Suite::deploy(Scratch::new("fault-suite"));
-    let mut rng = Rng::new(first);
+    let mut suite = Suite::deploy(Scratch::new("fault-suite"), first);
+    let mut rng = Rng::mixed(first);
     suite.check(&mut rng);
     println!(
         "deployed and checked in {:.0}s",
@@ -840,11 +906,11 @@ fn users_keep_their_service_through_random_faults() {
              (this seed alone: FAULT_SUITE_SEED={seed} FAULT_SUITE_SEEDS=1)",
             seed - first + 1
         );
-        let mut rng = Rng::new(seed);
+        let mut rng = Rng::mixed(seed);
         let fault = Fault::pick(&mut rng, &suite);
         let at = Instant::now();
         println!("seed {seed}: {fault:?}");
-        suite.inflict(&fault, &mut rng);
+        suite.inflict(&fault);
         suite.restore();
         suite.converge(&format!("{fault:?}"));
         suite.check(&mut rng);
