@@ -670,7 +670,10 @@ fn backend_departing_last_unit_keeps_everything_and_broken_blocks() {
 fn a_backend_relation_made_again_drops_the_former_auth_user() {
     let pg = FakeConnector::up_with(&["pgbouncer"]);
     let s = serving_two_clients(&pg);
-    assert!(pg.server().users.contains_key("pgbouncer_auth_relation_id_3"));
+    assert!(pg
+        .server()
+        .users
+        .contains_key("pgbouncer_auth_relation_id_3"));
     let broken = event::relation_broken(s.relation(BACKEND_ID).unwrap());
     let out = go(&pg, &s, broken);
     let secret = out
@@ -678,14 +681,19 @@ fn a_backend_relation_made_again_drops_the_former_auth_user() {
         .secret_by_label(&state::app_secret_label(APP))
         .unwrap();
     assert_eq!(
-        secret.latest_content().unwrap().get(state::FORMER_AUTH_USER),
+        secret
+            .latest_content()
+            .unwrap()
+            .get(state::FORMER_AUTH_USER),
         Some("pgbouncer_auth_relation_id_3")
     );
 
     // The relation made again: PostgreSQL gives it another user.
     let mut again = out.state.clone();
     again.relations.retain(|r| r.id != BACKEND_ID);
-    again.secrets.retain(|x| !x.id.to_string().contains(BACKEND_SECRET));
+    again
+        .secrets
+        .retain(|x| !x.id.to_string().contains(BACKEND_SECRET));
     let again = with_backend_at(
         again,
         ("10.0.1.1:5432", "10.0.1.2:5432,10.0.1.3:5432"),
@@ -694,10 +702,18 @@ fn a_backend_relation_made_again_drops_the_former_auth_user() {
     let out = go(
         &pg,
         &again,
-        event::relation_changed(again.relation(BACKEND_ID).unwrap(), Some("postgresql-k8s/0")),
+        event::relation_changed(
+            again.relation(BACKEND_ID).unwrap(),
+            Some("postgresql-k8s/0"),
+        ),
     );
     let server = pg.server();
-    assert!(server.users.contains_key("pgbouncer_auth_relation_id_9"), "{:?} {:?}", out.state.unit_status, out.state.logs);
+    assert!(
+        server.users.contains_key("pgbouncer_auth_relation_id_9"),
+        "{:?} {:?}",
+        out.state.unit_status,
+        out.state.logs
+    );
     assert!(
         !server.users.contains_key("pgbouncer_auth_relation_id_3"),
         "the former auth user is dropped: {:?}",
