@@ -229,21 +229,21 @@ impl Suite {
         let mut c = controller(&scratch);
         e2e::postgresql_cluster(&mut c, scratch.path(), UNITS as u32);
         c.deploy(&charm(scratch.path(), PGB), PGB, UNITS as u32, &[])
-            .unwrap();
+            .expect("deploying PgBouncer");
         c.integrate(
             &format!("{PGB}:backend-database"),
             &format!("{PG}:database"),
         )
-        .unwrap();
+        .expect("relating PgBouncer to PostgreSQL");
         for client in &CLIENTS {
             let dir = python_charm(scratch.path(), client.charm);
             c.deploy(&dir, client.app, 1, &[("database", client.database)])
-                .unwrap();
+                .expect("deploying a client");
             c.integrate(
                 &format!("{}:database", client.app),
                 &format!("{PGB}:database"),
             )
-            .unwrap();
+            .expect("relating a client to PgBouncer");
         }
         let mut suite = Suite {
             c,
@@ -267,6 +267,18 @@ impl Suite {
             self.replay,
             self.c.status()
         )
+    }
+
+    /// Does something to the model; a refusal fails the run.
+    fn act<T, E: std::fmt::Display>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&mut Controller) -> Result<T, E>,
+    ) -> T {
+        match f(&mut self.c) {
+            Ok(v) => v,
+            Err(e) => self.fail(&format!("{what}: {e}")),
+        }
     }
 
     fn leader(&self, app: &str) -> Option<String> {
@@ -371,7 +383,7 @@ impl Suite {
                 .filter(|u| u.life == local_model::model::Life::Alive)
                 .count();
             for _ in alive..UNITS {
-                let unit = self.c.add_unit(app).unwrap();
+                let unit = self.act("add-unit", |c| c.add_unit(app));
                 println!("  added {unit}");
             }
         }
@@ -632,9 +644,9 @@ impl Suite {
             } => self.remove_mid_hook(unit, *force, *leader_elected, *after),
             Fault::ForceRemoved { unit, failing } => {
                 if *failing {
-                    self.c.fail_next_hook(unit).unwrap();
+                    self.act("fail-next-hook", |c| c.fail_next_hook(unit));
                 }
-                self.c.force_remove_unit(unit).unwrap();
+                self.act("remove-unit --force", |c| c.force_remove_unit(unit));
                 self.settle_until("a forced removal", |s| {
                     s.c.model
                         .unit(unit)
@@ -648,7 +660,7 @@ impl Suite {
             // No check before convergence: until a lost primary's lock
             // expires nothing serves, and no hook tells PgBouncer so.
             Fault::MachineLost { unit } => {
-                self.c.crash_unit(unit).unwrap();
+                self.act("crash-unit", |c| c.crash_unit(unit));
                 self.settle();
             }
             Fault::BackendLost => self.lose_backend(),
@@ -668,7 +680,7 @@ impl Suite {
             .get_mut(app)
             .expect("the application")
             .leader = Some(to.to_string());
-        self.c.save().unwrap();
+        self.act("saving the model", Controller::save);
     }
 
     /// Runs due hooks until `unit`'s next one starts, and removes the unit
@@ -686,7 +698,7 @@ impl Suite {
             };
             if due.unit != unit {
                 let ran = due.execute();
-                self.c.finish(due, ran).unwrap();
+                self.act("finishing a hook", |c| c.finish(due, ran));
                 continue;
             }
             println!("  removing {unit} during its {} hook", due.hook_name());
@@ -698,10 +710,10 @@ impl Suite {
                     true => c.force_remove_unit(unit),
                     false => c.remove_unit(unit),
                 }
-                .unwrap();
-                running.join().unwrap()
+                .expect("remove-unit during a hook");
+                running.join().expect("the hook's thread")
             });
-            self.c.finish(due, ran).unwrap();
+            self.act("finishing a hook", |c| c.finish(due, ran));
             break;
         }
         self.settle_until("a removal mid-hook", |s| {
@@ -717,11 +729,11 @@ impl Suite {
         match rerelated {
             Some(relation) => {
                 self.unrelate(relation);
-                self.c.fail_next_hook(unit).unwrap();
+                self.act("fail-next-hook", |c| c.fail_next_hook(unit));
                 self.relate(relation);
             }
             None => {
-                self.c.fail_next_hook(unit).unwrap();
+                self.act("fail-next-hook", |c| c.fail_next_hook(unit));
                 self.c.tick();
             }
         }
@@ -737,20 +749,18 @@ impl Suite {
         }
         println!("  {unit} in error on {hook}; resolving");
         self.check_active_units_serve();
-        self.c.resolve(unit).unwrap();
+        self.act("resolve", |c| c.resolve(unit));
     }
 
     /// SIGKILLs a workload process, and lets Pebble and Patroni bring it back.
     fn kill(&mut self, unit: &str, process: &Process) {
         match process {
-            Process::Patroni => self
-                .c
-                .kill_workload(unit, "postgresql", "postgresql")
-                .unwrap(),
-            Process::PgBouncer => self
-                .c
-                .kill_workload(unit, "pgbouncer", "pgbouncer_0")
-                .unwrap(),
+            Process::Patroni => self.act("kill-workload", |c| {
+                c.kill_workload(unit, "postgresql", "postgresql")
+            }),
+            Process::PgBouncer => self.act("kill-workload", |c| {
+                c.kill_workload(unit, "pgbouncer", "pgbouncer_0")
+            }),
             Process::Postmaster => {
                 let dir = self
                     .scratch
@@ -761,7 +771,7 @@ impl Suite {
                     .arg(&dir)
                     .args(["-name", "postmaster.pid"])
                     .output()
-                    .unwrap();
+                    .expect("find runs");
                 let path = String::from_utf8_lossy(&found.stdout)
                     .lines()
                     .next()
@@ -773,7 +783,7 @@ impl Suite {
                 let ok = Command::new("kill")
                     .args(["-KILL", &pid])
                     .status()
-                    .unwrap()
+                    .expect("kill runs")
                     .success();
                 if !ok {
                     self.fail(&format!("kill -KILL {pid} ({unit}'s postmaster) failed"));
@@ -787,7 +797,9 @@ impl Suite {
     /// unit waits, and lets [`Suite::restore`] add new ones.
     fn lose_backend(&mut self) {
         for unit in e2e::units(&self.c, PG) {
-            self.c.remove_unit_abruptly(&unit).unwrap();
+            self.act("remove-unit --force --no-wait", |c| {
+                c.remove_unit_abruptly(&unit)
+            });
         }
         self.settle();
         if let Some(unit) = e2e::units(&self.c, PGB)
@@ -814,7 +826,7 @@ impl Suite {
     /// then deploys it again with its relations: a new cluster, where the
     /// clients' databases are recreated empty (the ledger starts again).
     fn replace_backend(&mut self) {
-        self.c.remove_application(PG).unwrap();
+        self.act("remove-application", |c| c.remove_application(PG));
         self.settle_until("removing PostgreSQL", |s| {
             s.c.model
                 .applications
@@ -828,16 +840,11 @@ impl Suite {
             self.fail(&format!("{unit} says it is active with no backend"));
         }
         let postgresql = charm(self.scratch.path(), PG);
-        self.c.deploy(&postgresql, PG, UNITS as u32, &[]).unwrap();
-        self.c
-            .integrate(&format!("{PG}:etcd"), "etcd:etcd")
-            .unwrap();
-        self.c
-            .integrate(
-                &format!("{PGB}:backend-database"),
-                &format!("{PG}:database"),
-            )
-            .unwrap();
+        self.act("deploy", |c| c.deploy(&postgresql, PG, UNITS as u32, &[]));
+        self.act("integrate", |c| {
+            c.integrate(&format!("{PG}:etcd"), "etcd:etcd")
+        });
+        self.relate(&Relation::Backend);
         self.reset_ledger("the backend application was removed");
         self.operator = None;
     }
@@ -850,17 +857,17 @@ impl Suite {
 
     fn relate(&mut self, relation: &Relation) {
         let (a, b) = relation.ends();
-        self.c.integrate(&a, &b).unwrap();
+        self.act("integrate", |c| c.integrate(&a, &b));
     }
 
     /// Removes a relation and checks what must go with it: a client's user,
     /// PgBouncer's claim to serve.
     fn unrelate(&mut self, relation: &Relation) {
         let (a, b) = relation.ends();
-        self.c.remove_relation(&a, &b).unwrap();
+        self.act("remove-relation", |c| c.remove_relation(&a, &b));
         let (app_a, app_b) = (
-            a.split(':').next().unwrap().to_string(),
-            b.split(':').next().unwrap().to_string(),
+            a.split(':').next().unwrap_or_default().to_string(),
+            b.split(':').next().unwrap_or_default().to_string(),
         );
         self.settle_until("removing a relation", |s| {
             s.relation_id(&app_a, &app_b)
@@ -869,7 +876,10 @@ impl Suite {
         self.check_active_units_serve();
         match relation {
             Relation::Client(app) => {
-                let i = CLIENTS.iter().position(|c| c.app == *app).unwrap();
+                let i = CLIENTS
+                    .iter()
+                    .position(|c| c.app == *app)
+                    .expect("a client");
                 self.logins[i] = None;
                 self.check_roles();
             }
@@ -923,11 +933,13 @@ fn users_keep_their_service_through_random_faults() {
         let at = Instant::now();
         println!("seed {seed}: {fault:?}");
         suite.inflict(&fault);
+        let inflicted = at.elapsed().as_secs_f64();
         suite.restore();
         suite.converge(&format!("{fault:?}"));
+        let converged = at.elapsed().as_secs_f64();
         suite.check(&mut rng);
         println!(
-            "  recovered and checked in {:.1}s",
+            "  inflicted in {inflicted:.1}s, converged at {converged:.1}s, checked at {:.1}s",
             at.elapsed().as_secs_f64()
         );
     }
