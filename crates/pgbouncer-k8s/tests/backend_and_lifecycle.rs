@@ -676,15 +676,8 @@ fn a_backend_relation_made_again_drops_the_former_auth_user() {
         .contains_key("pgbouncer_auth_relation_id_3"));
     let broken = event::relation_broken(s.relation(BACKEND_ID).unwrap());
     let out = go(&pg, &s, broken);
-    let secret = out
-        .state
-        .secret_by_label(&state::app_secret_label(APP))
-        .unwrap();
     assert_eq!(
-        secret
-            .latest_content()
-            .unwrap()
-            .get(state::FORMER_AUTH_USER),
+        app_secret(&out.state).get(state::FORMER_AUTH_USER),
         Some("pgbouncer_auth_relation_id_3")
     );
 
@@ -721,14 +714,20 @@ fn a_backend_relation_made_again_drops_the_former_auth_user() {
     );
     assert!(out.state.logs.iter().any(|(_, m)| m
         == "dropped pgbouncer_auth_relation_id_3, the auth user of a backend relation that ended"));
-    let content = out
-        .state
-        .secret_by_label(&state::app_secret_label(APP))
-        .unwrap()
-        .latest_content()
-        .unwrap()
-        .clone();
-    assert!(content.get(state::FORMER_AUTH_USER).is_none(), "forgotten");
+    assert!(
+        app_secret(&out.state)
+            .get(state::FORMER_AUTH_USER)
+            .is_none(),
+        "forgotten"
+    );
+}
+
+/// The application secret's latest content.
+fn app_secret(s: &State) -> charm::secret::SecretContent {
+    s.secret_by_label(&state::app_secret_label(APP))
+        .and_then(|x| x.latest_content())
+        .expect("the application secret")
+        .clone()
 }
 
 #[test]
