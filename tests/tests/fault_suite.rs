@@ -29,6 +29,10 @@ const PG: &str = "postgresql-k8s";
 const PGB: &str = "pgbouncer-k8s";
 /// How many units PostgreSQL and PgBouncer have between faults.
 const UNITS: usize = 2;
+/// How long a login may keep failing once the model has converged:
+/// PgBouncer waits `server_login_retry` (15 s) after a failed server login
+/// before it tries the server again.
+const LOGIN_PATIENCE: Duration = Duration::from_secs(30);
 /// How many units run hooks at once, as in the controller daemon.
 const HOOKS_AT_ONCE: usize = 4;
 /// How often update-status runs while the model converges.
@@ -473,7 +477,7 @@ impl Suite {
         sql: &str,
     ) -> Result<String, String> {
         let host = address(&self.c, unit);
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + LOGIN_PATIENCE;
         loop {
             match e2e::psql(&host, 6432, &login.user, &login.password, database, sql) {
                 Err(e) if Instant::now() < deadline => {
@@ -822,6 +826,23 @@ impl Suite {
             }
         }
         self.settle();
+        if !matches!(process, Process::PgBouncer) {
+            self.wait_for_postgresql(unit);
+        }
+    }
+
+    /// Waits until PostgreSQL answers on `unit` again (Patroni starts it
+    /// again within its loop; no hook runs meanwhile).
+    fn wait_for_postgresql(&mut self, unit: &str) {
+        let password = self.operator_password();
+        let host = address(&self.c, unit);
+        let start = Instant::now();
+        while let Err(e) = e2e::psql(&host, 5432, "operator", &password, "postgres", "SELECT 1") {
+            if start.elapsed() > CONVERGENCE {
+                self.fail(&format!("PostgreSQL on {unit} does not come back: {e}"));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// Removes every PostgreSQL unit at once, checks that every PgBouncer
