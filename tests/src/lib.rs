@@ -297,6 +297,27 @@ pub fn synchronous_standbys(c: &Controller, unit: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether every replica Patroni lists, asked on `unit`'s REST API, has
+/// replayed all the primary wrote (`lag` 0): a replica behind is no
+/// candidate for promotion.
+pub fn replicas_caught_up(c: &Controller, unit: &str) -> bool {
+    let host = address(c, unit);
+    let Ok(stream) = std::net::TcpStream::connect((host.as_str(), 8008)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let Ok(answer) = http_exchange::exchange(stream, &host, "GET", "/cluster", &[], b"") else {
+        return false;
+    };
+    let cluster: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    cluster["members"].as_array().is_some_and(|members| {
+        members
+            .iter()
+            .filter(|m| m["role"] != "leader")
+            .all(|m| m["lag"].as_u64() == Some(0))
+    })
+}
+
 /// Runs an action on a unit; it must succeed. Returns its results.
 pub fn action(
     c: &mut Controller,

@@ -33,6 +33,9 @@ const UNITS: usize = 2;
 /// PgBouncer waits `server_login_retry` (15 s) after a failed server login
 /// before it tries the server again.
 const LOGIN_PATIENCE: Duration = Duration::from_secs(30);
+/// How long Patroni takes to notice a member's PostgreSQL died (its
+/// `loop_wait`, 10 s, and a margin).
+const PATRONI_LOOP: Duration = Duration::from_secs(12);
 /// How many units run hooks at once, as in the controller daemon.
 const HOOKS_AT_ONCE: usize = 4;
 /// How often update-status runs while the model converges.
@@ -322,6 +325,9 @@ impl Suite {
         // leaves the cluster without one, by design: no seed starts so.
         if !e2e::synchronous_standby_runs(&self.c, &pg[0]) {
             return Some("Patroni names no synchronous standby yet".into());
+        }
+        if !e2e::replicas_caught_up(&self.c, &pg[0]) {
+            return Some("a replica has not replayed all the primary wrote".into());
         }
         let pgb = e2e::units(&self.c, PGB);
         if pgb.len() != UNITS || pgb.iter().any(|u| active(&self.c, u).is_none()) {
@@ -849,6 +855,9 @@ impl Suite {
         }
         self.settle();
         if !matches!(process, Process::PgBouncer) {
+            // Patroni notices within its loop; a primary it restarts goes
+            // through recovery and a new timeline, and answers meanwhile.
+            std::thread::sleep(PATRONI_LOOP);
             self.wait_for_postgresql(unit);
         }
     }
