@@ -275,16 +275,7 @@ pub fn synchronous_standby_runs(c: &Controller, unit: &str) -> bool {
 /// The units Patroni, asked on `unit`'s REST API, names as running
 /// synchronous standbys: the ones a switchover may promote.
 pub fn synchronous_standbys(c: &Controller, unit: &str) -> Vec<String> {
-    let host = address(c, unit);
-    let Ok(stream) = std::net::TcpStream::connect((host.as_str(), 8008)) else {
-        return Vec::new();
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let Ok(answer) = http_exchange::exchange(stream, &host, "GET", "/cluster", &[], b"") else {
-        return Vec::new();
-    };
-    let cluster: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
-    let members = cluster["members"].as_array().cloned().unwrap_or_default();
+    let members = patroni_members(c, unit);
     members
         .iter()
         .filter(|m| {
@@ -297,25 +288,31 @@ pub fn synchronous_standbys(c: &Controller, unit: &str) -> Vec<String> {
         .collect()
 }
 
+/// The members Patroni's `/cluster` lists, asked on `unit`'s REST API;
+/// none when it does not answer.
+fn patroni_members(c: &Controller, unit: &str) -> Vec<serde_json::Value> {
+    let host = address(c, unit);
+    let Ok(stream) = std::net::TcpStream::connect((host.as_str(), 8008)) else {
+        return Vec::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let Ok(answer) = http_exchange::exchange(stream, &host, "GET", "/cluster", &[], b"") else {
+        return Vec::new();
+    };
+    let cluster: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    cluster["members"].as_array().cloned().unwrap_or_default()
+}
+
 /// Whether every replica Patroni lists, asked on `unit`'s REST API, has
 /// replayed all the primary wrote (`lag` 0): a replica behind is no
 /// candidate for promotion.
 pub fn replicas_caught_up(c: &Controller, unit: &str) -> bool {
-    let host = address(c, unit);
-    let Ok(stream) = std::net::TcpStream::connect((host.as_str(), 8008)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let Ok(answer) = http_exchange::exchange(stream, &host, "GET", "/cluster", &[], b"") else {
-        return false;
-    };
-    let cluster: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
-    cluster["members"].as_array().is_some_and(|members| {
-        members
+    let members = patroni_members(c, unit);
+    !members.is_empty()
+        && members
             .iter()
             .filter(|m| m["role"] != "leader")
             .all(|m| m["lag"].as_u64() == Some(0))
-    })
 }
 
 /// Runs an action on a unit; it must succeed. Returns its results.
