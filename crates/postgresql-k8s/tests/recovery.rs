@@ -383,6 +383,28 @@ fn a_new_application_on_an_abandoned_cluster_of_its_name_starts_a_new_generation
 }
 
 #[test]
+fn a_new_generation_skips_the_scopes_earlier_applications_of_its_name_left() {
+    // The application was removed and deployed again twice: generation 0 and
+    // generation 1 are both abandoned in the DCS.
+    let w = World::new(&[(0, "replica", "stopped")]);
+    w.dcs.set(OLD_SCOPE, abandoned());
+    w.dcs.set(GEN1, abandoned());
+    let out = w.go(&unit(0, true), pebble_ready());
+    let app = peer_app(&out.state);
+    assert_eq!(app[state::GENERATION], "2");
+    assert_eq!(app[state::NEW_CLUSTER], "abandoned");
+    assert_eq!(
+        patroni_doc(&out.state)["scope"],
+        "patroni-postgresql-k8s-gen2"
+    );
+    assert!(logged_at(
+        &out.state,
+        LogLevel::Info,
+        "cluster patroni-postgresql-k8s-gen1 is taken in the DCS: skipping its generation"
+    ));
+}
+
+#[test]
 fn a_new_application_waits_on_a_cluster_still_led_or_at_work() {
     for keys in [
         ScopeKeys {

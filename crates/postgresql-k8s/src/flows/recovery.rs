@@ -162,6 +162,31 @@ pub fn check(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<Opti
     Ok(Some(NewCluster::InterruptedBootstrap))
 }
 
+/// The next generation whose scope the DCS holds nothing under, with that
+/// scope: a generation another application of this name left behind (removed
+/// and deployed again more than once) is skipped, never joined. A DCS that
+/// cannot tell leaves the next generation as it is.
+fn free_generation(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<(u32, String)> {
+    let mut next = state::generation(hook, &ctx.peers)?.map_or(1, |n| n + 1);
+    for _ in 0..MAX_SKIPPED {
+        let scope = state::cluster_name(hook.app(), Some(next));
+        match read_keys(hook, deps, &scope)? {
+            Some(keys) if !keys.is_empty() => {
+                hook.log(
+                    LogLevel::Info,
+                    &format!("cluster {scope} is taken in the DCS: skipping its generation"),
+                )?;
+                next += 1;
+            }
+            _ => return Ok((next, scope)),
+        }
+    }
+    Ok((next, state::cluster_name(hook.app(), Some(next))))
+}
+
+/// How many taken generations [`free_generation`] skips at most.
+const MAX_SKIPPED: u32 = 64;
+
 /// How long the leader looks again before taking a bootstrap for interrupted.
 const CONFIRM_PAUSE: Duration = Duration::from_secs(2);
 
@@ -195,8 +220,7 @@ pub fn start_new_cluster(
     why: NewCluster,
 ) -> anyhow::Result<()> {
     let old_scope = state::scope(hook, &ctx.peers)?;
-    let next = state::generation(hook, &ctx.peers)?.map_or(1, |n| n + 1);
-    let new_scope = state::cluster_name(hook.app(), Some(next));
+    let (next, new_scope) = free_generation(hook, deps, ctx)?;
     let pebble = hook.container(CONTAINER);
     let data = deps.workload.data_dir(pebble)?;
     let moved = if data == DataDir::Empty {
