@@ -176,6 +176,49 @@ pub fn juju() -> PathBuf {
     bin_dir().join("juju")
 }
 
+/// xorshift64*: a small generator, repeatable for a seed; the fault runs
+/// draw their plans from it.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    /// A generator from `seed` mixed first (splitmix64), so that nearby
+    /// seeds start far apart.
+    pub fn mixed(seed: u64) -> Rng {
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Rng::new(z ^ (z >> 31))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// One of `items`, which must not be empty.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// A seed from the clock, for a run not given one.
+pub fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+}
+
 /// A scratch directory, removed when dropped.
 pub struct Scratch(TempDir);
 
@@ -239,16 +282,7 @@ pub fn synchronous_standby_runs(c: &Controller, unit: &str) -> bool {
 /// The units Patroni, asked on `unit`'s REST API, names as running
 /// synchronous standbys: the ones a switchover may promote.
 pub fn synchronous_standbys(c: &Controller, unit: &str) -> Vec<String> {
-    let host = address(c, unit);
-    let Ok(stream) = std::net::TcpStream::connect((host.as_str(), 8008)) else {
-        return Vec::new();
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let Ok(answer) = http_exchange::exchange(stream, &host, "GET", "/cluster", &[], b"") else {
-        return Vec::new();
-    };
-    let cluster: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
-    let members = cluster["members"].as_array().cloned().unwrap_or_default();
+    let members = patroni_members(c, unit);
     members
         .iter()
         .filter(|m| {
@@ -259,6 +293,33 @@ pub fn synchronous_standbys(c: &Controller, unit: &str) -> Vec<String> {
         .filter_map(|name| name.rsplit_once('-'))
         .map(|(app, n)| format!("{app}/{n}"))
         .collect()
+}
+
+/// The members Patroni's `/cluster` lists, asked on `unit`'s REST API;
+/// none when it does not answer.
+fn patroni_members(c: &Controller, unit: &str) -> Vec<serde_json::Value> {
+    let host = address(c, unit);
+    let Ok(stream) = std::net::TcpStream::connect((host.as_str(), 8008)) else {
+        return Vec::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let Ok(answer) = http_exchange::exchange(stream, &host, "GET", "/cluster", &[], b"") else {
+        return Vec::new();
+    };
+    let cluster: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    cluster["members"].as_array().cloned().unwrap_or_default()
+}
+
+/// Whether every replica Patroni lists, asked on `unit`'s REST API, has
+/// replayed all the primary wrote (`lag` 0): a replica behind is no
+/// candidate for promotion.
+pub fn replicas_caught_up(c: &Controller, unit: &str) -> bool {
+    let members = patroni_members(c, unit);
+    !members.is_empty()
+        && members
+            .iter()
+            .filter(|m| m["role"] != "leader")
+            .all(|m| m["lag"].as_u64() == Some(0))
 }
 
 /// Runs an action on a unit; it must succeed. Returns its results.

@@ -20,7 +20,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use e2e::{charm, juju, psql, python_charm, Scratch};
+use e2e::{charm, juju, psql, python_charm, Rng, Scratch};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
@@ -28,27 +28,6 @@ use std::time::{Duration, Instant};
 
 /// The model the run deploys into.
 const MODEL: &str = "faults";
-
-/// xorshift64*: a small generator, repeatable for a seed.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number in `0..n`.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// One step of the deploy sequence.
 #[derive(Clone, Debug)]
@@ -583,11 +562,7 @@ fn the_deploy_sequence_survives_the_controller_killed_at_random_points() {
     let seed: u64 = std::env::var("LOCAL_MODEL_FAULT_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
+        .unwrap_or_else(e2e::clock_seed);
     let main = std::env::var("LOCAL_MODEL_FAULT_TOPOLOGY").as_deref() == Ok("main");
     println!(
         "fault run: {faults} kills, LOCAL_MODEL_FAULT_SEED={seed}{}",

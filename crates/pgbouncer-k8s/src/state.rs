@@ -52,6 +52,9 @@ pub const TLS_CA: &str = "tls_ca";
 /// Keys of the application secret `pgb-peers.<app>.app`.
 pub const AUTH_FILE: &str = "auth-file";
 pub const AUTH_USER: &str = "auth-user";
+/// The auth user of a backend relation that ended: dropped from the next
+/// backend set up (on the same cluster, nothing logs in as it any more).
+pub const FORMER_AUTH_USER: &str = "former-auth-user";
 pub const ADMIN_PASSWORD: &str = "admin-password";
 pub const MONITORING_PASSWORD: &str = "monitoring-password";
 

@@ -14,6 +14,7 @@
 //! | cannot tell: PostgreSQL cannot be reached → set up before? no → defer; yes → publish the new endpoints, then defer | `a_backend_that_cannot_be_asked_defers_and_serves_new_endpoints_only_if_set_up_before` |
 //! | relation-departed: is this unit departing? yes → add departing flag; relation-broken: is this unit departing (flag)? yes → return | `a_unit_leaving_the_backend_only_marks_itself` |
 //! | relation-departed, no PostgreSQL unit left → return, nothing asked; relation-broken → forget the auth file, keep the console passwords and the cluster's identity → publish a configuration without databases and serve it | `backend_departing_last_unit_keeps_everything_and_broken_blocks` |
+//! | relation-broken keeps the auth user's name; the next backend set up on the same cluster drops that user and its function | `a_backend_relation_made_again_drops_the_former_auth_user` |
 //! | config-changed: an invalid option applies nothing | `invalid_config_blocks_with_the_option_and_applies_nothing` |
 //! | pebble-ready: no peer relation or no container → defer | `pebble_ready_waits_for_the_container_and_the_peer_relation` |
 //! | pebble-ready: the version read from the image, then converge (one service per process, started) | `pebble_ready_adds_one_service_per_process_and_starts_them`, `the_version_is_that_of_the_binary_first_on_path`, `an_image_with_pgbouncer_1_18_gets_files_it_accepts`, `an_image_without_pgbouncer_blocks` |
@@ -663,6 +664,70 @@ fn backend_departing_last_unit_keeps_everything_and_broken_blocks() {
         out.state.unit_status,
         Status::Blocked("waiting for backend database relation".into())
     );
+}
+
+#[test]
+fn a_backend_relation_made_again_drops_the_former_auth_user() {
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
+    let s = serving_two_clients(&pg);
+    assert!(pg
+        .server()
+        .users
+        .contains_key("pgbouncer_auth_relation_id_3"));
+    let broken = event::relation_broken(s.relation(BACKEND_ID).unwrap());
+    let out = go(&pg, &s, broken);
+    assert_eq!(
+        app_secret(&out.state).get(state::FORMER_AUTH_USER),
+        Some("pgbouncer_auth_relation_id_3")
+    );
+
+    // The relation made again: PostgreSQL gives it another user.
+    let mut again = out.state.clone();
+    again.relations.retain(|r| r.id != BACKEND_ID);
+    again
+        .secrets
+        .retain(|x| !x.id.to_string().contains(BACKEND_SECRET));
+    let again = with_backend_at(
+        again,
+        ("10.0.1.1:5432", "10.0.1.2:5432,10.0.1.3:5432"),
+        ("relation_id_9", "backend-pw-9"),
+    );
+    let out = go(
+        &pg,
+        &again,
+        event::relation_changed(
+            again.relation(BACKEND_ID).unwrap(),
+            Some("postgresql-k8s/0"),
+        ),
+    );
+    let server = pg.server();
+    assert!(
+        server.users.contains_key("pgbouncer_auth_relation_id_9"),
+        "{:?} {:?}",
+        out.state.unit_status,
+        out.state.logs
+    );
+    assert!(
+        !server.users.contains_key("pgbouncer_auth_relation_id_3"),
+        "the former auth user is dropped: {:?}",
+        server.users.keys().collect::<Vec<_>>()
+    );
+    assert!(out.state.logs.iter().any(|(_, m)| m
+        == "dropped pgbouncer_auth_relation_id_3, the auth user of a backend relation that ended"));
+    assert!(
+        app_secret(&out.state)
+            .get(state::FORMER_AUTH_USER)
+            .is_none(),
+        "forgotten"
+    );
+}
+
+/// The application secret's latest content.
+fn app_secret(s: &State) -> charm::secret::SecretContent {
+    s.secret_by_label(&state::app_secret_label(APP))
+        .and_then(|x| x.latest_content())
+        .expect("the application secret")
+        .clone()
 }
 
 #[test]

@@ -73,6 +73,19 @@ impl ScopeKeys {
         self.bootstrap_unfinished() && self.leader.is_none() && !self.member_at_work()
     }
 
+    /// Whether the scope holds nothing: no cluster was ever made under it.
+    pub fn is_empty(&self) -> bool {
+        self.initialize.is_none() && self.leader.is_none() && self.members.is_empty()
+    }
+
+    /// A bootstrapped cluster (a system identifier in `initialize`) with no
+    /// leader and no member at work.
+    pub fn abandoned(&self) -> bool {
+        self.initialize.as_deref().is_some_and(|id| !id.is_empty())
+            && self.leader.is_none()
+            && !self.member_at_work()
+    }
+
     /// Reads the keys under `prefix` (`(key, value)` pairs as etcd lists them).
     pub fn from_pairs(prefix: &str, pairs: &[(String, String)]) -> ScopeKeys {
         let mut keys = ScopeKeys::default();

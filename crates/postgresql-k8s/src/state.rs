@@ -32,7 +32,8 @@ pub const PRIMARY: &str = "primary";
 /// absent for the first cluster of a deployment made before generations.
 pub const GENERATION: &str = "cluster-generation";
 /// Peer application bag: why the leader is bootstrapping a new cluster
-/// generation (`lost`, `interrupted-bootstrap`), until it is initialised.
+/// generation (`lost`, `interrupted-bootstrap`, `abandoned`), until it is
+/// initialised.
 pub const NEW_CLUSTER: &str = "new-cluster";
 /// Peer unit bag: the Patroni scope this unit's member belongs to, written
 /// once the member has started in it.

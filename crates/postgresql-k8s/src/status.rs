@@ -73,8 +73,17 @@ fn cluster(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow::Res
             "waiting for the leader to add this unit to the cluster".into(),
         ));
     }
+    // Patroni is asked only once its service runs: until then it cannot
+    // answer, and asking (with retries) would hold up every hook of a new unit.
     let health = match &findings.health {
         Some(h) => Some(h.clone()),
+        None if !deps
+            .workload
+            .running(hook.container(CONTAINER))
+            .unwrap_or(false) =>
+        {
+            None
+        }
         None => deps.patroni.health(ctx.api_password(), &ctx.address).ok(),
     };
     Ok(match health {

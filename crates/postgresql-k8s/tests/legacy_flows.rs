@@ -29,6 +29,7 @@ use charm::{Event, Status};
 use charm_testing::{event, RelationState, State};
 use client_interface::provider::secret_label;
 use postgresql_k8s::state;
+use postgresql_k8s::workload::{CONTAINER, SERVICE};
 use support::*;
 
 const DB: u64 = 7;
@@ -52,6 +53,19 @@ fn legacy(endpoint: &str, id: u64, pairs: &[(&str, &str)]) -> RelationState {
 fn two_units(relations: Vec<RelationState>) -> (World, State) {
     let w = World::new(&[(0, "leader", "running"), (1, "sync_standby", "streaming")]);
     let mut s = initialised(with_peers(unit(0, true), &[1]), &[0, 1]);
+    // Patroni runs in the leader's container, as its member's role says.
+    let container = s
+        .containers
+        .get_mut(CONTAINER)
+        .expect("the postgresql container");
+    let mut layer = pebble_api::Layer::default();
+    layer
+        .services
+        .insert(SERVICE.into(), pebble_api::Service::default());
+    container.layers.push(("patroni".into(), layer));
+    container
+        .running
+        .insert(SERVICE.into(), pebble_api::Service::default());
     for r in relations {
         s = s.with_relation(r);
     }

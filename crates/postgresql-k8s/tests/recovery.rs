@@ -17,6 +17,8 @@
 //! | Has it admitted members other than this unit? yes → none | `a_cluster_that_admitted_others_finished_its_bootstrap` |
 //! | Does the DCS hold a stalled bootstrap? no: finished, led, in progress, unknown → none | `a_finished_bootstrap_is_not_interrupted`, `a_bootstrap_in_progress_is_not_interrupted`, `an_unreadable_dcs_decides_nothing` |
 //! | Is this unit's member still idle a moment later? it does not answer → none | `a_silent_member_is_not_taken_for_a_stalled_one` |
+//! | Has this application founded nothing yet, its scope holding a bootstrapped cluster nobody leads or runs? yes → abandoned | `a_new_application_on_an_abandoned_cluster_of_its_name_starts_a_new_generation` |
+//! | no: led, a member at work → none | `a_new_application_waits_on_a_cluster_still_led_or_at_work` |
 //! | yes → interrupted bootstrap: the half-made data directory is moved aside | `an_interrupted_bootstrap_starts_a_new_generation_and_moves_the_data_aside` |
 //! | Start a new cluster generation: generation n + 1, Patroni restarted in the new scope | `a_new_generation_counts_on_and_restarts_patroni_in_the_new_scope` |
 //! | while the new cluster bootstraps, a hook does not wait for its member (the status shows) | `while_a_new_cluster_bootstraps_no_hook_waits_for_its_member` |
@@ -32,7 +34,7 @@ mod support;
 use charm::{Event, LogLevel, Status};
 use charm_testing::{event, ContainerState, ServiceOp, State};
 use postgresql_k8s::dcs_keys::ScopeKeys;
-use postgresql_k8s::flows::recovery::{INTERRUPTED, LOST};
+use postgresql_k8s::flows::recovery::{ABANDONED, INTERRUPTED, LOST};
 use postgresql_k8s::state;
 use postgresql_k8s::workload::{CONTAINER, SERVICE};
 use std::collections::BTreeMap;
@@ -349,6 +351,76 @@ fn a_silent_member_is_not_taken_for_a_stalled_one() {
     w.set_members(&[]);
     let out = w.go(&half_made(s), pebble_ready());
     no_new_generation(&out.state);
+}
+
+/// What a removed application of the same name leaves in etcd: its
+/// cluster bootstrapped, its leader key deleted, its members stopped.
+fn abandoned() -> ScopeKeys {
+    ScopeKeys {
+        initialize: Some("7301234567890123456".into()),
+        leader: None,
+        members: BTreeMap::from([(member(0), "stopped".to_string())]),
+    }
+}
+
+#[test]
+fn a_new_application_on_an_abandoned_cluster_of_its_name_starts_a_new_generation() {
+    // A new application's leader: no member founded yet, Patroni stopped.
+    let w = World::new(&[(0, "replica", "stopped")]);
+    w.dcs.set(OLD_SCOPE, abandoned());
+    let out = w.go(&unit(0, true), pebble_ready());
+    let app = peer_app(&out.state);
+    assert_eq!(app[state::GENERATION], "1");
+    assert_eq!(app[state::NEW_CLUSTER], "abandoned");
+    assert_eq!(members(&out.state), [addr(0)], "founded by this unit");
+    assert_eq!(patroni_doc(&out.state)["scope"], GEN1);
+    assert_eq!(out.state.unit_status, Status::Maintenance(ABANDONED.into()));
+    assert!(logged_at(
+        &out.state,
+        LogLevel::Warning,
+        "the DCS holds cluster patroni-postgresql-k8s, bootstrapped before this application founded anything"
+    ));
+}
+
+#[test]
+fn a_new_generation_skips_the_scopes_earlier_applications_of_its_name_left() {
+    // The application was removed and deployed again twice: generation 0 and
+    // generation 1 are both abandoned in the DCS.
+    let w = World::new(&[(0, "replica", "stopped")]);
+    w.dcs.set(OLD_SCOPE, abandoned());
+    w.dcs.set(GEN1, abandoned());
+    let out = w.go(&unit(0, true), pebble_ready());
+    let app = peer_app(&out.state);
+    assert_eq!(app[state::GENERATION], "2");
+    assert_eq!(app[state::NEW_CLUSTER], "abandoned");
+    assert_eq!(
+        patroni_doc(&out.state)["scope"],
+        "patroni-postgresql-k8s-gen2"
+    );
+    assert!(logged_at(
+        &out.state,
+        LogLevel::Info,
+        "cluster patroni-postgresql-k8s-gen1 is taken in the DCS: skipping its generation"
+    ));
+}
+
+#[test]
+fn a_new_application_waits_on_a_cluster_still_led_or_at_work() {
+    for keys in [
+        ScopeKeys {
+            leader: Some(member(0)),
+            ..abandoned()
+        },
+        ScopeKeys {
+            members: BTreeMap::from([(member(0), "running".to_string())]),
+            ..abandoned()
+        },
+    ] {
+        let w = World::new(&[(0, "replica", "stopped")]);
+        w.dcs.set(OLD_SCOPE, keys.clone());
+        let out = w.go(&unit(0, true), pebble_ready());
+        no_new_generation(&out.state);
+    }
 }
 
 // ----- a new generation -----

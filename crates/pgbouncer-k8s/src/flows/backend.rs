@@ -289,7 +289,8 @@ enum Wanted {
 }
 
 /// Leader: creates the auth user `pgbouncer_auth_<backend user>` with a new
-/// password, installs the auth function in `databases`, and writes the
+/// password, installs the auth function in `databases`, drops the auth user
+/// of a backend relation that ended (and its function), and writes the
 /// application secret (auth file, auth user, console passwords, which are
 /// kept). Returns false when PostgreSQL refused (the reason is a problem).
 fn set_up_auth(
@@ -321,6 +322,9 @@ fn set_up_auth(
             "cannot set up PgBouncer's auth user in PostgreSQL: {e}"
         )))?;
         return Ok(false);
+    }
+    if let Some(former) = keep(state::FORMER_AUTH_USER).filter(|f| f != auth_user.as_str()) {
+        drop_former_auth_user(hook, pg, &former, databases)?;
     }
     let app = hook.app().to_string();
     let mut users = Userlist::default();
@@ -359,6 +363,35 @@ fn set_up_auth(
     Ok(true)
 }
 
+/// Drops the auth user of a backend relation that ended, with its auth
+/// function in `databases`: a login role nothing uses would stay behind
+/// otherwise. On another cluster there is none, and nothing is done; a
+/// refusal is logged, and the name forgotten all the same.
+fn drop_former_auth_user(
+    hook: &mut Hook<'_>,
+    pg: &mut dyn Postgres,
+    former: &str,
+    databases: &[String],
+) -> anyhow::Result<()> {
+    let role = RoleName::parse(former)?;
+    let dropped = databases
+        .iter()
+        .try_for_each(|db| pg.remove_auth_function(db, &role).map(|_| ()))
+        .and_then(|()| pg.drop_user(&role));
+    match dropped {
+        Ok(true) => hook.log(
+            LogLevel::Info,
+            &format!("dropped {former}, the auth user of a backend relation that ended"),
+        )?,
+        Ok(false) => {}
+        Err(e) => hook.log(
+            LogLevel::Warning,
+            &format!("cannot drop {former}, the auth user of a backend relation that ended: {e}"),
+        )?,
+    }
+    Ok(())
+}
+
 /// relation-departed: this unit leaving only marks itself. A PostgreSQL unit
 /// leaving changes nothing here: with none left, the status waits for the
 /// backend and nothing is asked of it. PgBouncer's auth user stays in the
@@ -379,7 +412,8 @@ pub fn departed(hook: &mut Hook<'_>, event: &RelationEvent) -> anyhow::Result<Ha
 }
 
 /// relation-broken: PgBouncer has no backend any more. The leader forgets the
-/// auth file and republishes a configuration without databases; every unit
+/// auth file (keeping the auth user's name, to drop it from the next backend
+/// set up) and republishes a configuration without databases; every unit
 /// renders it. The status then asks for a backend.
 pub fn broken(hook: &mut Hook<'_>, deps: &Deps, event: &RelationEvent) -> anyhow::Result<Handled> {
     let Some(peers) = state::peers(hook)? else {
@@ -397,11 +431,19 @@ pub fn broken(hook: &mut Hook<'_>, deps: &Deps, event: &RelationEvent) -> anyhow
     if let Some(secret) =
         hook.secret_by_label(&state::app_secret_label(hook.app()), Revision::Peek)?
     {
-        let kept: SecretContent = secret
+        let mut kept: SecretContent = secret
             .iter()
             .filter(|(k, _)| *k == state::ADMIN_PASSWORD || *k == state::MONITORING_PASSWORD)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        // The auth user goes with the relation's backend user, which
+        // PostgreSQL drops: the next backend set up drops it too.
+        if let Some(former) = secret
+            .get(state::AUTH_USER)
+            .or_else(|| secret.get(state::FORMER_AUTH_USER))
+        {
+            kept = kept.with(state::FORMER_AUTH_USER, former);
+        }
         let id = hook
             .secret_info(&SecretRef::Label(state::app_secret_label(hook.app())))?
             .id

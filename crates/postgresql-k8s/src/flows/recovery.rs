@@ -20,6 +20,11 @@ pub const LOST: &str = "bootstrapping a new cluster: every previous member was l
 /// bootstrap was interrupted.
 pub const INTERRUPTED: &str = "bootstrapping a new cluster: the previous bootstrap was interrupted";
 
+/// The status while the leader bootstraps a cluster because its scope holds
+/// another one, abandoned.
+pub const ABANDONED: &str =
+    "bootstrapping a new cluster: the DCS holds an abandoned cluster of the same name";
+
 /// Why the leader starts a new cluster generation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NewCluster {
@@ -27,6 +32,10 @@ pub enum NewCluster {
     Lost,
     /// The bootstrap never finished and nothing can finish it.
     InterruptedBootstrap,
+    /// Before this application founded anything, its scope already held a
+    /// bootstrapped cluster with no leader and no member at work: what a
+    /// removed application of the same name left in the DCS.
+    Abandoned,
 }
 
 impl NewCluster {
@@ -35,6 +44,7 @@ impl NewCluster {
         match self {
             NewCluster::Lost => "lost",
             NewCluster::InterruptedBootstrap => "interrupted-bootstrap",
+            NewCluster::Abandoned => "abandoned",
         }
     }
 
@@ -43,6 +53,7 @@ impl NewCluster {
         match key {
             "lost" => Some(NewCluster::Lost),
             "interrupted-bootstrap" => Some(NewCluster::InterruptedBootstrap),
+            "abandoned" => Some(NewCluster::Abandoned),
             _ => None,
         }
     }
@@ -52,6 +63,7 @@ impl NewCluster {
         match self {
             NewCluster::Lost => LOST,
             NewCluster::InterruptedBootstrap => INTERRUPTED,
+            NewCluster::Abandoned => ABANDONED,
         }
     }
 }
@@ -127,9 +139,15 @@ pub fn check(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<Opti
     {
         return Ok(None);
     }
+    let keys = read_keys(hook, deps, &scope)?;
+    // Has this application founded nothing yet, while its scope holds a
+    // bootstrapped cluster that nobody leads or runs? Its members would wait
+    // for that cluster's leader forever.
+    if previous.is_empty() && keys.as_ref().is_some_and(ScopeKeys::abandoned) {
+        return Ok(Some(NewCluster::Abandoned));
+    }
     // Does the DCS hold a bootstrap that never finished, with no leader and
     // no member at work?
-    let keys = read_keys(hook, deps, &scope)?;
     if !keys.as_ref().is_some_and(ScopeKeys::bootstrap_stalled) {
         return Ok(None);
     }
@@ -143,6 +161,31 @@ pub fn check(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<Opti
     }
     Ok(Some(NewCluster::InterruptedBootstrap))
 }
+
+/// The next generation whose scope the DCS holds nothing under, with that
+/// scope: a generation another application of this name left behind (removed
+/// and deployed again more than once) is skipped, never joined. A DCS that
+/// cannot tell leaves the next generation as it is.
+fn free_generation(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<(u32, String)> {
+    let mut next = state::generation(hook, &ctx.peers)?.map_or(1, |n| n + 1);
+    for _ in 0..MAX_SKIPPED {
+        let scope = state::cluster_name(hook.app(), Some(next));
+        match read_keys(hook, deps, &scope)? {
+            Some(keys) if !keys.is_empty() => {
+                hook.log(
+                    LogLevel::Info,
+                    &format!("cluster {scope} is taken in the DCS: skipping its generation"),
+                )?;
+                next += 1;
+            }
+            _ => return Ok((next, scope)),
+        }
+    }
+    Ok((next, state::cluster_name(hook.app(), Some(next))))
+}
+
+/// How many taken generations [`free_generation`] skips at most.
+const MAX_SKIPPED: u32 = 64;
 
 /// How long the leader looks again before taking a bootstrap for interrupted.
 const CONFIRM_PAUSE: Duration = Duration::from_secs(2);
@@ -177,8 +220,7 @@ pub fn start_new_cluster(
     why: NewCluster,
 ) -> anyhow::Result<()> {
     let old_scope = state::scope(hook, &ctx.peers)?;
-    let next = state::generation(hook, &ctx.peers)?.map_or(1, |n| n + 1);
-    let new_scope = state::cluster_name(hook.app(), Some(next));
+    let (next, new_scope) = free_generation(hook, deps, ctx)?;
     let pebble = hook.container(CONTAINER);
     let data = deps.workload.data_dir(pebble)?;
     let moved = if data == DataDir::Empty {
@@ -207,6 +249,11 @@ pub fn start_new_cluster(
         NewCluster::InterruptedBootstrap => format!(
             "the bootstrap of cluster {old_scope} was interrupted and nothing can finish it: \
              bootstrapping cluster {new_scope}"
+        ),
+        NewCluster::Abandoned => format!(
+            "the DCS holds cluster {old_scope}, bootstrapped before this application founded \
+             anything, with no leader and no member at work (an application of the same name \
+             removed): bootstrapping cluster {new_scope}"
         ),
     };
     hook.log(LogLevel::Warning, &what)?;
