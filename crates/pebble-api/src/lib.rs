@@ -410,6 +410,32 @@ pub trait Pebble {
     fn notify(&mut self, notify: &Notify) -> PebbleResult<String>;
 }
 
+/// Makes service `name` run as `layer` says: the layer is added (under the
+/// service's name) when the plan's service or check of that name differs,
+/// and the service is started, or restarted when the layer changed or
+/// `changed` says something it reads at start changed. Returns whether it
+/// (re)started.
+pub fn ensure_service(
+    pebble: &mut dyn Pebble,
+    name: &str,
+    layer: &Layer,
+    mut changed: bool,
+) -> PebbleResult<bool> {
+    let plan = pebble.plan()?;
+    if plan.services.get(name) != layer.services.get(name)
+        || plan.checks.get(name) != layer.checks.get(name)
+    {
+        pebble.add_layer(name, layer, true)?;
+        changed = true;
+    }
+    let running = pebble.services(&[name])?.iter().any(|s| s.is_running());
+    match (running, changed) {
+        (true, false) => Ok(false),
+        (true, true) => pebble.restart(&[name]).map(|()| true),
+        (false, _) => pebble.start(&[name]).map(|()| true),
+    }
+}
+
 /// Hands out each container's Pebble.
 pub trait Workloads {
     /// The Pebble of the named container.

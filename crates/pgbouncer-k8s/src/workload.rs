@@ -197,22 +197,12 @@ impl Workload {
             )?;
         }
         let layer = self.exporter_layer(exporter);
-        let plan = pebble.plan()?;
-        if plan.services.get(EXPORTER_SERVICE) != layer.services.get(EXPORTER_SERVICE)
-            || plan.checks.get(EXPORTER_SERVICE) != layer.checks.get(EXPORTER_SERVICE)
-        {
-            pebble.add_layer(EXPORTER_SERVICE, &layer, true)?;
-            changed = true;
-        }
-        let running = pebble
-            .services(&[EXPORTER_SERVICE])?
-            .iter()
-            .any(|s| s.is_running());
-        match (running, changed) {
-            (true, false) => Ok(false),
-            (true, true) => Ok(pebble.restart(&[EXPORTER_SERVICE]).map(|()| true)?),
-            (false, _) => Ok(pebble.start(&[EXPORTER_SERVICE]).map(|()| true)?),
-        }
+        Ok(pebble_api::ensure_service(
+            pebble,
+            EXPORTER_SERVICE,
+            &layer,
+            changed,
+        )?)
     }
 
     /// Reads the PgBouncer version from the binary in the image.

@@ -316,22 +316,7 @@ impl Workload {
             changed = true;
         }
         let layer = self.exporter_layer(address, tls);
-        let plan = pebble.plan()?;
-        if plan.services.get(EXPORTER_SERVICE) != layer.services.get(EXPORTER_SERVICE)
-            || plan.checks.get(EXPORTER_SERVICE) != layer.checks.get(EXPORTER_SERVICE)
-        {
-            pebble.add_layer(EXPORTER_SERVICE, &layer, true)?;
-            changed = true;
-        }
-        let running = pebble
-            .services(&[EXPORTER_SERVICE])?
-            .iter()
-            .any(|s| s.is_running());
-        match (running, changed) {
-            (true, false) => Ok(false),
-            (true, true) => pebble.restart(&[EXPORTER_SERVICE]).map(|()| true),
-            (false, _) => pebble.start(&[EXPORTER_SERVICE]).map(|()| true),
-        }
+        pebble_api::ensure_service(pebble, EXPORTER_SERVICE, &layer, changed)
     }
 
     /// Makes the storage and data directories, owned by the workload's user,
