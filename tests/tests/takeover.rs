@@ -82,8 +82,27 @@ fn exec(c: &mut Controller, unit: &str, script: &str) {
     assert!(task.succeeded(), "{unit}: {task:?}");
 }
 
+/// Where the reference left PgBouncer's application secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AppSecret {
+    /// Under the label (`pgb-peers.<app>.app`), as current revisions do.
+    Labelled,
+    /// Unlabelled, its URI in the peer bag (`internal-secret`), as older
+    /// revisions did.
+    BehindUri,
+}
+
 #[test]
 fn pgbouncer_takes_over_the_reference_charms_state_and_every_client_keeps_working() {
+    pgbouncer_takeover(AppSecret::Labelled);
+}
+
+#[test]
+fn pgbouncer_takes_over_an_application_secret_kept_behind_internal_secret() {
+    pgbouncer_takeover(AppSecret::BehindUri);
+}
+
+fn pgbouncer_takeover(app_secret_layout: AppSecret) {
     let started = Instant::now();
     let scratch = Scratch::new("takeover");
     let mut c = controller(&scratch);
@@ -144,7 +163,8 @@ fn pgbouncer_takes_over_the_reference_charms_state_and_every_client_keeps_workin
 
     // The reference's layout: its map of clients instead of our record, its
     // unit keys instead of ours, an application secret without our auth
-    // user, and the legacy client's password only in the relation's bag.
+    // user (labelled, or behind the URI in the peer bag), and the legacy
+    // client's password only in the relation's bag.
     let peers = relation_id(&c, PGB, PGB);
     let leader = c.model.applications[PGB].leader.clone().unwrap();
     let map = format!(
@@ -158,6 +178,20 @@ fn pgbouncer_takes_over_the_reference_charms_state_and_every_client_keeps_workin
         secret("monitoring-password"),
     );
     let legacy_secret = secret_id(&c, PGB, &format!("db.{legacy_id}.user.secret")).unwrap();
+    let content = format!(
+        "{} {} {} cfg-file=None",
+        quoted(&format!("auth-file={auth_file}")),
+        quoted(&format!("admin-password={admin}")),
+        quoted(&format!("monitoring-password={stats}")),
+    );
+    let secret_script = match app_secret_layout {
+        AppSecret::Labelled => format!("secret-set {app_secret} {content}\n"),
+        AppSecret::BehindUri => format!(
+            "uri=$(secret-add --owner application {content})\n\
+             relation-set -r {peers} --app \"internal-secret=$uri\"\n\
+             secret-remove {app_secret}\n"
+        ),
+    };
     exec(
         &mut c,
         &leader,
@@ -165,8 +199,7 @@ fn pgbouncer_takes_over_the_reference_charms_state_and_every_client_keeps_workin
             "set -e\n\
              relation-set -r {peers} --app 'pgb_dbs_config={map}' current_port=6432 \
              clients= backend_cluster= cfg_file= leader_hostname=\n\
-             secret-set {app_secret} 'auth-file={auth_file}' 'admin-password={admin}' \
-             'monitoring-password={stats}' cfg-file=None\n\
+             {secret_script}\
              secret-remove {legacy_secret}\n"
         ),
     );
@@ -184,6 +217,14 @@ fn pgbouncer_takes_over_the_reference_charms_state_and_every_client_keeps_workin
     let seeded = bag(&c, peers, PGB);
     assert!(seeded.contains_key("pgb_dbs_config") && !seeded.contains_key("clients"));
     assert!(secret_id(&c, PGB, &format!("db.{legacy_id}.user.secret")).is_none());
+    assert_eq!(
+        seeded.contains_key("internal-secret"),
+        app_secret_layout == AppSecret::BehindUri
+    );
+    assert_eq!(
+        secret_id(&c, PGB, &format!("pgb-peers.{PGB}.app")).is_some(),
+        app_secret_layout == AppSecret::Labelled
+    );
 
     // The upgrade.
     let upgrade = Instant::now();
@@ -252,10 +293,11 @@ fn pgbouncer_takes_over_the_reference_charms_state_and_every_client_keeps_workin
         secret_value(&c, &format!("db.{legacy_id}.user.secret"), "password"),
         Some(legacy_password)
     );
-    assert_eq!(
-        secret_value(&c, &format!("pgb-peers.{PGB}.app"), "cfg-file"),
-        None
-    );
+    assert!(!app.contains_key("internal-secret"));
+    let secret = |key: &str| secret_value(&c, &format!("pgb-peers.{PGB}.app"), key);
+    assert_eq!(secret("cfg-file"), None);
+    assert_eq!(secret("admin-password"), Some(admin));
+    assert_eq!(secret("monitoring-password"), Some(stats));
     for unit in units(&c, PGB) {
         let own = bag(&c, peers, &unit);
         for key in ["userlist_nonce", "container_initialised", "pgb_dbs"] {
