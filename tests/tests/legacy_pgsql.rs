@@ -9,81 +9,13 @@
 #![allow(clippy::unwrap_used)]
 
 use e2e::{action, active, address, controller, converge, postgresql_cluster, python_charm, units};
-use e2e::{charm, primary, Scratch};
+use e2e::{charm, primary, psql_with, Scratch};
 use local_model::controller::Controller;
 use serde_json::json;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PG: &str = "postgresql-k8s";
 const PGB: &str = "pgbouncer-k8s";
-
-/// A libpq `key=value` string read as libpq reads it: values plain up to
-/// whitespace or quoted in `'`, a backslash escaping the next character.
-fn parse_conninfo(s: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut chars = s.chars().peekable();
-    loop {
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
-        if chars.peek().is_none() {
-            return out;
-        }
-        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=')).collect();
-        chars.next();
-        let quoted = chars.next_if_eq(&'\'').is_some();
-        let mut value = String::new();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => value.extend(chars.next()),
-                '\'' if quoted => break,
-                c if c.is_whitespace() && !quoted => break,
-                c => value.push(c),
-            }
-        }
-        out.push((key.trim().to_string(), value));
-    }
-}
-
-/// Writes a `key=value` string back (values quoted, as libpq accepts them).
-fn render_conninfo(pairs: &[(String, String)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'")))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Runs `sql` with `psql` given the connection string `conninfo` (the
-/// password taken out of it into the environment, off the command line),
-/// optionally with its host replaced; returns the unaligned output.
-fn psql_with(conninfo: &str, host: Option<&str>, sql: &str) -> Result<String, String> {
-    let mut pairs = parse_conninfo(conninfo);
-    let password = pairs
-        .iter()
-        .find(|(k, _)| k == "password")
-        .map(|(_, v)| v.clone())
-        .expect("a password in the connection string");
-    pairs.retain(|(k, _)| k != "password");
-    if let Some(h) = host {
-        for (k, v) in pairs.iter_mut() {
-            if k == "host" {
-                *v = h.to_string();
-            }
-        }
-    }
-    let out = Command::new("psql")
-        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
-        .arg(render_conninfo(&pairs))
-        .args(["-c", sql])
-        .env("PGPASSWORD", password)
-        .env("PGCONNECT_TIMEOUT", "5")
-        .output()
-        .map_err(|e| format!("psql: {e}"))?;
-    match out.status.success() {
-        true => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
-        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
-    }
-}
 
 /// `sql`'s output once it is `want` (a replica catching up), or the last
 /// answer after ten seconds.

@@ -18,6 +18,9 @@
 //! - [`pgsql`]: the legacy `pgsql` interface (endpoints `db` and
 //!   `db-admin`) that `ops-lib-pgsql` clients speak: their request, libpq
 //!   connection strings, the answer in the application and leader unit bags.
+//! - [`peer`]: what the reference charms' peer data left (the application
+//!   secret's URI under `internal-secret`, removed fields valued `None`),
+//!   read by both charms when they take over a deployment.
 //!
 //! The wire contracts are described in `docs/postgresql-client.md` and
 //! `docs/legacy-pgsql.md`.
@@ -38,6 +41,7 @@
 #![warn(missing_docs)]
 
 pub mod endpoint;
+pub mod peer;
 pub mod pgsql;
 pub mod provider;
 pub mod request;

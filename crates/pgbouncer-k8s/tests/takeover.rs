@@ -10,6 +10,7 @@
 //! | a `db-admin` client: its password kept, our flow refuses it and keeps its user | `a_db_admin_client_keeps_its_user_and_is_refused` |
 //! | an older revision's password in the peer bag (`relation_id_<id>`) and plain stats password | `an_older_revisions_peer_bag_passwords_are_moved_into_secrets` |
 //! | no password anywhere: blocked with what to do, the user untouched | `a_client_without_a_password_blocks_and_keeps_its_user` |
+//! | the application secret behind `internal-secret` (older revisions): written under the label, the key removed | `an_application_secret_behind_internal_secret_is_taken_over` |
 //! | `pgb_dbs_config` unreadable: taken over from the relations, the key kept, blocked | `an_unreadable_map_is_kept_and_the_clients_are_taken_over_from_their_bags` |
 //! | the reference's keys removed once ours are written; the secret's leftovers dropped | `every_client_keeps_its_user_password_and_database` |
 //! | a follower drops the reference's keys from its own bag, writes ours | `a_follower_drops_the_reference_unit_keys` |
@@ -381,6 +382,38 @@ fn a_client_without_a_password_blocks_and_keeps_its_user() {
         "its database is still served"
     );
     assert!(ini(&out.state, 0).contains("bag_db ="));
+}
+
+#[test]
+fn an_application_secret_behind_internal_secret_is_taken_over() {
+    let pg = backend();
+    let mut s = reference_leader();
+    // An older revision: the secret found by the URI in the peer bag, no label.
+    s.secrets
+        .iter_mut()
+        .find(|x| x.owner_label.as_deref() == Some(state::app_secret_label(APP).as_str()))
+        .map(|x| x.owner_label = None)
+        .unwrap();
+    let uri = SecretId::parse(APP_SECRET).unwrap().to_string();
+    peers_mut(&mut s)
+        .local_app_data
+        .insert(takeover::INTERNAL_SECRET.into(), uri);
+
+    let out = go(&pg, &s, Event::UpgradeCharm);
+    let secret = content(&out.state, &state::app_secret_label(APP));
+    assert_eq!(secret.get(state::ADMIN_PASSWORD), Some("admin-pw"));
+    assert_eq!(secret.get(state::MONITORING_PASSWORD), Some("stats-pw"));
+    assert_eq!(
+        secret.get(state::AUTH_USER),
+        Some("pgbouncer_auth_relation_id_3"),
+        "the auth user named in the old secret's auth file is kept"
+    );
+    assert_eq!(secret.get("cfg-file"), None);
+    assert!(!peer_app(&out.state).contains_key(takeover::INTERNAL_SECRET));
+    assert_eq!(out.state.unit_status, Status::Active(String::new()));
+    // Once taken over, nothing is left to do.
+    let twice = go(&pg, &out.state, Event::UpgradeCharm).state;
+    assert_eq!(twice.secrets, out.state.secrets);
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! | a deleted value (`None`) in the application secret is dropped | `members_passwords_and_legacy_clients_are_taken_over` |
 //! | a legacy client's password moves from its bag to its user secret | `members_passwords_and_legacy_clients_are_taken_over` |
 //! | the passwords under the older label `<app>.app` | `passwords_under_the_older_label_are_taken_over_not_generated` |
+//! | the passwords behind `internal-secret` (a URI in the peer bag, no label): written under the label, the key removed | `passwords_behind_internal_secret_are_taken_over_and_the_key_removed` |
 //! | the passwords as plain peer keys (no Juju secrets) | `plain_passwords_in_the_peer_bag_move_into_the_secret` |
 //! | no passwords anywhere for an initialised cluster: blocked, none generated | `missing_passwords_block_and_none_are_generated` |
 //! | a follower drops the reference's keys from its own bag | `a_follower_drops_the_reference_unit_keys` |
@@ -145,6 +146,27 @@ fn passwords_under_the_older_label_are_taken_over_not_generated() {
             Some(format!("{user}-pw").as_str())
         );
     }
+}
+
+#[test]
+fn passwords_behind_internal_secret_are_taken_over_and_the_key_removed() {
+    let w = world();
+    let mut s = reference_unit(0, true);
+    s.secrets[0].owner_label = None;
+    let uri = s.secrets[0].id.to_string();
+    peers_mut(&mut s)
+        .local_app_data
+        .insert(takeover::INTERNAL_SECRET.into(), uri);
+    let out = w.go(&s, Event::UpgradeCharm);
+    let secret = secret_content(&out.state, &state::app_secret_label(APP));
+    for user in state::SECRET_USERS {
+        assert_eq!(
+            secret.get(&state::password_key(user)),
+            Some(format!("{user}-pw").as_str())
+        );
+    }
+    assert!(!peer_app(&out.state).contains_key(takeover::INTERNAL_SECRET));
+    assert!(!matches!(out.state.unit_status, Status::Blocked(_)));
 }
 
 #[test]

@@ -1,9 +1,10 @@
 //! Taking over a deployment of the reference charm: the application was
 //! upgraded in place from Canonical's `pgbouncer-k8s`, whose state differs
 //! from ours in the peer relation (the `pgb_dbs_config` map instead of our
-//! `clients` record, a few keys of its own in every bag) and in where a
-//! client's password is kept (in the relation's bag, or in the peer bag for
-//! old revisions, where ours keeps it in the relation's user secret).
+//! `clients` record, a few keys of its own in every bag, the application
+//! secret behind a URI in the bag for old revisions) and in where a client's
+//! password is kept (in the relation's bag, or in the peer bag for old
+//! revisions, where ours keeps it in the relation's user secret).
 //!
 //! [`plan`] decides, from the reference's state as [`read`] finds it, what
 //! to write in our layout; [`apply`] writes it, ours first, then removes the
@@ -14,6 +15,8 @@
 use crate::state::{self, ClientEntry, Clients, DATABASE, DB, DB_ADMIN, PEERS};
 use charm::secret::{Revision, SecretMeta, SecretRef};
 use charm::{Databag, Hook, LogLevel, Relation, SecretContent, SecretOwner, Status};
+use client_interface::peer;
+pub use client_interface::peer::{DELETED, INTERNAL_SECRET};
 use client_interface::provider;
 use std::collections::BTreeMap;
 
@@ -21,21 +24,21 @@ use std::collections::BTreeMap;
 /// databases (`{"<id>": {"name": <db>, "legacy": bool}}`, and `"*"`).
 pub const PGB_DBS_CONFIG: &str = "pgb_dbs_config";
 /// Peer application bag keys only the reference writes: the last applied
-/// port, and plain values of older revisions (the auth file and the stats
-/// user's password, later moved to the application secret).
-pub const REFERENCE_APP_KEYS: [&str; 4] = [
+/// port, and what older revisions kept there: plain values (the auth file
+/// and the stats user's password, later moved to the application secret)
+/// and the application secret's URI.
+pub const REFERENCE_APP_KEYS: [&str; 5] = [
     PGB_DBS_CONFIG,
     "current_port",
     "auth_file",
     "monitoring_password",
+    INTERNAL_SECRET,
 ];
 /// Peer unit bag keys only the reference writes: the auth file's name, the
 /// container flag, and the digest of the `pgb_dbs_config` it rendered.
 pub const REFERENCE_UNIT_KEYS: [&str; 3] = ["userlist_nonce", "container_initialised", "pgb_dbs"];
 /// The application secret's key only the reference's older revisions wrote.
 pub const REFERENCE_SECRET_KEY: &str = "cfg-file";
-/// The value the reference writes in a secret field it removes.
-pub const DELETED: &str = "None";
 /// Older revisions kept a client's password in the peer application bag,
 /// under its user's name (`relation_id_<id>`).
 const PEER_PASSWORD_PREFIX: &str = "relation_id_";
@@ -65,8 +68,12 @@ pub struct Reference {
     pub app_keys: Databag,
     /// Why `pgb_dbs_config` could not be read, if it could not.
     pub unreadable_map: Option<String>,
-    /// The application secret's content.
+    /// The application secret's content (found by our label, the
+    /// reference's too).
     pub secret: Option<SecretContent>,
+    /// The application secret behind the URI older revisions kept under
+    /// `internal-secret`, read when none has the label.
+    pub older_secret: Option<SecretContent>,
 }
 
 impl Reference {
@@ -165,11 +172,15 @@ pub fn plan(reference: &Reference, ours: &Clients) -> Plan {
         };
         plan.records.insert(*id, entry);
     }
+    // The URI goes once the secret is found by its label, or is written
+    // there from what the URI holds.
+    let labelled = reference.secret.is_some() || reference.older_secret.is_some();
     plan.unset.extend(
         reference
             .app_keys
             .keys()
             .filter(|k| !k.starts_with(PEER_PASSWORD_PREFIX))
+            .filter(|k| labelled || *k != INTERNAL_SECRET)
             .cloned(),
     );
     if let Some(why) = &reference.unreadable_map {
@@ -185,14 +196,21 @@ pub fn plan(reference: &Reference, ours: &Clients) -> Plan {
     plan
 }
 
-/// The application secret without the reference's leftovers, with the stats
-/// user's password an older revision kept in the peer bag; `None` when
-/// nothing changes.
+/// The application secret (the labelled one, else the one behind the URI)
+/// without the reference's leftovers, with the stats user's password an
+/// older revision kept in the peer bag; `None` when the labelled secret
+/// already holds exactly that.
 fn secret_content(reference: &Reference) -> Option<SecretContent> {
     let current = reference.secret.clone().unwrap_or_default();
-    let mut content: SecretContent = current
+    let source = reference
+        .secret
+        .as_ref()
+        .or(reference.older_secret.as_ref());
+    let mut content: SecretContent = source
+        .map(peer::without_deleted)
+        .unwrap_or_default()
         .iter()
-        .filter(|(k, v)| *k != REFERENCE_SECRET_KEY && *v != DELETED)
+        .filter(|(k, _)| *k != REFERENCE_SECRET_KEY)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if content.get(state::MONITORING_PASSWORD).is_none() {
@@ -204,7 +222,8 @@ fn secret_content(reference: &Reference) -> Option<SecretContent> {
 }
 
 /// Reads the reference's state: the peer application bag's keys, the map,
-/// each live client relation's bag and user secret, the application secret.
+/// each live client relation's bag and user secret, the application secret
+/// (by label, else behind `internal-secret`).
 pub fn read(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Reference> {
     let peer_bag = hook.local_app_bag(peers)?.clone();
     let mut reference = Reference {
@@ -218,6 +237,9 @@ pub fn read(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Reference> 
         secret: state::app_secret(hook)?,
         ..Reference::default()
     };
+    if reference.secret.is_none() {
+        reference.older_secret = peer::internal_secret(hook, &peer_bag);
+    }
     let mapped: BTreeMap<u64, String> = match peer_bag.get(PGB_DBS_CONFIG) {
         None => BTreeMap::new(),
         Some(raw) => match parse_map(raw) {

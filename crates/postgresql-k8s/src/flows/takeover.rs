@@ -14,15 +14,14 @@
 //! mapping is `docs/takeover.md`.
 
 use crate::state::{self, PEERS};
-use charm::secret::{Revision, SecretMeta, SecretRef};
-use charm::{Databag, Hook, LogLevel, Relation, SecretContent, SecretId, Status};
+use charm::secret::{Revision, SecretMeta};
+use charm::{Databag, Hook, LogLevel, Relation, SecretContent, Status};
+use client_interface::peer;
+pub use client_interface::peer::{DELETED, INTERNAL_SECRET};
 use client_interface::pgsql;
 use client_interface::provider;
 use std::collections::BTreeMap;
 
-/// Peer application bag: the URI of the application secret, as older
-/// revisions kept it.
-pub const INTERNAL_SECRET: &str = "internal-secret";
 /// Peer application bag keys only the reference writes that ours replaces:
 /// the digest of its users map, the LDAP switch, async replication's counter,
 /// its map of relation databases.
@@ -40,8 +39,6 @@ pub const REFERENCE_UNIT_KEYS: [&str; 5] = [
     "authorisation-rules-observer-pid",
     "pg_hba_needs_update_timestamp",
 ];
-/// The value the reference writes in a secret field it removes.
-pub const DELETED: &str = "None";
 
 /// The reference's state, as [`read`] finds it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -80,13 +77,11 @@ pub fn plan(app: &str, reference: &Reference) -> Plan {
     let bag = &reference.app_bag;
     // The system users' passwords: ours, else the older secret's, else the
     // peer bag's; a deleted value counts as none.
-    let mut content: SecretContent = reference
+    let mut content = reference
         .secret
-        .iter()
-        .flat_map(|c| c.iter())
-        .filter(|(_, v)| *v != DELETED)
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+        .as_ref()
+        .map(peer::without_deleted)
+        .unwrap_or_default();
     for (k, v) in reference.older_secret.iter().flat_map(|c| c.iter()) {
         if v != DELETED && content.get(k).is_none() {
             content.insert(k.as_str(), v.as_str());
@@ -235,14 +230,10 @@ pub fn read(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Reference> 
 /// URI older revisions kept in the peer bag.
 fn older_app_secret(hook: &mut Hook<'_>, bag: &Databag) -> anyhow::Result<Option<SecretContent>> {
     let older = format!("{}.app", hook.app());
-    if let Some(c) = hook.secret_by_label(&older, Revision::Peek)? {
-        return Ok(Some(c));
+    match hook.secret_by_label(&older, Revision::Peek)? {
+        Some(c) => Ok(Some(c)),
+        None => Ok(peer::internal_secret(hook, bag)),
     }
-    let Some(uri) = bag.get(INTERNAL_SECRET) else {
-        return Ok(None);
-    };
-    let id = SecretId::parse(uri)?;
-    Ok(hook.secret(&SecretRef::Id(id, None), Revision::Peek).ok())
 }
 
 /// Writes the plan (leader): the secrets and the members first, then the
