@@ -217,21 +217,19 @@ fn pgbench(c: &Controller, creds: &Credentials, args: &[&str]) -> Command {
     cmd
 }
 
+/// What one load window measured.
+struct Run {
+    /// CPU and memory by unit and program.
+    usage: BTreeMap<(String, String), Usage>,
+    /// Each scrape's duration, by target.
+    scrapes: BTreeMap<&'static str, Vec<Duration>>,
+    /// pgbench's transactions per second.
+    tps: f64,
+}
+
 /// Runs a select-only pgbench for `seconds` through PgBouncer; when
-/// `scraping`, scrapes every target once a second meanwhile. Returns the
-/// window's usage, the scrape times per target and pgbench's transactions
-/// per second.
-fn load(
-    c: &Controller,
-    scratch: &Path,
-    creds: &Credentials,
-    seconds: u64,
-    scraping: bool,
-) -> (
-    BTreeMap<(String, String), Usage>,
-    BTreeMap<&'static str, Vec<Duration>>,
-    f64,
-) {
+/// `scraping`, scrapes every target once a second meanwhile.
+fn load(c: &Controller, scratch: &Path, creds: &Credentials, seconds: u64, scraping: bool) -> Run {
     let window = Window::open(&workloads(scratch));
     let bench = pgbench(
         c,
@@ -278,7 +276,11 @@ fn load(
         .and_then(|l| l.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no tps in pgbench's output: {stdout}"));
-    (usage, scrapes, tps)
+    Run {
+        usage,
+        scrapes,
+        tps,
+    }
 }
 
 fn is_exporter(program: &str) -> bool {
@@ -362,9 +364,17 @@ fn main() {
     );
 
     eprintln!("{seconds} s of select-only load, nothing scraping");
-    let (quiet, _, quiet_tps) = load(&c, scratch.path(), &creds, seconds, false);
+    let Run {
+        usage: quiet,
+        tps: quiet_tps,
+        ..
+    } = load(&c, scratch.path(), &creds, seconds, false);
     eprintln!("{seconds} s of the same load, every exporter scraped each second");
-    let (scraped, scrapes, scraped_tps) = load(&c, scratch.path(), &creds, seconds, true);
+    let Run {
+        usage: scraped,
+        scrapes,
+        tps: scraped_tps,
+    } = load(&c, scratch.path(), &creds, seconds, true);
 
     println!(
         "Exporters under load: pgbench -S -c 10 through PgBouncer ({PGBOUNCER}/0, one \
