@@ -78,9 +78,11 @@ fn check_overrides(label: &str, layer: &Layer) -> Result<(), String> {
                     "layer {label:?} must define \"override\" for log target {name:?}"
                 ))
             }
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "layer {label:?} has invalid \"override\" value {other:?} for log target {name:?}"
-            )),
+            ))
+            }
         }
         if let Some(key) = target.labels.keys().find(|k| k.starts_with("pebble_")) {
             return Err(format!(

@@ -8,6 +8,7 @@ pub mod certificates;
 pub mod database;
 pub mod legacy;
 pub mod lifecycle;
+pub mod logging;
 pub mod metrics;
 pub mod peers;
 pub mod takeover;
