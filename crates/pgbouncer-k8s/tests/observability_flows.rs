@@ -12,6 +12,7 @@
 //! | logging: the container not up yet, then pebble-ready | `a_container_that_comes_up_later_gets_its_targets_at_pebble_ready` |
 //! | metrics-endpoint: jobs, metadata, rules, each unit's address | `metrics_endpoint_carries_the_job_rules_and_the_units_address` |
 //! | grafana-dashboard: the dashboard, resent only when it changes | `grafana_dashboard_carries_the_dashboard_once` |
+//! | log rotation: each process's log file, by size and age, the options followed | `a_serving_unit_rotates_each_process_log` |
 
 #![allow(clippy::unwrap_used)]
 
@@ -21,7 +22,7 @@ use charm::Status;
 use charm_testing::{event, ContainerState, RelationState, State};
 use cos_interface::logging::LOGGING;
 use pebble_api::LogTarget;
-use pgbouncer_k8s::workload::CONTAINER;
+use pgbouncer_k8s::workload::{CONTAINER, LOGROTATE_CONFIG, LOGROTATE_SERVICE};
 use postgres_admin::testing::FakeConnector;
 use serde_json::Value;
 use support::*;
@@ -277,4 +278,50 @@ fn grafana_dashboard_carries_the_dashboard_once() {
         text,
         "unchanged dashboards are not resent"
     );
+}
+
+#[test]
+fn a_serving_unit_rotates_each_process_log() {
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
+    let state = ready_leader(&pg);
+    let container = state.container(CONTAINER).unwrap();
+    assert!(container.is_running(LOGROTATE_SERVICE));
+    let config = container.file_text(LOGROTATE_CONFIG).unwrap();
+    for i in 0..2 {
+        assert!(
+            config.contains(&format!("/var/log/pgbouncer/instance_{i}/pgbouncer.log {{")),
+            "{config}"
+        );
+        assert!(config.contains(&format!(
+            "kill -HUP \"$(cat /var/lib/pgbouncer/instance_{i}/pgbouncer.pid)\""
+        )));
+    }
+    assert!(config.contains("maxsize 10240k") && config.contains("rotate 10"));
+    assert!(config.contains("daily"));
+    let command = &container.current_plan().services[LOGROTATE_SERVICE].command;
+    assert!(command.contains(&format!(
+        "logrotate -s /var/lib/pgbouncer/logrotate.status {LOGROTATE_CONFIG}"
+    )));
+
+    let mut options = state.clone();
+    options
+        .config
+        .insert("log_rotation_size".into(), serde_json::json!(64));
+    options
+        .config
+        .insert("log_rotation_files".into(), serde_json::json!(3));
+    let out = go(&pg, &options, event::config_changed()).state;
+    let config = out
+        .container(CONTAINER)
+        .unwrap()
+        .file_text(LOGROTATE_CONFIG)
+        .unwrap();
+    assert!(
+        config.contains("maxsize 64k") && config.contains("rotate 3"),
+        "{config}"
+    );
+    assert!(out
+        .container(CONTAINER)
+        .unwrap()
+        .is_running(LOGROTATE_SERVICE));
 }

@@ -218,6 +218,12 @@ pub fn serve(
     if let (Some(shared), Some(password)) = (shared, monitoring) {
         metrics::serve_exporter(hook, deps, shared, &listen_addr, password)?;
     }
+    if shared.is_some() {
+        if let Ok(config) = config(hook)? {
+            deps.workload
+                .apply_log_rotation(hook.container(CONTAINER), &config.log_rotation)?;
+        }
+    }
     if let Some(shared) = shared {
         let ca = tls.map(|t| t.ca);
         hook.update_unit_bag(
