@@ -1,6 +1,9 @@
 //! Log forwarding to Loki targets, against a real server and a push receiver
 //! on loopback.
 
+// The test's helpers: a failure there fails the test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{wait_until, Harness};
