@@ -2,13 +2,17 @@
 //! libraries write them: `metrics-endpoint` (`prometheus_scrape`: scrape jobs,
 //! scrape metadata and alert rules in the application bag, each unit's address
 //! in its own bag) and `grafana-dashboard` (`grafana_dashboard`: the charm's
-//! dashboards, xz-compressed and base64-encoded, in the application bag).
+//! dashboards, xz-compressed and base64-encoded, in the application bag), and
+//! the one they require, `logging` (`loki_push_api`: each Loki unit's push URL
+//! read, the logs forwarded by Pebble log targets).
 //!
 //! [`scrape`] and [`dashboard`] are pure: they turn the charm's jobs, rule
 //! files and dashboard files into the bags' values. [`publish`] writes them on
-//! every relation of both endpoints.
+//! every relation of both endpoints. [`logging`] reads the provider units'
+//! endpoints and makes the forwarding layer.
 
 pub mod dashboard;
+pub mod logging;
 pub mod scrape;
 
 use charm::{BagChanges, Hook};

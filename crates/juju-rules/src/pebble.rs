@@ -62,6 +62,7 @@ fn combine(into: &mut Layer, layer: &Layer) {
     for (name, check) in &layer.checks {
         into.checks.insert(name.clone(), check.clone());
     }
+    pebble_api::merge_log_targets(&mut into.log_targets, &layer.log_targets);
 }
 
 impl ContainerState {
@@ -85,6 +86,7 @@ impl ContainerState {
         Plan {
             services: all.services,
             checks: all.checks,
+            log_targets: all.log_targets,
         }
     }
 

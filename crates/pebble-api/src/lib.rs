@@ -96,6 +96,13 @@ pub struct Layer {
     /// Health checks by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub checks: BTreeMap<String, Check>,
+    /// Where services' output is forwarded, by target name.
+    #[serde(
+        default,
+        rename = "log-targets",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub log_targets: BTreeMap<String, LogTarget>,
 }
 
 /// A service definition in a layer (field names as Pebble spells them).
@@ -209,6 +216,75 @@ pub struct ExecCheck {
     pub command: String,
 }
 
+/// A log target in a layer: where Pebble pushes the output of the services it
+/// names (`all`, a service, or either with `-` to leave it out; the last word
+/// about a service wins).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogTarget {
+    /// `merge` or `replace`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub r#override: String,
+    /// The receiver's kind: `loki`.
+    #[serde(default, rename = "type", skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    /// The receiver's URL (for Loki, its push API).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub location: String,
+    /// The services whose output goes there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// Labels sent with every line (Pebble adds `pebble_service`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl LogTarget {
+    /// Overlays `upper` as Pebble's `override: merge` does: its type and
+    /// location when given, its services appended, its labels added.
+    pub fn merge(&mut self, upper: &LogTarget) {
+        for (field, value) in [
+            (&mut self.r#override, &upper.r#override),
+            (&mut self.kind, &upper.kind),
+            (&mut self.location, &upper.location),
+        ] {
+            if !value.is_empty() {
+                field.clone_from(value);
+            }
+        }
+        self.services.extend(upper.services.iter().cloned());
+        self.labels.extend(upper.labels.clone());
+    }
+
+    /// Whether the output of `service` goes to this target.
+    pub fn forwards(&self, service: &str) -> bool {
+        let mut on = false;
+        for word in &self.services {
+            match word.strip_prefix('-') {
+                Some(name) if name == "all" || name == service => on = false,
+                None if word == "all" || word == service => on = true,
+                _ => {}
+            }
+        }
+        on
+    }
+}
+
+/// Merges a layer's log targets (`upper`) into `targets`, each by its
+/// `override`.
+pub fn merge_log_targets(
+    targets: &mut BTreeMap<String, LogTarget>,
+    upper: &BTreeMap<String, LogTarget>,
+) {
+    for (name, target) in upper {
+        match targets.get_mut(name) {
+            Some(existing) if target.r#override == "merge" => existing.merge(target),
+            _ => {
+                targets.insert(name.clone(), target.clone());
+            }
+        }
+    }
+}
+
 /// The combined plan of all layers.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -218,6 +294,13 @@ pub struct Plan {
     /// Health checks by name, merged from every layer.
     #[serde(default)]
     pub checks: BTreeMap<String, Check>,
+    /// Log targets by name, merged from every layer.
+    #[serde(
+        default,
+        rename = "log-targets",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub log_targets: BTreeMap<String, LogTarget>,
 }
 
 /// A service's state as `GET /v1/services` reports it.
@@ -453,5 +536,72 @@ impl Workloads for PebbleSockets {
         self.clients
             .entry(container.to_string())
             .or_insert_with(|| PebbleClient::new(socket_path(container)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(services: &[&str]) -> LogTarget {
+        LogTarget {
+            r#override: "replace".into(),
+            kind: "loki".into(),
+            location: "http://loki:3100/loki/api/v1/push".into(),
+            services: services.iter().map(|s| s.to_string()).collect(),
+            labels: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_last_word_about_a_service_wins() {
+        assert!(target(&["all"]).forwards("a"));
+        assert!(!target(&["all", "-a"]).forwards("a"));
+        assert!(target(&["all", "-a"]).forwards("b"));
+        assert!(!target(&["-all"]).forwards("a"));
+        assert!(target(&["-all", "a"]).forwards("a"));
+        assert!(!target(&["a", "-all"]).forwards("a"));
+        assert!(!target(&["b"]).forwards("a"));
+        assert!(!target(&[]).forwards("a"));
+    }
+
+    #[test]
+    fn merge_overlays_and_replace_swaps() {
+        let mut base = target(&["a"]);
+        base.labels.insert("x".into(), "1".into());
+        let mut targets = BTreeMap::from([("t".to_string(), base)]);
+        let mut upper = LogTarget {
+            r#override: "merge".into(),
+            location: "http://other/push".into(),
+            services: vec!["-a".into(), "b".into()],
+            ..LogTarget::default()
+        };
+        upper.labels.insert("y".into(), "2".into());
+        merge_log_targets(&mut targets, &BTreeMap::from([("t".to_string(), upper)]));
+        let t = &targets["t"];
+        assert_eq!(t.kind, "loki");
+        assert_eq!(t.location, "http://other/push");
+        assert_eq!(t.services, ["a", "-a", "b"]);
+        assert_eq!(t.labels.len(), 2);
+        assert!(!t.forwards("a") && t.forwards("b"));
+        merge_log_targets(
+            &mut targets,
+            &BTreeMap::from([("t".to_string(), target(&["-all"]))]),
+        );
+        assert_eq!(targets["t"].services, ["-all"]);
+        assert!(targets["t"].labels.is_empty());
+    }
+
+    #[test]
+    fn log_targets_are_spelt_as_pebble_spells_them() {
+        let layer: Layer = serde_json::from_str(
+            r#"{"log-targets": {"loki/0": {"override": "replace", "type": "loki",
+                "location": "http://l/push", "services": ["all"], "labels": {"a": "b"}}}}"#,
+        )
+        .unwrap_or_default();
+        let t = &layer.log_targets["loki/0"];
+        assert_eq!((t.kind.as_str(), t.services.len()), ("loki", 1));
+        let back = serde_json::to_value(&layer).unwrap_or_default();
+        assert_eq!(back["log-targets"]["loki/0"]["type"], "loki");
     }
 }

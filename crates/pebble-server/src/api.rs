@@ -3,6 +3,7 @@
 use crate::checks::Checks;
 use crate::files::{FileError, Files, Options};
 use crate::http::{Request, Response};
+use crate::logs::Forwarder;
 use crate::notices::{self, Filter, Notices};
 use crate::plan;
 use crate::services::{signal_number, ServiceError, Services};
@@ -23,6 +24,7 @@ pub(crate) struct Api {
     pub checks: Checks,
     pub files: Files,
     pub notices: Notices,
+    pub logs: Arc<Forwarder>,
 }
 
 /// The longest custom notice key.
@@ -158,6 +160,7 @@ impl Api {
             .add_layer(&body.label, layer, body.combine)
             .map_err(bad_request)?;
         self.checks.update(&plan.checks);
+        self.logs.update(&plan);
         Ok(sync(true.into()))
     }
 

@@ -25,6 +25,7 @@ mod checks;
 mod files;
 mod http;
 mod image;
+mod logs;
 mod notices;
 mod plan;
 mod sandbox;
@@ -231,6 +232,7 @@ impl PebbleServer {
             checks: checks::Checks::new(sandbox),
             files: files::Files::new(root.clone()),
             notices: notices::Notices::default(),
+            logs: logs::Forwarder::start(root.join(services::LOG_DIR)),
         });
         let stopping = Arc::new(AtomicBool::new(false));
         let accept = listeners
@@ -275,7 +277,7 @@ impl PebbleServer {
     /// Where a service's output goes: `<root>/var/log/pebble/<service>.log`.
     pub fn log_path(&self, service: &str) -> PathBuf {
         self.root
-            .join("var/log/pebble")
+            .join(services::LOG_DIR)
             .join(format!("{service}.log"))
     }
 
@@ -312,6 +314,7 @@ impl PebbleServer {
         self.inner.clear();
         self.api.checks.shutdown();
         self.api.services.shutdown();
+        self.api.logs.stop();
         self.image = None;
     }
 }

@@ -70,6 +70,26 @@ fn check_overrides(label: &str, layer: &Layer) -> Result<(), String> {
             }
         }
     }
+    for (name, target) in &layer.log_targets {
+        match target.r#override.as_str() {
+            "merge" | "replace" => {}
+            "" => {
+                return Err(format!(
+                    "layer {label:?} must define \"override\" for log target {name:?}"
+                ))
+            }
+            other => {
+                return Err(format!(
+                "layer {label:?} has invalid \"override\" value {other:?} for log target {name:?}"
+            ))
+            }
+        }
+        if let Some(key) = target.labels.keys().find(|k| k.starts_with("pebble_")) {
+            return Err(format!(
+                "log target {name:?}: label {key:?} uses reserved prefix \"pebble_\""
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -82,6 +102,7 @@ pub(crate) fn combine_layers<'a>(layers: impl IntoIterator<Item = &'a Layer>) ->
     Plan {
         services: combined.services,
         checks: combined.checks,
+        log_targets: combined.log_targets,
     }
 }
 
@@ -109,6 +130,7 @@ fn merge_layer(base: &mut Layer, layer: Layer) {
             }
         }
     }
+    pebble_api::merge_log_targets(&mut base.log_targets, &layer.log_targets);
 }
 
 fn set(field: &mut String, value: String) {
@@ -228,6 +250,34 @@ fn validate(plan: &Plan) -> Result<(), String> {
         if let Some(exec) = &check.exec {
             split_words(&exec.command)
                 .map_err(|e| format!("cannot parse check {name:?} command: {e}"))?;
+        }
+    }
+    for (name, target) in &plan.log_targets {
+        match target.kind.as_str() {
+            "loki" => {}
+            "" => {
+                return Err(format!(
+                    "plan must define \"type\" (\"loki\") for log target {name:?}"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "log target {name:?} has unsupported type {other:?}, must be \"loki\""
+                ))
+            }
+        }
+        if target.location.is_empty() {
+            return Err(format!(
+                "plan must define \"location\" for log target {name:?}"
+            ));
+        }
+        for word in &target.services {
+            let service = word.strip_prefix('-').unwrap_or(word);
+            if service != "all" && !plan.services.contains_key(service) {
+                return Err(format!(
+                    "log target {name:?} specifies unknown service {service:?}"
+                ));
+            }
         }
     }
     Ok(())
@@ -367,5 +417,49 @@ mod tests {
             .unwrap();
         assert_eq!(plan.services["b"].startup, "enabled");
         assert_eq!(plan.services["b"].command, "c");
+    }
+
+    #[test]
+    fn log_targets_merge_and_are_checked() {
+        let mut layers = Layers::default();
+        let base = "services:\n  a:\n    override: replace\n    command: sleep 1\nlog-targets:\n  loki/0:\n    override: replace\n    type: loki\n    location: http://l:3100/loki/api/v1/push\n    services: [all]\n    labels: {juju_unit: app/0}\n";
+        layers.add("base", layer(base), false).unwrap();
+        let plan = layers
+            .add(
+                "top",
+                layer("log-targets:\n  loki/0:\n    override: merge\n    services: [-a]\n    labels: {product: Juju}\n"),
+                false,
+            )
+            .unwrap();
+        let t = &plan.log_targets["loki/0"];
+        assert_eq!(t.location, "http://l:3100/loki/api/v1/push");
+        assert_eq!(t.services, ["all", "-a"]);
+        assert_eq!(t.labels.len(), 2);
+        assert!(plan_yaml(&plan).contains("log-targets:"));
+        let plan = layers
+            .add(
+                "top",
+                layer("log-targets:\n  loki/0:\n    override: replace\n    type: loki\n    location: http://m/push\n    services: [-all]\n"),
+                true,
+            )
+            .unwrap();
+        assert_eq!(plan.log_targets["loki/0"].services, ["-all"]);
+        assert!(plan.log_targets["loki/0"].labels.is_empty());
+
+        for (bad, says) in [
+            ("log-targets:\n  t:\n    type: loki\n    location: http://l/\n", "override"),
+            ("log-targets:\n  t:\n    override: replace\n    location: http://l/\n", "type"),
+            ("log-targets:\n  t:\n    override: replace\n    type: syslog\n    location: http://l/\n", "unsupported"),
+            ("log-targets:\n  t:\n    override: replace\n    type: loki\n", "location"),
+            ("log-targets:\n  t:\n    override: replace\n    type: loki\n    location: http://l/\n    services: [-nope]\n", "unknown service \"nope\""),
+            ("log-targets:\n  t:\n    override: replace\n    type: loki\n    location: http://l/\n    labels: {pebble_service: x}\n", "reserved"),
+        ] {
+            let err = layers.add("bad", layer(bad), false).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        assert!(
+            !layers.layers.iter().any(|(l, _)| l == "bad"),
+            "nothing changed"
+        );
     }
 }

@@ -115,6 +115,7 @@ fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let listener = TcpListener::bind(&args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    eprintln!("pgbouncer-exporter: serving /metrics on {}", args.listen);
     let console = Arc::new(Mutex::new(args.console));
     for stream in listener.incoming().flatten() {
         let console = Arc::clone(&console);

@@ -32,6 +32,14 @@ pub enum Expose {
     LoadBalancer,
 }
 
+/// How each process's log file is rotated: past a size or daily, keeping a
+/// number of old files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogRotation {
+    pub max_size_kb: u32,
+    pub keep: u32,
+}
+
 /// The validated options.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CharmConfig {
@@ -42,6 +50,7 @@ pub struct CharmConfig {
     pub max_prepared_statements: u32,
     pub expose: Expose,
     pub loadbalancer_annotations: BTreeMap<String, String>,
+    pub log_rotation: LogRotation,
 }
 
 impl CharmConfig {
@@ -77,6 +86,10 @@ impl CharmConfig {
                 "must be a JSON object of string values",
             )
         })?;
+        let log_rotation = LogRotation {
+            max_size_kb: o.int("log_rotation_size", 1, 1 << 20)?.unwrap_or(10240) as u32,
+            keep: o.int("log_rotation_files", 1, 100)?.unwrap_or(10) as u32,
+        };
         Ok(CharmConfig {
             listen_port,
             pool_mode,
@@ -84,6 +97,7 @@ impl CharmConfig {
             max_prepared_statements,
             expose,
             loadbalancer_annotations,
+            log_rotation,
         })
     }
 }
@@ -107,6 +121,13 @@ mod tests {
             (100, 100)
         );
         assert_eq!(c.expose, Expose::No);
+        assert_eq!(
+            c.log_rotation,
+            LogRotation {
+                max_size_kb: 10240,
+                keep: 10
+            }
+        );
     }
 
     #[test]
@@ -123,6 +144,8 @@ mod tests {
                 "max_prepared_statements",
             ),
             (json!({"expose-external": "ingress"}), "expose-external"),
+            (json!({"log_rotation_size": 0}), "log_rotation_size"),
+            (json!({"log_rotation_files": 101}), "log_rotation_files"),
             (
                 json!({"loadbalancer-extra-annotations": "[1]"}),
                 "loadbalancer-extra-annotations",

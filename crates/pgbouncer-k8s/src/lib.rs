@@ -19,7 +19,9 @@ pub mod workload;
 use charm::{Charm, Event, Handled, Hook};
 use client_interface::pgsql;
 use client_interface::ClientEvent;
-use flows::{backend, certificates, database, legacy, lifecycle, metrics, peers, upgrade, Deps};
+use flows::{
+    backend, certificates, database, legacy, lifecycle, logging, metrics, peers, upgrade, Deps,
+};
 use state::{BACKEND, CERTIFICATES, DATABASE, PEERS};
 use statefulset::StatefulSets;
 
@@ -66,23 +68,40 @@ impl Charm for PgBouncerCharm {
             {
                 metrics::publish(hook)
             }
+            Event::RelationCreated(r)
+            | Event::RelationJoined(r)
+            | Event::RelationChanged(r)
+            | Event::RelationDeparted(r)
+            | Event::RelationBroken(r)
+                if r.relation.endpoint == cos_interface::logging::LOGGING =>
+            {
+                logging::forward(hook)
+            }
             Event::ConfigChanged => {
                 let handled = lifecycle::config_changed(hook, deps)?;
                 metrics::publish(hook)?;
                 Ok(handled)
             }
             Event::PebbleReady { container } if container == workload::CONTAINER => {
-                lifecycle::pebble_ready(hook, deps)
+                let handled = lifecycle::pebble_ready(hook, deps)?;
+                logging::forward(hook)?;
+                Ok(handled)
             }
-            Event::UpdateStatus => lifecycle::update_status(hook, deps),
+            Event::UpdateStatus => {
+                let handled = lifecycle::update_status(hook, deps)?;
+                logging::forward(hook)?;
+                Ok(handled)
+            }
             Event::LeaderElected => {
                 let handled = lifecycle::leader_elected(hook, deps)?;
                 metrics::publish(hook)?;
+                logging::forward(hook)?;
                 Ok(handled)
             }
             Event::UpgradeCharm => {
                 let handled = lifecycle::upgrade_charm(hook, deps)?;
                 metrics::publish(hook)?;
+                logging::forward(hook)?;
                 Ok(handled)
             }
             Event::SecretChanged(s) => lifecycle::secret_changed(hook, deps, s),

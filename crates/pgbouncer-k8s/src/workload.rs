@@ -2,6 +2,7 @@
 //! configuration touches only what changed, and reloads or restarts only the
 //! processes that need it.
 
+use crate::config::LogRotation;
 use crate::pgb::ini::{render_process, ProcessSpec};
 use crate::pgb::peering::Peering;
 use crate::pgb::reload::{plan, ProcessAction};
@@ -28,6 +29,13 @@ const BINARIES: &[&str] = &[
 pub const EXPORTER_SERVICE: &str = "metrics_server";
 /// The exporter's file name, in the charm directory and in the container.
 pub const EXPORTER_BINARY: &str = "pgbouncer-exporter";
+
+/// The Pebble service that rotates the processes' log files.
+pub const LOGROTATE_SERVICE: &str = "logrotate";
+/// `logrotate`'s configuration, at the reference charm's path.
+pub const LOGROTATE_CONFIG: &str = "/etc/logrotate.d/pgbouncer";
+/// How often the log files are checked.
+pub const LOGROTATE_PERIOD_SECONDS: u32 = 30;
 
 /// The Prometheus exporter of every process of the unit: what it runs and
 /// logs in with. Its password goes in a file only its user reads.
@@ -203,6 +211,71 @@ impl Workload {
             &layer,
             changed,
         )?)
+    }
+
+    /// `logrotate`'s configuration: each process's log file rotated daily or
+    /// past `max_size_kb`, `keep` old files kept (uncompressed, suffixed
+    /// with the date and time), and the process told to reopen its file
+    /// (SIGHUP, by its pid file) once its file was renamed.
+    pub fn logrotate_config(&self, rotation: &LogRotation) -> String {
+        let mut text = String::from("# Written by the pgbouncer-k8s charm.\n");
+        for i in 0..self.processes {
+            text.push_str(&format!(
+                "{log}/pgbouncer.log {{\n    daily\n    maxsize {size}k\n    rotate {keep}\n    missingok\n    notifempty\n    nocompress\n    nocreate\n    dateext\n    dateformat -%Y%m%d_%H%M%S\n    postrotate\n        kill -HUP \"$(cat {dir}/pgbouncer.pid)\" 2>/dev/null || true\n    endscript\n}}\n",
+                log = self.layout.log_dir(i),
+                dir = self.layout.process_dir(i),
+                size = rotation.max_size_kb,
+                keep = rotation.keep,
+            ));
+        }
+        text
+    }
+
+    /// The rotation service: `logrotate` every
+    /// [`LOGROTATE_PERIOD_SECONDS`], its state beside the processes' data.
+    pub fn logrotate_layer(&self) -> Layer {
+        let command = format!(
+            "sh -c 'while :; do logrotate -s {}/logrotate.status {LOGROTATE_CONFIG}; sleep {LOGROTATE_PERIOD_SECONDS}; done'",
+            self.layout.data_dir
+        );
+        let mut layer = Layer {
+            summary: "pgbouncer log rotation".into(),
+            description: "each PgBouncer process's log file rotated by size and age".into(),
+            ..Layer::default()
+        };
+        layer.services.insert(
+            LOGROTATE_SERVICE.into(),
+            Service {
+                r#override: "replace".into(),
+                summary: "rotates the PgBouncer log files".into(),
+                command,
+                startup: "enabled".into(),
+                ..Service::default()
+            },
+        );
+        layer
+    }
+
+    /// Writes `logrotate`'s configuration when it changed (the next round
+    /// reads it) and keeps the rotation service running. Returns whether the
+    /// configuration changed.
+    pub fn apply_log_rotation(
+        &self,
+        pebble: &mut dyn Pebble,
+        rotation: &LogRotation,
+    ) -> Result<bool, PebbleError> {
+        let text = self.logrotate_config(rotation);
+        let changed = pebble.read_text(LOGROTATE_CONFIG)?.as_deref() != Some(text.as_str());
+        if changed {
+            let options = FileOptions {
+                permissions: Some(0o644),
+                make_parents: true,
+                ..FileOptions::default()
+            };
+            pebble.push(LOGROTATE_CONFIG, text.as_bytes(), &options)?;
+        }
+        pebble_api::ensure_service(pebble, LOGROTATE_SERVICE, &self.logrotate_layer(), false)?;
+        Ok(changed)
     }
 
     /// Reads the PgBouncer version from the binary in the image.

@@ -17,7 +17,7 @@
 //! | relation-broken keeps the auth user's name; the next backend set up on the same cluster drops that user and its function | `a_backend_relation_made_again_drops_the_former_auth_user` |
 //! | config-changed: an invalid option applies nothing | `invalid_config_blocks_with_the_option_and_applies_nothing` |
 //! | pebble-ready: no peer relation or no container → defer | `pebble_ready_waits_for_the_container_and_the_peer_relation` |
-//! | pebble-ready: the version read from the image, then converge (one service per process, started) | `pebble_ready_adds_one_service_per_process_and_starts_them`, `the_version_is_that_of_the_binary_first_on_path`, `an_image_with_pgbouncer_1_18_gets_files_it_accepts`, `an_image_without_pgbouncer_blocks` |
+//! | pebble-ready: the version read from the image, then converge (one service per process and the log rotation, started) | `pebble_ready_adds_one_service_per_process_and_the_log_rotation_and_starts_them`, `the_version_is_that_of_the_binary_first_on_path`, `an_image_with_pgbouncer_1_18_gets_files_it_accepts`, `an_image_without_pgbouncer_blocks` |
 //! | upgrade-charm: the version read again, then converge | `upgrade_charm_reads_the_version_again` |
 //! | leader-elected: converge (the new leader publishes and points clients at itself) | `leader_elected_takes_over_publication_and_points_clients_at_itself` |
 //! | the status, once per dispatch | `statuses_say_what_is_missing` |
@@ -793,7 +793,7 @@ fn invalid_config_blocks_with_the_option_and_applies_nothing() {
 }
 
 #[test]
-fn pebble_ready_adds_one_service_per_process_and_starts_them() {
+fn pebble_ready_adds_one_service_per_process_and_the_log_rotation_and_starts_them() {
     let pg = FakeConnector::up_with(&["pgbouncer"]);
     let fresh = with_backend(unit(0, true));
     let out = go(&pg, &fresh, event::pebble_ready(CONTAINER));
@@ -801,7 +801,7 @@ fn pebble_ready_adds_one_service_per_process_and_starts_them() {
     let plan = web.current_plan();
     assert_eq!(
         plan.services.keys().collect::<Vec<_>>(),
-        ["pgbouncer_0", "pgbouncer_1"]
+        ["logrotate", "pgbouncer_0", "pgbouncer_1"]
     );
     assert_eq!(
         plan.services["pgbouncer_1"].command,
@@ -809,6 +809,7 @@ fn pebble_ready_adds_one_service_per_process_and_starts_them() {
     );
     assert_eq!(plan.services["pgbouncer_0"].user, "postgres");
     assert!(web.is_running("pgbouncer_0") && web.is_running("pgbouncer_1"));
+    assert!(web.is_running("logrotate"));
     assert_eq!(peer_unit(&out.state)[state::PGB_VERSION], "1.24.1");
     assert!(web.dirs.contains("/var/log/pgbouncer/instance_1"));
 }

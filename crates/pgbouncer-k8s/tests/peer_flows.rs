@@ -282,9 +282,10 @@ fn changed_on_a_follower_saves_config_and_auth_then_acknowledges() {
         web.ops,
         vec![
             ServiceOp::Start("pgbouncer_0".into()),
-            ServiceOp::Start("pgbouncer_1".into())
+            ServiceOp::Start("pgbouncer_1".into()),
+            ServiceOp::Start("logrotate".into())
         ],
-        "first start"
+        "first start, then the log rotation"
     );
     assert_eq!(
         peer_unit(s)[state::SERVING],

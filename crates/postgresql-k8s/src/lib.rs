@@ -22,7 +22,7 @@ pub mod workload;
 use charm::{Charm, Event, Handled, Hook};
 use client_interface::pgsql;
 use client_interface::ClientEvent;
-use flows::{actions, database, legacy, lifecycle, metrics, peers, Deps, Findings};
+use flows::{actions, database, legacy, lifecycle, logging, metrics, peers, Deps, Findings};
 use state::{DATABASE, ETCD, PEERS};
 
 /// The charm: its dependencies, and what this dispatch found.
@@ -56,7 +56,9 @@ impl Charm for PostgresqlCharm {
                 legacy::follower_changed(hook, &r.relation)
             }
             Event::PebbleReady { container } if container == workload::CONTAINER => {
-                lifecycle::pebble_ready(hook, deps, findings)
+                let handled = lifecycle::pebble_ready(hook, deps, findings)?;
+                logging::forward(hook)?;
+                Ok(handled)
             }
             Event::PebbleCustomNotice { container, notice }
                 if role_change::is_role_change(container, notice) =>
@@ -68,6 +70,15 @@ impl Charm for PostgresqlCharm {
             {
                 metrics::changed(hook)
             }
+            Event::RelationCreated(r)
+            | Event::RelationJoined(r)
+            | Event::RelationChanged(r)
+            | Event::RelationDeparted(r)
+            | Event::RelationBroken(r)
+                if r.relation.endpoint == cos_interface::logging::LOGGING =>
+            {
+                logging::forward(hook)
+            }
             Event::ConfigChanged => {
                 let handled = lifecycle::config_changed(hook, deps, findings)?;
                 metrics::publish(hook)?;
@@ -76,17 +87,21 @@ impl Charm for PostgresqlCharm {
             Event::UpdateStatus => {
                 let handled = lifecycle::update_status(hook, deps, findings)?;
                 metrics::publish(hook)?;
+                logging::forward(hook)?;
                 Ok(handled)
             }
             Event::UpgradeCharm => {
                 flows::takeover::run(hook)?;
                 let handled = lifecycle::update_status(hook, deps, findings)?;
                 metrics::publish(hook)?;
+                logging::forward(hook)?;
+                logging::forward(hook)?;
                 Ok(handled)
             }
             Event::LeaderElected => {
                 let handled = lifecycle::leader_elected(hook, deps, findings)?;
                 metrics::publish(hook)?;
+                logging::forward(hook)?;
                 Ok(handled)
             }
             Event::SecretChanged(_) => {

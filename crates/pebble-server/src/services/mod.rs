@@ -110,6 +110,10 @@ struct State {
     shutdown: bool,
 }
 
+/// Where each service's output goes (`<service>.log`), under the container's
+/// root.
+pub(crate) const LOG_DIR: &str = "var/log/pebble";
+
 /// The service manager of one container.
 pub(crate) struct Services {
     sandbox: Sandbox,
@@ -133,7 +137,7 @@ fn ordinal_list(names: &[String]) -> String {
 
 impl Services {
     pub fn new(sandbox: Sandbox) -> Arc<Self> {
-        let log_dir = sandbox.root.join("var/log/pebble");
+        let log_dir = sandbox.root.join(LOG_DIR);
         Arc::new(Self {
             sandbox,
             log_dir,

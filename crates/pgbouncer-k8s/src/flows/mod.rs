@@ -8,6 +8,7 @@ pub mod certificates;
 pub mod database;
 pub mod legacy;
 pub mod lifecycle;
+pub mod logging;
 pub mod metrics;
 pub mod peers;
 pub mod takeover;
@@ -216,6 +217,12 @@ pub fn serve(
         .and_then(|c| c.get(state::MONITORING_PASSWORD));
     if let (Some(shared), Some(password)) = (shared, monitoring) {
         metrics::serve_exporter(hook, deps, shared, &listen_addr, password)?;
+    }
+    if shared.is_some() {
+        if let Ok(config) = config(hook)? {
+            deps.workload
+                .apply_log_rotation(hook.container(CONTAINER), &config.log_rotation)?;
+        }
     }
     if let Some(shared) = shared {
         let ca = tls.map(|t| t.ca);

@@ -7,6 +7,7 @@ pub mod actions;
 pub mod database;
 pub mod legacy;
 pub mod lifecycle;
+pub mod logging;
 pub mod metrics;
 pub mod peers;
 pub mod recovery;
