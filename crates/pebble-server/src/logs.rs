@@ -7,6 +7,11 @@
 //! a failed push; it holds a bounded number of lines, dropping the oldest
 //! (and counting them) while its receiver is away. Services never wait on
 //! any of this: they write to their file as before.
+//!
+//! The same thread keeps each file bounded, as Pebble keeps a service's
+//! output in a bounded buffer: a file past [`OUTPUT_LIMIT`] is copied to
+//! `<service>.log.1` (replacing the copy before) and emptied in place, which
+//! the service, writing in append mode, does not notice.
 
 use pebble_api::{LogTarget, Plan};
 use serde_json::{json, Map, Value};
@@ -34,6 +39,8 @@ const BACKOFF_LIMIT: Duration = Duration::from_secs(30);
 const TIMEOUT: Duration = Duration::from_secs(3);
 /// A line longer than this is sent in pieces.
 const MAX_LINE: usize = 64 * 1024;
+/// The most bytes a service's output file holds before it is rotated.
+pub(crate) const OUTPUT_LIMIT: u64 = 8 * 1024 * 1024;
 
 /// One line of a service's output.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +97,31 @@ impl Tail {
             let rest = self.partial.split_off(MAX_LINE);
             let piece = std::mem::replace(&mut self.partial, rest);
             lines.push(String::from_utf8_lossy(&piece).into_owned());
+        }
+        lines
+    }
+
+    /// [`Tail::read`], then, when `path` holds more than `limit` bytes,
+    /// copies it to `<path>.1` and empties it; the lines read on the way are
+    /// returned, so nothing read is lost to the rotation.
+    pub fn read_bounded(&mut self, path: &Path, limit: u64) -> Vec<String> {
+        let mut lines = self.read(path);
+        if std::fs::metadata(path).map_or(0, |m| m.len()) <= limit {
+            return lines;
+        }
+        let mut old = path.as_os_str().to_owned();
+        old.push(".1");
+        if let Err(e) = std::fs::copy(path, &old) {
+            eprintln!("rotating {}: {e}", path.display());
+            return lines;
+        }
+        lines.extend(self.read(path));
+        match std::fs::OpenOptions::new().write(true).open(path) {
+            Ok(file) => match file.set_len(0) {
+                Ok(()) => self.offset = 0,
+                Err(e) => eprintln!("emptying {}: {e}", path.display()),
+            },
+            Err(e) => eprintln!("emptying {}: {e}", path.display()),
         }
         lines
     }
@@ -434,7 +466,7 @@ impl Forwarder {
             let now = Instant::now();
             let Shared { tails, targets, .. } = &mut *shared;
             for (service, tail) in tails.iter_mut() {
-                let lines = tail.read(&self.path(service));
+                let lines = tail.read_bounded(&self.path(service), OUTPUT_LIMIT);
                 if lines.is_empty() {
                     continue;
                 }
@@ -510,6 +542,31 @@ mod tests {
         assert_eq!(tail.read(&path), ["new"]);
         let missing = dir.path().join("none.log");
         assert!(Tail::at_end(&missing).read(&missing).is_empty());
+    }
+
+    #[test]
+    fn a_file_past_the_limit_is_copied_aside_and_emptied_and_its_writer_carries_on() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("svc.log");
+        let mut writer = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        let mut tail = Tail::default();
+        writer.write_all(b"one\ntwo\n").unwrap();
+        assert_eq!(tail.read_bounded(&path, 16), ["one", "two"]);
+        writer.write_all(b"three\nfour\n").unwrap();
+        assert_eq!(tail.read_bounded(&path, 16), ["three", "four"]);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        let old = dir.path().join("svc.log.1");
+        assert_eq!(
+            std::fs::read_to_string(&old).unwrap(),
+            "one\ntwo\nthree\nfour\n"
+        );
+        writer.write_all(b"five\n").unwrap();
+        assert_eq!(tail.read_bounded(&path, 16), ["five"]);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "five\n");
     }
 
     #[test]
