@@ -134,16 +134,24 @@ fn clients_keep_their_service_under_load() {
     let mut c = controller(&scratch);
     e2e::postgresql_cluster(&mut c, scratch.path(), 2);
     c.deploy(&charm(scratch.path(), PGB), PGB, 1, &[]).unwrap();
-    c.integrate(&format!("{PGB}:backend-database"), &format!("{PG}:database"))
-        .unwrap();
+    c.integrate(
+        &format!("{PGB}:backend-database"),
+        &format!("{PG}:database"),
+    )
+    .unwrap();
     let client_charm = python_charm(scratch.path(), "pg-client");
     c.deploy(&client_charm, CLIENT, 1, &[("database", DATABASE)])
         .unwrap();
     c.integrate(&format!("{CLIENT}:database"), &format!("{PGB}:database"))
         .unwrap();
     // The second client deployed now, related under load.
-    c.deploy(&client_charm, SECOND_CLIENT, 1, &[("database", SECOND_DATABASE)])
-        .unwrap();
+    c.deploy(
+        &client_charm,
+        SECOND_CLIENT,
+        1,
+        &[("database", SECOND_DATABASE)],
+    )
+    .unwrap();
     let pgb_unit = format!("{PGB}/0");
     converge_polling(
         &mut c,
@@ -174,7 +182,15 @@ fn clients_keep_their_service_under_load() {
     let bench = pgbench(
         &host,
         &client,
-        &["-n", "-c", "4", "-j", "2", "-T", &PGBENCH_SECONDS.to_string()],
+        &[
+            "-n",
+            "-c",
+            "4",
+            "-j",
+            "2",
+            "-T",
+            &PGBENCH_SECONDS.to_string(),
+        ],
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
@@ -359,11 +375,9 @@ fn clients_keep_their_service_under_load() {
         None => println!("no client error"),
     }
     assert!(
-        acknowledged.iter().any(|id| {
-            attempts
-                .iter()
-                .any(|a| a.id == *id && a.at > promoted)
-        }),
+        acknowledged
+            .iter()
+            .any(|id| { attempts.iter().any(|a| a.id == *id && a.at > promoted) }),
         "writes through PgBouncer resumed after the promotion"
     );
     drop(attempts);
