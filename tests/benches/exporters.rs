@@ -217,21 +217,19 @@ fn pgbench(c: &Controller, creds: &Credentials, args: &[&str]) -> Command {
     cmd
 }
 
+/// What [`load`] measured: each workload's usage, the scrape times per
+/// target, and pgbench's transactions per second.
+type Load = (
+    BTreeMap<(String, String), Usage>,
+    BTreeMap<&'static str, Vec<Duration>>,
+    f64,
+);
+
 /// Runs a select-only pgbench for `seconds` through PgBouncer; when
 /// `scraping`, scrapes every target once a second meanwhile. Returns the
 /// window's usage, the scrape times per target and pgbench's transactions
 /// per second.
-fn load(
-    c: &Controller,
-    scratch: &Path,
-    creds: &Credentials,
-    seconds: u64,
-    scraping: bool,
-) -> (
-    BTreeMap<(String, String), Usage>,
-    BTreeMap<&'static str, Vec<Duration>>,
-    f64,
-) {
+fn load(c: &Controller, scratch: &Path, creds: &Credentials, seconds: u64, scraping: bool) -> Load {
     let window = Window::open(&workloads(scratch));
     let bench = pgbench(
         c,
