@@ -30,9 +30,10 @@ const PG: &str = "postgresql-k8s";
 const PGB: &str = "pgbouncer-k8s";
 /// How many units PostgreSQL and PgBouncer have between faults.
 const UNITS: usize = 2;
-/// How long a login may keep failing once the model has converged:
-/// PgBouncer waits `server_login_retry` (15 s) after a failed server login
-/// before it tries the server again.
+/// How long a login may keep failing once the model has converged: a
+/// PgBouncer unit may still be taking a change in, and PgBouncer tries a
+/// server whose login failed again only after `server_login_retry` (1 s as
+/// the charm sets it).
 const LOGIN_PATIENCE: Duration = Duration::from_secs(30);
 /// How long Patroni takes to notice a member's PostgreSQL died (its
 /// `loop_wait`, 10 s, and a margin).

@@ -8,6 +8,7 @@
 //! | is a PostgreSQL unit left in the relation? no → return; every unit waits with the reason, nothing is asked of PostgreSQL, clients keep their data | `a_backend_without_units_waits_on_every_unit_and_nothing_is_cleaned_up` |
 //! | which cluster is it? none recorded, auth user not set up → set up the auth user and the auth file → record the cluster's identity → publish the configuration and serve it | `backend_changed_sets_up_the_auth_user_once_and_renders` |
 //! | the one recorded, auth user set up → record → publish (new endpoints reach every file) | `the_same_cluster_returning_recreates_nothing`, `new_backend_endpoints_reach_every_file` |
+//! | the primary moved (new `endpoints`) → publish; every process reloads (no restart, no client dropped) with the new host, and PgBouncer retries a pool whose server login failed after a second, not 15 | `a_primary_change_reloads_every_process_and_bounds_the_cached_login_failure` |
 //! | none recorded, auth user set up (an older charm's state) → record, nothing recreated; converge records it too | `a_cluster_not_recorded_yet_is_recorded_without_recreating_anything` |
 //! | another: a new cluster → recreate every client's user, with the password it has, and its database → set up the auth user → record → publish; followers follow | `a_new_cluster_gets_the_auth_user_and_every_client_back_with_the_passwords_they_have` |
 //! | did PostgreSQL do all of it? no → is the auth user set up all the same? yes → publish, then defer (the identity unrecorded) | `a_client_that_cannot_be_recreated_holds_back_only_the_record` |
@@ -138,6 +139,50 @@ fn new_backend_endpoints_reach_every_file() {
     let ini = ini(&out.state, 1);
     assert!(ini.contains("app_db = host=10.0.1.2 port=5432"), "{ini}");
     assert!(ini.contains("app_db_readonly = host=10.0.1.1 port=5432"));
+}
+
+#[test]
+fn a_primary_change_reloads_every_process_and_bounds_the_cached_login_failure() {
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
+    let mut s = ready_leader(&pg).with_relation(client(4, "app_db", &[]));
+    s = go(
+        &pg,
+        &s,
+        event::relation_changed(s.relation(4).unwrap(), None),
+    )
+    .state;
+    let before = s.container(CONTAINER).unwrap().ops.len();
+    let backend = s
+        .relations
+        .iter_mut()
+        .find(|r| r.endpoint == BACKEND)
+        .unwrap();
+    let old = backend.remote_app_data["endpoints"].clone();
+    backend
+        .remote_app_data
+        .insert("endpoints".into(), "10.0.1.9:5432".into());
+    let out = go(
+        &pg,
+        &s,
+        event::relation_changed(s.relation(BACKEND_ID).unwrap(), None),
+    );
+    let ops = &out.state.container(CONTAINER).unwrap().ops[before..];
+    for i in 0..2 {
+        let ini = ini(&out.state, i);
+        assert!(ini.contains("app_db = host=10.0.1.9 port=5432"), "{ini}");
+        assert!(!ini.contains(&format!("host={}", old.split(':').next().unwrap())));
+        assert!(ini.contains("server_login_retry = 1\n"), "{ini}");
+        let service = format!("pgbouncer_{i}");
+        assert!(
+            ops.contains(&charm_testing::ServiceOp::Signal("SIGHUP".into(), service)),
+            "{ops:?}"
+        );
+    }
+    assert!(
+        ops.iter()
+            .all(|op| matches!(op, charm_testing::ServiceOp::Signal(sig, _) if sig == "SIGHUP")),
+        "a reload, no restart: {ops:?}"
+    );
 }
 
 #[test]

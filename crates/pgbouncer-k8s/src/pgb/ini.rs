@@ -176,6 +176,16 @@ pub fn stats_user(app: &str) -> String {
     format!("pgbouncer_stats_{}", app.replace('-', "_"))
 }
 
+/// Seconds PgBouncer waits, after a server login failed, before it tries
+/// that pool's server again (`server_login_retry`; PgBouncer's own default is
+/// 15). Meanwhile it answers new clients with the cached error
+/// ("server login has been failing"), and a reload does not clear it: after
+/// a failover the pools that failed against the lost primary would keep
+/// failing for up to 15 s once they point at the new one. One second bounds
+/// that; a dead server is then tried once a second per pool, one attempt at
+/// a time.
+pub const SERVER_LOGIN_RETRY: u32 = 1;
+
 /// The longest database name PgBouncer and PostgreSQL accept.
 const MAX_NAME: usize = 63;
 
@@ -294,6 +304,7 @@ impl SharedConfig {
             c.max_prepared_statements.to_string(),
         );
         set("server_reset_query", "DISCARD ALL".into());
+        set("server_login_retry", SERVER_LOGIN_RETRY.to_string());
         SharedConfig {
             databases,
             settings,

@@ -1,0 +1,415 @@
+//! PgBouncer under load, on one deployment of the local model: etcd,
+//! PostgreSQL with two units under Patroni (a synchronous standby confirmed),
+//! PgBouncer with one unit, and a client on the v0 library.
+//!
+//! - A second client relates while `pgbench` runs through PgBouncer with the
+//!   first client's credentials: PgBouncer reloads its configuration, and no
+//!   pgbench client aborts and no transaction fails.
+//! - The primary's machine is lost while a writer inserts through PgBouncer,
+//!   one `psql` per row: once Patroni promotes the replica and the model
+//!   converges, writes through PgBouncer resume and every acknowledged row is
+//!   on the new primary. How long clients saw errors after the promotion is
+//!   printed, not asserted.
+
+use e2e::{
+    action, active, address, charm, controller, converge_polling, patroni_members, psql,
+    python_charm, Scratch,
+};
+use local_model::controller::Controller;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const PG: &str = "postgresql-k8s";
+const PGB: &str = "pgbouncer-k8s";
+const CLIENT: &str = "client";
+const DATABASE: &str = "appdb";
+const SECOND_CLIENT: &str = "client2";
+const SECOND_DATABASE: &str = "otherdb";
+/// How long pgbench runs: long enough for the second client's relation to
+/// be served while it runs (checked).
+const PGBENCH_SECONDS: u64 = 25;
+
+/// A client's credentials.
+#[derive(Clone)]
+struct Login {
+    user: String,
+    password: String,
+}
+
+fn login(c: &mut Controller, unit: &str) -> Login {
+    let creds = action(c, unit, "get-credentials", serde_json::json!({}));
+    let text = |k: &str| creds[k].as_str().unwrap_or_default().to_string();
+    Login {
+        user: text("username"),
+        password: text("password"),
+    }
+}
+
+/// `sql` through PgBouncer at `host` as `login`, retried for a while (a
+/// unit may still be taking a change in).
+fn pooled(host: &str, login: &Login, database: &str, sql: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match psql(host, 6432, &login.user, &login.password, database, sql) {
+            Ok(out) => return out,
+            Err(e) if Instant::now() > deadline => panic!("{sql} through {host}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
+}
+
+/// How many times PgBouncer's processes on `unit` reloaded, from their logs.
+fn reloads(scratch: &Path, unit: &str) -> usize {
+    let logs = scratch
+        .join("controller/units")
+        .join(unit.replace('/', "-"))
+        .join("rootfs/pgbouncer/var/log/pgbouncer");
+    std::fs::read_dir(&logs)
+        .unwrap_or_else(|e| panic!("{}: {e}", logs.display()))
+        .flatten()
+        .map(|d| {
+            std::fs::read_to_string(d.path().join("pgbouncer.log"))
+                .unwrap_or_default()
+                .matches("got SIGHUP")
+                .count()
+        })
+        .sum()
+}
+
+/// The line of pgbench's summary starting with `prefix`, its first number.
+fn summary_number(out: &str, prefix: &str) -> Option<u64> {
+    let line = out.lines().find(|l| l.starts_with(prefix))?;
+    line[prefix.len()..]
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|s| !s.is_empty())?
+        .parse()
+        .ok()
+}
+
+fn pgbench(host: &str, login: &Login, args: &[&str]) -> Command {
+    let mut cmd = Command::new("pgbench");
+    cmd.args(["-h", host, "-p", "6432", "-U", &login.user])
+        .args(args)
+        .arg(DATABASE)
+        .env("PGPASSWORD", &login.password)
+        .env("PGCONNECT_TIMEOUT", "5");
+    cmd
+}
+
+fn served(c: &Controller, unit: &str) -> bool {
+    active(c, unit).is_some_and(|m| m.contains('@'))
+}
+
+/// The PostgreSQL unit whose status says it is the primary.
+fn primary_unit(c: &Controller) -> Option<String> {
+    e2e::units(c, PG)
+        .into_iter()
+        .find(|u| active(c, u).as_deref() == Some("Primary"))
+}
+
+/// The `endpoints` PostgreSQL publishes to PgBouncer.
+fn published_endpoints(c: &Controller) -> Option<String> {
+    let relation = c
+        .model
+        .relations
+        .iter()
+        .find(|r| r.end_of(PG).is_some() && r.end_of(PGB).is_some())?;
+    relation.app_bags.get(PG)?.data.get("endpoints").cloned()
+}
+
+/// One INSERT of the writer: its row, when it ended, and PgBouncer's or
+/// psql's error if it failed.
+struct Attempt {
+    id: u64,
+    at: Instant,
+    error: Option<String>,
+}
+
+#[test]
+fn clients_keep_their_service_under_load() {
+    let scratch = Scratch::new("under-load");
+    let mut c = controller(&scratch);
+    e2e::postgresql_cluster(&mut c, scratch.path(), 2);
+    c.deploy(&charm(scratch.path(), PGB), PGB, 1, &[]).unwrap();
+    c.integrate(
+        &format!("{PGB}:backend-database"),
+        &format!("{PG}:database"),
+    )
+    .unwrap();
+    let client_charm = python_charm(scratch.path(), "pg-client");
+    c.deploy(&client_charm, CLIENT, 1, &[("database", DATABASE)])
+        .unwrap();
+    c.integrate(&format!("{CLIENT}:database"), &format!("{PGB}:database"))
+        .unwrap();
+    // The second client deployed now, related under load.
+    c.deploy(
+        &client_charm,
+        SECOND_CLIENT,
+        1,
+        &[("database", SECOND_DATABASE)],
+    )
+    .unwrap();
+    let pgb_unit = format!("{PGB}/0");
+    converge_polling(
+        &mut c,
+        Duration::from_secs(180),
+        Duration::from_millis(300),
+        |c| {
+            served(c, &format!("{CLIENT}/0"))
+                && active(c, &pgb_unit).is_some()
+                && c.model
+                    .unit(&format!("{SECOND_CLIENT}/0"))
+                    .is_some_and(|u| matches!(u.status, charm::Status::Blocked(_)))
+        },
+    );
+    let host = address(&c, &pgb_unit);
+    let client = login(&mut c, &format!("{CLIENT}/0"));
+
+    // (a) A client relates while pgbench runs through PgBouncer.
+    pooled(&host, &client, DATABASE, "SELECT 1");
+    let init = pgbench(&host, &client, &["-i", "-q", "-s", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "pgbench -i: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let reloads_before = reloads(scratch.path(), &pgb_unit);
+    let mut bench = pgbench(
+        &host,
+        &client,
+        &[
+            "-n",
+            "-c",
+            "4",
+            "-j",
+            "2",
+            "-T",
+            &PGBENCH_SECONDS.to_string(),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    c.integrate(
+        &format!("{SECOND_CLIENT}:database"),
+        &format!("{PGB}:database"),
+    )
+    .unwrap();
+    converge_polling(
+        &mut c,
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        |c| served(c, &format!("{SECOND_CLIENT}/0")),
+    );
+    let second = login(&mut c, &format!("{SECOND_CLIENT}/0"));
+    assert_eq!(
+        pooled(&host, &second, SECOND_DATABASE, "SELECT current_user").trim(),
+        second.user,
+        "the second client logs in to its database through PgBouncer"
+    );
+    let reloaded = reloads(scratch.path(), &pgb_unit) - reloads_before;
+    assert!(
+        bench.try_wait().unwrap().is_none(),
+        "pgbench ended before the second client was served: raise PGBENCH_SECONDS"
+    );
+    assert!(reloaded > 0, "PgBouncer reloaded while pgbench ran");
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = bench.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&stdout),
+        String::from_utf8_lossy(&stderr),
+    );
+    println!("pgbench while {SECOND_CLIENT} related ({reloaded} reloads):\n{stdout}");
+    assert!(status.success(), "pgbench failed: {stdout}\n{stderr}");
+    assert!(
+        !stderr.contains("aborted") && !stdout.contains("aborted"),
+        "a pgbench client aborted: {stderr}"
+    );
+    assert_eq!(
+        summary_number(&stdout, "number of failed transactions:"),
+        Some(0),
+        "{stdout}"
+    );
+    assert!(
+        summary_number(&stdout, "number of transactions actually processed:")
+            .is_some_and(|n| n > 0),
+        "{stdout}"
+    );
+
+    // (b) The primary's machine lost while a writer inserts through PgBouncer.
+    converge_polling(
+        &mut c,
+        Duration::from_secs(120),
+        Duration::from_millis(300),
+        |c| {
+            let pg = e2e::units(c, PG);
+            e2e::cluster_settled(c, 2)
+                && e2e::synchronous_standby_runs(c, &pg[0])
+                && e2e::replicas_caught_up(c, &pg[0])
+        },
+    );
+    pooled(
+        &host,
+        &client,
+        DATABASE,
+        "CREATE TABLE ledger (id bigint PRIMARY KEY)",
+    );
+    let attempts: Arc<Mutex<Vec<Attempt>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (attempts, stop, host, client) = (
+            Arc::clone(&attempts),
+            Arc::clone(&stop),
+            host.clone(),
+            client.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut id = 0;
+            while !stop.load(Ordering::Relaxed) {
+                id += 1;
+                let sql = format!("INSERT INTO ledger VALUES ({id})");
+                let result = psql(&host, 6432, &client.user, &client.password, DATABASE, &sql);
+                let error = result.err();
+                let failed = error.is_some();
+                attempts.lock().unwrap().push(Attempt {
+                    id,
+                    at: Instant::now(),
+                    error,
+                });
+                if failed {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let old = primary_unit(&c).expect("a primary");
+    let survivor = e2e::units(&c, PG)
+        .into_iter()
+        .find(|u| *u != old)
+        .expect("a replica");
+    let survivor_address = address(&c, &survivor);
+    let lost_at = Instant::now();
+    c.crash_unit(&old).unwrap();
+    println!("lost {old}'s machine; {survivor} is the replica");
+    let promoted: Mutex<Option<Instant>> = Mutex::default();
+    let published: Mutex<Option<Instant>> = Mutex::default();
+    converge_polling(
+        &mut c,
+        Duration::from_secs(150),
+        Duration::from_millis(200),
+        |c| {
+            let now = Instant::now();
+            let mut promoted = promoted.lock().unwrap();
+            if promoted.is_none()
+                && patroni_members(c, &survivor)
+                    .iter()
+                    .any(|m| m["role"] == "leader" && m["state"] == "running")
+            {
+                *promoted = Some(now);
+            }
+            let mut published = published.lock().unwrap();
+            if published.is_none()
+                && published_endpoints(c)
+                    .is_some_and(|e| e.starts_with(&format!("{survivor_address}:")))
+            {
+                *published = Some(now);
+            }
+            let resumed = promoted.is_some_and(|p| {
+                attempts
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a.at > p && a.error.is_none())
+            });
+            resumed && published.is_some() && active(c, &pgb_unit).is_some()
+        },
+    );
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let promoted = promoted.into_inner().unwrap().expect("the promotion seen");
+    let published = published.into_inner().unwrap().expect("the endpoints seen");
+
+    let attempts = attempts.lock().unwrap();
+    let acknowledged: Vec<u64> = attempts
+        .iter()
+        .filter(|a| a.error.is_none())
+        .map(|a| a.id)
+        .collect();
+    let errors: Vec<&Attempt> = attempts.iter().filter(|a| a.error.is_some()).collect();
+    let last_error = errors.iter().map(|a| a.at).max();
+    let secs = |a: Instant, b: Instant| a.saturating_duration_since(b).as_secs_f64();
+    println!(
+        "writer: {} inserts acknowledged, {} failed; Patroni promoted {survivor} {:.1} s after \
+         the loss, PostgreSQL published it {:.1} s after the promotion",
+        acknowledged.len(),
+        errors.len(),
+        secs(promoted, lost_at),
+        secs(published, promoted),
+    );
+    match last_error {
+        Some(last) => println!(
+            "client errors lasted until {:.1} s after the promotion ({:.1} s after the \
+             endpoints were published); the last: {}",
+            last.saturating_duration_since(promoted).as_secs_f64(),
+            last.saturating_duration_since(published).as_secs_f64(),
+            errors
+                .last()
+                .and_then(|a| a.error.as_deref())
+                .unwrap_or_default()
+                .trim()
+        ),
+        None => println!("no client error"),
+    }
+    assert!(
+        acknowledged
+            .iter()
+            .any(|id| { attempts.iter().any(|a| a.id == *id && a.at > promoted) }),
+        "writes through PgBouncer resumed after the promotion"
+    );
+    drop(attempts);
+
+    // Every acknowledged row is on the new primary, asked directly.
+    let rows = psql(
+        &survivor_address,
+        5432,
+        &client.user,
+        &client.password,
+        DATABASE,
+        "SELECT id FROM ledger ORDER BY id",
+    )
+    .expect("reading the ledger on the new primary");
+    let on_primary: std::collections::BTreeSet<u64> =
+        rows.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    let missing: Vec<&u64> = acknowledged
+        .iter()
+        .filter(|id| !on_primary.contains(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged rows missing on the new primary: {missing:?}"
+    );
+    assert_eq!(
+        pooled(&host, &client, DATABASE, "SELECT pg_is_in_recovery()").trim(),
+        "f",
+        "PgBouncer sends writes to a primary"
+    );
+    assert_eq!(
+        pooled(&host, &client, DATABASE, "SELECT inet_server_addr()")
+            .trim()
+            .split('/')
+            .next(),
+        Some(survivor_address.as_str()),
+        "PgBouncer sends the client to the new primary"
+    );
+}
