@@ -2,7 +2,10 @@
 //! controller: one deploys and refreshes as its directory does, unpacked with
 //! its files' modes; one without an executable `dispatch`, or with an entry
 //! outside the charm's directory or a link, is refused with nothing changed in
-//! the model and nothing written outside it.
+//! the model and nothing written outside it. And `scripts/pack-charm`, which
+//! `scripts/build-charms` packs the charms with, lays an archive out as
+//! charmcraft does (modes, manifest, name) and refuses a charm without an
+//! executable `dispatch`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -230,4 +233,111 @@ fn a_file_that_is_not_a_zip_is_refused_as_no_charm_archive() {
         "{refused}"
     );
     assert!(c.model.applications.is_empty());
+}
+
+/// This machine's architecture as charmcraft names it.
+fn charm_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "powerpc64" => "ppc64el",
+        other => other,
+    }
+}
+
+/// Runs `scripts/pack-charm` on a charm directory and its project directory.
+fn pack_charm(charm: &Path, project: &Path, out: &Path) -> std::process::Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pack-charm");
+    std::process::Command::new("python3")
+        .arg(script)
+        .args([charm, project, out])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_charm_packed_by_the_repositorys_packer_is_laid_out_as_charmcraft_lays_it_out_and_deploys() {
+    let scratch = TempDir::with_prefix("lm-archive-packer-").unwrap();
+    let arch = charm_architecture();
+    let project = scratch.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("charmcraft.yaml"),
+        format!("type: charm\nplatforms:\n  ubuntu@22.04:other:\n  ubuntu@24.04:{arch}:\n"),
+    )
+    .unwrap();
+    let charm = scratch.path().join("packed");
+    std::fs::create_dir_all(charm.join("src")).unwrap();
+    std::fs::write(charm.join("metadata.yaml"), METADATA).unwrap();
+    std::fs::write(charm.join("version"), "packed").unwrap();
+    std::fs::write(charm.join("src/alert.rules"), "groups: []\n").unwrap();
+    std::fs::write(charm.join("dispatch"), DISPATCH).unwrap();
+    let out = scratch.path().join("out");
+
+    // Not yet executable: refused, and no archive.
+    let refused = pack_charm(&charm, &project, &out);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("no executable dispatch"), "{stderr}");
+    assert!(!out.exists());
+
+    std::fs::set_permissions(
+        charm.join("dispatch"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let packed = pack_charm(&charm, &project, &out);
+    assert!(
+        packed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&packed.stderr)
+    );
+    let archive = out.join(format!("packed_ubuntu@24.04-{arch}.charm"));
+    assert_eq!(
+        String::from_utf8(packed.stdout).unwrap().trim(),
+        archive.display().to_string()
+    );
+
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&archive).unwrap()).unwrap();
+    let mut names: Vec<String> = zip.file_names().map(String::from).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "dispatch",
+            "manifest.yaml",
+            "metadata.yaml",
+            "src/alert.rules",
+            "version"
+        ]
+    );
+    let dispatch = zip.by_name("dispatch").unwrap();
+    assert_eq!(dispatch.unix_mode(), Some(0o100755));
+    assert_eq!(dispatch.compression(), CompressionMethod::Deflated);
+    drop(dispatch);
+    let mut manifest = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("manifest.yaml").unwrap(), &mut manifest)
+        .unwrap();
+    let manifest: serde_json::Value = yaml_serde::from_str(&manifest).unwrap();
+    assert_eq!(
+        manifest["bases"],
+        serde_json::json!([{"name": "ubuntu", "channel": "24.04", "architectures": [arch]}])
+    );
+    assert!(manifest["charmcraft-version"].is_string());
+    assert!(manifest["charmcraft-started-at"].is_string());
+    assert_eq!(
+        manifest["analysis"]["attributes"],
+        serde_json::json!([
+            {"name": "language", "result": "unknown"},
+            {"name": "framework", "result": "unknown"}
+        ])
+    );
+
+    let mut c = controller(&scratch);
+    c.deploy(&archive, "app", 1, &[]).unwrap();
+    c.settle().unwrap();
+    assert_eq!(
+        unit_status(&c, "app/0"),
+        charm::Status::Active("version packed".into())
+    );
 }
