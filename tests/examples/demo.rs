@@ -1,7 +1,8 @@
 //! The main job: the whole system on the local model, driven through its `juju`
 //! CLI the way a user drives Juju. In the model `demo` (under the user's
 //! local-model home) it deploys etcd, a three-unit PostgreSQL cluster under
-//! Patroni, two PgBouncer units in front of it and a client application; waits
+//! Patroni and two PgBouncer units in front of it, each from its `.charm` file
+//! (packed as `scripts/build-charms` packs it), and a client application; waits
 //! for the model to settle; shows `juju status`; then takes the client's
 //! credentials and connects with `psql` through each PgBouncer unit, to the
 //! client's database and to its read-only twin.
@@ -13,7 +14,7 @@
 //!
 //! Run with `./scripts/run`.
 
-use e2e::{charm, juju, psql, python_charm, Scratch};
+use e2e::{juju, packed_charm, psql, python_charm, Scratch};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -74,8 +75,9 @@ fn converge(scratch: &Path) -> Result<()> {
     let status = status()?;
     let deployed = |app: &str| status["applications"].get(app).is_some();
     let path = |p: PathBuf| p.display().to_string();
-    // Each application, its units, and its charm: one of this workspace's,
-    // or a Python test charm (packed only when it is deployed).
+    // Each application, its units, and its charm: one of this workspace's as
+    // the `.charm` file users deploy, or a Python test charm's directory
+    // (packed only when it is deployed).
     let applications = [
         ("etcd", "1", "etcd"),
         ("postgresql-k8s", "3", "postgresql-k8s"),
@@ -87,7 +89,7 @@ fn converge(scratch: &Path) -> Result<()> {
             let dir = if name == "pg-client" {
                 python_charm(scratch, name)
             } else {
-                charm(scratch, name)
+                packed_charm(scratch, name)
             };
             run(&["deploy", &path(dir), app, "-n", units])?;
         }

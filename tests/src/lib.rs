@@ -61,15 +61,21 @@ fn build() {
     });
 }
 
-/// A charm of this workspace packed as Juju unpacks it: `dispatch` beside its YAML.
-pub fn charm(scratch: &Path, name: &str) -> PathBuf {
-    build();
-    let (binary, files) = match name {
+/// A charm of this workspace: its binary's package and its project directory
+/// (charmcraft.yaml and the YAML files).
+fn project(name: &str) -> (&'static str, &'static str) {
+    match name {
         "etcd" => ("etcd-charm", "charms/etcd"),
         "pgbouncer-k8s" => ("pgbouncer-k8s", "charms/pgbouncer-k8s"),
         "postgresql-k8s" => ("postgresql-k8s", "charms/postgresql-k8s"),
         other => panic!("no charm {other} in this workspace"),
-    };
+    }
+}
+
+/// A charm of this workspace packed as Juju unpacks it: `dispatch` beside its YAML.
+pub fn charm(scratch: &Path, name: &str) -> PathBuf {
+    build();
+    let (binary, files) = project(name);
     let dir = scratch.join("charms").join(name);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(bin_dir().join(binary), dir.join("dispatch")).unwrap();
@@ -85,6 +91,26 @@ pub fn charm(scratch: &Path, name: &str) -> PathBuf {
         }
     }
     dir
+}
+
+/// A charm of this workspace as the `.charm` file users deploy: its
+/// [`charm`] directory zipped by `scripts/pack-charm`, as
+/// `scripts/build-charms` packs it (from this build's binaries).
+pub fn packed_charm(scratch: &Path, name: &str) -> PathBuf {
+    let dir = charm(scratch, name);
+    let out = Command::new("python3")
+        .arg(workspace().join("scripts/pack-charm"))
+        .arg(&dir)
+        .arg(workspace().join(project(name).1))
+        .arg(scratch.join("charms"))
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "packing {name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 /// The Python test charm `name` (under `tests/charms`) packed for the local

@@ -25,7 +25,7 @@ pub enum Request {
         app: String,
         units: u32,
     },
-    /// `juju refresh <app> --path <charm-dir>`: answers the new revision.
+    /// `juju refresh <app> --path <charm>`: answers the new revision.
     Refresh {
         app: String,
         charm: PathBuf,

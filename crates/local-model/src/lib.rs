@@ -17,6 +17,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod charm_archive;
 pub mod cli;
 pub mod clock;
 pub mod controller;

@@ -8,7 +8,8 @@
 //! model's files private to their owner (whatever the umask, and tightened on
 //! start) with no secret in its logs; ten commands at once starting one
 //! controller; a lost or corrupt state refused with what to do; and a charm's
-//! source refused at deploy with how to build it.
+//! source, or a packed charm without `dispatch`, refused at deploy with how to
+//! build it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -896,5 +897,19 @@ fn a_charm_source_is_refused_with_how_to_build_it() {
             "{refused}"
         );
     }
+    // A packed charm without a `dispatch` too.
+    let unbuilt = scratch.path().join("unbuilt.charm");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&unbuilt).unwrap());
+    zip.start_file("metadata.yaml", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    std::io::Write::write_all(&mut zip, b"name: unbuilt\n").unwrap();
+    zip.finish().unwrap();
+    let (code, refused) = cli.fails(&["deploy", unbuilt.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        refused.contains("unbuilt.charm: it has no executable `dispatch`")
+            && refused.contains("scripts/build-charms"),
+        "{refused}"
+    );
     assert!(!cli.home.join("local/model.json").exists());
 }

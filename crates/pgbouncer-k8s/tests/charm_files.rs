@@ -55,6 +55,12 @@ fn actions_have_the_reference_names_and_parameters() {
     );
     assert!(files.actions["pre-upgrade-check"].params.is_empty());
     assert!(files.actions["resume-upgrade"].params.is_empty());
+    // charmcraft packs the actions.yaml beside charmcraft.yaml, and the
+    // exporter the charm pushes into its container beside `dispatch`.
     let packed = std::fs::read_to_string(dir.join("charmcraft.yaml")).unwrap();
-    assert!(packed.contains("- actions.yaml"), "charmcraft primes it");
+    assert!(
+        packed.contains("bin/pgbouncer-k8s: dispatch")
+            && packed.contains("bin/pgbouncer-exporter: pgbouncer-exporter"),
+        "{packed}"
+    );
 }

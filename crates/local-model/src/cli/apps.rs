@@ -52,7 +52,8 @@ fn count(p: &crate::tools::Parsed, default: u32) -> Result<u32, CliError> {
     }
 }
 
-/// `juju deploy <charm-dir> [app] [-n N] [--config k=v|file ...] [--trust]`.
+/// `juju deploy <charm> [app] [-n N] [--config k=v|file ...] [--trust]`: the
+/// charm is a built charm directory or a `.charm` file.
 pub fn deploy(args: &[String]) -> Outcome {
     let p = parse(
         args,
@@ -67,21 +68,16 @@ pub fn deploy(args: &[String]) -> Outcome {
         [charm, app] => (charm, Some(app.clone())),
         _ => {
             return Err(CliError::Usage(
-                "expected <charm-dir> [application name]".into(),
+                "expected <charm> [application name] (a .charm file or a built charm \
+                 directory)"
+                    .into(),
             ))
         }
     };
     let charm = std::fs::canonicalize(charm)
         .map_err(|e| CliError::Failed(format!("cannot read charm {charm:?}: {e}")))?;
-    if !charm.is_dir() {
-        return Err(CliError::Failed(format!(
-            "cannot deploy {}: only charm directories are supported",
-            charm.display()
-        )));
-    }
-    crate::controller::check_built(&charm).map_err(|e| CliError::Failed(e.to_string()))?;
-    let files = charm::metadata::CharmFiles::load(&charm)
-        .map_err(|e| CliError::Failed(format!("cannot read charm {}: {e}", charm.display())))?;
+    let files =
+        crate::controller::read_built(&charm).map_err(|e| CliError::Failed(e.to_string()))?;
     let app = app.unwrap_or_else(|| files.meta.name.clone());
     let mut config = Vec::new();
     for c in p.values("config") {
@@ -142,8 +138,9 @@ pub fn add_unit(args: &[String]) -> Outcome {
     Ok(())
 }
 
-/// `juju refresh <app> --path <charm-dir>` (or `--switch <charm-dir>`): the
-/// application moves to another built charm; each unit runs upgrade-charm.
+/// `juju refresh <app> --path <charm>` (or `--switch <charm>`): the
+/// application moves to another built charm (a `.charm` file or a directory);
+/// each unit runs upgrade-charm.
 pub fn refresh(args: &[String]) -> Outcome {
     let p = parse(
         args,
@@ -154,16 +151,15 @@ pub fn refresh(args: &[String]) -> Outcome {
     };
     let Some(path) = p.value("path").or(p.value("switch")) else {
         return Err(CliError::Usage(
-            "a charm directory is needed: --path <charm-dir> (charms from a store are not \
-             supported)"
+            "a built charm is needed: --path <charm> (a .charm file or a built charm \
+             directory; charms from a store are not supported)"
                 .into(),
         ));
     };
     let charm = std::fs::canonicalize(path)
         .map_err(|e| CliError::Failed(format!("cannot read charm {path:?}: {e}")))?;
-    crate::controller::check_built(&charm).map_err(|e| CliError::Failed(e.to_string()))?;
-    let files = charm::metadata::CharmFiles::load(&charm)
-        .map_err(|e| CliError::Failed(format!("cannot read charm {}: {e}", charm.display())))?;
+    let files =
+        crate::controller::read_built(&charm).map_err(|e| CliError::Failed(e.to_string()))?;
     let revision = Target::from(&p)?.call(&Request::Refresh {
         app: app.clone(),
         charm,

@@ -41,7 +41,7 @@ pub use formatted::FullStatus;
 pub use schedule::{Due, Ran};
 pub use status::{ShowUnitFilter, UnitInfo};
 pub use tasks::{PreparedTask, Task, TaskError, TaskKind};
-pub use topology::check_built;
+pub use topology::read_built;
 
 use crate::agent::Agent;
 use crate::model::{Application, Model, Unit};

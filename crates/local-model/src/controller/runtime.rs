@@ -451,6 +451,24 @@ pub(super) fn copy_dir_whole(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::rename(&partial, to)
 }
 
+/// Unpacks a charm archive over `to`, as [`copy_dir_whole`] copies a
+/// directory: into a partial directory beside it (removed if unpacking
+/// fails), then renamed in place of what was there.
+pub(super) fn unpack_whole(
+    archive: &Path,
+    to: &Path,
+) -> Result<(), crate::charm_archive::ArchiveError> {
+    let name = to.file_name().unwrap_or_default().to_string_lossy();
+    let partial = to.with_file_name(format!(".{name}.partial"));
+    let _ = std::fs::remove_dir_all(&partial);
+    if let Err(e) = crate::charm_archive::unpack(archive, &partial) {
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(e);
+    }
+    let _ = std::fs::remove_dir_all(to);
+    Ok(std::fs::rename(&partial, to)?)
+}
+
 /// Copies a charm directory (files and subdirectories; symlinks as links),
 /// private to its owner: directories 0700, files 0600 or 0700 when executable.
 /// `copied` is told of each file once it is copied.

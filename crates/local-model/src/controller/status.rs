@@ -179,7 +179,7 @@ impl Controller {
                     },
                     charm_origin: "local".into(),
                     charm_name: meta.name.clone(),
-                    charm_rev: 0,
+                    charm_rev: u32::try_from(app.charm_revision).unwrap_or(u32::MAX),
                     scale: app.units.len(),
                     exposed: false,
                     life: if app.dying {

@@ -1,4 +1,4 @@
-//! What the model is made of: applications (deployed from a charm directory,
+//! What the model is made of: applications (deployed from a built charm,
 //! their config and trust), their units (each with a loopback address, see
 //! [`crate::network`]) and the relations between them, added and removed.
 //! Removal runs its course through hooks: a unit that ran `remove` is
@@ -6,8 +6,9 @@
 //! once its units are gone, a removed relation once every unit has seen it
 //! broken.
 
-use super::runtime::copy_dir_whole;
+use super::runtime::{copy_dir_whole, unpack_whole};
 use super::{Controller, ControllerError};
+use crate::charm_archive::{self, ArchiveError};
 use crate::model::{Application, End, Life, RelationRecord, Unit};
 use charm::backend::JsonMap;
 use charm::metadata::{CharmFiles, CharmMeta, EndpointSpec};
@@ -47,24 +48,47 @@ fn parse_config(
     Ok(values)
 }
 
-/// Refuses a directory that is not a built charm: one without an executable
-/// `dispatch` is a charm's source, to be built first.
-pub fn check_built(charm_dir: &Path) -> Result<(), ControllerError> {
-    let charm_error = |message: &str| ControllerError::Charm {
-        path: charm_dir.display().to_string(),
-        message: message.into(),
+/// How to get a built charm, for an error about a charm that is not one.
+const BUILD_IT: &str = "build the charm first (in this repository, scripts/build-charms packs \
+                        each charm into target/charms/<name>_<base>-<arch>.charm) and deploy \
+                        that file";
+
+/// Reads a built charm's files: a charm directory or a `.charm` archive, with
+/// an executable `dispatch` (without one, a directory is a charm's source).
+/// Nothing is copied or unpacked.
+pub fn read_built(charm: &Path) -> Result<CharmFiles, ControllerError> {
+    let charm_error = |message: String| ControllerError::Charm {
+        path: charm.display().to_string(),
+        message,
     };
-    if !charm_dir.is_dir() {
-        return Err(charm_error("no such directory"));
+    if charm.is_dir() {
+        if !is_executable(&charm.join("dispatch")) {
+            return Err(charm_error(format!(
+                "it has no executable `dispatch`, so it is a charm's source rather than a \
+                 built charm: {BUILD_IT}"
+            )));
+        }
+        return CharmFiles::load(charm).map_err(|e| charm_error(e.to_string()));
     }
-    if !is_executable(&charm_dir.join("dispatch")) {
-        return Err(charm_error(
-            "it has no executable `dispatch`, so it is a charm's source rather than a \
-             built charm: build it first (in this repository, scripts/build-charms packs \
-             each charm into target/charms/<name>) and deploy the built directory",
-        ));
-    }
-    Ok(())
+    charm_archive::inspect(charm).map_err(|e| match e {
+        ArchiveError::NoDispatch => charm_error(format!("{e}: {BUILD_IT}")),
+        e => charm_error(e.to_string()),
+    })
+}
+
+/// Brings a built charm (read with [`read_built`]) into the model's store at
+/// `stored`, whole, replacing what was there: a directory copied, an archive
+/// unpacked.
+fn store_charm(charm: &Path, stored: &Path) -> Result<(), ControllerError> {
+    let stored_whole = if charm.is_dir() {
+        copy_dir_whole(charm, stored).map_err(|e| format!("cannot copy it: {e}"))
+    } else {
+        unpack_whole(charm, stored).map_err(|e| format!("cannot unpack it: {e}"))
+    };
+    stored_whole.map_err(|message| ControllerError::Charm {
+        path: charm.display().to_string(),
+        message,
+    })
 }
 
 /// Whether `path` is a file someone may execute.
@@ -74,17 +98,18 @@ fn is_executable(path: &Path) -> bool {
 }
 
 impl Controller {
-    /// `juju deploy <charm-dir> <app> -n <units> --config k=v ...`. The charm
-    /// directory, a built charm with its `dispatch`, is copied into the model
-    /// (`charms/<app>`).
+    /// `juju deploy <charm> <app> -n <units> --config k=v ...`. The charm, a
+    /// built charm directory or `.charm` archive with its `dispatch`, is copied
+    /// or unpacked into the model (`charms/<app>`); one that is not built, or
+    /// bad config, is refused with nothing changed.
     pub fn deploy(
         &mut self,
-        charm_dir: &Path,
+        charm: &Path,
         app: &str,
         units: u32,
         config: &[(&str, &str)],
     ) -> Result<(), ControllerError> {
-        self.deploy_trusted(charm_dir, app, units, config, false)
+        self.deploy_trusted(charm, app, units, config, false)
             .map(|_| ())
     }
 
@@ -93,7 +118,7 @@ impl Controller {
     /// before its units' Pebble servers start.
     pub fn deploy_trusted(
         &mut self,
-        charm_dir: &Path,
+        charm: &Path,
         app: &str,
         units: u32,
         config: &[(&str, &str)],
@@ -102,16 +127,10 @@ impl Controller {
         if self.model.applications.contains_key(app) {
             return Err(ControllerError::Exists(app.into()));
         }
-        let charm_error = |message: String| ControllerError::Charm {
-            path: charm_dir.display().to_string(),
-            message,
-        };
-        check_built(charm_dir)?;
-        let files = CharmFiles::load(charm_dir).map_err(|e| charm_error(e.to_string()))?;
+        let files = read_built(charm)?;
         let user_config = parse_config(&files, app, config)?;
         let stored = self.root.join("charms").join(app);
-        copy_dir_whole(charm_dir, &stored)
-            .map_err(|e| charm_error(format!("cannot copy it: {e}")))?;
+        store_charm(charm, &stored)?;
         crate::crash::point("charm-copied", app);
         let subnet = self
             .model
@@ -143,22 +162,18 @@ impl Controller {
         Ok(added)
     }
 
-    /// `juju refresh <app> --path <charm-dir>`: the application's charm is
-    /// replaced by this built charm (copied whole over `charms/<app>`), its
+    /// `juju refresh <app> --path <charm>`: the application's charm is
+    /// replaced by this built charm, a directory or a `.charm` archive (copied
+    /// or unpacked whole over `charms/<app>`; refused, with nothing changed,
+    /// when it is not built), its
     /// revision goes up by one, and each unit runs upgrade-charm (then
     /// config-changed) with the new charm, copied into its directory when that
     /// hook starts. Answers the new revision.
-    pub fn refresh(&mut self, app: &str, charm_dir: &Path) -> Result<u64, ControllerError> {
-        let charm_error = |message: String| ControllerError::Charm {
-            path: charm_dir.display().to_string(),
-            message,
-        };
+    pub fn refresh(&mut self, app: &str, charm: &Path) -> Result<u64, ControllerError> {
         self.app_mut(app)?;
-        check_built(charm_dir)?;
-        let files = CharmFiles::load(charm_dir).map_err(|e| charm_error(e.to_string()))?;
+        let files = read_built(charm)?;
         let stored = self.root.join("charms").join(app);
-        copy_dir_whole(charm_dir, &stored)
-            .map_err(|e| charm_error(format!("cannot copy it: {e}")))?;
+        store_charm(charm, &stored)?;
         let a = self.app_mut(app)?;
         a.files = files;
         a.charm_dir = stored;
