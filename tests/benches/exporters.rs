@@ -208,13 +208,15 @@ fn targets(c: &Controller) -> Vec<(&'static str, String, u16, &'static str)> {
 
 /// pgbench's command, through PgBouncer with the client's credentials.
 fn pgbench(c: &Controller, creds: &Credentials, args: &[&str]) -> Command {
-    let mut cmd = Command::new("pgbench");
-    cmd.args(["-h", &address(c, &format!("{PGBOUNCER}/0")), "-p", "6432"])
-        .args(["-U", &creds.user])
-        .args(args)
-        .arg(&creds.database)
-        .env("PGPASSWORD", &creds.password);
-    cmd
+    let host = address(c, &format!("{PGBOUNCER}/0"));
+    e2e::pgbench(
+        &host,
+        6432,
+        &creds.user,
+        &creds.password,
+        &creds.database,
+        args,
+    )
 }
 
 /// What one load window measured.

@@ -155,6 +155,26 @@ pub fn psql(
     psql_tls(host, port, user, password, database, sql, None)
 }
 
+/// `pgbench` against `database` at `host:port` as `user`, with `args` before
+/// the database name; the password goes through the environment, as
+/// [`psql`]'s does. The caller runs it.
+pub fn pgbench(
+    host: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+    database: &str,
+    args: &[&str],
+) -> Command {
+    let mut cmd = Command::new("pgbench");
+    cmd.args(["-h", host, "-p", &port.to_string(), "-U", user])
+        .args(args)
+        .arg(database)
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "5");
+    cmd
+}
+
 /// [`psql`] with an explicit `sslmode` (and CA file); `None` leaves libpq's
 /// defaults.
 pub fn psql_tls(

@@ -90,13 +90,7 @@ fn summary_number(out: &str, prefix: &str) -> Option<u64> {
 }
 
 fn pgbench(host: &str, login: &Login, args: &[&str]) -> Command {
-    let mut cmd = Command::new("pgbench");
-    cmd.args(["-h", host, "-p", "6432", "-U", &login.user])
-        .args(args)
-        .arg(DATABASE)
-        .env("PGPASSWORD", &login.password)
-        .env("PGCONNECT_TIMEOUT", "5");
-    cmd
+    e2e::pgbench(host, 6432, &login.user, &login.password, DATABASE, args)
 }
 
 fn served(c: &Controller, unit: &str) -> bool {

@@ -34,6 +34,8 @@ pub enum CosError {
     Dashboard { file: String, reason: String },
     #[error(transparent)]
     Hook(#[from] charm::Error),
+    #[error(transparent)]
+    Pebble(#[from] pebble_api::PebbleError),
 }
 
 /// Where the metrics come from: Juju's topology, as the libraries record it.

@@ -9,7 +9,7 @@
 //! disabled (`services: [-all]`), since a layer cannot remove one.
 
 use crate::{scrape, CosError, Topology};
-use charm::{BagChanges, Hook};
+use charm::{BagChanges, Hook, LogLevel, Status};
 use pebble_api::{Layer, LogTarget, Pebble, PebbleResult};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -167,6 +167,34 @@ pub fn forward_in(
     };
     pebble.add_layer(&layer_label(container), &layer, true)?;
     Ok(true)
+}
+
+/// The whole of the requirer's step, as both charms run it: the leader
+/// [`publish`]es; each unit reports the provider units whose `endpoint` it
+/// cannot use (in its `active` message) and, when `container` is up, makes
+/// it forward to the usable ones ([`forward_in`]), logging the change.
+pub fn forward(hook: &mut Hook<'_>, charm_name: &str, container: &str) -> Result<(), CosError> {
+    publish(hook, charm_name)?;
+    let endpoints = endpoints(hook)?;
+    for bad in &endpoints.malformed {
+        hook.add_problem(Status::Active(format!(
+            "logs not forwarded to {}: {}",
+            bad.unit, bad.reason
+        )))?;
+    }
+    let topology = Topology::of(hook, charm_name);
+    let pebble = hook.container(container);
+    if !pebble.can_connect() {
+        return Ok(());
+    }
+    if forward_in(pebble, container, &endpoints, &topology)? {
+        let units: Vec<&str> = endpoints.urls.keys().map(String::as_str).collect();
+        hook.log(
+            LogLevel::Info,
+            &format!("log forwarding now to [{}]", units.join(", ")),
+        )?;
+    }
+    Ok(())
 }
 
 /// Leader: the topology and the (empty) alert rules on every `logging`

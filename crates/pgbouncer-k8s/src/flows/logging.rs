@@ -7,31 +7,10 @@
 
 use super::metrics::CHARM_NAME;
 use crate::workload::CONTAINER;
-use charm::{Handled, Hook, LogLevel, Status};
-use cos_interface::logging::{self, Endpoints};
-use cos_interface::Topology;
+use charm::{Handled, Hook};
 
 /// Forwards the container's logs to the provider units as they stand.
 pub fn forward(hook: &mut Hook<'_>) -> anyhow::Result<Handled> {
-    logging::publish(hook, CHARM_NAME)?;
-    let endpoints: Endpoints = logging::endpoints(hook)?;
-    for bad in &endpoints.malformed {
-        hook.add_problem(Status::Active(format!(
-            "logs not forwarded to {}: {}",
-            bad.unit, bad.reason
-        )))?;
-    }
-    let topology = Topology::of(hook, CHARM_NAME);
-    let pebble = hook.container(CONTAINER);
-    if !pebble.can_connect() {
-        return Ok(Handled::Done);
-    }
-    if logging::forward_in(pebble, CONTAINER, &endpoints, &topology)? {
-        let units: Vec<&str> = endpoints.urls.keys().map(String::as_str).collect();
-        hook.log(
-            LogLevel::Info,
-            &format!("log forwarding now to [{}]", units.join(", ")),
-        )?;
-    }
+    cos_interface::logging::forward(hook, CHARM_NAME, CONTAINER)?;
     Ok(Handled::Done)
 }
