@@ -167,7 +167,13 @@ fn the_last_lines_are_pushed_as_the_server_stops() {
     );
     h.layer("logs", &target_layer("t", port, "[talker]"), false);
     h.client.start(&["talker"]).unwrap();
+    // The service is up, its trap set, and forwarding runs: then only the
+    // stop makes it say `bye`.
+    assert!(
+        wait_until(Duration::from_secs(15), || receiver.has("hi")),
+        "received: {:?}",
+        receiver.lines()
+    );
     h.stop_server();
     assert!(receiver.has("bye"), "received: {:?}", receiver.lines());
-    assert!(receiver.has("hi"));
 }
