@@ -35,7 +35,7 @@ pub const LOGROTATE_SERVICE: &str = "logrotate";
 /// `logrotate`'s configuration, at the reference charm's path.
 pub const LOGROTATE_CONFIG: &str = "/etc/logrotate.d/pgbouncer";
 /// How often the log files are checked.
-pub const LOGROTATE_PERIOD_SECONDS: u32 = 30;
+pub const LOGROTATE_PERIOD_SECONDS: u32 = 15;
 
 /// The Prometheus exporter of every process of the unit: what it runs and
 /// logs in with. Its password goes in a file only its user reads.
