@@ -61,6 +61,7 @@ mod tests {
             )
             .unwrap(),
             actions: Default::default(),
+            manifest: Default::default(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! A charm's declarations: `metadata.yaml` (endpoints, containers), `config.yaml`
-//! (options with types and defaults) and `actions.yaml` (parameters with defaults).
+//! (options with types and defaults), `actions.yaml` (parameters with defaults)
+//! and, in a packed charm, `manifest.yaml` (the bases it was built for).
 //! Juju applies defaults and types before a charm sees config or action parameters;
 //! the in-memory and local models use these to do the same.
 
@@ -266,6 +267,26 @@ pub fn parse_yaml<T: for<'de> Deserialize<'de> + Default>(
     })
 }
 
+/// One base a packed charm was built for, as `manifest.yaml` lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct ManifestBase {
+    /// The distribution (`ubuntu`).
+    pub name: String,
+    /// Its release (`24.04`).
+    pub channel: String,
+    /// The architectures built for.
+    #[serde(default)]
+    pub architectures: Vec<String>,
+}
+
+/// `manifest.yaml`, which packing writes into a charm: the fields Juju reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct Manifest {
+    /// The bases the charm runs on (none for an unpacked directory).
+    #[serde(default)]
+    pub bases: Vec<ManifestBase>,
+}
+
 /// A charm directory's declarations.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CharmFiles {
@@ -275,15 +296,19 @@ pub struct CharmFiles {
     pub config: ConfigSpec,
     /// `actions.yaml` (empty when there is none).
     pub actions: ActionsSpec,
+    /// `manifest.yaml` (empty when there is none).
+    pub manifest: Manifest,
 }
 
 impl CharmFiles {
-    /// Reads `metadata.yaml` (required), `config.yaml` and `actions.yaml` (optional).
+    /// Reads `metadata.yaml` (required), `config.yaml`, `actions.yaml` and
+    /// `manifest.yaml` (optional).
     pub fn load(dir: &Path) -> Result<CharmFiles, MetadataError> {
         Ok(CharmFiles {
             meta: read_yaml(dir, "metadata.yaml", true)?,
             config: read_yaml(dir, "config.yaml", false)?,
             actions: read_yaml(dir, "actions.yaml", false)?,
+            manifest: read_yaml(dir, "manifest.yaml", false)?,
         })
     }
 }

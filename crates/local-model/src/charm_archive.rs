@@ -42,7 +42,12 @@ pub enum ArchiveError {
 }
 
 /// The charm files the model reads (`metadata.yaml` required).
-const CHARM_FILES: [&str; 3] = ["metadata.yaml", "config.yaml", "actions.yaml"];
+const CHARM_FILES: [&str; 4] = [
+    "metadata.yaml",
+    "config.yaml",
+    "actions.yaml",
+    "manifest.yaml",
+];
 
 fn open(archive: &Path) -> Result<ZipArchive<File>, ArchiveError> {
     Ok(ZipArchive::new(File::open(archive)?)?)
@@ -74,7 +79,7 @@ fn executable(mode: Option<u32>) -> bool {
 pub fn inspect(archive: &Path) -> Result<CharmFiles, ArchiveError> {
     let mut zip = open(archive)?;
     let mut dispatch = false;
-    let mut texts: [Option<String>; 3] = Default::default();
+    let mut texts: [Option<String>; 4] = Default::default();
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i)?;
         let name = entry.name().to_owned();
@@ -96,11 +101,12 @@ pub fn inspect(archive: &Path) -> Result<CharmFiles, ArchiveError> {
     if !dispatch {
         return Err(ArchiveError::NoDispatch);
     }
-    let [meta, config, actions] = texts;
+    let [meta, config, actions, manifest] = texts;
     Ok(CharmFiles {
         meta: parse_yaml(&meta.ok_or(ArchiveError::NoMetadata)?, CHARM_FILES[0])?,
         config: optional(config.as_deref(), CHARM_FILES[1])?,
         actions: optional(actions.as_deref(), CHARM_FILES[2])?,
+        manifest: optional(manifest.as_deref(), CHARM_FILES[3])?,
     })
 }
 

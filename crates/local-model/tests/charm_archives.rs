@@ -340,4 +340,10 @@ fn a_charm_packed_by_the_repositorys_packer_is_laid_out_as_charmcraft_lays_it_ou
         unit_status(&c, "app/0"),
         charm::Status::Active("version packed".into())
     );
+    // `juju status` shows the base the manifest names.
+    let base = &c.full_status().applications["app"].base;
+    assert_eq!(
+        (base.name.as_str(), base.channel.as_str()),
+        ("ubuntu", "24.04")
+    );
 }

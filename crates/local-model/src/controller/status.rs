@@ -18,6 +18,21 @@ fn charm_url(app: &Application) -> String {
     format!("local:{}-{}", app.files.meta.name, app.charm_revision)
 }
 
+/// The first base the charm's manifest names; `ubuntu@22.04` for a charm
+/// directory without one.
+fn base(app: &Application) -> Base {
+    app.files.manifest.bases.first().map_or_else(
+        || Base {
+            name: "ubuntu".into(),
+            channel: "22.04".into(),
+        },
+        |b| Base {
+            name: b.name.clone(),
+            channel: b.channel.clone(),
+        },
+    )
+}
+
 /// A status block with its `since` (the stamp when it matches, else now).
 fn status_info(s: &Status, stamp: Option<&Since>, now: u64) -> StatusInfo {
     let at = stamp.filter(|st| st.status == *s).map_or(now, |st| st.at);
@@ -173,10 +188,7 @@ impl Controller {
                 name.clone(),
                 ApplicationStatus {
                     charm: charm_url(app),
-                    base: Base {
-                        name: "ubuntu".into(),
-                        channel: "22.04".into(),
-                    },
+                    base: base(app),
                     charm_origin: "local".into(),
                     charm_name: meta.name.clone(),
                     charm_rev: u32::try_from(app.charm_revision).unwrap_or(u32::MAX),
