@@ -176,7 +176,7 @@ fn write_config(dir: &Path, n: usize, passwords: &Passwords, members: &[String])
         cpu_cores: 2,
         memory_bytes: 1 << 30,
     };
-    let parameters = CharmConfig::from_raw(raw.as_object().unwrap())
+    let parameters = CharmConfig::from_raw(raw.as_object().unwrap(), &resources)
         .unwrap()
         .parameters(&resources);
     let text = render(&PatroniInput {

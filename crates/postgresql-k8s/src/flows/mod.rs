@@ -51,9 +51,12 @@ pub struct Findings {
     pub health: Option<Health>,
 }
 
-/// The validated options.
-pub fn config(hook: &mut Hook<'_>) -> anyhow::Result<Result<CharmConfig, ConfigError>> {
-    Ok(CharmConfig::from_raw(hook.config_raw()?))
+/// The validated options, for this unit's machine.
+pub fn config(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+) -> anyhow::Result<Result<CharmConfig, ConfigError>> {
+    Ok(CharmConfig::from_raw(hook.config_raw()?, &deps.resources))
 }
 
 /// This unit's address on the peer network (Juju's answer).
@@ -250,7 +253,7 @@ pub fn update_config(
     findings: &mut Findings,
     ctx: &Ctx,
 ) -> anyhow::Result<bool> {
-    let Ok(config) = config(hook)? else {
+    let Ok(config) = config(hook, deps)? else {
         return Ok(false);
     };
     let Some(dcs) = ready_dcs(hook, deps)? else {

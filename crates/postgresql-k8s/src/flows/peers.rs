@@ -159,7 +159,7 @@ pub fn departed(
     // Turn on/off PostgreSQL synchronous_commit configuration: the synchronous
     // settings for the cluster as it now is, through Patroni's API (a failure
     // defers).
-    let Ok(config) = config(hook)? else {
+    let Ok(config) = config(hook, deps)? else {
         return Ok(Handled::Done);
     };
     let (count, strict) = synchronous(hook, &config, remaining.len())?;
