@@ -15,6 +15,7 @@ use postgresql_k8s::workload::CONTAINER;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 use std::path::Path;
+use support::options::changed_values;
 use support::*;
 
 /// The options besides the table's rows and the plugins, each with the test
@@ -130,30 +131,6 @@ fn every_option_in_config_yaml_has_a_test_and_no_other() {
         };
         assert_eq!(kind, want, "{}", t.option);
     }
-}
-
-/// A value other than the default for every row, within its range.
-fn changed_values() -> Map<String, Value> {
-    let mut raw = Map::new();
-    for t in TUNING {
-        let v = match t.kind {
-            Kind::Flag(d) => json!(!d),
-            Kind::Int { default, max, .. } if default < max => json!(default + 1),
-            Kind::Int { default, .. } => json!(default - 1),
-            Kind::Float { default, max, .. } if default + 0.5 <= max => json!(default + 0.5),
-            Kind::Float { default, .. } => json!(default - 0.25),
-            Kind::Word { default, words } => {
-                json!(words.iter().find(|w| **w != default).unwrap_or(&default))
-            }
-            Kind::DateStyle(_) => json!("SQL, DMY"),
-            Kind::TimeZone(_) => json!("Europe/Paris"),
-        };
-        raw.insert(t.option.into(), v);
-    }
-    // The two options that share track_functions cannot disagree.
-    raw.insert("logging_track_functions".into(), json!("pl"));
-    raw.insert("optimizer_track_functions".into(), json!("pl"));
-    raw
 }
 
 /// The value PostgreSQL's parameter takes from an option's value.
