@@ -11,7 +11,7 @@ use charm::{Event, Status};
 use charm_testing::event;
 use postgresql_k8s::config::table::{Kind, PLUGINS, TUNING};
 use postgresql_k8s::status::RESTART_PENDING;
-use postgresql_k8s::workload::CONTAINER;
+use postgresql_k8s::workload::{CONTAINER, ZONEINFO_DIR};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -141,14 +141,15 @@ fn expected(kind: Kind, value: &Value) -> Value {
     }
 }
 
+/// A primary running, whose container's time zone database has Europe/Paris.
 fn running() -> (World, charm_testing::State) {
     let w = World::new(&[(0, "leader", "running")]);
-    let s = w
-        .go(
-            &initialised(unit(0, true), &[0]),
-            event::pebble_ready(CONTAINER),
-        )
-        .state;
+    let mut s = initialised(unit(0, true), &[0]);
+    let container = s.containers.remove(CONTAINER).unwrap_or_default();
+    let zone = format!("{ZONEINFO_DIR}/Europe/Paris");
+    s.containers
+        .insert(CONTAINER.into(), container.with_file(&zone, b"TZif2"));
+    let s = w.go(&s, event::pebble_ready(CONTAINER)).state;
     (w, s)
 }
 
@@ -390,6 +391,20 @@ fn a_bad_value_of_each_kind_blocks_naming_it_and_changes_nothing() {
             "{option}: nothing patched"
         );
     }
+    // A zone the container's time zone database lacks (PostgreSQL would not
+    // start with it).
+    let raw = json!({"request_time_zone": "Europe/Atlantis"});
+    let out = configured(&w, &s, raw.as_object().unwrap());
+    assert_eq!(
+        out.unit_status,
+        Status::Blocked(
+            "invalid config option request_time_zone: PostgreSQL's container has no time \
+             zone \"Europe/Atlantis\""
+                .into()
+        )
+    );
+    assert_eq!(patroni_yml(&out), before);
+    assert_eq!(w.patroni.cluster_state().patches.len(), patches);
     // The two track_functions options set to different values.
     let raw = json!({"logging_track_functions": "pl", "optimizer_track_functions": "all"});
     let out = configured(&w, &s, raw.as_object().unwrap());

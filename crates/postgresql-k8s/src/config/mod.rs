@@ -96,6 +96,9 @@ const WORKER_OPTIONS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The default time zone, which every PostgreSQL has.
+pub const DEFAULT_TIME_ZONE: &str = "UTC";
+
 /// Bytes in one shared buffer page.
 const PAGE_BYTES: u64 = 8192;
 
@@ -204,6 +207,14 @@ impl CharmConfig {
             tuning,
             plugins,
         })
+    }
+
+    /// The `request_time_zone` option's zone, which the workload's time zone
+    /// database must have (checked where the container can be asked).
+    pub fn time_zone(&self) -> &str {
+        self.tuning["TimeZone"]
+            .as_str()
+            .unwrap_or(DEFAULT_TIME_ZONE)
     }
 
     /// Patroni's synchronous settings for a cluster planned at `planned` units

@@ -13,7 +13,7 @@ pub mod peers;
 pub mod recovery;
 pub mod takeover;
 
-use crate::config::{CharmConfig, ConfigError, Resources};
+use crate::config::{CharmConfig, ConfigError, Resources, DEFAULT_TIME_ZONE};
 use crate::dcs::{self, Dcs, DcsState, Kubernetes};
 use crate::dcs_keys::DcsKeys;
 use crate::patroni::render::{self, PatroniInput};
@@ -57,6 +57,33 @@ pub fn config(
     deps: &Deps,
 ) -> anyhow::Result<Result<CharmConfig, ConfigError>> {
     Ok(CharmConfig::from_raw(hook.config_raw()?, &deps.resources))
+}
+
+/// The options, once the workload has confirmed what only it can: a time
+/// zone its database lacks blocks, naming the option, like an invalid value
+/// (PostgreSQL would not start with it). `None` when the options cannot be
+/// applied (invalid, or the zone unconfirmed).
+pub fn applicable_config(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Option<CharmConfig>> {
+    let Ok(config) = config(hook, deps)? else {
+        return Ok(None);
+    };
+    let zone = config.time_zone();
+    if zone == DEFAULT_TIME_ZONE {
+        return Ok(Some(config));
+    }
+    let pebble = hook.container(CONTAINER);
+    if !pebble.can_connect() {
+        return Ok(None);
+    }
+    if !deps.workload.has_time_zone(pebble, zone)? {
+        let e = ConfigError::new(
+            "request_time_zone",
+            format!("PostgreSQL's container has no time zone {zone:?}"),
+        );
+        hook.add_problem(Status::Blocked(e.to_string()))?;
+        return Ok(None);
+    }
+    Ok(Some(config))
 }
 
 /// This unit's address on the peer network (Juju's answer).
@@ -253,7 +280,7 @@ pub fn update_config(
     findings: &mut Findings,
     ctx: &Ctx,
 ) -> anyhow::Result<bool> {
-    let Ok(config) = config(hook, deps)? else {
+    let Some(config) = applicable_config(hook, deps)? else {
         return Ok(false);
     };
     let Some(dcs) = ready_dcs(hook, deps)? else {

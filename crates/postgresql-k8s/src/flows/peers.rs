@@ -4,8 +4,8 @@
 //! settings.
 
 use super::{
-    add_members, config, context, database, member_started, ready_dcs, record_membership,
-    restart_on_tls_change, synchronous, update_config, Ctx, Deps, Findings,
+    add_members, applicable_config, context, database, member_started, ready_dcs,
+    record_membership, restart_on_tls_change, synchronous, update_config, Ctx, Deps, Findings,
 };
 use crate::dcs_keys::DcsKeysError;
 use crate::patroni::render::dynamic_config;
@@ -159,7 +159,7 @@ pub fn departed(
     // Turn on/off PostgreSQL synchronous_commit configuration: the synchronous
     // settings for the cluster as it now is, through Patroni's API (a failure
     // defers).
-    let Ok(config) = config(hook, deps)? else {
+    let Some(config) = applicable_config(hook, deps)? else {
         return Ok(Handled::Done);
     };
     let (count, strict) = synchronous(hook, &config, remaining.len())?;

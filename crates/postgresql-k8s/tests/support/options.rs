@@ -4,7 +4,7 @@ use postgresql_k8s::config::table::{Kind, TUNING};
 use serde_json::{json, Map, Value};
 
 /// A value other than the default for every row, within its range.
-fn changed_values() -> Map<String, Value> {
+pub fn changed_values() -> Map<String, Value> {
     let mut raw = Map::new();
     for t in TUNING {
         let v = match t.kind {
