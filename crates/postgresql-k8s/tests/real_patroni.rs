@@ -293,7 +293,7 @@ fn settings_are_the_options(address: &str, pw: &Passwords) {
         let value = &raw[t.option];
         let ok = match t.kind {
             Kind::Flag(_) => setting == if value == true { "on" } else { "off" },
-            Kind::Int { .. } => setting == value.to_string(),
+            Kind::Int { .. } => setting.parse::<i64>().ok() == value.as_i64(),
             Kind::Float { .. } => {
                 let (got, want) = (setting.parse::<f64>().unwrap(), value.as_f64().unwrap());
                 (got - want).abs() <= want.abs() * 1e-5

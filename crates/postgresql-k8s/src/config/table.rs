@@ -887,5 +887,6 @@ mod tests {
             }
         }
         assert_eq!(PLUGINS.len(), 53);
+        assert_eq!(TUNING.len(), 117);
     }
 }
