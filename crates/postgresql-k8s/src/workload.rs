@@ -378,10 +378,9 @@ impl Workload {
         pebble.push(&path, target.as_bytes(), &self.options(0o644))
     }
 
-    /// The scope in the `patroni.yml` written last, if any.
-    pub fn configured_scope(&self, pebble: &mut dyn Pebble) -> Result<Option<String>, PebbleError> {
-        let text = pebble.read_text(&self.layout.config_path())?;
-        Ok(text.and_then(|t| crate::patroni::render::scope_of(&t)))
+    /// The `patroni.yml` written last, if any.
+    pub fn configured(&self, pebble: &mut dyn Pebble) -> Result<Option<String>, PebbleError> {
+        pebble.read_text(&self.layout.config_path())
     }
 
     /// Writes `patroni.yml` (readable by its owner only: it holds passwords)

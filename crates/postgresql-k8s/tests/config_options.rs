@@ -417,6 +417,38 @@ fn a_bad_value_of_each_kind_blocks_naming_it_and_changes_nothing() {
 }
 
 #[test]
+fn a_changed_parameter_that_needs_a_restart_is_logged() {
+    let (w, s) = running();
+    let raw = json!({"instance_max_locks_per_transaction": 128, "memory_work_mem": 8192,
+                     "cpu_max_worker_processes": "6"});
+    let out = configured(&w, &s, raw.as_object().unwrap());
+    let p = &patroni_doc(&out)["postgresql"]["parameters"];
+    assert_eq!(
+        (
+            p["max_locks_per_transaction"].clone(),
+            p["work_mem"].clone()
+        ),
+        (json!(128), json!(8192))
+    );
+    for name in ["max_locks_per_transaction", "max_worker_processes"] {
+        assert!(
+            logged(
+                &out,
+                &format!("{name} changed: PostgreSQL takes the new value when it restarts")
+            ),
+            "{name}: {:?}",
+            out.logs
+        );
+    }
+    assert!(!logged(&out, "work_mem changed"));
+    // The same options again: nothing changes, nothing is logged.
+    let again = w.go(&out, Event::ConfigChanged).state;
+    assert!(!again.logs[out.logs.len()..]
+        .iter()
+        .any(|(_, m)| m.contains("changed: PostgreSQL takes")));
+}
+
+#[test]
 fn a_pending_restart_shows_in_the_status_with_its_parameters() {
     let (w, s) = running();
     w.patroni.set_pending_restart(&addr(0));

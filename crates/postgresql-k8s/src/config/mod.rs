@@ -96,6 +96,26 @@ const WORKER_OPTIONS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Parameters PostgreSQL reads only at start that no table row sets: the
+/// memory, the workers and the connections the charm computes, and the
+/// replication limits it fixes.
+const RESTART_PARAMETERS: &[&str] = &[
+    "max_connections",
+    "shared_buffers",
+    "max_worker_processes",
+    "max_logical_replication_workers",
+    "max_wal_senders",
+    "max_replication_slots",
+];
+
+/// Whether PostgreSQL takes a new value of `parameter` only when it restarts.
+pub fn needs_restart(parameter: &str) -> bool {
+    RESTART_PARAMETERS.contains(&parameter)
+        || table::TUNING
+            .iter()
+            .any(|t| t.restart && t.parameter == parameter)
+}
+
 /// The default time zone, which every PostgreSQL has.
 pub const DEFAULT_TIME_ZONE: &str = "UTC";
 
@@ -440,6 +460,27 @@ mod tests {
         let c = parse(json!({"cpu_max_worker_processes": "3", "cpu_max_parallel_workers": "12"}))
             .unwrap();
         assert_eq!(c.tuning["max_parallel_workers"], 3);
+    }
+
+    #[test]
+    fn restart_parameters_are_the_tables_and_the_computed_ones() {
+        for name in [
+            "max_locks_per_transaction",
+            "old_snapshot_threshold",
+            "shared_buffers",
+            "max_connections",
+            "max_worker_processes",
+        ] {
+            assert!(needs_restart(name), "{name}");
+        }
+        for name in [
+            "work_mem",
+            "autovacuum_naptime",
+            "max_parallel_workers",
+            "TimeZone",
+        ] {
+            assert!(!needs_restart(name), "{name}");
+        }
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! The parameter is the option's name without its first word (`vacuum_`,
 //! `optimizer_`, ...), except `request_date_style` (`DateStyle`),
 //! `request_time_zone` (`TimeZone`) and `optimizer_pg_stat_statements_*`
-//! (`pg_stat_statements.*`). Two options set `track_functions`: see
+//! (`pg_stat_statements.*`); a test holds every row to that rule. Two
+//! options set `track_functions`: see
 //! [`super::CharmConfig::from_raw`]. The options computed from the machine
 //! (`cpu_max_*`, `memory_shared_buffers`, `experimental_max_connections`,
 //! `durability_wal_keep_size`) and those that are not parameters are read in
@@ -816,47 +817,42 @@ pub fn plugin_default(option: &str) -> bool {
     option == "plugin_audit_enable"
 }
 
-/// The prefixes whose first word the name rule drops.
-pub const PREFIXES: &[&str] = &[
-    "connection",
-    "cpu",
-    "durability",
-    "instance",
-    "logging",
-    "memory",
-    "optimizer",
-    "request",
-    "response",
-    "session",
-    "storage",
-    "vacuum",
-];
-
-/// The parameter an option's name gives (the rule the table follows, checked
-/// by the tests): the name without its first word, with the renames.
-pub fn parameter_by_name(option: &str) -> Option<String> {
-    let (prefix, rest) = option.split_once('_')?;
-    if !PREFIXES.contains(&prefix) {
-        return None;
-    }
-    Some(match rest {
-        "date_style" => "DateStyle".into(),
-        "time_zone" => "TimeZone".into(),
-        _ => match rest.strip_prefix("pg_stat_statements_") {
-            Some(field) => format!("pg_stat_statements.{field}"),
-            None => rest.into(),
-        },
-    })
-}
-
-/// The row of `option`.
-pub fn tuning(option: &str) -> Option<&'static Tuning> {
-    TUNING.iter().find(|t| t.option == option)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The prefixes whose first word the name rule drops.
+    const PREFIXES: &[&str] = &[
+        "connection",
+        "cpu",
+        "durability",
+        "instance",
+        "logging",
+        "memory",
+        "optimizer",
+        "request",
+        "response",
+        "session",
+        "storage",
+        "vacuum",
+    ];
+
+    /// The parameter an option's name gives (the rule the table follows, checked
+    /// by the tests): the name without its first word, with the renames.
+    fn parameter_by_name(option: &str) -> Option<String> {
+        let (prefix, rest) = option.split_once('_')?;
+        if !PREFIXES.contains(&prefix) {
+            return None;
+        }
+        Some(match rest {
+            "date_style" => "DateStyle".into(),
+            "time_zone" => "TimeZone".into(),
+            _ => match rest.strip_prefix("pg_stat_statements_") {
+                Some(field) => format!("pg_stat_statements.{field}"),
+                None => rest.into(),
+            },
+        })
+    }
 
     #[test]
     fn each_row_follows_the_name_rule() {

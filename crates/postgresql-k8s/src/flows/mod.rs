@@ -13,7 +13,7 @@ pub mod peers;
 pub mod recovery;
 pub mod takeover;
 
-use crate::config::{CharmConfig, ConfigError, Resources, DEFAULT_TIME_ZONE};
+use crate::config::{needs_restart, CharmConfig, ConfigError, Resources, DEFAULT_TIME_ZONE};
 use crate::dcs::{self, Dcs, DcsState, Kubernetes};
 use crate::dcs_keys::DcsKeys;
 use crate::patroni::render::{self, PatroniInput};
@@ -25,6 +25,7 @@ use crate::workload::{Workload, CONTAINER};
 use charm::secret::{SecretMeta, SecretOwner};
 use charm::{BagChanges, Hook, LogLevel, Relation, SecretContent, Status};
 use postgres_admin::Connector;
+use serde_json::{Map, Value};
 use std::time::{Duration, Instant};
 
 /// What the flows need besides the hook.
@@ -313,8 +314,13 @@ pub fn update_config(
     let pebble = hook.container(CONTAINER);
     w.prepare(pebble)?;
     w.write_tls(pebble, tls.as_ref())?;
-    let before = w.configured_scope(pebble)?;
+    let previous = w.configured(pebble)?;
+    let before = previous.as_deref().and_then(render::scope_of);
     let changed = w.write_config(pebble, &text)?;
+    let restart_changed = match previous.as_deref().and_then(render::parameters_of) {
+        Some(previous) if changed => restart_changes(&previous, &parameters),
+        _ => Vec::new(),
+    };
     let started = w.start(pebble, &ctx.address, generation.is_some())?;
     if before.as_ref().is_some_and(|b| *b != scope) {
         // Patroni cannot reload another scope: a new cluster generation
@@ -327,6 +333,15 @@ pub fn update_config(
         }
     } else if changed && !started && w.reload(pebble)? {
         hook.log(LogLevel::Info, "patroni.yml changed: Patroni reloads it")?;
+    }
+    for name in restart_changed {
+        hook.log(
+            LogLevel::Info,
+            &format!(
+                "{name} changed: PostgreSQL takes the new value when it restarts \
+                 (the status names it while the restart is pending)"
+            ),
+        )?;
     }
     let monitoring = ctx.passwords.get(state::MONITORING);
     if w.apply_exporter(
@@ -352,6 +367,18 @@ pub fn update_config(
         }
     }
     Ok(true)
+}
+
+/// The parameters PostgreSQL reads only at start whose value differs between
+/// `previous` and `next`, sorted.
+pub fn restart_changes(previous: &Map<String, Value>, next: &Map<String, Value>) -> Vec<String> {
+    let mut names: Vec<String> = next
+        .iter()
+        .filter(|(name, value)| needs_restart(name) && previous.get(*name) != Some(*value))
+        .map(|(name, _)| name.clone())
+        .collect();
+    names.sort();
+    names
 }
 
 /// "Restart PostgreSQL if TLS is turned on/off": when the TLS material's

@@ -178,6 +178,12 @@ pub fn scope_of(config: &str) -> Option<String> {
     doc["scope"].as_str().map(str::to_string)
 }
 
+/// The PostgreSQL parameters of a rendered `patroni.yml`.
+pub fn parameters_of(config: &str) -> Option<Map<String, Value>> {
+    let doc: Value = serde_json::from_str(config).ok()?;
+    doc["postgresql"]["parameters"].as_object().cloned()
+}
+
 /// The etcd a rendered `patroni.yml` names, if it names one.
 pub fn etcd_of(config: &str) -> Option<Dcs> {
     let doc: Value = serde_json::from_str(config).ok()?;
