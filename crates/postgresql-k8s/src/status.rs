@@ -6,7 +6,9 @@ use crate::dcs::{self, DcsState, NO_DCS};
 use crate::flows::lifecycle::quiet_context;
 use crate::flows::peers::MEMBER_STARTING;
 use crate::flows::recovery::NewCluster;
-use crate::flows::{cluster_status, config, database, legacy, Ctx, Deps, Findings};
+use crate::flows::{
+    cluster_status, config, database, legacy, unconfirmed_option, Ctx, Deps, Findings, Unconfirmed,
+};
 use crate::patroni::{Health, Role, DB_PORT};
 use crate::postgres;
 use crate::state;
@@ -17,7 +19,14 @@ use charm::{Hook, Status};
 /// problems the flows met. A check that needs an earlier one to pass (the DCS
 /// ready, the peer relation, the container up, ...) is skipped when it does not.
 pub fn collect(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow::Result<()> {
-    if let Err(e) = config(hook, deps)? {
+    let config = match config(hook, deps)? {
+        Ok(config) => config,
+        Err(e) => {
+            hook.add_status(Status::Blocked(e.to_string()));
+            return Ok(());
+        }
+    };
+    if let Unconfirmed::Refused(e) = unconfirmed_option(hook, deps, &config)? {
         hook.add_status(Status::Blocked(e.to_string()));
         return Ok(());
     }

@@ -405,6 +405,9 @@ fn a_bad_value_of_each_kind_blocks_naming_it_and_changes_nothing() {
     );
     assert_eq!(patroni_yml(&out), before);
     assert_eq!(w.patroni.cluster_state().patches.len(), patches);
+    // The status says so after any hook, not only those that configure.
+    let later = w.go(&out, Event::Stop).state;
+    assert_eq!(later.unit_status, out.unit_status);
     // The two track_functions options set to different values.
     let raw = json!({"logging_track_functions": "pl", "optimizer_track_functions": "all"});
     let out = configured(&w, &s, raw.as_object().unwrap());

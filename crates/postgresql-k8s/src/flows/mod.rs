@@ -60,31 +60,51 @@ pub fn config(
     Ok(CharmConfig::from_raw(hook.config_raw()?, &deps.resources))
 }
 
-/// The options, once the workload has confirmed what only it can: a time
-/// zone its database lacks blocks, naming the option, like an invalid value
-/// (PostgreSQL would not start with it). `None` when the options cannot be
-/// applied (invalid, or the zone unconfirmed).
+/// The options, once the workload has confirmed what only it can (see
+/// [`unconfirmed_option`]); `None` when they cannot be applied (invalid, or
+/// not confirmed). The status names the option.
 pub fn applicable_config(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Option<CharmConfig>> {
     let Ok(config) = config(hook, deps)? else {
         return Ok(None);
     };
+    Ok(match unconfirmed_option(hook, deps, &config)? {
+        Unconfirmed::No => Some(config),
+        Unconfirmed::Refused(_) | Unconfirmed::CannotAsk => None,
+    })
+}
+
+/// Whether the workload confirms the options only it can check.
+pub enum Unconfirmed {
+    /// Nothing to confirm, or confirmed.
+    No,
+    /// The workload refuses an option: a blocked status, like an invalid value.
+    Refused(ConfigError),
+    /// The container does not answer yet.
+    CannotAsk,
+}
+
+/// Asks the container what only it knows: a time zone other than UTC must be
+/// in its time zone database (PostgreSQL would not start with one it lacks).
+pub fn unconfirmed_option(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    config: &CharmConfig,
+) -> anyhow::Result<Unconfirmed> {
     let zone = config.time_zone();
     if zone == DEFAULT_TIME_ZONE {
-        return Ok(Some(config));
+        return Ok(Unconfirmed::No);
     }
     let pebble = hook.container(CONTAINER);
     if !pebble.can_connect() {
-        return Ok(None);
+        return Ok(Unconfirmed::CannotAsk);
     }
-    if !deps.workload.has_time_zone(pebble, zone)? {
-        let e = ConfigError::new(
-            "request_time_zone",
-            format!("PostgreSQL's container has no time zone {zone:?}"),
-        );
-        hook.add_problem(Status::Blocked(e.to_string()))?;
-        return Ok(None);
+    if deps.workload.has_time_zone(pebble, zone)? {
+        return Ok(Unconfirmed::No);
     }
-    Ok(Some(config))
+    Ok(Unconfirmed::Refused(ConfigError::new(
+        "request_time_zone",
+        format!("PostgreSQL's container has no time zone {zone:?}"),
+    )))
 }
 
 /// This unit's address on the peer network (Juju's answer).
