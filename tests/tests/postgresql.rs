@@ -212,7 +212,6 @@ fn scaling_three_to_one_to_three_loses_no_data() {
 
     // Options reach every member: the parameters PostgreSQL reloads take
     // effect, and one it reads only at start is named in every unit's status.
-    let step = Instant::now();
     c.config(
         APP,
         &[
@@ -261,7 +260,6 @@ fn scaling_three_to_one_to_three_loses_no_data() {
     for unit in units(&c, APP) {
         assert_eq!(settings(&c, &unit).trim(), wanted, "{unit}");
     }
-    eprintln!("options step: {:?}", step.elapsed());
 }
 
 #[test]
