@@ -2,7 +2,8 @@
 //! PostgreSQL: a switchover (then new system passwords reaching every member),
 //! a failover, and scaling down to one unit and back up, with a
 //! client related to it directly; no data is lost and the client's endpoints
-//! follow the primary.
+//! follow the primary. Then options set with `juju config` reach every
+//! member, and a parameter waiting for a restart shows in every unit's status.
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,7 +13,7 @@ use e2e::{
 };
 use local_model::controller::Controller;
 use serde_json::json;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const APP: &str = "postgresql-k8s";
 
@@ -208,6 +209,57 @@ fn scaling_three_to_one_to_three_loses_no_data() {
             .filter(|u| **u != first)
             .all(|u| read_only.contains(&address(c, u)))
     });
+
+    // Options reach every member: the parameters PostgreSQL reloads take
+    // effect, and one it reads only at start is named in every unit's status.
+    c.config(
+        APP,
+        &[
+            ("vacuum_autovacuum_naptime", "61"),
+            ("optimizer_enable_seqscan", "false"),
+            ("optimizer_cursor_tuple_fraction", "0.25"),
+            ("request_time_zone", "Europe/Paris"),
+            ("logging_track_functions", "pl"),
+            ("instance_max_locks_per_transaction", "128"),
+        ],
+    )
+    .unwrap();
+    let settings = |c: &Controller, unit: &str| {
+        psql(
+            &address(c, unit),
+            5432,
+            "operator",
+            &password,
+            "postgres",
+            "SELECT concat_ws(' ', current_setting('autovacuum_naptime'), \
+             current_setting('enable_seqscan'), current_setting('cursor_tuple_fraction'), \
+             current_setting('TimeZone'), current_setting('track_functions'), \
+             current_setting('max_locks_per_transaction'))",
+        )
+        .unwrap_or_default()
+    };
+    let wanted = "61s off 0.25 Europe/Paris pl 64";
+    converge(&mut c, Duration::from_secs(60), |c| {
+        units(c, APP)
+            .iter()
+            .all(|u| settings(c, u).trim() == wanted)
+    });
+    // Patroni flags the pending restart once the leader's settings reach it;
+    // each unit's status says so at its next update-status.
+    let pending = "PostgreSQL restart pending for max_locks_per_transaction";
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !units(&c, APP)
+        .iter()
+        .all(|u| e2e::active(&c, u).is_some_and(|m| m.ends_with(pending)))
+    {
+        assert!(Instant::now() < deadline, "{}", c.status());
+        c.tick();
+        c.settle().unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    for unit in units(&c, APP) {
+        assert_eq!(settings(&c, &unit).trim(), wanted, "{unit}");
+    }
 }
 
 #[test]

@@ -605,6 +605,13 @@ impl Admin {
         self.names(sql, "listing the available extensions")
     }
 
+    /// The parameters whose new value PostgreSQL takes only when it restarts
+    /// (`pg_settings.pending_restart`), sorted.
+    pub fn pending_restart(&mut self) -> Result<Vec<String>> {
+        let sql = "SELECT name FROM pg_catalog.pg_settings WHERE pending_restart ORDER BY name";
+        self.names(sql, "listing the parameters pending a restart")
+    }
+
     /// The extensions created in `database`, sorted; none when the database
     /// does not exist.
     pub fn installed_extensions(&mut self, database: &str) -> Result<Vec<String>> {

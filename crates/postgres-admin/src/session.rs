@@ -82,6 +82,8 @@ pub trait Postgres {
         db: &DatabaseName,
         permissions: &[Permission],
     ) -> Result<(), PgError>;
+    /// The parameters whose new value waits for a restart, sorted.
+    fn pending_restart(&mut self) -> Result<Vec<String>, PgError>;
 }
 
 /// Opens a session.
@@ -140,6 +142,9 @@ impl Postgres for Admin {
     }
     fn available_extensions(&mut self) -> Result<Vec<String>, PgError> {
         Ok(Admin::available_extensions(self)?)
+    }
+    fn pending_restart(&mut self) -> Result<Vec<String>, PgError> {
+        Ok(Admin::pending_restart(self)?)
     }
     fn installed_extensions(&mut self, db: &str) -> Result<Vec<String>, PgError> {
         Ok(Admin::installed_extensions(self, db)?)

@@ -6,8 +6,11 @@ use crate::dcs::{self, DcsState, NO_DCS};
 use crate::flows::lifecycle::quiet_context;
 use crate::flows::peers::MEMBER_STARTING;
 use crate::flows::recovery::NewCluster;
-use crate::flows::{cluster_status, config, database, legacy, Ctx, Deps, Findings};
-use crate::patroni::{Health, Role};
+use crate::flows::{
+    cluster_status, config, database, legacy, unconfirmed_option, Ctx, Deps, Findings, Unconfirmed,
+};
+use crate::patroni::{Health, Role, DB_PORT};
+use crate::postgres;
 use crate::state;
 use crate::workload::CONTAINER;
 use charm::{Hook, Status};
@@ -16,7 +19,14 @@ use charm::{Hook, Status};
 /// problems the flows met. A check that needs an earlier one to pass (the DCS
 /// ready, the peer relation, the container up, ...) is skipped when it does not.
 pub fn collect(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow::Result<()> {
-    if let Err(e) = config(hook)? {
+    let config = match config(hook, deps)? {
+        Ok(config) => config,
+        Err(e) => {
+            hook.add_status(Status::Blocked(e.to_string()));
+            return Ok(());
+        }
+    };
+    if let Unconfirmed::Refused(e) = unconfirmed_option(hook, deps, &config)? {
         hook.add_status(Status::Blocked(e.to_string()));
         return Ok(());
     }
@@ -90,10 +100,33 @@ fn cluster(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow::Res
         Some(h) if h.started() && h.role() == Role::Replica && no_primary(hook, deps, &ctx)? => {
             Status::Waiting(NO_PRIMARY.into())
         }
+        Some(h) if h.started() && h.pending_restart => {
+            Status::Active(restart_pending(deps, &ctx, role_message(&h)))
+        }
         Some(h) if h.started() => Status::Active(role_message(&h).into()),
         _ => Status::Waiting(MEMBER_STARTING.into()),
     })
 }
+
+/// The active message of a member whose PostgreSQL runs with old values of
+/// parameters it reads only at start: the charm does not restart it (no
+/// rolling restart yet), so the status names them (when PostgreSQL answers).
+fn restart_pending(deps: &Deps, ctx: &Ctx, role: &str) -> String {
+    let login = postgres::operator_login(&ctx.address, DB_PORT, ctx.passwords.get(state::OPERATOR));
+    let names = deps
+        .connector
+        .connect(&login)
+        .and_then(|mut pg| pg.pending_restart());
+    match names {
+        Ok(names) if !names.is_empty() => {
+            format!("{role}; {RESTART_PENDING} for {}", names.join(", "))
+        }
+        _ => format!("{role}; {RESTART_PENDING}"),
+    }
+}
+
+/// What the status says while PostgreSQL waits for a restart.
+pub const RESTART_PENDING: &str = "PostgreSQL restart pending";
 
 /// A replica's status while the cluster has no primary.
 pub const NO_PRIMARY: &str = "no primary: Patroni promotes a synchronous standby once the old primary's lock expires (none if no standby was confirmed synchronous)";

@@ -13,6 +13,8 @@ pub const SERVICE: &str = "postgresql";
 pub const EXPORTER_SERVICE: &str = "metrics_server";
 /// The exporter's port (the community exporter's).
 pub const EXPORTER_PORT: u16 = 9187;
+/// The time zone database PostgreSQL reads (Debian builds it on the system's).
+pub const ZONEINFO_DIR: &str = "/usr/share/zoneinfo";
 /// PostgreSQL 15's binaries on Debian.
 pub const DEBIAN_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 /// The key of the Pebble custom notice Patroni's callbacks record when this
@@ -200,6 +202,20 @@ impl Default for Workload {
 }
 
 impl Workload {
+    /// Whether the container's time zone database has `zone` (a file, or a
+    /// link to one, under [`ZONEINFO_DIR`]): PostgreSQL refuses to start with
+    /// a time zone it cannot load.
+    pub fn has_time_zone(&self, pebble: &mut dyn Pebble, zone: &str) -> Result<bool, PebbleError> {
+        match pebble.list_files(&format!("{ZONEINFO_DIR}/{zone}"), None) {
+            Ok(entries) => Ok(entries.len() == 1 && entries[0].kind != "directory"),
+            Err(PebbleError::Path { .. })
+            | Err(PebbleError::Api {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     fn options(&self, mode: u32) -> FileOptions {
         FileOptions {
             permissions: Some(mode),
@@ -362,10 +378,9 @@ impl Workload {
         pebble.push(&path, target.as_bytes(), &self.options(0o644))
     }
 
-    /// The scope in the `patroni.yml` written last, if any.
-    pub fn configured_scope(&self, pebble: &mut dyn Pebble) -> Result<Option<String>, PebbleError> {
-        let text = pebble.read_text(&self.layout.config_path())?;
-        Ok(text.and_then(|t| crate::patroni::render::scope_of(&t)))
+    /// The `patroni.yml` written last, if any.
+    pub fn configured(&self, pebble: &mut dyn Pebble) -> Result<Option<String>, PebbleError> {
+        pebble.read_text(&self.layout.config_path())
     }
 
     /// Writes `patroni.yml` (readable by its owner only: it holds passwords)

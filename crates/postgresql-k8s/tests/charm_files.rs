@@ -2,10 +2,15 @@
 //! names and defaults.
 
 use charm::metadata::CharmFiles;
-use postgresql_k8s::config::{CharmConfig, Profile, SyncNodeCount, SynchronousCommit};
+use postgresql_k8s::config::{CharmConfig, Profile, Resources, SyncNodeCount, SynchronousCommit};
 use postgresql_k8s::state::{DATABASE, ETCD, PEERS};
 use postgresql_k8s::workload::CONTAINER;
 use std::path::Path;
+
+const MACHINE: Resources = Resources {
+    cpu_cores: 2,
+    memory_bytes: 4 << 30,
+};
 
 #[test]
 fn metadata_config_and_actions_match_the_code() {
@@ -20,14 +25,14 @@ fn metadata_config_and_actions_match_the_code() {
 
     let defaults = files.config.defaults();
     files.config.check(&defaults).unwrap();
-    let config = CharmConfig::from_raw(&defaults).unwrap();
+    let config = CharmConfig::from_raw(&defaults, &MACHINE).unwrap();
     assert_eq!(config.synchronous_node_count, SyncNodeCount::All);
     assert!(config.synchronous_mode_strict);
     assert_eq!(config.synchronous_commit, SynchronousCommit::On);
     assert_eq!(config.profile, Profile::Production);
     assert_eq!(
-        CharmConfig::from_raw(&defaults),
-        CharmConfig::from_raw(&serde_json::Map::new()),
+        CharmConfig::from_raw(&defaults, &MACHINE),
+        CharmConfig::from_raw(&serde_json::Map::new(), &MACHINE),
         "code and config.yaml agree"
     );
 

@@ -39,6 +39,7 @@
 //! | (and the departed member's key from the DCS; a DCS that does not answer is logged) | `departed_deletes_the_departed_members_key_from_the_dcs` |
 //! | Turn on/off synchronous_commit (Patroni's synchronous settings) → return | `departed_patches_synchronous_settings_for_the_smaller_cluster`, `departed_to_a_single_unit_turns_synchronous_replication_off` |
 //! | (the settings cannot be sent → defer) | `departed_defers_when_patroni_cannot_take_the_settings` |
+//! | (options invalid or refused by the container → no settings sent, the status names the option; the container cannot confirm them → defer) | `departed_sends_no_settings_from_options_it_cannot_apply` |
 
 #![allow(clippy::unwrap_used)]
 
@@ -681,4 +682,34 @@ fn departed_defers_when_patroni_cannot_take_the_settings() {
         [addr(0), addr(1)],
         "the earlier steps stand"
     );
+}
+
+#[test]
+fn departed_sends_no_settings_from_options_it_cannot_apply() {
+    // An invalid option, and a time zone the container lacks: the members
+    // shrink, no settings are sent, the status names the option.
+    for (option, value) in [
+        ("vacuum_autovacuum_naptime", serde_json::json!(0)),
+        ("request_time_zone", serde_json::json!("Europe/Atlantis")),
+    ] {
+        let (w, mut s) = shrinking();
+        s.config.insert(option.into(), value);
+        let out = w.go(&s, departed(&s, 2, &unit_name(2)));
+        assert_eq!(members(&out.state), [addr(0), addr(1)]);
+        assert!(w.patroni.cluster_state().patches.is_empty(), "{option}");
+        assert!(out.state.deferred.is_empty(), "{option}");
+        assert!(
+            matches!(&out.state.unit_status, Status::Blocked(m) if m.contains(option)),
+            "{option}: {:?}",
+            out.state.unit_status
+        );
+    }
+    // A time zone the container cannot confirm yet: the settings wait.
+    let (w, mut s) = shrinking();
+    s.config
+        .insert("request_time_zone".into(), "Europe/Paris".into());
+    s.containers.get_mut(CONTAINER).unwrap().can_connect = false;
+    let out = w.go(&s, departed(&s, 2, &unit_name(2)));
+    assert!(w.patroni.cluster_state().patches.is_empty());
+    assert_eq!(out.state.deferred.len(), 1);
 }

@@ -3,14 +3,20 @@
 //! units do on the local model) form a cluster through a real etcd, replicate
 //! synchronously, take the charm's REST API calls and its SQL, and switch over;
 //! each member's callbacks record Pebble custom notices on its own socket; the
-//! charm's etcd adapter reads the keys Patroni wrote.
+//! charm's etcd adapter reads the keys Patroni wrote. Every option that sets a
+//! parameter is set away from its default, and each member shows the value
+//! (and whether it waits for a restart as the charm's table says).
 //! Runs as root (the members run as `postgres`).
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/options.rs"]
+mod options;
+
 use charm::SecretContent;
 use postgres_admin::names::{ExtraRoles, RoleName};
 use postgres_admin::{Connector, RealConnector};
+use postgresql_k8s::config::table::{Kind, TUNING};
 use postgresql_k8s::config::{CharmConfig, Resources};
 use postgresql_k8s::dcs::Dcs;
 use postgresql_k8s::dcs_keys::{is_down, DcsKeys, EtcdKeys};
@@ -169,14 +175,20 @@ fn write_config(dir: &Path, n: usize, passwords: &Passwords, members: &[String])
         protocol: "http".into(),
         hosts: vec![format!("{ETCD}:2379")],
     };
-    // The options' parameters (the testing profile: no large shared buffers).
-    let raw =
-        serde_json::json!({"profile": "testing", "durability_synchronous_commit": "remote_apply"});
+    // The options' parameters (the testing profile: no large shared
+    // buffers), every table option changed.
+    let mut raw = options::for_a_running_cluster();
+    raw.insert("profile".into(), "testing".into());
+    raw.insert(
+        "durability_synchronous_commit".into(),
+        "remote_apply".into(),
+    );
+    raw.insert("memory_shared_buffers".into(), 16_384.into());
     let resources = Resources {
         cpu_cores: 2,
         memory_bytes: 1 << 30,
     };
-    let parameters = CharmConfig::from_raw(raw.as_object().unwrap())
+    let parameters = CharmConfig::from_raw(&raw, &resources)
         .unwrap()
         .parameters(&resources);
     let text = render(&PatroniInput {
@@ -247,6 +259,76 @@ fn wait_for(
             panic!("timed out waiting for {what}; logs:\n{logs}");
         }
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Each table option's parameter on the member at `address` has the value
+/// the options gave, and waits for a restart exactly when the table says.
+fn settings_are_the_options(address: &str, pw: &Passwords) {
+    let mut sql = postgres_admin::ConnectInfo {
+        host: address.into(),
+        port: 5432,
+        user: state::OPERATOR.into(),
+        password: pw.get(state::OPERATOR).into(),
+        dbname: "postgres".into(),
+        connect_timeout: Duration::from_secs(5),
+    }
+    .connect()
+    .unwrap();
+    let raw = options::for_a_running_cluster();
+    for t in TUNING {
+        // SHOW's value without units (pg_settings.setting), and its context.
+        let row = sql
+            .query_opt(
+                "SELECT setting, context FROM pg_settings WHERE lower(name) = lower($1)",
+                &[&t.parameter],
+            )
+            .unwrap()
+            .unwrap_or_else(|| panic!("{address}: PostgreSQL 15 has no {}", t.parameter));
+        let (setting, context): (String, String) = (row.get(0), row.get(1));
+        let shown: String = sql
+            .query_one(&format!("SHOW \"{}\"", t.parameter), &[])
+            .unwrap()
+            .get(0);
+        let value = &raw[t.option];
+        let ok = match t.kind {
+            Kind::Flag(_) => setting == if value == true { "on" } else { "off" },
+            Kind::Int { .. } => setting.parse::<i64>().ok() == value.as_i64(),
+            Kind::Float { .. } => {
+                let (got, want) = (setting.parse::<f64>().unwrap(), value.as_f64().unwrap());
+                (got - want).abs() <= want.abs() * 1e-5
+            }
+            Kind::Word { .. } | Kind::DateStyle(_) | Kind::TimeZone(_) => {
+                shown == value.as_str().unwrap()
+            }
+        };
+        assert!(
+            ok,
+            "{address}: {} = {setting:?} (SHOW {shown:?}), {} was {value}",
+            t.parameter, t.option
+        );
+        assert_eq!(
+            context == "postmaster",
+            t.restart,
+            "{address}: {} is {context}",
+            t.parameter
+        );
+    }
+    for (parameter, want) in [
+        ("shared_buffers", "16384"),
+        ("max_worker_processes", "4"),
+        ("max_parallel_workers", "4"),
+        ("track_functions", "pl"),
+        ("shared_preload_libraries", "pg_stat_statements"),
+    ] {
+        let setting: String = sql
+            .query_one(
+                "SELECT setting FROM pg_settings WHERE name = $1",
+                &[&parameter],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(setting, want, "{address}: {parameter}");
     }
 }
 
@@ -350,6 +432,9 @@ fn two_members_form_a_synchronous_cluster_through_etcd() {
                 .any(|m| m.name == "pg-1" && m.role == "sync_standby")
     });
     assert_eq!(cluster.members.len(), 2);
+    for address in ADDRESSES {
+        settings_are_the_options(address, &pw);
+    }
 
     // Patroni's keys in etcd, as the charm's adapter reads them: a finished
     // bootstrap (the system identifier in `initialize`), the leader, and both
@@ -376,6 +461,22 @@ fn two_members_form_a_synchronous_cluster_through_etcd() {
     parameters.insert("max_connections".into(), 120.into());
     let patch = dynamic_config(&parameters, 1, true, 1_048_576);
     api.patch_config(&api_pw, &both, &patch).unwrap();
+    // max_connections takes effect at a restart: each member says it waits
+    // for one, and PostgreSQL names the parameter.
+    for address in ADDRESSES {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !api.health(&api_pw, address).unwrap().pending_restart {
+            assert!(Instant::now() < deadline, "{address}: no restart pending");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let target = operator_login(address, 5432, pw.get(state::OPERATOR));
+        let pending = RealConnector
+            .connect(&target)
+            .unwrap()
+            .pending_restart()
+            .unwrap();
+        assert_eq!(pending, ["max_connections"], "{address}");
+    }
 
     // promote-to-primary on the sync standby: a switchover to it.
     api.switchover(&api_pw, ADDRESSES[0], "pg-0", Some("pg-1"))

@@ -55,6 +55,8 @@ pub struct FakeServer {
     pub down: Option<String>,
     /// The hosts sessions were opened on, in order.
     pub sessions: Vec<String>,
+    /// The parameters whose new value waits for a restart.
+    pub pending_restart: Vec<String>,
 }
 
 /// A connector over a shared [`FakeServer`]; clones share the server.
@@ -108,6 +110,11 @@ impl FakeConnector {
     pub fn add_group(&self, group: &str, member_of: &[&str]) {
         let member_of = member_of.iter().map(|m| m.to_string()).collect();
         self.0.borrow_mut().groups.insert(group.into(), member_of);
+    }
+
+    /// Parameters now wait for a restart (none when empty).
+    pub fn set_pending_restart(&self, parameters: &[&str]) {
+        self.0.borrow_mut().pending_restart = parameters.iter().map(|p| p.to_string()).collect();
     }
 
     /// Takes the server down (every call fails with `why`), or back up.
@@ -166,6 +173,9 @@ impl FakeServer {
 }
 
 impl Postgres for FakeSession {
+    fn pending_restart(&mut self) -> Result<Vec<String>, PgError> {
+        self.with(|s| Ok(s.pending_restart.clone()))
+    }
     fn server_version(&mut self) -> Result<String, PgError> {
         self.with(|s| Ok(s.version.clone()))
     }

@@ -91,7 +91,7 @@ pub fn initialise(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result
 /// refreshes the clients' endpoints. Used by every lifecycle event.
 fn converge(hook: &mut Hook<'_>, deps: &Deps, findings: &mut Findings) -> anyhow::Result<Handled> {
     // An invalid option applies nothing (the status names it).
-    if config(hook)?.is_err() {
+    if config(hook, deps)?.is_err() {
         return Ok(Handled::Done);
     }
     let Some(peers) = state::peers(hook)? else {

@@ -13,7 +13,7 @@ pub mod peers;
 pub mod recovery;
 pub mod takeover;
 
-use crate::config::{CharmConfig, ConfigError, Resources};
+use crate::config::{needs_restart, CharmConfig, ConfigError, Resources, DEFAULT_TIME_ZONE};
 use crate::dcs::{self, Dcs, DcsState, Kubernetes};
 use crate::dcs_keys::DcsKeys;
 use crate::patroni::render::{self, PatroniInput};
@@ -25,6 +25,7 @@ use crate::workload::{Workload, CONTAINER};
 use charm::secret::{SecretMeta, SecretOwner};
 use charm::{BagChanges, Hook, LogLevel, Relation, SecretContent, Status};
 use postgres_admin::Connector;
+use serde_json::{Map, Value};
 use std::time::{Duration, Instant};
 
 /// What the flows need besides the hook.
@@ -51,9 +52,59 @@ pub struct Findings {
     pub health: Option<Health>,
 }
 
-/// The validated options.
-pub fn config(hook: &mut Hook<'_>) -> anyhow::Result<Result<CharmConfig, ConfigError>> {
-    Ok(CharmConfig::from_raw(hook.config_raw()?))
+/// The validated options, for this unit's machine.
+pub fn config(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+) -> anyhow::Result<Result<CharmConfig, ConfigError>> {
+    Ok(CharmConfig::from_raw(hook.config_raw()?, &deps.resources))
+}
+
+/// The options, once the workload has confirmed what only it can (see
+/// [`unconfirmed_option`]); `None` when they cannot be applied (invalid, or
+/// not confirmed). The status names the option.
+pub fn applicable_config(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Option<CharmConfig>> {
+    let Ok(config) = config(hook, deps)? else {
+        return Ok(None);
+    };
+    Ok(match unconfirmed_option(hook, deps, &config)? {
+        Unconfirmed::No => Some(config),
+        Unconfirmed::Refused(_) | Unconfirmed::CannotAsk => None,
+    })
+}
+
+/// Whether the workload confirms the options only it can check.
+pub enum Unconfirmed {
+    /// Nothing to confirm, or confirmed.
+    No,
+    /// The workload refuses an option: a blocked status, like an invalid value.
+    Refused(ConfigError),
+    /// The container does not answer yet.
+    CannotAsk,
+}
+
+/// Asks the container what only it knows: a time zone other than UTC must be
+/// in its time zone database (PostgreSQL would not start with one it lacks).
+pub fn unconfirmed_option(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    config: &CharmConfig,
+) -> anyhow::Result<Unconfirmed> {
+    let zone = config.time_zone();
+    if zone == DEFAULT_TIME_ZONE {
+        return Ok(Unconfirmed::No);
+    }
+    let pebble = hook.container(CONTAINER);
+    if !pebble.can_connect() {
+        return Ok(Unconfirmed::CannotAsk);
+    }
+    if deps.workload.has_time_zone(pebble, zone)? {
+        return Ok(Unconfirmed::No);
+    }
+    Ok(Unconfirmed::Refused(ConfigError::new(
+        "request_time_zone",
+        format!("PostgreSQL's container has no time zone {zone:?}"),
+    )))
 }
 
 /// This unit's address on the peer network (Juju's answer).
@@ -250,7 +301,7 @@ pub fn update_config(
     findings: &mut Findings,
     ctx: &Ctx,
 ) -> anyhow::Result<bool> {
-    let Ok(config) = config(hook)? else {
+    let Some(config) = applicable_config(hook, deps)? else {
         return Ok(false);
     };
     let Some(dcs) = ready_dcs(hook, deps)? else {
@@ -283,8 +334,13 @@ pub fn update_config(
     let pebble = hook.container(CONTAINER);
     w.prepare(pebble)?;
     w.write_tls(pebble, tls.as_ref())?;
-    let before = w.configured_scope(pebble)?;
+    let previous = w.configured(pebble)?;
+    let before = previous.as_deref().and_then(render::scope_of);
     let changed = w.write_config(pebble, &text)?;
+    let restart_changed = match previous.as_deref().and_then(render::parameters_of) {
+        Some(previous) if changed => restart_changes(&previous, &parameters),
+        _ => Vec::new(),
+    };
     let started = w.start(pebble, &ctx.address, generation.is_some())?;
     if before.as_ref().is_some_and(|b| *b != scope) {
         // Patroni cannot reload another scope: a new cluster generation
@@ -297,6 +353,15 @@ pub fn update_config(
         }
     } else if changed && !started && w.reload(pebble)? {
         hook.log(LogLevel::Info, "patroni.yml changed: Patroni reloads it")?;
+    }
+    for name in restart_changed {
+        hook.log(
+            LogLevel::Info,
+            &format!(
+                "{name} changed: PostgreSQL takes the new value when it restarts \
+                 (the status names it while the restart is pending)"
+            ),
+        )?;
     }
     let monitoring = ctx.passwords.get(state::MONITORING);
     if w.apply_exporter(
@@ -322,6 +387,18 @@ pub fn update_config(
         }
     }
     Ok(true)
+}
+
+/// The parameters PostgreSQL reads only at start whose value differs between
+/// `previous` and `next`, sorted.
+pub fn restart_changes(previous: &Map<String, Value>, next: &Map<String, Value>) -> Vec<String> {
+    let mut names: Vec<String> = next
+        .iter()
+        .filter(|(name, value)| needs_restart(name) && previous.get(*name) != Some(*value))
+        .map(|(name, _)| name.clone())
+        .collect();
+    names.sort();
+    names
 }
 
 /// "Restart PostgreSQL if TLS is turned on/off": when the TLS material's

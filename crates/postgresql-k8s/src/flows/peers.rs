@@ -5,7 +5,8 @@
 
 use super::{
     add_members, config, context, database, member_started, ready_dcs, record_membership,
-    restart_on_tls_change, synchronous, update_config, Ctx, Deps, Findings,
+    restart_on_tls_change, synchronous, unconfirmed_option, update_config, Ctx, Deps, Findings,
+    Unconfirmed,
 };
 use crate::dcs_keys::DcsKeysError;
 use crate::patroni::render::dynamic_config;
@@ -159,9 +160,16 @@ pub fn departed(
     // Turn on/off PostgreSQL synchronous_commit configuration: the synchronous
     // settings for the cluster as it now is, through Patroni's API (a failure
     // defers).
-    let Ok(config) = config(hook)? else {
+    // Options that are invalid or refused apply nothing (the status names
+    // them); a container that cannot confirm them yet defers.
+    let Ok(config) = config(hook, deps)? else {
         return Ok(Handled::Done);
     };
+    match unconfirmed_option(hook, deps, &config)? {
+        Unconfirmed::No => {}
+        Unconfirmed::Refused(_) => return Ok(Handled::Done),
+        Unconfirmed::CannotAsk => return Ok(Handled::Deferred),
+    }
     let (count, strict) = synchronous(hook, &config, remaining.len())?;
     let patch = dynamic_config(
         &config.parameters(&deps.resources),

@@ -301,6 +301,7 @@ mod tests {
         let h = |state: &str| Health {
             state: state.into(),
             role: "replica".into(),
+            pending_restart: false,
         };
         assert!(!at_work(None));
         assert!(!at_work(Some(&h("stopped"))));

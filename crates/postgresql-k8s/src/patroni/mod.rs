@@ -73,6 +73,9 @@ pub struct Health {
     /// `master`/`primary`, `replica`, `standby_leader`.
     #[serde(default)]
     pub role: String,
+    /// PostgreSQL runs with old values of parameters it reads only at start.
+    #[serde(default)]
+    pub pending_restart: bool,
 }
 
 impl Health {

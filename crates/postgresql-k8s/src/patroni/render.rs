@@ -95,6 +95,8 @@ pub fn render(input: &PatroniInput<'_>) -> String {
         "wal_level": "logical",
         "password_encryption": "scram-sha-256",
         "log_destination": "stderr",
+        // The `optimizer_pg_stat_statements_*` options tune this module.
+        "shared_preload_libraries": "pg_stat_statements",
         "unix_socket_directories": layout.socket_dir,
     });
     let object = parameters.as_object_mut().expect("an object");
@@ -174,6 +176,12 @@ pub fn render(input: &PatroniInput<'_>) -> String {
 pub fn scope_of(config: &str) -> Option<String> {
     let doc: Value = serde_json::from_str(config).ok()?;
     doc["scope"].as_str().map(str::to_string)
+}
+
+/// The PostgreSQL parameters of a rendered `patroni.yml`.
+pub fn parameters_of(config: &str) -> Option<Map<String, Value>> {
+    let doc: Value = serde_json::from_str(config).ok()?;
+    doc["postgresql"]["parameters"].as_object().cloned()
 }
 
 /// The etcd a rendered `patroni.yml` names, if it names one.

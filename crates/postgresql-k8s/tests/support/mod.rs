@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod dcs;
+pub mod options;
 pub mod patroni;
 pub mod pods;
 

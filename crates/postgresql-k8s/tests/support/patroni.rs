@@ -21,6 +21,8 @@ pub struct FakeCluster {
     pub switchovers: Vec<(String, Option<String>)>,
     /// Members restarted, by address.
     pub restarts: Vec<String>,
+    /// Addresses whose PostgreSQL waits for a restart.
+    pub pending_restart: BTreeSet<String>,
 }
 
 /// A handle on a shared [`FakeCluster`].
@@ -52,6 +54,11 @@ impl FakePatroni {
     /// A copy of the cluster's state.
     pub fn cluster_state(&self) -> FakeCluster {
         self.0.borrow().clone()
+    }
+
+    /// Makes a member's PostgreSQL wait for a restart (until it restarts).
+    pub fn set_pending_restart(&self, host: &str) {
+        self.0.borrow_mut().pending_restart.insert(host.to_string());
     }
 
     /// Makes a member's API stop (or start again) answering.
@@ -112,6 +119,7 @@ impl Patroni for FakePatroni {
         Ok(Health {
             state: m.state.clone(),
             role: role.into(),
+            pending_restart: c.pending_restart.contains(host),
         })
     }
 
@@ -161,7 +169,9 @@ impl Patroni for FakePatroni {
 
     fn restart(&self, password: &str, host: &str) -> Result<(), PatroniError> {
         self.check(password, host)?;
-        self.0.borrow_mut().restarts.push(host.to_string());
+        let mut c = self.0.borrow_mut();
+        c.pending_restart.remove(host);
+        c.restarts.push(host.to_string());
         Ok(())
     }
 }
