@@ -17,6 +17,7 @@ fn main() -> std::process::ExitCode {
             layout: Layout::default(),
             processes: processes_for(cores),
             user: Some("postgres".into()),
+            handover_wait: std::time::Duration::from_secs(5),
         },
     };
     let sets = statefulset::for_substrate(
