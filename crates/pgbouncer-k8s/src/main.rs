@@ -17,7 +17,7 @@ fn main() -> std::process::ExitCode {
             layout: Layout::default(),
             processes: processes_for(cores),
             user: Some("postgres".into()),
-            handover_wait: std::time::Duration::from_secs(5),
+            drain: pgbouncer_k8s::workload::DRAIN,
         },
     };
     let sets = statefulset::for_substrate(

@@ -2,13 +2,11 @@
 //! configuration touches only what changed, and reloads or restarts only the
 //! processes that need it.
 //!
-//! Each process has two Pebble services, its slot and its twin, both running
-//! `pgbouncer -R` (online restart) on the process's files; one runs at a
-//! time. A handover starts the idle one: the new process takes the old one's
-//! listening sockets and its client and server connections over through the
-//! process's unix socket and tells it to exit, so its clients keep their
-//! sessions and transactions (TLS connections excepted: PgBouncer cannot pass
-//! them on and drops them). With no process to take over, `-R` starts afresh.
+//! A rolling restart ([`Workload::roll`]) restarts the processes one at a
+//! time: each first drains (SIGINT, PgBouncer's safe shutdown: it stops
+//! accepting, so the unit's other processes, on the same port through
+//! `so_reuseport`, take the new connections; it lets every transaction
+//! finish and closes each client between transactions), then starts again.
 
 use crate::config::LogRotation;
 use crate::pgb::ini::{render_process, ProcessSpec};
@@ -17,6 +15,11 @@ use crate::pgb::reload::{plan, ProcessAction};
 use crate::pgb::{Layout, PgbVersion, SharedConfig};
 use crate::tls::TlsFiles;
 use pebble_api::{Check, FileOptions, HttpCheck, Layer, Pebble, PebbleError, Service};
+
+/// How long a rolling restart lets each process drain: transactions in
+/// flight end well within it; a session (session mode) that outlasts it is
+/// cut.
+pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The workload container's name.
 pub const CONTAINER: &str = "pgbouncer";
@@ -67,11 +70,6 @@ pub fn service_name(index: u32) -> String {
     format!("pgbouncer_{index}")
 }
 
-/// The twin service of process `index`, started only to take the process over.
-pub fn twin_service_name(index: u32) -> String {
-    format!("pgbouncer_{index}_twin")
-}
-
 /// How this unit runs PgBouncer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Workload {
@@ -80,22 +78,20 @@ pub struct Workload {
     pub processes: u32,
     /// The OS user the processes and files belong to (`None`: Pebble's default).
     pub user: Option<String>,
-    /// How long a handover waits for the old process to exit once the new one
-    /// is up, before stopping it.
-    pub handover_wait: std::time::Duration,
+    /// How long a rolling restart lets each process drain before Pebble
+    /// restarts it all the same.
+    pub drain: std::time::Duration,
 }
 
-/// How one process was handed over.
+/// How one process went through a rolling restart.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Handover {
-    /// The new service took the old one's connections over; the old one exited.
-    TakenOver { from: String, to: String },
-    /// The new service started, but the old one was still running after the
-    /// wait, so it was stopped (SIGTERM: it stops accepting and waits for its
-    /// clients until Pebble's kill delay).
-    Stopped { from: String, to: String },
-    /// The new service did not start; the old one still serves.
-    Failed { service: String, error: String },
+pub enum Rolled {
+    /// It drained (every client gone or closed between transactions) and
+    /// started again.
+    Drained(String),
+    /// It still had clients after the drain time (sessions in session mode,
+    /// say): Pebble stopped it, cutting them, and started it again.
+    Cut(String),
 }
 
 /// What every process file of this unit says beyond the shared configuration.
@@ -137,29 +133,18 @@ impl Workload {
             ..Layer::default()
         };
         for i in 0..self.processes {
-            for (name, summary, startup) in [
-                (service_name(i), format!("pgbouncer service {i}"), "enabled"),
-                (
-                    twin_service_name(i),
-                    format!("takes pgbouncer service {i} over"),
-                    "disabled",
-                ),
-            ] {
-                layer.services.insert(
-                    name,
-                    Service {
-                        r#override: "replace".into(),
-                        summary,
-                        command: format!("pgbouncer -R {}", self.layout.ini_path(i)),
-                        startup: startup.into(),
-                        user: self.user.clone().unwrap_or_default(),
-                        group: self.user.clone().unwrap_or_default(),
-                        // Taken over, a process exits 0: its twin serves on.
-                        on_success: "ignore".into(),
-                        ..Service::default()
-                    },
-                );
-            }
+            layer.services.insert(
+                service_name(i),
+                Service {
+                    r#override: "replace".into(),
+                    summary: format!("pgbouncer service {i}"),
+                    command: format!("pgbouncer {}", self.layout.ini_path(i)),
+                    startup: "enabled".into(),
+                    user: self.user.clone().unwrap_or_default(),
+                    group: self.user.clone().unwrap_or_default(),
+                    ..Service::default()
+                },
+            );
         }
         layer
     }
@@ -398,24 +383,19 @@ impl Workload {
                 pebble.push(&path, new.as_bytes(), &self.file_options(0o400))?;
             }
             let service = service_name(i);
-            let active = running_service(&running, i);
             match plan(
                 old.as_deref(),
                 &new,
-                active.is_some(),
+                running.contains(&service),
                 applied.auth_file_changed,
             ) {
                 ProcessAction::Restart => {
-                    if let Some(twin) = active.filter(|s| *s != service) {
-                        pebble.stop(&[&twin])?;
-                    }
                     pebble.restart(&[&service])?;
                     applied.restarted.push(service);
                 }
                 ProcessAction::Reload => {
-                    let active = active.unwrap_or(service);
-                    pebble.send_signal("SIGHUP", &[&active])?;
-                    applied.reloaded.push(active);
+                    pebble.send_signal("SIGHUP", &[&service])?;
+                    applied.reloaded.push(service);
                 }
                 ProcessAction::Nothing => {}
             }
@@ -473,11 +453,9 @@ impl Workload {
         Ok(())
     }
 
-    /// The running service (slot or twin) of every process that runs.
+    /// The processes whose services are running.
     pub fn running(&self, pebble: &mut dyn Pebble) -> Result<Vec<String>, PebbleError> {
-        let names: Vec<String> = (0..self.processes)
-            .flat_map(|i| [service_name(i), twin_service_name(i)])
-            .collect();
+        let names: Vec<String> = (0..self.processes).map(service_name).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         Ok(pebble
             .services(&refs)?
@@ -487,61 +465,43 @@ impl Workload {
             .collect())
     }
 
-    /// The first process that runs under neither of its services, if any.
+    /// The first process that is not running, if any.
     pub fn stopped(&self, pebble: &mut dyn Pebble) -> Result<Option<String>, PebbleError> {
         let running = self.running(pebble)?;
         Ok((0..self.processes)
-            .find(|i| running_service(&running, *i).is_none())
-            .map(service_name))
+            .map(service_name)
+            .find(|n| !running.contains(n)))
     }
 
-    /// Hands every running process over to a new one, one process at a time,
-    /// so the unit runs the image's binary with the current service
-    /// definitions while the other processes (and the handed-over
-    /// connections) keep serving: starts the idle service of the process,
-    /// which takes the running one over, and waits up to `handover_wait` for
-    /// the old one to exit.
-    pub fn hand_over(&self, pebble: &mut dyn Pebble) -> Result<Vec<Handover>, PebbleError> {
-        let mut handovers = Vec::new();
-        for i in 0..self.processes {
-            let running = self.running(pebble)?;
-            let Some(from) = running_service(&running, i) else {
-                continue;
-            };
-            let to = if from == service_name(i) {
-                twin_service_name(i)
-            } else {
-                service_name(i)
-            };
-            if let Err(e) = pebble.start(&[&to]) {
-                handovers.push(Handover::Failed {
-                    service: to,
-                    error: e.to_string(),
-                });
-                continue;
-            }
-            let deadline = std::time::Instant::now() + self.handover_wait;
-            loop {
-                let old = pebble.services(&[&from])?;
-                if !old.iter().any(|s| s.is_running()) {
-                    handovers.push(Handover::TakenOver { from, to });
-                    break;
+    /// Restarts the running processes one at a time, each after draining it:
+    /// SIGINT, then up to [`Workload::drain`] for it to exit, then a start
+    /// (or, if it is still running, Pebble's restart: SIGTERM, which PgBouncer
+    /// takes for an immediate shutdown during its safe one, then a start).
+    /// The other processes accept the new connections meanwhile.
+    pub fn roll(&self, pebble: &mut dyn Pebble) -> Result<Vec<Rolled>, PebbleError> {
+        let mut rolled = Vec::new();
+        for service in self.running(pebble)? {
+            pebble.send_signal("SIGINT", &[&service])?;
+            let deadline = std::time::Instant::now() + self.drain;
+            let drained = loop {
+                if !pebble.services(&[&service])?.iter().any(|s| s.is_running()) {
+                    break true;
                 }
                 if std::time::Instant::now() >= deadline {
-                    pebble.stop(&[&from])?;
-                    handovers.push(Handover::Stopped { from, to });
-                    break;
+                    break false;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(50));
-            }
+            };
+            rolled.push(if drained {
+                // Exited: Pebble may be about to restart it (its on-success);
+                // a start does it now, or nothing if Pebble already has.
+                pebble.start(&[&service])?;
+                Rolled::Drained(service)
+            } else {
+                pebble.restart(&[&service])?;
+                Rolled::Cut(service)
+            });
         }
-        Ok(handovers)
+        Ok(rolled)
     }
-}
-
-/// Which service of process `index` is among the `running` ones.
-fn running_service(running: &[String], index: u32) -> Option<String> {
-    [service_name(index), twin_service_name(index)]
-        .into_iter()
-        .find(|s| running.contains(s))
 }

@@ -20,8 +20,7 @@
 //! | pebble-ready: no peer relation or no container → defer | `pebble_ready_waits_for_the_container_and_the_peer_relation` |
 //! | pebble-ready: the version read from the image, then converge (one service per process and the log rotation, started) | `pebble_ready_adds_one_service_per_process_and_the_log_rotation_and_starts_them`, `the_version_is_that_of_the_binary_first_on_path`, `an_image_with_pgbouncer_1_18_gets_files_it_accepts`, `an_image_without_pgbouncer_blocks` |
 //! | upgrade-charm: the version read again, then converge | `upgrade_charm_reads_the_version_again` |
-//! | a process running under its twin: a reload signals the twin; a restart stops the twin and starts the process's own service | `a_process_under_its_twin_reloads_there_and_restarts_in_its_own_service` |
-//! | upgrade-charm: then every running process handed over to its idle service, one at a time (the old one stopped if it did not exit; a process that does not run is left to converge) | `upgrade_charm_hands_each_process_over_one_at_a_time`, `a_process_that_runs_under_its_twin_is_handed_back` |
+//! | upgrade-charm: then a rolling restart, one process at a time: SIGINT (drain), then a start once it exited, or Pebble's restart after the drain time (its clients cut, a warning) | `upgrade_charm_drains_and_restarts_one_process_at_a_time` |
 //! | leader-elected: converge (the new leader publishes and points clients at itself) | `leader_elected_takes_over_publication_and_points_clients_at_itself` |
 //! | the status, once per dispatch | `statuses_say_what_is_missing` |
 
@@ -848,26 +847,14 @@ fn pebble_ready_adds_one_service_per_process_and_the_log_rotation_and_starts_the
     let plan = web.current_plan();
     assert_eq!(
         plan.services.keys().collect::<Vec<_>>(),
-        [
-            "logrotate",
-            "pgbouncer_0",
-            "pgbouncer_0_twin",
-            "pgbouncer_1",
-            "pgbouncer_1_twin"
-        ]
+        ["logrotate", "pgbouncer_0", "pgbouncer_1"]
     );
-    for service in ["pgbouncer_1", "pgbouncer_1_twin"] {
-        assert_eq!(
-            plan.services[service].command,
-            "pgbouncer -R /var/lib/pgbouncer/instance_1/pgbouncer.ini",
-            "{service}: either can take the other over"
-        );
-        assert_eq!(plan.services[service].on_success, "ignore");
-    }
+    assert_eq!(
+        plan.services["pgbouncer_1"].command,
+        "pgbouncer /var/lib/pgbouncer/instance_1/pgbouncer.ini"
+    );
     assert_eq!(plan.services["pgbouncer_0"].user, "postgres");
-    assert_eq!(plan.services["pgbouncer_0_twin"].startup, "disabled");
     assert!(web.is_running("pgbouncer_0") && web.is_running("pgbouncer_1"));
-    assert!(!web.is_running("pgbouncer_0_twin") && !web.is_running("pgbouncer_1_twin"));
     assert!(web.is_running("logrotate"));
     assert_eq!(peer_unit(&out.state)[state::PGB_VERSION], "1.24.1");
     assert!(web.dirs.contains("/var/log/pgbouncer/instance_1"));
@@ -948,81 +935,31 @@ fn upgrade_charm_reads_the_version_again() {
 }
 
 #[test]
-fn upgrade_charm_hands_each_process_over_one_at_a_time() {
+fn upgrade_charm_drains_and_restarts_one_process_at_a_time() {
     let pg = FakeConnector::up_with(&["pgbouncer"]);
     let mut s = ready_leader(&pg);
     s.containers.get_mut(CONTAINER).unwrap().ops.clear();
     let out = go(&pg, &s, Event::UpgradeCharm);
     let web = out.state.container(CONTAINER).unwrap();
-    // The in-memory Pebble has no PgBouncer to exit once taken over: the
-    // old service is stopped after the wait, which the flow does too.
+    // The in-memory Pebble runs no PgBouncer to exit on SIGINT: each process
+    // outlasts the (zero) drain time and is restarted all the same.
     assert_eq!(
         web.ops,
         [
-            ServiceOp::Start("pgbouncer_0_twin".into()),
-            ServiceOp::Stop("pgbouncer_0".into()),
-            ServiceOp::Start("pgbouncer_1_twin".into()),
-            ServiceOp::Stop("pgbouncer_1".into()),
+            ServiceOp::Signal("SIGINT".into(), "pgbouncer_0".into()),
+            ServiceOp::Restart("pgbouncer_0".into()),
+            ServiceOp::Signal("SIGINT".into(), "pgbouncer_1".into()),
+            ServiceOp::Restart("pgbouncer_1".into()),
         ]
     );
-    assert!(web.is_running("pgbouncer_0_twin") && web.is_running("pgbouncer_1_twin"));
-    assert_eq!(out.state.unit_status, Status::Active(String::new()));
+    assert!(web.is_running("pgbouncer_0") && web.is_running("pgbouncer_1"));
     assert!(out
         .state
         .logs
         .iter()
         .any(|(level, m)| *level == LogLevel::Warning
-            && m == "pgbouncer_0_twin started but pgbouncer_0 did not hand over: pgbouncer_0 stopped"));
-}
-
-#[test]
-fn a_process_that_runs_under_its_twin_is_handed_back() {
-    let pg = FakeConnector::up_with(&["pgbouncer"]);
-    let once = go(&pg, &ready_leader(&pg), Event::UpgradeCharm).state;
-    let mut twice = once.clone();
-    twice.containers.get_mut(CONTAINER).unwrap().ops.clear();
-    let out = go(&pg, &twice, Event::UpgradeCharm);
-    let web = out.state.container(CONTAINER).unwrap();
-    assert_eq!(
-        web.ops,
-        [
-            ServiceOp::Start("pgbouncer_0".into()),
-            ServiceOp::Stop("pgbouncer_0_twin".into()),
-            ServiceOp::Start("pgbouncer_1".into()),
-            ServiceOp::Stop("pgbouncer_1_twin".into()),
-        ]
-    );
-    assert!(web.is_running("pgbouncer_0") && web.is_running("pgbouncer_1"));
-}
-
-#[test]
-fn a_process_under_its_twin_reloads_there_and_restarts_in_its_own_service() {
-    let pg = FakeConnector::up_with(&["pgbouncer"]);
-    let mut twins = go(&pg, &ready_leader(&pg), Event::UpgradeCharm).state;
-    twins.containers.get_mut(CONTAINER).unwrap().ops.clear();
-    let mut pool = twins.clone();
-    pool.config.insert("pool_mode".into(), "transaction".into());
-    let out = go(&pg, &pool, Event::ConfigChanged).state;
-    assert_eq!(
-        out.container(CONTAINER).unwrap().ops,
-        [
-            ServiceOp::Signal("SIGHUP".into(), "pgbouncer_0_twin".into()),
-            ServiceOp::Signal("SIGHUP".into(), "pgbouncer_1_twin".into()),
-        ]
-    );
-    twins.config.insert("listen_port".into(), 7432.into());
-    let out = go(&pg, &twins, Event::ConfigChanged).state;
-    let web = out.container(CONTAINER).unwrap();
-    assert_eq!(
-        web.ops,
-        [
-            ServiceOp::Stop("pgbouncer_0_twin".into()),
-            ServiceOp::Start("pgbouncer_0".into()),
-            ServiceOp::Stop("pgbouncer_1_twin".into()),
-            ServiceOp::Start("pgbouncer_1".into()),
-        ]
-    );
-    assert!(!web.is_running("pgbouncer_0_twin") && web.is_running("pgbouncer_1"));
+            && m == "pgbouncer_0 still had clients after the drain time: restarted, cutting them"));
+    assert_eq!(out.state.unit_status, Status::Active(String::new()));
 }
 
 #[test]

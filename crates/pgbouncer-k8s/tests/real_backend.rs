@@ -30,7 +30,7 @@ fn real_charm() -> PgBouncerCharm {
             layout: Layout::default(),
             processes: 2,
             user: Some("postgres".into()),
-            handover_wait: std::time::Duration::ZERO,
+            drain: std::time::Duration::ZERO,
         },
     })
 }

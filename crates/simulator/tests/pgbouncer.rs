@@ -64,7 +64,7 @@ fn world(seed: u64) -> World {
                     layout: Layout::default(),
                     processes: 2,
                     user: Some("postgres".into()),
-                    handover_wait: std::time::Duration::ZERO,
+                    drain: std::time::Duration::ZERO,
                 },
             }))
         }),

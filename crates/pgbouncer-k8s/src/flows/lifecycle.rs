@@ -8,7 +8,7 @@ use super::{
     share_unit_data, Deps,
 };
 use crate::state;
-use crate::workload::{Handover, CONTAINER};
+use crate::workload::{Rolled, CONTAINER};
 use charm::{BagChanges, Handled, Hook, LogLevel, SecretEvent};
 
 /// Renders what this unit should serve: the leader sets up the backend if it can,
@@ -68,11 +68,9 @@ pub fn leader_elected(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handle
 /// upgrade-charm: the state a previous charm left is taken over
 /// ([`takeover::run`]); the image may carry another PgBouncer, so its
 /// version is read again, and the unit publishes its address and processes.
-/// Once the unit has converged, every running process is handed over to a
-/// new one ([`Workload::hand_over`](crate::workload::Workload::hand_over)),
-/// one at a time: the charm cannot tell whether what runs is the image's
-/// binary under this revision's service definitions, and a handover keeps the
-/// clients' connections.
+/// Once the unit has converged, its processes go through a rolling restart
+/// ([`Workload::roll`](crate::workload::Workload::roll)), one at a time, so
+/// they run the image's binary under this revision's service definitions.
 pub fn upgrade_charm(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
     takeover::run(hook)?;
     if let Some(peers) = state::peers(hook)? {
@@ -83,33 +81,22 @@ pub fn upgrade_charm(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled
     }
     let handled = converge(hook, deps)?;
     if hook.container(CONTAINER).can_connect() {
-        hand_over(hook, deps)?;
+        for rolled in deps.workload.roll(hook.container(CONTAINER))? {
+            let (level, message) = match rolled {
+                Rolled::Drained(service) => {
+                    (LogLevel::Info, format!("{service} drained and restarted"))
+                }
+                Rolled::Cut(service) => (
+                    LogLevel::Warning,
+                    format!(
+                        "{service} still had clients after the drain time: restarted, cutting them"
+                    ),
+                ),
+            };
+            hook.log(level, &message)?;
+        }
     }
     Ok(handled)
-}
-
-/// Hands the running processes over and logs how each went.
-fn hand_over(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<()> {
-    for handover in deps.workload.hand_over(hook.container(CONTAINER))? {
-        let (level, message) = match handover {
-            Handover::TakenOver { from, to } => (
-                LogLevel::Info,
-                format!("{to} took {from}'s connections over"),
-            ),
-            Handover::Stopped { from, to } => (
-                LogLevel::Warning,
-                format!("{to} started but {from} did not hand over: {from} stopped"),
-            ),
-            Handover::Failed { service, error } => (
-                LogLevel::Warning,
-                format!(
-                    "{service} did not start ({error}): the process it would take over serves on"
-                ),
-            ),
-        };
-        hook.log(level, &message)?;
-    }
-    Ok(())
 }
 
 /// update-status: a safety net that converges again (the status is collected

@@ -28,7 +28,7 @@ pub fn charm(pg: &FakeConnector) -> PgBouncerCharm {
             layout: Layout::default(),
             processes: 2,
             user: Some("postgres".into()),
-            handover_wait: std::time::Duration::ZERO,
+            drain: std::time::Duration::ZERO,
         },
     })
 }
