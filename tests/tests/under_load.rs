@@ -116,7 +116,9 @@ fn clean_run(bench: std::process::Child, what: &str) -> (String, String) {
         status,
         stdout,
         stderr,
-    } = bench.wait_with_output().unwrap();
+    } = bench
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("pgbench {what}: {e}"));
     let (stdout, stderr) = (
         String::from_utf8_lossy(&stdout).to_string(),
         String::from_utf8_lossy(&stderr).to_string(),
