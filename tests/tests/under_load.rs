@@ -7,7 +7,7 @@
 //!   pgbench client aborts and no transaction fails.
 //! - PgBouncer's charm is refreshed while `pgbench` runs, each client
 //!   connecting anew for each transaction (`-C`): upgrade-charm restarts the
-//!   unit's PgBouncer processes one at a time, each draining first (SIGINT)
+//!   unit's PgBouncer processes one at a time, each draining first (SIGTERM)
 //!   while the others take the new connections, and no pgbench client aborts
 //!   and no transaction fails. The slowest second is printed.
 //! - The primary's machine is lost while a writer inserts through PgBouncer,
@@ -76,7 +76,7 @@ fn reloads(scratch: &Path, unit: &str) -> usize {
 
 /// How many times PgBouncer's processes on `unit` were told to drain.
 fn drains(scratch: &Path, unit: &str) -> usize {
-    logged(scratch, unit, "got SIGINT")
+    logged(scratch, unit, "got SIGTERM")
 }
 
 /// How many times `phrase` is in the logs of PgBouncer's processes on `unit`.
@@ -335,6 +335,12 @@ fn clients_keep_their_service_under_load() {
     assert!(
         bench.try_wait().unwrap().is_none(),
         "pgbench ended before the rolling restart: raise ROLLING_PGBENCH_SECONDS"
+    );
+    let log = std::fs::read_to_string(scratch.path().join("controller/debug.log")).unwrap();
+    assert_eq!(
+        log.matches("drained and restarted").count(),
+        rolled,
+        "every process drained before it restarted, none cut: {log}"
     );
     let (stdout, slowest) = clean_run(bench, "during the rolling restart");
     println!(

@@ -3,10 +3,10 @@
 //! processes that need it.
 //!
 //! A rolling restart ([`Workload::roll`]) restarts the processes one at a
-//! time: each first drains (SIGINT, PgBouncer's safe shutdown: it stops
-//! accepting, so the unit's other processes, on the same port through
-//! `so_reuseport`, take the new connections; it lets every transaction
-//! finish and closes each client between transactions), then starts again.
+//! time: each first drains (SIGTERM, which PgBouncer 1.23 and later take for
+//! `SHUTDOWN WAIT_FOR_CLIENTS`: it stops listening, so the unit's other
+//! processes, on the same port through `so_reuseport`, take the new
+//! connections, and it exits once its last client left), then starts again.
 
 use crate::config::LogRotation;
 use crate::pgb::ini::{render_process, ProcessSpec};
@@ -16,9 +16,9 @@ use crate::pgb::{Layout, PgbVersion, SharedConfig};
 use crate::tls::TlsFiles;
 use pebble_api::{Check, FileOptions, HttpCheck, Layer, Pebble, PebbleError, Service};
 
-/// How long a rolling restart lets each process drain: transactions in
-/// flight end well within it; a session (session mode) that outlasts it is
-/// cut.
+/// How long a rolling restart lets each process drain: clients that
+/// connect anew (for each transaction, or as their pool renews connections)
+/// leave within it; a connection held longer is cut.
 pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The workload container's name.
@@ -86,11 +86,10 @@ pub struct Workload {
 /// How one process went through a rolling restart.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rolled {
-    /// It drained (every client gone or closed between transactions) and
-    /// started again.
+    /// It drained (its last client left) and started again.
     Drained(String),
-    /// It still had clients after the drain time (sessions in session mode,
-    /// say): Pebble stopped it, cutting them, and started it again.
+    /// It still had clients after the drain time (persistent connections):
+    /// Pebble stopped it, cutting them, and started it again.
     Cut(String),
 }
 
@@ -474,14 +473,26 @@ impl Workload {
     }
 
     /// Restarts the running processes one at a time, each after draining it:
-    /// SIGINT, then up to [`Workload::drain`] for it to exit, then a start
-    /// (or, if it is still running, Pebble's restart: SIGTERM, which PgBouncer
-    /// takes for an immediate shutdown during its safe one, then a start).
-    /// The other processes accept the new connections meanwhile.
+    /// SIGTERM, then up to [`Workload::drain`] for its clients to leave and
+    /// it to exit, then a start (or, if it still runs, Pebble's restart: its
+    /// SIGTERM, a second one, is PgBouncer's immediate shutdown, then a
+    /// start). The exporter is stopped meanwhile, since its console sessions
+    /// would hold every process, and started again after.
     pub fn roll(&self, pebble: &mut dyn Pebble) -> Result<Vec<Rolled>, PebbleError> {
+        let running = self.running(pebble)?;
+        if running.is_empty() {
+            return Ok(Vec::new());
+        }
+        let exporter = pebble
+            .services(&[EXPORTER_SERVICE])?
+            .iter()
+            .any(|s| s.is_running());
+        if exporter {
+            pebble.stop(&[EXPORTER_SERVICE])?;
+        }
         let mut rolled = Vec::new();
-        for service in self.running(pebble)? {
-            pebble.send_signal("SIGINT", &[&service])?;
+        for service in running {
+            pebble.send_signal("SIGTERM", &[&service])?;
             let deadline = std::time::Instant::now() + self.drain;
             let drained = loop {
                 if !pebble.services(&[&service])?.iter().any(|s| s.is_running()) {
@@ -501,6 +512,9 @@ impl Workload {
                 pebble.restart(&[&service])?;
                 Rolled::Cut(service)
             });
+        }
+        if exporter {
+            pebble.start(&[EXPORTER_SERVICE])?;
         }
         Ok(rolled)
     }
