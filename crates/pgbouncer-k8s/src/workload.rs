@@ -65,7 +65,7 @@ pub struct Exporter<'a> {
     pub password: &'a str,
 }
 
-/// The Pebble service of process `index`: the one started with the container.
+/// The Pebble service of process `index`.
 pub fn service_name(index: u32) -> String {
     format!("pgbouncer_{index}")
 }
@@ -483,10 +483,11 @@ impl Workload {
         if running.is_empty() {
             return Ok(Vec::new());
         }
+        // Every service asked for: the exporter may not be in the plan.
         let exporter = pebble
-            .services(&[EXPORTER_SERVICE])?
+            .services(&[])?
             .iter()
-            .any(|s| s.is_running());
+            .any(|s| s.name == EXPORTER_SERVICE && s.is_running());
         if exporter {
             pebble.stop(&[EXPORTER_SERVICE])?;
         }
