@@ -5,6 +5,11 @@
 //! - A second client relates while `pgbench` runs through PgBouncer with the
 //!   first client's credentials: PgBouncer reloads its configuration, and no
 //!   pgbench client aborts and no transaction fails.
+//! - PgBouncer's charm is refreshed while `pgbench` runs, each client
+//!   connecting anew for each transaction (`-C`): upgrade-charm restarts the
+//!   unit's PgBouncer processes one at a time, each draining first (SIGTERM)
+//!   while the others take the new connections, and no pgbench client aborts
+//!   and no transaction fails. The slowest second is printed.
 //! - The primary's machine is lost while a writer inserts through PgBouncer,
 //!   one `psql` per row: once Patroni promotes the replica and the model
 //!   converges, writes through PgBouncer resume and every acknowledged row is
@@ -31,6 +36,9 @@ const SECOND_DATABASE: &str = "otherdb";
 /// How long pgbench runs: long enough for the second client's relation to
 /// be served while it runs (checked).
 const PGBENCH_SECONDS: u64 = 25;
+/// How long pgbench runs while PgBouncer's processes restart: long enough
+/// for the refresh to be taken in (checked).
+const ROLLING_PGBENCH_SECONDS: u64 = 15;
 
 /// A client's credentials.
 #[derive(Clone)]
@@ -63,6 +71,16 @@ fn pooled(host: &str, login: &Login, database: &str, sql: &str) -> String {
 
 /// How many times PgBouncer's processes on `unit` reloaded, from their logs.
 fn reloads(scratch: &Path, unit: &str) -> usize {
+    logged(scratch, unit, "got SIGHUP")
+}
+
+/// How many times PgBouncer's processes on `unit` were told to drain.
+fn drains(scratch: &Path, unit: &str) -> usize {
+    logged(scratch, unit, "got SIGTERM")
+}
+
+/// How many times `phrase` is in the logs of PgBouncer's processes on `unit`.
+fn logged(scratch: &Path, unit: &str, phrase: &str) -> usize {
     let logs = scratch
         .join("controller/units")
         .join(unit.replace('/', "-"))
@@ -73,10 +91,71 @@ fn reloads(scratch: &Path, unit: &str) -> usize {
         .map(|d| {
             std::fs::read_to_string(d.path().join("pgbouncer.log"))
                 .unwrap_or_default()
-                .matches("got SIGHUP")
+                .matches(phrase)
                 .count()
         })
         .sum()
+}
+
+/// How many processes PgBouncer runs on `unit`: one log directory each.
+fn processes(scratch: &Path, unit: &str) -> usize {
+    let logs = scratch
+        .join("controller/units")
+        .join(unit.replace('/', "-"))
+        .join("rootfs/pgbouncer/var/log/pgbouncer");
+    std::fs::read_dir(&logs)
+        .unwrap_or_else(|e| panic!("{}: {e}", logs.display()))
+        .count()
+}
+
+/// Waits for pgbench and asserts that it ran transactions, that no client
+/// aborted and that no transaction failed; answers its summary and the
+/// slowest second of its progress report (`-P 1`).
+fn clean_run(bench: std::process::Child, what: &str) -> (String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = bench
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("pgbench {what}: {e}"));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&stdout).to_string(),
+        String::from_utf8_lossy(&stderr).to_string(),
+    );
+    assert!(
+        status.success(),
+        "pgbench {what} failed: {stdout}\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("aborted") && !stdout.contains("aborted"),
+        "a pgbench client aborted {what}: {stderr}"
+    );
+    assert_eq!(
+        summary_number(&stdout, "number of failed transactions:"),
+        Some(0),
+        "{stdout}"
+    );
+    assert!(
+        summary_number(&stdout, "number of transactions actually processed:")
+            .is_some_and(|n| n > 0),
+        "{stdout}"
+    );
+    let slowest = stderr
+        .lines()
+        .filter(|l| l.starts_with("progress:"))
+        .min_by(|a, b| {
+            let tps = |l: &str| {
+                l.split(", ")
+                    .find_map(|f| f.strip_suffix(" tps"))
+                    .and_then(|n| n.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            tps(a).total_cmp(&tps(b))
+        })
+        .unwrap_or_default()
+        .to_string();
+    (stdout, slowest)
 }
 
 /// The line of pgbench's summary starting with `prefix`, its first number.
@@ -214,33 +293,63 @@ fn clients_keep_their_service_under_load() {
         "pgbench ended before the second client was served: raise PGBENCH_SECONDS"
     );
     assert!(reloaded > 0, "PgBouncer reloaded while pgbench ran");
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = bench.wait_with_output().unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&stdout),
-        String::from_utf8_lossy(&stderr),
-    );
+    let (stdout, _) = clean_run(bench, "while a client related");
     println!("pgbench while {SECOND_CLIENT} related ({reloaded} reloads):\n{stdout}");
-    assert!(status.success(), "pgbench failed: {stdout}\n{stderr}");
-    assert!(
-        !stderr.contains("aborted") && !stdout.contains("aborted"),
-        "a pgbench client aborted: {stderr}"
+
+    // (b) PgBouncer's charm refreshed while pgbench runs: a rolling restart.
+    let rolled = processes(scratch.path(), &pgb_unit);
+    let drains_before = drains(scratch.path(), &pgb_unit);
+    let mut bench = pgbench(
+        &host,
+        &client,
+        &[
+            "-n",
+            "-C",
+            "-c",
+            "4",
+            "-j",
+            "2",
+            "-P",
+            "1",
+            "-T",
+            &ROLLING_PGBENCH_SECONDS.to_string(),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let refreshed_at = Instant::now();
+    c.refresh(PGB, &charm(scratch.path(), PGB)).unwrap();
+    converge_polling(
+        &mut c,
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        |c| {
+            drains(scratch.path(), &pgb_unit) >= drains_before + rolled
+                && active(c, &pgb_unit).is_some()
+        },
     );
+    let took = refreshed_at.elapsed();
+    assert!(
+        bench.try_wait().unwrap().is_none(),
+        "pgbench ended before the rolling restart: raise ROLLING_PGBENCH_SECONDS"
+    );
+    let log = std::fs::read_to_string(scratch.path().join("controller/debug.log")).unwrap();
     assert_eq!(
-        summary_number(&stdout, "number of failed transactions:"),
-        Some(0),
-        "{stdout}"
+        log.matches("drained and restarted").count(),
+        rolled,
+        "every process drained before it restarted, none cut: {log}"
     );
-    assert!(
-        summary_number(&stdout, "number of transactions actually processed:")
-            .is_some_and(|n| n > 0),
-        "{stdout}"
+    let (stdout, slowest) = clean_run(bench, "during the rolling restart");
+    println!(
+        "pgbench while {rolled} processes restarted one at a time ({:.1} s from the refresh):\n\
+         {stdout}slowest second: {slowest}",
+        took.as_secs_f64()
     );
 
-    // (b) The primary's machine lost while a writer inserts through PgBouncer.
+    // (c) The primary's machine lost while a writer inserts through PgBouncer.
     converge_polling(
         &mut c,
         Duration::from_secs(120),

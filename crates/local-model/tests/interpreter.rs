@@ -149,6 +149,7 @@ fn the_pgbouncer_charm_ends_in_the_same_state_either_way() {
                 layout: Layout::default(),
                 processes: 2,
                 user: Some("postgres".into()),
+                drain: std::time::Duration::ZERO,
             },
         })
     };

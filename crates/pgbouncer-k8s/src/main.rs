@@ -17,6 +17,7 @@ fn main() -> std::process::ExitCode {
             layout: Layout::default(),
             processes: processes_for(cores),
             user: Some("postgres".into()),
+            drain: pgbouncer_k8s::workload::DRAIN,
         },
     };
     let sets = statefulset::for_substrate(

@@ -1,6 +1,12 @@
 //! The PgBouncer container: its Pebble layer, its files and processes. Writing a
 //! configuration touches only what changed, and reloads or restarts only the
 //! processes that need it.
+//!
+//! A rolling restart ([`Workload::roll`]) restarts the processes one at a
+//! time: each first drains (SIGTERM, which PgBouncer 1.23 and later take for
+//! `SHUTDOWN WAIT_FOR_CLIENTS`: it stops listening, so the unit's other
+//! processes, on the same port through `so_reuseport`, take the new
+//! connections, and it exits once its last client left), then starts again.
 
 use crate::config::LogRotation;
 use crate::pgb::ini::{render_process, ProcessSpec};
@@ -9,6 +15,11 @@ use crate::pgb::reload::{plan, ProcessAction};
 use crate::pgb::{Layout, PgbVersion, SharedConfig};
 use crate::tls::TlsFiles;
 use pebble_api::{Check, FileOptions, HttpCheck, Layer, Pebble, PebbleError, Service};
+
+/// How long a rolling restart lets each process drain: clients that
+/// connect anew (for each transaction, or as their pool renews connections)
+/// leave within it; a connection held longer is cut.
+pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The workload container's name.
 pub const CONTAINER: &str = "pgbouncer";
@@ -67,6 +78,19 @@ pub struct Workload {
     pub processes: u32,
     /// The OS user the processes and files belong to (`None`: Pebble's default).
     pub user: Option<String>,
+    /// How long a rolling restart lets each process drain before Pebble
+    /// restarts it all the same.
+    pub drain: std::time::Duration,
+}
+
+/// How one process went through a rolling restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rolled {
+    /// It drained (its last client left) and started again.
+    Drained(String),
+    /// It still had clients after the drain time (persistent connections):
+    /// Pebble stopped it, cutting them, and started it again.
+    Cut(String),
 }
 
 /// What every process file of this unit says beyond the shared configuration.
@@ -446,5 +470,53 @@ impl Workload {
         Ok((0..self.processes)
             .map(service_name)
             .find(|n| !running.contains(n)))
+    }
+
+    /// Restarts the running processes one at a time, each after draining it:
+    /// SIGTERM, then up to [`Workload::drain`] for its clients to leave and
+    /// it to exit, then a start (or, if it still runs, Pebble's restart: its
+    /// SIGTERM, a second one, is PgBouncer's immediate shutdown, then a
+    /// start). The exporter is stopped meanwhile, since its console sessions
+    /// would hold every process, and started again after.
+    pub fn roll(&self, pebble: &mut dyn Pebble) -> Result<Vec<Rolled>, PebbleError> {
+        let running = self.running(pebble)?;
+        if running.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Every service asked for: the exporter may not be in the plan.
+        let exporter = pebble
+            .services(&[])?
+            .iter()
+            .any(|s| s.name == EXPORTER_SERVICE && s.is_running());
+        if exporter {
+            pebble.stop(&[EXPORTER_SERVICE])?;
+        }
+        let mut rolled = Vec::new();
+        for service in running {
+            pebble.send_signal("SIGTERM", &[&service])?;
+            let deadline = std::time::Instant::now() + self.drain;
+            let drained = loop {
+                if !pebble.services(&[&service])?.iter().any(|s| s.is_running()) {
+                    break true;
+                }
+                if std::time::Instant::now() >= deadline {
+                    break false;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            };
+            rolled.push(if drained {
+                // Exited: Pebble may be about to restart it (its on-success);
+                // a start does it now, or nothing if Pebble already has.
+                pebble.start(&[&service])?;
+                Rolled::Drained(service)
+            } else {
+                pebble.restart(&[&service])?;
+                Rolled::Cut(service)
+            });
+        }
+        if exporter {
+            pebble.start(&[EXPORTER_SERVICE])?;
+        }
+        Ok(rolled)
     }
 }

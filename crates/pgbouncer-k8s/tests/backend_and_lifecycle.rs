@@ -20,6 +20,7 @@
 //! | pebble-ready: no peer relation or no container → defer | `pebble_ready_waits_for_the_container_and_the_peer_relation` |
 //! | pebble-ready: the version read from the image, then converge (one service per process and the log rotation, started) | `pebble_ready_adds_one_service_per_process_and_the_log_rotation_and_starts_them`, `the_version_is_that_of_the_binary_first_on_path`, `an_image_with_pgbouncer_1_18_gets_files_it_accepts`, `an_image_without_pgbouncer_blocks` |
 //! | upgrade-charm: the version read again, then converge | `upgrade_charm_reads_the_version_again` |
+//! | upgrade-charm: then a rolling restart, one process at a time: SIGTERM (drain), then a start once it exited, or Pebble's restart after the drain time (its clients cut, a warning); the exporter stopped meanwhile | `upgrade_charm_drains_and_restarts_one_process_at_a_time` |
 //! | leader-elected: converge (the new leader publishes and points clients at itself) | `leader_elected_takes_over_publication_and_points_clients_at_itself` |
 //! | the status, once per dispatch | `statuses_say_what_is_missing` |
 
@@ -28,7 +29,7 @@
 mod support;
 
 use charm::{Event, LogLevel, Status};
-use charm_testing::{event, ContainerState, State};
+use charm_testing::{event, ContainerState, ServiceOp, State};
 use client_interface::provider::secret_label;
 use pgbouncer_k8s::state::{self, BACKEND};
 use pgbouncer_k8s::workload::CONTAINER;
@@ -931,6 +932,48 @@ fn upgrade_charm_reads_the_version_again() {
     );
     let out = go(&pg, &upgraded, Event::UpgradeCharm);
     assert_eq!(peer_unit(&out.state)[state::PGB_VERSION], "1.25.2");
+}
+
+#[test]
+fn upgrade_charm_drains_and_restarts_one_process_at_a_time() {
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
+    let mut s = ready_leader(&pg);
+    let web = s.containers.get_mut(CONTAINER).unwrap();
+    web.ops.clear();
+    // The exporter, running (its console sessions would hold the processes).
+    let exporter = pebble_api::Service {
+        command: "pgbouncer-exporter".into(),
+        ..Default::default()
+    };
+    let mut layer = pebble_api::Layer::default();
+    layer
+        .services
+        .insert("metrics_server".into(), exporter.clone());
+    web.layers.push(("exporter".into(), layer));
+    web.running.insert("metrics_server".into(), exporter);
+    let out = go(&pg, &s, Event::UpgradeCharm);
+    let web = out.state.container(CONTAINER).unwrap();
+    // The in-memory Pebble runs no PgBouncer to exit on SIGTERM: each process
+    // outlasts the (zero) drain time and is restarted all the same.
+    assert_eq!(
+        web.ops,
+        [
+            ServiceOp::Stop("metrics_server".into()),
+            ServiceOp::Signal("SIGTERM".into(), "pgbouncer_0".into()),
+            ServiceOp::Restart("pgbouncer_0".into()),
+            ServiceOp::Signal("SIGTERM".into(), "pgbouncer_1".into()),
+            ServiceOp::Restart("pgbouncer_1".into()),
+            ServiceOp::Start("metrics_server".into()),
+        ]
+    );
+    assert!(web.is_running("pgbouncer_0") && web.is_running("pgbouncer_1"));
+    assert!(out
+        .state
+        .logs
+        .iter()
+        .any(|(level, m)| *level == LogLevel::Warning
+            && m == "pgbouncer_0 still had clients after the drain time: restarted, cutting them"));
+    assert_eq!(out.state.unit_status, Status::Active(String::new()));
 }
 
 #[test]

@@ -30,6 +30,7 @@ fn real_charm() -> PgBouncerCharm {
             layout: Layout::default(),
             processes: 2,
             user: Some("postgres".into()),
+            drain: std::time::Duration::ZERO,
         },
     })
 }

@@ -64,6 +64,7 @@ fn world(seed: u64) -> World {
                     layout: Layout::default(),
                     processes: 2,
                     user: Some("postgres".into()),
+                    drain: std::time::Duration::ZERO,
                 },
             }))
         }),

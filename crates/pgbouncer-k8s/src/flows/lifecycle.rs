@@ -8,7 +8,7 @@ use super::{
     share_unit_data, Deps,
 };
 use crate::state;
-use crate::workload::CONTAINER;
+use crate::workload::{Rolled, CONTAINER};
 use charm::{BagChanges, Handled, Hook, LogLevel, SecretEvent};
 
 /// Renders what this unit should serve: the leader sets up the backend if it can,
@@ -68,6 +68,9 @@ pub fn leader_elected(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handle
 /// upgrade-charm: the state a previous charm left is taken over
 /// ([`takeover::run`]); the image may carry another PgBouncer, so its
 /// version is read again, and the unit publishes its address and processes.
+/// Once the unit has converged, its processes go through a rolling restart
+/// ([`Workload::roll`](crate::workload::Workload::roll)), one at a time, so
+/// they run the image's binary under this revision's service definitions.
 pub fn upgrade_charm(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
     takeover::run(hook)?;
     if let Some(peers) = state::peers(hook)? {
@@ -76,7 +79,24 @@ pub fn upgrade_charm(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled
             pgbouncer_version(hook, deps, &peers, true)?;
         }
     }
-    converge(hook, deps)
+    let handled = converge(hook, deps)?;
+    if hook.container(CONTAINER).can_connect() {
+        for rolled in deps.workload.roll(hook.container(CONTAINER))? {
+            let (level, message) = match rolled {
+                Rolled::Drained(service) => {
+                    (LogLevel::Info, format!("{service} drained and restarted"))
+                }
+                Rolled::Cut(service) => (
+                    LogLevel::Warning,
+                    format!(
+                        "{service} still had clients after the drain time: restarted, cutting them"
+                    ),
+                ),
+            };
+            hook.log(level, &message)?;
+        }
+    }
+    Ok(handled)
 }
 
 /// update-status: a safety net that converges again (the status is collected

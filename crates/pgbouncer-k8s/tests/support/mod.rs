@@ -28,6 +28,7 @@ pub fn charm(pg: &FakeConnector) -> PgBouncerCharm {
             layout: Layout::default(),
             processes: 2,
             user: Some("postgres".into()),
+            drain: std::time::Duration::ZERO,
         },
     })
 }
