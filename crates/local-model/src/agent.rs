@@ -102,7 +102,10 @@ pub struct Executed {
 pub struct HookCost {
     /// CPU time, user and system, of the process and the children it waited for.
     pub cpu: Duration,
-    /// The largest resident set of the process (or of a child it waited for), in KiB.
+    /// The largest resident set of the process (or of a child it waited for), in
+    /// KiB. The process is forked from the controller before `exec`, and the
+    /// kernel's high-water mark keeps what the fork inherited: an upper bound,
+    /// at least the controller's own size.
     pub peak_rss_kib: u64,
     /// Hook-tool calls answered.
     pub tool_calls: usize,

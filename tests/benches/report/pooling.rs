@@ -351,6 +351,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
+/// Seconds added to a run of `clients` for their logins (tens of
+/// milliseconds each for SCRAM on a busy machine, a thread per core).
+pub fn connecting(clients: u32) -> u64 {
+    u64::from(clients) * 60 / 1000
+}
+
 /// Runs pgbench for `seconds` with `clients` clients against `port` as
 /// `user`; `extra` adds options (`-S`, `-C`).
 fn run_pgbench(
@@ -364,7 +370,9 @@ fn run_pgbench(
     let logs = tempfile::TempDir::with_prefix("bench-pgbench-log-").unwrap();
     let prefix = logs.path().join("tx");
     let c = clients.to_string();
-    let t = seconds.to_string();
+    // pgbench's clock starts before its clients connect, and tps leaves the
+    // connection time out: give 1,000 SCRAM logins time to finish first.
+    let t = (seconds + connecting(clients)).to_string();
     let jobs = cores().min(clients as usize).to_string();
     let log_prefix = format!("--log-prefix={}", prefix.display());
     let mut args = vec!["-n", "-c", &c, "-j", &jobs, "-T", &t, "--log", &log_prefix];
