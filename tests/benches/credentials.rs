@@ -18,112 +18,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use e2e::{
-    active, address, charm, client_credentials, controller, converge, postgresql_cluster, psql,
-    python_charm, Credentials, Scratch,
-};
-use local_model::controller::Controller;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use e2e::credentials::{median, round};
+use e2e::{active, charm, controller, converge, postgresql_cluster, python_charm, Scratch};
+use std::time::Duration;
 
 const PGBOUNCER: &str = "pgbouncer-k8s";
 const ROUNDS: usize = 5;
-/// As many units at once as the daemon runs hooks for.
-const HOOKS_AT_ONCE: usize = 4;
-
-/// When each milestone of one round was reached: time since `integrate`, less
-/// the time the bench spent checking (its own logins), and hooks finished by then.
-#[derive(Default)]
-struct Round {
-    published: Option<(Duration, usize)>,
-    usable: Option<(Duration, usize)>,
-    client_active: Option<(Duration, usize)>,
-    /// The hooks that finished until the login worked: unit, hook, when it
-    /// started (since `integrate`) and how long it took.
-    ran: Vec<(String, String, Duration, Duration)>,
-}
-
-/// Whether the credentials log in through every PgBouncer unit, to the
-/// database and to its read-only twin.
-fn usable(c: &Controller, creds: &Credentials) -> bool {
-    ["pgbouncer-k8s/0", "pgbouncer-k8s/1"].iter().all(|unit| {
-        let host = address(c, unit);
-        [
-            creds.database.clone(),
-            format!("{}_readonly", creds.database),
-        ]
-        .iter()
-        .all(|db| psql(&host, 6432, &creds.user, &creds.password, db, "SELECT 1").is_ok())
-    })
-}
-
-/// Relates `client` and runs hooks as the daemon does (up to `HOOKS_AT_ONCE`
-/// units at once, each in a thread), checking after each hook that finishes.
-fn round(c: &mut Controller, client: &str) -> Round {
-    let start = Instant::now();
-    c.integrate(
-        &format!("{client}:database"),
-        &format!("{PGBOUNCER}:database"),
-    )
-    .unwrap();
-    let mut r = Round::default();
-    let mut hooks = 0;
-    let mut checking = Duration::ZERO;
-    let (done_tx, done_rx) = mpsc::channel();
-    let mut in_flight = 0;
-    while r.client_active.is_none() || in_flight > 0 {
-        while in_flight < HOOKS_AT_ONCE && r.client_active.is_none() {
-            let Some(due) = c.next_due() else { break };
-            in_flight += 1;
-            let done = done_tx.clone();
-            let began = start.elapsed();
-            std::thread::spawn(move || {
-                let ran = due.execute();
-                let _ = done.send((due, ran, began));
-            });
-        }
-        if in_flight == 0 {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "no progress:\n{}",
-                c.status()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        }
-        let (due, ran, began) = done_rx.recv().unwrap();
-        in_flight -= 1;
-        let unit = due.unit.clone();
-        let took = start.elapsed() - began;
-        let run = c.finish(due, ran).unwrap();
-        assert!(run.ok, "a hook failed: {}", run.output);
-        hooks += 1;
-        let at = (start.elapsed() - checking, hooks);
-        let check = Instant::now();
-        if r.usable.is_none() {
-            r.ran.push((unit, run.event.hook_name(), began, took));
-            let creds = client_credentials(c, client, PGBOUNCER);
-            if r.published.is_none() && creds.is_some() {
-                r.published = Some(at);
-            }
-            if creds.as_ref().is_some_and(|k| usable(c, k)) {
-                r.usable = Some(at);
-            }
-        }
-        if r.client_active.is_none()
-            && active(c, &format!("{client}/0")).is_some_and(|m| m.contains('@'))
-        {
-            r.client_active = Some(at);
-        }
-        checking += check.elapsed();
-    }
-    r
-}
-
-fn median(mut v: Vec<(Duration, usize)>) -> (Duration, usize) {
-    v.sort();
-    v[v.len() / 2]
-}
 
 fn main() {
     let scratch = Scratch::new("bench-credentials");
@@ -148,7 +48,7 @@ fn main() {
                 && active(c, "pgbouncer-k8s/1").is_some()
                 && c.model.unit(&format!("{client}/0")).is_some()
         });
-        let r = round(&mut c, &client);
+        let r = round(&mut c, &client, PGBOUNCER);
         eprintln!(
             "round {n}: usable after {:.2} s, {} hooks",
             r.usable.unwrap().0.as_secs_f64(),

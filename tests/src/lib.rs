@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod balancer;
+pub mod credentials;
 
+use local_model::agent::HookCost;
 use local_model::controller::Controller;
 use local_model::testing;
 use std::path::{Path, PathBuf};
@@ -113,16 +115,20 @@ pub fn packed_charm(scratch: &Path, name: &str) -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
-/// The Python test charm `name` (under `tests/charms`) packed for the local
-/// model, on a venv with `ops` and the data-platform libraries from PyPI.
-pub fn python_charm(scratch: &Path, name: &str) -> PathBuf {
-    // Beside the cargo target's other scratch files (`target/tmp`).
+/// The python of the test charms' venv (`ops`, the data-platform libraries),
+/// made on first use beside the cargo target's other scratch files (`target/tmp`).
+pub fn ops_python() -> PathBuf {
     let tmp = bin_dir()
         .parent()
         .expect("the target directory")
         .join("tmp");
-    let venv = tmp.join("ops-venv");
-    let python = testing::venv(&venv);
+    testing::venv(&tmp.join("ops-venv"))
+}
+
+/// The Python test charm `name` (under `tests/charms`) packed for the local
+/// model, on a venv with `ops` and the data-platform libraries from PyPI.
+pub fn python_charm(scratch: &Path, name: &str) -> PathBuf {
+    let python = ops_python();
     let lib = testing::v0_lib_dir(&python);
     testing::pack_python(
         &workspace().join("tests/charms").join(name),
@@ -490,9 +496,24 @@ pub fn client_credentials(c: &Controller, client: &str, provider: &str) -> Optio
 /// Deploys etcd and an `n`-unit PostgreSQL cluster over it, and waits until
 /// every unit is active with exactly one primary.
 pub fn postgresql_cluster(c: &mut Controller, scratch: &Path, n: u32) {
+    postgresql_cluster_with(c, scratch, n, &[]);
+}
+
+/// [`postgresql_cluster`] with PostgreSQL's charm options `config`.
+pub fn postgresql_cluster_with(
+    c: &mut Controller,
+    scratch: &Path,
+    n: u32,
+    config: &[(&str, &str)],
+) {
     c.deploy(&charm(scratch, "etcd"), "etcd", 1, &[]).unwrap();
-    c.deploy(&charm(scratch, "postgresql-k8s"), "postgresql-k8s", n, &[])
-        .unwrap();
+    c.deploy(
+        &charm(scratch, "postgresql-k8s"),
+        "postgresql-k8s",
+        n,
+        config,
+    )
+    .unwrap();
     c.integrate("postgresql-k8s:etcd", "etcd:etcd").unwrap();
     converge(c, Duration::from_secs(180), |c| {
         cluster_settled(c, n as usize)
@@ -556,4 +577,40 @@ pub fn converge_polling(
         );
         std::thread::sleep(poll);
     }
+}
+
+/// One hook the model ran alone: where, which, how long it took from start to
+/// exit, and what its process cost.
+#[derive(Clone, Debug)]
+pub struct TimedHook {
+    pub unit: String,
+    pub hook: String,
+    pub wall: Duration,
+    pub cost: HookCost,
+}
+
+/// Runs every due hook one at a time (so that none shares the machine with
+/// another) until none is due; every hook must succeed. Returns them timed.
+pub fn settle_timed(c: &mut Controller) -> Vec<TimedHook> {
+    let mut ran = Vec::new();
+    while let Some(due) = c.next_due() {
+        let unit = due.unit.clone();
+        let start = Instant::now();
+        let executed = due.execute();
+        let wall = start.elapsed();
+        let run = c.finish(due, executed).unwrap();
+        assert!(
+            run.ok,
+            "{unit} {} failed: {}",
+            run.event.hook_name(),
+            run.output
+        );
+        ran.push(TimedHook {
+            unit,
+            hook: run.event.hook_name(),
+            wall,
+            cost: run.cost,
+        });
+    }
+    ran
 }

@@ -59,6 +59,11 @@ impl<'s> MemoryBackend<'s> {
         std::mem::take(&mut self.action)
     }
 
+    /// How many hook-tool calls were answered so far.
+    pub fn tool_calls(&self) -> usize {
+        self.calls.count()
+    }
+
     fn record(&mut self, cmd: Command) {
         self.calls.record(&cmd, Duration::ZERO);
     }

@@ -35,7 +35,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -92,6 +92,23 @@ pub struct Executed {
     pub code: i32,
     /// For actions: what `action-set`, `action-fail` and `action-log` said.
     pub action: ActionOutput,
+    /// What running it cost.
+    pub cost: HookCost,
+}
+
+/// What one hook's process cost, as the kernel counted it when the process
+/// was reaped (`wait4`), and the hook-tool calls the agent answered for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HookCost {
+    /// CPU time, user and system, of the process and the children it waited for.
+    pub cpu: Duration,
+    /// The largest resident set of the process (or of a child it waited for), in
+    /// KiB. The process is forked from the controller before `exec`, and the
+    /// kernel's high-water mark keeps what the fork inherited: an upper bound,
+    /// at least the controller's own size.
+    pub peak_rss_kib: u64,
+    /// Hook-tool calls answered.
+    pub tool_calls: usize,
 }
 
 impl Executed {
@@ -104,6 +121,7 @@ impl Executed {
             stderr: String::new(),
             code,
             action: ActionOutput::default(),
+            cost: HookCost::default(),
         }
     }
 }
@@ -121,6 +139,8 @@ pub struct HookRun {
     pub code: i32,
     /// What the hook logged with `juju-log`, level and message.
     pub logs: Vec<(charm::LogLevel, String)>,
+    /// What its process cost.
+    pub cost: HookCost,
 }
 
 impl Agent {
@@ -263,6 +283,7 @@ impl Agent {
         let worker = std::thread::spawn(move || {
             let mut state = hook_state;
             let action;
+            let calls;
             {
                 let mut backend =
                     MemoryBackend::new(&mut state, hook_context.event.clone(), params);
@@ -286,8 +307,9 @@ impl Agent {
                     }
                 }
                 action = backend.take_action_output();
+                calls = backend.tool_calls();
             }
-            (state, action)
+            (state, action, calls)
         });
         let mut command = match &prepared.work {
             Work::Exec(line) => {
@@ -338,14 +360,18 @@ impl Agent {
         }
         let output = run_process(&mut command);
         self.contexts.lock().expect("registry").remove(&id);
-        let (after, action) = worker.join().expect("the hook context thread");
-        let (stdout, stderr, status) = output?;
+        let (after, action, tool_calls) = worker.join().expect("the hook context thread");
+        let (stdout, stderr, status, usage) = output?;
         Ok(Executed {
             after,
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
             code: status.code().unwrap_or(-1),
             action,
+            cost: HookCost {
+                tool_calls,
+                ..usage
+            },
         })
     }
 
@@ -392,6 +418,7 @@ impl Agent {
             stderr: executed.stderr.clone(),
             code: executed.code,
             logs: executed.after.logs[before.logs.len()..].to_vec(),
+            cost: executed.cost,
         }
     }
 }
@@ -404,7 +431,7 @@ const OUTPUT_GRACE: Duration = Duration::from_millis(100);
 /// the process exits, as Juju's does: a child left holding the pipes (a
 /// background writer) is read from a moment longer, then let go, keeping what
 /// was already printed.
-fn run_process(command: &mut Command) -> std::io::Result<(Vec<u8>, Vec<u8>, ExitStatus)> {
+fn run_process(command: &mut Command) -> std::io::Result<(Vec<u8>, Vec<u8>, ExitStatus, HookCost)> {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -419,11 +446,12 @@ fn run_process(command: &mut Command) -> std::io::Result<(Vec<u8>, Vec<u8>, Exit
             Vec::new(),
         ),
     ];
-    let mut exited: Option<(ExitStatus, Instant)> = None;
+    let pid = child.id();
+    let mut exited: Option<((ExitStatus, HookCost), Instant)> = None;
     let mut buf = [0u8; 65536];
     loop {
         if exited.is_none() {
-            exited = child.try_wait()?.map(|s| (s, Instant::now()));
+            exited = reap(pid, false)?.map(|s| (s, Instant::now()));
         }
         let open: Vec<usize> = (0..2).filter(|i| pipes[*i].0.is_some()).collect();
         let timeout = match exited {
@@ -465,12 +493,48 @@ fn run_process(command: &mut Command) -> std::io::Result<(Vec<u8>, Vec<u8>, Exit
             }
         }
     }
-    let status = match exited {
-        Some((status, _)) => status,
-        None => child.wait()?,
+    let (status, cost) = match exited {
+        Some((reaped, _)) => reaped,
+        None => loop {
+            if let Some(reaped) = reap(pid, true)? {
+                break reaped;
+            }
+        },
     };
     let [(_, stdout), (_, stderr)] = pipes;
-    Ok((stdout, stderr, status))
+    Ok((stdout, stderr, status, cost))
+}
+
+/// Reaps the child `pid` if it has exited (waiting for it with `block`),
+/// with what the kernel counted for it: its CPU time and peak memory.
+fn reap(pid: u32, block: bool) -> std::io::Result<Option<(ExitStatus, HookCost)>> {
+    let mut status = 0;
+    // SAFETY: rusage is plain data; all zeroes is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let flags = if block { 0 } else { libc::WNOHANG };
+    // SAFETY: `status` and `usage` are valid for writes; the pid is our child's.
+    let got = unsafe { libc::wait4(pid as libc::pid_t, &mut status, flags, &mut usage) };
+    if got == 0 {
+        return Ok(None);
+    }
+    if got < 0 {
+        let error = std::io::Error::last_os_error();
+        return match error.kind() {
+            std::io::ErrorKind::Interrupted => Ok(None),
+            _ => Err(error),
+        };
+    }
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    Ok(Some((
+        ExitStatus::from_raw(status),
+        HookCost {
+            cpu: time(usage.ru_utime) + time(usage.ru_stime),
+            peak_rss_kib: usage.ru_maxrss as u64,
+            tool_calls: 0,
+        },
+    )))
 }
 
 /// The process's view and context. Each hook, action or command gets its own

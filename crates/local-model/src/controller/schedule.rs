@@ -244,6 +244,7 @@ impl Controller {
                     output,
                     code: 1,
                     logs: Vec::new(),
+                    cost: Default::default(),
                 }
             }
             (DueWork::Run(prepared), ran) => {

@@ -533,6 +533,7 @@ mod tests {
             stderr: stderr.into(),
             code,
             logs: vec![(LogLevel::Info, "hello".into())],
+            cost: Default::default(),
         }
     }
 

@@ -30,12 +30,22 @@ pub struct TestCluster {
     port: u16,
     password: String,
     server: Option<Child>,
+    /// Server settings beyond the defaults, passed as `-c name=value`.
+    settings: Vec<(String, String)>,
+    /// `pg_hba.conf` lines put before initdb's own.
+    hba: Vec<String>,
 }
 
 impl TestCluster {
     /// Creates the cluster (`initdb`, scram over TCP, trust on the socket) and
     /// starts it on a free port, retrying if another process takes the port.
     pub fn start() -> io::Result<TestCluster> {
+        TestCluster::start_with(&[], &[])
+    }
+
+    /// [`TestCluster::start`] with server `settings` (name, value) and
+    /// `pg_hba.conf` lines matched before initdb's own.
+    pub fn start_with(settings: &[(&str, &str)], hba: &[&str]) -> io::Result<TestCluster> {
         let password: String = (0..24)
             .map(|_| char::from(rand::rng().sample(rand::distr::Alphanumeric)))
             .collect();
@@ -44,6 +54,11 @@ impl TestCluster {
             port: 0,
             password,
             server: None,
+            settings: settings
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            hba: hba.iter().map(|l| l.to_string()).collect(),
         };
         cluster.init()?;
         for _ in 0..START_ATTEMPTS {
@@ -111,7 +126,13 @@ impl TestCluster {
             .arg(format!("--pwfile={}", pwfile.display()));
         let result = run(&mut initdb);
         fs::remove_file(pwfile)?;
-        result
+        result?;
+        if !self.hba.is_empty() {
+            let path = self.data_dir().join("pg_hba.conf");
+            let rest = fs::read_to_string(&path)?;
+            fs::write(&path, format!("{}\n{rest}", self.hba.join("\n")))?;
+        }
+        Ok(())
     }
 
     /// Starts the server on `self.port` and waits until it accepts the
@@ -138,6 +159,11 @@ impl TestCluster {
                 "-c",
                 "full_page_writes=off",
             ])
+            .args(
+                self.settings
+                    .iter()
+                    .flat_map(|(k, v)| ["-c".to_string(), format!("{k}={v}")]),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
