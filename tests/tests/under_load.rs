@@ -22,7 +22,7 @@ use e2e::{
 };
 use local_model::controller::Controller;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -111,7 +111,7 @@ fn processes(scratch: &Path, unit: &str) -> usize {
 /// Waits for pgbench and asserts that it ran transactions, that no client
 /// aborted and that no transaction failed; answers its summary and the
 /// slowest second of its progress report (`-P 1`).
-fn clean_run(bench: std::process::Child, what: &str) -> (String, String) {
+fn clean_run(bench: Child, what: &str) -> (String, String) {
     let Output {
         status,
         stdout,
@@ -170,6 +170,20 @@ fn summary_number(out: &str, prefix: &str) -> Option<u64> {
 
 fn pgbench(host: &str, login: &Login, args: &[&str]) -> Command {
     e2e::pgbench(host, 6432, &login.user, &login.password, DATABASE, args)
+}
+
+/// pgbench's default TPC-B-like load through PgBouncer, 4 clients on 2
+/// threads for `seconds`, started in the background with its output kept;
+/// `extra` adds options (`-C`, `-P 1`).
+fn load(host: &str, login: &Login, extra: &[&str], seconds: u64) -> Child {
+    let seconds = seconds.to_string();
+    let mut args = vec!["-n", "-c", "4", "-j", "2", "-T", &seconds];
+    args.extend_from_slice(extra);
+    pgbench(host, login, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 fn served(c: &Controller, unit: &str) -> bool {
@@ -252,23 +266,7 @@ fn clients_keep_their_service_under_load() {
         String::from_utf8_lossy(&init.stderr)
     );
     let reloads_before = reloads(scratch.path(), &pgb_unit);
-    let mut bench = pgbench(
-        &host,
-        &client,
-        &[
-            "-n",
-            "-c",
-            "4",
-            "-j",
-            "2",
-            "-T",
-            &PGBENCH_SECONDS.to_string(),
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut bench = load(&host, &client, &[], PGBENCH_SECONDS);
     std::thread::sleep(Duration::from_secs(2));
     c.integrate(
         &format!("{SECOND_CLIENT}:database"),
@@ -299,26 +297,7 @@ fn clients_keep_their_service_under_load() {
     // (b) PgBouncer's charm refreshed while pgbench runs: a rolling restart.
     let rolled = processes(scratch.path(), &pgb_unit);
     let drains_before = drains(scratch.path(), &pgb_unit);
-    let mut bench = pgbench(
-        &host,
-        &client,
-        &[
-            "-n",
-            "-C",
-            "-c",
-            "4",
-            "-j",
-            "2",
-            "-P",
-            "1",
-            "-T",
-            &ROLLING_PGBENCH_SECONDS.to_string(),
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut bench = load(&host, &client, &["-C", "-P", "1"], ROLLING_PGBENCH_SECONDS);
     std::thread::sleep(Duration::from_secs(2));
     let refreshed_at = Instant::now();
     c.refresh(PGB, &charm(scratch.path(), PGB)).unwrap();

@@ -13,6 +13,7 @@ use pgbouncer_k8s::pgb::ini::{render_process, ProcessSpec};
 use pgbouncer_k8s::pgb::peering::Peering;
 use pgbouncer_k8s::pgb::userlist::Userlist;
 use pgbouncer_k8s::pgb::{Layout, PgbVersion};
+use postgres_admin::testing::{free_port, postgres_ids};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -38,14 +39,6 @@ fn binary(version: PgbVersion) -> PathBuf {
     PathBuf::from(path)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn chown_postgres(path: &Path) {
     let status = Command::new("chown")
         .args(["-R", "postgres:postgres"])
@@ -53,22 +46,6 @@ fn chown_postgres(path: &Path) {
         .status()
         .unwrap();
     assert!(status.success());
-}
-
-/// The `postgres` user's uid and gid (PgBouncer refuses to run as root).
-fn postgres_ids() -> (u32, u32) {
-    let id = |flag: &str| {
-        let out = Command::new("id")
-            .args([flag, "postgres"])
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    (id("-u"), id("-g"))
 }
 
 /// A throwaway self-signed key and certificate, for the TLS cases.
@@ -122,7 +99,7 @@ fn every_rendered_case_starts_on_its_pgbouncer() {
         };
         let mut shared = case.shared(&layout);
         let peering = case.peering();
-        let port = free_port();
+        let port = free_port().unwrap();
         for (k, v) in &mut shared.settings {
             if k == "listen_port" {
                 *v = port.to_string();
@@ -153,7 +130,7 @@ fn every_rendered_case_starts_on_its_pgbouncer() {
         }
         chown_postgres(scratch.path());
         let mut running = Running(Vec::new());
-        let (uid, gid) = postgres_ids();
+        let (uid, gid) = postgres_ids().unwrap();
         for i in 0..case.processes {
             let child = Command::new(&bin)
                 .arg(layout.ini_path(i))
@@ -269,7 +246,7 @@ fn a_certificate_for_the_charms_csr_serves_verified_clients() {
         total_processes: 1,
         layout: &layout,
     });
-    let port = free_port();
+    let port = free_port().unwrap();
     for (k, v) in &mut shared.settings {
         if k == "listen_port" {
             *v = port.to_string();
@@ -295,7 +272,7 @@ fn a_certificate_for_the_charms_csr_serves_verified_clients() {
     write(&layout.ini_path(0), &ini);
     std::fs::create_dir_all(layout.log_dir(0)).unwrap();
     chown_postgres(scratch.path());
-    let (uid, gid) = postgres_ids();
+    let (uid, gid) = postgres_ids().unwrap();
     let mut running = Running(vec![Command::new(&bin)
         .arg(layout.ini_path(0))
         .uid(uid)

@@ -15,7 +15,7 @@ use pgbouncer_k8s::pgb::peering::Peering;
 use pgbouncer_k8s::pgb::pools::processes_for;
 use pgbouncer_k8s::pgb::userlist::Userlist;
 use pgbouncer_k8s::pgb::{Layout, PgbVersion};
-use postgres_admin::testing::TestCluster;
+use postgres_admin::testing::{free_port, is_root, postgres_ids, TestCluster};
 use postgres_admin::Admin;
 use serde_json::{json, Value};
 use std::os::unix::process::CommandExt;
@@ -153,34 +153,6 @@ impl Drop for Bouncer {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn postgres_ids() -> (u32, u32) {
-    let id = |flag: &str| {
-        let out = Command::new("id")
-            .args([flag, "postgres"])
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    (id("-u"), id("-g"))
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// PgBouncer's configuration as the charm renders it for one unit on this
 /// machine, serving the bench database; `in_userlist` puts the bench role's
 /// verifier in the auth file (else `auth_query` finds it).
@@ -222,7 +194,7 @@ fn bouncer(server: &Server, mode: &str, in_userlist: bool) -> Bouncer {
         data_dir: format!("{base}/lib"),
         log_dir: format!("{base}/log"),
     };
-    let port = free_port();
+    let port = free_port().unwrap();
     let (shared, processes) = rendered(&layout, mode, port, server.cluster.port());
     let mut users = Userlist::default();
     users.set(AUTH_USER, &server.auth_password);
@@ -258,7 +230,7 @@ fn bouncer(server: &Server, mode: &str, in_userlist: bool) -> Bouncer {
         let mut cmd = Command::new(PGBOUNCER);
         cmd.arg(layout.ini_path(i)).stderr(Stdio::null());
         if is_root() {
-            let (uid, gid) = postgres_ids();
+            let (uid, gid) = postgres_ids().unwrap();
             cmd.uid(uid).gid(gid);
         }
         children.push(cmd.spawn().unwrap());

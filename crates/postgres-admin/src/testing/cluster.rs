@@ -206,9 +206,23 @@ impl Drop for TestCluster {
     }
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (servers are then run as `postgres`).
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// The `postgres` user's uid and gid, for servers (PgBouncer) that refuse to
+/// run as root.
+pub fn postgres_ids() -> io::Result<(u32, u32)> {
+    let id = |flag: &str| -> io::Result<u32> {
+        let out = Command::new("id").args([flag, "postgres"]).output()?;
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .map_err(|e| io::Error::other(format!("id {flag} postgres: {e}")))
+    };
+    Ok((id("-u")?, id("-g")?))
 }
 
 /// A command running a PostgreSQL binary, as the `postgres` user under root.
@@ -260,6 +274,6 @@ fn fresh_dir() -> io::Result<PathBuf> {
 }
 
 /// A port nothing listens on right now (another process may still take it).
-fn free_port() -> io::Result<u16> {
+pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }

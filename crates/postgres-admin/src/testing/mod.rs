@@ -5,5 +5,5 @@
 mod cluster;
 mod fake;
 
-pub use cluster::TestCluster;
+pub use cluster::{free_port, is_root, postgres_ids, TestCluster};
 pub use fake::{FakeConnector, FakeServer, AVAILABLE_EXTENSIONS, FIRST_CLUSTER};
