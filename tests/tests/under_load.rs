@@ -183,7 +183,7 @@ fn load(host: &str, login: &Login, extra: &[&str], seconds: u64) -> Child {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
+        .expect("pgbench starts")
 }
 
 fn served(c: &Controller, unit: &str) -> bool {
