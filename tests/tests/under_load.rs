@@ -15,6 +15,10 @@
 //!   converges, writes through PgBouncer resume and every acknowledged row is
 //!   on the new primary. How long clients saw errors after the promotion is
 //!   printed, not asserted.
+//!
+//! With `UNDER_LOAD_FIGURES` naming a file, each change's figures (what
+//! clients saw) are appended to it as JSON lines, before they are asserted:
+//! the benchmark report runs this test for its section on changes under load.
 
 use e2e::{
     action, active, address, charm, controller, converge_polling, patroni_members, psql,
@@ -108,9 +112,10 @@ fn processes(scratch: &Path, unit: &str) -> usize {
         .count()
 }
 
-/// Waits for pgbench and asserts that it ran transactions, that no client
-/// aborted and that no transaction failed; answers its summary and the
-/// slowest second of its progress report (`-P 1`).
+/// Waits for pgbench, records its figures (see [`record`]) and asserts that
+/// it ran transactions, that no client aborted and that no transaction
+/// failed; answers its summary and the slowest second of its progress report
+/// (`-P 1`).
 fn clean_run(bench: Child, what: &str) -> (String, String) {
     let Output {
         status,
@@ -123,24 +128,12 @@ fn clean_run(bench: Child, what: &str) -> (String, String) {
         String::from_utf8_lossy(&stdout).to_string(),
         String::from_utf8_lossy(&stderr).to_string(),
     );
-    assert!(
-        status.success(),
-        "pgbench {what} failed: {stdout}\n{stderr}"
-    );
-    assert!(
-        !stderr.contains("aborted") && !stdout.contains("aborted"),
-        "a pgbench client aborted {what}: {stderr}"
-    );
-    assert_eq!(
-        summary_number(&stdout, "number of failed transactions:"),
-        Some(0),
-        "{stdout}"
-    );
-    assert!(
-        summary_number(&stdout, "number of transactions actually processed:")
-            .is_some_and(|n| n > 0),
-        "{stdout}"
-    );
+    let processed = summary_number(&stdout, "number of transactions actually processed:");
+    let failed = summary_number(&stdout, "number of failed transactions:");
+    let aborted = stderr
+        .lines()
+        .filter(|l| l.contains(" aborted in command "))
+        .count();
     let slowest = stderr
         .lines()
         .filter(|l| l.starts_with("progress:"))
@@ -155,7 +148,40 @@ fn clean_run(bench: Child, what: &str) -> (String, String) {
         })
         .unwrap_or_default()
         .to_string();
+    record(serde_json::json!({
+        "change": what,
+        "transactions": processed,
+        "failed": failed,
+        "aborted": aborted,
+        "slowest_second": slowest,
+    }));
+    assert!(
+        status.success(),
+        "pgbench {what} failed: {stdout}\n{stderr}"
+    );
+    assert!(
+        aborted == 0 && !stdout.contains("aborted"),
+        "a pgbench client aborted {what}: {stderr}"
+    );
+    assert_eq!(failed, Some(0), "{stdout}");
+    assert!(processed.is_some_and(|n| n > 0), "{stdout}");
     (stdout, slowest)
+}
+
+/// Appends `figures` as one JSON line to the file `UNDER_LOAD_FIGURES`
+/// names, when set: the benchmark report runs this test to measure what
+/// clients see of each change, and reads them from there.
+fn record(figures: serde_json::Value) {
+    let Some(path) = std::env::var_os("UNDER_LOAD_FIGURES") else {
+        return;
+    };
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", Path::new(&path).display()));
+    writeln!(file, "{figures}").expect("the figures are written");
 }
 
 /// The line of pgbench's summary starting with `prefix`, its first number.
@@ -439,6 +465,31 @@ fn clients_keep_their_service_under_load() {
         secs(promoted, lost_at),
         secs(published, promoted),
     );
+    // Every acknowledged row is on the new primary, asked directly.
+    let rows = psql(
+        &survivor_address,
+        5432,
+        &client.user,
+        &client.password,
+        DATABASE,
+        "SELECT id FROM ledger ORDER BY id",
+    )
+    .expect("reading the ledger on the new primary");
+    let on_primary: std::collections::BTreeSet<u64> =
+        rows.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    let missing: Vec<&u64> = acknowledged
+        .iter()
+        .filter(|id| !on_primary.contains(id))
+        .collect();
+    record(serde_json::json!({
+        "change": "the primary's machine lost",
+        "acknowledged": acknowledged.len(),
+        "failed": errors.len(),
+        "promoted_after_loss_s": secs(promoted, lost_at),
+        "published_after_promotion_s": secs(published, promoted),
+        "errors_after_promotion_s": last_error.map(|last| secs(last, promoted)),
+        "lost": missing.len(),
+    }));
     match last_error {
         Some(last) => println!(
             "client errors lasted until {:.1} s after the promotion ({:.1} s after the \
@@ -461,22 +512,6 @@ fn clients_keep_their_service_under_load() {
     );
     drop(attempts);
 
-    // Every acknowledged row is on the new primary, asked directly.
-    let rows = psql(
-        &survivor_address,
-        5432,
-        &client.user,
-        &client.password,
-        DATABASE,
-        "SELECT id FROM ledger ORDER BY id",
-    )
-    .expect("reading the ledger on the new primary");
-    let on_primary: std::collections::BTreeSet<u64> =
-        rows.lines().filter_map(|l| l.trim().parse().ok()).collect();
-    let missing: Vec<&u64> = acknowledged
-        .iter()
-        .filter(|id| !on_primary.contains(id))
-        .collect();
     assert!(
         missing.is_empty(),
         "acknowledged rows missing on the new primary: {missing:?}"
