@@ -30,7 +30,7 @@ mod notices;
 mod plan;
 mod sandbox;
 mod services;
-pub mod timefmt;
+pub use pebble_api::timefmt;
 
 pub use api::VERSION;
 

@@ -12,6 +12,7 @@ pub mod dcs;
 pub mod dcs_keys;
 pub mod flows;
 pub mod patroni;
+pub mod pgbackrest;
 pub mod pods;
 pub mod postgres;
 pub mod role_change;
