@@ -23,7 +23,9 @@ pub mod workload;
 use charm::{Charm, Event, Handled, Hook};
 use client_interface::pgsql;
 use client_interface::ClientEvent;
-use flows::{actions, database, legacy, lifecycle, logging, metrics, peers, Deps, Findings};
+use flows::{
+    actions, backups, database, legacy, lifecycle, logging, metrics, peers, Deps, Findings,
+};
 use state::{DATABASE, ETCD, PEERS};
 
 /// The charm: its dependencies, and what this dispatch found.
@@ -64,7 +66,17 @@ impl Charm for PostgresqlCharm {
             Event::PebbleCustomNotice { container, notice }
                 if role_change::is_role_change(container, notice) =>
             {
-                role_change::changed(hook, deps, findings, notice)
+                let handled = role_change::changed(hook, deps, findings, notice)?;
+                backups::converge(hook, deps, findings, false)?;
+                Ok(handled)
+            }
+            Event::RelationBroken(r) if r.relation.endpoint == s3_interface::S3_PARAMETERS => {
+                backups::converge(hook, deps, findings, true)
+            }
+            Event::RelationCreated(r) | Event::RelationJoined(r) | Event::RelationChanged(r)
+                if r.relation.endpoint == s3_interface::S3_PARAMETERS =>
+            {
+                backups::converge(hook, deps, findings, false)
             }
             Event::RelationCreated(r) | Event::RelationJoined(r) | Event::RelationChanged(r)
                 if cos_interface::ENDPOINTS.contains(&r.relation.endpoint.as_str()) =>
@@ -87,6 +99,7 @@ impl Charm for PostgresqlCharm {
             }
             Event::UpdateStatus => {
                 let handled = lifecycle::update_status(hook, deps, findings)?;
+                backups::converge(hook, deps, findings, false)?;
                 metrics::publish(hook)?;
                 logging::forward(hook)?;
                 Ok(handled)
@@ -115,7 +128,9 @@ impl Charm for PostgresqlCharm {
             Event::RelationJoined(r) | Event::RelationChanged(r)
                 if r.relation.endpoint == PEERS =>
             {
-                peers::changed(hook, deps, findings)
+                let handled = peers::changed(hook, deps, findings)?;
+                backups::converge(hook, deps, findings, false)?;
+                Ok(handled)
             }
             Event::RelationDeparted(r) if r.relation.endpoint == PEERS => {
                 peers::departed(hook, deps, r)

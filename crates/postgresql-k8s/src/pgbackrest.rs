@@ -150,6 +150,10 @@ pub fn render(
     Ok(out)
 }
 
+/// PostgreSQL's `archive_command` while there is no repository: every WAL
+/// segment counts as archived.
+pub const NO_ARCHIVE: &str = "/bin/true";
+
 /// PostgreSQL's `archive_command` once the stanza exists: each WAL segment
 /// pushed to the repository.
 pub fn archive_command(config: &str, stanza: &str) -> String {

@@ -41,6 +41,13 @@ pub const MEMBER_OF: &str = "member-of";
 /// Peer application bag: why legacy (`db`, `db-admin`) relations are not
 /// served, a JSON object from relation id to the status text (leader writes).
 pub const LEGACY_REFUSALS: &str = "legacy-refusals";
+/// Peer bags: the pgBackRest stanza the backup repository holds for this
+/// cluster, once it is ready (the primary's unit reports it; the leader
+/// records it for the application, and WAL is archived to it from then on).
+pub const STANZA: &str = "stanza";
+/// Peer bags: why the backup repository cannot be used, fit for a status
+/// (the unit that found it reports it; the leader records the primary's).
+pub const S3_PROBLEM: &str = "s3-initialization-block-message";
 
 /// The charm's superuser.
 pub const OPERATOR: &str = "operator";

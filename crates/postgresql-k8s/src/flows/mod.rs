@@ -4,6 +4,7 @@
 //! and serving Patroni's configuration, and adding members.
 
 pub mod actions;
+pub mod backups;
 pub mod database;
 pub mod legacy;
 pub mod lifecycle;
@@ -312,7 +313,17 @@ pub fn update_config(
     }
     let members = state::members(hook, &ctx.peers)?;
     let (count, strict) = synchronous(hook, &config, members.len())?;
-    let parameters = config.parameters(&deps.resources);
+    let mut parameters = config.parameters(&deps.resources);
+    // Explicit both ways: a patch of the cluster's settings leaves out what
+    // it does not name.
+    let archive = match backups::archiving_to(hook, &ctx.peers)? {
+        Some(stanza) => {
+            let config = deps.workload.layout.pgbackrest_config();
+            crate::pgbackrest::archive_command(&config, &stanza)
+        }
+        None => crate::pgbackrest::NO_ARCHIVE.to_string(),
+    };
+    parameters.insert("archive_command".into(), archive.into());
     let tls = state::tls_material(hook)?;
     let generation = state::generation(hook, &ctx.peers)?;
     let scope = state::cluster_name(hook.app(), generation);

@@ -91,7 +91,7 @@ pub fn render(input: &PatroniInput<'_>) -> String {
     let (address, pw) = (input.address, input.passwords);
     let mut parameters = json!({
         "archive_mode": "on",
-        "archive_command": "/bin/true",
+        "archive_command": crate::pgbackrest::NO_ARCHIVE,
         "wal_level": "logical",
         "password_encryption": "scram-sha-256",
         "log_destination": "stderr",
