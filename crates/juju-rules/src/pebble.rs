@@ -380,20 +380,31 @@ impl Pebble for ContainerState {
         Ok(self.record_notice(notify))
     }
 
-    /// Answers from [`ContainerState::execs`]; a command no prefix matches
-    /// cannot be found, as Pebble says of a missing program.
+    /// Answers from [`ContainerState::execs`]: the longest prefix wins, and
+    /// several answers for the same prefix are given in turn, the last one
+    /// repeating. A command no prefix matches cannot be found, as Pebble
+    /// says of a missing program.
     fn exec(&mut self, exec: &Exec) -> PebbleResult<ExecOutput> {
         self.connect()?;
         self.executed.push(exec.clone());
-        self.execs
+        let command = &exec.command;
+        let longest = self
+            .execs
             .iter()
-            .filter(|(prefix, _)| exec.command.starts_with(prefix))
-            .max_by_key(|(prefix, _)| prefix.len())
-            .map(|(_, output)| output.clone())
-            .ok_or_else(|| {
-                let program = exec.command.first().map_or("", String::as_str);
-                api(400, "", format!("cannot find executable {program:?}"))
-            })
+            .filter(|(prefix, _)| command.starts_with(prefix))
+            .map(|(prefix, _)| prefix.len())
+            .max();
+        let answers =
+            |prefix: &Vec<String>| Some(prefix.len()) == longest && command.starts_with(prefix);
+        let Some(turn) = self.execs.iter().position(|(p, _)| answers(p)) else {
+            let program = command.first().map_or("", String::as_str);
+            return Err(api(400, "", format!("cannot find executable {program:?}")));
+        };
+        let more = self.execs[turn + 1..].iter().any(|(p, _)| answers(p));
+        Ok(match more {
+            true => self.execs.remove(turn).1,
+            false => self.execs[turn].1.clone(),
+        })
     }
 }
 
@@ -588,6 +599,17 @@ mod tests {
         assert_eq!(info.stdout_text(), "info");
         let other = c.exec(&Exec::new(&["pgbackrest", "check"])).unwrap();
         assert_eq!(other.stdout_text(), "any");
+        let mut turns = ContainerState::ready()
+            .with_exec(&["date"], ok("first"))
+            .with_exec(&["date"], ok("then"));
+        let said: Vec<String> = (0..3)
+            .map(|_| turns.exec(&Exec::new(&["date"])).unwrap().stdout_text())
+            .collect();
+        assert_eq!(
+            said,
+            ["first", "then", "then"],
+            "in turn, the last repeating"
+        );
         assert_eq!(c.executed.len(), 2);
         assert_eq!(c.executed[1].command, ["pgbackrest", "check"]);
         match c.exec(&Exec::new(&["psql"])) {

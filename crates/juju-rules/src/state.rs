@@ -398,7 +398,8 @@ pub struct ContainerState {
     /// Notices recorded in the container, in id order (see [`ContainerState::with_notice`]).
     pub notices: Vec<Notice>,
     /// What exec answers, by command prefix: the longest prefix of a command
-    /// that is here gives its output (see [`ContainerState::with_exec`]).
+    /// that is here gives its output, several for one prefix in turn (see
+    /// [`ContainerState::with_exec`]).
     pub execs: Vec<(Vec<String>, ExecOutput)>,
     /// The commands the charm ran, in order.
     pub executed: Vec<Exec>,

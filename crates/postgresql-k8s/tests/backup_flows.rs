@@ -17,6 +17,13 @@
 //! | the primary, pgBackRest fails: blocked with its words | `a_failing_stanza_creation_blocks_with_pgbackrests_words` |
 //! | leader: records the primary's report, WAL archived there | `the_leader_records_the_stanza_and_wal_is_archived` |
 //! | the relation gone: files removed, archiving stops | `the_relation_gone_stops_archiving_and_removes_the_files` |
+//! | create-backup: no relation, parameters missing, no stanza | `create_backup_says_what_is_missing` |
+//! | create-backup: an unknown type | `create_backup_refuses_an_unknown_type` |
+//! | create-backup: not on the primary | `create_backup_runs_on_the_primary_only` |
+//! | create-backup: a differential without a full | `a_differential_needs_a_full_backup` |
+//! | create-backup: taken, its id answered | `create_backup_takes_a_backup_and_answers_its_id` |
+//! | create-backup: pgBackRest fails | `a_failed_backup_fails_the_action_with_pgbackrests_words` |
+//! | list-backups: the table | `list_backups_answers_the_table` |
 
 #![allow(clippy::unwrap_used)]
 
@@ -32,6 +39,43 @@ use postgresql_k8s::state::{PRIMARY, S3_PROBLEM, STANZA};
 use postgresql_k8s::workload::{Layout, CONTAINER};
 use s3_interface::S3_PARAMETERS;
 use support::*;
+
+/// The application bag once the leader recorded the stanza.
+fn recorded(mut state: State) -> State {
+    state
+        .relations
+        .iter_mut()
+        .find(|r| r.id == PEER_ID)
+        .unwrap()
+        .local_app_data
+        .insert(STANZA.into(), stanza());
+    state
+}
+
+/// `info` of this cluster's stanza with backups `(label, type, start)`.
+fn info_with(backups: &[(&str, &str, u64)]) -> String {
+    let list: Vec<serde_json::Value> = backups
+        .iter()
+        .map(|(label, kind, start)| {
+            serde_json::json!({
+                "label": label, "type": kind, "prior": null, "error": false,
+                "timestamp": {"start": start, "stop": start + 5},
+                "archive": {"start": "000000010000000000000003"},
+                "info": {"size": 1024, "repository": {"size": 512}},
+            })
+        })
+        .collect();
+    serde_json::to_string(&serde_json::json!([{
+        "name": stanza(), "backup": list,
+        "db": [{"system-id": FIRST_CLUSTER.parse::<u64>().unwrap()}],
+        "status": {"code": 0, "message": "ok"},
+    }]))
+    .unwrap()
+}
+
+fn failure(out: &charm_testing::Output) -> String {
+    out.action.failure.clone().unwrap_or_default()
+}
 
 const S3_ID: u64 = 21;
 
@@ -331,4 +375,153 @@ fn the_relation_gone_stops_archiving_and_removes_the_files() {
         patroni_doc(&state)["postgresql"]["parameters"]["archive_command"],
         pgbackrest::NO_ARCHIVE
     );
+}
+
+#[test]
+fn create_backup_says_what_is_missing() {
+    let w = world();
+    let bare = initialised(with_peers(unit(0, true), &[0, 1]), &[0, 1]);
+    let out = w.action(&bare, "create-backup", serde_json::json!({}));
+    assert_eq!(
+        failure(&out),
+        "Relation with s3-integrator charm missing, cannot create/restore backup."
+    );
+    let relation = RelationState::new(S3_PARAMETERS, S3_ID, "s3-integrator")
+        .remote_app_data(&[("access-key", "a"), ("secret-key", "s")]);
+    let out = w.action(
+        &related(0, relation),
+        "create-backup",
+        serde_json::json!({}),
+    );
+    assert_eq!(failure(&out), "Missing S3 parameters: bucket");
+    let out = w.action(
+        &related(0, s3_relation(&[])),
+        "create-backup",
+        serde_json::json!({}),
+    );
+    assert_eq!(failure(&out), "Stanza was not initialised");
+}
+
+#[test]
+fn create_backup_refuses_an_unknown_type() {
+    let w = world();
+    let state = recorded(related(0, s3_relation(&[])));
+    let out = w.action(
+        &state,
+        "create-backup",
+        serde_json::json!({"type": "weekly"}),
+    );
+    assert_eq!(
+        failure(&out),
+        "Invalid backup type: weekly. Possible values: full, differential, incremental."
+    );
+}
+
+#[test]
+fn create_backup_runs_on_the_primary_only() {
+    let w = world();
+    let state = recorded(related(1, s3_relation(&[])));
+    let out = w.action(&state, "create-backup", serde_json::json!({}));
+    assert!(
+        failure(&out).contains("not the cluster's primary"),
+        "{}",
+        failure(&out)
+    );
+    assert!(ran(&out.state).is_empty());
+}
+
+#[test]
+fn a_differential_needs_a_full_backup() {
+    let w = world();
+    let state = recorded(related(0, s3_relation(&[])));
+    let state = answer(state, "info", ok(&info_with(&[])));
+    let out = w.action(
+        &state,
+        "create-backup",
+        serde_json::json!({"type": "differential"}),
+    );
+    assert_eq!(
+        failure(&out),
+        "Invalid backup type: differential. No previous full backup to reference."
+    );
+    assert_eq!(ran(&out.state), ["info"], "no backup attempted");
+}
+
+#[test]
+fn create_backup_takes_a_backup_and_answers_its_id() {
+    let w = world();
+    let state = recorded(related(0, s3_relation(&[])));
+    let state = answer(
+        state,
+        "info",
+        ok(&info_with(&[("20261206-030000F", "full", 1796526000)])),
+    );
+    let state = answer(
+        state,
+        "info",
+        ok(&info_with(&[
+            ("20261206-030000F", "full", 1796526000),
+            ("20261206-030000F_20261206-031000D", "diff", 1796526600),
+        ])),
+    );
+    let state = answer(state, "backup", ok(""));
+    let out = w.action(
+        &state,
+        "create-backup",
+        serde_json::json!({"type": "differential"}),
+    );
+    assert_eq!(out.action.failure, None);
+    assert_eq!(out.action.results["backup-status"], "backup created");
+    assert_eq!(
+        out.action.results["backup-id"],
+        pgbackrest::backup_id(1796526600)
+    );
+    let executed = &out.state.container(CONTAINER).unwrap().executed;
+    assert_eq!(ran(&out.state), ["info", "backup", "info"]);
+    assert_eq!(
+        executed[1].command.last().map(String::as_str),
+        Some("--type=diff")
+    );
+    assert!(executed[1].environment.contains_key("PGPASSWORD"));
+}
+
+#[test]
+fn a_failed_backup_fails_the_action_with_pgbackrests_words() {
+    let w = world();
+    let state = recorded(related(0, s3_relation(&[])));
+    let state = answer(state, "info", ok(&info_with(&[])));
+    let state = answer(
+        state,
+        "backup",
+        ExecOutput {
+            exit_code: 82,
+            stdout: b"ERROR: [082]: WAL segment was not archived before the timeout\n".to_vec(),
+            stderr: Vec::new(),
+        },
+    );
+    let out = w.action(&state, "create-backup", serde_json::json!({}));
+    assert_eq!(
+        failure(&out),
+        "Failed to backup PostgreSQL: ERROR: [082]: WAL segment was not archived before the timeout"
+    );
+}
+
+#[test]
+fn list_backups_answers_the_table() {
+    let w = world();
+    let state = recorded(related(1, s3_relation(&[])));
+    let state = answer(
+        state,
+        "info",
+        ok(&info_with(&[("20261206-030000F", "full", 1796526000)])),
+    );
+    let out = w.action(&state, "list-backups", serde_json::json!({}));
+    assert_eq!(out.action.failure, None);
+    let table = &out.action.results["backups"];
+    assert!(table.starts_with("backup-id"), "{table}");
+    assert!(
+        table.contains(&pgbackrest::backup_id(1796526000)),
+        "{table}"
+    );
+    assert!(table.contains("| full "), "{table}");
 }

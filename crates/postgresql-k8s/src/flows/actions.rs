@@ -1,5 +1,6 @@
 //! The actions, with the reference charm's names: `get-password`,
-//! `set-password`, `get-primary` and `promote-to-primary`.
+//! `set-password`, `get-primary` and `promote-to-primary` here, and the
+//! backup actions in `backups`.
 
 use super::lifecycle::quiet_context;
 use super::{all_members_ready, cluster_status, save_app_secret, update_config, Deps, Findings};
@@ -49,6 +50,8 @@ pub fn run(hook: &mut Hook<'_>, deps: &Deps, name: &str) -> anyhow::Result<Handl
         "set-password" => set_password(hook, deps),
         "get-primary" => get_primary(hook, deps),
         "promote-to-primary" => promote_to_primary(hook, deps),
+        "create-backup" => super::backups::create_backup(hook, deps),
+        "list-backups" => super::backups::list_backups(hook, deps),
         other => anyhow::bail!("unknown action {other}"),
     }
 }

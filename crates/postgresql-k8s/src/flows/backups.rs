@@ -10,13 +10,16 @@
 
 use super::{cluster_status, context, update_config, Ctx, Deps, Findings};
 use crate::patroni::DB_PORT;
-use crate::pgbackrest::{self, Info, Local};
+use crate::pgbackrest::{self, BackupType, Info, Local};
 use crate::postgres::operator_login;
 use crate::state::{self, S3_PROBLEM, STANZA};
 use crate::workload::CONTAINER;
 use charm::{BagChanges, Handled, Hook, LogLevel, Relation};
 use s3_interface::{Parameters, S3_PARAMETERS};
 use std::time::Duration;
+
+/// How long a backup may take before pgBackRest is stopped.
+const BACKUP_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 
 /// The status of a repository that holds another cluster's backups.
 pub const ANOTHER_CLUSTER: &str = "the S3 repository has backups from another cluster";
@@ -268,15 +271,8 @@ fn check_repository(
     ctx: &Ctx,
     stanza: &str,
 ) -> anyhow::Result<Result<String, String>> {
-    let config = deps.workload.layout.pgbackrest_config();
-    let password = ctx.passwords.get(state::OPERATOR).to_string();
     let run = |hook: &mut Hook<'_>, command: &str, extra: &[&str]| {
-        deps.workload.pgbackrest(
-            hook.container(CONTAINER),
-            pgbackrest::command(&config, stanza, command, extra),
-            &password,
-            PGBACKREST_TIMEOUT,
-        )
+        pgbackrest_run(hook, deps, ctx, stanza, command, extra, PGBACKREST_TIMEOUT)
     };
     let info = run(hook, "info", &["--output=json"])?;
     if !info.success() {
@@ -323,6 +319,186 @@ fn check_repository(
         )));
     }
     Ok(Ok(stanza.to_string()))
+}
+
+/// The repository this unit can run pgBackRest against, or why not (the
+/// action's failure message).
+fn usable_repository(hook: &mut Hook<'_>) -> anyhow::Result<Result<(Ctx, String), String>> {
+    let Some(relation) = hook.relation(S3_PARAMETERS)? else {
+        return Ok(Err(
+            "Relation with s3-integrator charm missing, cannot create/restore backup.".into(),
+        ));
+    };
+    let bag = hook.remote_app_bag(&relation)?.clone();
+    match s3_interface::parse(&bag) {
+        Ok(Parameters::Ready(_)) => {}
+        Ok(Parameters::Missing(keys)) => return Ok(Err(s3_interface::missing_message(&keys))),
+        Err(invalid) => return Ok(Err(invalid.to_string())),
+    }
+    let Some(ctx) = context(hook)? else {
+        return Ok(Err("the cluster is not set up yet".into()));
+    };
+    if let Some(problem) = problem(hook)? {
+        return Ok(Err(format!(
+            "the backup repository cannot be used: {problem}"
+        )));
+    }
+    match archiving_to(hook, &ctx.peers)? {
+        Some(stanza) => Ok(Ok((ctx, stanza))),
+        None => Ok(Err("Stanza was not initialised".into())),
+    }
+}
+
+/// The parameters of `create-backup`.
+#[derive(serde::Deserialize)]
+struct CreateBackup {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+}
+
+/// `create-backup`: a full, differential or incremental backup of the
+/// cluster, taken on this unit, which must run the primary (taking it from
+/// a replica needs pgBackRest to reach the primary from there, which the
+/// charm does not set up yet).
+pub fn create_backup(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
+    let params: CreateBackup = hook.action_params()?;
+    let kind = match BackupType::parse(params.kind.as_deref().unwrap_or("full")) {
+        Ok(kind) => kind,
+        Err(message) => return fail(hook, &message),
+    };
+    let (ctx, stanza) = match usable_repository(hook)? {
+        Ok(found) => found,
+        Err(message) => return fail(hook, &message),
+    };
+    if !is_primary(hook, deps, &ctx)? {
+        return fail(
+            hook,
+            "Unit cannot perform backups as it is not the cluster's primary: run the action on \
+             the primary's unit (the get-primary action names it)",
+        );
+    }
+    let before = match info(hook, deps, &ctx, &stanza)? {
+        Ok(info) => info,
+        Err(message) => return fail(hook, &message),
+    };
+    if kind != BackupType::Full && !before.backups.iter().any(|b| b.kind == BackupType::Full) {
+        return fail(
+            hook,
+            &format!(
+                "Invalid backup type: {}. No previous full backup to reference.",
+                kind.describe()
+            ),
+        );
+    }
+    let started = std::time::Instant::now();
+    let type_arg = format!("--type={}", kind.pgbackrest());
+    let output = pgbackrest_run(
+        hook,
+        deps,
+        &ctx,
+        &stanza,
+        "backup",
+        &[&type_arg],
+        BACKUP_TIMEOUT,
+    )?;
+    if !output.success() {
+        let why = failed("Failed to backup PostgreSQL", &output);
+        hook.log(LogLevel::Warning, &why)?;
+        return fail(hook, &why);
+    }
+    let after = match info(hook, deps, &ctx, &stanza)? {
+        Ok(info) => info,
+        Err(message) => return fail(hook, &message),
+    };
+    let Some(made) = after
+        .backups
+        .iter()
+        .rev()
+        .find(|b| !before.backups.iter().any(|old| old.label == b.label))
+    else {
+        return fail(hook, "pgBackRest finished but lists no new backup");
+    };
+    hook.log(
+        LogLevel::Info,
+        &format!(
+            "{} backup {} taken in {:.0} s",
+            kind.describe(),
+            made.id,
+            started.elapsed().as_secs_f64()
+        ),
+    )?;
+    hook.action_set([
+        ("backup-status", "backup created".to_string()),
+        ("backup-id", made.id.clone()),
+    ])?;
+    Ok(Handled::Done)
+}
+
+/// `list-backups`: the repository's backups of this cluster, as a table.
+pub fn list_backups(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
+    let (ctx, stanza) = match usable_repository(hook)? {
+        Ok(found) => found,
+        Err(message) => return fail(hook, &message),
+    };
+    match info(hook, deps, &ctx, &stanza)? {
+        Ok(info) => {
+            hook.action_set([("backups", pgbackrest::table(&info.backups))])?;
+            Ok(Handled::Done)
+        }
+        Err(message) => fail(hook, &message),
+    }
+}
+
+fn fail(hook: &mut Hook<'_>, message: &str) -> anyhow::Result<Handled> {
+    hook.action_fail(message)?;
+    Ok(Handled::Done)
+}
+
+/// Runs pgBackRest's `command` for `stanza` in this unit's container.
+fn pgbackrest_run(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    ctx: &Ctx,
+    stanza: &str,
+    command: &str,
+    extra: &[&str],
+    timeout: Duration,
+) -> anyhow::Result<pebble_api::ExecOutput> {
+    let config = deps.workload.layout.pgbackrest_config();
+    Ok(deps.workload.pgbackrest(
+        hook.container(CONTAINER),
+        pgbackrest::command(&config, stanza, command, extra),
+        ctx.passwords.get(state::OPERATOR),
+        timeout,
+    )?)
+}
+
+/// What the repository holds of `stanza`; `Err` says why it cannot be read.
+fn info(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    ctx: &Ctx,
+    stanza: &str,
+) -> anyhow::Result<Result<Info, String>> {
+    let output = pgbackrest_run(
+        hook,
+        deps,
+        ctx,
+        stanza,
+        "info",
+        &["--output=json"],
+        PGBACKREST_TIMEOUT,
+    )?;
+    if !output.success() {
+        return Ok(Err(failed("failed to read the S3 repository", &output)));
+    }
+    Ok(
+        match pgbackrest::parse_info(&output.stdout_text(), stanza) {
+            Ok(Some(info)) => Ok(info),
+            Ok(None) => Err(format!("the S3 repository has no stanza {stanza}")),
+            Err(e) => Err(e.to_string()),
+        },
+    )
 }
 
 /// Every stanza `info` lists (it names them all, whichever was asked for).
