@@ -672,6 +672,104 @@ impl Admin {
         execute(&mut client, &create, action)
     }
 
+    /// Creates the extension named `name` in `database` (a template such as
+    /// `template1` too) unless it is there, with the extensions it needs
+    /// (`CASCADE`). The name travels as a parameter and the server quotes it;
+    /// an extension the server does not offer is refused before anything is
+    /// created.
+    pub fn enable_extension(&mut self, database: &str, name: &str) -> Result<()> {
+        let mut client = self.info.for_database(database).connect()?;
+        let action = format!("creating extension {name:?} in {database:?}");
+        let sql = "SELECT pg_catalog.format('CREATE EXTENSION IF NOT EXISTS %I CASCADE', name) \
+                   FROM pg_catalog.pg_available_extensions WHERE name = $1::text";
+        let row = client.query_opt(sql, &[&name]).map_err(failed(&action))?;
+        let Some(row) = row else {
+            return Err(AdminError::Invalid(format!(
+                "extension {name:?} is not available on this server"
+            )));
+        };
+        let create: String = row.try_get(0).map_err(failed(&action))?;
+        execute(&mut client, &create, action)
+    }
+
+    /// The objects of `database` that depend on the extension named `name`
+    /// and are not part of it (a column of its type, an index with its
+    /// operator class, another extension that requires it), described as
+    /// PostgreSQL names them (`pg_depend`), sorted; none when the extension
+    /// or the database is absent.
+    pub fn extension_dependants(&mut self, database: &str, name: &str) -> Result<Vec<String>> {
+        let mut client = match self.info.for_database(database).connect() {
+            Err(AdminError::Connect { source, .. })
+                if source.code() == Some(&SqlState::INVALID_CATALOG_NAME) =>
+            {
+                return Ok(Vec::new())
+            }
+            other => other?,
+        };
+        let action = format!("listing what depends on extension {name:?} in {database:?}");
+        let sql = "WITH ext AS ( \
+                       SELECT oid FROM pg_catalog.pg_extension WHERE extname = $1::text), \
+                   part AS ( \
+                       SELECT d.classid, d.objid FROM pg_catalog.pg_depend d, ext \
+                       WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass \
+                         AND d.refobjid = ext.oid AND d.deptype = 'e' \
+                       UNION ALL \
+                       SELECT 'pg_catalog.pg_extension'::regclass, oid FROM ext), \
+                   whole AS ( \
+                       SELECT classid, objid FROM part \
+                       UNION ALL \
+                       SELECT d.classid, d.objid FROM pg_catalog.pg_depend d \
+                       JOIN part p ON d.refclassid = p.classid AND d.refobjid = p.objid \
+                       WHERE d.deptype = 'i') \
+                   SELECT DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) \
+                   FROM pg_catalog.pg_depend d \
+                   JOIN whole w ON d.refclassid = w.classid AND d.refobjid = w.objid \
+                   WHERE d.deptype IN ('n', 'a') \
+                     AND NOT EXISTS (SELECT 1 FROM whole o \
+                                     WHERE o.classid = d.classid AND o.objid = d.objid) \
+                   ORDER BY 1";
+        let rows = client.query(sql, &[&name]).map_err(failed(&action))?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(failed(&action)))
+            .collect()
+    }
+
+    /// Drops the extension named `name` from `database` if it is there, and
+    /// nothing else: an object that depends on it makes the server refuse.
+    /// Returns whether it was there.
+    pub fn drop_extension(&mut self, database: &str, name: &str) -> Result<bool> {
+        let mut client = self.info.for_database(database).connect()?;
+        let action = format!("dropping extension {name:?} from {database:?}");
+        let sql = "SELECT pg_catalog.format('DROP EXTENSION %I RESTRICT', extname) \
+                   FROM pg_catalog.pg_extension WHERE extname = $1::text";
+        let row = client.query_opt(sql, &[&name]).map_err(failed(&action))?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let drop: String = row.try_get(0).map_err(failed(&action))?;
+        execute(&mut client, &drop, action)?;
+        Ok(true)
+    }
+
+    /// The libraries the running server loaded at start
+    /// (`shared_preload_libraries`), in its order.
+    pub fn preloaded_libraries(&mut self) -> Result<Vec<String>> {
+        let action = "reading shared_preload_libraries";
+        let row = self
+            .client
+            .query_one(
+                "SELECT pg_catalog.current_setting('shared_preload_libraries')",
+                &[],
+            )
+            .map_err(failed(action))?;
+        let value: String = row.try_get(0).map_err(failed(action))?;
+        Ok(value
+            .split(',')
+            .map(|l| l.trim().trim_matches('"').to_string())
+            .filter(|l| !l.is_empty())
+            .collect())
+    }
+
     /// In one transaction kept out of the server log (`options` carry a
     /// verifier): creates or alters `user` WITH LOGIN and `options`, then `then`.
     fn upsert_login_role(

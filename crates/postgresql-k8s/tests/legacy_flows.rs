@@ -98,6 +98,7 @@ fn db_gets_a_login_user_its_database_and_extensions() {
             ("extensions", "citext,pg_trgm:search"),
         ],
     )]);
+    let s = with_plugins(s, &["citext", "pg_trgm"]);
     let out = w.go(&s, changed(&s, DB));
     let server = w.pg.server();
     let (password, roles) = server.users["relation_id_7"].clone();
@@ -288,6 +289,7 @@ fn unavailable_extensions_block_and_a_later_refresh_serves_the_client() {
         DB,
         &[("database", "geo"), ("extensions", "citext,postgis")],
     )]);
+    let s = with_plugins(s, &["citext", "postgis"]);
     let out = w.go(&s, changed(&s, DB));
     assert!(w.pg.server().users.is_empty(), "nothing created");
     assert!(!w.pg.server().databases.contains("geo"));
@@ -491,6 +493,7 @@ fn a_new_cluster_makes_legacy_clients_again() {
         ADMIN,
         &[("database", "ops_db"), ("extensions", "hstore")],
     )]);
+    let s = with_plugins(s, &["hstore"]);
     let served = w.go(&s, changed(&s, ADMIN)).state;
     let password = w.pg.server().users["relation_id_8"].0.clone();
     // The cluster is bootstrapped anew (a new generation): the leader

@@ -194,6 +194,12 @@ fn requested(
         Ok(served) => served,
         Err(e) => return cannot_create(hook, relation, request, &e.to_string()),
     };
+    // The enabled plugins' extensions in its database.
+    if let Resource::Database(db) = &request.resource {
+        if let Err(e) = super::extensions::create_in(hook, deps, pg.as_mut(), db.as_str())? {
+            return cannot_create(hook, relation, request, &e.to_string());
+        }
+    }
     let answer = answer(
         relation.id,
         request,
@@ -447,6 +453,17 @@ impl ServedClient {
         match &self.grant {
             Grant::Request(request) => request.resource.to_string(),
             Grant::Legacy { database, .. } => database.to_string(),
+        }
+    }
+
+    /// The database the charm created for it (none for a prefix).
+    pub fn database(&self) -> Option<&str> {
+        match &self.grant {
+            Grant::Request(request) => match &request.resource {
+                Resource::Database(db) => Some(db.as_str()),
+                Resource::Prefix(_) => None,
+            },
+            Grant::Legacy { database, .. } => Some(database.as_str()),
         }
     }
 
