@@ -4,6 +4,7 @@
 //! `escape_literal` or a bind parameter. Passwords reach the server only as
 //! verifiers, in transactions that keep them out of the server log.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -227,10 +228,12 @@ fn grant_roles(tx: &mut Transaction, member: &RoleName, roles: &[MemberRole]) ->
     Ok(())
 }
 
-/// One connection as a superuser.
+/// One connection as a superuser (and, for the extensions' work, one per
+/// other database, kept for the session).
 pub struct Admin {
     info: ConnectInfo,
     client: Client,
+    others: BTreeMap<String, Client>,
 }
 
 impl Admin {
@@ -239,6 +242,7 @@ impl Admin {
         Ok(Admin {
             client: info.connect()?,
             info: info.clone(),
+            others: BTreeMap::new(),
         })
     }
 
@@ -296,6 +300,8 @@ impl Admin {
         let (db_id, owner_id) = (ident(db.as_str()), ident(owner.as_str()));
         let created = !self.database_exists(db.as_str())?;
         if created {
+            // CREATE DATABASE copies template1, which no session may hold.
+            self.others.clear();
             let sql = format!("CREATE DATABASE {db_id} OWNER {owner_id}");
             execute(&mut self.client, &sql, format!("creating database {db}"))?;
         }
@@ -411,6 +417,8 @@ impl Admin {
         let db_id = ident(db.as_str());
         let created = !self.database_exists(db.as_str())?;
         if created {
+            // CREATE DATABASE copies template1, which no session may hold.
+            self.others.clear();
             let sql = format!("CREATE DATABASE {db_id}");
             execute(&mut self.client, &sql, format!("creating database {db}"))?;
         }
@@ -615,15 +623,10 @@ impl Admin {
     /// The extensions created in `database`, sorted; none when the database
     /// does not exist.
     pub fn installed_extensions(&mut self, database: &str) -> Result<Vec<String>> {
-        let mut client = match self.info.for_database(database).connect() {
-            Err(AdminError::Connect { source, .. })
-                if source.code() == Some(&SqlState::INVALID_CATALOG_NAME) =>
-            {
-                return Ok(Vec::new())
-            }
-            other => other?,
-        };
         let action = format!("listing the extensions of {database:?}");
+        let Some(client) = self.client_in(database)? else {
+            return Ok(Vec::new());
+        };
         let sql = "SELECT extname::text FROM pg_catalog.pg_extension ORDER BY extname";
         let rows = client.query(sql, &[]).map_err(failed(&action))?;
         rows.iter()
@@ -678,7 +681,7 @@ impl Admin {
     /// an extension the server does not offer is refused before anything is
     /// created.
     pub fn enable_extension(&mut self, database: &str, name: &str) -> Result<()> {
-        let mut client = self.info.for_database(database).connect()?;
+        let client = self.existing(database)?;
         let action = format!("creating extension {name:?} in {database:?}");
         let sql = "SELECT pg_catalog.format('CREATE EXTENSION IF NOT EXISTS %I CASCADE', name) \
                    FROM pg_catalog.pg_available_extensions WHERE name = $1::text";
@@ -689,7 +692,7 @@ impl Admin {
             )));
         };
         let create: String = row.try_get(0).map_err(failed(&action))?;
-        execute(&mut client, &create, action)
+        execute(client, &create, action)
     }
 
     /// The objects of `database` that depend on the extension named `name`
@@ -698,33 +701,32 @@ impl Admin {
     /// PostgreSQL names them (`pg_depend`), sorted; none when the extension
     /// or the database is absent.
     pub fn extension_dependants(&mut self, database: &str, name: &str) -> Result<Vec<String>> {
-        let mut client = match self.info.for_database(database).connect() {
-            Err(AdminError::Connect { source, .. })
-                if source.code() == Some(&SqlState::INVALID_CATALOG_NAME) =>
-            {
-                return Ok(Vec::new())
-            }
-            other => other?,
-        };
         let action = format!("listing what depends on extension {name:?} in {database:?}");
-        let sql = "WITH ext AS ( \
-                       SELECT oid FROM pg_catalog.pg_extension WHERE extname = $1::text), \
-                   part AS ( \
-                       SELECT d.classid, d.objid FROM pg_catalog.pg_depend d, ext \
-                       WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass \
-                         AND d.refobjid = ext.oid AND d.deptype = 'e' \
-                       UNION ALL \
-                       SELECT 'pg_catalog.pg_extension'::regclass, oid FROM ext), \
-                   whole AS ( \
-                       SELECT classid, objid FROM part \
-                       UNION ALL \
+        let Some(client) = self.client_in(database)? else {
+            return Ok(Vec::new());
+        };
+        // The extension is everything that goes with it (its members, and
+        // what depends on them automatically or internally); what depends on
+        // that normally, outside it, would make DROP EXTENSION refuse. An
+        // object of another extension is named as that extension.
+        let sql = "WITH RECURSIVE whole(classid, objid) AS ( \
+                       SELECT 'pg_catalog.pg_extension'::regclass::oid, oid \
+                       FROM pg_catalog.pg_extension WHERE extname = $1::text \
+                     UNION \
                        SELECT d.classid, d.objid FROM pg_catalog.pg_depend d \
-                       JOIN part p ON d.refclassid = p.classid AND d.refobjid = p.objid \
-                       WHERE d.deptype = 'i') \
-                   SELECT DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) \
+                       JOIN whole w ON d.refclassid = w.classid AND d.refobjid = w.objid \
+                       WHERE d.deptype IN ('e', 'i', 'a')) \
+                   SELECT DISTINCT COALESCE( \
+                       (SELECT 'extension ' || x.extname \
+                        FROM pg_catalog.pg_depend m \
+                        JOIN pg_catalog.pg_extension x ON x.oid = m.refobjid \
+                        WHERE m.classid = d.classid AND m.objid = d.objid \
+                          AND m.refclassid = 'pg_catalog.pg_extension'::regclass \
+                          AND m.deptype = 'e' LIMIT 1), \
+                       pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid)) \
                    FROM pg_catalog.pg_depend d \
                    JOIN whole w ON d.refclassid = w.classid AND d.refobjid = w.objid \
-                   WHERE d.deptype IN ('n', 'a') \
+                   WHERE d.deptype = 'n' \
                      AND NOT EXISTS (SELECT 1 FROM whole o \
                                      WHERE o.classid = d.classid AND o.objid = d.objid) \
                    ORDER BY 1";
@@ -738,7 +740,7 @@ impl Admin {
     /// nothing else: an object that depends on it makes the server refuse.
     /// Returns whether it was there.
     pub fn drop_extension(&mut self, database: &str, name: &str) -> Result<bool> {
-        let mut client = self.info.for_database(database).connect()?;
+        let client = self.existing(database)?;
         let action = format!("dropping extension {name:?} from {database:?}");
         let sql = "SELECT pg_catalog.format('DROP EXTENSION %I RESTRICT', extname) \
                    FROM pg_catalog.pg_extension WHERE extname = $1::text";
@@ -747,7 +749,7 @@ impl Admin {
             return Ok(false);
         };
         let drop: String = row.try_get(0).map_err(failed(&action))?;
-        execute(&mut client, &drop, action)?;
+        execute(client, &drop, action)?;
         Ok(true)
     }
 
@@ -794,6 +796,29 @@ impl Admin {
         then(&mut tx)?;
         tx.commit()
             .map_err(failed(format!("committing role {user}")))
+    }
+
+    /// The session's connection to `database` (made on first use); `None`
+    /// when the database does not exist.
+    fn client_in(&mut self, database: &str) -> Result<Option<&mut Client>> {
+        if !self.others.contains_key(database) {
+            let client = match self.info.for_database(database).connect() {
+                Err(AdminError::Connect { source, .. })
+                    if source.code() == Some(&SqlState::INVALID_CATALOG_NAME) =>
+                {
+                    return Ok(None)
+                }
+                other => other?,
+            };
+            self.others.insert(database.to_string(), client);
+        }
+        Ok(self.others.get_mut(database))
+    }
+
+    /// [`Admin::client_in`] for a database that must exist.
+    fn existing(&mut self, database: &str) -> Result<&mut Client> {
+        self.client_in(database)?
+            .ok_or_else(|| AdminError::Invalid(format!("database {database:?} does not exist")))
     }
 
     /// Runs a query returning one text column.
