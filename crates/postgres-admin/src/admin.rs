@@ -705,30 +705,41 @@ impl Admin {
         let Some(client) = self.client_in(database)? else {
             return Ok(Vec::new());
         };
-        // The extension is everything that goes with it (its members, and
+        // An extension is everything that goes with it (its members, and
         // what depends on them automatically or internally); what depends on
-        // that normally, outside it, would make DROP EXTENSION refuse. An
-        // object of another extension is named as that extension.
+        // that normally, outside it, would make DROP EXTENSION refuse. What
+        // goes with another extension is named as that extension.
         let sql = "WITH RECURSIVE whole(classid, objid) AS ( \
                        SELECT 'pg_catalog.pg_extension'::regclass::oid, oid \
                        FROM pg_catalog.pg_extension WHERE extname = $1::text \
                      UNION \
                        SELECT d.classid, d.objid FROM pg_catalog.pg_depend d \
                        JOIN whole w ON d.refclassid = w.classid AND d.refobjid = w.objid \
-                       WHERE d.deptype IN ('e', 'i', 'a')) \
+                       WHERE d.deptype IN ('e', 'i', 'a')), \
+                   dep AS ( \
+                       SELECT DISTINCT d.classid, d.objid, d.objsubid \
+                       FROM pg_catalog.pg_depend d \
+                       JOIN whole w ON d.refclassid = w.classid AND d.refobjid = w.objid \
+                       WHERE d.deptype = 'n' \
+                         AND NOT EXISTS (SELECT 1 FROM whole o \
+                                         WHERE o.classid = d.classid AND o.objid = d.objid)), \
+                   up(classid, objid, refclassid, refobjid) AS ( \
+                       SELECT classid, objid, classid, objid FROM dep \
+                     UNION \
+                       SELECT u.classid, u.objid, p.refclassid, p.refobjid \
+                       FROM up u JOIN pg_catalog.pg_depend p \
+                         ON p.classid = u.refclassid AND p.objid = u.refobjid \
+                       WHERE p.deptype IN ('i', 'a')) \
                    SELECT DISTINCT COALESCE( \
-                       (SELECT 'extension ' || x.extname \
-                        FROM pg_catalog.pg_depend m \
-                        JOIN pg_catalog.pg_extension x ON x.oid = m.refobjid \
-                        WHERE m.classid = d.classid AND m.objid = d.objid \
-                          AND m.refclassid = 'pg_catalog.pg_extension'::regclass \
-                          AND m.deptype = 'e' LIMIT 1), \
-                       pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid)) \
-                   FROM pg_catalog.pg_depend d \
-                   JOIN whole w ON d.refclassid = w.classid AND d.refobjid = w.objid \
-                   WHERE d.deptype = 'n' \
-                     AND NOT EXISTS (SELECT 1 FROM whole o \
-                                     WHERE o.classid = d.classid AND o.objid = d.objid) \
+                       (SELECT 'extension ' || x.extname FROM up u \
+                        JOIN pg_catalog.pg_depend e \
+                          ON e.classid = u.refclassid AND e.objid = u.refobjid \
+                         AND e.deptype = 'e' \
+                         AND e.refclassid = 'pg_catalog.pg_extension'::regclass \
+                        JOIN pg_catalog.pg_extension x ON x.oid = e.refobjid \
+                        WHERE u.classid = dep.classid AND u.objid = dep.objid LIMIT 1), \
+                       pg_catalog.pg_describe_object(dep.classid, dep.objid, dep.objsubid)) \
+                   FROM dep \
                    ORDER BY 1";
         let rows = client.query(sql, &[&name]).map_err(failed(&action))?;
         rows.iter()

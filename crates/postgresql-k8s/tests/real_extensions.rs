@@ -7,7 +7,7 @@
 
 use postgres::Client;
 use postgres_admin::testing::TestCluster;
-use postgres_admin::{Admin, DatabaseName, Postgres};
+use postgres_admin::{Admin, DatabaseName};
 use postgresql_k8s::config::table::{plugin_extensions, plugin_name, PLUGINS};
 use postgresql_k8s::config::{CharmConfig, Resources};
 use postgresql_k8s::flows::extensions::{reconcile, TEMPLATE};
