@@ -456,17 +456,6 @@ impl ServedClient {
         }
     }
 
-    /// The database the charm created for it (none for a prefix).
-    pub fn database(&self) -> Option<&str> {
-        match &self.grant {
-            Grant::Request(request) => match &request.resource {
-                Resource::Database(db) => Some(db.as_str()),
-                Resource::Prefix(_) => None,
-            },
-            Grant::Legacy { database, .. } => Some(database.as_str()),
-        }
-    }
-
     /// Makes (or brings up to date) its user (or entity), with the password
     /// it holds, its database, its grants and its extensions.
     pub fn create(&self, pg: &mut dyn Postgres) -> Result<(), PgError> {
@@ -535,6 +524,24 @@ pub fn served_clients(hook: &mut Hook<'_>) -> anyhow::Result<Vec<ServedClient>> 
             password,
             grant: Grant::Request(request),
         });
+    }
+    Ok(out)
+}
+
+/// Leader: the databases the charm created for the clients it answered
+/// (not a prefix's), read from the relations alone.
+pub fn client_databases(hook: &mut Hook<'_>) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for relation in hook.relations(state::DATABASE)? {
+        let remote = hook.remote_app_bag(&relation)?.clone();
+        let Ok(Some(request)) = request::parse(&remote, relation.id) else {
+            continue;
+        };
+        if let Resource::Database(db) = &request.resource {
+            if provider::published(hook, &relation)?.has_credentials() {
+                out.push(db.to_string());
+            }
+        }
     }
     Ok(out)
 }

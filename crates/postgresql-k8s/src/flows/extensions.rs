@@ -189,12 +189,8 @@ pub fn reconcile(
 /// the charm created (`database`, `db` and `db-admin` relations), and
 /// [`TEMPLATE`], sorted.
 pub fn client_databases(hook: &mut Hook<'_>) -> anyhow::Result<Vec<String>> {
-    let mut clients = database::served_clients(hook)?;
-    clients.extend(legacy::served_clients(hook)?);
-    let mut out: Vec<String> = clients
-        .iter()
-        .filter_map(|c| c.database().map(str::to_string))
-        .collect();
+    let mut out = database::client_databases(hook)?;
+    out.extend(legacy::client_databases(hook)?);
     out.push(TEMPLATE.into());
     out.sort();
     out.dedup();

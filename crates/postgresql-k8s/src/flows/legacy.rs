@@ -455,6 +455,22 @@ pub fn refusals(hook: &mut Hook<'_>) -> anyhow::Result<Option<String>> {
     Ok((!refused.is_empty()).then(|| refused.join("; ")))
 }
 
+/// Leader: the databases of the legacy clients answered, read from what
+/// their relations were told.
+pub fn client_databases(hook: &mut Hook<'_>) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for endpoint in pgsql::ENDPOINTS {
+        for relation in hook.relations(endpoint)? {
+            let published = hook.local_app_bag(&relation)?;
+            if let (Some(db), true) = (published.get("database"), published.contains_key("master"))
+            {
+                out.push(db.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Leader: every legacy client already answered, with the password kept for
 /// it, the database and extensions it was told of, and the roles of its
 /// endpoint (a new cluster generation makes them again).
