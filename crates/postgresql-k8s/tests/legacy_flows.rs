@@ -8,8 +8,8 @@
 //! | an empty `database`: the client application's name | `an_empty_database_is_named_after_the_client` |
 //! | is the request valid? no (roles) → blocked, nothing created | `roles_are_refused_with_the_reference_text_and_nothing_is_created` |
 //! | is the request valid? no (a database or extension name) → blocked, nothing created | `hostile_names_are_refused_and_nothing_is_created` |
-//! | is the cluster initialised, with a primary? no → defer | `a_request_waits_for_the_initialised_cluster` |
 //! | are the extensions enabled (their plugin options on)? no → blocked, nothing created; a config change serves the client | `plugin_flows.rs`: `a_legacy_client_asking_for_disabled_extensions_is_refused_until_enabled` |
+//! | is the cluster initialised, with a primary? no → defer | `a_request_waits_for_the_initialised_cluster` |
 //! | are the extensions available? no → blocked, nothing created | `unavailable_extensions_block_and_a_later_refresh_serves_the_client` |
 //! | keep the password; create the user, the database and the extensions (and the enabled plugins') | `db_gets_a_login_user_its_database_and_extensions`, `db_admin_always_gets_a_superuser`, `the_password_is_kept_across_hooks` |
 //! | PostgreSQL fails → waiting, defer | `a_database_error_defers_and_says_why` |

@@ -505,6 +505,7 @@ mod tests {
             "shared_buffers",
             "max_connections",
             "max_worker_processes",
+            "shared_preload_libraries",
         ] {
             assert!(needs_restart(name), "{name}");
         }
@@ -516,6 +517,45 @@ mod tests {
         ] {
             assert!(!needs_restart(name), "{name}");
         }
+    }
+
+    #[test]
+    fn plugins_choose_their_extensions_and_libraries() {
+        let c = parse(json!({})).unwrap();
+        assert_eq!(
+            c.plugin_extensions(true),
+            [("plugin_audit_enable", "pgaudit")]
+        );
+        assert_eq!(c.preload_libraries(), ["pgaudit"]);
+        let p = c.parameters(&SMALL);
+        assert_eq!(p["shared_preload_libraries"], "pg_stat_statements,pgaudit");
+        let c = parse(json!({
+            "plugin_audit_enable": false,
+            "plugin_spi_enable": true,
+            "plugin_timescaledb_enable": true,
+        }))
+        .unwrap();
+        assert_eq!(
+            c.plugin_extensions(true),
+            [
+                ("plugin_spi_enable", "refint"),
+                ("plugin_spi_enable", "autoinc"),
+                ("plugin_spi_enable", "insert_username"),
+                ("plugin_spi_enable", "moddatetime"),
+                ("plugin_timescaledb_enable", "timescaledb"),
+            ]
+        );
+        assert!(c
+            .plugin_extensions(false)
+            .contains(&("plugin_audit_enable", "pgaudit")));
+        let p = c.parameters(&SMALL);
+        assert_eq!(
+            p["shared_preload_libraries"],
+            "pg_stat_statements,timescaledb"
+        );
+        let mut p = Map::new();
+        set_preload(&mut p, &["pg_stat_statements"]);
+        assert_eq!(p["shared_preload_libraries"], "pg_stat_statements");
     }
 
     #[test]

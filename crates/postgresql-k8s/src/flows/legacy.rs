@@ -71,6 +71,20 @@ fn changed(hook: &mut Hook<'_>, deps: &Deps, relation: &Relation) -> anyhow::Res
             return Ok(Handled::Done);
         }
     };
+    // Are the extensions enabled (their plugin options on)?
+    let Some(config) = applicable_config(hook, deps)? else {
+        return Ok(Handled::Deferred);
+    };
+    let disabled = extensions::not_enabled(&config, request.extensions.iter().map(Extension::name));
+    if !disabled.is_empty() {
+        let refusal = Refusal::Extensions {
+            relation: pgsql::relation_name(relation),
+            extensions: disabled.iter().map(|(e, _)| e.to_string()).collect(),
+            why: not_enabled_why(&disabled),
+        };
+        record_refusal(hook, relation, Some(&refusal))?;
+        return Ok(Handled::Done);
+    }
     // Is the cluster initialised, with a primary?
     let Some(ctx) = context(hook)? else {
         return Ok(Handled::Deferred);
@@ -94,20 +108,6 @@ fn changed(hook: &mut Hook<'_>, deps: &Deps, relation: &Relation) -> anyhow::Res
         Ok(pg) => pg,
         Err(e) => return cannot_serve(hook, relation, &request, &e),
     };
-    // Are the extensions enabled (their plugin options on)?
-    let Some(config) = applicable_config(hook, deps)? else {
-        return Ok(Handled::Deferred);
-    };
-    let disabled = extensions::not_enabled(&config, request.extensions.iter().map(Extension::name));
-    if !disabled.is_empty() {
-        let refusal = Refusal::Extensions {
-            relation: pgsql::relation_name(relation),
-            extensions: disabled.iter().map(|(e, _)| e.to_string()).collect(),
-            why: not_enabled_why(&disabled),
-        };
-        record_refusal(hook, relation, Some(&refusal))?;
-        return Ok(Handled::Done);
-    }
     // Are the extensions available?
     let missing = match missing_extensions(pg.as_mut(), &request.extensions) {
         Ok(missing) => missing,
