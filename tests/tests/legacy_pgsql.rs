@@ -125,6 +125,16 @@ fn legacy_clients_connect_with_their_master_strings_and_follow_a_switchover() {
         "Before"
     );
     assert!(psql_with(&standbys[0], None, "INSERT INTO t VALUES ('x')").is_err());
+    // The default plugin's extension (pgaudit, preloaded) is there too.
+    assert_eq!(
+        psql_with(
+            &master,
+            None,
+            "SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension"
+        )
+        .unwrap(),
+        "citext,pgaudit,plpgsql"
+    );
 
     // db-admin: a superuser, in its own database.
     let (admin_master, _) = client_strings(&mut c, "admin", &old);
