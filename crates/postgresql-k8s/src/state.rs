@@ -50,6 +50,13 @@ pub const STANZA: &str = "stanza";
 pub const S3_PROBLEM: &str = "s3-initialization-block-message";
 
 /// The charm's superuser.
+/// Peer application key: the plugins' extensions and the databases they were
+/// last brought to in full (a new pass runs when either differs).
+pub const EXTENSIONS_APPLIED: &str = "extensions-applied";
+/// Peer application key: why the last extensions pass could not finish (the
+/// leader's status shows it).
+pub const EXTENSIONS_BLOCKED: &str = "extensions-blocked";
+
 pub const OPERATOR: &str = "operator";
 pub const REPLICATION: &str = "replication";
 pub const REWIND: &str = "rewind";

@@ -7,8 +7,8 @@ use crate::flows::lifecycle::quiet_context;
 use crate::flows::peers::MEMBER_STARTING;
 use crate::flows::recovery::NewCluster;
 use crate::flows::{
-    backups, cluster_status, config, database, legacy, unconfirmed_option, Ctx, Deps, Findings,
-    Unconfirmed,
+    backups, cluster_status, config, database, extensions, legacy, unconfirmed_option, Ctx, Deps,
+    Findings, Unconfirmed,
 };
 use crate::patroni::{Health, Role, DB_PORT};
 use crate::postgres;
@@ -50,6 +50,9 @@ pub fn collect(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow:
     }
     if let Some(problem) = backups::problem(hook)? {
         hook.add_status(Status::Blocked(problem));
+    }
+    if let Some(why) = extensions::blocked(hook)? {
+        hook.add_status(Status::Blocked(why));
     }
     if dcs_ready {
         let progress = cluster(hook, deps, findings)?;

@@ -138,6 +138,11 @@ impl Default for Layout {
 }
 
 impl Layout {
+    /// PostgreSQL's loadable modules: beside the binaries, in `lib`.
+    pub fn lib_dir(&self) -> String {
+        let base = self.bin_dir.strip_suffix("/bin").unwrap_or(&self.bin_dir);
+        format!("{base}/lib")
+    }
     /// `patroni.yml`.
     pub fn config_path(&self) -> String {
         format!("{}/patroni.yml", self.storage_dir)
@@ -221,6 +226,21 @@ impl Workload {
     /// a time zone it cannot load.
     pub fn has_time_zone(&self, pebble: &mut dyn Pebble, zone: &str) -> Result<bool, PebbleError> {
         match pebble.list_files(&format!("{ZONEINFO_DIR}/{zone}"), None) {
+            Ok(entries) => Ok(entries.len() == 1 && entries[0].kind != "directory"),
+            Err(PebbleError::Path { .. })
+            | Err(PebbleError::Api {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the container has PostgreSQL's module `library` (the package
+    /// that ships it is installed): PostgreSQL refuses to start when a
+    /// library it must preload is missing.
+    pub fn has_library(&self, pebble: &mut dyn Pebble, library: &str) -> Result<bool, PebbleError> {
+        let path = format!("{}/{library}.so", self.layout.lib_dir());
+        match pebble.list_files(&path, None) {
             Ok(entries) => Ok(entries.len() == 1 && entries[0].kind != "directory"),
             Err(PebbleError::Path { .. })
             | Err(PebbleError::Api {

@@ -6,6 +6,7 @@
 pub mod actions;
 pub mod backups;
 pub mod database;
+pub mod extensions;
 pub mod legacy;
 pub mod lifecycle;
 pub mod logging;
@@ -14,7 +15,9 @@ pub mod peers;
 pub mod recovery;
 pub mod takeover;
 
-use crate::config::{needs_restart, CharmConfig, ConfigError, Resources, DEFAULT_TIME_ZONE};
+use crate::config::{
+    needs_restart, set_preload, CharmConfig, ConfigError, Resources, DEFAULT_TIME_ZONE,
+};
 use crate::dcs::{self, Dcs, DcsState, Kubernetes};
 use crate::dcs_keys::DcsKeys;
 use crate::patroni::render::{self, PatroniInput};
@@ -324,6 +327,18 @@ pub fn update_config(
         None => crate::pgbackrest::NO_ARCHIVE.to_string(),
     };
     parameters.insert("archive_command".into(), archive.into());
+    // A library the container lacks is not preloaded: PostgreSQL would not
+    // start (the extensions step blocks, naming the plugin).
+    let mut present = Vec::new();
+    for library in config.preload_libraries() {
+        if deps
+            .workload
+            .has_library(hook.container(CONTAINER), library)?
+        {
+            present.push(library);
+        }
+    }
+    set_preload(&mut parameters, &present);
     let tls = state::tls_material(hook)?;
     let generation = state::generation(hook, &ctx.peers)?;
     let scope = state::cluster_name(hook.app(), generation);
