@@ -10,6 +10,12 @@
 //!   unit's PgBouncer processes one at a time, each draining first (SIGTERM)
 //!   while the others take the new connections, and no pgbench client aborts
 //!   and no transaction fails. The slowest second is printed.
+//! - A planned switchover (`promote-to-primary` on the replica) while
+//!   `pgbench` runs, each client connecting anew for each transaction
+//!   (`-C`): PgBouncer pauses its pools before PostgreSQL switches over and
+//!   resumes once it serves the new primary, so no pgbench client aborts and
+//!   no transaction fails; a client writes and reads through PgBouncer
+//!   after. The slowest second is printed.
 //! - The primary's machine is lost while a writer inserts through PgBouncer,
 //!   one `psql` per row: once Patroni promotes the replica and the model
 //!   converges, writes through PgBouncer resume and every acknowledged row is
@@ -39,6 +45,10 @@ const PGBENCH_SECONDS: u64 = 25;
 /// How long pgbench runs while PgBouncer's processes restart: long enough
 /// for the refresh to be taken in (checked).
 const ROLLING_PGBENCH_SECONDS: u64 = 15;
+/// How long pgbench runs through a planned switchover: long enough for
+/// PgBouncer to pause, PostgreSQL to switch over and PgBouncer to resume
+/// (checked).
+const SWITCHOVER_PGBENCH_SECONDS: u64 = 20;
 
 /// A client's credentials.
 #[derive(Clone)]
@@ -207,6 +217,22 @@ fn published_endpoints(c: &Controller) -> Option<String> {
     relation.app_bags.get(PG)?.data.get("endpoints").cloned()
 }
 
+/// Waits for both PostgreSQL members to run, a synchronous standby among
+/// them, caught up.
+fn settled_with_a_synchronous_standby(c: &mut Controller) {
+    converge_polling(
+        c,
+        Duration::from_secs(120),
+        Duration::from_millis(300),
+        |c| {
+            let pg = e2e::units(c, PG);
+            e2e::cluster_settled(c, 2)
+                && e2e::synchronous_standby_runs(c, &pg[0])
+                && e2e::replicas_caught_up(c, &pg[0])
+        },
+    );
+}
+
 /// One INSERT of the writer: its row, when it ended, and PgBouncer's or
 /// psql's error if it failed.
 struct Attempt {
@@ -328,18 +354,74 @@ fn clients_keep_their_service_under_load() {
         took.as_secs_f64()
     );
 
-    // (c) The primary's machine lost while a writer inserts through PgBouncer.
+    // (c) A planned switchover while pgbench runs: PgBouncer pauses first.
+    settled_with_a_synchronous_standby(&mut c);
+    let before = primary_unit(&c).expect("a primary");
+    let candidate = e2e::units(&c, PG)
+        .into_iter()
+        .find(|u| *u != before)
+        .expect("a replica");
+    let candidate_address = address(&c, &candidate);
+    let bench = load(
+        &host,
+        &client,
+        &["-C", "-P", "1"],
+        SWITCHOVER_PGBENCH_SECONDS,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let asked_at = Instant::now();
+    let result = action(
+        &mut c,
+        &candidate,
+        "promote-to-primary",
+        serde_json::json!({"scope": "unit"}),
+    );
+    assert_eq!(
+        result["poolers"], "1",
+        "the switchover waits for PgBouncer's unit: {result:?}"
+    );
     converge_polling(
         &mut c,
-        Duration::from_secs(120),
+        Duration::from_secs(90),
         Duration::from_millis(300),
         |c| {
-            let pg = e2e::units(c, PG);
-            e2e::cluster_settled(c, 2)
-                && e2e::synchronous_standby_runs(c, &pg[0])
-                && e2e::replicas_caught_up(c, &pg[0])
+            primary_unit(c).as_deref() == Some(candidate.as_str())
+                && published_endpoints(c)
+                    .is_some_and(|e| e.starts_with(&format!("{candidate_address}:")))
+                && active(c, &pgb_unit).is_some()
         },
     );
+    let took = asked_at.elapsed();
+    let mut bench = bench;
+    assert!(
+        bench.try_wait().unwrap().is_none(),
+        "pgbench ended before the switchover was over: raise SWITCHOVER_PGBENCH_SECONDS"
+    );
+    let log = std::fs::read_to_string(scratch.path().join("controller/debug.log")).unwrap();
+    assert!(
+        log.contains("pools resumed: it serves the new primary"),
+        "PgBouncer resumed once it served the new primary, not on its bound"
+    );
+    let (stdout, slowest) = clean_run(bench, "during the planned switchover");
+    println!(
+        "pgbench through a planned switchover from {before} to {candidate} ({:.1} s from the \
+         action to the model converged):\n{stdout}slowest second: {slowest}",
+        took.as_secs_f64()
+    );
+    pooled(
+        &host,
+        &client,
+        DATABASE,
+        "CREATE TABLE switched (v int); INSERT INTO switched VALUES (7)",
+    );
+    assert_eq!(
+        pooled(&host, &client, DATABASE, "SELECT v FROM switched").trim(),
+        "7",
+        "a client writes and reads through PgBouncer after the switchover"
+    );
+
+    // (d) The primary's machine lost while a writer inserts through PgBouncer.
+    settled_with_a_synchronous_standby(&mut c);
     pooled(
         &host,
         &client,

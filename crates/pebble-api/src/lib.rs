@@ -7,6 +7,7 @@
 mod client;
 mod http;
 pub mod multipart;
+pub mod timer;
 
 pub use client::PebbleClient;
 

@@ -43,6 +43,12 @@ impl PostgresqlCharm {
 impl Charm for PostgresqlCharm {
     fn handle(&mut self, hook: &mut Hook<'_>, event: &Event) -> anyhow::Result<Handled> {
         let (deps, findings) = (&self.deps, &mut self.findings);
+        if let Event::RelationChanged(r) = event {
+            if r.relation.endpoint == DATABASE {
+                // Any unit: a candidate may wait for its poolers.
+                flows::switchover::progress(hook, deps)?;
+            }
+        }
         if let Some(client) = ClientEvent::of(hook, DATABASE, event)? {
             return database::handle(hook, deps, client);
         }
@@ -65,6 +71,12 @@ impl Charm for PostgresqlCharm {
             {
                 role_change::changed(hook, deps, findings, notice)
             }
+            Event::PebbleCustomNotice { container, notice }
+                if flows::switchover::is_deadline(container, notice) =>
+            {
+                flows::switchover::progress(hook, deps)?;
+                Ok(Handled::Done)
+            }
             Event::RelationCreated(r) | Event::RelationJoined(r) | Event::RelationChanged(r)
                 if cos_interface::ENDPOINTS.contains(&r.relation.endpoint.as_str()) =>
             {
@@ -85,6 +97,7 @@ impl Charm for PostgresqlCharm {
                 Ok(handled)
             }
             Event::UpdateStatus => {
+                flows::switchover::progress(hook, deps)?;
                 let handled = lifecycle::update_status(hook, deps, findings)?;
                 metrics::publish(hook)?;
                 logging::forward(hook)?;

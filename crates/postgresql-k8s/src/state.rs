@@ -41,6 +41,13 @@ pub const MEMBER_OF: &str = "member-of";
 /// Peer application bag: why legacy (`db`, `db-admin`) relations are not
 /// served, a JSON object from relation id to the status text (leader writes).
 pub const LEGACY_REFUSALS: &str = "legacy-refusals";
+/// `database`, a client's unit bag: `true` when the unit pauses its pools
+/// for a planned switchover.
+pub const PAUSE_ON_SWITCHOVER: &str = "pause-on-switchover";
+/// `database`, the candidate's unit bag: the switchover it waits to make.
+pub const SWITCHOVER_REQUEST: &str = "switchover-request";
+/// `database`, a client's unit bag: the id of the request it paused for.
+pub const SWITCHOVER_PAUSED: &str = "switchover-paused";
 
 /// The charm's superuser.
 pub const OPERATOR: &str = "operator";

@@ -47,6 +47,9 @@ pub fn collect(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow:
     if let Some(refused) = legacy::refusals(hook)? {
         hook.add_status(Status::Blocked(refused));
     }
+    if let Some(waiting) = crate::flows::switchover::waiting(hook)? {
+        hook.add_status(Status::Maintenance(waiting));
+    }
     if dcs_ready {
         let progress = cluster(hook, deps, findings)?;
         hook.add_status(progress);
