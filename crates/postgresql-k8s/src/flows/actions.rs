@@ -214,7 +214,7 @@ fn promote_to_primary(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handle
         return fail(hook, "A switchover to this unit is already scheduled");
     }
     let endpoint = own.endpoint();
-    let request = switchover::schedule(hook, deps, &me, endpoint)?;
+    let request = switchover::schedule(hook, deps, endpoint)?;
     hook.log(
         LogLevel::Info,
         &format!(

@@ -139,12 +139,7 @@ fn write(hook: &mut Hook<'_>, relations: &[Relation], value: Option<String>) -> 
 
 /// promote-to-primary, with `poolers` pausing: writes the request in this
 /// unit's bag on every `database` relation and arms the deadline's timer.
-pub fn schedule(
-    hook: &mut Hook<'_>,
-    deps: &Deps,
-    me: &str,
-    endpoint: String,
-) -> anyhow::Result<Request> {
+pub fn schedule(hook: &mut Hook<'_>, deps: &Deps, endpoint: String) -> anyhow::Result<Request> {
     let now = now();
     let id = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -153,7 +148,7 @@ pub fn schedule(
         .to_string();
     let request = Request {
         id,
-        candidate: me.to_string(),
+        candidate: hook.unit().to_string(),
         primary: endpoint,
         deadline: now + ACK_WAIT_SECONDS,
     };
