@@ -2,6 +2,8 @@
 //! pools for PostgreSQL's request, acknowledge it, and resume once they serve
 //! the new primary or their bound expires.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use charm::Status;
@@ -70,9 +72,20 @@ fn own_backend_bag(state: &State) -> &charm::Databag {
     &state.relation(BACKEND_ID).unwrap().local_unit_data
 }
 
+/// The leader, serving a client's database.
+fn serving_leader(pg: &FakeConnector) -> State {
+    let s = ready_leader(pg).with_relation(client(4, "app_db", &[]));
+    go(
+        pg,
+        &s,
+        event::relation_changed(s.relation(4).unwrap(), None),
+    )
+    .state
+}
+
 /// The leader, paused for request `r1`.
 fn paused_leader(pg: &FakeConnector) -> State {
-    let s = with_request(ready_leader(pg), Some("r1"));
+    let s = with_request(serving_leader(pg), Some("r1"));
     backend_changed(pg, &s)
 }
 
@@ -103,7 +116,7 @@ fn every_unit_says_it_pauses_on_a_switchover() {
 #[test]
 fn a_new_request_pauses_every_process_acknowledges_and_arms_the_bound() {
     let pg = FakeConnector::up_with(&["pgbouncer"]);
-    let before = with_request(ready_leader(&pg), Some("r1"));
+    let before = with_request(serving_leader(&pg), Some("r1"));
     let after = backend_changed(&pg, &before);
     assert_eq!(
         signals(&before, &after, "SIGUSR1"),
@@ -171,7 +184,7 @@ fn the_unit_resumes_once_the_request_is_gone_and_it_serves_the_new_primary() {
         .remote_app_data
         .insert("endpoints".into(), NEW_PRIMARY.into());
     let after = backend_changed(&pg, &switched);
-    assert!(ini(&after, 0).contains("host=10.0.1.2 port=5432"));
+    assert!(ini(&after, 0).contains("app_db = host=10.0.1.2 port=5432"));
     assert_eq!(
         signals(&switched, &after, "SIGUSR2"),
         ["pgbouncer_0", "pgbouncer_1"]

@@ -2,13 +2,16 @@
 //! for the poolers that pause (PgBouncer) and switches over once each one
 //! acknowledged, or at its deadline.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use charm::{Event, Status};
 use charm_testing::{event, RelationState, State};
 use pebble_api::{NoticeQuery, Pebble};
 use postgresql_k8s::flows::switchover::{DEADLINE_NOTICE, TIMER_SERVICE};
-use postgresql_k8s::state::{PAUSE_ON_SWITCHOVER, SWITCHOVER_PAUSED, SWITCHOVER_REQUEST};
+use postgresql_k8s::state::{DATABASE, PAUSE_ON_SWITCHOVER, SWITCHOVER_PAUSED, SWITCHOVER_REQUEST};
+use postgresql_k8s::workload::CONTAINER;
 use serde_json::json;
 use support::*;
 
@@ -115,12 +118,6 @@ fn with_a_pooler_that_pauses_the_switchover_is_scheduled() {
         "{}",
         timer.command
     );
-    assert_eq!(
-        out.state.unit_status,
-        Status::Maintenance(
-            "switchover to this unit: waiting for 1 of 1 pooler units to pause".into()
-        )
-    );
     // A second request while this one is pending is refused.
     let again = w.action(&out.state, "promote-to-primary", json!({"scope": "unit"}));
     assert_eq!(
@@ -148,6 +145,12 @@ fn the_candidate_waits_while_a_pooler_has_not_acknowledged() {
     let out = w.go(&s, changed(&s));
     assert!(w.patroni.cluster_state().switchovers.is_empty());
     assert!(own_bag(&out.state).get(SWITCHOVER_REQUEST).is_some());
+    assert_eq!(
+        out.state.unit_status,
+        Status::Maintenance(
+            "switchover to this unit: waiting for 1 of 1 pooler units to pause".into()
+        )
+    );
 }
 
 #[test]

@@ -137,7 +137,7 @@ pub fn paused(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::Result<Option
 }
 
 /// Whether this unit serves the published configuration and it sends the
-/// databases to `primary` (`host:port`).
+/// databases to `primary` (`host:port`), or has none.
 fn serves(hook: &mut Hook<'_>, primary: &str) -> anyhow::Result<bool> {
     let Some((host, port)) = primary.rsplit_once(':') else {
         return Ok(false);
@@ -149,7 +149,8 @@ fn serves(hook: &mut Hook<'_>, primary: &str) -> anyhow::Result<bool> {
         return Ok(false);
     };
     let serving = hook.local_unit_bag(&peers)?.get(state::SERVING).cloned();
-    Ok(serving == Some(state::digest(&cfg)) && cfg.contains(&format!("host={host} port={port}")))
+    let to_primary = cfg.contains(&format!("host={host} port={port}")) || !cfg.contains("host=");
+    Ok(serving == Some(state::digest(&cfg)) && to_primary)
 }
 
 /// After a backend or peer relation-changed (once this unit served what it
