@@ -119,9 +119,9 @@ fn processes(scratch: &Path, unit: &str) -> usize {
 }
 
 /// Waits for pgbench and asserts that it ran transactions, that no client
-/// aborted and that no transaction failed; answers its summary and the
-/// slowest second of its progress report (`-P 1`).
-fn clean_run(bench: Child, what: &str) -> (String, String) {
+/// aborted and that no transaction failed; answers its summary, the
+/// slowest second of its progress report (`-P 1`) and the report's lines.
+fn clean_run(bench: Child, what: &str) -> (String, String, Vec<String>) {
     let Output {
         status,
         stdout,
@@ -165,7 +165,32 @@ fn clean_run(bench: Child, what: &str) -> (String, String) {
         })
         .unwrap_or_default()
         .to_string();
-    (stdout, slowest)
+    let progress = stderr
+        .lines()
+        .filter(|l| l.starts_with("progress:"))
+        .map(str::to_string)
+        .collect();
+    (stdout, slowest, progress)
+}
+
+/// The longest run of seconds without a transaction in pgbench's progress
+/// report (`-P 1`): how many, and the line that ended it (its latency is
+/// that of the transactions that waited).
+fn longest_stall(progress: &[String]) -> (usize, String) {
+    let idle = |l: &str| l.contains(", 0.0 tps,");
+    let mut best = (0, String::new());
+    let mut run = 0;
+    for line in progress {
+        if idle(line) {
+            run += 1;
+        } else {
+            if run > best.0 {
+                best = (run, line.clone());
+            }
+            run = 0;
+        }
+    }
+    best
 }
 
 /// The line of pgbench's summary starting with `prefix`, its first number.
@@ -325,7 +350,7 @@ fn clients_keep_their_service_under_load() {
         "pgbench ended before the second client was served: raise PGBENCH_SECONDS"
     );
     assert!(reloaded > 0, "PgBouncer reloaded while pgbench ran");
-    let (stdout, _) = clean_run(bench, "while a client related");
+    let (stdout, _, _) = clean_run(bench, "while a client related");
     println!("pgbench while {SECOND_CLIENT} related ({reloaded} reloads):\n{stdout}");
 
     // (b) PgBouncer's charm refreshed while pgbench runs: a rolling restart.
@@ -355,7 +380,7 @@ fn clients_keep_their_service_under_load() {
         rolled,
         "every process drained before it restarted, none cut: {log}"
     );
-    let (stdout, slowest) = clean_run(bench, "during the rolling restart");
+    let (stdout, slowest, _) = clean_run(bench, "during the rolling restart");
     println!(
         "pgbench while {rolled} processes restarted one at a time ({:.1} s from the refresh):\n\
          {stdout}slowest second: {slowest}",
@@ -405,10 +430,12 @@ fn clients_keep_their_service_under_load() {
         log.contains("pools resumed: it serves the new primary"),
         "PgBouncer resumed once it served the new primary, not on its bound"
     );
-    let (stdout, slowest) = clean_run(bench, "during the planned switchover");
+    let (stdout, _, progress) = clean_run(bench, "during the planned switchover");
+    let (stalled, ended_by) = longest_stall(&progress);
     println!(
         "pgbench through a planned switchover from {before} to {candidate} ({:.1} s from the \
-         action to the model converged):\n{stdout}slowest second: {slowest}",
+         action to the model converged):\n{stdout}longest stall: {stalled} s without a \
+         transaction, ended by: {ended_by}",
         took.as_secs_f64()
     );
     pooled(

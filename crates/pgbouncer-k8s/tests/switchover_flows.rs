@@ -249,3 +249,53 @@ fn the_bound_of_an_earlier_pause_is_ignored() {
         Some("r1")
     );
 }
+
+fn peers_changed(pg: &FakeConnector, state: &State) -> State {
+    go(
+        pg,
+        state,
+        event::relation_changed(state.relation(PEER_ID).unwrap(), None),
+    )
+    .state
+}
+
+#[test]
+fn a_follower_resumes_once_it_serves_the_leaders_new_configuration() {
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
+    let leader = serving_leader(&pg);
+    let follower = peers_changed(
+        &pg,
+        &share_from_leader(&leader, with_backend(unit(1, false))),
+    );
+    assert!(ini(&follower, 0).contains("app_db = host=10.0.1.1 port=5432"));
+    // The request: the follower pauses like the leader.
+    let asked = with_request(follower, Some("r1"));
+    let paused = backend_changed(&pg, &asked);
+    assert_eq!(
+        signals(&asked, &paused, "SIGUSR1"),
+        ["pgbouncer_0", "pgbouncer_1"]
+    );
+    // PostgreSQL switched over and published the new primary: the follower
+    // still serves the leader's old configuration, and holds.
+    let mut switched = with_request(paused, None);
+    backend(&mut switched)
+        .remote_app_data
+        .insert("endpoints".into(), NEW_PRIMARY.into());
+    let held = backend_changed(&pg, &switched);
+    assert!(signals(&switched, &held, "SIGUSR2").is_empty());
+    // The leader publishes the new configuration; the follower serves it and
+    // resumes.
+    let mut new_leader = with_request(leader, None);
+    backend(&mut new_leader)
+        .remote_app_data
+        .insert("endpoints".into(), NEW_PRIMARY.into());
+    let new_leader = backend_changed(&pg, &new_leader);
+    let shared = share_from_leader(&new_leader, held);
+    let resumed = peers_changed(&pg, &shared);
+    assert!(ini(&resumed, 0).contains("app_db = host=10.0.1.2 port=5432"));
+    assert_eq!(
+        signals(&shared, &resumed, "SIGUSR2"),
+        ["pgbouncer_0", "pgbouncer_1"]
+    );
+    assert_eq!(own_backend_bag(&resumed).get(SWITCHOVER_PAUSED), None);
+}

@@ -184,6 +184,9 @@ fn pause(
 ) -> anyhow::Result<()> {
     let pebble_up = hook.container(CONTAINER).can_connect();
     let what = if pebble_up {
+        // Armed first: starting its service takes Pebble's okay delay, which
+        // clients need not wait through.
+        arm(hook, deps, &request.id)?;
         let paused = deps
             .workload
             .signal_running(hook.container(CONTAINER), "SIGUSR1")?;
@@ -197,7 +200,6 @@ fn pause(
         } else {
             deps.workload.wait_paused(&exporter)
         };
-        arm(hook, deps, &request.id)?;
         match state {
             PauseState::Paused => format!("{} processes paused", paused.len()),
             PauseState::Draining(n) => format!(
