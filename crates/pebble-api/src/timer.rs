@@ -123,4 +123,59 @@ mod tests {
         );
         assert_eq!(service.startup, "disabled");
     }
+
+    /// The script, run as the service runs it, sleeps and then posts the
+    /// notice to the Pebble socket named by `PEBBLE_SOCKET`.
+    #[test]
+    fn the_script_records_the_notice_on_the_pebble_socket() {
+        use std::io::{Read, Write};
+        assert!(
+            !std::path::Path::new("/charm/bin/pebble").exists(),
+            "this test exercises the fallback without Juju's pebble"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("timer");
+        std::fs::write(&script, SCRIPT).unwrap();
+        let socket = dir.path().join("pebble.socket");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut chunk = [0; 4096];
+            while !String::from_utf8_lossy(&request).contains("}}") {
+                let n = stream.read(&mut chunk).unwrap();
+                assert!(n > 0, "request cut short");
+                request.extend_from_slice(&chunk[..n]);
+            }
+            let body = r#"{"type":"sync","status-code":200,"status":"OK","result":{"id":"1"}}"#;
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(reply.as_bytes()).unwrap();
+            String::from_utf8(request).unwrap()
+        });
+        let out = std::process::Command::new("sh")
+            .arg(&script)
+            .args(["0", "example.com/timer", "42"])
+            .env("PEBBLE_SOCKET", &socket)
+            .output()
+            .unwrap();
+        let request = server.join().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (head, body) = request.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("POST /v1/notices HTTP/1.1\r\n"), "{head}");
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "action": "add", "type": "custom", "key": "example.com/timer",
+                "data": {"id": "42"},
+            })
+        );
+    }
 }
