@@ -388,6 +388,7 @@ fn clients_keep_their_service_under_load() {
     );
 
     // (c) A planned switchover while pgbench runs: PgBouncer pauses first.
+    let case_started = Instant::now();
     settled_with_a_synchronous_standby(&mut c);
     let before = primary_unit(&c).expect("a primary");
     let candidate = e2e::units(&c, PG)
@@ -448,6 +449,10 @@ fn clients_keep_their_service_under_load() {
         pooled(&host, &client, DATABASE, "SELECT v FROM switched").trim(),
         "7",
         "a client writes and reads through PgBouncer after the switchover"
+    );
+    println!(
+        "the planned switchover's case took {:.1} s",
+        case_started.elapsed().as_secs_f64()
     );
 
     // (d) The primary's machine lost while a writer inserts through PgBouncer.

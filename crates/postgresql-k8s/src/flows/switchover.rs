@@ -140,17 +140,14 @@ fn write(hook: &mut Hook<'_>, relations: &[Relation], value: Option<String>) -> 
 /// promote-to-primary, with `poolers` pausing: writes the request in this
 /// unit's bag on every `database` relation and arms the deadline's timer.
 pub fn schedule(hook: &mut Hook<'_>, deps: &Deps, endpoint: String) -> anyhow::Result<Request> {
-    let now = now();
-    let id = SystemTime::now()
+    let since_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default()
-        .to_string();
+        .unwrap_or_default();
     let request = Request {
-        id,
+        id: since_epoch.as_millis().to_string(),
         candidate: hook.unit().to_string(),
         primary: endpoint,
-        deadline: now + ACK_WAIT_SECONDS,
+        deadline: since_epoch.as_secs() + ACK_WAIT_SECONDS,
     };
     let relations = hook.relations(DATABASE)?;
     write(hook, &relations, Some(serde_json::to_string(&request)?))?;
