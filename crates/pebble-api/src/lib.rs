@@ -8,6 +8,7 @@ mod client;
 mod http;
 pub mod multipart;
 pub mod timefmt;
+pub mod timer;
 pub mod websocket;
 
 pub use client::PebbleClient;

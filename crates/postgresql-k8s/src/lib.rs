@@ -46,6 +46,12 @@ impl PostgresqlCharm {
 impl Charm for PostgresqlCharm {
     fn handle(&mut self, hook: &mut Hook<'_>, event: &Event) -> anyhow::Result<Handled> {
         let (deps, findings) = (&self.deps, &mut self.findings);
+        if let Event::RelationChanged(r) = event {
+            if r.relation.endpoint == DATABASE {
+                // Any unit: a candidate may wait for its poolers.
+                flows::switchover::progress(hook, deps)?;
+            }
+        }
         if let Some(client) = ClientEvent::of(hook, DATABASE, event)? {
             return database::handle(hook, deps, client);
         }
@@ -78,6 +84,12 @@ impl Charm for PostgresqlCharm {
             {
                 backups::converge(hook, deps, findings, false)
             }
+            Event::PebbleCustomNotice { container, notice }
+                if flows::switchover::is_deadline(container, notice) =>
+            {
+                flows::switchover::progress(hook, deps)?;
+                Ok(Handled::Done)
+            }
             Event::RelationCreated(r) | Event::RelationJoined(r) | Event::RelationChanged(r)
                 if cos_interface::ENDPOINTS.contains(&r.relation.endpoint.as_str()) =>
             {
@@ -98,6 +110,7 @@ impl Charm for PostgresqlCharm {
                 Ok(handled)
             }
             Event::UpdateStatus => {
+                flows::switchover::progress(hook, deps)?;
                 let handled = lifecycle::update_status(hook, deps, findings)?;
                 backups::converge(hook, deps, findings, false)?;
                 metrics::publish(hook)?;

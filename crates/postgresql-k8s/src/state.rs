@@ -48,6 +48,13 @@ pub const STANZA: &str = "stanza";
 /// Peer bags: why the backup repository cannot be used, fit for a status
 /// (the unit that found it reports it; the leader records the primary's).
 pub const S3_PROBLEM: &str = "s3-initialization-block-message";
+/// `database`, a client's unit bag: `true` when the unit pauses its pools
+/// for a planned switchover.
+pub const PAUSE_ON_SWITCHOVER: &str = "pause-on-switchover";
+/// `database`, the candidate's unit bag: the switchover it waits to make.
+pub const SWITCHOVER_REQUEST: &str = "switchover-request";
+/// `database`, a client's unit bag: the id of the request it paused for.
+pub const SWITCHOVER_PAUSED: &str = "switchover-paused";
 
 /// The charm's superuser.
 /// Peer application key: the plugins' extensions and the databases they were

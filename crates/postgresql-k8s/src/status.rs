@@ -54,6 +54,9 @@ pub fn collect(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow:
     if let Some(why) = extensions::blocked(hook)? {
         hook.add_status(Status::Blocked(why));
     }
+    if let Some(waiting) = crate::flows::switchover::waiting(hook)? {
+        hook.add_status(Status::Maintenance(waiting));
+    }
     if dcs_ready {
         let progress = cluster(hook, deps, findings)?;
         hook.add_status(progress);

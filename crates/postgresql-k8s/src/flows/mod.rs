@@ -1,5 +1,6 @@
 //! The charm's flows (`docs/postgresql-flows.md`): `peers`, `database` (the
-//! client relation), `legacy` (`db` and `db-admin`), `lifecycle` and `actions`. This module holds the steps
+//! client relation), `legacy` (`db` and `db-admin`), `lifecycle`, `actions` and
+//! `switchover` (a planned switchover the poolers pause for). This module holds the steps
 //! they share: the unit's address, the cluster as Patroni sees it, rendering
 //! and serving Patroni's configuration, and adding members.
 
@@ -13,6 +14,7 @@ pub mod logging;
 pub mod metrics;
 pub mod peers;
 pub mod recovery;
+pub mod switchover;
 pub mod takeover;
 
 use crate::config::{
