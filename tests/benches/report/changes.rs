@@ -15,6 +15,8 @@ pub struct Planned {
     pub aborted: u64,
     /// pgbench's progress line for its slowest second, when it reported one.
     pub slowest_second: String,
+    /// The longest run of seconds without a transaction.
+    pub longest_stall_s: u64,
 }
 
 /// The writer's figures across the loss of the primary's machine.
@@ -47,6 +49,7 @@ impl Results {
                 "failed": p.failed,
                 "aborted": p.aborted,
                 "slowest_second": p.slowest_second,
+                "longest_stall_s": p.longest_stall_s,
             })).collect::<Vec<_>>(),
             "failover": self.failover.as_ref().map(|f| serde_json::json!({
                 "acknowledged": f.acknowledged,
@@ -118,6 +121,7 @@ pub fn run() -> Results {
                 failed: number("failed"),
                 aborted: number("aborted").unwrap_or(0),
                 slowest_second: v["slowest_second"].as_str().unwrap_or_default().to_string(),
+                longest_stall_s: number("longest_stall_s").unwrap_or(0),
             });
         }
     }

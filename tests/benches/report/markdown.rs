@@ -562,30 +562,35 @@ pub fn changes_section(c: &changes::Results) -> String {
         "{CHANGES_START}\n## 6. Changes under load\n\n\
          The end-to-end test `under_load` (`cargo test -p e2e --test under_load`) run by the \
          report with its figures recorded: etcd, PostgreSQL with two units under Patroni (a \
-         synchronous standby), PgBouncer with one unit, and a client on the v0 library, on the \
-         local model. pgbench (TPC-B-like, 4 clients, `-P 1`) runs through PgBouncer while a \
+         synchronous standby), PgBouncer with one unit in transaction mode, and a client on \
+         the v0 library, on the local model. pgbench (TPC-B-like, 4 clients, `-P 1`) runs through PgBouncer while a \
          second client is related (PgBouncer reloads), while PgBouncer's charm is refreshed \
          with a new connection per transaction (`-C`; its processes restart one at a time, \
          each drained first), and while `promote-to-primary` switches over to the replica. \
          Then the primary's machine is lost while a writer inserts through PgBouncer, one \
          `psql` per row. The test asserts what the targets ask; the figures are recorded \
          before its assertions, so a miss is reported here too.\n\n\
+         For the switchover, PgBouncer's units pause their pools before Patroni switches over \
+         and resume once they serve the new primary, so clients wait instead of failing; in \
+         session mode a client holds its server connection, the pause cannot finish, and such \
+         a client is cut as it would be without the pause.\n\n\
          Targets: no client dropped and no statement failed for each planned change; after \
          the unplanned failover, client errors stop within 2 s of Patroni's promotion and no \
          acknowledged write is lost.\n\n\
-         | change | transactions | failed | clients aborted | slowest second (pgbench progress) | target |\n\
-         |---|---:|---:|---:|---|---|"
+         | change | transactions | failed | clients aborted | longest stall s | slowest second (pgbench progress) | target |\n\
+         |---|---:|---:|---:|---:|---|---|"
     );
     let number = |n: Option<u64>| n.map_or("–".to_string(), |n| n.to_string());
     for p in &c.planned {
         let met = p.failed == Some(0) && p.aborted == 0 && p.transactions.is_some_and(|n| n > 0);
         let _ = writeln!(
             w,
-            "| pgbench {} | {} | {} | {} | `{}` | {} |",
+            "| pgbench {} | {} | {} | {} | {} | `{}` | {} |",
             p.change,
             number(p.transactions),
             number(p.failed),
             p.aborted,
+            p.longest_stall_s,
             p.slowest_second.trim(),
             verdict(met)
         );
@@ -593,7 +598,7 @@ pub fn changes_section(c: &changes::Results) -> String {
     if !c.planned.iter().any(|p| p.change.contains("switchover")) {
         let _ = writeln!(
             w,
-            "| a planned switchover | – | – | – | not measured | {} |",
+            "| a planned switchover | – | – | – | – | not measured | {} |",
             verdict(false)
         );
     }
