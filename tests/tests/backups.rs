@@ -1,15 +1,26 @@
-//! Backups with real parts: PostgreSQL 15 archiving through pgBackRest
-//! (Debian's package) into moto's S3 over HTTPS, with the configuration the
-//! PostgreSQL charm renders from an `s3` provider's databag, its command
-//! lines, and its reading of `info`. Rows are written, a full backup taken,
-//! the time noted, more rows written, a differential taken; `info` lists both;
-//! then the cluster is restored to the noted time and holds exactly the first
-//! rows. Runs as root (PostgreSQL and pgBackRest run as `postgres`).
+//! Backups with real parts, moto's S3 over HTTPS as the repository.
+//!
+//! - pgBackRest (Debian's package) and PostgreSQL 15 alone, with the
+//!   configuration the PostgreSQL charm renders from an `s3` provider's
+//!   databag, its command lines, and its reading of `info`: rows are written,
+//!   a full backup taken, the time noted, more rows written, a differential
+//!   taken; `info` lists both; then the cluster is restored to the noted time
+//!   and holds exactly the first rows.
+//! - The charm on the local model, two units, related to `s3-provider` (the
+//!   published data-platform S3 library): a bucket that does not exist
+//!   blocks the primary with pgBackRest's reason and leaves archiving off;
+//!   the right bucket makes the stanza, every member archives WAL to it,
+//!   `create-backup` on the primary answers a backup that `list-backups` on
+//!   the replica lists, and `create-backup` on the replica is refused.
+//!
+//! Runs as root (PostgreSQL and pgBackRest run as `postgres`).
 
 #![allow(clippy::unwrap_used)]
 
+use base64::Engine;
 use e2e::s3::S3Server;
-use e2e::Scratch;
+use e2e::{action, active, address, controller, converge, psql, python_charm, units, Scratch};
+use local_model::controller::Controller;
 use postgres_admin::testing::{free_port, is_root};
 use postgresql_k8s::pgbackrest::{
     archive_command, command, parse_info, render, stanza, table, BackupType, Local,
@@ -262,5 +273,133 @@ fn the_charms_pgbackrest_configuration_backs_up_and_restores_to_a_time() {
         server.sql("SELECT count(*), min(id), max(id) FROM ledger"),
         "10|1|10",
         "exactly the rows written before the noted time"
+    );
+}
+
+const PG: &str = "postgresql-k8s";
+const PROVIDER: &str = "s3-provider";
+
+/// What the leader recorded for the application in the peer relation.
+fn recorded(c: &Controller, key: &str) -> Option<String> {
+    let peers = c
+        .model
+        .relations
+        .iter()
+        .find(|r| r.end_of(PG).is_some_and(|e| e.endpoint == "database-peers"))?;
+    peers.app_bags.get(PG)?.data.get(key).cloned()
+}
+
+fn blocked(c: &Controller, unit: &str) -> Option<String> {
+    match &c.model.unit(unit)?.status {
+        charm::Status::Blocked(m) => Some(m.clone()),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_charm_archives_and_backs_up_into_the_repository() {
+    let scratch = Scratch::new("charm-backups");
+    let s3 = S3Server::start(&scratch.path().join("s3"));
+    s3.create_bucket(BUCKET);
+    let mut c = controller(&scratch);
+    e2e::postgresql_cluster(&mut c, scratch.path(), 2);
+    let pg = units(&c, PG);
+    let primary = e2e::primary(&mut c, &pg[0]);
+    let replica = pg.iter().find(|u| **u != primary).unwrap().clone();
+    let password = action(&mut c, &primary, "get-password", serde_json::json!({}))["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let show = |c: &Controller, unit: &str| {
+        psql(
+            &address(c, unit),
+            5432,
+            "operator",
+            &password,
+            "postgres",
+            "SHOW archive_command",
+        )
+        .unwrap()
+        .trim()
+        .to_string()
+    };
+
+    let ca = base64::engine::general_purpose::STANDARD.encode(s3.ca_pem());
+    let provider = python_charm(scratch.path(), PROVIDER);
+    c.deploy(
+        &provider,
+        PROVIDER,
+        1,
+        &[
+            ("endpoint", &s3.endpoint()),
+            ("bucket", "no-such-bucket"),
+            ("path", "pg/e2e"),
+            ("s3-uri-style", "path"),
+            ("access-key", "test-access"),
+            ("secret-key", "test-secret"),
+            ("tls-ca-chain", &ca),
+        ],
+    )
+    .unwrap();
+    c.integrate(
+        &format!("{PG}:s3-parameters"),
+        &format!("{PROVIDER}:s3-credentials"),
+    )
+    .unwrap();
+    converge(&mut c, Duration::from_secs(120), |c| {
+        blocked(c, &primary).is_some_and(|m| m.starts_with("failed to"))
+    });
+    let why = blocked(&c, &primary).unwrap();
+    assert!(!why.contains("test-secret"), "no key in a status: {why}");
+    println!("a missing bucket: {why}");
+    assert_eq!(recorded(&c, "stanza"), None);
+    assert_eq!(
+        show(&c, &primary),
+        "/bin/true",
+        "no archiving to a repository not made"
+    );
+
+    c.config(PROVIDER, &[("bucket", BUCKET)]).unwrap();
+    converge(&mut c, Duration::from_secs(120), |c| {
+        recorded(c, "stanza").is_some() && units(c, PG).iter().all(|u| active(c, u).is_some())
+    });
+    let stanza = recorded(&c, "stanza").unwrap();
+    converge(&mut c, Duration::from_secs(60), |c| {
+        units(c, PG)
+            .iter()
+            .all(|u| show(c, u).starts_with("pgbackrest "))
+    });
+    for unit in &pg {
+        assert!(show(&c, unit).contains(&format!("--stanza={stanza} archive-push")));
+    }
+
+    psql(
+        &address(&c, &primary),
+        5432,
+        "operator",
+        &password,
+        "postgres",
+        "CREATE TABLE ledger (id int); INSERT INTO ledger SELECT generate_series(1, 100)",
+    )
+    .unwrap();
+    let made = action(&mut c, &primary, "create-backup", serde_json::json!({}));
+    assert_eq!(made["backup-status"], "backup created");
+    let id = made["backup-id"].as_str().unwrap().to_string();
+    let listed = action(&mut c, &replica, "list-backups", serde_json::json!({}));
+    let table = listed["backups"].as_str().unwrap();
+    println!("{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("| full ")),
+        "{table}"
+    );
+    let refused = c
+        .run_action(&replica, "create-backup", serde_json::Map::new())
+        .unwrap();
+    assert!(!refused.succeeded());
+    assert!(
+        format!("{refused:?}").contains("not the cluster's primary"),
+        "{refused:?}"
     );
 }

@@ -540,7 +540,7 @@ impl Workload {
                 _ => {}
             }
         }
-        if files.is_some() {
+        if changed && files.is_some() {
             pebble.make_dir(&l.pgbackrest_dir(), &self.options(0o700))?;
         }
         Ok(changed)

@@ -10,8 +10,8 @@
 //! | a parameter invalid: blocked, the key named, nothing written | `an_invalid_parameter_blocks_naming_it_and_writes_nothing` |
 //! | an endpoint pgBackRest cannot use: blocked with the fix | `a_plain_http_endpoint_blocks_with_the_fix` |
 //! | a replica: the files written, no check | `a_replica_writes_the_configuration_and_checks_nothing` |
-//! | the primary, an empty repository: stanza created, checked, reported | `the_primary_creates_the_stanza_and_reports_it` |
-//! | the primary, this cluster's repository: checked, not created | `a_repository_with_this_clusters_stanza_is_checked_not_created` |
+//! | the primary, an empty repository: stanza created, reported | `the_primary_creates_the_stanza_and_reports_it` |
+//! | the primary, this cluster's repository: taken, not created | `a_repository_with_this_clusters_stanza_is_taken_not_created` |
 //! | the primary, another cluster's repository: blocked, nothing written | `another_clusters_repository_blocks_and_is_not_written` |
 //! | the primary, this stanza for another system: blocked | `this_stanza_name_for_another_system_blocks` |
 //! | the primary, pgBackRest fails: blocked with its words | `a_failing_stanza_creation_blocks_with_pgbackrests_words` |
@@ -251,9 +251,8 @@ fn the_primary_creates_the_stanza_and_reports_it() {
     let state = related(0, s3_relation(&[]));
     let state = answer(state, "info", ok("[]"));
     let state = answer(state, "stanza-create", ok(""));
-    let state = answer(state, "check", ok(""));
     let state = changed(&w, &state);
-    assert_eq!(ran(&state), ["info", "stanza-create", "check"]);
+    assert_eq!(ran(&state), ["info", "stanza-create"]);
     let executed = &state.container(CONTAINER).unwrap().executed[0];
     assert_eq!(executed.user.as_deref(), Some("postgres"));
     assert!(
@@ -268,13 +267,12 @@ fn the_primary_creates_the_stanza_and_reports_it() {
 }
 
 #[test]
-fn a_repository_with_this_clusters_stanza_is_checked_not_created() {
+fn a_repository_with_this_clusters_stanza_is_taken_not_created() {
     let w = world();
     let state = related(0, s3_relation(&[]));
     let state = answer(state, "info", ok(&info(&[&stanza()], FIRST_CLUSTER)));
-    let state = answer(state, "check", ok(""));
     let state = changed(&w, &state);
-    assert_eq!(ran(&state), ["info", "check"]);
+    assert_eq!(ran(&state), ["info"]);
     assert_eq!(
         peer_unit(&state).get(STANZA).map(String::as_str),
         Some(stanza().as_str())
@@ -333,7 +331,6 @@ fn the_leader_records_the_stanza_and_wal_is_archived() {
     let state = related(0, s3_relation(&[]));
     let state = answer(state, "info", ok("[]"));
     let state = answer(state, "stanza-create", ok(""));
-    let state = answer(state, "check", ok(""));
     let state = changed(&w, &state);
     assert_eq!(
         peer_app(&state).get(STANZA).map(String::as_str),
@@ -360,7 +357,6 @@ fn the_relation_gone_stops_archiving_and_removes_the_files() {
     let state = related(0, s3_relation(&[]));
     let state = answer(state, "info", ok("[]"));
     let state = answer(state, "stanza-create", ok(""));
-    let state = answer(state, "check", ok(""));
     let state = changed(&w, &state);
     assert!(config_file(&state).is_some());
     let out = w.go(

@@ -66,12 +66,12 @@ pub fn converge(
     let Some(peers) = state::peers(hook)? else {
         return Ok(Handled::Done);
     };
-    let relation = match gone {
-        true => None,
-        false => hook.relation(S3_PARAMETERS)?,
-    };
-    let Some(relation) = relation else {
+    if gone {
         return forget(hook, deps, findings, &peers);
+    }
+    // Not related: whatever a relation left was removed when it went.
+    let Some(relation) = hook.relation(S3_PARAMETERS)? else {
+        return Ok(Handled::Done);
     };
     if hook.is_leader()? {
         s3_interface::ask(hook, &relation)?;
@@ -81,9 +81,6 @@ pub fn converge(
         Ok(Parameters::Ready(s3)) => s3,
         Ok(Parameters::Missing(_)) => return forget(hook, deps, findings, &peers),
         Err(invalid) => return refuse(hook, deps, findings, &peers, &invalid.to_string()),
-    };
-    let Some(ctx) = context(hook)? else {
-        return Ok(Handled::Done);
     };
     let layout = &deps.workload.layout;
     let stanza = pgbackrest::stanza(&hook.context().model_name, hook.app());
@@ -109,13 +106,19 @@ pub fn converge(
         .workload
         .write_pgbackrest(hook.container(CONTAINER), Some((&config, ca.as_deref())))?;
     let reported = hook.local_unit_bag(&peers)?.get(STANZA).cloned();
-    if changed || reported.as_deref() != Some(stanza.as_str()) {
+    let named_primary = hook.local_app_bag(&peers)?.get(state::PRIMARY).cloned()
+        == Some(state::member_name(hook.unit()));
+    if named_primary && (changed || reported.as_deref() != Some(stanza.as_str())) {
+        // The peer bag names this unit's member; Patroni confirms it.
+        let Some(ctx) = context(hook)? else {
+            return Ok(Handled::Done);
+        };
         if is_primary(hook, deps, &ctx)? {
             initialise(hook, deps, &ctx, &stanza)?;
-        } else if reported.is_some() || changed {
-            // Only the primary reports on the repository.
-            hook.update_unit_bag(&peers, BagChanges::new().unset(STANZA).unset(S3_PROBLEM))?;
         }
+    } else if !named_primary && (changed || reported.is_some()) {
+        // Only the primary reports on the repository.
+        hook.update_unit_bag(&peers, BagChanges::new().unset(STANZA).unset(S3_PROBLEM))?;
     }
     record(hook, deps, findings)?;
     Ok(Handled::Done)
@@ -128,24 +131,27 @@ pub fn record(hook: &mut Hook<'_>, deps: &Deps, findings: &mut Findings) -> anyh
     if !hook.is_leader()? {
         return Ok(());
     }
-    let Some(ctx) = context(hook)? else {
+    let Some(peers) = state::peers(hook)? else {
         return Ok(());
     };
-    let primary = hook.local_app_bag(&ctx.peers)?.get(state::PRIMARY).cloned();
+    let primary = hook.local_app_bag(&peers)?.get(state::PRIMARY).cloned();
     let Some(primary_unit) = primary.as_deref().map(state::unit_of_member) else {
         return Ok(());
     };
     let report = if primary_unit == hook.unit() {
-        hook.local_unit_bag(&ctx.peers)?.clone()
+        hook.local_unit_bag(&peers)?.clone()
     } else {
         let bag = charm::Bag::Unit(primary_unit.clone());
-        hook.bag(&ctx.peers, &bag)?.clone()
+        hook.bag(&peers, &bag)?.clone()
     };
-    let app = hook.local_app_bag(&ctx.peers)?.clone();
+    let app = hook.local_app_bag(&peers)?.clone();
     let (stanza, problem) = (report.get(STANZA), report.get(S3_PROBLEM));
     if app.get(STANZA) == stanza && app.get(S3_PROBLEM) == problem {
         return Ok(());
     }
+    let Some(ctx) = context(hook)? else {
+        return Ok(());
+    };
     hook.update_app_bag(
         &ctx.peers,
         BagChanges::new()
@@ -240,9 +246,9 @@ fn is_primary(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<boo
 }
 
 /// The primary's check of the repository: this cluster's stanza is made
-/// when the repository holds nothing of anyone's, confirmed when it is this
-/// cluster's, and the repository refused when it is another's. The outcome
-/// goes to the unit's peer bag.
+/// when the repository holds nothing of anyone's, taken as it is when it is
+/// this cluster's, and the repository refused when it is another's. The
+/// outcome goes to the unit's peer bag.
 fn initialise(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx, stanza: &str) -> anyhow::Result<()> {
     let report = |outcome: Result<&str, String>| match outcome {
         Ok(stanza) => BagChanges::new().set(STANZA, stanza).unset(S3_PROBLEM),
@@ -263,8 +269,12 @@ fn initialise(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx, stanza: &str) -> anyh
     Ok(())
 }
 
-/// Runs pgBackRest's `info`, then `stanza-create` and `check` as the
-/// repository allows; `Err` is a status for the user.
+/// Runs pgBackRest's `info`, then `stanza-create` when the repository is
+/// empty; `Err` is a status for the user. Creating the stanza proves that
+/// the repository and the database can be reached; `check` would also
+/// prove WAL archiving, which is not on until the stanza is recorded (every
+/// backup proves it: pgBackRest waits for the backup's WAL in the
+/// repository).
 fn check_repository(
     hook: &mut Hook<'_>,
     deps: &Deps,
@@ -310,13 +320,6 @@ fn check_repository(
                 )));
             }
         }
-    }
-    let checked = run(hook, "check", &[])?;
-    if !checked.success() {
-        return Ok(Err(failed(
-            "failed to initialize stanza, check your S3 settings",
-            &checked,
-        )));
     }
     Ok(Ok(stanza.to_string()))
 }
