@@ -213,6 +213,19 @@ pub fn command(config: &str, stanza: &str, command: &str, extra: &[&str]) -> Vec
     argv
 }
 
+/// `info` of the whole repository, every stanza in it (asked about one,
+/// pgBackRest shows that one alone).
+pub fn repository_info(config: &str) -> Vec<String> {
+    [
+        "pgbackrest",
+        &format!("--config={config}"),
+        "info",
+        "--output=json",
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
 /// One backup in the repository.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Backup {
@@ -264,7 +277,12 @@ pub fn parse_info(json: &str, stanza: &str) -> Result<Option<Info>, InfoError> {
         .filter(|name| *name != stanza)
         .map(str::to_string)
         .collect();
-    let Some(this) = all.iter().find(|s| s["name"] == stanza) else {
+    // Asked about a stanza it lacks, pgBackRest lists it with status 1
+    // ("missing stanza path") or 3 ("missing stanza data").
+    let Some(this) = all
+        .iter()
+        .find(|s| s["name"] == stanza && !matches!(s["status"]["code"].as_i64(), Some(1 | 3)))
+    else {
         return Ok(None);
     };
     let labels: Vec<(&str, u64)> = this["backup"]
@@ -331,6 +349,29 @@ pub fn parse_info(json: &str, stanza: &str) -> Result<Option<Info>, InfoError> {
         other_stanzas,
         backups,
     }))
+}
+
+/// Why the repository cannot be read, when `info` of the whole repository
+/// says so (pgBackRest then lists a stanza named `[invalid]`): S3's error
+/// code and message when the server sent them, else pgBackRest's first line.
+pub fn repository_error(json: &str) -> Option<String> {
+    let all: Vec<serde_json::Value> = serde_json::from_str(json).ok()?;
+    let invalid = all.iter().find(|s| s["name"] == "[invalid]")?;
+    let message = invalid["repo"]
+        .as_array()
+        .and_then(|repos| repos.iter().find_map(|r| r["status"]["message"].as_str()))
+        .or_else(|| invalid["status"]["message"].as_str())
+        .unwrap_or("unknown error");
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = message.find(&open)? + open.len();
+        let end = message[start..].find(&format!("</{name}>"))? + start;
+        Some(&message[start..end])
+    };
+    Some(match (tag("Code"), tag("Message")) {
+        (Some(code), Some(text)) => format!("{code}: {text}"),
+        _ => message.lines().next().unwrap_or_default().to_string(),
+    })
 }
 
 /// A backup's id: its start time in UTC, to the second.

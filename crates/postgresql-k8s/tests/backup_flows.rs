@@ -11,9 +11,11 @@
 //! | an endpoint pgBackRest cannot use: blocked with the fix | `a_plain_http_endpoint_blocks_with_the_fix` |
 //! | a replica: the files written, no check | `a_replica_writes_the_configuration_and_checks_nothing` |
 //! | the primary, an empty repository: stanza created, reported | `the_primary_creates_the_stanza_and_reports_it` |
+//! | the primary, this stanza listed as missing: created | `a_stanza_listed_as_missing_is_created` |
 //! | the primary, this cluster's repository: taken, not created | `a_repository_with_this_clusters_stanza_is_taken_not_created` |
 //! | the primary, another cluster's repository: blocked, nothing written | `another_clusters_repository_blocks_and_is_not_written` |
 //! | the primary, this stanza for another system: blocked | `this_stanza_name_for_another_system_blocks` |
+//! | the primary, the repository unreadable (a missing bucket): blocked with S3's words | `a_missing_bucket_blocks_with_s3s_words` |
 //! | the primary, pgBackRest fails: blocked with its words | `a_failing_stanza_creation_blocks_with_pgbackrests_words` |
 //! | leader: records the primary's report, WAL archived there | `the_leader_records_the_stanza_and_wal_is_archived` |
 //! | the relation gone: files removed, archiving stops | `the_relation_gone_stops_archiving_and_removes_the_files` |
@@ -127,9 +129,13 @@ fn ok(stdout: &str) -> ExecOutput {
     }
 }
 
-/// Programs pgBackRest's answer to `what`.
+/// Programs pgBackRest's answer to `what` (`repository-info`: `info` of
+/// every stanza).
 fn answer(mut state: State, what: &str, output: ExecOutput) -> State {
-    let prefix = command(what);
+    let prefix = match what {
+        "repository-info" => pgbackrest::repository_info(&Layout::default().pgbackrest_config()),
+        _ => command(what),
+    };
     let container = state.containers.get_mut(CONTAINER).unwrap();
     container.execs.push((prefix, output));
     state
@@ -150,14 +156,18 @@ fn info(stanzas: &[&str], system_id: &str) -> String {
     serde_json::to_string(&all).unwrap()
 }
 
-/// The pgBackRest commands the unit ran, by their command word.
+/// The pgBackRest commands the unit ran, by their command word
+/// (`repository-info` for `info` of every stanza).
 fn ran(state: &State) -> Vec<String> {
     state
         .container(CONTAINER)
         .unwrap()
         .executed
         .iter()
-        .map(|e| e.command[3].clone())
+        .map(|e| match e.command[2].as_str() {
+            "info" => "repository-info".to_string(),
+            _ => e.command[3].clone(),
+        })
         .collect()
 }
 
@@ -249,10 +259,10 @@ fn a_replica_writes_the_configuration_and_checks_nothing() {
 fn the_primary_creates_the_stanza_and_reports_it() {
     let w = world();
     let state = related(0, s3_relation(&[]));
-    let state = answer(state, "info", ok("[]"));
+    let state = answer(state, "repository-info", ok("[]"));
     let state = answer(state, "stanza-create", ok(""));
     let state = changed(&w, &state);
-    assert_eq!(ran(&state), ["info", "stanza-create"]);
+    assert_eq!(ran(&state), ["repository-info", "stanza-create"]);
     let executed = &state.container(CONTAINER).unwrap().executed[0];
     assert_eq!(executed.user.as_deref(), Some("postgres"));
     assert!(
@@ -267,12 +277,34 @@ fn the_primary_creates_the_stanza_and_reports_it() {
 }
 
 #[test]
+fn a_stanza_listed_as_missing_is_created() {
+    let w = world();
+    let state = related(0, s3_relation(&[]));
+    let missing = serde_json::json!([{
+        "name": stanza(), "backup": [], "db": [],
+        "status": {"code": 1, "message": "missing stanza path"},
+    }]);
+    let state = answer(state, "repository-info", ok(&missing.to_string()));
+    let state = answer(state, "stanza-create", ok(""));
+    let state = changed(&w, &state);
+    assert_eq!(ran(&state), ["repository-info", "stanza-create"]);
+    assert_eq!(
+        peer_unit(&state).get(STANZA).map(String::as_str),
+        Some(stanza().as_str())
+    );
+}
+
+#[test]
 fn a_repository_with_this_clusters_stanza_is_taken_not_created() {
     let w = world();
     let state = related(0, s3_relation(&[]));
-    let state = answer(state, "info", ok(&info(&[&stanza()], FIRST_CLUSTER)));
+    let state = answer(
+        state,
+        "repository-info",
+        ok(&info(&[&stanza()], FIRST_CLUSTER)),
+    );
     let state = changed(&w, &state);
-    assert_eq!(ran(&state), ["info"]);
+    assert_eq!(ran(&state), ["repository-info"]);
     assert_eq!(
         peer_unit(&state).get(STANZA).map(String::as_str),
         Some(stanza().as_str())
@@ -283,9 +315,17 @@ fn a_repository_with_this_clusters_stanza_is_taken_not_created() {
 fn another_clusters_repository_blocks_and_is_not_written() {
     let w = world();
     let state = related(0, s3_relation(&[]));
-    let state = answer(state, "info", ok(&info(&["other.patroni-pg"], "42")));
+    let state = answer(
+        state,
+        "repository-info",
+        ok(&info(&["other.patroni-pg"], "42")),
+    );
     let state = changed(&w, &state);
-    assert_eq!(ran(&state), ["info"], "nothing written to the repository");
+    assert_eq!(
+        ran(&state),
+        ["repository-info"],
+        "nothing written to the repository"
+    );
     assert_eq!(state.unit_status, Status::Blocked(ANOTHER_CLUSTER.into()));
     assert!(!peer_unit(&state).contains_key(STANZA));
 }
@@ -294,17 +334,40 @@ fn another_clusters_repository_blocks_and_is_not_written() {
 fn this_stanza_name_for_another_system_blocks() {
     let w = world();
     let state = related(0, s3_relation(&[]));
-    let state = answer(state, "info", ok(&info(&[&stanza()], "42")));
+    let state = answer(state, "repository-info", ok(&info(&[&stanza()], "42")));
     let state = changed(&w, &state);
-    assert_eq!(ran(&state), ["info"]);
+    assert_eq!(ran(&state), ["repository-info"]);
     assert_eq!(state.unit_status, Status::Blocked(ANOTHER_CLUSTER.into()));
+}
+
+#[test]
+fn a_missing_bucket_blocks_with_s3s_words() {
+    let w = world();
+    let state = related(0, s3_relation(&[]));
+    let invalid = serde_json::json!([{
+        "name": "[invalid]", "backup": [], "db": [],
+        "repo": [{"status": {"code": 99, "message":
+            "[ProtocolError] HTTP request failed with 404 (NOT FOUND):\n<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>"}}],
+        "status": {"code": 99, "message": "other"},
+    }]);
+    let state = answer(state, "repository-info", ok(&invalid.to_string()));
+    let state = changed(&w, &state);
+    assert_eq!(ran(&state), ["repository-info"], "no stanza made");
+    assert_eq!(
+        state.unit_status,
+        Status::Blocked(
+            "failed to access the S3 repository, check your S3 settings: \
+             NoSuchBucket: The specified bucket does not exist"
+                .into()
+        )
+    );
 }
 
 #[test]
 fn a_failing_stanza_creation_blocks_with_pgbackrests_words() {
     let w = world();
     let state = related(0, s3_relation(&[]));
-    let state = answer(state, "info", ok("[]"));
+    let state = answer(state, "repository-info", ok("[]"));
     let state = answer(
         state,
         "stanza-create",
@@ -329,7 +392,7 @@ fn a_failing_stanza_creation_blocks_with_pgbackrests_words() {
 fn the_leader_records_the_stanza_and_wal_is_archived() {
     let w = world();
     let state = related(0, s3_relation(&[]));
-    let state = answer(state, "info", ok("[]"));
+    let state = answer(state, "repository-info", ok("[]"));
     let state = answer(state, "stanza-create", ok(""));
     let state = changed(&w, &state);
     assert_eq!(
@@ -355,7 +418,7 @@ fn the_leader_records_the_stanza_and_wal_is_archived() {
 fn the_relation_gone_stops_archiving_and_removes_the_files() {
     let w = world();
     let state = related(0, s3_relation(&[]));
-    let state = answer(state, "info", ok("[]"));
+    let state = answer(state, "repository-info", ok("[]"));
     let state = answer(state, "stanza-create", ok(""));
     let state = changed(&w, &state);
     assert!(config_file(&state).is_some());

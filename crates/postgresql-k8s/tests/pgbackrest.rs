@@ -2,8 +2,8 @@
 //! charm renders and reads them.
 
 use postgresql_k8s::pgbackrest::{
-    archive_command, backup_id, command, parse_info, render, stanza, table, BackupType, Endpoint,
-    EndpointError, Local,
+    archive_command, backup_id, command, parse_info, render, repository_error, stanza, table,
+    BackupType, Endpoint, EndpointError, Local,
 };
 use s3_interface::{parse, Parameters, S3Parameters};
 
@@ -218,6 +218,12 @@ fn info_gives_the_backups_oldest_first_with_their_reference() {
 #[test]
 fn info_without_this_stanza_is_none_and_garbage_is_an_error() {
     assert_eq!(parse_info(INFO, "absent").unwrap(), None);
+    let missing = r#"[{"name":"m.patroni-pg","status":{"code":1,"message":"missing stanza path"},"backup":[],"db":[]}]"#;
+    assert_eq!(
+        parse_info(missing, "m.patroni-pg").unwrap(),
+        None,
+        "pgBackRest lists a stanza asked about as missing"
+    );
     assert_eq!(parse_info("[]", "m.patroni-pg").unwrap(), None);
     assert!(parse_info("ERROR: [049]", "m.patroni-pg").is_err());
 }
@@ -234,4 +240,21 @@ fn the_table_has_a_row_a_backup() {
     assert!(lines[2].contains("22.0MB"));
     assert!(lines[3].contains("| differential "));
     assert!(lines[3].contains(&format!("| {} ", info.backups[0].id)));
+}
+
+#[test]
+fn a_repository_that_cannot_be_read_says_why() {
+    // As pgBackRest 2.45 answers `info` for a bucket that does not exist.
+    let missing = r#"[{"archive":[],"backup":[],"db":[],"name":"[invalid]","repo":[{"key":1,"status":{"code":99,"message":"[ProtocolError] HTTP request failed with 404 (NOT FOUND):\n*** Response Content ***:\n<?xml version=\"1.0\"?>\n<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>"}}],"status":{"code":99,"message":"other"}}]"#;
+    assert_eq!(
+        repository_error(missing).as_deref(),
+        Some("NoSuchBucket: The specified bucket does not exist")
+    );
+    let refused = r#"[{"name":"[invalid]","repo":[{"status":{"code":99,"message":"[HostConnectError] unable to connect to 'localhost:1'\nmore"}}]}]"#;
+    assert_eq!(
+        repository_error(refused).as_deref(),
+        Some("[HostConnectError] unable to connect to 'localhost:1'")
+    );
+    assert_eq!(repository_error("[]"), None);
+    assert_eq!(repository_error(INFO), None);
 }

@@ -585,13 +585,16 @@ pub fn changes_section(c: &changes::Results) -> String {
         let met = p.failed == Some(0) && p.aborted == 0 && p.transactions.is_some_and(|n| n > 0);
         let _ = writeln!(
             w,
-            "| pgbench {} | {} | {} | {} | {} | `{}` | {} |",
+            "| pgbench {} | {} | {} | {} | {} | {} | {} |",
             p.change,
             number(p.transactions),
             number(p.failed),
             p.aborted,
             p.longest_stall_s,
-            p.slowest_second.trim(),
+            match p.slowest_second.trim() {
+                "" => "– (no progress report)".to_string(),
+                line => format!("`{line}`"),
+            },
             verdict(met)
         );
     }

@@ -284,11 +284,23 @@ fn check_repository(
     let run = |hook: &mut Hook<'_>, command: &str, extra: &[&str]| {
         pgbackrest_run(hook, deps, ctx, stanza, command, extra, PGBACKREST_TIMEOUT)
     };
-    let info = run(hook, "info", &["--output=json"])?;
+    let config = deps.workload.layout.pgbackrest_config();
+    let info = deps.workload.pgbackrest(
+        hook.container(CONTAINER),
+        pgbackrest::repository_info(&config),
+        ctx.passwords.get(state::OPERATOR),
+        PGBACKREST_TIMEOUT,
+    )?;
     if !info.success() {
         return Ok(Err(failed(
             "failed to access the S3 repository, check your S3 settings",
             &info,
+        )));
+    }
+    if let Some(error) = pgbackrest::repository_error(&info.stdout_text()) {
+        let error: String = error.chars().take(MAX_REASON).collect();
+        return Ok(Err(format!(
+            "failed to access the S3 repository, check your S3 settings: {error}"
         )));
     }
     let (ours, others) = match pgbackrest::parse_info(&info.stdout_text(), stanza) {
@@ -296,7 +308,7 @@ fn check_repository(
             let others = i.other_stanzas.clone();
             (Some(i), others)
         }
-        Ok(None) => (None, all_stanzas(&info.stdout_text())),
+        Ok(None) => (None, all_stanzas(&info.stdout_text(), stanza)),
         Err(e) => return Ok(Err(format!("cannot read the S3 repository: {e}"))),
     };
     let target = operator_login(&ctx.address, DB_PORT, ctx.passwords.get(state::OPERATOR));
@@ -504,12 +516,14 @@ fn info(
     )
 }
 
-/// Every stanza `info` lists (it names them all, whichever was asked for).
-fn all_stanzas(info: &str) -> Vec<String> {
+/// The stanzas the repository's `info` lists besides `stanza`.
+fn all_stanzas(info: &str, stanza: &str) -> Vec<String> {
     serde_json::from_str::<Vec<serde_json::Value>>(info)
         .unwrap_or_default()
         .iter()
-        .filter_map(|s| s["name"].as_str().map(str::to_string))
+        .filter_map(|s| s["name"].as_str())
+        .filter(|name| *name != stanza)
+        .map(str::to_string)
         .collect()
 }
 
