@@ -382,6 +382,14 @@ pub fn active(c: &Controller, unit: &str) -> Option<String> {
     }
 }
 
+/// A unit's blocked message, if it is blocked.
+pub fn blocked(c: &Controller, unit: &str) -> Option<String> {
+    match &c.model.unit(unit)?.status {
+        charm::Status::Blocked(m) => Some(m.clone()),
+        _ => None,
+    }
+}
+
 /// A unit's address.
 pub fn address(c: &Controller, unit: &str) -> String {
     c.model

@@ -19,7 +19,9 @@
 
 use base64::Engine;
 use e2e::s3::S3Server;
-use e2e::{action, active, address, controller, converge, psql, python_charm, units, Scratch};
+use e2e::{
+    action, active, address, blocked, controller, converge, psql, python_charm, units, Scratch,
+};
 use local_model::controller::Controller;
 use postgres_admin::testing::{free_port, is_root};
 use postgresql_k8s::pgbackrest::{
@@ -287,13 +289,6 @@ fn recorded(c: &Controller, key: &str) -> Option<String> {
         .iter()
         .find(|r| r.end_of(PG).is_some_and(|e| e.endpoint == "database-peers"))?;
     peers.app_bags.get(PG)?.data.get(key).cloned()
-}
-
-fn blocked(c: &Controller, unit: &str) -> Option<String> {
-    match &c.model.unit(unit)?.status {
-        charm::Status::Blocked(m) => Some(m.clone()),
-        _ => None,
-    }
 }
 
 #[test]

@@ -12,8 +12,8 @@
 #![allow(clippy::unwrap_used)]
 
 use e2e::{
-    action, active, address, charm, controller, converge, postgresql_cluster, psql, python_charm,
-    Scratch,
+    action, active, address, blocked, charm, controller, converge, postgresql_cluster, psql,
+    python_charm, Scratch,
 };
 use local_model::controller::Controller;
 use serde_json::json;
@@ -33,14 +33,6 @@ type Client<'a> = (
     &'a str,
     Vec<(&'a str, &'a str)>,
 );
-
-/// A unit's blocked message, if it is blocked.
-fn blocked(c: &Controller, unit: &str) -> Option<String> {
-    match &c.model.unit(unit)?.status {
-        charm::Status::Blocked(m) => Some(m.clone()),
-        _ => None,
-    }
-}
 
 /// The user and password a client was given (its entity's, for an entity).
 fn credentials(c: &mut Controller, unit: &str) -> serde_json::Map<String, serde_json::Value> {

@@ -7,6 +7,7 @@
 mod client;
 mod http;
 pub mod multipart;
+pub mod notify;
 pub mod timefmt;
 pub mod timer;
 pub mod websocket;

@@ -3,40 +3,21 @@
 //! `<container>-pebble-custom-notice` hook) and exits. Arming it again
 //! replaces the pending one.
 
+use crate::notify::notify_lines;
 use crate::{ensure_service, FileOptions, Layer, Pebble, PebbleResult, Service};
 
 /// The timer's script (`<script> <seconds> <key> <id>`): sleeps, then records
-/// the notice `key` with `id` as data, with Juju's `pebble` when the
-/// container has it, else by a POST to the Pebble socket inside the
-/// container. It holds no secret.
-pub const SCRIPT: &str = r#"#!/bin/sh
-# A one-shot timer: <seconds> <key> <id>. Records a Pebble custom notice, which
-# runs the charm's pebble-custom-notice hook.
-sleep "$1"
-if [ -x /charm/bin/pebble ]; then
-    exec /charm/bin/pebble notify "$2" id="$3"
-fi
-exec python3 - "$2" "$3" <<'EOF'
-import json, os, socket, sys
-key, ident = sys.argv[1:3]
-body = json.dumps({"action": "add", "type": "custom", "key": key, "data": {"id": ident}}).encode()
-head = "POST /v1/notices HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-head += "Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
-sockets = [os.environ.get("PEBBLE_SOCKET"), "/charm/container/pebble.socket",
-           "/var/lib/pebble/default/.pebble.socket"]
-for path in filter(None, sockets):
-    try:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(5)
-            s.connect(path)
-            s.sendall(head.encode() + body)
-            if s.recv(4096).split(b" ", 2)[1:2] == [b"200"]:
-                sys.exit(0)
-    except OSError:
-        pass
-sys.exit("cannot record the notice " + key)
-EOF
-"#;
+/// the notice `key` with `id` as data ([`crate::notify::notify_lines`]). It
+/// holds no secret.
+pub fn script() -> String {
+    format!(
+        "#!/bin/sh\n\
+         # A one-shot timer: <seconds> <key> <id>. Records a Pebble custom notice, which\n\
+         # runs the charm's pebble-custom-notice hook.\n\
+         sleep \"$1\"\n{}",
+        notify_lines("\"$2\"", &["id=\"$3\""])
+    )
+}
 
 /// One timer: its service, where its script lives in the container, and the
 /// notice it records.
@@ -77,13 +58,14 @@ impl Timer<'_> {
     /// Arms the timer: the notice is recorded with `id` in `seconds` (a timer
     /// still pending is replaced). Writes the script when it differs.
     pub fn arm(&self, pebble: &mut dyn Pebble, seconds: u64, id: &str) -> PebbleResult<()> {
-        if pebble.read_text(self.script)?.as_deref() != Some(SCRIPT) {
+        let script = script();
+        if pebble.read_text(self.script)?.as_deref() != Some(script.as_str()) {
             let options = FileOptions {
                 permissions: Some(0o755),
                 make_parents: true,
                 ..FileOptions::default()
             };
-            pebble.push(self.script, SCRIPT.as_bytes(), &options)?;
+            pebble.push(self.script, script.as_bytes(), &options)?;
         }
         ensure_service(pebble, self.service, &self.layer(seconds, id), true)?;
         Ok(())
@@ -135,7 +117,7 @@ mod tests {
         );
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("timer");
-        std::fs::write(&script, SCRIPT).unwrap();
+        std::fs::write(&script, super::script()).unwrap();
         let socket = dir.path().join("pebble.socket");
         let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
         let server = std::thread::spawn(move || {

@@ -29,35 +29,13 @@ pub const ROLE_CHANGE_NOTICE: &str = "canonical.com/postgresql/role-change";
 /// inside the container. It holds no secret.
 pub fn notify_script() -> String {
     format!(
-        r#"#!/bin/sh
-# Patroni callback: <action> <role> <scope>. Records a Pebble custom notice, which
-# runs the charm's postgresql-pebble-custom-notice hook.
-key={ROLE_CHANGE_NOTICE}
-if [ -x /charm/bin/pebble ]; then
-    exec /charm/bin/pebble notify "$key" action="$1" role="$2"
-fi
-exec python3 - "$key" "$1" "$2" <<'EOF'
-import json, os, socket, sys
-key, action, role = sys.argv[1:4]
-data = {{"action": action, "role": role}}
-body = json.dumps({{"action": "add", "type": "custom", "key": key, "data": data}}).encode()
-head = "POST /v1/notices HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-head += "Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
-sockets = [os.environ.get("PEBBLE_SOCKET"), "/charm/container/pebble.socket",
-           "/var/lib/pebble/default/.pebble.socket"]
-for path in filter(None, sockets):
-    try:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(5)
-            s.connect(path)
-            s.sendall(head.encode() + body)
-            if s.recv(4096).split(b" ", 2)[1:2] == [b"200"]:
-                sys.exit(0)
-    except OSError:
-        pass
-sys.exit("cannot record the notice " + key)
-EOF
-"#
+        "#!/bin/sh\n\
+         # Patroni callback: <action> <role> <scope>. Records a Pebble custom notice, which\n\
+         # runs the charm's postgresql-pebble-custom-notice hook.\n{}",
+        pebble_api::notify::notify_lines(
+            &format!("'{ROLE_CHANGE_NOTICE}'"),
+            &["action=\"$1\"", "role=\"$2\""]
+        )
     )
 }
 
@@ -191,6 +169,18 @@ impl Layout {
     }
 }
 
+/// Whether `path` is a file (or a link to one) in the container.
+fn is_file(pebble: &mut dyn Pebble, path: &str) -> Result<bool, PebbleError> {
+    match pebble.list_files(path, None) {
+        Ok(entries) => Ok(entries.len() == 1 && entries[0].kind != "directory"),
+        Err(PebbleError::Path { .. })
+        | Err(PebbleError::Api {
+            status_code: 404, ..
+        }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether `path` exists in the container.
 fn exists(pebble: &mut dyn Pebble, path: &str) -> Result<bool, PebbleError> {
     match pebble.list_files(path, None) {
@@ -225,29 +215,14 @@ impl Workload {
     /// link to one, under [`ZONEINFO_DIR`]): PostgreSQL refuses to start with
     /// a time zone it cannot load.
     pub fn has_time_zone(&self, pebble: &mut dyn Pebble, zone: &str) -> Result<bool, PebbleError> {
-        match pebble.list_files(&format!("{ZONEINFO_DIR}/{zone}"), None) {
-            Ok(entries) => Ok(entries.len() == 1 && entries[0].kind != "directory"),
-            Err(PebbleError::Path { .. })
-            | Err(PebbleError::Api {
-                status_code: 404, ..
-            }) => Ok(false),
-            Err(e) => Err(e),
-        }
+        is_file(pebble, &format!("{ZONEINFO_DIR}/{zone}"))
     }
 
     /// Whether the container has PostgreSQL's module `library` (the package
     /// that ships it is installed): PostgreSQL refuses to start when a
     /// library it must preload is missing.
     pub fn has_library(&self, pebble: &mut dyn Pebble, library: &str) -> Result<bool, PebbleError> {
-        let path = format!("{}/{library}.so", self.layout.lib_dir());
-        match pebble.list_files(&path, None) {
-            Ok(entries) => Ok(entries.len() == 1 && entries[0].kind != "directory"),
-            Err(PebbleError::Path { .. })
-            | Err(PebbleError::Api {
-                status_code: 404, ..
-            }) => Ok(false),
-            Err(e) => Err(e),
-        }
+        is_file(pebble, &format!("{}/{library}.so", self.layout.lib_dir()))
     }
 
     fn options(&self, mode: u32) -> FileOptions {

@@ -178,6 +178,14 @@ fn config_file(state: &State) -> Option<String> {
         .file_text(&Layout::default().pgbackrest_config())
 }
 
+/// The primary, related to a provider whose repository is empty: the stanza
+/// will be made.
+fn empty_repository() -> State {
+    let state = related(0, s3_relation(&[]));
+    let state = answer(state, "repository-info", ok("[]"));
+    answer(state, "stanza-create", ok(""))
+}
+
 fn changed(w: &World, state: &State) -> State {
     let ev = event::relation_changed(state.relation(S3_ID).unwrap(), Some("s3-integrator/0"));
     w.go(state, ev).state
@@ -258,10 +266,7 @@ fn a_replica_writes_the_configuration_and_checks_nothing() {
 #[test]
 fn the_primary_creates_the_stanza_and_reports_it() {
     let w = world();
-    let state = related(0, s3_relation(&[]));
-    let state = answer(state, "repository-info", ok("[]"));
-    let state = answer(state, "stanza-create", ok(""));
-    let state = changed(&w, &state);
+    let state = changed(&w, &empty_repository());
     assert_eq!(ran(&state), ["repository-info", "stanza-create"]);
     let executed = &state.container(CONTAINER).unwrap().executed[0];
     assert_eq!(executed.user.as_deref(), Some("postgres"));
@@ -391,10 +396,7 @@ fn a_failing_stanza_creation_blocks_with_pgbackrests_words() {
 #[test]
 fn the_leader_records_the_stanza_and_wal_is_archived() {
     let w = world();
-    let state = related(0, s3_relation(&[]));
-    let state = answer(state, "repository-info", ok("[]"));
-    let state = answer(state, "stanza-create", ok(""));
-    let state = changed(&w, &state);
+    let state = changed(&w, &empty_repository());
     assert_eq!(
         peer_app(&state).get(STANZA).map(String::as_str),
         Some(stanza().as_str())
@@ -417,10 +419,7 @@ fn the_leader_records_the_stanza_and_wal_is_archived() {
 #[test]
 fn the_relation_gone_stops_archiving_and_removes_the_files() {
     let w = world();
-    let state = related(0, s3_relation(&[]));
-    let state = answer(state, "repository-info", ok("[]"));
-    let state = answer(state, "stanza-create", ok(""));
-    let state = changed(&w, &state);
+    let state = changed(&w, &empty_repository());
     assert!(config_file(&state).is_some());
     let out = w.go(
         &state,
