@@ -4,7 +4,6 @@
 use crate::pgb::ini::ClientDatabase;
 use crate::pgb::{PgbVersion, SharedConfig};
 use crate::postgres::backend_login;
-use crate::tls::{Installed, PrivateKey, TlsFiles};
 use charm::secret::Revision;
 use charm::{Databag, Hook, Relation, SecretContent};
 use client_interface::request::{self, EntityKind, Refusal, Request, Resource};
@@ -13,6 +12,7 @@ use client_interface::Endpoint;
 use postgres_admin::names::{Attribute, RoleName};
 use postgres_admin::ConnectInfo;
 use sha2::{Digest, Sha256};
+use tls_certificates::{Installed, PrivateKey, TlsFiles};
 
 /// The client endpoint (`postgresql_client`, provides).
 pub const DATABASE: &str = "database";

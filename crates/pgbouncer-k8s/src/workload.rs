@@ -13,8 +13,8 @@ use crate::pgb::ini::{render_process, ProcessSpec};
 use crate::pgb::peering::Peering;
 use crate::pgb::reload::{plan, ProcessAction};
 use crate::pgb::{Layout, PgbVersion, SharedConfig};
-use crate::tls::TlsFiles;
 use pebble_api::{Check, FileOptions, HttpCheck, Layer, Pebble, PebbleError, Service};
+use tls_certificates::TlsFiles;
 
 /// How long a rolling restart lets each process drain: clients that
 /// connect anew (for each transaction, or as their pool renews connections)
