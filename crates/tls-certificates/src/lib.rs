@@ -383,6 +383,89 @@ impl fmt::Debug for TlsFiles {
     }
 }
 
+/// The CA bundle clients are told to trust, from the bundle each unit
+/// serves with (`None` or empty: that unit serves no TLS): the distinct
+/// bundles joined once every unit serves TLS, else `None` (no units: `None`).
+pub fn served_ca(units: &[Option<&str>]) -> Option<String> {
+    let mut cas: Vec<&str> = Vec::new();
+    for ca in units {
+        match ca.map(str::trim).filter(|c| !c.is_empty()) {
+            Some(c) if !cas.contains(&c) => cas.push(c),
+            Some(_) => {}
+            None => return None,
+        }
+    }
+    (!cas.is_empty()).then(|| cas.join("\n"))
+}
+
+/// Keys of a unit's TLS secret (the reference charms'): the private key, the
+/// CSR, and the certificate installed with its CA and chain.
+pub const SECRET_KEY: &str = "key";
+pub const SECRET_CSR: &str = "csr";
+pub const SECRET_CERT: &str = "cert";
+pub const SECRET_CA: &str = "cauth";
+pub const SECRET_CHAIN: &str = "chain";
+
+/// A unit's TLS state as its unit secret holds it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnitTls {
+    pub key: Option<PrivateKey>,
+    pub csr: Option<String>,
+    pub installed: Option<Installed>,
+}
+
+impl UnitTls {
+    /// Reads the secret's fields through `get` (empty values count as none;
+    /// a key that no longer parses counts as none).
+    pub fn read(get: impl Fn(&str) -> Option<String>) -> UnitTls {
+        let text = |k: &str| get(k).filter(|v| !v.is_empty());
+        let installed = match (text(SECRET_CERT), text(SECRET_CA)) {
+            (Some(certificate), Some(ca)) => Some(Installed {
+                certificate,
+                ca,
+                chain: text(SECRET_CHAIN).unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        UnitTls {
+            key: text(SECRET_KEY).and_then(|k| PrivateKey::parse(&k).ok()),
+            csr: text(SECRET_CSR),
+            installed,
+        }
+    }
+
+    /// The secret's fields.
+    pub fn fields(&self) -> BTreeMap<&'static str, String> {
+        let mut c = BTreeMap::new();
+        if let Some(k) = &self.key {
+            c.insert(SECRET_KEY, k.pem().to_string());
+        }
+        if let Some(csr) = &self.csr {
+            c.insert(SECRET_CSR, csr.clone());
+        }
+        if let Some(i) = &self.installed {
+            c.insert(SECRET_CERT, i.certificate.clone());
+            c.insert(SECRET_CA, i.ca.clone());
+            if !i.chain.is_empty() {
+                c.insert(SECRET_CHAIN, i.chain.clone());
+            }
+        }
+        c
+    }
+
+    /// The files to write, when a certificate for the key is installed.
+    pub fn files(&self) -> Option<TlsFiles> {
+        let (Some(key), Some(i)) = (&self.key, &self.installed) else {
+            return None;
+        };
+        Some(TlsFiles {
+            key: key.pem().to_string(),
+            cert: i.certificate.clone(),
+            ca: i.ca_bundle().to_string(),
+        })
+    }
+}
+
 /// Seconds since the epoch.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
@@ -660,6 +743,39 @@ mod tests {
                     .into()
             )
         );
+    }
+
+    #[test]
+    fn clients_trust_the_units_cas_only_when_every_unit_serves_tls() {
+        assert_eq!(served_ca(&[]), None);
+        assert_eq!(served_ca(&[Some("A"), None]), None);
+        assert_eq!(served_ca(&[Some("A"), Some("")]), None);
+        assert_eq!(
+            served_ca(&[Some("A\n"), Some("A"), Some("B")]).as_deref(),
+            Some("A\nB")
+        );
+    }
+
+    #[test]
+    fn the_unit_secret_round_trips() {
+        let key = PrivateKey::generate().unwrap();
+        let tls = UnitTls {
+            key: Some(key),
+            csr: Some("CSR".into()),
+            installed: Some(Installed {
+                certificate: "CERT".into(),
+                ca: "CA".into(),
+                chain: "CERT\nCA".into(),
+            }),
+        };
+        let fields = tls.fields();
+        assert_eq!(fields[SECRET_CA], "CA");
+        let back = UnitTls::read(|k| fields.get(k).cloned());
+        assert_eq!(back, tls);
+        assert_eq!(back.files().unwrap().ca, "CERT\nCA");
+        let keyless = UnitTls::read(|k| (k != SECRET_KEY).then(|| fields[k].clone()));
+        assert!(keyless.files().is_none());
+        assert_eq!(UnitTls::read(|_| Some(String::new())), UnitTls::default());
     }
 
     #[test]

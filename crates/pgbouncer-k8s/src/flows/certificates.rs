@@ -7,12 +7,15 @@
 //! bag).
 
 use super::{client_facing_units, database, serve, Deps};
-use crate::state::{self, UnitTls};
+use crate::state;
 use charm::secret::{Revision, SecretMeta, SecretRef};
-use charm::{BagChanges, Handled, Hook, LogLevel, Relation, RelationEvent, SecretOwner, Status};
+use charm::{
+    BagChanges, Handled, Hook, LogLevel, Relation, RelationEvent, SecretContent, SecretOwner,
+    Status,
+};
 use client_interface::Tls;
 use tls_certificates::{
-    self as tls, Decision, PrivateKey, ProviderCertificate, RequestError, Subject,
+    self as tls, Decision, PrivateKey, ProviderCertificate, RequestError, Subject, UnitTls,
 };
 
 /// relation-created, -joined and -changed (and update-status, as a safety net
@@ -176,7 +179,11 @@ fn save(hook: &mut Hook<'_>, before: &UnitTls, after: &UnitTls) -> anyhow::Resul
         return Ok(());
     }
     let label = state::unit_secret_label(hook.app());
-    let content = after.content();
+    let content: SecretContent = after
+        .fields()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
     if hook.secret_by_label(&label, Revision::Peek)?.is_some() {
         let id = hook
             .secret_info(&SecretRef::Label(label))?
@@ -234,17 +241,9 @@ impl ClientTls {
     /// Decides from what each live unit acknowledged serving (`None` or empty:
     /// no TLS): on only when every unit serves TLS.
     pub fn decide(units: &[Option<&str>]) -> ClientTls {
-        let mut cas: Vec<&str> = Vec::new();
-        for ca in units {
-            match ca.map(str::trim).filter(|c| !c.is_empty()) {
-                Some(c) if !cas.contains(&c) => cas.push(c),
-                Some(_) => {}
-                None => return ClientTls::default(),
-            }
-        }
-        ClientTls {
-            enabled: !cas.is_empty(),
-            ca: cas.join("\n"),
+        match tls::served_ca(units) {
+            Some(ca) => ClientTls { enabled: true, ca },
+            None => ClientTls::default(),
         }
     }
 

@@ -202,7 +202,7 @@ fn promote_to_primary(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handle
     }
     match deps
         .patroni
-        .switchover(ctx.api_password(), &primary.host, &primary.name, Some(&me))
+        .switchover(ctx.api(), &primary.host, &primary.name, Some(&me))
     {
         Ok(()) => {
             hook.log(
