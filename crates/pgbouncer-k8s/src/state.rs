@@ -93,6 +93,9 @@ pub struct Backend {
     pub primary: Endpoint,
     pub read_only: Vec<Endpoint>,
     pub version: Option<String>,
+    /// The CA PgBouncer verifies the backend's certificate with, when the
+    /// backend says it serves TLS and gives one.
+    pub tls_ca: Option<String>,
 }
 
 impl Backend {
@@ -135,6 +138,7 @@ pub fn backend(hook: &mut Hook<'_>) -> charm::Result<BackendState> {
         primary,
         read_only: credentials.read_only,
         version: credentials.version,
+        tls_ca: credentials.tls.ca.filter(|_| credentials.tls.enabled),
     };
     if let Err(e) = backend.auth_user() {
         return Ok(BackendState::Incomplete(format!(
