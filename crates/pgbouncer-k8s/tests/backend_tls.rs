@@ -6,6 +6,7 @@
 //! | the backend says `tls="True"` with a `tls-ca` (in `secret-tls`): the CA written, `verify-full` with `server_tls_ca_file`, the certificate checked | `a_backend_serving_tls_is_verified_with_its_ca` |
 //! | its certificate does not verify → waiting, saying so; nothing recorded | `a_backend_that_does_not_verify_waits_and_says_so` |
 //! | the backend turns TLS off → `prefer`, the CA file removed | `a_backend_without_tls_is_asked_for_it_unverified` |
+//! | secret-changed on the backend's TLS secret: the leader republishes (`verify-full`), a follower writes the new CA | `a_change_of_the_backends_tls_secret_is_followed` |
 
 #![allow(clippy::unwrap_used)]
 
@@ -119,4 +120,66 @@ fn a_backend_without_tls_is_asked_for_it_unverified() {
     // Without a CA there is nothing to verify with: unverified too.
     let no_ca = changed(&pg, &leader_with_backend_tls("True", None));
     assert!(ini(&no_ca, 0).contains("server_tls_sslmode = prefer\n"));
+}
+
+/// A new revision of the backend's TLS secret in `state`.
+fn new_tls_revision(state: &mut State, tls: &str, ca: &str) {
+    let secret = state
+        .secrets
+        .iter_mut()
+        .find(|s| s.id == SecretId::parse(TLS_SECRET).unwrap())
+        .unwrap();
+    let next = secret.latest() + 1;
+    secret.revisions.insert(
+        next,
+        SecretContent::new().with("tls", tls).with("tls-ca", ca),
+    );
+}
+
+#[test]
+fn a_change_of_the_backends_tls_secret_is_followed() {
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
+    let mut s = changed(&pg, &leader_with_backend_tls("False", None));
+    assert!(ini(&s, 0).contains("server_tls_sslmode = prefer\n"));
+    new_tls_revision(&mut s, "True", CA);
+    let secret = s
+        .secrets
+        .iter()
+        .find(|x| x.id == SecretId::parse(TLS_SECRET).unwrap())
+        .unwrap()
+        .clone();
+    let on = go(&pg, &s, event::secret_changed(&secret)).state;
+    assert!(ini(&on, 0).contains("server_tls_sslmode = verify-full\n"));
+    assert_eq!(
+        on.container(CONTAINER)
+            .unwrap()
+            .file_text(CA_FILE)
+            .as_deref(),
+        Some(CA)
+    );
+    // A follower serving the leader's configuration writes a rotated CA.
+    let rotated = "-----BEGIN CERTIFICATE-----\nNEW CA\n-----END CERTIFICATE-----";
+    let mut follower =
+        share_from_leader(&on, leader_with_backend_tls("True", Some(CA)).leader(false));
+    follower.unit = format!("{APP}/1");
+    let follower = go(&pg, &follower, event::secret_changed(&secret)).state;
+    assert_eq!(
+        follower
+            .container(CONTAINER)
+            .unwrap()
+            .file_text(CA_FILE)
+            .as_deref(),
+        Some(CA)
+    );
+    let mut later = follower.clone();
+    new_tls_revision(&mut later, "True", rotated);
+    let later = go(&pg, &later, event::secret_changed(&secret)).state;
+    assert_eq!(
+        later
+            .container(CONTAINER)
+            .unwrap()
+            .file_text(CA_FILE)
+            .as_deref(),
+        Some(rotated)
+    );
 }
