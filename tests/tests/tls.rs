@@ -8,7 +8,10 @@
 //! serves TLS, clients never told to drop it meanwhile), the provider rotating
 //! its CA (revoking what it issued), and a unit rotating its key; without the
 //! relation, clients are told `tls="False"` and connect in plain, and relating
-//! again brings TLS back.
+//! again brings TLS back. Then PostgreSQL gets its certificate from the same
+//! provider: `psql` verifies it straight (`verify-full`), and PgBouncer
+//! verifies it as its backend (`verify-full` with the CA PostgreSQL told it),
+//! every unit's pooled sessions to it running over TLS.
 
 #![allow(clippy::unwrap_used)]
 
@@ -24,6 +27,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PGB: &str = "pgbouncer-k8s";
+const PG: &str = "postgresql-k8s";
 
 fn relation<'a>(c: &'a Controller, app: &str, endpoint: &str) -> &'a RelationRecord {
     c.model
@@ -290,6 +294,36 @@ fn handed_out(c: &Controller) -> String {
     )
 }
 
+/// The file `path` in `unit`'s container `container`, if it is there.
+fn container_file(scratch: &Path, unit: &str, container: &str, path: &str) -> Option<String> {
+    let dir = scratch
+        .join("controller/units")
+        .join(unit.replace('/', "-"))
+        .join("rootfs")
+        .join(container);
+    std::fs::read_to_string(dir.join(path.trim_start_matches('/'))).ok()
+}
+
+/// PostgreSQL's only unit serves TLS (its peer bag says so, it is active) and
+/// every PgBouncer unit's first process verifies it.
+fn backend_verified(c: &Controller, scratch: &Path) -> bool {
+    let pg_tls = relation(c, PG, "database-peers")
+        .unit_bags
+        .get(&format!("{PG}/0"))
+        .is_some_and(|b| b.data.get("tls").map(String::as_str) == Some("enabled"));
+    pg_tls
+        && active(c, &format!("{PG}/0")).is_some()
+        && pgbouncer_units(c).iter().all(|u| {
+            container_file(
+                scratch,
+                u,
+                "pgbouncer",
+                "/var/lib/pgbouncer/instance_0/pgbouncer.ini",
+            )
+            .is_some_and(|ini| ini.contains("server_tls_sslmode = verify-full"))
+        })
+}
+
 /// TLS is on for clients, and every PgBouncer unit serves it.
 fn tls_on(c: &Controller) -> bool {
     client_tls(c).0.as_deref() == Some("True")
@@ -453,4 +487,71 @@ fn pgbouncer_serves_tls_with_the_providers_certificates_and_stops_when_removed()
     c.integrate(&certificates.0, certificates.1).unwrap();
     converge(&mut c, Duration::from_secs(120), tls_on);
     assert_serves_tls(&mut c, scratch.path(), &ca);
+
+    // PostgreSQL takes a certificate from the same provider. Straight to it,
+    // `psql` verifies it (the address it dials is in the certificate); every
+    // PgBouncer unit verifies it as its backend with the CA PostgreSQL gave
+    // it, and the client's pooled sessions reach PostgreSQL over TLS.
+    let pg_certificates = (format!("{PG}:certificates"), "tls-provider:certificates");
+    c.integrate(&pg_certificates.0, pg_certificates.1).unwrap();
+    converge(&mut c, Duration::from_secs(180), |c| {
+        tls_on(c) && backend_verified(c, scratch.path())
+    });
+    let root = scratch.path().join("ca.pem");
+    std::fs::write(&root, &ca).unwrap();
+    let verify_full = PsqlTls {
+        mode: "verify-full",
+        root_cert: Some(&root),
+    };
+    let operator = action(&mut c, &format!("{PG}/0"), "get-password", json!({}))["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let on_tls = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    let direct = psql_tls(
+        &address(&c, &format!("{PG}/0")),
+        5432,
+        "operator",
+        &operator,
+        "postgres",
+        on_tls,
+        Some(verify_full),
+    )
+    .unwrap_or_else(|e| panic!("PostgreSQL verify-full: {e}"));
+    assert_eq!(direct.trim(), "t");
+    let creds = credentials(&mut c);
+    let given = scratch.path().join("tls-ca.pem");
+    std::fs::write(&given, creds["tls-ca"].as_str().unwrap()).unwrap();
+    for unit in pgbouncer_units(&c) {
+        let ini = container_file(
+            scratch.path(),
+            &unit,
+            "pgbouncer",
+            "/var/lib/pgbouncer/instance_0/pgbouncer.ini",
+        )
+        .unwrap();
+        assert!(
+            ini.contains("server_tls_ca_file = /var/lib/pgbouncer/backend-ca.pem"),
+            "{unit}: {ini}"
+        );
+        let backend_ca = container_file(
+            scratch.path(),
+            &unit,
+            "pgbouncer",
+            "/var/lib/pgbouncer/backend-ca.pem",
+        )
+        .unwrap();
+        assert!(backend_ca.contains(&ca), "{unit}: the provider's CA");
+        let tls = PsqlTls {
+            mode: "verify-full",
+            root_cert: Some(&given),
+        };
+        let pooled = through(&c, &unit, &creds, on_tls, tls)
+            .unwrap_or_else(|e| panic!("{unit} verify-full to PgBouncer: {e}"));
+        assert_eq!(
+            pooled.trim(),
+            "t",
+            "{unit}: PgBouncer to PostgreSQL over TLS"
+        );
+    }
 }
