@@ -6,6 +6,7 @@
 
 pub mod balancer;
 pub mod credentials;
+pub mod s3;
 
 use local_model::agent::HookCost;
 use local_model::controller::Controller;

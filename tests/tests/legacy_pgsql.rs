@@ -8,7 +8,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use e2e::{action, active, address, controller, converge, postgresql_cluster, python_charm, units};
+use e2e::{
+    action, active, address, controller, converge, postgresql_cluster_with, python_charm, units,
+};
 use e2e::{charm, primary, psql_with, Scratch};
 use local_model::controller::Controller;
 use serde_json::json;
@@ -65,7 +67,13 @@ fn legacy_clients_connect_with_their_master_strings_and_follow_a_switchover() {
     let started = Instant::now();
     let scratch = Scratch::new("legacy-pgsql");
     let mut c = controller(&scratch);
-    postgresql_cluster(&mut c, scratch.path(), 2);
+    // The direct client asks for citext, which its plugin option enables.
+    postgresql_cluster_with(
+        &mut c,
+        scratch.path(),
+        2,
+        &[("plugin_citext_enable", "true")],
+    );
     c.deploy(&charm(scratch.path(), PGB), PGB, 2, &[]).unwrap();
     c.integrate(
         &format!("{PGB}:backend-database"),
@@ -117,6 +125,16 @@ fn legacy_clients_connect_with_their_master_strings_and_follow_a_switchover() {
         "Before"
     );
     assert!(psql_with(&standbys[0], None, "INSERT INTO t VALUES ('x')").is_err());
+    // The default plugin's extension (pgaudit, preloaded) is there too.
+    assert_eq!(
+        psql_with(
+            &master,
+            None,
+            "SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension"
+        )
+        .unwrap(),
+        "citext,pgaudit,plpgsql"
+    );
 
     // db-admin: a superuser, in its own database.
     let (admin_master, _) = client_strings(&mut c, "admin", &old);

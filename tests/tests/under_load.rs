@@ -1,6 +1,7 @@
 //! PgBouncer under load, on one deployment of the local model: etcd,
 //! PostgreSQL with two units under Patroni (a synchronous standby confirmed),
-//! PgBouncer with one unit, and a client on the v0 library.
+//! PgBouncer with one unit (transaction pooling), and a client on the v0
+//! library.
 //!
 //! - A second client relates while `pgbench` runs through PgBouncer with the
 //!   first client's credentials: PgBouncer reloads its configuration, and no
@@ -10,11 +11,20 @@
 //!   unit's PgBouncer processes one at a time, each draining first (SIGTERM)
 //!   while the others take the new connections, and no pgbench client aborts
 //!   and no transaction fails. The slowest second is printed.
+//! - A planned switchover (`promote-to-primary` on the replica) while
+//!   `pgbench` runs with persistent clients: PgBouncer pauses its pools before PostgreSQL switches over and
+//!   resumes once it serves the new primary, so no pgbench client aborts and
+//!   no transaction fails; a client writes and reads through PgBouncer
+//!   after. The slowest second is printed.
 //! - The primary's machine is lost while a writer inserts through PgBouncer,
 //!   one `psql` per row: once Patroni promotes the replica and the model
 //!   converges, writes through PgBouncer resume and every acknowledged row is
 //!   on the new primary. How long clients saw errors after the promotion is
 //!   printed, not asserted.
+//!
+//! With `UNDER_LOAD_FIGURES` naming a file, each change's figures (what
+//! clients saw) are appended to it as JSON lines, before they are asserted:
+//! the benchmark report runs this test for its section on changes under load.
 
 use e2e::{
     action, active, address, charm, controller, converge_polling, patroni_members, psql,
@@ -39,6 +49,10 @@ const PGBENCH_SECONDS: u64 = 25;
 /// How long pgbench runs while PgBouncer's processes restart: long enough
 /// for the refresh to be taken in (checked).
 const ROLLING_PGBENCH_SECONDS: u64 = 15;
+/// How long pgbench runs through a planned switchover: long enough for
+/// PgBouncer to pause, PostgreSQL to switch over and PgBouncer to resume
+/// (checked).
+const SWITCHOVER_PGBENCH_SECONDS: u64 = 20;
 
 /// A client's credentials.
 #[derive(Clone)]
@@ -108,10 +122,11 @@ fn processes(scratch: &Path, unit: &str) -> usize {
         .count()
 }
 
-/// Waits for pgbench and asserts that it ran transactions, that no client
-/// aborted and that no transaction failed; answers its summary and the
-/// slowest second of its progress report (`-P 1`).
-fn clean_run(bench: Child, what: &str) -> (String, String) {
+/// Waits for pgbench, records its figures (see [`record`]) and asserts that
+/// it ran transactions, that no client aborted and that no transaction
+/// failed; answers its summary, the slowest second of its progress report
+/// (`-P 1`) and the report's lines.
+fn clean_run(bench: Child, what: &str) -> (String, String, Vec<String>) {
     let Output {
         status,
         stdout,
@@ -123,27 +138,19 @@ fn clean_run(bench: Child, what: &str) -> (String, String) {
         String::from_utf8_lossy(&stdout).to_string(),
         String::from_utf8_lossy(&stderr).to_string(),
     );
-    assert!(
-        status.success(),
-        "pgbench {what} failed: {stdout}\n{stderr}"
-    );
-    assert!(
-        !stderr.contains("aborted") && !stdout.contains("aborted"),
-        "a pgbench client aborted {what}: {stderr}"
-    );
-    assert_eq!(
-        summary_number(&stdout, "number of failed transactions:"),
-        Some(0),
-        "{stdout}"
-    );
-    assert!(
-        summary_number(&stdout, "number of transactions actually processed:")
-            .is_some_and(|n| n > 0),
-        "{stdout}"
-    );
-    let slowest = stderr
+    let processed = summary_number(&stdout, "number of transactions actually processed:");
+    let failed = summary_number(&stdout, "number of failed transactions:");
+    let aborted = stderr
+        .lines()
+        .filter(|l| l.contains(" aborted in command "))
+        .count();
+    let progress: Vec<String> = stderr
         .lines()
         .filter(|l| l.starts_with("progress:"))
+        .map(str::to_string)
+        .collect();
+    let slowest = progress
+        .iter()
         .min_by(|a, b| {
             let tps = |l: &str| {
                 l.split(", ")
@@ -153,9 +160,63 @@ fn clean_run(bench: Child, what: &str) -> (String, String) {
             };
             tps(a).total_cmp(&tps(b))
         })
-        .unwrap_or_default()
-        .to_string();
-    (stdout, slowest)
+        .cloned()
+        .unwrap_or_default();
+    record(serde_json::json!({
+        "change": what,
+        "transactions": processed,
+        "failed": failed,
+        "aborted": aborted,
+        "slowest_second": slowest,
+        "longest_stall_s": longest_stall(&progress).0,
+    }));
+    assert!(
+        status.success(),
+        "pgbench {what} failed: {stdout}\n{stderr}"
+    );
+    assert!(
+        aborted == 0 && !stdout.contains("aborted"),
+        "a pgbench client aborted {what}: {stderr}"
+    );
+    assert_eq!(failed, Some(0), "{stdout}");
+    assert!(processed.is_some_and(|n| n > 0), "{stdout}");
+    (stdout, slowest, progress)
+}
+
+/// The longest run of seconds without a transaction in pgbench's progress
+/// report (`-P 1`): how many, and the line that ended it (its latency is
+/// that of the transactions that waited).
+fn longest_stall(progress: &[String]) -> (usize, String) {
+    let idle = |l: &str| l.contains(", 0.0 tps,");
+    let mut best = (0, String::new());
+    let mut run = 0;
+    for line in progress {
+        if idle(line) {
+            run += 1;
+        } else {
+            if run > best.0 {
+                best = (run, line.clone());
+            }
+            run = 0;
+        }
+    }
+    best
+}
+
+/// Appends `figures` as one JSON line to the file `UNDER_LOAD_FIGURES`
+/// names, when set: the benchmark report runs this test to measure what
+/// clients see of each change, and reads them from there.
+fn record(figures: serde_json::Value) {
+    let Some(path) = std::env::var_os("UNDER_LOAD_FIGURES") else {
+        return;
+    };
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", Path::new(&path).display()));
+    writeln!(file, "{figures}").expect("the figures are written");
 }
 
 /// The line of pgbench's summary starting with `prefix`, its first number.
@@ -207,6 +268,22 @@ fn published_endpoints(c: &Controller) -> Option<String> {
     relation.app_bags.get(PG)?.data.get("endpoints").cloned()
 }
 
+/// Waits for both PostgreSQL members to run, a synchronous standby among
+/// them, caught up.
+fn settled_with_a_synchronous_standby(c: &mut Controller) {
+    converge_polling(
+        c,
+        Duration::from_secs(120),
+        Duration::from_millis(300),
+        |c| {
+            let pg = e2e::units(c, PG);
+            e2e::cluster_settled(c, 2)
+                && e2e::synchronous_standby_runs(c, &pg[0])
+                && e2e::replicas_caught_up(c, &pg[0])
+        },
+    );
+}
+
 /// One INSERT of the writer: its row, when it ended, and PgBouncer's or
 /// psql's error if it failed.
 struct Attempt {
@@ -220,7 +297,15 @@ fn clients_keep_their_service_under_load() {
     let scratch = Scratch::new("under-load");
     let mut c = controller(&scratch);
     e2e::postgresql_cluster(&mut c, scratch.path(), 2);
-    c.deploy(&charm(scratch.path(), PGB), PGB, 1, &[]).unwrap();
+    // Transaction pooling: a pause for a switchover completes as the
+    // transactions in flight end (a session holds its server until it leaves).
+    c.deploy(
+        &charm(scratch.path(), PGB),
+        PGB,
+        1,
+        &[("pool_mode", "transaction")],
+    )
+    .unwrap();
     c.integrate(
         &format!("{PGB}:backend-database"),
         &format!("{PG}:database"),
@@ -291,7 +376,7 @@ fn clients_keep_their_service_under_load() {
         "pgbench ended before the second client was served: raise PGBENCH_SECONDS"
     );
     assert!(reloaded > 0, "PgBouncer reloaded while pgbench ran");
-    let (stdout, _) = clean_run(bench, "while a client related");
+    let (stdout, _, _) = clean_run(bench, "while a client related");
     println!("pgbench while {SECOND_CLIENT} related ({reloaded} reloads):\n{stdout}");
 
     // (b) PgBouncer's charm refreshed while pgbench runs: a rolling restart.
@@ -321,25 +406,83 @@ fn clients_keep_their_service_under_load() {
         rolled,
         "every process drained before it restarted, none cut: {log}"
     );
-    let (stdout, slowest) = clean_run(bench, "during the rolling restart");
+    let (stdout, slowest, _) = clean_run(bench, "during the rolling restart");
     println!(
         "pgbench while {rolled} processes restarted one at a time ({:.1} s from the refresh):\n\
          {stdout}slowest second: {slowest}",
         took.as_secs_f64()
     );
 
-    // (c) The primary's machine lost while a writer inserts through PgBouncer.
+    // (c) A planned switchover while pgbench runs: PgBouncer pauses first.
+    let case_started = Instant::now();
+    settled_with_a_synchronous_standby(&mut c);
+    let before = primary_unit(&c).expect("a primary");
+    let candidate = e2e::units(&c, PG)
+        .into_iter()
+        .find(|u| *u != before)
+        .expect("a replica");
+    let candidate_address = address(&c, &candidate);
+    let bench = load(&host, &client, &["-P", "1"], SWITCHOVER_PGBENCH_SECONDS);
+    std::thread::sleep(Duration::from_secs(2));
+    let asked_at = Instant::now();
+    let result = action(
+        &mut c,
+        &candidate,
+        "promote-to-primary",
+        serde_json::json!({"scope": "unit"}),
+    );
+    assert_eq!(
+        result["poolers"], "1",
+        "the switchover waits for PgBouncer's unit: {result:?}"
+    );
     converge_polling(
         &mut c,
-        Duration::from_secs(120),
+        Duration::from_secs(90),
         Duration::from_millis(300),
         |c| {
-            let pg = e2e::units(c, PG);
-            e2e::cluster_settled(c, 2)
-                && e2e::synchronous_standby_runs(c, &pg[0])
-                && e2e::replicas_caught_up(c, &pg[0])
+            primary_unit(c).as_deref() == Some(candidate.as_str())
+                && published_endpoints(c)
+                    .is_some_and(|e| e.starts_with(&format!("{candidate_address}:")))
+                && active(c, &pgb_unit).is_some()
         },
     );
+    let took = asked_at.elapsed();
+    let mut bench = bench;
+    assert!(
+        bench.try_wait().unwrap().is_none(),
+        "pgbench ended before the switchover was over: raise SWITCHOVER_PGBENCH_SECONDS"
+    );
+    let log = std::fs::read_to_string(scratch.path().join("controller/debug.log")).unwrap();
+    assert!(
+        log.contains("pools resumed: it serves the new primary"),
+        "PgBouncer resumed once it served the new primary, not on its bound"
+    );
+    let (stdout, _, progress) = clean_run(bench, "during the planned switchover");
+    let (stalled, ended_by) = longest_stall(&progress);
+    println!(
+        "pgbench through a planned switchover from {before} to {candidate} ({:.1} s from the \
+         action to the model converged):\n{stdout}longest stall: {stalled} s without a \
+         transaction, ended by: {ended_by}",
+        took.as_secs_f64()
+    );
+    pooled(
+        &host,
+        &client,
+        DATABASE,
+        "CREATE TABLE switched (v int); INSERT INTO switched VALUES (7)",
+    );
+    assert_eq!(
+        pooled(&host, &client, DATABASE, "SELECT v FROM switched").trim(),
+        "7",
+        "a client writes and reads through PgBouncer after the switchover"
+    );
+    println!(
+        "the planned switchover's case took {:.1} s",
+        case_started.elapsed().as_secs_f64()
+    );
+
+    // (d) The primary's machine lost while a writer inserts through PgBouncer.
+    settled_with_a_synchronous_standby(&mut c);
     pooled(
         &host,
         &client,
@@ -439,6 +582,31 @@ fn clients_keep_their_service_under_load() {
         secs(promoted, lost_at),
         secs(published, promoted),
     );
+    // Every acknowledged row is on the new primary, asked directly.
+    let rows = psql(
+        &survivor_address,
+        5432,
+        &client.user,
+        &client.password,
+        DATABASE,
+        "SELECT id FROM ledger ORDER BY id",
+    )
+    .expect("reading the ledger on the new primary");
+    let on_primary: std::collections::BTreeSet<u64> =
+        rows.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    let missing: Vec<&u64> = acknowledged
+        .iter()
+        .filter(|id| !on_primary.contains(id))
+        .collect();
+    record(serde_json::json!({
+        "change": "the primary's machine lost",
+        "acknowledged": acknowledged.len(),
+        "failed": errors.len(),
+        "promoted_after_loss_s": secs(promoted, lost_at),
+        "published_after_promotion_s": secs(published, promoted),
+        "errors_after_promotion_s": last_error.map(|last| secs(last, promoted)),
+        "lost": missing.len(),
+    }));
     match last_error {
         Some(last) => println!(
             "client errors lasted until {:.1} s after the promotion ({:.1} s after the \
@@ -461,22 +629,6 @@ fn clients_keep_their_service_under_load() {
     );
     drop(attempts);
 
-    // Every acknowledged row is on the new primary, asked directly.
-    let rows = psql(
-        &survivor_address,
-        5432,
-        &client.user,
-        &client.password,
-        DATABASE,
-        "SELECT id FROM ledger ORDER BY id",
-    )
-    .expect("reading the ledger on the new primary");
-    let on_primary: std::collections::BTreeSet<u64> =
-        rows.lines().filter_map(|l| l.trim().parse().ok()).collect();
-    let missing: Vec<&u64> = acknowledged
-        .iter()
-        .filter(|id| !on_primary.contains(id))
-        .collect();
     assert!(
         missing.is_empty(),
         "acknowledged rows missing on the new primary: {missing:?}"

@@ -3,8 +3,8 @@
 
 use crate::state::{ContainerState, FileState, ServiceOp};
 use pebble_api::{
-    CheckInfo, FileInfo, FileOptions, Layer, Notice, NoticeQuery, Notify, Pebble, PebbleError,
-    PebbleResult, Plan, Service, ServiceInfo, SystemInfo, Workloads,
+    CheckInfo, Exec, ExecOutput, FileInfo, FileOptions, Layer, Notice, NoticeQuery, Notify, Pebble,
+    PebbleError, PebbleResult, Plan, Service, ServiceInfo, SystemInfo, Workloads,
 };
 use std::collections::BTreeMap;
 
@@ -379,6 +379,33 @@ impl Pebble for ContainerState {
         self.connect()?;
         Ok(self.record_notice(notify))
     }
+
+    /// Answers from [`ContainerState::execs`]: the longest prefix wins, and
+    /// several answers for the same prefix are given in turn, the last one
+    /// repeating. A command no prefix matches cannot be found, as Pebble
+    /// says of a missing program.
+    fn exec(&mut self, exec: &Exec) -> PebbleResult<ExecOutput> {
+        self.connect()?;
+        self.executed.push(exec.clone());
+        let command = &exec.command;
+        let longest = self
+            .execs
+            .iter()
+            .filter(|(prefix, _)| command.starts_with(prefix))
+            .map(|(prefix, _)| prefix.len())
+            .max();
+        let answers =
+            |prefix: &Vec<String>| Some(prefix.len()) == longest && command.starts_with(prefix);
+        let Some(turn) = self.execs.iter().position(|(p, _)| answers(p)) else {
+            let program = command.first().map_or("", String::as_str);
+            return Err(api(400, "", format!("cannot find executable {program:?}")));
+        };
+        let more = self.execs[turn + 1..].iter().any(|(p, _)| answers(p));
+        Ok(match more {
+            true => self.execs.remove(turn).1,
+            false => self.execs[turn].1.clone(),
+        })
+    }
 }
 
 fn file_info(path: &str, kind: &str, file: Option<&FileState>) -> FileInfo {
@@ -549,5 +576,57 @@ mod tests {
             c.ops.last(),
             Some(&ServiceOp::Signal("SIGHUP".into(), "svc".into()))
         );
+    }
+
+    #[test]
+    fn exec_answers_by_the_longest_prefix_and_records_the_command() {
+        let ok = |text: &str| ExecOutput {
+            exit_code: 0,
+            stdout: text.as_bytes().to_vec(),
+            stderr: Vec::new(),
+        };
+        let mut c = ContainerState::ready()
+            .with_exec(&["pgbackrest"], ok("any"))
+            .with_exec(&["pgbackrest", "--config=/c", "info"], ok("info"));
+        let info = c
+            .exec(&Exec::new(&[
+                "pgbackrest",
+                "--config=/c",
+                "info",
+                "--output=json",
+            ]))
+            .unwrap();
+        assert_eq!(info.stdout_text(), "info");
+        let other = c.exec(&Exec::new(&["pgbackrest", "check"])).unwrap();
+        assert_eq!(other.stdout_text(), "any");
+        let mut turns = ContainerState::ready()
+            .with_exec(&["date"], ok("first"))
+            .with_exec(&["date"], ok("then"));
+        let said: Vec<String> = (0..3)
+            .map(|_| turns.exec(&Exec::new(&["date"])).unwrap().stdout_text())
+            .collect();
+        assert_eq!(
+            said,
+            ["first", "then", "then"],
+            "in turn, the last repeating"
+        );
+        assert_eq!(c.executed.len(), 2);
+        assert_eq!(c.executed[1].command, ["pgbackrest", "check"]);
+        match c.exec(&Exec::new(&["psql"])) {
+            Err(PebbleError::Api {
+                status_code,
+                message,
+                ..
+            }) => {
+                assert_eq!(status_code, 400);
+                assert_eq!(message, "cannot find executable \"psql\"");
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut down = ContainerState::unreachable();
+        assert!(matches!(
+            down.exec(&Exec::new(&["true"])),
+            Err(PebbleError::Connect { .. })
+        ));
     }
 }

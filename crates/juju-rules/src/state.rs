@@ -3,7 +3,7 @@
 use charm::backend::{JsonMap, Port};
 use charm::secret::{Rotate, SecretContent, SecretId};
 use charm::{Databag, Event, JujuVersion, LogLevel, Relation, Status};
-use pebble_api::{CheckInfo, Layer, Notice, Notify, Service};
+use pebble_api::{CheckInfo, Exec, ExecOutput, Layer, Notice, Notify, Service};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The model UUID every in-memory state uses unless told otherwise.
@@ -397,6 +397,12 @@ pub struct ContainerState {
     pub ops: Vec<ServiceOp>,
     /// Notices recorded in the container, in id order (see [`ContainerState::with_notice`]).
     pub notices: Vec<Notice>,
+    /// What exec answers, by command prefix: the longest prefix of a command
+    /// that is here gives its output, several for one prefix in turn (see
+    /// [`ContainerState::with_exec`]).
+    pub execs: Vec<(Vec<String>, ExecOutput)>,
+    /// The commands the charm ran, in order.
+    pub executed: Vec<Exec>,
 }
 
 impl Default for ContainerState {
@@ -410,6 +416,8 @@ impl Default for ContainerState {
             checks: Vec::new(),
             ops: Vec::new(),
             notices: Vec::new(),
+            execs: Vec::new(),
+            executed: Vec::new(),
         }
     }
 }
@@ -450,6 +458,14 @@ impl ContainerState {
             self.dirs.insert(dir.to_string());
             p = parent;
         }
+    }
+
+    /// Answers commands that start with `prefix` with `output`, as the
+    /// workload would have run them.
+    pub fn with_exec(mut self, prefix: &[&str], output: ExecOutput) -> ContainerState {
+        self.execs
+            .push((prefix.iter().map(|p| p.to_string()).collect(), output));
+        self
     }
 
     /// Records an occurrence of the custom notice `key` with `data`, as a workload's

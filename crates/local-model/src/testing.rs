@@ -1,6 +1,7 @@
 //! For tests that run Python `ops` charms on the local model: a venv with `ops`,
 //! the published data-platform libraries and the legacy `ops-lib-pgsql` from
-//! PyPI, and charm directories packed the way charmcraft packs a Python charm.
+//! PyPI (and moto with gunicorn, the tests' S3 server), and charm directories
+//! packed the way charmcraft packs a Python charm.
 
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
@@ -16,6 +17,8 @@ pub const PACKAGES: &[&str] = &[
     "jubilant==1.14.0",
     "ops-lib-pgsql==1.4",
     "pgconnstr==1.0.1",
+    "moto[server]==5.2.6",
+    "gunicorn==27.0.1",
 ];
 
 /// The venv with [`PACKAGES`] under `dir` (made once; a file lock beside it keeps

@@ -150,6 +150,7 @@ fn the_pgbouncer_charm_ends_in_the_same_state_either_way() {
                 processes: 2,
                 user: Some("postgres".into()),
                 drain: std::time::Duration::ZERO,
+                pause_wait: std::time::Duration::ZERO,
             },
         })
     };

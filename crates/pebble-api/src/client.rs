@@ -2,15 +2,18 @@
 
 use super::http::{self, protocol};
 use super::multipart::{self, Part};
+use super::websocket::{read_stream, write_stream};
 use super::{
-    CheckInfo, FileInfo, FileOptions, Layer, Notice, NoticeQuery, Notify, Pebble, PebbleError,
-    PebbleResult, Plan, ServiceInfo, SystemInfo,
+    CheckInfo, Exec, ExecOutput, FileInfo, FileOptions, Layer, Notice, NoticeQuery, Notify, Pebble,
+    PebbleError, PebbleResult, Plan, ServiceInfo, SystemInfo,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tungstenite::WebSocket;
 
 /// How long each socket read or write may take.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -70,25 +73,64 @@ impl PebbleClient {
         if id.is_empty() {
             return Err(protocol(format!("no change id for {action}")));
         }
-        let path = format!("/v1/changes/{}/wait", http::percent_encode(&id));
-        let wait = format!("{}.000s", CHANGE_WAIT.as_secs());
-        let query = [("timeout", wait.as_str())];
-        let change: Change = match self.request("GET", &path, &query, None, CHANGE_WAIT + TIMEOUT) {
-            Err(PebbleError::Api {
-                status_code: 504, ..
-            }) => return Err(PebbleError::Timeout(id)),
-            response => response?.result()?,
-        };
+        let change = self.wait(&id, CHANGE_WAIT)?;
         if !change.err.is_empty() {
             Err(PebbleError::Change {
                 change: id,
                 err: change.err,
             })
-        } else if !change.ready {
-            Err(PebbleError::Timeout(id))
         } else {
             Ok(())
         }
+    }
+
+    /// Waits up to `timeout` for change `id` to be ready.
+    fn wait(&self, id: &str, timeout: Duration) -> PebbleResult<Change> {
+        let path = format!("/v1/changes/{}/wait", http::percent_encode(id));
+        let wait = format!("{}.000s", timeout.as_secs());
+        let query = [("timeout", wait.as_str())];
+        let change: Change = match self.request("GET", &path, &query, None, timeout + TIMEOUT) {
+            Err(PebbleError::Api {
+                status_code: 504, ..
+            }) => return Err(PebbleError::Timeout(id.into())),
+            response => response?.result()?,
+        };
+        if change.ready {
+            Ok(change)
+        } else {
+            Err(PebbleError::Timeout(id.into()))
+        }
+    }
+
+    /// Connects to websocket `name` of exec task `task`. Reads may take up
+    /// to `read_timeout` (none: as long as the command runs).
+    fn websocket(
+        &self,
+        task: &str,
+        name: &str,
+        read_timeout: Option<Duration>,
+    ) -> PebbleResult<WebSocket<UnixStream>> {
+        let stream = UnixStream::connect(&self.socket).map_err(|source| PebbleError::Connect {
+            path: self.socket.display().to_string(),
+            source,
+        })?;
+        stream.set_read_timeout(read_timeout)?;
+        stream.set_write_timeout(Some(TIMEOUT))?;
+        let url = format!(
+            "ws://localhost/v1/tasks/{}/websocket/{name}",
+            http::percent_encode(task)
+        );
+        let (ws, _) = tungstenite::client::client(url.as_str(), stream)
+            .map_err(|e| protocol(format!("exec websocket {name}: {e}")))?;
+        Ok(ws)
+    }
+}
+
+/// A websocket failure during exec, as a [`PebbleError`].
+fn ws_error(e: tungstenite::Error) -> PebbleError {
+    match e {
+        tungstenite::Error::Io(e) => PebbleError::Io(e),
+        other => protocol(format!("exec websocket: {other}")),
     }
 }
 
@@ -139,13 +181,23 @@ struct ApiError {
     kind: String,
 }
 
-/// The part of a change that tells whether it finished well.
+/// The part of a change that tells whether it finished well, and its
+/// tasks' data (an exec task's exit code).
 #[derive(Deserialize)]
 struct Change {
     #[serde(default)]
     ready: bool,
     #[serde(default)]
     err: String,
+    #[serde(default)]
+    tasks: Vec<Task>,
+}
+
+/// A change's task: only its data is read.
+#[derive(Deserialize)]
+struct Task {
+    #[serde(default)]
+    data: Value,
 }
 
 /// One path's outcome in a file operation.
@@ -343,6 +395,68 @@ impl Pebble for PebbleClient {
         }
         let added: Added = self.post("/v1/notices", body)?.result()?;
         Ok(added.id)
+    }
+
+    fn exec(&mut self, exec: &Exec) -> PebbleResult<ExecOutput> {
+        let mut body = json!({
+            "command": exec.command,
+            "environment": exec.environment,
+            "split-stderr": true,
+        });
+        for (key, value) in [
+            ("working-dir", &exec.working_dir),
+            ("user", &exec.user),
+            ("group", &exec.group),
+        ] {
+            if let Some(value) = value {
+                body[key] = value.as_str().into();
+            }
+        }
+        if let Some(timeout) = exec.timeout {
+            body["timeout"] = format!("{}ms", timeout.as_millis()).into();
+        }
+        let envelope = self.post("/v1/exec", body)?;
+        let change = envelope
+            .change
+            .clone()
+            .ok_or_else(|| protocol("exec answered without a change"))?;
+        let task = envelope.result["task-id"]
+            .as_str()
+            .ok_or_else(|| protocol("exec answered without a task id"))?
+            .to_string();
+        // Reads wait as long as the command may run, and a little more.
+        let read_timeout = exec.timeout.map(|t| t + TIMEOUT);
+        let mut control = self.websocket(&task, "control", read_timeout)?;
+        let mut stdio = self.websocket(&task, "stdio", read_timeout)?;
+        let mut errors = self.websocket(&task, "stderr", read_timeout)?;
+        let (stdout, stderr) = std::thread::scope(|scope| {
+            let stderr = scope.spawn(move || read_stream(&mut errors));
+            let stdout =
+                write_stream(&mut stdio, &exec.stdin).and_then(|()| read_stream(&mut stdio));
+            let stderr = stderr
+                .join()
+                .unwrap_or_else(|_| Err(tungstenite::Error::ConnectionClosed));
+            (stdout, stderr)
+        });
+        let _ = control.close(None);
+        let (stdout, stderr) = (stdout.map_err(ws_error)?, stderr.map_err(ws_error)?);
+        let done = self.wait(&change, CHANGE_WAIT)?;
+        let exit_code = done
+            .tasks
+            .iter()
+            .find_map(|t| t.data["exit-code"].as_i64())
+            .unwrap_or(-1);
+        if !done.err.is_empty() && exit_code == -1 {
+            return Err(PebbleError::Change {
+                change,
+                err: done.err,
+            });
+        }
+        Ok(ExecOutput {
+            exit_code: i32::try_from(exit_code).unwrap_or(-1),
+            stdout,
+            stderr,
+        })
     }
 }
 

@@ -7,6 +7,9 @@
 mod client;
 mod http;
 pub mod multipart;
+pub mod timefmt;
+pub mod timer;
+pub mod websocket;
 
 pub use client::PebbleClient;
 
@@ -402,6 +405,79 @@ pub struct Notify {
     pub repeat_after: Option<String>,
 }
 
+/// A command to run in the container (Pebble's exec): no terminal, its
+/// output and errors apart. `Debug` shows the environment's names, not its
+/// values (they may be secrets).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Exec {
+    /// The program (looked up on the container's `PATH`) and its arguments.
+    pub command: Vec<String>,
+    /// The environment, beyond what Pebble sets.
+    pub environment: BTreeMap<String, String>,
+    /// The working directory; Pebble's default (the user's home) when `None`.
+    pub working_dir: Option<String>,
+    /// The user to run as.
+    pub user: Option<String>,
+    /// The group to run as.
+    pub group: Option<String>,
+    /// Killed after this long; Pebble's default (none) when `None`.
+    pub timeout: Option<std::time::Duration>,
+    /// What the command reads on its standard input.
+    pub stdin: Vec<u8>,
+}
+
+impl Exec {
+    /// `command` with no other setting.
+    pub fn new<S: AsRef<str>>(command: &[S]) -> Exec {
+        Exec {
+            command: command.iter().map(|c| c.as_ref().to_string()).collect(),
+            ..Exec::default()
+        }
+    }
+}
+
+impl std::fmt::Debug for Exec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exec")
+            .field("command", &self.command)
+            .field("environment", &self.environment.keys().collect::<Vec<_>>())
+            .field("working_dir", &self.working_dir)
+            .field("user", &self.user)
+            .field("group", &self.group)
+            .field("timeout", &self.timeout)
+            .field("stdin", &self.stdin.len())
+            .finish()
+    }
+}
+
+/// What a command run by [`Pebble::exec`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Its exit code (-1 when it was killed by a signal or its timeout).
+    pub exit_code: i32,
+    /// What it wrote on its standard output.
+    pub stdout: Vec<u8>,
+    /// What it wrote on its standard error.
+    pub stderr: Vec<u8>,
+}
+
+impl ExecOutput {
+    /// Whether it exited with 0.
+    pub fn success(&self) -> bool {
+        self.exit_code == 0
+    }
+
+    /// Its standard output as text (lossily decoded).
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Its standard error as text (lossily decoded).
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
 /// Ownership and mode for pushed files and made directories.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FileOptions {
@@ -491,6 +567,10 @@ pub trait Pebble {
     fn notice(&mut self, id: &str) -> PebbleResult<Notice>;
     /// Records an occurrence of a custom notice; returns the notice's id.
     fn notify(&mut self, notify: &Notify) -> PebbleResult<String>;
+    /// Runs a command in the container and waits for it. A command that
+    /// runs and fails is an [`ExecOutput`] with its exit code, not an error;
+    /// one that cannot start (no such program) is an error.
+    fn exec(&mut self, exec: &Exec) -> PebbleResult<ExecOutput>;
 }
 
 /// Makes service `name` run as `layer` says: the layer is added (under the

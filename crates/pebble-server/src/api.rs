@@ -1,6 +1,7 @@
 //! The HTTP API: routes, Pebble's JSON envelope, and each endpoint's arguments.
 
 use crate::checks::Checks;
+use crate::exec::{Executions, Payload};
 use crate::files::{FileError, Files, Options};
 use crate::http::{Request, Response};
 use crate::logs::Forwarder;
@@ -21,6 +22,7 @@ pub const VERSION: &str = "1.32.1-local";
 /// Everything the API serves.
 pub(crate) struct Api {
     pub services: Arc<Services>,
+    pub executions: Arc<Executions>,
     pub checks: Checks,
     pub files: Files,
     pub notices: Notices,
@@ -70,6 +72,11 @@ fn error(status: u16, kind: &str, message: impl Into<String>) -> Response {
     )
 }
 
+/// An error envelope with `status` and `message`, for the server's own use.
+pub(crate) fn error_response(status: u16, message: &str) -> Response {
+    error(status, "", message)
+}
+
 fn bad_request(message: impl Into<String>) -> Response {
     error(400, "", message)
 }
@@ -107,6 +114,7 @@ impl Api {
             ("GET", "/v1/files") => self.files_get(request),
             ("POST", "/v1/files") => self.files_post(request),
             ("POST", "/v1/signals") => self.signal(request),
+            ("POST", "/v1/exec") => self.exec(request),
             ("GET", "/v1/checks") => Ok(sync(
                 self.checks
                     .infos(request.query("level"), &list_param(request, "names")),
@@ -124,7 +132,7 @@ impl Api {
             (
                 _,
                 "/v1/system-info" | "/v1/health" | "/v1/layers" | "/v1/plan" | "/v1/services"
-                | "/v1/files" | "/v1/signals" | "/v1/checks" | "/v1/notices",
+                | "/v1/files" | "/v1/signals" | "/v1/checks" | "/v1/notices" | "/v1/exec",
             ) => Ok(error(405, "", "method not allowed")),
             _ => Ok(error(404, "", "not found")),
         };
@@ -179,6 +187,16 @@ impl Api {
         Ok(json_response(
             202,
             &json!({"type": "async", "status-code": 202, "status": "Accepted", "change": id, "result": null}),
+        ))
+    }
+
+    /// `POST /v1/exec`: the command's change, its task waiting for its websockets.
+    fn exec(&self, request: &Request) -> Result<Response, Response> {
+        let payload: Payload = parse_json(request)?;
+        let (id, result) = self.executions.start(payload).map_err(bad_request)?;
+        Ok(json_response(
+            202,
+            &json!({"type": "async", "status-code": 202, "status": "Accepted", "change": id.to_string(), "result": result}),
         ))
     }
 

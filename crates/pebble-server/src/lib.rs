@@ -22,6 +22,7 @@
 
 mod api;
 mod checks;
+mod exec;
 mod files;
 mod http;
 mod image;
@@ -30,7 +31,7 @@ mod notices;
 mod plan;
 mod sandbox;
 mod services;
-pub mod timefmt;
+pub use pebble_api::timefmt;
 
 pub use api::VERSION;
 
@@ -227,8 +228,10 @@ impl PebbleServer {
             inner.push(socket);
             listeners.push(listener);
         }
+        let services = services::Services::new(sandbox.clone());
         let api = Arc::new(api::Api {
-            services: services::Services::new(sandbox.clone()),
+            executions: exec::Executions::new(sandbox.clone(), Arc::clone(&services)),
+            services,
             checks: checks::Checks::new(sandbox),
             files: files::Files::new(root.clone()),
             notices: notices::Notices::default(),
@@ -338,12 +341,33 @@ fn accept_loop(listener: UnixListener, api: Arc<api::Api>, stopping: Arc<AtomicB
     }
 }
 
-/// Serves one connection: one request, one response.
+/// The task and websocket a websocket handshake asks for
+/// (`GET /v1/tasks/<task>/websocket/<name>`).
+fn websocket_target(request: &http::Request) -> Option<(&str, &str)> {
+    let rest = request.path.strip_prefix("/v1/tasks/")?;
+    let (task, name) = rest.split_once("/websocket/")?;
+    let upgrade = request
+        .header("Upgrade")
+        .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+    (request.method == "GET" && upgrade).then_some((task, name))
+}
+
+/// Serves one connection: one request, one response (or, for an exec's
+/// websocket, the connection handed to the command).
 fn serve(stream: UnixStream, api: &api::Api) {
     let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IDLE_TIMEOUT));
     let response = match http::read_request(&stream) {
-        Ok(Some(request)) => api.handle(&request),
+        Ok(Some(request)) => match websocket_target(&request) {
+            Some((task, name)) => match stream.try_clone() {
+                Ok(taken) => match api.executions.connect(task, name, taken, &request) {
+                    Ok(()) => return,
+                    Err((status, message)) => api::error_response(status, &message),
+                },
+                Err(e) => api::error_response(500, &e.to_string()),
+            },
+            None => api.handle(&request),
+        },
         Ok(None) => return,
         Err(message) => http::Response {
             status: 400,

@@ -200,6 +200,39 @@ fn inside(root: &Path, path: &str) -> PathBuf {
 }
 
 impl Sandbox {
+    /// Where `program` is, as a process in the container would find it (a
+    /// path, or a name looked up on the base `PATH`), seen from the host;
+    /// `None` when it is not there.
+    pub fn find_program(&self, program: &str) -> Option<PathBuf> {
+        let at = |path: &str| {
+            if self.enabled {
+                inside(&self.root, path)
+            } else {
+                PathBuf::from(path)
+            }
+        };
+        let candidates: Vec<PathBuf> = if program.contains('/') {
+            vec![at(program)]
+        } else {
+            PATH.split(':')
+                .map(|dir| at(&format!("{dir}/{program}")))
+                .collect()
+        };
+        candidates.into_iter().find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    }
+
+    /// Whether `dir` is a directory in the container.
+    pub fn is_dir(&self, dir: &str) -> bool {
+        if self.enabled {
+            inside(&self.root, dir).is_dir()
+        } else {
+            Path::new(dir).is_dir()
+        }
+    }
+
     /// Builds the command for `launch`, with its environment, identity and (with the
     /// sandbox on) its chroot; stdio is the caller's to set.
     pub fn command(&self, launch: &Launch) -> Result<Command, String> {

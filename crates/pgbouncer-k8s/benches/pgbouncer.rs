@@ -111,6 +111,7 @@ fn leader_with_clients(
             processes: 2,
             user: Some("postgres".into()),
             drain: std::time::Duration::ZERO,
+            pause_wait: std::time::Duration::ZERO,
         },
     });
     let secret = SecretId::parse("c0000000000000000b0c").unwrap();

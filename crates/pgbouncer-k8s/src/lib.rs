@@ -19,7 +19,8 @@ use charm::{Charm, Event, Handled, Hook};
 use client_interface::pgsql;
 use client_interface::ClientEvent;
 use flows::{
-    backend, certificates, database, legacy, lifecycle, logging, metrics, peers, upgrade, Deps,
+    backend, certificates, database, legacy, lifecycle, logging, metrics, peers, switchover,
+    upgrade, Deps,
 };
 use state::{BACKEND, CERTIFICATES, DATABASE, PEERS};
 use statefulset::StatefulSets;
@@ -99,9 +100,16 @@ impl Charm for PgBouncerCharm {
             }
             Event::UpgradeCharm => {
                 let handled = lifecycle::upgrade_charm(hook, deps)?;
+                switchover::converge(hook, deps)?;
                 metrics::publish(hook)?;
                 logging::forward(hook)?;
                 Ok(handled)
+            }
+            Event::PebbleCustomNotice { container, notice }
+                if switchover::is_expiry(container, notice) =>
+            {
+                switchover::expired(hook, deps, notice)?;
+                Ok(Handled::Done)
             }
             Event::SecretChanged(s) => lifecycle::secret_changed(hook, deps, s),
             Event::SecretRemove(s) => lifecycle::secret_remove(hook, s),
@@ -111,16 +119,21 @@ impl Charm for PgBouncerCharm {
             Event::RelationJoined(r) | Event::RelationChanged(r)
                 if r.relation.endpoint == PEERS =>
             {
-                peers::changed(hook, deps, &r.relation)
+                let handled = peers::changed(hook, deps, &r.relation)?;
+                switchover::converge(hook, deps)?;
+                Ok(handled)
             }
             Event::RelationDeparted(r) if r.relation.endpoint == PEERS => {
                 peers::departed(hook, deps, &r.relation)
             }
             Event::RelationCreated(r) if r.relation.endpoint == BACKEND => {
+                switchover::advertise(hook, &r.relation)?;
                 backend::created(hook, r)
             }
             Event::RelationChanged(r) if r.relation.endpoint == BACKEND => {
-                backend::changed(hook, deps)
+                let handled = backend::changed(hook, deps)?;
+                switchover::converge(hook, deps)?;
+                Ok(handled)
             }
             Event::RelationDeparted(r) if r.relation.endpoint == BACKEND => {
                 backend::departed(hook, r)

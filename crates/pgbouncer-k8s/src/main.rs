@@ -18,6 +18,7 @@ fn main() -> std::process::ExitCode {
             processes: processes_for(cores),
             user: Some("postgres".into()),
             drain: pgbouncer_k8s::workload::DRAIN,
+            pause_wait: pgbouncer_k8s::workload::PAUSE_WAIT,
         },
     };
     let sets = statefulset::for_substrate(

@@ -49,6 +49,19 @@ pub const SERVING: &str = "cfg_hash";
 /// with; empty without TLS.
 pub const TLS_CA: &str = "tls_ca";
 
+/// `backend-database`, each unit's bag: `true`, the unit pauses its pools
+/// for a planned switchover.
+pub const PAUSE_ON_SWITCHOVER: &str = "pause-on-switchover";
+/// `backend-database`, a PostgreSQL unit's bag: the switchover it waits to
+/// make (JSON: `id`, `candidate`, `primary`, `deadline`).
+pub const SWITCHOVER_REQUEST: &str = "switchover-request";
+/// `backend-database`, each unit's bag: the id of the request its pools are
+/// paused for (its acknowledgement).
+pub const SWITCHOVER_PAUSED: &str = "switchover-paused";
+/// `backend-database`, each unit's bag: the endpoint of the primary the
+/// paused unit waits to serve before it resumes.
+pub const SWITCHOVER_PRIMARY: &str = "switchover-primary";
+
 /// Keys of the application secret `pgb-peers.<app>.app`.
 pub const AUTH_FILE: &str = "auth-file";
 pub const AUTH_USER: &str = "auth-user";

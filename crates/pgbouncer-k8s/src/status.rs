@@ -47,6 +47,9 @@ pub fn collect(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<()> {
     } else if backend_ready {
         workload(hook, deps)?;
     }
+    if let Some(paused) = crate::flows::switchover::status(hook)? {
+        hook.add_status(Status::Maintenance(paused));
+    }
     for refused in database::refused_requests(hook)? {
         hook.add_status(refused);
     }

@@ -10,6 +10,7 @@
 
 use crate::config::LogRotation;
 use crate::pgb::ini::{render_process, ProcessSpec};
+use crate::pgb::pause::{pause_state, PauseState};
 use crate::pgb::peering::Peering;
 use crate::pgb::reload::{plan, ProcessAction};
 use crate::pgb::{Layout, PgbVersion, SharedConfig};
@@ -20,6 +21,28 @@ use tls_certificates::TlsFiles;
 /// connect anew (for each transaction, or as their pool renews connections)
 /// leave within it; a connection held longer is cut.
 pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The exporter's page at `address` (`host:port`), or `None` when it does
+/// not answer within a second.
+fn metrics_page(address: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let timeout = std::time::Duration::from_secs(1);
+    let target = address.to_socket_addrs().ok()?.next()?;
+    let mut stream = std::net::TcpStream::connect_timeout(&target, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    (head.split(' ').nth(1) == Some("200")).then(|| body.to_string())
+}
+
+/// How long a pause for a switchover waits for the processes to close their
+/// server connections (transactions in flight finish first).
+pub const PAUSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The workload container's name.
 pub const CONTAINER: &str = "pgbouncer";
@@ -81,6 +104,9 @@ pub struct Workload {
     /// How long a rolling restart lets each process drain before Pebble
     /// restarts it all the same.
     pub drain: std::time::Duration,
+    /// How long a pause for a switchover waits for the processes to close
+    /// their server connections.
+    pub pause_wait: std::time::Duration,
 }
 
 /// How one process went through a rolling restart.
@@ -484,6 +510,41 @@ impl Workload {
             .filter(|s| s.is_running())
             .map(|s| s.name)
             .collect())
+    }
+
+    /// Sends `signal` to every running process; returns them.
+    pub fn signal_running(
+        &self,
+        pebble: &mut dyn Pebble,
+        signal: &str,
+    ) -> Result<Vec<String>, PebbleError> {
+        let running = self.running(pebble)?;
+        if !running.is_empty() {
+            let refs: Vec<&str> = running.iter().map(String::as_str).collect();
+            pebble.send_signal(signal, &refs)?;
+        }
+        Ok(running)
+    }
+
+    /// Waits up to [`Workload::pause_wait`] for every process to have closed
+    /// its server connections, as the exporter listening on `exporter`
+    /// (`address:port`) reports them; answers the last state seen.
+    pub fn wait_paused(&self, exporter: &str) -> PauseState {
+        let deadline = std::time::Instant::now() + self.pause_wait;
+        let mut state = PauseState::Unknown;
+        while std::time::Instant::now() < deadline {
+            state = metrics_page(exporter).map_or(PauseState::Unknown, |p| pause_state(&p));
+            if state == PauseState::Paused {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        state
+    }
+
+    /// The timer that bounds how long the pools stay paused.
+    pub fn pause_timer(&self) -> String {
+        format!("{}/switchover-timer", self.layout.data_dir)
     }
 
     /// The first process that is not running, if any.

@@ -31,6 +31,7 @@ fn real_charm() -> PgBouncerCharm {
             processes: 2,
             user: Some("postgres".into()),
             drain: std::time::Duration::ZERO,
+            pause_wait: std::time::Duration::ZERO,
         },
     })
 }

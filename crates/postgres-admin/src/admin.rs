@@ -4,6 +4,7 @@
 //! `escape_literal` or a bind parameter. Passwords reach the server only as
 //! verifiers, in transactions that keep them out of the server log.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -227,10 +228,12 @@ fn grant_roles(tx: &mut Transaction, member: &RoleName, roles: &[MemberRole]) ->
     Ok(())
 }
 
-/// One connection as a superuser.
+/// One connection as a superuser (and, for the extensions' work, one per
+/// other database, kept for the session).
 pub struct Admin {
     info: ConnectInfo,
     client: Client,
+    others: BTreeMap<String, Client>,
 }
 
 impl Admin {
@@ -239,6 +242,7 @@ impl Admin {
         Ok(Admin {
             client: info.connect()?,
             info: info.clone(),
+            others: BTreeMap::new(),
         })
     }
 
@@ -296,6 +300,8 @@ impl Admin {
         let (db_id, owner_id) = (ident(db.as_str()), ident(owner.as_str()));
         let created = !self.database_exists(db.as_str())?;
         if created {
+            // CREATE DATABASE copies template1, which no session may hold.
+            self.others.clear();
             let sql = format!("CREATE DATABASE {db_id} OWNER {owner_id}");
             execute(&mut self.client, &sql, format!("creating database {db}"))?;
         }
@@ -411,6 +417,8 @@ impl Admin {
         let db_id = ident(db.as_str());
         let created = !self.database_exists(db.as_str())?;
         if created {
+            // CREATE DATABASE copies template1, which no session may hold.
+            self.others.clear();
             let sql = format!("CREATE DATABASE {db_id}");
             execute(&mut self.client, &sql, format!("creating database {db}"))?;
         }
@@ -615,15 +623,10 @@ impl Admin {
     /// The extensions created in `database`, sorted; none when the database
     /// does not exist.
     pub fn installed_extensions(&mut self, database: &str) -> Result<Vec<String>> {
-        let mut client = match self.info.for_database(database).connect() {
-            Err(AdminError::Connect { source, .. })
-                if source.code() == Some(&SqlState::INVALID_CATALOG_NAME) =>
-            {
-                return Ok(Vec::new())
-            }
-            other => other?,
-        };
         let action = format!("listing the extensions of {database:?}");
+        let Some(client) = self.client_in(database)? else {
+            return Ok(Vec::new());
+        };
         let sql = "SELECT extname::text FROM pg_catalog.pg_extension ORDER BY extname";
         let rows = client.query(sql, &[]).map_err(failed(&action))?;
         rows.iter()
@@ -672,6 +675,114 @@ impl Admin {
         execute(&mut client, &create, action)
     }
 
+    /// Creates the extension named `name` in `database` (a template such as
+    /// `template1` too) unless it is there, with the extensions it needs
+    /// (`CASCADE`). The name travels as a parameter and the server quotes it;
+    /// an extension the server does not offer is refused before anything is
+    /// created.
+    pub fn enable_extension(&mut self, database: &str, name: &str) -> Result<()> {
+        let client = self.existing(database)?;
+        let action = format!("creating extension {name:?} in {database:?}");
+        let sql = "SELECT pg_catalog.format('CREATE EXTENSION IF NOT EXISTS %I CASCADE', name) \
+                   FROM pg_catalog.pg_available_extensions WHERE name = $1::text";
+        let row = client.query_opt(sql, &[&name]).map_err(failed(&action))?;
+        let Some(row) = row else {
+            return Err(AdminError::Invalid(format!(
+                "extension {name:?} is not available on this server"
+            )));
+        };
+        let create: String = row.try_get(0).map_err(failed(&action))?;
+        execute(client, &create, action)
+    }
+
+    /// The objects of `database` that depend on the extension named `name`
+    /// and are not part of it (a column of its type, an index with its
+    /// operator class, another extension that requires it), described as
+    /// PostgreSQL names them (`pg_depend`), sorted; none when the extension
+    /// or the database is absent.
+    pub fn extension_dependants(&mut self, database: &str, name: &str) -> Result<Vec<String>> {
+        let action = format!("listing what depends on extension {name:?} in {database:?}");
+        let Some(client) = self.client_in(database)? else {
+            return Ok(Vec::new());
+        };
+        // An extension is everything that goes with it (its members, and
+        // what depends on them automatically or internally); what depends on
+        // that normally, outside it, would make DROP EXTENSION refuse. What
+        // goes with another extension is named as that extension.
+        let sql = "WITH RECURSIVE whole(classid, objid) AS ( \
+                       SELECT 'pg_catalog.pg_extension'::regclass::oid, oid \
+                       FROM pg_catalog.pg_extension WHERE extname = $1::text \
+                     UNION \
+                       SELECT d.classid, d.objid FROM pg_catalog.pg_depend d \
+                       JOIN whole w ON d.refclassid = w.classid AND d.refobjid = w.objid \
+                       WHERE d.deptype IN ('e', 'i', 'a')), \
+                   dep AS ( \
+                       SELECT DISTINCT d.classid, d.objid, d.objsubid \
+                       FROM pg_catalog.pg_depend d \
+                       JOIN whole w ON d.refclassid = w.classid AND d.refobjid = w.objid \
+                       WHERE d.deptype = 'n' \
+                         AND NOT EXISTS (SELECT 1 FROM whole o \
+                                         WHERE o.classid = d.classid AND o.objid = d.objid)), \
+                   up(classid, objid, refclassid, refobjid) AS ( \
+                       SELECT classid, objid, classid, objid FROM dep \
+                     UNION \
+                       SELECT u.classid, u.objid, p.refclassid, p.refobjid \
+                       FROM up u JOIN pg_catalog.pg_depend p \
+                         ON p.classid = u.refclassid AND p.objid = u.refobjid \
+                       WHERE p.deptype IN ('i', 'a')) \
+                   SELECT DISTINCT COALESCE( \
+                       (SELECT 'extension ' || x.extname FROM up u \
+                        JOIN pg_catalog.pg_depend e \
+                          ON e.classid = u.refclassid AND e.objid = u.refobjid \
+                         AND e.deptype = 'e' \
+                         AND e.refclassid = 'pg_catalog.pg_extension'::regclass \
+                        JOIN pg_catalog.pg_extension x ON x.oid = e.refobjid \
+                        WHERE u.classid = dep.classid AND u.objid = dep.objid LIMIT 1), \
+                       pg_catalog.pg_describe_object(dep.classid, dep.objid, dep.objsubid)) \
+                   FROM dep \
+                   ORDER BY 1";
+        let rows = client.query(sql, &[&name]).map_err(failed(&action))?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(failed(&action)))
+            .collect()
+    }
+
+    /// Drops the extension named `name` from `database` if it is there, and
+    /// nothing else: an object that depends on it makes the server refuse.
+    /// Returns whether it was there.
+    pub fn drop_extension(&mut self, database: &str, name: &str) -> Result<bool> {
+        let client = self.existing(database)?;
+        let action = format!("dropping extension {name:?} from {database:?}");
+        let sql = "SELECT pg_catalog.format('DROP EXTENSION %I RESTRICT', extname) \
+                   FROM pg_catalog.pg_extension WHERE extname = $1::text";
+        let row = client.query_opt(sql, &[&name]).map_err(failed(&action))?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let drop: String = row.try_get(0).map_err(failed(&action))?;
+        execute(client, &drop, action)?;
+        Ok(true)
+    }
+
+    /// The libraries the running server loaded at start
+    /// (`shared_preload_libraries`), in its order.
+    pub fn preloaded_libraries(&mut self) -> Result<Vec<String>> {
+        let action = "reading shared_preload_libraries";
+        let row = self
+            .client
+            .query_one(
+                "SELECT pg_catalog.current_setting('shared_preload_libraries')",
+                &[],
+            )
+            .map_err(failed(action))?;
+        let value: String = row.try_get(0).map_err(failed(action))?;
+        Ok(value
+            .split(',')
+            .map(|l| l.trim().trim_matches('"').to_string())
+            .filter(|l| !l.is_empty())
+            .collect())
+    }
+
     /// In one transaction kept out of the server log (`options` carry a
     /// verifier): creates or alters `user` WITH LOGIN and `options`, then `then`.
     fn upsert_login_role(
@@ -696,6 +807,29 @@ impl Admin {
         then(&mut tx)?;
         tx.commit()
             .map_err(failed(format!("committing role {user}")))
+    }
+
+    /// The session's connection to `database` (made on first use); `None`
+    /// when the database does not exist.
+    fn client_in(&mut self, database: &str) -> Result<Option<&mut Client>> {
+        if !self.others.contains_key(database) {
+            let client = match self.info.for_database(database).connect() {
+                Err(AdminError::Connect { source, .. })
+                    if source.code() == Some(&SqlState::INVALID_CATALOG_NAME) =>
+                {
+                    return Ok(None)
+                }
+                other => other?,
+            };
+            self.others.insert(database.to_string(), client);
+        }
+        Ok(self.others.get_mut(database))
+    }
+
+    /// [`Admin::client_in`] for a database that must exist.
+    fn existing(&mut self, database: &str) -> Result<&mut Client> {
+        self.client_in(database)?
+            .ok_or_else(|| AdminError::Invalid(format!("database {database:?} does not exist")))
     }
 
     /// Runs a query returning one text column.

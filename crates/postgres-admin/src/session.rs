@@ -60,6 +60,15 @@ pub trait Postgres {
         extension: &Extension,
         owner: &RoleName,
     ) -> Result<(), PgError>;
+    /// Creates an extension (a name from the charm's own table) in a database
+    /// or template unless it is there, with what it needs.
+    fn enable_extension(&mut self, db: &str, name: &str) -> Result<(), PgError>;
+    /// What depends on an extension in a database and is not part of it, sorted.
+    fn extension_dependants(&mut self, db: &str, name: &str) -> Result<Vec<String>, PgError>;
+    /// Drops an extension nothing depends on; returns whether it was there.
+    fn drop_extension(&mut self, db: &str, name: &str) -> Result<bool, PgError>;
+    /// The libraries the running server loaded at start.
+    fn preloaded_libraries(&mut self) -> Result<Vec<String>, PgError>;
     /// Whether a role of that name exists.
     fn role_exists(&mut self, role: &RoleName) -> Result<bool, PgError>;
     /// The roles a client asked to join that cannot be granted, and why.
@@ -164,6 +173,18 @@ impl Postgres for Admin {
         owner: &RoleName,
     ) -> Result<(), PgError> {
         Ok(Admin::create_extension(self, db, extension, owner)?)
+    }
+    fn enable_extension(&mut self, db: &str, name: &str) -> Result<(), PgError> {
+        Ok(Admin::enable_extension(self, db, name)?)
+    }
+    fn extension_dependants(&mut self, db: &str, name: &str) -> Result<Vec<String>, PgError> {
+        Ok(Admin::extension_dependants(self, db, name)?)
+    }
+    fn drop_extension(&mut self, db: &str, name: &str) -> Result<bool, PgError> {
+        Ok(Admin::drop_extension(self, db, name)?)
+    }
+    fn preloaded_libraries(&mut self) -> Result<Vec<String>, PgError> {
+        Ok(Admin::preloaded_libraries(self)?)
     }
     fn role_exists(&mut self, role: &RoleName) -> Result<bool, PgError> {
         Ok(Admin::role_exists(self, role)?)

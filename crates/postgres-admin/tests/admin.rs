@@ -435,3 +435,63 @@ fn extensions_are_listed_and_created_by_name_alone() {
     assert!(err.to_string().contains("not available"), "{err}");
     assert_eq!(pg.installed_extensions("ext_db").unwrap(), installed);
 }
+
+#[test]
+fn plugin_extensions_are_created_checked_for_dependants_and_dropped() {
+    let cluster = TestCluster::start().unwrap();
+    let mut pg = cluster_session(&cluster, "postgres");
+    assert_eq!(pg.preloaded_libraries().unwrap(), Vec::<String>::new());
+    // In a template too; a name with a hyphen is quoted by the server.
+    for name in ["uuid-ossp", "hstore", "earthdistance"] {
+        pg.enable_extension("template1", name)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    pg.enable_extension("template1", "hstore").unwrap();
+    let installed = pg.installed_extensions("template1").unwrap();
+    for name in ["cube", "earthdistance", "hstore", "uuid-ossp"] {
+        assert!(installed.iter().any(|i| i == name), "{name}: {installed:?}");
+    }
+    // A name the server does not offer, whatever it holds, creates nothing.
+    let err = pg
+        .enable_extension("template1", "hstore; DROP TABLE x")
+        .unwrap_err();
+    assert!(err.to_string().contains("not available"), "{err}");
+    let err = pg.enable_extension("no_such_db", "hstore").unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    // A database made by the session holding template1 copies it.
+    pg.ensure_database(&DatabaseName::parse("copied").unwrap())
+        .unwrap();
+    let copied = pg.installed_extensions("copied").unwrap();
+    assert!(copied.iter().any(|i| i == "hstore"), "{copied:?}");
+    // What depends on an extension, outside it: another extension, a column.
+    assert_eq!(
+        pg.extension_dependants("copied", "cube").unwrap(),
+        ["extension earthdistance"]
+    );
+    assert_eq!(
+        pg.extension_dependants("copied", "hstore").unwrap(),
+        Vec::<String>::new(),
+        "its own operator classes and functions do not count"
+    );
+    let mut sql = cluster.connect_info("copied").connect().unwrap();
+    sql.batch_execute("CREATE TABLE kv (attrs hstore); CREATE INDEX ON kv USING gin (attrs)")
+        .unwrap();
+    let dependants = pg.extension_dependants("copied", "hstore").unwrap();
+    assert!(
+        dependants.contains(&"column attrs of table kv".to_string()),
+        "{dependants:?}"
+    );
+    // The server refuses a drop something depends on, and keeps it.
+    let err = pg.drop_extension("copied", "hstore").unwrap_err();
+    assert!(err.to_string().contains("depend"), "{err}");
+    sql.batch_execute("DROP TABLE kv").unwrap();
+    assert!(pg.drop_extension("copied", "hstore").unwrap());
+    assert!(!pg.drop_extension("copied", "hstore").unwrap(), "gone");
+    assert!(pg.drop_extension("copied", "uuid-ossp").unwrap());
+    assert_eq!(
+        pg.extension_dependants("no_such_db", "hstore").unwrap(),
+        Vec::<String>::new()
+    );
+    let left = pg.installed_extensions("copied").unwrap();
+    assert!(!left.iter().any(|i| i == "hstore" || i == "uuid-ossp"));
+}

@@ -12,6 +12,7 @@ pub mod dcs;
 pub mod dcs_keys;
 pub mod flows;
 pub mod patroni;
+pub mod pgbackrest;
 pub mod pods;
 pub mod postgres;
 pub mod role_change;
@@ -23,7 +24,8 @@ use charm::{Charm, Event, Handled, Hook};
 use client_interface::pgsql;
 use client_interface::ClientEvent;
 use flows::{
-    actions, certificates, database, legacy, lifecycle, logging, metrics, peers, Deps, Findings,
+    actions, backups, certificates, database, legacy, lifecycle, logging, metrics, peers, Deps,
+    Findings,
 };
 use state::{CERTIFICATES, DATABASE, ETCD, PEERS, RECEIVE_CA};
 
@@ -45,6 +47,12 @@ impl PostgresqlCharm {
 impl Charm for PostgresqlCharm {
     fn handle(&mut self, hook: &mut Hook<'_>, event: &Event) -> anyhow::Result<Handled> {
         let (deps, findings) = (&self.deps, &mut self.findings);
+        if let Event::RelationChanged(r) = event {
+            if r.relation.endpoint == DATABASE {
+                // Any unit: a candidate may wait for its poolers.
+                flows::switchover::progress(hook, deps)?;
+            }
+        }
         if let Some(client) = ClientEvent::of(hook, DATABASE, event)? {
             return database::handle(hook, deps, client);
         }
@@ -65,7 +73,23 @@ impl Charm for PostgresqlCharm {
             Event::PebbleCustomNotice { container, notice }
                 if role_change::is_role_change(container, notice) =>
             {
-                role_change::changed(hook, deps, findings, notice)
+                let handled = role_change::changed(hook, deps, findings, notice)?;
+                backups::converge(hook, deps, findings, false)?;
+                Ok(handled)
+            }
+            Event::RelationBroken(r) if r.relation.endpoint == s3_interface::S3_PARAMETERS => {
+                backups::converge(hook, deps, findings, true)
+            }
+            Event::RelationCreated(r) | Event::RelationJoined(r) | Event::RelationChanged(r)
+                if r.relation.endpoint == s3_interface::S3_PARAMETERS =>
+            {
+                backups::converge(hook, deps, findings, false)
+            }
+            Event::PebbleCustomNotice { container, notice }
+                if flows::switchover::is_deadline(container, notice) =>
+            {
+                flows::switchover::progress(hook, deps)?;
+                Ok(Handled::Done)
             }
             Event::RelationCreated(r) | Event::RelationJoined(r) | Event::RelationChanged(r)
                 if cos_interface::ENDPOINTS.contains(&r.relation.endpoint.as_str()) =>
@@ -90,7 +114,9 @@ impl Charm for PostgresqlCharm {
                 if let Some(relation) = hook.relation(CERTIFICATES)? {
                     certificates::refresh(hook, &relation)?;
                 }
+                flows::switchover::progress(hook, deps)?;
                 let handled = lifecycle::update_status(hook, deps, findings)?;
+                backups::converge(hook, deps, findings, false)?;
                 metrics::publish(hook)?;
                 logging::forward(hook)?;
                 Ok(handled)
@@ -119,7 +145,9 @@ impl Charm for PostgresqlCharm {
             Event::RelationJoined(r) | Event::RelationChanged(r)
                 if r.relation.endpoint == PEERS =>
             {
-                peers::changed(hook, deps, findings)
+                let handled = peers::changed(hook, deps, findings)?;
+                backups::converge(hook, deps, findings, false)?;
+                Ok(handled)
             }
             Event::RelationDeparted(r) if r.relation.endpoint == PEERS => {
                 peers::departed(hook, deps, r)

@@ -53,8 +53,29 @@ pub const MEMBER_OF: &str = "member-of";
 /// Peer application bag: why legacy (`db`, `db-admin`) relations are not
 /// served, a JSON object from relation id to the status text (leader writes).
 pub const LEGACY_REFUSALS: &str = "legacy-refusals";
+/// Peer bags: the pgBackRest stanza the backup repository holds for this
+/// cluster, once it is ready (the primary's unit reports it; the leader
+/// records it for the application, and WAL is archived to it from then on).
+pub const STANZA: &str = "stanza";
+/// Peer bags: why the backup repository cannot be used, fit for a status
+/// (the unit that found it reports it; the leader records the primary's).
+pub const S3_PROBLEM: &str = "s3-initialization-block-message";
+/// `database`, a client's unit bag: `true` when the unit pauses its pools
+/// for a planned switchover.
+pub const PAUSE_ON_SWITCHOVER: &str = "pause-on-switchover";
+/// `database`, the candidate's unit bag: the switchover it waits to make.
+pub const SWITCHOVER_REQUEST: &str = "switchover-request";
+/// `database`, a client's unit bag: the id of the request it paused for.
+pub const SWITCHOVER_PAUSED: &str = "switchover-paused";
 
 /// The charm's superuser.
+/// Peer application key: the plugins' extensions and the databases they were
+/// last brought to in full (a new pass runs when either differs).
+pub const EXTENSIONS_APPLIED: &str = "extensions-applied";
+/// Peer application key: why the last extensions pass could not finish (the
+/// leader's status shows it).
+pub const EXTENSIONS_BLOCKED: &str = "extensions-blocked";
+
 pub const OPERATOR: &str = "operator";
 pub const REPLICATION: &str = "replication";
 pub const REWIND: &str = "rewind";

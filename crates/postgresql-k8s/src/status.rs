@@ -7,7 +7,8 @@ use crate::flows::lifecycle::quiet_context;
 use crate::flows::peers::MEMBER_STARTING;
 use crate::flows::recovery::NewCluster;
 use crate::flows::{
-    cluster_status, config, database, legacy, unconfirmed_option, Ctx, Deps, Findings, Unconfirmed,
+    backups, cluster_status, config, database, extensions, legacy, unconfirmed_option, Ctx, Deps,
+    Findings, Unconfirmed,
 };
 use crate::patroni::{Health, Role, DB_PORT};
 use crate::postgres;
@@ -46,6 +47,15 @@ pub fn collect(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow:
     }
     if let Some(refused) = legacy::refusals(hook)? {
         hook.add_status(Status::Blocked(refused));
+    }
+    if let Some(problem) = backups::problem(hook)? {
+        hook.add_status(Status::Blocked(problem));
+    }
+    if let Some(why) = extensions::blocked(hook)? {
+        hook.add_status(Status::Blocked(why));
+    }
+    if let Some(waiting) = crate::flows::switchover::waiting(hook)? {
+        hook.add_status(Status::Maintenance(waiting));
     }
     if dcs_ready {
         let progress = cluster(hook, deps, findings)?;

@@ -3,7 +3,9 @@
 
 use crate::patroni::API_PORT;
 use crate::state::TlsMaterial;
-use pebble_api::{Check, FileOptions, HttpCheck, Layer, Pebble, PebbleError, Service};
+use pebble_api::{
+    Check, Exec, ExecOutput, FileOptions, HttpCheck, Layer, Pebble, PebbleError, Service,
+};
 
 /// The workload container's name.
 pub const CONTAINER: &str = "postgresql";
@@ -136,6 +138,11 @@ impl Default for Layout {
 }
 
 impl Layout {
+    /// PostgreSQL's loadable modules: beside the binaries, in `lib`.
+    pub fn lib_dir(&self) -> String {
+        let base = self.bin_dir.strip_suffix("/bin").unwrap_or(&self.bin_dir);
+        format!("{base}/lib")
+    }
     /// `patroni.yml`.
     pub fn config_path(&self) -> String {
         format!("{}/patroni.yml", self.storage_dir)
@@ -169,6 +176,18 @@ impl Layout {
     }
     pub fn tls_ca(&self) -> String {
         format!("{}/ca.pem", self.storage_dir)
+    }
+    /// pgBackRest's configuration (it holds the repository's keys).
+    pub fn pgbackrest_config(&self) -> String {
+        format!("{}/pgbackrest.conf", self.storage_dir)
+    }
+    /// pgBackRest's own directory: logs, locks, spool, the S3 CA chain.
+    pub fn pgbackrest_dir(&self) -> String {
+        format!("{}/pgbackrest", self.storage_dir)
+    }
+    /// The CA chain the S3 provider gave, for pgBackRest.
+    pub fn pgbackrest_ca(&self) -> String {
+        format!("{}/s3-ca.pem", self.pgbackrest_dir())
     }
 }
 
@@ -207,6 +226,21 @@ impl Workload {
     /// a time zone it cannot load.
     pub fn has_time_zone(&self, pebble: &mut dyn Pebble, zone: &str) -> Result<bool, PebbleError> {
         match pebble.list_files(&format!("{ZONEINFO_DIR}/{zone}"), None) {
+            Ok(entries) => Ok(entries.len() == 1 && entries[0].kind != "directory"),
+            Err(PebbleError::Path { .. })
+            | Err(PebbleError::Api {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the container has PostgreSQL's module `library` (the package
+    /// that ships it is installed): PostgreSQL refuses to start when a
+    /// library it must preload is missing.
+    pub fn has_library(&self, pebble: &mut dyn Pebble, library: &str) -> Result<bool, PebbleError> {
+        let path = format!("{}/{library}.so", self.layout.lib_dir());
+        match pebble.list_files(&path, None) {
             Ok(entries) => Ok(entries.len() == 1 && entries[0].kind != "directory"),
             Err(PebbleError::Path { .. })
             | Err(PebbleError::Api {
@@ -482,5 +516,59 @@ impl Workload {
         }
         pebble.send_signal("SIGHUP", &[SERVICE])?;
         Ok(true)
+    }
+
+    /// Writes pgBackRest's configuration and the S3 CA chain (each readable
+    /// by the workload's user alone) when they differ, or removes them when
+    /// `files` is `None`. Returns whether anything changed.
+    pub fn write_pgbackrest(
+        &self,
+        pebble: &mut dyn Pebble,
+        files: Option<(&str, Option<&str>)>,
+    ) -> Result<bool, PebbleError> {
+        let l = &self.layout;
+        let wanted = [
+            (l.pgbackrest_config(), files.map(|(config, _)| config)),
+            (l.pgbackrest_ca(), files.and_then(|(_, ca)| ca)),
+        ];
+        let mut changed = false;
+        for (path, content) in wanted {
+            let current = pebble.read_text(&path)?;
+            match content {
+                Some(c) if current.as_deref() != Some(c) => {
+                    pebble.push(&path, c.as_bytes(), &self.options(0o600))?;
+                    changed = true;
+                }
+                None if current.is_some() => {
+                    pebble.remove_path(&path, false)?;
+                    changed = true;
+                }
+                _ => {}
+            }
+        }
+        if changed && files.is_some() {
+            pebble.make_dir(&l.pgbackrest_dir(), &self.options(0o700))?;
+        }
+        Ok(changed)
+    }
+
+    /// Runs pgBackRest's `argv` (see `pgbackrest::command`) as the
+    /// workload's user, for at most `timeout`, logging in to PostgreSQL with
+    /// `password` (in the command's environment, never on its command line).
+    pub fn pgbackrest(
+        &self,
+        pebble: &mut dyn Pebble,
+        argv: Vec<String>,
+        password: &str,
+        timeout: std::time::Duration,
+    ) -> Result<ExecOutput, PebbleError> {
+        pebble.exec(&Exec {
+            command: argv,
+            environment: [("PGPASSWORD".to_string(), password.to_string())].into(),
+            user: Some(self.user.clone()),
+            group: Some(self.user.clone()),
+            timeout: Some(timeout),
+            ..Exec::default()
+        })
     }
 }

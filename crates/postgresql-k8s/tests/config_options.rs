@@ -20,8 +20,11 @@ use support::*;
 
 /// The options besides the table's rows and the plugins, each with the test
 /// (in this file) that shows it honoured. Every row of `TUNING` is shown by
-/// `every_tuning_option_reaches_patroni_and_the_cluster`, every plugin by
-/// `plugin_options_are_kept_for_the_extensions_step`.
+/// `every_tuning_option_reaches_patroni_and_the_cluster`; every plugin by
+/// `every_plugin_is_created_and_dropped_or_named_missing` in
+/// `real_extensions.rs` (its extensions created and dropped on a real
+/// PostgreSQL, or its missing package named), with its flows in
+/// `plugin_flows.rs`.
 const HONOURED: &[(&str, &str)] = &[
     (
         "synchronous_node_count",
@@ -90,14 +93,12 @@ fn honoured() -> Vec<(String, &'static str)> {
             "every_tuning_option_reaches_patroni_and_the_cluster",
         )
     }));
-    all.extend(PLUGINS.iter().map(|p| {
-        (
-            p.to_string(),
-            "plugin_options_are_kept_for_the_extensions_step",
-        )
-    }));
+    all.extend(PLUGINS.iter().map(|p| (p.to_string(), PLUGIN_TEST)));
     all
 }
+
+/// The test, in `real_extensions.rs`, that shows every plugin option honoured.
+const PLUGIN_TEST: &str = "every_plugin_is_created_and_dropped_or_named_missing";
 
 #[test]
 fn every_option_in_config_yaml_has_a_test_and_no_other() {
@@ -115,10 +116,15 @@ fn every_option_in_config_yaml_has_a_test_and_no_other() {
         "tests of options config.yaml lacks: {extra:?}"
     );
     assert_eq!(in_yaml.len(), 186);
-    // Each named test is in this file.
+    // Each named test is in this file, the plugins' in real_extensions.rs.
     let source = include_str!("config_options.rs");
-    for (_, test) in all {
-        assert!(source.contains(&format!("fn {test}()")), "{test}");
+    let plugins = include_str!("real_extensions.rs");
+    for (option, test) in all {
+        let file = match option.starts_with("plugin_") {
+            true => plugins,
+            false => source,
+        };
+        assert!(file.contains(&format!("fn {test}()")), "{option}: {test}");
     }
     // config.yaml's types are the table's.
     for t in TUNING {
@@ -294,7 +300,7 @@ fn ldap_options_are_checked_and_an_ldap_map_blocks() {
 }
 
 #[test]
-fn plugin_options_are_kept_for_the_extensions_step() {
+fn plugin_options_are_parsed_with_their_defaults() {
     use postgresql_k8s::config::{CharmConfig, Resources};
     let machine = Resources {
         cpu_cores: 2,

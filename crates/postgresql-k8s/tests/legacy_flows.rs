@@ -8,9 +8,10 @@
 //! | an empty `database`: the client application's name | `an_empty_database_is_named_after_the_client` |
 //! | is the request valid? no (roles) → blocked, nothing created | `roles_are_refused_with_the_reference_text_and_nothing_is_created` |
 //! | is the request valid? no (a database or extension name) → blocked, nothing created | `hostile_names_are_refused_and_nothing_is_created` |
+//! | are the extensions enabled (their plugin options on)? no → blocked, nothing created; a config change serves the client | `plugin_flows.rs`: `a_legacy_client_asking_for_disabled_extensions_is_refused_until_enabled` |
 //! | is the cluster initialised, with a primary? no → defer | `a_request_waits_for_the_initialised_cluster` |
 //! | are the extensions available? no → blocked, nothing created | `unavailable_extensions_block_and_a_later_refresh_serves_the_client` |
-//! | keep the password; create the user, the database and the extensions | `db_gets_a_login_user_its_database_and_extensions`, `db_admin_always_gets_a_superuser`, `the_password_is_kept_across_hooks` |
+//! | keep the password; create the user, the database and the extensions (and the enabled plugins') | `db_gets_a_login_user_its_database_and_extensions`, `db_admin_always_gets_a_superuser`, `the_password_is_kept_across_hooks` |
 //! | PostgreSQL fails → waiting, defer | `a_database_error_defers_and_says_why` |
 //! | publish `master`, `standbys` and the rest in the application and unit bags | `db_gets_a_login_user_its_database_and_extensions` |
 //! | refresh: `master` follows the primary, `standbys` the replicas | `master_follows_a_failover_and_standbys_follow_scaling` |
@@ -98,6 +99,7 @@ fn db_gets_a_login_user_its_database_and_extensions() {
             ("extensions", "citext,pg_trgm:search"),
         ],
     )]);
+    let s = with_plugins(s, &["citext", "pg_trgm"]);
     let out = w.go(&s, changed(&s, DB));
     let server = w.pg.server();
     let (password, roles) = server.users["relation_id_7"].clone();
@@ -288,6 +290,7 @@ fn unavailable_extensions_block_and_a_later_refresh_serves_the_client() {
         DB,
         &[("database", "geo"), ("extensions", "citext,postgis")],
     )]);
+    let s = with_plugins(s, &["citext", "postgis"]);
     let out = w.go(&s, changed(&s, DB));
     assert!(w.pg.server().users.is_empty(), "nothing created");
     assert!(!w.pg.server().databases.contains("geo"));
@@ -491,6 +494,7 @@ fn a_new_cluster_makes_legacy_clients_again() {
         ADMIN,
         &[("database", "ops_db"), ("extensions", "hstore")],
     )]);
+    let s = with_plugins(s, &["hstore"]);
     let served = w.go(&s, changed(&s, ADMIN)).state;
     let password = w.pg.server().users["relation_id_8"].0.clone();
     // The cluster is bootstrapped anew (a new generation): the leader

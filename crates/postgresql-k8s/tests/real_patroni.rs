@@ -319,7 +319,7 @@ fn settings_are_the_options(address: &str, pw: &Passwords) {
         ("max_worker_processes", "4"),
         ("max_parallel_workers", "4"),
         ("track_functions", "pl"),
-        ("shared_preload_libraries", "pg_stat_statements"),
+        ("shared_preload_libraries", "pg_stat_statements,pgaudit"),
     ] {
         let setting: String = sql
             .query_one(

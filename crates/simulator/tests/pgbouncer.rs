@@ -65,6 +65,7 @@ fn world(seed: u64) -> World {
                     processes: 2,
                     user: Some("postgres".into()),
                     drain: std::time::Duration::ZERO,
+                    pause_wait: std::time::Duration::ZERO,
                 },
             }))
         }),

@@ -2,7 +2,9 @@
 //! (pgbench straight to PostgreSQL and through PgBouncer), the hook cost of
 //! the PgBouncer charm beside a Python `ops` provider, the time from
 //! `integrate` to working credentials through 1, 3 and 5 PgBouncer units,
-//! and the charm with many client relations; it writes `BENCHMARKS.md` at the
+//! the charm with many client relations, and what clients see of changes
+//! under load (the `under_load` end-to-end test's figures); it writes
+//! `BENCHMARKS.md` at the
 //! workspace root, the figures as `docs/benchmarks/results.json` and the
 //! plots (`docs/benchmarks/*.png`, drawn by `scripts/bench-plots` with
 //! matplotlib in the test charms' venv).
@@ -10,9 +12,12 @@
 //! Run with `cargo bench -p e2e --bench report`. `REPORT_SECONDS` sets each
 //! pgbench run's length (10 by default); `REPORT_CLIENTS` the client
 //! relation counts (`10,100` by default; `10,100,1000` for the long run).
+//! `REPORT_SECTIONS=changes` measures only the changes under load again and
+//! replaces that section of `BENCHMARKS.md` and its part of `results.json`.
 
 #![allow(clippy::unwrap_used)]
 
+mod changes;
 mod markdown;
 mod model;
 mod pooling;
@@ -31,6 +36,9 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn main() {
+    if std::env::var("REPORT_SECTIONS").as_deref() == Ok("changes") {
+        return changes_only();
+    }
     let started = Instant::now();
     let seconds: u64 = env_or("REPORT_SECONDS", 10);
     let counts: Vec<usize> = std::env::var("REPORT_CLIENTS")
@@ -44,6 +52,8 @@ fn main() {
     let pooled = pooling::run(seconds);
     eprintln!("the charms on the local model");
     let modelled = model::run(&counts);
+    eprintln!("changes under load");
+    let changed = changes::run();
     let took = started.elapsed();
     let root = e2e::workspace();
     let out = root.join("docs/benchmarks");
@@ -62,6 +72,7 @@ fn main() {
             v
         }).collect::<Vec<_>>(),
         "model": modelled.to_json(),
+        "changes": changed.to_json(),
         "seconds": took.as_secs_f64(),
     });
     let json_path = out.join("results.json");
@@ -70,13 +81,44 @@ fn main() {
         serde_json::to_string_pretty(&results).unwrap() + "\n",
     )
     .unwrap();
-    let text = markdown::render(&machine.finish(), &pooled, &modelled, took, &counts);
+    let text = markdown::render(
+        &machine.finish(),
+        &pooled,
+        &modelled,
+        &changed,
+        took,
+        &counts,
+    );
     std::fs::write(root.join("BENCHMARKS.md"), text).unwrap();
     plot(&root, &json_path, &out);
     eprintln!(
         "wrote BENCHMARKS.md and docs/benchmarks/ in {:.0} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Measures the changes under load again and replaces their section of
+/// `BENCHMARKS.md` and their part of `results.json`.
+fn changes_only() {
+    let root = e2e::workspace();
+    eprintln!("changes under load");
+    let changed = changes::run();
+    let json_path = root.join("docs/benchmarks/results.json");
+    let mut results: serde_json::Value = std::fs::read_to_string(&json_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| serde_json::json!({}));
+    results["changes"] = changed.to_json();
+    std::fs::write(
+        &json_path,
+        serde_json::to_string_pretty(&results).unwrap() + "\n",
+    )
+    .unwrap();
+    let md = root.join("BENCHMARKS.md");
+    let text = std::fs::read_to_string(&md).unwrap_or_default();
+    let section = markdown::changes_section(&changed);
+    std::fs::write(&md, markdown::splice_changes(&text, &section)).unwrap();
+    eprintln!("wrote the changes section of BENCHMARKS.md");
 }
 
 /// Draws the plots with matplotlib, installed into the test charms' venv.

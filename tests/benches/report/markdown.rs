@@ -1,5 +1,6 @@
 //! `BENCHMARKS.md`: the machine, the tables, each target met or missed.
 
+use crate::changes;
 use crate::model::{self, HookRow};
 use crate::pooling::{self, Target, CLIENTS};
 use std::fmt::Write;
@@ -129,6 +130,7 @@ pub fn render(
     machine: &Machine,
     p: &pooling::Results,
     m: &model::Results,
+    c: &changes::Results,
     took: Duration,
     counts: &[usize],
 ) -> String {
@@ -172,6 +174,7 @@ pub fn render(
     hooks_section(w, &m.hooks);
     credentials_section(w, m);
     scale_section(w, m, counts);
+    let _ = writeln!(w, "\n{}", changes_section(c));
     s
 }
 
@@ -541,5 +544,128 @@ fn scale_section(w: &mut String, m: &model::Results, counts: &[usize]) {
             cfg / 1024.0,
             hook
         );
+    }
+}
+
+/// Where the changes section starts and ends in `BENCHMARKS.md`, so that
+/// `REPORT_SECTIONS=changes` can measure it again alone.
+pub const CHANGES_START: &str = "<!-- changes under load: start -->";
+/// See [`CHANGES_START`].
+pub const CHANGES_END: &str = "<!-- changes under load: end -->";
+
+/// The changes section between its markers.
+pub fn changes_section(c: &changes::Results) -> String {
+    let mut s = String::new();
+    let w = &mut s;
+    let _ = writeln!(
+        w,
+        "{CHANGES_START}\n## 6. Changes under load\n\n\
+         The end-to-end test `under_load` (`cargo test -p e2e --test under_load`) run by the \
+         report with its figures recorded: etcd, PostgreSQL with two units under Patroni (a \
+         synchronous standby), PgBouncer with one unit in transaction mode, and a client on \
+         the v0 library, on the local model. pgbench (TPC-B-like, 4 clients, `-P 1`) runs through PgBouncer while a \
+         second client is related (PgBouncer reloads), while PgBouncer's charm is refreshed \
+         with a new connection per transaction (`-C`; its processes restart one at a time, \
+         each drained first), and while `promote-to-primary` switches over to the replica. \
+         Then the primary's machine is lost while a writer inserts through PgBouncer, one \
+         `psql` per row. The test asserts what the targets ask; the figures are recorded \
+         before its assertions, so a miss is reported here too.\n\n\
+         For the switchover, PgBouncer's units pause their pools before Patroni switches over \
+         and resume once they serve the new primary, so clients wait instead of failing; in \
+         session mode a client holds its server connection, the pause cannot finish, and such \
+         a client is cut as it would be without the pause.\n\n\
+         Targets: no client dropped and no statement failed for each planned change; after \
+         the unplanned failover, client errors stop within 2 s of Patroni's promotion and no \
+         acknowledged write is lost.\n\n\
+         | change | transactions | failed | clients aborted | longest stall s | slowest second (pgbench progress) | target |\n\
+         |---|---:|---:|---:|---:|---|---|"
+    );
+    let number = |n: Option<u64>| n.map_or("–".to_string(), |n| n.to_string());
+    for p in &c.planned {
+        let met = p.failed == Some(0) && p.aborted == 0 && p.transactions.is_some_and(|n| n > 0);
+        let _ = writeln!(
+            w,
+            "| pgbench {} | {} | {} | {} | {} | `{}` | {} |",
+            p.change,
+            number(p.transactions),
+            number(p.failed),
+            p.aborted,
+            p.longest_stall_s,
+            p.slowest_second.trim(),
+            verdict(met)
+        );
+    }
+    if !c.planned.iter().any(|p| p.change.contains("switchover")) {
+        let _ = writeln!(
+            w,
+            "| a planned switchover | – | – | – | – | not measured | {} |",
+            verdict(false)
+        );
+    }
+    match &c.failover {
+        Some(f) => {
+            let _ = writeln!(
+                w,
+                "\n| the primary's machine lost | |\n|---|---:|\n\
+                 | inserts acknowledged | {} |\n| inserts failed | {} |\n\
+                 | Patroni's promotion after the loss | {:.1} s |\n\
+                 | new endpoints published after the promotion | {:.1} s |\n\
+                 | last client error after the promotion | {} |\n\
+                 | acknowledged rows missing on the new primary | {} |\n",
+                f.acknowledged,
+                f.failed,
+                f.promoted_after_loss_s,
+                f.published_after_promotion_s,
+                f.errors_after_promotion_s
+                    .map_or("none".to_string(), |s| format!("{s:.1} s")),
+                f.lost
+            );
+            let stop = f.errors_after_promotion_s.unwrap_or(0.0);
+            let _ = writeln!(
+                w,
+                "Target: client errors stop within 2 s of the promotion: {:.1} s → {}{}. \
+                 No acknowledged write lost: {} → {}.\n",
+                stop,
+                verdict(stop <= 2.0),
+                if stop <= 2.0 {
+                    String::new()
+                } else {
+                    format!(
+                        " by {:.1} s: PgBouncer learns the new primary from the endpoints \
+                         PostgreSQL's leader publishes ({:.1} s after the promotion here: \
+                         Patroni's callback raises a Pebble notice, the new primary's charm \
+                         records the change in its peer bag, the leader's charm publishes), \
+                         then reloads; until then it keeps answering with the old server's \
+                         error",
+                        stop - 2.0,
+                        f.published_after_promotion_s
+                    )
+                },
+                f.lost,
+                verdict(f.lost == 0)
+            );
+        }
+        None => {
+            let _ = writeln!(w, "\nThe failover was not measured: {}.\n", verdict(false));
+        }
+    }
+    if let Some(failure) = &c.failure {
+        let _ = writeln!(w, "The test failed: `{}`\n", failure.replace('`', "'"));
+    }
+    let _ = writeln!(w, "{CHANGES_END}");
+    s
+}
+
+/// `text` with its changes section replaced by `section` (appended when
+/// it has none yet).
+pub fn splice_changes(text: &str, section: &str) -> String {
+    match (text.find(CHANGES_START), text.find(CHANGES_END)) {
+        (Some(start), Some(end)) if start < end => format!(
+            "{}{}{}",
+            &text[..start],
+            section.trim_end(),
+            &text[end + CHANGES_END.len()..]
+        ),
+        _ => format!("{}\n\n{}", text.trim_end(), section),
     }
 }

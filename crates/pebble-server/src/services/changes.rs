@@ -1,9 +1,10 @@
-//! Changes: Pebble's record of each request to the services (its kind,
-//! summary, whether it is ready and why it failed), which callers read
+//! Changes: Pebble's record of each request to the services and of each
+//! command run (its kind, summary, whether it is ready and why it failed; an
+//! exec's one task with its exit code), which callers read
 //! (`GET /v1/changes/<id>`) or wait on (`.../wait`).
 
 use super::supervisor::StartFailure;
-use super::{ordinal_list, Action, Services};
+use super::{ordinal_list, Services};
 use crate::timefmt::rfc3339;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -16,6 +17,9 @@ pub(crate) enum ChangeError {
     Start(Vec<StartFailure>),
     #[error("cannot stop service(s) {}", ordinal_list(.0))]
     Stop(Vec<String>),
+    /// A command that could not run to its end (not started, timed out).
+    #[error("{0}")]
+    Exec(String),
 }
 
 /// Each failed start's task line, then the logs of those that wrote any.
@@ -35,8 +39,11 @@ fn describe(failures: &[StartFailure]) -> String {
 
 /// One change.
 struct Change {
-    action: Action,
+    /// Its kind on the wire: the service action's name, or `exec`.
+    kind: &'static str,
     summary: String,
+    /// An exec's exit code, once known.
+    exit_code: Option<i32>,
     /// Set once it is ready: how it ended.
     outcome: Option<Result<(), ChangeError>>,
     spawn_time: SystemTime,
@@ -50,12 +57,13 @@ pub(super) struct Changes {
 }
 
 impl Changes {
-    /// Records a new change, not ready yet; returns its id.
-    pub fn open(&mut self, action: Action, summary: String) -> u64 {
+    /// Records a new change of `kind`, not ready yet; returns its id.
+    pub fn open(&mut self, kind: &'static str, summary: String) -> u64 {
         let id = self.records.keys().next_back().map_or(1, |last| last + 1);
         let change = Change {
-            action,
+            kind,
             summary,
+            exit_code: None,
             outcome: None,
             spawn_time: SystemTime::now(),
             ready_time: None,
@@ -85,12 +93,25 @@ impl Changes {
             Some(Ok(())) => "Done",
             Some(Err(_)) => "Error",
         };
+        // An exec change has one task, numbered as its change, whose data
+        // holds the command's exit code.
+        let tasks = if change.kind == EXEC {
+            let mut task = json!({
+                "id": id, "kind": EXEC, "summary": change.summary, "status": status,
+            });
+            if let Some(code) = change.exit_code {
+                task["data"] = json!({"exit-code": code});
+            }
+            json!([task])
+        } else {
+            json!([])
+        };
         let mut value = json!({
             "id": id,
-            "kind": change.action.as_str(),
+            "kind": change.kind,
             "summary": change.summary,
             "status": status,
-            "tasks": [],
+            "tasks": tasks,
             "ready": change.outcome.is_some(),
             "spawn-time": rfc3339(change.spawn_time),
         });
@@ -104,7 +125,29 @@ impl Changes {
     }
 }
 
+/// The kind of a change that runs a command.
+pub(crate) const EXEC: &str = "exec";
+
 impl Services {
+    /// Records a change that runs a command; returns its id, which is also
+    /// its task's.
+    pub fn open_exec(&self, summary: String) -> u64 {
+        self.lock().changes.open(EXEC, summary)
+    }
+
+    /// Marks an exec change ready with the command's exit code (-1 when it
+    /// did not run to its end, with why in `err`).
+    pub fn close_exec(&self, id: u64, exit_code: i32, err: Option<String>) {
+        let mut st = self.lock();
+        if let Some(change) = st.changes.records.get_mut(&id) {
+            change.exit_code = Some(exit_code);
+        }
+        st.changes
+            .close(id, err.map_or(Ok(()), |e| Err(ChangeError::Exec(e))));
+        drop(st);
+        self.cond.notify_all();
+    }
+
     /// The change's JSON, if it exists.
     pub fn change(&self, id: &str) -> Option<Value> {
         self.lock().changes.json(id)
@@ -167,8 +210,8 @@ mod tests {
     #[test]
     fn changes_are_numbered_from_one_and_shown_once_ready() {
         let mut changes = Changes::default();
-        let first = changes.open(Action::Start, "Start service \"a\"".into());
-        let second = changes.open(Action::Stop, "Stop service \"a\"".into());
+        let first = changes.open("start", "Start service \"a\"".into());
+        let second = changes.open("stop", "Stop service \"a\"".into());
         assert_eq!((first, second), (1, 2));
         assert_eq!(changes.ready(first), Some(false));
         assert_eq!(changes.json("1").unwrap()["status"], "Doing");

@@ -223,7 +223,7 @@ impl Services {
             }
             _ => {}
         }
-        let id = st.changes.open(action, action.summary(&names));
+        let id = st.changes.open(action.as_str(), action.summary(&names));
         drop(st);
         let manager = Arc::clone(self);
         std::thread::spawn(move || {

@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod peers;
+pub mod switchover;
 pub mod takeover;
 pub mod upgrade;
 

@@ -1,6 +1,7 @@
-//! PgBouncer itself: its version, configuration files, pools and reloads.
+//! PgBouncer itself: its version, configuration files, pools, reloads and pauses.
 
 pub mod ini;
+pub mod pause;
 pub mod peering;
 pub mod pools;
 pub mod reload;

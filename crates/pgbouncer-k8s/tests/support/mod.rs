@@ -29,6 +29,7 @@ pub fn charm(pg: &FakeConnector) -> PgBouncerCharm {
             processes: 2,
             user: Some("postgres".into()),
             drain: std::time::Duration::ZERO,
+            pause_wait: std::time::Duration::ZERO,
         },
     })
 }

@@ -14,14 +14,22 @@ use crate::permissions::Permission;
 use crate::session::{Connector, PgError, Postgres};
 
 /// The extensions a server [`FakeConnector::up_with`] starts offers.
-pub const AVAILABLE_EXTENSIONS: [&str; 6] = [
+pub const AVAILABLE_EXTENSIONS: [&str; 7] = [
     "citext",
     "hstore",
     "pg_trgm",
+    "pgaudit",
     "plpgsql",
     "unaccent",
     "uuid-ossp",
 ];
+
+/// The extensions that a real server creates only once their library is
+/// preloaded.
+pub const PRELOADED_ONLY: [&str; 2] = ["pgaudit", "timescaledb"];
+
+/// What a server [`FakeConnector::up_with`] starts has preloaded.
+pub const PRELOADED: [&str; 2] = ["pg_stat_statements", "pgaudit"];
 
 /// The identity of the cluster [`FakeConnector::up_with`] starts with.
 pub const FIRST_CLUSTER: &str = "7300000000000000001";
@@ -47,6 +55,10 @@ pub struct FakeServer {
     pub available_extensions: BTreeSet<String>,
     /// (database, extension) created; the extension as asked (`name[:schema]`).
     pub extensions: BTreeSet<(String, String)>,
+    /// (database, extension) to the objects that depend on it there.
+    pub dependants: BTreeMap<(String, String), Vec<String>>,
+    /// The libraries loaded at start (`shared_preload_libraries`).
+    pub preloaded: Vec<String>,
     /// Other group roles (NOLOGIN), each with the roles it is a member of.
     pub groups: BTreeMap<String, Vec<String>>,
     /// (role, database, permission) as granted.
@@ -86,6 +98,7 @@ impl FakeConnector {
                 .map(|d| d.to_string())
                 .collect(),
             available_extensions: AVAILABLE_EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+            preloaded: PRELOADED.iter().map(|l| l.to_string()).collect(),
             ..FakeServer::default()
         };
         FakeConnector(Rc::new(RefCell::new(server)))
@@ -120,6 +133,17 @@ impl FakeConnector {
     /// Parameters now wait for a restart (none when empty).
     pub fn set_pending_restart(&self, parameters: &[&str]) {
         self.0.borrow_mut().pending_restart = parameters.iter().map(|p| p.to_string()).collect();
+    }
+
+    /// An object in `db` now depends on `extension` (a table with a column
+    /// of its type, say).
+    pub fn add_dependant(&self, db: &str, extension: &str, what: &str) {
+        self.0
+            .borrow_mut()
+            .dependants
+            .entry((db.into(), extension.into()))
+            .or_default()
+            .push(what.into());
     }
 
     /// Takes the server down (every call fails with `why`), or back up.
@@ -299,6 +323,53 @@ impl Postgres for FakeSession {
             s.extensions.insert((db.to_string(), extension.to_string()));
             Ok(())
         })
+    }
+    fn enable_extension(&mut self, db: &str, name: &str) -> Result<(), PgError> {
+        self.with(|s| {
+            if !s.databases.contains(db) && db != "template1" {
+                return Err(PgError(format!("database \"{db}\" does not exist")));
+            }
+            if !s.available_extensions.contains(name) {
+                return Err(PgError(format!(
+                    "extension {name:?} is not available on this server"
+                )));
+            }
+            if PRELOADED_ONLY.contains(&name) && !s.preloaded.iter().any(|l| l == name) {
+                return Err(PgError(format!(
+                    "{name} must be loaded via shared_preload_libraries"
+                )));
+            }
+            s.extensions.insert((db.to_string(), name.to_string()));
+            Ok(())
+        })
+    }
+    fn extension_dependants(&mut self, db: &str, name: &str) -> Result<Vec<String>, PgError> {
+        self.with(|s| {
+            let mut out = s
+                .dependants
+                .get(&(db.to_string(), name.to_string()))
+                .cloned()
+                .unwrap_or_default();
+            out.sort();
+            Ok(out)
+        })
+    }
+    fn drop_extension(&mut self, db: &str, name: &str) -> Result<bool, PgError> {
+        self.with(|s| {
+            let key = (db.to_string(), name.to_string());
+            if s.dependants.get(&key).is_some_and(|d| !d.is_empty()) {
+                return Err(PgError(format!(
+                    "cannot drop extension {name} because other objects depend on it"
+                )));
+            }
+            let before = s.extensions.len();
+            s.extensions
+                .retain(|(d, e)| !(d == db && e.split(':').next() == Some(name)));
+            Ok(s.extensions.len() < before)
+        })
+    }
+    fn preloaded_libraries(&mut self) -> Result<Vec<String>, PgError> {
+        self.with(|s| Ok(s.preloaded.clone()))
     }
     fn role_exists(&mut self, role: &RoleName) -> Result<bool, PgError> {
         self.with(|s| {

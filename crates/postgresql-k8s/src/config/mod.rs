@@ -72,8 +72,7 @@ pub struct CharmConfig {
     /// options, by parameter name.
     pub tuning: Map<String, Value>,
     /// `plugin_<name>_enable` by `<name>`: which PostgreSQL extensions the
-    /// options ask for. Validated here; the extensions step creates and drops
-    /// them (until it exists, nothing reads this beyond validation).
+    /// options ask for (`flows::extensions` creates and drops them).
     pub plugins: BTreeMap<&'static str, bool>,
 }
 
@@ -106,7 +105,19 @@ const RESTART_PARAMETERS: &[&str] = &[
     "max_logical_replication_workers",
     "max_wal_senders",
     "max_replication_slots",
+    "shared_preload_libraries",
 ];
+
+/// The library PostgreSQL always loads at start: the
+/// `optimizer_pg_stat_statements_*` options tune it.
+pub const ALWAYS_PRELOADED: &str = "pg_stat_statements";
+
+/// Sets `shared_preload_libraries`: [`ALWAYS_PRELOADED`], then `libraries`.
+pub fn set_preload(parameters: &mut Map<String, Value>, libraries: &[&str]) {
+    let mut all = vec![ALWAYS_PRELOADED];
+    all.extend(libraries.iter().filter(|l| **l != ALWAYS_PRELOADED));
+    parameters.insert("shared_preload_libraries".into(), json!(all.join(",")));
+}
 
 /// Whether PostgreSQL takes a new value of `parameter` only when it restarts.
 pub fn needs_restart(parameter: &str) -> bool {
@@ -252,6 +263,29 @@ impl CharmConfig {
         (count, strict)
     }
 
+    /// The extensions of the plugins turned on (`on`) or off, each with its
+    /// option, in the options' order.
+    pub fn plugin_extensions(&self, on: bool) -> Vec<(&'static str, &'static str)> {
+        table::PLUGINS
+            .iter()
+            .filter(|option| self.plugins.get(table::plugin_name(option)) == Some(&on))
+            .flat_map(|option| {
+                table::plugin_extensions(table::plugin_name(option))
+                    .into_iter()
+                    .map(move |e| (*option, e))
+            })
+            .collect()
+    }
+
+    /// The libraries the plugins turned on need loaded at start.
+    pub fn preload_libraries(&self) -> Vec<&'static str> {
+        self.plugins
+            .iter()
+            .filter(|(_, on)| **on)
+            .filter_map(|(name, _)| table::plugin_preload(name))
+            .collect()
+    }
+
     /// The PostgreSQL parameters these options set on a machine with `resources`.
     pub fn parameters(&self, resources: &Resources) -> Map<String, Value> {
         let max_connections = self
@@ -269,6 +303,7 @@ impl CharmConfig {
         );
         p.insert("max_wal_senders".into(), json!(25));
         p.insert("max_replication_slots".into(), json!(25));
+        set_preload(&mut p, &self.preload_libraries());
         let memory_mb = memory_bytes(resources, self.profile_limit_memory) / (1024 * 1024);
         match (self.shared_buffers, self.profile) {
             (Some(pages), Profile::Production) => {
@@ -470,6 +505,7 @@ mod tests {
             "shared_buffers",
             "max_connections",
             "max_worker_processes",
+            "shared_preload_libraries",
         ] {
             assert!(needs_restart(name), "{name}");
         }
@@ -481,6 +517,45 @@ mod tests {
         ] {
             assert!(!needs_restart(name), "{name}");
         }
+    }
+
+    #[test]
+    fn plugins_choose_their_extensions_and_libraries() {
+        let c = parse(json!({})).unwrap();
+        assert_eq!(
+            c.plugin_extensions(true),
+            [("plugin_audit_enable", "pgaudit")]
+        );
+        assert_eq!(c.preload_libraries(), ["pgaudit"]);
+        let p = c.parameters(&SMALL);
+        assert_eq!(p["shared_preload_libraries"], "pg_stat_statements,pgaudit");
+        let c = parse(json!({
+            "plugin_audit_enable": false,
+            "plugin_spi_enable": true,
+            "plugin_timescaledb_enable": true,
+        }))
+        .unwrap();
+        assert_eq!(
+            c.plugin_extensions(true),
+            [
+                ("plugin_spi_enable", "refint"),
+                ("plugin_spi_enable", "autoinc"),
+                ("plugin_spi_enable", "insert_username"),
+                ("plugin_spi_enable", "moddatetime"),
+                ("plugin_timescaledb_enable", "timescaledb"),
+            ]
+        );
+        assert!(c
+            .plugin_extensions(false)
+            .contains(&("plugin_audit_enable", "pgaudit")));
+        let p = c.parameters(&SMALL);
+        assert_eq!(
+            p["shared_preload_libraries"],
+            "pg_stat_statements,timescaledb"
+        );
+        let mut p = Map::new();
+        set_preload(&mut p, &["pg_stat_statements"]);
+        assert_eq!(p["shared_preload_libraries"], "pg_stat_statements");
     }
 
     #[test]

@@ -817,6 +817,47 @@ pub fn plugin_default(option: &str) -> bool {
     option == "plugin_audit_enable"
 }
 
+/// The extensions a plugin option's `<name>` creates: its name, but for
+/// `audit` (`pgaudit`), `uuid_ossp` (`uuid-ossp`) and `spi` (four).
+pub fn plugin_extensions(name: &'static str) -> Vec<&'static str> {
+    match name {
+        "audit" => vec!["pgaudit"],
+        "uuid_ossp" => vec!["uuid-ossp"],
+        "spi" => vec!["refint", "autoinc", "insert_username", "moddatetime"],
+        other => vec![other],
+    }
+}
+
+/// The extensions an extension needs (its control file's `requires`), which
+/// `CREATE EXTENSION ... CASCADE` creates with it and which stay while it does.
+pub fn extension_requires(extension: &str) -> &'static [&'static str] {
+    match extension {
+        "earthdistance" => &["cube"],
+        "bool_plperl" | "jsonb_plperl" => &["plperl"],
+        "postgis_raster" | "postgis_topology" => &["postgis"],
+        "postgis_tiger_geocoder" => &["postgis", "fuzzystrmatch"],
+        _ => &[],
+    }
+}
+
+/// The library a plugin's extension can be created with only once
+/// PostgreSQL has loaded it at start (`shared_preload_libraries`).
+pub fn plugin_preload(name: &str) -> Option<&'static str> {
+    match name {
+        "audit" => Some("pgaudit"),
+        "timescaledb" => Some("timescaledb"),
+        _ => None,
+    }
+}
+
+/// The plugin option that creates `extension`, if one does.
+pub fn plugin_option_of(extension: &str) -> Option<&'static str> {
+    PLUGINS
+        .iter()
+        .copied()
+        .find(|option| plugin_extensions(plugin_name(option)).contains(&extension))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -884,5 +925,28 @@ mod tests {
         }
         assert_eq!(PLUGINS.len(), 53);
         assert_eq!(TUNING.len(), 117);
+    }
+
+    #[test]
+    fn each_extension_has_one_plugin() {
+        let all: Vec<&str> = PLUGINS
+            .iter()
+            .flat_map(|o| plugin_extensions(plugin_name(o)))
+            .collect();
+        assert_eq!(all.len(), 56);
+        for e in &all {
+            let option = plugin_option_of(e).unwrap_or_default();
+            assert!(plugin_extensions(plugin_name(option)).contains(e), "{e}");
+            for needed in extension_requires(e) {
+                assert!(all.contains(needed), "{e} needs {needed}");
+            }
+        }
+        assert_eq!(
+            plugin_option_of("uuid-ossp"),
+            Some("plugin_uuid_ossp_enable")
+        );
+        assert_eq!(plugin_option_of("moddatetime"), Some("plugin_spi_enable"));
+        assert_eq!(plugin_option_of("pgaudit"), Some("plugin_audit_enable"));
+        assert_eq!(plugin_option_of("plpgsql"), None);
     }
 }

@@ -1,9 +1,11 @@
 //! The actions, with the reference charm's names: `get-password`,
-//! `set-password`, `get-primary` and `promote-to-primary`.
+//! `set-password`, `get-primary` and `promote-to-primary` (which, when
+//! poolers pause on a switchover, schedules it: `switchover`) here, and the
+//! backup actions in `backups`.
 
 use super::lifecycle::quiet_context;
+use super::switchover;
 use super::{all_members_ready, cluster_status, save_app_secret, update_config, Deps, Findings};
-use crate::patroni::PatroniError;
 use crate::postgres;
 use crate::state;
 use charm::{Handled, Hook, LogLevel};
@@ -49,6 +51,8 @@ pub fn run(hook: &mut Hook<'_>, deps: &Deps, name: &str) -> anyhow::Result<Handl
         "set-password" => set_password(hook, deps),
         "get-primary" => get_primary(hook, deps),
         "promote-to-primary" => promote_to_primary(hook, deps),
+        "create-backup" => super::backups::create_backup(hook, deps),
+        "list-backups" => super::backups::list_backups(hook, deps),
         other => anyhow::bail!("unknown action {other}"),
     }
 }
@@ -187,37 +191,52 @@ fn promote_to_primary(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handle
             "Switchover failed or timed out, check the logs for details",
         );
     };
-    let Some(primary) = cluster.primary().cloned() else {
-        return fail(
-            hook,
-            "Switchover failed or timed out, check the logs for details",
-        );
-    };
-    if primary.name == me {
+    if cluster.primary().is_some_and(|p| p.name == me) {
         return result(
             hook,
             "result",
             format!("{} is already the primary", hook.unit()),
         );
     }
-    match deps
-        .patroni
-        .switchover(ctx.api(), &primary.host, &primary.name, Some(&me))
-    {
-        Ok(()) => {
-            hook.log(
-                LogLevel::Info,
-                &format!("switched over from {} to {me}", primary.name),
-            )?;
-            result(hook, "result", format!("{} is the primary", hook.unit()))
-        }
-        Err(PatroniError::NotSyncStandby) => fail(hook, "Unit is not sync standby"),
-        Err(e) => {
-            hook.log(LogLevel::Error, &format!("switchover to {me} failed: {e}"))?;
-            fail(
-                hook,
-                "Switchover failed or timed out, check the logs for details",
-            )
-        }
+    let poolers = switchover::poolers(hook, None)?;
+    if poolers.is_empty() {
+        return match switchover::switch_over(hook, deps, &ctx, &cluster)? {
+            Ok(what) => result(hook, "result", what),
+            Err(why) => fail(hook, &why),
+        };
     }
+    // The poolers pause first: refuse now what Patroni would refuse then.
+    let Some(own) = cluster.members.iter().find(|m| m.name == me) else {
+        return fail(hook, "This unit is not a member of the cluster");
+    };
+    let synchronous = cluster.members.iter().any(|m| m.role == "sync_standby");
+    if synchronous && own.role != "sync_standby" {
+        return fail(hook, "Unit is not sync standby");
+    }
+    if switchover::pending(hook)?.is_some() {
+        return fail(hook, "A switchover to this unit is already scheduled");
+    }
+    let endpoint = own.endpoint();
+    let request = switchover::schedule(hook, deps, endpoint)?;
+    hook.log(
+        LogLevel::Info,
+        &format!(
+            "switchover {} to {me} scheduled: waiting for {} pooler units to pause",
+            request.id,
+            poolers.len()
+        ),
+    )?;
+    hook.action_set([
+        (
+            "result",
+            format!(
+                "switchover to {} scheduled: pausing {} pooler units first",
+                hook.unit(),
+                poolers.len()
+            ),
+        ),
+        ("poolers", poolers.len().to_string()),
+        ("request", request.id),
+    ])?;
+    Ok(Handled::Done)
 }

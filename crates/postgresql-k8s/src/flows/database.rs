@@ -200,6 +200,12 @@ fn requested(
         Ok(served) => served,
         Err(e) => return cannot_create(hook, relation, request, &e.to_string()),
     };
+    // The enabled plugins' extensions in its database.
+    if let Resource::Database(db) = &request.resource {
+        if let Err(e) = super::extensions::create_in(hook, deps, pg.as_mut(), db.as_str())? {
+            return cannot_create(hook, relation, request, &e.to_string());
+        }
+    }
     let tls = clients_tls(hook, ctx)?;
     let answer = answer(
         relation.id,
@@ -564,6 +570,24 @@ pub fn served_clients(hook: &mut Hook<'_>) -> anyhow::Result<Vec<ServedClient>> 
             password,
             grant: Grant::Request(request),
         });
+    }
+    Ok(out)
+}
+
+/// Leader: the databases the charm created for the clients it answered
+/// (not a prefix's), read from the relations alone.
+pub fn client_databases(hook: &mut Hook<'_>) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for relation in hook.relations(state::DATABASE)? {
+        let remote = hook.remote_app_bag(&relation)?.clone();
+        let Ok(Some(request)) = request::parse(&remote, relation.id) else {
+            continue;
+        };
+        if let Resource::Database(db) = &request.resource {
+            if provider::published(hook, &relation)?.has_credentials() {
+                out.push(db.to_string());
+            }
+        }
     }
     Ok(out)
 }

@@ -6,7 +6,7 @@
 //! flowcharts are in `docs/postgresql-flows.md` (legacy relations).
 
 use super::database::ServedClient;
-use super::{cluster_status, context, Ctx, Deps};
+use super::{applicable_config, cluster_status, context, extensions, Ctx, Deps};
 use crate::patroni::Cluster;
 use crate::postgres;
 use crate::state;
@@ -71,6 +71,20 @@ fn changed(hook: &mut Hook<'_>, deps: &Deps, relation: &Relation) -> anyhow::Res
             return Ok(Handled::Done);
         }
     };
+    // Are the extensions enabled (their plugin options on)?
+    let Some(config) = applicable_config(hook, deps)? else {
+        return Ok(Handled::Deferred);
+    };
+    let disabled = extensions::not_enabled(&config, request.extensions.iter().map(Extension::name));
+    if !disabled.is_empty() {
+        let refusal = Refusal::Extensions {
+            relation: pgsql::relation_name(relation),
+            extensions: disabled.iter().map(|(e, _)| e.to_string()).collect(),
+            why: not_enabled_why(&disabled),
+        };
+        record_refusal(hook, relation, Some(&refusal))?;
+        return Ok(Handled::Done);
+    }
     // Is the cluster initialised, with a primary?
     let Some(ctx) = context(hook)? else {
         return Ok(Handled::Deferred);
@@ -119,6 +133,10 @@ fn changed(hook: &mut Hook<'_>, deps: &Deps, relation: &Relation) -> anyhow::Res
         Ok(version) => version,
         Err(e) => return cannot_serve(hook, relation, &request, &e),
     };
+    // The enabled plugins' extensions in its database
+    if let Err(e) = extensions::create_in(hook, deps, pg.as_mut(), request.database.as_str())? {
+        return cannot_serve(hook, relation, &request, &e);
+    }
     // Publish master, standbys and the rest in the application and unit
     // bags; forget a refusal
     let answer = Answer {
@@ -160,6 +178,28 @@ fn cannot_serve(
         request.database
     )))?;
     Ok(Handled::Deferred)
+}
+
+/// Why a legacy client's extensions are refused: the options to turn on,
+/// and those no option creates.
+fn not_enabled_why(disabled: &[(&str, Option<&'static str>)]) -> String {
+    let options: Vec<String> = disabled
+        .iter()
+        .filter_map(|(_, o)| o.map(|o| format!("{o}=true")))
+        .collect();
+    let unknown: Vec<&str> = disabled
+        .iter()
+        .filter(|(_, o)| o.is_none())
+        .map(|(e, _)| *e)
+        .collect();
+    let mut why = Vec::new();
+    if !options.is_empty() {
+        why.push(format!("set {}", options.join(", ")));
+    }
+    if !unknown.is_empty() {
+        why.push(format!("no plugin option creates {}", unknown.join(", ")));
+    }
+    format!("that are disabled ({})", why.join("; "))
 }
 
 /// The extensions asked for that the server does not offer, by name.
@@ -413,6 +453,22 @@ pub fn refusals(hook: &mut Hook<'_>) -> anyhow::Result<Option<String>> {
         .map(|(_, why)| why)
         .collect();
     Ok((!refused.is_empty()).then(|| refused.join("; ")))
+}
+
+/// Leader: the databases of the legacy clients answered, read from what
+/// their relations were told.
+pub fn client_databases(hook: &mut Hook<'_>) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for endpoint in pgsql::ENDPOINTS {
+        for relation in hook.relations(endpoint)? {
+            let published = hook.local_app_bag(&relation)?;
+            if let (Some(db), true) = (published.get("database"), published.contains_key("master"))
+            {
+                out.push(db.clone());
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Leader: every legacy client already answered, with the password kept for

@@ -4,7 +4,7 @@
 
 use super::peers::MEMBER_STARTING;
 use super::{
-    add_members, cluster_status, config, context, database, ensure_passwords, legacy,
+    add_members, cluster_status, config, context, database, ensure_passwords, extensions, legacy,
     member_started, record_membership, recovery, restart_on_tls_change, update_config, Ctx, Deps,
     Findings,
 };
@@ -62,7 +62,8 @@ pub fn initialise(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result
         &ctx.peers,
         BagChanges::new()
             .set(state::CLUSTER_INITIALISED, "True")
-            .unset(state::NEW_CLUSTER),
+            .unset(state::NEW_CLUSTER)
+            .unset(state::EXTENSIONS_APPLIED),
     )?;
     hook.log(
         LogLevel::Info,
@@ -155,6 +156,7 @@ fn converge(hook: &mut Hook<'_>, deps: &Deps, findings: &mut Findings) -> anyhow
     }
     let all_in = add_members(hook, deps, &ctx)?;
     database::refresh_all(hook, deps, &ctx, None)?;
+    extensions::apply(hook, deps, &ctx)?;
     Ok(if all_in {
         Handled::Done
     } else {

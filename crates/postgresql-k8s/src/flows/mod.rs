@@ -1,20 +1,26 @@
 //! The charm's flows (`docs/postgresql-flows.md`): `peers`, `database` (the
-//! client relation), `legacy` (`db` and `db-admin`), `lifecycle` and `actions`. This module holds the steps
+//! client relation), `legacy` (`db` and `db-admin`), `lifecycle`, `actions` and
+//! `switchover` (a planned switchover the poolers pause for). This module holds the steps
 //! they share: the unit's address, the cluster as Patroni sees it, rendering
 //! and serving Patroni's configuration, and adding members.
 
 pub mod actions;
+pub mod backups;
 pub mod certificates;
 pub mod database;
+pub mod extensions;
 pub mod legacy;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod peers;
 pub mod recovery;
+pub mod switchover;
 pub mod takeover;
 
-use crate::config::{needs_restart, CharmConfig, ConfigError, Resources, DEFAULT_TIME_ZONE};
+use crate::config::{
+    needs_restart, set_preload, CharmConfig, ConfigError, Resources, DEFAULT_TIME_ZONE,
+};
 use crate::dcs::{self, Dcs, DcsState, Kubernetes};
 use crate::dcs_keys::DcsKeys;
 use crate::patroni::render::{self, PatroniInput};
@@ -327,7 +333,29 @@ pub fn update_config(
     }
     let members = state::members(hook, &ctx.peers)?;
     let (count, strict) = synchronous(hook, &config, members.len())?;
-    let parameters = config.parameters(&deps.resources);
+    let mut parameters = config.parameters(&deps.resources);
+    // Explicit both ways: a patch of the cluster's settings leaves out what
+    // it does not name.
+    let archive = match backups::archiving_to(hook, &ctx.peers)? {
+        Some(stanza) => {
+            let config = deps.workload.layout.pgbackrest_config();
+            crate::pgbackrest::archive_command(&config, &stanza)
+        }
+        None => crate::pgbackrest::NO_ARCHIVE.to_string(),
+    };
+    parameters.insert("archive_command".into(), archive.into());
+    // A library the container lacks is not preloaded: PostgreSQL would not
+    // start (the extensions step blocks, naming the plugin).
+    let mut present = Vec::new();
+    for library in config.preload_libraries() {
+        if deps
+            .workload
+            .has_library(hook.container(CONTAINER), library)?
+        {
+            present.push(library);
+        }
+    }
+    set_preload(&mut parameters, &present);
     let tls = state::tls_material(hook)?;
     let generation = state::generation(hook, &ctx.peers)?;
     let scope = state::cluster_name(hook.app(), generation);

@@ -94,12 +94,10 @@ pub fn render(input: &PatroniInput<'_>) -> String {
     let (address, pw) = (input.address, input.passwords);
     let mut parameters = json!({
         "archive_mode": "on",
-        "archive_command": "/bin/true",
+        "archive_command": crate::pgbackrest::NO_ARCHIVE,
         "wal_level": "logical",
         "password_encryption": "scram-sha-256",
         "log_destination": "stderr",
-        // The `optimizer_pg_stat_statements_*` options tune this module.
-        "shared_preload_libraries": "pg_stat_statements",
         "unix_socket_directories": layout.socket_dir,
     });
     let object = parameters.as_object_mut().expect("an object");

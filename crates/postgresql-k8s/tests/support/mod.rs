@@ -245,3 +245,13 @@ pub fn patroni_doc(state: &State) -> serde_json::Value {
 pub fn logged(state: &State, text: &str) -> bool {
     state.logs.iter().any(|(_, m)| m.contains(text))
 }
+
+/// The state with the plugin options `plugin_<name>_enable` of `names` on.
+pub fn with_plugins(mut state: State, names: &[&str]) -> State {
+    for name in names {
+        state
+            .config
+            .insert(format!("plugin_{name}_enable"), serde_json::json!(true));
+    }
+    state
+}

@@ -1,6 +1,7 @@
 //! RFC 3339 timestamps and Go durations, as Pebble (and Juju, both written in
 //! Go) write and read them. The local model reads its `--expire` times and
-//! duration flags with these too.
+//! duration flags with these too, and the PostgreSQL charm names backups by
+//! their start time ([`rfc3339_seconds`]).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,6 +29,12 @@ pub fn rfc3339(time: SystemTime) -> String {
         rem % 60,
         since.subsec_nanos()
     )
+}
+
+/// `time` in UTC to the second, as `2006-01-02T15:04:05Z`.
+pub fn rfc3339_seconds(time: SystemTime) -> String {
+    let full = rfc3339(time);
+    format!("{}Z", &full[..19])
 }
 
 /// Parses an RFC 3339 timestamp (`2006-01-02T15:04:05[.frac](Z|±hh:mm)`).
@@ -199,6 +206,8 @@ mod tests {
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000000000Z");
         let t = UNIX_EPOCH + Duration::from_secs(1_738_321_200);
         assert_eq!(rfc3339(t), "2025-01-31T11:00:00.000000000Z");
+        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 999_999_999);
+        assert_eq!(rfc3339_seconds(t), "2023-11-14T22:13:20Z");
     }
 
     #[test]

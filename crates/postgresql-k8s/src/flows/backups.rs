@@ -1,0 +1,533 @@
+//! The backup repository (`docs/backups.md`): the `s3-parameters` relation.
+//!
+//! Every unit writes pgBackRest's configuration from the provider's
+//! parameters (or removes it); the unit whose member is the primary checks
+//! the repository and creates this cluster's stanza, and reports the outcome
+//! in its peer bag; the leader records the primary's report for the
+//! application, and once a stanza is recorded every member's PostgreSQL
+//! archives its WAL there (`archive_command`, a reload). A repository that
+//! holds another cluster's backups is never written to.
+
+use super::{cluster_status, context, update_config, Ctx, Deps, Findings};
+use crate::patroni::DB_PORT;
+use crate::pgbackrest::{self, BackupType, Info, Local};
+use crate::postgres::operator_login;
+use crate::state::{self, S3_PROBLEM, STANZA};
+use crate::workload::CONTAINER;
+use charm::{BagChanges, Handled, Hook, LogLevel, Relation};
+use s3_interface::{Parameters, S3_PARAMETERS};
+use std::time::Duration;
+
+/// How long a backup may take before pgBackRest is stopped.
+const BACKUP_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+
+/// The status of a repository that holds another cluster's backups.
+pub const ANOTHER_CLUSTER: &str = "the S3 repository has backups from another cluster";
+/// How long a repository check or stanza creation may take.
+const PGBACKREST_TIMEOUT: Duration = Duration::from_secs(120);
+/// The most of pgBackRest's own words a status carries.
+const MAX_REASON: usize = 120;
+
+/// What the repository holds, against this cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Repository {
+    /// Nothing of this cluster's yet: the stanza is to be created.
+    Empty,
+    /// This cluster's stanza.
+    Ours,
+    /// Another cluster's stanza, or this stanza name for another system.
+    Another,
+}
+
+/// Decides from `info` (this cluster's stanza, if the repository has it)
+/// and the repository's other stanzas whether it is this cluster's
+/// (`system_id`: its `pg_control_system()` identifier).
+pub fn judge(info: Option<&Info>, other_stanzas: &[String], system_id: &str) -> Repository {
+    match info {
+        _ if !other_stanzas.is_empty() => Repository::Another,
+        None => Repository::Empty,
+        Some(info) if info.system_id.map(|id| id.to_string()).as_deref() == Some(system_id) => {
+            Repository::Ours
+        }
+        Some(_) => Repository::Another,
+    }
+}
+
+/// Brings the unit in line with the `s3-parameters` relation; `gone` on its
+/// relation-broken. Runs on the relation's events and, to finish what could
+/// not be done then (the cluster not ready), on the peer relation's, on role
+/// changes and on update-status.
+pub fn converge(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    findings: &mut Findings,
+    gone: bool,
+) -> anyhow::Result<Handled> {
+    let Some(peers) = state::peers(hook)? else {
+        return Ok(Handled::Done);
+    };
+    if gone {
+        return forget(hook, deps, findings, &peers);
+    }
+    // Not related: whatever a relation left was removed when it went.
+    let Some(relation) = hook.relation(S3_PARAMETERS)? else {
+        return Ok(Handled::Done);
+    };
+    if hook.is_leader()? {
+        s3_interface::ask(hook, &relation)?;
+    }
+    let bag = hook.remote_app_bag(&relation)?.clone();
+    let s3 = match s3_interface::parse(&bag) {
+        Ok(Parameters::Ready(s3)) => s3,
+        Ok(Parameters::Missing(_)) => return forget(hook, deps, findings, &peers),
+        Err(invalid) => return refuse(hook, deps, findings, &peers, &invalid.to_string()),
+    };
+    let layout = &deps.workload.layout;
+    let stanza = pgbackrest::stanza(&hook.context().model_name, hook.app());
+    let ca = (!s3.tls_ca_chain.is_empty()).then(|| s3.tls_ca_chain.join("\n") + "\n");
+    let work_dir = layout.pgbackrest_dir();
+    let local = Local {
+        data_dir: &layout.data_dir,
+        socket_dir: &layout.socket_dir,
+        port: DB_PORT,
+        user: state::OPERATOR,
+        work_dir: &work_dir,
+    };
+    let ca_path = layout.pgbackrest_ca();
+    let config =
+        match pgbackrest::render(&s3, &stanza, &local, ca.as_ref().map(|_| ca_path.as_str())) {
+            Ok(config) => config,
+            Err(e) => return refuse(hook, deps, findings, &peers, &e.to_string()),
+        };
+    if !hook.container(CONTAINER).can_connect() {
+        return Ok(Handled::Done);
+    }
+    let changed = deps
+        .workload
+        .write_pgbackrest(hook.container(CONTAINER), Some((&config, ca.as_deref())))?;
+    let reported = hook.local_unit_bag(&peers)?.get(STANZA).cloned();
+    let named_primary = hook.local_app_bag(&peers)?.get(state::PRIMARY).cloned()
+        == Some(state::member_name(hook.unit()));
+    if named_primary && (changed || reported.as_deref() != Some(stanza.as_str())) {
+        // The peer bag names this unit's member; Patroni confirms it.
+        let Some(ctx) = context(hook)? else {
+            return Ok(Handled::Done);
+        };
+        if is_primary(hook, deps, &ctx)? {
+            initialise(hook, deps, &ctx, &stanza)?;
+        }
+    } else if !named_primary && (changed || reported.is_some()) {
+        // Only the primary reports on the repository.
+        hook.update_unit_bag(&peers, BagChanges::new().unset(STANZA).unset(S3_PROBLEM))?;
+    }
+    record(hook, deps, findings)?;
+    Ok(Handled::Done)
+}
+
+/// Leader: records the primary unit's report on the repository for the
+/// application; when the stanza changes, every member's `archive_command`
+/// follows (this unit's now, the others' on the peer change).
+pub fn record(hook: &mut Hook<'_>, deps: &Deps, findings: &mut Findings) -> anyhow::Result<()> {
+    if !hook.is_leader()? {
+        return Ok(());
+    }
+    let Some(peers) = state::peers(hook)? else {
+        return Ok(());
+    };
+    let primary = hook.local_app_bag(&peers)?.get(state::PRIMARY).cloned();
+    let Some(primary_unit) = primary.as_deref().map(state::unit_of_member) else {
+        return Ok(());
+    };
+    let report = if primary_unit == hook.unit() {
+        hook.local_unit_bag(&peers)?.clone()
+    } else {
+        let bag = charm::Bag::Unit(primary_unit.clone());
+        hook.bag(&peers, &bag)?.clone()
+    };
+    let app = hook.local_app_bag(&peers)?.clone();
+    let (stanza, problem) = (report.get(STANZA), report.get(S3_PROBLEM));
+    if app.get(STANZA) == stanza && app.get(S3_PROBLEM) == problem {
+        return Ok(());
+    }
+    let Some(ctx) = context(hook)? else {
+        return Ok(());
+    };
+    hook.update_app_bag(
+        &ctx.peers,
+        BagChanges::new()
+            .set_or_unset(STANZA, stanza.cloned())
+            .set_or_unset(S3_PROBLEM, problem.cloned()),
+    )?;
+    if app.get(STANZA) != stanza {
+        let what = match stanza {
+            Some(s) => format!("backup repository ready (stanza {s}): WAL is archived there"),
+            None => "no backup repository: WAL is no longer archived".into(),
+        };
+        hook.log(LogLevel::Info, &what)?;
+        update_config(hook, deps, findings, &ctx)?;
+    }
+    Ok(())
+}
+
+/// Why this application's backups cannot go to the repository, for the
+/// status: this unit's own finding, else the one the leader recorded.
+pub fn problem(hook: &mut Hook<'_>) -> anyhow::Result<Option<String>> {
+    let Some(peers) = state::peers(hook)? else {
+        return Ok(None);
+    };
+    if hook.relation(S3_PARAMETERS)?.is_none() {
+        return Ok(None);
+    }
+    if let Some(own) = hook.local_unit_bag(&peers)?.get(S3_PROBLEM) {
+        return Ok(Some(own.clone()));
+    }
+    Ok(hook.local_app_bag(&peers)?.get(S3_PROBLEM).cloned())
+}
+
+/// The stanza WAL is archived to, once the leader recorded one.
+pub fn archiving_to(hook: &mut Hook<'_>, peers: &Relation) -> charm::Result<Option<String>> {
+    Ok(hook.local_app_bag(peers)?.get(STANZA).cloned())
+}
+
+/// No usable repository: the files go, and so do this unit's reports (and,
+/// on the leader, the application's record, which stops archiving).
+fn forget(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    findings: &mut Findings,
+    peers: &Relation,
+) -> anyhow::Result<Handled> {
+    if hook.container(CONTAINER).can_connect() {
+        deps.workload
+            .write_pgbackrest(hook.container(CONTAINER), None)?;
+    }
+    hook.update_unit_bag(peers, BagChanges::new().unset(STANZA).unset(S3_PROBLEM))?;
+    if hook.is_leader()? {
+        let app = hook.local_app_bag(peers)?.clone();
+        if app.contains_key(STANZA) || app.contains_key(S3_PROBLEM) {
+            hook.update_app_bag(peers, BagChanges::new().unset(STANZA).unset(S3_PROBLEM))?;
+        }
+        if app.contains_key(STANZA) {
+            hook.log(
+                LogLevel::Info,
+                "no backup repository: WAL is no longer archived",
+            )?;
+            if let Some(ctx) = context(hook)? {
+                update_config(hook, deps, findings, &ctx)?;
+            }
+        }
+    }
+    Ok(Handled::Done)
+}
+
+/// Parameters that cannot be used: nothing is configured, and the unit
+/// says why.
+fn refuse(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    findings: &mut Findings,
+    peers: &Relation,
+    why: &str,
+) -> anyhow::Result<Handled> {
+    forget(hook, deps, findings, peers)?;
+    hook.update_unit_bag(peers, BagChanges::new().set(S3_PROBLEM, why))?;
+    Ok(Handled::Done)
+}
+
+/// Whether this unit's member is the cluster's running primary.
+fn is_primary(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<bool> {
+    if !state::initialised(hook, &ctx.peers)? {
+        return Ok(false);
+    }
+    let me = state::member_name(hook.unit());
+    Ok(cluster_status(hook, deps, ctx)?
+        .and_then(|c| c.primary().cloned())
+        .is_some_and(|p| p.name == me && p.is_ready()))
+}
+
+/// The primary's check of the repository: this cluster's stanza is made
+/// when the repository holds nothing of anyone's, taken as it is when it is
+/// this cluster's, and the repository refused when it is another's. The
+/// outcome goes to the unit's peer bag.
+fn initialise(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx, stanza: &str) -> anyhow::Result<()> {
+    let report = |outcome: Result<&str, String>| match outcome {
+        Ok(stanza) => BagChanges::new().set(STANZA, stanza).unset(S3_PROBLEM),
+        Err(problem) => BagChanges::new().unset(STANZA).set(S3_PROBLEM, problem),
+    };
+    let outcome = check_repository(hook, deps, ctx, stanza)?;
+    match &outcome {
+        Ok(_) => hook.log(
+            LogLevel::Info,
+            &format!("backup repository checked: stanza {stanza} ready"),
+        )?,
+        Err(why) => hook.log(
+            LogLevel::Warning,
+            &format!("backup repository refused: {why}"),
+        )?,
+    }
+    hook.update_unit_bag(&ctx.peers, report(outcome.as_deref().map_err(Clone::clone)))?;
+    Ok(())
+}
+
+/// Runs pgBackRest's `info`, then `stanza-create` when the repository is
+/// empty; `Err` is a status for the user. Creating the stanza proves that
+/// the repository and the database can be reached; `check` would also
+/// prove WAL archiving, which is not on until the stanza is recorded (every
+/// backup proves it: pgBackRest waits for the backup's WAL in the
+/// repository).
+fn check_repository(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    ctx: &Ctx,
+    stanza: &str,
+) -> anyhow::Result<Result<String, String>> {
+    let run = |hook: &mut Hook<'_>, command: &str, extra: &[&str]| {
+        pgbackrest_run(hook, deps, ctx, stanza, command, extra, PGBACKREST_TIMEOUT)
+    };
+    let info = run(hook, "info", &["--output=json"])?;
+    if !info.success() {
+        return Ok(Err(failed(
+            "failed to access the S3 repository, check your S3 settings",
+            &info,
+        )));
+    }
+    let (ours, others) = match pgbackrest::parse_info(&info.stdout_text(), stanza) {
+        Ok(Some(i)) => {
+            let others = i.other_stanzas.clone();
+            (Some(i), others)
+        }
+        Ok(None) => (None, all_stanzas(&info.stdout_text())),
+        Err(e) => return Ok(Err(format!("cannot read the S3 repository: {e}"))),
+    };
+    let target = operator_login(&ctx.address, DB_PORT, ctx.passwords.get(state::OPERATOR));
+    let system_id = match deps
+        .connector
+        .connect(&target)
+        .and_then(|mut pg| pg.system_identifier())
+    {
+        Ok(id) => id,
+        Err(e) => return Ok(Err(format!("cannot read this cluster's identity: {e}"))),
+    };
+    match judge(ours.as_ref(), &others, &system_id) {
+        Repository::Another => return Ok(Err(ANOTHER_CLUSTER.into())),
+        Repository::Ours => {}
+        Repository::Empty => {
+            let created = run(hook, "stanza-create", &[])?;
+            if !created.success() {
+                return Ok(Err(failed(
+                    "failed to initialize stanza, check your S3 settings",
+                    &created,
+                )));
+            }
+        }
+    }
+    Ok(Ok(stanza.to_string()))
+}
+
+/// The repository this unit can run pgBackRest against, or why not (the
+/// action's failure message).
+fn usable_repository(hook: &mut Hook<'_>) -> anyhow::Result<Result<(Ctx, String), String>> {
+    let Some(relation) = hook.relation(S3_PARAMETERS)? else {
+        return Ok(Err(
+            "Relation with s3-integrator charm missing, cannot create/restore backup.".into(),
+        ));
+    };
+    let bag = hook.remote_app_bag(&relation)?.clone();
+    match s3_interface::parse(&bag) {
+        Ok(Parameters::Ready(_)) => {}
+        Ok(Parameters::Missing(keys)) => return Ok(Err(s3_interface::missing_message(&keys))),
+        Err(invalid) => return Ok(Err(invalid.to_string())),
+    }
+    let Some(ctx) = context(hook)? else {
+        return Ok(Err("the cluster is not set up yet".into()));
+    };
+    if let Some(problem) = problem(hook)? {
+        return Ok(Err(format!(
+            "the backup repository cannot be used: {problem}"
+        )));
+    }
+    match archiving_to(hook, &ctx.peers)? {
+        Some(stanza) => Ok(Ok((ctx, stanza))),
+        None => Ok(Err("Stanza was not initialised".into())),
+    }
+}
+
+/// The parameters of `create-backup`.
+#[derive(serde::Deserialize)]
+struct CreateBackup {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+}
+
+/// `create-backup`: a full, differential or incremental backup of the
+/// cluster, taken on this unit, which must run the primary (taking it from
+/// a replica needs pgBackRest to reach the primary from there, which the
+/// charm does not set up yet).
+pub fn create_backup(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
+    let params: CreateBackup = hook.action_params()?;
+    let kind = match BackupType::parse(params.kind.as_deref().unwrap_or("full")) {
+        Ok(kind) => kind,
+        Err(message) => return fail(hook, &message),
+    };
+    let (ctx, stanza) = match usable_repository(hook)? {
+        Ok(found) => found,
+        Err(message) => return fail(hook, &message),
+    };
+    if !is_primary(hook, deps, &ctx)? {
+        return fail(
+            hook,
+            "Unit cannot perform backups as it is not the cluster's primary: run the action on \
+             the primary's unit (the get-primary action names it)",
+        );
+    }
+    let before = match info(hook, deps, &ctx, &stanza)? {
+        Ok(info) => info,
+        Err(message) => return fail(hook, &message),
+    };
+    if kind != BackupType::Full && !before.backups.iter().any(|b| b.kind == BackupType::Full) {
+        return fail(
+            hook,
+            &format!(
+                "Invalid backup type: {}. No previous full backup to reference.",
+                kind.describe()
+            ),
+        );
+    }
+    let started = std::time::Instant::now();
+    let type_arg = format!("--type={}", kind.pgbackrest());
+    let output = pgbackrest_run(
+        hook,
+        deps,
+        &ctx,
+        &stanza,
+        "backup",
+        &[&type_arg],
+        BACKUP_TIMEOUT,
+    )?;
+    if !output.success() {
+        let why = failed("Failed to backup PostgreSQL", &output);
+        hook.log(LogLevel::Warning, &why)?;
+        return fail(hook, &why);
+    }
+    let after = match info(hook, deps, &ctx, &stanza)? {
+        Ok(info) => info,
+        Err(message) => return fail(hook, &message),
+    };
+    let Some(made) = after
+        .backups
+        .iter()
+        .rev()
+        .find(|b| !before.backups.iter().any(|old| old.label == b.label))
+    else {
+        return fail(hook, "pgBackRest finished but lists no new backup");
+    };
+    hook.log(
+        LogLevel::Info,
+        &format!(
+            "{} backup {} taken in {:.0} s",
+            kind.describe(),
+            made.id,
+            started.elapsed().as_secs_f64()
+        ),
+    )?;
+    hook.action_set([
+        ("backup-status", "backup created".to_string()),
+        ("backup-id", made.id.clone()),
+    ])?;
+    Ok(Handled::Done)
+}
+
+/// `list-backups`: the repository's backups of this cluster, as a table.
+pub fn list_backups(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
+    let (ctx, stanza) = match usable_repository(hook)? {
+        Ok(found) => found,
+        Err(message) => return fail(hook, &message),
+    };
+    match info(hook, deps, &ctx, &stanza)? {
+        Ok(info) => {
+            hook.action_set([("backups", pgbackrest::table(&info.backups))])?;
+            Ok(Handled::Done)
+        }
+        Err(message) => fail(hook, &message),
+    }
+}
+
+fn fail(hook: &mut Hook<'_>, message: &str) -> anyhow::Result<Handled> {
+    hook.action_fail(message)?;
+    Ok(Handled::Done)
+}
+
+/// Runs pgBackRest's `command` for `stanza` in this unit's container.
+fn pgbackrest_run(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    ctx: &Ctx,
+    stanza: &str,
+    command: &str,
+    extra: &[&str],
+    timeout: Duration,
+) -> anyhow::Result<pebble_api::ExecOutput> {
+    let config = deps.workload.layout.pgbackrest_config();
+    Ok(deps.workload.pgbackrest(
+        hook.container(CONTAINER),
+        pgbackrest::command(&config, stanza, command, extra),
+        ctx.passwords.get(state::OPERATOR),
+        timeout,
+    )?)
+}
+
+/// What the repository holds of `stanza`; `Err` says why it cannot be read.
+fn info(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    ctx: &Ctx,
+    stanza: &str,
+) -> anyhow::Result<Result<Info, String>> {
+    let output = pgbackrest_run(
+        hook,
+        deps,
+        ctx,
+        stanza,
+        "info",
+        &["--output=json"],
+        PGBACKREST_TIMEOUT,
+    )?;
+    if !output.success() {
+        return Ok(Err(failed("failed to read the S3 repository", &output)));
+    }
+    Ok(
+        match pgbackrest::parse_info(&output.stdout_text(), stanza) {
+            Ok(Some(info)) => Ok(info),
+            Ok(None) => Err(format!("the S3 repository has no stanza {stanza}")),
+            Err(e) => Err(e.to_string()),
+        },
+    )
+}
+
+/// Every stanza `info` lists (it names them all, whichever was asked for).
+fn all_stanzas(info: &str) -> Vec<String> {
+    serde_json::from_str::<Vec<serde_json::Value>>(info)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| s["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// `what`, with pgBackRest's own errors and warnings (it never prints the
+/// keys), cut to a status's length.
+fn failed(what: &str, output: &pebble_api::ExecOutput) -> String {
+    let text = format!("{}\n{}", output.stdout_text(), output.stderr_text());
+    let mut reason: String = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("ERROR:") || l.starts_with("WARN:"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if reason.chars().count() > MAX_REASON {
+        reason = reason.chars().take(MAX_REASON).collect();
+    }
+    match reason.is_empty() {
+        true => what.to_string(),
+        false => format!("{what}: {reason}"),
+    }
+}

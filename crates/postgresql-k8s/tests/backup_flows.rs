@@ -1,0 +1,523 @@
+//! The backup repository's flow on the in-memory model (`docs/backups.md`):
+//! the `s3-parameters` relation, pgBackRest's files, the primary's check of
+//! the repository (pgBackRest's answers programmed in the container), the
+//! leader's record and WAL archiving.
+//!
+//! | flow, branch | test |
+//! |---|---|
+//! | leader: asks for a bucket, once | `the_leader_asks_for_a_bucket_once` |
+//! | parameters missing: nothing configured | `missing_parameters_configure_nothing` |
+//! | a parameter invalid: blocked, the key named, nothing written | `an_invalid_parameter_blocks_naming_it_and_writes_nothing` |
+//! | an endpoint pgBackRest cannot use: blocked with the fix | `a_plain_http_endpoint_blocks_with_the_fix` |
+//! | a replica: the files written, no check | `a_replica_writes_the_configuration_and_checks_nothing` |
+//! | the primary, an empty repository: stanza created, reported | `the_primary_creates_the_stanza_and_reports_it` |
+//! | the primary, this cluster's repository: taken, not created | `a_repository_with_this_clusters_stanza_is_taken_not_created` |
+//! | the primary, another cluster's repository: blocked, nothing written | `another_clusters_repository_blocks_and_is_not_written` |
+//! | the primary, this stanza for another system: blocked | `this_stanza_name_for_another_system_blocks` |
+//! | the primary, pgBackRest fails: blocked with its words | `a_failing_stanza_creation_blocks_with_pgbackrests_words` |
+//! | leader: records the primary's report, WAL archived there | `the_leader_records_the_stanza_and_wal_is_archived` |
+//! | the relation gone: files removed, archiving stops | `the_relation_gone_stops_archiving_and_removes_the_files` |
+//! | create-backup: no relation, parameters missing, no stanza | `create_backup_says_what_is_missing` |
+//! | create-backup: an unknown type | `create_backup_refuses_an_unknown_type` |
+//! | create-backup: not on the primary | `create_backup_runs_on_the_primary_only` |
+//! | create-backup: a differential without a full | `a_differential_needs_a_full_backup` |
+//! | create-backup: taken, its id answered | `create_backup_takes_a_backup_and_answers_its_id` |
+//! | create-backup: pgBackRest fails | `a_failed_backup_fails_the_action_with_pgbackrests_words` |
+//! | list-backups: the table | `list_backups_answers_the_table` |
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use charm::Status;
+use charm_testing::{event, RelationState, State};
+use pebble_api::ExecOutput;
+use postgres_admin::testing::FIRST_CLUSTER;
+use postgresql_k8s::flows::backups::ANOTHER_CLUSTER;
+use postgresql_k8s::pgbackrest;
+use postgresql_k8s::state::{PRIMARY, S3_PROBLEM, STANZA};
+use postgresql_k8s::workload::{Layout, CONTAINER};
+use s3_interface::S3_PARAMETERS;
+use support::*;
+
+/// The application bag once the leader recorded the stanza.
+fn recorded(mut state: State) -> State {
+    state
+        .relations
+        .iter_mut()
+        .find(|r| r.id == PEER_ID)
+        .unwrap()
+        .local_app_data
+        .insert(STANZA.into(), stanza());
+    state
+}
+
+/// `info` of this cluster's stanza with backups `(label, type, start)`.
+fn info_with(backups: &[(&str, &str, u64)]) -> String {
+    let list: Vec<serde_json::Value> = backups
+        .iter()
+        .map(|(label, kind, start)| {
+            serde_json::json!({
+                "label": label, "type": kind, "prior": null, "error": false,
+                "timestamp": {"start": start, "stop": start + 5},
+                "archive": {"start": "000000010000000000000003"},
+                "info": {"size": 1024, "repository": {"size": 512}},
+            })
+        })
+        .collect();
+    serde_json::to_string(&serde_json::json!([{
+        "name": stanza(), "backup": list,
+        "db": [{"system-id": FIRST_CLUSTER.parse::<u64>().unwrap()}],
+        "status": {"code": 0, "message": "ok"},
+    }]))
+    .unwrap()
+}
+
+fn failure(out: &charm_testing::Output) -> String {
+    out.action.failure.clone().unwrap_or_default()
+}
+
+const S3_ID: u64 = 21;
+
+fn stanza() -> String {
+    pgbackrest::stanza("test", "postgresql-k8s")
+}
+
+fn s3_relation(extra: &[(&str, &str)]) -> RelationState {
+    let mut data = vec![
+        ("bucket", "backups"),
+        ("access-key", "AKIAEXAMPLE"),
+        ("secret-key", "wJalrEXAMPLE"),
+        ("endpoint", "https://s3.example.com"),
+    ];
+    data.extend_from_slice(extra);
+    RelationState::new(S3_PARAMETERS, S3_ID, "s3-integrator")
+        .remote_app_data(&data)
+        .remote_unit("s3-integrator/0", &[])
+}
+
+/// Unit `n` of an initialised cluster whose primary is unit 0, related to
+/// the provider with `relation`.
+fn related(n: u32, relation: RelationState) -> State {
+    let mut state = initialised(with_peers(unit(n, n == 0), &[0, 1]), &[0, 1]);
+    state
+        .relations
+        .iter_mut()
+        .find(|r| r.id == PEER_ID)
+        .unwrap()
+        .local_app_data
+        .insert(PRIMARY.into(), member(0));
+    state.with_relation(relation)
+}
+
+fn world() -> World {
+    World::new(&[(0, "leader", "running"), (1, "sync_standby", "streaming")])
+}
+
+/// pgBackRest's `command` for this cluster, as the charm runs it.
+fn command(what: &str) -> Vec<String> {
+    pgbackrest::command(&Layout::default().pgbackrest_config(), &stanza(), what, &[])
+}
+
+fn ok(stdout: &str) -> ExecOutput {
+    ExecOutput {
+        exit_code: 0,
+        stdout: stdout.as_bytes().to_vec(),
+        stderr: Vec::new(),
+    }
+}
+
+/// Programs pgBackRest's answer to `what`.
+fn answer(mut state: State, what: &str, output: ExecOutput) -> State {
+    let prefix = command(what);
+    let container = state.containers.get_mut(CONTAINER).unwrap();
+    container.execs.push((prefix, output));
+    state
+}
+
+/// `info` listing `stanzas`, each with `system_id`.
+fn info(stanzas: &[&str], system_id: &str) -> String {
+    let all: Vec<serde_json::Value> = stanzas
+        .iter()
+        .map(|name| {
+            serde_json::json!({
+                "name": name, "backup": [], "archive": [],
+                "db": [{"id": 1, "system-id": system_id.parse::<u64>().unwrap(), "version": "15"}],
+                "status": {"code": 0, "message": "ok"},
+            })
+        })
+        .collect();
+    serde_json::to_string(&all).unwrap()
+}
+
+/// The pgBackRest commands the unit ran, by their command word.
+fn ran(state: &State) -> Vec<String> {
+    state
+        .container(CONTAINER)
+        .unwrap()
+        .executed
+        .iter()
+        .map(|e| e.command[3].clone())
+        .collect()
+}
+
+fn config_file(state: &State) -> Option<String> {
+    state
+        .container(CONTAINER)
+        .unwrap()
+        .file_text(&Layout::default().pgbackrest_config())
+}
+
+fn changed(w: &World, state: &State) -> State {
+    let ev = event::relation_changed(state.relation(S3_ID).unwrap(), Some("s3-integrator/0"));
+    w.go(state, ev).state
+}
+
+#[test]
+fn the_leader_asks_for_a_bucket_once() {
+    let w = world();
+    let state = related(0, RelationState::new(S3_PARAMETERS, S3_ID, "s3-integrator"));
+    let out = w.go(
+        &state,
+        event::relation_created(state.relation(S3_ID).unwrap()),
+    );
+    let bag = &out.state.relation(S3_ID).unwrap().local_app_data;
+    assert_eq!(bag.get("bucket").map(String::as_str), Some("relation-21"));
+    let follower = related(1, RelationState::new(S3_PARAMETERS, S3_ID, "s3-integrator"));
+    let out = w.go(
+        &follower,
+        event::relation_created(follower.relation(S3_ID).unwrap()),
+    );
+    assert!(out.state.relation(S3_ID).unwrap().local_app_data.is_empty());
+}
+
+#[test]
+fn missing_parameters_configure_nothing() {
+    let w = world();
+    let relation = RelationState::new(S3_PARAMETERS, S3_ID, "s3-integrator")
+        .remote_app_data(&[("bucket", "backups")]);
+    let state = changed(&w, &related(0, relation));
+    assert_eq!(config_file(&state), None);
+    assert!(ran(&state).is_empty());
+    assert!(!peer_unit(&state).contains_key(S3_PROBLEM));
+}
+
+#[test]
+fn an_invalid_parameter_blocks_naming_it_and_writes_nothing() {
+    let w = world();
+    let state = changed(
+        &w,
+        &related(0, s3_relation(&[("delete-older-than-days", "0")])),
+    );
+    assert_eq!(config_file(&state), None);
+    assert!(ran(&state).is_empty());
+    match &state.unit_status {
+        Status::Blocked(m) => assert!(m.contains("delete-older-than-days"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_plain_http_endpoint_blocks_with_the_fix() {
+    let w = world();
+    let state = changed(
+        &w,
+        &related(0, s3_relation(&[("endpoint", "http://minio:9000")])),
+    );
+    assert_eq!(config_file(&state), None);
+    assert_eq!(
+        state.unit_status,
+        Status::Blocked(
+            "pgBackRest reaches S3 over https only; give the s3-integrator an https endpoint"
+                .into()
+        )
+    );
+}
+
+#[test]
+fn a_replica_writes_the_configuration_and_checks_nothing() {
+    let w = world();
+    let state = changed(&w, &related(1, s3_relation(&[])));
+    let config = config_file(&state).expect("pgbackrest.conf written");
+    assert!(config.contains("repo1-s3-bucket=backups\n"), "{config}");
+    assert!(config.contains(&format!("[{}]", stanza())));
+    assert!(ran(&state).is_empty(), "only the primary checks");
+    assert!(!peer_unit(&state).contains_key(STANZA));
+}
+
+#[test]
+fn the_primary_creates_the_stanza_and_reports_it() {
+    let w = world();
+    let state = related(0, s3_relation(&[]));
+    let state = answer(state, "info", ok("[]"));
+    let state = answer(state, "stanza-create", ok(""));
+    let state = changed(&w, &state);
+    assert_eq!(ran(&state), ["info", "stanza-create"]);
+    let executed = &state.container(CONTAINER).unwrap().executed[0];
+    assert_eq!(executed.user.as_deref(), Some("postgres"));
+    assert!(
+        executed.command.iter().all(|a| !a.contains("wJalr")),
+        "no key on a command line"
+    );
+    assert_eq!(
+        peer_unit(&state).get(STANZA).map(String::as_str),
+        Some(stanza().as_str())
+    );
+    assert!(!peer_unit(&state).contains_key(S3_PROBLEM));
+}
+
+#[test]
+fn a_repository_with_this_clusters_stanza_is_taken_not_created() {
+    let w = world();
+    let state = related(0, s3_relation(&[]));
+    let state = answer(state, "info", ok(&info(&[&stanza()], FIRST_CLUSTER)));
+    let state = changed(&w, &state);
+    assert_eq!(ran(&state), ["info"]);
+    assert_eq!(
+        peer_unit(&state).get(STANZA).map(String::as_str),
+        Some(stanza().as_str())
+    );
+}
+
+#[test]
+fn another_clusters_repository_blocks_and_is_not_written() {
+    let w = world();
+    let state = related(0, s3_relation(&[]));
+    let state = answer(state, "info", ok(&info(&["other.patroni-pg"], "42")));
+    let state = changed(&w, &state);
+    assert_eq!(ran(&state), ["info"], "nothing written to the repository");
+    assert_eq!(state.unit_status, Status::Blocked(ANOTHER_CLUSTER.into()));
+    assert!(!peer_unit(&state).contains_key(STANZA));
+}
+
+#[test]
+fn this_stanza_name_for_another_system_blocks() {
+    let w = world();
+    let state = related(0, s3_relation(&[]));
+    let state = answer(state, "info", ok(&info(&[&stanza()], "42")));
+    let state = changed(&w, &state);
+    assert_eq!(ran(&state), ["info"]);
+    assert_eq!(state.unit_status, Status::Blocked(ANOTHER_CLUSTER.into()));
+}
+
+#[test]
+fn a_failing_stanza_creation_blocks_with_pgbackrests_words() {
+    let w = world();
+    let state = related(0, s3_relation(&[]));
+    let state = answer(state, "info", ok("[]"));
+    let state = answer(
+        state,
+        "stanza-create",
+        ExecOutput {
+            exit_code: 49,
+            stdout: b"ERROR: [049]: unable to connect to 's3.example.com:443'\n".to_vec(),
+            stderr: Vec::new(),
+        },
+    );
+    let state = changed(&w, &state);
+    assert_eq!(
+        state.unit_status,
+        Status::Blocked(
+            "failed to initialize stanza, check your S3 settings: \
+             ERROR: [049]: unable to connect to 's3.example.com:443'"
+                .into()
+        )
+    );
+}
+
+#[test]
+fn the_leader_records_the_stanza_and_wal_is_archived() {
+    let w = world();
+    let state = related(0, s3_relation(&[]));
+    let state = answer(state, "info", ok("[]"));
+    let state = answer(state, "stanza-create", ok(""));
+    let state = changed(&w, &state);
+    assert_eq!(
+        peer_app(&state).get(STANZA).map(String::as_str),
+        Some(stanza().as_str())
+    );
+    let doc = patroni_doc(&state);
+    let archive = doc["postgresql"]["parameters"]["archive_command"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        archive,
+        pgbackrest::archive_command(&Layout::default().pgbackrest_config(), &stanza())
+    );
+    let patch = w.patroni.cluster_state().patches.last().cloned().unwrap();
+    assert_eq!(
+        patch["postgresql"]["parameters"]["archive_command"], archive,
+        "the cluster's settings too"
+    );
+}
+
+#[test]
+fn the_relation_gone_stops_archiving_and_removes_the_files() {
+    let w = world();
+    let state = related(0, s3_relation(&[]));
+    let state = answer(state, "info", ok("[]"));
+    let state = answer(state, "stanza-create", ok(""));
+    let state = changed(&w, &state);
+    assert!(config_file(&state).is_some());
+    let out = w.go(
+        &state,
+        event::relation_broken(state.relation(S3_ID).unwrap()),
+    );
+    let state = out.state;
+    assert_eq!(config_file(&state), None, "the keys leave the container");
+    assert!(!peer_app(&state).contains_key(STANZA));
+    assert!(!peer_unit(&state).contains_key(STANZA));
+    assert_eq!(
+        patroni_doc(&state)["postgresql"]["parameters"]["archive_command"],
+        pgbackrest::NO_ARCHIVE
+    );
+}
+
+#[test]
+fn create_backup_says_what_is_missing() {
+    let w = world();
+    let bare = initialised(with_peers(unit(0, true), &[0, 1]), &[0, 1]);
+    let out = w.action(&bare, "create-backup", serde_json::json!({}));
+    assert_eq!(
+        failure(&out),
+        "Relation with s3-integrator charm missing, cannot create/restore backup."
+    );
+    let relation = RelationState::new(S3_PARAMETERS, S3_ID, "s3-integrator")
+        .remote_app_data(&[("access-key", "a"), ("secret-key", "s")]);
+    let out = w.action(
+        &related(0, relation),
+        "create-backup",
+        serde_json::json!({}),
+    );
+    assert_eq!(failure(&out), "Missing S3 parameters: bucket");
+    let out = w.action(
+        &related(0, s3_relation(&[])),
+        "create-backup",
+        serde_json::json!({}),
+    );
+    assert_eq!(failure(&out), "Stanza was not initialised");
+}
+
+#[test]
+fn create_backup_refuses_an_unknown_type() {
+    let w = world();
+    let state = recorded(related(0, s3_relation(&[])));
+    let out = w.action(
+        &state,
+        "create-backup",
+        serde_json::json!({"type": "weekly"}),
+    );
+    assert_eq!(
+        failure(&out),
+        "Invalid backup type: weekly. Possible values: full, differential, incremental."
+    );
+}
+
+#[test]
+fn create_backup_runs_on_the_primary_only() {
+    let w = world();
+    let state = recorded(related(1, s3_relation(&[])));
+    let out = w.action(&state, "create-backup", serde_json::json!({}));
+    assert!(
+        failure(&out).contains("not the cluster's primary"),
+        "{}",
+        failure(&out)
+    );
+    assert!(ran(&out.state).is_empty());
+}
+
+#[test]
+fn a_differential_needs_a_full_backup() {
+    let w = world();
+    let state = recorded(related(0, s3_relation(&[])));
+    let state = answer(state, "info", ok(&info_with(&[])));
+    let out = w.action(
+        &state,
+        "create-backup",
+        serde_json::json!({"type": "differential"}),
+    );
+    assert_eq!(
+        failure(&out),
+        "Invalid backup type: differential. No previous full backup to reference."
+    );
+    assert_eq!(ran(&out.state), ["info"], "no backup attempted");
+}
+
+#[test]
+fn create_backup_takes_a_backup_and_answers_its_id() {
+    let w = world();
+    let state = recorded(related(0, s3_relation(&[])));
+    let state = answer(
+        state,
+        "info",
+        ok(&info_with(&[("20261206-030000F", "full", 1796526000)])),
+    );
+    let state = answer(
+        state,
+        "info",
+        ok(&info_with(&[
+            ("20261206-030000F", "full", 1796526000),
+            ("20261206-030000F_20261206-031000D", "diff", 1796526600),
+        ])),
+    );
+    let state = answer(state, "backup", ok(""));
+    let out = w.action(
+        &state,
+        "create-backup",
+        serde_json::json!({"type": "differential"}),
+    );
+    assert_eq!(out.action.failure, None);
+    assert_eq!(out.action.results["backup-status"], "backup created");
+    assert_eq!(
+        out.action.results["backup-id"],
+        pgbackrest::backup_id(1796526600)
+    );
+    let executed = &out.state.container(CONTAINER).unwrap().executed;
+    assert_eq!(ran(&out.state), ["info", "backup", "info"]);
+    assert_eq!(
+        executed[1].command.last().map(String::as_str),
+        Some("--type=diff")
+    );
+    assert!(executed[1].environment.contains_key("PGPASSWORD"));
+}
+
+#[test]
+fn a_failed_backup_fails_the_action_with_pgbackrests_words() {
+    let w = world();
+    let state = recorded(related(0, s3_relation(&[])));
+    let state = answer(state, "info", ok(&info_with(&[])));
+    let state = answer(
+        state,
+        "backup",
+        ExecOutput {
+            exit_code: 82,
+            stdout: b"ERROR: [082]: WAL segment was not archived before the timeout\n".to_vec(),
+            stderr: Vec::new(),
+        },
+    );
+    let out = w.action(&state, "create-backup", serde_json::json!({}));
+    assert_eq!(
+        failure(&out),
+        "Failed to backup PostgreSQL: ERROR: [082]: WAL segment was not archived before the timeout"
+    );
+}
+
+#[test]
+fn list_backups_answers_the_table() {
+    let w = world();
+    let state = recorded(related(1, s3_relation(&[])));
+    let state = answer(
+        state,
+        "info",
+        ok(&info_with(&[("20261206-030000F", "full", 1796526000)])),
+    );
+    let out = w.action(&state, "list-backups", serde_json::json!({}));
+    assert_eq!(out.action.failure, None);
+    let table = &out.action.results["backups"];
+    assert!(table.starts_with("backup-id"), "{table}");
+    assert!(
+        table.contains(&pgbackrest::backup_id(1796526000)),
+        "{table}"
+    );
+    assert!(table.contains("| full "), "{table}");
+}

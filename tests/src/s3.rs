@@ -1,0 +1,158 @@
+//! An S3-compatible server for tests: moto's S3 (PyPI) served by gunicorn
+//! with threaded workers over HTTPS, on a free loopback port, with a
+//! certificate from a throwaway CA for `localhost`. pgBackRest keeps its
+//! connections open between requests and checks the certificate by DNS
+//! name, which moto's own development server and an IP address would not
+//! satisfy (`docs/backups.md`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The WSGI module gunicorn serves: moto's S3 alone.
+const APP: &str = "from moto.moto_server.werkzeug_app import DomainDispatcherApplication, \
+                   create_backend_app\napp = DomainDispatcherApplication(create_backend_app)\n";
+
+/// A running server; dropping it stops it.
+pub struct S3Server {
+    child: Child,
+    port: u16,
+    ca: PathBuf,
+}
+
+impl S3Server {
+    /// Starts a server whose files (CA, certificate, key, app) live under
+    /// `dir`, and waits until it answers.
+    pub fn start(dir: &Path) -> S3Server {
+        std::fs::create_dir_all(dir).unwrap();
+        let ca = make_certificates(dir);
+        std::fs::write(dir.join("s3app.py"), APP).unwrap();
+        let python = crate::ops_python();
+        let gunicorn = python.with_file_name("gunicorn");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(gunicorn)
+            .current_dir(dir)
+            .args(["-k", "gthread", "--threads", "8", "--keep-alive", "30"])
+            .args(["--certfile", "server.pem", "--keyfile", "server.key"])
+            .args(["-b", &format!("127.0.0.1:{port}"), "s3app:app"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("s3.log")).unwrap())
+            .spawn()
+            .expect("gunicorn starts");
+        let server = S3Server { child, port, ca };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !server.answers() {
+            assert!(
+                Instant::now() < deadline,
+                "the S3 server did not answer: {}",
+                std::fs::read_to_string(dir.join("s3.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        server
+    }
+
+    /// The endpoint URL clients are given.
+    pub fn endpoint(&self) -> String {
+        format!("https://localhost:{}", self.port)
+    }
+
+    /// The CA that signed the server's certificate, as PEM.
+    pub fn ca_pem(&self) -> String {
+        std::fs::read_to_string(&self.ca).unwrap()
+    }
+
+    /// Makes a bucket.
+    pub fn create_bucket(&self, bucket: &str) {
+        let status = self.curl(&["-X", "PUT", &format!("{}/{bucket}", self.endpoint())]);
+        assert_eq!(status, "200", "creating bucket {bucket}");
+    }
+
+    fn answers(&self) -> bool {
+        self.curl(&[&format!("{}/", self.endpoint())]) == "200"
+    }
+
+    /// curl's HTTP status for a request (`000` when none came back).
+    fn curl(&self, args: &[&str]) -> String {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&self.ca)
+            .args(args)
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A CA and a server certificate for `localhost` signed by it, with the
+/// `openssl` command; answers the CA's path.
+fn make_certificates(dir: &Path) -> PathBuf {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509", "-days", "2", "-subj", "/CN=test S3 CA"],
+            &key[..],
+            &["-keyout", "ca.key", "-out", "ca.pem"],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req", "-subj", "/CN=localhost"],
+            &key[..],
+            &["-keyout", "server.key", "-out", "server.csr"],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+    dir.join("ca.pem")
+}

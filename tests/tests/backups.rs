@@ -1,0 +1,405 @@
+//! Backups with real parts, moto's S3 over HTTPS as the repository.
+//!
+//! - pgBackRest (Debian's package) and PostgreSQL 15 alone, with the
+//!   configuration the PostgreSQL charm renders from an `s3` provider's
+//!   databag, its command lines, and its reading of `info`: rows are written,
+//!   a full backup taken, the time noted, more rows written, a differential
+//!   taken; `info` lists both; then the cluster is restored to the noted time
+//!   and holds exactly the first rows.
+//! - The charm on the local model, two units, related to `s3-provider` (the
+//!   published data-platform S3 library): a bucket that does not exist
+//!   blocks the primary with pgBackRest's reason and leaves archiving off;
+//!   the right bucket makes the stanza, every member archives WAL to it,
+//!   `create-backup` on the primary answers a backup that `list-backups` on
+//!   the replica lists, and `create-backup` on the replica is refused.
+//!
+//! Runs as root (PostgreSQL and pgBackRest run as `postgres`).
+
+#![allow(clippy::unwrap_used)]
+
+use base64::Engine;
+use e2e::s3::S3Server;
+use e2e::{action, active, address, controller, converge, psql, python_charm, units, Scratch};
+use local_model::controller::Controller;
+use postgres_admin::testing::{free_port, is_root};
+use postgresql_k8s::pgbackrest::{
+    archive_command, command, parse_info, render, stanza, table, BackupType, Local,
+};
+use s3_interface::{parse, Parameters};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BIN: &str = "/usr/lib/postgresql/15/bin";
+const BUCKET: &str = "backups";
+
+/// A command run as `postgres`, its stdout; panics with its stderr.
+fn as_postgres(argv: &[String]) -> String {
+    let out = Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .args(argv)
+        .output()
+        .expect("runuser runs");
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn argv(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+/// One PostgreSQL data directory and its server.
+struct Server {
+    data: PathBuf,
+    socket: PathBuf,
+    port: u16,
+}
+
+impl Server {
+    fn start(&self) {
+        as_postgres(&argv(&[
+            &format!("{BIN}/pg_ctl"),
+            "-D",
+            self.data.to_str().unwrap(),
+            "-l",
+            self.socket.join("server.log").to_str().unwrap(),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ]));
+    }
+
+    fn stop(&self) {
+        as_postgres(&argv(&[
+            &format!("{BIN}/pg_ctl"),
+            "-D",
+            self.data.to_str().unwrap(),
+            "-m",
+            "fast",
+            "-w",
+            "stop",
+        ]));
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        as_postgres(&argv(&[
+            "psql",
+            "-h",
+            self.socket.to_str().unwrap(),
+            "-p",
+            &self.port.to_string(),
+            "-d",
+            "postgres",
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ]))
+        .trim()
+        .to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--", &format!("{BIN}/pg_ctl"), "-D"])
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+fn chown_postgres(path: &Path) {
+    let ok = Command::new("chown")
+        .args(["-R", "postgres:"])
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "chown {}", path.display());
+}
+
+#[test]
+fn the_charms_pgbackrest_configuration_backs_up_and_restores_to_a_time() {
+    assert!(is_root(), "runs as root: PostgreSQL runs as postgres");
+    let scratch = Scratch::new("backups");
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s3 = S3Server::start(&scratch.path().join("s3"));
+    s3.create_bucket(BUCKET);
+
+    // The provider's databag, as the s3-integrator writes it.
+    let bag: charm::Databag = [
+        ("bucket", BUCKET.to_string()),
+        ("access-key", "test-access".into()),
+        ("secret-key", "test-secret".into()),
+        ("endpoint", s3.endpoint()),
+        ("path", "pg/test".into()),
+        ("s3-uri-style", "path".into()),
+        ("delete-older-than-days", "7".into()),
+        (
+            "tls-ca-chain",
+            serde_json::to_string(&[s3.ca_pem()]).unwrap(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let Ok(Parameters::Ready(params)) = parse(&bag) else {
+        panic!("the provider's bag is complete")
+    };
+
+    let root = scratch.path().join("pg");
+    let work = root.join("pgbackrest");
+    std::fs::create_dir_all(&work).unwrap();
+    let server = Server {
+        data: root.join("data"),
+        socket: root.clone(),
+        port: free_port().unwrap(),
+    };
+    let stanza = stanza("test-model", "postgresql-k8s");
+    let config = root.join("pgbackrest.conf");
+    let ca = root.join("s3-ca.pem");
+    std::fs::write(&ca, params.tls_ca_chain.join("\n") + "\n").unwrap();
+    let text = render(
+        &params,
+        &stanza,
+        &Local {
+            data_dir: server.data.to_str().unwrap(),
+            socket_dir: root.to_str().unwrap(),
+            port: server.port,
+            user: "postgres",
+            work_dir: work.to_str().unwrap(),
+        },
+        Some(ca.to_str().unwrap()),
+    )
+    .unwrap();
+    std::fs::write(&config, text).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    chown_postgres(&root);
+    let config = config.to_str().unwrap();
+    let pgbackrest = |cmd: &str, extra: &[&str]| as_postgres(&command(config, &stanza, cmd, extra));
+
+    as_postgres(&argv(&[
+        &format!("{BIN}/initdb"),
+        "-D",
+        server.data.to_str().unwrap(),
+        "-A",
+        "trust",
+    ]));
+    let settings = format!(
+        "port = {}\nlisten_addresses = ''\nunix_socket_directories = '{}'\n\
+         archive_mode = on\narchive_command = '{}'\n",
+        server.port,
+        root.display(),
+        archive_command(config, &stanza)
+    );
+    let conf = server.data.join("postgresql.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str(&settings);
+    std::fs::write(&conf, text).unwrap();
+    server.start();
+
+    pgbackrest("stanza-create", &[]);
+    pgbackrest("check", &[]);
+
+    server.sql("CREATE TABLE ledger (id int PRIMARY KEY)");
+    server.sql("INSERT INTO ledger SELECT generate_series(1, 10)");
+    pgbackrest(
+        "backup",
+        &[&format!("--type={}", BackupType::Full.pgbackrest())],
+    );
+    let between = server.sql("SELECT now()");
+    std::thread::sleep(Duration::from_millis(1100));
+    server.sql("INSERT INTO ledger SELECT generate_series(11, 20)");
+    pgbackrest(
+        "backup",
+        &[&format!("--type={}", BackupType::Differential.pgbackrest())],
+    );
+
+    let info = pgbackrest("info", &["--output=json"]);
+    let info = parse_info(&info, &stanza)
+        .unwrap()
+        .expect("the stanza is in the repository");
+    assert_eq!(info.status.0, 0, "{:?}", info.status);
+    assert!(info.other_stanzas.is_empty());
+    let [full, diff] = info.backups.as_slice() else {
+        panic!("a full and a differential: {:?}", info.backups)
+    };
+    assert_eq!(full.kind, BackupType::Full);
+    assert_eq!(diff.kind, BackupType::Differential);
+    assert_eq!(diff.reference.as_ref(), Some(&full.id));
+    assert_eq!(full.timeline, 1);
+    let system_id = server.sql("SELECT system_identifier FROM pg_control_system()");
+    assert_eq!(info.system_id.map(|id| id.to_string()), Some(system_id));
+    println!("{}", table(&info.backups));
+
+    // Restore to the time between the two writes, into a fresh directory
+    // (the old one moved aside, as the charm will).
+    server.stop();
+    std::fs::rename(&server.data, root.join("data.before-restore")).unwrap();
+    std::fs::create_dir(&server.data).unwrap();
+    std::fs::set_permissions(&server.data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    chown_postgres(&server.data);
+    pgbackrest(
+        "restore",
+        &[
+            &format!("--set={}", full.label),
+            "--type=time",
+            &format!("--target={between}"),
+            "--target-action=promote",
+        ],
+    );
+    server.start();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.sql("SELECT pg_is_in_recovery()") != "f" {
+        assert!(
+            Instant::now() < deadline,
+            "the restored server never promoted"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        server.sql("SELECT count(*), min(id), max(id) FROM ledger"),
+        "10|1|10",
+        "exactly the rows written before the noted time"
+    );
+}
+
+const PG: &str = "postgresql-k8s";
+const PROVIDER: &str = "s3-provider";
+
+/// What the leader recorded for the application in the peer relation.
+fn recorded(c: &Controller, key: &str) -> Option<String> {
+    let peers = c
+        .model
+        .relations
+        .iter()
+        .find(|r| r.end_of(PG).is_some_and(|e| e.endpoint == "database-peers"))?;
+    peers.app_bags.get(PG)?.data.get(key).cloned()
+}
+
+fn blocked(c: &Controller, unit: &str) -> Option<String> {
+    match &c.model.unit(unit)?.status {
+        charm::Status::Blocked(m) => Some(m.clone()),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_charm_archives_and_backs_up_into_the_repository() {
+    let scratch = Scratch::new("charm-backups");
+    let s3 = S3Server::start(&scratch.path().join("s3"));
+    s3.create_bucket(BUCKET);
+    let mut c = controller(&scratch);
+    e2e::postgresql_cluster(&mut c, scratch.path(), 2);
+    let pg = units(&c, PG);
+    let primary = e2e::primary(&mut c, &pg[0]);
+    let replica = pg.iter().find(|u| **u != primary).unwrap().clone();
+    let password = action(&mut c, &primary, "get-password", serde_json::json!({}))["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let show = |c: &Controller, unit: &str| {
+        psql(
+            &address(c, unit),
+            5432,
+            "operator",
+            &password,
+            "postgres",
+            "SHOW archive_command",
+        )
+        .unwrap()
+        .trim()
+        .to_string()
+    };
+
+    let ca = base64::engine::general_purpose::STANDARD.encode(s3.ca_pem());
+    let provider = python_charm(scratch.path(), PROVIDER);
+    c.deploy(
+        &provider,
+        PROVIDER,
+        1,
+        &[
+            ("endpoint", &s3.endpoint()),
+            ("bucket", "no-such-bucket"),
+            ("path", "pg/e2e"),
+            ("s3-uri-style", "path"),
+            ("access-key", "test-access"),
+            ("secret-key", "test-secret"),
+            ("tls-ca-chain", &ca),
+        ],
+    )
+    .unwrap();
+    c.integrate(
+        &format!("{PG}:s3-parameters"),
+        &format!("{PROVIDER}:s3-credentials"),
+    )
+    .unwrap();
+    converge(&mut c, Duration::from_secs(120), |c| {
+        blocked(c, &primary).is_some_and(|m| m.starts_with("failed to"))
+    });
+    let why = blocked(&c, &primary).unwrap();
+    assert!(!why.contains("test-secret"), "no key in a status: {why}");
+    println!("a missing bucket: {why}");
+    assert_eq!(recorded(&c, "stanza"), None);
+    assert_eq!(
+        show(&c, &primary),
+        "/bin/true",
+        "no archiving to a repository not made"
+    );
+
+    c.config(PROVIDER, &[("bucket", BUCKET)]).unwrap();
+    converge(&mut c, Duration::from_secs(120), |c| {
+        recorded(c, "stanza").is_some() && units(c, PG).iter().all(|u| active(c, u).is_some())
+    });
+    let stanza = recorded(&c, "stanza").unwrap();
+    converge(&mut c, Duration::from_secs(60), |c| {
+        units(c, PG)
+            .iter()
+            .all(|u| show(c, u).starts_with("pgbackrest "))
+    });
+    for unit in &pg {
+        assert!(show(&c, unit).contains(&format!("--stanza={stanza} archive-push")));
+    }
+
+    psql(
+        &address(&c, &primary),
+        5432,
+        "operator",
+        &password,
+        "postgres",
+        "CREATE TABLE ledger (id int); INSERT INTO ledger SELECT generate_series(1, 100)",
+    )
+    .unwrap();
+    let made = action(&mut c, &primary, "create-backup", serde_json::json!({}));
+    assert_eq!(made["backup-status"], "backup created");
+    let id = made["backup-id"].as_str().unwrap().to_string();
+    let listed = action(&mut c, &replica, "list-backups", serde_json::json!({}));
+    let table = listed["backups"].as_str().unwrap();
+    println!("{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("| full ")),
+        "{table}"
+    );
+    let refused = c
+        .run_action(&replica, "create-backup", serde_json::Map::new())
+        .unwrap();
+    assert!(!refused.succeeded());
+    assert!(
+        format!("{refused:?}").contains("not the cluster's primary"),
+        "{refused:?}"
+    );
+}
