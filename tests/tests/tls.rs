@@ -8,7 +8,12 @@
 //! serves TLS, clients never told to drop it meanwhile), the provider rotating
 //! its CA (revoking what it issued), and a unit rotating its key; without the
 //! relation, clients are told `tls="False"` and connect in plain, and relating
-//! again brings TLS back.
+//! again brings TLS back. Then PostgreSQL gets its certificate from the same
+//! provider: `psql` verifies it straight (`verify-full`), and PgBouncer
+//! verifies it as its backend (`verify-full` with the CA PostgreSQL told it),
+//! every unit's pooled sessions to it running over TLS; a CA rotation then
+//! renews PostgreSQL's certificate with a reload, a session opened before it
+//! staying open.
 
 #![allow(clippy::unwrap_used)]
 
@@ -24,6 +29,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PGB: &str = "pgbouncer-k8s";
+const PG: &str = "postgresql-k8s";
 
 fn relation<'a>(c: &'a Controller, app: &str, endpoint: &str) -> &'a RelationRecord {
     c.model
@@ -290,6 +296,36 @@ fn handed_out(c: &Controller) -> String {
     )
 }
 
+/// The file `path` in `unit`'s container `container`, if it is there.
+fn container_file(scratch: &Path, unit: &str, container: &str, path: &str) -> Option<String> {
+    let dir = scratch
+        .join("controller/units")
+        .join(unit.replace('/', "-"))
+        .join("rootfs")
+        .join(container);
+    std::fs::read_to_string(dir.join(path.trim_start_matches('/'))).ok()
+}
+
+/// PostgreSQL's only unit serves TLS (its peer bag says so, it is active) and
+/// every PgBouncer unit's first process verifies it.
+fn backend_verified(c: &Controller, scratch: &Path) -> bool {
+    let pg_tls = relation(c, PG, "database-peers")
+        .unit_bags
+        .get(&format!("{PG}/0"))
+        .is_some_and(|b| b.data.get("tls").map(String::as_str) == Some("enabled"));
+    pg_tls
+        && active(c, &format!("{PG}/0")).is_some()
+        && pgbouncer_units(c).iter().all(|u| {
+            container_file(
+                scratch,
+                u,
+                "pgbouncer",
+                "/var/lib/pgbouncer/instance_0/pgbouncer.ini",
+            )
+            .is_some_and(|ini| ini.contains("server_tls_sslmode = verify-full"))
+        })
+}
+
 /// TLS is on for clients, and every PgBouncer unit serves it.
 fn tls_on(c: &Controller) -> bool {
     client_tls(c).0.as_deref() == Some("True")
@@ -453,4 +489,192 @@ fn pgbouncer_serves_tls_with_the_providers_certificates_and_stops_when_removed()
     c.integrate(&certificates.0, certificates.1).unwrap();
     converge(&mut c, Duration::from_secs(120), tls_on);
     assert_serves_tls(&mut c, scratch.path(), &ca);
+
+    // PostgreSQL takes a certificate from the same provider. Straight to it,
+    // `psql` verifies it (the address it dials is in the certificate); every
+    // PgBouncer unit verifies it as its backend with the CA PostgreSQL gave
+    // it, and the client's pooled sessions reach PostgreSQL over TLS.
+    let pg_certificates = (format!("{PG}:certificates"), "tls-provider:certificates");
+    c.integrate(&pg_certificates.0, pg_certificates.1).unwrap();
+    converge(&mut c, Duration::from_secs(180), |c| {
+        tls_on(c) && backend_verified(c, scratch.path())
+    });
+    let root = scratch.path().join("ca.pem");
+    std::fs::write(&root, &ca).unwrap();
+    let verify_full = PsqlTls {
+        mode: "verify-full",
+        root_cert: Some(&root),
+    };
+    let operator = action(&mut c, &format!("{PG}/0"), "get-password", json!({}))["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let on_tls = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    let direct = psql_tls(
+        &address(&c, &format!("{PG}/0")),
+        5432,
+        "operator",
+        &operator,
+        "postgres",
+        on_tls,
+        Some(verify_full),
+    )
+    .unwrap_or_else(|e| panic!("PostgreSQL verify-full: {e}"));
+    assert_eq!(direct.trim(), "t");
+    let creds = credentials(&mut c);
+    let given = scratch.path().join("tls-ca.pem");
+    std::fs::write(&given, creds["tls-ca"].as_str().unwrap()).unwrap();
+    for unit in pgbouncer_units(&c) {
+        let ini = container_file(
+            scratch.path(),
+            &unit,
+            "pgbouncer",
+            "/var/lib/pgbouncer/instance_0/pgbouncer.ini",
+        )
+        .unwrap();
+        assert!(
+            ini.contains("server_tls_ca_file = /var/lib/pgbouncer/backend-ca.pem"),
+            "{unit}: {ini}"
+        );
+        let backend_ca = container_file(
+            scratch.path(),
+            &unit,
+            "pgbouncer",
+            "/var/lib/pgbouncer/backend-ca.pem",
+        )
+        .unwrap();
+        assert!(backend_ca.contains(&ca), "{unit}: the provider's CA");
+        let tls = PsqlTls {
+            mode: "verify-full",
+            root_cert: Some(&given),
+        };
+        let pooled = through(&c, &unit, &creds, on_tls, tls)
+            .unwrap_or_else(|e| panic!("{unit} verify-full to PgBouncer: {e}"));
+        assert_eq!(
+            pooled.trim(),
+            "t",
+            "{unit}: PgBouncer to PostgreSQL over TLS"
+        );
+    }
+
+    // The provider rotates its CA again: PostgreSQL's new certificate is a
+    // reload, so a session opened before (verify-full, straight to it) stays
+    // open; PgBouncer verifies PostgreSQL with the new CA.
+    let pg_host = address(&c, &format!("{PG}/0"));
+    let mut session = Session::open(&pg_host, &operator, &root);
+    let pid = session.query("SELECT pg_backend_pid()");
+    action(&mut c, "tls-provider/0", "rotate-private-key", json!({}));
+    let new_ca = action(&mut c, "tls-provider/0", "get-ca-certificate", json!({}))
+        ["ca-certificate"]
+        .as_str()
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_ne!(new_ca, ca);
+    converge(&mut c, Duration::from_secs(120), |c| {
+        let pg_ca = relation(c, PG, "database-peers")
+            .unit_bags
+            .get(&format!("{PG}/0"))
+            .and_then(|b| b.data.get("tls-ca"))
+            .is_some_and(|t| t.contains(&new_ca));
+        pg_ca
+            && tls_on(c)
+            && backend_verified(c, scratch.path())
+            && pgbouncer_units(c).iter().all(|u| {
+                container_file(
+                    scratch.path(),
+                    u,
+                    "pgbouncer",
+                    "/var/lib/pgbouncer/backend-ca.pem",
+                )
+                .is_some_and(|f| f.contains(&new_ca) && !f.contains(&ca))
+            })
+    });
+    assert_eq!(
+        session.query("SELECT pg_backend_pid()"),
+        pid,
+        "the session opened before the renewal is still open"
+    );
+    let new_root = scratch.path().join("new-ca.pem");
+    std::fs::write(&new_root, &new_ca).unwrap();
+    let renewed = PsqlTls {
+        mode: "verify-full",
+        root_cert: Some(&new_root),
+    };
+    let direct = psql_tls(
+        &pg_host,
+        5432,
+        "operator",
+        &operator,
+        "postgres",
+        on_tls,
+        Some(renewed),
+    )
+    .unwrap_or_else(|e| panic!("PostgreSQL verify-full with the new CA: {e}"));
+    assert_eq!(direct.trim(), "t");
+    let creds = credentials(&mut c);
+    std::fs::write(&given, creds["tls-ca"].as_str().unwrap()).unwrap();
+    for unit in pgbouncer_units(&c) {
+        let tls = PsqlTls {
+            mode: "verify-full",
+            root_cert: Some(&given),
+        };
+        let pooled = through(&c, &unit, &creds, on_tls, tls)
+            .unwrap_or_else(|e| panic!("{unit} after the rotation: {e}"));
+        assert_eq!(pooled.trim(), "t", "{unit}");
+    }
+}
+
+/// One `psql` session kept open, queried line by line through its input.
+struct Session {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Session {
+    /// Opens a session as `operator` straight to PostgreSQL at `host`,
+    /// verifying its certificate with `root` (verify-full).
+    fn open(host: &str, password: &str, root: &Path) -> Session {
+        use std::process::Stdio;
+        let mut child = Command::new("psql")
+            .args(["-X", "-q", "-A", "-t", "-h", host, "-p", "5432"])
+            .args(["-U", "operator", "-d", "postgres"])
+            .env("PGPASSWORD", password)
+            .env("PGSSLMODE", "verify-full")
+            .env("PGSSLROOTCERT", root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("psql runs");
+        let input = child.stdin.take().unwrap();
+        let output = std::io::BufReader::new(child.stdout.take().unwrap());
+        Session {
+            child,
+            input,
+            output,
+        }
+    }
+
+    /// Runs one query whose answer is one line, and returns that line.
+    fn query(&mut self, sql: &str) -> String {
+        use std::io::{BufRead, Write};
+        writeln!(self.input, "{sql};").unwrap();
+        self.input.flush().unwrap();
+        let mut line = String::new();
+        self.output.read_line(&mut line).unwrap();
+        assert!(
+            !line.is_empty(),
+            "the session ended before answering {sql:?}"
+        );
+        line.trim().to_string()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -3,7 +3,7 @@
 //! answers), and read the answer back.
 
 use crate::endpoint::Endpoint;
-use crate::provider::secret_label;
+use crate::provider::{secret_label, Tls};
 use charm::secret::{Revision, SecretRef};
 use charm::{BagChanges, Hook, Relation, SecretId};
 
@@ -45,6 +45,9 @@ pub struct Credentials {
     pub password: String,
     /// The server's version, when told.
     pub version: Option<String>,
+    /// Whether the endpoints serve TLS, and the CA to verify them with (from
+    /// the `secret-tls` secret, or the databag's `tls` and `tls-ca`).
+    pub tls: Tls,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -54,6 +57,7 @@ impl std::fmt::Debug for Credentials {
             .field("read_only", &self.read_only)
             .field("username", &self.username)
             .field("version", &self.version)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -120,11 +124,40 @@ pub fn answer(hook: &mut Hook<'_>, endpoint: &str, relation: &Relation) -> charm
     let (Some(username), Some(password)) = (username, password) else {
         return waiting("waiting for PostgreSQL to publish credentials".into());
     };
+    let (flag, ca) = match remote.get("secret-tls") {
+        Some(uri) => {
+            let Ok(id) = SecretId::parse(uri) else {
+                return waiting("PostgreSQL published an invalid secret-tls".into());
+            };
+            let label = secret_label(endpoint, relation.id, "tls");
+            match hook.secret(&SecretRef::Id(id, Some(label)), Revision::Refresh) {
+                Ok(content) => (
+                    content.get("tls").map(str::to_string),
+                    content.get("tls-ca").map(str::to_string),
+                ),
+                Err(
+                    charm::Error::SecretNotFound { .. } | charm::Error::PermissionDenied { .. },
+                ) => {
+                    return waiting(
+                        "PostgreSQL's TLS secret cannot be read: it is gone or not granted yet"
+                            .into(),
+                    )
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        None => (remote.get("tls").cloned(), remote.get("tls-ca").cloned()),
+    };
+    let tls = Tls {
+        enabled: flag.is_some_and(|f| f.eq_ignore_ascii_case("true")),
+        ca: ca.filter(|c| !c.trim().is_empty()),
+    };
     Ok(Answered::Ready(Credentials {
         endpoints,
         read_only,
         username,
         password,
         version: remote.get("version").cloned(),
+        tls,
     }))
 }

@@ -60,6 +60,7 @@ fn bench_render() {
         primary: Endpoint::parse("10.0.1.1:5432").unwrap(),
         read_only: Endpoint::parse_list("10.0.1.2:5432,10.0.1.3:5432").unwrap(),
         auth_user: "pgbouncer_auth_relation_id_3".into(),
+        verify_tls: false,
     };
     println!("rendering (build + cfg_file + parse it back + one process file), median of runs");
     for n in [1usize, 100, 1000] {

@@ -13,7 +13,6 @@ pub mod postgres;
 pub mod state;
 pub mod statefulset;
 pub mod status;
-pub mod tls;
 pub mod workload;
 
 use charm::{Charm, Event, Handled, Hook};

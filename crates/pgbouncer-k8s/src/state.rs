@@ -4,7 +4,6 @@
 use crate::pgb::ini::ClientDatabase;
 use crate::pgb::{PgbVersion, SharedConfig};
 use crate::postgres::backend_login;
-use crate::tls::{Installed, PrivateKey, TlsFiles};
 use charm::secret::Revision;
 use charm::{Databag, Hook, Relation, SecretContent};
 use client_interface::request::{self, EntityKind, Refusal, Request, Resource};
@@ -13,6 +12,7 @@ use client_interface::Endpoint;
 use postgres_admin::names::{Attribute, RoleName};
 use postgres_admin::ConnectInfo;
 use sha2::{Digest, Sha256};
+use tls_certificates::UnitTls;
 
 /// The client endpoint (`postgresql_client`, provides).
 pub const DATABASE: &str = "database";
@@ -76,14 +76,6 @@ pub fn app_secret_label(app: &str) -> String {
     format!("{PEERS}.{app}.app")
 }
 
-/// Keys of the unit secret `pgb-peers.<app>.unit` (the reference charm's): the
-/// private key, the CSR, and the certificate installed with its CA and chain.
-pub const TLS_KEY: &str = "key";
-pub const TLS_CSR: &str = "csr";
-pub const TLS_CERT: &str = "cert";
-pub const TLS_CA_CERT: &str = "cauth";
-pub const TLS_CHAIN: &str = "chain";
-
 /// The unit secret's label.
 pub fn unit_secret_label(app: &str) -> String {
     format!("{PEERS}.{app}.unit")
@@ -114,6 +106,9 @@ pub struct Backend {
     pub primary: Endpoint,
     pub read_only: Vec<Endpoint>,
     pub version: Option<String>,
+    /// The CA PgBouncer verifies the backend's certificate with, when the
+    /// backend says it serves TLS and gives one.
+    pub tls_ca: Option<String>,
 }
 
 impl Backend {
@@ -156,6 +151,7 @@ pub fn backend(hook: &mut Hook<'_>) -> charm::Result<BackendState> {
         primary,
         read_only: credentials.read_only,
         version: credentials.version,
+        tls_ca: credentials.tls.ca.filter(|_| credentials.tls.enabled),
     };
     if let Err(e) = backend.auth_user() {
         return Ok(BackendState::Incomplete(format!(
@@ -451,67 +447,13 @@ pub fn peer_units(hook: &mut Hook<'_>, peers: &Relation) -> charm::Result<Vec<Pe
     Ok(out)
 }
 
-/// This unit's TLS state, from its unit secret.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct UnitTls {
-    pub key: Option<PrivateKey>,
-    pub csr: Option<String>,
-    pub installed: Option<Installed>,
-}
-
-impl UnitTls {
-    /// The files to write, when a certificate for the key is installed.
-    pub fn files(&self) -> Option<TlsFiles> {
-        let (Some(key), Some(i)) = (&self.key, &self.installed) else {
-            return None;
-        };
-        Some(TlsFiles {
-            key: key.pem().to_string(),
-            cert: i.certificate.clone(),
-            ca: i.ca_bundle().to_string(),
-        })
-    }
-
-    /// The unit secret's content.
-    pub fn content(&self) -> SecretContent {
-        let mut c = SecretContent::new();
-        if let Some(k) = &self.key {
-            c.insert(TLS_KEY, k.pem());
-        }
-        if let Some(csr) = &self.csr {
-            c.insert(TLS_CSR, csr.as_str());
-        }
-        if let Some(i) = &self.installed {
-            c.insert(TLS_CERT, i.certificate.as_str());
-            c.insert(TLS_CA_CERT, i.ca.as_str());
-            if !i.chain.is_empty() {
-                c.insert(TLS_CHAIN, i.chain.as_str());
-            }
-        }
-        c
-    }
-}
-
-/// Reads the unit secret (a key that no longer parses counts as none).
+/// Reads the unit secret.
 pub fn unit_tls(hook: &mut Hook<'_>) -> charm::Result<UnitTls> {
     let label = unit_secret_label(hook.app());
     let Some(c) = hook.secret_by_label(&label, Revision::Peek)? else {
         return Ok(UnitTls::default());
     };
-    let text = |k: &str| c.get(k).filter(|v| !v.is_empty()).map(str::to_string);
-    let installed = match (text(TLS_CERT), text(TLS_CA_CERT)) {
-        (Some(certificate), Some(ca)) => Some(Installed {
-            certificate,
-            ca,
-            chain: text(TLS_CHAIN).unwrap_or_default(),
-        }),
-        _ => None,
-    };
-    Ok(UnitTls {
-        key: text(TLS_KEY).and_then(|k| PrivateKey::parse(&k).ok()),
-        csr: text(TLS_CSR),
-        installed,
-    })
+    Ok(UnitTls::read(|k| c.get(k).map(str::to_string)))
 }
 
 /// The backend's other databases the leader recorded (`readonly_dbs`).

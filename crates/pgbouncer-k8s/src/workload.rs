@@ -14,8 +14,8 @@ use crate::pgb::pause::{pause_state, PauseState};
 use crate::pgb::peering::Peering;
 use crate::pgb::reload::{plan, ProcessAction};
 use crate::pgb::{Layout, PgbVersion, SharedConfig};
-use crate::tls::TlsFiles;
 use pebble_api::{Check, FileOptions, HttpCheck, Layer, Pebble, PebbleError, Service};
+use tls_certificates::TlsFiles;
 
 /// How long a rolling restart lets each process drain: clients that
 /// connect anew (for each transaction, or as their pool renews connections)
@@ -456,6 +456,28 @@ impl Workload {
             }
         }
         Ok(changed)
+    }
+
+    /// Writes the CA the backend is verified with (mode 0400), or removes it.
+    /// Returns whether it changed.
+    pub fn write_backend_ca(
+        &self,
+        pebble: &mut dyn Pebble,
+        ca: Option<&str>,
+    ) -> Result<bool, PebbleError> {
+        let path = self.layout.backend_ca_file();
+        let old = pebble.read_text(&path)?;
+        match ca {
+            Some(ca) if old.as_deref() != Some(ca) => {
+                pebble.push(&path, ca.as_bytes(), &self.file_options(0o400))?;
+                Ok(true)
+            }
+            None if old.is_some() => {
+                pebble.remove_path(&path, false)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// Reloads the running processes that [`Workload::apply`] left alone (for

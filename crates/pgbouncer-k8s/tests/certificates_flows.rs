@@ -24,13 +24,14 @@ use base64::Engine as _;
 use charm::{Event, Status};
 use charm_testing::{event, run_action, Output, RelationState, State};
 use client_interface::provider::secret_label;
+use pgbouncer_k8s::flows::certificates::unit_subject;
 use pgbouncer_k8s::state::{self, CERTIFICATES, DATABASE};
-use pgbouncer_k8s::tls::testing::TestCa;
-use pgbouncer_k8s::tls::{self, PrivateKey};
 use pgbouncer_k8s::workload::CONTAINER;
 use postgres_admin::testing::FakeConnector;
 use serde_json::json;
 use support::*;
+use tls_certificates::testing::TestCa;
+use tls_certificates::{self as tls, PrivateKey};
 
 const TLS_ID: u64 = 20;
 const PROVIDER: &str = "self-signed-certificates";
@@ -230,7 +231,7 @@ fn certificates_for_other_requests_are_ignored() {
     let mut ca = TestCa::new("ca");
     let s = leader_with_client(&pg).state;
     let stranger = PrivateKey::generate().unwrap();
-    let subject = tls::unit_subject(APP, 0, "m", "10.0.0.10");
+    let subject = unit_subject(APP, 0, "m", "10.0.0.10");
     let their_csr = tls::csr(&stranger, &subject).unwrap();
     let their_cert = ca.issue(&their_csr, 90);
     let s1 = answer(s.clone(), &ca, &their_csr, &their_cert, false);

@@ -206,9 +206,10 @@ fn send_signal(pid: u32, signal: &str) {
 /// another CA is turned away.
 #[test]
 fn a_certificate_for_the_charms_csr_serves_verified_clients() {
+    use pgbouncer_k8s::flows::certificates::unit_subject;
     use pgbouncer_k8s::pgb::ini::SharedInput;
     use pgbouncer_k8s::pgb::SharedConfig;
-    use pgbouncer_k8s::tls::{self, testing::TestCa, PrivateKey};
+    use tls_certificates::{self as tls, testing::TestCa, PrivateKey};
 
     let version = PgbVersion::new(1, 24, 0);
     let bin = binary(version);
@@ -219,11 +220,7 @@ fn a_certificate_for_the_charms_csr_serves_verified_clients() {
         log_dir: format!("{base}/log"),
     };
     let key = PrivateKey::generate().unwrap();
-    let csr = tls::csr(
-        &key,
-        &tls::unit_subject("pgbouncer-k8s", 0, "test", "127.0.0.1"),
-    )
-    .unwrap();
+    let csr = tls::csr(&key, &unit_subject("pgbouncer-k8s", 0, "test", "127.0.0.1")).unwrap();
     let mut ca = TestCa::new("test-ca");
     let cert = ca.issue(&csr, 30);
     assert!(tls::certificate_matches_key(&cert, &key));

@@ -10,6 +10,8 @@
 //!   users and installs PgBouncer's auth function.
 //! - [`session`]: the [`Postgres`] and [`Connector`] traits the charms' flows
 //!   call, so that they run against a real server or an in-memory one.
+//! - [`tls_probe`]: whether a server's certificate verifies (`verify-full`),
+//!   behind `Connector::verify_tls`.
 //! - `testing` (feature `testing`): a throwaway PostgreSQL for tests and an
 //!   in-memory server behind the session traits.
 
@@ -20,6 +22,7 @@ pub mod permissions;
 pub mod session;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls_probe;
 pub mod verifier;
 
 pub use admin::{Admin, AdminError, ConnectInfo, RoleIssue};

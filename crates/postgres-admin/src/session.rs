@@ -99,6 +99,10 @@ pub trait Postgres {
 pub trait Connector {
     /// Connects where `info` says; the session lasts until it is dropped.
     fn connect(&self, info: &ConnectInfo) -> Result<Box<dyn Postgres>, PgError>;
+    /// Checks that the server at `host:port` serves TLS with a certificate
+    /// that `ca` (a PEM bundle) verifies and that names `host`, as libpq's
+    /// and PgBouncer's `verify-full` do. The error says why not.
+    fn verify_tls(&self, host: &str, port: u16, ca: &str) -> Result<(), PgError>;
 }
 
 /// Connects to real servers.
@@ -107,6 +111,10 @@ pub struct RealConnector;
 impl Connector for RealConnector {
     fn connect(&self, info: &ConnectInfo) -> Result<Box<dyn Postgres>, PgError> {
         Ok(Box::new(Admin::connect(info)?))
+    }
+
+    fn verify_tls(&self, host: &str, port: u16, ca: &str) -> Result<(), PgError> {
+        crate::tls_probe::verify(host, port, ca, std::time::Duration::from_secs(5))
     }
 }
 

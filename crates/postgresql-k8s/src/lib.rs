@@ -24,9 +24,10 @@ use charm::{Charm, Event, Handled, Hook};
 use client_interface::pgsql;
 use client_interface::ClientEvent;
 use flows::{
-    actions, backups, database, legacy, lifecycle, logging, metrics, peers, Deps, Findings,
+    actions, backups, certificates, database, legacy, lifecycle, logging, metrics, peers, Deps,
+    Findings,
 };
-use state::{DATABASE, ETCD, PEERS};
+use state::{CERTIFICATES, DATABASE, ETCD, PEERS, RECEIVE_CA};
 
 /// The charm: its dependencies, and what this dispatch found.
 pub struct PostgresqlCharm {
@@ -110,6 +111,9 @@ impl Charm for PostgresqlCharm {
                 Ok(handled)
             }
             Event::UpdateStatus => {
+                if let Some(relation) = hook.relation(CERTIFICATES)? {
+                    certificates::refresh(hook, &relation)?;
+                }
                 flows::switchover::progress(hook, deps)?;
                 let handled = lifecycle::update_status(hook, deps, findings)?;
                 backups::converge(hook, deps, findings, false)?;
@@ -150,6 +154,29 @@ impl Charm for PostgresqlCharm {
             }
             Event::RelationChanged(r) | Event::RelationBroken(r) if r.relation.endpoint == ETCD => {
                 lifecycle::dcs_changed(hook, deps, findings)
+            }
+            Event::RelationCreated(r) | Event::RelationJoined(r) | Event::RelationChanged(r)
+                if r.relation.endpoint == CERTIFICATES =>
+            {
+                let handled = certificates::changed(hook, deps, findings, &r.relation)?;
+                metrics::publish(hook)?;
+                Ok(handled)
+            }
+            Event::RelationBroken(r) if r.relation.endpoint == CERTIFICATES => {
+                let handled = certificates::broken(hook, deps, findings, r)?;
+                metrics::publish(hook)?;
+                Ok(handled)
+            }
+            Event::RelationCreated(r) | Event::RelationJoined(r) | Event::RelationChanged(r)
+                if r.relation.endpoint == RECEIVE_CA =>
+            {
+                certificates::ca_changed(hook, deps, findings, &r.relation)
+            }
+            Event::RelationBroken(r) if r.relation.endpoint == RECEIVE_CA => {
+                certificates::ca_broken(hook, deps, findings, r)
+            }
+            Event::Action(a) if a.name == "set-tls-private-key" => {
+                certificates::set_private_key(hook, deps, findings)
             }
             Event::Action(a) => actions::run(hook, deps, &a.name),
             _ => Ok(Handled::Done),

@@ -3,7 +3,9 @@
 
 use charm::secret::Revision;
 use charm::{Hook, Relation, SecretContent};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use tls_certificates::UnitTls;
 
 /// The peer endpoint.
 pub const PEERS: &str = "database-peers";
@@ -11,6 +13,10 @@ pub const PEERS: &str = "database-peers";
 pub const DATABASE: &str = "database";
 /// The DCS endpoint (`etcd`, requires, optional).
 pub const ETCD: &str = "etcd";
+/// The TLS endpoint (`tls-certificates` v4, requires, optional).
+pub const CERTIFICATES: &str = "certificates";
+/// The operator CA endpoint (`certificate_transfer`, requires, optional).
+pub const RECEIVE_CA: &str = "receive-ca-cert";
 
 /// Peer application bag: the cluster members' addresses, a JSON array (leader writes).
 pub const ENDPOINTS: &str = "endpoints";
@@ -20,6 +26,12 @@ pub const CLUSTER_INITIALISED: &str = "cluster_initialised";
 pub const ADDRESS: &str = "private-address";
 /// Peer unit bag: `"enabled"` when the unit's PostgreSQL runs with TLS.
 pub const TLS: &str = "tls";
+/// Peer unit bag: the CA bundle this unit's PostgreSQL serves TLS with,
+/// written with [`TLS`] (absent without TLS).
+pub const TLS_CA: &str = "tls-ca";
+/// Peer application bag: the digest of what clients were last told about TLS
+/// (leader writes); its change has every client's answer rewritten.
+pub const CLIENTS_TLS: &str = "clients-tls";
 /// Peer unit bag: `"True"` when this unit is leaving the client relations.
 pub const DEPARTING: &str = "departing";
 /// Peer unit bag: when this unit's member last reported a role change (the
@@ -85,7 +97,8 @@ pub fn app_secret_label(app: &str) -> String {
     format!("{PEERS}.{app}.app")
 }
 
-/// The unit secret's label (TLS material: `key`, `cert`, `cauth`).
+/// The unit secret's label (TLS material: `key`, `csr`, `cert`, `cauth`,
+/// `chain`, and `ca-<app>` for each operator CA received).
 pub fn unit_secret_label(app: &str) -> String {
     format!("{PEERS}.{app}.unit")
 }
@@ -257,29 +270,87 @@ pub fn passwords(hook: &mut Hook<'_>) -> charm::Result<Option<Passwords>> {
         .map(Passwords))
 }
 
+/// The unit secret's prefix of an operator CA received from application `app`.
+pub fn received_ca_key(app: &str) -> String {
+    format!("ca-{app}")
+}
+
+/// This unit's secret: its certificate's state, and the operator CAs it
+/// received (`receive-ca-cert`), by secret key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnitSecret {
+    pub tls: UnitTls,
+    pub received: BTreeMap<String, String>,
+}
+
+impl UnitSecret {
+    /// The secret's content.
+    pub fn content(&self) -> SecretContent {
+        let mut c: SecretContent = self
+            .tls
+            .fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        for (k, v) in &self.received {
+            c.insert(k.as_str(), v.as_str());
+        }
+        c
+    }
+
+    /// What PostgreSQL and Patroni's API serve with, when a certificate for
+    /// the key is installed: the CA file holds the certificate's CA bundle
+    /// and every operator CA received (the CAs client certificates and the
+    /// API's peers are checked against).
+    pub fn material(&self) -> Option<TlsMaterial> {
+        let files = self.tls.files()?;
+        let mut ca = vec![files.ca.trim().to_string()];
+        ca.extend(self.received.values().map(|c| c.trim().to_string()));
+        ca.dedup();
+        Some(TlsMaterial {
+            key: files.key,
+            cert: files.cert,
+            ca: ca.join("\n"),
+        })
+    }
+}
+
+/// Reads this unit's secret (empty when it does not exist yet).
+pub fn unit_secret(hook: &mut Hook<'_>) -> charm::Result<UnitSecret> {
+    let label = unit_secret_label(hook.app());
+    let Some(c) = hook.secret_by_label(&label, Revision::Peek)? else {
+        return Ok(UnitSecret::default());
+    };
+    let received = c
+        .iter()
+        .filter(|(k, v)| k.starts_with("ca-") && !v.is_empty())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(UnitSecret {
+        tls: UnitTls::read(|k| c.get(k).map(str::to_string)),
+        received,
+    })
+}
+
 /// TLS material for PostgreSQL and Patroni's API.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TlsMaterial {
     pub key: String,
     pub cert: String,
+    /// The CA file's content.
     pub ca: String,
 }
 
-/// The TLS material in this unit's secret, when all of key, certificate and CA
-/// are there (TLS is on exactly then).
+/// The TLS material in this unit's secret, when its key and an installed
+/// certificate are there (TLS is on exactly then).
 pub fn tls_material(hook: &mut Hook<'_>) -> charm::Result<Option<TlsMaterial>> {
-    let label = unit_secret_label(hook.app());
-    let Some(c) = hook.secret_by_label(&label, Revision::Peek)? else {
-        return Ok(None);
-    };
-    Ok(match (c.get("key"), c.get("cert"), c.get("cauth")) {
-        (Some(key), Some(cert), Some(ca)) => Some(TlsMaterial {
-            key: key.into(),
-            cert: cert.into(),
-            ca: ca.into(),
-        }),
-        _ => None,
-    })
+    Ok(unit_secret(hook)?.material())
+}
+
+/// The digest of a text, 32 hex digits (SHA-256's first half).
+pub fn digest(text: &str) -> String {
+    let hash = Sha256::digest(text.as_bytes());
+    hash.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

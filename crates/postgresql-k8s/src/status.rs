@@ -104,7 +104,7 @@ fn cluster(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow::Res
         {
             None
         }
-        None => deps.patroni.health(ctx.api_password(), &ctx.address).ok(),
+        None => deps.patroni.health(ctx.api(), &ctx.address).ok(),
     };
     Ok(match health {
         Some(h) if h.started() && h.role() == Role::Replica && no_primary(hook, deps, &ctx)? => {

@@ -403,12 +403,14 @@ impl Workload {
         Ok(true)
     }
 
-    /// Writes the TLS files, or removes them when TLS is off.
+    /// Writes the TLS files, or removes them when TLS is off. Returns whether
+    /// any changed.
     pub fn write_tls(
         &self,
         pebble: &mut dyn Pebble,
         tls: Option<&TlsMaterial>,
-    ) -> Result<(), PebbleError> {
+    ) -> Result<bool, PebbleError> {
+        let mut changed = false;
         let l = &self.layout;
         let files = [
             (l.tls_key(), tls.map(|t| &t.key)),
@@ -419,13 +421,17 @@ impl Workload {
             match content {
                 Some(c) if pebble.read_text(&path)?.as_deref() != Some(c.as_str()) => {
                     pebble.push(&path, c.as_bytes(), &self.options(0o400))?;
+                    changed = true;
                 }
                 Some(_) => {}
-                None if pebble.read_text(&path)?.is_some() => pebble.remove_path(&path, false)?,
+                None if pebble.read_text(&path)?.is_some() => {
+                    pebble.remove_path(&path, false)?;
+                    changed = true;
+                }
                 None => {}
             }
         }
-        Ok(())
+        Ok(changed)
     }
 
     /// Adds the layer if the plan lacks it and replans (which starts Patroni,

@@ -51,6 +51,8 @@ use charm_testing::{bag, event, Owner, SecretState, ServiceOp, State};
 use postgresql_k8s::state;
 use postgresql_k8s::workload::{CONTAINER, SERVICE};
 use support::*;
+use tls_certificates::testing::TestCa;
+use tls_certificates::{PrivateKey, Subject};
 
 fn changed(s: &State) -> Event {
     event::relation_changed(s.relation(PEER_ID).unwrap(), Some(&unit_name(1)))
@@ -369,10 +371,15 @@ fn changed_member_reloads_patroni_when_its_config_changes() {
     );
 }
 
-fn with_tls(s: State) -> State {
+/// The unit secret with a key and a certificate issued for it; returns the
+/// certificate too.
+fn with_tls(s: State) -> (State, String) {
+    let key = PrivateKey::generate().unwrap();
+    let subject = Subject::new("pg-1", vec![], &addr(1));
+    let cert = TestCa::new("ca").issue(&tls_certificates::csr(&key, &subject).unwrap(), 30);
     let content = SecretContent::new()
-        .with("key", "KEY")
-        .with("cert", "CERT")
+        .with("key", key.pem())
+        .with("cert", cert.as_str())
         .with("cauth", "CA");
     let mut secret = SecretState::new(
         SecretId::parse("c0000000000000000b01").unwrap(),
@@ -380,7 +387,7 @@ fn with_tls(s: State) -> State {
         content,
     );
     secret.owner_label = Some(state::unit_secret_label(APP));
-    s.with_secret(secret)
+    (s.with_secret(secret), cert)
 }
 
 fn running_member() -> (World, State) {
@@ -392,21 +399,28 @@ fn running_member() -> (World, State) {
 #[test]
 fn turning_tls_on_restarts_postgresql_through_patroni() {
     let (w, s) = running_member();
-    let s = with_tls(s);
+    let (s, cert) = with_tls(s);
     let out = w.go(&s, changed(&s));
     assert_eq!(w.patroni.cluster_state().restarts, [addr(1)]);
     assert_eq!(peer_unit(&out.state)[state::TLS], "enabled");
+    assert_eq!(peer_unit(&out.state)[state::TLS_CA], "CA");
+    assert_eq!(w.patroni.cluster_state().last_ca.as_deref(), Some("CA"));
     let doc = patroni_doc(&out.state);
     assert_eq!(doc["postgresql"]["parameters"]["ssl"], "on", "{doc}");
+    assert_eq!(
+        doc["restapi"]["certfile"],
+        "/var/lib/postgresql/data/cert.pem"
+    );
+    // TLS is offered, not required: the charms' own sessions do not use it.
     assert!(doc["postgresql"]["pg_hba"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|l| l.as_str().unwrap().starts_with("hostssl all all 0.0.0.0/0")));
-    let cert = &out.state.container(CONTAINER).unwrap().files["/var/lib/postgresql/data/cert.pem"];
+        .any(|l| l.as_str().unwrap() == "host all all 0.0.0.0/0 scram-sha-256"));
+    let file = &out.state.container(CONTAINER).unwrap().files["/var/lib/postgresql/data/cert.pem"];
     assert_eq!(
-        (cert.content.as_slice(), cert.permissions),
-        (&b"CERT"[..], 0o400)
+        (file.content.as_slice(), file.permissions),
+        (cert.as_bytes(), 0o400)
     );
     // Done once: the next change does not restart again.
     w.go(&out.state, changed(&out.state));

@@ -22,7 +22,7 @@ use postgresql_k8s::dcs::Dcs;
 use postgresql_k8s::dcs_keys::{is_down, DcsKeys, EtcdKeys};
 use postgresql_k8s::patroni::client::HttpPatroni;
 use postgresql_k8s::patroni::render::{dynamic_config, render, PatroniInput};
-use postgresql_k8s::patroni::{Cluster, Patroni, PatroniError};
+use postgresql_k8s::patroni::{ApiAccess, Cluster, Patroni, PatroniError};
 use postgresql_k8s::postgres::operator_login;
 use postgresql_k8s::state::{self, Passwords};
 use postgresql_k8s::workload::{notify_script, Layout, ROLE_CHANGE_NOTICE};
@@ -236,7 +236,7 @@ fn spawn_patroni(dir: &Path, n: usize, config: &str, socket: &Path) -> Child {
 /// Polls until `ok` holds for the cluster, or fails with the logs.
 fn wait_for(
     api: &HttpPatroni,
-    password: &str,
+    password: &ApiAccess,
     dir: &Path,
     what: &str,
     ok: impl Fn(&Cluster) -> bool,
@@ -360,7 +360,7 @@ fn two_members_form_a_synchronous_cluster_through_etcd() {
     let notices = Notices::default();
     let sockets = [notices.listen(&dir, 0), notices.listen(&dir, 1)];
     let pw = passwords();
-    let api_pw = pw.get(state::PATRONI).to_string();
+    let api_pw = ApiAccess::plain(pw.get(state::PATRONI));
     let api = HttpPatroni {
         timeout: Duration::from_secs(2),
         attempts: 1,

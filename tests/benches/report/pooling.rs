@@ -166,6 +166,7 @@ pub fn rendered(layout: &Layout, mode: &str, port: u16, backend_port: u16) -> (S
         primary: client_interface::Endpoint::parse(&format!("127.0.0.1:{backend_port}")).unwrap(),
         read_only: Vec::new(),
         auth_user: AUTH_USER.into(),
+        verify_tls: false,
     };
     let shared = SharedConfig::build(&SharedInput {
         config: &config,

@@ -137,6 +137,17 @@ pub fn ensure_cluster(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<bool> 
             return Ok(false);
         }
     };
+    // A backend that serves TLS must verify as PgBouncer will check it.
+    if let Some(ca) = &backend.tls_ca {
+        let primary = &backend.primary;
+        if let Err(e) = deps.connector.verify_tls(&primary.host, primary.port, ca) {
+            hook.add_problem(Status::Waiting(format!(
+                "waiting for the backend: its TLS certificate does not verify with the CA \
+                 it published (verify-full): {e}"
+            )))?;
+            return Ok(false);
+        }
+    }
     let identity = match pg.system_identifier() {
         Ok(identity) => identity,
         Err(e) => {

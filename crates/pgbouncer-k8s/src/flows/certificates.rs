@@ -7,11 +7,16 @@
 //! bag).
 
 use super::{client_facing_units, database, serve, Deps};
-use crate::state::{self, UnitTls};
-use crate::tls::{self, Decision, PrivateKey, ProviderCertificate, RequestError};
+use crate::state;
 use charm::secret::{Revision, SecretMeta, SecretRef};
-use charm::{BagChanges, Handled, Hook, LogLevel, Relation, RelationEvent, SecretOwner, Status};
+use charm::{
+    BagChanges, Handled, Hook, LogLevel, Relation, RelationEvent, SecretContent, SecretOwner,
+    Status,
+};
 use client_interface::Tls;
+use tls_certificates::{
+    self as tls, Decision, PrivateKey, ProviderCertificate, RequestError, Subject, UnitTls,
+};
 
 /// relation-created, -joined and -changed (and update-status, as a safety net
 /// for renewals): make sure a key and a CSR exist and the CSR is published,
@@ -122,8 +127,40 @@ fn new_csr(hook: &mut Hook<'_>, key: &PrivateKey) -> anyhow::Result<String> {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     let model = hook.context().model_name.clone();
-    let subject = tls::unit_subject(hook.app(), unit_number, &model, &address);
+    let subject = unit_subject(hook.app(), unit_number, &model, &address);
     Ok(tls::csr(key, &subject)?)
+}
+
+/// The subject of a unit's certificate (the reference charm's names, for a unit
+/// reached by `address` as well as by its Kubernetes names): the pod's name
+/// under the endpoints service as common name (the pod's name when that is too
+/// long); the pod, endpoints, service and application names, short and fully
+/// qualified; the address.
+pub fn unit_subject(app: &str, unit_number: u32, model: &str, address: &str) -> Subject {
+    let pod = format!("{app}-{unit_number}");
+    let endpoints = format!("{app}-endpoints");
+    let service = format!("{app}-service");
+    let fq = |name: &str| format!("{name}.{model}.svc.cluster.local");
+    let pod_under_endpoints = format!("{pod}.{endpoints}");
+    let app_under_endpoints = format!("{app}.{endpoints}");
+    let dns = vec![
+        pod.clone(),
+        pod_under_endpoints.clone(),
+        fq(&pod_under_endpoints),
+        endpoints.clone(),
+        fq(&endpoints),
+        service.clone(),
+        fq(&service),
+        app.to_string(),
+        fq(app),
+        app_under_endpoints.clone(),
+        fq(&app_under_endpoints),
+    ];
+    let common_name = [pod_under_endpoints, pod]
+        .into_iter()
+        .find(|cn| cn.len() <= tls::MAX_CN)
+        .unwrap_or_else(|| app.to_string());
+    Subject::new(&common_name, dns, address)
 }
 
 /// Puts this unit's CSR (or none) in its bag of the relation.
@@ -142,7 +179,11 @@ fn save(hook: &mut Hook<'_>, before: &UnitTls, after: &UnitTls) -> anyhow::Resul
         return Ok(());
     }
     let label = state::unit_secret_label(hook.app());
-    let content = after.content();
+    let content: SecretContent = after
+        .fields()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
     if hook.secret_by_label(&label, Revision::Peek)?.is_some() {
         let id = hook
             .secret_info(&SecretRef::Label(label))?
@@ -200,17 +241,9 @@ impl ClientTls {
     /// Decides from what each live unit acknowledged serving (`None` or empty:
     /// no TLS): on only when every unit serves TLS.
     pub fn decide(units: &[Option<&str>]) -> ClientTls {
-        let mut cas: Vec<&str> = Vec::new();
-        for ca in units {
-            match ca.map(str::trim).filter(|c| !c.is_empty()) {
-                Some(c) if !cas.contains(&c) => cas.push(c),
-                Some(_) => {}
-                None => return ClientTls::default(),
-            }
-        }
-        ClientTls {
-            enabled: !cas.is_empty(),
-            ca: cas.join("\n"),
+        match tls::served_ca(units) {
+            Some(ca) => ClientTls { enabled: true, ca },
+            None => ClientTls::default(),
         }
     }
 
@@ -240,7 +273,29 @@ pub fn client_tls(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Clien
 
 #[cfg(test)]
 mod tests {
-    use super::ClientTls;
+    use super::{unit_subject, ClientTls};
+    use std::net::IpAddr;
+
+    #[test]
+    fn subjects_follow_the_reference_names() {
+        let s = unit_subject("pgbouncer-k8s", 1, "prod", "10.1.2.3");
+        assert_eq!(s.common_name, "pgbouncer-k8s-1.pgbouncer-k8s-endpoints");
+        for name in [
+            "pgbouncer-k8s-1",
+            "pgbouncer-k8s-service",
+            "pgbouncer-k8s-service.prod.svc.cluster.local",
+            "pgbouncer-k8s-1.pgbouncer-k8s-endpoints.prod.svc.cluster.local",
+            "pgbouncer-k8s-endpoints",
+            "pgbouncer-k8s.prod.svc.cluster.local",
+        ] {
+            assert!(s.dns.contains(&name.to_string()), "{name}");
+        }
+        assert_eq!(s.ips, ["10.1.2.3".parse::<IpAddr>().unwrap()]);
+        let named = unit_subject("a", 0, "m", "a-0.example");
+        assert!(named.dns.contains(&"a-0.example".to_string()) && named.ips.is_empty());
+        let long = unit_subject(&"x".repeat(40), 0, "m", "");
+        assert_eq!(long.common_name, format!("{}-0", "x".repeat(40)));
+    }
 
     #[test]
     fn clients_get_tls_only_when_every_unit_serves_it() {

@@ -10,6 +10,7 @@ use super::{
 use crate::state;
 use crate::workload::{Rolled, CONTAINER};
 use charm::{BagChanges, Handled, Hook, LogLevel, SecretEvent};
+use client_interface::provider::secret_label;
 
 /// Renders what this unit should serve: the leader sets up the backend if it can,
 /// builds the configuration and publishes it; a follower takes what the leader
@@ -152,13 +153,25 @@ fn collect_readonly_dbs(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// secret-changed: the leader rewrote the application secret (the auth file).
+/// secret-changed: the leader rewrote the application secret (the auth file),
+/// or the backend changed its TLS secret (TLS turned on or off, a new CA).
 pub fn secret_changed(
     hook: &mut Hook<'_>,
     deps: &Deps,
     event: &SecretEvent,
 ) -> anyhow::Result<Handled> {
-    if event.label.as_deref() != Some(state::app_secret_label(hook.app()).as_str()) {
+    let label = event.label.as_deref();
+    // The backend's TLS secret: whether it serves TLS and its CA, as the
+    // backend's relation data (the leader republishes; each unit writes the
+    // CA it verifies the backend with).
+    let backend_tls = match hook.relations(state::BACKEND)?.first() {
+        Some(r) => label == Some(secret_label(state::BACKEND, r.id, "tls").as_str()),
+        None => false,
+    };
+    if backend_tls && hook.is_leader()? {
+        return super::backend::changed(hook, deps);
+    }
+    if !backend_tls && label != Some(state::app_secret_label(hook.app()).as_str()) {
         return Ok(Handled::Done);
     }
     if let Some(peers) = state::peers(hook)? {

@@ -73,6 +73,7 @@ pub fn build_shared(
     let target = match initialised_backend(hook)? {
         Some((b, _)) => Some(BackendTarget {
             auth_user: b.auth_user()?.to_string(),
+            verify_tls: b.tls_ca.is_some(),
             primary: b.primary,
             read_only: b.read_only,
         }),
@@ -190,9 +191,16 @@ pub fn serve(
     // Listen where clients are sent: on one machine, units share port numbers.
     let listen_addr = own_address(hook)?;
     let tls = certificates::installed_files(hook, peers)?;
+    let backend_ca = match ready_backend(hook)? {
+        Some((backend, _)) => backend.tls_ca,
+        None => None,
+    };
     let tls_changed = deps
         .workload
-        .write_tls(hook.container(CONTAINER), tls.as_ref())?;
+        .write_tls(hook.container(CONTAINER), tls.as_ref())?
+        | deps
+            .workload
+            .write_backend_ca(hook.container(CONTAINER), backend_ca.as_deref())?;
     let peering = peering(hook, peers, version)?;
     let serving = Serving {
         version,

@@ -55,6 +55,11 @@ impl Layout {
     pub fn tls_files(&self) -> [String; 3] {
         ["key.pem", "ca.pem", "cert.pem"].map(|f| format!("{}/{f}", self.data_dir))
     }
+
+    /// The CA the backend's certificate is verified with.
+    pub fn backend_ca_file(&self) -> String {
+        format!("{}/backend-ca.pem", self.data_dir)
+    }
 }
 
 /// One `[databases]` entry.
@@ -131,6 +136,9 @@ pub struct BackendTarget {
     pub read_only: Vec<Endpoint>,
     /// The role PgBouncer logs in as to look up client passwords.
     pub auth_user: String,
+    /// Whether the backend serves TLS with a CA to verify it by (written to
+    /// [`Layout::backend_ca_file`]).
+    pub verify_tls: bool,
 }
 
 /// A client's database, as a `database` relation asked for it.
@@ -292,7 +300,17 @@ impl SharedConfig {
             "ignore_startup_parameters",
             "extra_float_digits,options".into(),
         );
-        set("server_tls_sslmode", "prefer".into());
+        // A backend that serves TLS with a CA is verified, its name included
+        // (`verify-full`): PostgreSQL's certificates name the address
+        // clients are given, an IP address included. Otherwise TLS is used
+        // when the server offers it.
+        match input.backend.filter(|b| b.verify_tls) {
+            Some(_) => {
+                set("server_tls_sslmode", "verify-full".into());
+                set("server_tls_ca_file", input.layout.backend_ca_file());
+            }
+            None => set("server_tls_sslmode", "prefer".into()),
+        }
         set("so_reuseport", "1".into());
         set("pool_mode", c.pool_mode.as_str().into());
         set("max_db_connections", pools.max_db_connections.to_string());

@@ -40,6 +40,7 @@ impl Case {
             primary: Endpoint::parse("127.0.0.1:5432").unwrap(),
             read_only: Endpoint::parse_list("127.0.0.3:5432,127.0.0.2:5432").unwrap(),
             auth_user: "pgbouncer_auth_relation_id_3".into(),
+            verify_tls: false,
         };
         SharedConfig::build(&SharedInput {
             config: &config,

@@ -69,6 +69,11 @@ pub struct FakeServer {
     pub sessions: Vec<String>,
     /// The parameters whose new value waits for a restart.
     pub pending_restart: Vec<String>,
+    /// When set, `verify_tls` fails with this message (a certificate that
+    /// does not verify).
+    pub tls_unverified: Option<String>,
+    /// The (host, CA) pairs `verify_tls` was asked about, in order.
+    pub tls_checks: Vec<(String, String)>,
 }
 
 /// A connector over a shared [`FakeServer`]; clones share the server.
@@ -156,6 +161,15 @@ impl Connector for FakeConnector {
             return Err(PgError(why.clone()));
         }
         Ok(Box::new(FakeSession(self.0.clone())))
+    }
+
+    fn verify_tls(&self, host: &str, port: u16, ca: &str) -> Result<(), PgError> {
+        let mut s = self.0.borrow_mut();
+        s.tls_checks.push((host.to_string(), ca.to_string()));
+        match &s.tls_unverified {
+            Some(why) => Err(PgError(format!("{host}:{port}: {why}"))),
+            None => Ok(()),
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use client_interface::provider::{self, Answer, UriTarget};
 use client_interface::request::{self, EntityKind, Refusal, Request, Resource};
 use client_interface::serve::{self, Failure};
 use client_interface::ClientEvent;
+use client_interface::Tls;
 use postgres_admin::names::{DatabaseName, Extension, ExtraRoles, RoleName};
 use postgres_admin::{PgError, Postgres};
 
@@ -43,7 +44,8 @@ fn read_only_uri(request: &Request, read_only_endpoints: &str) -> UriTarget {
 }
 
 /// What a client is told: its user's (or entity's) credentials, where to
-/// connect, the server's version, and for a prefix the databases it matched.
+/// connect, the server's version, TLS, and for a prefix the databases it
+/// matched.
 fn answer(
     relation_id: u64,
     request: &Request,
@@ -51,10 +53,12 @@ fn answer(
     (rw, ro): (String, String),
     version: Option<String>,
     prefix_databases: Option<Vec<String>>,
+    tls: Tls,
 ) -> Answer {
     let read_only = read_only_uri(request, &ro);
     let mut answer = Answer {
         version,
+        tls,
         ..Answer::new(relation_id, request, password, (rw, ro), read_only)
     };
     if let Some(entity) = &request.entity {
@@ -90,7 +94,8 @@ fn changed(hook: &mut Hook<'_>, deps: &Deps, relation: &Relation) -> anyhow::Res
         return Ok(Handled::Deferred);
     };
     if provider::published(hook, relation)?.has_credentials() {
-        refresh(hook, deps, &ctx, relation, &request, None)?;
+        let tls = clients_tls(hook, &ctx)?;
+        refresh(hook, deps, &ctx, relation, &request, None, (&tls, false))?;
         return Ok(Handled::Done);
     }
     requested(hook, deps, &ctx, relation, &request)
@@ -186,6 +191,7 @@ fn requested(
             endpoints.clone(),
             None,
             None,
+            Tls::default(),
         );
         provider::keep(hook, state::DATABASE, relation, request, &kept)?;
     }
@@ -200,6 +206,7 @@ fn requested(
             return cannot_create(hook, relation, request, &e.to_string());
         }
     }
+    let tls = clients_tls(hook, ctx)?;
     let answer = answer(
         relation.id,
         request,
@@ -207,6 +214,7 @@ fn requested(
         endpoints,
         Some(served.version),
         served.prefix_databases,
+        tls,
     );
     provider::publish(hook, state::DATABASE, relation, request, &answer, None)?;
     hook.log(
@@ -245,8 +253,10 @@ fn cannot_create(
 }
 
 /// Leader: rewrites a served client's endpoints (and URIs) when they moved,
-/// and a prefix request's databases when new ones match (granted first).
-/// `members` overrides the peer bag's list (during a departure).
+/// a prefix request's databases when new ones match (granted first), and
+/// everything when what clients are told about TLS changed (`tls`, with
+/// whether it differs from what clients were last told). `members`
+/// overrides the peer bag's list (during a departure).
 fn refresh(
     hook: &mut Hook<'_>,
     deps: &Deps,
@@ -254,6 +264,7 @@ fn refresh(
     relation: &Relation,
     request: &Request,
     members: Option<&[String]>,
+    (tls, tls_changed): (&Tls, bool),
 ) -> anyhow::Result<()> {
     let Some(cluster) = cluster_status(hook, deps, ctx)? else {
         return Ok(());
@@ -296,7 +307,8 @@ fn refresh(
         _ => None,
     };
     let prefix_text = prefix_databases.as_ref().map(|d| d.join(","));
-    if before.endpoints.as_ref() == Some(&rw)
+    if !tls_changed
+        && before.endpoints.as_ref() == Some(&rw)
         && before.read_only_endpoints.as_ref() == Some(&ro)
         && (prefix_text.is_none() || before.prefix_databases == prefix_text)
     {
@@ -317,16 +329,18 @@ fn refresh(
         (rw.clone(), ro.clone()),
         before.version,
         prefix_databases,
+        tls.clone(),
     );
     provider::publish(hook, state::DATABASE, relation, request, &answer, None)?;
     hook.log(
         LogLevel::Info,
         &format!(
-            "relation {}: endpoints now {rw} (read-only {ro}){}",
+            "relation {}: endpoints now {rw} (read-only {ro}){}, TLS {}",
             relation.id,
             prefix_text
                 .map(|p| format!(", databases {p}"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            if tls.enabled { "on" } else { "off" }
         ),
     )?;
     Ok(())
@@ -344,6 +358,14 @@ pub fn refresh_all(
         return Ok(());
     }
     announce_primary(hook, deps, ctx)?;
+    let tls = clients_tls(hook, ctx)?;
+    let told = state::digest(&format!(
+        "{}\n{}",
+        tls.enabled,
+        tls.ca.as_deref().unwrap_or("")
+    ));
+    let tls_changed = hook.local_app_bag(&ctx.peers)?.get(state::CLIENTS_TLS) != Some(&told);
+    let mut all_told = true;
     for relation in hook.relations(state::DATABASE)? {
         let remote = hook.remote_app_bag(&relation)?.clone();
         let Ok(Some(request)) = request::parse(&remote, relation.id) else {
@@ -357,7 +379,16 @@ pub fn refresh_all(
             }
             continue;
         }
-        if let Err(e) = refresh(hook, deps, ctx, &relation, &request, members) {
+        if let Err(e) = refresh(
+            hook,
+            deps,
+            ctx,
+            &relation,
+            &request,
+            members,
+            (&tls, tls_changed),
+        ) {
+            all_told = false;
             let message = format!(
                 "relation {}: cannot update its endpoints: {e:#}",
                 relation.id
@@ -365,8 +396,23 @@ pub fn refresh_all(
             hook.add_problem(Status::Waiting(message))?;
         }
     }
+    if tls_changed && all_told {
+        hook.update_app_bag(&ctx.peers, [(state::CLIENTS_TLS.to_string(), Some(told))])?;
+    }
     // The legacy clients' `master` and `standbys` too.
     super::legacy::refresh_all(hook, deps, ctx, members)
+}
+
+/// What clients are told about TLS: on once this unit and every other unit
+/// serve it (each unit's CA bundle from its peer bag, [`state::TLS_CA`]).
+fn clients_tls(hook: &mut Hook<'_>, ctx: &Ctx) -> anyhow::Result<Tls> {
+    let mut cas = vec![hook.local_unit_bag(&ctx.peers)?.get(state::TLS_CA).cloned()];
+    for unit in hook.relation_units(&ctx.peers)? {
+        let bag = hook.bag(&ctx.peers, &charm::Bag::Unit(unit))?;
+        cas.push(bag.get(state::TLS_CA).cloned());
+    }
+    let units: Vec<Option<&str>> = cas.iter().map(Option::as_deref).collect();
+    Ok(super::certificates::client_tls(&units))
 }
 
 /// Leader: records the primary in the peer application bag when it changed,

@@ -283,9 +283,11 @@ pub fn quiet_context(hook: &mut Hook<'_>) -> anyhow::Result<Option<Ctx>> {
         return Ok(None);
     };
     let address = super::own_address(hook)?;
+    let api = super::api_access(hook, &passwords)?;
     Ok(Some(Ctx {
         peers,
         address,
         passwords,
+        api,
     }))
 }

@@ -6,6 +6,7 @@
 
 pub mod actions;
 pub mod backups;
+pub mod certificates;
 pub mod database;
 pub mod extensions;
 pub mod legacy;
@@ -23,7 +24,7 @@ use crate::config::{
 use crate::dcs::{self, Dcs, DcsState, Kubernetes};
 use crate::dcs_keys::DcsKeys;
 use crate::patroni::render::{self, PatroniInput};
-use crate::patroni::{Cluster, Health, Patroni};
+use crate::patroni::{ApiAccess, Cluster, Health, Patroni};
 use crate::pods::{member_labels, pod_name, Labelled, Pods};
 use crate::state::{self, Passwords};
 
@@ -124,12 +125,15 @@ pub struct Ctx {
     pub peers: Relation,
     pub address: String,
     pub passwords: Passwords,
+    /// How Patroni's REST API is reached: HTTPS verified with this unit's CA
+    /// bundle once the unit holds TLS material (its API then serves HTTPS).
+    pub api: ApiAccess,
 }
 
 impl Ctx {
-    /// The `patroni` user's password.
-    pub fn api_password(&self) -> &str {
-        self.passwords.get(state::PATRONI)
+    /// How Patroni's REST API is reached.
+    pub fn api(&self) -> &ApiAccess {
+        &self.api
     }
 }
 
@@ -144,11 +148,22 @@ pub fn context(hook: &mut Hook<'_>) -> anyhow::Result<Option<Ctx>> {
     let Some(passwords) = state::passwords(hook)? else {
         return Ok(None);
     };
+    let api = api_access(hook, &passwords)?;
     Ok(Some(Ctx {
         peers,
         address,
         passwords,
+        api,
     }))
+}
+
+/// How this unit reaches Patroni's REST API: HTTPS, verified with its CA
+/// bundle, exactly when it holds TLS material (as its own API then serves).
+pub fn api_access(hook: &mut Hook<'_>, passwords: &Passwords) -> charm::Result<ApiAccess> {
+    Ok(ApiAccess {
+        password: passwords.get(state::PATRONI).to_string(),
+        ca: state::tls_material(hook)?.map(|t| t.ca),
+    })
 }
 
 /// Leader: creates the system users' passwords that do not exist yet.
@@ -227,7 +242,7 @@ pub fn cluster_status(
     ctx: &Ctx,
 ) -> anyhow::Result<Option<Cluster>> {
     let hosts = api_hosts(hook, ctx)?;
-    match deps.patroni.cluster(ctx.api_password(), &hosts) {
+    match deps.patroni.cluster(ctx.api(), &hosts) {
         Ok(c) => Ok(Some(c)),
         Err(e) => {
             hook.log(
@@ -269,7 +284,7 @@ pub fn record_membership(hook: &mut Hook<'_>, ctx: &Ctx) -> anyhow::Result<()> {
 pub fn member_started(deps: &Deps, findings: &mut Findings, ctx: &Ctx, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
-        let health = deps.patroni.health(ctx.api_password(), &ctx.address).ok();
+        let health = deps.patroni.health(ctx.api(), &ctx.address).ok();
         let started = health.as_ref().is_some_and(Health::started);
         findings.health = health;
         if started || Instant::now() >= deadline {
@@ -361,7 +376,7 @@ pub fn update_config(
     let w = &deps.workload;
     let pebble = hook.container(CONTAINER);
     w.prepare(pebble)?;
-    w.write_tls(pebble, tls.as_ref())?;
+    let files_changed = w.write_tls(pebble, tls.as_ref())?;
     let previous = w.configured(pebble)?;
     let before = previous.as_deref().and_then(render::scope_of);
     let changed = w.write_config(pebble, &text)?;
@@ -381,6 +396,12 @@ pub fn update_config(
         }
     } else if changed && !started && w.reload(pebble)? {
         hook.log(LogLevel::Info, "patroni.yml changed: Patroni reloads it")?;
+    } else if files_changed && !started && w.reload(pebble)? {
+        // PostgreSQL and the API read the files again; sessions stay open.
+        hook.log(
+            LogLevel::Info,
+            "the TLS files changed: Patroni reloads PostgreSQL and the API",
+        )?;
     }
     for name in restart_changed {
         hook.log(
@@ -404,10 +425,7 @@ pub fn update_config(
         let patch =
             render::dynamic_config(&parameters, count, strict, config.maximum_lag_on_failover);
         let hosts = api_hosts(hook, ctx)?;
-        if let Err(e) = deps
-            .patroni
-            .patch_config(ctx.api_password(), &hosts, &patch)
-        {
+        if let Err(e) = deps.patroni.patch_config(ctx.api(), &hosts, &patch) {
             hook.add_problem(Status::Waiting(format!(
                 "cannot update the cluster's settings: {e}"
             )))?;
@@ -431,25 +449,32 @@ pub fn restart_changes(previous: &Map<String, Value>, next: &Map<String, Value>)
 
 /// "Restart PostgreSQL if TLS is turned on/off": when the TLS material's
 /// presence differs from what this unit's PostgreSQL last ran with, restart it
-/// through Patroni and record the new state in the unit's peer bag.
+/// through Patroni and record the new state in the unit's peer bag: the `tls`
+/// flag, and the CA bundle it serves with (kept current through renewals,
+/// which the configuration step's reload applies).
 pub fn restart_on_tls_change(
     hook: &mut Hook<'_>,
     deps: &Deps,
     findings: &mut Findings,
     ctx: &Ctx,
 ) -> anyhow::Result<()> {
-    let wanted = state::tls_material(hook)?.is_some();
-    let running = hook
-        .local_unit_bag(&ctx.peers)?
-        .get(state::TLS)
-        .map(String::as_str)
-        == Some("enabled");
+    let material = state::tls_material(hook)?;
+    let wanted = material.is_some();
+    let bag = hook.local_unit_bag(&ctx.peers)?;
+    let running = bag.get(state::TLS).map(String::as_str) == Some("enabled");
+    let ca = material.map(|m| m.ca);
     if wanted == running {
+        if bag.get(state::TLS_CA) != ca.as_ref() {
+            hook.update_unit_bag(
+                &ctx.peers,
+                BagChanges::new().set_or_unset(state::TLS_CA, ca),
+            )?;
+        }
         return Ok(());
     }
     let started = findings.health.as_ref().is_some_and(Health::started);
     if started {
-        if let Err(e) = deps.patroni.restart(ctx.api_password(), &ctx.address) {
+        if let Err(e) = deps.patroni.restart(ctx.api(), &ctx.address) {
             hook.add_problem(Status::Waiting(format!(
                 "cannot restart PostgreSQL for TLS: {e}"
             )))?;
@@ -462,7 +487,12 @@ pub fn restart_on_tls_change(
         )?;
     }
     let flag = if wanted { "enabled" } else { "" };
-    hook.update_unit_bag(&ctx.peers, BagChanges::new().set(state::TLS, flag))?;
+    hook.update_unit_bag(
+        &ctx.peers,
+        BagChanges::new()
+            .set(state::TLS, flag)
+            .set_or_unset(state::TLS_CA, ca),
+    )?;
     Ok(())
 }
 

@@ -179,10 +179,7 @@ pub fn departed(
     );
     let mut hosts = vec![ctx.address.clone()];
     hosts.extend(remaining.iter().filter(|m| **m != ctx.address).cloned());
-    if let Err(e) = deps
-        .patroni
-        .patch_config(ctx.api_password(), &hosts, &patch)
-    {
+    if let Err(e) = deps.patroni.patch_config(ctx.api(), &hosts, &patch) {
         hook.add_problem(Status::Waiting(format!(
             "cannot update the synchronous settings: {e}"
         )))?;

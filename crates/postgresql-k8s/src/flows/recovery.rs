@@ -127,7 +127,7 @@ pub fn check(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<Opti
         // PostgreSQL?
         let keys = read_keys(hook, deps, &scope)?;
         let hosts = api_hosts(hook, ctx)?;
-        let cluster = deps.patroni.cluster(ctx.api_password(), &hosts).ok();
+        let cluster = deps.patroni.cluster(ctx.api(), &hosts).ok();
         if cluster_at_work(cluster.as_ref(), keys.as_ref()) {
             return Ok(None);
         }
@@ -155,7 +155,7 @@ pub fn check(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<Opti
     // member tells nothing. (A bootstrap that has just taken the `initialize`
     // key says it is at work within that moment.)
     std::thread::sleep(deps.start_timeout.min(CONFIRM_PAUSE));
-    let health = deps.patroni.health(ctx.api_password(), &ctx.address).ok();
+    let health = deps.patroni.health(ctx.api(), &ctx.address).ok();
     if health.is_none() || at_work(health.as_ref()) {
         return Ok(None);
     }

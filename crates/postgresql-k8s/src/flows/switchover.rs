@@ -186,7 +186,7 @@ pub fn switch_over(
     }
     match deps
         .patroni
-        .switchover(ctx.api_password(), &primary.host, &primary.name, Some(&me))
+        .switchover(ctx.api(), &primary.host, &primary.name, Some(&me))
     {
         Ok(()) => {
             hook.log(

@@ -1,9 +1,14 @@
-//! [`HttpPatroni`]: Patroni's REST API over HTTP/1.1 on TCP, with connect and
-//! read timeouts, and retries when a member does not answer.
+//! [`HttpPatroni`]: Patroni's REST API over HTTP/1.1 on TCP, or over TLS
+//! verifying the member's certificate (its CA and its address) once this unit
+//! serves TLS, with connect and read timeouts, and retries when a member does
+//! not answer.
 
-use super::{Cluster, Health, Patroni, PatroniError, API_PORT};
+use super::{ApiAccess, Cluster, Health, Patroni, PatroniError, API_PORT};
 use base64::Engine;
 use http_exchange::{HttpError, Response};
+use openssl::ssl::{HandshakeError, SslConnector, SslMethod, SslVerifyMode};
+use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::{X509VerifyResult, X509};
 use serde::de::DeserializeOwned;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -59,11 +64,30 @@ pub fn retry<T>(
     Err(last)
 }
 
+/// A connector that trusts exactly the certificates of `ca` (a PEM bundle) and
+/// checks the name (or IP address) the member is called by.
+fn connector(ca: &str) -> Result<SslConnector, PatroniError> {
+    let bad_ca = |e: &dyn std::fmt::Display| PatroniError::Tls(format!("the CA bundle: {e}"));
+    let certs = X509::stack_from_pem(ca.as_bytes()).map_err(|e| bad_ca(&e))?;
+    if certs.is_empty() {
+        return Err(bad_ca(&"no certificate in it"));
+    }
+    let mut store = X509StoreBuilder::new().map_err(|e| bad_ca(&e))?;
+    for cert in certs {
+        store.add_cert(cert).map_err(|e| bad_ca(&e))?;
+    }
+    let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(|e| bad_ca(&e))?;
+    builder.set_cert_store(store.build());
+    builder.set_verify(SslVerifyMode::PEER);
+    Ok(builder.build())
+}
+
 impl HttpPatroni {
-    /// One request to a member's API; connection problems are `Unreachable`.
+    /// One request to a member's API; connection problems are `Unreachable`,
+    /// a certificate that does not verify is [`PatroniError::Tls`].
     fn request(
         &self,
-        password: &str,
+        api: &ApiAccess,
         host: &str,
         method: &str,
         path: &str,
@@ -85,7 +109,7 @@ impl HttpPatroni {
             .and_then(|()| stream.set_write_timeout(Some(timeout)))
             .map_err(|e| unreachable(&e))?;
         let credentials =
-            base64::engine::general_purpose::STANDARD.encode(format!("patroni:{password}"));
+            base64::engine::general_purpose::STANDARD.encode(format!("patroni:{}", api.password));
         let authorization = format!("Basic {credentials}");
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let mut headers = vec![
@@ -95,17 +119,37 @@ impl HttpPatroni {
         if !body.is_empty() {
             headers.push(("Content-Type", "application/json"));
         }
-        http_exchange::exchange(stream, &authority, method, path, &headers, body.as_bytes())
-            .map_err(|e| match e {
-                HttpError::Io(e) => unreachable(&e),
-                HttpError::Protocol(m) => PatroniError::Protocol(m),
-            })
+        let exchanged = match &api.ca {
+            None => {
+                http_exchange::exchange(stream, &authority, method, path, &headers, body.as_bytes())
+            }
+            Some(ca) => {
+                let tls = connector(ca)?.connect(host, stream).map_err(|e| {
+                    let verified = match &e {
+                        HandshakeError::Failure(m) | HandshakeError::WouldBlock(m) => {
+                            m.ssl().verify_result()
+                        }
+                        HandshakeError::SetupFailure(_) => X509VerifyResult::OK,
+                    };
+                    if verified == X509VerifyResult::OK {
+                        unreachable(&format!("TLS handshake failed: {e}"))
+                    } else {
+                        PatroniError::Tls(format!("{authority}: {}", verified.error_string()))
+                    }
+                })?;
+                http_exchange::exchange(tls, &authority, method, path, &headers, body.as_bytes())
+            }
+        };
+        exchanged.map_err(|e| match e {
+            HttpError::Io(e) => unreachable(&e),
+            HttpError::Protocol(m) => PatroniError::Protocol(m),
+        })
     }
 
     /// A request whose answer must be 2xx, retried while the member does not answer.
     fn call(
         &self,
-        password: &str,
+        api: &ApiAccess,
         host: &str,
         method: &str,
         path: &str,
@@ -113,7 +157,7 @@ impl HttpPatroni {
         timeout: Duration,
     ) -> Result<Response, PatroniError> {
         retry(self.attempts, self.pause, || {
-            let r = self.request(password, host, method, path, body, timeout)?;
+            let r = self.request(api, host, method, path, body, timeout)?;
             ok(r)
         })
     }
@@ -150,16 +194,16 @@ fn first_answer<T>(
 }
 
 impl Patroni for HttpPatroni {
-    fn cluster(&self, password: &str, hosts: &[String]) -> Result<Cluster, PatroniError> {
+    fn cluster(&self, api: &ApiAccess, hosts: &[String]) -> Result<Cluster, PatroniError> {
         first_answer(hosts, |host| {
-            let r = self.request(password, host, "GET", "/cluster", None, self.timeout)?;
+            let r = self.request(api, host, "GET", "/cluster", None, self.timeout)?;
             json(&ok(r)?)
         })
     }
 
-    fn health(&self, password: &str, host: &str) -> Result<Health, PatroniError> {
+    fn health(&self, api: &ApiAccess, host: &str) -> Result<Health, PatroniError> {
         retry(self.attempts, self.pause, || {
-            let r = self.request(password, host, "GET", "/health", None, self.timeout)?;
+            let r = self.request(api, host, "GET", "/health", None, self.timeout)?;
             // 503 means PostgreSQL is not running; the body still says its state.
             if r.status == 200 || r.status == 503 {
                 json(&r)
@@ -171,33 +215,26 @@ impl Patroni for HttpPatroni {
 
     fn patch_config(
         &self,
-        password: &str,
+        api: &ApiAccess,
         hosts: &[String],
         patch: &serde_json::Value,
     ) -> Result<(), PatroniError> {
         first_answer(hosts, |host| {
-            self.call(
-                password,
-                host,
-                "PATCH",
-                "/config",
-                Some(patch),
-                self.timeout,
-            )
-            .map(|_| ())
+            self.call(api, host, "PATCH", "/config", Some(patch), self.timeout)
+                .map(|_| ())
         })
     }
 
     fn switchover(
         &self,
-        password: &str,
+        api: &ApiAccess,
         host: &str,
         leader: &str,
         candidate: Option<&str>,
     ) -> Result<(), PatroniError> {
         let body = serde_json::json!({"leader": leader, "candidate": candidate});
         let r = self.request(
-            password,
+            api,
             host,
             "POST",
             "/switchover",
@@ -212,9 +249,9 @@ impl Patroni for HttpPatroni {
         }
     }
 
-    fn restart(&self, password: &str, host: &str) -> Result<(), PatroniError> {
+    fn restart(&self, api: &ApiAccess, host: &str) -> Result<(), PatroniError> {
         self.call(
-            password,
+            api,
             host,
             "POST",
             "/restart",
@@ -332,7 +369,9 @@ mod tests {
             ),
             (503, r#"{"state":"starting","role":"replica"}"#),
         ]);
-        let cluster = api.cluster("pw", &["127.0.0.1".to_string()]).unwrap();
+        let cluster = api
+            .cluster(&ApiAccess::plain("pw"), &["127.0.0.1".to_string()])
+            .unwrap();
         assert!(cluster.all_ready());
         assert_eq!(cluster.primary().unwrap().endpoint(), "127.0.0.1:5432");
         let request = rx.recv().unwrap();
@@ -344,7 +383,7 @@ mod tests {
             request.contains("Authorization: Basic cGF0cm9uaTpwdw==\r\n"),
             "{request}"
         );
-        let health = api.health("pw", "127.0.0.1").unwrap();
+        let health = api.health(&ApiAccess::plain("pw"), "127.0.0.1").unwrap();
         assert_eq!(health.state, "starting");
         assert!(!health.started());
     }
@@ -358,7 +397,7 @@ mod tests {
             (200, "restarted"),
         ]);
         let patch = serde_json::json!({"synchronous_node_count": 1});
-        api.patch_config("pw", &["127.0.0.1".to_string()], &patch)
+        api.patch_config(&ApiAccess::plain("pw"), &["127.0.0.1".to_string()], &patch)
             .unwrap();
         let request = rx.recv().unwrap();
         assert!(
@@ -370,7 +409,7 @@ mod tests {
             "{request}"
         );
         assert_eq!(
-            api.switchover("pw", "127.0.0.1", "pg-0", Some("pg-1")),
+            api.switchover(&ApiAccess::plain("pw"), "127.0.0.1", "pg-0", Some("pg-1")),
             Err(PatroniError::NotSyncStandby)
         );
         assert!(rx
@@ -378,12 +417,79 @@ mod tests {
             .unwrap()
             .ends_with(r#"{"candidate":"pg-1","leader":"pg-0"}"#));
         assert!(matches!(
-            api.switchover("pw", "127.0.0.1", "pg-0", None),
+            api.switchover(&ApiAccess::plain("pw"), "127.0.0.1", "pg-0", None),
             Err(PatroniError::Http { status: 503, .. })
         ));
         rx.recv().unwrap();
-        api.restart("pw", "127.0.0.1").unwrap();
+        api.restart(&ApiAccess::plain("pw"), "127.0.0.1").unwrap();
         assert!(rx.recv().unwrap().starts_with("POST /restart "));
+    }
+
+    #[test]
+    fn with_a_ca_the_api_is_spoken_to_over_verified_tls() {
+        use openssl::pkey::PKey;
+        use openssl::ssl::{SslAcceptor, SslFiletype};
+        use tls_certificates::{csr, testing::TestCa, PrivateKey, Subject};
+        let mut ca = TestCa::new("patroni-ca");
+        let key = PrivateKey::generate().unwrap();
+        let subject = Subject::new("pg-0", vec!["pg-0".into()], "127.0.0.1");
+        let cert = ca.issue(&csr(&key, &subject).unwrap(), 30);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cert.pem"), &cert).unwrap();
+        let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+        acceptor
+            .set_private_key(&PKey::private_key_from_pem(key.pem().as_bytes()).unwrap())
+            .unwrap();
+        acceptor
+            .set_certificate_file(dir.path().join("cert.pem"), SslFiletype::PEM)
+            .unwrap();
+        let acceptor = acceptor.build();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = acceptor.accept(stream.unwrap()) else {
+                    continue;
+                };
+                let mut buf = [0; 4096];
+                let n = s.read(&mut buf).unwrap();
+                tx.send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .unwrap();
+                let body = r#"{"state":"running","role":"master"}"#;
+                write!(
+                    s,
+                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+            }
+        });
+        let api = HttpPatroni {
+            port,
+            attempts: 1,
+            ..HttpPatroni::default()
+        };
+        let trusted = ApiAccess {
+            password: "pw".into(),
+            ca: Some(ca.pem()),
+        };
+        assert!(api.health(&trusted, "127.0.0.1").unwrap().started());
+        assert!(rx.recv().unwrap().starts_with("GET /health HTTP/1.1\r\n"));
+        let stranger = ApiAccess {
+            ca: Some(TestCa::new("another-ca").pem()),
+            ..trusted.clone()
+        };
+        let e = api.health(&stranger, "127.0.0.1").unwrap_err();
+        assert!(matches!(e, PatroniError::Tls(_)), "{e}");
+        let garbage = ApiAccess {
+            ca: Some("not a certificate".into()),
+            ..trusted
+        };
+        assert!(matches!(
+            api.health(&garbage, "127.0.0.1"),
+            Err(PatroniError::Tls(_))
+        ));
     }
 
     #[test]
@@ -395,7 +501,9 @@ mod tests {
             ..HttpPatroni::default()
         };
         // 192.0.2.0/24 is TEST-NET-1: never routed.
-        let e = api.health("pw", "192.0.2.1").unwrap_err();
+        let e = api
+            .health(&ApiAccess::plain("pw"), "192.0.2.1")
+            .unwrap_err();
         assert!(matches!(e, PatroniError::Unreachable(m) if m.contains("192.0.2.1:8008")));
     }
 }

@@ -1,5 +1,5 @@
 //! Patroni, which runs PostgreSQL on each unit: its REST API behind the
-//! [`Patroni`] trait ([`client::HttpPatroni`] over HTTP; the tests keep a
+//! [`Patroni`] trait ([`client::HttpPatroni`] over HTTP or HTTPS; the tests keep a
 //! cluster in memory behind it) and its configuration file ([`render`]).
 
 pub mod client;
@@ -117,31 +117,62 @@ pub enum PatroniError {
     /// The answer could not be read.
     #[error("unexpected answer from Patroni: {0}")]
     Protocol(String),
+    /// The API's certificate does not verify with this unit's CA bundle (or
+    /// the bundle holds no certificate).
+    #[error("Patroni's REST API cannot be verified: {0}")]
+    Tls(String),
+}
+
+/// How the charm reaches the REST API: the `patroni` user's password, and,
+/// once this unit serves TLS, the CA bundle the API's certificate is verified
+/// with (the API then speaks HTTPS only). Its `Debug` shows no password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiAccess {
+    pub password: String,
+    pub ca: Option<String>,
+}
+
+impl std::fmt::Debug for ApiAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiAccess")
+            .field("https", &self.ca.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiAccess {
+    /// Plain HTTP with this password.
+    pub fn plain(password: &str) -> ApiAccess {
+        ApiAccess {
+            password: password.to_string(),
+            ca: None,
+        }
+    }
 }
 
 /// The calls the charm makes to Patroni's REST API. `hosts`/`host` are member
-/// addresses (the API port is [`API_PORT`]); `password` is the `patroni` user's.
+/// addresses (the API port is [`API_PORT`]); `api` says how to reach them.
 pub trait Patroni {
     /// `GET /cluster` from the first of `hosts` that answers.
-    fn cluster(&self, password: &str, hosts: &[String]) -> Result<Cluster, PatroniError>;
+    fn cluster(&self, api: &ApiAccess, hosts: &[String]) -> Result<Cluster, PatroniError>;
     /// `GET /health` of one member (its body also when PostgreSQL is down).
-    fn health(&self, password: &str, host: &str) -> Result<Health, PatroniError>;
+    fn health(&self, api: &ApiAccess, host: &str) -> Result<Health, PatroniError>;
     /// `PATCH /config` (the cluster-wide dynamic configuration) through the
     /// first of `hosts` that answers.
     fn patch_config(
         &self,
-        password: &str,
+        api: &ApiAccess,
         hosts: &[String],
         patch: &serde_json::Value,
     ) -> Result<(), PatroniError>;
     /// `POST /switchover` from `leader` to `candidate` (any sync standby when `None`).
     fn switchover(
         &self,
-        password: &str,
+        api: &ApiAccess,
         host: &str,
         leader: &str,
         candidate: Option<&str>,
     ) -> Result<(), PatroniError>;
     /// `POST /restart`: restarts PostgreSQL on that member.
-    fn restart(&self, password: &str, host: &str) -> Result<(), PatroniError>;
+    fn restart(&self, api: &ApiAccess, host: &str) -> Result<(), PatroniError>;
 }

@@ -40,9 +40,12 @@ fn hba_address(address: &str) -> String {
 }
 
 /// The pg_hba rules: password logins for every user over TCP and the local
-/// socket, replication only from the cluster's members.
-pub fn pg_hba(address: &str, members: &[String], tls: bool) -> Vec<String> {
-    let host = if tls { "hostssl" } else { "host" };
+/// socket, replication only from the cluster's members. TCP rules are `host`,
+/// with TLS on too: TLS is offered to every client, which chooses to verify
+/// it (`sslmode`), and the charms' own sessions, which do not use TLS, keep
+/// working.
+pub fn pg_hba(address: &str, members: &[String]) -> Vec<String> {
+    let host = "host";
     let mut lines = vec![
         "local all all scram-sha-256".to_string(),
         format!("{host} all all 0.0.0.0/0 scram-sha-256"),
@@ -151,7 +154,7 @@ pub fn render(input: &PatroniInput<'_>) -> String {
                 "rewind": {"username": state::REWIND, "password": pw.get(state::REWIND)},
             },
             "parameters": parameters,
-            "pg_hba": pg_hba(address, input.members, input.tls),
+            "pg_hba": pg_hba(address, input.members),
             // A new replica copies the primary with pg_basebackup, which first
             // waits for a checkpoint: a fast one, or a busy primary (databases
             // just created) keeps the replica waiting for minutes.
@@ -222,11 +225,7 @@ mod tests {
 
     #[test]
     fn replication_is_allowed_from_members_only() {
-        let lines = pg_hba(
-            "127.0.1.2",
-            &["127.0.1.1".into(), "127.0.1.2".into()],
-            false,
-        );
+        let lines = pg_hba("127.0.1.2", &["127.0.1.1".into(), "127.0.1.2".into()]);
         assert_eq!(
             lines,
             [
@@ -237,11 +236,10 @@ mod tests {
                 "host replication replication 127.0.1.2/32 scram-sha-256",
             ]
         );
-        let tls = pg_hba("pg-0.pg-endpoints", &[], true);
-        assert!(tls.iter().skip(1).all(|l| l.starts_with("hostssl ")));
+        let named = pg_hba("pg-0.pg-endpoints", &[]);
         assert_eq!(
-            tls[3],
-            "hostssl replication replication pg-0.pg-endpoints scram-sha-256"
+            named[3],
+            "host replication replication pg-0.pg-endpoints scram-sha-256"
         );
     }
 

@@ -1,7 +1,7 @@
 //! [`FakePatroni`]: a cluster in memory for flow tests, recording what the
 //! charm asked of it.
 
-use postgresql_k8s::patroni::{Cluster, Health, Member, Patroni, PatroniError, DB_PORT};
+use postgresql_k8s::patroni::{ApiAccess, Cluster, Health, Member, Patroni, PatroniError, DB_PORT};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::rc::Rc;
@@ -23,6 +23,8 @@ pub struct FakeCluster {
     pub restarts: Vec<String>,
     /// Addresses whose PostgreSQL waits for a restart.
     pub pending_restart: BTreeSet<String>,
+    /// The CA bundle of the last call (HTTPS), `None` for plain HTTP.
+    pub last_ca: Option<String>,
 }
 
 /// A handle on a shared [`FakeCluster`].
@@ -71,14 +73,15 @@ impl FakePatroni {
         }
     }
 
-    fn check(&self, password: &str, host: &str) -> Result<(), PatroniError> {
+    fn check(&self, api: &ApiAccess, host: &str) -> Result<(), PatroniError> {
+        self.0.borrow_mut().last_ca = api.ca.clone();
         let c = self.0.borrow();
         if c.down.contains(host) || !c.members.iter().any(|m| m.host == host) {
             return Err(PatroniError::Unreachable(format!(
                 "{host}: connection refused"
             )));
         }
-        if c.password.as_deref().is_some_and(|p| p != password) {
+        if c.password.as_deref().is_some_and(|p| p != api.password) {
             return Err(PatroniError::Http {
                 status: 401,
                 body: "no auth header received".into(),
@@ -87,10 +90,10 @@ impl FakePatroni {
         Ok(())
     }
 
-    fn first(&self, password: &str, hosts: &[String]) -> Result<(), PatroniError> {
+    fn first(&self, api: &ApiAccess, hosts: &[String]) -> Result<(), PatroniError> {
         let mut last = PatroniError::Unreachable("no member address known".into());
         for h in hosts {
-            match self.check(password, h) {
+            match self.check(api, h) {
                 Err(PatroniError::Unreachable(why)) => last = PatroniError::Unreachable(why),
                 other => return other,
             }
@@ -100,15 +103,15 @@ impl FakePatroni {
 }
 
 impl Patroni for FakePatroni {
-    fn cluster(&self, password: &str, hosts: &[String]) -> Result<Cluster, PatroniError> {
-        self.first(password, hosts)?;
+    fn cluster(&self, api: &ApiAccess, hosts: &[String]) -> Result<Cluster, PatroniError> {
+        self.first(api, hosts)?;
         Ok(Cluster {
             members: self.0.borrow().members.clone(),
         })
     }
 
-    fn health(&self, password: &str, host: &str) -> Result<Health, PatroniError> {
-        self.check(password, host)?;
+    fn health(&self, api: &ApiAccess, host: &str) -> Result<Health, PatroniError> {
+        self.check(api, host)?;
         let c = self.0.borrow();
         let m = c.members.iter().find(|m| m.host == host).expect("checked");
         let role = match m.role.as_str() {
@@ -125,23 +128,23 @@ impl Patroni for FakePatroni {
 
     fn patch_config(
         &self,
-        password: &str,
+        api: &ApiAccess,
         hosts: &[String],
         patch: &serde_json::Value,
     ) -> Result<(), PatroniError> {
-        self.first(password, hosts)?;
+        self.first(api, hosts)?;
         self.0.borrow_mut().patches.push(patch.clone());
         Ok(())
     }
 
     fn switchover(
         &self,
-        password: &str,
+        api: &ApiAccess,
         host: &str,
         leader: &str,
         candidate: Option<&str>,
     ) -> Result<(), PatroniError> {
-        self.check(password, host)?;
+        self.check(api, host)?;
         let mut c = self.0.borrow_mut();
         c.switchovers
             .push((leader.to_string(), candidate.map(str::to_string)));
@@ -167,8 +170,8 @@ impl Patroni for FakePatroni {
         Ok(())
     }
 
-    fn restart(&self, password: &str, host: &str) -> Result<(), PatroniError> {
-        self.check(password, host)?;
+    fn restart(&self, api: &ApiAccess, host: &str) -> Result<(), PatroniError> {
+        self.check(api, host)?;
         let mut c = self.0.borrow_mut();
         c.pending_restart.remove(host);
         c.restarts.push(host.to_string());

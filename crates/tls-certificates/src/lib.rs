@@ -1,8 +1,9 @@
-//! TLS material for the `certificates` relation: private keys, certificate
-//! signing requests, the relation's wire format (the `tls-certificates` v4
-//! protocol as `charmlibs-interfaces-tls-certificates` speaks it), and the pure
-//! decision of what to do with what the provider published. OpenSSL does the
-//! cryptography; nothing here talks to Juju.
+//! TLS material for both charms' `certificates` relation: private keys,
+//! certificate signing requests, the relation's wire format (the
+//! `tls-certificates` v4 protocol as `charmlibs-interfaces-tls-certificates`
+//! speaks it), and the pure decision of what to do with what the provider
+//! published. OpenSSL does the cryptography; nothing here talks to Juju, and
+//! each charm names its units' subjects itself.
 
 use base64::Engine as _;
 use openssl::ec::{EcGroup, EcKey};
@@ -13,6 +14,7 @@ use openssl::pkey::{Id, PKey, Private};
 use openssl::stack::Stack;
 use openssl::x509::extension::SubjectAlternativeName;
 use openssl::x509::{X509NameBuilder, X509Req, X509ReqBuilder, X509};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -24,7 +26,7 @@ pub const CERTIFICATES_KEY: &str = "certificates";
 pub const ERRORS_KEY: &str = "request_errors";
 
 /// The longest common name X.509 allows.
-const MAX_CN: usize = 64;
+pub const MAX_CN: usize = 64;
 
 /// What went wrong with TLS material. The messages never quote a key.
 #[derive(Debug, thiserror::Error)]
@@ -111,47 +113,25 @@ pub struct Subject {
     pub ips: Vec<IpAddr>,
 }
 
-/// The subject of a unit's certificate (the reference charm's names, for a unit
-/// reached by `address` as well as by its Kubernetes names): the pod's name
-/// under the endpoints service as common name; the pod, endpoints, service and
-/// application names, short and fully qualified; the address as an IP SAN when
-/// it is one, else as a DNS name.
-pub fn unit_subject(app: &str, unit_number: u32, model: &str, address: &str) -> Subject {
-    let pod = format!("{app}-{unit_number}");
-    let endpoints = format!("{app}-endpoints");
-    let service = format!("{app}-service");
-    let fq = |name: &str| format!("{name}.{model}.svc.cluster.local");
-    let pod_under_endpoints = format!("{pod}.{endpoints}");
-    let app_under_endpoints = format!("{app}.{endpoints}");
-    let mut dns = vec![
-        pod.clone(),
-        pod_under_endpoints.clone(),
-        fq(&pod_under_endpoints),
-        endpoints.clone(),
-        fq(&endpoints),
-        service.clone(),
-        fq(&service),
-        app.to_string(),
-        fq(app),
-        app_under_endpoints.clone(),
-        fq(&app_under_endpoints),
-    ];
-    let mut ips = Vec::new();
-    match address.parse::<IpAddr>() {
-        Ok(ip) => ips.push(ip),
-        Err(_) if !address.is_empty() => dns.push(address.to_string()),
-        Err(_) => {}
-    }
-    dns.sort();
-    dns.dedup();
-    let common_name = [pod_under_endpoints, pod]
-        .into_iter()
-        .find(|cn| cn.len() <= MAX_CN)
-        .unwrap_or_else(|| app.chars().take(MAX_CN).collect());
-    Subject {
-        common_name,
-        dns,
-        ips,
+impl Subject {
+    /// A subject named `common_name` (cut to the 64 characters X.509 allows)
+    /// for `dns` names and a unit's `address`: an IP SAN when it is an IP
+    /// address, else one more DNS name. The DNS names are sorted, without
+    /// duplicates.
+    pub fn new(common_name: &str, mut dns: Vec<String>, address: &str) -> Subject {
+        let mut ips = Vec::new();
+        match address.parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) if !address.is_empty() => dns.push(address.to_string()),
+            Err(_) => {}
+        }
+        dns.sort();
+        dns.dedup();
+        Subject {
+            common_name: common_name.chars().take(MAX_CN).collect(),
+            dns,
+            ips,
+        }
     }
 }
 
@@ -285,7 +265,7 @@ pub struct RequestErrorDetail {
 /// Reads a JSON list the provider published under `key`; a missing key is an
 /// empty list.
 pub fn provider_list<T: serde::de::DeserializeOwned>(
-    bag: &charm::Databag,
+    bag: &BTreeMap<String, String>,
     key: &str,
 ) -> Result<Vec<T>, String> {
     match bag.get(key) {
@@ -403,6 +383,89 @@ impl fmt::Debug for TlsFiles {
     }
 }
 
+/// The CA bundle clients are told to trust, from the bundle each unit
+/// serves with (`None` or empty: that unit serves no TLS): the distinct
+/// bundles joined once every unit serves TLS, else `None` (no units: `None`).
+pub fn served_ca(units: &[Option<&str>]) -> Option<String> {
+    let mut cas: Vec<&str> = Vec::new();
+    for ca in units {
+        match ca.map(str::trim).filter(|c| !c.is_empty()) {
+            Some(c) if !cas.contains(&c) => cas.push(c),
+            Some(_) => {}
+            None => return None,
+        }
+    }
+    (!cas.is_empty()).then(|| cas.join("\n"))
+}
+
+/// Keys of a unit's TLS secret (the reference charms'): the private key, the
+/// CSR, and the certificate installed with its CA and chain.
+pub const SECRET_KEY: &str = "key";
+pub const SECRET_CSR: &str = "csr";
+pub const SECRET_CERT: &str = "cert";
+pub const SECRET_CA: &str = "cauth";
+pub const SECRET_CHAIN: &str = "chain";
+
+/// A unit's TLS state as its unit secret holds it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnitTls {
+    pub key: Option<PrivateKey>,
+    pub csr: Option<String>,
+    pub installed: Option<Installed>,
+}
+
+impl UnitTls {
+    /// Reads the secret's fields through `get` (empty values count as none;
+    /// a key that no longer parses counts as none).
+    pub fn read(get: impl Fn(&str) -> Option<String>) -> UnitTls {
+        let text = |k: &str| get(k).filter(|v| !v.is_empty());
+        let installed = match (text(SECRET_CERT), text(SECRET_CA)) {
+            (Some(certificate), Some(ca)) => Some(Installed {
+                certificate,
+                ca,
+                chain: text(SECRET_CHAIN).unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        UnitTls {
+            key: text(SECRET_KEY).and_then(|k| PrivateKey::parse(&k).ok()),
+            csr: text(SECRET_CSR),
+            installed,
+        }
+    }
+
+    /// The secret's fields.
+    pub fn fields(&self) -> BTreeMap<&'static str, String> {
+        let mut c = BTreeMap::new();
+        if let Some(k) = &self.key {
+            c.insert(SECRET_KEY, k.pem().to_string());
+        }
+        if let Some(csr) = &self.csr {
+            c.insert(SECRET_CSR, csr.clone());
+        }
+        if let Some(i) = &self.installed {
+            c.insert(SECRET_CERT, i.certificate.clone());
+            c.insert(SECRET_CA, i.ca.clone());
+            if !i.chain.is_empty() {
+                c.insert(SECRET_CHAIN, i.chain.clone());
+            }
+        }
+        c
+    }
+
+    /// The files to write, when a certificate for the key is installed.
+    pub fn files(&self) -> Option<TlsFiles> {
+        let (Some(key), Some(i)) = (&self.key, &self.installed) else {
+            return None;
+        };
+        Some(TlsFiles {
+            key: key.pem().to_string(),
+            cert: i.certificate.clone(),
+            ca: i.ca_bundle().to_string(),
+        })
+    }
+}
+
 /// Seconds since the epoch.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
@@ -506,28 +569,27 @@ mod tests {
     use super::*;
 
     fn subject() -> Subject {
-        unit_subject("pgbouncer-k8s", 1, "prod", "10.1.2.3")
+        Subject::new(
+            "pgbouncer-k8s-1.pgbouncer-k8s-endpoints",
+            vec!["pgbouncer-k8s-1".into(), "a".into(), "a".into()],
+            "10.1.2.3",
+        )
     }
 
     #[test]
-    fn subjects_follow_the_reference_names() {
+    fn subjects_split_the_address_and_cut_the_common_name() {
         let s = subject();
         assert_eq!(s.common_name, "pgbouncer-k8s-1.pgbouncer-k8s-endpoints");
-        for name in [
-            "pgbouncer-k8s-1",
-            "pgbouncer-k8s-service",
-            "pgbouncer-k8s-service.prod.svc.cluster.local",
-            "pgbouncer-k8s-1.pgbouncer-k8s-endpoints.prod.svc.cluster.local",
-            "pgbouncer-k8s-endpoints",
-            "pgbouncer-k8s.prod.svc.cluster.local",
-        ] {
-            assert!(s.dns.contains(&name.to_string()), "{name}");
-        }
+        assert_eq!(s.dns, ["a", "pgbouncer-k8s-1"]);
         assert_eq!(s.ips, ["10.1.2.3".parse::<IpAddr>().unwrap()]);
-        let named = unit_subject("a", 0, "m", "a-0.example");
-        assert!(named.dns.contains(&"a-0.example".to_string()) && named.ips.is_empty());
-        let long = unit_subject(&"x".repeat(40), 0, "m", "");
-        assert_eq!(long.common_name, format!("{}-0", "x".repeat(40)));
+        let named = Subject::new("a", vec![], "a-0.example");
+        assert_eq!(named.dns, ["a-0.example"]);
+        assert!(named.ips.is_empty());
+        assert!(Subject::new("a", vec![], "").dns.is_empty());
+        assert_eq!(
+            Subject::new(&"x".repeat(70), vec![], "").common_name.len(),
+            MAX_CN
+        );
     }
 
     #[test]
@@ -586,7 +648,7 @@ mod tests {
             text.contains("CN=pgbouncer-k8s-1.pgbouncer-k8s-endpoints"),
             "{text}"
         );
-        assert!(text.contains("DNS:pgbouncer-k8s-service") && text.contains("IP Address:10.1.2.3"));
+        assert!(text.contains("DNS:pgbouncer-k8s-1") && text.contains("IP Address:10.1.2.3"));
         let v = validity(&cert).unwrap();
         assert!(v.not_after - v.not_before > 89 * 86_400);
     }
@@ -684,6 +746,39 @@ mod tests {
     }
 
     #[test]
+    fn clients_trust_the_units_cas_only_when_every_unit_serves_tls() {
+        assert_eq!(served_ca(&[]), None);
+        assert_eq!(served_ca(&[Some("A"), None]), None);
+        assert_eq!(served_ca(&[Some("A"), Some("")]), None);
+        assert_eq!(
+            served_ca(&[Some("A\n"), Some("A"), Some("B")]).as_deref(),
+            Some("A\nB")
+        );
+    }
+
+    #[test]
+    fn the_unit_secret_round_trips() {
+        let key = PrivateKey::generate().unwrap();
+        let tls = UnitTls {
+            key: Some(key),
+            csr: Some("CSR".into()),
+            installed: Some(Installed {
+                certificate: "CERT".into(),
+                ca: "CA".into(),
+                chain: "CERT\nCA".into(),
+            }),
+        };
+        let fields = tls.fields();
+        assert_eq!(fields[SECRET_CA], "CA");
+        let back = UnitTls::read(|k| fields.get(k).cloned());
+        assert_eq!(back, tls);
+        assert_eq!(back.files().unwrap().ca, "CERT\nCA");
+        let keyless = UnitTls::read(|k| (k != SECRET_KEY).then(|| fields[k].clone()));
+        assert!(keyless.files().is_none());
+        assert_eq!(UnitTls::read(|_| Some(String::new())), UnitTls::default());
+    }
+
+    #[test]
     fn the_wire_format_is_the_libraries() {
         let list =
             csr_list("-----BEGIN CERTIFICATE REQUEST-----\nX\n-----END CERTIFICATE REQUEST-----\n");
@@ -691,7 +786,7 @@ mod tests {
             list,
             r#"[{"certificate_signing_request":"-----BEGIN CERTIFICATE REQUEST-----\nX\n-----END CERTIFICATE REQUEST-----","ca":false}]"#
         );
-        let mut bag = charm::Databag::new();
+        let mut bag = BTreeMap::new();
         bag.insert(
             CERTIFICATES_KEY.into(),
             r#"[{"ca": "C", "certificate_signing_request": "R", "certificate": "X", "chain": ["X", "C"]}]"#.into(),
