@@ -23,9 +23,9 @@ pub mod workload;
 use charm::{Charm, Event, Handled, Hook};
 use client_interface::pgsql;
 use client_interface::ClientEvent;
+use flows::backups::{self, Trigger};
 use flows::{
-    actions, backups, certificates, database, legacy, lifecycle, logging, metrics, peers, Deps,
-    Findings,
+    actions, certificates, database, legacy, lifecycle, logging, metrics, peers, Deps, Findings,
 };
 use state::{CERTIFICATES, DATABASE, ETCD, PEERS, RECEIVE_CA};
 
@@ -74,16 +74,16 @@ impl Charm for PostgresqlCharm {
                 if role_change::is_role_change(container, notice) =>
             {
                 let handled = role_change::changed(hook, deps, findings, notice)?;
-                backups::converge(hook, deps, findings, false)?;
+                backups::converge(hook, deps, findings, Trigger::Peers)?;
                 Ok(handled)
             }
             Event::RelationBroken(r) if r.relation.endpoint == s3_interface::S3_PARAMETERS => {
-                backups::converge(hook, deps, findings, true)
+                backups::converge(hook, deps, findings, Trigger::Gone)
             }
             Event::RelationCreated(r) | Event::RelationJoined(r) | Event::RelationChanged(r)
                 if r.relation.endpoint == s3_interface::S3_PARAMETERS =>
             {
-                backups::converge(hook, deps, findings, false)
+                backups::converge(hook, deps, findings, Trigger::Relation)
             }
             Event::PebbleCustomNotice { container, notice }
                 if flows::switchover::is_deadline(container, notice) =>
@@ -116,7 +116,7 @@ impl Charm for PostgresqlCharm {
                 }
                 flows::switchover::progress(hook, deps)?;
                 let handled = lifecycle::update_status(hook, deps, findings)?;
-                backups::converge(hook, deps, findings, false)?;
+                backups::converge(hook, deps, findings, Trigger::UpdateStatus)?;
                 metrics::publish(hook)?;
                 logging::forward(hook)?;
                 Ok(handled)
@@ -146,7 +146,7 @@ impl Charm for PostgresqlCharm {
                 if r.relation.endpoint == PEERS =>
             {
                 let handled = peers::changed(hook, deps, findings)?;
-                backups::converge(hook, deps, findings, false)?;
+                backups::converge(hook, deps, findings, Trigger::Peers)?;
                 Ok(handled)
             }
             Event::RelationDeparted(r) if r.relation.endpoint == PEERS => {

@@ -16,6 +16,7 @@
 //! | the primary, another cluster's repository: blocked, nothing written | `another_clusters_repository_blocks_and_is_not_written` |
 //! | the primary, this stanza for another system: blocked | `this_stanza_name_for_another_system_blocks` |
 //! | the primary, the repository unreadable (a missing bucket): blocked with S3's words | `a_missing_bucket_blocks_with_s3s_words` |
+//! | a failed check: not retried on a peer change, retried on update-status | `a_failed_check_waits_for_the_relation_or_update_status` |
 //! | the primary, pgBackRest fails: blocked with its words | `a_failing_stanza_creation_blocks_with_pgbackrests_words` |
 //! | leader: records the primary's report, WAL archived there | `the_leader_records_the_stanza_and_wal_is_archived` |
 //! | the relation gone: files removed, archiving stops | `the_relation_gone_stops_archiving_and_removes_the_files` |
@@ -365,6 +366,42 @@ fn a_missing_bucket_blocks_with_s3s_words() {
              NoSuchBucket: The specified bucket does not exist"
                 .into()
         )
+    );
+}
+
+#[test]
+fn a_failed_check_waits_for_the_relation_or_update_status() {
+    let w = world();
+    let state = related(0, s3_relation(&[]));
+    let state = answer(
+        state,
+        "repository-info",
+        ExecOutput {
+            exit_code: 49,
+            stdout: b"ERROR: [049]: unable to connect to 's3.example.com:443'\n".to_vec(),
+            stderr: Vec::new(),
+        },
+    );
+    let state = answer(state, "repository-info", ok("[]"));
+    let state = answer(state, "stanza-create", ok(""));
+    let state = changed(&w, &state);
+    assert!(peer_unit(&state).contains_key(S3_PROBLEM));
+    let peers = event::relation_changed(state.relation(PEER_ID).unwrap(), Some(&unit_name(1)));
+    let state = w.go(&state, peers).state;
+    assert_eq!(
+        ran(&state),
+        ["repository-info"],
+        "a peer change does not retry"
+    );
+    let state = w.go(&state, event::update_status()).state;
+    assert_eq!(
+        ran(&state),
+        ["repository-info", "repository-info", "stanza-create"]
+    );
+    assert!(!peer_unit(&state).contains_key(S3_PROBLEM));
+    assert_eq!(
+        peer_unit(&state).get(STANZA).map(String::as_str),
+        Some(stanza().as_str())
     );
 }
 

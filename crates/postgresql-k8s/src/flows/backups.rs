@@ -53,20 +53,33 @@ pub fn judge(info: Option<&Info>, other_stanzas: &[String], system_id: &str) -> 
     }
 }
 
-/// Brings the unit in line with the `s3-parameters` relation; `gone` on its
-/// relation-broken. Runs on the relation's events and, to finish what could
-/// not be done then (the cluster not ready), on the peer relation's, on role
-/// changes and on update-status.
+/// What brought [`converge`] on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// The `s3-parameters` relation's created, joined or changed.
+    Relation,
+    /// Its relation-broken.
+    Gone,
+    /// update-status: a failed repository check is tried again.
+    UpdateStatus,
+    /// The peer relation or a role change: what could not be done before
+    /// (the cluster not ready, the primary elsewhere) is done; a check that
+    /// failed waits for the relation's next change or update-status, since
+    /// an unreachable repository can hold a hook for minutes.
+    Peers,
+}
+
+/// Brings the unit in line with the `s3-parameters` relation.
 pub fn converge(
     hook: &mut Hook<'_>,
     deps: &Deps,
     findings: &mut Findings,
-    gone: bool,
+    trigger: Trigger,
 ) -> anyhow::Result<Handled> {
     let Some(peers) = state::peers(hook)? else {
         return Ok(Handled::Done);
     };
-    if gone {
+    if trigger == Trigger::Gone {
         return forget(hook, deps, findings, &peers);
     }
     // Not related: whatever a relation left was removed when it went.
@@ -105,10 +118,12 @@ pub fn converge(
     let changed = deps
         .workload
         .write_pgbackrest(hook.container(CONTAINER), Some((&config, ca.as_deref())))?;
-    let reported = hook.local_unit_bag(&peers)?.get(STANZA).cloned();
+    let own = hook.local_unit_bag(&peers)?.clone();
+    let reported = own.get(STANZA).cloned();
     let named_primary = hook.local_app_bag(&peers)?.get(state::PRIMARY).cloned()
         == Some(state::member_name(hook.unit()));
-    if named_primary && (changed || reported.as_deref() != Some(stanza.as_str())) {
+    let retry = trigger != Trigger::Peers || !own.contains_key(S3_PROBLEM);
+    if named_primary && (changed || (retry && reported.as_deref() != Some(stanza.as_str()))) {
         // The peer bag names this unit's member; Patroni confirms it.
         let Some(ctx) = context(hook)? else {
             return Ok(Handled::Done);
