@@ -116,7 +116,7 @@ fn changes_only() {
     .unwrap();
     let md = root.join("BENCHMARKS.md");
     let text = std::fs::read_to_string(&md).unwrap_or_default();
-    let section = markdown::changes_section(&changed);
+    let section = markdown::changes_section(&changed, true);
     std::fs::write(&md, markdown::splice_changes(&text, &section)).unwrap();
     eprintln!("wrote the changes section of BENCHMARKS.md");
 }

@@ -174,7 +174,7 @@ pub fn render(
     hooks_section(w, &m.hooks);
     credentials_section(w, m);
     scale_section(w, m, counts);
-    let _ = writeln!(w, "\n{}", changes_section(c));
+    let _ = writeln!(w, "\n{}", changes_section(c, false));
     s
 }
 
@@ -553,8 +553,16 @@ pub const CHANGES_START: &str = "<!-- changes under load: start -->";
 /// See [`CHANGES_START`].
 pub const CHANGES_END: &str = "<!-- changes under load: end -->";
 
-/// The changes section between its markers.
-pub fn changes_section(c: &changes::Results) -> String {
+/// The changes section between its markers; `alone` when it was measured
+/// apart from the rest of the file (`REPORT_SECTIONS=changes`).
+pub fn changes_section(c: &changes::Results, measured_alone: bool) -> String {
+    let alone = match measured_alone {
+        true => {
+            "This section was measured again alone (`REPORT_SECTIONS=changes`), apart from \
+             the run the sections above come from.\n\n"
+        }
+        false => "",
+    };
     let mut s = String::new();
     let w = &mut s;
     let _ = writeln!(
@@ -574,6 +582,7 @@ pub fn changes_section(c: &changes::Results) -> String {
          and resume once they serve the new primary, so clients wait instead of failing; in \
          session mode a client holds its server connection, the pause cannot finish, and such \
          a client is cut as it would be without the pause.\n\n\
+         {alone}\
          Targets: no client dropped and no statement failed for each planned change; after \
          the unplanned failover, client errors stop within 2 s of Patroni's promotion and no \
          acknowledged write is lost.\n\n\
