@@ -466,6 +466,62 @@ impl UnitTls {
     }
 }
 
+/// What a requirer step did besides updating the unit's [`UnitTls`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing to report.
+    Quiet,
+    /// A new CSR asks for a new certificate, for this reason.
+    Renewing(&'static str),
+    /// The request was refused, or the provider's bag could not be read: why,
+    /// for a waiting status.
+    Problem(String),
+}
+
+impl UnitTls {
+    /// One step of a unit's requirer, the same in both charms: a key
+    /// (generated when there is none) and a CSR for it (made by `new_csr`
+    /// when missing or for another key), then the provider's application bag
+    /// `remote` acted on at `now` ([`decide`]): a certificate issued for the
+    /// CSR installed, a renewal asked for with a new CSR, a refusal reported.
+    pub fn advance<E: From<TlsError>>(
+        &mut self,
+        remote: &BTreeMap<String, String>,
+        now: i64,
+        new_csr: &mut dyn FnMut(&PrivateKey) -> Result<String, E>,
+    ) -> Result<Step, E> {
+        let key = match &self.key {
+            Some(k) => k.clone(),
+            None => PrivateKey::generate()?,
+        };
+        self.key = Some(key.clone());
+        if !self.csr.as_ref().is_some_and(|c| csr_matches_key(c, &key)) {
+            self.csr = Some(new_csr(&key)?);
+        }
+        let issued = provider_list::<ProviderCertificate>(remote, CERTIFICATES_KEY);
+        let errors = provider_list::<RequestError>(remote, ERRORS_KEY);
+        let (issued, errors) = match (issued, errors) {
+            (Ok(issued), Ok(errors)) => (issued, errors),
+            (Err(why), _) | (_, Err(why)) => return Ok(Step::Problem(why)),
+        };
+        let csr = self.csr.clone().unwrap_or_default();
+        Ok(
+            match decide(&csr, &key, self.installed.as_ref(), &issued, &errors, now) {
+                Decision::Wait => Step::Quiet,
+                Decision::Install(installed) => {
+                    self.installed = Some(installed);
+                    Step::Quiet
+                }
+                Decision::Renew(why) => {
+                    self.csr = Some(new_csr(&key)?);
+                    Step::Renewing(why)
+                }
+                Decision::Refused(why) => Step::Problem(why),
+            },
+        )
+    }
+}
+
 /// Seconds since the epoch.
 pub fn now() -> i64 {
     std::time::SystemTime::now()

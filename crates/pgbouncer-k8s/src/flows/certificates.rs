@@ -14,9 +14,7 @@ use charm::{
     Status,
 };
 use client_interface::Tls;
-use tls_certificates::{
-    self as tls, Decision, PrivateKey, ProviderCertificate, RequestError, Subject, UnitTls,
-};
+use tls_certificates::{self as tls, PrivateKey, Step, Subject, UnitTls};
 
 /// relation-created, -joined and -changed (and update-status, as a safety net
 /// for renewals): make sure a key and a CSR exist and the CSR is published,
@@ -24,39 +22,14 @@ use tls_certificates::{
 pub fn changed(hook: &mut Hook<'_>, deps: &Deps, relation: &Relation) -> anyhow::Result<Handled> {
     let before = state::unit_tls(hook)?;
     let mut tls = before.clone();
-    let key = match &tls.key {
-        Some(k) => k.clone(),
-        None => PrivateKey::generate()?,
-    };
-    tls.key = Some(key.clone());
-    if !tls
-        .csr
-        .as_ref()
-        .is_some_and(|c| tls::csr_matches_key(c, &key))
-    {
-        tls.csr = Some(new_csr(hook, &key)?);
-    }
     let remote = hook.remote_app_bag(relation)?.clone();
-    let issued = tls::provider_list::<ProviderCertificate>(&remote, tls::CERTIFICATES_KEY);
-    let errors = tls::provider_list::<RequestError>(&remote, tls::ERRORS_KEY);
-    match (issued, errors) {
-        (Ok(issued), Ok(errors)) => {
-            let csr = tls.csr.clone().unwrap_or_default();
-            let now = tls::now();
-            match tls::decide(&csr, &key, tls.installed.as_ref(), &issued, &errors, now) {
-                Decision::Wait => {}
-                Decision::Install(installed) => tls.installed = Some(installed),
-                Decision::Renew(why) => {
-                    hook.log(
-                        LogLevel::Info,
-                        &format!("requesting a new certificate: {why}"),
-                    )?;
-                    tls.csr = Some(new_csr(hook, &key)?);
-                }
-                Decision::Refused(why) => hook.add_problem(Status::Waiting(why))?,
-            }
-        }
-        (Err(why), _) | (_, Err(why)) => hook.add_problem(Status::Waiting(why))?,
+    match tls.advance(&remote, tls::now(), &mut |key| new_csr(hook, key))? {
+        Step::Quiet => {}
+        Step::Renewing(why) => hook.log(
+            LogLevel::Info,
+            &format!("requesting a new certificate: {why}"),
+        )?,
+        Step::Problem(why) => hook.add_problem(Status::Waiting(why))?,
     }
     publish_request(hook, relation, &tls)?;
     save(hook, &before, &tls)?;
