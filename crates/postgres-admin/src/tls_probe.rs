@@ -65,30 +65,14 @@ pub fn verify(host: &str, port: u16, ca: &str, timeout: Duration) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openssl::pkey::PKey;
-    use openssl::ssl::{SslAcceptor, SslFiletype};
     use std::net::TcpListener;
-    use tls_certificates::{csr, testing::TestCa, PrivateKey, Subject};
+    use tls_certificates::{testing::TestCa, Subject};
 
     /// A server that answers one `SSLRequest` per connection with `answer`
     /// and, on `S`, a TLS handshake with a certificate for 127.0.0.1 signed
     /// by `ca`. Returns its port.
     fn server(ca: &mut TestCa, answer: u8, connections: usize) -> u16 {
-        let key = PrivateKey::generate().unwrap();
-        let cert = ca.issue(
-            &csr(&key, &Subject::new("pg", vec![], "127.0.0.1")).unwrap(),
-            30,
-        );
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("cert.pem"), &cert).unwrap();
-        let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
-        acceptor
-            .set_private_key(&PKey::private_key_from_pem(key.pem().as_bytes()).unwrap())
-            .unwrap();
-        acceptor
-            .set_certificate_file(dir.path().join("cert.pem"), SslFiletype::PEM)
-            .unwrap();
-        let acceptor = acceptor.build();
+        let acceptor = ca.acceptor(&Subject::new("pg", vec![], "127.0.0.1"));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         std::thread::spawn(move || {

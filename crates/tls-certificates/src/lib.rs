@@ -616,6 +616,22 @@ pub mod testing {
             let now = now();
             self.sign(csr, now - 3600, now + days * 86_400)
         }
+
+        /// A TLS acceptor serving a new key with a certificate for `subject`
+        /// that this CA signed, for servers in tests.
+        pub fn acceptor(&mut self, subject: &Subject) -> openssl::ssl::SslAcceptor {
+            use openssl::ssl::{SslAcceptor, SslMethod};
+            let key = PrivateKey::generate().unwrap();
+            let cert = self.issue(&csr(&key, subject).unwrap(), 30);
+            let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+            acceptor
+                .set_private_key(&PKey::private_key_from_pem(key.pem().as_bytes()).unwrap())
+                .unwrap();
+            acceptor
+                .set_certificate(&X509::from_pem(cert.as_bytes()).unwrap())
+                .unwrap();
+            acceptor.build()
+        }
     }
 }
 

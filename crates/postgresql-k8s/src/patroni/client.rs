@@ -427,23 +427,9 @@ mod tests {
 
     #[test]
     fn with_a_ca_the_api_is_spoken_to_over_verified_tls() {
-        use openssl::pkey::PKey;
-        use openssl::ssl::{SslAcceptor, SslFiletype};
-        use tls_certificates::{csr, testing::TestCa, PrivateKey, Subject};
+        use tls_certificates::{testing::TestCa, Subject};
         let mut ca = TestCa::new("patroni-ca");
-        let key = PrivateKey::generate().unwrap();
-        let subject = Subject::new("pg-0", vec!["pg-0".into()], "127.0.0.1");
-        let cert = ca.issue(&csr(&key, &subject).unwrap(), 30);
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("cert.pem"), &cert).unwrap();
-        let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
-        acceptor
-            .set_private_key(&PKey::private_key_from_pem(key.pem().as_bytes()).unwrap())
-            .unwrap();
-        acceptor
-            .set_certificate_file(dir.path().join("cert.pem"), SslFiletype::PEM)
-            .unwrap();
-        let acceptor = acceptor.build();
+        let acceptor = ca.acceptor(&Subject::new("pg-0", vec!["pg-0".into()], "127.0.0.1"));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = mpsc::channel();
