@@ -122,6 +122,15 @@ fn command(what: &str) -> Vec<String> {
     pgbackrest::command(&Layout::default().pgbackrest_config(), &stanza(), what, &[])
 }
 
+/// pgBackRest failing with `code`, its error on standard output.
+fn failing(code: i32, error: &str) -> ExecOutput {
+    ExecOutput {
+        exit_code: code,
+        stdout: format!("{error}\n").into_bytes(),
+        stderr: Vec::new(),
+    }
+}
+
 fn ok(stdout: &str) -> ExecOutput {
     ExecOutput {
         exit_code: 0,
@@ -376,11 +385,10 @@ fn a_failed_check_waits_for_the_relation_or_update_status() {
     let state = answer(
         state,
         "repository-info",
-        ExecOutput {
-            exit_code: 49,
-            stdout: b"ERROR: [049]: unable to connect to 's3.example.com:443'\n".to_vec(),
-            stderr: Vec::new(),
-        },
+        failing(
+            49,
+            "ERROR: [049]: unable to connect to 's3.example.com:443'",
+        ),
     );
     let state = answer(state, "repository-info", ok("[]"));
     let state = answer(state, "stanza-create", ok(""));
@@ -413,11 +421,10 @@ fn a_failing_stanza_creation_blocks_with_pgbackrests_words() {
     let state = answer(
         state,
         "stanza-create",
-        ExecOutput {
-            exit_code: 49,
-            stdout: b"ERROR: [049]: unable to connect to 's3.example.com:443'\n".to_vec(),
-            stderr: Vec::new(),
-        },
+        failing(
+            49,
+            "ERROR: [049]: unable to connect to 's3.example.com:443'",
+        ),
     );
     let state = changed(&w, &state);
     assert_eq!(
@@ -588,11 +595,10 @@ fn a_failed_backup_fails_the_action_with_pgbackrests_words() {
     let state = answer(
         state,
         "backup",
-        ExecOutput {
-            exit_code: 82,
-            stdout: b"ERROR: [082]: WAL segment was not archived before the timeout\n".to_vec(),
-            stderr: Vec::new(),
-        },
+        failing(
+            82,
+            "ERROR: [082]: WAL segment was not archived before the timeout",
+        ),
     );
     let out = w.action(&state, "create-backup", serde_json::json!({}));
     assert_eq!(
