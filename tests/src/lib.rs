@@ -390,6 +390,25 @@ pub fn blocked(c: &Controller, unit: &str) -> Option<String> {
     }
 }
 
+/// How many times `phrase` is in the logs of PgBouncer's processes on `unit`
+/// (one log file per process, in its container under `scratch`).
+pub fn pgbouncer_logged(scratch: &Path, unit: &str, phrase: &str) -> usize {
+    let logs = scratch
+        .join("controller/units")
+        .join(unit.replace('/', "-"))
+        .join("rootfs/pgbouncer/var/log/pgbouncer");
+    std::fs::read_dir(&logs)
+        .unwrap_or_else(|e| panic!("{}: {e}", logs.display()))
+        .flatten()
+        .map(|d| {
+            std::fs::read_to_string(d.path().join("pgbouncer.log"))
+                .unwrap_or_default()
+                .matches(phrase)
+                .count()
+        })
+        .sum()
+}
+
 /// A unit's address.
 pub fn address(c: &Controller, unit: &str) -> String {
     c.model

@@ -13,13 +13,15 @@
 //! verifies it as its backend (`verify-full` with the CA PostgreSQL told it),
 //! every unit's pooled sessions to it running over TLS; a CA rotation then
 //! renews PostgreSQL's certificate with a reload, a session opened before it
-//! staying open.
+//! staying open. Last, PostgreSQL made to serve a certificate no known CA
+//! signed: PgBouncer refuses it and its units say so, until PostgreSQL's
+//! charm puts its own certificate back.
 
 #![allow(clippy::unwrap_used)]
 
 use e2e::{
-    action, active, address, charm, controller, converge, postgresql_cluster, psql_tls,
-    python_charm, PsqlTls, Scratch,
+    action, active, address, charm, controller, converge, pgbouncer_logged, postgresql_cluster,
+    psql_tls, python_charm, PsqlTls, Scratch,
 };
 use local_model::controller::Controller;
 use local_model::model::RelationRecord;
@@ -622,6 +624,141 @@ fn pgbouncer_serves_tls_with_the_providers_certificates_and_stops_when_removed()
         let pooled = through(&c, &unit, &creds, on_tls, tls)
             .unwrap_or_else(|e| panic!("{unit} after the rotation: {e}"));
         assert_eq!(pooled.trim(), "t", "{unit}");
+    }
+
+    // PostgreSQL made to serve a certificate its CA did not sign (self-signed,
+    // for its own address): PgBouncer refuses it as a backend, and says so on
+    // update-status; the PostgreSQL charm's next hook puts its certificate
+    // back, and every unit serves the client again.
+    let pg_tls = || psql_verify(&pg_host, &operator, &new_root);
+    impostor_certificate(scratch.path(), &pg_host);
+    psql_tls(
+        &pg_host,
+        5432,
+        "operator",
+        &operator,
+        "postgres",
+        "SELECT pg_reload_conf()",
+        Some(PsqlTls {
+            mode: "require",
+            root_cert: None,
+        }),
+    )
+    .expect("PostgreSQL serves with any certificate");
+    let err = pg_tls().expect_err("the impostor certificate does not verify");
+    assert!(err.contains("certificate verify failed"), "{err}");
+    // PgBouncer's server connections (as the client's user, and its auth
+    // user) end: it must log in again, and verify.
+    let dropped = psql_tls(
+        &pg_host,
+        5432,
+        "operator",
+        &operator,
+        "postgres",
+        &format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE usename = '{}' OR usename LIKE 'pgbouncer_auth_%'",
+            creds["username"].as_str().unwrap()
+        ),
+        None,
+    )
+    .unwrap();
+    assert_ne!(dropped.trim(), "0", "PgBouncer held server connections");
+    const REFUSED: &str = "certificate verify failed";
+    for unit in pgbouncer_units(&c) {
+        let before = pgbouncer_logged(scratch.path(), &unit, REFUSED);
+        for _ in 0..3 {
+            let tls = PsqlTls {
+                mode: "verify-full",
+                root_cert: Some(&given),
+            };
+            let refused = once(&c, &unit, &creds, tls);
+            assert!(refused.is_err(), "{unit} used the impostor: {refused:?}");
+        }
+        assert!(
+            pgbouncer_logged(scratch.path(), &unit, REFUSED) > before,
+            "{unit}: PgBouncer logs why it refuses the backend"
+        );
+    }
+    // update-status (PostgreSQL's own hook held back, failing): PgBouncer's
+    // units say why; resolved, PostgreSQL's charm writes its certificate back
+    // and reloads, and the next update-status clears PgBouncer's status.
+    let pg_unit = format!("{PG}/0");
+    c.fail_next_hook(&pg_unit).unwrap();
+    c.tick();
+    c.settle().unwrap();
+    for unit in pgbouncer_units(&c) {
+        let status = &c.model.unit(&unit).unwrap().status;
+        assert!(
+            matches!(status, charm::Status::Waiting(m)
+                if m.contains("its TLS certificate does not verify")),
+            "{unit}: {status:?}"
+        );
+    }
+    c.resolve(&pg_unit).unwrap();
+    c.settle().unwrap();
+    pg_tls().expect("PostgreSQL serves its own certificate again");
+    c.tick();
+    converge(&mut c, Duration::from_secs(60), |c| {
+        pgbouncer_units(c).iter().all(|u| active(c, u).is_some())
+    });
+    for unit in pgbouncer_units(&c) {
+        let tls = PsqlTls {
+            mode: "verify-full",
+            root_cert: Some(&given),
+        };
+        let pooled = through(&c, &unit, &creds, on_tls, tls)
+            .unwrap_or_else(|e| panic!("{unit} after PostgreSQL's certificate is back: {e}"));
+        assert_eq!(pooled.trim(), "t", "{unit}");
+    }
+}
+
+/// `SELECT 1` straight to PostgreSQL at `host` as `operator`, verifying its
+/// certificate with `root` (verify-full).
+fn psql_verify(host: &str, password: &str, root: &Path) -> Result<String, String> {
+    psql_tls(
+        host,
+        5432,
+        "operator",
+        password,
+        "postgres",
+        "SELECT 1",
+        Some(PsqlTls {
+            mode: "verify-full",
+            root_cert: Some(root),
+        }),
+    )
+}
+
+/// Replaces PostgreSQL's key and certificate (in its container) with a
+/// self-signed pair for `host`: no CA the charms know signed it.
+fn impostor_certificate(scratch: &Path, host: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch
+        .join("controller/units")
+        .join(format!("{PG}-0"))
+        .join("rootfs/postgresql/var/lib/postgresql/data");
+    let (key, cert) = (
+        scratch.join("impostor-key.pem"),
+        scratch.join("impostor.pem"),
+    );
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=impostor", "-addext"])
+        .arg(format!("subjectAltName=IP:{host}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    for (from, to) in [(&key, "key.pem"), (&cert, "cert.pem")] {
+        let to = dir.join(to);
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::copy(from, &to).unwrap();
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o400)).unwrap();
     }
 }
 

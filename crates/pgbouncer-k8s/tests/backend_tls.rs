@@ -5,6 +5,7 @@
 //! |---|---|
 //! | the backend says `tls="True"` with a `tls-ca` (in `secret-tls`): the CA written, `verify-full` with `server_tls_ca_file`, the certificate checked | `a_backend_serving_tls_is_verified_with_its_ca` |
 //! | its certificate does not verify → waiting, saying so; nothing recorded | `a_backend_that_does_not_verify_waits_and_says_so` |
+//! | update-status, on every unit: a certificate that stopped verifying (replaced by one the CA did not sign) → waiting, saying so | `a_backend_certificate_that_stops_verifying_shows_on_update_status` |
 //! | the backend turns TLS off → `prefer`, the CA file removed | `a_backend_without_tls_is_asked_for_it_unverified` |
 //! | secret-changed on the backend's TLS secret: the leader republishes (`verify-full`), a follower writes the new CA | `a_change_of_the_backends_tls_secret_is_followed` |
 
@@ -92,6 +93,35 @@ fn a_backend_that_does_not_verify_waits_and_says_so() {
         "{:?}",
         s.unit_status
     );
+}
+
+#[test]
+fn a_backend_certificate_that_stops_verifying_shows_on_update_status() {
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
+    let leader = changed(&pg, &leader_with_backend_tls("True", Some(CA)));
+    assert_eq!(leader.unit_status, Status::Active(String::new()));
+    let mut follower = share_from_leader(
+        &leader,
+        leader_with_backend_tls("True", Some(CA)).leader(false),
+    );
+    follower.unit = format!("{APP}/1");
+    pg.0.borrow_mut().tls_unverified = Some("self-signed certificate".into());
+    for unit in [leader, follower] {
+        let after = go(&pg, &unit, event::update_status()).state;
+        assert!(
+            matches!(&after.unit_status, Status::Waiting(m)
+                if m.contains("its TLS certificate does not verify")
+                    && m.contains("self-signed certificate")),
+            "{}: {:?}",
+            unit.unit,
+            after.unit_status
+        );
+    }
+    // Verifying again, the next update-status clears it.
+    pg.0.borrow_mut().tls_unverified = None;
+    let healed = changed(&pg, &leader_with_backend_tls("True", Some(CA)));
+    let healed = go(&pg, &healed, event::update_status()).state;
+    assert_eq!(healed.unit_status, Status::Active(String::new()));
 }
 
 #[test]

@@ -100,6 +100,31 @@ pub fn ensure_auth(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<bool> {
     ensure_cluster(hook, deps)
 }
 
+/// Whether the backend's primary, when the backend serves TLS, presents a
+/// certificate that verifies with the CA it published, as PgBouncer checks it
+/// (`verify-full`). When it does not, PgBouncer refuses the backend's
+/// connections: the status says so (waiting).
+pub fn tls_verifies(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    backend: &state::Backend,
+) -> anyhow::Result<bool> {
+    let Some(ca) = &backend.tls_ca else {
+        return Ok(true);
+    };
+    let primary = &backend.primary;
+    match deps.connector.verify_tls(&primary.host, primary.port, ca) {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            hook.add_problem(Status::Waiting(format!(
+                "waiting for the backend: its TLS certificate does not verify with the CA \
+                 it published (verify-full): {e}"
+            )))?;
+            Ok(false)
+        }
+    }
+}
+
 /// Leader: asks the backend which cluster it is (`system_identifier`) and
 /// compares it with the one recorded in the peer application bag
 /// (`backend_cluster`):
@@ -138,15 +163,8 @@ pub fn ensure_cluster(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<bool> 
         }
     };
     // A backend that serves TLS must verify as PgBouncer will check it.
-    if let Some(ca) = &backend.tls_ca {
-        let primary = &backend.primary;
-        if let Err(e) = deps.connector.verify_tls(&primary.host, primary.port, ca) {
-            hook.add_problem(Status::Waiting(format!(
-                "waiting for the backend: its TLS certificate does not verify with the CA \
-                 it published (verify-full): {e}"
-            )))?;
-            return Ok(false);
-        }
+    if !tls_verifies(hook, deps, &backend)? {
+        return Ok(false);
     }
     let identity = match pg.system_identifier() {
         Ok(identity) => identity,

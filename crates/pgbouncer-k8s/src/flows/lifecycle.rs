@@ -1,13 +1,13 @@
 //! The unit's lifecycle: configuration, the container, leadership, upgrades.
 
-use super::backend::ensure_auth;
+use super::backend::{self, ensure_auth};
 use super::peers::follow;
 use super::takeover;
 use super::{
     certificates, config, database, pgbouncer_version, publish, ready_backend, serve,
     share_unit_data, Deps,
 };
-use crate::state;
+use crate::state::{self, BackendState};
 use crate::workload::{Rolled, CONTAINER};
 use charm::{BagChanges, Handled, Hook, LogLevel, SecretEvent};
 use client_interface::provider::secret_label;
@@ -101,11 +101,18 @@ pub fn upgrade_charm(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled
 }
 
 /// update-status: a safety net that converges again (the status is collected
-/// after): the leader refreshes the backend's other databases first, and a
+/// after): the leader refreshes the backend's other databases first, every
+/// unit checks that a backend serving TLS still verifies (a certificate
+/// replaced by one the CA did not sign makes PgBouncer refuse it), and a
 /// certificate due for renewal is renewed.
 pub fn update_status(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
     collect_readonly_dbs(hook, deps)?;
     let handled = converge(hook, deps)?;
+    if let BackendState::Ready(backend) = state::backend(hook)? {
+        if state::backend_gone(hook)?.is_none() {
+            backend::tls_verifies(hook, deps, &backend)?;
+        }
+    }
     if let Some(relation) = hook.relation(state::CERTIFICATES)? {
         certificates::changed(hook, deps, &relation)?;
     }
