@@ -1,0 +1,198 @@
+//! What the charm's backups cost against pgBackRest run directly, on the same
+//! data, the same repository and in the same run: one PostgreSQL unit on the
+//! local model loaded with a pgbench database (scale 70 by default, a little
+//! over 1 GB), related to `s3-provider` (the published data-platform S3
+//! library) with moto's S3 over HTTPS as the repository.
+//!
+//! Full backups are taken in the order charm, direct, direct, charm, so that
+//! neither side gains from going second (the page cache, the repository's
+//! size). "Charm" is the `create-backup` action, timed from the request until
+//! its answer: the action's dispatch, the charm's checks (the primary, the
+//! repository's `info` before and after) and pgBackRest run through Pebble.
+//! "Direct" is the same pgBackRest command line, with the charm's own
+//! configuration, run as `postgres` inside the unit's container (entering the
+//! namespaces of its PostgreSQL) and nothing else.
+//!
+//! Target: the charm within 1.2× of pgBackRest run directly.
+//!
+//! Run with `cargo bench -p e2e --bench backups` as root (PostgreSQL runs as
+//! `postgres`); `BACKUP_BENCH_SCALE` sets pgbench's scale.
+
+#![allow(clippy::unwrap_used)]
+
+use base64::Engine;
+use e2e::s3::S3Server;
+use e2e::{action, address, controller, converge, psql, python_charm, Scratch};
+use local_model::controller::Controller;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const PG: &str = "postgresql-k8s";
+const UNIT: &str = "postgresql-k8s/0";
+const PROVIDER: &str = "s3-provider";
+const BUCKET: &str = "backups";
+/// The charm's pgBackRest configuration, in the container.
+const CONFIG: &str = "/var/lib/postgresql/data/pgbackrest.conf";
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let scale: u32 = std::env::var("BACKUP_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(70);
+    let scratch = Scratch::new("backup-bench");
+    let s3 = S3Server::start(&scratch.path().join("s3"));
+    s3.create_bucket(BUCKET);
+    let mut c = controller(&scratch);
+    e2e::postgresql_cluster(&mut c, scratch.path(), 1);
+    let password = action(&mut c, UNIT, "get-password", serde_json::json!({}))["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let host = address(&c, UNIT);
+    let sql = |sql: &str| {
+        psql(&host, 5432, "operator", &password, "postgres", sql)
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+
+    // The data, loaded before the repository is related: its WAL is not
+    // archived, as with a database that exists before backups are set up.
+    println!("loading pgbench at scale {scale}...");
+    let loading = Instant::now();
+    let loaded = Command::new("pgbench")
+        .args(["-i", "-q", "-I", "dtGvp", "-s", &scale.to_string()])
+        .args(["-h", &host, "-p", "5432", "-U", "operator", "postgres"])
+        .env("PGPASSWORD", &password)
+        .output()
+        .unwrap();
+    assert!(loaded.status.success(), "{loaded:?}");
+    let bytes: u64 = sql("SELECT pg_database_size('postgres')").parse().unwrap();
+    println!(
+        "loaded {:.2} GB in {:.0} s",
+        bytes as f64 / 1e9,
+        loading.elapsed().as_secs_f64()
+    );
+
+    let ca = base64::engine::general_purpose::STANDARD.encode(s3.ca_pem());
+    let provider = python_charm(scratch.path(), PROVIDER);
+    c.deploy(
+        &provider,
+        PROVIDER,
+        1,
+        &[
+            ("endpoint", &s3.endpoint()),
+            ("bucket", BUCKET),
+            ("path", "pg/bench"),
+            ("s3-uri-style", "path"),
+            ("access-key", "test-access"),
+            ("secret-key", "test-secret"),
+            ("tls-ca-chain", &ca),
+        ],
+    )
+    .unwrap();
+    c.integrate(
+        &format!("{PG}:s3-parameters"),
+        &format!("{PROVIDER}:s3-credentials"),
+    )
+    .unwrap();
+    converge(&mut c, Duration::from_secs(300), |c| stanza(c).is_some());
+    let stanza = stanza(&c).unwrap();
+    converge(&mut c, Duration::from_secs(120), |_| {
+        sql("SHOW archive_command").starts_with("pgbackrest ")
+    });
+
+    // The unit's PostgreSQL: a long-lived process in its container.
+    let inside: u32 = sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")
+        .parse()
+        .unwrap();
+    let mut charm = Vec::new();
+    let mut direct = Vec::new();
+    for (round, by_charm) in [true, false, false, true].into_iter().enumerate() {
+        let started = Instant::now();
+        match by_charm {
+            true => {
+                let made = action(&mut c, UNIT, "create-backup", serde_json::json!({}));
+                assert_eq!(made["backup-status"], "backup created", "{made:?}");
+            }
+            false => backup_directly(inside, &stanza, &password),
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let who = if by_charm { "charm" } else { "direct" };
+        println!("round {}: {who} full backup in {seconds:.1} s", round + 1);
+        match by_charm {
+            true => charm.push(seconds),
+            false => direct.push(seconds),
+        }
+    }
+    let listed = action(&mut c, UNIT, "list-backups", serde_json::json!({}));
+    let table = listed["backups"].as_str().unwrap();
+    assert_eq!(
+        table.lines().filter(|l| l.contains("| full ")).count(),
+        4,
+        "{table}"
+    );
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (charm, direct) = (mean(&charm), mean(&direct));
+    let ratio = charm / direct;
+    println!();
+    println!("| pgbench scale | database GB | full backup, charm s | full backup, pgBackRest directly s | charm / direct |");
+    println!("|---:|---:|---:|---:|---:|");
+    println!(
+        "| {scale} | {:.2} | {charm:.1} | {direct:.1} | {ratio:.2}× |",
+        bytes as f64 / 1e9
+    );
+    println!(
+        "target: within 1.2× → {}",
+        if ratio <= 1.2 { "met" } else { "missed" }
+    );
+}
+
+/// The stanza the charm made, once the leader recorded it.
+fn stanza(c: &Controller) -> Option<String> {
+    let peers = c
+        .model
+        .relations
+        .iter()
+        .find(|r| r.end_of(PG).is_some_and(|e| e.endpoint == "database-peers"))?;
+    peers.app_bags.get(PG)?.data.get("stanza").cloned()
+}
+
+/// The charm's backup command line run as `postgres` in the container of
+/// the process `inside` (its mount namespace and root), and nothing else.
+fn backup_directly(inside: u32, stanza: &str, password: &str) {
+    let id = |flag: &str| {
+        let out = Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let out = Command::new("nsenter")
+        .args([
+            "--target",
+            &inside.to_string(),
+            "--mount",
+            "--root",
+            "--wd=/",
+        ])
+        .args(["--setuid", &id("-u"), "--setgid", &id("-g"), "--"])
+        .args(postgresql_k8s::pgbackrest::command(
+            CONFIG,
+            stanza,
+            "backup",
+            &["--type=full"],
+        ))
+        .env("PGPASSWORD", password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
