@@ -21,6 +21,7 @@
 //! | a single member → restarted in place | `decide_restarts_a_single_member_in_place`, `a_single_member_restarts_itself_at_once` |
 //! | a new pending change mid-roll → the roll grows | `decide_takes_a_new_change_mid_roll` |
 //! | the leader's status: progress | `the_leader_shows_the_progress` |
+//! | leadership moves mid-roll → the new leader carries on from the record | `a_new_leader_carries_on_the_roll` |
 
 #![allow(clippy::unwrap_used)]
 
@@ -623,4 +624,31 @@ fn a_single_member_restarts_itself_at_once() {
     assert_eq!(w.patroni.cluster_state().restarts, [addr(0)]);
     assert_eq!(roll_of(&out).grant, None);
     assert_eq!(out.unit_status, Status::Active("Primary".into()));
+}
+
+#[test]
+fn a_new_leader_carries_on_the_roll() {
+    let w = cluster();
+    for n in [0, 1] {
+        w.patroni.set_pending_restart(&addr(n));
+    }
+    // Unit 1 becomes the leader while unit 2, granted by the old leader, has
+    // reported its restart done.
+    let mut s = member_unit(1, true);
+    set_roll(&mut s, &granted(1, &unit_name(2), Step::Restart, 0, 3));
+    peer_bag(
+        &mut s,
+        2,
+        &[(RESTART_DONE, r#"{"generation":1,"ok":true}"#)],
+    );
+    let out = w.go(&s, event::leader_elected()).state;
+    // Unit 1 itself, a replica, is next: it restarts in the same hook, then
+    // switches over to itself, and the old primary's restart is granted.
+    let fake = w.patroni.cluster_state();
+    assert_eq!(fake.restarts, [addr(1)]);
+    assert_eq!(fake.switchovers, [(member(0), Some(member(1)))]);
+    assert_eq!(
+        roll_of(&out),
+        granted(4, &unit_name(0), Step::Restart, 2, 3)
+    );
 }
