@@ -579,7 +579,7 @@ fn a_member_that_does_not_come_back_stops_the_roll_with_what_to_do() {
     let out = w.go(&s, peers_changed(&s, 2)).state;
     assert_eq!(w.patroni.cluster_state().restarts, [addr(2)]);
     assert!(matches!(&out.app_status,
-        Status::Blocked(m) if m.starts_with("rolling restart stopped: postgresql-k8s/2's PostgreSQL")));
+        Status::Blocked(m) if m.starts_with("rolling restart stopped: postgresql-k8s/2's step failed")));
     // Once it runs again, unit 2 says so.
     w.set_members(&[
         (0, "leader", "running"),

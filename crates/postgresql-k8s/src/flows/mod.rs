@@ -1,9 +1,9 @@
 //! The charm's flows (`docs/postgresql-flows.md`): `peers`, `database` (the
 //! client relation), `legacy` (`db` and `db-admin`), `lifecycle`, `actions` and
 //! `switchover` (a planned switchover the poolers pause for), `rolling_restart`
-//! (members restarted one at a time for start-only parameters). This module holds the steps
-//! they share: the unit's address, the cluster as Patroni sees it, rendering
-//! and serving Patroni's configuration, and adding members.
+//! (members restarted one at a time for start-only parameters). This module
+//! holds the steps they share: the unit's address, the cluster as Patroni
+//! sees it, rendering and serving Patroni's configuration, and adding members.
 
 pub mod actions;
 pub mod backups;

@@ -542,8 +542,9 @@ pub const RESTARTING: &str = "rolling restart: restarting PostgreSQL";
 pub fn halt_message(halt: &Halt) -> String {
     match halt {
         Halt::Stopped(unit) => format!(
-            "rolling restart stopped: {unit}'s PostgreSQL is not running after its restart \
-             (see its status and Patroni's log); it goes on once it runs"
+            "rolling restart stopped: {unit}'s step failed (its PostgreSQL is not running \
+             after its restart, or its switchover failed: see its status and log); it goes on \
+             once {unit} reports it done"
         ),
         Halt::NotRunning(unit) => {
             format!("rolling restart: waiting for {unit}'s PostgreSQL to run")
@@ -562,11 +563,18 @@ pub fn statuses(hook: &mut Hook<'_>) -> anyhow::Result<Vec<Status>> {
     let mut out = Vec::new();
     if let Some(grant) = roll.grant.as_ref().filter(|g| g.unit == hook.unit()) {
         let done = done_of(hook.local_unit_bag(&peers)?);
-        if done.is_some_and(|d| d.generation == roll.generation && !d.ok) {
+        let failed = done.is_some_and(|d| d.generation == roll.generation && !d.ok);
+        if failed && grant.step == Step::Restart {
             out.push(Status::Blocked(format!(
                 "rolling restart: PostgreSQL is not running after its restart; check \
                  Patroni's log in the {CONTAINER} container (the roll goes on once it runs)"
             )));
+        } else if failed {
+            out.push(Status::Blocked(
+                "rolling restart: the switchover to this unit before the primary's restart \
+                 failed (see the log); it is tried again at this unit's next hook"
+                    .into(),
+            ));
         } else if done.is_none_or(|d| d.generation != roll.generation)
             && grant.step == Step::Restart
         {
