@@ -13,7 +13,7 @@ use e2e::{
 };
 use local_model::controller::Controller;
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const APP: &str = "postgresql-k8s";
 
@@ -211,7 +211,8 @@ fn scaling_three_to_one_to_three_loses_no_data() {
     });
 
     // Options reach every member: the parameters PostgreSQL reloads take
-    // effect, and one it reads only at start is named in every unit's status.
+    // effect, and one it reads only at start once the rolling restart has
+    // restarted every member, without update-status.
     c.config(
         APP,
         &[
@@ -238,28 +239,27 @@ fn scaling_three_to_one_to_three_loses_no_data() {
         )
         .unwrap_or_default()
     };
-    let wanted = "61s off 0.25 Europe/Paris pl 64";
-    converge(&mut c, Duration::from_secs(60), |c| {
-        units(c, APP)
-            .iter()
-            .all(|u| settings(c, u).trim() == wanted)
+    let wanted = "61s off 0.25 Europe/Paris pl 128";
+    converge(&mut c, Duration::from_secs(120), |c| {
+        units(c, APP).iter().all(|u| {
+            settings(c, u).trim() == wanted
+                && e2e::active(c, u).is_some_and(|m| !m.contains("restart pending"))
+        }) && cluster_settled(c, units(c, APP).len())
     });
-    // Patroni flags the pending restart once the leader's settings reach it;
-    // each unit's status says so at its next update-status.
-    let pending = "PostgreSQL restart pending for max_locks_per_transaction";
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !units(&c, APP)
-        .iter()
-        .all(|u| e2e::active(&c, u).is_some_and(|m| m.ends_with(pending)))
-    {
-        assert!(Instant::now() < deadline, "{}", c.status());
-        c.tick();
-        c.settle().unwrap();
-        std::thread::sleep(Duration::from_secs(1));
-    }
     for unit in units(&c, APP) {
         assert_eq!(settings(&c, &unit).trim(), wanted, "{unit}");
     }
+    let log = std::fs::read_to_string(scratch.path().join("controller/debug.log")).unwrap();
+    // The replicas restarted, then a switchover (whose demotion restarts the
+    // old primary as a replica).
+    assert!(
+        log.matches("rolling restart: PostgreSQL restarted").count() >= units(&c, APP).len() - 1,
+        "the replicas restarted"
+    );
+    assert!(
+        log.contains("the next step (Switchover)"),
+        "a switchover before the primary's restart"
+    );
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! PgBouncer under load, on one deployment of the local model: etcd,
-//! PostgreSQL with two units under Patroni (a synchronous standby confirmed),
+//! PostgreSQL with three units under Patroni (synchronous standbys confirmed),
 //! PgBouncer with one unit (transaction pooling), and a client on the v0
 //! library.
 //!
@@ -16,6 +16,13 @@
 //!   resumes once it serves the new primary, so no pgbench client aborts and
 //!   no transaction fails; a client writes and reads through PgBouncer
 //!   after. The slowest second is printed.
+//! - An option PostgreSQL reads only at start (`max_connections`) is changed
+//!   while `pgbench` runs with persistent clients: the charm restarts the
+//!   members one at a time, the replicas first, the primary last after a
+//!   switchover PgBouncer pauses for, until no member waits for a restart and
+//!   every member shows the new value; no pgbench client aborts, no
+//!   transaction fails, and every transaction pgbench counted is in
+//!   `pgbench_history`.
 //! - The primary's machine is lost while a writer inserts through PgBouncer,
 //!   one `psql` per row: once Patroni promotes the replica and the model
 //!   converges, writes through PgBouncer resume and every acknowledged row is
@@ -53,6 +60,13 @@ const ROLLING_PGBENCH_SECONDS: u64 = 15;
 /// PgBouncer to pause, PostgreSQL to switch over and PgBouncer to resume
 /// (checked).
 const SWITCHOVER_PGBENCH_SECONDS: u64 = 20;
+/// How long pgbench runs through PostgreSQL's rolling restart: long enough
+/// for every member to restart and the switchover before the primary's
+/// (checked; Patroni restarts a synchronous standby only once the primary
+/// has released it, up to its 10 s loop, and the roll took 42 s).
+const RESTART_PGBENCH_SECONDS: u64 = 60;
+/// The PostgreSQL members.
+const MEMBERS: usize = 3;
 
 /// A client's credentials.
 #[derive(Clone)]
@@ -268,7 +282,7 @@ fn published_endpoints(c: &Controller) -> Option<String> {
     relation.app_bags.get(PG)?.data.get("endpoints").cloned()
 }
 
-/// Waits for both PostgreSQL members to run, a synchronous standby among
+/// Waits for every PostgreSQL member to run, a synchronous standby among
 /// them, caught up.
 fn settled_with_a_synchronous_standby(c: &mut Controller) {
     converge_polling(
@@ -277,7 +291,7 @@ fn settled_with_a_synchronous_standby(c: &mut Controller) {
         Duration::from_millis(300),
         |c| {
             let pg = e2e::units(c, PG);
-            e2e::cluster_settled(c, 2)
+            e2e::cluster_settled(c, MEMBERS)
                 && e2e::synchronous_standby_runs(c, &pg[0])
                 && e2e::replicas_caught_up(c, &pg[0])
         },
@@ -296,7 +310,7 @@ struct Attempt {
 fn clients_keep_their_service_under_load() {
     let scratch = Scratch::new("under-load");
     let mut c = controller(&scratch);
-    e2e::postgresql_cluster(&mut c, scratch.path(), 2);
+    e2e::postgresql_cluster(&mut c, scratch.path(), MEMBERS as u32);
     // Transaction pooling: a pause for a switchover completes as the
     // transactions in flight end (a session holds its server until it leaves).
     c.deploy(
@@ -417,10 +431,10 @@ fn clients_keep_their_service_under_load() {
     let case_started = Instant::now();
     settled_with_a_synchronous_standby(&mut c);
     let before = primary_unit(&c).expect("a primary");
-    let candidate = e2e::units(&c, PG)
+    let candidate = e2e::synchronous_standbys(&c, &before)
         .into_iter()
-        .find(|u| *u != before)
-        .expect("a replica");
+        .next()
+        .expect("a synchronous standby");
     let candidate_address = address(&c, &candidate);
     let bench = load(&host, &client, &["-P", "1"], SWITCHOVER_PGBENCH_SECONDS);
     std::thread::sleep(Duration::from_secs(2));
@@ -481,7 +495,102 @@ fn clients_keep_their_service_under_load() {
         case_started.elapsed().as_secs_f64()
     );
 
-    // (d) The primary's machine lost while a writer inserts through PgBouncer.
+    // (d) An option PostgreSQL reads only at start changed while pgbench
+    // runs: the rolling restart.
+    let case_started = Instant::now();
+    settled_with_a_synchronous_standby(&mut c);
+    let operator = action(
+        &mut c,
+        &format!("{PG}/0"),
+        "get-password",
+        serde_json::json!({}),
+    )["password"]
+        .as_str()
+        .expect("the operator's password")
+        .to_string();
+    let show = |c: &Controller, unit: &str| {
+        psql(
+            &address(c, unit),
+            5432,
+            "operator",
+            &operator,
+            "postgres",
+            "SHOW max_connections",
+        )
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+    };
+    let history = || -> u64 {
+        pooled(
+            &host,
+            &client,
+            DATABASE,
+            "SELECT count(*) FROM pgbench_history",
+        )
+        .trim()
+        .parse()
+        .expect("a count")
+    };
+    let before = primary_unit(&c).expect("a primary");
+    let rows_before = history();
+    let bench = load(&host, &client, &["-P", "1"], RESTART_PGBENCH_SECONDS);
+    std::thread::sleep(Duration::from_secs(2));
+    let changed_at = Instant::now();
+    c.config(PG, &[("experimental_max_connections", "150")])
+        .unwrap();
+    converge_polling(
+        &mut c,
+        Duration::from_secs(120),
+        Duration::from_millis(300),
+        |c| {
+            let pg = e2e::units(c, PG);
+            pg.iter().all(|u| show(c, u) == "150")
+                && patroni_members(c, &pg[0])
+                    .iter()
+                    .all(|m| m.get("pending_restart").is_none())
+                && e2e::cluster_settled(c, MEMBERS)
+                && active(c, &pgb_unit).is_some()
+        },
+    );
+    let took = changed_at.elapsed();
+    let mut bench = bench;
+    assert!(
+        bench.try_wait().unwrap().is_none(),
+        "pgbench ended before the rolling restart was over: raise RESTART_PGBENCH_SECONDS"
+    );
+    let after = primary_unit(&c).expect("a primary");
+    assert_ne!(
+        after, before,
+        "the primary restarted last, after a switchover"
+    );
+    let log = std::fs::read_to_string(scratch.path().join("controller/debug.log")).unwrap();
+    assert!(
+        log.contains("before the primary restarts: waiting for 1 pooler units to pause"),
+        "the switchover before the primary's restart waited for PgBouncer"
+    );
+    let restarts = log.matches("rolling restart: PostgreSQL restarted").count();
+    let (stdout, _, progress) = clean_run(bench, "during PostgreSQL's rolling restart");
+    let processed = summary_number(&stdout, "number of transactions actually processed:")
+        .expect("pgbench's count");
+    assert_eq!(
+        history() - rows_before,
+        processed,
+        "every transaction pgbench counted is in pgbench_history"
+    );
+    let (stalled, ended_by) = longest_stall(&progress);
+    println!(
+        "pgbench through PostgreSQL's rolling restart ({restarts} restarts, switchover from \
+         {before} to {after}; {:.1} s from the option to the model converged):\n{stdout}\
+         longest stall: {stalled} s without a transaction, ended by: {ended_by}",
+        took.as_secs_f64()
+    );
+    println!(
+        "the rolling restart's case took {:.1} s",
+        case_started.elapsed().as_secs_f64()
+    );
+
+    // (e) The primary's machine lost while a writer inserts through PgBouncer.
     settled_with_a_synchronous_standby(&mut c);
     pooled(
         &host,
@@ -519,14 +628,26 @@ fn clients_keep_their_service_under_load() {
     };
     std::thread::sleep(Duration::from_secs(2));
     let old = primary_unit(&c).expect("a primary");
-    let survivor = e2e::units(&c, PG)
+    let replicas: Vec<String> = e2e::units(&c, PG)
         .into_iter()
-        .find(|u| *u != old)
-        .expect("a replica");
-    let survivor_address = address(&c, &survivor);
+        .filter(|u| *u != old)
+        .collect();
     let lost_at = Instant::now();
     c.crash_unit(&old).unwrap();
-    println!("lost {old}'s machine; {survivor} is the replica");
+    println!("lost {old}'s machine; {replicas:?} are the replicas");
+    // The replica Patroni promotes, asked on every replica.
+    let leader_of = |c: &Controller| {
+        replicas.iter().find_map(|asked| {
+            patroni_members(c, asked)
+                .iter()
+                .find(|m| m["role"] == "leader" && m["state"] == "running")
+                .and_then(|m| m["name"].as_str())
+                .and_then(|name| name.rsplit_once('-'))
+                .map(|(app, n)| format!("{app}/{n}"))
+                .filter(|u| *u != old)
+        })
+    };
+    let survivor_found: Mutex<Option<String>> = Mutex::default();
     let promoted: Mutex<Option<Instant>> = Mutex::default();
     let published: Mutex<Option<Instant>> = Mutex::default();
     converge_polling(
@@ -536,17 +657,19 @@ fn clients_keep_their_service_under_load() {
         |c| {
             let now = Instant::now();
             let mut promoted = promoted.lock().unwrap();
-            if promoted.is_none()
-                && patroni_members(c, &survivor)
-                    .iter()
-                    .any(|m| m["role"] == "leader" && m["state"] == "running")
-            {
-                *promoted = Some(now);
+            let mut survivor = survivor_found.lock().unwrap();
+            if promoted.is_none() {
+                if let Some(leader) = leader_of(c) {
+                    *promoted = Some(now);
+                    *survivor = Some(leader);
+                }
             }
             let mut published = published.lock().unwrap();
             if published.is_none()
-                && published_endpoints(c)
-                    .is_some_and(|e| e.starts_with(&format!("{survivor_address}:")))
+                && survivor.as_ref().is_some_and(|s| {
+                    published_endpoints(c)
+                        .is_some_and(|e| e.starts_with(&format!("{}:", address(c, s))))
+                })
             {
                 *published = Some(now);
             }
@@ -563,6 +686,11 @@ fn clients_keep_their_service_under_load() {
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     let promoted = promoted.into_inner().unwrap().expect("the promotion seen");
+    let survivor = survivor_found
+        .into_inner()
+        .unwrap()
+        .expect("the promoted replica");
+    let survivor_address = address(&c, &survivor);
     let published = published.into_inner().unwrap().expect("the endpoints seen");
 
     let attempts = attempts.lock().unwrap();

@@ -25,7 +25,8 @@ use client_interface::pgsql;
 use client_interface::ClientEvent;
 use flows::backups::{self, Trigger};
 use flows::{
-    actions, certificates, database, legacy, lifecycle, logging, metrics, peers, Deps, Findings,
+    actions, certificates, database, legacy, lifecycle, logging, metrics, peers, rolling_restart,
+    Deps, Findings,
 };
 use state::{CERTIFICATES, DATABASE, ETCD, PEERS, RECEIVE_CA};
 
@@ -75,6 +76,7 @@ impl Charm for PostgresqlCharm {
             {
                 let handled = role_change::changed(hook, deps, findings, notice)?;
                 backups::converge(hook, deps, findings, Trigger::Peers)?;
+                rolling_restart::converge(hook, deps, findings)?;
                 Ok(handled)
             }
             Event::RelationBroken(r) if r.relation.endpoint == s3_interface::S3_PARAMETERS => {
@@ -84,6 +86,12 @@ impl Charm for PostgresqlCharm {
                 if r.relation.endpoint == s3_interface::S3_PARAMETERS =>
             {
                 backups::converge(hook, deps, findings, Trigger::Relation)
+            }
+            Event::PebbleCustomNotice { container, notice }
+                if rolling_restart::is_check(container, notice) =>
+            {
+                rolling_restart::converge(hook, deps, findings)?;
+                Ok(Handled::Done)
             }
             Event::PebbleCustomNotice { container, notice }
                 if flows::switchover::is_deadline(container, notice) =>
@@ -107,6 +115,7 @@ impl Charm for PostgresqlCharm {
             }
             Event::ConfigChanged => {
                 let handled = lifecycle::config_changed(hook, deps, findings)?;
+                rolling_restart::converge(hook, deps, findings)?;
                 metrics::publish(hook)?;
                 Ok(handled)
             }
@@ -116,6 +125,7 @@ impl Charm for PostgresqlCharm {
                 }
                 flows::switchover::progress(hook, deps)?;
                 let handled = lifecycle::update_status(hook, deps, findings)?;
+                rolling_restart::converge(hook, deps, findings)?;
                 backups::converge(hook, deps, findings, Trigger::UpdateStatus)?;
                 metrics::publish(hook)?;
                 logging::forward(hook)?;
@@ -131,6 +141,7 @@ impl Charm for PostgresqlCharm {
             }
             Event::LeaderElected => {
                 let handled = lifecycle::leader_elected(hook, deps, findings)?;
+                rolling_restart::converge(hook, deps, findings)?;
                 metrics::publish(hook)?;
                 logging::forward(hook)?;
                 Ok(handled)
@@ -147,10 +158,13 @@ impl Charm for PostgresqlCharm {
             {
                 let handled = peers::changed(hook, deps, findings)?;
                 backups::converge(hook, deps, findings, Trigger::Peers)?;
+                rolling_restart::converge(hook, deps, findings)?;
                 Ok(handled)
             }
             Event::RelationDeparted(r) if r.relation.endpoint == PEERS => {
-                peers::departed(hook, deps, r)
+                let handled = peers::departed(hook, deps, r)?;
+                rolling_restart::converge(hook, deps, findings)?;
+                Ok(handled)
             }
             Event::RelationChanged(r) | Event::RelationBroken(r) if r.relation.endpoint == ETCD => {
                 lifecycle::dcs_changed(hook, deps, findings)

@@ -68,6 +68,17 @@ pub const SWITCHOVER_REQUEST: &str = "switchover-request";
 /// `database`, a client's unit bag: the id of the request it paused for.
 pub const SWITCHOVER_PAUSED: &str = "switchover-paused";
 
+/// Peer application bag: the rolling restart as the leader records it (a
+/// JSON object: the `generation`, the `grant`ed `unit` and its `step`,
+/// `restart` or `switchover`, how many members were `restarted` of the
+/// `total`, and why it is halted, if it is).
+pub const ROLLING_RESTART: &str = "rolling-restart";
+/// Peer unit bag: `"true"` while this unit's PostgreSQL waits for a restart.
+pub const RESTART_PENDING: &str = "restart-pending";
+/// Peer unit bag: the last rolling-restart step this unit carried out (a
+/// JSON object: its `generation`, and `ok`, whether its member runs after).
+pub const RESTART_DONE: &str = "restart-done";
+
 /// The charm's superuser.
 /// Peer application key: the plugins' extensions and the databases they were
 /// last brought to in full (a new pass runs when either differs).

@@ -57,6 +57,9 @@ pub fn collect(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow:
     if let Some(waiting) = crate::flows::switchover::waiting(hook)? {
         hook.add_status(Status::Maintenance(waiting));
     }
+    for status in crate::flows::rolling_restart::statuses(hook)? {
+        hook.add_status(status);
+    }
     if dcs_ready {
         let progress = cluster(hook, deps, findings)?;
         hook.add_status(progress);
@@ -119,8 +122,8 @@ fn cluster(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow::Res
 }
 
 /// The active message of a member whose PostgreSQL runs with old values of
-/// parameters it reads only at start: the charm does not restart it (no
-/// rolling restart yet), so the status names them (when PostgreSQL answers).
+/// parameters it reads only at start, while it waits for its turn in the
+/// rolling restart: the status names them (when PostgreSQL answers).
 fn restart_pending(deps: &Deps, ctx: &Ctx, role: &str) -> String {
     let login = postgres::operator_login(&ctx.address, DB_PORT, ctx.passwords.get(state::OPERATOR));
     let names = deps

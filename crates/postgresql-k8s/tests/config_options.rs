@@ -459,21 +459,26 @@ fn a_changed_parameter_that_needs_a_restart_is_logged() {
 
 #[test]
 fn a_pending_restart_shows_in_the_status_with_its_parameters() {
-    let (w, s) = running();
-    w.patroni.set_pending_restart(&addr(0));
+    // A replica waiting for its turn in the rolling restart (the leader has
+    // granted it nothing yet).
+    let w = World::new(&[(0, "leader", "running"), (1, "sync_standby", "streaming")]);
+    let s = initialised(with_peers(unit(1, false), &[0]), &[0, 1]);
+    let s = w.go(&s, event::pebble_ready(CONTAINER)).state;
+    w.patroni.set_pending_restart(&addr(1));
     w.pg.set_pending_restart(&["max_connections", "shared_buffers"]);
     let out = w.go(&s, Event::UpdateStatus);
     assert_eq!(
         out.state.unit_status,
         Status::Active(format!(
-            "Primary; {RESTART_PENDING} for max_connections, shared_buffers"
+            "Replica; {RESTART_PENDING} for max_connections, shared_buffers"
         ))
     );
+    assert!(w.patroni.cluster_state().restarts.is_empty());
     // PostgreSQL cannot say which: the status still says a restart is pending.
     w.pg.set_down(Some("connection refused"));
     let out = w.go(&s, Event::UpdateStatus);
     assert_eq!(
         out.state.unit_status,
-        Status::Active(format!("Primary; {RESTART_PENDING}"))
+        Status::Active(format!("Replica; {RESTART_PENDING}"))
     );
 }

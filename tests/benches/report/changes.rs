@@ -1,7 +1,8 @@
 //! Changes under load: what clients see while the system changes. The
 //! end-to-end test `under_load` is the one scenario (a client related while
 //! pgbench runs through PgBouncer, PgBouncer's rolling restart, a planned
-//! switchover, the primary's machine lost under a writer); this runs it in
+//! switchover, PostgreSQL's rolling restart, the primary's machine lost
+//! under a writer); this runs it in
 //! this build's profile and reads the figures it records before asserting.
 
 use std::process::Command;

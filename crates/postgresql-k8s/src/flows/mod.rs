@@ -1,8 +1,9 @@
 //! The charm's flows (`docs/postgresql-flows.md`): `peers`, `database` (the
 //! client relation), `legacy` (`db` and `db-admin`), `lifecycle`, `actions` and
-//! `switchover` (a planned switchover the poolers pause for). This module holds the steps
-//! they share: the unit's address, the cluster as Patroni sees it, rendering
-//! and serving Patroni's configuration, and adding members.
+//! `switchover` (a planned switchover the poolers pause for), `rolling_restart`
+//! (members restarted one at a time for start-only parameters). This module
+//! holds the steps they share: the unit's address, the cluster as Patroni
+//! sees it, rendering and serving Patroni's configuration, and adding members.
 
 pub mod actions;
 pub mod backups;
@@ -15,6 +16,7 @@ pub mod logging;
 pub mod metrics;
 pub mod peers;
 pub mod recovery;
+pub mod rolling_restart;
 pub mod switchover;
 pub mod takeover;
 
@@ -57,6 +59,8 @@ pub struct Deps {
 pub struct Findings {
     /// This unit's member, when a flow asked Patroni.
     pub health: Option<Health>,
+    /// This dispatch changed a parameter PostgreSQL reads only at start.
+    pub restart_expected: bool,
 }
 
 /// The validated options, for this unit's machine.
@@ -403,6 +407,7 @@ pub fn update_config(
             "the TLS files changed: Patroni reloads PostgreSQL and the API",
         )?;
     }
+    findings.restart_expected |= !restart_changed.is_empty();
     for name in restart_changed {
         hook.log(
             LogLevel::Info,

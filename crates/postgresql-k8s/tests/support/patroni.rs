@@ -23,6 +23,8 @@ pub struct FakeCluster {
     pub restarts: Vec<String>,
     /// Addresses whose PostgreSQL waits for a restart.
     pub pending_restart: BTreeSet<String>,
+    /// Addresses whose PostgreSQL does not come back from a restart.
+    pub restart_fails: BTreeSet<String>,
     /// The CA bundle of the last call (HTTPS), `None` for plain HTTP.
     pub last_ca: Option<String>,
 }
@@ -61,6 +63,11 @@ impl FakePatroni {
     /// Makes a member's PostgreSQL wait for a restart (until it restarts).
     pub fn set_pending_restart(&self, host: &str) {
         self.0.borrow_mut().pending_restart.insert(host.to_string());
+    }
+
+    /// Makes a member's PostgreSQL stay stopped after its next restarts.
+    pub fn set_restart_fails(&self, host: &str) {
+        self.0.borrow_mut().restart_fails.insert(host.to_string());
     }
 
     /// Makes a member's API stop (or start again) answering.
@@ -175,6 +182,11 @@ impl Patroni for FakePatroni {
         let mut c = self.0.borrow_mut();
         c.pending_restart.remove(host);
         c.restarts.push(host.to_string());
+        if c.restart_fails.contains(host) {
+            for m in c.members.iter_mut().filter(|m| m.host == host) {
+                m.state = "stopped".into();
+            }
+        }
         Ok(())
     }
 }
