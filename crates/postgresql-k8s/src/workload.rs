@@ -72,6 +72,9 @@ exec {patroni} "$@"
     )
 }
 
+/// How long a file operation or PostgreSQL's stop may take.
+const SHORT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// What a data directory holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataDir {
@@ -525,6 +528,133 @@ impl Workload {
             pebble.make_dir(&l.pgbackrest_dir(), &self.options(0o700))?;
         }
         Ok(changed)
+    }
+
+    /// Runs `argv` in the container as the workload's user, for at most
+    /// `timeout`.
+    fn run(
+        &self,
+        pebble: &mut dyn Pebble,
+        argv: Vec<String>,
+        timeout: std::time::Duration,
+    ) -> Result<ExecOutput, PebbleError> {
+        pebble.exec(&Exec {
+            command: argv,
+            user: Some(self.user.clone()),
+            group: Some(self.user.clone()),
+            timeout: Some(timeout),
+            ..Exec::default()
+        })
+    }
+
+    /// Moves the data directory to `target` (renamed, never deleted) and
+    /// makes it anew, empty; `Err` says why it could not.
+    pub fn move_data_aside(
+        &self,
+        pebble: &mut dyn Pebble,
+        target: &str,
+    ) -> Result<Result<(), String>, PebbleError> {
+        if exists(pebble, target)? {
+            return Ok(Err(format!("{target} exists already")));
+        }
+        let data = self.layout.data_dir.clone();
+        let argv = vec!["mv".into(), data.clone(), target.into()];
+        let moved = self.run(pebble, argv, SHORT)?;
+        if !moved.success() {
+            return Ok(Err(format!(
+                "cannot move {data} to {target}: {}",
+                moved.stderr_text().trim()
+            )));
+        }
+        pebble.make_dir(&data, &self.options(0o700))?;
+        Ok(Ok(()))
+    }
+
+    /// Empties the data directory of what a failed restore left there (a
+    /// partial restore, never a cluster's own data: that was moved aside
+    /// first); `Err` says why it could not.
+    pub fn clear_failed_restore(
+        &self,
+        pebble: &mut dyn Pebble,
+    ) -> Result<Result<(), String>, PebbleError> {
+        let data = self.layout.data_dir.clone();
+        let removed = self.run(pebble, vec!["rm".into(), "-rf".into(), data.clone()], SHORT)?;
+        if !removed.success() {
+            return Ok(Err(format!(
+                "cannot empty {data}: {}",
+                removed.stderr_text().trim()
+            )));
+        }
+        pebble.make_dir(&data, &self.options(0o700))?;
+        Ok(Ok(()))
+    }
+
+    /// Where [`Workload::recover`] has PostgreSQL write its log.
+    pub fn recovery_log(&self) -> String {
+        format!("{}/restore-recovery.log", self.layout.storage_dir)
+    }
+
+    /// Runs PostgreSQL on the restored data directory, outside Patroni and
+    /// listening on its socket only, until its recovery reaches the target
+    /// and it promotes (with `hot_standby` off, `pg_ctl` waits for exactly
+    /// that), then stops it cleanly. `Err` says what failed (PostgreSQL's
+    /// last fatal words, from its log).
+    pub fn recover(
+        &self,
+        pebble: &mut dyn Pebble,
+        timeout: std::time::Duration,
+    ) -> Result<Result<(), String>, PebbleError> {
+        let pg_ctl = format!("{}/pg_ctl", self.layout.bin_dir);
+        let data = &self.layout.data_dir;
+        let log = self.recovery_log();
+        let options = format!(
+            "-c listen_addresses='' -c unix_socket_directories='{}' -c hot_standby=off -c ssl=off",
+            self.layout.socket_dir
+        );
+        let start = vec![
+            pg_ctl.clone(),
+            "start".into(),
+            "-D".into(),
+            data.clone(),
+            "-w".into(),
+            "-t".into(),
+            timeout.as_secs().to_string(),
+            "-l".into(),
+            log.clone(),
+            "-o".into(),
+            options,
+        ];
+        let started = self.run(pebble, start, timeout + SHORT)?;
+        if !started.success() {
+            let text = pebble.read_text(&log)?.unwrap_or_default();
+            let fatal = text.lines().rev().find(|l| l.contains("FATAL:")).map(|l| {
+                l.split_once("FATAL:")
+                    .map_or(l, |(_, m)| m)
+                    .trim()
+                    .to_string()
+            });
+            return Ok(Err(match fatal {
+                Some(why) => format!("PostgreSQL's recovery failed: {why} (log: {log})"),
+                None => format!("PostgreSQL's recovery did not finish (log: {log})"),
+            }));
+        }
+        let stop = vec![
+            pg_ctl,
+            "stop".into(),
+            "-D".into(),
+            data.clone(),
+            "-m".into(),
+            "fast".into(),
+            "-w".into(),
+        ];
+        let stopped = self.run(pebble, stop, SHORT)?;
+        if !stopped.success() {
+            return Ok(Err(format!(
+                "PostgreSQL recovered but did not stop: {}",
+                stopped.stderr_text().trim()
+            )));
+        }
+        Ok(Ok(()))
     }
 
     /// Runs pgBackRest's `argv` (see `pgbackrest::command`) as the

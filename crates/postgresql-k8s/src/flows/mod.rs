@@ -15,6 +15,7 @@ pub mod logging;
 pub mod metrics;
 pub mod peers;
 pub mod recovery;
+pub mod restore;
 pub mod switchover;
 pub mod takeover;
 
@@ -329,6 +330,10 @@ pub fn update_config(
         return Ok(false);
     };
     if !hook.container(CONTAINER).can_connect() {
+        return Ok(false);
+    }
+    // After a failed restore, the data directory holds no cluster to start.
+    if restore::failed(hook, &ctx.peers)?.is_some() {
         return Ok(false);
     }
     let members = state::members(hook, &ctx.peers)?;
