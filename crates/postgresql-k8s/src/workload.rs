@@ -72,6 +72,9 @@ exec {patroni} "$@"
     )
 }
 
+/// Patroni's cache of the cluster's dynamic settings, in the data directory.
+const PATRONI_CACHE: &str = "patroni.dynamic.json";
+
 /// How long a file operation or PostgreSQL's stop may take.
 const SHORT: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -597,8 +600,9 @@ impl Workload {
     /// Runs PostgreSQL on the restored data directory, outside Patroni and
     /// listening on its socket only, until its recovery reaches the target
     /// and it promotes (with `hot_standby` off, `pg_ctl` waits for exactly
-    /// that), then stops it cleanly. `Err` says what failed (PostgreSQL's
-    /// last fatal words, from its log).
+    /// that), then stops it cleanly and removes Patroni's cache of the old
+    /// cluster's dynamic settings. `Err` says what failed (PostgreSQL's last
+    /// fatal words, from its log).
     pub fn recover(
         &self,
         pebble: &mut dyn Pebble,
@@ -653,6 +657,13 @@ impl Workload {
                 "PostgreSQL recovered but did not stop: {}",
                 stopped.stderr_text().trim()
             )));
+        }
+        // The old cluster's settings as Patroni cached them: Patroni would
+        // take them for the new cluster's (a strict synchronous mode that
+        // suited several members stops every commit of one).
+        let cached = format!("{data}/{PATRONI_CACHE}");
+        if exists(pebble, &cached)? {
+            pebble.remove_path(&cached, false)?;
         }
         Ok(Ok(()))
     }

@@ -666,6 +666,10 @@ fn world_alone() -> World {
 fn restorable(state: State) -> State {
     let mut state = answer(state, "restore", ok(""));
     let container = state.containers.get_mut(CONTAINER).unwrap();
+    *container = container.clone().with_file(
+        &format!("{DATA_DIR}/patroni.dynamic.json"),
+        br#"{"synchronous_mode_strict": true}"#,
+    );
     for prefix in [vec!["mv".to_string()], vec!["rm".to_string()], pg_ctl()] {
         container.execs.push((prefix, ok("")));
     }

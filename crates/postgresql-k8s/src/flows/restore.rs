@@ -288,9 +288,8 @@ fn run(
     hook.log(
         LogLevel::Warning,
         &format!(
-            "{} done: the cluster starts from the restored data as cluster {scope}; the data \
-             directory from before is kept at {aside}",
-            what.replacen("restoring", "restore of", 1)
+            "restored: the cluster starts from the restored data as cluster {scope}; the data \
+             directory from before is kept at {aside}"
         ),
     )?;
     update_config(hook, deps, &mut Findings::default(), ctx)?;
