@@ -33,6 +33,7 @@
 //! | restore: a backup id not in the repository | `restore_refuses_an_unknown_backup` |
 //! | restore: more than one unit | `restore_refuses_a_cluster_of_several_units` |
 //! | restore: a backup, restored; a new cluster generation starts | `restoring_a_backup_starts_a_new_cluster_generation` |
+//! | restore: the new cluster initialised before Patroni records its settings | `the_restored_cluster_is_initialised_before_patroni_records_its_settings` |
 //! | restore: a time, and the latest | `restoring_to_a_time_or_the_latest_gives_pgbackrest_the_target` |
 //! | restore: pgBackRest fails: blocked, data kept, Patroni stays stopped; retried | `a_failed_restore_blocks_keeps_the_data_and_is_retried` |
 //! | restore: PostgreSQL's recovery fails: blocked with its words | `a_failed_recovery_blocks_with_postgresqls_words` |
@@ -800,6 +801,10 @@ fn restoring_a_backup_starts_a_new_cluster_generation() {
     assert_eq!(out.action.failure, None);
     assert_eq!(out.action.results["restore-status"], "restored");
     assert_eq!(out.action.results["previous-data"], ASIDE);
+    assert!(
+        logged(&out.state, &format!("restoring backup {id}")),
+        "said while it runs (the status too)"
+    );
     assert_eq!(
         programs(&out.state),
         ["info", "mv", "restore", "pg_ctl start", "pg_ctl stop"]
@@ -963,4 +968,41 @@ fn a_failed_recovery_blocks_with_postgresqls_words() {
         failure(&out)
     );
     assert!(peer_app(&out.state).contains_key(RESTORE_FAILED));
+}
+
+#[test]
+fn the_restored_cluster_is_initialised_before_patroni_records_its_settings() {
+    let w = world_alone();
+    let id = pgbackrest::backup_id(1796526000);
+    // The primary checks the repository again: still this cluster's.
+    let state = answer(
+        restorable(alone()),
+        "repository-info",
+        ok(&info(&[&stanza()], FIRST_CLUSTER)),
+    );
+    let out = w.action(&state, "restore", serde_json::json!({"backup-id": id}));
+    assert!(!peer_app(&out.state).contains_key(CLUSTER_INITIALISED));
+    // Patroni promoted the restored data; its settings reach the DCS one
+    // loop later, and its callback wakes the charm before that.
+    w.patroni.0.borrow_mut().no_config = true;
+    let state = w.go(&out.state, event::update_status()).state;
+    assert!(peer_app(&state).contains_key(CLUSTER_INITIALISED));
+    assert_eq!(state.unit_status, Status::Active("Primary".into()));
+    assert!(logged(
+        &state,
+        "the cluster's settings are not in the DCS yet"
+    ));
+    assert_eq!(
+        peer_app(&state).get(STANZA).map(String::as_str),
+        Some(stanza().as_str()),
+        "WAL still archived to the stanza"
+    );
+    let before = w.patroni.cluster_state().patches.len();
+    w.patroni.0.borrow_mut().no_config = false;
+    w.go(&state, event::update_status());
+    assert_eq!(
+        w.patroni.cluster_state().patches.len(),
+        before + 1,
+        "a later hook sends them"
+    );
 }
