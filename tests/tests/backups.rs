@@ -25,7 +25,8 @@
 use base64::Engine;
 use e2e::s3::S3Server;
 use e2e::{
-    action, active, address, blocked, controller, converge, psql, python_charm, units, Scratch,
+    action, active, address, blocked, controller, converge, converge_polling, psql, python_charm,
+    units, Scratch,
 };
 use local_model::controller::Controller;
 use postgres_admin::testing::{free_port, is_root};
@@ -417,6 +418,22 @@ fn the_charm_archives_and_backs_up_into_the_repository() {
         )
         .map(|out| out.trim().to_string())
     };
+    // pgBackRest takes a time for a backup's end in whole seconds: the time
+    // is noted once the clock has left the backup's last second.
+    let finished = table
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .and_then(|l| l.split('|').nth(5))
+        .unwrap()
+        .trim()
+        .to_string();
+    let after = format!("SELECT now() >= '{finished}'::timestamptz + interval '1 second'");
+    converge_polling(
+        &mut c,
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        |c| sql(c, &primary, &after).is_ok_and(|t| t == "t"),
+    );
     let between = sql(&c, &primary, "SELECT now()").unwrap();
     sql(
         &c,

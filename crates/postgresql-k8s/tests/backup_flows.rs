@@ -35,7 +35,7 @@
 //! | restore: a backup, restored; a new cluster generation starts | `restoring_a_backup_starts_a_new_cluster_generation` |
 //! | restore: the new cluster initialised before Patroni records its settings | `the_restored_cluster_is_initialised_before_patroni_records_its_settings` |
 //! | restore: a time, and the latest | `restoring_to_a_time_or_the_latest_gives_pgbackrest_the_target` |
-//! | restore: pgBackRest fails: blocked, data kept, Patroni stays stopped; retried | `a_failed_restore_blocks_keeps_the_data_and_is_retried` |
+//! | restore: pgBackRest fails (its console's words): blocked, data kept, Patroni stays stopped; retried | `a_failed_restore_blocks_keeps_the_data_and_is_retried` |
 //! | restore: PostgreSQL's recovery fails: blocked with its words | `a_failed_recovery_blocks_with_postgresqls_words` |
 
 #![allow(clippy::unwrap_used)]
@@ -882,8 +882,9 @@ fn a_failed_restore_blocks_keeps_the_data_and_is_retried() {
         alone(),
         "restore",
         failing(
-            40,
-            "ERROR: [040]: unable to find backup set with stop time less than '2026-12-06'",
+            75,
+            "2026-12-06 03:31:00.123 P00  ERROR: [075]: unable to find backup set with stop \
+             time less than '2026-12-06'",
         ),
     );
     let state = restorable(state);
@@ -893,7 +894,7 @@ fn a_failed_restore_blocks_keeps_the_data_and_is_retried() {
         serde_json::json!({"restore-to-time": "2026-12-06 03:30:00"}),
     );
     let message = format!(
-        "restore failed: pgBackRest's restore failed: ERROR: [040]: unable to find backup set \
+        "restore failed: pgBackRest's restore failed: ERROR: [075]: unable to find backup set \
          with stop time less than '2026-12-06'; the data from before is kept at {ASIDE}: run \
          the restore action again"
     );

@@ -544,14 +544,31 @@ fn all_stanzas(info: &str, stanza: &str) -> Vec<String> {
         .collect()
 }
 
+/// An error or warning line of pgBackRest's console output, from its level
+/// on: `ERROR: [075]: …`, bare or after the time and process
+/// (`2024-05-02 10:11:12.345 P00  ERROR: …`).
+fn logged_problem(line: &str) -> Option<&str> {
+    let line = line.trim();
+    ["ERROR:", "WARN:"].iter().find_map(|level| {
+        if line.starts_with(level) {
+            return Some(line);
+        }
+        let at = line.find(&format!(" {level}"))?;
+        let process = line[..at].trim_end().rsplit(' ').next()?;
+        let numbered = process.len() > 1
+            && process.starts_with('P')
+            && process[1..].chars().all(|c| c.is_ascii_digit());
+        numbered.then(|| &line[at + 1..])
+    })
+}
+
 /// `what`, with pgBackRest's own errors and warnings (it never prints the
 /// keys), cut to a status's length.
 pub(super) fn failed(what: &str, output: &pebble_api::ExecOutput) -> String {
     let text = format!("{}\n{}", output.stdout_text(), output.stderr_text());
     let mut reason: String = text
         .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("ERROR:") || l.starts_with("WARN:"))
+        .filter_map(logged_problem)
         .collect::<Vec<_>>()
         .join("; ");
     if reason.chars().count() > MAX_REASON {
