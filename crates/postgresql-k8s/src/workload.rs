@@ -78,6 +78,20 @@ const PATRONI_CACHE: &str = "patroni.dynamic.json";
 /// How long a file operation or PostgreSQL's stop may take.
 const SHORT: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// Why PostgreSQL's recovery stopped: its last fatal words in `log`.
+fn recovery_failure(pebble: &mut dyn Pebble, log: &str) -> Result<String, PebbleError> {
+    let text = pebble.read_text(log)?.unwrap_or_default();
+    let fatal = text
+        .lines()
+        .rev()
+        .find_map(|l| l.split_once("FATAL:"))
+        .map(|(_, why)| why.trim().to_string());
+    Ok(match fatal {
+        Some(why) => format!("PostgreSQL's recovery failed: {why} (log: {log})"),
+        None => format!("PostgreSQL's recovery did not finish (log: {log})"),
+    })
+}
+
 /// What a data directory holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataDir {
@@ -599,10 +613,11 @@ impl Workload {
 
     /// Runs PostgreSQL on the restored data directory, outside Patroni and
     /// listening on its socket only, until its recovery reaches the target
-    /// and it promotes (with `hot_standby` off, `pg_ctl` waits for exactly
-    /// that), then stops it cleanly and removes Patroni's cache of the old
-    /// cluster's dynamic settings. `Err` says what failed (PostgreSQL's last
-    /// fatal words, from its log).
+    /// and it promotes (PostgreSQL then removes `recovery.signal`; `pg_ctl
+    /// start -w` returns at the consistent point already), then stops it
+    /// cleanly and removes Patroni's cache of the old cluster's dynamic
+    /// settings. `Err` says what failed (PostgreSQL's last fatal words, from
+    /// its log).
     pub fn recover(
         &self,
         pebble: &mut dyn Pebble,
@@ -611,47 +626,36 @@ impl Workload {
         let pg_ctl = format!("{}/pg_ctl", self.layout.bin_dir);
         let data = &self.layout.data_dir;
         let log = self.recovery_log();
+        let pg_ctl_on = |command: &str, extra: &[&str]| {
+            let mut argv = vec![pg_ctl.clone(), command.into(), "-D".into(), data.clone()];
+            argv.extend(extra.iter().map(|a| a.to_string()));
+            argv
+        };
         let options = format!(
             "-c listen_addresses='' -c unix_socket_directories='{}' -c hot_standby=off -c ssl=off",
             self.layout.socket_dir
         );
-        let start = vec![
-            pg_ctl.clone(),
-            "start".into(),
-            "-D".into(),
-            data.clone(),
-            "-w".into(),
-            "-t".into(),
-            timeout.as_secs().to_string(),
-            "-l".into(),
-            log.clone(),
-            "-o".into(),
-            options,
-        ];
-        let started = self.run(pebble, start, timeout + SHORT)?;
-        if !started.success() {
-            let text = pebble.read_text(&log)?.unwrap_or_default();
-            let fatal = text.lines().rev().find(|l| l.contains("FATAL:")).map(|l| {
-                l.split_once("FATAL:")
-                    .map_or(l, |(_, m)| m)
-                    .trim()
-                    .to_string()
-            });
-            return Ok(Err(match fatal {
-                Some(why) => format!("PostgreSQL's recovery failed: {why} (log: {log})"),
-                None => format!("PostgreSQL's recovery did not finish (log: {log})"),
-            }));
+        let seconds = timeout.as_secs().to_string();
+        let start = pg_ctl_on("start", &["-w", "-t", &seconds, "-l", &log, "-o", &options]);
+        if !self.run(pebble, start, timeout + SHORT)?.success() {
+            return Ok(Err(recovery_failure(pebble, &log)?));
         }
-        let stop = vec![
-            pg_ctl,
-            "stop".into(),
-            "-D".into(),
-            data.clone(),
-            "-m".into(),
-            "fast".into(),
-            "-w".into(),
-        ];
-        let stopped = self.run(pebble, stop, SHORT)?;
+        let signal = format!("{data}/recovery.signal");
+        let deadline = std::time::Instant::now() + timeout;
+        while exists(pebble, &signal)? {
+            if !self.run(pebble, pg_ctl_on("status", &[]), SHORT)?.success() {
+                return Ok(Err(recovery_failure(pebble, &log)?));
+            }
+            if std::time::Instant::now() >= deadline {
+                self.run(pebble, pg_ctl_on("stop", &["-m", "fast", "-w"]), SHORT)?;
+                return Ok(Err(format!(
+                    "PostgreSQL did not reach the target within {} s (log: {log})",
+                    timeout.as_secs()
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        let stopped = self.run(pebble, pg_ctl_on("stop", &["-m", "fast", "-w"]), SHORT)?;
         if !stopped.success() {
             return Ok(Err(format!(
                 "PostgreSQL recovered but did not stop: {}",

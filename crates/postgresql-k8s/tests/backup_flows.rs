@@ -36,7 +36,7 @@
 //! | restore: the new cluster initialised before Patroni records its settings | `the_restored_cluster_is_initialised_before_patroni_records_its_settings` |
 //! | restore: a time, and the latest | `restoring_to_a_time_or_the_latest_gives_pgbackrest_the_target` |
 //! | restore: pgBackRest fails (its console's words): blocked, data kept, Patroni stays stopped; retried | `a_failed_restore_blocks_keeps_the_data_and_is_retried` |
-//! | restore: PostgreSQL's recovery fails: blocked with its words | `a_failed_recovery_blocks_with_postgresqls_words` |
+//! | restore: PostgreSQL's recovery fails (at start, or before it promotes): blocked with its words | `a_failed_recovery_blocks_with_postgresqls_words` |
 
 #![allow(clippy::unwrap_used)]
 
@@ -969,6 +969,42 @@ fn a_failed_recovery_blocks_with_postgresqls_words() {
         failure(&out)
     );
     assert!(peer_app(&out.state).contains_key(RESTORE_FAILED));
+
+    // Started, then stopped before it promoted (`recovery.signal` still
+    // there): the same.
+    let mut state = answer(alone(), "restore", ok(""));
+    let container = state.containers.get_mut(CONTAINER).unwrap();
+    container.execs.push((vec!["mv".into()], ok("")));
+    container.execs.push((pg_ctl(), ok("")));
+    let mut status = pg_ctl();
+    status.push("status".into());
+    container
+        .execs
+        .push((status, failing(3, "pg_ctl: no server running")));
+    *container = container
+        .clone()
+        .with_file(&format!("{DATA_DIR}/recovery.signal"), b"")
+        .with_file(
+            log,
+            b"FATAL:  recovery ended before configured recovery target was reached\n",
+        );
+    let out = w.action(
+        &state,
+        "restore",
+        serde_json::json!({"restore-to-time": "latest"}),
+    );
+    assert!(
+        failure(&out).starts_with(
+            "restore failed: PostgreSQL's recovery failed: recovery ended before configured \
+             recovery target was reached"
+        ),
+        "{}",
+        failure(&out)
+    );
+    assert_eq!(
+        programs(&out.state),
+        ["info", "mv", "restore", "pg_ctl start", "pg_ctl status"]
+    );
 }
 
 #[test]
