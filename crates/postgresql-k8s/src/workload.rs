@@ -202,7 +202,7 @@ fn is_file(pebble: &mut dyn Pebble, path: &str) -> Result<bool, PebbleError> {
 }
 
 /// Whether `path` exists in the container.
-fn exists(pebble: &mut dyn Pebble, path: &str) -> Result<bool, PebbleError> {
+pub(crate) fn exists(pebble: &mut dyn Pebble, path: &str) -> Result<bool, PebbleError> {
     match pebble.list_files(path, None) {
         Ok(_) => Ok(true),
         Err(PebbleError::Path { .. })
@@ -583,7 +583,11 @@ impl Workload {
                 moved.stderr_text().trim()
             )));
         }
-        pebble.make_dir(&data, &self.options(0o700))?;
+        if let Err(e) = pebble.make_dir(&data, &self.options(0o700)) {
+            return Ok(Err(format!(
+                "moved {data} to {target}, but cannot make it anew: {e}"
+            )));
+        }
         Ok(Ok(()))
     }
 

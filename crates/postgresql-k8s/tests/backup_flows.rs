@@ -35,6 +35,7 @@
 //! | restore: a backup, restored; a new cluster generation starts | `restoring_a_backup_starts_a_new_cluster_generation` |
 //! | restore: the new cluster initialised before Patroni records its settings | `the_restored_cluster_is_initialised_before_patroni_records_its_settings` |
 //! | restore: a time, and the latest | `restoring_to_a_time_or_the_latest_gives_pgbackrest_the_target` |
+//! | restore: the data directory cannot be moved: nothing changed, Patroni started again | `a_data_directory_that_cannot_move_leaves_the_cluster_as_it_was` |
 //! | restore: pgBackRest fails (its console's words): blocked, data kept, Patroni stays stopped; retried | `a_failed_restore_blocks_keeps_the_data_and_is_retried` |
 //! | restore: PostgreSQL's recovery fails (at start, or before it promotes): blocked with its words | `a_failed_recovery_blocks_with_postgresqls_words` |
 
@@ -1042,4 +1043,41 @@ fn the_restored_cluster_is_initialised_before_patroni_records_its_settings() {
         before + 1,
         "a later hook sends them"
     );
+}
+
+#[test]
+fn a_data_directory_that_cannot_move_leaves_the_cluster_as_it_was() {
+    let w = world_alone();
+    let mut state = answer(alone(), "restore", ok(""));
+    let container = state.containers.get_mut(CONTAINER).unwrap();
+    container.execs.push((
+        vec!["mv".into()],
+        ExecOutput {
+            exit_code: 1,
+            stdout: Vec::new(),
+            stderr: b"mv: cannot move: Device or resource busy\n".to_vec(),
+        },
+    ));
+    let out = w.action(
+        &state,
+        "restore",
+        serde_json::json!({"restore-to-time": "latest"}),
+    );
+    assert_eq!(
+        failure(&out),
+        format!(
+            "restore not started: cannot move {DATA_DIR} to {ASIDE}: mv: cannot move: Device or \
+             resource busy"
+        )
+    );
+    assert_eq!(programs(&out.state), ["info", "mv"], "no restore");
+    let app = peer_app(&out.state);
+    assert!(!app.contains_key(RESTORE_FAILED) && !app.contains_key(RESTORE_ASIDE));
+    assert_eq!(app.get(GENERATION), None);
+    assert!(out
+        .state
+        .container(CONTAINER)
+        .unwrap()
+        .running
+        .contains_key(SERVICE));
 }

@@ -13,7 +13,7 @@ use super::backups::{self, fail, BACKUP_TIMEOUT};
 use super::{recovery, update_config, Ctx, Deps, Findings};
 use crate::pgbackrest::Backup;
 use crate::state::{self, RESTORE_ASIDE, RESTORE_FAILED};
-use crate::workload::CONTAINER;
+use crate::workload::{exists, CONTAINER};
 use charm::{BagChanges, Handled, Hook, LogLevel, Relation, Status};
 
 /// What the user asked to restore.
@@ -248,9 +248,10 @@ fn run(
             (aside.clone(), w.move_data_aside(pebble, &aside)?)
         }
     };
+    let moved = retry || exists(hook.container(CONTAINER), &aside)?;
     match emptied {
         Ok(()) => {}
-        Err(why) if retry => return failure(hook, ctx, &aside, &why),
+        Err(why) if moved => return failure(hook, ctx, &aside, &why),
         Err(why) => {
             // Nothing was moved: the cluster starts again as it was.
             update_config(hook, deps, &mut Findings::default(), ctx)?;
@@ -261,15 +262,23 @@ fn run(
         LogLevel::Warning,
         &format!("the data directory is moved aside to {aside} (kept, not deleted)"),
     )?;
-    let extra: Vec<String> = target.options();
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    // From here on, whatever fails is recorded with the set-aside directory.
+    let options = target.options();
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
     let restored =
-        backups::pgbackrest_run(hook, deps, ctx, stanza, "restore", &extra, BACKUP_TIMEOUT)?;
-    if !restored.success() {
-        let why = backups::failed("pgBackRest's restore failed", &restored);
-        return failure(hook, ctx, &aside, &why);
-    }
-    if let Err(why) = w.recover(hook.container(CONTAINER), BACKUP_TIMEOUT)? {
+        match backups::pgbackrest_run(hook, deps, ctx, stanza, "restore", &options, BACKUP_TIMEOUT)
+        {
+            Ok(out) if out.success() => Ok(()),
+            Ok(out) => Err(backups::failed("pgBackRest's restore failed", &out)),
+            Err(e) => Err(format!("pgBackRest could not run: {e}")),
+        };
+    let recovered = match restored {
+        Ok(()) => w
+            .recover(hook.container(CONTAINER), BACKUP_TIMEOUT)
+            .unwrap_or_else(|e| Err(format!("PostgreSQL's recovery could not run: {e}"))),
+        Err(why) => Err(why),
+    };
+    if let Err(why) = recovered {
         return failure(hook, ctx, &aside, &why);
     }
     // The restored cluster starts as a new generation: Patroni finds its
