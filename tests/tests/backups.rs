@@ -11,7 +11,12 @@
 //!   blocks the primary with pgBackRest's reason and leaves archiving off;
 //!   the right bucket makes the stanza, every member archives WAL to it,
 //!   `create-backup` on the primary answers a backup that `list-backups` on
-//!   the replica lists, and `create-backup` on the replica is refused.
+//!   the replica lists, and `create-backup` on the replica is refused. Then
+//!   `restore`: rows are written after a noted time and archived; a restore
+//!   is refused on two units; on the leader alone, a restore to that time
+//!   finds exactly the rows before it; rows written again, a restore of the
+//!   backup finds the backup's rows; a backup after the restores is taken and
+//!   listed.
 //!
 //! Runs as root (PostgreSQL and pgBackRest run as `postgres`).
 
@@ -20,7 +25,8 @@
 use base64::Engine;
 use e2e::s3::S3Server;
 use e2e::{
-    action, active, address, blocked, controller, converge, psql, python_charm, units, Scratch,
+    action, active, address, blocked, controller, converge, converge_polling, psql, python_charm,
+    units, Scratch,
 };
 use local_model::controller::Controller;
 use postgres_admin::testing::{free_port, is_root};
@@ -396,5 +402,140 @@ fn the_charm_archives_and_backs_up_into_the_repository() {
     assert!(
         format!("{refused:?}").contains("not the cluster's primary"),
         "{refused:?}"
+    );
+
+    // Restore. The backup holds rows 1 to 100; a time is noted, rows 101
+    // to 200 are written after it and archived.
+    let started = Instant::now();
+    let sql = |c: &Controller, unit: &str, sql: &str| {
+        psql(
+            &address(c, unit),
+            5432,
+            "operator",
+            &password,
+            "postgres",
+            sql,
+        )
+        .map(|out| out.trim().to_string())
+    };
+    // pgBackRest takes a time for a backup's end in whole seconds: the time
+    // is noted once the clock has left the backup's last second.
+    let finished = table
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .and_then(|l| l.split('|').nth(5))
+        .unwrap()
+        .trim()
+        .to_string();
+    let after = format!("SELECT now() >= '{finished}'::timestamptz + interval '1 second'");
+    converge_polling(
+        &mut c,
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        |c| sql(c, &primary, &after).is_ok_and(|t| t == "t"),
+    );
+    let between = sql(&c, &primary, "SELECT now()").unwrap();
+    sql(
+        &c,
+        &primary,
+        "INSERT INTO ledger SELECT generate_series(101, 200)",
+    )
+    .unwrap();
+    let segment = sql(&c, &primary, "SELECT pg_walfile_name(pg_switch_wal())").unwrap();
+    converge(&mut c, Duration::from_secs(60), |c| {
+        sql(
+            c,
+            &primary,
+            "SELECT last_archived_wal FROM pg_stat_archiver",
+        )
+        .is_ok_and(|last| last.as_str() >= segment.as_str())
+    });
+
+    // Refused on two units; then the leader alone.
+    let leader = c
+        .model
+        .applications
+        .get(PG)
+        .unwrap()
+        .leader
+        .clone()
+        .unwrap();
+    let latest = serde_json::json!({"restore-to-time": "latest"})
+        .as_object()
+        .cloned()
+        .unwrap();
+    let refused = c.run_action(&leader, "restore", latest).unwrap();
+    assert!(!refused.succeeded());
+    assert!(
+        format!("{refused:?}").contains("scale it to one unit first"),
+        "{refused:?}"
+    );
+    for unit in units(&c, PG).into_iter().filter(|u| *u != leader) {
+        c.remove_unit(&unit).unwrap();
+    }
+    let serving = |c: &Controller| {
+        units(c, PG).len() == 1
+            && active(c, &leader).is_some_and(|m| m.starts_with("Primary"))
+            && sql(c, &leader, "SELECT pg_is_in_recovery()").is_ok_and(|r| r == "f")
+    };
+    converge(&mut c, Duration::from_secs(120), serving);
+    let rows =
+        |c: &Controller| sql(c, &leader, "SELECT count(*), min(id), max(id) FROM ledger").unwrap();
+    assert_eq!(rows(&c), "200|1|200");
+
+    // To the noted time: exactly the rows written before it.
+    let restored = action(
+        &mut c,
+        &leader,
+        "restore",
+        serde_json::json!({"restore-to-time": between}),
+    );
+    assert_eq!(restored["restore-status"], "restored");
+    println!(
+        "restored to {between}; data kept at {}",
+        restored["previous-data"]
+    );
+    converge(&mut c, Duration::from_secs(120), serving);
+    assert_eq!(
+        rows(&c),
+        "100|1|100",
+        "exactly the rows before the noted time"
+    );
+
+    // To the backup, after more rows: the backup's rows again.
+    sql(
+        &c,
+        &leader,
+        "INSERT INTO ledger SELECT generate_series(1001, 1010)",
+    )
+    .unwrap();
+    assert_eq!(rows(&c), "110|1|1010");
+    let restored = action(
+        &mut c,
+        &leader,
+        "restore",
+        serde_json::json!({"backup-id": id}),
+    );
+    assert_eq!(restored["restore-status"], "restored");
+    converge(&mut c, Duration::from_secs(120), serving);
+    assert_eq!(rows(&c), "100|1|100", "the backup's rows");
+
+    // Backups go on after a restore, into the same stanza.
+    converge(&mut c, Duration::from_secs(60), |c| {
+        recorded(c, "stanza").as_deref() == Some(stanza.as_str())
+    });
+    let made = action(&mut c, &leader, "create-backup", serde_json::json!({}));
+    assert_eq!(made["backup-status"], "backup created");
+    let table = action(&mut c, &leader, "list-backups", serde_json::json!({}))["backups"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        table.contains(made["backup-id"].as_str().unwrap()) && table.contains(&id),
+        "{table}"
+    );
+    println!(
+        "restores (scaling to one, two restores, a backup): {:.0} s",
+        started.elapsed().as_secs_f64()
     );
 }

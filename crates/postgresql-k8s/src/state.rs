@@ -60,6 +60,12 @@ pub const STANZA: &str = "stanza";
 /// Peer bags: why the backup repository cannot be used, fit for a status
 /// (the unit that found it reports it; the leader records the primary's).
 pub const S3_PROBLEM: &str = "s3-initialization-block-message";
+/// Peer application bag (leader): why the last `restore` failed, fit for a
+/// status; Patroni stays stopped until a restore succeeds.
+pub const RESTORE_FAILED: &str = "restore-failed";
+/// Peer application bag (leader): where the data directory was moved aside
+/// by a `restore` that has not succeeded yet (kept, never deleted).
+pub const RESTORE_ASIDE: &str = "restore-moved-aside";
 /// `database`, a client's unit bag: `true` when the unit pauses its pools
 /// for a planned switchover.
 pub const PAUSE_ON_SWITCHOVER: &str = "pause-on-switchover";

@@ -7,8 +7,8 @@ use crate::flows::lifecycle::quiet_context;
 use crate::flows::peers::MEMBER_STARTING;
 use crate::flows::recovery::NewCluster;
 use crate::flows::{
-    backups, cluster_status, config, database, extensions, legacy, unconfirmed_option, Ctx, Deps,
-    Findings, Unconfirmed,
+    backups, cluster_status, config, database, extensions, legacy, restore, unconfirmed_option,
+    Ctx, Deps, Findings, Unconfirmed,
 };
 use crate::patroni::{Health, Role, DB_PORT};
 use crate::postgres;
@@ -47,6 +47,11 @@ pub fn collect(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow:
     }
     if let Some(refused) = legacy::refusals(hook)? {
         hook.add_status(Status::Blocked(refused));
+    }
+    if let Some(peers) = state::peers(hook)? {
+        if let Some(failed) = restore::failed(hook, &peers)? {
+            hook.add_status(Status::Blocked(failed));
+        }
     }
     if let Some(problem) = backups::problem(hook)? {
         hook.add_status(Status::Blocked(problem));

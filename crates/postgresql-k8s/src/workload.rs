@@ -72,6 +72,26 @@ exec {patroni} "$@"
     )
 }
 
+/// Patroni's cache of the cluster's dynamic settings, in the data directory.
+const PATRONI_CACHE: &str = "patroni.dynamic.json";
+
+/// How long a file operation or PostgreSQL's stop may take.
+const SHORT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Why PostgreSQL's recovery stopped: its last fatal words in `log`.
+fn recovery_failure(pebble: &mut dyn Pebble, log: &str) -> Result<String, PebbleError> {
+    let text = pebble.read_text(log)?.unwrap_or_default();
+    let fatal = text
+        .lines()
+        .rev()
+        .find_map(|l| l.split_once("FATAL:"))
+        .map(|(_, why)| why.trim().to_string());
+    Ok(match fatal {
+        Some(why) => format!("PostgreSQL's recovery failed: {why} (log: {log})"),
+        None => format!("PostgreSQL's recovery did not finish (log: {log})"),
+    })
+}
+
 /// What a data directory holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataDir {
@@ -182,7 +202,7 @@ fn is_file(pebble: &mut dyn Pebble, path: &str) -> Result<bool, PebbleError> {
 }
 
 /// Whether `path` exists in the container.
-fn exists(pebble: &mut dyn Pebble, path: &str) -> Result<bool, PebbleError> {
+pub(crate) fn exists(pebble: &mut dyn Pebble, path: &str) -> Result<bool, PebbleError> {
     match pebble.list_files(path, None) {
         Ok(_) => Ok(true),
         Err(PebbleError::Path { .. })
@@ -525,6 +545,135 @@ impl Workload {
             pebble.make_dir(&l.pgbackrest_dir(), &self.options(0o700))?;
         }
         Ok(changed)
+    }
+
+    /// Runs `argv` in the container as the workload's user, for at most
+    /// `timeout`.
+    fn run(
+        &self,
+        pebble: &mut dyn Pebble,
+        argv: Vec<String>,
+        timeout: std::time::Duration,
+    ) -> Result<ExecOutput, PebbleError> {
+        pebble.exec(&Exec {
+            command: argv,
+            user: Some(self.user.clone()),
+            group: Some(self.user.clone()),
+            timeout: Some(timeout),
+            ..Exec::default()
+        })
+    }
+
+    /// Moves the data directory to `target` (renamed, never deleted) and
+    /// makes it anew, empty; `Err` says why it could not.
+    pub fn move_data_aside(
+        &self,
+        pebble: &mut dyn Pebble,
+        target: &str,
+    ) -> Result<Result<(), String>, PebbleError> {
+        if exists(pebble, target)? {
+            return Ok(Err(format!("{target} exists already")));
+        }
+        let data = self.layout.data_dir.clone();
+        let argv = vec!["mv".into(), data.clone(), target.into()];
+        let moved = self.run(pebble, argv, SHORT)?;
+        if !moved.success() {
+            return Ok(Err(format!(
+                "cannot move {data} to {target}: {}",
+                moved.stderr_text().trim()
+            )));
+        }
+        if let Err(e) = pebble.make_dir(&data, &self.options(0o700)) {
+            return Ok(Err(format!(
+                "moved {data} to {target}, but cannot make it anew: {e}"
+            )));
+        }
+        Ok(Ok(()))
+    }
+
+    /// Empties the data directory of what a failed restore left there (a
+    /// partial restore, never a cluster's own data: that was moved aside
+    /// first); `Err` says why it could not.
+    pub fn clear_failed_restore(
+        &self,
+        pebble: &mut dyn Pebble,
+    ) -> Result<Result<(), String>, PebbleError> {
+        let data = self.layout.data_dir.clone();
+        let removed = self.run(pebble, vec!["rm".into(), "-rf".into(), data.clone()], SHORT)?;
+        if !removed.success() {
+            return Ok(Err(format!(
+                "cannot empty {data}: {}",
+                removed.stderr_text().trim()
+            )));
+        }
+        pebble.make_dir(&data, &self.options(0o700))?;
+        Ok(Ok(()))
+    }
+
+    /// Where [`Workload::recover`] has PostgreSQL write its log.
+    pub fn recovery_log(&self) -> String {
+        format!("{}/restore-recovery.log", self.layout.storage_dir)
+    }
+
+    /// Runs PostgreSQL on the restored data directory, outside Patroni and
+    /// listening on its socket only, until its recovery reaches the target
+    /// and it promotes (PostgreSQL then removes `recovery.signal`; `pg_ctl
+    /// start -w` returns at the consistent point already), then stops it
+    /// cleanly and removes Patroni's cache of the old cluster's dynamic
+    /// settings. `Err` says what failed (PostgreSQL's last fatal words, from
+    /// its log).
+    pub fn recover(
+        &self,
+        pebble: &mut dyn Pebble,
+        timeout: std::time::Duration,
+    ) -> Result<Result<(), String>, PebbleError> {
+        let pg_ctl = format!("{}/pg_ctl", self.layout.bin_dir);
+        let data = &self.layout.data_dir;
+        let log = self.recovery_log();
+        let pg_ctl_on = |command: &str, extra: &[&str]| {
+            let mut argv = vec![pg_ctl.clone(), command.into(), "-D".into(), data.clone()];
+            argv.extend(extra.iter().map(|a| a.to_string()));
+            argv
+        };
+        let options = format!(
+            "-c listen_addresses='' -c unix_socket_directories='{}' -c hot_standby=off -c ssl=off",
+            self.layout.socket_dir
+        );
+        let seconds = timeout.as_secs().to_string();
+        let start = pg_ctl_on("start", &["-w", "-t", &seconds, "-l", &log, "-o", &options]);
+        if !self.run(pebble, start, timeout + SHORT)?.success() {
+            return Ok(Err(recovery_failure(pebble, &log)?));
+        }
+        let signal = format!("{data}/recovery.signal");
+        let deadline = std::time::Instant::now() + timeout;
+        while exists(pebble, &signal)? {
+            if !self.run(pebble, pg_ctl_on("status", &[]), SHORT)?.success() {
+                return Ok(Err(recovery_failure(pebble, &log)?));
+            }
+            if std::time::Instant::now() >= deadline {
+                self.run(pebble, pg_ctl_on("stop", &["-m", "fast", "-w"]), SHORT)?;
+                return Ok(Err(format!(
+                    "PostgreSQL did not reach the target within {} s (log: {log})",
+                    timeout.as_secs()
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        let stopped = self.run(pebble, pg_ctl_on("stop", &["-m", "fast", "-w"]), SHORT)?;
+        if !stopped.success() {
+            return Ok(Err(format!(
+                "PostgreSQL recovered but did not stop: {}",
+                stopped.stderr_text().trim()
+            )));
+        }
+        // The old cluster's settings as Patroni cached them: Patroni would
+        // take them for the new cluster's (a strict synchronous mode that
+        // suited several members stops every commit of one).
+        let cached = format!("{data}/{PATRONI_CACHE}");
+        if exists(pebble, &cached)? {
+            pebble.remove_path(&cached, false)?;
+        }
+        Ok(Ok(()))
     }
 
     /// Runs pgBackRest's `argv` (see `pgbackrest::command`) as the

@@ -27,6 +27,17 @@
 //! | create-backup: taken, its id answered | `create_backup_takes_a_backup_and_answers_its_id` |
 //! | create-backup: pgBackRest fails | `a_failed_backup_fails_the_action_with_pgbackrests_words` |
 //! | list-backups: the table | `list_backups_answers_the_table` |
+//! | restore: neither or both parameters, a time that is not one | `restore_takes_exactly_one_valid_target` |
+//! | restore: not the leader | `restore_runs_on_the_leader_only` |
+//! | restore: no relation, no stanza | `restore_needs_the_repository` |
+//! | restore: a backup id not in the repository | `restore_refuses_an_unknown_backup` |
+//! | restore: more than one unit | `restore_refuses_a_cluster_of_several_units` |
+//! | restore: a backup, restored; a new cluster generation starts | `restoring_a_backup_starts_a_new_cluster_generation` |
+//! | restore: the new cluster initialised before Patroni records its settings | `the_restored_cluster_is_initialised_before_patroni_records_its_settings` |
+//! | restore: a time, and the latest | `restoring_to_a_time_or_the_latest_gives_pgbackrest_the_target` |
+//! | restore: the data directory cannot be moved: nothing changed, Patroni started again | `a_data_directory_that_cannot_move_leaves_the_cluster_as_it_was` |
+//! | restore: pgBackRest fails (its console's words): blocked, data kept, Patroni stays stopped; retried | `a_failed_restore_blocks_keeps_the_data_and_is_retried` |
+//! | restore: PostgreSQL's recovery fails (at start, or before it promotes): blocked with its words | `a_failed_recovery_blocks_with_postgresqls_words` |
 
 #![allow(clippy::unwrap_used)]
 
@@ -38,8 +49,11 @@ use pebble_api::ExecOutput;
 use postgres_admin::testing::FIRST_CLUSTER;
 use postgresql_k8s::flows::backups::ANOTHER_CLUSTER;
 use postgresql_k8s::pgbackrest;
-use postgresql_k8s::state::{PRIMARY, S3_PROBLEM, STANZA};
-use postgresql_k8s::workload::{Layout, CONTAINER};
+use postgresql_k8s::state::{
+    CLUSTER_INITIALISED, ENDPOINTS, GENERATION, PRIMARY, RESTORE_ASIDE, RESTORE_FAILED, S3_PROBLEM,
+    STANZA,
+};
+use postgresql_k8s::workload::{Layout, CONTAINER, DEBIAN_BIN_DIR, SERVICE};
 use s3_interface::S3_PARAMETERS;
 use support::*;
 
@@ -625,4 +639,445 @@ fn list_backups_answers_the_table() {
         "{table}"
     );
     assert!(table.contains("| full "), "{table}");
+}
+
+/// The leader of a one-unit cluster whose repository holds the stanza, with
+/// one full backup listed by `info`.
+fn alone() -> State {
+    let mut state = initialised(unit(0, true), &[0]);
+    let peers = state
+        .relations
+        .iter_mut()
+        .find(|r| r.id == PEER_ID)
+        .unwrap();
+    peers.local_app_data.insert(PRIMARY.into(), member(0));
+    peers.local_unit_data.insert(STANZA.into(), stanza());
+    let state = recorded(state.with_relation(s3_relation(&[])));
+    answer(
+        state,
+        "info",
+        ok(&info_with(&[("20261206-030000F", "full", 1796526000)])),
+    )
+}
+
+fn world_alone() -> World {
+    World::new(&[(0, "leader", "running")])
+}
+
+/// Programs the file moves and PostgreSQL's recovery to succeed.
+fn restorable(state: State) -> State {
+    let mut state = answer(state, "restore", ok(""));
+    let container = state.containers.get_mut(CONTAINER).unwrap();
+    *container = container.clone().with_file(
+        &format!("{DATA_DIR}/patroni.dynamic.json"),
+        br#"{"synchronous_mode_strict": true}"#,
+    );
+    for prefix in [vec!["mv".to_string()], vec!["rm".to_string()], pg_ctl()] {
+        container.execs.push((prefix, ok("")));
+    }
+    state
+}
+
+fn pg_ctl() -> Vec<String> {
+    vec![format!("{DEBIAN_BIN_DIR}/pg_ctl")]
+}
+
+/// Every command the unit ran, by a word: pgBackRest's command, `mv`, `rm`,
+/// `pg_ctl start` or `pg_ctl stop`.
+fn programs(state: &State) -> Vec<String> {
+    let executed = &state.container(CONTAINER).unwrap().executed;
+    executed
+        .iter()
+        .map(|e| match e.command[0].as_str() {
+            "pgbackrest" => e.command[3].clone(),
+            program if program.ends_with("/pg_ctl") => format!("pg_ctl {}", e.command[1]),
+            program => program.to_string(),
+        })
+        .collect()
+}
+
+/// Where the first restore moves the data directory.
+const ASIDE: &str = "/var/lib/postgresql/data/pgdata.before-restore-patroni-postgresql-k8s-gen1";
+
+#[test]
+fn restore_takes_exactly_one_valid_target() {
+    let w = world_alone();
+    let state = restorable(alone());
+    for (params, expected) in [
+        (serde_json::json!({}), "give backup-id"),
+        (
+            serde_json::json!({"backup-id": "2026-12-06T03:00:00Z", "restore-to-time": "latest"}),
+            "not both",
+        ),
+        (
+            serde_json::json!({"restore-to-time": "yesterday"}),
+            "is not a time",
+        ),
+    ] {
+        let out = w.action(&state, "restore", params);
+        assert!(failure(&out).contains(expected), "{}", failure(&out));
+        assert!(programs(&out.state).is_empty(), "nothing ran");
+        assert!(!peer_app(&out.state).contains_key(RESTORE_FAILED));
+    }
+}
+
+#[test]
+fn restore_runs_on_the_leader_only() {
+    let w = world_alone();
+    let mut state = restorable(alone());
+    state.leader = false;
+    let out = w.action(
+        &state,
+        "restore",
+        serde_json::json!({"restore-to-time": "latest"}),
+    );
+    assert_eq!(failure(&out), "The action can be run only on leader unit");
+    assert!(programs(&out.state).is_empty());
+}
+
+#[test]
+fn restore_needs_the_repository() {
+    let w = world_alone();
+    let bare = initialised(unit(0, true), &[0]);
+    let out = w.action(
+        &bare,
+        "restore",
+        serde_json::json!({"restore-to-time": "latest"}),
+    );
+    assert_eq!(
+        failure(&out),
+        "Relation with s3-integrator charm missing, cannot create/restore backup."
+    );
+    let unrecorded = initialised(unit(0, true), &[0]).with_relation(s3_relation(&[]));
+    let out = w.action(
+        &unrecorded,
+        "restore",
+        serde_json::json!({"restore-to-time": "latest"}),
+    );
+    assert_eq!(failure(&out), "Stanza was not initialised");
+    assert!(programs(&out.state).is_empty());
+}
+
+#[test]
+fn restore_refuses_an_unknown_backup() {
+    let w = world_alone();
+    let out = w.action(
+        &restorable(alone()),
+        "restore",
+        serde_json::json!({"backup-id": "2020-01-01T00:00:00Z"}),
+    );
+    assert_eq!(
+        failure(&out),
+        "backup 2020-01-01T00:00:00Z is not in the repository (list-backups lists the backups)"
+    );
+    assert_eq!(programs(&out.state), ["info"], "nothing moved or restored");
+}
+
+#[test]
+fn restore_refuses_a_cluster_of_several_units() {
+    let w = world();
+    let state = restorable(recorded(related(0, s3_relation(&[]))));
+    let out = w.action(
+        &state,
+        "restore",
+        serde_json::json!({"restore-to-time": "latest"}),
+    );
+    assert_eq!(
+        failure(&out),
+        "the cluster has 2 units: scale it to one unit first (juju remove-unit), then restore, \
+         then add units again"
+    );
+    assert!(programs(&out.state).is_empty());
+}
+
+#[test]
+fn restoring_a_backup_starts_a_new_cluster_generation() {
+    let w = world_alone();
+    let id = pgbackrest::backup_id(1796526000);
+    let out = w.action(
+        &restorable(alone()),
+        "restore",
+        serde_json::json!({"backup-id": id}),
+    );
+    assert_eq!(out.action.failure, None);
+    assert_eq!(out.action.results["restore-status"], "restored");
+    assert_eq!(out.action.results["previous-data"], ASIDE);
+    assert!(
+        logged(&out.state, &format!("restoring backup {id}")),
+        "said while it runs (the status too)"
+    );
+    assert_eq!(
+        programs(&out.state),
+        ["info", "mv", "restore", "pg_ctl start", "pg_ctl stop"]
+    );
+    let executed = &out.state.container(CONTAINER).unwrap().executed;
+    assert_eq!(executed[1].command, ["mv", DATA_DIR, ASIDE]);
+    assert_eq!(
+        executed[2].command[4..],
+        [
+            "--set=20261206-030000F",
+            "--type=immediate",
+            "--target-action=promote"
+        ]
+    );
+    assert_eq!(executed[3].user.as_deref(), Some("postgres"));
+    assert!(executed[3]
+        .command
+        .iter()
+        .any(|a| a.contains("hot_standby=off")));
+    let app = peer_app(&out.state);
+    assert_eq!(app.get(GENERATION).map(String::as_str), Some("1"));
+    assert_eq!(
+        app.get(ENDPOINTS).cloned(),
+        Some(serde_json::to_string(&[addr(0)]).unwrap())
+    );
+    for gone in [CLUSTER_INITIALISED, PRIMARY, RESTORE_FAILED, RESTORE_ASIDE] {
+        assert!(!app.contains_key(gone), "{gone}");
+    }
+    assert_eq!(
+        patroni_doc(&out.state)["scope"],
+        "patroni-postgresql-k8s-gen1",
+        "Patroni finds the new scope empty and takes the restored data"
+    );
+    assert!(out
+        .state
+        .container(CONTAINER)
+        .unwrap()
+        .running
+        .contains_key(SERVICE));
+    assert_eq!(
+        out.state.unit_status,
+        Status::Maintenance("restored: starting cluster patroni-postgresql-k8s-gen1".into())
+    );
+}
+
+#[test]
+fn restoring_to_a_time_or_the_latest_gives_pgbackrest_the_target() {
+    let w = world_alone();
+    for (asked, options) in [
+        (
+            "2026-12-06 03:30:00+00",
+            vec![
+                "--type=time",
+                "--target=2026-12-06 03:30:00+00",
+                "--target-action=promote",
+            ],
+        ),
+        ("latest", vec!["--type=default"]),
+    ] {
+        let out = w.action(
+            &restorable(alone()),
+            "restore",
+            serde_json::json!({"restore-to-time": asked}),
+        );
+        assert_eq!(out.action.failure, None);
+        let executed = &out.state.container(CONTAINER).unwrap().executed;
+        assert_eq!(executed[2].command[4..], options[..], "{asked}");
+    }
+}
+
+#[test]
+fn a_failed_restore_blocks_keeps_the_data_and_is_retried() {
+    let w = world_alone();
+    let state = answer(
+        alone(),
+        "restore",
+        failing(
+            75,
+            "2026-12-06 03:31:00.123 P00  ERROR: [075]: unable to find backup set with stop \
+             time less than '2026-12-06'",
+        ),
+    );
+    let state = restorable(state);
+    let out = w.action(
+        &state,
+        "restore",
+        serde_json::json!({"restore-to-time": "2026-12-06 03:30:00"}),
+    );
+    let message = format!(
+        "restore failed: pgBackRest's restore failed: ERROR: [075]: unable to find backup set \
+         with stop time less than '2026-12-06'; the data from before is kept at {ASIDE}: run \
+         the restore action again"
+    );
+    assert_eq!(failure(&out), message);
+    assert_eq!(out.state.unit_status, Status::Blocked(message.clone()));
+    assert_eq!(programs(&out.state), ["info", "mv", "restore"]);
+    let app = peer_app(&out.state);
+    assert_eq!(app.get(RESTORE_ASIDE).map(String::as_str), Some(ASIDE));
+    assert_eq!(app.get(GENERATION), None, "no new cluster yet");
+
+    // Until a restore succeeds, nothing starts Patroni (whose member is
+    // gone), and the unit says why.
+    w.set_members(&[]);
+    let state = w.go(&out.state, event::update_status()).state;
+    assert_eq!(state.unit_status, Status::Blocked(message));
+    let container = state.container(CONTAINER).unwrap();
+    assert!(!container.running.contains_key(SERVICE));
+
+    // Run again: the failed restore's files go, the set-aside data stays.
+    let out = w.action(
+        &state,
+        "restore",
+        serde_json::json!({"restore-to-time": "2026-12-06 03:30:00"}),
+    );
+    assert_eq!(out.action.failure, None);
+    assert_eq!(out.action.results["previous-data"], ASIDE);
+    let executed = &out.state.container(CONTAINER).unwrap().executed;
+    let retry: Vec<&Vec<String>> = executed[3..].iter().map(|e| &e.command).collect();
+    assert_eq!(
+        retry[1],
+        &["rm", "-rf", DATA_DIR],
+        "not mv: the data stays aside"
+    );
+    let app = peer_app(&out.state);
+    assert!(!app.contains_key(RESTORE_FAILED));
+    assert!(!app.contains_key(RESTORE_ASIDE));
+    assert!(out
+        .state
+        .container(CONTAINER)
+        .unwrap()
+        .running
+        .contains_key(SERVICE));
+}
+
+#[test]
+fn a_failed_recovery_blocks_with_postgresqls_words() {
+    let w = world_alone();
+    let mut state = answer(alone(), "restore", ok(""));
+    let log = "/var/lib/postgresql/data/restore-recovery.log";
+    let container = state.containers.get_mut(CONTAINER).unwrap();
+    container.execs.push((vec!["mv".into()], ok("")));
+    container
+        .execs
+        .push((pg_ctl(), failing(1, "pg_ctl: could not start server")));
+    let with_log = container.clone().with_file(
+        log,
+        b"LOG:  starting point-in-time recovery\n\
+          FATAL:  recovery ended before configured recovery target was reached\n",
+    );
+    *container = with_log;
+    let out = w.action(
+        &state,
+        "restore",
+        serde_json::json!({"restore-to-time": "latest"}),
+    );
+    assert!(
+        failure(&out).starts_with(
+            "restore failed: PostgreSQL's recovery failed: recovery ended before configured \
+             recovery target was reached"
+        ),
+        "{}",
+        failure(&out)
+    );
+    assert!(peer_app(&out.state).contains_key(RESTORE_FAILED));
+
+    // Started, then stopped before it promoted (`recovery.signal` still
+    // there): the same.
+    let mut state = answer(alone(), "restore", ok(""));
+    let container = state.containers.get_mut(CONTAINER).unwrap();
+    container.execs.push((vec!["mv".into()], ok("")));
+    container.execs.push((pg_ctl(), ok("")));
+    let mut status = pg_ctl();
+    status.push("status".into());
+    container
+        .execs
+        .push((status, failing(3, "pg_ctl: no server running")));
+    *container = container
+        .clone()
+        .with_file(&format!("{DATA_DIR}/recovery.signal"), b"")
+        .with_file(
+            log,
+            b"FATAL:  recovery ended before configured recovery target was reached\n",
+        );
+    let out = w.action(
+        &state,
+        "restore",
+        serde_json::json!({"restore-to-time": "latest"}),
+    );
+    assert!(
+        failure(&out).starts_with(
+            "restore failed: PostgreSQL's recovery failed: recovery ended before configured \
+             recovery target was reached"
+        ),
+        "{}",
+        failure(&out)
+    );
+    assert_eq!(
+        programs(&out.state),
+        ["info", "mv", "restore", "pg_ctl start", "pg_ctl status"]
+    );
+}
+
+#[test]
+fn the_restored_cluster_is_initialised_before_patroni_records_its_settings() {
+    let w = world_alone();
+    let id = pgbackrest::backup_id(1796526000);
+    // The primary checks the repository again: still this cluster's.
+    let state = answer(
+        restorable(alone()),
+        "repository-info",
+        ok(&info(&[&stanza()], FIRST_CLUSTER)),
+    );
+    let out = w.action(&state, "restore", serde_json::json!({"backup-id": id}));
+    assert!(!peer_app(&out.state).contains_key(CLUSTER_INITIALISED));
+    // Patroni promoted the restored data; its settings reach the DCS one
+    // loop later, and its callback wakes the charm before that.
+    w.patroni.0.borrow_mut().no_config = true;
+    let state = w.go(&out.state, event::update_status()).state;
+    assert!(peer_app(&state).contains_key(CLUSTER_INITIALISED));
+    assert_eq!(state.unit_status, Status::Active("Primary".into()));
+    assert!(logged(
+        &state,
+        "the cluster's settings are not in the DCS yet"
+    ));
+    assert_eq!(
+        peer_app(&state).get(STANZA).map(String::as_str),
+        Some(stanza().as_str()),
+        "WAL still archived to the stanza"
+    );
+    let before = w.patroni.cluster_state().patches.len();
+    w.patroni.0.borrow_mut().no_config = false;
+    w.go(&state, event::update_status());
+    assert_eq!(
+        w.patroni.cluster_state().patches.len(),
+        before + 1,
+        "a later hook sends them"
+    );
+}
+
+#[test]
+fn a_data_directory_that_cannot_move_leaves_the_cluster_as_it_was() {
+    let w = world_alone();
+    let mut state = answer(alone(), "restore", ok(""));
+    let container = state.containers.get_mut(CONTAINER).unwrap();
+    container.execs.push((
+        vec!["mv".into()],
+        ExecOutput {
+            exit_code: 1,
+            stdout: Vec::new(),
+            stderr: b"mv: cannot move: Device or resource busy\n".to_vec(),
+        },
+    ));
+    let out = w.action(
+        &state,
+        "restore",
+        serde_json::json!({"restore-to-time": "latest"}),
+    );
+    assert_eq!(
+        failure(&out),
+        format!(
+            "restore not started: cannot move {DATA_DIR} to {ASIDE}: mv: cannot move: Device or \
+             resource busy"
+        )
+    );
+    assert_eq!(programs(&out.state), ["info", "mv"], "no restore");
+    let app = peer_app(&out.state);
+    assert!(!app.contains_key(RESTORE_FAILED) && !app.contains_key(RESTORE_ASIDE));
+    assert_eq!(app.get(GENERATION), None);
+    assert!(out
+        .state
+        .container(CONTAINER)
+        .unwrap()
+        .running
+        .contains_key(SERVICE));
 }

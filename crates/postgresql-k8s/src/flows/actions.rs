@@ -1,7 +1,7 @@
 //! The actions, with the reference charm's names: `get-password`,
 //! `set-password`, `get-primary` and `promote-to-primary` (which, when
 //! poolers pause on a switchover, schedules it: `switchover`) here, and the
-//! backup actions in `backups`.
+//! backup actions in `backups` and `restore`.
 
 use super::lifecycle::quiet_context;
 use super::switchover;
@@ -53,6 +53,7 @@ pub fn run(hook: &mut Hook<'_>, deps: &Deps, name: &str) -> anyhow::Result<Handl
         "promote-to-primary" => promote_to_primary(hook, deps),
         "create-backup" => super::backups::create_backup(hook, deps),
         "list-backups" => super::backups::list_backups(hook, deps),
+        "restore" => super::restore::restore(hook, deps),
         other => anyhow::bail!("unknown action {other}"),
     }
 }

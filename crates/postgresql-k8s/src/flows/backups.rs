@@ -19,7 +19,7 @@ use s3_interface::{Parameters, S3_PARAMETERS};
 use std::time::Duration;
 
 /// How long a backup may take before pgBackRest is stopped.
-const BACKUP_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+pub(super) const BACKUP_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 
 /// The status of a repository that holds another cluster's backups.
 pub const ANOTHER_CLUSTER: &str = "the S3 repository has backups from another cluster";
@@ -353,7 +353,9 @@ fn check_repository(
 
 /// The repository this unit can run pgBackRest against, or why not (the
 /// action's failure message).
-fn usable_repository(hook: &mut Hook<'_>) -> anyhow::Result<Result<(Ctx, String), String>> {
+pub(super) fn usable_repository(
+    hook: &mut Hook<'_>,
+) -> anyhow::Result<Result<(Ctx, String), String>> {
     let Some(relation) = hook.relation(S3_PARAMETERS)? else {
         return Ok(Err(
             "Relation with s3-integrator charm missing, cannot create/restore backup.".into(),
@@ -479,13 +481,13 @@ pub fn list_backups(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled>
     }
 }
 
-fn fail(hook: &mut Hook<'_>, message: &str) -> anyhow::Result<Handled> {
+pub(super) fn fail(hook: &mut Hook<'_>, message: &str) -> anyhow::Result<Handled> {
     hook.action_fail(message)?;
     Ok(Handled::Done)
 }
 
 /// Runs pgBackRest's `command` for `stanza` in this unit's container.
-fn pgbackrest_run(
+pub(super) fn pgbackrest_run(
     hook: &mut Hook<'_>,
     deps: &Deps,
     ctx: &Ctx,
@@ -504,7 +506,7 @@ fn pgbackrest_run(
 }
 
 /// What the repository holds of `stanza`; `Err` says why it cannot be read.
-fn info(
+pub(super) fn info(
     hook: &mut Hook<'_>,
     deps: &Deps,
     ctx: &Ctx,
@@ -542,14 +544,31 @@ fn all_stanzas(info: &str, stanza: &str) -> Vec<String> {
         .collect()
 }
 
+/// An error or warning line of pgBackRest's console output, from its level
+/// on: `ERROR: [075]: …`, bare or after the time and process
+/// (`2024-05-02 10:11:12.345 P00  ERROR: …`).
+fn logged_problem(line: &str) -> Option<&str> {
+    let line = line.trim();
+    ["ERROR:", "WARN:"].iter().find_map(|level| {
+        if line.starts_with(level) {
+            return Some(line);
+        }
+        let at = line.find(&format!(" {level}"))?;
+        let process = line[..at].trim_end().rsplit(' ').next()?;
+        let numbered = process.len() > 1
+            && process.starts_with('P')
+            && process[1..].chars().all(|c| c.is_ascii_digit());
+        numbered.then(|| &line[at + 1..])
+    })
+}
+
 /// `what`, with pgBackRest's own errors and warnings (it never prints the
 /// keys), cut to a status's length.
-fn failed(what: &str, output: &pebble_api::ExecOutput) -> String {
+pub(super) fn failed(what: &str, output: &pebble_api::ExecOutput) -> String {
     let text = format!("{}\n{}", output.stdout_text(), output.stderr_text());
     let mut reason: String = text
         .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("ERROR:") || l.starts_with("WARN:"))
+        .filter_map(logged_problem)
         .collect::<Vec<_>>()
         .join("; ");
     if reason.chars().count() > MAX_REASON {

@@ -16,6 +16,7 @@ pub mod logging;
 pub mod metrics;
 pub mod peers;
 pub mod recovery;
+pub mod restore;
 pub mod rolling_restart;
 pub mod switchover;
 pub mod takeover;
@@ -26,7 +27,7 @@ use crate::config::{
 use crate::dcs::{self, Dcs, DcsState, Kubernetes};
 use crate::dcs_keys::DcsKeys;
 use crate::patroni::render::{self, PatroniInput};
-use crate::patroni::{ApiAccess, Cluster, Health, Patroni};
+use crate::patroni::{ApiAccess, Cluster, Health, Patroni, PatroniError};
 use crate::pods::{member_labels, pod_name, Labelled, Pods};
 use crate::state::{self, Passwords};
 
@@ -335,6 +336,10 @@ pub fn update_config(
     if !hook.container(CONTAINER).can_connect() {
         return Ok(false);
     }
+    // After a failed restore, the data directory holds no cluster to start.
+    if restore::failed(hook, &ctx.peers)?.is_some() {
+        return Ok(false);
+    }
     let members = state::members(hook, &ctx.peers)?;
     let (count, strict) = synchronous(hook, &config, members.len())?;
     let mut parameters = config.parameters(&deps.resources);
@@ -430,11 +435,21 @@ pub fn update_config(
         let patch =
             render::dynamic_config(&parameters, count, strict, config.maximum_lag_on_failover);
         let hosts = api_hosts(hook, ctx)?;
-        if let Err(e) = deps.patroni.patch_config(ctx.api(), &hosts, &patch) {
-            hook.add_problem(Status::Waiting(format!(
-                "cannot update the cluster's settings: {e}"
-            )))?;
-            return Ok(false);
+        match deps.patroni.patch_config(ctx.api(), &hosts, &patch) {
+            Ok(_) => {}
+            // No settings in the DCS yet: a cluster Patroni took from a data
+            // directory (a restore) records them one loop after it promotes,
+            // from `patroni.yml`'s, which are these; a later hook patches.
+            Err(PatroniError::Http { status: 503, .. }) => hook.log(
+                LogLevel::Info,
+                "the cluster's settings are not in the DCS yet: they are sent on a later hook",
+            )?,
+            Err(e) => {
+                hook.add_problem(Status::Waiting(format!(
+                    "cannot update the cluster's settings: {e}"
+                )))?;
+                return Ok(false);
+            }
         }
     }
     Ok(true)

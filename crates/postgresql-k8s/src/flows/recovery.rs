@@ -166,7 +166,11 @@ pub fn check(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<Opti
 /// scope: a generation another application of this name left behind (removed
 /// and deployed again more than once) is skipped, never joined. A DCS that
 /// cannot tell leaves the next generation as it is.
-fn free_generation(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<(u32, String)> {
+pub(super) fn free_generation(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    ctx: &Ctx,
+) -> anyhow::Result<(u32, String)> {
     let mut next = state::generation(hook, &ctx.peers)?.map_or(1, |n| n + 1);
     for _ in 0..MAX_SKIPPED {
         let scope = state::cluster_name(hook.app(), Some(next));

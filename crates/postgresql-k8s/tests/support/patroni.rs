@@ -27,6 +27,8 @@ pub struct FakeCluster {
     pub restart_fails: BTreeSet<String>,
     /// The CA bundle of the last call (HTTPS), `None` for plain HTTP.
     pub last_ca: Option<String>,
+    /// The DCS holds no settings yet: `PATCH /config` answers 503.
+    pub no_config: bool,
 }
 
 /// A handle on a shared [`FakeCluster`].
@@ -140,6 +142,12 @@ impl Patroni for FakePatroni {
         patch: &serde_json::Value,
     ) -> Result<(), PatroniError> {
         self.first(api, hosts)?;
+        if self.0.borrow().no_config {
+            return Err(PatroniError::Http {
+                status: 503,
+                body: "Service Unavailable".into(),
+            });
+        }
         self.0.borrow_mut().patches.push(patch.clone());
         Ok(())
     }
