@@ -15,6 +15,7 @@ pub mod logging;
 pub mod metrics;
 pub mod peers;
 pub mod recovery;
+pub mod services;
 pub mod switchover;
 pub mod takeover;
 
