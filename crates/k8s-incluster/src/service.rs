@@ -5,7 +5,12 @@
 use crate::Error;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The annotation in which a Service records the keys of the annotations its
+/// charm set (comma-separated), so that a patch removes those the charm no
+/// longer wants and leaves the ones others (controllers, users) added.
+pub const MANAGED_ANNOTATIONS: &str = "k8s-incluster/managed-annotations";
 
 /// How a Service is reached (`spec.type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +86,11 @@ impl Ingress {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Service {
     pub name: String,
+    /// Its spec; `annotations` holds every annotation but
+    /// [`MANAGED_ANNOTATIONS`].
     pub spec: ServiceSpec,
+    /// The annotation keys the charm set ([`MANAGED_ANNOTATIONS`]).
+    pub managed_annotations: BTreeSet<String>,
     /// `spec.clusterIP`.
     pub cluster_ip: Option<String>,
     /// The load balancer's addresses, none until it has one.
@@ -95,8 +104,19 @@ impl Service {
         let kind = raw.spec.kind.as_deref().unwrap_or("ClusterIP");
         let service_type = ServiceType::parse(kind)
             .ok_or_else(|| serde::de::Error::custom(format!("unknown Service type {kind:?}")))?;
+        let mut annotations = raw.metadata.annotations;
+        let managed_annotations = annotations
+            .remove(MANAGED_ANNOTATIONS)
+            .map(|keys| {
+                keys.split(',')
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Service {
             name: raw.metadata.name,
+            managed_annotations,
             spec: ServiceSpec {
                 service_type,
                 ports: raw
@@ -111,7 +131,7 @@ impl Service {
                     .collect(),
                 selector: raw.spec.selector,
                 labels: raw.metadata.labels,
-                annotations: raw.metadata.annotations,
+                annotations,
             },
             cluster_ip: raw.spec.cluster_ip.filter(|ip| ip != "None"),
             ingress: raw
@@ -142,8 +162,9 @@ impl Service {
     }
 
     /// Whether the Service already is what `want` asks for: the same type,
-    /// ports (node ports aside), selector, and `want`'s labels and annotations
-    /// (with no other annotation left).
+    /// ports (node ports aside), selector, and `want`'s labels and annotations,
+    /// with none left that the charm set and no longer wants (others'
+    /// annotations do not count).
     pub fn satisfies(&self, want: &ServiceSpec) -> bool {
         let ports = |s: &ServiceSpec| -> Vec<(String, u16)> {
             s.ports.iter().map(|p| (p.name.clone(), p.port)).collect()
@@ -155,7 +176,11 @@ impl Service {
                 .labels
                 .iter()
                 .all(|(k, v)| self.spec.labels.get(k) == Some(v))
-            && self.spec.annotations == want.annotations
+            && want
+                .annotations
+                .iter()
+                .all(|(k, v)| self.spec.annotations.get(k) == Some(v))
+            && self.managed_annotations.iter().eq(want.annotations.keys())
     }
 }
 
@@ -168,34 +193,52 @@ impl ServiceSpec {
             "metadata": {
                 "name": name,
                 "labels": self.labels,
-                "annotations": self.annotations,
+                "annotations": self.annotations_json(&BTreeSet::new()),
             },
             "spec": self.spec_json(),
         })
     }
 
-    /// The JSON merge patch (RFC 7386) that turns `current` into this spec:
-    /// maps merge, so selector keys and annotations that `current` has and
-    /// this spec does not are set to `null` (removed); lists replace, so the
-    /// ports are sent whole (without node ports: the API server keeps or
-    /// chooses them as the type needs).
+    /// The annotations to send: the wanted ones, the record of their keys
+    /// ([`MANAGED_ANNOTATIONS`]), and `null` for each key in `drop`
+    /// that is no longer wanted.
+    fn annotations_json(&self, drop: &BTreeSet<String>) -> Value {
+        let mut map: Map<String, Value> = self
+            .annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        for k in drop.iter().filter(|k| !self.annotations.contains_key(*k)) {
+            map.insert(k.clone(), Value::Null);
+        }
+        let keys: Vec<&str> = self.annotations.keys().map(String::as_str).collect();
+        map.insert(MANAGED_ANNOTATIONS.into(), Value::String(keys.join(",")));
+        Value::Object(map)
+    }
+
+    /// The JSON merge patch (RFC 7386) that turns `current` into this spec.
+    /// Maps merge: selector keys `current` has and this spec does not are set
+    /// to `null` (removed), and so are the annotations the charm set
+    /// (`current.managed_annotations`) and no longer wants; other annotations
+    /// and labels stay. Lists replace: the ports are sent whole, without node
+    /// ports (the API server keeps or chooses them as the type needs).
     pub fn merge_patch(&self, current: &Service) -> Value {
-        let removing = |want: &BTreeMap<String, String>, have: &BTreeMap<String, String>| {
-            let mut map: Map<String, Value> = want
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                .collect();
-            for k in have.keys().filter(|k| !want.contains_key(*k)) {
-                map.insert(k.clone(), Value::Null);
+        let mut selector: Map<String, Value> = self
+            .selector
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        for k in current.spec.selector.keys() {
+            if !self.selector.contains_key(k) {
+                selector.insert(k.clone(), Value::Null);
             }
-            Value::Object(map)
-        };
+        }
         let mut spec = self.spec_json();
-        spec["selector"] = removing(&self.selector, &current.spec.selector);
+        spec["selector"] = Value::Object(selector);
         json!({
             "metadata": {
                 "labels": self.labels,
-                "annotations": removing(&self.annotations, &current.spec.annotations),
+                "annotations": self.annotations_json(&current.managed_annotations),
             },
             "spec": spec,
         })
@@ -363,7 +406,9 @@ mod tests {
         "kind": "Service", "apiVersion": "v1",
         "metadata": {"name": "pgb-service", "namespace": "prod", "uid": "0c1", "resourceVersion": "811",
             "labels": {"app.kubernetes.io/name": "pgb"},
-            "annotations": {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}},
+            "annotations": {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
+                "k8s-incluster/managed-annotations": "service.beta.kubernetes.io/aws-load-balancer-type",
+                "metallb.universe.tf/ip-allocated-from-pool": "default"}},
         "spec": {"ports": [{"name": "pgbouncer", "protocol": "TCP", "port": 6432, "targetPort": 6432, "nodePort": 31877}],
             "selector": {"app.kubernetes.io/name": "pgb"}, "clusterIP": "10.152.183.54",
             "clusterIPs": ["10.152.183.54"], "type": "LoadBalancer", "sessionAffinity": "None",
@@ -385,7 +430,15 @@ mod tests {
             ServiceType::LoadBalancer,
             &[("service.beta.kubernetes.io/aws-load-balancer-type", "nlb")],
         );
-        assert!(s.satisfies(&want));
+        assert_eq!(
+            s.managed_annotations,
+            BTreeSet::from(["service.beta.kubernetes.io/aws-load-balancer-type".to_string()])
+        );
+        assert!(
+            !s.spec.annotations.contains_key(MANAGED_ANNOTATIONS),
+            "the record is not an annotation of the spec"
+        );
+        assert!(s.satisfies(&want), "another's annotation does not count");
         assert!(!s.satisfies(&spec(ServiceType::LoadBalancer, &[])));
         assert!(!s.satisfies(&spec(ServiceType::NodePort, &[])));
     }
@@ -404,7 +457,7 @@ mod tests {
     }
 
     #[test]
-    fn the_merge_patch_removes_what_is_no_longer_wanted_and_sends_ports_whole() {
+    fn the_merge_patch_removes_what_the_charm_no_longer_wants_and_sends_ports_whole() {
         let current = Service::from_json(LOAD_BALANCER.as_bytes()).unwrap();
         let patch = spec(ServiceType::ClusterIp, &[]).merge_patch(&current);
         assert_eq!(
@@ -412,7 +465,10 @@ mod tests {
             json!({
                 "metadata": {
                     "labels": {"app.kubernetes.io/name": "pgb"},
-                    "annotations": {"service.beta.kubernetes.io/aws-load-balancer-type": null},
+                    "annotations": {
+                        "service.beta.kubernetes.io/aws-load-balancer-type": null,
+                        "k8s-incluster/managed-annotations": "",
+                    },
                 },
                 "spec": {
                     "type": "ClusterIP",
@@ -435,6 +491,7 @@ mod tests {
         fn store(&self, name: &str, spec: &ServiceSpec) -> Service {
             let service = Service {
                 name: name.into(),
+                managed_annotations: spec.annotations.keys().cloned().collect(),
                 spec: spec.clone(),
                 cluster_ip: Some("10.0.0.1".into()),
                 ingress: Vec::new(),

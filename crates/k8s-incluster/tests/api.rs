@@ -628,7 +628,8 @@ fn creates_reads_patches_and_deletes_a_service() {
         body,
         json!({
             "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "pgbouncer-k8s"}, "annotations": {}},
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "pgbouncer-k8s"},
+                "annotations": {"k8s-incluster/managed-annotations": ""}},
             "spec": {"type": "ClusterIP", "selector": {"app.kubernetes.io/name": "pgbouncer-k8s"},
                 "ports": [{"name": "pgbouncer", "protocol": "TCP", "port": 6432, "targetPort": 6432}]}
         })

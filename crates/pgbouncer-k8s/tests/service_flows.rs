@@ -13,6 +13,7 @@
 //! | loadbalancer without an address → waiting, clients told nothing new | `a_load_balancer_without_an_address_waits_and_clients_keep_what_they_had` |
 //! | loadbalancer address appears → clients get it at update-status; annotations on it alone | `the_load_balancers_address_reaches_clients_at_update_status` |
 //! | the option changes → the Service is patched | `a_changed_option_patches_the_service` |
+//! | annotations someone else added → kept, no patch | `annotations_others_added_are_left_alone` |
 //! | the API refuses the patch (422) → deleted and created | `a_type_change_the_api_refuses_is_made_by_delete_and_create` |
 //! | 403 → blocked naming `juju trust`, the hook succeeds | `forbidden_blocks_with_the_trust_command_and_fails_no_hook` |
 //! | another API error → waiting, retried at update-status | `another_api_error_waits_and_is_retried_at_update_status` |
@@ -241,6 +242,34 @@ fn a_changed_option_patches_the_service() {
     assert_eq!(
         api.service(SERVICE).unwrap().spec.service_type,
         ServiceType::NodePort
+    );
+}
+
+#[test]
+fn annotations_others_added_are_left_alone() {
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
+    let api = FakeServices::default();
+    let state = with_option(ready_leader(&pg), "expose-external", "loadbalancer".into());
+    let state = with_option(
+        state,
+        "loadbalancer-extra-annotations",
+        r#"{"metallb.universe.tf/address-pool": "db"}"#.into(),
+    );
+    let state = k8s(&pg, &api, &state, event::config_changed()).state;
+    let added = "metallb.universe.tf/ip-allocated-from-pool";
+    api.services
+        .borrow_mut()
+        .get_mut(SERVICE)
+        .unwrap()
+        .spec
+        .annotations
+        .insert(added.into(), "default".into());
+    api.calls.borrow_mut().clear();
+    k8s(&pg, &api, &state, event::update_status());
+    assert_eq!(*api.calls.borrow(), ["get"], "nothing to patch");
+    assert_eq!(
+        api.service(SERVICE).unwrap().spec.annotations[added],
+        "default"
     );
 }
 

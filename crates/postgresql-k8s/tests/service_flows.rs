@@ -69,6 +69,7 @@ impl FakeServices {
     fn store(&self, name: &str, spec: &ServiceSpec) -> Service {
         let service = Service {
             name: name.into(),
+            managed_annotations: spec.annotations.keys().cloned().collect(),
             spec: spec.clone(),
             cluster_ip: Some("10.152.183.9".into()),
             ingress: Vec::new(),

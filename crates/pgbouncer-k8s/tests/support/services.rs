@@ -60,6 +60,17 @@ impl FakeServices {
         }
     }
 
+    /// The load balancer's addresses for a Service of this type.
+    fn ingress(&self, service_type: ServiceType) -> Vec<k8s_incluster::service::Ingress> {
+        match (service_type, self.load_balancer.borrow().clone()) {
+            (ServiceType::LoadBalancer, Some(ip)) => vec![k8s_incluster::service::Ingress {
+                ip: Some(ip),
+                hostname: None,
+            }],
+            _ => Vec::new(),
+        }
+    }
+
     /// Stores `spec` as the API server would answer it.
     fn store(&self, name: &str, spec: &ServiceSpec) -> Service {
         let mut spec = spec.clone();
@@ -67,15 +78,10 @@ impl FakeServices {
         for p in &mut spec.ports {
             p.node_port = exposed.then_some(NODE_PORT);
         }
-        let ingress = match (spec.service_type, self.load_balancer.borrow().clone()) {
-            (ServiceType::LoadBalancer, Some(ip)) => vec![k8s_incluster::service::Ingress {
-                ip: Some(ip),
-                hostname: None,
-            }],
-            _ => Vec::new(),
-        };
+        let ingress = self.ingress(spec.service_type);
         let service = Service {
             name: name.into(),
+            managed_annotations: spec.annotations.keys().cloned().collect(),
             spec,
             cluster_ip: Some("10.152.183.20".into()),
             ingress,
@@ -91,8 +97,13 @@ impl ServiceApi for FakeServices {
     fn get_service(&self, name: &str) -> Result<Option<Service>, Error> {
         self.call("get", &format!("read Service {name} in namespace test"))?;
         // A load balancer that got its address since.
-        let current = self.service(name);
-        Ok(current.map(|s| self.store(name, &s.spec)))
+        Ok(self.service(name).map(|mut current| {
+            current.ingress = self.ingress(current.spec.service_type);
+            self.services
+                .borrow_mut()
+                .insert(name.into(), current.clone());
+            current
+        }))
     }
 
     fn create_service(&self, name: &str, spec: &ServiceSpec) -> Result<Service, Error> {
