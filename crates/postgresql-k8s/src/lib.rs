@@ -3,8 +3,9 @@
 //! [`PostgresqlCharm`] routes each event to its flow in [`flows`]; the flows read
 //! the model through [`state`], choose the DCS in [`dcs`] (Patroni's keys
 //! there through [`dcs_keys`]), talk to Patroni through [`patroni`], to PostgreSQL through [`postgres`], to pods through
-//! [`pods`], to the cluster's Services through [`services`] and to the container through [`workload`]; [`status`] collects the
-//! unit's status once per dispatch; [`role_change`] handles the notice Patroni's
+//! [`pods`], to the cluster's Services through [`services`] and to the
+//! container through [`workload`]; [`status`] collects the unit's status once
+//! per dispatch; [`role_change`] handles the notice Patroni's
 //! callback records when this member starts or changes role.
 
 pub mod config;
