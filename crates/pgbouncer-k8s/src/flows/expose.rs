@@ -277,3 +277,84 @@ pub fn open_ports(hook: &mut Hook<'_>) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_incluster::service::Ingress;
+
+    fn service(
+        service_type: ServiceType,
+        node_port: Option<u16>,
+        ingress: Vec<Ingress>,
+    ) -> Service {
+        Service {
+            name: "pgb-service".into(),
+            spec: ServiceSpec {
+                service_type,
+                ports: vec![ServicePort {
+                    name: "pgbouncer".into(),
+                    port: 6432,
+                    node_port,
+                }],
+                selector: BTreeMap::new(),
+                labels: BTreeMap::new(),
+                annotations: BTreeMap::new(),
+            },
+            managed_annotations: Default::default(),
+            cluster_ip: None,
+            ingress,
+        }
+    }
+
+    fn reachable(endpoints: &str) -> Exposure {
+        Exposure::Reachable {
+            endpoints: endpoints.into(),
+        }
+    }
+
+    #[test]
+    fn node_addresses_are_sorted_once_each_and_blank_ones_skipped() {
+        let s = service(ServiceType::NodePort, Some(30001), Vec::new());
+        let nodes = ["10.0.0.9", "", "10.0.0.2", "10.0.0.9"].map(String::from);
+        assert_eq!(
+            reach(&s, "ns", 6432, &nodes),
+            reachable("10.0.0.2:30001,10.0.0.9:30001")
+        );
+        let no_port = service(ServiceType::NodePort, None, Vec::new());
+        assert!(matches!(
+            reach(&no_port, "ns", 6432, &nodes),
+            Exposure::Waiting { .. }
+        ));
+    }
+
+    #[test]
+    fn a_load_balancer_named_by_host_is_reached_by_that_name() {
+        let named = Ingress {
+            ip: None,
+            hostname: Some("lb.example.com".into()),
+        };
+        let s = service(ServiceType::LoadBalancer, Some(30001), vec![named]);
+        assert_eq!(reach(&s, "ns", 6432, &[]), reachable("lb.example.com:6432"));
+    }
+
+    #[test]
+    fn only_a_forbidden_answer_blocks() {
+        let forbidden = Error::Forbidden {
+            action: "create Service".into(),
+            status: 403,
+            message: "forbidden".into(),
+        };
+        assert!(
+            matches!(refused("pgb", &forbidden), Exposure::Blocked { message } if message.contains("juju trust pgb --scope=cluster"))
+        );
+        let conflict = Error::Conflict {
+            action: "create Service pgb-service".into(),
+            message: "already exists".into(),
+        };
+        assert!(matches!(
+            refused("pgb", &conflict),
+            Exposure::Waiting { .. }
+        ));
+    }
+}
