@@ -65,6 +65,10 @@ pub struct CharmMeta {
     /// Storage, by name.
     #[serde(default)]
     pub storage: BTreeMap<String, StorageSpec>,
+    /// What the charm assumes of the model (`k8s-api`, `juju >= 3.1`, or an
+    /// `any-of`/`all-of` map), as written; the local model checks none of it.
+    #[serde(default)]
+    pub assumes: Vec<serde_json::Value>,
 }
 
 /// A storage declared in `metadata.yaml`.
@@ -339,6 +343,19 @@ options:
             .collect();
         assert_eq!(counts, [1, 2, 0]);
         assert_eq!(meta.storage["none"].kind, "block");
+    }
+
+    #[test]
+    fn assumptions_are_read_as_written() {
+        let meta: CharmMeta = parse_yaml(
+            "name: x\nassumes:\n  - k8s-api\n  - any-of:\n      - juju >= 3.4\n",
+            "metadata.yaml",
+        )
+        .unwrap();
+        assert_eq!(meta.assumes[0], "k8s-api");
+        assert_eq!(meta.assumes[1]["any-of"][0], "juju >= 3.4");
+        let none: CharmMeta = parse_yaml("name: x\n", "metadata.yaml").unwrap();
+        assert!(none.assumes.is_empty());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The client: one HTTPS connection per call, verified against the cluster's
 //! CA alone, authenticated with the service account's bearer token.
 
+use crate::service::{Service, ServiceApi, ServiceSpec};
 use crate::{Config, Error, Pod, StatefulSet};
 use http_exchange::{percent_encode, HttpError};
 use openssl::ssl::{HandshakeError, SslConnector, SslMethod, SslVerifyMode};
@@ -123,6 +124,17 @@ impl Client {
         StatefulSet::from_json(&body).map_err(|e| protocol(&action, e))
     }
 
+    fn services_path(&self) -> String {
+        format!(
+            "/api/v1/namespaces/{}/services",
+            percent_encode(self.namespace())
+        )
+    }
+
+    fn service_path(&self, name: &str) -> String {
+        format!("{}/{}", self.services_path(), percent_encode(name))
+    }
+
     fn pod_path(&self, name: &str) -> String {
         format!(
             "/api/v1/namespaces/{}/pods/{}",
@@ -148,20 +160,32 @@ impl Client {
         patch: Option<&serde_json::Value>,
         action: &str,
     ) -> Result<Vec<u8>, Error> {
+        self.send(method, path, patch.map(|p| (MERGE_PATCH, p)), action)
+    }
+
+    /// One exchange with an optional body of the given content type.
+    /// Answers the body of a 2xx response.
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        content: Option<(&str, &serde_json::Value)>,
+        action: &str,
+    ) -> Result<Vec<u8>, Error> {
         let address = self.config.authority();
         let unreachable = |message: String| Error::Connection {
             address: address.clone(),
             message,
         };
         let mut stream = self.connect().map_err(|e| unreachable(describe(&e)))?;
-        let body = patch.map(|p| p.to_string()).unwrap_or_default();
+        let body = content.map(|(_, v)| v.to_string()).unwrap_or_default();
         let mut headers = vec![
             ("Authorization", self.authorization.as_str()),
             ("Accept", "application/json"),
             ("User-Agent", "rust-charm"),
         ];
-        if patch.is_some() {
-            headers.push(("Content-Type", MERGE_PATCH));
+        if let Some((content_type, _)) = content {
+            headers.push(("Content-Type", content_type));
         }
         let response = http_exchange::exchange(
             &mut stream,
@@ -176,19 +200,25 @@ impl Client {
             HttpError::Protocol(m) => protocol(action, m),
         })?;
         let action = action.to_string();
-        match response.status {
-            200..=299 => Ok(response.body),
-            401 | 403 => Err(Error::Forbidden {
+        if (200..=299).contains(&response.status) {
+            return Ok(response.body);
+        }
+        let message = self.message(&response.body);
+        Err(match response.status {
+            401 | 403 => Error::Forbidden {
                 action,
                 status: response.status,
-            }),
-            404 => Err(Error::NotFound { action }),
-            status => Err(Error::Api {
+                message,
+            },
+            404 => Error::NotFound { action, message },
+            409 => Error::Conflict { action, message },
+            422 => Error::Invalid { action, message },
+            status => Error::Api {
                 action,
                 status,
-                message: self.message(&response.body),
-            }),
-        }
+                message,
+            },
+        })
     }
 
     /// A verified TLS stream to the API server, with the config's timeouts.
@@ -229,6 +259,56 @@ impl Client {
         match text.char_indices().nth(MAX_MESSAGE) {
             Some((at, _)) => format!("{}...", &text[..at]),
             None => text,
+        }
+    }
+}
+
+/// Services, with JSON merge patches (RFC 7386) rather than strategic merge
+/// patches: the patch is computed from the Service read just before
+/// ([`ServiceSpec::merge_patch`]), so it names every key to remove, and
+/// replaces the port list whole, which is what a type change needs.
+impl ServiceApi for Client {
+    fn get_service(&self, name: &str) -> Result<Option<Service>, Error> {
+        let action = format!("read Service {name} in namespace {}", self.namespace());
+        match self.call("GET", &self.service_path(name), None, &action) {
+            Ok(body) => Service::from_json(&body)
+                .map(Some)
+                .map_err(|e| protocol(&action, e)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn create_service(&self, name: &str, spec: &ServiceSpec) -> Result<Service, Error> {
+        let action = format!("create Service {name} in namespace {}", self.namespace());
+        let object = spec.to_object(name);
+        let body = self.send(
+            "POST",
+            &self.services_path(),
+            Some(("application/json", &object)),
+            &action,
+        )?;
+        Service::from_json(&body).map_err(|e| protocol(&action, e))
+    }
+
+    fn patch_service(
+        &self,
+        name: &str,
+        spec: &ServiceSpec,
+        current: &Service,
+    ) -> Result<Service, Error> {
+        let action = format!("patch Service {name} in namespace {}", self.namespace());
+        let patch = spec.merge_patch(current);
+        let body = self.call("PATCH", &self.service_path(name), Some(&patch), &action)?;
+        Service::from_json(&body).map_err(|e| protocol(&action, e))
+    }
+
+    fn delete_service(&self, name: &str) -> Result<bool, Error> {
+        let action = format!("delete Service {name} in namespace {}", self.namespace());
+        match self.call("DELETE", &self.service_path(name), None, &action) {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 }

@@ -22,12 +22,23 @@ pub enum Error {
     /// No answer: connecting, TLS (including an unverifiable server) or a timeout.
     #[error("cannot reach the Kubernetes API at {address}: {message}")]
     Connection { address: String, message: String },
-    /// 401 or 403: the charm's service account may not do this.
+    /// 401 or 403: the charm's service account may not do this (the
+    /// server's message kept, not shown: the fix is the same).
     #[error("forbidden: the Kubernetes API refused to {action} (HTTP {status}); deploy the application with --trust, or run `juju trust <application> --scope=cluster`")]
-    Forbidden { action: String, status: u16 },
+    Forbidden {
+        action: String,
+        status: u16,
+        message: String,
+    },
     /// 404: the object does not exist.
     #[error("cannot {action}: not found")]
-    NotFound { action: String },
+    NotFound { action: String, message: String },
+    /// 409: the object already exists, or changed meanwhile.
+    #[error("cannot {action}: conflict: {message}")]
+    Conflict { action: String, message: String },
+    /// 422: the API refuses the object or change as invalid.
+    #[error("cannot {action}: invalid: {message}")]
+    Invalid { action: String, message: String },
     /// Any other refusal, with the server's message.
     #[error("the Kubernetes API failed to {action}: HTTP {status}: {message}")]
     Api {

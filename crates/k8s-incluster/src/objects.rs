@@ -3,11 +3,13 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-/// A pod: its name and labels.
+/// A pod: its name, labels, and the address of the node it runs on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pod {
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    /// `status.hostIP`: the node's address, once the pod is scheduled.
+    pub host_ip: Option<String>,
 }
 
 /// A StatefulSet's size, rolling-update partition and rollout progress.
@@ -41,6 +43,15 @@ struct Metadata {
 #[derive(Deserialize)]
 struct RawPod {
     metadata: Metadata,
+    #[serde(default)]
+    status: RawPodStatus,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawPodStatus {
+    #[serde(rename = "hostIP")]
+    host_ip: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -93,6 +104,7 @@ impl Pod {
         Ok(Pod {
             name: raw.metadata.name,
             labels: raw.metadata.labels,
+            host_ip: raw.status.host_ip.filter(|ip| !ip.is_empty()),
         })
     }
 }
@@ -161,6 +173,12 @@ mod tests {
         .unwrap();
         assert_eq!(pod.name, "pg-0");
         assert_eq!(pod.labels["role"], "primary");
+        assert_eq!(pod.host_ip, None);
+        let scheduled = Pod::from_json(
+            br#"{"metadata":{"name":"p"},"status":{"hostIP":"10.0.0.7","phase":"Running"}}"#,
+        )
+        .unwrap();
+        assert_eq!(scheduled.host_ip.as_deref(), Some("10.0.0.7"));
         assert!(Pod::from_json(br#"{"metadata":{"name":"p"}}"#)
             .unwrap()
             .labels

@@ -4,7 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use k8s_incluster::{Client, Config, Error};
+use k8s_incluster::{
+    Client, Config, Error, Service, ServiceApi, ServicePort, ServiceSpec, ServiceType,
+};
 use openssl::asn1::{Asn1Integer, Asn1Time};
 use openssl::bn::BigNum;
 use openssl::ec::{EcGroup, EcKey};
@@ -380,17 +382,22 @@ fn refusals_become_typed_errors_a_user_can_act_on() {
     assert_no_token(&err);
 
     let err = client.get_stateful_set("gone").unwrap_err();
-    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    match &err {
+        Error::NotFound { message, .. } => {
+            assert_eq!(message, "statefulsets.apps \"gone\" not found")
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(
         err.to_string(),
         "cannot read StatefulSet gone in namespace prod: not found"
     );
 
     let err = client.set_partition("pgb", 1).unwrap_err();
-    assert!(matches!(err, Error::Api { status: 422, .. }), "{err:?}");
+    assert!(matches!(err, Error::Invalid { .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
-        "the Kubernetes API failed to set the rolling-update partition of StatefulSet pgb in namespace prod: HTTP 422: rejected token <token> for no reason"
+        "cannot set the rolling-update partition of StatefulSet pgb in namespace prod: invalid: rejected token <token> for no reason"
     );
     assert_no_token(&err);
 
@@ -501,4 +508,207 @@ fn missing_or_bad_service_account_files_are_named() {
 
     let client = Client::new(good).unwrap();
     assert!(!format!("{client:?}").contains(TOKEN));
+}
+
+fn service_json(kind: &str, node_port: Option<u16>, ingress: Value) -> Value {
+    let mut port =
+        json!({"name": "pgbouncer", "protocol": "TCP", "port": 6432, "targetPort": 6432});
+    if let Some(n) = node_port {
+        port["nodePort"] = json!(n);
+    }
+    json!({
+        "kind": "Service", "apiVersion": "v1",
+        "metadata": {"name": "pgbouncer-k8s-service", "namespace": NAMESPACE, "uid": "5a0e", "resourceVersion": "4411",
+            "creationTimestamp": "2026-12-06T06:00:00Z", "labels": {"app.kubernetes.io/name": "pgbouncer-k8s"}},
+        "spec": {"ports": [port], "selector": {"app.kubernetes.io/name": "pgbouncer-k8s"},
+            "clusterIP": "10.152.183.77", "clusterIPs": ["10.152.183.77"], "type": kind,
+            "sessionAffinity": "None", "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+            "internalTrafficPolicy": "Cluster"},
+        "status": {"loadBalancer": ingress}
+    })
+}
+
+fn pgbouncer_spec(service_type: ServiceType) -> ServiceSpec {
+    let name = BTreeMap::from([(
+        "app.kubernetes.io/name".to_string(),
+        "pgbouncer-k8s".to_string(),
+    )]);
+    ServiceSpec {
+        service_type,
+        ports: vec![ServicePort {
+            name: "pgbouncer".into(),
+            port: 6432,
+            node_port: None,
+        }],
+        selector: name.clone(),
+        labels: name,
+        annotations: BTreeMap::new(),
+    }
+}
+
+#[test]
+fn creates_reads_patches_and_deletes_a_service() {
+    let deleted = json!({"kind": "Status", "apiVersion": "v1", "status": "Success",
+        "details": {"name": "pgbouncer-k8s-service", "kind": "services", "uid": "5a0e"}});
+    let server = ApiServer::start(vec![
+        (201, service_json("ClusterIP", None, json!({}))),
+        (200, service_json("NodePort", Some(31632), json!({}))),
+        (
+            200,
+            service_json(
+                "LoadBalancer",
+                Some(31632),
+                json!({"ingress": [{"ip": "192.0.2.50", "ipMode": "VIP"}]}),
+            ),
+        ),
+        (200, deleted),
+        (
+            404,
+            status_json(
+                404,
+                "NotFound",
+                "services \"pgbouncer-k8s-service\" not found",
+            ),
+        ),
+        (
+            404,
+            status_json(
+                404,
+                "NotFound",
+                "services \"pgbouncer-k8s-service\" not found",
+            ),
+        ),
+    ]);
+    let (config, _account) = config(server.port, &server.ca_pem);
+    let client = Client::new(config).unwrap();
+    let name = "pgbouncer-k8s-service";
+
+    let created = client
+        .create_service(name, &pgbouncer_spec(ServiceType::ClusterIp))
+        .unwrap();
+    assert_eq!(created.spec.service_type, ServiceType::ClusterIp);
+    assert_eq!(created.cluster_ip.as_deref(), Some("10.152.183.77"));
+
+    let read = client.get_service(name).unwrap().unwrap();
+    assert_eq!(read.spec.service_type, ServiceType::NodePort);
+    assert_eq!(read.node_port(6432), Some(31632));
+
+    let patched = client
+        .patch_service(name, &pgbouncer_spec(ServiceType::LoadBalancer), &read)
+        .unwrap();
+    assert_eq!(patched.load_balancer_address(), Some("192.0.2.50"));
+
+    assert!(client.delete_service(name).unwrap());
+    assert!(!client.delete_service(name).unwrap(), "already gone");
+    assert_eq!(client.get_service(name).unwrap(), None);
+
+    let seen = server.finish();
+    let path = format!("/api/v1/namespaces/prod/services/{name}");
+    let calls: Vec<(&str, &str)> = seen
+        .iter()
+        .map(|s| (s.method.as_str(), s.path.as_str()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("POST", "/api/v1/namespaces/prod/services"),
+            ("GET", path.as_str()),
+            ("PATCH", path.as_str()),
+            ("DELETE", path.as_str()),
+            ("DELETE", path.as_str()),
+            ("GET", path.as_str()),
+        ]
+    );
+    for s in &seen {
+        assert_authenticated(s);
+    }
+    assert_eq!(seen[0].headers["content-type"], "application/json");
+    let body: Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "pgbouncer-k8s"},
+                "annotations": {"k8s-incluster/managed-annotations": ""}},
+            "spec": {"type": "ClusterIP", "selector": {"app.kubernetes.io/name": "pgbouncer-k8s"},
+                "ports": [{"name": "pgbouncer", "protocol": "TCP", "port": 6432, "targetPort": 6432}]}
+        })
+    );
+    assert_eq!(
+        seen[2].headers["content-type"],
+        "application/merge-patch+json"
+    );
+    let body: Value = serde_json::from_slice(&seen[2].body).unwrap();
+    assert_eq!(body["spec"]["type"], "LoadBalancer");
+    assert_eq!(
+        body["spec"]["ports"],
+        json!([{"name": "pgbouncer", "protocol": "TCP", "port": 6432, "targetPort": 6432}]),
+        "node ports are the server's to keep or choose"
+    );
+}
+
+#[test]
+fn service_refusals_keep_the_apis_status_message() {
+    let server = ApiServer::start(vec![
+        (
+            403,
+            status_json(403, "Forbidden", "services is forbidden: User \"system:serviceaccount:prod:pgbouncer-k8s\" cannot create resource \"services\" in API group \"\" in the namespace \"prod\""),
+        ),
+        (
+            409,
+            status_json(409, "AlreadyExists", "services \"pgbouncer-k8s-service\" already exists"),
+        ),
+        (
+            422,
+            status_json(422, "Invalid", "Service \"pgbouncer-k8s-service\" is invalid: spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"),
+        ),
+        (
+            500,
+            status_json(500, "InternalError", "etcdserver: request timed out"),
+        ),
+    ]);
+    let (config, _account) = config(server.port, &server.ca_pem);
+    let client = Client::new(config).unwrap();
+    let name = "pgbouncer-k8s-service";
+    let spec = pgbouncer_spec(ServiceType::ClusterIp);
+
+    let err = client.create_service(name, &spec).unwrap_err();
+    match &err {
+        Error::Forbidden {
+            status, message, ..
+        } => {
+            assert_eq!(*status, 403);
+            assert!(
+                message.contains("cannot create resource \"services\""),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("juju trust"), "{err}");
+
+    let err = client.create_service(name, &spec).unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "cannot create Service pgbouncer-k8s-service in namespace prod: conflict: services \"pgbouncer-k8s-service\" already exists"
+    );
+
+    let current = Service::from_json(
+        service_json("NodePort", Some(30001), json!({}))
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    let err = client.patch_service(name, &spec, &current).unwrap_err();
+    assert!(matches!(err, Error::Invalid { .. }), "{err:?}");
+    assert!(
+        err.to_string().ends_with("invalid: Service \"pgbouncer-k8s-service\" is invalid: spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"),
+        "{err}"
+    );
+
+    let err = client.get_service(name).unwrap_err();
+    assert!(matches!(err, Error::Api { status: 500, .. }), "{err:?}");
+    assert!(err.to_string().contains("etcdserver: request timed out"));
+    assert_eq!(server.finish().len(), 4);
 }

@@ -3,13 +3,15 @@
 //! [`PgBouncerCharm`] routes each event to its flow in [`flows`]; the flows read
 //! the state through [`state`], talk to PostgreSQL through [`postgres`] and to the
 //! container through [`workload`] and, on Kubernetes, to the application's
-//! StatefulSet through [`statefulset`]; [`pgb`] knows PgBouncer's files;
+//! StatefulSet through [`statefulset`] and to its Service through [`service`];
+//! [`pgb`] knows PgBouncer's files;
 //! [`status`] collects the unit's status once per dispatch.
 
 pub mod config;
 pub mod flows;
 pub mod pgb;
 pub mod postgres;
+pub mod service;
 pub mod state;
 pub mod statefulset;
 pub mod status;
@@ -19,9 +21,10 @@ use charm::{Charm, Event, Handled, Hook};
 use client_interface::pgsql;
 use client_interface::ClientEvent;
 use flows::{
-    backend, certificates, database, legacy, lifecycle, logging, metrics, peers, switchover,
-    upgrade, Deps,
+    backend, certificates, database, expose, legacy, lifecycle, logging, metrics, peers,
+    switchover, upgrade, Deps,
 };
+use service::Services;
 use state::{BACKEND, CERTIFICATES, DATABASE, PEERS};
 use statefulset::StatefulSets;
 
@@ -30,6 +33,8 @@ pub struct PgBouncerCharm {
     pub deps: Deps,
     /// The application's StatefulSet, on Kubernetes.
     pub stateful_sets: Option<Box<dyn StatefulSets>>,
+    /// The application's Service, on Kubernetes.
+    pub services: Option<Box<dyn Services>>,
 }
 
 impl PgBouncerCharm {
@@ -38,6 +43,7 @@ impl PgBouncerCharm {
         PgBouncerCharm {
             deps,
             stateful_sets: None,
+            services: None,
         }
     }
 
@@ -46,11 +52,18 @@ impl PgBouncerCharm {
         self.stateful_sets = sets;
         self
     }
+
+    /// The charm with the Service API (`None`: not on Kubernetes).
+    pub fn with_services(mut self, services: Option<Box<dyn Services>>) -> PgBouncerCharm {
+        self.services = services;
+        self
+    }
 }
 
 impl Charm for PgBouncerCharm {
     fn handle(&mut self, hook: &mut Hook<'_>, event: &Event) -> anyhow::Result<Handled> {
         let deps = &self.deps;
+        expose::before(hook, deps, self.services.as_deref(), event)?;
         if let Some(client) = ClientEvent::of(hook, DATABASE, event)? {
             return database::handle(hook, deps, client);
         }

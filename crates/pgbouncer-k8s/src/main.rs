@@ -25,5 +25,13 @@ fn main() -> std::process::ExitCode {
         |name| std::env::var(name).ok(),
         Path::new(k8s_incluster::config::SERVICE_ACCOUNT_DIR),
     );
-    charm::dispatch::main(PgBouncerCharm::new(deps).with_stateful_sets(sets))
+    let services = pgbouncer_k8s::service::for_substrate(
+        |name| std::env::var(name).ok(),
+        Path::new(k8s_incluster::config::SERVICE_ACCOUNT_DIR),
+    );
+    charm::dispatch::main(
+        PgBouncerCharm::new(deps)
+            .with_stateful_sets(sets)
+            .with_services(services),
+    )
 }

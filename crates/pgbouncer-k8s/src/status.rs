@@ -15,6 +15,9 @@ pub fn collect(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<()> {
         hook.add_status(Status::Blocked(e.to_string()));
         return Ok(());
     }
+    if let Some(service) = crate::flows::expose::status(hook)? {
+        hook.add_status(service);
+    }
     let backend_ready = match state::backend(hook)? {
         BackendState::Missing => {
             hook.add_status(Status::Blocked(

@@ -20,6 +20,7 @@ fn metadata_and_config_match_the_code() {
     assert_eq!(tls.interface, "tls-certificates");
     assert_eq!((tls.limit, tls.optional), (Some(1), true));
     assert!(files.meta.containers.contains_key(CONTAINER));
+    assert_eq!(files.meta.assumes, [serde_json::json!("k8s-api")]);
 
     let defaults = files.config.defaults();
     files.config.check(&defaults).unwrap();

@@ -3,8 +3,9 @@
 //! [`PostgresqlCharm`] routes each event to its flow in [`flows`]; the flows read
 //! the model through [`state`], choose the DCS in [`dcs`] (Patroni's keys
 //! there through [`dcs_keys`]), talk to Patroni through [`patroni`], to PostgreSQL through [`postgres`], to pods through
-//! [`pods`] and to the container through [`workload`]; [`status`] collects the
-//! unit's status once per dispatch; [`role_change`] handles the notice Patroni's
+//! [`pods`], to the cluster's Services through [`services`] and to the
+//! container through [`workload`]; [`status`] collects the unit's status once
+//! per dispatch; [`role_change`] handles the notice Patroni's
 //! callback records when this member starts or changes role.
 
 pub mod config;
@@ -16,6 +17,7 @@ pub mod pgbackrest;
 pub mod pods;
 pub mod postgres;
 pub mod role_change;
+pub mod services;
 pub mod state;
 pub mod status;
 pub mod workload;
@@ -33,6 +35,8 @@ use state::{CERTIFICATES, DATABASE, ETCD, PEERS, RECEIVE_CA};
 /// The charm: its dependencies, and what this dispatch found.
 pub struct PostgresqlCharm {
     pub deps: Deps,
+    /// The cluster's Services, on Kubernetes.
+    pub services: Option<Box<dyn k8s_incluster::ServiceApi>>,
     findings: Findings,
 }
 
@@ -40,14 +44,25 @@ impl PostgresqlCharm {
     pub fn new(deps: Deps) -> PostgresqlCharm {
         PostgresqlCharm {
             deps,
+            services: None,
             findings: Findings::default(),
         }
+    }
+
+    /// The charm with the Service API (`None`: not on Kubernetes).
+    pub fn with_services(
+        mut self,
+        services: Option<Box<dyn k8s_incluster::ServiceApi>>,
+    ) -> PostgresqlCharm {
+        self.services = services;
+        self
     }
 }
 
 impl Charm for PostgresqlCharm {
     fn handle(&mut self, hook: &mut Hook<'_>, event: &Event) -> anyhow::Result<Handled> {
         let (deps, findings) = (&self.deps, &mut self.findings);
+        flows::services::before(hook, deps, self.services.as_deref(), event)?;
         if let Event::RelationChanged(r) = event {
             if r.relation.endpoint == DATABASE {
                 // Any unit: a candidate may wait for its poolers.

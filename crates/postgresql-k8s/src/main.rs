@@ -44,5 +44,9 @@ fn main() -> std::process::ExitCode {
         },
         start_timeout: Duration::from_secs(30),
     };
-    charm::dispatch::main(PostgresqlCharm::new(deps))
+    let services = postgresql_k8s::services::for_substrate(
+        |name| std::env::var(name).ok(),
+        Path::new(k8s_incluster::config::SERVICE_ACCOUNT_DIR),
+    );
+    charm::dispatch::main(PostgresqlCharm::new(deps).with_services(services))
 }

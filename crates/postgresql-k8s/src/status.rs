@@ -42,6 +42,9 @@ pub fn collect(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow:
         }
         DcsState::Ready(_) => true,
     };
+    if let Some(services) = crate::flows::services::status(hook)? {
+        hook.add_status(services);
+    }
     for refused in database::refusals(hook)? {
         hook.add_status(refused);
     }

@@ -22,6 +22,7 @@ fn metadata_config_and_actions_match_the_code() {
     assert_eq!(files.meta.interface(ETCD), Some("etcd"));
     assert_eq!(files.meta.requires[ETCD].limit, Some(1));
     assert!(files.meta.containers.contains_key(CONTAINER));
+    assert_eq!(files.meta.assumes, [serde_json::json!("k8s-api")]);
 
     let defaults = files.config.defaults();
     files.config.check(&defaults).unwrap();

@@ -94,7 +94,7 @@ pub fn requested(hook: &mut Hook<'_>, deps: &Deps, relation: &Relation) -> anyho
     if kept.is_none() {
         // Kept in the relation's user (or entity) secret from now on, so that
         // a retry uses the same password; handed over once every unit serves.
-        let endpoints = client_endpoints(hook, config.listen_port)?;
+        let endpoints = client_endpoints(hook, config.listen_port)?.unwrap_or_default();
         let answer = answer(
             relation.id,
             &request,
@@ -281,7 +281,9 @@ pub fn publish_credentials(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::
     ) else {
         return Ok(());
     };
-    let (rw, ro) = client_endpoints(hook, shared.listen_port())?;
+    let Some((rw, ro)) = client_endpoints(hook, shared.listen_port())? else {
+        return Ok(());
+    };
     let endpoints = format!("{rw} {ro}");
     let tls = certificates::client_tls(hook, &peers)?;
     if entry.published.as_deref() == Some(endpoints.as_str())

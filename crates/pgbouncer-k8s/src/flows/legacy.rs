@@ -249,7 +249,9 @@ pub fn publish_answer(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::Resul
     ) else {
         return Ok(());
     };
-    let (rw, ro) = client_endpoints(hook, shared.listen_port())?;
+    let Some((rw, ro)) = client_endpoints(hook, shared.listen_port())? else {
+        return Ok(());
+    };
     if entry.published.is_none() && !all_units_serve(hook, &peers)? {
         return Ok(());
     }
@@ -264,7 +266,9 @@ pub fn publish_answer(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::Resul
         port: e.port,
         dbname,
     };
-    let master = Endpoint::parse(&rw)?;
+    // On Kubernetes a NodePort Service is reached at several nodes: the
+    // master line names the first.
+    let master = Endpoint::parse(rw.split(',').next().unwrap_or_default())?;
     let standbys = Endpoint::parse_list(&ro)?
         .into_iter()
         .map(|e| target(e, format!("{database}_readonly")))

@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod certificates;
 pub mod database;
+pub mod expose;
 pub mod legacy;
 pub mod lifecycle;
 pub mod logging;
@@ -297,7 +298,22 @@ pub fn all_units_serve(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<
 /// clients as the leader does: it has served a published configuration and,
 /// when the leader serves TLS, it serves TLS too. So a unit still waiting for
 /// its certificate is not handed out, and clients are not told to drop TLS.
-pub fn client_endpoints(hook: &mut Hook<'_>, port: u16) -> anyhow::Result<(String, String)> {
+///
+/// On Kubernetes, both are what the application's Service offers
+/// ([`expose::Exposure`]), and `None` while it offers nothing reachable.
+pub fn client_endpoints(
+    hook: &mut Hook<'_>,
+    port: u16,
+) -> anyhow::Result<Option<(String, String)>> {
+    if let Some(peers) = state::peers(hook)? {
+        match expose::recorded(hook, &peers)? {
+            Some(expose::Exposure::Reachable { endpoints }) => {
+                return Ok(Some((endpoints.clone(), endpoints)))
+            }
+            Some(_) => return Ok(None),
+            None => {}
+        }
+    }
     let leader = Endpoint {
         host: own_address(hook)?,
         port,
@@ -314,5 +330,5 @@ pub fn client_endpoints(hook: &mut Hook<'_>, port: u16) -> anyhow::Result<(Strin
     if others.is_empty() {
         others.push(leader.clone());
     }
-    Ok((leader.to_string(), endpoint::join(&others)))
+    Ok(Some((leader.to_string(), endpoint::join(&others))))
 }

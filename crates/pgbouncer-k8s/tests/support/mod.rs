@@ -2,6 +2,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod services;
 pub mod statefulset;
 
 use charm::{Event, SecretContent, SecretId};

@@ -50,8 +50,15 @@ impl FakeStatefulSets {
         let action = action.to_string();
         match fail.or(*self.fail.borrow()) {
             None => Ok(()),
-            Some(status @ (401 | 403)) => Err(Error::Forbidden { action, status }),
-            Some(404) => Err(Error::NotFound { action }),
+            Some(status @ (401 | 403)) => Err(Error::Forbidden {
+                action,
+                status,
+                message: "forbidden".into(),
+            }),
+            Some(404) => Err(Error::NotFound {
+                action,
+                message: "not found".into(),
+            }),
             Some(status) => Err(Error::Api {
                 action,
                 status,

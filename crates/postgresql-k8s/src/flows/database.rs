@@ -2,7 +2,7 @@
 //! a user `relation_id_<id>` and its database on the primary, and the primary
 //! and replicas as endpoints, in Juju secrets or the databag as it asks.
 
-use super::{cluster_status, context, Ctx, Deps};
+use super::{cluster_status, context, services, Ctx, Deps};
 use crate::patroni::Cluster;
 use crate::postgres;
 use crate::state;
@@ -15,7 +15,8 @@ use client_interface::Tls;
 use postgres_admin::names::{DatabaseName, Extension, ExtraRoles, RoleName};
 use postgres_admin::{PgError, Postgres};
 
-/// Where clients connect: the primary, and the replicas (the primary when alone).
+/// Where clients connect: the primary, and the replicas (the primary when
+/// alone); on Kubernetes the Services name them instead ([`services::endpoints`]).
 pub fn client_endpoints(cluster: &Cluster, members: &[String]) -> Option<(String, String)> {
     let primary = cluster.primary()?;
     let mut replicas: Vec<String> = cluster
@@ -160,6 +161,7 @@ fn requested(
     else {
         return Ok(Handled::Deferred);
     };
+    let (rw, ro) = services::endpoints(hook, deps, &ctx.peers, members.len())?.unwrap_or((rw, ro));
     // Whose credentials: the relation's user, or the entity (its secret
     // granted? its name free?).
     let (user, password, ours) = match grantee(hook, relation, request)? {
@@ -276,6 +278,7 @@ fn refresh(
     let Some((rw, ro)) = client_endpoints(&cluster, &members) else {
         return Ok(());
     };
+    let (rw, ro) = services::endpoints(hook, deps, &ctx.peers, members.len())?.unwrap_or((rw, ro));
     let before = provider::published(hook, relation)?;
     let user = match &request.entity {
         Some(_) => {

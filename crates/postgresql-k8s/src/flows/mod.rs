@@ -18,6 +18,7 @@ pub mod peers;
 pub mod recovery;
 pub mod restore;
 pub mod rolling_restart;
+pub mod services;
 pub mod switchover;
 pub mod takeover;
 
