@@ -99,30 +99,12 @@ fn pooled(host: &str, login: &Login, database: &str, sql: &str) -> String {
 
 /// How many times PgBouncer's processes on `unit` reloaded, from their logs.
 fn reloads(scratch: &Path, unit: &str) -> usize {
-    logged(scratch, unit, "got SIGHUP")
+    e2e::pgbouncer_logged(scratch, unit, "got SIGHUP")
 }
 
 /// How many times PgBouncer's processes on `unit` were told to drain.
 fn drains(scratch: &Path, unit: &str) -> usize {
-    logged(scratch, unit, "got SIGTERM")
-}
-
-/// How many times `phrase` is in the logs of PgBouncer's processes on `unit`.
-fn logged(scratch: &Path, unit: &str, phrase: &str) -> usize {
-    let logs = scratch
-        .join("controller/units")
-        .join(unit.replace('/', "-"))
-        .join("rootfs/pgbouncer/var/log/pgbouncer");
-    std::fs::read_dir(&logs)
-        .unwrap_or_else(|e| panic!("{}: {e}", logs.display()))
-        .flatten()
-        .map(|d| {
-            std::fs::read_to_string(d.path().join("pgbouncer.log"))
-                .unwrap_or_default()
-                .matches(phrase)
-                .count()
-        })
-        .sum()
+    e2e::pgbouncer_logged(scratch, unit, "got SIGTERM")
 }
 
 /// How many processes PgBouncer runs on `unit`: one log directory each.
