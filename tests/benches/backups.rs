@@ -13,7 +13,16 @@
 //! configuration, run as `postgres` inside the unit's container (entering the
 //! namespaces of its PostgreSQL) and nothing else.
 //!
-//! Target: the charm within 1.2× of pgBackRest run directly.
+//! Then the first backup is restored, in the same order. "Charm" is the
+//! `restore` action with its `backup-id`, timed from the request until the
+//! database answers again as a primary (the charm stops Patroni, moves the
+//! data directory aside, restores, lets PostgreSQL recover to the backup's
+//! end and promote, and starts a new cluster generation on it). "Direct" is
+//! pgBackRest's restore of the same backup with the same options into an
+//! empty directory of the container, then PostgreSQL started on it until it
+//! has recovered, promoted and answers.
+//!
+//! Target: the charm within 1.2× of pgBackRest run directly, for each.
 //!
 //! Run with `cargo bench -p e2e --bench backups` as root (PostgreSQL runs as
 //! `postgres`); `BACKUP_BENCH_SCALE` sets pgbench's scale.
@@ -130,25 +139,74 @@ fn main() {
     }
     let listed = action(&mut c, UNIT, "list-backups", serde_json::json!({}));
     let table = listed["backups"].as_str().unwrap();
-    assert_eq!(
-        table.lines().filter(|l| l.contains("| full ")).count(),
-        4,
-        "{table}"
-    );
+    let ids: Vec<&str> = table
+        .lines()
+        .filter(|l| l.contains("| full "))
+        .map(|l| l.split('|').next().unwrap().trim())
+        .collect();
+    assert_eq!(ids.len(), 4, "{table}");
+    let backup = ids[0].to_string();
+
+    let rows = sql("SELECT count(*) FROM pgbench_accounts");
+    let mut charm_restore = Vec::new();
+    let mut direct_restore = Vec::new();
+    for (round, by_charm) in [true, false, false, true].into_iter().enumerate() {
+        let started = Instant::now();
+        match by_charm {
+            true => {
+                let done = action(
+                    &mut c,
+                    UNIT,
+                    "restore",
+                    serde_json::json!({ "backup-id": backup }),
+                );
+                assert_eq!(done["restore-status"], "restored", "{done:?}");
+                converge(&mut c, Duration::from_secs(600), |c| {
+                    e2e::active(c, UNIT).is_some()
+                        && psql(
+                            &host,
+                            5432,
+                            "operator",
+                            &password,
+                            "postgres",
+                            "SELECT NOT pg_is_in_recovery()",
+                        )
+                        .is_ok_and(|o| o.trim() == "t")
+                });
+                assert_eq!(sql("SELECT count(*) FROM pgbench_accounts"), rows);
+            }
+            false => {
+                let inside: u32 =
+                    sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")
+                        .parse()
+                        .unwrap();
+                restore_directly(inside, &stanza, &backup, &password, &rows);
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let who = if by_charm { "charm" } else { "direct" };
+        println!("round {}: {who} restore in {seconds:.1} s", round + 1);
+        match by_charm {
+            true => charm_restore.push(seconds),
+            false => direct_restore.push(seconds),
+        }
+    }
+
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let (charm, direct) = (mean(&charm), mean(&direct));
-    let ratio = charm / direct;
+    let rows_of = |what: &str, charm: &[f64], direct: &[f64]| {
+        let (charm, direct) = (mean(charm), mean(direct));
+        let ratio = charm / direct;
+        let verdict = if ratio <= 1.2 { "met" } else { "missed" };
+        println!(
+            "| {what} | {scale} | {:.2} | {charm:.1} | {direct:.1} | {ratio:.2}× | {verdict} |",
+            bytes as f64 / 1e9
+        );
+    };
     println!();
-    println!("| pgbench scale | database GB | full backup, charm s | full backup, pgBackRest directly s | charm / direct |");
-    println!("|---:|---:|---:|---:|---:|");
-    println!(
-        "| {scale} | {:.2} | {charm:.1} | {direct:.1} | {ratio:.2}× |",
-        bytes as f64 / 1e9
-    );
-    println!(
-        "target: within 1.2× → {}",
-        if ratio <= 1.2 { "met" } else { "missed" }
-    );
+    println!("| | pgbench scale | database GB | charm s | pgBackRest directly s | charm / direct | target ≤ 1.2× |");
+    println!("|---|---:|---:|---:|---:|---:|---|");
+    rows_of("full backup", &charm, &direct);
+    rows_of("restore", &charm_restore, &direct_restore);
 }
 
 /// The stanza the charm made, once the leader recorded it.
@@ -161,9 +219,9 @@ fn stanza(c: &Controller) -> Option<String> {
     peers.app_bags.get(PG)?.data.get("stanza").cloned()
 }
 
-/// The charm's backup command line run as `postgres` in the container of
-/// the process `inside` (its mount namespace and root), and nothing else.
-fn backup_directly(inside: u32, stanza: &str, password: &str) {
+/// `argv` run as `postgres` in the container of the process `inside` (its
+/// mount namespace and root), with `password` for PostgreSQL; its output.
+fn in_container(inside: u32, argv: &[String], password: &str) -> std::process::Output {
     let id = |flag: &str| {
         let out = Command::new("id")
             .args([flag, "postgres"])
@@ -171,7 +229,7 @@ fn backup_directly(inside: u32, stanza: &str, password: &str) {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    let out = Command::new("nsenter")
+    Command::new("nsenter")
         .args([
             "--target",
             &inside.to_string(),
@@ -180,19 +238,101 @@ fn backup_directly(inside: u32, stanza: &str, password: &str) {
             "--wd=/",
         ])
         .args(["--setuid", &id("-u"), "--setgid", &id("-g"), "--"])
-        .args(postgresql_k8s::pgbackrest::command(
-            CONFIG,
-            stanza,
-            "backup",
-            &["--type=full"],
-        ))
+        .args(argv)
         .env("PGPASSWORD", password)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// [`in_container`], which must succeed: its standard output.
+fn in_container_ok(inside: u32, argv: &[String], password: &str) -> String {
+    let out = in_container(inside, argv, password);
     assert!(
         out.status.success(),
-        "{}{}",
+        "{argv:?}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+/// The charm's backup command line run in the unit's container, and nothing
+/// else.
+fn backup_directly(inside: u32, stanza: &str, password: &str) {
+    let argv = postgresql_k8s::pgbackrest::command(CONFIG, stanza, "backup", &["--type=full"]);
+    in_container_ok(inside, &argv, password);
+}
+
+/// The backup `id` restored with the charm's options into an empty
+/// directory of the unit's container, then PostgreSQL started on it (on a
+/// socket of its own, archiving off) until it has promoted and answers with
+/// `rows` accounts; then stopped and removed.
+fn restore_directly(inside: u32, stanza: &str, id: &str, password: &str, rows: &str) {
+    use postgresql_k8s::flows::restore::{resolve, Request};
+    use postgresql_k8s::pgbackrest::{command, parse_info};
+    let bin = postgresql_k8s::workload::DEBIAN_BIN_DIR;
+    let dir = "/var/lib/postgresql/data/bench-restore";
+    let info = in_container_ok(
+        inside,
+        &command(CONFIG, stanza, "info", &["--output=json"]),
+        password,
+    );
+    let backups = parse_info(&info, stanza).unwrap().unwrap().backups;
+    let target = resolve(&Request::Backup(id.to_string()), &backups).unwrap();
+    in_container_ok(inside, &strings(&["mkdir", "-m", "0700", dir]), password);
+    let mut options = vec![format!("--pg1-path={dir}")];
+    options.extend(target.options());
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
+    in_container_ok(
+        inside,
+        &command(CONFIG, stanza, "restore", &options),
+        password,
+    );
+    let pg_ctl = format!("{bin}/pg_ctl");
+    let settings = "-p 5499 -c listen_addresses='' -c unix_socket_directories='/tmp' \
+                    -c hot_standby=off -c ssl=off -c archive_mode=off";
+    let log = "/tmp/bench-restore.log";
+    in_container_ok(
+        inside,
+        &strings(&[
+            &pg_ctl, "start", "-D", dir, "-w", "-t", "600", "-l", log, "-o", settings,
+        ]),
+        password,
+    );
+    let count = strings(&[
+        "psql",
+        "-X",
+        "-A",
+        "-t",
+        "-h",
+        "/tmp",
+        "-p",
+        "5499",
+        "-U",
+        "operator",
+        "-d",
+        "postgres",
+        "-c",
+        "SELECT count(*) FROM pgbench_accounts",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let out = in_container(inside, &count, password);
+        if out.status.success() {
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), rows);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the direct restore never answered"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stop = strings(&[&pg_ctl, "stop", "-D", dir, "-m", "fast", "-w"]);
+    in_container_ok(inside, &stop, password);
+    in_container_ok(inside, &strings(&["rm", "-rf", dir]), password);
 }
