@@ -3,8 +3,7 @@
 //! runs on (a NodePort Service is reached there). Off Kubernetes there is no
 //! Service ([`for_substrate`]).
 
-use k8s_incluster::config::SERVICE_HOST;
-use k8s_incluster::{Client, Config, Error, Service, ServiceApi, ServiceSpec};
+use k8s_incluster::{Error, InCluster, ServiceApi};
 use std::path::Path;
 
 /// The Service calls, the namespace they address, and pods' nodes.
@@ -22,54 +21,12 @@ pub fn for_substrate(
     env: impl Fn(&str) -> Option<String>,
     account: &Path,
 ) -> Option<Box<dyn Services>> {
-    env(SERVICE_HOST)?;
-    Some(Box::new(KubernetesServices {
-        config: Config::from_env(env, account).map_err(|e| e.to_string()),
-    }))
+    InCluster::for_substrate(env, account).map(|api| Box::new(api) as Box<dyn Services>)
 }
 
-/// Services through the Kubernetes API, with the pod's in-cluster
-/// configuration; each call reads the token again.
-pub struct KubernetesServices {
-    /// The configuration, or why there is none (reported by each call).
-    pub config: Result<Config, String>,
-}
-
-impl KubernetesServices {
-    fn client(&self) -> Result<Client, Error> {
-        Client::new(self.config.clone().map_err(Error::Config)?)
-    }
-}
-
-impl ServiceApi for KubernetesServices {
-    fn get_service(&self, name: &str) -> Result<Option<Service>, Error> {
-        self.client()?.get_service(name)
-    }
-
-    fn create_service(&self, name: &str, spec: &ServiceSpec) -> Result<Service, Error> {
-        self.client()?.create_service(name, spec)
-    }
-
-    fn patch_service(
-        &self,
-        name: &str,
-        spec: &ServiceSpec,
-        current: &Service,
-    ) -> Result<Service, Error> {
-        self.client()?.patch_service(name, spec, current)
-    }
-
-    fn delete_service(&self, name: &str) -> Result<bool, Error> {
-        self.client()?.delete_service(name)
-    }
-}
-
-impl Services for KubernetesServices {
+impl Services for InCluster {
     fn namespace(&self) -> Result<String, Error> {
-        self.config
-            .as_ref()
-            .map(|c| c.namespace.clone())
-            .map_err(|e| Error::Config(e.clone()))
+        InCluster::namespace(self)
     }
 
     fn node_address(&self, pod: &str) -> Result<Option<String>, Error> {
@@ -94,7 +51,7 @@ mod tests {
         };
         let api = for_substrate(env, dir).expect("on Kubernetes");
         assert_eq!(api.namespace().unwrap(), "test");
-        let err = api.get_service("pgbouncer-k8s-service").unwrap_err();
+        let err = api.node_address("pgbouncer-k8s-0").unwrap_err();
         assert!(err.to_string().contains("token"), "{err}");
         let no_port = |k: &str| (k == "KUBERNETES_SERVICE_HOST").then(|| "h".to_string());
         let api = for_substrate(no_port, dir).unwrap();

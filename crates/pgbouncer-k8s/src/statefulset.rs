@@ -2,8 +2,7 @@
 //! holds units back during an upgrade: only pods whose ordinal is at or above
 //! it get the new charm. Off Kubernetes there is none ([`for_substrate`]).
 
-use k8s_incluster::config::SERVICE_HOST;
-use k8s_incluster::{Client, Config, Error, StatefulSet};
+use k8s_incluster::{Error, InCluster, StatefulSet};
 use std::path::Path;
 
 /// Reading the StatefulSet and moving its partition.
@@ -21,26 +20,10 @@ pub fn for_substrate(
     env: impl Fn(&str) -> Option<String>,
     account: &Path,
 ) -> Option<Box<dyn StatefulSets>> {
-    env(SERVICE_HOST)?;
-    Some(Box::new(KubernetesStatefulSets {
-        config: Config::from_env(env, account).map_err(|e| e.to_string()),
-    }))
+    InCluster::for_substrate(env, account).map(|api| Box::new(api) as Box<dyn StatefulSets>)
 }
 
-/// StatefulSets through the Kubernetes API, with the pod's in-cluster
-/// configuration; each call reads the token again.
-pub struct KubernetesStatefulSets {
-    /// The configuration, or why there is none (reported by each call).
-    pub config: Result<Config, String>,
-}
-
-impl KubernetesStatefulSets {
-    fn client(&self) -> Result<Client, Error> {
-        Client::new(self.config.clone().map_err(Error::Config)?)
-    }
-}
-
-impl StatefulSets for KubernetesStatefulSets {
+impl StatefulSets for InCluster {
     fn get(&self, name: &str) -> Result<StatefulSet, Error> {
         self.client()?.get_stateful_set(name)
     }

@@ -1,10 +1,9 @@
 //! Pod labels: on Kubernetes the charm labels each cluster member's pod
 //! (`application=patroni`, `cluster-name=<scope>`; Patroni itself
-//! writes `role`) through the API ([`KubernetesPods`]); the local model has no
+//! writes `role`) through the API (`InCluster`); the local model has no
 //! pods ([`NoPods`]). [`for_substrate`] chooses.
 
-use k8s_incluster::config::SERVICE_HOST;
-use k8s_incluster::{Client, Config};
+use k8s_incluster::InCluster;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -51,30 +50,21 @@ pub fn pod_name(unit: &str) -> String {
 /// `KUBERNETES_SERVICE_HOST` is set (the rule the DCS choice follows), none
 /// otherwise. `account` is the service account directory.
 pub fn for_substrate(env: impl Fn(&str) -> Option<String>, account: &Path) -> Box<dyn Pods> {
-    if env(SERVICE_HOST).is_none() {
-        return Box::new(NoPods);
+    match InCluster::for_substrate(env, account) {
+        Some(api) => Box::new(api),
+        None => Box::new(NoPods),
     }
-    Box::new(KubernetesPods {
-        config: Config::from_env(env, account).map_err(|e| e.to_string()),
-    })
 }
 
-/// Pods through the Kubernetes API, with the pod's in-cluster configuration.
-pub struct KubernetesPods {
-    /// The configuration, or why there is none (reported when patching).
-    pub config: Result<Config, String>,
-}
-
-impl Pods for KubernetesPods {
+/// Pods through the Kubernetes API.
+impl Pods for InCluster {
     fn patch_labels(&self, pod: &str, labels: &Labels) -> Result<Labelled, PodsError> {
-        let failed = |message: String| PodsError {
-            pod: pod.into(),
-            message,
-        };
-        let config = self.config.clone().map_err(failed)?;
-        Client::new(config)
+        self.client()
             .and_then(|client| client.patch_pod_labels(pod, labels))
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(|e| PodsError {
+                pod: pod.into(),
+                message: e.to_string(),
+            })?;
         Ok(Labelled::Patched)
     }
 }

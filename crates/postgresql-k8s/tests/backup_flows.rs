@@ -34,6 +34,7 @@
 //! | restore: more than one unit | `restore_refuses_a_cluster_of_several_units` |
 //! | restore: a backup, restored; a new cluster generation starts | `restoring_a_backup_starts_a_new_cluster_generation` |
 //! | restore: the new cluster initialised before Patroni records its settings | `the_restored_cluster_is_initialised_before_patroni_records_its_settings` |
+//! | restore: the cluster running: `check` first, the repository up to date; a failing check logged, the restore goes on | `a_running_cluster_is_archived_up_to_date_before_a_restore` |
 //! | restore: a time, and the latest | `restoring_to_a_time_or_the_latest_gives_pgbackrest_the_target` |
 //! | restore: the data directory cannot be moved: nothing changed, Patroni started again | `a_data_directory_that_cannot_move_leaves_the_cluster_as_it_was` |
 //! | restore: pgBackRest fails (its console's words): blocked, data kept, Patroni stays stopped; retried | `a_failed_restore_blocks_keeps_the_data_and_is_retried` |
@@ -666,6 +667,7 @@ fn world_alone() -> World {
 
 /// Programs the file moves and PostgreSQL's recovery to succeed.
 fn restorable(state: State) -> State {
+    let state = answer(state, "check", ok(""));
     let mut state = answer(state, "restore", ok(""));
     let container = state.containers.get_mut(CONTAINER).unwrap();
     *container = container.clone().with_file(
@@ -849,6 +851,49 @@ fn restoring_a_backup_starts_a_new_cluster_generation() {
         out.state.unit_status,
         Status::Maintenance("restored: starting cluster patroni-postgresql-k8s-gen1".into())
     );
+}
+
+#[test]
+fn a_running_cluster_is_archived_up_to_date_before_a_restore() {
+    let w = world_alone();
+    let id = pgbackrest::backup_id(1796526000);
+    let out = w.action(
+        &with_patroni_running(restorable(alone())),
+        "restore",
+        serde_json::json!({"backup-id": id}),
+    );
+    assert_eq!(out.action.failure, None);
+    assert_eq!(programs(&out.state)[..3], ["info", "check", "mv"]);
+
+    // A check that fails (answered before the one `restorable` programs).
+    let timeout = "ERROR: [082]: WAL segment 000000010000000000000003 was not archived before \
+                   the 60000ms timeout";
+    let failing_check = answer(alone(), "check", failing(82, timeout));
+    let out = w.action(
+        &with_patroni_running(restorable(failing_check)),
+        "restore",
+        serde_json::json!({"backup-id": id}),
+    );
+    assert_eq!(out.action.results["restore-status"], "restored");
+    assert!(logged(&out.state, "was not archived"), "the check's words");
+    assert_eq!(
+        programs(&out.state)[..4],
+        ["info", "check", "mv", "restore"]
+    );
+}
+
+/// The state with Patroni's service in the plan and running.
+fn with_patroni_running(mut state: State) -> State {
+    let container = state.containers.get_mut(CONTAINER).unwrap();
+    let patroni = pebble_api::Service {
+        startup: "enabled".into(),
+        ..pebble_api::Service::default()
+    };
+    let mut layer = pebble_api::Layer::default();
+    layer.services.insert(SERVICE.into(), patroni.clone());
+    container.layers.push(("postgresql".into(), layer));
+    container.running.insert(SERVICE.into(), patroni);
+    state
 }
 
 #[test]

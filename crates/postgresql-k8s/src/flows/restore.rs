@@ -2,7 +2,8 @@
 //! brought back to a backup or a point in time from the S3 repository.
 //!
 //! On the leader, once the request, the repository and the backup are
-//! checked: Patroni stops, the data directory is moved aside (kept), pgBackRest
+//! checked: the repository is brought up to date (`check`), Patroni stops,
+//! the data directory is moved aside (kept), pgBackRest
 //! restores into an empty one, PostgreSQL recovers to the target alone and
 //! promotes, and Patroni starts on the result under a new cluster generation
 //! (`recovery`), whose empty scope in the DCS makes it take the data as a new
@@ -15,6 +16,10 @@ use crate::pgbackrest::Backup;
 use crate::state::{self, RESTORE_ASIDE, RESTORE_FAILED};
 use crate::workload::{exists, CONTAINER};
 use charm::{BagChanges, Handled, Hook, LogLevel, Relation, Status};
+
+/// How long `pgbackrest check` may take before a restore (its archive
+/// timeout is a minute).
+const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// What the user asked to restore.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -235,6 +240,7 @@ fn run(
     hook.log(LogLevel::Info, &what)?;
     let (next, scope) = recovery::free_generation(hook, deps, ctx)?;
     let w = &deps.workload;
+    flush_archive(hook, deps, ctx, stanza)?;
     w.stop(hook.container(CONTAINER))?;
     let earlier = hook.local_app_bag(&ctx.peers)?.get(RESTORE_ASIDE).cloned();
     let pebble = hook.container(CONTAINER);
@@ -310,6 +316,30 @@ fn run(
         ("previous-data", aside),
     ])?;
     Ok(Handled::Done)
+}
+
+/// While the cluster runs, `pgbackrest check`: it switches WAL and waits
+/// until the repository has it, so everything the cluster wrote is there
+/// first, a failover's timeline history included. Otherwise the restore's
+/// recovery could pick a timeline the repository is still to receive from
+/// the running cluster, and Patroni, starting the restored data, would
+/// replay that cluster's WAL on top of it. A failing check is logged: the
+/// restore goes on (a cluster that does not run cannot be checked).
+fn flush_archive(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx, stanza: &str) -> anyhow::Result<()> {
+    if !deps.workload.running(hook.container(CONTAINER))? {
+        return Ok(());
+    }
+    let checked = backups::pgbackrest_run(hook, deps, ctx, stanza, "check", &[], CHECK_TIMEOUT);
+    let why = match checked {
+        Ok(out) if out.success() => return Ok(()),
+        Ok(out) => backups::failed("pgBackRest's check failed", &out),
+        Err(e) => format!("pgBackRest could not run: {e}"),
+    };
+    hook.log(
+        LogLevel::Warning,
+        &format!("{why}; the restore goes on without the cluster's latest WAL archived"),
+    )?;
+    Ok(())
 }
 
 /// A restore failed after the data directory was moved aside: recorded (so
