@@ -29,9 +29,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use base64::Engine;
 use e2e::s3::S3Server;
-use e2e::{action, address, controller, converge, psql, python_charm, Scratch};
+use e2e::{action, address, controller, converge, psql, Scratch};
 use local_model::controller::Controller;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -86,28 +85,7 @@ fn main() {
         loading.elapsed().as_secs_f64()
     );
 
-    let ca = base64::engine::general_purpose::STANDARD.encode(s3.ca_pem());
-    let provider = python_charm(scratch.path(), PROVIDER);
-    c.deploy(
-        &provider,
-        PROVIDER,
-        1,
-        &[
-            ("endpoint", &s3.endpoint()),
-            ("bucket", BUCKET),
-            ("path", "pg/bench"),
-            ("s3-uri-style", "path"),
-            ("access-key", "test-access"),
-            ("secret-key", "test-secret"),
-            ("tls-ca-chain", &ca),
-        ],
-    )
-    .unwrap();
-    c.integrate(
-        &format!("{PG}:s3-parameters"),
-        &format!("{PROVIDER}:s3-credentials"),
-    )
-    .unwrap();
+    s3.provide(&mut c, scratch.path(), (PROVIDER, PG), (BUCKET, "pg/bench"));
     converge(&mut c, Duration::from_secs(300), |c| stanza(c).is_some());
     let stanza = stanza(&c).unwrap();
     converge(&mut c, Duration::from_secs(120), |_| {

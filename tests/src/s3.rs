@@ -5,6 +5,8 @@
 //! name, which moto's own development server and an IP address would not
 //! satisfy (`docs/backups.md`).
 
+use base64::Engine;
+use local_model::controller::Controller;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -69,6 +71,37 @@ impl S3Server {
     pub fn create_bucket(&self, bucket: &str) {
         let status = self.curl(&["-X", "PUT", &format!("{}/{bucket}", self.endpoint())]);
         assert_eq!(status, "200", "creating bucket {bucket}");
+    }
+
+    /// Deploys `s3-provider` (the test charm on the published data-platform
+    /// S3 library) as `app`, pointing at this server's `bucket` under `path`
+    /// (path-style URIs, the test keys, this server's CA), and relates it to
+    /// the PostgreSQL application `postgresql`.
+    pub fn provide(
+        &self,
+        c: &mut Controller,
+        scratch: &Path,
+        (app, postgresql): (&str, &str),
+        (bucket, path): (&str, &str),
+    ) {
+        let ca = base64::engine::general_purpose::STANDARD.encode(self.ca_pem());
+        let provider = crate::python_charm(scratch, "s3-provider");
+        let endpoint = self.endpoint();
+        let config = [
+            ("endpoint", endpoint.as_str()),
+            ("bucket", bucket),
+            ("path", path),
+            ("s3-uri-style", "path"),
+            ("access-key", "test-access"),
+            ("secret-key", "test-secret"),
+            ("tls-ca-chain", ca.as_str()),
+        ];
+        c.deploy(&provider, app, 1, &config).unwrap();
+        c.integrate(
+            &format!("{postgresql}:s3-parameters"),
+            &format!("{app}:s3-credentials"),
+        )
+        .unwrap();
     }
 
     fn answers(&self) -> bool {

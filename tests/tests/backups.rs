@@ -22,11 +22,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use base64::Engine;
 use e2e::s3::S3Server;
 use e2e::{
-    action, active, address, blocked, controller, converge, converge_polling, psql, python_charm,
-    units, Scratch,
+    action, active, address, blocked, controller, converge, converge_polling, psql, units, Scratch,
 };
 use local_model::controller::Controller;
 use postgres_admin::testing::{free_port, is_root};
@@ -325,28 +323,12 @@ fn the_charm_archives_and_backs_up_into_the_repository() {
         .to_string()
     };
 
-    let ca = base64::engine::general_purpose::STANDARD.encode(s3.ca_pem());
-    let provider = python_charm(scratch.path(), PROVIDER);
-    c.deploy(
-        &provider,
-        PROVIDER,
-        1,
-        &[
-            ("endpoint", &s3.endpoint()),
-            ("bucket", "no-such-bucket"),
-            ("path", "pg/e2e"),
-            ("s3-uri-style", "path"),
-            ("access-key", "test-access"),
-            ("secret-key", "test-secret"),
-            ("tls-ca-chain", &ca),
-        ],
-    )
-    .unwrap();
-    c.integrate(
-        &format!("{PG}:s3-parameters"),
-        &format!("{PROVIDER}:s3-credentials"),
-    )
-    .unwrap();
+    s3.provide(
+        &mut c,
+        scratch.path(),
+        (PROVIDER, PG),
+        ("no-such-bucket", "pg/e2e"),
+    );
     converge(&mut c, Duration::from_secs(120), |c| {
         blocked(c, &primary).is_some_and(|m| m.starts_with("failed to"))
     });

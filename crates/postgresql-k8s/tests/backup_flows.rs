@@ -181,21 +181,6 @@ fn info(stanzas: &[&str], system_id: &str) -> String {
     serde_json::to_string(&all).unwrap()
 }
 
-/// The pgBackRest commands the unit ran, by their command word
-/// (`repository-info` for `info` of every stanza).
-fn ran(state: &State) -> Vec<String> {
-    state
-        .container(CONTAINER)
-        .unwrap()
-        .executed
-        .iter()
-        .map(|e| match e.command[2].as_str() {
-            "info" => "repository-info".to_string(),
-            _ => e.command[3].clone(),
-        })
-        .collect()
-}
-
 fn config_file(state: &State) -> Option<String> {
     state
         .container(CONTAINER)
@@ -241,7 +226,7 @@ fn missing_parameters_configure_nothing() {
         .remote_app_data(&[("bucket", "backups")]);
     let state = changed(&w, &related(0, relation));
     assert_eq!(config_file(&state), None);
-    assert!(ran(&state).is_empty());
+    assert!(programs(&state).is_empty());
     assert!(!peer_unit(&state).contains_key(S3_PROBLEM));
 }
 
@@ -253,7 +238,7 @@ fn an_invalid_parameter_blocks_naming_it_and_writes_nothing() {
         &related(0, s3_relation(&[("delete-older-than-days", "0")])),
     );
     assert_eq!(config_file(&state), None);
-    assert!(ran(&state).is_empty());
+    assert!(programs(&state).is_empty());
     match &state.unit_status {
         Status::Blocked(m) => assert!(m.contains("delete-older-than-days"), "{m}"),
         other => panic!("{other:?}"),
@@ -284,7 +269,7 @@ fn a_replica_writes_the_configuration_and_checks_nothing() {
     let config = config_file(&state).expect("pgbackrest.conf written");
     assert!(config.contains("repo1-s3-bucket=backups\n"), "{config}");
     assert!(config.contains(&format!("[{}]", stanza())));
-    assert!(ran(&state).is_empty(), "only the primary checks");
+    assert!(programs(&state).is_empty(), "only the primary checks");
     assert!(!peer_unit(&state).contains_key(STANZA));
 }
 
@@ -292,7 +277,7 @@ fn a_replica_writes_the_configuration_and_checks_nothing() {
 fn the_primary_creates_the_stanza_and_reports_it() {
     let w = world();
     let state = changed(&w, &empty_repository());
-    assert_eq!(ran(&state), ["repository-info", "stanza-create"]);
+    assert_eq!(programs(&state), ["repository-info", "stanza-create"]);
     let executed = &state.container(CONTAINER).unwrap().executed[0];
     assert_eq!(executed.user.as_deref(), Some("postgres"));
     assert!(
@@ -317,7 +302,7 @@ fn a_stanza_listed_as_missing_is_created() {
     let state = answer(state, "repository-info", ok(&missing.to_string()));
     let state = answer(state, "stanza-create", ok(""));
     let state = changed(&w, &state);
-    assert_eq!(ran(&state), ["repository-info", "stanza-create"]);
+    assert_eq!(programs(&state), ["repository-info", "stanza-create"]);
     assert_eq!(
         peer_unit(&state).get(STANZA).map(String::as_str),
         Some(stanza().as_str())
@@ -334,7 +319,7 @@ fn a_repository_with_this_clusters_stanza_is_taken_not_created() {
         ok(&info(&[&stanza()], FIRST_CLUSTER)),
     );
     let state = changed(&w, &state);
-    assert_eq!(ran(&state), ["repository-info"]);
+    assert_eq!(programs(&state), ["repository-info"]);
     assert_eq!(
         peer_unit(&state).get(STANZA).map(String::as_str),
         Some(stanza().as_str())
@@ -352,7 +337,7 @@ fn another_clusters_repository_blocks_and_is_not_written() {
     );
     let state = changed(&w, &state);
     assert_eq!(
-        ran(&state),
+        programs(&state),
         ["repository-info"],
         "nothing written to the repository"
     );
@@ -366,7 +351,7 @@ fn this_stanza_name_for_another_system_blocks() {
     let state = related(0, s3_relation(&[]));
     let state = answer(state, "repository-info", ok(&info(&[&stanza()], "42")));
     let state = changed(&w, &state);
-    assert_eq!(ran(&state), ["repository-info"]);
+    assert_eq!(programs(&state), ["repository-info"]);
     assert_eq!(state.unit_status, Status::Blocked(ANOTHER_CLUSTER.into()));
 }
 
@@ -382,7 +367,7 @@ fn a_missing_bucket_blocks_with_s3s_words() {
     }]);
     let state = answer(state, "repository-info", ok(&invalid.to_string()));
     let state = changed(&w, &state);
-    assert_eq!(ran(&state), ["repository-info"], "no stanza made");
+    assert_eq!(programs(&state), ["repository-info"], "no stanza made");
     assert_eq!(
         state.unit_status,
         Status::Blocked(
@@ -412,13 +397,13 @@ fn a_failed_check_waits_for_the_relation_or_update_status() {
     let peers = event::relation_changed(state.relation(PEER_ID).unwrap(), Some(&unit_name(1)));
     let state = w.go(&state, peers).state;
     assert_eq!(
-        ran(&state),
+        programs(&state),
         ["repository-info"],
         "a peer change does not retry"
     );
     let state = w.go(&state, event::update_status()).state;
     assert_eq!(
-        ran(&state),
+        programs(&state),
         ["repository-info", "repository-info", "stanza-create"]
     );
     assert!(!peer_unit(&state).contains_key(S3_PROBLEM));
@@ -544,7 +529,7 @@ fn create_backup_runs_on_the_primary_only() {
         "{}",
         failure(&out)
     );
-    assert!(ran(&out.state).is_empty());
+    assert!(programs(&out.state).is_empty());
 }
 
 #[test]
@@ -561,7 +546,7 @@ fn a_differential_needs_a_full_backup() {
         failure(&out),
         "Invalid backup type: differential. No previous full backup to reference."
     );
-    assert_eq!(ran(&out.state), ["info"], "no backup attempted");
+    assert_eq!(programs(&out.state), ["info"], "no backup attempted");
 }
 
 #[test]
@@ -594,7 +579,7 @@ fn create_backup_takes_a_backup_and_answers_its_id() {
         pgbackrest::backup_id(1796526600)
     );
     let executed = &out.state.container(CONTAINER).unwrap().executed;
-    assert_eq!(ran(&out.state), ["info", "backup", "info"]);
+    assert_eq!(programs(&out.state), ["info", "backup", "info"]);
     assert_eq!(
         executed[1].command.last().map(String::as_str),
         Some("--type=diff")
@@ -684,13 +669,15 @@ fn pg_ctl() -> Vec<String> {
     vec![format!("{DEBIAN_BIN_DIR}/pg_ctl")]
 }
 
-/// Every command the unit ran, by a word: pgBackRest's command, `mv`, `rm`,
-/// `pg_ctl start` or `pg_ctl stop`.
+/// Every command the unit ran, by a word: pgBackRest's command (its `info` of
+/// the whole repository is `repository-info`), `mv`, `rm`, `pg_ctl start` or
+/// `pg_ctl stop`.
 fn programs(state: &State) -> Vec<String> {
     let executed = &state.container(CONTAINER).unwrap().executed;
     executed
         .iter()
         .map(|e| match e.command[0].as_str() {
+            "pgbackrest" if e.command[2] == "info" => "repository-info".to_string(),
             "pgbackrest" => e.command[3].clone(),
             program if program.ends_with("/pg_ctl") => format!("pg_ctl {}", e.command[1]),
             program => program.to_string(),
