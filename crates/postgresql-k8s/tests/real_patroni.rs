@@ -17,7 +17,7 @@ use charm::SecretContent;
 use postgres_admin::names::{ExtraRoles, RoleName};
 use postgres_admin::{Connector, RealConnector};
 use postgresql_k8s::config::table::{Kind, TUNING};
-use postgresql_k8s::config::{CharmConfig, Resources};
+use postgresql_k8s::config::{CharmConfig, Resources, Synchronous};
 use postgresql_k8s::dcs::Dcs;
 use postgresql_k8s::dcs_keys::{is_down, DcsKeys, EtcdKeys};
 use postgresql_k8s::patroni::client::HttpPatroni;
@@ -199,7 +199,11 @@ fn write_config(dir: &Path, n: usize, passwords: &Passwords, members: &[String])
         dcs: &dcs,
         passwords,
         parameters: &parameters,
-        synchronous_node_count: 1,
+        synchronous: Synchronous {
+            mode: true,
+            node_count: 1,
+            strict: false,
+        },
         maximum_lag_on_failover: 1_048_576,
         tls: false,
         layout: &layout,
@@ -459,7 +463,12 @@ fn two_members_form_a_synchronous_cluster_through_etcd() {
     // The cluster-wide settings the leader sends.
     let mut parameters = serde_json::Map::new();
     parameters.insert("max_connections".into(), 120.into());
-    let patch = dynamic_config(&parameters, 1, true, 1_048_576);
+    let strict = Synchronous {
+        mode: true,
+        node_count: 1,
+        strict: true,
+    };
+    let patch = dynamic_config(&parameters, strict, 1_048_576);
     api.patch_config(&api_pw, &both, &patch).unwrap();
     // max_connections takes effect at a restart: each member says it waits
     // for one, and PostgreSQL names the parameter.
@@ -540,4 +549,49 @@ fn two_members_form_a_synchronous_cluster_through_etcd() {
             "pg-{n}: {log}"
         );
     }
+
+    // The replica leaves a strict cluster: Patroni holds commits on the
+    // primary (`*`) until a standby confirms them. The charm's settings for a
+    // member alone turn synchronous replication off, and commits go through.
+    let replica = &mut procs.children[1];
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(replica.id().to_string())
+        .status()
+        .unwrap();
+    replica.wait().unwrap();
+    let mut primary = postgres_admin::ConnectInfo {
+        host: ADDRESSES[1].into(),
+        port: 5432,
+        user: state::OPERATOR.into(),
+        password: pw.get(state::OPERATOR).into(),
+        dbname: "postgres".into(),
+        connect_timeout: Duration::from_secs(5),
+    }
+    .connect()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while setting(&mut primary, "synchronous_standby_names") != "*" {
+        assert!(Instant::now() < deadline, "no strict hold on the primary");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let resources = Resources {
+        cpu_cores: 2,
+        memory_bytes: 1 << 30,
+    };
+    let alone = CharmConfig::from_raw(&serde_json::Map::new(), &resources)
+        .unwrap()
+        .synchronous(1, 1);
+    assert!(!alone.mode);
+    let patch = dynamic_config(&parameters, alone, 1_048_576);
+    api.patch_config(&api_pw, &[ADDRESSES[1].to_string()], &patch)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !setting(&mut primary, "synchronous_standby_names").is_empty() {
+        assert!(Instant::now() < deadline, "the strict hold stayed");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    primary
+        .batch_execute("SET statement_timeout = '10s'; CREATE TABLE alone (v int); INSERT INTO alone VALUES (1)")
+        .unwrap();
 }

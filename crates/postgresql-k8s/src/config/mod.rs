@@ -13,6 +13,19 @@ use charm::options::Options;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
+/// Patroni's synchronous replication settings for the cluster as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Synchronous {
+    /// `synchronous_mode`: off for a member alone, which turns Patroni's
+    /// `synchronous_standby_names` off with it (a strict `*` left from a
+    /// departed replica would hold every commit).
+    pub mode: bool,
+    /// `synchronous_node_count`.
+    pub node_count: u32,
+    /// `synchronous_mode_strict`: commits wait while no standby confirms them.
+    pub strict: bool,
+}
+
 /// How many replicas must confirm a commit (`synchronous_node_count`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncNodeCount {
@@ -249,18 +262,21 @@ impl CharmConfig {
     }
 
     /// Patroni's synchronous settings for a cluster planned at `planned` units
-    /// with `members` members now: the node count, and whether strict mode is
-    /// on.
-    pub fn synchronous(&self, planned: usize, members: usize) -> (u32, bool) {
+    /// with `members` members now.
+    pub fn synchronous(&self, planned: usize, members: usize) -> Synchronous {
         let planned = planned as u32;
-        let count = match self.synchronous_node_count {
+        let node_count = match self.synchronous_node_count {
             SyncNodeCount::All => planned.saturating_sub(1),
             SyncNodeCount::Majority => planned / 2,
             SyncNodeCount::Count(n) if (n as usize) < members.saturating_sub(1) => n,
             SyncNodeCount::Count(_) => planned.saturating_sub(1),
         };
-        let strict = members > 1 && self.synchronous_mode_strict && count > 0;
-        (count, strict)
+        let mode = members > 1 && node_count > 0;
+        Synchronous {
+            mode,
+            node_count,
+            strict: mode && self.synchronous_mode_strict,
+        }
     }
 
     /// The extensions of the plugins turned on (`on`) or off, each with its
@@ -692,16 +708,26 @@ mod tests {
             parse(json!({"synchronous_node_count": count, "synchronous_mode_strict": strict}))
                 .unwrap()
         };
-        assert_eq!(with("all", true).synchronous(3, 3), (2, true));
-        assert_eq!(with("majority", true).synchronous(3, 3), (1, true));
-        assert_eq!(with("1", true).synchronous(3, 3), (1, true));
+        let on = |node_count, strict| Synchronous {
+            mode: true,
+            node_count,
+            strict,
+        };
+        assert_eq!(with("all", true).synchronous(3, 3), on(2, true));
+        assert_eq!(with("majority", true).synchronous(3, 3), on(1, true));
+        assert_eq!(with("1", true).synchronous(3, 3), on(1, true));
         // A count the members cannot meet falls back to every other planned unit.
-        assert_eq!(with("2", true).synchronous(3, 3), (2, true));
-        assert_eq!(with("5", true).synchronous(3, 3), (2, true));
-        // Alone: nothing to wait for, never strict.
-        assert_eq!(with("all", true).synchronous(1, 1), (0, false));
-        assert_eq!(with("all", false).synchronous(3, 3), (2, false));
-        assert_eq!(with("all", true).synchronous(2, 1), (1, false));
+        assert_eq!(with("2", true).synchronous(3, 3), on(2, true));
+        assert_eq!(with("5", true).synchronous(3, 3), on(2, true));
+        assert_eq!(with("all", false).synchronous(3, 3), on(2, false));
+        // Alone, planned so or not: synchronous replication off, never strict.
+        let off = |node_count| Synchronous {
+            mode: false,
+            node_count,
+            strict: false,
+        };
+        assert_eq!(with("all", true).synchronous(1, 1), off(0));
+        assert_eq!(with("all", true).synchronous(2, 1), off(1));
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub mod switchover;
 pub mod takeover;
 
 use crate::config::{
-    needs_restart, set_preload, CharmConfig, ConfigError, Resources, DEFAULT_TIME_ZONE,
+    needs_restart, set_preload, CharmConfig, ConfigError, Resources, Synchronous, DEFAULT_TIME_ZONE,
 };
 use crate::dcs::{self, Dcs, DcsState, Kubernetes};
 use crate::dcs_keys::DcsKeys;
@@ -313,7 +313,7 @@ pub fn synchronous(
     hook: &mut Hook<'_>,
     config: &CharmConfig,
     members: usize,
-) -> anyhow::Result<(u32, bool)> {
+) -> anyhow::Result<Synchronous> {
     let planned = hook.planned_units()?;
     Ok(config.synchronous(planned, members))
 }
@@ -342,7 +342,7 @@ pub fn update_config(
         return Ok(false);
     }
     let members = state::members(hook, &ctx.peers)?;
-    let (count, strict) = synchronous(hook, &config, members.len())?;
+    let synchronous = synchronous(hook, &config, members.len())?;
     let mut parameters = config.parameters(&deps.resources);
     // Explicit both ways: a patch of the cluster's settings leaves out what
     // it does not name.
@@ -378,7 +378,7 @@ pub fn update_config(
         dcs: &dcs,
         passwords: &ctx.passwords,
         parameters: &parameters,
-        synchronous_node_count: count,
+        synchronous,
         maximum_lag_on_failover: config.maximum_lag_on_failover,
         tls: tls.is_some(),
         layout: &deps.workload.layout,
@@ -434,7 +434,7 @@ pub fn update_config(
     }
     if hook.is_leader()? && member_started(deps, findings, ctx, Duration::ZERO) {
         let patch =
-            render::dynamic_config(&parameters, count, strict, config.maximum_lag_on_failover);
+            render::dynamic_config(&parameters, synchronous, config.maximum_lag_on_failover);
         let hosts = api_hosts(hook, ctx)?;
         match deps.patroni.patch_config(ctx.api(), &hosts, &patch) {
             Ok(_) => {}

@@ -170,11 +170,9 @@ pub fn departed(
         Unconfirmed::Refused(_) => return Ok(Handled::Done),
         Unconfirmed::CannotAsk => return Ok(Handled::Deferred),
     }
-    let (count, strict) = synchronous(hook, &config, remaining.len())?;
     let patch = dynamic_config(
         &config.parameters(&deps.resources),
-        count,
-        strict,
+        synchronous(hook, &config, remaining.len())?,
         config.maximum_lag_on_failover,
     );
     let mut hosts = vec![ctx.address.clone()];

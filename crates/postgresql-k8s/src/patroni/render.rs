@@ -3,6 +3,7 @@
 //! the DCS the model offers.
 
 use super::{API_PORT, DB_PORT};
+use crate::config::Synchronous;
 use crate::dcs::Dcs;
 use crate::state::{self, Passwords};
 use crate::workload::Layout;
@@ -23,7 +24,8 @@ pub struct PatroniInput<'a> {
     pub passwords: &'a Passwords,
     /// PostgreSQL parameters from the options.
     pub parameters: &'a Map<String, Value>,
-    pub synchronous_node_count: u32,
+    /// The synchronous settings a new cluster starts with (never strict).
+    pub synchronous: Synchronous,
     pub maximum_lag_on_failover: u64,
     /// Whether PostgreSQL and the API serve TLS (the files are in the layout).
     pub tls: bool,
@@ -127,9 +129,9 @@ pub fn render(input: &PatroniInput<'_>) -> String {
         "bootstrap": {
             "dcs": {
                 "failsafe_mode": true,
-                "synchronous_mode": true,
+                "synchronous_mode": input.synchronous.mode,
                 "synchronous_mode_strict": false,
-                "synchronous_node_count": input.synchronous_node_count,
+                "synchronous_node_count": input.synchronous.node_count,
                 "maximum_lag_on_failover": input.maximum_lag_on_failover,
                 "max_timelines_history": 50,
                 "postgresql": {
@@ -202,13 +204,13 @@ pub fn etcd_of(config: &str) -> Option<Dcs> {
 /// member runs, and on a departure.
 pub fn dynamic_config(
     parameters: &Map<String, Value>,
-    synchronous_node_count: u32,
-    synchronous_mode_strict: bool,
+    synchronous: Synchronous,
     maximum_lag_on_failover: u64,
 ) -> Value {
     json!({
-        "synchronous_node_count": synchronous_node_count,
-        "synchronous_mode_strict": synchronous_mode_strict,
+        "synchronous_mode": synchronous.mode,
+        "synchronous_node_count": synchronous.node_count,
+        "synchronous_mode_strict": synchronous.strict,
         "maximum_lag_on_failover": maximum_lag_on_failover,
         "postgresql": {
             "remove_data_directory_on_rewind_failure": false,
@@ -265,7 +267,11 @@ mod tests {
             dcs: &dcs,
             passwords: &passwords,
             parameters: &params,
-            synchronous_node_count: 2,
+            synchronous: Synchronous {
+                mode: true,
+                node_count: 2,
+                strict: true,
+            },
             maximum_lag_on_failover: 1_048_576,
             tls: false,
             layout: &layout,
@@ -284,7 +290,10 @@ mod tests {
         );
         assert_eq!(doc["etcd3"]["hosts"][0], "127.0.2.1:2379");
         assert!(doc.get("kubernetes").is_none());
+        assert_eq!(doc["bootstrap"]["dcs"]["synchronous_mode"], true);
         assert_eq!(doc["bootstrap"]["dcs"]["synchronous_node_count"], 2);
+        // A new cluster never starts strict: its first member is alone.
+        assert_eq!(doc["bootstrap"]["dcs"]["synchronous_mode_strict"], false);
         assert_eq!(doc["postgresql"]["bin_dir"], "/usr/lib/postgresql/15/bin");
         let script = "/var/lib/postgresql/data/notify-role-change";
         assert_eq!(doc["postgresql"]["callbacks"]["on_role_change"], script);
