@@ -381,6 +381,46 @@ pub(super) fn usable_repository(
     }
 }
 
+/// The repository a restore reads, with its stanza and whether it is this
+/// cluster's own, or why it cannot be read. A new application pointed at
+/// another cluster's repository (which it never writes to) restores from
+/// that cluster's stanza, when the repository holds that one alone.
+pub(super) fn restore_source(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+) -> anyhow::Result<Result<(Ctx, String, bool), String>> {
+    let why = match usable_repository(hook)? {
+        Ok((ctx, stanza)) => return Ok(Ok((ctx, stanza, true))),
+        Err(why) => why,
+    };
+    if problem(hook)?.as_deref() != Some(ANOTHER_CLUSTER) {
+        return Ok(Err(why));
+    }
+    let Some(ctx) = context(hook)? else {
+        return Ok(Err(why));
+    };
+    let config = deps.workload.layout.pgbackrest_config();
+    let info = deps.workload.pgbackrest(
+        hook.container(CONTAINER),
+        pgbackrest::repository_info(&config),
+        ctx.passwords.get(state::OPERATOR),
+        PGBACKREST_TIMEOUT,
+    )?;
+    if !info.success() {
+        return Ok(Err(failed("failed to read the S3 repository", &info)));
+    }
+    let own = pgbackrest::stanza(&hook.context().model_name, hook.app());
+    Ok(match all_stanzas(&info.stdout_text(), &own).as_slice() {
+        [other] => Ok((ctx, other.clone(), false)),
+        [] => Err("the S3 repository holds no backups to restore".into()),
+        several => Err(format!(
+            "the S3 repository holds the backups of several clusters ({}): point this \
+             application at one cluster's repository to restore it",
+            several.join(", ")
+        )),
+    })
+}
+
 /// The parameters of `create-backup`.
 #[derive(serde::Deserialize)]
 struct CreateBackup {
@@ -466,15 +506,21 @@ pub fn create_backup(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled
     Ok(Handled::Done)
 }
 
-/// `list-backups`: the repository's backups of this cluster, as a table.
+/// `list-backups`: the repository's backups of this cluster, as a table (in
+/// a new application pointed at another cluster's repository, that
+/// cluster's, which its `restore` reads, with the `stanza` named).
 pub fn list_backups(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
-    let (ctx, stanza) = match usable_repository(hook)? {
+    let (ctx, stanza, own) = match restore_source(hook, deps)? {
         Ok(found) => found,
         Err(message) => return fail(hook, &message),
     };
     match info(hook, deps, &ctx, &stanza)? {
         Ok(info) => {
-            hook.action_set([("backups", pgbackrest::table(&info.backups))])?;
+            let mut results = vec![("backups", pgbackrest::table(&info.backups))];
+            if !own {
+                results.push(("stanza", stanza));
+            }
+            hook.action_set(results)?;
             Ok(Handled::Done)
         }
         Err(message) => fail(hook, &message),
