@@ -299,13 +299,7 @@ fn check_repository(
     let run = |hook: &mut Hook<'_>, command: &str, extra: &[&str]| {
         pgbackrest_run(hook, deps, ctx, stanza, command, extra, PGBACKREST_TIMEOUT)
     };
-    let config = deps.workload.layout.pgbackrest_config();
-    let info = deps.workload.pgbackrest(
-        hook.container(CONTAINER),
-        pgbackrest::repository_info(&config),
-        ctx.passwords.get(state::OPERATOR),
-        PGBACKREST_TIMEOUT,
-    )?;
+    let info = repository_info(hook, deps, ctx)?;
     if !info.success() {
         return Ok(Err(failed(
             "failed to access the S3 repository, check your S3 settings",
@@ -381,6 +375,21 @@ pub(super) fn usable_repository(
     }
 }
 
+/// pgBackRest's `info` of the whole repository, every stanza in it.
+fn repository_info(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    ctx: &Ctx,
+) -> anyhow::Result<pebble_api::ExecOutput> {
+    let config = deps.workload.layout.pgbackrest_config();
+    Ok(deps.workload.pgbackrest(
+        hook.container(CONTAINER),
+        pgbackrest::repository_info(&config),
+        ctx.passwords.get(state::OPERATOR),
+        PGBACKREST_TIMEOUT,
+    )?)
+}
+
 /// The repository a restore reads, with its stanza and whether it is this
 /// cluster's own, or why it cannot be read. A new application pointed at
 /// another cluster's repository (which it never writes to) restores from
@@ -399,13 +408,7 @@ pub(super) fn restore_source(
     let Some(ctx) = context(hook)? else {
         return Ok(Err(why));
     };
-    let config = deps.workload.layout.pgbackrest_config();
-    let info = deps.workload.pgbackrest(
-        hook.container(CONTAINER),
-        pgbackrest::repository_info(&config),
-        ctx.passwords.get(state::OPERATOR),
-        PGBACKREST_TIMEOUT,
-    )?;
+    let info = repository_info(hook, deps, &ctx)?;
     if !info.success() {
         return Ok(Err(failed("failed to read the S3 repository", &info)));
     }
