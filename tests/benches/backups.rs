@@ -198,7 +198,9 @@ fn stanza(c: &Controller) -> Option<String> {
 }
 
 /// `argv` run as `postgres` in the container of the process `inside` (its
-/// mount namespace and root), with `password` for PostgreSQL; its output.
+/// mount namespace and root), from the container's `/` (nsenter's own
+/// working directory would be the host's, outside that root, where `pg_ctl`
+/// cannot find itself), with `password` for PostgreSQL; its output.
 fn in_container(inside: u32, argv: &[String], password: &str) -> std::process::Output {
     let id = |flag: &str| {
         let out = Command::new("id")
@@ -208,14 +210,9 @@ fn in_container(inside: u32, argv: &[String], password: &str) -> std::process::O
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     Command::new("nsenter")
-        .args([
-            "--target",
-            &inside.to_string(),
-            "--mount",
-            "--root",
-            "--wd=/",
-        ])
+        .args(["--target", &inside.to_string(), "--mount", "--root"])
         .args(["--setuid", &id("-u"), "--setgid", &id("-g"), "--"])
+        .args(["sh", "-c", "cd / && exec \"$@\"", "sh"])
         .args(argv)
         .env("PGPASSWORD", password)
         .output()

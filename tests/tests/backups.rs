@@ -14,9 +14,14 @@
 //!   the replica lists, and `create-backup` on the replica is refused. Then
 //!   `restore`: rows are written after a noted time and archived; a restore
 //!   is refused on two units; on the leader alone, a restore to that time
-//!   finds exactly the rows before it; rows written again, a restore of the
-//!   backup finds the backup's rows; a backup after the restores is taken and
-//!   listed.
+//!   finds exactly the rows before it; the operator's password changed and
+//!   rows written again, a restore of the backup (made with the old
+//!   password) finds the backup's rows, logged in with the new one; a backup
+//!   after the restores is taken and listed. Then a new application related
+//!   to the same repository is blocked (another cluster's), lists that
+//!   cluster's backups and restores the latest into itself: its own users
+//!   log in and find the rows, and it still writes nothing to the
+//!   repository.
 //!
 //! Runs as root (PostgreSQL and pgBackRest run as `postgres`).
 
@@ -28,6 +33,7 @@ use e2e::{
 };
 use local_model::controller::Controller;
 use postgres_admin::testing::{free_port, is_root};
+use postgresql_k8s::flows::backups::ANOTHER_CLUSTER;
 use postgresql_k8s::pgbackrest::{
     archive_command, command, parse_info, render, stanza, table, BackupType, Local,
 };
@@ -284,6 +290,8 @@ fn the_charms_pgbackrest_configuration_backs_up_and_restores_to_a_time() {
 
 const PG: &str = "postgresql-k8s";
 const PROVIDER: &str = "s3-provider";
+/// The new application a backup is restored into.
+const RESTORED: &str = "pg-restored";
 
 /// What the leader recorded for the application in the peer relation.
 fn recorded(c: &Controller, key: &str) -> Option<String> {
@@ -309,12 +317,13 @@ fn the_charm_archives_and_backs_up_into_the_repository() {
         .as_str()
         .unwrap()
         .to_string();
+    let password = std::cell::RefCell::new(password);
     let show = |c: &Controller, unit: &str| {
         psql(
             &address(c, unit),
             5432,
             "operator",
-            &password,
+            &password.borrow(),
             "postgres",
             "SHOW archive_command",
         )
@@ -360,7 +369,7 @@ fn the_charm_archives_and_backs_up_into_the_repository() {
         &address(&c, &primary),
         5432,
         "operator",
-        &password,
+        &password.borrow(),
         "postgres",
         "CREATE TABLE ledger (id int); INSERT INTO ledger SELECT generate_series(1, 100)",
     )
@@ -394,7 +403,7 @@ fn the_charm_archives_and_backs_up_into_the_repository() {
             &address(c, unit),
             5432,
             "operator",
-            &password,
+            &password.borrow(),
             "postgres",
             sql,
         )
@@ -484,7 +493,16 @@ fn the_charm_archives_and_backs_up_into_the_repository() {
         "exactly the rows before the noted time"
     );
 
-    // To the backup, after more rows: the backup's rows again.
+    // To the backup, after a new password and more rows: the backup's rows
+    // again, and the charm's users log in with the passwords it holds now.
+    let changed = "a-password-the-backup-never-had";
+    action(
+        &mut c,
+        &leader,
+        "set-password",
+        serde_json::json!({"password": changed}),
+    );
+    *password.borrow_mut() = changed.to_string();
     sql(
         &c,
         &leader,
@@ -518,6 +536,72 @@ fn the_charm_archives_and_backs_up_into_the_repository() {
     );
     println!(
         "restores (scaling to one, two restores, a backup): {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Into a new application pointed at the same repository: blocked, it
+    // writes nothing there; it lists the old cluster's backups and restores
+    // the latest into itself.
+    let started = Instant::now();
+    let latest = made["backup-id"].as_str().unwrap().to_string();
+    c.deploy(&e2e::charm(scratch.path(), PG), RESTORED, 1, &[])
+        .unwrap();
+    c.integrate(&format!("{RESTORED}:etcd"), "etcd:etcd")
+        .unwrap();
+    c.integrate(
+        &format!("{RESTORED}:s3-parameters"),
+        &format!("{PROVIDER}:s3-credentials"),
+    )
+    .unwrap();
+    let new_unit = format!("{RESTORED}/0");
+    converge(&mut c, Duration::from_secs(180), |c| {
+        blocked(c, &new_unit).as_deref() == Some(ANOTHER_CLUSTER)
+    });
+    let listed = action(&mut c, &new_unit, "list-backups", serde_json::json!({}));
+    assert_eq!(listed["stanza"], stanza.as_str());
+    assert!(
+        listed["backups"].as_str().unwrap().contains(&latest),
+        "{listed:?}"
+    );
+    let restored = action(
+        &mut c,
+        &new_unit,
+        "restore",
+        serde_json::json!({"backup-id": latest}),
+    );
+    assert_eq!(restored["restore-status"], "restored");
+    assert_eq!(restored["restored-from"], stanza.as_str());
+    let own = action(&mut c, &new_unit, "get-password", serde_json::json!({}))["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(own, changed);
+    let ledger = |c: &Controller| {
+        psql(
+            &address(c, &new_unit),
+            5432,
+            "operator",
+            &own,
+            "postgres",
+            "SELECT count(*), min(id), max(id) FROM ledger",
+        )
+        .map(|out| out.trim().to_string())
+    };
+    converge(&mut c, Duration::from_secs(120), |c| {
+        ledger(c).is_ok_and(|rows| rows == "100|1|100")
+    });
+    assert_eq!(blocked(&c, &new_unit).as_deref(), Some(ANOTHER_CLUSTER));
+    let table = action(&mut c, &leader, "list-backups", serde_json::json!({}))["backups"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        table.lines().filter(|l| l.contains("| full ")).count(),
+        2,
+        "the old cluster's repository as it was: {table}"
+    );
+    println!(
+        "restored into a new application: {:.0} s",
         started.elapsed().as_secs_f64()
     );
 }

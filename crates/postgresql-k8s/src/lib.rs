@@ -163,6 +163,7 @@ impl Charm for PostgresqlCharm {
             }
             Event::SecretChanged(_) => {
                 let handled = peers::changed(hook, deps, findings)?;
+                rolling_restart::converge(hook, deps, findings)?;
                 metrics::publish(hook)?;
                 Ok(handled)
             }
@@ -188,11 +189,13 @@ impl Charm for PostgresqlCharm {
                 if r.relation.endpoint == CERTIFICATES =>
             {
                 let handled = certificates::changed(hook, deps, findings, &r.relation)?;
+                rolling_restart::converge(hook, deps, findings)?;
                 metrics::publish(hook)?;
                 Ok(handled)
             }
             Event::RelationBroken(r) if r.relation.endpoint == CERTIFICATES => {
                 let handled = certificates::broken(hook, deps, findings, r)?;
+                rolling_restart::converge(hook, deps, findings)?;
                 metrics::publish(hook)?;
                 Ok(handled)
             }
@@ -205,7 +208,9 @@ impl Charm for PostgresqlCharm {
                 certificates::ca_broken(hook, deps, findings, r)
             }
             Event::Action(a) if a.name == "set-tls-private-key" => {
-                certificates::set_private_key(hook, deps, findings)
+                let handled = certificates::set_private_key(hook, deps, findings)?;
+                rolling_restart::converge(hook, deps, findings)?;
+                Ok(handled)
             }
             Event::Action(a) => actions::run(hook, deps, &a.name),
             _ => Ok(Handled::Done),

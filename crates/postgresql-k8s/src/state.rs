@@ -84,6 +84,10 @@ pub const RESTART_PENDING: &str = "restart-pending";
 /// Peer unit bag: the last rolling-restart step this unit carried out (a
 /// JSON object: its `generation`, and `ok`, whether its member runs after).
 pub const RESTART_DONE: &str = "restart-done";
+/// Peer unit bag: `"on"` or `"off"` while this unit's running PostgreSQL
+/// waits for its turn in the rolling restart to turn TLS so ([`TLS`] says
+/// how it runs until then).
+pub const TLS_RESTART: &str = "tls-restart";
 
 /// The charm's superuser.
 /// Peer application key: the plugins' extensions and the databases they were

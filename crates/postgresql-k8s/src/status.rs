@@ -117,10 +117,19 @@ fn cluster(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow::Res
         }
         None => deps.patroni.health(ctx.api(), &ctx.address).ok(),
     };
+    let tls_turn = hook
+        .local_unit_bag(&peers)?
+        .get(state::TLS_RESTART)
+        .cloned();
     Ok(match health {
         Some(h) if h.started() && h.role() == Role::Replica && no_primary(hook, deps, &ctx)? => {
             Status::Waiting(NO_PRIMARY.into())
         }
+        Some(h) if h.started() && tls_turn.is_some() => Status::Active(format!(
+            "{}; {RESTART_PENDING} to turn TLS {}",
+            role_message(&h),
+            tls_turn.unwrap_or_default()
+        )),
         Some(h) if h.started() && h.pending_restart => {
             Status::Active(restart_pending(deps, &ctx, role_message(&h)))
         }

@@ -2,7 +2,7 @@
 //! Patroni, and the files the charm writes through Pebble.
 
 use crate::patroni::API_PORT;
-use crate::state::TlsMaterial;
+use crate::state::{TlsMaterial, OPERATOR};
 use pebble_api::{
     Check, Exec, ExecOutput, FileOptions, HttpCheck, Layer, Pebble, PebbleError, Service,
 };
@@ -618,7 +618,9 @@ impl Workload {
     /// Runs PostgreSQL on the restored data directory, outside Patroni and
     /// listening on its socket only, until its recovery reaches the target
     /// and it promotes (PostgreSQL then removes `recovery.signal`; `pg_ctl
-    /// start -w` returns at the consistent point already), then stops it
+    /// start -w` returns at the consistent point already), gives the system
+    /// `users` (role, password) the passwords the charm holds now (the
+    /// backup's may be older, or another application's), then stops it
     /// cleanly and removes Patroni's cache of the old cluster's dynamic
     /// settings. `Err` says what failed (PostgreSQL's last fatal words, from
     /// its log).
@@ -626,6 +628,7 @@ impl Workload {
         &self,
         pebble: &mut dyn Pebble,
         timeout: std::time::Duration,
+        users: &[(&str, &str)],
     ) -> Result<Result<(), String>, PebbleError> {
         let pg_ctl = format!("{}/pg_ctl", self.layout.bin_dir);
         let data = &self.layout.data_dir;
@@ -635,8 +638,24 @@ impl Workload {
             argv.extend(extra.iter().map(|a| a.to_string()));
             argv
         };
+        // The charm's superuser logs in over the socket as the workload's
+        // own user (peer authentication), whatever password the restored
+        // data holds; no statement is logged.
+        let (hba, ident) = self.recovery_access_files();
+        pebble.push(
+            &hba,
+            format!("local all {OPERATOR} peer map=recovery\n").as_bytes(),
+            &self.options(0o600),
+        )?;
+        pebble.push(
+            &ident,
+            format!("recovery {} {OPERATOR}\n", self.user).as_bytes(),
+            &self.options(0o600),
+        )?;
         let options = format!(
-            "-c listen_addresses='' -c unix_socket_directories='{}' -c hot_standby=off -c ssl=off",
+            "-c listen_addresses='' -c unix_socket_directories='{}' -c hot_standby=off -c ssl=off \
+             -c hba_file='{hba}' -c ident_file='{ident}' -c log_statement=none \
+             -c log_min_duration_statement=-1 -c log_min_error_statement=panic",
             self.layout.socket_dir
         );
         let seconds = timeout.as_secs().to_string();
@@ -659,7 +678,14 @@ impl Workload {
             }
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
+        let passwords = self.set_passwords(pebble, users)?;
         let stopped = self.run(pebble, pg_ctl_on("stop", &["-m", "fast", "-w"]), SHORT)?;
+        for file in [&hba, &ident] {
+            pebble.remove_path(file, false)?;
+        }
+        if let Err(why) = passwords {
+            return Ok(Err(why));
+        }
         if !stopped.success() {
             return Ok(Err(format!(
                 "PostgreSQL recovered but did not stop: {}",
@@ -674,6 +700,66 @@ impl Workload {
             pebble.remove_path(&cached, false)?;
         }
         Ok(Ok(()))
+    }
+
+    /// The authentication files PostgreSQL's recovery runs with (see
+    /// [`Workload::recover`]).
+    fn recovery_access_files(&self) -> (String, String) {
+        let dir = &self.layout.storage_dir;
+        (
+            format!("{dir}/recovery-hba.conf"),
+            format!("{dir}/recovery-ident.conf"),
+        )
+    }
+
+    /// Gives each of `users` that exists its password (as a SCRAM verifier:
+    /// the password itself is sent nowhere), through `psql` on the socket,
+    /// the statements on its standard input.
+    fn set_passwords(
+        &self,
+        pebble: &mut dyn Pebble,
+        users: &[(&str, &str)],
+    ) -> Result<Result<(), String>, PebbleError> {
+        let mut sql = String::new();
+        for (role, password) in users {
+            let verifier = postgres_admin::verifier::scram_sha_256_random_salt(password);
+            sql.push_str(&format!(
+                "DO $body$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') \
+                 THEN ALTER ROLE \"{role}\" PASSWORD '{verifier}'; END IF; END $body$;\n"
+            ));
+        }
+        let psql = format!("{}/psql", self.layout.bin_dir);
+        let argv = [
+            psql.as_str(),
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            &self.layout.socket_dir,
+            "-U",
+            OPERATOR,
+            "-d",
+            "postgres",
+            "-f",
+            "-",
+        ];
+        let out = pebble.exec(&Exec {
+            command: argv.iter().map(|a| a.to_string()).collect(),
+            user: Some(self.user.clone()),
+            group: Some(self.user.clone()),
+            timeout: Some(SHORT),
+            stdin: sql.into_bytes(),
+            ..Exec::default()
+        })?;
+        Ok(if out.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the system users' passwords could not be set: {}",
+                out.stderr_text().trim()
+            ))
+        })
     }
 
     /// Runs pgBackRest's `argv` (see `pgbackrest::command`) as the

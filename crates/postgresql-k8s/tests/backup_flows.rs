@@ -32,7 +32,9 @@
 //! | restore: no relation, no stanza | `restore_needs_the_repository` |
 //! | restore: a backup id not in the repository | `restore_refuses_an_unknown_backup` |
 //! | restore: more than one unit | `restore_refuses_a_cluster_of_several_units` |
-//! | restore: a backup, restored; a new cluster generation starts | `restoring_a_backup_starts_a_new_cluster_generation` |
+//! | restore: a backup, restored (the system users given the passwords the charm holds); a new cluster generation starts | `restoring_a_backup_starts_a_new_cluster_generation` |
+//! | restore into a new application: another cluster's repository, its one stanza restored, nothing written to it | `a_new_application_restores_another_clusters_backup` |
+//! | restore into a new application: a repository of several clusters, or none | `a_new_application_needs_one_clusters_repository` |
 //! | restore: the new cluster initialised before Patroni records its settings | `the_restored_cluster_is_initialised_before_patroni_records_its_settings` |
 //! | restore: the cluster running: `check` first, the repository up to date; a failing check logged, the restore goes on | `a_running_cluster_is_archived_up_to_date_before_a_restore` |
 //! | restore: a time, and the latest | `restoring_to_a_time_or_the_latest_gives_pgbackrest_the_target` |
@@ -659,7 +661,12 @@ fn restorable(state: State) -> State {
         &format!("{DATA_DIR}/patroni.dynamic.json"),
         br#"{"synchronous_mode_strict": true}"#,
     );
-    for prefix in [vec!["mv".to_string()], vec!["rm".to_string()], pg_ctl()] {
+    for prefix in [
+        vec!["mv".to_string()],
+        vec!["rm".to_string()],
+        pg_ctl(),
+        psql(),
+    ] {
         container.execs.push((prefix, ok("")));
     }
     state
@@ -669,9 +676,13 @@ fn pg_ctl() -> Vec<String> {
     vec![format!("{DEBIAN_BIN_DIR}/pg_ctl")]
 }
 
+fn psql() -> Vec<String> {
+    vec![format!("{DEBIAN_BIN_DIR}/psql")]
+}
+
 /// Every command the unit ran, by a word: pgBackRest's command (its `info` of
-/// the whole repository is `repository-info`), `mv`, `rm`, `pg_ctl start` or
-/// `pg_ctl stop`.
+/// the whole repository is `repository-info`), `mv`, `rm`, `pg_ctl start`,
+/// `psql` or `pg_ctl stop`.
 fn programs(state: &State) -> Vec<String> {
     let executed = &state.container(CONTAINER).unwrap().executed;
     executed
@@ -680,6 +691,7 @@ fn programs(state: &State) -> Vec<String> {
             "pgbackrest" if e.command[2] == "info" => "repository-info".to_string(),
             "pgbackrest" => e.command[3].clone(),
             program if program.ends_with("/pg_ctl") => format!("pg_ctl {}", e.command[1]),
+            program if program.ends_with("/psql") => "psql".to_string(),
             program => program.to_string(),
         })
         .collect()
@@ -797,10 +809,47 @@ fn restoring_a_backup_starts_a_new_cluster_generation() {
     );
     assert_eq!(
         programs(&out.state),
-        ["info", "mv", "restore", "pg_ctl start", "pg_ctl stop"]
+        [
+            "info",
+            "mv",
+            "restore",
+            "pg_ctl start",
+            "psql",
+            "pg_ctl stop"
+        ]
     );
     let executed = &out.state.container(CONTAINER).unwrap().executed;
     assert_eq!(executed[1].command, ["mv", DATA_DIR, ASIDE]);
+    // The system users get the passwords the charm holds, as SCRAM
+    // verifiers on psql's standard input, logged in by peer authentication
+    // with no statement logged; no password on any command line.
+    let start = executed[3].command.join(" ");
+    assert!(
+        start.contains("hba_file=") && start.contains("log_statement=none"),
+        "{start}"
+    );
+    let sql = String::from_utf8(executed[4].stdin.clone()).unwrap();
+    for user in ["operator", "replication", "rewind", "monitoring"] {
+        assert!(
+            sql.contains(&format!(
+                "ALTER ROLE \"{user}\" PASSWORD 'SCRAM-SHA-256$4096:"
+            )),
+            "{sql}"
+        );
+        assert!(!sql.contains(&format!("{user}-pw")), "no password in clear");
+    }
+    for e in executed {
+        assert!(
+            !e.command.iter().any(|a| a.contains("-pw")),
+            "{:?}",
+            e.command
+        );
+    }
+    let files = &out.state.container(CONTAINER).unwrap().files;
+    assert!(
+        !files.keys().any(|f| f.contains("recovery-hba")),
+        "the recovery's access files removed"
+    );
     assert_eq!(
         executed[2].command[4..],
         [
@@ -1112,4 +1161,114 @@ fn a_data_directory_that_cannot_move_leaves_the_cluster_as_it_was() {
         .unwrap()
         .running
         .contains_key(SERVICE));
+}
+
+/// The stanza of the cluster whose repository a new application restores.
+const OLD: &str = "test.patroni-old";
+
+/// Programs pgBackRest's answer to `what` for [`OLD`]'s stanza.
+fn answer_for_old(mut state: State, what: &str, output: ExecOutput) -> State {
+    let config = Layout::default().pgbackrest_config();
+    let prefix = pgbackrest::command(&config, OLD, what, &[]);
+    let container = state.containers.get_mut(CONTAINER).unwrap();
+    container.execs.push((prefix, output));
+    state
+}
+
+/// This application's leader, alone and new, related to a repository that
+/// holds another cluster's backups: blocked, as its primary found it, with
+/// `repository` as `info` of the whole repository.
+fn new_application(repository: &str) -> State {
+    let mut state = initialised(unit(0, true), &[0]);
+    let peers = state
+        .relations
+        .iter_mut()
+        .find(|r| r.id == PEER_ID)
+        .unwrap();
+    peers.local_app_data.insert(PRIMARY.into(), member(0));
+    peers
+        .local_app_data
+        .insert(S3_PROBLEM.into(), ANOTHER_CLUSTER.into());
+    let state = state.with_relation(s3_relation(&[]));
+    answer(state, "repository-info", ok(repository))
+}
+
+#[test]
+fn a_new_application_restores_another_clusters_backup() {
+    let w = world_alone();
+    let id = pgbackrest::backup_id(1796526000);
+    let listing = info_with(&[("20261206-030000F", "full", 1796526000)]).replace(&stanza(), OLD);
+    let state = new_application(&listing);
+    let state = answer_for_old(state, "info", ok(&listing));
+    let state = answer_for_old(state, "restore", ok(""));
+    let state = restorable(state);
+    let out = w.action(&state, "restore", serde_json::json!({"backup-id": id}));
+    assert_eq!(out.action.failure, None, "{:?}", out.action);
+    assert_eq!(out.action.results["restored-from"], OLD);
+    // Read from the other cluster's stanza into this one's data directory;
+    // nothing written to the repository (no check, no stanza of its own).
+    assert_eq!(
+        programs(&out.state),
+        [
+            "repository-info",
+            "info",
+            "mv",
+            "restore",
+            "pg_ctl start",
+            "psql",
+            "pg_ctl stop"
+        ]
+    );
+    let executed = &out.state.container(CONTAINER).unwrap().executed;
+    let restore = &executed[3].command;
+    assert!(restore.contains(&format!("--stanza={OLD}")), "{restore:?}");
+    assert!(
+        restore.contains(&format!("--pg1-path={DATA_DIR}")),
+        "{restore:?}"
+    );
+    assert!(logged(
+        &out.state,
+        "not backed up until it is related to an S3 path"
+    ));
+    assert_eq!(
+        peer_app(&out.state).get(GENERATION).map(String::as_str),
+        Some("1")
+    );
+
+    // Its list-backups shows the other cluster's backups, naming it.
+    let listed = answer_for_old(new_application(&listing), "info", ok(&listing));
+    let out = w.action(&listed, "list-backups", serde_json::json!({}));
+    assert_eq!(out.action.failure, None, "{:?}", out.action);
+    assert_eq!(out.action.results["stanza"], OLD);
+    assert!(
+        out.action.results["backups"].contains(&id),
+        "{:?}",
+        out.action
+    );
+}
+
+#[test]
+fn a_new_application_needs_one_clusters_repository() {
+    let w = world_alone();
+    let several = info(&[OLD, "test.patroni-other"], FIRST_CLUSTER);
+    let out = w.action(
+        &new_application(&several),
+        "restore",
+        serde_json::json!({"restore-to-time": "latest"}),
+    );
+    assert!(
+        failure(&out).contains("several clusters"),
+        "{}",
+        failure(&out)
+    );
+    let out = w.action(
+        &new_application("[]"),
+        "restore",
+        serde_json::json!({"restore-to-time": "latest"}),
+    );
+    assert_eq!(
+        failure(&out),
+        "the S3 repository holds no backups to restore"
+    );
+    assert_eq!(programs(&out.state), ["repository-info"]);
 }

@@ -18,8 +18,8 @@
 //! | Patch pod labels → back to "Are all the units part of the cluster?" (one at a time) | `the_leader_adds_units_one_at_a_time`, `the_leader_adds_every_unit_whose_predecessor_runs` |
 //! | Is current unit part of the cluster? no → return, no defer | `changed_on_a_unit_not_yet_in_the_cluster_returns` |
 //! | yes → Update Patroni and PostgreSQL config | `changed_follower_member_updates_config_and_goes_active`, `changed_member_reloads_patroni_when_its_config_changes` |
-//! | Restart PostgreSQL if TLS is turned on | `turning_tls_on_restarts_postgresql_through_patroni` |
-//! | Restart PostgreSQL if TLS is turned off | `turning_tls_off_restarts_postgresql` |
+//! | Restart PostgreSQL if TLS is turned on (in its turn of the rolling restart) | `turning_tls_on_restarts_postgresql_in_its_turn` |
+//! | Restart PostgreSQL if TLS is turned off (clients told at once, the restart in its turn) | `turning_tls_off_restarts_postgresql_in_its_turn` |
 //! | (TLS unchanged → no restart) | `tls_unchanged_does_not_restart` |
 //! | Have Patroni and PostgreSQL started in the current unit? no → defer | `changed_defers_while_the_member_has_not_started`, `changed_defers_while_patronis_api_does_not_answer` |
 //! | (the member has started: `member-of` records its cluster) | `changed_member_records_the_cluster_it_is_a_member_of` |
@@ -48,6 +48,7 @@ mod support;
 use charm::secret::SecretId;
 use charm::{Event, SecretContent, Status};
 use charm_testing::{bag, event, Owner, SecretState, ServiceOp, State};
+use postgresql_k8s::flows::rolling_restart::{Grant, Roll, Step};
 use postgresql_k8s::state;
 use postgresql_k8s::workload::{CONTAINER, SERVICE};
 use support::*;
@@ -396,14 +397,42 @@ fn running_member() -> (World, State) {
     (w, s)
 }
 
+/// The leader's grant of unit 1's turn in the rolling restart, as unit 1
+/// sees it in the peer application bag.
+fn granted_its_turn(mut s: State) -> State {
+    let roll = Roll {
+        generation: 1,
+        grant: Some(Grant {
+            unit: unit_name(1),
+            step: Step::Restart,
+        }),
+        restarted: 0,
+        total: 1,
+        halt: None,
+    };
+    s.relations
+        .iter_mut()
+        .find(|r| r.id == PEER_ID)
+        .unwrap()
+        .local_app_data
+        .insert(
+            state::ROLLING_RESTART.into(),
+            serde_json::to_string(&roll).unwrap(),
+        );
+    s
+}
+
 #[test]
-fn turning_tls_on_restarts_postgresql_through_patroni() {
+fn turning_tls_on_restarts_postgresql_in_its_turn() {
     let (w, s) = running_member();
     let (s, cert) = with_tls(s);
     let out = w.go(&s, changed(&s));
-    assert_eq!(w.patroni.cluster_state().restarts, [addr(1)]);
-    assert_eq!(peer_unit(&out.state)[state::TLS], "enabled");
-    assert_eq!(peer_unit(&out.state)[state::TLS_CA], "CA");
+    // The configuration and files at once (a reload); the restart waits for
+    // its turn.
+    assert!(w.patroni.cluster_state().restarts.is_empty());
+    assert_eq!(peer_unit(&out.state)[state::TLS_RESTART], "on");
+    assert_eq!(peer_unit(&out.state)[state::RESTART_PENDING], "true");
+    assert!(!peer_unit(&out.state).contains_key(state::TLS_CA));
     assert_eq!(w.patroni.cluster_state().last_ca.as_deref(), Some("CA"));
     let doc = patroni_doc(&out.state);
     assert_eq!(doc["postgresql"]["parameters"]["ssl"], "on", "{doc}");
@@ -422,23 +451,38 @@ fn turning_tls_on_restarts_postgresql_through_patroni() {
         (file.content.as_slice(), file.permissions),
         (cert.as_bytes(), 0o400)
     );
+    // Its turn: restarted, it serves TLS.
+    let s = granted_its_turn(out.state);
+    let out = w.go(&s, changed(&s));
+    assert_eq!(w.patroni.cluster_state().restarts, [addr(1)]);
+    assert_eq!(peer_unit(&out.state)[state::TLS], "enabled");
+    assert_eq!(peer_unit(&out.state)[state::TLS_CA], "CA");
+    assert!(!peer_unit(&out.state).contains_key(state::TLS_RESTART));
     // Done once: the next change does not restart again.
     w.go(&out.state, changed(&out.state));
     assert_eq!(w.patroni.cluster_state().restarts.len(), 1);
 }
 
 #[test]
-fn turning_tls_off_restarts_postgresql() {
+fn turning_tls_off_restarts_postgresql_in_its_turn() {
     let (w, mut s) = running_member();
     s.relations
         .iter_mut()
         .find(|r| r.id == PEER_ID)
         .unwrap()
-        .local_unit_data = bag(&[(state::TLS, "enabled")]);
+        .local_unit_data = bag(&[(state::TLS, "enabled"), (state::TLS_CA, "CA")]);
+    let out = w.go(&s, changed(&s));
+    // The reload stopped serving TLS: `tls-ca` goes at once, so that clients
+    // are told; the restart waits for its turn.
+    assert!(w.patroni.cluster_state().restarts.is_empty());
+    assert!(!peer_unit(&out.state).contains_key(state::TLS_CA));
+    assert_eq!(peer_unit(&out.state)[state::TLS_RESTART], "off");
+    assert!(!patroni_yml(&out.state).unwrap().contains("ssl: "));
+    let s = granted_its_turn(out.state);
     let out = w.go(&s, changed(&s));
     assert_eq!(w.patroni.cluster_state().restarts, [addr(1)]);
     assert!(!peer_unit(&out.state).contains_key(state::TLS));
-    assert!(!patroni_yml(&out.state).unwrap().contains("hostssl"));
+    assert!(!peer_unit(&out.state).contains_key(state::TLS_RESTART));
 }
 
 #[test]

@@ -146,6 +146,20 @@ impl Notices {
     }
 }
 
+/// A session as the charm's superuser on the member at `address`.
+fn operator_session(address: &str, pw: &Passwords) -> postgres::Client {
+    postgres_admin::ConnectInfo {
+        host: address.into(),
+        port: 5432,
+        user: state::OPERATOR.into(),
+        password: pw.get(state::OPERATOR).into(),
+        dbname: "postgres".into(),
+        connect_timeout: Duration::from_secs(5),
+    }
+    .connect()
+    .unwrap()
+}
+
 fn passwords() -> Passwords {
     let mut content = SecretContent::new();
     for user in state::SECRET_USERS {
@@ -392,16 +406,7 @@ fn two_members_form_a_synchronous_cluster_through_etcd() {
     let target = operator_login(ADDRESSES[0], 5432, pw.get(state::OPERATOR));
     let mut pg = RealConnector.connect(&target).unwrap();
     assert!(pg.server_version().unwrap().starts_with("15."));
-    let mut sql = postgres_admin::ConnectInfo {
-        host: ADDRESSES[0].into(),
-        port: 5432,
-        user: state::OPERATOR.into(),
-        password: pw.get(state::OPERATOR).into(),
-        dbname: "postgres".into(),
-        connect_timeout: Duration::from_secs(5),
-    }
-    .connect()
-    .unwrap();
+    let mut sql = operator_session(ADDRESSES[0], &pw);
     let setting = |sql: &mut postgres::Client, name: &str| -> String {
         sql.query_one(&format!("SHOW {name}"), &[]).unwrap().get(0)
     };
@@ -560,16 +565,7 @@ fn two_members_form_a_synchronous_cluster_through_etcd() {
         .status()
         .unwrap();
     replica.wait().unwrap();
-    let mut primary = postgres_admin::ConnectInfo {
-        host: ADDRESSES[1].into(),
-        port: 5432,
-        user: state::OPERATOR.into(),
-        password: pw.get(state::OPERATOR).into(),
-        dbname: "postgres".into(),
-        connect_timeout: Duration::from_secs(5),
-    }
-    .connect()
-    .unwrap();
+    let mut primary = operator_session(ADDRESSES[1], &pw);
     let deadline = Instant::now() + Duration::from_secs(60);
     while setting(&mut primary, "synchronous_standby_names") != "*" {
         assert!(Instant::now() < deadline, "no strict hold on the primary");

@@ -22,24 +22,30 @@
 //! | a new pending change mid-roll → the roll grows | `decide_takes_a_new_change_mid_roll` |
 //! | the leader's status: progress | `the_leader_shows_the_progress` |
 //! | leadership moves mid-roll → the new leader carries on from the record | `a_new_leader_carries_on_the_roll` |
+//! | TLS turned on or off on a running member → it waits for its turn, then restarts and serves it | `turning_tls_on_waits_for_the_roll` |
+//! | TLS turned on or off on the primary → a switchover first | `tls_on_the_primary_switches_over_first` |
 
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
-use charm::{Event, Status};
-use charm_testing::{event, RelationState, State};
+use charm::secret::SecretId;
+use charm::{Event, SecretContent, Status};
+use charm_testing::{event, Owner, RelationState, SecretState, State};
+use postgresql_k8s::flows::certificates::unit_subject;
 use postgresql_k8s::flows::rolling_restart::{
     decide, Done, Grant, Halt, MemberView, Next, Roll, Step, CHECK_NOTICE, TIMER_SERVICE,
 };
 use postgresql_k8s::state::{
-    DATABASE, PAUSE_ON_SWITCHOVER, RESTART_DONE, RESTART_PENDING, ROLLING_RESTART,
+    self, DATABASE, PAUSE_ON_SWITCHOVER, RESTART_DONE, RESTART_PENDING, ROLLING_RESTART,
     SWITCHOVER_REQUEST,
 };
 use postgresql_k8s::status::RESTART_PENDING as PENDING_TEXT;
 use postgresql_k8s::workload::{CONTAINER, SERVICE};
 use serde_json::json;
 use support::*;
+use tls_certificates::testing::TestCa;
+use tls_certificates::{self as tls, PrivateKey};
 
 // The leader's choice, pure.
 
@@ -650,5 +656,84 @@ fn a_new_leader_carries_on_the_roll() {
     assert_eq!(
         roll_of(&out),
         granted(4, &unit_name(0), Step::Restart, 2, 3)
+    );
+}
+
+/// Unit `n`'s secret holding a key and a certificate `ca` issued for it:
+/// TLS turned on for its PostgreSQL.
+fn with_certificate(s: State, n: u32, ca: &mut TestCa) -> State {
+    let key = PrivateKey::generate().unwrap();
+    let csr = tls::csr(&key, &unit_subject(APP, n, "m", &addr(n))).unwrap();
+    let mut content = SecretContent::new();
+    content.insert(tls::SECRET_KEY, key.pem());
+    content.insert(tls::SECRET_CERT, ca.issue(&csr, 90));
+    content.insert(tls::SECRET_CA, ca.pem());
+    let id = SecretId::parse(&format!("c0000000000000000b0{n}")).unwrap();
+    let mut secret = SecretState::new(id, Owner::Unit, content);
+    secret.owner_label = Some(state::unit_secret_label(APP));
+    s.with_secret(secret)
+}
+
+#[test]
+fn turning_tls_on_waits_for_the_roll() {
+    let w = cluster();
+    let mut ca = TestCa::new("ca");
+    // Unit 2's certificate arrives: PostgreSQL reloads with it, and waits for
+    // its turn to restart; nothing restarts yet.
+    let s2 = with_certificate(member_unit(2, false), 2, &mut ca);
+    let out2 = w.go(&s2, event::update_status()).state;
+    assert!(w.patroni.cluster_state().restarts.is_empty());
+    let bag = peer_unit(&out2);
+    assert_eq!(bag.get(state::TLS_RESTART).map(String::as_str), Some("on"));
+    assert_eq!(bag.get(RESTART_PENDING).map(String::as_str), Some("true"));
+    assert_eq!(bag.get(state::TLS_CA), None, "not serving TLS yet");
+    assert_eq!(
+        out2.unit_status,
+        Status::Active(format!("Replica; {PENDING_TEXT} to turn TLS on"))
+    );
+    // The leader hears of it and grants unit 2 the restart.
+    let mut s0 = member_unit(0, true);
+    peer_bag(
+        &mut s0,
+        2,
+        &[(RESTART_PENDING, "true"), (state::TLS_RESTART, "on")],
+    );
+    let out0 = w.go(&s0, peers_changed(&s0, 2)).state;
+    assert_eq!(
+        roll_of(&out0),
+        granted(1, &unit_name(2), Step::Restart, 0, 1)
+    );
+    // Unit 2 restarts and serves TLS from then on.
+    let mut s2 = out2;
+    set_roll(&mut s2, &roll_of(&out0));
+    let out2 = w.go(&s2, peers_changed(&s2, 0)).state;
+    assert_eq!(w.patroni.cluster_state().restarts, [addr(2)]);
+    let bag = peer_unit(&out2);
+    assert_eq!(bag.get(state::TLS).map(String::as_str), Some("enabled"));
+    assert!(bag
+        .get(state::TLS_CA)
+        .is_some_and(|c| c.contains(&ca.pem())));
+    assert_eq!(bag.get(state::TLS_RESTART), None);
+    assert_eq!(bag.get(RESTART_PENDING), None);
+    assert!(logged(&out2, "PostgreSQL serves the TLS it was given"));
+    assert_eq!(out2.unit_status, Status::Active("Replica".into()));
+}
+
+#[test]
+fn tls_on_the_primary_switches_over_first() {
+    let w = cluster();
+    let mut ca = TestCa::new("ca");
+    let s0 = with_certificate(member_unit(0, true), 0, &mut ca);
+    let out0 = w.go(&s0, event::update_status()).state;
+    // The primary does not restart under its clients: the synchronous
+    // standby is granted the switchover.
+    assert!(w.patroni.cluster_state().restarts.is_empty());
+    assert_eq!(
+        roll_of(&out0),
+        granted(1, &unit_name(1), Step::Switchover, 0, 1)
+    );
+    assert_eq!(
+        peer_unit(&out0).get(state::TLS_RESTART).map(String::as_str),
+        Some("on")
     );
 }

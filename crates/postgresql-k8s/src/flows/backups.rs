@@ -299,13 +299,7 @@ fn check_repository(
     let run = |hook: &mut Hook<'_>, command: &str, extra: &[&str]| {
         pgbackrest_run(hook, deps, ctx, stanza, command, extra, PGBACKREST_TIMEOUT)
     };
-    let config = deps.workload.layout.pgbackrest_config();
-    let info = deps.workload.pgbackrest(
-        hook.container(CONTAINER),
-        pgbackrest::repository_info(&config),
-        ctx.passwords.get(state::OPERATOR),
-        PGBACKREST_TIMEOUT,
-    )?;
+    let info = repository_info(hook, deps, ctx)?;
     if !info.success() {
         return Ok(Err(failed(
             "failed to access the S3 repository, check your S3 settings",
@@ -379,6 +373,55 @@ pub(super) fn usable_repository(
         Some(stanza) => Ok(Ok((ctx, stanza))),
         None => Ok(Err("Stanza was not initialised".into())),
     }
+}
+
+/// pgBackRest's `info` of the whole repository, every stanza in it.
+fn repository_info(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    ctx: &Ctx,
+) -> anyhow::Result<pebble_api::ExecOutput> {
+    let config = deps.workload.layout.pgbackrest_config();
+    Ok(deps.workload.pgbackrest(
+        hook.container(CONTAINER),
+        pgbackrest::repository_info(&config),
+        ctx.passwords.get(state::OPERATOR),
+        PGBACKREST_TIMEOUT,
+    )?)
+}
+
+/// The repository a restore reads, with its stanza and whether it is this
+/// cluster's own, or why it cannot be read. A new application pointed at
+/// another cluster's repository (which it never writes to) restores from
+/// that cluster's stanza, when the repository holds that one alone.
+pub(super) fn restore_source(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+) -> anyhow::Result<Result<(Ctx, String, bool), String>> {
+    let why = match usable_repository(hook)? {
+        Ok((ctx, stanza)) => return Ok(Ok((ctx, stanza, true))),
+        Err(why) => why,
+    };
+    if problem(hook)?.as_deref() != Some(ANOTHER_CLUSTER) {
+        return Ok(Err(why));
+    }
+    let Some(ctx) = context(hook)? else {
+        return Ok(Err(why));
+    };
+    let info = repository_info(hook, deps, &ctx)?;
+    if !info.success() {
+        return Ok(Err(failed("failed to read the S3 repository", &info)));
+    }
+    let own = pgbackrest::stanza(&hook.context().model_name, hook.app());
+    Ok(match all_stanzas(&info.stdout_text(), &own).as_slice() {
+        [other] => Ok((ctx, other.clone(), false)),
+        [] => Err("the S3 repository holds no backups to restore".into()),
+        several => Err(format!(
+            "the S3 repository holds the backups of several clusters ({}): point this \
+             application at one cluster's repository to restore it",
+            several.join(", ")
+        )),
+    })
 }
 
 /// The parameters of `create-backup`.
@@ -466,15 +509,21 @@ pub fn create_backup(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled
     Ok(Handled::Done)
 }
 
-/// `list-backups`: the repository's backups of this cluster, as a table.
+/// `list-backups`: the repository's backups of this cluster, as a table (in
+/// a new application pointed at another cluster's repository, that
+/// cluster's, which its `restore` reads, with the `stanza` named).
 pub fn list_backups(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
-    let (ctx, stanza) = match usable_repository(hook)? {
+    let (ctx, stanza, own) = match restore_source(hook, deps)? {
         Ok(found) => found,
         Err(message) => return fail(hook, &message),
     };
     match info(hook, deps, &ctx, &stanza)? {
         Ok(info) => {
-            hook.action_set([("backups", pgbackrest::table(&info.backups))])?;
+            let mut results = vec![("backups", pgbackrest::table(&info.backups))];
+            if !own {
+                results.push(("stanza", stanza));
+            }
+            hook.action_set(results)?;
             Ok(Handled::Done)
         }
         Err(message) => fail(hook, &message),

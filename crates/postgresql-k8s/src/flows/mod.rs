@@ -468,53 +468,65 @@ pub fn restart_changes(previous: &Map<String, Value>, next: &Map<String, Value>)
     names
 }
 
-/// "Restart PostgreSQL if TLS is turned on/off": when the TLS material's
-/// presence differs from what this unit's PostgreSQL last ran with, restart it
-/// through Patroni and record the new state in the unit's peer bag: the `tls`
-/// flag, and the CA bundle it serves with (kept current through renewals,
-/// which the configuration step's reload applies).
+/// "Restart PostgreSQL if TLS is turned on/off": a running member whose TLS
+/// was turned on or off waits for its turn in the rolling restart
+/// ([`state::TLS_RESTART`], which the roll reads as a pending restart); a
+/// member not running yet starts with it. Unchanged TLS restarts nothing: a
+/// renewed certificate only updates `tls-ca` (the configuration step's
+/// reload applied it).
 pub fn restart_on_tls_change(
     hook: &mut Hook<'_>,
-    deps: &Deps,
-    findings: &mut Findings,
+    findings: &Findings,
     ctx: &Ctx,
 ) -> anyhow::Result<()> {
-    let material = state::tls_material(hook)?;
-    let wanted = material.is_some();
+    let wanted = state::tls_material(hook)?.is_some();
     let bag = hook.local_unit_bag(&ctx.peers)?;
     let running = bag.get(state::TLS).map(String::as_str) == Some("enabled");
-    let ca = material.map(|m| m.ca);
-    if wanted == running {
-        if bag.get(state::TLS_CA) != ca.as_ref() {
-            hook.update_unit_bag(
-                &ctx.peers,
-                BagChanges::new().set_or_unset(state::TLS_CA, ca),
-            )?;
-        }
+    let waiting = bag.get(state::TLS_RESTART).cloned();
+    let started = findings.health.as_ref().is_some_and(Health::started);
+    if wanted == running || !started {
+        tls_applied(hook, ctx)?;
         return Ok(());
     }
-    let started = findings.health.as_ref().is_some_and(Health::started);
-    if started {
-        if let Err(e) = deps.patroni.restart(ctx.api(), &ctx.address) {
-            hook.add_problem(Status::Waiting(format!(
-                "cannot restart PostgreSQL for TLS: {e}"
-            )))?;
-            return Ok(());
+    let turn = if wanted { "on" } else { "off" };
+    // Turned off, PostgreSQL's reload already stopped serving TLS: clients
+    // are told at once (`tls-ca` gone), before the restart.
+    let serves_ca = bag.contains_key(state::TLS_CA);
+    if waiting.as_deref() != Some(turn) || (!wanted && serves_ca) {
+        let mut changes = BagChanges::new().set(state::TLS_RESTART, turn);
+        if !wanted {
+            changes = changes.unset(state::TLS_CA);
         }
-        let what = if wanted { "on" } else { "off" };
+        hook.update_unit_bag(&ctx.peers, changes)?;
         hook.log(
             LogLevel::Info,
-            &format!("TLS turned {what}: PostgreSQL restarted"),
+            &format!("TLS turned {turn}: PostgreSQL restarts in its turn of the rolling restart"),
         )?;
     }
-    let flag = if wanted { "enabled" } else { "" };
+    Ok(())
+}
+
+/// Records the TLS this unit's PostgreSQL now runs with (after a start or a
+/// restart, or when it did not change): the `tls` flag and the CA bundle it
+/// serves (`tls-ca`), no restart waiting. Whether anything changed.
+pub fn tls_applied(hook: &mut Hook<'_>, ctx: &Ctx) -> anyhow::Result<bool> {
+    let ca = state::tls_material(hook)?.map(|m| m.ca);
+    let flag = if ca.is_some() { "enabled" } else { "" };
+    let bag = hook.local_unit_bag(&ctx.peers)?;
+    let unchanged = bag.get(state::TLS).map(String::as_str).unwrap_or("") == flag
+        && bag.get(state::TLS_CA) == ca.as_ref()
+        && !bag.contains_key(state::TLS_RESTART);
+    if unchanged {
+        return Ok(false);
+    }
     hook.update_unit_bag(
         &ctx.peers,
         BagChanges::new()
             .set(state::TLS, flag)
-            .set_or_unset(state::TLS_CA, ca),
+            .set_or_unset(state::TLS_CA, ca)
+            .unset(state::TLS_RESTART),
     )?;
-    Ok(())
+    Ok(true)
 }
 
 /// Leader: the flowchart's loop "Are all the units part of the cluster? → Are

@@ -68,7 +68,7 @@ fn member_steps(
     // TLS step, which restarts only a running PostgreSQL.)
     let started = member_started(deps, findings, ctx, deps.start_timeout);
     // Restart PostgreSQL if TLS is turned on/off
-    restart_on_tls_change(hook, deps, findings, ctx)?;
+    restart_on_tls_change(hook, findings, ctx)?;
     // no → defer
     if !started {
         hook.add_problem(Status::Waiting(MEMBER_STARTING.into()))?;

@@ -5,10 +5,13 @@
 //! checked: the repository is brought up to date (`check`), Patroni stops,
 //! the data directory is moved aside (kept), pgBackRest
 //! restores into an empty one, PostgreSQL recovers to the target alone and
-//! promotes, and Patroni starts on the result under a new cluster generation
-//! (`recovery`), whose empty scope in the DCS makes it take the data as a new
-//! cluster. A failure keeps Patroni stopped and blocks the unit, naming the
-//! set-aside directory, until the action is run again.
+//! promotes, the system users get the passwords the charm holds, and Patroni
+//! starts on the result under a new cluster generation (`recovery`), whose
+//! empty scope in the DCS makes it take the data as a new cluster. A failure
+//! keeps Patroni stopped and blocks the unit, naming the set-aside
+//! directory, until the action is run again. A new application pointed at
+//! another cluster's repository restores that cluster's backups the same
+//! way, reading its stanza and writing nothing there.
 
 use super::backups::{self, fail, BACKUP_TIMEOUT};
 use super::{recovery, update_config, Ctx, Deps, Findings};
@@ -198,7 +201,7 @@ pub fn restore(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
     if !hook.is_leader()? {
         return fail(hook, "The action can be run only on leader unit");
     }
-    let (ctx, stanza) = match backups::usable_repository(hook)? {
+    let (ctx, stanza, own) = match backups::restore_source(hook, deps)? {
         Ok(found) => found,
         Err(message) => return fail(hook, &message),
     };
@@ -224,15 +227,16 @@ pub fn restore(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
         Ok(target) => target,
         Err(message) => return fail(hook, &message),
     };
-    run(hook, deps, &ctx, &stanza, &target)
+    run(hook, deps, &ctx, (&stanza, own), &target)
 }
 
-/// The restore itself, once checked.
+/// The restore itself, once checked, from `stanza` (this cluster's own, or
+/// another's).
 fn run(
     hook: &mut Hook<'_>,
     deps: &Deps,
     ctx: &Ctx,
-    stanza: &str,
+    (stanza, own): (&str, bool),
     target: &Target,
 ) -> anyhow::Result<Handled> {
     let what = target.describe();
@@ -240,7 +244,9 @@ fn run(
     hook.log(LogLevel::Info, &what)?;
     let (next, scope) = recovery::free_generation(hook, deps, ctx)?;
     let w = &deps.workload;
-    flush_archive(hook, deps, ctx, stanza)?;
+    if own {
+        flush_archive(hook, deps, ctx, stanza)?;
+    }
     w.stop(hook.container(CONTAINER))?;
     let earlier = hook.local_app_bag(&ctx.peers)?.get(RESTORE_ASIDE).cloned();
     let pebble = hook.container(CONTAINER);
@@ -269,7 +275,12 @@ fn run(
         &format!("the data directory is moved aside to {aside} (kept, not deleted)"),
     )?;
     // From here on, whatever fails is recorded with the set-aside directory.
-    let options = target.options();
+    let mut options = target.options();
+    if !own {
+        // The configuration names this cluster's data directory for its
+        // own stanza only.
+        options.push(format!("--pg1-path={}", w.layout.data_dir));
+    }
     let options: Vec<&str> = options.iter().map(String::as_str).collect();
     let restored =
         match backups::pgbackrest_run(hook, deps, ctx, stanza, "restore", &options, BACKUP_TIMEOUT)
@@ -280,7 +291,11 @@ fn run(
         };
     let recovered = match restored {
         Ok(()) => w
-            .recover(hook.container(CONTAINER), BACKUP_TIMEOUT)
+            .recover(
+                hook.container(CONTAINER),
+                BACKUP_TIMEOUT,
+                &system_users(&ctx.passwords),
+            )
             .unwrap_or_else(|e| Err(format!("PostgreSQL's recovery could not run: {e}"))),
         Err(why) => Err(why),
     };
@@ -311,11 +326,38 @@ fn run(
     hook.set_status(Status::Maintenance(format!(
         "restored: starting cluster {scope}"
     )))?;
-    hook.action_set([
+    let mut results = vec![
         ("restore-status", "restored".to_string()),
         ("previous-data", aside),
-    ])?;
+    ];
+    if !own {
+        hook.log(
+            LogLevel::Warning,
+            &format!(
+                "restored from {stanza}, another cluster's backups: the repository stays that \
+                 cluster's, so this one is not backed up until it is related to an S3 path or \
+                 bucket of its own"
+            ),
+        )?;
+        results.push(("restored-from", stanza.to_string()));
+    }
+    hook.action_set(results)?;
     Ok(Handled::Done)
+}
+
+/// The database users whose passwords the charm holds, with them: the
+/// restored data gets these (the backup's may be older, or another
+/// application's).
+fn system_users(passwords: &state::Passwords) -> Vec<(&'static str, &str)> {
+    [
+        state::OPERATOR,
+        state::REPLICATION,
+        state::REWIND,
+        state::MONITORING,
+    ]
+    .into_iter()
+    .map(|user| (user, passwords.get(user)))
+    .collect()
 }
 
 /// While the cluster runs, `pgbackrest check`: it switches WAL and waits

@@ -1,6 +1,7 @@
 //! The rolling restart (`docs/postgresql-flows.md`, "Rolling restart"): a
 //! member whose PostgreSQL waits for a restart (Patroni's `pending_restart`,
-//! after a change to a parameter read only at start) is restarted, one
+//! after a change to a parameter read only at start, or TLS turned on or
+//! off, [`state::TLS_RESTART`]) is restarted, one
 //! member at a time, replicas first, the primary last after a planned
 //! switchover to a restarted replica (which the poolers pause for, as for
 //! `promote-to-primary`).
@@ -14,7 +15,9 @@
 //! next step. [`decide`] is the leader's choice, pure.
 
 use super::lifecycle::quiet_context;
-use super::{cluster_status, member_started, switchover, Ctx, Deps, Findings};
+use super::{
+    cluster_status, database, member_started, switchover, tls_applied, Ctx, Deps, Findings,
+};
 use crate::state;
 use crate::workload::CONTAINER;
 use charm::{Bag, BagChanges, Hook, LogLevel, Status};
@@ -341,7 +344,20 @@ fn report(
     set_pending(hook, ctx, pending)
 }
 
+/// Whether a unit's peer bag says its member waits for a restart: for its
+/// parameters (as its unit reported Patroni's word) or to turn TLS on or off.
+fn waits_in(bag: &charm::Databag) -> bool {
+    bag.get(state::RESTART_PENDING).is_some_and(|v| v == "true")
+        || bag.contains_key(state::TLS_RESTART)
+}
+
+/// Writes this unit's [`state::RESTART_PENDING`]: Patroni's `pending`, or a
+/// TLS change waiting for the restart.
 fn set_pending(hook: &mut Hook<'_>, ctx: &Ctx, pending: bool) -> anyhow::Result<()> {
+    let pending = pending
+        || hook
+            .local_unit_bag(&ctx.peers)?
+            .contains_key(state::TLS_RESTART);
     let reported =
         hook.local_unit_bag(&ctx.peers)?.get(state::RESTART_PENDING) == Some(&"true".to_string());
     if reported != pending {
@@ -382,6 +398,17 @@ fn carry_out(
         (_, Step::Restart) => restart(hook, deps, findings, ctx)?,
         (_, Step::Switchover) => switch_over(hook, deps, ctx)?,
     };
+    // A member that runs after its restart serves the TLS it was given; the
+    // leader tells clients at once (another unit's change wakes it).
+    if ok && grant.step == Step::Restart && tls_applied(hook, ctx)? {
+        hook.log(
+            LogLevel::Info,
+            "rolling restart: PostgreSQL serves the TLS it was given",
+        )?;
+        if hook.is_leader()? {
+            database::refresh_all(hook, deps, ctx, None)?;
+        }
+    }
     let pending = findings.health.as_ref().is_some_and(|h| h.pending_restart);
     let done = serde_json::to_string(&Done {
         generation: roll.generation,
@@ -484,7 +511,7 @@ fn lead(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<bool> {
         } else {
             hook.bag(&ctx.peers, &Bag::Unit(unit.clone()))?.clone()
         };
-        flagged |= bag.get(state::RESTART_PENDING).is_some_and(|v| v == "true");
+        flagged |= waits_in(&bag);
         bags.push((unit.clone(), bag));
     }
     if roll.grant.is_none() && roll.halt.is_none() && !flagged {
@@ -505,7 +532,8 @@ fn lead(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<bool> {
             primary: m.is_leader(),
             sync_standby: m.role == "sync_standby",
             running: m.is_ready() && health.as_ref().is_some_and(|h| h.started()),
-            pending: health.as_ref().is_some_and(|h| h.pending_restart),
+            pending: health.as_ref().is_some_and(|h| h.pending_restart)
+                || bag.contains_key(state::TLS_RESTART),
             done: done_of(bag),
         });
     }
