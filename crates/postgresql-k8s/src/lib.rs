@@ -139,6 +139,7 @@ impl Charm for PostgresqlCharm {
                     certificates::refresh(hook, &relation)?;
                 }
                 flows::switchover::progress(hook, deps)?;
+                flows::restore::progress(hook, deps)?;
                 let handled = lifecycle::update_status(hook, deps, findings)?;
                 rolling_restart::converge(hook, deps, findings)?;
                 backups::converge(hook, deps, findings, Trigger::UpdateStatus)?;
@@ -150,7 +151,6 @@ impl Charm for PostgresqlCharm {
                 flows::takeover::run(hook)?;
                 let handled = lifecycle::update_status(hook, deps, findings)?;
                 metrics::publish(hook)?;
-                logging::forward(hook)?;
                 logging::forward(hook)?;
                 Ok(handled)
             }
@@ -172,6 +172,7 @@ impl Charm for PostgresqlCharm {
             Event::RelationJoined(r) | Event::RelationChanged(r)
                 if r.relation.endpoint == PEERS =>
             {
+                flows::restore::progress(hook, deps)?;
                 let handled = peers::changed(hook, deps, findings)?;
                 backups::converge(hook, deps, findings, Trigger::Peers)?;
                 rolling_restart::converge(hook, deps, findings)?;
@@ -179,6 +180,7 @@ impl Charm for PostgresqlCharm {
             }
             Event::RelationDeparted(r) if r.relation.endpoint == PEERS => {
                 let handled = peers::departed(hook, deps, r)?;
+                flows::restore::progress(hook, deps)?;
                 rolling_restart::converge(hook, deps, findings)?;
                 Ok(handled)
             }

@@ -66,6 +66,13 @@ pub const RESTORE_FAILED: &str = "restore-failed";
 /// Peer application bag (leader): where the data directory was moved aside
 /// by a `restore` that has not succeeded yet (kept, never deleted).
 pub const RESTORE_ASIDE: &str = "restore-moved-aside";
+/// Peer application bag (leader): a restore scheduled on a cluster of
+/// several units (JSON: its `id`, `target`, `stanza` and whether the stanza
+/// is this cluster's `own`), until the leader has run it.
+pub const RESTORE_REQUEST: &str = "restore-request";
+/// Peer unit bag: the id of the scheduled restore this unit stopped its
+/// member (and moved its data aside) for.
+pub const RESTORE_STOPPED: &str = "restore-stopped";
 /// `database`, a client's unit bag: `true` when the unit pauses its pools
 /// for a planned switchover.
 pub const PAUSE_ON_SWITCHOVER: &str = "pause-on-switchover";

@@ -55,6 +55,9 @@ pub fn collect(hook: &mut Hook<'_>, deps: &Deps, findings: &Findings) -> anyhow:
         if let Some(failed) = restore::failed(hook, &peers)? {
             hook.add_status(Status::Blocked(failed));
         }
+        if let Some(waiting) = restore::waiting(hook)? {
+            hook.add_status(waiting);
+        }
     }
     if let Some(problem) = backups::problem(hook)? {
         hook.add_status(Status::Blocked(problem));

@@ -676,7 +676,25 @@ impl Workload {
                     timeout.as_secs()
                 )));
             }
-            std::thread::sleep(std::time::Duration::from_millis(500));
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        // PostgreSQL removes the signal file as it promotes, a moment before
+        // it accepts connections.
+        let pg_isready = format!("{}/pg_isready", self.layout.bin_dir);
+        let ready = vec![
+            pg_isready,
+            "-q".into(),
+            "-h".into(),
+            self.layout.socket_dir.clone(),
+        ];
+        while !self.run(pebble, ready.clone(), SHORT)?.success() {
+            if std::time::Instant::now() >= deadline
+                || !self.run(pebble, pg_ctl_on("status", &[]), SHORT)?.success()
+            {
+                self.run(pebble, pg_ctl_on("stop", &["-m", "fast", "-w"]), SHORT)?;
+                return Ok(Err(recovery_failure(pebble, &log)?));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
         let passwords = self.set_passwords(pebble, users)?;
         let stopped = self.run(pebble, pg_ctl_on("stop", &["-m", "fast", "-w"]), SHORT)?;

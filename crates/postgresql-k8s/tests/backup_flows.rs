@@ -31,7 +31,10 @@
 //! | restore: not the leader | `restore_runs_on_the_leader_only` |
 //! | restore: no relation, no stanza | `restore_needs_the_repository` |
 //! | restore: a backup id not in the repository | `restore_refuses_an_unknown_backup` |
-//! | restore: more than one unit | `restore_refuses_a_cluster_of_several_units` |
+//! | restore: more than one unit: scheduled (a second request refused meanwhile) | `restore_on_several_units_is_scheduled` |
+//! | restore scheduled, another unit: its member stopped, its data moved aside, its word given (forgotten after) | `the_other_units_stop_their_members_and_move_their_data_aside` |
+//! | restore scheduled, the leader: waits for every other unit, then restores as alone | `the_leader_waits_for_every_other_unit_then_restores` |
+//! | restore scheduled, failed: done with, blocked; the action run again restores at once | `a_scheduled_restore_that_fails_is_retried_by_the_action_at_once` |
 //! | restore: a backup, restored (the system users given the passwords the charm holds); a new cluster generation starts | `restoring_a_backup_starts_a_new_cluster_generation` |
 //! | restore into a new application: another cluster's repository, its one stanza restored, nothing written to it | `a_new_application_restores_another_clusters_backup` |
 //! | restore into a new application: a repository of several clusters, or none | `a_new_application_needs_one_clusters_repository` |
@@ -53,8 +56,8 @@ use postgres_admin::testing::FIRST_CLUSTER;
 use postgresql_k8s::flows::backups::ANOTHER_CLUSTER;
 use postgresql_k8s::pgbackrest;
 use postgresql_k8s::state::{
-    CLUSTER_INITIALISED, ENDPOINTS, GENERATION, PRIMARY, RESTORE_ASIDE, RESTORE_FAILED, S3_PROBLEM,
-    STANZA,
+    CLUSTER_INITIALISED, ENDPOINTS, GENERATION, PRIMARY, RESTORE_ASIDE, RESTORE_FAILED,
+    RESTORE_REQUEST, RESTORE_STOPPED, S3_PROBLEM, STANZA,
 };
 use postgresql_k8s::workload::{Layout, CONTAINER, DEBIAN_BIN_DIR, SERVICE};
 use s3_interface::S3_PARAMETERS;
@@ -666,6 +669,7 @@ fn restorable(state: State) -> State {
         vec!["rm".to_string()],
         pg_ctl(),
         psql(),
+        vec![format!("{DEBIAN_BIN_DIR}/pg_isready")],
     ] {
         container.execs.push((prefix, ok("")));
     }
@@ -682,7 +686,7 @@ fn psql() -> Vec<String> {
 
 /// Every command the unit ran, by a word: pgBackRest's command (its `info` of
 /// the whole repository is `repository-info`), `mv`, `rm`, `pg_ctl start`,
-/// `psql` or `pg_ctl stop`.
+/// `pg_isready`, `psql` or `pg_ctl stop`.
 fn programs(state: &State) -> Vec<String> {
     let executed = &state.container(CONTAINER).unwrap().executed;
     executed
@@ -692,6 +696,7 @@ fn programs(state: &State) -> Vec<String> {
             "pgbackrest" => e.command[3].clone(),
             program if program.ends_with("/pg_ctl") => format!("pg_ctl {}", e.command[1]),
             program if program.ends_with("/psql") => "psql".to_string(),
+            program if program.ends_with("/pg_isready") => "pg_isready".to_string(),
             program => program.to_string(),
         })
         .collect()
@@ -774,21 +779,223 @@ fn restore_refuses_an_unknown_backup() {
     assert_eq!(programs(&out.state), ["info"], "nothing moved or restored");
 }
 
+/// The id of the first restore's request: the scope the restored cluster
+/// starts as.
+const FIRST_REQUEST: &str = "patroni-postgresql-k8s-gen1";
+
+/// The peer application bag's request for the first restore, of the latest.
+fn request_latest() -> String {
+    serde_json::json!({
+        "id": FIRST_REQUEST, "target": "latest", "stanza": stanza(), "own": true,
+    })
+    .to_string()
+}
+
+/// Unit `n` of the two-unit cluster of `related`, restorable, with the
+/// restore of the latest scheduled and unit 1's word that it stopped when
+/// `stopped`.
+fn scheduled(n: u32, stopped: bool) -> State {
+    let mut state = restorable(two_units(n));
+    let peers = state
+        .relations
+        .iter_mut()
+        .find(|r| r.id == PEER_ID)
+        .unwrap();
+    peers
+        .local_app_data
+        .insert(RESTORE_REQUEST.into(), request_latest());
+    if stopped {
+        let bag = match n {
+            1 => &mut peers.local_unit_data,
+            _ => peers.remote_units.get_mut(&unit_name(1)).unwrap(),
+        };
+        bag.insert(RESTORE_STOPPED.into(), FIRST_REQUEST.into());
+    }
+    state
+}
+
+/// The state without the first `count` answers programmed for pgBackRest's
+/// `what`.
+fn without_answers(mut state: State, what: &str, count: usize) -> State {
+    let prefix = command(what);
+    let container = state.containers.get_mut(CONTAINER).unwrap();
+    let mut left = count;
+    container.execs.retain(|(p, _)| {
+        let drop = *p == prefix && left > 0;
+        left -= usize::from(drop);
+        !drop
+    });
+    state
+}
+
+/// peer-relation-changed, from another unit of the relation.
+fn peers_changed(state: &State) -> charm::Event {
+    let peers = state.relation(PEER_ID).unwrap();
+    let remote = peers.remote_units.keys().next().cloned();
+    event::relation_changed(peers, remote.as_deref())
+}
+
+/// Unit `n` of the two-unit cluster of `related`, the repository ready
+/// (the primary's report recorded), one full backup listed by `info`.
+fn two_units(n: u32) -> State {
+    let mut state = recorded(related(n, s3_relation(&[])));
+    if n == 0 {
+        state
+            .relations
+            .iter_mut()
+            .find(|r| r.id == PEER_ID)
+            .unwrap()
+            .local_unit_data
+            .insert(STANZA.into(), stanza());
+    }
+    let listed = info_with(&[("20261206-030000F", "full", 1796526000)]);
+    let state = answer(state, "repository-info", ok(&listed));
+    answer(state, "info", ok(&listed))
+}
+
 #[test]
-fn restore_refuses_a_cluster_of_several_units() {
+fn restore_on_several_units_is_scheduled() {
     let w = world();
-    let state = restorable(recorded(related(0, s3_relation(&[]))));
+    let state = restorable(two_units(0));
     let out = w.action(
         &state,
         "restore",
         serde_json::json!({"restore-to-time": "latest"}),
     );
+    assert_eq!(out.action.failure, None);
+    assert_eq!(out.action.results["restore-status"], "scheduled");
+    assert_eq!(out.action.results["waiting-for"], unit_name(1));
     assert_eq!(
-        failure(&out),
-        "the cluster has 2 units: scale it to one unit first (juju remove-unit), then restore, \
-         then add units again"
+        programs(&out.state),
+        ["info"],
+        "nothing stopped or moved yet"
     );
-    assert!(programs(&out.state).is_empty());
+    let request: serde_json::Value =
+        serde_json::from_str(&peer_app(&out.state)[RESTORE_REQUEST]).unwrap();
+    assert_eq!(request["id"], FIRST_REQUEST);
+    assert_eq!(request["target"], "latest");
+    let next = w.go(&out.state, peers_changed(&out.state));
+    assert_eq!(
+        next.state.unit_status,
+        Status::Maintenance(format!(
+            "restoring to the end of the archived WAL scheduled: waiting for {} to stop",
+            unit_name(1)
+        ))
+    );
+    // A second request waits for the first.
+    let again = w.action(
+        &out.state,
+        "restore",
+        serde_json::json!({"restore-to-time": "latest"}),
+    );
+    assert!(
+        failure(&again).starts_with("a restore is scheduled already"),
+        "{}",
+        failure(&again)
+    );
+}
+
+#[test]
+fn the_other_units_stop_their_members_and_move_their_data_aside() {
+    let w = world();
+    let mut state = with_patroni_running(scheduled(1, false));
+    state.leader = false;
+    let out = w.go(&state, peers_changed(&state));
+    let executed = &out.state.container(CONTAINER).unwrap().executed;
+    let aside = format!("{DATA_DIR}.before-restore-{FIRST_REQUEST}");
+    assert_eq!(executed[0].command, ["mv", DATA_DIR, aside.as_str()]);
+    assert_eq!(
+        peer_unit(&out.state)
+            .get(RESTORE_STOPPED)
+            .map(String::as_str),
+        Some(FIRST_REQUEST)
+    );
+    assert!(
+        !out.state
+            .container(CONTAINER)
+            .unwrap()
+            .running
+            .contains_key(SERVICE),
+        "Patroni stopped, and not started again while the restore is scheduled"
+    );
+    assert!(matches!(
+        &out.state.unit_status,
+        Status::Maintenance(m) if m.starts_with("stopped for the restore")
+    ));
+    // Once the restore is done with, the unit forgets its word.
+    let mut after = out.state.clone();
+    after
+        .relations
+        .iter_mut()
+        .find(|r| r.id == PEER_ID)
+        .unwrap()
+        .local_app_data
+        .remove(RESTORE_REQUEST);
+    let out = w.go(&after, peers_changed(&after));
+    assert!(!peer_unit(&out.state).contains_key(RESTORE_STOPPED));
+}
+
+#[test]
+fn the_leader_waits_for_every_other_unit_then_restores() {
+    let w = world();
+    let waiting = scheduled(0, false);
+    let out = w.go(&waiting, peers_changed(&waiting));
+    assert!(
+        !programs(&out.state).iter().any(|p| p == "restore"),
+        "{:?}",
+        programs(&out.state)
+    );
+    assert!(peer_app(&out.state).contains_key(RESTORE_REQUEST));
+    let ready = scheduled(0, true);
+    let out = w.go(&ready, peers_changed(&ready));
+    assert_eq!(
+        programs(&out.state),
+        [
+            "mv",
+            "restore",
+            "pg_ctl start",
+            "pg_isready",
+            "psql",
+            "pg_ctl stop"
+        ]
+    );
+    let app = peer_app(&out.state);
+    assert_eq!(app.get(GENERATION).map(String::as_str), Some("1"));
+    assert_eq!(
+        app.get(ENDPOINTS).cloned(),
+        Some(serde_json::to_string(&[addr(0)]).unwrap()),
+        "the other unit joins the restored cluster when the leader admits it"
+    );
+    for gone in [RESTORE_REQUEST, RESTORE_FAILED] {
+        assert!(!app.contains_key(gone), "{gone}");
+    }
+    assert!(logged(&out.state, "the scheduled restore finished"));
+}
+
+#[test]
+fn a_scheduled_restore_that_fails_is_retried_by_the_action_at_once() {
+    let w = world();
+    let ready = answer(
+        scheduled(0, true),
+        "restore",
+        failing(40, "ERROR: [040]: unable to find backup"),
+    );
+    // Answers come in turn: the succeeding one programmed first goes.
+    let ready = without_answers(ready, "restore", 1);
+    let out = w.go(&ready, peers_changed(&ready));
+    let app = peer_app(&out.state);
+    assert!(!app.contains_key(RESTORE_REQUEST), "done with");
+    assert!(app[RESTORE_FAILED].contains("unable to find backup"));
+    // The other unit keeps its word while the failure stands; the action,
+    // run again, restores at once.
+    let retry = restorable(without_answers(out.state.clone(), "restore", usize::MAX));
+    let out = w.action(
+        &retry,
+        "restore",
+        serde_json::json!({"restore-to-time": "latest"}),
+    );
+    assert_eq!(out.action.failure, None);
+    assert_eq!(out.action.results["restore-status"], "restored");
 }
 
 #[test]
@@ -814,6 +1021,7 @@ fn restoring_a_backup_starts_a_new_cluster_generation() {
             "mv",
             "restore",
             "pg_ctl start",
+            "pg_isready",
             "psql",
             "pg_ctl stop"
         ]
@@ -828,7 +1036,7 @@ fn restoring_a_backup_starts_a_new_cluster_generation() {
         start.contains("hba_file=") && start.contains("log_statement=none"),
         "{start}"
     );
-    let sql = String::from_utf8(executed[4].stdin.clone()).unwrap();
+    let sql = String::from_utf8(executed[5].stdin.clone()).unwrap();
     // Not waiting on the synchronous standbys the backup's configuration may
     // name, which do not run.
     assert!(sql.starts_with("SET synchronous_commit = local;"), "{sql}");
@@ -1218,6 +1426,7 @@ fn a_new_application_restores_another_clusters_backup() {
             "mv",
             "restore",
             "pg_ctl start",
+            "pg_isready",
             "psql",
             "pg_ctl stop"
         ]

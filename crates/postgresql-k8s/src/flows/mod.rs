@@ -341,6 +341,11 @@ pub fn update_config(
     if restore::failed(hook, &ctx.peers)?.is_some() {
         return Ok(false);
     }
+    // While a restore is scheduled, the units other than the leader keep
+    // their members stopped.
+    if restore::holds_member(hook, &ctx.peers)? {
+        return Ok(false);
+    }
     let members = state::members(hook, &ctx.peers)?;
     let synchronous = synchronous(hook, &config, members.len())?;
     let mut parameters = config.parameters(&deps.resources);

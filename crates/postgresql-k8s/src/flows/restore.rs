@@ -1,5 +1,8 @@
-//! The `restore` action (`docs/backups.md`): the cluster, of one member,
-//! brought back to a backup or a point in time from the S3 repository.
+//! The `restore` action (`docs/backups.md`): the cluster brought back to a
+//! backup or a point in time from the S3 repository. On several units the
+//! restore is scheduled ([`Scheduled`]): the other units stop their members
+//! and move their data aside, then the leader restores as below, and they
+//! join the restored cluster as new replicas.
 //!
 //! On the leader, once the request, the repository and the backup are
 //! checked: the repository is brought up to date (`check`), Patroni stops,
@@ -16,8 +19,8 @@
 use super::backups::{self, fail, BACKUP_TIMEOUT};
 use super::{recovery, update_config, Ctx, Deps, Findings};
 use crate::pgbackrest::Backup;
-use crate::state::{self, RESTORE_ASIDE, RESTORE_FAILED};
-use crate::workload::{exists, CONTAINER};
+use crate::state::{self, RESTORE_ASIDE, RESTORE_FAILED, RESTORE_REQUEST, RESTORE_STOPPED};
+use crate::workload::{exists, DataDir, CONTAINER};
 use charm::{BagChanges, Handled, Hook, LogLevel, Relation, Status};
 
 /// How long `pgbackrest check` may take before a restore (its archive
@@ -36,7 +39,8 @@ pub enum Request {
 }
 
 /// What pgBackRest restores, the request resolved against the repository.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Target {
     /// A backup (its id and pgBackRest's label), up to its end.
     Backup { id: String, label: String },
@@ -188,7 +192,9 @@ struct Params {
     restore_to_time: Option<String>,
 }
 
-/// `restore`: checks the request, then restores (see the module's text).
+/// `restore`: checks the request, then restores at once on a cluster of
+/// one unit, or schedules the restore on a cluster of several (see
+/// [`progress`]).
 pub fn restore(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
     let params: Params = hook.action_params()?;
     let wanted = match request(
@@ -205,17 +211,12 @@ pub fn restore(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
         Ok(found) => found,
         Err(message) => return fail(hook, &message),
     };
-    let me = hook.unit().to_string();
-    let others = state::peer_units(hook, &ctx.peers)?;
-    let units = 1 + others.iter().filter(|u| u.name != me).count();
-    let members = state::members(hook, &ctx.peers)?.len();
-    let count = units.max(members);
-    if count > 1 {
+    if let Some(pending) = scheduled(hook, &ctx.peers)? {
         return fail(
             hook,
             &format!(
-                "the cluster has {count} units: scale it to one unit first (juju remove-unit), \
-                 then restore, then add units again"
+                "a restore is scheduled already ({}): wait for it to finish",
+                pending.target.describe()
             ),
         );
     }
@@ -227,33 +228,222 @@ pub fn restore(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
         Ok(target) => target,
         Err(message) => return fail(hook, &message),
     };
-    run(hook, deps, &ctx, (&stanza, own), &target)
+    let (_, id) = recovery::free_generation(hook, deps, &ctx)?;
+    let request = Scheduled {
+        id,
+        target,
+        stanza,
+        own,
+    };
+    let waiting = waiting_for(hook, &ctx, &request.id)?;
+    if !waiting.is_empty() {
+        return schedule(hook, &ctx, &request, &waiting);
+    }
+    let outcome = run(hook, deps, &ctx, &request)?;
+    match outcome {
+        Ok(results) => {
+            hook.action_set(results)?;
+            Ok(Handled::Done)
+        }
+        Err(message) => fail(hook, &message),
+    }
 }
 
-/// The restore itself, once checked, from `stanza` (this cluster's own, or
-/// another's).
+/// A restore scheduled on a cluster of several units (the peer application
+/// bag's `restore-request`): every other unit stops its member and moves its
+/// data aside, then the leader restores, and the others join the restored
+/// cluster as new replicas.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Scheduled {
+    /// The request's id: the scope the restored cluster is to start as.
+    pub id: String,
+    /// What is restored.
+    pub target: Target,
+    /// The stanza it is restored from.
+    pub stanza: String,
+    /// Whether the stanza is this cluster's own.
+    pub own: bool,
+}
+
+/// The restore scheduled, if any. A request that cannot be read is none.
+pub fn scheduled(hook: &mut Hook<'_>, peers: &Relation) -> charm::Result<Option<Scheduled>> {
+    Ok(hook
+        .local_app_bag(peers)?
+        .get(RESTORE_REQUEST)
+        .and_then(|text| serde_json::from_str(text).ok()))
+}
+
+/// The other units that have not stopped their member for the restore `id`.
+fn waiting_for(hook: &mut Hook<'_>, ctx: &Ctx, id: &str) -> anyhow::Result<Vec<String>> {
+    let me = hook.unit().to_string();
+    let mut waiting = Vec::new();
+    for name in hook.relation_units(&ctx.peers)? {
+        if name == me {
+            continue;
+        }
+        let bag = hook.bag(&ctx.peers, &charm::Bag::Unit(name.clone()))?;
+        if bag.get(RESTORE_STOPPED).map(String::as_str) != Some(id) {
+            waiting.push(name);
+        }
+    }
+    Ok(waiting)
+}
+
+/// The leader records the request; the action answers that it is scheduled.
+fn schedule(
+    hook: &mut Hook<'_>,
+    ctx: &Ctx,
+    request: &Scheduled,
+    waiting: &[String],
+) -> anyhow::Result<Handled> {
+    hook.update_app_bag(
+        &ctx.peers,
+        BagChanges::new().set(RESTORE_REQUEST, serde_json::to_string(request)?),
+    )?;
+    let message = format!(
+        "{} scheduled: the other units stop their members first ({}); this unit restores \
+         then, and they copy the restored cluster (the status shows the progress)",
+        request.target.describe(),
+        waiting.join(", ")
+    );
+    hook.log(LogLevel::Warning, &message)?;
+    hook.action_set([
+        ("restore-status", "scheduled".to_string()),
+        ("waiting-for", waiting.join(", ")),
+        ("message", message),
+    ])?;
+    Ok(Handled::Done)
+}
+
+/// A scheduled restore, carried on by every hook of the peer relation and
+/// update-status. A unit other than the leader stops its member, moves its
+/// data aside and says so (`restore-stopped`); the leader, once every other
+/// unit has, runs the restore. A unit forgets its word once no restore is
+/// scheduled or failed.
+pub fn progress(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<()> {
+    let Some(ctx) = super::lifecycle::quiet_context(hook)? else {
+        return Ok(());
+    };
+    let request = scheduled(hook, &ctx.peers)?;
+    let stopped = hook
+        .local_unit_bag(&ctx.peers)?
+        .get(RESTORE_STOPPED)
+        .cloned();
+    let Some(request) = request else {
+        if stopped.is_some() && failed(hook, &ctx.peers)?.is_none() {
+            hook.update_unit_bag(&ctx.peers, BagChanges::new().unset(RESTORE_STOPPED))?;
+        }
+        return Ok(());
+    };
+    if !hook.is_leader()? {
+        if stopped.as_deref() != Some(request.id.as_str()) {
+            stop_for(hook, deps, &ctx, &request.id)?;
+        }
+        return Ok(());
+    }
+    if !waiting_for(hook, &ctx, &request.id)?.is_empty() {
+        return Ok(());
+    }
+    match run(hook, deps, &ctx, &request)? {
+        Ok(_) => hook.log(LogLevel::Info, "the scheduled restore finished")?,
+        Err(message) => hook.log(LogLevel::Error, &message)?,
+    }
+    Ok(())
+}
+
+/// A unit other than the leader, for the restore `id`: its member stopped,
+/// its data (a copy of the cluster the restore replaces) moved aside, kept,
+/// and its word given. A data directory that cannot move blocks the unit
+/// until a later hook moves it; the restore waits.
+fn stop_for(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx, id: &str) -> anyhow::Result<()> {
+    let w = &deps.workload;
+    w.stop(hook.container(CONTAINER))?;
+    if w.data_dir(hook.container(CONTAINER))? != DataDir::Empty {
+        let aside = format!("{}.before-restore-{id}", w.layout.data_dir);
+        if let Err(why) = w.move_data_aside(hook.container(CONTAINER), &aside)? {
+            hook.add_problem(Status::Blocked(format!(
+                "cannot stop for the scheduled restore: {why}"
+            )))?;
+            return Ok(());
+        }
+        hook.log(
+            LogLevel::Warning,
+            &format!("stopped for the restore: the data directory is moved aside to {aside} (kept, not deleted)"),
+        )?;
+    }
+    hook.update_unit_bag(&ctx.peers, BagChanges::new().set(RESTORE_STOPPED, id))?;
+    Ok(())
+}
+
+/// The status of a unit while a restore is scheduled: the leader names the
+/// units it waits for; the others say that they stopped for it.
+pub fn waiting(hook: &mut Hook<'_>) -> anyhow::Result<Option<Status>> {
+    let Some(ctx) = super::lifecycle::quiet_context(hook)? else {
+        return Ok(None);
+    };
+    let Some(request) = scheduled(hook, &ctx.peers)? else {
+        return Ok(None);
+    };
+    let what = request.target.describe();
+    if hook.is_leader()? {
+        let waiting = waiting_for(hook, &ctx, &request.id)?;
+        return Ok(Some(Status::Maintenance(format!(
+            "{what} scheduled: waiting for {} to stop",
+            waiting.join(", ")
+        ))));
+    }
+    Ok(Some(Status::Maintenance(format!(
+        "stopped for the restore ({what}); this unit copies the restored cluster after"
+    ))))
+}
+
+/// Whether this unit keeps its member stopped for a scheduled restore: every
+/// unit but the leader, which restores.
+pub fn holds_member(hook: &mut Hook<'_>, peers: &Relation) -> charm::Result<bool> {
+    Ok(!hook.is_leader()? && scheduled(hook, peers)?.is_some())
+}
+
+/// The restore itself, once checked: `Ok` with the action's results, or
+/// `Err` with why it failed (recorded, and the unit blocked, when the data
+/// had moved). The request, if one was scheduled, is done with either way.
 fn run(
     hook: &mut Hook<'_>,
     deps: &Deps,
     ctx: &Ctx,
-    (stanza, own): (&str, bool),
-    target: &Target,
-) -> anyhow::Result<Handled> {
+    request: &Scheduled,
+) -> anyhow::Result<Result<Vec<(&'static str, String)>, String>> {
+    let Scheduled {
+        stanza,
+        own,
+        target,
+        ..
+    } = request;
     let what = target.describe();
     hook.set_status(Status::Maintenance(what.clone()))?;
     hook.log(LogLevel::Info, &what)?;
     let (next, scope) = recovery::free_generation(hook, deps, ctx)?;
     let w = &deps.workload;
-    if own {
+    if *own {
         flush_archive(hook, deps, ctx, stanza)?;
     }
     w.stop(hook.container(CONTAINER))?;
-    let earlier = hook.local_app_bag(&ctx.peers)?.get(RESTORE_ASIDE).cloned();
+    // A restore failed before, or this unit stopped for the request while
+    // another was leader: the cluster's data is where it was moved, and the
+    // data directory holds what the failed restore left, or nothing.
+    let mut earlier = hook.local_app_bag(&ctx.peers)?.get(RESTORE_ASIDE).cloned();
+    let stopped = hook
+        .local_unit_bag(&ctx.peers)?
+        .get(RESTORE_STOPPED)
+        .cloned();
+    if earlier.is_none() && stopped.as_deref() == Some(request.id.as_str()) {
+        let own_aside = format!("{}.before-restore-{}", w.layout.data_dir, request.id);
+        if exists(hook.container(CONTAINER), &own_aside)? {
+            earlier = Some(own_aside);
+        }
+    }
     let pebble = hook.container(CONTAINER);
     let retry = earlier.is_some();
     let (aside, emptied) = match earlier {
-        // A restore failed before: the cluster's data is where it moved it,
-        // and the data directory holds what the failed restore left.
         Some(aside) => (aside, w.clear_failed_restore(pebble)?),
         None => {
             let aside = format!("{}.before-restore-{scope}", w.layout.data_dir);
@@ -265,9 +455,11 @@ fn run(
         Ok(()) => {}
         Err(why) if moved => return failure(hook, ctx, &aside, &why),
         Err(why) => {
-            // Nothing was moved: the cluster starts again as it was.
+            // Nothing was moved: the cluster starts again as it was (the
+            // other units, their data moved aside, copy it again).
+            hook.update_app_bag(&ctx.peers, BagChanges::new().unset(RESTORE_REQUEST))?;
             update_config(hook, deps, &mut Findings::default(), ctx)?;
-            return fail(hook, &format!("restore not started: {why}"));
+            return Ok(Err(format!("restore not started: {why}")));
         }
     }
     hook.log(
@@ -304,6 +496,7 @@ fn run(
     }
     // The restored cluster starts as a new generation: Patroni finds its
     // scope empty in the DCS and takes the data directory as a new cluster.
+    // The other units join it once the leader has initialised it.
     let founders = serde_json::to_string(std::slice::from_ref(&ctx.address))?;
     hook.update_app_bag(
         &ctx.peers,
@@ -313,7 +506,8 @@ fn run(
             .unset(state::CLUSTER_INITIALISED)
             .unset(state::PRIMARY)
             .unset(RESTORE_FAILED)
-            .unset(RESTORE_ASIDE),
+            .unset(RESTORE_ASIDE)
+            .unset(RESTORE_REQUEST),
     )?;
     hook.log(
         LogLevel::Warning,
@@ -341,8 +535,7 @@ fn run(
         )?;
         results.push(("restored-from", stanza.to_string()));
     }
-    hook.action_set(results)?;
-    Ok(Handled::Done)
+    Ok(Ok(results))
 }
 
 /// The database users whose passwords the charm holds, with them: the
@@ -385,9 +578,14 @@ fn flush_archive(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx, stanza: &str) -> a
 }
 
 /// A restore failed after the data directory was moved aside: recorded (so
-/// that Patroni stays stopped and the unit blocked), and the action fails,
-/// both saying how to retry.
-fn failure(hook: &mut Hook<'_>, ctx: &Ctx, aside: &str, why: &str) -> anyhow::Result<Handled> {
+/// that Patroni stays stopped everywhere and the unit blocked), and the
+/// message returned, both saying how to retry.
+fn failure(
+    hook: &mut Hook<'_>,
+    ctx: &Ctx,
+    aside: &str,
+    why: &str,
+) -> anyhow::Result<Result<Vec<(&'static str, String)>, String>> {
     let message = format!(
         "restore failed: {why}; the data from before is kept at {aside}: run the restore \
          action again"
@@ -397,10 +595,11 @@ fn failure(hook: &mut Hook<'_>, ctx: &Ctx, aside: &str, why: &str) -> anyhow::Re
         &ctx.peers,
         BagChanges::new()
             .set(RESTORE_FAILED, &message)
-            .set(RESTORE_ASIDE, aside),
+            .set(RESTORE_ASIDE, aside)
+            .unset(RESTORE_REQUEST),
     )?;
     hook.set_status(Status::Blocked(message.clone()))?;
-    fail(hook, &message)
+    Ok(Err(message))
 }
 
 #[cfg(test)]
