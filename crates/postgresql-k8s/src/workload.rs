@@ -499,6 +499,40 @@ impl Workload {
         Ok(())
     }
 
+    /// Stops Patroni, then PostgreSQL if it still runs on the data
+    /// directory (Patroni stopped before it could stop its server, or
+    /// killed meanwhile): nothing may run on the directory when it is moved
+    /// or restored into. `Err` says why PostgreSQL could not be stopped.
+    pub fn stop_postgresql(
+        &self,
+        pebble: &mut dyn Pebble,
+    ) -> Result<Result<(), String>, PebbleError> {
+        self.stop(pebble)?;
+        let pg_ctl = format!("{}/pg_ctl", self.layout.bin_dir);
+        let data = self.layout.data_dir.clone();
+        let on = |command: &str, extra: &[&str]| {
+            let mut argv = vec![pg_ctl.clone(), command.into(), "-D".into(), data.clone()];
+            argv.extend(extra.iter().map(|a| a.to_string()));
+            argv
+        };
+        // `pg_ctl status` answers 0 only while a server runs on the directory.
+        if !self.run(pebble, on("status", &[]), SHORT)?.success() {
+            return Ok(Ok(()));
+        }
+        let stopped = self.run(
+            pebble,
+            on("stop", &["-m", "fast", "-w", "-t", "300"]),
+            SHORT,
+        )?;
+        Ok(match stopped.success() {
+            true => Ok(()),
+            false => Err(format!(
+                "PostgreSQL still runs on {data} and did not stop: {}",
+                stopped.stderr_text().trim()
+            )),
+        })
+    }
+
     /// Whether Patroni's service runs.
     pub fn running(&self, pebble: &mut dyn Pebble) -> Result<bool, PebbleError> {
         Ok(pebble.services(&[SERVICE])?.iter().any(|s| s.is_running()))

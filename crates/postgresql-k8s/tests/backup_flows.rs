@@ -673,6 +673,16 @@ fn restorable(state: State) -> State {
     ] {
         container.execs.push((prefix, ok("")));
     }
+    // No PostgreSQL left running on the data directory once Patroni stops.
+    let status = vec![
+        format!("{DEBIAN_BIN_DIR}/pg_ctl"),
+        "status".into(),
+        "-D".into(),
+        DATA_DIR.into(),
+    ];
+    container
+        .execs
+        .push((status, failing(3, "pg_ctl: no server running")));
     state
 }
 
@@ -903,7 +913,7 @@ fn the_other_units_stop_their_members_and_move_their_data_aside() {
     let out = w.go(&state, peers_changed(&state));
     let executed = &out.state.container(CONTAINER).unwrap().executed;
     let aside = format!("{DATA_DIR}.before-restore-{FIRST_REQUEST}");
-    assert_eq!(executed[0].command, ["mv", DATA_DIR, aside.as_str()]);
+    assert_eq!(executed[1].command, ["mv", DATA_DIR, aside.as_str()]);
     assert_eq!(
         peer_unit(&out.state)
             .get(RESTORE_STOPPED)
@@ -951,6 +961,7 @@ fn the_leader_waits_for_every_other_unit_then_restores() {
     assert_eq!(
         programs(&out.state),
         [
+            "pg_ctl status",
             "mv",
             "restore",
             "pg_ctl start",
@@ -1018,6 +1029,7 @@ fn restoring_a_backup_starts_a_new_cluster_generation() {
         programs(&out.state),
         [
             "info",
+            "pg_ctl status",
             "mv",
             "restore",
             "pg_ctl start",
@@ -1027,16 +1039,16 @@ fn restoring_a_backup_starts_a_new_cluster_generation() {
         ]
     );
     let executed = &out.state.container(CONTAINER).unwrap().executed;
-    assert_eq!(executed[1].command, ["mv", DATA_DIR, ASIDE]);
+    assert_eq!(executed[2].command, ["mv", DATA_DIR, ASIDE]);
     // The system users get the passwords the charm holds, as SCRAM
     // verifiers on psql's standard input, logged in by peer authentication
     // with no statement logged; no password on any command line.
-    let start = executed[3].command.join(" ");
+    let start = executed[4].command.join(" ");
     assert!(
         start.contains("hba_file=") && start.contains("log_statement=none"),
         "{start}"
     );
-    let sql = String::from_utf8(executed[5].stdin.clone()).unwrap();
+    let sql = String::from_utf8(executed[6].stdin.clone()).unwrap();
     // Not waiting on the synchronous standbys the backup's configuration may
     // name, which do not run.
     assert!(sql.starts_with("SET synchronous_commit = local;"), "{sql}");
@@ -1062,15 +1074,15 @@ fn restoring_a_backup_starts_a_new_cluster_generation() {
         "the recovery's access files removed"
     );
     assert_eq!(
-        executed[2].command[4..],
+        executed[3].command[4..],
         [
             "--set=20261206-030000F",
             "--type=immediate",
             "--target-action=promote"
         ]
     );
-    assert_eq!(executed[3].user.as_deref(), Some("postgres"));
-    assert!(executed[3]
+    assert_eq!(executed[4].user.as_deref(), Some("postgres"));
+    assert!(executed[4]
         .command
         .iter()
         .any(|a| a.contains("hot_standby=off")));
@@ -1110,7 +1122,10 @@ fn a_running_cluster_is_archived_up_to_date_before_a_restore() {
         serde_json::json!({"backup-id": id}),
     );
     assert_eq!(out.action.failure, None);
-    assert_eq!(programs(&out.state)[..3], ["info", "check", "mv"]);
+    assert_eq!(
+        programs(&out.state)[..4],
+        ["info", "check", "pg_ctl status", "mv"]
+    );
 
     // A check that fails (answered before the one `restorable` programs).
     let timeout = "ERROR: [082]: WAL segment 000000010000000000000003 was not archived before \
@@ -1124,8 +1139,8 @@ fn a_running_cluster_is_archived_up_to_date_before_a_restore() {
     assert_eq!(out.action.results["restore-status"], "restored");
     assert!(logged(&out.state, "was not archived"), "the check's words");
     assert_eq!(
-        programs(&out.state)[..4],
-        ["info", "check", "mv", "restore"]
+        programs(&out.state)[..5],
+        ["info", "check", "pg_ctl status", "mv", "restore"]
     );
 }
 
@@ -1164,7 +1179,7 @@ fn restoring_to_a_time_or_the_latest_gives_pgbackrest_the_target() {
         );
         assert_eq!(out.action.failure, None);
         let executed = &out.state.container(CONTAINER).unwrap().executed;
-        assert_eq!(executed[2].command[4..], options[..], "{asked}");
+        assert_eq!(executed[3].command[4..], options[..], "{asked}");
     }
 }
 
@@ -1193,7 +1208,10 @@ fn a_failed_restore_blocks_keeps_the_data_and_is_retried() {
     );
     assert_eq!(failure(&out), message);
     assert_eq!(out.state.unit_status, Status::Blocked(message.clone()));
-    assert_eq!(programs(&out.state), ["info", "mv", "restore"]);
+    assert_eq!(
+        programs(&out.state),
+        ["info", "pg_ctl status", "mv", "restore"]
+    );
     let app = peer_app(&out.state);
     assert_eq!(app.get(RESTORE_ASIDE).map(String::as_str), Some(ASIDE));
     assert_eq!(app.get(GENERATION), None, "no new cluster yet");
@@ -1215,9 +1233,9 @@ fn a_failed_restore_blocks_keeps_the_data_and_is_retried() {
     assert_eq!(out.action.failure, None);
     assert_eq!(out.action.results["previous-data"], ASIDE);
     let executed = &out.state.container(CONTAINER).unwrap().executed;
-    let retry: Vec<&Vec<String>> = executed[3..].iter().map(|e| &e.command).collect();
+    let retry: Vec<&Vec<String>> = executed[4..].iter().map(|e| &e.command).collect();
     assert_eq!(
-        retry[1],
+        retry[2],
         &["rm", "-rf", DATA_DIR],
         "not mv: the data stays aside"
     );
@@ -1296,7 +1314,14 @@ fn a_failed_recovery_blocks_with_postgresqls_words() {
     );
     assert_eq!(
         programs(&out.state),
-        ["info", "mv", "restore", "pg_ctl start", "pg_ctl status"]
+        [
+            "info",
+            "pg_ctl status",
+            "mv",
+            "restore",
+            "pg_ctl start",
+            "pg_ctl status"
+        ]
     );
 }
 
@@ -1350,6 +1375,11 @@ fn a_data_directory_that_cannot_move_leaves_the_cluster_as_it_was() {
             stderr: b"mv: cannot move: Device or resource busy\n".to_vec(),
         },
     ));
+    let mut status = pg_ctl();
+    status.push("status".into());
+    container
+        .execs
+        .push((status, failing(3, "pg_ctl: no server running")));
     let out = w.action(
         &state,
         "restore",
@@ -1362,7 +1392,11 @@ fn a_data_directory_that_cannot_move_leaves_the_cluster_as_it_was() {
              resource busy"
         )
     );
-    assert_eq!(programs(&out.state), ["info", "mv"], "no restore");
+    assert_eq!(
+        programs(&out.state),
+        ["info", "pg_ctl status", "mv"],
+        "no restore"
+    );
     let app = peer_app(&out.state);
     assert!(!app.contains_key(RESTORE_FAILED) && !app.contains_key(RESTORE_ASIDE));
     assert_eq!(app.get(GENERATION), None);
@@ -1423,6 +1457,7 @@ fn a_new_application_restores_another_clusters_backup() {
         [
             "repository-info",
             "info",
+            "pg_ctl status",
             "mv",
             "restore",
             "pg_ctl start",
@@ -1432,7 +1467,7 @@ fn a_new_application_restores_another_clusters_backup() {
         ]
     );
     let executed = &out.state.container(CONTAINER).unwrap().executed;
-    let restore = &executed[3].command;
+    let restore = &executed[4].command;
     assert!(restore.contains(&format!("--stanza={OLD}")), "{restore:?}");
     assert!(
         restore.contains(&format!("--pg1-path={DATA_DIR}")),

@@ -357,7 +357,12 @@ pub fn progress(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<()> {
 /// until a later hook moves it; the restore waits.
 fn stop_for(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx, id: &str) -> anyhow::Result<()> {
     let w = &deps.workload;
-    w.stop(hook.container(CONTAINER))?;
+    if let Err(why) = w.stop_postgresql(hook.container(CONTAINER))? {
+        hook.add_problem(Status::Blocked(format!(
+            "cannot stop for the scheduled restore: {why}"
+        )))?;
+        return Ok(());
+    }
     if w.data_dir(hook.container(CONTAINER))? != DataDir::Empty {
         let aside = format!("{}.before-restore-{id}", w.layout.data_dir);
         if let Err(why) = w.move_data_aside(hook.container(CONTAINER), &aside)? {
@@ -426,7 +431,11 @@ fn run(
     if *own {
         flush_archive(hook, deps, ctx, stanza)?;
     }
-    w.stop(hook.container(CONTAINER))?;
+    if let Err(why) = w.stop_postgresql(hook.container(CONTAINER))? {
+        hook.update_app_bag(&ctx.peers, BagChanges::new().unset(RESTORE_REQUEST))?;
+        update_config(hook, deps, &mut Findings::default(), ctx)?;
+        return Ok(Err(format!("restore not started: {why}")));
+    }
     // A restore failed before, or this unit stopped for the request while
     // another was leader: the cluster's data is where it was moved, and the
     // data directory holds what the failed restore left, or nothing.
