@@ -499,6 +499,18 @@ impl Workload {
         Ok(())
     }
 
+    /// `pg_ctl <command> -D <data directory> <extra>`, as the workload runs it.
+    fn pg_ctl(&self, command: &str, extra: &[&str]) -> Vec<String> {
+        let mut argv = vec![
+            format!("{}/pg_ctl", self.layout.bin_dir),
+            command.into(),
+            "-D".into(),
+            self.layout.data_dir.clone(),
+        ];
+        argv.extend(extra.iter().map(|a| a.to_string()));
+        argv
+    }
+
     /// Stops Patroni, then PostgreSQL if it still runs on the data
     /// directory (Patroni stopped before it could stop its server, or
     /// killed meanwhile): nothing may run on the directory when it is moved
@@ -508,13 +520,8 @@ impl Workload {
         pebble: &mut dyn Pebble,
     ) -> Result<Result<(), String>, PebbleError> {
         self.stop(pebble)?;
-        let pg_ctl = format!("{}/pg_ctl", self.layout.bin_dir);
-        let data = self.layout.data_dir.clone();
-        let on = |command: &str, extra: &[&str]| {
-            let mut argv = vec![pg_ctl.clone(), command.into(), "-D".into(), data.clone()];
-            argv.extend(extra.iter().map(|a| a.to_string()));
-            argv
-        };
+        let data = &self.layout.data_dir;
+        let on = |command: &str, extra: &[&str]| self.pg_ctl(command, extra);
         // `pg_ctl status` answers 0 only while a server runs on the directory.
         if !self.run(pebble, on("status", &[]), SHORT)?.success() {
             return Ok(Ok(()));
@@ -664,14 +671,9 @@ impl Workload {
         timeout: std::time::Duration,
         users: &[(&str, &str)],
     ) -> Result<Result<(), String>, PebbleError> {
-        let pg_ctl = format!("{}/pg_ctl", self.layout.bin_dir);
         let data = &self.layout.data_dir;
         let log = self.recovery_log();
-        let pg_ctl_on = |command: &str, extra: &[&str]| {
-            let mut argv = vec![pg_ctl.clone(), command.into(), "-D".into(), data.clone()];
-            argv.extend(extra.iter().map(|a| a.to_string()));
-            argv
-        };
+        let pg_ctl_on = |command: &str, extra: &[&str]| self.pg_ctl(command, extra);
         // The charm's superuser logs in over the socket as the workload's
         // own user (peer authentication), whatever password the restored
         // data holds; no statement is logged.

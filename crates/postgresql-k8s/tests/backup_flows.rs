@@ -65,11 +65,7 @@ use support::*;
 
 /// The application bag once the leader recorded the stanza.
 fn recorded(mut state: State) -> State {
-    state
-        .relations
-        .iter_mut()
-        .find(|r| r.id == PEER_ID)
-        .unwrap()
+    peer_mut(&mut state)
         .local_app_data
         .insert(STANZA.into(), stanza());
     state
@@ -123,11 +119,7 @@ fn s3_relation(extra: &[(&str, &str)]) -> RelationState {
 /// the provider with `relation`.
 fn related(n: u32, relation: RelationState) -> State {
     let mut state = initialised(with_peers(unit(n, n == 0), &[0, 1]), &[0, 1]);
-    state
-        .relations
-        .iter_mut()
-        .find(|r| r.id == PEER_ID)
-        .unwrap()
+    peer_mut(&mut state)
         .local_app_data
         .insert(PRIMARY.into(), member(0));
     state.with_relation(relation)
@@ -636,11 +628,7 @@ fn list_backups_answers_the_table() {
 /// one full backup listed by `info`.
 fn alone() -> State {
     let mut state = initialised(unit(0, true), &[0]);
-    let peers = state
-        .relations
-        .iter_mut()
-        .find(|r| r.id == PEER_ID)
-        .unwrap();
+    let peers = peer_mut(&mut state);
     peers.local_app_data.insert(PRIMARY.into(), member(0));
     peers.local_unit_data.insert(STANZA.into(), stanza());
     let state = recorded(state.with_relation(s3_relation(&[])));
@@ -806,11 +794,7 @@ fn request_latest() -> String {
 /// `stopped`.
 fn scheduled(n: u32, stopped: bool) -> State {
     let mut state = restorable(two_units(n));
-    let peers = state
-        .relations
-        .iter_mut()
-        .find(|r| r.id == PEER_ID)
-        .unwrap();
+    let peers = peer_mut(&mut state);
     peers
         .local_app_data
         .insert(RESTORE_REQUEST.into(), request_latest());
@@ -850,11 +834,7 @@ fn peers_changed(state: &State) -> charm::Event {
 fn two_units(n: u32) -> State {
     let mut state = recorded(related(n, s3_relation(&[])));
     if n == 0 {
-        state
-            .relations
-            .iter_mut()
-            .find(|r| r.id == PEER_ID)
-            .unwrap()
+        peer_mut(&mut state)
             .local_unit_data
             .insert(STANZA.into(), stanza());
     }
@@ -934,13 +914,7 @@ fn the_other_units_stop_their_members_and_move_their_data_aside() {
     ));
     // Once the restore is done with, the unit forgets its word.
     let mut after = out.state.clone();
-    after
-        .relations
-        .iter_mut()
-        .find(|r| r.id == PEER_ID)
-        .unwrap()
-        .local_app_data
-        .remove(RESTORE_REQUEST);
+    peer_mut(&mut after).local_app_data.remove(RESTORE_REQUEST);
     let out = w.go(&after, peers_changed(&after));
     assert!(!peer_unit(&out.state).contains_key(RESTORE_STOPPED));
 }
@@ -1425,11 +1399,7 @@ fn answer_for_old(mut state: State, what: &str, output: ExecOutput) -> State {
 /// `repository` as `info` of the whole repository.
 fn new_application(repository: &str) -> State {
     let mut state = initialised(unit(0, true), &[0]);
-    let peers = state
-        .relations
-        .iter_mut()
-        .find(|r| r.id == PEER_ID)
-        .unwrap();
+    let peers = peer_mut(&mut state);
     peers.local_app_data.insert(PRIMARY.into(), member(0));
     peers
         .local_app_data

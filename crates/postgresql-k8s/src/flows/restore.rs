@@ -432,9 +432,7 @@ fn run(
         flush_archive(hook, deps, ctx, stanza)?;
     }
     if let Err(why) = w.stop_postgresql(hook.container(CONTAINER))? {
-        hook.update_app_bag(&ctx.peers, BagChanges::new().unset(RESTORE_REQUEST))?;
-        update_config(hook, deps, &mut Findings::default(), ctx)?;
-        return Ok(Err(format!("restore not started: {why}")));
+        return not_started(hook, deps, ctx, &why);
     }
     // A restore failed before, or this unit stopped for the request while
     // another was leader: the cluster's data is where it was moved, and the
@@ -466,9 +464,7 @@ fn run(
         Err(why) => {
             // Nothing was moved: the cluster starts again as it was (the
             // other units, their data moved aside, copy it again).
-            hook.update_app_bag(&ctx.peers, BagChanges::new().unset(RESTORE_REQUEST))?;
-            update_config(hook, deps, &mut Findings::default(), ctx)?;
-            return Ok(Err(format!("restore not started: {why}")));
+            return not_started(hook, deps, ctx, &why);
         }
     }
     hook.log(
@@ -584,6 +580,19 @@ fn flush_archive(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx, stanza: &str) -> a
         &format!("{why}; the restore goes on without the cluster's latest WAL archived"),
     )?;
     Ok(())
+}
+
+/// A restore given up before the data directory moved: the request is done
+/// with and the cluster starts again as it was.
+fn not_started(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    ctx: &Ctx,
+    why: &str,
+) -> anyhow::Result<Result<Vec<(&'static str, String)>, String>> {
+    hook.update_app_bag(&ctx.peers, BagChanges::new().unset(RESTORE_REQUEST))?;
+    update_config(hook, deps, &mut Findings::default(), ctx)?;
+    Ok(Err(format!("restore not started: {why}")))
 }
 
 /// A restore failed after the data directory was moved aside: recorded (so

@@ -166,7 +166,8 @@ pub fn unit_without_etcd(n: u32, leader: bool) -> State {
     s
 }
 
-fn peer_mut(state: &mut State) -> &mut RelationState {
+/// The peer relation of a unit's state.
+pub fn peer_mut(state: &mut State) -> &mut RelationState {
     state
         .relations
         .iter_mut()
