@@ -195,6 +195,7 @@ fn the_charms_pgbackrest_configuration_backs_up_and_restores_to_a_time() {
             work_dir: work.to_str().unwrap(),
         },
         Some(ca.to_str().unwrap()),
+        None,
     )
     .unwrap();
     std::fs::write(&config, text).unwrap();

@@ -181,6 +181,7 @@ impl Charm for PostgresqlCharm {
             Event::RelationDeparted(r) if r.relation.endpoint == PEERS => {
                 let handled = peers::departed(hook, deps, r)?;
                 flows::restore::progress(hook, deps)?;
+                backups::converge(hook, deps, findings, Trigger::Peers)?;
                 rolling_restart::converge(hook, deps, findings)?;
                 Ok(handled)
             }
@@ -191,12 +192,14 @@ impl Charm for PostgresqlCharm {
                 if r.relation.endpoint == CERTIFICATES =>
             {
                 let handled = certificates::changed(hook, deps, findings, &r.relation)?;
+                backups::converge(hook, deps, findings, Trigger::Peers)?;
                 rolling_restart::converge(hook, deps, findings)?;
                 metrics::publish(hook)?;
                 Ok(handled)
             }
             Event::RelationBroken(r) if r.relation.endpoint == CERTIFICATES => {
                 let handled = certificates::broken(hook, deps, findings, r)?;
+                backups::converge(hook, deps, findings, Trigger::Peers)?;
                 rolling_restart::converge(hook, deps, findings)?;
                 metrics::publish(hook)?;
                 Ok(handled)
@@ -204,13 +207,18 @@ impl Charm for PostgresqlCharm {
             Event::RelationCreated(r) | Event::RelationJoined(r) | Event::RelationChanged(r)
                 if r.relation.endpoint == RECEIVE_CA =>
             {
-                certificates::ca_changed(hook, deps, findings, &r.relation)
+                let handled = certificates::ca_changed(hook, deps, findings, &r.relation)?;
+                backups::converge(hook, deps, findings, Trigger::Peers)?;
+                Ok(handled)
             }
             Event::RelationBroken(r) if r.relation.endpoint == RECEIVE_CA => {
-                certificates::ca_broken(hook, deps, findings, r)
+                let handled = certificates::ca_broken(hook, deps, findings, r)?;
+                backups::converge(hook, deps, findings, Trigger::Peers)?;
+                Ok(handled)
             }
             Event::Action(a) if a.name == "set-tls-private-key" => {
                 let handled = certificates::set_private_key(hook, deps, findings)?;
+                backups::converge(hook, deps, findings, Trigger::Peers)?;
                 rolling_restart::converge(hook, deps, findings)?;
                 Ok(handled)
             }

@@ -95,14 +95,39 @@ pub struct Local<'a> {
     pub work_dir: &'a str,
 }
 
-/// The configuration file: the repository in `[global]`, this cluster in its
-/// stanza's section. `ca_file` is where the provider's CA chain is written,
-/// when it gave one.
+/// pgBackRest's TLS server port, the same on every unit.
+pub const SERVER_PORT: u16 = 8432;
+
+/// The TLS files pgBackRest uses between units: this unit's certificate and
+/// key, and the CA bundle the other side's certificate is checked against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles<'a> {
+    pub ca: &'a str,
+    pub cert: &'a str,
+    pub key: &'a str,
+}
+
+/// This unit's pgBackRest TLS server, through which another unit's
+/// pgBackRest reaches this unit's PostgreSQL for a backup: on this unit's
+/// address, open to the peers' certificates (by common name) for this
+/// cluster's stanza alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Server<'a> {
+    pub address: &'a str,
+    pub files: TlsFiles<'a>,
+    /// The common names of the other units' certificates.
+    pub peers: Vec<String>,
+}
+
+/// The configuration file: the repository in `[global]`, with this unit's
+/// TLS server when it runs one, and this cluster in its stanza's section.
+/// `ca_file` is where the provider's CA chain is written, when it gave one.
 pub fn render(
     s3: &S3Parameters,
     stanza: &str,
     local: &Local<'_>,
     ca_file: Option<&str>,
+    server: Option<&Server<'_>>,
 ) -> Result<String, EndpointError> {
     let endpoint = Endpoint::parse(&s3.endpoint)?;
     let mut out = String::from(
@@ -139,6 +164,16 @@ pub fn render(
     line("log-path", &format!("{}/log", local.work_dir));
     line("lock-path", &format!("{}/lock", local.work_dir));
     line("spool-path", &format!("{}/spool", local.work_dir));
+    if let Some(server) = server {
+        line("tls-server-address", server.address);
+        line("tls-server-port", &SERVER_PORT.to_string());
+        line("tls-server-ca-file", server.files.ca);
+        line("tls-server-cert-file", server.files.cert);
+        line("tls-server-key-file", server.files.key);
+        for peer in &server.peers {
+            line("tls-server-auth", &format!("{peer}={stanza}"));
+        }
+    }
     let _ = writeln!(out, "\n[{stanza}]");
     let mut line = |key: &str, value: &str| {
         let _ = writeln!(out, "{key}={value}");
@@ -148,6 +183,46 @@ pub fn render(
     line("pg1-port", &local.port.to_string());
     line("pg1-user", local.user);
     Ok(out)
+}
+
+/// The other member of a backup taken from a standby, reached through its
+/// unit's pgBackRest TLS server: the primary when this unit's member is the
+/// standby, a standby when it is the primary. Its PostgreSQL is laid out as
+/// this unit's (`local`), and its server reads the same configuration path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Remote<'a> {
+    pub address: &'a str,
+    pub local: &'a Local<'a>,
+    pub config: &'a str,
+    pub files: TlsFiles<'a>,
+}
+
+/// The options of a backup taken from a standby (`backup` on the command
+/// line, the configuration file unchanged): pgBackRest tells primary from
+/// standby itself, starts and stops the backup on the primary and copies
+/// the replicated files, nearly all of them, from the standby.
+pub fn standby_options(remote: &Remote<'_>) -> Vec<String> {
+    let Remote {
+        address,
+        local,
+        config,
+        files,
+    } = remote;
+    [
+        "--backup-standby".to_string(),
+        format!("--pg2-host={address}"),
+        "--pg2-host-type=tls".into(),
+        format!("--pg2-host-port={SERVER_PORT}"),
+        format!("--pg2-host-config={config}"),
+        format!("--pg2-host-ca-file={}", files.ca),
+        format!("--pg2-host-cert-file={}", files.cert),
+        format!("--pg2-host-key-file={}", files.key),
+        format!("--pg2-path={}", local.data_dir),
+        format!("--pg2-socket-path={}", local.socket_dir),
+        format!("--pg2-port={}", local.port),
+        format!("--pg2-user={}", local.user),
+    ]
+    .into()
 }
 
 /// PostgreSQL's `archive_command` while there is no repository: every WAL

@@ -26,6 +26,9 @@ pub const CLUSTER_INITIALISED: &str = "cluster_initialised";
 pub const ADDRESS: &str = "private-address";
 /// Peer unit bag: `"enabled"` when the unit's PostgreSQL runs with TLS.
 pub const TLS: &str = "tls";
+/// Peer unit bag: where this unit's pgBackRest TLS server listens
+/// (`address:port`), absent when it runs none.
+pub const BACKUP_SERVER: &str = "pgbackrest-server";
 /// Peer unit bag: the CA bundle this unit's PostgreSQL serves TLS with,
 /// written with [`TLS`] (absent without TLS).
 pub const TLS_CA: &str = "tls-ca";

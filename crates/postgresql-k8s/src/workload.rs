@@ -13,6 +13,9 @@ pub const CONTAINER: &str = "postgresql";
 pub const SERVICE: &str = "postgresql";
 /// The Pebble service (and its check) of PostgreSQL's Prometheus exporter.
 pub const EXPORTER_SERVICE: &str = "metrics_server";
+/// The Pebble service of pgBackRest's TLS server, through which another
+/// unit takes a backup from a standby.
+pub const PGBACKREST_SERVER: &str = "pgbackrest-server";
 /// The exporter's port (the community exporter's).
 pub const EXPORTER_PORT: u16 = 9187;
 /// The time zone database PostgreSQL reads (Debian builds it on the system's).
@@ -187,6 +190,20 @@ impl Layout {
     pub fn pgbackrest_ca(&self) -> String {
         format!("{}/s3-ca.pem", self.pgbackrest_dir())
     }
+    /// The TLS files pgBackRest uses between units (copies of the unit's,
+    /// so that its server restarts exactly when they change).
+    pub fn pgbackrest_tls(&self) -> [String; 3] {
+        ["ca", "cert", "key"].map(|f| format!("{}/tls-{f}.pem", self.pgbackrest_dir()))
+    }
+    /// The password file pgBackRest's server logs in to PostgreSQL with.
+    pub fn pgbackrest_pgpass(&self) -> String {
+        format!("{}/pgpass", self.pgbackrest_dir())
+    }
+}
+
+/// A password as a libpq password file holds it: `\\` and `:` escaped.
+fn pgpass_escape(password: &str) -> String {
+    password.replace('\\', "\\\\").replace(':', "\\:")
 }
 
 /// Whether `path` is a file (or a link to one) in the container.
@@ -569,23 +586,101 @@ impl Workload {
         ];
         let mut changed = false;
         for (path, content) in wanted {
-            let current = pebble.read_text(&path)?;
-            match content {
-                Some(c) if current.as_deref() != Some(c) => {
-                    pebble.push(&path, c.as_bytes(), &self.options(0o600))?;
-                    changed = true;
-                }
-                None if current.is_some() => {
-                    pebble.remove_path(&path, false)?;
-                    changed = true;
-                }
-                _ => {}
-            }
+            changed |= self.write_private(pebble, &path, content)?;
         }
         if changed && files.is_some() {
             pebble.make_dir(&l.pgbackrest_dir(), &self.options(0o700))?;
         }
         Ok(changed)
+    }
+
+    /// pgBackRest's TLS server's layer: the server on the address and port
+    /// `pgbackrest.conf` names, logging in to PostgreSQL with the password
+    /// in its own file.
+    pub fn pgbackrest_server_layer(&self) -> Layer {
+        let mut layer = Layer {
+            summary: "pgbackrest server layer".into(),
+            description: "pgBackRest's TLS server, for backups taken from a standby".into(),
+            ..Layer::default()
+        };
+        layer.services.insert(
+            PGBACKREST_SERVER.into(),
+            Service {
+                r#override: "replace".into(),
+                summary: "pgBackRest TLS server".into(),
+                command: format!(
+                    "pgbackrest --config={} server",
+                    self.layout.pgbackrest_config()
+                ),
+                startup: "enabled".into(),
+                user: self.user.clone(),
+                group: self.user.clone(),
+                environment: [("PGPASSFILE".to_string(), self.layout.pgbackrest_pgpass())].into(),
+                ..Service::default()
+            },
+        );
+        layer
+    }
+
+    /// Runs pgBackRest's TLS server with `tls` (this unit's material) and
+    /// `password` (the user it logs in as), restarted when they or the
+    /// configuration (`config_changed`) changed; with `None`, stops it and
+    /// removes its files. Returns whether it (re)started.
+    pub fn serve_pgbackrest(
+        &self,
+        pebble: &mut dyn Pebble,
+        serve: Option<(&TlsMaterial, &str)>,
+        config_changed: bool,
+    ) -> Result<bool, PebbleError> {
+        let l = &self.layout;
+        let [ca, cert, key] = l.pgbackrest_tls();
+        let pgpass =
+            serve.map(|(_, password)| format!("*:*:*:{OPERATOR}:{}\n", pgpass_escape(password)));
+        let wanted = [
+            (ca, serve.map(|(tls, _)| tls.ca.clone())),
+            (cert, serve.map(|(tls, _)| tls.cert.clone())),
+            (key, serve.map(|(tls, _)| tls.key.clone())),
+        ];
+        let mut changed = config_changed;
+        for (path, content) in wanted {
+            changed |= self.write_private(pebble, &path, content.as_deref())?;
+        }
+        // libpq reads the password file at each login: no restart for it.
+        self.write_private(pebble, &l.pgbackrest_pgpass(), pgpass.as_deref())?;
+        if serve.is_none() {
+            let running = pebble
+                .services(&[PGBACKREST_SERVER])?
+                .iter()
+                .any(|s| s.is_running());
+            if running {
+                pebble.stop(&[PGBACKREST_SERVER])?;
+            }
+            return Ok(false);
+        }
+        let layer = self.pgbackrest_server_layer();
+        pebble_api::ensure_service(pebble, PGBACKREST_SERVER, &layer, changed)
+    }
+
+    /// Writes `content` to `path` (the workload's user's alone) when it
+    /// differs, or removes the file with `None`. Returns whether it changed.
+    fn write_private(
+        &self,
+        pebble: &mut dyn Pebble,
+        path: &str,
+        content: Option<&str>,
+    ) -> Result<bool, PebbleError> {
+        let current = pebble.read_text(path)?;
+        match content {
+            Some(c) if current.as_deref() != Some(c) => {
+                pebble.push(path, c.as_bytes(), &self.options(0o600))?;
+                Ok(true)
+            }
+            None if current.is_some() => {
+                pebble.remove_path(path, false)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// Runs `argv` in the container as the workload's user, for at most
@@ -836,5 +931,16 @@ impl Workload {
             timeout: Some(timeout),
             ..Exec::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_file_escapes_colons_and_backslashes() {
+        assert_eq!(pgpass_escape("plain"), "plain");
+        assert_eq!(pgpass_escape(r"a:b\c"), r"a\:b\\c");
     }
 }

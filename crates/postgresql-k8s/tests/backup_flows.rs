@@ -22,7 +22,12 @@
 //! | the relation gone: files removed, archiving stops | `the_relation_gone_stops_archiving_and_removes_the_files` |
 //! | create-backup: no relation, parameters missing, no stanza | `create_backup_says_what_is_missing` |
 //! | create-backup: an unknown type | `create_backup_refuses_an_unknown_type` |
-//! | create-backup: not on the primary | `create_backup_runs_on_the_primary_only` |
+//! | with TLS: the unit's pgBackRest server runs for the other units (stopped, its files gone, with the relation) | `with_tls_every_unit_serves_pgbackrest_to_the_others` |
+//! | create-backup on a replica without TLS: refused, how to back up said | `a_replica_without_tls_says_how_to_back_up` |
+//! | create-backup on a replica with TLS: from its standby, the primary reached through its server | `a_replica_with_tls_takes_the_backup_from_its_standby` |
+//! | create-backup on a replica, the primary's server not running: refused, try again | `a_replica_waits_for_the_primarys_server` |
+//! | create-backup on the primary: from a standby that serves, else the primary alone | `the_primary_copies_from_a_standby_that_serves` |
+//! | create-backup: the member not running | `a_member_that_is_not_running_takes_no_backup` |
 //! | create-backup: a differential without a full | `a_differential_needs_a_full_backup` |
 //! | create-backup: taken, its id answered | `create_backup_takes_a_backup_and_answers_its_id` |
 //! | create-backup: pgBackRest fails | `a_failed_backup_fails_the_action_with_pgbackrests_words` |
@@ -53,15 +58,16 @@ use charm::Status;
 use charm_testing::{event, RelationState, State};
 use pebble_api::ExecOutput;
 use postgres_admin::testing::FIRST_CLUSTER;
-use postgresql_k8s::flows::backups::ANOTHER_CLUSTER;
+use postgresql_k8s::flows::backups::{ANOTHER_CLUSTER, REPLICA_NEEDS_TLS};
 use postgresql_k8s::pgbackrest;
 use postgresql_k8s::state::{
-    CLUSTER_INITIALISED, ENDPOINTS, GENERATION, PRIMARY, RESTORE_ASIDE, RESTORE_FAILED,
-    RESTORE_REQUEST, RESTORE_STOPPED, S3_PROBLEM, STANZA,
+    BACKUP_SERVER, CLUSTER_INITIALISED, ENDPOINTS, GENERATION, PRIMARY, RESTORE_ASIDE,
+    RESTORE_FAILED, RESTORE_REQUEST, RESTORE_STOPPED, S3_PROBLEM, STANZA,
 };
-use postgresql_k8s::workload::{Layout, CONTAINER, DEBIAN_BIN_DIR, SERVICE};
+use postgresql_k8s::workload::{Layout, CONTAINER, DEBIAN_BIN_DIR, PGBACKREST_SERVER, SERVICE};
 use s3_interface::S3_PARAMETERS;
 use support::*;
+use tls_certificates::testing::TestCa;
 
 /// The application bag once the leader recorded the stanza.
 fn recorded(mut state: State) -> State {
@@ -517,16 +523,157 @@ fn create_backup_refuses_an_unknown_type() {
 }
 
 #[test]
-fn create_backup_runs_on_the_primary_only() {
+fn a_replica_without_tls_says_how_to_back_up() {
     let w = world();
-    let state = recorded(related(1, s3_relation(&[])));
+    let state = changed(&w, &recorded(related(1, s3_relation(&[]))));
+    assert!(!peer_unit(&state).contains_key(BACKUP_SERVER));
+    let out = w.action(&state, "create-backup", serde_json::json!({}));
+    assert_eq!(failure(&out), REPLICA_NEEDS_TLS);
+    assert!(programs(&out.state).is_empty());
+}
+
+/// Unit `n` related to the repository, with TLS: its pgBackRest server runs.
+fn serving(n: u32) -> State {
+    let state = recorded(related(n, s3_relation(&[])));
+    let state = with_certificate(state, n, &mut TestCa::new("ca"));
+    let state = answer(state, "repository-info", ok("[]"));
+    let state = answer(state, "stanza-create", ok(""));
+    changed(&world(), &state)
+}
+
+/// `state` once unit `n`'s peer bag says its pgBackRest server runs.
+fn other_serves(mut state: State, n: u32) -> State {
+    peer_mut(&mut state)
+        .remote_units
+        .get_mut(&unit_name(n))
+        .unwrap()
+        .insert(BACKUP_SERVER.into(), format!("{}:8432", addr(n)));
+    state
+}
+
+#[test]
+fn with_tls_every_unit_serves_pgbackrest_to_the_others() {
+    let state = serving(1);
+    let config = config_file(&state).unwrap();
+    let layout = Layout::default();
+    let [ca, cert, key] = layout.pgbackrest_tls();
+    for line in [
+        format!("tls-server-address={}", addr(1)),
+        format!("tls-server-cert-file={cert}"),
+        format!("tls-server-auth={APP}-0.{APP}-endpoints={}", stanza()),
+    ] {
+        assert!(config.contains(&format!("{line}\n")), "{line}:\n{config}");
+    }
+    let container = state.container(CONTAINER).unwrap();
+    assert!(container.is_running(PGBACKREST_SERVER));
+    for file in [ca, cert, key] {
+        assert!(container.file_text(&file).is_some(), "{file}");
+    }
+    let pgpass = container.file_text(&layout.pgbackrest_pgpass()).unwrap();
+    assert!(pgpass.starts_with("*:*:*:operator:"));
+    assert_eq!(
+        peer_unit(&state).get(BACKUP_SERVER),
+        Some(&format!("{}:8432", addr(1)))
+    );
+
+    // The relation gone: the server stops and its files go.
+    let out = world().go(
+        &state,
+        event::relation_broken(state.relation(S3_ID).unwrap()),
+    );
+    let container = out.state.container(CONTAINER).unwrap();
+    assert!(!container.is_running(PGBACKREST_SERVER));
+    assert_eq!(container.file_text(&layout.pgbackrest_pgpass()), None);
+    assert!(!peer_unit(&out.state).contains_key(BACKUP_SERVER));
+}
+
+/// The options of the `backup` command the action ran.
+fn backup_options(out: &charm_testing::Output) -> Vec<String> {
+    let executed = &out.state.container(CONTAINER).unwrap().executed;
+    let backup = executed
+        .iter()
+        .find(|e| e.command.iter().any(|a| a == "backup"))
+        .expect("a backup ran");
+    backup.command.clone()
+}
+
+fn one_backup(state: State) -> State {
+    let state = answer(state, "info", ok(&info_with(&[])));
+    let state = answer(
+        state,
+        "info",
+        ok(&info_with(&[("20261206-030000F", "full", 1796526000)])),
+    );
+    answer(state, "backup", ok(""))
+}
+
+#[test]
+fn a_replica_with_tls_takes_the_backup_from_its_standby() {
+    let w = world();
+    let state = one_backup(other_serves(serving(1), 0));
+    let out = w.action(&state, "create-backup", serde_json::json!({}));
+    assert_eq!(out.action.failure, None);
+    assert_eq!(
+        out.action.results["taken-from"],
+        format!("{} (replica)", unit_name(1))
+    );
+    let options = backup_options(&out);
+    for option in [
+        "--backup-standby".to_string(),
+        format!("--pg2-host={}", addr(0)),
+        "--pg2-host-type=tls".into(),
+    ] {
+        assert!(options.contains(&option), "{option}: {options:?}");
+    }
+}
+
+#[test]
+fn a_replica_waits_for_the_primarys_server() {
+    let w = world();
+    let state = one_backup(serving(1));
     let out = w.action(&state, "create-backup", serde_json::json!({}));
     assert!(
-        failure(&out).contains("not the cluster's primary"),
+        failure(&out).contains(&format!(
+            "pgBackRest server of the primary's unit ({})",
+            unit_name(0)
+        )),
         "{}",
         failure(&out)
     );
     assert!(programs(&out.state).is_empty());
+}
+
+#[test]
+fn the_primary_copies_from_a_standby_that_serves() {
+    let w = world();
+    let state = one_backup(other_serves(serving(0), 1));
+    let out = w.action(&state, "create-backup", serde_json::json!({}));
+    assert_eq!(out.action.failure, None);
+    assert_eq!(
+        out.action.results["taken-from"],
+        format!("{} (replica)", unit_name(1))
+    );
+    assert!(backup_options(&out).contains(&format!("--pg2-host={}", addr(1))));
+
+    // No standby serves: the primary alone.
+    let state = one_backup(serving(0));
+    let out = w.action(&state, "create-backup", serde_json::json!({}));
+    assert_eq!(
+        out.action.results["taken-from"],
+        format!("{} (primary)", unit_name(0))
+    );
+    assert!(!backup_options(&out).iter().any(|o| o.starts_with("--pg2")));
+}
+
+#[test]
+fn a_member_that_is_not_running_takes_no_backup() {
+    let w = World::new(&[(0, "leader", "running"), (1, "replica", "stopped")]);
+    let state = one_backup(other_serves(serving(1), 0));
+    let out = w.action(&state, "create-backup", serde_json::json!({}));
+    assert_eq!(
+        failure(&out),
+        "Unit cannot perform backups as its member is not running"
+    );
 }
 
 #[test]

@@ -2,8 +2,8 @@
 //! charm renders and reads them.
 
 use postgresql_k8s::pgbackrest::{
-    archive_command, backup_id, command, parse_info, render, repository_error, stanza, table,
-    BackupType, Endpoint, EndpointError, Local,
+    archive_command, backup_id, command, parse_info, render, repository_error, standby_options,
+    stanza, table, BackupType, Endpoint, EndpointError, Local, Remote, Server, TlsFiles,
 };
 use s3_interface::{parse, Parameters, S3Parameters};
 
@@ -97,8 +97,10 @@ fn the_configuration_names_the_repository_and_this_cluster() {
         "m.patroni-pg",
         &LOCAL,
         Some("/var/lib/postgresql/data/pgbackrest/ca.pem"),
+        None,
     )
     .unwrap();
+    assert!(!conf.contains("tls-server"), "no TLS server without TLS");
     for line in [
         "[global]",
         "repo1-type=s3",
@@ -137,6 +139,7 @@ fn without_retention_or_ca_nothing_is_said_of_them() {
         "m.patroni-pg",
         &LOCAL,
         None,
+        None,
     )
     .unwrap();
     assert!(conf.contains("repo1-s3-region=eu-west-1\n"));
@@ -148,9 +151,72 @@ fn without_retention_or_ca_nothing_is_said_of_them() {
 #[test]
 fn a_plain_http_endpoint_renders_nothing() {
     assert_eq!(
-        render(&s3(&[("endpoint", "http://h:9000")]), "s", &LOCAL, None),
+        render(
+            &s3(&[("endpoint", "http://h:9000")]),
+            "s",
+            &LOCAL,
+            None,
+            None
+        ),
         Err(EndpointError::PlainHttp)
     );
+}
+
+const TLS: TlsFiles<'static> = TlsFiles {
+    ca: "/p/tls-ca.pem",
+    cert: "/p/tls-cert.pem",
+    key: "/p/tls-key.pem",
+};
+
+#[test]
+fn with_tls_the_unit_serves_its_stanza_to_the_other_units_alone() {
+    let server = Server {
+        address: "10.1.2.3",
+        files: TLS,
+        peers: vec!["pg-1.pg-endpoints".into(), "pg-2.pg-endpoints".into()],
+    };
+    let conf = render(&s3(&[]), "m.patroni-pg", &LOCAL, None, Some(&server)).unwrap();
+    let section = conf.find("[m.patroni-pg]").unwrap();
+    for line in [
+        "tls-server-address=10.1.2.3",
+        "tls-server-port=8432",
+        "tls-server-ca-file=/p/tls-ca.pem",
+        "tls-server-cert-file=/p/tls-cert.pem",
+        "tls-server-key-file=/p/tls-key.pem",
+        "tls-server-auth=pg-1.pg-endpoints=m.patroni-pg",
+        "tls-server-auth=pg-2.pg-endpoints=m.patroni-pg",
+    ] {
+        let at = conf
+            .find(&format!("{line}\n"))
+            .unwrap_or_else(|| panic!("{line}:\n{conf}"));
+        assert!(at < section, "{line} is global");
+    }
+}
+
+#[test]
+fn a_backup_from_a_standby_names_the_other_member_on_its_command_line() {
+    let options = standby_options(&Remote {
+        address: "10.1.2.4",
+        local: &LOCAL,
+        config: "/var/lib/postgresql/data/pgbackrest.conf",
+        files: TLS,
+    });
+    for option in [
+        "--backup-standby",
+        "--pg2-host=10.1.2.4",
+        "--pg2-host-type=tls",
+        "--pg2-host-port=8432",
+        "--pg2-host-config=/var/lib/postgresql/data/pgbackrest.conf",
+        "--pg2-host-ca-file=/p/tls-ca.pem",
+        "--pg2-host-cert-file=/p/tls-cert.pem",
+        "--pg2-host-key-file=/p/tls-key.pem",
+        "--pg2-path=/var/lib/postgresql/data/pgdata",
+        "--pg2-socket-path=/var/lib/postgresql/data",
+        "--pg2-port=5432",
+        "--pg2-user=backup",
+    ] {
+        assert!(options.iter().any(|o| o == option), "{option}: {options:?}");
+    }
 }
 
 #[test]

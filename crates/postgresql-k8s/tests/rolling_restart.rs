@@ -29,10 +29,8 @@
 
 mod support;
 
-use charm::secret::SecretId;
-use charm::{Event, SecretContent, Status};
-use charm_testing::{event, Owner, RelationState, SecretState, State};
-use postgresql_k8s::flows::certificates::unit_subject;
+use charm::{Event, Status};
+use charm_testing::{event, RelationState, State};
 use postgresql_k8s::flows::rolling_restart::{
     decide, Done, Grant, Halt, MemberView, Next, Roll, Step, CHECK_NOTICE, TIMER_SERVICE,
 };
@@ -45,7 +43,6 @@ use postgresql_k8s::workload::{CONTAINER, SERVICE};
 use serde_json::json;
 use support::*;
 use tls_certificates::testing::TestCa;
-use tls_certificates::{self as tls, PrivateKey};
 
 // The leader's choice, pure.
 
@@ -657,21 +654,6 @@ fn a_new_leader_carries_on_the_roll() {
         roll_of(&out),
         granted(4, &unit_name(0), Step::Restart, 2, 3)
     );
-}
-
-/// Unit `n`'s secret holding a key and a certificate `ca` issued for it:
-/// TLS turned on for its PostgreSQL.
-fn with_certificate(s: State, n: u32, ca: &mut TestCa) -> State {
-    let key = PrivateKey::generate().unwrap();
-    let csr = tls::csr(&key, &unit_subject(APP, n, "m", &addr(n))).unwrap();
-    let mut content = SecretContent::new();
-    content.insert(tls::SECRET_KEY, key.pem());
-    content.insert(tls::SECRET_CERT, ca.issue(&csr, 90));
-    content.insert(tls::SECRET_CA, ca.pem());
-    let id = SecretId::parse(&format!("c0000000000000000b0{n}")).unwrap();
-    let mut secret = SecretState::new(id, Owner::Unit, content);
-    secret.owner_label = Some(state::unit_secret_label(APP));
-    s.with_secret(secret)
 }
 
 #[test]

@@ -8,14 +8,17 @@
 //! archives its WAL there (`archive_command`, a reload). A repository that
 //! holds another cluster's backups is never written to.
 
-use super::{cluster_status, context, update_config, Ctx, Deps, Findings};
+use super::{certificates, cluster_status, context, update_config, Ctx, Deps, Findings};
+use crate::patroni::Cluster;
 use crate::patroni::DB_PORT;
-use crate::pgbackrest::{self, BackupType, Info, Local};
+use crate::pgbackrest::{self, BackupType, Info, Local, Remote, Server, TlsFiles};
 use crate::postgres::operator_login;
-use crate::state::{self, S3_PROBLEM, STANZA};
+use crate::state::{self, BACKUP_SERVER, S3_PROBLEM, STANZA};
+use crate::workload::Layout;
 use crate::workload::CONTAINER;
 use charm::{BagChanges, Handled, Hook, LogLevel, Relation};
 use s3_interface::{Parameters, S3_PARAMETERS};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How long a backup may take before pgBackRest is stopped.
@@ -99,25 +102,46 @@ pub fn converge(
     let stanza = pgbackrest::stanza(&hook.context().model_name, hook.app());
     let ca = (!s3.tls_ca_chain.is_empty()).then(|| s3.tls_ca_chain.join("\n") + "\n");
     let work_dir = layout.pgbackrest_dir();
-    let local = Local {
-        data_dir: &layout.data_dir,
-        socket_dir: &layout.socket_dir,
-        port: DB_PORT,
-        user: state::OPERATOR,
-        work_dir: &work_dir,
-    };
+    let local = local(layout, &work_dir);
     let ca_path = layout.pgbackrest_ca();
-    let config =
-        match pgbackrest::render(&s3, &stanza, &local, ca.as_ref().map(|_| ca_path.as_str())) {
-            Ok(config) => config,
-            Err(e) => return refuse(hook, deps, findings, &peers, &e.to_string()),
-        };
+    // With TLS, every unit serves pgBackRest to the others, so that a backup
+    // can be taken from a standby.
+    let tls = state::tls_material(hook)?;
+    let ctx = context(hook)?;
+    let tls_files = layout.pgbackrest_tls();
+    let server = match (&tls, &ctx) {
+        (Some(_), Some(ctx)) => Some(Server {
+            address: &ctx.address,
+            files: files(&tls_files),
+            peers: peer_names(hook, &peers)?,
+        }),
+        _ => None,
+    };
+    let config = match pgbackrest::render(
+        &s3,
+        &stanza,
+        &local,
+        ca.as_ref().map(|_| ca_path.as_str()),
+        server.as_ref(),
+    ) {
+        Ok(config) => config,
+        Err(e) => return refuse(hook, deps, findings, &peers, &e.to_string()),
+    };
     if !hook.container(CONTAINER).can_connect() {
         return Ok(Handled::Done);
     }
     let changed = deps
         .workload
         .write_pgbackrest(hook.container(CONTAINER), Some((&config, ca.as_deref())))?;
+    let serve = match (&tls, &ctx) {
+        (Some(tls), Some(ctx)) => Some((
+            tls,
+            ctx.passwords.get(state::OPERATOR),
+            ctx.address.as_str(),
+        )),
+        _ => None,
+    };
+    serve_standby(hook, deps, &peers, serve, changed)?;
     let own = hook.local_unit_bag(&peers)?.clone();
     let reported = own.get(STANZA).cloned();
     let named_primary = hook.local_app_bag(&peers)?.get(state::PRIMARY).cloned()
@@ -213,6 +237,7 @@ fn forget(
     peers: &Relation,
 ) -> anyhow::Result<Handled> {
     if hook.container(CONTAINER).can_connect() {
+        serve_standby(hook, deps, peers, None, false)?;
         deps.workload
             .write_pgbackrest(hook.container(CONTAINER), None)?;
     }
@@ -233,6 +258,51 @@ fn forget(
         }
     }
     Ok(Handled::Done)
+}
+
+/// Runs pgBackRest's TLS server with `serve` (this unit's TLS material, the
+/// password it logs in with and the unit's address), or stops it, and says
+/// in the unit's peer bag where it serves, for the unit that takes a backup.
+fn serve_standby(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    peers: &Relation,
+    serve: Option<(&state::TlsMaterial, &str, &str)>,
+    config_changed: bool,
+) -> anyhow::Result<()> {
+    let w = &deps.workload;
+    let files = serve.map(|(tls, password, _)| (tls, password));
+    if w.serve_pgbackrest(hook.container(CONTAINER), files, config_changed)? {
+        hook.log(
+            LogLevel::Info,
+            "pgBackRest's TLS server started: backups can be taken from this unit's member",
+        )?;
+    }
+    let at = serve.map(|(_, _, address)| format!("{address}:{}", pgbackrest::SERVER_PORT));
+    if hook.local_unit_bag(peers)?.get(BACKUP_SERVER) != at.as_ref() {
+        hook.update_unit_bag(peers, BagChanges::new().set_or_unset(BACKUP_SERVER, at))?;
+    }
+    Ok(())
+}
+
+/// The TLS files pgBackRest uses between units, from their paths.
+fn files(paths: &[String; 3]) -> TlsFiles<'_> {
+    let [ca, cert, key] = paths;
+    TlsFiles { ca, cert, key }
+}
+
+/// The common names of the other units' certificates.
+fn peer_names(hook: &mut Hook<'_>, peers: &Relation) -> charm::Result<Vec<String>> {
+    let me = hook.unit().to_string();
+    let model = hook.context().model_name.clone();
+    let app = hook.app().to_string();
+    Ok(hook
+        .relation_units(peers)?
+        .into_iter()
+        .filter(|unit| *unit != me)
+        .filter_map(|unit| unit.rsplit_once('/').and_then(|(_, n)| n.parse().ok()))
+        .map(|n| certificates::unit_subject(&app, n, &model, "").common_name)
+        .collect())
 }
 
 /// Parameters that cannot be used: nothing is configured, and the unit
@@ -425,6 +495,107 @@ pub(super) fn restore_source(
 }
 
 /// The parameters of `create-backup`.
+/// Where a backup is taken from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The primary alone, on this unit (its member is the primary).
+    Primary,
+    /// A standby: pgBackRest copies the replicated files from `standby`'s
+    /// member and starts and stops the backup on the primary; `remote` is
+    /// the address of the other member's pgBackRest server (the primary's
+    /// when this unit's member is the standby).
+    Standby { standby: String, remote: String },
+}
+
+/// Why a replica cannot take a backup without TLS between the units.
+pub const REPLICA_NEEDS_TLS: &str = "Unit cannot perform backups from a replica without TLS \
+    between the units (pgBackRest reaches the primary through its TLS server): relate a \
+    certificates provider, or run the action on the primary's unit (the get-primary action \
+    names it)";
+
+/// Decides where this unit (its member `me`) takes a backup from, given the
+/// cluster and where each member's pgBackRest server listens (`servers`,
+/// by member name; this unit's own is there exactly when it serves, which
+/// needs TLS): from a standby whenever one runs and both ends serve, else
+/// from the primary on the primary's unit. `Err` is the action's message.
+pub fn source(
+    cluster: &Cluster,
+    me: &str,
+    servers: &BTreeMap<String, String>,
+) -> Result<Source, String> {
+    let Some(own) = cluster
+        .members
+        .iter()
+        .find(|m| m.name == me && m.is_ready())
+    else {
+        return Err("Unit cannot perform backups as its member is not running".into());
+    };
+    let tls = servers.contains_key(me);
+    if own.is_leader() {
+        let standby = cluster
+            .members
+            .iter()
+            .filter(|m| !m.is_leader() && m.is_ready())
+            .find_map(|m| servers.get(&m.name).map(|at| (m, at)));
+        return Ok(match standby {
+            Some((m, at)) if tls => Source::Standby {
+                standby: state::unit_of_member(&m.name),
+                remote: at.clone(),
+            },
+            _ => Source::Primary,
+        });
+    }
+    if !tls {
+        return Err(REPLICA_NEEDS_TLS.into());
+    }
+    let Some(primary) = cluster.primary().filter(|p| p.is_ready()) else {
+        return Err("Unit cannot perform backups as the cluster has no running primary".into());
+    };
+    match servers.get(&primary.name) {
+        Some(at) => Ok(Source::Standby {
+            standby: state::unit_of_member(me),
+            remote: at.clone(),
+        }),
+        None => Err(format!(
+            "Unit cannot perform backups yet: the pgBackRest server of the primary's unit ({}) \
+             is not running; try again in a moment, or run the action on that unit",
+            state::unit_of_member(&primary.name)
+        )),
+    }
+}
+
+/// Where each unit's pgBackRest server listens (their peer bags), by
+/// member name: the address alone.
+fn servers(hook: &mut Hook<'_>, peers: &Relation) -> charm::Result<BTreeMap<String, String>> {
+    let me = hook.unit().to_string();
+    let mut found = BTreeMap::new();
+    let mut units = hook.relation_units(peers)?;
+    units.push(me.clone());
+    for unit in units {
+        let bag = match unit == me {
+            true => hook.local_unit_bag(peers)?.clone(),
+            false => hook.bag(peers, &charm::Bag::Unit(unit.clone()))?.clone(),
+        };
+        if let Some(at) = bag.get(BACKUP_SERVER) {
+            let address = at.rsplit_once(':').map_or(at.as_str(), |(a, _)| a);
+            found.insert(state::member_name(&unit), address.to_string());
+        }
+    }
+    Ok(found)
+}
+
+/// Where this unit's PostgreSQL is, for pgBackRest (`work_dir`: its own
+/// directory).
+fn local<'a>(layout: &'a Layout, work_dir: &'a str) -> Local<'a> {
+    Local {
+        data_dir: &layout.data_dir,
+        socket_dir: &layout.socket_dir,
+        port: DB_PORT,
+        user: state::OPERATOR,
+        work_dir,
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct CreateBackup {
     #[serde(default, rename = "type")]
@@ -432,9 +603,9 @@ struct CreateBackup {
 }
 
 /// `create-backup`: a full, differential or incremental backup of the
-/// cluster, taken on this unit, which must run the primary (taking it from
-/// a replica needs pgBackRest to reach the primary from there, which the
-/// charm does not set up yet).
+/// cluster, taken on this unit from a standby whenever one runs and the
+/// units serve pgBackRest to each other (TLS), else on the primary's unit
+/// from the primary ([`source`]).
 pub fn create_backup(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled> {
     let params: CreateBackup = hook.action_params()?;
     let kind = match BackupType::parse(params.kind.as_deref().unwrap_or("full")) {
@@ -445,13 +616,18 @@ pub fn create_backup(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled
         Ok(found) => found,
         Err(message) => return fail(hook, &message),
     };
-    if !is_primary(hook, deps, &ctx)? {
+    let me = state::member_name(hook.unit());
+    let Some(cluster) = cluster_status(hook, deps, &ctx)? else {
         return fail(
             hook,
-            "Unit cannot perform backups as it is not the cluster's primary: run the action on \
-             the primary's unit (the get-primary action names it)",
+            "Unit cannot perform backups as the cluster's state cannot be read",
         );
-    }
+    };
+    let servers = servers(hook, &ctx.peers)?;
+    let source = match source(&cluster, &me, &servers) {
+        Ok(source) => source,
+        Err(message) => return fail(hook, &message),
+    };
     let before = match info(hook, deps, &ctx, &stanza)? {
         Ok(info) => info,
         Err(message) => return fail(hook, &message),
@@ -466,14 +642,33 @@ pub fn create_backup(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled
         );
     }
     let started = std::time::Instant::now();
-    let type_arg = format!("--type={}", kind.pgbackrest());
+    let layout = &deps.workload.layout;
+    let mut options = vec![format!("--type={}", kind.pgbackrest())];
+    let taken_from = match &source {
+        Source::Primary => format!("{} (primary)", hook.unit()),
+        Source::Standby { standby, remote } => {
+            let (work_dir, config, tls) = (
+                layout.pgbackrest_dir(),
+                layout.pgbackrest_config(),
+                layout.pgbackrest_tls(),
+            );
+            options.extend(pgbackrest::standby_options(&Remote {
+                address: remote,
+                local: &local(layout, &work_dir),
+                config: &config,
+                files: files(&tls),
+            }));
+            format!("{standby} (replica)")
+        }
+    };
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
     let output = pgbackrest_run(
         hook,
         deps,
         &ctx,
         &stanza,
         "backup",
-        &[&type_arg],
+        &options,
         BACKUP_TIMEOUT,
     )?;
     if !output.success() {
@@ -496,7 +691,7 @@ pub fn create_backup(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled
     hook.log(
         LogLevel::Info,
         &format!(
-            "{} backup {} taken in {:.0} s",
+            "{} backup {} taken from {taken_from} in {:.0} s",
             kind.describe(),
             made.id,
             started.elapsed().as_secs_f64()
@@ -505,6 +700,7 @@ pub fn create_backup(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled
     hook.action_set([
         ("backup-status", "backup created".to_string()),
         ("backup-id", made.id.clone()),
+        ("taken-from", taken_from),
     ])?;
     Ok(Handled::Done)
 }

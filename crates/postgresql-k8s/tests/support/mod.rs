@@ -256,3 +256,22 @@ pub fn with_plugins(mut state: State, names: &[&str]) -> State {
     }
     state
 }
+
+/// Unit `n`'s secret holding a key and a certificate `ca` issued for it:
+/// TLS turned on for its PostgreSQL.
+pub fn with_certificate(s: State, n: u32, ca: &mut tls_certificates::testing::TestCa) -> State {
+    let key = tls_certificates::PrivateKey::generate().unwrap();
+    let csr = tls_certificates::csr(
+        &key,
+        &postgresql_k8s::flows::certificates::unit_subject(APP, n, "m", &addr(n)),
+    )
+    .unwrap();
+    let mut content = SecretContent::new();
+    content.insert(tls_certificates::SECRET_KEY, key.pem());
+    content.insert(tls_certificates::SECRET_CERT, ca.issue(&csr, 90));
+    content.insert(tls_certificates::SECRET_CA, ca.pem());
+    let id = SecretId::parse(&format!("c0000000000000000b0{n}")).unwrap();
+    let mut secret = SecretState::new(id, Owner::Unit, content);
+    secret.owner_label = Some(state::unit_secret_label(APP));
+    s.with_secret(secret)
+}
