@@ -11,8 +11,11 @@
 //!   blocks the primary with pgBackRest's reason and leaves archiving off;
 //!   the right bucket makes the stanza, every member archives WAL to it,
 //!   `create-backup` on the primary answers a backup that `list-backups` on
-//!   the replica lists, and `create-backup` on the replica is refused. Then
-//!   `restore`: rows are written after a noted time and archived; on two
+//!   the replica lists, and `create-backup` on the replica is refused, TLS
+//!   named. With a CA charm's certificates (TLS between the units), an
+//!   incremental backup is taken on the replica from its standby, the
+//!   primary reached through its pgBackRest server, as pgBackRest's log on
+//!   the replica shows. Then `restore`: rows are written after a noted time and archived; on two
 //!   units a restore to that time is scheduled (the replica stops, the
 //!   leader restores, the replica copies the result) and both units find
 //!   exactly the rows before it; on the leader alone, the operator's password changed and
@@ -305,6 +308,16 @@ fn recorded(c: &Controller, key: &str) -> Option<String> {
     peers.app_bags.get(PG)?.data.get(key).cloned()
 }
 
+/// `key` in `unit`'s bag of the PostgreSQL peer relation.
+fn unit_bag(c: &Controller, unit: &str, key: &str) -> Option<String> {
+    let peers = c
+        .model
+        .relations
+        .iter()
+        .find(|r| r.end_of(PG).is_some_and(|e| e.endpoint == "database-peers"))?;
+    peers.unit_bags.get(unit)?.data.get(key).cloned()
+}
+
 #[test]
 fn the_charm_archives_and_backs_up_into_the_repository() {
     let scratch = Scratch::new("charm-backups");
@@ -393,9 +406,59 @@ fn the_charm_archives_and_backs_up_into_the_repository() {
         .unwrap();
     assert!(!refused.succeeded());
     assert!(
-        format!("{refused:?}").contains("not the cluster's primary"),
+        format!("{refused:?}").contains("without TLS between the units"),
         "{refused:?}"
     );
+
+    // With TLS between the units, every unit serves pgBackRest to the
+    // others, and the replica takes a backup itself: its standby's files,
+    // the backup started and stopped on the primary through the primary's
+    // server. Turning TLS on restarts the members, the primary last after a
+    // switchover: the roles are read again.
+    let provider = e2e::python_charm(scratch.path(), "tls-provider");
+    c.deploy(&provider, "tls-provider", 1, &[]).unwrap();
+    c.integrate(&format!("{PG}:certificates"), "tls-provider:certificates")
+        .unwrap();
+    converge(&mut c, Duration::from_secs(300), |c| {
+        units(c, PG).iter().all(|u| {
+            active(c, u).is_some_and(|m| !m.contains("restart"))
+                && unit_bag(c, u, "tls").as_deref() == Some("enabled")
+                && unit_bag(c, u, "pgbackrest-server").is_some()
+        })
+    });
+    let primary = e2e::primary(&mut c, &pg[0]);
+    let replica = pg.iter().find(|u| **u != primary).unwrap().clone();
+    let from_standby = action(
+        &mut c,
+        &replica,
+        "create-backup",
+        serde_json::json!({"type": "incremental"}),
+    );
+    assert_eq!(from_standby["backup-status"], "backup created");
+    assert_eq!(from_standby["taken-from"], format!("{replica} (replica)"));
+    let log = scratch
+        .path()
+        .join("controller/units")
+        .join(replica.replace('/', "-"))
+        .join("rootfs/postgresql/var/lib/postgresql/data/pgbackrest/log")
+        .join(format!("{stanza}-backup.log"));
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        log.contains("replay on the standby reached"),
+        "pgBackRest copied from the standby:\n{log}"
+    );
+    let table = action(&mut c, &primary, "list-backups", serde_json::json!({}))["backups"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let incremental = from_standby["backup-id"].as_str().unwrap();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(incremental) && l.contains("| incremental ")),
+        "{table}"
+    );
+    println!("an incremental backup taken on {replica}, from its standby");
 
     // Restore. The backup holds rows 1 to 100; a time is noted, rows 101
     // to 200 are written after it and archived.
@@ -412,10 +475,10 @@ fn the_charm_archives_and_backs_up_into_the_repository() {
         .map(|out| out.trim().to_string())
     };
     // pgBackRest takes a time for a backup's end in whole seconds: the time
-    // is noted once the clock has left the backup's last second.
+    // is noted once the clock has left the last backup's last second.
     let finished = table
         .lines()
-        .find(|l| l.starts_with(&id))
+        .find(|l| l.starts_with(incremental))
         .and_then(|l| l.split('|').nth(5))
         .unwrap()
         .trim()

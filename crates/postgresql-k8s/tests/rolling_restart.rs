@@ -16,6 +16,7 @@
 //! | no primary → wait | `decide_waits_for_a_primary` |
 //! | a replica waits → restart it (asynchronous ones first), one at a time | `decide_grants_a_replica_first`, `decide_restarts_asynchronous_replicas_before_synchronous_standbys`, `decide_counts_a_completed_restart_and_grants_the_next`, `the_leader_grants_one_replica_and_it_restarts_and_reports` |
 //! | only the primary waits → switchover to a restarted synchronous standby | `decide_switches_over_before_the_primary_restarts`, `the_candidate_switches_over_at_once_without_poolers`, `the_candidate_schedules_the_switchover_the_poolers_pause_for` |
+//! | the candidate not yet a synchronous standby (Patroni refuses) → the timer tries again, the roll not stopped | `a_candidate_not_yet_a_synchronous_standby_tries_again` |
 //! | the switchover made but not in effect yet → wait | `decide_waits_for_the_switchover_to_take_effect` |
 //! | the old primary, now a replica → restarted | `decide_restarts_the_old_primary_after_the_switchover` |
 //! | a single member → restarted in place | `decide_restarts_a_single_member_in_place`, `a_single_member_restarts_itself_at_once` |
@@ -32,7 +33,8 @@ mod support;
 use charm::{Event, Status};
 use charm_testing::{event, RelationState, State};
 use postgresql_k8s::flows::rolling_restart::{
-    decide, Done, Grant, Halt, MemberView, Next, Roll, Step, CHECK_NOTICE, TIMER_SERVICE,
+    decide, Done, Grant, Halt, MemberView, Next, Roll, Step, CHECK_NOTICE, RECHECK_SECONDS,
+    TIMER_SERVICE,
 };
 use postgresql_k8s::state::{
     self, DATABASE, PAUSE_ON_SWITCHOVER, RESTART_DONE, RESTART_PENDING, ROLLING_RESTART,
@@ -519,6 +521,47 @@ fn the_candidate_switches_over_at_once_without_poolers() {
     assert_eq!(roll_of(&out).generation, 4);
     assert_eq!(roll_of(&out).grant, None, "the roll is over");
     assert!(!out.unit_status.message().contains("rolling restart"));
+}
+
+#[test]
+fn a_candidate_not_yet_a_synchronous_standby_tries_again() {
+    // Two members: the replica has just restarted, and Patroni has not named
+    // it a synchronous standby again yet, so it refuses the switchover.
+    let w = World::new(&[(0, "leader", "running"), (1, "replica", "streaming")]);
+    let mut s1 = member_unit(1, false);
+    set_roll(&mut s1, &granted(3, &unit_name(1), Step::Switchover, 1, 2));
+    let out1 = w.go(&s1, peers_changed(&s1, 0)).state;
+    assert!(
+        !peer_unit(&out1).contains_key(RESTART_DONE),
+        "not reported failed: the roll does not stop"
+    );
+    assert!(logged(
+        &out1,
+        "waiting for Patroni to make this member a synchronous standby"
+    ));
+    let timer = &out1.container(CONTAINER).unwrap().running[TIMER_SERVICE];
+    assert!(
+        timer
+            .command
+            .contains(&format!(" {RECHECK_SECONDS} {CHECK_NOTICE} ")),
+        "{}",
+        timer.command
+    );
+    // Patroni names it; the next look (the timer's, or a peer change's): the
+    // switchover is made.
+    w.set_members(&[(0, "leader", "running"), (1, "sync_standby", "streaming")]);
+    let out1 = w.go(&out1, peers_changed(&out1, 0)).state;
+    assert_eq!(
+        w.patroni.cluster_state().switchovers.last(),
+        Some(&(member(0), Some(member(1))))
+    );
+    assert_eq!(
+        own_done(&out1),
+        Done {
+            generation: 3,
+            ok: true
+        }
+    );
 }
 
 #[test]

@@ -396,7 +396,14 @@ fn carry_out(
             true
         }
         (_, Step::Restart) => restart(hook, deps, findings, ctx)?,
-        (_, Step::Switchover) => switch_over(hook, deps, ctx)?,
+        (_, Step::Switchover) => match switch_over(hook, deps, ctx)? {
+            Some(ok) => ok,
+            None => {
+                // Not a synchronous standby yet: Patroni names it one a
+                // loop after it streams again; the timer tries again.
+                return arm(hook, deps, RECHECK_SECONDS);
+            }
+        },
     };
     // A member that runs after its restart serves the TLS it was given; the
     // leader tells clients at once (another unit's change wakes it).
@@ -451,31 +458,40 @@ fn restart(
 
 /// Switches over to this unit: at once without poolers that pause, else
 /// scheduled as `promote-to-primary` schedules it. Whether it was made or
-/// scheduled.
-fn switch_over(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<bool> {
+/// scheduled; `None` while Patroni refuses it because this member is not a
+/// synchronous standby yet (it becomes one a loop after it streams again).
+fn switch_over(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<Option<bool>> {
     if switchover::pending(hook)?.is_some() {
-        return Ok(true);
+        return Ok(Some(true));
     }
     let Some(cluster) = cluster_status(hook, deps, ctx)? else {
-        return Ok(false);
+        return Ok(Some(false));
     };
     let me = state::member_name(hook.unit());
     let Some(own) = cluster.members.iter().find(|m| m.name == me) else {
-        return Ok(false);
+        return Ok(Some(false));
     };
     let poolers = switchover::poolers(hook, None)?;
     if poolers.is_empty() {
         return Ok(match switchover::switch_over(hook, deps, ctx, &cluster)? {
             Ok(what) => {
                 hook.log(LogLevel::Info, &format!("rolling restart: {what}"))?;
-                true
+                Some(true)
+            }
+            Err(why) if why == switchover::NOT_SYNC_STANDBY => {
+                hook.log(
+                    LogLevel::Info,
+                    "rolling restart: waiting for Patroni to make this member a synchronous \
+                     standby before the switchover",
+                )?;
+                None
             }
             Err(why) => {
                 hook.log(
                     LogLevel::Error,
                     &format!("rolling restart: the switchover to this unit failed: {why}"),
                 )?;
-                false
+                Some(false)
             }
         });
     }
@@ -490,7 +506,7 @@ fn switch_over(hook: &mut Hook<'_>, deps: &Deps, ctx: &Ctx) -> anyhow::Result<bo
             poolers.len()
         ),
     )?;
-    Ok(true)
+    Ok(Some(true))
 }
 
 /// Leader: decides and records the next step; `true` when it granted a new

@@ -168,6 +168,10 @@ pub fn schedule(hook: &mut Hook<'_>, deps: &Deps, endpoint: String) -> anyhow::R
     Ok(request)
 }
 
+/// Why Patroni refused a switchover to a member that is not a synchronous
+/// standby (in synchronous mode).
+pub const NOT_SYNC_STANDBY: &str = "Unit is not sync standby";
+
 /// Switches over to this unit through Patroni now. `Ok` is what happened
 /// (for the action's result), `Err` why not (for its failure).
 pub fn switch_over(
@@ -195,7 +199,7 @@ pub fn switch_over(
             )?;
             Ok(Ok(format!("{} is the primary", hook.unit())))
         }
-        Err(PatroniError::NotSyncStandby) => Ok(Err("Unit is not sync standby".into())),
+        Err(PatroniError::NotSyncStandby) => Ok(Err(NOT_SYNC_STANDBY.into())),
         Err(e) => {
             hook.log(LogLevel::Error, &format!("switchover to {me} failed: {e}"))?;
             Ok(Err(FAILED.into()))
