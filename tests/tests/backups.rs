@@ -25,7 +25,9 @@
 //!   to the same repository is blocked (another cluster's), lists that
 //!   cluster's backups and restores the latest into itself: its own users
 //!   log in and find the rows, and it still writes nothing to the
-//!   repository.
+//!   repository. Last, retention: the provider keeps full backups a day;
+//!   with the clock the leader's workload sees three days ahead (libfaketime,
+//!   a local-model control), the next backup expires every older one.
 //!
 //! Runs as root (PostgreSQL and pgBackRest run as `postgres`).
 
@@ -681,4 +683,65 @@ fn the_charm_archives_and_backs_up_into_the_repository() {
         "restored into a new application: {:.0} s",
         started.elapsed().as_secs_f64()
     );
+
+    // Retention: the provider keeps full backups one day. Backups younger
+    // than that stay; three days later (the clock the leader's workload
+    // sees moved ahead), the next backup expires every full backup older
+    // than the retention, and what builds on them.
+    c.config(PROVIDER, &[("delete-older-than-days", "1")])
+        .unwrap();
+    let config = scratch
+        .path()
+        .join("controller/units")
+        .join(leader.replace('/', "-"))
+        .join("rootfs/postgresql/var/lib/postgresql/data/pgbackrest.conf");
+    converge(&mut c, Duration::from_secs(60), |_| {
+        std::fs::read_to_string(&config).is_ok_and(|text| text.contains("repo1-retention-full=1\n"))
+    });
+    let young = action(&mut c, &leader, "create-backup", serde_json::json!({}));
+    let table = action(&mut c, &leader, "list-backups", serde_json::json!({}))["backups"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before: Vec<String> = backup_ids(&table);
+    assert!(
+        before.len() >= 4 && before.contains(&young["backup-id"].as_str().unwrap().to_string()),
+        "nothing younger than the retention expires: {table}"
+    );
+    c.shift_workload_clock(&leader, "postgresql", 3 * 24 * 3600)
+        .unwrap();
+    let later = action(&mut c, &leader, "create-backup", serde_json::json!({}));
+    c.shift_workload_clock(&leader, "postgresql", 0).unwrap();
+    let kept = action(&mut c, &leader, "list-backups", serde_json::json!({}))["backups"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    println!("{kept}");
+    assert_eq!(
+        backup_ids(&kept),
+        [later["backup-id"].as_str().unwrap().to_string()],
+        "every backup older than the retention expired: {kept}"
+    );
+    psql(
+        &address(&c, &leader),
+        5432,
+        "operator",
+        &password.borrow(),
+        "postgres",
+        "SELECT count(*) FROM ledger",
+    )
+    .unwrap();
+    println!("expired by retention: {} backups", before.len());
+}
+
+/// The backup ids a `list-backups` table lists.
+fn backup_ids(table: &str) -> Vec<String> {
+    table
+        .lines()
+        .filter(|l| {
+            l.contains("| full ") || l.contains("| incremental ") || l.contains("| differential ")
+        })
+        .filter_map(|l| l.split('|').next())
+        .map(|id| id.trim().to_string())
+        .collect()
 }

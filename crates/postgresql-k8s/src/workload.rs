@@ -589,7 +589,12 @@ impl Workload {
             changed |= self.write_private(pebble, &path, content)?;
         }
         if changed && files.is_some() {
+            // pgBackRest makes none of its directories itself.
             pebble.make_dir(&l.pgbackrest_dir(), &self.options(0o700))?;
+            for sub in ["log", "lock", "spool"] {
+                let dir = format!("{}/{sub}", l.pgbackrest_dir());
+                pebble.make_dir(&dir, &self.options(0o700))?;
+            }
         }
         Ok(changed)
     }

@@ -19,6 +19,7 @@
 //! | a failed check: not retried on a peer change, retried on update-status | `a_failed_check_waits_for_the_relation_or_update_status` |
 //! | the primary, pgBackRest fails: blocked with its words | `a_failing_stanza_creation_blocks_with_pgbackrests_words` |
 //! | leader: records the primary's report, WAL archived there | `the_leader_records_the_stanza_and_wal_is_archived` |
+//! | leader: a new primary that has not reported yet: the record stands, WAL still archived | `a_new_primary_not_reported_yet_leaves_wal_archived` |
 //! | the relation gone: files removed, archiving stops | `the_relation_gone_stops_archiving_and_removes_the_files` |
 //! | create-backup: no relation, parameters missing, no stanza | `create_backup_says_what_is_missing` |
 //! | create-backup: an unknown type | `create_backup_refuses_an_unknown_type` |
@@ -460,6 +461,44 @@ fn the_leader_records_the_stanza_and_wal_is_archived() {
     assert_eq!(
         patch["postgresql"]["parameters"]["archive_command"], archive,
         "the cluster's settings too"
+    );
+}
+
+#[test]
+fn a_new_primary_not_reported_yet_leaves_wal_archived() {
+    // The primary moved to unit 1 (a switchover), which has not checked the
+    // repository yet: the leader keeps the record, and WAL is archived.
+    let w = world();
+    let state = changed(&w, &empty_repository());
+    w.set_members(&[(0, "sync_standby", "streaming"), (1, "leader", "running")]);
+    let mut moved = state.clone();
+    let peers = peer_mut(&mut moved);
+    peers.local_app_data.insert(PRIMARY.into(), member(1));
+    peers.local_unit_data.remove(STANZA);
+    let out = w.go(&moved, peers_changed(&moved));
+    assert_eq!(
+        peer_app(&out.state).get(STANZA).map(String::as_str),
+        Some(stanza().as_str()),
+        "the record stands"
+    );
+    assert!(
+        patroni_doc(&out.state)["postgresql"]["parameters"]["archive_command"]
+            .as_str()
+            .unwrap()
+            .starts_with("pgbackrest ")
+    );
+    // Its report, when it comes, is recorded: here, a problem.
+    let mut reported = out.state.clone();
+    peer_mut(&mut reported)
+        .remote_units
+        .get_mut(&unit_name(1))
+        .unwrap()
+        .insert(S3_PROBLEM.into(), ANOTHER_CLUSTER.into());
+    let out = w.go(&reported, peers_changed(&reported));
+    assert_eq!(peer_app(&out.state).get(STANZA), None);
+    assert_eq!(
+        patroni_doc(&out.state)["postgresql"]["parameters"]["archive_command"],
+        pgbackrest::NO_ARCHIVE
     );
 }
 

@@ -3,6 +3,12 @@
 //! kill a workload, remove a unit at once, or lose its machine.
 
 use super::{Controller, ControllerError};
+
+/// Where Debian puts libfaketime (x86-64, then arm64).
+const FAKETIME_LIBRARIES: [&str; 2] = [
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+];
 use pebble_api::Pebble;
 
 impl Controller {
@@ -12,6 +18,56 @@ impl Controller {
         self.model.clock_offset += seconds;
         self.sync_clock();
         self.save()
+    }
+
+    /// Moves the clock that new processes in a unit's container see
+    /// `seconds` ahead of the machine's (a test control: as if that much time
+    /// had passed for the workload, for what it does by age, such as expiring
+    /// backups). libfaketime is preloaded through the container's
+    /// `/etc/ld.so.preload`, the offset in `/etc/faketimerc`; processes
+    /// already running keep the real clock. `0` puts it back. Needs
+    /// libfaketime on the machine.
+    pub fn shift_workload_clock(
+        &mut self,
+        unit: &str,
+        container: &str,
+        seconds: u64,
+    ) -> Result<(), ControllerError> {
+        let runtime = self.container_runtime(unit, container)?;
+        let error = |message: String| ControllerError::WorkloadClock {
+            unit: unit.into(),
+            container: container.into(),
+            message,
+        };
+        let library = FAKETIME_LIBRARIES
+            .iter()
+            .find(|l| std::path::Path::new(l).exists())
+            .ok_or_else(|| {
+                error("libfaketime is not installed (apt-get install libfaketime)".into())
+            })?;
+        let mut client = runtime.pebble(container);
+        let files = [
+            ("/etc/faketimerc", format!("+{seconds}s\n")),
+            ("/etc/ld.so.preload", format!("{library}\n")),
+        ];
+        for (path, content) in files {
+            let result = match seconds {
+                0 => client.remove_path(path, false).or_else(|e| match e {
+                    pebble_api::PebbleError::Path { .. } => Ok(()),
+                    e => Err(e),
+                }),
+                _ => client.push(
+                    path,
+                    content.as_bytes(),
+                    &pebble_api::FileOptions {
+                        permissions: Some(0o644),
+                        ..pebble_api::FileOptions::default()
+                    },
+                ),
+            };
+            result.map_err(|e| error(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// Makes the unit's next hook fail (as if `dispatch` exited non-zero): nothing
@@ -29,21 +85,7 @@ impl Controller {
         container: &str,
         service: &str,
     ) -> Result<(), ControllerError> {
-        let runtime = self
-            .units
-            .get(unit)
-            .ok_or_else(|| ControllerError::NoUnit(unit.into()))?;
-        let known = self
-            .model
-            .applications
-            .get(charm::relation::app_of(unit))
-            .is_some_and(|a| a.files.meta.containers.contains_key(container));
-        if !known {
-            return Err(ControllerError::NoContainer {
-                unit: unit.into(),
-                container: container.into(),
-            });
-        }
+        let runtime = self.container_runtime(unit, container)?;
         let kill_error = |message: String| ControllerError::Kill {
             unit: unit.into(),
             container: container.into(),
@@ -62,6 +104,30 @@ impl Controller {
         client
             .send_signal("SIGKILL", &[service])
             .map_err(|e| kill_error(e.to_string()))
+    }
+
+    /// The runtime of a unit that has `container`.
+    fn container_runtime(
+        &self,
+        unit: &str,
+        container: &str,
+    ) -> Result<&super::runtime::UnitRuntime, ControllerError> {
+        let runtime = self
+            .units
+            .get(unit)
+            .ok_or_else(|| ControllerError::NoUnit(unit.into()))?;
+        let known = self
+            .model
+            .applications
+            .get(charm::relation::app_of(unit))
+            .is_some_and(|a| a.files.meta.containers.contains_key(container));
+        if !known {
+            return Err(ControllerError::NoContainer {
+                unit: unit.into(),
+                container: container.into(),
+            });
+        }
+        Ok(runtime)
     }
 
     /// Removes a unit at once (`juju remove-unit --force --no-wait`): it runs

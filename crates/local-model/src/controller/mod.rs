@@ -88,6 +88,12 @@ pub enum ControllerError {
         service: String,
         message: String,
     },
+    #[error("cannot move the clock of {unit}'s {container} container: {message}")]
+    WorkloadClock {
+        unit: String,
+        container: String,
+        message: String,
+    },
     /// Several units failed at once (`juju show-unit a/0 b/1`), one line each.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Each(Vec<ControllerError>),

@@ -185,6 +185,13 @@ pub fn record(hook: &mut Hook<'_>, deps: &Deps, findings: &mut Findings) -> anyh
     };
     let app = hook.local_app_bag(&peers)?.clone();
     let (stanza, problem) = (report.get(STANZA), report.get(S3_PROBLEM));
+    // A new primary (after a switchover or a failover) has not checked the
+    // repository yet: the record stands, and WAL is still archived, until it
+    // reports. Turning archiving off meanwhile would lose WAL from the
+    // archive, and with it the point-in-time recovery across that gap.
+    if stanza.is_none() && problem.is_none() {
+        return Ok(());
+    }
     if app.get(STANZA) == stanza && app.get(S3_PROBLEM) == problem {
         return Ok(());
     }
@@ -807,15 +814,16 @@ fn logged_problem(line: &str) -> Option<&str> {
     })
 }
 
-/// `what`, with pgBackRest's own errors and warnings (it never prints the
+/// `what`, with pgBackRest's own errors then warnings (it never prints the
 /// keys), cut to a status's length.
 pub(super) fn failed(what: &str, output: &pebble_api::ExecOutput) -> String {
     let text = format!("{}\n{}", output.stdout_text(), output.stderr_text());
-    let mut reason: String = text
+    // Errors first: the cut keeps them.
+    let (errors, warnings): (Vec<&str>, Vec<&str>) = text
         .lines()
         .filter_map(logged_problem)
-        .collect::<Vec<_>>()
-        .join("; ");
+        .partition(|line| line.starts_with("ERROR"));
+    let mut reason = [errors, warnings].concat().join("; ");
     if reason.chars().count() > MAX_REASON {
         reason = reason.chars().take(MAX_REASON).collect();
     }
