@@ -24,6 +24,7 @@
 //! | create-backup: no relation, parameters missing, no stanza | `create_backup_says_what_is_missing` |
 //! | create-backup: an unknown type | `create_backup_refuses_an_unknown_type` |
 //! | with TLS: the unit's pgBackRest server runs for the other units (stopped, its files gone, with the relation) | `with_tls_every_unit_serves_pgbackrest_to_the_others` |
+//! | with TLS, alone: no server (no one to serve) | `a_unit_alone_serves_no_one` |
 //! | create-backup on a replica without TLS: refused, how to back up said | `a_replica_without_tls_says_how_to_back_up` |
 //! | create-backup on a replica with TLS: from its standby, the primary reached through its server | `a_replica_with_tls_takes_the_backup_from_its_standby` |
 //! | create-backup on a replica, the primary's server not running: refused, try again | `a_replica_waits_for_the_primarys_server` |
@@ -623,6 +624,18 @@ fn with_tls_every_unit_serves_pgbackrest_to_the_others() {
     let container = out.state.container(CONTAINER).unwrap();
     assert!(!container.is_running(PGBACKREST_SERVER));
     assert_eq!(container.file_text(&layout.pgbackrest_pgpass()), None);
+    assert!(!peer_unit(&out.state).contains_key(BACKUP_SERVER));
+}
+
+#[test]
+fn a_unit_alone_serves_no_one() {
+    let state = with_certificate(alone(), 0, &mut TestCa::new("ca"));
+    let state = answer(state, "repository-info", ok("[]"));
+    let state = answer(state, "stanza-create", ok(""));
+    let out = world_alone().go(&state, event::update_status());
+    let container = out.state.container(CONTAINER).unwrap();
+    assert!(!container.is_running(PGBACKREST_SERVER));
+    assert!(!config_file(&out.state).unwrap().contains("tls-server"));
     assert!(!peer_unit(&out.state).contains_key(BACKUP_SERVER));
 }
 

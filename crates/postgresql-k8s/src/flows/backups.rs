@@ -109,11 +109,14 @@ pub fn converge(
     let tls = state::tls_material(hook)?;
     let ctx = context(hook)?;
     let tls_files = layout.pgbackrest_tls();
-    let server = match (&tls, &ctx) {
-        (Some(_), Some(ctx)) => Some(Server {
+    // Alone, a unit has no one to serve.
+    let others = peer_names(hook, &peers)?;
+    let serving = tls.is_some() && ctx.is_some() && !others.is_empty();
+    let server = match &ctx {
+        Some(ctx) if serving => Some(Server {
             address: &ctx.address,
             files: files(&tls_files),
-            peers: peer_names(hook, &peers)?,
+            peers: others,
         }),
         _ => None,
     };
@@ -134,7 +137,7 @@ pub fn converge(
         .workload
         .write_pgbackrest(hook.container(CONTAINER), Some((&config, ca.as_deref())))?;
     let serve = match (&tls, &ctx) {
-        (Some(tls), Some(ctx)) => Some((
+        (Some(tls), Some(ctx)) if serving => Some((
             tls,
             ctx.passwords.get(state::OPERATOR),
             ctx.address.as_str(),
@@ -279,13 +282,27 @@ fn serve_standby(
 ) -> anyhow::Result<()> {
     let w = &deps.workload;
     let files = serve.map(|(tls, password, _)| (tls, password));
-    if w.serve_pgbackrest(hook.container(CONTAINER), files, config_changed)? {
-        hook.log(
-            LogLevel::Info,
-            "pgBackRest's TLS server started: backups can be taken from this unit's member",
-        )?;
-    }
-    let at = serve.map(|(_, _, address)| format!("{address}:{}", pgbackrest::SERVER_PORT));
+    // A server that does not start costs backups from a standby, not the
+    // hook: the unit says it does not serve.
+    let serving = match w.serve_pgbackrest(hook.container(CONTAINER), files, config_changed) {
+        Ok(started) => {
+            if started {
+                hook.log(
+                    LogLevel::Info,
+                    "pgBackRest's TLS server started: backups can be taken from this unit's member",
+                )?;
+            }
+            serve
+        }
+        Err(e) => {
+            hook.log(
+                LogLevel::Warning,
+                &format!("pgBackRest's TLS server does not run: {e}"),
+            )?;
+            None
+        }
+    };
+    let at = serving.map(|(_, _, address)| format!("{address}:{}", pgbackrest::SERVER_PORT));
     if hook.local_unit_bag(peers)?.get(BACKUP_SERVER) != at.as_ref() {
         hook.update_unit_bag(peers, BagChanges::new().set_or_unset(BACKUP_SERVER, at))?;
     }
