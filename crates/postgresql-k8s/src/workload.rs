@@ -602,7 +602,7 @@ impl Workload {
     /// pgBackRest's TLS server's layer: the server on the address and port
     /// `pgbackrest.conf` names, logging in to PostgreSQL with the password
     /// in its own file.
-    pub fn pgbackrest_server_layer(&self) -> Layer {
+    pub fn pgbackrest_server_layer(&self, enabled: bool) -> Layer {
         let mut layer = Layer {
             summary: "pgbackrest server layer".into(),
             description: "pgBackRest's TLS server, for backups taken from a standby".into(),
@@ -617,7 +617,7 @@ impl Workload {
                     "pgbackrest --config={} server",
                     self.layout.pgbackrest_config()
                 ),
-                startup: "enabled".into(),
+                startup: if enabled { "enabled" } else { "disabled" }.into(),
                 user: self.user.clone(),
                 group: self.user.clone(),
                 environment: [("PGPASSFILE".to_string(), self.layout.pgbackrest_pgpass())].into(),
@@ -653,16 +653,24 @@ impl Workload {
         // libpq reads the password file at each login: no restart for it.
         self.write_private(pebble, &l.pgbackrest_pgpass(), pgpass.as_deref())?;
         if serve.is_none() {
-            let running = pebble
-                .services(&[PGBACKREST_SERVER])?
-                .iter()
-                .any(|s| s.is_running());
-            if running {
-                pebble.stop(&[PGBACKREST_SERVER])?;
+            // Kept in the plan but disabled, so that no replan starts it.
+            let plan = pebble.plan()?;
+            if let Some(service) = plan.services.get(PGBACKREST_SERVER) {
+                let layer = self.pgbackrest_server_layer(false);
+                if Some(service) != layer.services.get(PGBACKREST_SERVER) {
+                    pebble.add_layer(PGBACKREST_SERVER, &layer, true)?;
+                }
+                let running = pebble
+                    .services(&[PGBACKREST_SERVER])?
+                    .iter()
+                    .any(|s| s.is_running());
+                if running {
+                    pebble.stop(&[PGBACKREST_SERVER])?;
+                }
             }
             return Ok(false);
         }
-        let layer = self.pgbackrest_server_layer();
+        let layer = self.pgbackrest_server_layer(true);
         pebble_api::ensure_service(pebble, PGBACKREST_SERVER, &layer, changed)
     }
 

@@ -623,6 +623,11 @@ fn with_tls_every_unit_serves_pgbackrest_to_the_others() {
     );
     let container = out.state.container(CONTAINER).unwrap();
     assert!(!container.is_running(PGBACKREST_SERVER));
+    let (_, layer) = container.layers.last().unwrap();
+    assert_eq!(
+        layer.services[PGBACKREST_SERVER].startup, "disabled",
+        "no replan starts it again"
+    );
     assert_eq!(container.file_text(&layout.pgbackrest_pgpass()), None);
     assert!(!peer_unit(&out.state).contains_key(BACKUP_SERVER));
 }
@@ -1194,6 +1199,10 @@ fn restoring_a_backup_starts_a_new_cluster_generation() {
     assert_eq!(out.action.failure, None);
     assert_eq!(out.action.results["restore-status"], "restored");
     assert_eq!(out.action.results["previous-data"], ASIDE);
+    assert!(
+        logged(&out.state, "restore took"),
+        "each phase's time logged"
+    );
     assert!(
         logged(&out.state, &format!("restoring backup {id}")),
         "said while it runs (the status too)"

@@ -426,14 +426,17 @@ fn run(
     let what = target.describe();
     hook.set_status(Status::Maintenance(what.clone()))?;
     hook.log(LogLevel::Info, &what)?;
+    let mut phases = Phases::start();
     let (next, scope) = recovery::free_generation(hook, deps, ctx)?;
     let w = &deps.workload;
     if *own {
         flush_archive(hook, deps, ctx, stanza)?;
+        phases.lap("check");
     }
     if let Err(why) = w.stop_postgresql(hook.container(CONTAINER))? {
         return not_started(hook, deps, ctx, &why);
     }
+    phases.lap("stop");
     // A restore failed before, or this unit stopped for the request while
     // another was leader: the cluster's data is where it was moved, and the
     // data directory holds what the failed restore left, or nothing.
@@ -479,6 +482,7 @@ fn run(
         options.push(format!("--pg1-path={}", w.layout.data_dir));
     }
     let options: Vec<&str> = options.iter().map(String::as_str).collect();
+    phases.lap("move aside");
     let restored =
         match backups::pgbackrest_run(hook, deps, ctx, stanza, "restore", &options, BACKUP_TIMEOUT)
         {
@@ -486,6 +490,7 @@ fn run(
             Ok(out) => Err(backups::failed("pgBackRest's restore failed", &out)),
             Err(e) => Err(format!("pgBackRest could not run: {e}")),
         };
+    phases.lap("pgBackRest restore");
     let recovered = match restored {
         Ok(()) => w
             .recover(
@@ -499,6 +504,7 @@ fn run(
     if let Err(why) = recovered {
         return failure(hook, ctx, &aside, &why);
     }
+    phases.lap("recovery");
     // The restored cluster starts as a new generation: Patroni finds its
     // scope empty in the DCS and takes the data directory as a new cluster.
     // The other units join it once the leader has initialised it.
@@ -522,6 +528,8 @@ fn run(
         ),
     )?;
     update_config(hook, deps, &mut Findings::default(), ctx)?;
+    phases.lap("Patroni started");
+    hook.log(LogLevel::Info, &format!("restore took {phases}"))?;
     hook.set_status(Status::Maintenance(format!(
         "restored: starting cluster {scope}"
     )))?;
@@ -541,6 +549,40 @@ fn run(
         results.push(("restored-from", stanza.to_string()));
     }
     Ok(Ok(results))
+}
+
+/// How long each phase of a restore took, for the log.
+struct Phases {
+    last: std::time::Instant,
+    laps: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Phases {
+    fn start() -> Phases {
+        Phases {
+            last: std::time::Instant::now(),
+            laps: Vec::new(),
+        }
+    }
+
+    /// Ends the phase `name`.
+    fn lap(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps.push((name, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let total: std::time::Duration = self.laps.iter().map(|(_, d)| *d).sum();
+        write!(f, "{:.1} s:", total.as_secs_f64())?;
+        for (i, (name, took)) in self.laps.iter().enumerate() {
+            let sep = if i == 0 { " " } else { ", " };
+            write!(f, "{sep}{name} {:.1} s", took.as_secs_f64())?;
+        }
+        Ok(())
+    }
 }
 
 /// The database users whose passwords the charm holds, with them: the
