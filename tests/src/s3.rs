@@ -128,7 +128,8 @@ impl Drop for S3Server {
 }
 
 /// A CA and a server certificate for `localhost` signed by it, with the
-/// `openssl` command; answers the CA's path.
+/// `openssl` command, both valid 30 days (the backups test moves a
+/// workload's clock days ahead); answers the CA's path.
 fn make_certificates(dir: &Path) -> PathBuf {
     let openssl = |args: &[&str]| {
         let out = Command::new("openssl")
@@ -151,7 +152,7 @@ fn make_certificates(dir: &Path) -> PathBuf {
     ];
     openssl(
         &[
-            &["req", "-x509", "-days", "2", "-subj", "/CN=test S3 CA"],
+            &["req", "-x509", "-days", "30", "-subj", "/CN=test S3 CA"],
             &key[..],
             &["-keyout", "ca.key", "-out", "ca.pem"],
         ]
@@ -181,7 +182,7 @@ fn make_certificates(dir: &Path) -> PathBuf {
         "ca.key",
         "-CAcreateserial",
         "-days",
-        "2",
+        "30",
         "-extfile",
         "san.ext",
         "-out",
