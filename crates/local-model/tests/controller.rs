@@ -144,6 +144,33 @@ fn the_rust_example_charm_serves_its_greeting_from_a_sandboxed_container() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(http_get(&host, port).contains("hello from the local model"));
 
+    // The clock the container's new processes see moves three days ahead,
+    // then back.
+    let seconds = || -> i64 {
+        use pebble_api::Pebble;
+        let socket = scratch
+            .path()
+            .join("controller/units/web-0/containers/web/pebble.socket");
+        let out = pebble_api::PebbleClient::new(socket)
+            .exec(&pebble_api::Exec {
+                command: vec!["date".into(), "+%s".into()],
+                ..pebble_api::Exec::default()
+            })
+            .unwrap();
+        out.stdout_text().trim().parse().unwrap()
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    c.shift_workload_clock("web/0", "web", 3 * 86400).unwrap();
+    let ahead = seconds() - now();
+    assert!((3 * 86400 - 60..3 * 86400 + 60).contains(&ahead), "{ahead}");
+    c.shift_workload_clock("web/0", "web", 0).unwrap();
+    assert!((seconds() - now()).abs() < 60);
+
     // A new greeting reaches the running workload.
     c.config("web", &[("greeting", "changed")]).unwrap();
     c.settle().unwrap();

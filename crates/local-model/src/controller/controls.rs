@@ -39,6 +39,12 @@ impl Controller {
             container: container.into(),
             message,
         };
+        if !self.sandbox {
+            // Unsandboxed, the container's /etc is not what its processes read.
+            return Err(error(
+                "only sandboxed workloads have a clock of their own".into(),
+            ));
+        }
         let library = FAKETIME_LIBRARIES
             .iter()
             .find(|l| std::path::Path::new(l).exists())
