@@ -225,6 +225,15 @@ pub fn standby_options(remote: &Remote<'_>) -> Vec<String> {
     .into()
 }
 
+/// The label of the backup `backup` made, from its console output at
+/// `info` (`new backup label = <label>`).
+pub fn new_backup_label(console: &str) -> Option<String> {
+    console.lines().find_map(|line| {
+        let (_, label) = line.split_once("new backup label = ")?;
+        Some(label.trim().to_string()).filter(|l| !l.is_empty())
+    })
+}
+
 /// PostgreSQL's `archive_command` while there is no repository: every WAL
 /// segment counts as archived.
 pub const NO_ARCHIVE: &str = "/bin/true";

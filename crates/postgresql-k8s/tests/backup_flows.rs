@@ -654,14 +654,22 @@ fn backup_options(out: &charm_testing::Output) -> Vec<String> {
     backup.command.clone()
 }
 
+/// pgBackRest's console at `info` for a backup labelled `label`.
+fn backup_console(label: &str) -> ExecOutput {
+    ok(&format!(
+        "2026-12-06 03:00:00.000 P00   INFO: backup command begin 2.45: --type=full\n\
+         2026-12-06 03:00:05.000 P00   INFO: new backup label = {label}\n\
+         2026-12-06 03:00:05.100 P00   INFO: backup command end: completed successfully\n"
+    ))
+}
+
 fn one_backup(state: State) -> State {
-    let state = answer(state, "info", ok(&info_with(&[])));
     let state = answer(
         state,
         "info",
         ok(&info_with(&[("20261206-030000F", "full", 1796526000)])),
     );
-    answer(state, "backup", ok(""))
+    answer(state, "backup", backup_console("20261206-030000F"))
 }
 
 #[test]
@@ -767,7 +775,11 @@ fn create_backup_takes_a_backup_and_answers_its_id() {
             ("20261206-030000F_20261206-031000D", "diff", 1796526600),
         ])),
     );
-    let state = answer(state, "backup", ok(""));
+    let state = answer(
+        state,
+        "backup",
+        backup_console("20261206-030000F_20261206-031000D"),
+    );
     let out = w.action(
         &state,
         "create-backup",

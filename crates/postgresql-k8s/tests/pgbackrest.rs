@@ -2,8 +2,9 @@
 //! charm renders and reads them.
 
 use postgresql_k8s::pgbackrest::{
-    archive_command, backup_id, command, parse_info, render, repository_error, standby_options,
-    stanza, table, BackupType, Endpoint, EndpointError, Local, Remote, Server, TlsFiles,
+    archive_command, backup_id, command, new_backup_label, parse_info, render, repository_error,
+    standby_options, stanza, table, BackupType, Endpoint, EndpointError, Local, Remote, Server,
+    TlsFiles,
 };
 use s3_interface::{parse, Parameters, S3Parameters};
 
@@ -217,6 +218,18 @@ fn a_backup_from_a_standby_names_the_other_member_on_its_command_line() {
     ] {
         assert!(options.iter().any(|o| o == option), "{option}: {options:?}");
     }
+}
+
+#[test]
+fn the_new_backups_label_is_read_from_the_console() {
+    let console = "2026-12-06 21:21:11.001 P00   INFO: execute non-exclusive backup start\n\
+                   2026-12-06 21:21:19.502 P00   INFO: new backup label = 20261206-212111F\n\
+                   2026-12-06 21:21:19.600 P00   INFO: full backup size = 1.1GB\n";
+    assert_eq!(
+        new_backup_label(console).as_deref(),
+        Some("20261206-212111F")
+    );
+    assert_eq!(new_backup_label("WARN: nothing\n"), None);
 }
 
 #[test]

@@ -652,22 +652,29 @@ pub fn create_backup(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled
         Ok(source) => source,
         Err(message) => return fail(hook, &message),
     };
-    let before = match info(hook, deps, &ctx, &stanza)? {
-        Ok(info) => info,
-        Err(message) => return fail(hook, &message),
-    };
-    if kind != BackupType::Full && !before.backups.iter().any(|b| b.kind == BackupType::Full) {
-        return fail(
-            hook,
-            &format!(
-                "Invalid backup type: {}. No previous full backup to reference.",
-                kind.describe()
-            ),
-        );
+    // A differential or an incremental needs a full backup to build on.
+    if kind != BackupType::Full {
+        let before = match info(hook, deps, &ctx, &stanza)? {
+            Ok(info) => info,
+            Err(message) => return fail(hook, &message),
+        };
+        if !before.backups.iter().any(|b| b.kind == BackupType::Full) {
+            return fail(
+                hook,
+                &format!(
+                    "Invalid backup type: {}. No previous full backup to reference.",
+                    kind.describe()
+                ),
+            );
+        }
     }
     let started = std::time::Instant::now();
     let layout = &deps.workload.layout;
-    let mut options = vec![format!("--type={}", kind.pgbackrest())];
+    // pgBackRest names the new backup's label on its console at `info`.
+    let mut options = vec![
+        "--log-level-console=info".to_string(),
+        format!("--type={}", kind.pgbackrest()),
+    ];
     let taken_from = match &source {
         Source::Primary => format!("{} (primary)", hook.unit()),
         Source::Standby { standby, remote } => {
@@ -704,11 +711,11 @@ pub fn create_backup(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled
         Ok(info) => info,
         Err(message) => return fail(hook, &message),
     };
+    let label = pgbackrest::new_backup_label(&output.stdout_text());
     let Some(made) = after
         .backups
         .iter()
-        .rev()
-        .find(|b| !before.backups.iter().any(|old| old.label == b.label))
+        .find(|b| Some(b.label.as_str()) == label.as_deref())
     else {
         return fail(hook, "pgBackRest finished but lists no new backup");
     };
