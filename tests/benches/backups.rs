@@ -7,8 +7,9 @@
 //! Full backups are taken in the order charm, direct, direct, charm, so that
 //! neither side gains from going second (the page cache, the repository's
 //! size). "Charm" is the `create-backup` action, timed from the request until
-//! its answer: the action's dispatch, the charm's checks (the primary, the
-//! repository's `info` before and after) and pgBackRest run through Pebble.
+//! its answer: the action's dispatch, the charm's checks (the primary, where
+//! to take it from), pgBackRest run through Pebble and the repository's
+//! `info` after, to answer the backup's id.
 //! "Direct" is the same pgBackRest command line, with the charm's own
 //! configuration, run as `postgres` inside the unit's container (entering the
 //! namespaces of its PostgreSQL) and nothing else.
@@ -20,7 +21,8 @@
 //! end and promote, and starts a new cluster generation on it). "Direct" is
 //! pgBackRest's restore of the same backup with the same options into an
 //! empty directory of the container, then PostgreSQL started on it until it
-//! has recovered, promoted and answers.
+//! has recovered, promoted and answers. The charm's own log of each step's
+//! time is printed after each of its restores.
 //!
 //! Target: the charm within 1.2× of pgBackRest run directly, for each.
 //!
@@ -169,6 +171,16 @@ fn main() {
                     round + 1,
                     answering.get().unwrap_or(seconds)
                 );
+                // The charm logs how long each step of its restore took.
+                let log = std::fs::read_to_string(scratch.path().join("controller/debug.log"))
+                    .unwrap_or_default();
+                if let Some(phases) = log
+                    .lines()
+                    .rev()
+                    .find_map(|l| l.split_once("restore took "))
+                {
+                    println!("round {}: the charm's restore took {}", round + 1, phases.1);
+                }
                 assert_eq!(sql("SELECT count(*) FROM pgbench_accounts"), rows);
                 seconds
             }
