@@ -104,6 +104,61 @@ impl S3Server {
         .unwrap();
     }
 
+    /// From now on the server checks every request's keys (moto's IAM):
+    /// answers an access key and secret it accepts, a user's allowed
+    /// everything. Requests signed with any other keys are refused, as a real
+    /// S3 refuses them.
+    pub fn require_keys(&self) -> (String, String) {
+        let iam = |args: &[&str]| {
+            let out = Command::new("curl")
+                .args(["-s", "-f", "--cacert"])
+                .arg(&self.ca)
+                // moto routes an unsigned request by its body; a signature's
+                // scope names the service (not checked yet).
+                .args([
+                    "-H",
+                    "Authorization: AWS4-HMAC-SHA256 \
+                     Credential=setup/20261206/us-east-1/iam/aws4_request, \
+                     SignedHeaders=host, Signature=0",
+                    "-d",
+                    "Version=2010-05-08",
+                ])
+                .args(args)
+                .arg(format!("{}/", self.endpoint()))
+                .output()
+                .expect("curl runs");
+            assert!(out.status.success(), "IAM {args:?}: {out:?}");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        iam(&["-d", "Action=CreateUser", "-d", "UserName=backups"]);
+        iam(&[
+            "-d",
+            "Action=PutUserPolicy",
+            "-d",
+            "UserName=backups",
+            "-d",
+            "PolicyName=everything",
+            "--data-urlencode",
+            r#"PolicyDocument={"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+        ]);
+        let created = iam(&["-d", "Action=CreateAccessKey", "-d", "UserName=backups"]);
+        let field = |name: &str| {
+            let open = format!("<{name}>");
+            let start = created.find(&open).expect(name) + open.len();
+            let end = created[start..].find('<').expect(name) + start;
+            created[start..end].to_string()
+        };
+        let keys = (field("AccessKeyId"), field("SecretAccessKey"));
+        let reset = format!("{}/moto-api/reset-auth", self.endpoint());
+        // moto reads the count from the raw body, not a form.
+        let plain = "Content-Type: text/plain";
+        assert_eq!(
+            self.curl(&["-X", "POST", "-H", plain, "-d", "0", &reset]),
+            "200"
+        );
+        keys
+    }
+
     fn answers(&self) -> bool {
         self.curl(&[&format!("{}/", self.endpoint())]) == "200"
     }

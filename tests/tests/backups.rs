@@ -8,17 +8,19 @@
 //!   and holds exactly the first rows.
 //! - The charm on the local model, two units, related to `s3-provider` (the
 //!   published data-platform S3 library): a bucket that does not exist
-//!   blocks the primary with pgBackRest's reason and leaves archiving off;
-//!   the right bucket makes the stanza, every member archives WAL to it,
+//!   blocks the primary with pgBackRest's reason and leaves archiving off,
+//!   and so do keys the server refuses (moto checking keys, as S3 does);
+//!   the right bucket and keys make the stanza, every member archives WAL to it,
 //!   `create-backup` on the primary answers a backup that `list-backups` on
 //!   the replica lists, and `create-backup` on the replica is refused, TLS
-//!   named. With a CA charm's certificates (TLS between the units), an
-//!   incremental backup is taken on the replica from its standby, the
+//!   named. With a CA charm's certificates (TLS between the units), a
+//!   differential backup is taken on the replica from its standby, the
 //!   primary reached through its pgBackRest server, as pgBackRest's log on
-//!   the replica shows. Then `restore`: rows are written after a noted time and archived; on two
-//!   units a restore to that time is scheduled (the replica stops, the
-//!   leader restores, the replica copies the result) and both units find
-//!   exactly the rows before it; on the leader alone, the operator's password changed and
+//!   the replica shows. Then `restore`: rows are written after a noted
+//!   time and archived; on two units a restore to that time (the
+//!   differential on top of the full, then WAL) is scheduled (the replica
+//!   stops, the leader restores, the replica copies the result) and both
+//!   units find exactly the rows before it; on the leader alone, the operator's password changed and
 //!   rows written again, a restore of the backup (made with the old
 //!   password) finds the backup's rows, logged in with the new one; a backup
 //!   after the restores is taken and listed. Then a new application related
@@ -300,24 +302,22 @@ const PROVIDER: &str = "s3-provider";
 /// The new application a backup is restored into.
 const RESTORED: &str = "pg-restored";
 
-/// What the leader recorded for the application in the peer relation.
-fn recorded(c: &Controller, key: &str) -> Option<String> {
-    let peers = c
-        .model
+/// The PostgreSQL application's peer relation.
+fn peers(c: &Controller) -> Option<&local_model::model::RelationRecord> {
+    c.model
         .relations
         .iter()
-        .find(|r| r.end_of(PG).is_some_and(|e| e.endpoint == "database-peers"))?;
-    peers.app_bags.get(PG)?.data.get(key).cloned()
+        .find(|r| r.end_of(PG).is_some_and(|e| e.endpoint == "database-peers"))
+}
+
+/// What the leader recorded for the application in the peer relation.
+fn recorded(c: &Controller, key: &str) -> Option<String> {
+    peers(c)?.app_bags.get(PG)?.data.get(key).cloned()
 }
 
 /// `key` in `unit`'s bag of the PostgreSQL peer relation.
 fn unit_bag(c: &Controller, unit: &str, key: &str) -> Option<String> {
-    let peers = c
-        .model
-        .relations
-        .iter()
-        .find(|r| r.end_of(PG).is_some_and(|e| e.endpoint == "database-peers"))?;
-    peers.unit_bags.get(unit)?.data.get(key).cloned()
+    peers(c)?.unit_bags.get(unit)?.data.get(key).cloned()
 }
 
 #[test]
@@ -368,7 +368,31 @@ fn the_charm_archives_and_backs_up_into_the_repository() {
         "no archiving to a repository not made"
     );
 
+    // The right bucket, keys the repository refuses: blocked with S3's
+    // words, still nothing written, and the database serves on.
+    let (access, secret) = s3.require_keys();
     c.config(PROVIDER, &[("bucket", BUCKET)]).unwrap();
+    converge(&mut c, Duration::from_secs(120), |c| {
+        blocked(c, &primary).is_some_and(|m| m.starts_with("failed to") && m != why)
+    });
+    let refused = blocked(&c, &primary).unwrap();
+    assert!(
+        !refused.contains("test-secret") && !refused.contains(&secret),
+        "no key in a status: {refused}"
+    );
+    println!("keys refused: {refused}");
+    assert_eq!(recorded(&c, "stanza"), None);
+    assert_eq!(show(&c, &primary), "/bin/true");
+
+    // Keys it accepts: the stanza, and every member archives there.
+    c.config(
+        PROVIDER,
+        &[
+            ("access-key", access.as_str()),
+            ("secret-key", secret.as_str()),
+        ],
+    )
+    .unwrap();
     converge(&mut c, Duration::from_secs(120), |c| {
         recorded(c, "stanza").is_some() && units(c, PG).iter().all(|u| active(c, u).is_some())
     });
@@ -434,7 +458,7 @@ fn the_charm_archives_and_backs_up_into_the_repository() {
         &mut c,
         &replica,
         "create-backup",
-        serde_json::json!({"type": "incremental"}),
+        serde_json::json!({"type": "differential"}),
     );
     assert_eq!(from_standby["backup-status"], "backup created");
     assert_eq!(from_standby["taken-from"], format!("{replica} (replica)"));
@@ -453,14 +477,14 @@ fn the_charm_archives_and_backs_up_into_the_repository() {
         .as_str()
         .unwrap()
         .to_string();
-    let incremental = from_standby["backup-id"].as_str().unwrap();
+    let differential = from_standby["backup-id"].as_str().unwrap();
     assert!(
         table
             .lines()
-            .any(|l| l.starts_with(incremental) && l.contains("| incremental ")),
+            .any(|l| l.starts_with(differential) && l.contains("| differential ")),
         "{table}"
     );
-    println!("an incremental backup taken on {replica}, from its standby");
+    println!("a differential backup taken on {replica}, from its standby");
 
     // Restore. The backup holds rows 1 to 100; a time is noted, rows 101
     // to 200 are written after it and archived.
@@ -480,7 +504,7 @@ fn the_charm_archives_and_backs_up_into_the_repository() {
     // is noted once the clock has left the last backup's last second.
     let finished = table
         .lines()
-        .find(|l| l.starts_with(incremental))
+        .find(|l| l.starts_with(differential))
         .and_then(|l| l.split('|').nth(5))
         .unwrap()
         .trim()
