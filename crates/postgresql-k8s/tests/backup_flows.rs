@@ -42,6 +42,7 @@
 //! | restore scheduled, another unit: its member stopped, its data moved aside, its word given (forgotten after) | `the_other_units_stop_their_members_and_move_their_data_aside` |
 //! | restore scheduled, the leader: waits for every other unit, then restores as alone | `the_leader_waits_for_every_other_unit_then_restores` |
 //! | restore scheduled, failed: done with, blocked; the action run again restores at once | `a_scheduled_restore_that_fails_is_retried_by_the_action_at_once` |
+//! | restore: PostgreSQL running on the data directory: stopped at once (immediate), checked again after Patroni stops | `a_running_server_is_stopped_at_once_before_the_data_moves` |
 //! | restore: a backup, restored (the system users given the passwords the charm holds); a new cluster generation starts | `restoring_a_backup_starts_a_new_cluster_generation` |
 //! | restore into a new application: another cluster's repository, its one stanza restored, nothing written to it | `a_new_application_restores_another_clusters_backup` |
 //! | restore into a new application: a repository of several clusters, or none | `a_new_application_needs_one_clusters_repository` |
@@ -1197,6 +1198,45 @@ fn a_scheduled_restore_that_fails_is_retried_by_the_action_at_once() {
     );
     assert_eq!(out.action.failure, None);
     assert_eq!(out.action.results["restore-status"], "restored");
+}
+
+#[test]
+fn a_running_server_is_stopped_at_once_before_the_data_moves() {
+    // PostgreSQL runs on the data directory: it is stopped in immediate
+    // mode before Patroni, and checked again after.
+    let w = world_alone();
+    let mut state = restorable(alone());
+    let container = state.containers.get_mut(CONTAINER).unwrap();
+    let status = vec![
+        format!("{DEBIAN_BIN_DIR}/pg_ctl"),
+        "status".into(),
+        "-D".into(),
+        DATA_DIR.into(),
+    ];
+    // Running at first (its answer taken once), then stopped.
+    container
+        .execs
+        .insert(0, (status, ok("pg_ctl: server is running")));
+    let out = w.action(
+        &state,
+        "restore",
+        serde_json::json!({"backup-id": pgbackrest::backup_id(1796526000)}),
+    );
+    assert_eq!(out.action.failure, None);
+    let programs = programs(&out.state);
+    assert_eq!(
+        programs[..5],
+        [
+            "info",
+            "pg_ctl status",
+            "pg_ctl stop",
+            "pg_ctl status",
+            "mv"
+        ],
+        "{programs:?}"
+    );
+    let executed = &out.state.container(CONTAINER).unwrap().executed;
+    assert_eq!(executed[2].command[4..], ["-m", "immediate", "-w"]);
 }
 
 #[test]
