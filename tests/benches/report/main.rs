@@ -13,7 +13,9 @@
 //! pgbench run's length (10 by default); `REPORT_CLIENTS` the client
 //! relation counts (`10,100` by default; `10,100,1000` for the long run).
 //! `REPORT_SECTIONS=changes` measures only the changes under load again and
-//! replaces that section of `BENCHMARKS.md` and its part of `results.json`.
+//! replaces that section of `BENCHMARKS.md` and its part of `results.json`;
+//! `REPORT_SECTIONS=scale` measures only the many clients and prints their
+//! rows, with where the hooks' time goes while they are related.
 
 #![allow(clippy::unwrap_used)]
 
@@ -36,16 +38,18 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn main() {
-    if std::env::var("REPORT_SECTIONS").as_deref() == Ok("changes") {
-        return changes_only();
-    }
-    let started = Instant::now();
-    let seconds: u64 = env_or("REPORT_SECONDS", 10);
     let counts: Vec<usize> = std::env::var("REPORT_CLIENTS")
         .unwrap_or_else(|_| "10,100".into())
         .split(',')
         .filter_map(|n| n.trim().parse().ok())
         .collect();
+    match std::env::var("REPORT_SECTIONS").as_deref() {
+        Ok("changes") => return changes_only(),
+        Ok("scale") => return scale_only(&counts),
+        _ => {}
+    }
+    let started = Instant::now();
+    let seconds: u64 = env_or("REPORT_SECONDS", 10);
     let files = pooling::raise_file_limit();
     let machine = markdown::Machine::probe(files);
     eprintln!("pooling and connection set-up ({seconds} s per pgbench run)");
@@ -95,6 +99,28 @@ fn main() {
         "wrote BENCHMARKS.md and docs/benchmarks/ in {:.0} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Measures the many-clients section alone and prints its rows (the file
+/// is left as it is).
+fn scale_only(counts: &[usize]) {
+    pooling::raise_file_limit();
+    let started = Instant::now();
+    eprintln!("many clients, alone");
+    let rows = model::scale_only(counts);
+    for r in &rows {
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {} | {:.2} | {:.2} |",
+            r.clients,
+            r.hooks,
+            r.hooks_total_ms,
+            r.hook_max_ms,
+            r.cfg_bytes,
+            r.converge_s,
+            r.batch_s_per_client
+        );
+    }
+    eprintln!("measured in {:.0} s", started.elapsed().as_secs_f64());
 }
 
 /// Measures the changes under load again and replaces their section of

@@ -304,6 +304,20 @@ fn scale(c: &mut Controller, scratch: &Path, counts: &[usize]) -> Vec<ScaleRow> 
     for &target in counts {
         let batch = Instant::now();
         let before = related;
+        // Where the hooks' time goes while the others are related: by charm
+        // and hook, how many and their total wall time.
+        let mut spent: BTreeMap<(String, String), (usize, Duration)> = BTreeMap::new();
+        let mut keep = |ran: Vec<(String, String, Duration)>| {
+            for (unit, hook, took) in ran {
+                let charm = match unit.split('/').next().unwrap_or("") {
+                    a if a.starts_with("light") => "client".to_string(),
+                    a => a.to_string(),
+                };
+                let entry = spent.entry((charm, hook)).or_default();
+                entry.0 += 1;
+                entry.1 += took;
+            }
+        };
         while related + 1 < target {
             let app = format!("light{related}");
             c.deploy(&light, &app, 1, &[]).unwrap();
@@ -311,10 +325,19 @@ fn scale(c: &mut Controller, scratch: &Path, counts: &[usize]) -> Vec<ScaleRow> 
                 .unwrap();
             related += 1;
             if related % 10 == 0 {
-                run_until_idle(c);
+                keep(run_until_idle(c).1);
             }
         }
-        run_until_idle(c);
+        keep(run_until_idle(c).1);
+        let mut by_time: Vec<_> = spent.into_iter().collect();
+        by_time.sort_by_key(|(_, (_, took))| std::cmp::Reverse(*took));
+        for ((charm, hook), (n, took)) in by_time.iter().take(8) {
+            eprintln!(
+                "    relating up to {target}: {charm} {hook}: {n} hooks, {:.1} s, {:.0} ms each",
+                took.as_secs_f64(),
+                ms(*took) / *n as f64
+            );
+        }
         let per_client = batch.elapsed().as_secs_f64() / (related - before).max(1) as f64;
         let app = format!("light{related}");
         c.deploy(&light, &app, 1, &[]).unwrap();
@@ -350,6 +373,25 @@ fn scale(c: &mut Controller, scratch: &Path, counts: &[usize]) -> Vec<ScaleRow> 
         rows.push(row);
     }
     rows
+}
+
+/// The many-clients section alone (`REPORT_SECTIONS=scale`): PostgreSQL and
+/// PgBouncer deployed, then the clients related.
+pub fn scale_only(counts: &[usize]) -> Vec<ScaleRow> {
+    let scratch = Scratch::new("bench-scale");
+    let mut c = controller(&scratch);
+    postgresql_cluster_with(&mut c, scratch.path(), 1, PG_CONFIG);
+    c.deploy(&charm(scratch.path(), PGBOUNCER), PGBOUNCER, 1, &[])
+        .unwrap();
+    c.integrate(
+        &format!("{PGBOUNCER}:backend-database"),
+        "postgresql-k8s:database",
+    )
+    .unwrap();
+    converge(&mut c, Duration::from_secs(300), |c| {
+        all_active(c, PGBOUNCER, 1)
+    });
+    scale(&mut c, scratch.path(), counts)
 }
 
 pub fn run(scale_counts: &[usize]) -> Results {
