@@ -38,10 +38,13 @@ pub struct Model {
     /// see [`crate::network`]).
     #[serde(default)]
     pub network: u8,
-    /// The third octet the last deployed application's unit addresses got
-    /// (`127.<network>.<subnet>.<unit + 1>`).
+    /// The third octet the last application deployed before address blocks
+    /// got (`127.<network>.<subnet>.<unit + 1>`), in a model saved then.
     #[serde(default)]
     pub last_subnet: u8,
+    /// The last application's address block (see [`crate::network`]).
+    #[serde(default)]
+    pub last_block: u16,
     /// The last task (action or exec) id handed out.
     #[serde(default)]
     pub next_task: u64,
@@ -75,8 +78,12 @@ pub struct Application {
     /// Deployed with `--trust`.
     #[serde(default)]
     pub trust: bool,
-    /// The third octet of its units' loopback addresses, its own for as long
-    /// as it lives.
+    /// Its block of the model's addresses, its own for as long as it lives
+    /// (see [`crate::network`]); 0 for an application saved before blocks,
+    /// whose units' third octet is `subnet`.
+    #[serde(default)]
+    pub block: u16,
+    /// See `block`.
     #[serde(default)]
     pub subnet: u8,
     /// Leader settings (`leader-set`), and their version, bumped on each change.

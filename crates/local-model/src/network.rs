@@ -1,5 +1,7 @@
 //! Each running model's own slice of the loopback network, `127.<N>.0.0/16`:
-//! its applications get `127.<N>.<app>.0/24` and their units one address each.
+//! each application gets a block of 32 addresses of it, and each of its units
+//! one address in the block (up to 30 units at once; 2,032 applications a
+//! model; applications of models saved before blocks keep a `/24` each).
 //! A model holds its slice with a lock file for as long as its controller runs,
 //! and its workloads' Pebble servers, which outlive a controller that dies,
 //! hold a second one (shared) for as long as they run; a new model takes a
@@ -77,10 +79,41 @@ impl Network {
         workloads_lock(self.octet)
     }
 
-    /// The address of unit `n` of the application with third octet `subnet`.
+    /// The address of unit `n` of an application saved with a `/24` of its
+    /// own, third octet `subnet`.
     pub fn address(&self, subnet: u8, n: u32) -> String {
         format!("127.{}.{subnet}.{}", self.octet, n + 1)
     }
+
+    /// The address at `slot` (below [`BLOCK_UNITS`]) of application block
+    /// `block` (from [`FIRST_BLOCK`] to [`LAST_BLOCK`]).
+    pub fn block_address(&self, block: u16, slot: u32) -> String {
+        let third = block / BLOCKS_PER_OCTET;
+        let fourth = u32::from(block % BLOCKS_PER_OCTET) * BLOCK_SIZE + slot + 1;
+        format!("127.{}.{third}.{fourth}", self.octet)
+    }
+}
+
+/// Addresses in an application's block.
+const BLOCK_SIZE: u32 = 32;
+/// Blocks that share a third octet.
+const BLOCKS_PER_OCTET: u16 = 8;
+/// The units an application can have at once: its block's addresses but the
+/// first and the last.
+pub const BLOCK_UNITS: u32 = BLOCK_SIZE - 2;
+/// The first block: third octet 1 (0 is left out).
+pub const FIRST_BLOCK: u16 = BLOCKS_PER_OCTET;
+/// The last block: third octet 254.
+pub const LAST_BLOCK: u16 = 254 * BLOCKS_PER_OCTET + BLOCKS_PER_OCTET - 1;
+
+/// The slot of `address` in application block `block`, if it is in it.
+pub fn slot_of(address: &str, block: u16) -> Option<u32> {
+    let mut octets = address.rsplit('.');
+    let fourth: u32 = octets.next()?.parse().ok()?;
+    let third: u16 = octets.next()?.parse().ok()?;
+    let base = u32::from(block % BLOCKS_PER_OCTET) * BLOCK_SIZE;
+    (third == block / BLOCKS_PER_OCTET && (base + 1..=base + BLOCK_UNITS).contains(&fourth))
+        .then(|| fourth - base - 1)
 }
 
 #[cfg(test)]
@@ -101,6 +134,26 @@ mod tests {
         drop(first);
         let again = Network::claim(Some(octet)).unwrap();
         assert_eq!(again.address(3, 0), format!("127.{octet}.3.1"));
+    }
+
+    #[test]
+    fn blocks_of_32_addresses_fill_the_slice() {
+        let net = Network::claim(None).unwrap();
+        let o = net.octet();
+        assert_eq!(net.block_address(FIRST_BLOCK, 0), format!("127.{o}.1.1"));
+        assert_eq!(
+            net.block_address(FIRST_BLOCK + 1, 0),
+            format!("127.{o}.1.33")
+        );
+        assert_eq!(
+            net.block_address(FIRST_BLOCK + 7, BLOCK_UNITS - 1),
+            format!("127.{o}.1.254")
+        );
+        assert_eq!(net.block_address(LAST_BLOCK, 0), format!("127.{o}.254.225"));
+        assert_eq!(LAST_BLOCK - FIRST_BLOCK + 1, 2032);
+        assert_eq!(slot_of(&format!("127.{o}.1.33"), FIRST_BLOCK + 1), Some(0));
+        assert_eq!(slot_of(&format!("127.{o}.1.33"), FIRST_BLOCK), None);
+        assert_eq!(slot_of(&format!("127.{o}.1.32"), FIRST_BLOCK), None);
     }
 
     #[test]

@@ -314,7 +314,7 @@ fn what_the_cli_prints_reads_like_juju() {
               "scale": 1,
               "units": {
                 "web/0": {
-                  "address": "127.N.2.1",
+                  "address": "127.N.1.33",
                   "juju-status": {
                     "current": "idle",
                     "since": "<since>",
@@ -421,7 +421,7 @@ fn what_the_cli_prints_reads_like_juju() {
         Unit Workload Agent Address Ports Message
         db/0* active idle 127.N.1.1 5432-5433,6432/tcp serving
         db/1 active idle 127.N.1.2 5432-5433,6432/tcp serving
-        web/0* waiting idle 127.N.2.1 for the database
+        web/0* waiting idle 127.N.1.33 for the database
 
         Integration provider Requirer Interface Type Message
         db:cluster db:cluster db-peers peer
@@ -462,9 +462,9 @@ fn what_the_cli_prints_reads_like_juju() {
               in-scope: true
               data:
                 database: shop
-                egress-subnets: 127.N.2.1/32
-                ingress-address: 127.N.2.1
-                private-address: 127.N.2.1
+                egress-subnets: 127.N.1.33/32
+                ingress-address: 127.N.1.33
+                private-address: 127.N.1.33
             related-units:
               db/0:
                 in-scope: true
@@ -479,7 +479,7 @@ fn what_the_cli_prints_reads_like_juju() {
                   ingress-address: 127.N.1.2
                   private-address: 127.N.1.2
           provider-id: web-0
-          address: 127.N.2.1
+          address: 127.N.1.33
     "#]]
     .assert_eq(&normalise(&shown, &status));
     let json: Value =

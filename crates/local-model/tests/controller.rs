@@ -508,3 +508,48 @@ fn a_refreshed_charm_upgrades_every_unit_and_keeps_the_charms_state() {
     assert!(!hooks.iter().any(|h| h == "upgrade-charm"), "{hooks:?}");
     assert!(hooks.iter().any(|h| h == "install"), "{hooks:?}");
 }
+
+/// A charm that does nothing: `dispatch` exits at once.
+fn idle_charm(scratch: &TempDir) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch.path().join("idle");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("metadata.yaml"),
+        "name: idle\nsummary: Nothing.\ndescription: Nothing.\n",
+    )
+    .unwrap();
+    let dispatch = dir.join("dispatch");
+    std::fs::write(&dispatch, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&dispatch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+#[test]
+fn a_model_holds_more_than_254_applications_and_reuses_a_gone_units_address() {
+    let scratch = TempDir::with_prefix("lm-ctl-addresses-").unwrap();
+    let charm = idle_charm(&scratch);
+    let mut c = controller(&scratch);
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..256 {
+        let app = format!("idle{i}");
+        c.deploy(&charm, &app, 1, &[]).unwrap();
+        let address = c.model.unit(&format!("{app}/0")).unwrap().address.clone();
+        assert!(seen.insert(address.clone()), "{address} given twice");
+    }
+    // An application holds 30 units at once; a gone unit's address is given
+    // again once the block's others have been.
+    let added: Vec<String> = (0..29).map(|_| c.add_unit("idle0").unwrap()).collect();
+    assert_eq!(added.last().unwrap(), "idle0/29");
+    let refused = c.add_unit("idle0").unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("no loopback address left for unit idle0/30"),
+        "{refused}"
+    );
+    let gone = c.model.unit("idle0/3").unwrap().address.clone();
+    c.remove_unit_abruptly("idle0/3").unwrap();
+    let again = c.add_unit("idle0").unwrap();
+    assert_eq!(c.model.unit(&again).unwrap().address, gone);
+}

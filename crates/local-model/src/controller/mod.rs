@@ -57,7 +57,9 @@ use std::sync::Arc;
 pub enum ControllerError {
     #[error("application {0:?} already exists")]
     Exists(String),
-    #[error("no loopback address left for {0} (a model has 254 applications of 254 units)")]
+    #[error(
+        "no loopback address left for {0} (a model has 2,032 applications of 30 units at once)"
+    )]
     NoAddress(String),
     #[error("application {0:?} not found")]
     NoApplication(String),

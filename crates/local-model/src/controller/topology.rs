@@ -10,6 +10,7 @@ use super::runtime::{copy_dir_whole, unpack_whole};
 use super::{Controller, ControllerError};
 use crate::charm_archive::{self, ArchiveError};
 use crate::model::{Application, End, Life, RelationRecord, Unit};
+use crate::network;
 use charm::backend::JsonMap;
 use charm::metadata::{CharmFiles, CharmMeta, EndpointSpec};
 use std::path::Path;
@@ -132,20 +133,23 @@ impl Controller {
         let stored = self.root.join("charms").join(app);
         store_charm(charm, &stored)?;
         crate::crash::point("charm-copied", app);
-        let subnet = self
-            .model
-            .last_subnet
-            .checked_add(1)
-            .filter(|s| *s < 255)
-            .ok_or_else(|| ControllerError::NoAddress(format!("application {app:?}")))?;
-        self.model.last_subnet = subnet;
+        // After the last block given, and after the /24s of applications
+        // saved before blocks.
+        let after_subnets = (u16::from(self.model.last_subnet) + 1) * 8;
+        let block = (self.model.last_block + 1)
+            .max(after_subnets)
+            .max(network::FIRST_BLOCK);
+        if block > network::LAST_BLOCK {
+            return Err(ControllerError::NoAddress(format!("application {app:?}")));
+        }
+        self.model.last_block = block;
         self.model.add_application(
             app,
             Application {
                 charm_dir: stored,
                 files,
                 config: user_config,
-                subnet,
+                block,
                 trust,
                 ..Application::default()
             },
@@ -228,11 +232,27 @@ impl Controller {
     /// relations, the leader if there is none).
     fn new_unit(&mut self, app_name: &str) -> Result<String, ControllerError> {
         let app = self.app_mut(app_name)?;
-        let (subnet, n) = (app.subnet, app.next_unit);
-        if n >= 254 {
-            return Err(ControllerError::NoAddress(format!("unit {app_name}/{n}")));
-        }
-        let address = self.network.address(subnet, n);
+        let (subnet, block, n) = (app.subnet, app.block, app.next_unit);
+        let no_address = || ControllerError::NoAddress(format!("unit {app_name}/{n}"));
+        let address = match block {
+            0 if n >= 254 => return Err(no_address()),
+            0 => self.network.address(subnet, n),
+            _ => {
+                // The slots in turn from the unit's number, skipping those
+                // the living units hold: a removed unit's address comes back
+                // only after the block's others.
+                let held: Vec<u32> = app
+                    .units
+                    .values()
+                    .filter_map(|u| network::slot_of(&u.address, block))
+                    .collect();
+                let slot = (0..network::BLOCK_UNITS)
+                    .map(|i| (n + i) % network::BLOCK_UNITS)
+                    .find(|s| !held.contains(s))
+                    .ok_or_else(no_address)?;
+                self.network.block_address(block, slot)
+            }
+        };
         let app = self.app_mut(app_name)?;
         app.next_unit += 1;
         let unit = format!("{app_name}/{n}");
