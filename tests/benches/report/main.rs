@@ -109,16 +109,7 @@ fn scale_only(counts: &[usize]) {
     eprintln!("many clients, alone");
     let rows = model::scale_only(counts);
     for r in &rows {
-        println!(
-            "| {} | {} | {:.0} | {:.0} | {} | {:.2} | {:.2} |",
-            r.clients,
-            r.hooks,
-            r.hooks_total_ms,
-            r.hook_max_ms,
-            r.cfg_bytes,
-            r.converge_s,
-            r.batch_s_per_client
-        );
+        println!("{}", r.table_row());
     }
     eprintln!("measured in {:.0} s", started.elapsed().as_secs_f64());
 }

@@ -508,17 +508,7 @@ fn scale_section(w: &mut String, m: &model::Results, counts: &[usize]) {
             .join(", ")
     );
     for r in &m.scale {
-        let _ = writeln!(
-            w,
-            "| {} | {} | {:.0} | {:.0} | {} | {:.2} | {:.2} |",
-            r.clients,
-            r.hooks,
-            r.hooks_total_ms,
-            r.hook_max_ms,
-            r.cfg_bytes,
-            r.converge_s,
-            r.batch_s_per_client
-        );
+        let _ = writeln!(w, "{}", r.table_row());
     }
     if !counts.contains(&1000) && m.scale.len() >= 2 {
         let a = &m.scale[m.scale.len() - 2];

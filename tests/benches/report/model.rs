@@ -57,6 +57,22 @@ pub struct CredentialRow {
     pub hooks_until_usable: usize,
 }
 
+impl ScaleRow {
+    /// The row of the many-clients table.
+    pub fn table_row(&self) -> String {
+        format!(
+            "| {} | {} | {:.0} | {:.0} | {} | {:.2} | {:.2} |",
+            self.clients,
+            self.hooks,
+            self.hooks_total_ms,
+            self.hook_max_ms,
+            self.cfg_bytes,
+            self.converge_s,
+            self.batch_s_per_client
+        )
+    }
+}
+
 pub struct ScaleRow {
     /// Client relations, the measured one included.
     pub clients: usize,
@@ -380,32 +396,30 @@ fn scale(c: &mut Controller, scratch: &Path, counts: &[usize]) -> Vec<ScaleRow> 
 pub fn scale_only(counts: &[usize]) -> Vec<ScaleRow> {
     let scratch = Scratch::new("bench-scale");
     let mut c = controller(&scratch);
-    postgresql_cluster_with(&mut c, scratch.path(), 1, PG_CONFIG);
-    c.deploy(&charm(scratch.path(), PGBOUNCER), PGBOUNCER, 1, &[])
-        .unwrap();
-    c.integrate(
-        &format!("{PGBOUNCER}:backend-database"),
-        "postgresql-k8s:database",
-    )
-    .unwrap();
+    deploy_pooler(&mut c, scratch.path());
     converge(&mut c, Duration::from_secs(300), |c| {
         all_active(c, PGBOUNCER, 1)
     });
     scale(&mut c, scratch.path(), counts)
 }
 
-pub fn run(scale_counts: &[usize]) -> Results {
-    let scratch = Scratch::new("bench-report");
-    let mut c = controller(&scratch);
-    let start = Instant::now();
-    postgresql_cluster_with(&mut c, scratch.path(), 1, PG_CONFIG);
-    c.deploy(&charm(scratch.path(), PGBOUNCER), PGBOUNCER, 1, &[])
+/// PostgreSQL and one PgBouncer unit, related.
+fn deploy_pooler(c: &mut Controller, scratch: &Path) {
+    postgresql_cluster_with(c, scratch, 1, PG_CONFIG);
+    c.deploy(&charm(scratch, PGBOUNCER), PGBOUNCER, 1, &[])
         .unwrap();
     c.integrate(
         &format!("{PGBOUNCER}:backend-database"),
         "postgresql-k8s:database",
     )
     .unwrap();
+}
+
+pub fn run(scale_counts: &[usize]) -> Results {
+    let scratch = Scratch::new("bench-report");
+    let mut c = controller(&scratch);
+    let start = Instant::now();
+    deploy_pooler(&mut c, scratch.path());
     let provider = python_charm(scratch.path(), PYTHON_PROVIDER);
     c.deploy(&provider, PYTHON_PROVIDER, 1, &[]).unwrap();
     converge(&mut c, Duration::from_secs(300), |c| {
