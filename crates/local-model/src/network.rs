@@ -39,15 +39,19 @@ pub struct Network {
 
 impl Network {
     /// Claims slice `wanted` (a model's own, as saved), or with `None` the
-    /// first one that neither a running controller nor the workloads of a
-    /// dead one hold (1 to 254). Fails when `wanted` is held by another
+    /// first one, from one of the process's own, that neither a running
+    /// controller nor the workloads of a dead one hold (1 to 254). Fails when `wanted` is held by another
     /// running model, or when every slice is.
     pub fn claim(wanted: Option<u8>) -> io::Result<Network> {
         let dir = locks_dir();
         std::fs::create_dir_all(&dir)?;
+        // A new model starts looking at a slice of its own process's, so that
+        // one model's slice, free for the moment its controller restarts, is
+        // not the first another process tries.
+        let start = std::process::id() % 254;
         let candidates: Vec<u8> = match wanted {
             Some(octet) => vec![octet],
-            None => (1..=254).collect(),
+            None => (0..254).map(|i| ((start + i) % 254 + 1) as u8).collect(),
         };
         for octet in candidates {
             let lock = File::create(dir.join(format!("{octet}.lock")))?;
