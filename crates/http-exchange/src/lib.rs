@@ -1,8 +1,10 @@
 //! A minimal HTTP/1.1 client, one request per connection, over any stream: the
 //! Pebble client uses it on a unix socket, the PostgreSQL charm on TCP (Patroni's
-//! REST API) and the Kubernetes client over TLS.
+//! REST API) and the Kubernetes client over TLS. [`server`] is the other half.
 
 #![warn(missing_docs)]
+
+pub mod server;
 
 use std::io::{BufRead, BufReader, Cursor, Read, Write};
 

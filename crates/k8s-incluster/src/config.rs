@@ -10,6 +10,19 @@ use std::time::Duration;
 /// Where Kubernetes mounts the service account into every pod.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
+/// Overrides [`SERVICE_ACCOUNT_DIR`] (the local model points it at each
+/// unit's own service account).
+pub const SERVICE_ACCOUNT_DIR_VAR: &str = "CHARM_SERVICE_ACCOUNT_DIR";
+
+/// Where this process's service account is: [`SERVICE_ACCOUNT_DIR`] unless
+/// [`SERVICE_ACCOUNT_DIR_VAR`] names another directory.
+pub fn service_account_dir(env: impl Fn(&str) -> Option<String>) -> PathBuf {
+    env(SERVICE_ACCOUNT_DIR_VAR)
+        .filter(|d| !d.trim().is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(SERVICE_ACCOUNT_DIR))
+}
+
 /// The environment variable that says the process runs in a pod.
 pub const SERVICE_HOST: &str = "KUBERNETES_SERVICE_HOST";
 

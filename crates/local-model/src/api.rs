@@ -101,6 +101,13 @@ pub enum Request {
     AdvanceClock {
         seconds: u64,
     },
+    /// `juju trust`: what the application's service account may do.
+    Trust {
+        app: String,
+        trusted: bool,
+    },
+    /// Makes an empty model a Kubernetes model (`add-model <name> <k8s cloud>`).
+    UseKubernetes,
     /// Fixes the order units run in (`None`: unit-name order).
     SetSeed {
         seed: Option<u64>,

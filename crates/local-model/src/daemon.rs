@@ -529,6 +529,14 @@ fn handle(
             shared.lock().advance_clock(seconds)?;
             Ok(Value::Null)
         }
+        Request::Trust { app, trusted } => {
+            shared.lock().set_trust(&app, trusted)?;
+            Ok(Value::Null)
+        }
+        Request::UseKubernetes => {
+            shared.lock().use_kubernetes()?;
+            Ok(Value::Null)
+        }
         Request::SetSeed { seed } => {
             shared.lock().set_seed(seed)?;
             Ok(Value::Null)

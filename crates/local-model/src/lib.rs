@@ -12,7 +12,8 @@
 //! [`daemon`] serves it to the `juju` CLI ([`cli`]) over [`api`], with each
 //! container's Pebble a process of its own ([`pebbles`]) that outlives a
 //! controller killed with SIGKILL; [`crash`] names the points where a test can
-//! have it killed. `testing` (feature `testing`) helps tests run Python `ops`
+//! have it killed. A Kubernetes model also serves the Kubernetes API the
+//! charms call and routes its Services ([`kube`]). `testing` (feature `testing`) helps tests run Python `ops`
 //! charms on it.
 
 pub mod agent;
@@ -23,6 +24,7 @@ pub mod clock;
 pub mod controller;
 pub mod crash;
 pub mod daemon;
+pub mod kube;
 pub mod model;
 pub mod network;
 pub mod pebbles;

@@ -59,6 +59,10 @@ pub struct Model {
     /// When the model was first saved (its `model-status` since), by its clock.
     #[serde(default)]
     pub created: u64,
+    /// A Kubernetes model: its charms find the Kubernetes API and its
+    /// Services are routed (see [`crate::kube`]).
+    #[serde(default)]
+    pub kubernetes: bool,
 }
 
 /// A deployed application.

@@ -8,12 +8,14 @@ use charm::event::Notice;
 use charm::relation::{app_of, Relation};
 use charm::{Event, RelationEvent, SecretEvent, SecretId};
 
-/// The digest config-changed is due on: the options and the unit's address.
+/// The digest config-changed is due on: the options, the unit's address and
+/// the application's trust (`juju trust` is seen as config-changed).
 pub fn config_digest(app: &Application, unit: &Unit) -> String {
     format!(
-        "{}|{}",
+        "{}|{}{}",
         serde_json::Value::Object(app.effective_config()),
-        unit.address
+        unit.address,
+        if app.trust { "|trusted" } else { "" }
     )
 }
 

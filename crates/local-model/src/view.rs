@@ -63,10 +63,11 @@ pub fn view(model: &Model, unit: &str) -> Option<State> {
             (key.clone(), payload)
         })
         .collect();
+    // Removing an application makes each of its units dying, as in Juju.
     state.dying_units = app
         .units
         .iter()
-        .filter(|(_, u)| u.life == Life::Dying)
+        .filter(|(_, u)| u.life == Life::Dying || app.dying)
         .map(|(n, _)| n.clone())
         .collect();
     // A relation the unit has seen broken is gone for it, as in Juju, even

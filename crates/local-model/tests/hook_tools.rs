@@ -183,6 +183,14 @@ fn an_ops_charm_uses_every_other_hook_tool() {
 
     // Trusted, the application gets the local model's cloud.
     c.set_trust("tools", true).unwrap();
+    // Juju tells the units of a change of trust with config-changed.
+    let ran: Vec<String> = c
+        .settle()
+        .unwrap()
+        .iter()
+        .map(|(u, r)| format!("{u} {}", r.event.hook_name()))
+        .collect();
+    assert_eq!(ran, ["tools/0 config-changed", "tools/1 config-changed"]);
     let report = probe(&mut c, "tools/1");
     let spec: Value = serde_json::from_str(&ok(&report, "credential-get")).unwrap();
     assert_eq!(spec["type"], "local");

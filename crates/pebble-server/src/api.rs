@@ -3,12 +3,12 @@
 use crate::checks::Checks;
 use crate::exec::{Executions, Payload};
 use crate::files::{FileError, Files, Options};
-use crate::http::{Request, Response};
 use crate::logs::Forwarder;
 use crate::notices::{self, Filter, Notices};
 use crate::plan;
 use crate::services::{signal_number, ServiceError, Services};
 use crate::timefmt::{parse_go_duration, parse_rfc3339};
+use http_exchange::server::{Request, Response};
 use pebble_api::multipart::{self, Part};
 use serde::Deserialize;
 use serde_json::{json, Value};

@@ -8,10 +8,10 @@
 //! (signals, resizing): the `control` websocket is accepted and closed when
 //! the command ends.
 
-use crate::http::Request;
 use crate::sandbox::{Launch, Sandbox};
 use crate::services::Services;
 use crate::timefmt::parse_go_duration;
+use http_exchange::server::Request;
 use pebble_api::websocket::{read_stream, write_stream};
 use serde::Deserialize;
 use serde_json::{json, Value};

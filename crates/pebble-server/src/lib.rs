@@ -24,7 +24,6 @@ mod api;
 mod checks;
 mod exec;
 mod files;
-mod http;
 mod image;
 mod logs;
 mod notices;
@@ -35,6 +34,7 @@ pub use pebble_api::timefmt;
 
 pub use api::VERSION;
 
+use http_exchange::server;
 use pebble_api::Notice;
 use std::fs::File;
 use std::io;
@@ -343,7 +343,7 @@ fn accept_loop(listener: UnixListener, api: Arc<api::Api>, stopping: Arc<AtomicB
 
 /// The task and websocket a websocket handshake asks for
 /// (`GET /v1/tasks/<task>/websocket/<name>`).
-fn websocket_target(request: &http::Request) -> Option<(&str, &str)> {
+fn websocket_target(request: &server::Request) -> Option<(&str, &str)> {
     let rest = request.path.strip_prefix("/v1/tasks/")?;
     let (task, name) = rest.split_once("/websocket/")?;
     let upgrade = request
@@ -357,7 +357,7 @@ fn websocket_target(request: &http::Request) -> Option<(&str, &str)> {
 fn serve(stream: UnixStream, api: &api::Api) {
     let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IDLE_TIMEOUT));
-    let response = match http::read_request(&stream) {
+    let response = match server::read_request(&stream) {
         Ok(Some(request)) => match websocket_target(&request) {
             Some((task, name)) => match stream.try_clone() {
                 Ok(taken) => match api.executions.connect(task, name, taken, &request) {
@@ -369,7 +369,7 @@ fn serve(stream: UnixStream, api: &api::Api) {
             None => api.handle(&request),
         },
         Ok(None) => return,
-        Err(message) => http::Response {
+        Err(message) => server::Response {
             status: 400,
             content_type: "application/json".into(),
             body: serde_json::json!({
@@ -380,5 +380,5 @@ fn serve(stream: UnixStream, api: &api::Api) {
             .into_bytes(),
         },
     };
-    let _ = http::write_response(&stream, &response);
+    let _ = server::write_response(&stream, &response);
 }

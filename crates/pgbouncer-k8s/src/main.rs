@@ -7,7 +7,6 @@ use pgbouncer_k8s::statefulset;
 use pgbouncer_k8s::workload::Workload;
 use pgbouncer_k8s::PgBouncerCharm;
 use postgres_admin::RealConnector;
-use std::path::Path;
 
 fn main() -> std::process::ExitCode {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -21,14 +20,9 @@ fn main() -> std::process::ExitCode {
             pause_wait: pgbouncer_k8s::workload::PAUSE_WAIT,
         },
     };
-    let sets = statefulset::for_substrate(
-        |name| std::env::var(name).ok(),
-        Path::new(k8s_incluster::config::SERVICE_ACCOUNT_DIR),
-    );
-    let services = pgbouncer_k8s::service::for_substrate(
-        |name| std::env::var(name).ok(),
-        Path::new(k8s_incluster::config::SERVICE_ACCOUNT_DIR),
-    );
+    let account = k8s_incluster::config::service_account_dir(|name| std::env::var(name).ok());
+    let sets = statefulset::for_substrate(|name| std::env::var(name).ok(), &account);
+    let services = pgbouncer_k8s::service::for_substrate(|name| std::env::var(name).ok(), &account);
     charm::dispatch::main(
         PgBouncerCharm::new(deps)
             .with_stateful_sets(sets)

@@ -9,7 +9,6 @@ use postgresql_k8s::patroni::client::HttpPatroni;
 use postgresql_k8s::pods;
 use postgresql_k8s::workload::Workload;
 use postgresql_k8s::PostgresqlCharm;
-use std::path::Path;
 use std::time::Duration;
 
 /// The machine's memory in bytes, from `/proc/meminfo` (1 GiB when unreadable).
@@ -28,13 +27,11 @@ fn main() -> std::process::ExitCode {
     let kubernetes = std::env::var_os("KUBERNETES_SERVICE_HOST").map(|_| Kubernetes {
         namespace: std::env::var("JUJU_MODEL_NAME").unwrap_or_default(),
     });
+    let account = k8s_incluster::config::service_account_dir(|name| std::env::var(name).ok());
     let deps = Deps {
         connector: Box::new(RealConnector),
         patroni: Box::new(HttpPatroni::default()),
-        pods: pods::for_substrate(
-            |name| std::env::var(name).ok(),
-            Path::new(k8s_incluster::config::SERVICE_ACCOUNT_DIR),
-        ),
+        pods: pods::for_substrate(|name| std::env::var(name).ok(), &account),
         dcs_keys: Box::new(EtcdKeys::default()),
         workload: Workload::default(),
         kubernetes,
@@ -44,9 +41,7 @@ fn main() -> std::process::ExitCode {
         },
         start_timeout: Duration::from_secs(30),
     };
-    let services = postgresql_k8s::services::for_substrate(
-        |name| std::env::var(name).ok(),
-        Path::new(k8s_incluster::config::SERVICE_ACCOUNT_DIR),
-    );
+    let services =
+        postgresql_k8s::services::for_substrate(|name| std::env::var(name).ok(), &account);
     charm::dispatch::main(PostgresqlCharm::new(deps).with_services(services))
 }

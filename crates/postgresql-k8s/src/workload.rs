@@ -531,10 +531,13 @@ impl Workload {
     /// Stops PostgreSQL at once (immediate mode: no shutdown checkpoint, the
     /// longest part of a clean stop; the data directory, about to be set
     /// aside, recovers as after a crash if it is ever started again), then
-    /// Patroni, then PostgreSQL again if it still runs on the data directory
-    /// (Patroni restarted it meanwhile, or was killed before it could stop
-    /// it): nothing may run on the directory when it is moved or restored
-    /// into. `Err` says why PostgreSQL could not be stopped.
+    /// Patroni, killed (its clean shutdown takes seconds and leaves nothing
+    /// the restore needs: the restored cluster starts under a scope of its
+    /// own, and one that does not restore takes its own leader key back),
+    /// then PostgreSQL again if it still runs on the data directory (Patroni
+    /// restarted it meanwhile, or was killed before it could stop it):
+    /// nothing may run on the directory when it is moved or restored into.
+    /// `Err` says why PostgreSQL could not be stopped.
     pub fn stop_postgresql(
         &self,
         pebble: &mut dyn Pebble,
@@ -546,7 +549,12 @@ impl Workload {
         if ran {
             self.run(pebble, on("stop", &["-m", "immediate", "-w"]), SHORT)?;
         }
-        self.stop(pebble)?;
+        if self.running(pebble)? {
+            pebble.send_signal("SIGKILL", &[SERVICE])?;
+            // Stopped even if Pebble already saw it exit: that keeps Pebble
+            // from starting it again.
+            pebble.stop(&[SERVICE])?;
+        }
         if !ran || !self.run(pebble, on("status", &[]), SHORT)?.success() {
             return Ok(Ok(()));
         }

@@ -172,6 +172,32 @@ pub fn refresh(args: &[String]) -> Outcome {
     Ok(())
 }
 
+/// `juju trust <app> [--scope cluster|namespace] [--remove]`: what the
+/// application's Kubernetes service account may do (everything, or nothing
+/// with `--remove`); its units see config-changed.
+pub fn trust(args: &[String]) -> Outcome {
+    let p = parse(
+        args,
+        &[(&["scope"], Kind::Value), (&["remove"], Kind::Bool)],
+    )?;
+    let [app] = p.positional.as_slice() else {
+        return Err(CliError::Usage("expected one application name".into()));
+    };
+    if let Some(scope) = p
+        .value("scope")
+        .filter(|s| !matches!(*s, "cluster" | "namespace"))
+    {
+        return Err(CliError::Usage(format!(
+            "--scope must be \"cluster\" or \"namespace\", not {scope:?}"
+        )));
+    }
+    Target::from(&p)?.call(&Request::Trust {
+        app: app.clone(),
+        trusted: !p.flag("remove"),
+    })?;
+    Ok(())
+}
+
 /// `juju remove-unit <unit> ... [--force [--no-wait]]` or
 /// `juju remove-unit <app> --num-units N`.
 pub fn remove_unit(args: &[String]) -> Outcome {

@@ -76,8 +76,11 @@ Usage: juju <command> [flags]
 Commands:
     add-model, add-unit, bootstrap, config, debug-log, deploy, destroy-model, exec,
     integrate (relate), kill-controller, refresh (upgrade-charm), remove-application,
-    remove-relation, remove-unit, resolve (resolved), run, show-unit, status, version,
-    wait
+    remove-relation, remove-unit, resolve (resolved), run, show-unit, status, trust,
+    version, wait
+
+A model added on a Kubernetes cloud (`add-model <name> microk8s`, or `k8s`,
+`kubernetes`) serves the Kubernetes API to its charms and routes its Services.
 
 Test controls (local model only):
     advance-clock <duration>                    move the model's clock ahead
@@ -103,6 +106,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
         "remove-unit" => apps::remove_unit(rest),
         "remove-application" => apps::remove_application(rest),
         "refresh" | "upgrade-charm" => apps::refresh(rest),
+        "trust" => apps::trust(rest),
         "integrate" | "relate" => apps::integrate(rest),
         "remove-relation" => apps::remove_relation(rest),
         "config" => apps::config(rest),

@@ -26,8 +26,12 @@ pub fn bootstrap(args: &[String]) -> Outcome {
     Ok(())
 }
 
+/// The cloud names that make a Kubernetes model.
+const KUBERNETES_CLOUDS: [&str; 3] = ["microk8s", "k8s", "kubernetes"];
+
 /// `juju add-model [--no-switch] <name> [cloud]`: creates the model and starts
-/// its controller.
+/// its controller; on a Kubernetes cloud ([`KUBERNETES_CLOUDS`]) the model
+/// serves the Kubernetes API (`localhost`, the default, does not).
 pub fn add_model(args: &[String]) -> Outcome {
     let p = parse(
         args,
@@ -48,11 +52,22 @@ pub fn add_model(args: &[String]) -> Outcome {
             target.name
         )));
     }
+    let cloud = p.positional.get(1).map_or("localhost", String::as_str);
+    let kubernetes = KUBERNETES_CLOUDS.contains(&cloud);
+    if !kubernetes && !matches!(cloud, "localhost" | "local" | "lxd") {
+        return Err(CliError::Usage(format!(
+            "unknown cloud {cloud:?}: use localhost, or a Kubernetes cloud ({})",
+            KUBERNETES_CLOUDS.join(", ")
+        )));
+    }
     target.ensure_running()?;
+    if kubernetes {
+        target.call(&Request::UseKubernetes)?;
+    }
     if !p.flag("no-switch") {
         switch(&target.name)?;
     }
-    eprintln!("Added {:?} model on local/localhost", target.name);
+    eprintln!("Added {:?} model on {cloud}/localhost", target.name);
     Ok(())
 }
 

@@ -25,11 +25,13 @@
 //! | `schedule.rs` | Which hook runs next: rounds over the units (in name order or a seed's), one thing at a time per unit, committing what ran, settling, a failed hook blocking its unit until resolved. |
 //! | `controls.rs` | Test controls: the clock, a failed hook on demand, a killed workload, a unit removed abruptly or its machine crashed. |
 //! | `tasks.rs` | Actions and `juju exec` commands. |
+//! | `kubernetes.rs` | A Kubernetes model's API and Service routes, kept in step with the model after each save. |
 //! | `status.rs` | What `juju status`, `show-unit`, `config` and `debug-log` print, built from the model; a status's `since` from the stamps the model keeps. |
 //! | `formatted.rs` | `juju status`'s structure in Juju 3.6's field order, shared by its JSON, YAML and table (`table.rs` lays out the columns): scale, grouped ports, what the agent is doing. |
 
 mod controls;
 mod formatted;
+mod kubernetes;
 mod runtime;
 mod schedule;
 mod status;
@@ -156,6 +158,8 @@ pub struct Controller {
     doomed_units: Vec<UnitRuntime>,
     /// Directories of what the model has forgotten, removed once that is saved.
     doomed_dirs: Vec<PathBuf>,
+    /// A Kubernetes model's API server and Service routes.
+    kubernetes: Option<crate::kube::Kubernetes>,
 }
 
 /// A model UUID from the system's random source.
@@ -313,8 +317,12 @@ impl Controller {
             pebble_exe: pebble_exe.map(Path::to_path_buf),
             doomed_units: Vec::new(),
             doomed_dirs: Vec::new(),
+            kubernetes: None,
         };
         c.sync_clock();
+        if c.model.kubernetes {
+            c.start_kubernetes()?;
+        }
         Ok(c)
     }
 
@@ -328,6 +336,7 @@ impl Controller {
     pub fn save(&mut self) -> Result<(), ControllerError> {
         self.model.stamp_statuses();
         store::save(&self.root, &self.model)?;
+        self.sync_kubernetes()?;
         if !self.doomed_units.is_empty() || !self.doomed_dirs.is_empty() {
             crate::crash::point("forgotten", &self.root.display().to_string());
         }

@@ -342,10 +342,11 @@ impl Controller {
     /// The unit's charm directory and the environment its hooks get.
     pub(super) fn unit_env(&self, unit: &str) -> Option<(PathBuf, Vec<(String, String)>)> {
         let runtime = self.units.get(unit)?;
-        let env = vec![(
+        let mut env = vec![(
             "CHARM_CONTAINERS_DIR".to_string(),
             runtime.containers_dir.display().to_string(),
         )];
+        env.extend(self.kubernetes_env(unit));
         Some((runtime.charm_dir.clone(), env))
     }
 

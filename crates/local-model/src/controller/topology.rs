@@ -187,7 +187,9 @@ impl Controller {
         Ok(revision)
     }
 
-    /// `juju trust <app>` (or `deploy --trust`).
+    /// `juju trust <app>` (or `deploy --trust`): on a Kubernetes model, what
+    /// the application's service account may do. The units see the change
+    /// as config-changed.
     pub fn set_trust(&mut self, app: &str, trust: bool) -> Result<(), ControllerError> {
         self.app_mut(app)?.trust = trust;
         self.save()

@@ -1,5 +1,7 @@
-//! HTTP/1.1 on a unix socket connection: one request read (`Content-Length` or
-//! chunked body), one response written with `Content-Length` and `Connection: close`.
+//! The server's half, over any stream (the Pebble server's unix socket, the
+//! local model's Kubernetes API over TLS): one request read (`Content-Length`
+//! or chunked body), one response written with `Content-Length` and
+//! `Connection: close`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 
@@ -10,11 +12,16 @@ const MAX_BODY: u64 = 1 << 32;
 
 /// A request: method, path, decoded query, headers and body.
 #[derive(Debug, Default)]
-pub(crate) struct Request {
+pub struct Request {
+    /// `GET`, `POST`, ...
     pub method: String,
+    /// The decoded path, without the query.
     pub path: String,
+    /// The decoded query parameters, in order.
     pub query: Vec<(String, String)>,
+    /// The headers, names as sent.
     pub headers: Vec<(String, String)>,
+    /// The body, whole.
     pub body: Vec<u8>,
 }
 
@@ -38,14 +45,17 @@ impl Request {
 
 /// A response.
 #[derive(Debug)]
-pub(crate) struct Response {
+pub struct Response {
+    /// The status code.
     pub status: u16,
+    /// The `Content-Type` header.
     pub content_type: String,
+    /// The body.
     pub body: Vec<u8>,
 }
 
 /// Reads one request; `Ok(None)` when the peer closed before sending anything.
-pub(crate) fn read_request(stream: impl Read) -> Result<Option<Request>, String> {
+pub fn read_request(stream: impl Read) -> Result<Option<Request>, String> {
     let mut reader = BufReader::new(stream);
     let mut buf = Vec::new();
     let (head_len, mut request, length, chunked) = loop {
@@ -147,14 +157,19 @@ fn read_line(reader: &mut impl BufRead) -> Result<String, String> {
 }
 
 /// Writes the response and flushes it.
-pub(crate) fn write_response(mut stream: impl Write, response: &Response) -> std::io::Result<()> {
+pub fn write_response(mut stream: impl Write, response: &Response) -> std::io::Result<()> {
     let reason = match response.status {
         200 => "OK",
+        201 => "Created",
         202 => "Accepted",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        409 => "Conflict",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Entity",
         500 => "Internal Server Error",
         504 => "Gateway Timeout",
         _ => "Unknown",
@@ -182,7 +197,7 @@ fn parse_query(query: &str) -> Vec<(String, String)> {
 }
 
 /// Decodes `%XX` escapes and `+` (as a space, for query strings).
-pub(crate) fn percent_decode(s: &str) -> String {
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

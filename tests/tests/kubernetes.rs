@@ -1,0 +1,161 @@
+//! The charms on a Kubernetes model: the local model serves the Kubernetes
+//! API the charms call (over TLS, with each application's service account)
+//! and routes each Service's addresses to the pods it selects. PgBouncer
+//! deployed without trust blocks with the command that fixes it; trusted,
+//! it creates its Service, and a client connects through the Service's
+//! address in each `expose-external` mode, switched back and forth; the
+//! Service goes with the application.
+
+use e2e::{
+    active, blocked, charm, client_credentials, controller, converge, python_charm, Scratch,
+};
+use local_model::controller::Controller;
+use std::time::Duration;
+
+const PGB: &str = "pgbouncer-k8s";
+const SERVICE: &str = "pgbouncer-k8s-service";
+
+/// What the client was told, once every PgBouncer unit is active and the
+/// endpoints satisfy `want`.
+fn told(c: &mut Controller, want: impl Fn(&str) -> bool) -> e2e::Credentials {
+    converge(c, Duration::from_secs(120), |c| {
+        e2e::units(c, PGB).iter().all(|u| active(c, u).is_some())
+            && client_credentials(c, "client", PGB).is_some_and(|cr| want(&cr.endpoints))
+    });
+    client_credentials(c, "client", PGB).expect("credentials")
+}
+
+/// Writes and reads a row through `endpoint` (`host:port`; a cluster DNS
+/// name is looked up as the cluster's DNS would), as a new connection.
+fn round_trip(c: &Controller, credentials: &e2e::Credentials, endpoint: &str, row: &str) {
+    let (host, port) = endpoint.rsplit_once(':').expect("host:port");
+    let kubernetes = c.kubernetes().expect("a Kubernetes model");
+    let address = kubernetes.resolve(host).unwrap_or_else(|| host.to_string());
+    let sql = format!(
+        "CREATE TABLE IF NOT EXISTS rows (v text); INSERT INTO rows VALUES ('{row}'); \
+         SELECT count(*) FROM rows WHERE v = '{row}'"
+    );
+    let mut last = String::new();
+    for _ in 0..20 {
+        match e2e::psql(
+            &address,
+            port.parse().expect("a port"),
+            &credentials.user,
+            &credentials.password,
+            &credentials.database,
+            &sql,
+        ) {
+            Ok(out) => {
+                assert_eq!(out.trim().lines().last(), Some("1"), "{out}");
+                return;
+            }
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("no SQL through {endpoint} ({address}): {last}");
+}
+
+fn service_type(c: &Controller) -> Option<String> {
+    c.kubernetes()?
+        .services()
+        .iter()
+        .find(|s| s["metadata"]["name"] == SERVICE)
+        .map(|s| s["spec"]["type"].as_str().unwrap_or_default().to_string())
+}
+
+#[test]
+fn pgbouncer_is_reached_through_its_service_in_each_exposure() {
+    let scratch = Scratch::new("kubernetes");
+    let mut c = controller(&scratch);
+    c.use_kubernetes().unwrap();
+    let namespace = c.model.name.clone();
+    let node = format!("127.{}.0.1", c.model.network);
+
+    c.deploy(&charm(scratch.path(), "etcd"), "etcd", 1, &[])
+        .unwrap();
+    c.deploy_trusted(
+        &charm(scratch.path(), "postgresql-k8s"),
+        "postgresql-k8s",
+        1,
+        &[],
+        true,
+    )
+    .unwrap();
+    c.integrate("postgresql-k8s:etcd", "etcd:etcd").unwrap();
+    c.deploy(&charm(scratch.path(), PGB), PGB, 2, &[]).unwrap();
+    c.integrate("pgbouncer-k8s:backend-database", "postgresql-k8s:database")
+        .unwrap();
+    c.deploy(
+        &python_charm(scratch.path(), "pg-client"),
+        "client",
+        1,
+        &[("database", "appdb")],
+    )
+    .unwrap();
+    c.integrate("client:database", "pgbouncer-k8s:database")
+        .unwrap();
+
+    // Without trust, the API refuses PgBouncer's service account: the units
+    // say which command fixes it, and the client is told nothing.
+    let fix = format!("juju trust {PGB} --scope=cluster");
+    converge(&mut c, Duration::from_secs(180), |c| {
+        e2e::units(c, PGB)
+            .iter()
+            .all(|u| blocked(c, u).is_some_and(|m| m.contains(&fix)))
+    });
+    assert_eq!(client_credentials(&c, "client", PGB), None);
+    assert_eq!(service_type(&c), None);
+
+    // Trusted: a ClusterIP Service, named to the client by its cluster DNS
+    // name, and reached at its cluster IP.
+    c.set_trust(PGB, true).unwrap();
+    let cluster_name = format!("{SERVICE}.{namespace}.svc.cluster.local:6432");
+    let credentials = told(&mut c, |e| e == cluster_name);
+    assert_eq!(service_type(&c).as_deref(), Some("ClusterIP"));
+    round_trip(&c, &credentials, &credentials.endpoints, "cluster-ip");
+
+    // NodePort: the node's address and the node port.
+    c.config(PGB, &[("expose-external", "nodeport")]).unwrap();
+    let credentials = told(&mut c, |e| e.starts_with(&format!("{node}:3")));
+    assert_eq!(service_type(&c).as_deref(), Some("NodePort"));
+    round_trip(&c, &credentials, &credentials.endpoints, "node-port");
+
+    // LoadBalancer: waiting until the load balancer has an address, which
+    // the next update-status finds.
+    c.config(PGB, &[("expose-external", "loadbalancer")])
+        .unwrap();
+    converge(&mut c, Duration::from_secs(60), |c| {
+        service_type(c).as_deref() == Some("LoadBalancer")
+            && c.model.unit("pgbouncer-k8s/0").is_some_and(|u| {
+                matches!(&u.status, charm::Status::Waiting(m) if m.contains("load balancer address"))
+            })
+    });
+    c.tick();
+    let balancer = format!("127.{}.255.", c.model.network);
+    let credentials = told(&mut c, |e| e.starts_with(&balancer));
+    round_trip(&c, &credentials, &credentials.endpoints, "load-balancer");
+
+    // Back to ClusterIP: the API refuses to patch node ports away, so the
+    // Service is made again; the client is told the DNS name again and
+    // reconnects through it.
+    c.config(PGB, &[("expose-external", "false")]).unwrap();
+    let credentials = told(&mut c, |e| e == cluster_name);
+    assert_eq!(service_type(&c).as_deref(), Some("ClusterIP"));
+    round_trip(&c, &credentials, &credentials.endpoints, "cluster-ip-again");
+
+    // Every pod is behind the Service: with one PgBouncer unit gone, the
+    // Service still reaches the other.
+    c.remove_unit("pgbouncer-k8s/0").unwrap();
+    converge(&mut c, Duration::from_secs(120), |c| {
+        e2e::units(c, PGB) == ["pgbouncer-k8s/1"] && active(c, "pgbouncer-k8s/1").is_some()
+    });
+    round_trip(&c, &credentials, &credentials.endpoints, "one-unit");
+
+    // The Service goes with the application.
+    c.remove_application(PGB).unwrap();
+    converge(&mut c, Duration::from_secs(120), |c| {
+        !c.model.applications.contains_key(PGB)
+    });
+    assert_eq!(service_type(&c), None);
+}
