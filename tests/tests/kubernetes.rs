@@ -1,17 +1,21 @@
 //! The charms on a Kubernetes model: the local model serves the Kubernetes
-//! API the charms call (over TLS, with each application's service account)
-//! and routes each Service's addresses to the pods it selects. PgBouncer
-//! deployed without trust blocks with the command that fixes it; trusted,
-//! it creates its Service, and a client connects through the Service's
-//! address in each `expose-external` mode, switched back and forth; the
-//! Service goes with the application.
+//! API the charms call (over TLS, with each application's service account),
+//! routes each Service's addresses to the pods it selects, and resolves the
+//! Services' cluster names for hooks and containers. PostgreSQL's clients
+//! are given its `-primary` and `-replicas` Services, which follow a
+//! switchover and a failover with nothing changed on the client's side.
+//! PgBouncer deployed without trust blocks with the command that fixes it;
+//! trusted, it creates its Service, and a client connects through the
+//! Service's address in each `expose-external` mode, switched back and
+//! forth; the Service goes with the application.
 
 use e2e::{
-    active, blocked, charm, client_credentials, controller, converge, python_charm, Scratch,
+    action, active, blocked, charm, client_credentials, controller, converge, python_charm, Scratch,
 };
 use local_model::controller::Controller;
 use std::time::Duration;
 
+const PG: &str = "postgresql-k8s";
 const PGB: &str = "pgbouncer-k8s";
 const SERVICE: &str = "pgbouncer-k8s-service";
 
@@ -26,17 +30,19 @@ fn told(c: &mut Controller, want: impl Fn(&str) -> bool) -> e2e::Credentials {
 }
 
 /// Writes and reads a row through `endpoint` (`host:port`; a cluster DNS
-/// name is looked up as the cluster's DNS would), as a new connection.
-fn round_trip(c: &Controller, credentials: &e2e::Credentials, endpoint: &str, row: &str) {
+/// name is looked up as the cluster's DNS would), as a new connection;
+/// tries for a while (a Service's pods may be changing). Answers the
+/// address of the PostgreSQL server that took the row.
+fn round_trip(c: &Controller, credentials: &e2e::Credentials, endpoint: &str, row: &str) -> String {
     let (host, port) = endpoint.rsplit_once(':').expect("host:port");
     let kubernetes = c.kubernetes().expect("a Kubernetes model");
     let address = kubernetes.resolve(host).unwrap_or_else(|| host.to_string());
     let sql = format!(
         "CREATE TABLE IF NOT EXISTS rows (v text); INSERT INTO rows VALUES ('{row}'); \
-         SELECT count(*) FROM rows WHERE v = '{row}'"
+         SELECT count(*), host(inet_server_addr()) FROM rows WHERE v = '{row}'"
     );
     let mut last = String::new();
-    for _ in 0..20 {
+    for _ in 0..120 {
         match e2e::psql(
             &address,
             port.parse().expect("a port"),
@@ -46,14 +52,37 @@ fn round_trip(c: &Controller, credentials: &e2e::Credentials, endpoint: &str, ro
             &sql,
         ) {
             Ok(out) => {
-                assert_eq!(out.trim().lines().last(), Some("1"), "{out}");
-                return;
+                let (count, server) = out.trim().split_once('|').expect("two columns");
+                assert_eq!(count, "1", "{out}");
+                return server.to_string();
             }
             Err(e) => last = e,
         }
         std::thread::sleep(Duration::from_millis(250));
     }
     panic!("no SQL through {endpoint} ({address}): {last}");
+}
+
+/// The `read-only-endpoints` `provider` published to `client`.
+fn read_only(c: &Controller, client: &str, provider: &str) -> Option<String> {
+    let relation = c
+        .model
+        .relations
+        .iter()
+        .find(|r| r.end_of(client).is_some() && r.end_of(provider).is_some())?;
+    relation
+        .app_bags
+        .get(provider)?
+        .data
+        .get("read-only-endpoints")
+        .cloned()
+}
+
+/// The unit whose status says it is the primary.
+fn primary_unit(c: &Controller) -> Option<String> {
+    e2e::units(c, PG)
+        .into_iter()
+        .find(|u| active(c, u).as_deref() == Some("Primary"))
 }
 
 fn service_type(c: &Controller) -> Option<String> {
@@ -74,27 +103,71 @@ fn pgbouncer_is_reached_through_its_service_in_each_exposure() {
 
     c.deploy(&charm(scratch.path(), "etcd"), "etcd", 1, &[])
         .unwrap();
-    c.deploy_trusted(
-        &charm(scratch.path(), "postgresql-k8s"),
-        "postgresql-k8s",
-        1,
-        &[],
-        true,
-    )
-    .unwrap();
+    c.deploy_trusted(&charm(scratch.path(), PG), PG, 2, &[], true)
+        .unwrap();
     c.integrate("postgresql-k8s:etcd", "etcd:etcd").unwrap();
+    let client = python_charm(scratch.path(), "pg-client");
+    c.deploy(&client, "direct", 1, &[("database", "directdb")])
+        .unwrap();
+    c.integrate("direct:database", "postgresql-k8s:database")
+        .unwrap();
     c.deploy(&charm(scratch.path(), PGB), PGB, 2, &[]).unwrap();
     c.integrate("pgbouncer-k8s:backend-database", "postgresql-k8s:database")
         .unwrap();
-    c.deploy(
-        &python_charm(scratch.path(), "pg-client"),
-        "client",
-        1,
-        &[("database", "appdb")],
-    )
-    .unwrap();
+    c.deploy(&client, "client", 1, &[("database", "appdb")])
+        .unwrap();
     c.integrate("client:database", "pgbouncer-k8s:database")
         .unwrap();
+
+    // PostgreSQL's clients are given its Services by their cluster names.
+    let service = |suffix: &str| format!("{PG}-{suffix}.{namespace}.svc.cluster.local:5432");
+    converge(&mut c, Duration::from_secs(240), |c| {
+        e2e::cluster_settled(c, 2)
+            && client_credentials(c, "direct", PG)
+                .is_some_and(|cr| cr.endpoints == service("primary"))
+            && read_only(c, "direct", PG).is_some_and(|ro| ro == service("replicas"))
+    });
+    let direct = client_credentials(&c, "direct", PG).expect("credentials");
+    let first = primary_unit(&c).expect("a primary");
+    let served = round_trip(&c, &direct, &direct.endpoints, "primary");
+    assert_eq!(served, e2e::address(&c, &first));
+    let replica = e2e::units(&c, PG)
+        .into_iter()
+        .find(|u| *u != first)
+        .unwrap();
+    let (host, _) = direct.endpoints.rsplit_once(':').unwrap();
+    let replicas = c
+        .kubernetes()
+        .unwrap()
+        .resolve(&host.replace("-primary", "-replicas"))
+        .unwrap();
+    let read = e2e::psql(
+        &replicas,
+        5432,
+        &direct.user,
+        &direct.password,
+        &direct.database,
+        "SELECT pg_is_in_recovery(), host(inet_server_addr())",
+    )
+    .unwrap();
+    assert_eq!(read.trim(), format!("t|{}", e2e::address(&c, &replica)));
+
+    // A switchover: the -primary Service follows, the client changes nothing.
+    converge(&mut c, Duration::from_secs(60), |c| {
+        !e2e::synchronous_standbys(c, &first).is_empty()
+    });
+    action(
+        &mut c,
+        &replica,
+        "promote-to-primary",
+        serde_json::json!({"scope": "unit"}),
+    );
+    converge(&mut c, Duration::from_secs(60), |c| {
+        primary_unit(c).as_deref() == Some(replica.as_str())
+    });
+    assert_eq!(client_credentials(&c, "direct", PG), Some(direct.clone()));
+    let served = round_trip(&c, &direct, &direct.endpoints, "after-switchover");
+    assert_eq!(served, e2e::address(&c, &replica));
 
     // Without trust, the API refuses PgBouncer's service account: the units
     // say which command fixes it, and the client is told nothing.
@@ -114,6 +187,9 @@ fn pgbouncer_is_reached_through_its_service_in_each_exposure() {
     let credentials = told(&mut c, |e| e == cluster_name);
     assert_eq!(service_type(&c).as_deref(), Some("ClusterIP"));
     round_trip(&c, &credentials, &credentials.endpoints, "cluster-ip");
+    // PgBouncer reaches PostgreSQL through its -primary Service too.
+    let backend = client_credentials(&c, PGB, PG).expect("PgBouncer's backend credentials");
+    assert_eq!(backend.endpoints, service("primary"));
 
     // NodePort: the node's address and the node port.
     c.config(PGB, &[("expose-external", "nodeport")]).unwrap();
@@ -158,4 +234,28 @@ fn pgbouncer_is_reached_through_its_service_in_each_exposure() {
         !c.model.applications.contains_key(PGB)
     });
     assert_eq!(service_type(&c), None);
+
+    // The primary's machine is lost: once Patroni promotes the other member,
+    // the -primary Service reaches it, the client unchanged; every row
+    // written through the Services is there.
+    converge(&mut c, Duration::from_secs(60), |c| {
+        !e2e::synchronous_standbys(c, &replica).is_empty()
+    });
+    c.crash_unit(&replica).unwrap();
+    converge(&mut c, Duration::from_secs(180), |c| {
+        primary_unit(c).as_deref() == Some(first.as_str())
+    });
+    assert_eq!(client_credentials(&c, "direct", PG), Some(direct.clone()));
+    let served = round_trip(&c, &direct, &direct.endpoints, "after-failover");
+    assert_eq!(served, e2e::address(&c, &first));
+    let rows = e2e::psql(
+        &e2e::address(&c, &first),
+        5432,
+        &direct.user,
+        &direct.password,
+        &direct.database,
+        "SELECT string_agg(v, ',' ORDER BY v) FROM rows",
+    )
+    .unwrap();
+    assert_eq!(rows.trim(), "after-failover,after-switchover,primary");
 }

@@ -51,6 +51,9 @@ pub struct Agent {
     tools_dir: PathBuf,
     contexts: Arc<Mutex<HashMap<String, Sender<Call>>>>,
     counter: AtomicU64,
+    /// A hosts file hook processes see as `/etc/hosts` (a Kubernetes model's
+    /// cluster names), through a mount namespace of their own.
+    hosts: std::sync::OnceLock<std::ffi::CString>,
 }
 
 /// What a prepared context runs.
@@ -168,7 +171,17 @@ impl Agent {
             tools_dir: tools_dir.to_path_buf(),
             contexts,
             counter: AtomicU64::new(0),
+            hosts: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Has every later hook process see `file` as `/etc/hosts` (needs root,
+    /// for the mount namespace). Set once; later calls change nothing.
+    pub fn resolve_with(&self, file: &Path) {
+        use std::os::unix::ffi::OsStrExt;
+        if let Ok(c) = std::ffi::CString::new(file.as_os_str().as_bytes()) {
+            let _ = self.hosts.set(c);
+        }
     }
 
     /// Runs the unit's next hook, if any: `dispatch` in `charm_dir` with Juju's
@@ -345,8 +358,10 @@ impl Agent {
             .envs(prepared.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null());
         let controller = std::process::id() as libc::pid_t;
-        // SAFETY: umask, prctl and getppid are async-signal-safe and touch no
-        // memory; the error is built from a constant.
+        let hosts = self.hosts.get().cloned();
+        // SAFETY: umask, prctl, getppid, unshare and mount are
+        // async-signal-safe system calls on memory prepared before the fork
+        // (`hosts`, the C string literals); the errors are built from errno.
         unsafe {
             command.pre_exec(move || {
                 libc::umask(0o077);
@@ -354,6 +369,27 @@ impl Agent {
                     || libc::getppid() != controller
                 {
                     return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                if let Some(hosts) = &hosts {
+                    let none = std::ptr::null();
+                    if libc::unshare(libc::CLONE_NEWNS) != 0
+                        || libc::mount(
+                            none,
+                            c"/".as_ptr(),
+                            none,
+                            libc::MS_REC | libc::MS_PRIVATE,
+                            std::ptr::null(),
+                        ) != 0
+                        || libc::mount(
+                            hosts.as_ptr(),
+                            c"/etc/hosts".as_ptr(),
+                            none,
+                            libc::MS_BIND,
+                            std::ptr::null(),
+                        ) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });

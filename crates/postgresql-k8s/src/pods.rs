@@ -1,6 +1,6 @@
 //! Pod labels: on Kubernetes the charm labels each cluster member's pod
-//! (`application=patroni`, `cluster-name=<scope>`; Patroni itself
-//! writes `role`) through the API (`InCluster`); the local model has no
+//! (`application=patroni`, `cluster-name=<scope>`, and `role` when Patroni
+//! does not) through the API (`InCluster`); off Kubernetes there are no
 //! pods ([`NoPods`]). [`for_substrate`] chooses.
 
 use k8s_incluster::InCluster;

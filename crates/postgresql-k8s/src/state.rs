@@ -40,6 +40,9 @@ pub const DEPARTING: &str = "departing";
 /// Peer unit bag: when this unit's member last reported a role change (the
 /// notice's last repeat); its change wakes the leader.
 pub const ROLE_CHANGED: &str = "role-changed";
+/// Peer unit bag: the labels (JSON) the member last set on its own pod, on
+/// Kubernetes.
+pub const POD_LABELS: &str = "pod-labels";
 /// Peer application bag: the member that leads the cluster, as the leader
 /// last saw it; its change wakes every unit to name its new role.
 pub const PRIMARY: &str = "primary";

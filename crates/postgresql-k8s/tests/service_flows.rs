@@ -10,9 +10,18 @@
 //! | created/kept, selecting the roles Patroni labels | `the_leader_creates_primary_and_replicas_selecting_the_role_labels` |
 //! | ready, Kubernetes DCS → clients get the Services' DNS names | `clients_get_the_services_dns_names` |
 //! | ready, one member → read-only is the primary Service | `alone_the_read_only_endpoint_is_the_primary_service` |
-//! | ready, etcd DCS (no role labels) → member addresses | `with_etcd_as_the_dcs_clients_keep_member_addresses` |
+//! | ready, etcd DCS → clients get the Services' DNS names too | `with_etcd_as_the_dcs_each_member_labels_its_role_and_clients_get_the_services` |
 //! | 403 → blocked naming `juju trust`, the hook succeeds; trusted → clients move to the Services | `forbidden_blocks_with_the_trust_command_until_trusted` |
 //! | another API error → waiting, retried at update-status | `another_api_error_waits_and_is_retried_at_update_status` |
+//!
+//! pod labels (every started member, after its membership is recorded):
+//!
+//! | node or branch | test |
+//! |---|---|
+//! | off Kubernetes → no API call | `off_kubernetes_nothing_changes_and_the_port_is_opened` |
+//! | etcd DCS → member labels and the role, once per change | `with_etcd_as_the_dcs_each_member_labels_its_role_and_clients_get_the_services` |
+//! | Kubernetes DCS → member labels only (Patroni writes the role) | `with_kubernetes_as_the_dcs_the_member_leaves_the_role_to_patroni` |
+//! | the patch fails → logged, tried again at the next hook | `a_failed_pod_label_is_tried_again` |
 //!
 //! remove:
 //!
@@ -231,8 +240,19 @@ fn alone_the_read_only_endpoint_is_the_primary_service() {
     );
 }
 
+/// The labels the charm patched onto `pod`, merged in order.
+fn labels_of(w: &World, pod: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    for (patched, set) in w.pods.as_ref().unwrap().patched.borrow().iter() {
+        if patched == pod {
+            labels.extend(set.clone());
+        }
+    }
+    labels
+}
+
 #[test]
-fn with_etcd_as_the_dcs_clients_keep_member_addresses() {
+fn with_etcd_as_the_dcs_each_member_labels_its_role_and_clients_get_the_services() {
     let w = World::on_kubernetes(&[(0, "leader", "running"), (1, "sync_standby", "streaming")]);
     w.pg.0.borrow_mut().admin_group = true;
     let s = initialised(with_peers(unit(0, true), &[1]), &[0, 1]).with_relation(client(
@@ -243,7 +263,43 @@ fn with_etcd_as_the_dcs_clients_keep_member_addresses() {
     let api = FakeServices::default();
     let out = k8s(&w, &api, &s, request(&s));
     assert!(api.service(PRIMARY).is_some(), "the Services exist");
-    assert_eq!(client_bag(&out.state)["endpoints"], "127.0.1.1:5432");
+    assert_eq!(
+        client_bag(&out.state)["endpoints"],
+        "postgresql-k8s-primary.test.svc.cluster.local:5432"
+    );
+    // A member converging labels its own pod.
+    let out = k8s(&w, &api, &out.state, Event::UpdateStatus);
+    let labels = labels_of(&w, "postgresql-k8s-0");
+    assert_eq!(labels["role"], "primary");
+    assert_eq!(labels["application"], "patroni");
+    assert!(labels.contains_key("cluster-name"), "{labels:?}");
+    // Nothing changed: no second patch.
+    let patches = w.pods.as_ref().unwrap().patched.borrow().len();
+    k8s(&w, &api, &out.state, Event::UpdateStatus);
+    assert_eq!(w.pods.as_ref().unwrap().patched.borrow().len(), patches);
+}
+
+#[test]
+fn with_kubernetes_as_the_dcs_the_member_leaves_the_role_to_patroni() {
+    let (w, s) = on_kubernetes(&[0, 1]);
+    let api = FakeServices::default();
+    k8s(&w, &api, &s, Event::UpdateStatus);
+    let labels = labels_of(&w, "postgresql-k8s-0");
+    assert_eq!(labels["application"], "patroni");
+    assert!(!labels.contains_key("role"), "{labels:?}");
+}
+
+#[test]
+fn a_failed_pod_label_is_tried_again() {
+    let (w, s) = on_kubernetes(&[0]);
+    let api = FakeServices::default();
+    let pods = w.pods.clone().unwrap();
+    *pods.fail.borrow_mut() = Some("the API is away".into());
+    let out = k8s(&w, &api, &s, Event::UpdateStatus);
+    assert!(pods.patched.borrow().is_empty());
+    *pods.fail.borrow_mut() = None;
+    k8s(&w, &api, &out.state, Event::UpdateStatus);
+    assert_eq!(labels_of(&w, "postgresql-k8s-0")["application"], "patroni");
 }
 
 #[test]

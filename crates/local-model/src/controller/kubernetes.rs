@@ -1,6 +1,8 @@
 //! A Kubernetes model: its API server and Service routes, started with the
 //! controller and told the model's pods, StatefulSets and trust after every
 //! save; each unit's hooks told where the API and their service account are.
+//! Cluster DNS is a hosts file (sandboxed, that is as root): hook processes
+//! see it as `/etc/hosts`, and each container gets it as its own.
 
 use super::{io, Controller, ControllerError};
 use crate::kube::objects::{Cluster, PodView};
@@ -32,6 +34,10 @@ impl Controller {
     pub(super) fn start_kubernetes(&mut self) -> Result<(), ControllerError> {
         let kubernetes = Kubernetes::start(&self.root, self.cluster())
             .map_err(io("starting the model's Kubernetes API"))?;
+        if self.sandbox {
+            self.agent
+                .resolve_with(&self.root.join(crate::kube::HOSTS_FILE));
+        }
         self.kubernetes = Some(kubernetes);
         Ok(())
     }
@@ -42,7 +48,47 @@ impl Controller {
         };
         kubernetes
             .sync(self.cluster(), &self.root.join("units"))
-            .map_err(io("keeping the model's Kubernetes objects"))
+            .map_err(io("keeping the model's Kubernetes objects"))?;
+        if self.sandbox {
+            self.push_hosts();
+        }
+        Ok(())
+    }
+
+    /// Gives every container that is up the hosts file as it is now, where
+    /// its copy differs. A container that cannot take it now gets it after
+    /// a later save.
+    fn push_hosts(&mut self) {
+        let Some(kubernetes) = &self.kubernetes else {
+            return;
+        };
+        let hosts = kubernetes.hosts();
+        for (unit, runtime) in &self.units {
+            let Some(u) = self.model.unit(unit) else {
+                continue;
+            };
+            for container in &u.containers_up {
+                let key = (unit.clone(), container.clone());
+                if self.hosts_pushed.get(&key) == Some(&hosts) {
+                    continue;
+                }
+                let options = pebble_api::FileOptions {
+                    permissions: Some(0o644),
+                    ..pebble_api::FileOptions::default()
+                };
+                let pushed = pebble_api::Pebble::push(
+                    &mut runtime.pebble(container),
+                    "/etc/hosts",
+                    hosts.as_bytes(),
+                    &options,
+                );
+                if pushed.is_ok() {
+                    self.hosts_pushed.insert(key, hosts.clone());
+                }
+            }
+        }
+        self.hosts_pushed
+            .retain(|(unit, _), _| self.units.contains_key(unit));
     }
 
     /// What Kubernetes runs for the model as it is now.

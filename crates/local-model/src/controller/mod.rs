@@ -160,6 +160,8 @@ pub struct Controller {
     doomed_dirs: Vec<PathBuf>,
     /// A Kubernetes model's API server and Service routes.
     kubernetes: Option<crate::kube::Kubernetes>,
+    /// The hosts file each container last got (unit, container).
+    hosts_pushed: BTreeMap<(String, String), String>,
 }
 
 /// A model UUID from the system's random source.
@@ -318,6 +320,7 @@ impl Controller {
             doomed_units: Vec::new(),
             doomed_dirs: Vec::new(),
             kubernetes: None,
+            hosts_pushed: BTreeMap::new(),
         };
         c.sync_clock();
         if c.model.kubernetes {

@@ -36,6 +36,10 @@ const OBJECTS_FILE: &str = "kubernetes.json";
 /// The service account directory's name under each unit's directory.
 const ACCOUNT_DIR: &str = "serviceaccount";
 
+/// The hosts file with the Services' cluster names, under the controller's
+/// root.
+pub const HOSTS_FILE: &str = "kubernetes-hosts";
+
 /// What the API server, the routes and the controller share.
 pub struct Shared {
     pub cluster: Cluster,
@@ -44,12 +48,45 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Saves the objects, and the hosts file with the Services' names.
     fn save(&self) -> io::Result<()> {
         let text = serde_json::to_vec(&self.objects).map_err(io::Error::other)?;
-        let partial = self.file.with_extension("json.partial");
-        std::fs::write(&partial, text)?;
-        std::fs::rename(partial, &self.file)
+        replace(&self.file, &text)?;
+        replace(
+            &self.file.with_file_name(HOSTS_FILE),
+            self.hosts().as_bytes(),
+        )
     }
+
+    /// What cluster DNS would answer, as a hosts file: the machine's own
+    /// entries, then each Service's cluster IP with its names
+    /// (`<service>.<namespace>.svc.cluster.local`, `.svc`, `.<namespace>`).
+    pub fn hosts(&self) -> String {
+        let mut text = std::fs::read_to_string("/etc/hosts")
+            .unwrap_or_else(|_| "127.0.0.1\tlocalhost\n".into());
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str("# The model's Kubernetes Services\n");
+        let ns = &self.cluster.namespace;
+        for (name, service) in &self.objects.services {
+            if let Some(ip) = service["spec"]["clusterIP"].as_str() {
+                text.push_str(&format!(
+                    "{ip}\t{name}.{ns}.svc.cluster.local {name}.{ns}.svc {name}.{ns}\n"
+                ));
+            }
+        }
+        text
+    }
+}
+
+/// Writes `path` whole, by a rename (a process that bound the old file keeps
+/// it).
+fn replace(path: &Path, content: &[u8]) -> io::Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    std::fs::write(&partial, content)?;
+    std::fs::rename(&partial, path)
 }
 
 /// A model's Kubernetes: its API server and Service routes, running until
@@ -88,11 +125,13 @@ impl Kubernetes {
         let listener =
             TcpListener::bind(SocketAddr::new(node.parse().map_err(io::Error::other)?, 0))?;
         let port = listener.local_addr()?.port();
-        let shared = Arc::new(Mutex::new(Shared {
+        let shared = Shared {
             cluster,
             objects,
             file,
-        }));
+        };
+        shared.save()?;
+        let shared = Arc::new(Mutex::new(shared));
         let router = Arc::new(Mutex::new(Router::default()));
         let kubernetes = Kubernetes {
             shared: shared.clone(),
@@ -141,7 +180,7 @@ impl Kubernetes {
         accounts.retain(|dir, _| dir.exists());
         let moved = shared.cluster != cluster;
         shared.cluster = cluster;
-        if changed {
+        if changed || moved {
             shared.save()?;
         }
         drop(shared);
@@ -180,6 +219,12 @@ impl Kubernetes {
     pub fn resolve(&self, host: &str) -> Option<String> {
         let shared = self.shared.lock().expect("the cluster");
         shared.objects.resolve(&shared.cluster, host)
+    }
+
+    /// The hosts file with the Services' names (see [`HOSTS_FILE`]), as it
+    /// is now.
+    pub fn hosts(&self) -> String {
+        self.shared.lock().expect("the cluster").hosts()
     }
 
     /// The Services as the API serves them.

@@ -161,7 +161,7 @@ fn requested(
     else {
         return Ok(Handled::Deferred);
     };
-    let (rw, ro) = services::endpoints(hook, deps, &ctx.peers, members.len())?.unwrap_or((rw, ro));
+    let (rw, ro) = services::endpoints(hook, &ctx.peers, members.len())?.unwrap_or((rw, ro));
     // Whose credentials: the relation's user, or the entity (its secret
     // granted? its name free?).
     let (user, password, ours) = match grantee(hook, relation, request)? {
@@ -278,7 +278,7 @@ fn refresh(
     let Some((rw, ro)) = client_endpoints(&cluster, &members) else {
         return Ok(());
     };
-    let (rw, ro) = services::endpoints(hook, deps, &ctx.peers, members.len())?.unwrap_or((rw, ro));
+    let (rw, ro) = services::endpoints(hook, &ctx.peers, members.len())?.unwrap_or((rw, ro));
     let before = provider::published(hook, relation)?;
     let user = match &request.entity {
         Some(_) => {

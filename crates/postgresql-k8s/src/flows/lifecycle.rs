@@ -147,6 +147,7 @@ fn converge(hook: &mut Hook<'_>, deps: &Deps, findings: &mut Findings) -> anyhow
         return Ok(Handled::Deferred);
     }
     record_membership(hook, &ctx)?;
+    super::services::label_pod(hook, deps, findings, &ctx)?;
     restart_on_tls_change(hook, findings, &ctx)?;
     if !leader {
         return Ok(Handled::Done);

@@ -1,18 +1,19 @@
 //! On Kubernetes, the cluster's Services `<app>-primary` and `<app>-replicas`:
 //! they select the members' pods by the labels the charm sets
-//! (`application`, `cluster-name`) and the `role` label Patroni writes, so
-//! they follow a switchover without the charm. The leader creates and keeps
-//! them ([`reconcile`]) and records the outcome in the peer application bag
-//! ([`Recorded`]); while Patroni keeps its state in Kubernetes (and so labels
-//! the roles), clients are given the Services' cluster DNS names
-//! ([`endpoints`]). Every unit opens the PostgreSQL port; the Services go
+//! (`application`, `cluster-name`) and the `role` label, which Patroni
+//! writes when it keeps its state in Kubernetes and each member's charm
+//! writes on its own pod when etcd is the DCS ([`label_pod`]), so they follow
+//! a switchover or a failover. The leader creates and keeps them
+//! ([`reconcile`]) and records the outcome in the peer application bag
+//! ([`Recorded`]); once they are ready, clients are given the Services'
+//! cluster DNS names ([`endpoints`]). Every unit opens the PostgreSQL port; the Services go
 //! with the application ([`removed`]). The flowchart is in
 //! `docs/postgresql-flows.md` (k8s-services).
 
-use super::{context, database, Deps};
+use super::{context, database, Ctx, Deps, Findings};
 use crate::dcs::{self, Dcs, DcsState};
-use crate::patroni::DB_PORT;
-use crate::pods::member_labels;
+use crate::patroni::{Role, DB_PORT};
+use crate::pods::{member_labels, pod_name, Labelled};
 use crate::state;
 use charm::backend::Port;
 use charm::{BagChanges, Event, Hook, LogLevel, Relation, Status};
@@ -87,23 +88,15 @@ pub fn recorded(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Option<
 /// Where clients connect on Kubernetes: `<app>-primary`, and
 /// `<app>-replicas` when the cluster has other members (the primary when
 /// alone), by their cluster DNS names. `None` (unit addresses, as off
-/// Kubernetes) unless the Services are ready and Patroni labels the roles
-/// (its state is in Kubernetes, not in a related etcd).
+/// Kubernetes) unless the Services are ready.
 pub fn endpoints(
     hook: &mut Hook<'_>,
-    deps: &Deps,
     peers: &Relation,
     members: usize,
 ) -> anyhow::Result<Option<(String, String)>> {
     let Some(Recorded::Ready { namespace }) = recorded(hook, peers)? else {
         return Ok(None);
     };
-    if !matches!(
-        dcs::choose(hook, deps.kubernetes.as_ref())?,
-        DcsState::Ready(Dcs::Kubernetes { .. })
-    ) {
-        return Ok(None);
-    }
     let app = hook.app().to_string();
     let name = |suffix: &str| format!("{app}-{suffix}.{namespace}.svc.cluster.local:{DB_PORT}");
     let ro = if members > 1 {
@@ -151,6 +144,67 @@ pub fn reconcile(hook: &mut Hook<'_>, deps: &Deps, api: &dyn ServiceApi) -> anyh
         BagChanges::new().set(SERVICES, serde_json::to_string(&outcome)?),
     )?;
     Ok(true)
+}
+
+/// The `role` label of a member with `role`, as the Services select it.
+pub fn role_label(role: Role) -> &'static str {
+    match role {
+        Role::Primary => ROLES[0].1,
+        Role::StandbyLeader | Role::Replica => ROLES[1].1,
+    }
+}
+
+/// On Kubernetes, a started member labels its own pod as a member of its
+/// cluster (`application`, `cluster-name`: the founder and the first member
+/// of a new cluster generation are labelled by no one else) and, with etcd
+/// as the DCS (Patroni labels roles only when it keeps its state in
+/// Kubernetes), with its role, so that the Services follow a switchover or
+/// a failover as soon as the member's charm hears of it (Patroni's
+/// role-change callback wakes it). What it last set is recorded in the
+/// unit's peer bag, so the API is called only when that changes; a failure
+/// is logged and tried again at the next hook.
+pub fn label_pod(
+    hook: &mut Hook<'_>,
+    deps: &Deps,
+    findings: &Findings,
+    ctx: &Ctx,
+) -> anyhow::Result<()> {
+    let Some(health) = findings.health.as_ref().filter(|h| h.started()) else {
+        return Ok(());
+    };
+    if deps.kubernetes.is_none() {
+        return Ok(());
+    }
+    let mut labels = member_labels(&state::scope(hook, &ctx.peers)?);
+    if matches!(
+        dcs::choose(hook, deps.kubernetes.as_ref())?,
+        DcsState::Ready(Dcs::Etcd { .. })
+    ) {
+        labels.insert("role".into(), role_label(health.role()).into());
+    }
+    let wanted = serde_json::to_string(&labels)?;
+    let labelled = hook
+        .local_unit_bag(&ctx.peers)?
+        .get(state::POD_LABELS)
+        .cloned();
+    if labelled.as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    let pod = pod_name(hook.unit());
+    match deps.pods.patch_labels(&pod, &labels) {
+        Ok(Labelled::Patched) => {
+            hook.log(LogLevel::Info, &format!("labelled pod {pod}: {wanted}"))?;
+            hook.update_unit_bag(&ctx.peers, BagChanges::new().set(state::POD_LABELS, wanted))?;
+        }
+        Ok(Labelled::NoPods(_)) => {}
+        Err(e) => hook.log(
+            LogLevel::Warning,
+            &format!(
+                "{e}; the Services may not reach this member as they should until the next hook"
+            ),
+        )?,
+    }
+    Ok(())
 }
 
 /// Before the event's flow: every unit opens the PostgreSQL port when
