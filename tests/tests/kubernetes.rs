@@ -169,14 +169,31 @@ fn pgbouncer_is_reached_through_its_service_in_each_exposure() {
     let served = round_trip(&c, &direct, &direct.endpoints, "after-switchover");
     assert_eq!(served, e2e::address(&c, &replica));
 
-    // Without trust, the API refuses PgBouncer's service account: the units
-    // say which command fixes it, and the client is told nothing.
+    // Without trust, the API refuses PgBouncer's service account, and
+    // another PostgreSQL's: the units say which command fixes it, and the
+    // client is told nothing.
+    c.deploy(&charm(scratch.path(), PG), "untrusted", 1, &[])
+        .unwrap();
+    c.integrate("untrusted:etcd", "etcd:etcd").unwrap();
     let fix = format!("juju trust {PGB} --scope=cluster");
     converge(&mut c, Duration::from_secs(180), |c| {
         e2e::units(c, PGB)
             .iter()
             .all(|u| blocked(c, u).is_some_and(|m| m.contains(&fix)))
+            && blocked(c, "untrusted/0")
+                .is_some_and(|m| m.contains("juju trust untrusted --scope=cluster"))
     });
+    // Trusted, it has its Services.
+    c.set_trust("untrusted", true).unwrap();
+    converge(&mut c, Duration::from_secs(60), |c| {
+        blocked(c, "untrusted/0").is_none()
+            && c.kubernetes().is_some_and(|k| {
+                k.services()
+                    .iter()
+                    .any(|s| s["metadata"]["name"] == "untrusted-primary")
+            })
+    });
+    c.remove_application("untrusted").unwrap();
     assert_eq!(client_credentials(&c, "client", PGB), None);
     assert_eq!(service_type(&c), None);
 

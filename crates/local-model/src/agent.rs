@@ -35,7 +35,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,9 +51,12 @@ pub struct Agent {
     tools_dir: PathBuf,
     contexts: Arc<Mutex<HashMap<String, Sender<Call>>>>,
     counter: AtomicU64,
+    /// The hook-tool shim, which also starts each hook process
+    /// ([`enter_hook`]).
+    shim: PathBuf,
     /// A hosts file hook processes see as `/etc/hosts` (a Kubernetes model's
     /// cluster names), through a mount namespace of their own.
-    hosts: std::sync::OnceLock<std::ffi::CString>,
+    hosts: std::sync::OnceLock<PathBuf>,
 }
 
 /// What a prepared context runs.
@@ -171,6 +174,7 @@ impl Agent {
             tools_dir: tools_dir.to_path_buf(),
             contexts,
             counter: AtomicU64::new(0),
+            shim: shim.to_path_buf(),
             hosts: std::sync::OnceLock::new(),
         })
     }
@@ -178,10 +182,7 @@ impl Agent {
     /// Has every later hook process see `file` as `/etc/hosts` (needs root,
     /// for the mount namespace). Set once; later calls change nothing.
     pub fn resolve_with(&self, file: &Path) {
-        use std::os::unix::ffi::OsStrExt;
-        if let Ok(c) = std::ffi::CString::new(file.as_os_str().as_bytes()) {
-            let _ = self.hosts.set(c);
-        }
+        let _ = self.hosts.set(file.to_path_buf());
     }
 
     /// Runs the unit's next hook, if any: `dispatch` in `charm_dir` with Juju's
@@ -324,13 +325,19 @@ impl Agent {
             }
             (state, action, calls)
         });
-        let mut command = match &prepared.work {
-            Work::Exec(line) => {
-                let mut c = Command::new("/bin/sh");
-                c.arg("-c").arg(line);
-                c
-            }
-            _ => Command::new(context.charm_dir.join("dispatch")),
+        // The shim starts the hook's process (`enter_hook`): a process
+        // spawned without running code of the controller's in the child
+        // (posix_spawn), so that starting a hook costs the same whatever
+        // the controller's size.
+        let mut command = Command::new(&self.shim);
+        command.arg(std::process::id().to_string());
+        if let Some(hosts) = self.hosts.get() {
+            command.arg("--hosts").arg(hosts);
+        }
+        command.arg("--");
+        match &prepared.work {
+            Work::Exec(line) => command.args(["/bin/sh", "-c", line]),
+            _ => command.arg(context.charm_dir.join("dispatch")),
         };
         let hook_env: Vec<(&str, String)> = match &prepared.work {
             Work::Exec(_) => context
@@ -357,43 +364,6 @@ impl Agent {
             .envs(hook_env)
             .envs(prepared.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null());
-        let controller = std::process::id() as libc::pid_t;
-        let hosts = self.hosts.get().cloned();
-        // SAFETY: umask, prctl, getppid, unshare and mount are
-        // async-signal-safe system calls on memory prepared before the fork
-        // (`hosts`, the C string literals); the errors are built from errno.
-        unsafe {
-            command.pre_exec(move || {
-                libc::umask(0o077);
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1
-                    || libc::getppid() != controller
-                {
-                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-                }
-                if let Some(hosts) = &hosts {
-                    let none = std::ptr::null();
-                    if libc::unshare(libc::CLONE_NEWNS) != 0
-                        || libc::mount(
-                            none,
-                            c"/".as_ptr(),
-                            none,
-                            libc::MS_REC | libc::MS_PRIVATE,
-                            std::ptr::null(),
-                        ) != 0
-                        || libc::mount(
-                            hosts.as_ptr(),
-                            c"/etc/hosts".as_ptr(),
-                            none,
-                            libc::MS_BIND,
-                            std::ptr::null(),
-                        ) != 0
-                    {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
         let output = run_process(&mut command);
         self.contexts.lock().expect("registry").remove(&id);
         let (after, action, tool_calls) = worker.join().expect("the hook context thread");
@@ -467,6 +437,82 @@ const OUTPUT_GRACE: Duration = Duration::from_millis(100);
 /// the process exits, as Juju's does: a child left holding the pipes (a
 /// background writer) is read from a moment longer, then let go, keeping what
 /// was already printed.
+/// The first step of a hook's process, run as the hook-tool shim
+/// (`<shim> <controller pid> [--hosts <file>] -- <program> <args>...`): it
+/// makes the files it creates private (umask 077), dies with the
+/// controller (and refuses to start if the controller is gone already),
+/// sees `file` as `/etc/hosts` through a mount namespace of its own when
+/// asked, then becomes `program` with the environment it was given.
+pub fn enter_hook(args: &[String]) -> std::process::ExitCode {
+    use std::os::unix::process::CommandExt;
+    let usage = || {
+        eprintln!("usage: <controller pid> [--hosts <file>] -- <program> <args>...");
+        std::process::ExitCode::from(2)
+    };
+    let Some(split) = args.iter().position(|a| a == "--") else {
+        return usage();
+    };
+    let (options, program) = (&args[..split], &args[split + 1..]);
+    let (Some(controller), Some(first)) = (
+        options.first().and_then(|p| p.parse::<libc::pid_t>().ok()),
+        program.first(),
+    ) else {
+        return usage();
+    };
+    let hosts = match &options[1..] {
+        [] => None,
+        [flag, file] if flag == "--hosts" => Some(file),
+        _ => return usage(),
+    };
+    // SAFETY: umask, prctl and getppid take no pointers.
+    let orphan = unsafe {
+        libc::umask(0o077);
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 || libc::getppid() != controller
+    };
+    if orphan {
+        eprintln!("the controller that started this hook is gone");
+        return std::process::ExitCode::from(1);
+    }
+    if let Some(file) = hosts {
+        if let Err(e) = see_as_hosts(file) {
+            eprintln!("cannot see {file} as /etc/hosts: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    }
+    let e = Command::new(first).args(&program[1..]).exec();
+    eprintln!("cannot run {first}: {e}");
+    std::process::ExitCode::from(126)
+}
+
+/// Binds `file` over `/etc/hosts` in a mount namespace of this process's
+/// own (needs root).
+fn see_as_hosts(file: &str) -> std::io::Result<()> {
+    let file = std::ffi::CString::new(file)?;
+    let none = std::ptr::null();
+    // SAFETY: the paths are NUL-terminated strings that outlive the calls.
+    let failed = unsafe {
+        libc::unshare(libc::CLONE_NEWNS) != 0
+            || libc::mount(
+                none,
+                c"/".as_ptr(),
+                none,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            || libc::mount(
+                file.as_ptr(),
+                c"/etc/hosts".as_ptr(),
+                none,
+                libc::MS_BIND,
+                std::ptr::null(),
+            ) != 0
+    };
+    if failed {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn run_process(command: &mut Command) -> std::io::Result<(Vec<u8>, Vec<u8>, ExitStatus, HookCost)> {
     let mut child = command
         .stdout(Stdio::piped())

@@ -48,6 +48,7 @@
 //! | restore into a new application: a repository of several clusters, or none | `a_new_application_needs_one_clusters_repository` |
 //! | restore: the new cluster initialised before Patroni records its settings | `the_restored_cluster_is_initialised_before_patroni_records_its_settings` |
 //! | restore: the cluster running: `check` first, the repository up to date; a failing check logged, the restore goes on | `a_running_cluster_is_archived_up_to_date_before_a_restore` |
+//! | restore: a backup with nothing waiting to be archived: no check (a time is checked) | `a_backup_restored_with_nothing_waiting_to_be_archived_skips_the_check` |
 //! | restore: a time, and the latest | `restoring_to_a_time_or_the_latest_gives_pgbackrest_the_target` |
 //! | restore: the data directory cannot be moved: nothing changed, Patroni started again | `a_data_directory_that_cannot_move_leaves_the_cluster_as_it_was` |
 //! | restore: pgBackRest fails (its console's words): blocked, data kept, Patroni stays stopped; retried | `a_failed_restore_blocks_keeps_the_data_and_is_retried` |
@@ -1346,12 +1347,31 @@ fn restoring_a_backup_starts_a_new_cluster_generation() {
     );
 }
 
+/// The state with PostgreSQL's archive status: segment 2 archived, and 3
+/// waiting to be when `pending`.
+fn with_archive_status(mut state: State, pending: bool) -> State {
+    let status = format!("{DATA_DIR}/pg_wal/archive_status");
+    let container = state.containers.get_mut(CONTAINER).unwrap();
+    let mut c = container
+        .clone()
+        .with_file(&format!("{status}/000000010000000000000002.done"), b"");
+    if pending {
+        c = c.with_file(&format!("{status}/000000010000000000000003.ready"), b"");
+    }
+    *container = c;
+    state
+}
+
+fn with_archive_pending(state: State) -> State {
+    with_archive_status(state, true)
+}
+
 #[test]
 fn a_running_cluster_is_archived_up_to_date_before_a_restore() {
     let w = world_alone();
     let id = pgbackrest::backup_id(1796526000);
     let out = w.action(
-        &with_patroni_running(restorable(alone())),
+        &with_patroni_running(with_archive_pending(restorable(alone()))),
         "restore",
         serde_json::json!({"backup-id": id}),
     );
@@ -1366,7 +1386,7 @@ fn a_running_cluster_is_archived_up_to_date_before_a_restore() {
                    the 60000ms timeout";
     let failing_check = answer(alone(), "check", failing(82, timeout));
     let out = w.action(
-        &with_patroni_running(restorable(failing_check)),
+        &with_patroni_running(with_archive_pending(restorable(failing_check))),
         "restore",
         serde_json::json!({"backup-id": id}),
     );
@@ -1376,6 +1396,28 @@ fn a_running_cluster_is_archived_up_to_date_before_a_restore() {
         programs(&out.state)[..5],
         ["info", "check", "pg_ctl status", "mv", "restore"]
     );
+}
+
+#[test]
+fn a_backup_restored_with_nothing_waiting_to_be_archived_skips_the_check() {
+    let w = world_alone();
+    let id = pgbackrest::backup_id(1796526000);
+    let archived = || with_patroni_running(with_archive_status(restorable(alone()), false));
+    let out = w.action(&archived(), "restore", serde_json::json!({"backup-id": id}));
+    assert_eq!(out.action.failure, None);
+    assert_eq!(
+        programs(&out.state)[..4],
+        ["info", "pg_ctl status", "mv", "restore"]
+    );
+
+    // A time needs the WAL up to it: checked whatever waits.
+    let out = w.action(
+        &archived(),
+        "restore",
+        serde_json::json!({"restore-to-time": "2026-12-06 03:30:00+00"}),
+    );
+    assert_eq!(out.action.failure, None);
+    assert_eq!(programs(&out.state)[..2], ["info", "check"]);
 }
 
 /// The state with Patroni's service in the plan and running.

@@ -1,6 +1,8 @@
 //! The hook-tool shim: installed under every tool's name (`relation-get`,
 //! `status-set`, ...), it forwards the call to the local model's agent over
-//! `$JUJU_AGENT_SOCKET_ADDRESS` and replays the answer.
+//! `$JUJU_AGENT_SOCKET_ADDRESS` and replays the answer. Run under its own
+//! name, it starts a hook's process for the agent
+//! (`local_model::agent::enter_hook`).
 
 use local_model::protocol::{Request, Response};
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
@@ -13,6 +15,12 @@ fn main() -> ExitCode {
         .next()
         .and_then(|a| a.rsplit('/').next().map(str::to_string))
         .unwrap_or_default();
+    let own_name = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    if own_name.as_deref() == Some(tool.as_str()) {
+        return local_model::agent::enter_hook(&argv.collect::<Vec<_>>());
+    }
     let (Ok(socket), Ok(context)) = (
         std::env::var("JUJU_AGENT_SOCKET_ADDRESS"),
         std::env::var("JUJU_CONTEXT_ID"),
