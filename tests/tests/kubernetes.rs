@@ -7,7 +7,8 @@
 //! PgBouncer deployed without trust blocks with the command that fixes it;
 //! trusted, it creates its Service, and a client connects through the
 //! Service's address in each `expose-external` mode, switched back and
-//! forth; the Service goes with the application.
+//! forth, and through a rolling upgrade held by the StatefulSet's
+//! partition; the Service goes with the application.
 
 use e2e::{
     action, active, blocked, charm, client_credentials, controller, converge, python_charm, Scratch,
@@ -236,6 +237,43 @@ fn pgbouncer_is_reached_through_its_service_in_each_exposure() {
     let credentials = told(&mut c, |e| e == cluster_name);
     assert_eq!(service_type(&c).as_deref(), Some("ClusterIP"));
     round_trip(&c, &credentials, &credentials.endpoints, "cluster-ip-again");
+
+    // A rolling upgrade through the StatefulSet's partition: pre-upgrade-check
+    // holds every unit but the highest back, so `refresh` upgrades that one
+    // alone; resume-upgrade lowers the partition and the other follows. The
+    // client is served throughout.
+    let revision = |c: &Controller, unit: &str| c.model.unit(unit).unwrap().seen.charm_revision;
+    let checked = action(
+        &mut c,
+        "pgbouncer-k8s/0",
+        "pre-upgrade-check",
+        serde_json::json!({}),
+    );
+    assert_eq!(checked["partition"], "1", "{checked:?}");
+    c.refresh(PGB, &charm(scratch.path(), PGB)).unwrap();
+    converge(&mut c, Duration::from_secs(120), |c| {
+        revision(c, "pgbouncer-k8s/1") == 1 && active(c, "pgbouncer-k8s/1").is_some()
+    });
+    assert_eq!(
+        revision(&c, "pgbouncer-k8s/0"),
+        0,
+        "held back by the partition"
+    );
+    round_trip(&c, &credentials, &credentials.endpoints, "half-upgraded");
+    let resumed = action(
+        &mut c,
+        "pgbouncer-k8s/0",
+        "resume-upgrade",
+        serde_json::json!({}),
+    );
+    assert_eq!(
+        resumed["message"], "Upgrade will resume on unit 0",
+        "{resumed:?}"
+    );
+    converge(&mut c, Duration::from_secs(120), |c| {
+        revision(c, "pgbouncer-k8s/0") == 1 && active(c, "pgbouncer-k8s/0").is_some()
+    });
+    round_trip(&c, &credentials, &credentials.endpoints, "upgraded");
 
     // Every pod is behind the Service: with one PgBouncer unit gone, the
     // Service still reaches the other.

@@ -108,6 +108,11 @@ pub struct Application {
     /// `juju refresh`.
     #[serde(default)]
     pub charm_revision: u64,
+    /// On a Kubernetes model, its StatefulSet's rolling-update partition as
+    /// the charm last set it through the API: units numbered below it keep
+    /// their charm revision until it comes down.
+    #[serde(default)]
+    pub partition: u32,
 }
 
 impl Application {

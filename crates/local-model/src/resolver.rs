@@ -8,6 +8,13 @@ use charm::event::Notice;
 use charm::relation::{app_of, Relation};
 use charm::{Event, RelationEvent, SecretEvent, SecretId};
 
+/// The number of unit `name` (`app/3` → 3).
+fn unit_number(name: &str) -> u32 {
+    name.rsplit_once('/')
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The digest config-changed is due on: the options, the unit's address and
 /// the application's trust (`juju trust` is seen as config-changed).
 pub fn config_digest(app: &Application, unit: &Unit) -> String {
@@ -70,8 +77,9 @@ pub fn next_hook(model: &Model, unit_name: &str) -> Option<Event> {
     if !seen.installed {
         return Some(Event::Install);
     }
-    // A refreshed charm upgrades the unit before anything else.
-    if seen.charm_revision < app.charm_revision {
+    // A refreshed charm upgrades the unit before anything else, unless the
+    // StatefulSet's partition holds it back (a unit numbered below it).
+    if seen.charm_revision < app.charm_revision && unit_number(unit_name) >= app.partition {
         return Some(Event::UpgradeCharm);
     }
     let dying = unit.life == Life::Dying || app.dying;

@@ -391,3 +391,20 @@ fn older_model_files_load_without_notices() {
     let back: Model = serde_json::from_value(json).unwrap();
     assert!(back.unit("pg/0").unwrap().notices.is_empty());
 }
+
+#[test]
+fn a_refresh_upgrades_only_the_units_at_or_above_the_partition() {
+    let mut m = Model::default();
+    deploy(&mut m, "pgb", 3, None);
+    for n in 0..3 {
+        settle(&mut m, &format!("pgb/{n}"));
+    }
+    let app = m.applications.get_mut("pgb").unwrap();
+    app.charm_revision = 1;
+    app.partition = 2;
+    assert_eq!(next_hook(&m, "pgb/2"), Some(charm::Event::UpgradeCharm));
+    assert_eq!(next_hook(&m, "pgb/1"), None, "held back");
+    assert_eq!(next_hook(&m, "pgb/0"), None, "held back");
+    m.applications.get_mut("pgb").unwrap().partition = 0;
+    assert_eq!(next_hook(&m, "pgb/0"), Some(charm::Event::UpgradeCharm));
+}

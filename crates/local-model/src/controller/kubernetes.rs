@@ -49,6 +49,13 @@ impl Controller {
         kubernetes
             .sync(self.cluster(), &self.root.join("units"))
             .map_err(io("keeping the model's Kubernetes objects"))?;
+        // The partitions the charms set hold units back from a refresh; the
+        // model keeps them from the next save on.
+        for (app, partition) in kubernetes.partitions() {
+            if let Some(a) = self.model.applications.get_mut(&app) {
+                a.partition = partition;
+            }
+        }
         if self.sandbox {
             self.push_hosts();
         }

@@ -227,6 +227,16 @@ impl Kubernetes {
         self.shared.lock().expect("the cluster").hosts()
     }
 
+    /// Each StatefulSet's rolling-update partition, as the charms set it.
+    pub fn partitions(&self) -> BTreeMap<String, u32> {
+        self.shared
+            .lock()
+            .expect("the cluster")
+            .objects
+            .partitions
+            .clone()
+    }
+
     /// The Services as the API serves them.
     pub fn services(&self) -> Vec<serde_json::Value> {
         let shared = self.shared.lock().expect("the cluster");
