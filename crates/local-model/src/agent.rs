@@ -76,8 +76,12 @@ pub struct Prepared {
     pub event: Event,
     pub work: Work,
     before: State,
-    /// The model as the hook saw it, for recording what it was shown.
-    snapshot: Model,
+    /// What the unit will have been shown once the hook succeeds, as of the
+    /// model when it started (hooks only).
+    seen_after: Option<crate::model::Seen>,
+    /// The rotated secret's latest revision when a secret-rotate hook
+    /// started.
+    rotated_from: u64,
     context: Context,
     env: Vec<(String, String)>,
 }
@@ -390,7 +394,8 @@ impl Agent {
             event,
             work,
             before,
-            mut snapshot,
+            seen_after,
+            rotated_from,
             ..
         } = prepared;
         for record in &mut model.secrets {
@@ -403,12 +408,10 @@ impl Agent {
                 refresh_network(model, &unit, &before, &executed.after);
             }
             if work == Work::Hook {
-                resolver::done(&mut snapshot, &unit, &event);
-                let seen = snapshot.unit(&unit).map(|u| u.seen.clone());
-                if let (Some(seen), Some(u)) = (seen, model.unit_mut(&unit)) {
+                if let (Some(seen), Some(u)) = (seen_after, model.unit_mut(&unit)) {
                     u.seen = seen;
                 }
-                resolver::after_hook(model, &snapshot, &event);
+                resolver::after_hook(model, rotated_from, &event);
             }
         } else if work == Work::Hook {
             if let Some(u) = model.unit_mut(&unit) {
@@ -636,6 +639,18 @@ fn prepare(
             record.reading.insert(unit.to_string(), shown.latest());
         }
     }
+    // What the unit is shown now is recorded from the model as it is now,
+    // without keeping a copy of the model for the hook's length.
+    let seen_after = match work {
+        Work::Hook => {
+            let saved = model.unit(unit)?.seen.clone();
+            resolver::done(model, unit, &event);
+            let u = model.unit_mut(unit)?;
+            Some(std::mem::replace(&mut u.seen, saved))
+        }
+        _ => None,
+    };
+    let rotated_from = resolver::rotated_from(model, &event);
     let model = &*model;
     let context = Context {
         unit: unit.to_string(),
@@ -651,7 +666,8 @@ fn prepare(
         event,
         work,
         before,
-        snapshot: model.clone(),
+        seen_after,
+        rotated_from,
         context,
         env: extra_env.to_vec(),
     })

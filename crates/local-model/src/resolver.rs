@@ -310,20 +310,15 @@ fn secret_due(model: &Model, unit_name: &str, leader: bool) -> Option<Event> {
 
 /// What the controller does after a successful hook besides recording it: a
 /// rotated secret's next rotation is due one interval later if the owner added a
-/// revision, or after Juju's retry delay if it did not. `before` is the model
-/// the hook was shown.
-pub fn after_hook(model: &mut Model, before: &Model, event: &Event) {
+/// revision, or after Juju's retry delay if it did not. `rotated_from` is
+/// the secret's latest revision when the hook started ([`rotated_from`]).
+pub fn after_hook(model: &mut Model, rotated_from: u64, event: &Event) {
     let Event::SecretRotate(s) = event else {
         return;
     };
-    let old_latest = before
-        .secrets
-        .iter()
-        .find(|r| r.xid == s.id.xid())
-        .map_or(0, |r| r.latest());
     let now = model.now;
     if let Some(record) = model.secrets.iter_mut().find(|r| r.xid == s.id.xid()) {
-        record.next_rotate = if record.latest() > old_latest {
+        record.next_rotate = if record.latest() > rotated_from {
             record
                 .rotate
                 .and_then(crate::clock::rotate_interval)
@@ -332,6 +327,19 @@ pub fn after_hook(model: &mut Model, before: &Model, event: &Event) {
             Some(now + crate::clock::ROTATE_RETRY)
         };
     }
+}
+
+/// For a secret-rotate hook, the secret's latest revision as it starts (0
+/// otherwise), which [`after_hook`] compares with the one after.
+pub fn rotated_from(model: &Model, event: &Event) -> u64 {
+    let Event::SecretRotate(s) = event else {
+        return 0;
+    };
+    model
+        .secrets
+        .iter()
+        .find(|r| r.xid == s.id.xid())
+        .map_or(0, |r| r.latest())
 }
 
 /// Records that `event` ran successfully on the unit.

@@ -174,7 +174,8 @@ pub fn save(dir: &Path, model: &Model) -> Result<(), StoreError> {
         path: path.display().to_string(),
         source,
     };
-    let body = serde_json::to_vec_pretty(model).expect("the model serialises");
+    // Compact: it is written after every hook (`jq` reads it for people).
+    let body = serde_json::to_vec(model).expect("the model serialises");
     let mut file = create_private(&tmp).map_err(write)?;
     file.write_all(&body).map_err(write)?;
     file.sync_all().map_err(write)?;

@@ -152,11 +152,11 @@ pub fn converge(
     let retry = trigger != Trigger::Peers || !own.contains_key(S3_PROBLEM);
     if named_primary && (changed || (retry && reported.as_deref() != Some(stanza.as_str()))) {
         // The peer bag names this unit's member; Patroni confirms it.
-        let Some(ctx) = context(hook)? else {
+        let Some(ctx) = &ctx else {
             return Ok(Handled::Done);
         };
-        if is_primary(hook, deps, &ctx)? {
-            initialise(hook, deps, &ctx, &stanza)?;
+        if is_primary(hook, deps, ctx)? {
+            initialise(hook, deps, ctx, &stanza)?;
         }
     } else if !named_primary && (changed || reported.is_some()) {
         // Only the primary reports on the repository.
