@@ -10,6 +10,7 @@ use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How long connecting to a pod may take before the next is tried.
@@ -19,19 +20,25 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 struct Listening {
     route: Route,
     stopping: Arc<AtomicBool>,
+    accepting: JoinHandle<()>,
 }
 
 impl Listening {
-    fn stop(&self) {
+    /// Stops the listener and, once it has woken, waits for its socket to
+    /// close, so that the address refuses connections when this returns.
+    fn stop(self) {
         self.stopping.store(true, Ordering::SeqCst);
         // Wakes the accept so that the listener sees it is stopping.
-        let _ = TcpStream::connect_timeout(
+        let woken = TcpStream::connect_timeout(
             &SocketAddr::new(
                 self.route.address.parse().expect("a listened address"),
                 self.route.port,
             ),
             Duration::from_millis(200),
         );
+        if woken.is_ok() {
+            let _ = self.accepting.join();
+        }
     }
 }
 
@@ -65,8 +72,15 @@ impl Router {
                 continue;
             }
             match listen(&route, shared.clone()) {
-                Ok(stopping) => {
-                    self.listening.insert(at, Listening { route, stopping });
+                Ok((stopping, accepting)) => {
+                    self.listening.insert(
+                        at,
+                        Listening {
+                            route,
+                            stopping,
+                            accepting,
+                        },
+                    );
                 }
                 Err(e) => eprintln!(
                     "cannot route Service {} at {}:{}: {e}",
@@ -84,7 +98,11 @@ impl Router {
     }
 }
 
-fn listen(route: &Route, shared: Arc<Mutex<Shared>>) -> io::Result<Arc<AtomicBool>> {
+/// Listens for `route`: the flag that stops it and the thread accepting.
+fn listen(
+    route: &Route,
+    shared: Arc<Mutex<Shared>>,
+) -> io::Result<(Arc<AtomicBool>, JoinHandle<()>)> {
     let address: std::net::IpAddr = route
         .address
         .parse()
@@ -93,7 +111,7 @@ fn listen(route: &Route, shared: Arc<Mutex<Shared>>) -> io::Result<Arc<AtomicBoo
     let stopping = Arc::new(AtomicBool::new(false));
     let flag = stopping.clone();
     let route = route.clone();
-    std::thread::spawn(move || {
+    let accepting = std::thread::spawn(move || {
         let turn = AtomicUsize::new(0);
         for client in listener.incoming() {
             if flag.load(Ordering::SeqCst) {
@@ -109,7 +127,7 @@ fn listen(route: &Route, shared: Arc<Mutex<Shared>>) -> io::Result<Arc<AtomicBoo
             std::thread::spawn(move || forward(client, &backends, first, target));
         }
     });
-    Ok(stopping)
+    Ok((stopping, accepting))
 }
 
 /// Connects `client` to the first of `backends` (from `first`, in turn)
