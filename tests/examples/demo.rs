@@ -14,7 +14,7 @@
 //!
 //! Run with `./scripts/run`.
 
-use e2e::{juju, packed_charm, psql, python_charm, Scratch};
+use e2e::{image_store, juju, packed_charm, psql, python_charm, Scratch};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -39,7 +39,10 @@ fn run(args: &[&str]) -> Result<String> {
         args.extend(["-m", MODEL]);
     }
     println!("\n$ juju {}", args.join(" "));
-    let out = Command::new(juju()).args(&args).output()?;
+    let out = Command::new(juju())
+        .args(&args)
+        .envs(image_store().map(|store| ("LOCAL_MODEL_IMAGES", store)))
+        .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !args.contains(&"--format") {
         print!("{stdout}");

@@ -11,6 +11,7 @@ pub mod s3;
 use local_model::agent::HookCost;
 use local_model::controller::Controller;
 use local_model::testing;
+use pebble_api::{Pebble, PebbleClient};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
@@ -363,15 +364,91 @@ impl Drop for Scratch {
     }
 }
 
-/// A controller over the scratch directory, with sandboxed workloads.
+/// The workload images `scripts/build-images` builds, which sandboxed
+/// containers run on, as they run in their pods: required when the tests run
+/// as root (sandboxed); `None` otherwise, when workloads run on the host.
+pub fn image_store() -> Option<PathBuf> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let store = workspace().join("target/images");
+    for image in ["etcd", "pgbouncer", "postgresql"] {
+        assert!(
+            store.join(image).join("rootfs/usr").is_dir(),
+            "the workload image {image} is not built: run scripts/build-images (as root)"
+        );
+    }
+    Some(store)
+}
+
+/// A controller over the scratch directory, with sandboxed workloads on
+/// the workload images.
 pub fn controller(scratch: &Scratch) -> Controller {
     build();
-    Controller::new(
+    let mut c = Controller::new(
         &scratch.path().join("controller"),
         &bin_dir().join("hook-tool"),
         true,
     )
-    .unwrap()
+    .unwrap();
+    if let Some(store) = image_store() {
+        c.use_image_store(&store);
+    }
+    c
+}
+
+/// A client of a unit's container's Pebble, once it answers.
+pub fn pebble(c: &Controller, unit: &str, container: &str) -> PebbleClient {
+    let socket = c
+        .root()
+        .join("units")
+        .join(unit.replace('/', "-"))
+        .join("containers")
+        .join(container)
+        .join("pebble.socket");
+    let mut client = PebbleClient::new(socket);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !client.can_connect() {
+        assert!(Instant::now() < deadline, "{unit}'s Pebble does not answer");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    client
+}
+
+/// Asserts that a unit's container runs on the workload image `image`: the
+/// Debian packages its processes see are those the image was built with
+/// (`target/images/<image>/manifest`), not the machine's. Sandboxed only;
+/// unsandboxed, workloads run on the host.
+pub fn assert_runs_on_image(c: &Controller, unit: &str, container: &str, image: &str) {
+    let Some(store) = image_store() else {
+        return;
+    };
+    let output = pebble(c, unit, container)
+        .exec(&pebble_api::Exec {
+            command: ["dpkg-query", "-W", "-f=${Package} ${Version}\\n"]
+                .map(String::from)
+                .to_vec(),
+            ..pebble_api::Exec::default()
+        })
+        .unwrap();
+    assert_eq!(
+        output.exit_code,
+        0,
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let sorted = |text: &str| {
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        lines.sort();
+        lines
+    };
+    let seen = sorted(&String::from_utf8_lossy(&output.stdout));
+    let built = sorted(&std::fs::read_to_string(store.join(image).join("manifest")).unwrap());
+    assert_eq!(
+        seen, built,
+        "{unit}'s {container} container is not the {image} image"
+    );
 }
 
 /// A unit's workload message when it is active.

@@ -13,10 +13,10 @@ use base64::Engine;
 use charm::{LogLevel, Status};
 use e2e::{
     action, active, address, charm, client_credentials, cluster_settled, controller, converge,
-    postgresql_cluster, psql, python_charm, units, Credentials, Scratch,
+    pebble, postgresql_cluster, psql, python_charm, units, Credentials, Scratch,
 };
 use local_model::controller::Controller;
-use pebble_api::{FileOptions, Pebble, PebbleClient};
+use pebble_api::{FileOptions, Pebble};
 use postgresql_k8s::dcs::{parse_etcd_endpoints, Dcs};
 use postgresql_k8s::dcs_keys::{DcsKeys, EtcdKeys, ScopeKeys};
 use postgresql_k8s::flows::recovery::{INTERRUPTED, LOST};
@@ -57,24 +57,6 @@ fn etcd_put(host: &str, key: &str, value: &str) {
     )
     .unwrap();
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-}
-
-/// A client of a unit's container's Pebble, once it answers.
-fn pebble(c: &Controller, unit: &str, container: &str) -> PebbleClient {
-    let socket = c
-        .root()
-        .join("units")
-        .join(unit.replace('/', "-"))
-        .join("containers")
-        .join(container)
-        .join("pebble.socket");
-    let mut client = PebbleClient::new(socket);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !client.can_connect() {
-        assert!(Instant::now() < deadline, "{unit}'s Pebble does not answer");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    client
 }
 
 /// `host` and `port` of the first endpoint.

@@ -20,7 +20,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use e2e::{charm, juju, psql, python_charm, Rng, Scratch};
+use e2e::{charm, image_store, juju, psql, python_charm, Rng, Scratch};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
@@ -146,6 +146,7 @@ impl Juju {
             .args(args)
             .env("LOCAL_MODEL_HOME", &self.home)
             .env("JUJU_MODEL", MODEL)
+            .envs(image_store().map(|store| ("LOCAL_MODEL_IMAGES", store)))
             .env_remove("LOCAL_MODEL_CRASH_AT");
         command
     }

@@ -11,9 +11,10 @@
 //! partition; the Service goes with the application.
 
 use e2e::{
-    action, active, blocked, charm, client_credentials, controller, converge, python_charm, Scratch,
+    action, active, assert_runs_on_image, blocked, charm, client_credentials, controller, converge,
+    python_charm, Scratch,
 };
-use local_model::controller::Controller;
+use local_model::controller::{Controller, DeployOptions};
 use std::time::Duration;
 
 const PG: &str = "postgresql-k8s";
@@ -104,8 +105,17 @@ fn pgbouncer_is_reached_through_its_service_in_each_exposure() {
 
     c.deploy(&charm(scratch.path(), "etcd"), "etcd", 1, &[])
         .unwrap();
-    c.deploy_trusted(&charm(scratch.path(), PG), PG, 2, &[], true)
-        .unwrap();
+    c.deploy_with(
+        &charm(scratch.path(), PG),
+        PG,
+        2,
+        &[],
+        &DeployOptions {
+            trust: true,
+            ..DeployOptions::default()
+        },
+    )
+    .unwrap();
     c.integrate("postgresql-k8s:etcd", "etcd:etcd").unwrap();
     let client = python_charm(scratch.path(), "pg-client");
     c.deploy(&client, "direct", 1, &[("database", "directdb")])
@@ -184,6 +194,9 @@ fn pgbouncer_is_reached_through_its_service_in_each_exposure() {
             && blocked(c, "untrusted/0")
                 .is_some_and(|m| m.contains("juju trust untrusted --scope=cluster"))
     });
+    // The pods' containers run on the workload images.
+    assert_runs_on_image(&c, &format!("{PGB}/0"), "pgbouncer", "pgbouncer");
+    assert_runs_on_image(&c, &format!("{PG}/1"), "postgresql", "postgresql");
     // Trusted, it has its Services.
     c.set_trust("untrusted", true).unwrap();
     converge(&mut c, Duration::from_secs(60), |c| {

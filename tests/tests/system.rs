@@ -11,8 +11,8 @@
 
 use e2e::balancer::RoundRobin;
 use e2e::{
-    action, active, address, charm, client_credentials, controller, converge, postgresql_cluster,
-    primary, psql, python_charm, Scratch,
+    action, active, address, assert_runs_on_image, charm, client_credentials, controller, converge,
+    postgresql_cluster, primary, psql, python_charm, Scratch,
 };
 use local_model::controller::Controller;
 use std::io::Write;
@@ -135,6 +135,10 @@ fn a_client_reaches_its_database_through_every_pgbouncer_unit() {
             && active(c, "pgbouncer-k8s/1").is_some()
     });
     println!("{}", c.status());
+    // Each workload runs on its image, as in its pod.
+    assert_runs_on_image(&c, "etcd/0", "etcd", "etcd");
+    assert_runs_on_image(&c, "postgresql-k8s/0", "postgresql", "postgresql");
+    assert_runs_on_image(&c, "pgbouncer-k8s/1", "pgbouncer", "pgbouncer");
     let credentials =
         client_credentials(&c, "client", "pgbouncer-k8s").expect("credentials in a secret");
     let (user, password, endpoints, database) = (

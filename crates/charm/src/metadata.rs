@@ -69,6 +69,28 @@ pub struct CharmMeta {
     /// `any-of`/`all-of` map), as written; the local model checks none of it.
     #[serde(default)]
     pub assumes: Vec<serde_json::Value>,
+    /// Resources, by name: for a Kubernetes charm, the OCI image of each
+    /// workload container.
+    #[serde(default)]
+    pub resources: BTreeMap<String, ResourceSpec>,
+}
+
+impl CharmMeta {
+    /// The resource a workload container's image comes from.
+    pub fn container_resource(&self, container: &str) -> Option<&str> {
+        self.containers.get(container)?.get("resource")?.as_str()
+    }
+}
+
+/// A resource declared in `metadata.yaml`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct ResourceSpec {
+    /// `oci-image` or `file`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For an OCI image, the image deployed when none is given.
+    #[serde(rename = "upstream-source", default)]
+    pub upstream_source: Option<String>,
 }
 
 /// A storage declared in `metadata.yaml`.

@@ -20,6 +20,9 @@ pub enum Request {
         units: u32,
         config: Vec<(String, String)>,
         trust: bool,
+        /// `--resource <name>=<dir>`: workload images.
+        #[serde(default)]
+        resources: Vec<(String, PathBuf)>,
     },
     AddUnit {
         app: String,

@@ -47,6 +47,8 @@ pub struct Options {
     pub hooks_at_once: usize,
     /// The `juju` binary, which runs each container's Pebble (`juju _pebble`).
     pub pebble_exe: PathBuf,
+    /// Where deploy finds workload images by their `upstream-source`.
+    pub images: Option<PathBuf>,
 }
 
 /// Why the daemon could not start.
@@ -122,7 +124,7 @@ pub fn run(options: Options) -> Result<(), DaemonError> {
     store::write_private(&pid_path, std::process::id().to_string().as_bytes())
         .map_err(io("writing the pid"))?;
     crate::crash::arm_from_env();
-    let controller = match Controller::open_detached(
+    let mut controller = match Controller::open_detached(
         &dir,
         &options.shim,
         options.sandbox,
@@ -135,6 +137,9 @@ pub fn run(options: Options) -> Result<(), DaemonError> {
             return Err(e.into());
         }
     };
+    if let Some(images) = &options.images {
+        controller.use_image_store(images);
+    }
     let socket = store::socket_path(&dir);
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket).map_err(io("listening"))?;
@@ -342,14 +347,16 @@ fn handle(
             units,
             config,
             trust,
+            resources,
         } => {
             let pairs: Vec<(&str, &str)> = config
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
+            let options = crate::controller::DeployOptions { trust, resources };
             let added = shared
                 .lock()
-                .deploy_trusted(&charm, &app, units, &pairs, trust)?;
+                .deploy_with(&charm, &app, units, &pairs, &options)?;
             send(
                 stream,
                 &Reply::Progress(format!("Deployed {app:?} from {}", charm.display())),

@@ -113,6 +113,11 @@ pub struct Application {
     /// their charm revision until it comes down.
     #[serde(default)]
     pub partition: u32,
+    /// The root filesystem of each `oci-image` resource, as resolved at
+    /// deploy; a container whose resource is not here runs on the host's
+    /// system directories.
+    #[serde(default)]
+    pub images: BTreeMap<String, PathBuf>,
 }
 
 impl Application {

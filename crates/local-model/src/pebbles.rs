@@ -15,6 +15,7 @@
 
 use pebble_api::{Notice, NoticeQuery, Pebble, PebbleClient};
 use pebble_server::{PebbleServer, ServerConfig};
+use std::ffi::OsStr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -66,6 +67,8 @@ pub struct Spec {
     pub root: PathBuf,
     /// Run the services sandboxed.
     pub sandbox: bool,
+    /// The root filesystem of the container's image (the host's when `None`).
+    pub image: Option<PathBuf>,
     /// The lock it holds, shared, while it runs.
     pub hold: PathBuf,
 }
@@ -163,6 +166,11 @@ impl Detached {
             .arg("--hold")
             .arg(&spec.hold)
             .args(spec.sandbox.then_some("--sandbox"))
+            .args(
+                spec.image
+                    .iter()
+                    .flat_map(|i| [OsStr::new("--image"), i.as_os_str()]),
+            )
             .stdin(Stdio::null())
             .stdout(output.try_clone().map_err(DetachedError::Spawn)?)
             .stderr(output);
@@ -498,6 +506,7 @@ pub fn serve(spec: &Spec) -> Result<(), DetachedError> {
         socket: spec.socket.clone(),
         root: spec.root.clone(),
         sandbox: spec.sandbox,
+        image: spec.image.clone(),
     })?;
     std::fs::set_permissions(&spec.socket, std::fs::Permissions::from_mode(0o600)).map_err(
         |source| DetachedError::Private {

@@ -553,3 +553,147 @@ fn a_model_holds_more_than_254_applications_and_reuses_a_gone_units_address() {
     let again = c.add_unit("idle0").unwrap();
     assert_eq!(c.model.unit(&again).unwrap().address, gone);
 }
+
+/// A charm with a workload container whose image is the `workload-image`
+/// resource, found in an image store as `workload:1.0`; `dispatch` exits at once.
+fn imaged_charm(scratch: &TempDir) -> std::path::PathBuf {
+    let dir = idle_charm(scratch);
+    std::fs::write(
+        dir.join("metadata.yaml"),
+        "name: imaged\nsummary: Nothing.\ndescription: Nothing.\n\
+         containers:\n  workload:\n    resource: workload-image\n\
+         resources:\n  workload-image:\n    type: oci-image\n    \
+         upstream-source: registry.example:5000/workload:1.0\n  \
+         notes:\n    type: file\n    filename: notes.txt\n",
+    )
+    .unwrap();
+    dir
+}
+
+/// A root filesystem for an image: `/etc` with an account of its own and a
+/// file that says which image it is, and an empty `/usr`.
+fn root_filesystem(dir: &Path, marker: &str) {
+    std::fs::create_dir_all(dir.join("usr")).unwrap();
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    std::fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nimageuser:x:4711:4712::/home/imageuser:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("etc/group"), "root:x:0:\nimagegroup:x:4712:\n").unwrap();
+    std::fs::write(dir.join("etc/image"), marker).unwrap();
+}
+
+#[test]
+fn a_container_runs_on_the_image_its_resource_names() {
+    use local_model::controller::DeployOptions;
+    use pebble_api::Pebble;
+    let scratch = TempDir::with_prefix("lm-ctl-images-").unwrap();
+    let charm = imaged_charm(&scratch);
+    let store = scratch.path().join("images");
+    let mut c = controller(&scratch);
+    let refused = |c: &mut Controller, options: &DeployOptions| {
+        let e = c
+            .deploy_with(&charm, "imaged", 1, &[], options)
+            .unwrap_err();
+        assert!(c.model.applications.is_empty(), "{e}");
+        e.to_string()
+    };
+    let given = |name: &str, dir: &Path| DeployOptions {
+        resources: vec![(name.into(), dir.to_path_buf())],
+        ..DeployOptions::default()
+    };
+
+    // A resource the charm lacks, one that is not an image, and a directory
+    // with no root filesystem are refused, and nothing is deployed.
+    let e = refused(&mut c, &given("other-image", scratch.path()));
+    assert!(
+        e.contains("the charm has no resource \"other-image\""),
+        "{e}"
+    );
+    let e = refused(&mut c, &given("notes", scratch.path()));
+    assert!(
+        e.contains("\"notes\" is a file resource, not an image"),
+        "{e}"
+    );
+    let e = refused(&mut c, &given("workload-image", scratch.path()));
+    assert!(e.contains("holds no root filesystem"), "{e}");
+
+    // With a store, the upstream source must be in it, at its tag.
+    c.use_image_store(&store);
+    let e = refused(&mut c, &DeployOptions::default());
+    assert!(
+        e.contains("no image workload:1.0 in") && e.contains("scripts/build-images workload"),
+        "{e}"
+    );
+    root_filesystem(&store.join("workload/rootfs"), "from the store");
+    std::fs::write(store.join("workload/tag"), "0.9\n").unwrap();
+    let e = refused(&mut c, &DeployOptions::default());
+    assert!(e.contains("no image workload:1.0 in"), "{e}");
+    std::fs::write(store.join("workload/tag"), "1.0\n").unwrap();
+
+    // Given on the command line, an image wins over the store's.
+    let given_root = scratch.path().join("given");
+    root_filesystem(&given_root, "given");
+    c.deploy_with(
+        &charm,
+        "given",
+        1,
+        &[],
+        &given("workload-image", &given_root),
+    )
+    .unwrap();
+    c.deploy(&charm, "stored", 1, &[]).unwrap();
+
+    let pebble = |unit: &str| {
+        pebble_api::PebbleClient::new(
+            scratch
+                .path()
+                .join("controller/units")
+                .join(unit)
+                .join("containers/workload/pebble.socket"),
+        )
+    };
+    let mut stored = pebble("stored-0");
+    assert_eq!(stored.pull("/etc/image").unwrap(), b"from the store");
+    assert_eq!(pebble("given-0").pull("/etc/image").unwrap(), b"given");
+    // The container's accounts are the image's: a file owned by an account
+    // only the image has.
+    stored
+        .push(
+            "/srv/owned",
+            b"x",
+            &pebble_api::FileOptions {
+                user: Some("imageuser".into()),
+                group: Some("imagegroup".into()),
+                make_parents: true,
+                ..pebble_api::FileOptions::default()
+            },
+        )
+        .unwrap();
+    let owned = &stored.list_files("/srv/owned", None).unwrap()[0];
+    assert_eq!(
+        (owned.user.as_deref(), owned.group.as_deref()),
+        (Some("imageuser"), Some("imagegroup"))
+    );
+    let on_disk = std::fs::metadata(
+        scratch
+            .path()
+            .join("controller/units/stored-0/rootfs/workload/srv/owned"),
+    )
+    .unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((on_disk.uid(), on_disk.gid()), (4711, 4712));
+    // What the container writes stays in it.
+    stored
+        .push(
+            "/etc/image",
+            b"changed",
+            &pebble_api::FileOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(store.join("workload/rootfs/etc/image")).unwrap(),
+        "from the store"
+    );
+}

@@ -50,6 +50,7 @@ fn ops_pebble_client_drives_the_server() {
         socket: socket.clone(),
         root: root.clone(),
         sandbox: false,
+        image: None,
     })
     .unwrap();
     let root = root.canonicalize().unwrap();

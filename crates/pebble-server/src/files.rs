@@ -1,7 +1,7 @@
 //! The files API on the container's root: container paths map to `<root>/...`;
 //! reads, listings, atomic writes with mode and owner, directories and removal.
 
-use crate::sandbox::{self, is_root};
+use crate::sandbox::{is_root, Accounts};
 use crate::timefmt::rfc3339;
 use serde_json::{json, Value};
 use std::fs;
@@ -66,11 +66,13 @@ pub(crate) struct Options {
 /// The files of one container.
 pub(crate) struct Files {
     root: PathBuf,
+    /// Whose names owners are given by and looked up in.
+    accounts: Accounts,
 }
 
 impl Files {
-    pub fn new(root: PathBuf) -> Self {
-        Self { root }
+    pub fn new(root: PathBuf, accounts: Accounts) -> Self {
+        Self { root, accounts }
     }
 
     /// Where a container path lives on the host; `..` may not leave the root.
@@ -133,7 +135,7 @@ impl Files {
             if pattern.is_some_and(|p| !glob_match(p, &name)) {
                 return Ok(Vec::new());
             }
-            return Ok(vec![entry(path, &name, &meta)]);
+            return Ok(vec![entry(path, &name, &meta, &self.accounts)]);
         }
         let mut entries = Vec::new();
         let dir = fs::read_dir(&host).map_err(|e| FileError::io("open", path, &e))?;
@@ -147,7 +149,7 @@ impl Files {
                 continue;
             };
             let full = format!("{}/{name}", path.trim_end_matches('/'));
-            entries.push(entry(&full, &name, &meta));
+            entries.push(entry(&full, &name, &meta, &self.accounts));
         }
         entries.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
         Ok(entries)
@@ -157,7 +159,7 @@ impl Files {
     pub fn write(&self, path: &str, content: &[u8], options: &Options) -> Result<(), FileError> {
         let host = self.host_path(path)?;
         let mode = parse_mode(options.permissions.as_deref(), 0o644)?;
-        let owner = owner(options)?;
+        let owner = owner(options, &self.accounts)?;
         let parent = host
             .parent()
             .ok_or_else(|| FileError::generic(format!("cannot write {path:?}")))?;
@@ -198,7 +200,7 @@ impl Files {
     pub fn make_dir(&self, path: &str, options: &Options) -> Result<(), FileError> {
         let host = self.host_path(path)?;
         let mode = parse_mode(options.permissions.as_deref(), 0o755)?;
-        let owner = owner(options)?;
+        let owner = owner(options, &self.accounts)?;
         let result = if options.make_parents {
             make_dirs(&host, mode, owner)
         } else {
@@ -236,7 +238,7 @@ impl Files {
 }
 
 /// A listing entry as Pebble writes it.
-fn entry(path: &str, name: &str, meta: &fs::Metadata) -> Value {
+fn entry(path: &str, name: &str, meta: &fs::Metadata, accounts: &Accounts) -> Value {
     let ft = meta.file_type();
     let kind = if ft.is_symlink() {
         "symlink"
@@ -268,10 +270,10 @@ fn entry(path: &str, name: &str, meta: &fs::Metadata) -> Value {
     if ft.is_file() {
         value["size"] = meta.len().into();
     }
-    if let Some(user) = sandbox::user_name(meta.uid()) {
+    if let Some(user) = accounts.user_name(meta.uid()) {
         value["user"] = user.into();
     }
-    if let Some(group) = sandbox::group_name(meta.gid()) {
+    if let Some(group) = accounts.group_name(meta.gid()) {
         value["group"] = group.into();
     }
     value
@@ -292,7 +294,7 @@ fn parse_mode(text: Option<&str>, default: u32) -> Result<u32, FileError> {
 }
 
 /// The uid and gid to give new files, when we are root and they were asked for.
-fn owner(options: &Options) -> Result<Option<(u32, u32)>, FileError> {
+fn owner(options: &Options, accounts: &Accounts) -> Result<Option<(u32, u32)>, FileError> {
     let user = options.user.as_deref().filter(|u| !u.is_empty());
     let group = options.group.as_deref().filter(|g| !g.is_empty());
     if (user.is_none() && group.is_none()) || !is_root() {
@@ -300,12 +302,12 @@ fn owner(options: &Options) -> Result<Option<(u32, u32)>, FileError> {
     }
     let bad = |e: String| FileError::generic(e);
     let identity = match user {
-        Some(u) => sandbox::identity(u, group.unwrap_or("")).map_err(bad)?,
+        Some(u) => accounts.identity(u, group.unwrap_or("")).map_err(bad)?,
         None => None,
     };
     let uid = identity.as_ref().map(|i| i.uid).unwrap_or(u32::MAX);
     let gid = match (group, &identity) {
-        (Some(g), _) => sandbox::lookup_gid(g).map_err(bad)?,
+        (Some(g), _) => accounts.lookup_gid(g).map_err(bad)?,
         (None, Some(id)) => id.gid,
         (None, None) => u32::MAX,
     };
@@ -410,7 +412,7 @@ mod tests {
 
     #[test]
     fn keeps_paths_inside_root() {
-        let files = Files::new(PathBuf::from("/r"));
+        let files = Files::new(PathBuf::from("/r"), Accounts::in_dir("/etc".into()));
         assert_eq!(files.host_path("/a/../b/./c").unwrap(), Path::new("/r/b/c"));
         assert_eq!(files.host_path("/").unwrap(), Path::new("/r"));
         assert!(files.host_path("/../etc").is_err());

@@ -1,16 +1,28 @@
-//! The container's image on this machine: the host's system directories, each
-//! seen under the container's root through an overlay whose upper layer belongs
-//! to the container. Services (chrooted into the root) and the files API read
-//! the same files, the host's until the container writes its own; nothing the
-//! container writes reaches the host.
+//! The container's image on this machine: the system directories of a root
+//! filesystem (a workload image's, or the host's own), each seen under the
+//! container's root through an overlay whose upper layer belongs to the
+//! container. Services (chrooted into the root) and the files API read the same
+//! files, the image's until the container writes its own; nothing the
+//! container writes reaches the image.
 
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-/// The host directories that make up the image.
-const SYSTEM_DIRS: [&str; 7] = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/opt"];
+/// The directories of a root filesystem that make up the image: the system
+/// directories, and the package database, so that `dpkg` in the container
+/// knows what the image holds. The rest of `/var` is the container's own.
+const SYSTEM_DIRS: [&str; 8] = [
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+    "/etc",
+    "/opt",
+    "/var/lib/dpkg",
+];
 
 /// The overlays mounted for one container; unmounted when dropped.
 #[derive(Debug)]
@@ -41,22 +53,24 @@ fn detach(target: &Path) {
 }
 
 impl Image {
-    /// Mounts an overlay of each host system directory at the same path under
-    /// `root` (a host directory that is a symlink, as on a usrmerged system, gets
-    /// the same link). Overlays left by an earlier run are replaced; the upper
-    /// layers are kept, so what the container wrote survives a restart.
-    pub fn mount(root: &Path) -> io::Result<Image> {
+    /// Mounts an overlay of each system directory of `base` (a root
+    /// filesystem: `/` for the host's) at the same path under `root` (a
+    /// directory that is a symlink, as on a usrmerged system, gets the same
+    /// link). Overlays left by an earlier run are replaced; the upper layers are
+    /// kept, so what the container wrote survives a restart.
+    pub fn mount(root: &Path, base: &Path) -> io::Result<Image> {
         let layers = layers_dir(root);
         let mut image = Image { mounts: Vec::new() };
-        for dir in SYSTEM_DIRS {
-            let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        for system_dir in SYSTEM_DIRS {
+            let name = system_dir.trim_start_matches('/');
+            let dir = base.join(name);
+            let Ok(meta) = std::fs::symlink_metadata(&dir) else {
                 continue;
             };
-            let name = dir.trim_start_matches('/');
             let target = root.join(name);
             if meta.file_type().is_symlink() {
                 if std::fs::symlink_metadata(&target).is_err() {
-                    std::os::unix::fs::symlink(std::fs::read_link(dir)?, &target)?;
+                    std::os::unix::fs::symlink(std::fs::read_link(&dir)?, &target)?;
                 }
                 continue;
             }
@@ -70,11 +84,12 @@ impl Image {
             // directory's, whatever the umask.
             std::fs::set_permissions(&upper, meta.permissions())?;
             let options = format!(
-                "lowerdir={dir},upperdir={},workdir={}",
+                "lowerdir={},upperdir={},workdir={}",
+                dir.display(),
                 upper.display(),
                 work.display()
             );
-            if [&upper, &work]
+            if [&dir, &upper, &work]
                 .iter()
                 .any(|p| p.to_string_lossy().contains([',', ':']))
             {
@@ -103,7 +118,8 @@ impl Image {
                 return Err(io::Error::new(
                     error.kind(),
                     format!(
-                        "cannot mount an overlay of {dir} at {}: {error}",
+                        "cannot mount an overlay of {} at {}: {error}",
+                        dir.display(),
                         target.display()
                     ),
                 ));

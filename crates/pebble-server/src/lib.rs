@@ -14,6 +14,7 @@
 //!     socket: "/tmp/unit-0/pebble.socket".into(),
 //!     root: "/tmp/unit-0/root".into(),
 //!     sandbox: false,
+//!     image: None,
 //! })?;
 //! // ... charms talk to it with pebble_api::PebbleClient ...
 //! server.stop();
@@ -65,10 +66,13 @@ pub struct ServerConfig {
     pub socket: PathBuf,
     /// The container's filesystem: container path `/x` is `<root>/x`.
     pub root: PathBuf,
-    /// Give the container an image (the host's system directories, each through
-    /// an overlay of its own under `root`) and run services in their own mount
-    /// namespace, chrooted into `root` (needs root).
+    /// Give the container an image (the system directories of `image`, each
+    /// through an overlay of its own under `root`) and run services in their
+    /// own mount namespace, chrooted into `root` (needs root).
     pub sandbox: bool,
+    /// The root filesystem the image's system directories come from; the
+    /// host's (`/`) when `None`.
+    pub image: Option<PathBuf>,
 }
 
 /// Why the server could not start.
@@ -202,10 +206,11 @@ impl PebbleServer {
             })?;
         let image = if config.sandbox {
             Some(
-                image::Image::mount(&root).map_err(|source| ServerError::Create {
-                    path: root.display().to_string(),
-                    source,
-                })?,
+                image::Image::mount(&root, config.image.as_deref().unwrap_or(Path::new("/")))
+                    .map_err(|source| ServerError::Create {
+                        path: root.display().to_string(),
+                        source,
+                    })?,
             )
         } else {
             None
@@ -232,8 +237,8 @@ impl PebbleServer {
         let api = Arc::new(api::Api {
             executions: exec::Executions::new(sandbox.clone(), Arc::clone(&services)),
             services,
-            checks: checks::Checks::new(sandbox),
-            files: files::Files::new(root.clone()),
+            checks: checks::Checks::new(sandbox.clone()),
+            files: files::Files::new(root.clone(), sandbox.accounts()),
             notices: notices::Notices::default(),
             logs: logs::Forwarder::start(root.join(services::LOG_DIR)),
         });

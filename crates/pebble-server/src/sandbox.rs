@@ -33,128 +33,145 @@ struct PasswdEntry {
     home: String,
 }
 
-fn passwd() -> Vec<PasswdEntry> {
-    let text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    text.lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split(':').collect();
-            Some(PasswdEntry {
-                name: f.first()?.to_string(),
-                uid: f.get(2)?.parse().ok()?,
-                gid: f.get(3)?.parse().ok()?,
-                home: f.get(5).unwrap_or(&"/").to_string(),
-            })
-        })
-        .collect()
-}
-
-/// Lines of `/etc/group`: name, gid and members.
-fn groups() -> Vec<(String, u32, Vec<String>)> {
-    let text = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    text.lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split(':').collect();
-            let members = f
-                .get(3)
-                .map(|m| {
-                    m.split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default();
-            Some((f.first()?.to_string(), f.get(2)?.parse().ok()?, members))
-        })
-        .collect()
-}
-
-/// The uid of a user name (or a number).
-#[cfg(test)]
-pub(crate) fn lookup_uid(user: &str) -> Result<u32, String> {
-    passwd()
-        .into_iter()
-        .find(|e| e.name == user)
-        .map(|e| e.uid)
-        .or_else(|| user.parse().ok())
-        .ok_or_else(|| format!("unknown user {user:?}"))
-}
-
-/// The gid of a group name (or a number).
-pub(crate) fn lookup_gid(group: &str) -> Result<u32, String> {
-    groups()
-        .into_iter()
-        .find(|(name, ..)| name == group)
-        .map(|(_, gid, _)| gid)
-        .or_else(|| group.parse().ok())
-        .ok_or_else(|| format!("unknown group {group:?}"))
-}
-
-/// The name of a uid, if it has one.
-pub(crate) fn user_name(uid: u32) -> Option<String> {
-    passwd().into_iter().find(|e| e.uid == uid).map(|e| e.name)
-}
-
-/// The name of a gid, if it has one.
-pub(crate) fn group_name(gid: u32) -> Option<String> {
-    groups()
-        .into_iter()
-        .find(|(_, g, _)| *g == gid)
-        .map(|(n, ..)| n)
-}
-
 /// Whether this process runs as root.
 pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
 
-/// The identity for a service's `user` and `group`; `None` to stay as we are (no
-/// user or group given, or we are not root and cannot switch).
-pub(crate) fn identity(user: &str, group: &str) -> Result<Option<Identity>, String> {
-    if (user.is_empty() && group.is_empty()) || !is_root() {
-        return Ok(None);
+/// The accounts of a container: its `/etc/passwd` and `/etc/group` (the
+/// image's, sandboxed; the host's otherwise).
+#[derive(Clone, Debug)]
+pub(crate) struct Accounts {
+    etc: PathBuf,
+}
+
+impl Accounts {
+    /// The accounts whose files are in `etc`.
+    pub fn in_dir(etc: PathBuf) -> Accounts {
+        Accounts { etc }
     }
-    let group_gid = if group.is_empty() {
-        None
-    } else {
-        Some(lookup_gid(group)?)
-    };
-    if user.is_empty() {
-        let gid = group_gid.unwrap_or(0);
-        return Ok(Some(Identity {
-            uid: 0,
-            gid,
-            groups: vec![gid],
-            user: None,
-            home: None,
-        }));
+
+    fn passwd(&self) -> Vec<PasswdEntry> {
+        let text = std::fs::read_to_string(self.etc.join("passwd")).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split(':').collect();
+                Some(PasswdEntry {
+                    name: f.first()?.to_string(),
+                    uid: f.get(2)?.parse().ok()?,
+                    gid: f.get(3)?.parse().ok()?,
+                    home: f.get(5).unwrap_or(&"/").to_string(),
+                })
+            })
+            .collect()
     }
-    let entry = match passwd().into_iter().find(|e| e.name == user) {
-        Some(entry) => entry,
-        None => {
-            let uid: u32 = user.parse().map_err(|_| format!("unknown user {user:?}"))?;
-            PasswdEntry {
-                name: user.to_string(),
-                uid,
-                gid: uid,
-                home: "/".into(),
+
+    /// Lines of `group`: name, gid and members.
+    fn groups(&self) -> Vec<(String, u32, Vec<String>)> {
+        let text = std::fs::read_to_string(self.etc.join("group")).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split(':').collect();
+                let members = f
+                    .get(3)
+                    .map(|m| {
+                        m.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(String::from)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Some((f.first()?.to_string(), f.get(2)?.parse().ok()?, members))
+            })
+            .collect()
+    }
+
+    /// The uid of a user name (or a number).
+    #[cfg(test)]
+    pub fn lookup_uid(&self, user: &str) -> Result<u32, String> {
+        self.passwd()
+            .into_iter()
+            .find(|e| e.name == user)
+            .map(|e| e.uid)
+            .or_else(|| user.parse().ok())
+            .ok_or_else(|| format!("unknown user {user:?}"))
+    }
+
+    /// The gid of a group name (or a number).
+    pub fn lookup_gid(&self, group: &str) -> Result<u32, String> {
+        self.groups()
+            .into_iter()
+            .find(|(name, ..)| name == group)
+            .map(|(_, gid, _)| gid)
+            .or_else(|| group.parse().ok())
+            .ok_or_else(|| format!("unknown group {group:?}"))
+    }
+
+    /// The name of a uid, if it has one.
+    pub fn user_name(&self, uid: u32) -> Option<String> {
+        self.passwd()
+            .into_iter()
+            .find(|e| e.uid == uid)
+            .map(|e| e.name)
+    }
+
+    /// The name of a gid, if it has one.
+    pub fn group_name(&self, gid: u32) -> Option<String> {
+        self.groups()
+            .into_iter()
+            .find(|(_, g, _)| *g == gid)
+            .map(|(n, ..)| n)
+    }
+
+    /// The identity for a service's `user` and `group`; `None` to stay as we
+    /// are (no user or group given, or we are not root and cannot switch).
+    pub fn identity(&self, user: &str, group: &str) -> Result<Option<Identity>, String> {
+        if (user.is_empty() && group.is_empty()) || !is_root() {
+            return Ok(None);
+        }
+        let group_gid = if group.is_empty() {
+            None
+        } else {
+            Some(self.lookup_gid(group)?)
+        };
+        if user.is_empty() {
+            let gid = group_gid.unwrap_or(0);
+            return Ok(Some(Identity {
+                uid: 0,
+                gid,
+                groups: vec![gid],
+                user: None,
+                home: None,
+            }));
+        }
+        let entry = match self.passwd().into_iter().find(|e| e.name == user) {
+            Some(entry) => entry,
+            None => {
+                let uid: u32 = user.parse().map_err(|_| format!("unknown user {user:?}"))?;
+                PasswdEntry {
+                    name: user.to_string(),
+                    uid,
+                    gid: uid,
+                    home: "/".into(),
+                }
+            }
+        };
+        let gid = group_gid.unwrap_or(entry.gid);
+        let mut supplementary = vec![gid];
+        for (_, g, members) in self.groups() {
+            if members.contains(&entry.name) && !supplementary.contains(&g) {
+                supplementary.push(g);
             }
         }
-    };
-    let gid = group_gid.unwrap_or(entry.gid);
-    let mut supplementary = vec![gid];
-    for (_, g, members) in groups() {
-        if members.contains(&entry.name) && !supplementary.contains(&g) {
-            supplementary.push(g);
-        }
+        Ok(Some(Identity {
+            uid: entry.uid,
+            gid,
+            groups: supplementary,
+            user: Some(entry.name),
+            home: Some(entry.home),
+        }))
     }
-    Ok(Some(Identity {
-        uid: entry.uid,
-        gid,
-        groups: supplementary,
-        user: Some(entry.name),
-        home: Some(entry.home),
-    }))
 }
 
 /// The container's root and whether processes are chrooted into it.
@@ -200,6 +217,16 @@ fn inside(root: &Path, path: &str) -> PathBuf {
 }
 
 impl Sandbox {
+    /// The container's accounts: its own `/etc`'s when sandboxed, the host's
+    /// otherwise (its processes are the host's then).
+    pub fn accounts(&self) -> Accounts {
+        Accounts::in_dir(if self.enabled {
+            inside(&self.root, "/etc")
+        } else {
+            PathBuf::from("/etc")
+        })
+    }
+
     /// Where `program` is, as a process in the container would find it (a
     /// path, or a name looked up on the base `PATH`), seen from the host;
     /// `None` when it is not there.
@@ -236,7 +263,7 @@ impl Sandbox {
     /// Builds the command for `launch`, with its environment, identity and (with the
     /// sandbox on) its chroot; stdio is the caller's to set.
     pub fn command(&self, launch: &Launch) -> Result<Command, String> {
-        let identity = identity(launch.user, launch.group)?;
+        let identity = self.accounts().identity(launch.user, launch.group)?;
         let (program, args) = launch
             .words
             .split_first()
@@ -384,10 +411,39 @@ mod tests {
 
     #[test]
     fn looks_up_root() {
-        assert_eq!(lookup_uid("root").unwrap(), 0);
-        assert_eq!(lookup_gid("root").unwrap(), 0);
-        assert_eq!(lookup_uid("4242").unwrap(), 4242);
-        assert!(lookup_uid("no-such-user-here").is_err());
-        assert_eq!(user_name(0).as_deref(), Some("root"));
+        let host = Accounts::in_dir("/etc".into());
+        assert_eq!(host.lookup_uid("root").unwrap(), 0);
+        assert_eq!(host.lookup_gid("root").unwrap(), 0);
+        assert_eq!(host.lookup_uid("4242").unwrap(), 4242);
+        assert!(host.lookup_uid("no-such-user-here").is_err());
+        assert_eq!(host.user_name(0).as_deref(), Some("root"));
+    }
+
+    #[test]
+    fn a_sandboxed_container_has_its_own_accounts() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        std::fs::write(
+            root.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\npostgres:x:584788:584788::/var/lib/postgresql:/bin/false\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.path().join("etc/group"),
+            "root:x:0:\npostgres:x:584788:\n",
+        )
+        .unwrap();
+        let sandbox = Sandbox {
+            root: root.path().to_path_buf(),
+            enabled: true,
+        };
+        let accounts = sandbox.accounts();
+        assert_eq!(accounts.lookup_uid("postgres").unwrap(), 584788);
+        assert_eq!(accounts.group_name(584788).as_deref(), Some("postgres"));
+        let host = Sandbox {
+            enabled: false,
+            ..sandbox
+        };
+        assert!(host.accounts().user_name(584788).is_none());
     }
 }

@@ -6,6 +6,7 @@ use super::{pair, parse, yaml, CliError, Outcome, Target, FORMAT};
 use crate::api::Request;
 use crate::tools::Kind;
 use serde_json::Value;
+use std::path::PathBuf;
 
 /// Flags Juju takes that mean nothing on one machine; accepted and ignored
 /// (but `remove-unit` and `remove-application` act on `--force`).
@@ -16,7 +17,6 @@ const IGNORED: &[crate::tools::Spec] = &[
     (&["constraints"], Kind::Value),
     (&["to"], Kind::Value),
     (&["bind"], Kind::Value),
-    (&["resource"], Kind::Value),
     (&["storage"], Kind::Value),
     (&["attach-storage"], Kind::Value),
     (&["force"], Kind::Bool),
@@ -52,8 +52,9 @@ fn count(p: &crate::tools::Parsed, default: u32) -> Result<u32, CliError> {
     }
 }
 
-/// `juju deploy <charm> [app] [-n N] [--config k=v|file ...] [--trust]`: the
-/// charm is a built charm directory or a `.charm` file.
+/// `juju deploy <charm> [app] [-n N] [--config k=v|file ...] [--trust]
+/// [--resource <name>=<dir> ...]`: the charm is a built charm directory or a
+/// `.charm` file; a resource is a workload image's root filesystem.
 pub fn deploy(args: &[String]) -> Outcome {
     let p = parse(
         args,
@@ -61,6 +62,7 @@ pub fn deploy(args: &[String]) -> Outcome {
             (&["n", "num-units"], Kind::Value),
             (&["config"], Kind::Value),
             (&["trust"], Kind::Bool),
+            (&["resource"], Kind::Value),
         ]),
     )?;
     let (charm, app) = match p.positional.as_slice() {
@@ -97,8 +99,23 @@ pub fn deploy(args: &[String]) -> Outcome {
         units: count(&p, 1)?,
         config,
         trust: p.flag("trust"),
+        resources: resources(&p)?,
     })?;
     Ok(())
+}
+
+/// Each `--resource <name>=<dir>`, the directory made absolute (the
+/// controller may run elsewhere).
+fn resources(p: &crate::tools::Parsed) -> Result<Vec<(String, PathBuf)>, CliError> {
+    p.values("resource")
+        .iter()
+        .map(|r| {
+            let (name, dir) = pair(r)?;
+            let dir = std::fs::canonicalize(&dir)
+                .map_err(|e| CliError::Failed(format!("cannot read resource {name}={dir}: {e}")))?;
+            Ok((name, dir))
+        })
+        .collect()
 }
 
 /// A `--config` YAML file: `{app: {key: value}}` (or a flat mapping).

@@ -206,8 +206,11 @@ pub fn wait(args: &[String]) -> Outcome {
 /// foreground. The CLI starts it; `LOCAL_MODEL_HOOK_TOOL` names the shim (else
 /// `hook-tool` beside this binary), `LOCAL_MODEL_SANDBOX=0|1` overrides the
 /// sandbox (on when run as root), `LOCAL_MODEL_UPDATE_STATUS_INTERVAL` (a Go
-/// duration, default 5m) sets how often update-status runs, and
-/// `LOCAL_MODEL_HOOKS_AT_ONCE` (default 4) how many units may run hooks at once.
+/// duration, default 5m) sets how often update-status runs,
+/// `LOCAL_MODEL_HOOKS_AT_ONCE` (default 4) how many units may run hooks at
+/// once, and `LOCAL_MODEL_IMAGES` where deploy finds workload images (as
+/// `scripts/build-images` lays them out; without it, containers run on the
+/// host's system directories unless `deploy --resource` gives an image).
 pub fn daemon(args: &[String]) -> Outcome {
     let p = parse(args, &[])?;
     let target = Target::from(&p)?;
@@ -247,6 +250,7 @@ pub fn daemon(args: &[String]) -> Outcome {
         update_status_every: Duration::from_secs(every),
         hooks_at_once,
         pebble_exe: exe,
+        images: std::env::var_os("LOCAL_MODEL_IMAGES").map(PathBuf::from),
     })
     .map_err(|e| match e {
         crate::daemon::DaemonError::AlreadyRunning(_) => {
@@ -257,7 +261,8 @@ pub fn daemon(args: &[String]) -> Outcome {
     })
 }
 
-/// `juju _pebble --socket <path> --root <dir> --hold <lock> [--sandbox]`: one
+/// `juju _pebble --socket <path> --root <dir> --hold <lock> [--sandbox]
+/// [--image <rootfs>]`: one
 /// container's Pebble server, in the foreground until SIGTERM or SIGUSR1
 /// (see [`crate::pebbles`]). The controller starts it.
 pub fn pebble(args: &[String]) -> Outcome {
@@ -268,6 +273,7 @@ pub fn pebble(args: &[String]) -> Outcome {
             (&["root"], Kind::Value),
             (&["hold"], Kind::Value),
             (&["sandbox"], Kind::Bool),
+            (&["image"], Kind::Value),
         ],
     )?;
     let path = |flag: &str| {
@@ -280,6 +286,7 @@ pub fn pebble(args: &[String]) -> Outcome {
         root: path("root")?,
         hold: path("hold")?,
         sandbox: p.flag("sandbox"),
+        image: p.value("image").map(PathBuf::from),
     };
     crate::pebbles::serve(&spec).map_err(|e| CliError::Failed(e.to_string()))
 }

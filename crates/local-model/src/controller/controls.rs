@@ -4,12 +4,17 @@
 
 use super::{Controller, ControllerError};
 
+use pebble_api::Pebble;
+
 /// Where Debian puts libfaketime (x86-64, then arm64).
 const FAKETIME_LIBRARIES: [&str; 2] = [
     "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
     "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
 ];
-use pebble_api::Pebble;
+
+/// Where the machine's libfaketime is copied into a container: workload
+/// images do not carry it.
+const FAKETIME_IN_CONTAINER: &str = "/usr/local/lib/faketime/libfaketime.so.1";
 
 impl Controller {
     /// Moves the model's clock ahead by `seconds` (a test control): secrets whose
@@ -23,10 +28,10 @@ impl Controller {
     /// Moves the clock that new processes in a unit's container see
     /// `seconds` ahead of the machine's (a test control: as if that much time
     /// had passed for the workload, for what it does by age, such as expiring
-    /// backups). libfaketime is preloaded through the container's
-    /// `/etc/ld.so.preload`, the offset in `/etc/faketimerc`; processes
-    /// already running keep the real clock. `0` puts it back. Needs
-    /// libfaketime on the machine.
+    /// backups). The machine's libfaketime is copied into the container and
+    /// preloaded through its `/etc/ld.so.preload`, the offset in
+    /// `/etc/faketimerc`; processes already running keep the real clock. `0`
+    /// puts it back. Needs libfaketime on the machine.
     pub fn shift_workload_clock(
         &mut self,
         unit: &str,
@@ -51,12 +56,28 @@ impl Controller {
             .ok_or_else(|| {
                 error("libfaketime is not installed (apt-get install libfaketime)".into())
             })?;
+        let library = std::fs::read(library).map_err(|e| error(format!("{library}: {e}")))?;
         let mut client = runtime.pebble(container);
         let files = [
-            ("/etc/faketimerc", format!("+{seconds}s\n")),
-            ("/etc/ld.so.preload", format!("{library}\n")),
+            (FAKETIME_IN_CONTAINER, library, 0o755),
+            (
+                "/etc/faketimerc",
+                format!("+{seconds}s\n").into_bytes(),
+                0o644,
+            ),
+            (
+                "/etc/ld.so.preload",
+                format!("{FAKETIME_IN_CONTAINER}\n").into_bytes(),
+                0o644,
+            ),
         ];
-        for (path, content) in files {
+        // The preload is written last and removed first: no process starts
+        // with a preload of a library that is not there.
+        let mut files = Vec::from(files);
+        if seconds == 0 {
+            files.reverse();
+        }
+        for (path, content, permissions) in files {
             let result = match seconds {
                 0 => client.remove_path(path, false).or_else(|e| match e {
                     pebble_api::PebbleError::Path { .. } => Ok(()),
@@ -64,9 +85,10 @@ impl Controller {
                 }),
                 _ => client.push(
                     path,
-                    content.as_bytes(),
+                    &content,
                     &pebble_api::FileOptions {
-                        permissions: Some(0o644),
+                        permissions: Some(permissions),
+                        make_parents: true,
                         ..pebble_api::FileOptions::default()
                     },
                 ),

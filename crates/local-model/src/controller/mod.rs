@@ -31,6 +31,7 @@
 
 mod controls;
 mod formatted;
+mod images;
 mod kubernetes;
 mod runtime;
 mod schedule;
@@ -43,7 +44,7 @@ pub use formatted::FullStatus;
 pub use schedule::{Due, Ran};
 pub use status::{ShowUnitFilter, UnitInfo};
 pub use tasks::{PreparedTask, Task, TaskError, TaskKind};
-pub use topology::read_built;
+pub use topology::{read_built, DeployOptions};
 
 use crate::agent::Agent;
 use crate::model::{Application, Model, Unit};
@@ -73,6 +74,8 @@ pub enum ControllerError {
     NoRelation(String),
     #[error("invalid config for {app}: {message}")]
     Config { app: String, message: String },
+    #[error("cannot deploy {app}: resource {message}")]
+    Resource { app: String, message: String },
     #[error("cannot read charm at {path}: {message}")]
     Charm { path: String, message: String },
     #[error("unit {0:?} is not in an error state")]
@@ -162,6 +165,8 @@ pub struct Controller {
     kubernetes: Option<crate::kube::Kubernetes>,
     /// The hosts file each container last got (unit, container).
     hosts_pushed: BTreeMap<(String, String), String>,
+    /// Where deploy finds workload images (see [`images`]).
+    image_store: Option<PathBuf>,
 }
 
 /// A model UUID from the system's random source.
@@ -321,6 +326,7 @@ impl Controller {
             doomed_dirs: Vec::new(),
             kubernetes: None,
             hosts_pushed: BTreeMap::new(),
+            image_store: None,
         };
         c.sync_clock();
         if c.model.kubernetes {

@@ -119,6 +119,7 @@ impl Controller {
         let mut servers = Vec::new();
         for container in &containers {
             let root = home.join("rootfs").join(container);
+            let image = self.container_image(charm::relation::app_of(unit), container);
             let socket = pebble_socket(&containers_dir, container);
             private(&containers_dir.join(container))?;
             let starting = format!("starting Pebble for {unit}'s {container}");
@@ -131,6 +132,7 @@ impl Controller {
                             socket: socket.clone(),
                             root,
                             sandbox: self.sandbox,
+                            image: image.clone(),
                             hold: self.network.workloads_lock(),
                         };
                         let log = containers_dir.join(container).join("pebble.log");
@@ -144,6 +146,7 @@ impl Controller {
                         socket: socket.clone(),
                         root,
                         sandbox: self.sandbox,
+                        image: image.clone(),
                     })
                     .map_err(failed(starting))?;
                     std::fs::set_permissions(&socket, Permissions::from_mode(0o600))

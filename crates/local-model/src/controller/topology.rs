@@ -13,7 +13,16 @@ use crate::model::{Application, End, Life, RelationRecord, Unit};
 use crate::network;
 use charm::backend::JsonMap;
 use charm::metadata::{CharmFiles, CharmMeta, EndpointSpec};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// What `juju deploy` takes beyond the charm, name, units and config.
+#[derive(Clone, Debug, Default)]
+pub struct DeployOptions {
+    /// `--trust`: on a Kubernetes model, what its service account may do.
+    pub trust: bool,
+    /// `--resource <name>=<dir>`: a workload image's root filesystem.
+    pub resources: Vec<(String, PathBuf)>,
+}
 
 /// `app` or `app:endpoint`, split.
 fn split_endpoint(spec: &str) -> (&str, Option<&str>) {
@@ -110,26 +119,27 @@ impl Controller {
         units: u32,
         config: &[(&str, &str)],
     ) -> Result<(), ControllerError> {
-        self.deploy_trusted(charm, app, units, config, false)
+        self.deploy_with(charm, app, units, config, &DeployOptions::default())
             .map(|_| ())
     }
 
-    /// [`Controller::deploy`], `--trust` too; answers the units' names. The
-    /// application is saved once, whole (charm, options, trust and units),
-    /// before its units' Pebble servers start.
-    pub fn deploy_trusted(
+    /// [`Controller::deploy`] with `--trust` and `--resource`; answers the
+    /// units' names. The application is saved once, whole (charm, options,
+    /// trust, images and units), before its units' Pebble servers start.
+    pub fn deploy_with(
         &mut self,
         charm: &Path,
         app: &str,
         units: u32,
         config: &[(&str, &str)],
-        trust: bool,
+        options: &DeployOptions,
     ) -> Result<Vec<String>, ControllerError> {
         if self.model.applications.contains_key(app) {
             return Err(ControllerError::Exists(app.into()));
         }
         let files = read_built(charm)?;
         let user_config = parse_config(&files, app, config)?;
+        let images = self.resolve_images(app, &files.meta, &options.resources)?;
         let stored = self.root.join("charms").join(app);
         store_charm(charm, &stored)?;
         crate::crash::point("charm-copied", app);
@@ -150,7 +160,8 @@ impl Controller {
                 files,
                 config: user_config,
                 block,
-                trust,
+                trust: options.trust,
+                images,
                 ..Application::default()
             },
         );

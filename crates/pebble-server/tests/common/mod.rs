@@ -23,6 +23,7 @@ impl Harness {
             socket: socket.clone(),
             root: dir.path().join("root"),
             sandbox,
+            image: None,
         })
         .unwrap();
         Self {
