@@ -154,6 +154,11 @@ pub struct HookRun {
 }
 
 impl Agent {
+    /// The hook-tool shim every tool name is linked to.
+    pub fn shim(&self) -> &Path {
+        &self.shim
+    }
+
     /// Listens on `socket` and links every tool name to `shim` in `tools_dir`.
     pub fn start(socket: &Path, tools_dir: &Path, shim: &Path) -> std::io::Result<Agent> {
         crate::store::private_dir(tools_dir)?;

@@ -27,6 +27,7 @@ pub mod daemon;
 pub mod kube;
 pub mod model;
 pub mod network;
+pub mod pebble_cli;
 pub mod pebbles;
 pub mod protocol;
 pub mod resolver;

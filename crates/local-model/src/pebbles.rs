@@ -69,6 +69,8 @@ pub struct Spec {
     pub sandbox: bool,
     /// The root filesystem of the container's image (the host's when `None`).
     pub image: Option<PathBuf>,
+    /// What the container runs as `/charm/bin/pebble` (the hook-tool shim).
+    pub pebble_cli: Option<PathBuf>,
     /// The lock it holds, shared, while it runs.
     pub hold: PathBuf,
 }
@@ -170,6 +172,11 @@ impl Detached {
                 spec.image
                     .iter()
                     .flat_map(|i| [OsStr::new("--image"), i.as_os_str()]),
+            )
+            .args(
+                spec.pebble_cli
+                    .iter()
+                    .flat_map(|p| [OsStr::new("--pebble-cli"), p.as_os_str()]),
             )
             .stdin(Stdio::null())
             .stdout(output.try_clone().map_err(DetachedError::Spawn)?)
@@ -507,6 +514,7 @@ pub fn serve(spec: &Spec) -> Result<(), DetachedError> {
         root: spec.root.clone(),
         sandbox: spec.sandbox,
         image: spec.image.clone(),
+        pebble_cli: spec.pebble_cli.clone(),
     })?;
     std::fs::set_permissions(&spec.socket, std::fs::Permissions::from_mode(0o600)).map_err(
         |source| DetachedError::Private {

@@ -171,6 +171,40 @@ fn the_rust_example_charm_serves_its_greeting_from_a_sandboxed_container() {
     c.shift_workload_clock("web/0", "web", 0).unwrap();
     assert!((seconds() - now()).abs() < 60);
 
+    // The workload records a notice with the `pebble` Juju gives every
+    // container.
+    {
+        use pebble_api::Pebble;
+        let socket = scratch
+            .path()
+            .join("controller/units/web-0/containers/web/pebble.socket");
+        let mut pebble = pebble_api::PebbleClient::new(socket);
+        let out = pebble
+            .exec(&pebble_api::Exec {
+                command: [
+                    "/charm/bin/pebble",
+                    "notify",
+                    "example.com/woken",
+                    "by=workload",
+                ]
+                .map(String::from)
+                .to_vec(),
+                ..pebble_api::Exec::default()
+            })
+            .unwrap();
+        assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.stdout_text().starts_with("Recorded notice "),
+            "{}",
+            out.stdout_text()
+        );
+        let notice = pebble
+            .notice(out.stdout_text().trim().rsplit(' ').next().unwrap())
+            .unwrap();
+        assert_eq!(notice.key, "example.com/woken");
+        assert_eq!(notice.last_data["by"], "workload");
+    }
+
     // A new greeting reaches the running workload.
     c.config("web", &[("greeting", "changed")]).unwrap();
     c.settle().unwrap();
@@ -657,6 +691,11 @@ fn a_container_runs_on_the_image_its_resource_names() {
     let mut stored = pebble("stored-0");
     assert_eq!(stored.pull("/etc/image").unwrap(), b"from the store");
     assert_eq!(pebble("given-0").pull("/etc/image").unwrap(), b"given");
+    // The container shares the machine's network, and how it is named.
+    assert_eq!(
+        stored.pull("/etc/hosts").unwrap(),
+        std::fs::read("/etc/hosts").unwrap()
+    );
     // The container's accounts are the image's: a file owned by an account
     // only the image has.
     stored

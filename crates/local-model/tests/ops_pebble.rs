@@ -51,6 +51,7 @@ fn ops_pebble_client_drives_the_server() {
         root: root.clone(),
         sandbox: false,
         image: None,
+        pebble_cli: None,
     })
     .unwrap();
     let root = root.canonicalize().unwrap();

@@ -24,6 +24,32 @@ const SYSTEM_DIRS: [&str; 8] = [
     "/var/lib/dpkg",
 ];
 
+/// The files that say how the machine's network is named: a container shares
+/// the machine's network, so it gets the machine's copies, as a container on
+/// its host's network does (an image's own name `localhost` otherwise, and
+/// perhaps on an address nothing listens on).
+const NETWORK_FILES: [&str; 2] = ["etc/hosts", "etc/resolv.conf"];
+
+/// Copies the machine's network files into the container's `/etc` (its upper
+/// layer), unless the container has its own already (written by it or by an
+/// earlier start).
+fn give_network_files(root: &Path, layers: &Path) -> io::Result<()> {
+    for file in NETWORK_FILES {
+        let host = Path::new("/").join(file);
+        if !host.is_file() || layers.join("upper").join(file).exists() {
+            continue;
+        }
+        let inside = root.join(file);
+        // The image's may be a link (to a resolver's runtime file): the
+        // container gets a file of its own instead.
+        if std::fs::symlink_metadata(&inside).is_ok() {
+            std::fs::remove_file(&inside)?;
+        }
+        std::fs::copy(&host, &inside)?;
+    }
+    Ok(())
+}
+
 /// The overlays mounted for one container; unmounted when dropped.
 #[derive(Debug)]
 pub(crate) struct Image {
@@ -126,10 +152,60 @@ impl Image {
             }
             image.mounts.push(target);
         }
+        if base != Path::new("/") {
+            give_network_files(root, &layers)?;
+        }
         Ok(image)
     }
 
-    /// Detaches every overlay.
+    /// Mounts `program` read-only at `/charm/bin/pebble` under `root`, as
+    /// Juju mounts its Pebble into every workload container: what a workload
+    /// runs to record a notice (`pebble notify`).
+    pub fn mount_pebble_cli(&mut self, root: &Path, program: &Path) -> io::Result<()> {
+        let target = root.join("charm/bin/pebble");
+        detach(&target);
+        if let Some(dir) = target.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        if !target.exists() {
+            std::fs::File::create(&target)?;
+        }
+        let (source_c, target_c) = (cstring(program)?, cstring(&target)?);
+        // SAFETY: every pointer is a NUL-terminated string that outlives the
+        // calls, or null where the call allows it.
+        let mounted = unsafe {
+            libc::mount(
+                source_c.as_ptr(),
+                target_c.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ) == 0
+                && libc::mount(
+                    std::ptr::null(),
+                    target_c.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                    std::ptr::null(),
+                ) == 0
+        };
+        if !mounted {
+            let error = io::Error::last_os_error();
+            detach(&target);
+            return Err(io::Error::new(
+                error.kind(),
+                format!(
+                    "cannot mount {} at {}: {error}",
+                    program.display(),
+                    target.display()
+                ),
+            ));
+        }
+        self.mounts.push(target);
+        Ok(())
+    }
+
+    /// Detaches every overlay and mount.
     pub fn unmount(&mut self) {
         for target in self.mounts.drain(..).rev() {
             detach(&target);

@@ -15,6 +15,7 @@
 //!     root: "/tmp/unit-0/root".into(),
 //!     sandbox: false,
 //!     image: None,
+//!     pebble_cli: None,
 //! })?;
 //! // ... charms talk to it with pebble_api::PebbleClient ...
 //! server.stop();
@@ -73,6 +74,10 @@ pub struct ServerConfig {
     /// The root filesystem the image's system directories come from; the
     /// host's (`/`) when `None`.
     pub image: Option<PathBuf>,
+    /// Sandboxed, a program mounted read-only at `/charm/bin/pebble` in the
+    /// container, as Juju mounts its Pebble there: what the workload runs for
+    /// `pebble notify`.
+    pub pebble_cli: Option<PathBuf>,
 }
 
 /// Why the server could not start.
@@ -205,13 +210,16 @@ impl PebbleServer {
                 source,
             })?;
         let image = if config.sandbox {
-            Some(
-                image::Image::mount(&root, config.image.as_deref().unwrap_or(Path::new("/")))
-                    .map_err(|source| ServerError::Create {
-                        path: root.display().to_string(),
-                        source,
-                    })?,
-            )
+            let failed = |source| ServerError::Create {
+                path: root.display().to_string(),
+                source,
+            };
+            let base = config.image.as_deref().unwrap_or(Path::new("/"));
+            let mut image = image::Image::mount(&root, base).map_err(failed)?;
+            if let Some(cli) = &config.pebble_cli {
+                image.mount_pebble_cli(&root, cli).map_err(failed)?;
+            }
+            Some(image)
         } else {
             None
         };

@@ -2,7 +2,9 @@
 //! `status-set`, ...), it forwards the call to the local model's agent over
 //! `$JUJU_AGENT_SOCKET_ADDRESS` and replays the answer. Run under its own
 //! name, it starts a hook's process for the agent
-//! (`local_model::agent::enter_hook`).
+//! (`local_model::agent::enter_hook`); run as `pebble`, as every workload
+//! container has it at `/charm/bin/pebble`, it is the `pebble` a workload
+//! calls (`local_model::pebble_cli`).
 
 use local_model::protocol::{Request, Response};
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
@@ -15,6 +17,11 @@ fn main() -> ExitCode {
         .next()
         .and_then(|a| a.rsplit('/').next().map(str::to_string))
         .unwrap_or_default();
+    // Checked first: in a container, the shim is mounted as `pebble`, which
+    // is then its own name too.
+    if tool == "pebble" {
+        return local_model::pebble_cli::run(&argv.collect::<Vec<_>>());
+    }
     let own_name = std::env::current_exe()
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));

@@ -262,7 +262,7 @@ pub fn daemon(args: &[String]) -> Outcome {
 }
 
 /// `juju _pebble --socket <path> --root <dir> --hold <lock> [--sandbox]
-/// [--image <rootfs>]`: one
+/// [--image <rootfs>] [--pebble-cli <program>]`: one
 /// container's Pebble server, in the foreground until SIGTERM or SIGUSR1
 /// (see [`crate::pebbles`]). The controller starts it.
 pub fn pebble(args: &[String]) -> Outcome {
@@ -274,6 +274,7 @@ pub fn pebble(args: &[String]) -> Outcome {
             (&["hold"], Kind::Value),
             (&["sandbox"], Kind::Bool),
             (&["image"], Kind::Value),
+            (&["pebble-cli"], Kind::Value),
         ],
     )?;
     let path = |flag: &str| {
@@ -287,6 +288,7 @@ pub fn pebble(args: &[String]) -> Outcome {
         hold: path("hold")?,
         sandbox: p.flag("sandbox"),
         image: p.value("image").map(PathBuf::from),
+        pebble_cli: p.value("pebble-cli").map(PathBuf::from),
     };
     crate::pebbles::serve(&spec).map_err(|e| CliError::Failed(e.to_string()))
 }

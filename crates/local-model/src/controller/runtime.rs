@@ -133,6 +133,7 @@ impl Controller {
                             root,
                             sandbox: self.sandbox,
                             image: image.clone(),
+                            pebble_cli: Some(self.agent.shim().to_path_buf()),
                             hold: self.network.workloads_lock(),
                         };
                         let log = containers_dir.join(container).join("pebble.log");
@@ -147,6 +148,7 @@ impl Controller {
                         root,
                         sandbox: self.sandbox,
                         image: image.clone(),
+                        pebble_cli: Some(self.agent.shim().to_path_buf()),
                     })
                     .map_err(failed(starting))?;
                     std::fs::set_permissions(&socket, Permissions::from_mode(0o600))

@@ -24,6 +24,7 @@ impl Harness {
             root: dir.path().join("root"),
             sandbox,
             image: None,
+            pebble_cli: None,
         })
         .unwrap();
         Self {
