@@ -3,7 +3,11 @@
 //!   1,000 client databases (target: under 20 ms at 1,000);
 //! - hook-tool calls for a `database` relation-changed that requests a database,
 //!   on the in-memory model, with 0 and 50 clients already served (target: at
-//!   most 20).
+//!   most 20);
+//! - the leader's own time for a `pgb-peers` relation-changed that changes
+//!   nothing, with 100 and 1,000 clients served: every client is looked at, so
+//!   it grows with them, but only linearly (target: 1,000 clients cost at most
+//!   20 times what 100 do).
 //!
 //! Run: `cargo bench -p pgbouncer-k8s --bench pgbouncer`.
 
@@ -266,7 +270,42 @@ fn bench_tool_calls() {
     report("request and hand-out, one unit", &out.calls, true);
 }
 
+/// The charm's own time for a hook on the in-memory model: the median of `runs`.
+fn hook_time(charm: &mut PgBouncerCharm, state: &State, event: &charm::Event) -> Duration {
+    let runs = 5;
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            run(charm, state, event.clone()).unwrap();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[runs / 2]
+}
+
+fn bench_refresh() {
+    println!("the leader's pgb-peers relation-changed that changes nothing (target: linear)");
+    let mut times = Vec::new();
+    for clients in [100u64, 1000] {
+        let pg = FakeConnector::up_with(&["pgbouncer"]);
+        let (mut charm, state) = leader_with_clients(&pg, clients, true);
+        let event = event::relation_changed(state.relation(1).unwrap(), Some("pgbouncer-k8s/1"));
+        let took = hook_time(&mut charm, &state, &event);
+        println!("  {clients:>5} clients: {took:.2?}");
+        times.push(took);
+    }
+    let ratio = times[1].as_secs_f64() / times[0].as_secs_f64();
+    let verdict = if ratio <= 20.0 {
+        "target met"
+    } else {
+        "target MISSED"
+    };
+    println!("  1,000 clients cost {ratio:.1}x what 100 do ({verdict})");
+}
+
 fn main() {
     bench_render();
     bench_tool_calls();
+    bench_refresh();
 }

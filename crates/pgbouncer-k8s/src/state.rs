@@ -342,12 +342,15 @@ fn all_clients(hook: &mut Hook<'_>, peers: &Relation) -> anyhow::Result<Clients>
 /// The ids of the live client relations among those `records` name: the
 /// legacy endpoints are asked about only when a record is a legacy client's,
 /// which saves two hook-tool calls in every hook of a model without one.
-fn live_relations(hook: &mut Hook<'_>, records: &Clients) -> charm::Result<Vec<u64>> {
+fn live_relations(
+    hook: &mut Hook<'_>,
+    records: &Clients,
+) -> charm::Result<std::collections::BTreeSet<u64>> {
     let mut endpoints = vec![DATABASE];
     if records.values().any(|c| c.legacy.is_some()) {
         endpoints.extend([DB, DB_ADMIN]);
     }
-    let mut live = Vec::new();
+    let mut live = std::collections::BTreeSet::new();
     for endpoint in endpoints {
         live.extend(hook.relations(endpoint)?.iter().map(|r| r.id));
     }

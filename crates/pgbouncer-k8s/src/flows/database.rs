@@ -264,73 +264,168 @@ fn answer(
 /// serves it, all in one write (the requirer's library needs them together); for
 /// a client already answered, rewrites what changed when the endpoints move.
 pub fn publish_credentials(hook: &mut Hook<'_>, relation: &Relation) -> anyhow::Result<()> {
-    let Some(peers) = state::peers(hook)? else {
+    let Some(mut publishing) = Publishing::read(hook)? else {
         return Ok(());
     };
-    let mut clients = state::clients(hook, &peers)?;
-    let Some(entry) = clients
-        .get(&relation.id)
-        .filter(|e| e.legacy.is_none())
-        .cloned()
-    else {
+    publishing.publish(hook, relation)?;
+    publishing.save(hook)
+}
+
+/// [`publish_credentials`] for each of `relations`, in one pass: what they
+/// share (the clients' record, the served configuration, the endpoints, the
+/// TLS) is read once and the record written once, so that a hook that tells
+/// every client costs one read of each, however many clients there are. One
+/// client's trouble does not hold the others back: it is a problem of the
+/// hook's status, and the others are told.
+fn publish_to(hook: &mut Hook<'_>, relations: &[Relation]) -> anyhow::Result<()> {
+    let Some(mut publishing) = Publishing::read(hook)? else {
         return Ok(());
     };
-    let (Some(_), Some(shared)) = (
-        entry.database.clone(),
-        state::published_config(hook, &peers)?,
-    ) else {
-        return Ok(());
-    };
-    let Some((rw, ro)) = client_endpoints(hook, shared.listen_port())? else {
-        return Ok(());
-    };
-    let endpoints = format!("{rw} {ro}");
-    let tls = certificates::client_tls(hook, &peers)?;
-    if entry.published.as_deref() == Some(endpoints.as_str())
-        && entry.tls.as_deref() == Some(tls.digest().as_str())
-    {
-        return Ok(());
+    for relation in relations {
+        if let Err(e) = publishing.publish(hook, relation) {
+            hook.add_problem(Status::Waiting(format!(
+                "relation {}: cannot update its credentials: {e:#}",
+                relation.id
+            )))?;
+        }
     }
-    if entry.published.is_none() && !all_units_serve(hook, &peers)? {
-        return Ok(());
+    publishing.save(hook)
+}
+
+/// What telling the clients shares within one hook.
+struct Publishing {
+    peers: Relation,
+    /// The live clients' record, as it is to be saved.
+    clients: state::Clients,
+    /// Whether `clients` changed since it was read.
+    changed: bool,
+    /// The configuration the leader published, if any.
+    shared: Option<SharedConfig>,
+    /// Where clients connect, once asked (`None` inside: nowhere reachable).
+    endpoints: Option<Option<(String, String)>>,
+    /// The TLS clients are told of, once asked.
+    tls: Option<ClientTls>,
+    /// Whether every unit serves the published configuration, once asked.
+    all_serve: Option<bool>,
+}
+
+impl Publishing {
+    /// The shared facts as they stand; `None` without the peer relation.
+    fn read(hook: &mut Hook<'_>) -> anyhow::Result<Option<Publishing>> {
+        let Some(peers) = state::peers(hook)? else {
+            return Ok(None);
+        };
+        let clients = state::clients(hook, &peers)?;
+        let shared = state::published_config(hook, &peers)?;
+        Ok(Some(Publishing {
+            peers,
+            clients,
+            changed: false,
+            shared,
+            endpoints: None,
+            tls: None,
+            all_serve: None,
+        }))
     }
-    let remote = hook.remote_app_bag(relation)?.clone();
-    let Ok(Some(request)) = state::client_request(&remote, relation.id) else {
-        return Ok(());
-    };
-    let password = kept_password(hook, relation)?;
-    let user = kept_user(hook, relation, &request)?;
-    let version = match state::backend(hook)? {
-        state::BackendState::Ready(b) => b.version,
-        _ => provider::published(hook, relation)?.version,
-    };
-    let answer = answer(
-        relation.id,
-        &request,
-        (&user, password),
-        (rw, ro),
-        version,
-        &tls,
-    );
-    let kept = entry.secret.as_deref().map(SecretId::parse).transpose()?;
-    provider::publish(
-        hook,
-        state::DATABASE,
-        relation,
-        &request,
-        &answer,
-        kept.as_ref(),
-    )?;
-    clients.insert(
-        relation.id,
-        ClientEntry {
-            published: Some(endpoints),
-            tls: Some(tls.digest()),
-            ..entry
-        },
-    );
-    state::save_clients(hook, &peers, &clients)?;
-    Ok(())
+
+    /// Tells one client its credentials and connection information, when
+    /// due and when they changed.
+    fn publish(&mut self, hook: &mut Hook<'_>, relation: &Relation) -> anyhow::Result<()> {
+        let Some(entry) = self
+            .clients
+            .get(&relation.id)
+            .filter(|e| e.legacy.is_none())
+            .cloned()
+        else {
+            return Ok(());
+        };
+        let (Some(_), Some(shared)) = (entry.database.as_ref(), self.shared.as_ref()) else {
+            return Ok(());
+        };
+        let endpoints = match &self.endpoints {
+            Some(known) => known.clone(),
+            None => {
+                let found = client_endpoints(hook, shared.listen_port())?;
+                self.endpoints = Some(found.clone());
+                found
+            }
+        };
+        let Some((rw, ro)) = endpoints else {
+            return Ok(());
+        };
+        let tls = match &self.tls {
+            Some(tls) => tls.clone(),
+            None => {
+                let tls = certificates::client_tls(hook, &self.peers)?;
+                self.tls = Some(tls.clone());
+                tls
+            }
+        };
+        let both = format!("{rw} {ro}");
+        if entry.published.as_deref() == Some(both.as_str())
+            && entry.tls.as_deref() == Some(tls.digest().as_str())
+        {
+            return Ok(());
+        }
+        if entry.published.is_none() {
+            let all_serve = match self.all_serve {
+                Some(known) => known,
+                None => {
+                    let known = all_units_serve(hook, &self.peers)?;
+                    self.all_serve = Some(known);
+                    known
+                }
+            };
+            if !all_serve {
+                return Ok(());
+            }
+        }
+        let remote = hook.remote_app_bag(relation)?.clone();
+        let Ok(Some(request)) = state::client_request(&remote, relation.id) else {
+            return Ok(());
+        };
+        let password = kept_password(hook, relation)?;
+        let user = kept_user(hook, relation, &request)?;
+        let version = match state::backend(hook)? {
+            state::BackendState::Ready(b) => b.version,
+            _ => provider::published(hook, relation)?.version,
+        };
+        let answer = answer(
+            relation.id,
+            &request,
+            (&user, password),
+            (rw, ro),
+            version,
+            &tls,
+        );
+        let kept = entry.secret.as_deref().map(SecretId::parse).transpose()?;
+        provider::publish(
+            hook,
+            state::DATABASE,
+            relation,
+            &request,
+            &answer,
+            kept.as_ref(),
+        )?;
+        self.clients.insert(
+            relation.id,
+            ClientEntry {
+                published: Some(both),
+                tls: Some(tls.digest()),
+                ..entry
+            },
+        );
+        self.changed = true;
+        Ok(())
+    }
+
+    /// Writes the clients' record, if a client was told something.
+    fn save(self, hook: &mut Hook<'_>) -> anyhow::Result<()> {
+        if self.changed {
+            state::save_clients(hook, &self.peers, &self.clients)?;
+        }
+        Ok(())
+    }
 }
 
 /// Leader: every created client gets its credentials (when due) or fresh
@@ -342,17 +437,13 @@ pub fn refresh_all(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<()> {
     };
     clean_up_departed(hook, deps)?;
     let clients = state::clients(hook, &peers)?;
-    for relation in hook.relations(state::DATABASE)? {
+    let relations = hook.relations(state::DATABASE)?;
+    let (created, pending): (Vec<Relation>, Vec<Relation>) = relations
+        .into_iter()
+        .partition(|r| clients.get(&r.id).is_some_and(|c| c.database.is_some()));
+    publish_to(hook, &created)?;
+    for relation in pending {
         match clients.get(&relation.id) {
-            Some(c) if c.database.is_some() => {
-                // One client's trouble must not hold the others back.
-                if let Err(e) = publish_credentials(hook, &relation) {
-                    hook.add_problem(Status::Waiting(format!(
-                        "relation {}: cannot update its credentials: {e:#}",
-                        relation.id
-                    )))?;
-                }
-            }
             // A refused request is asked again: what the server lacked
             // (a role, a grant) may be there now.
             Some(c) if c.refused.is_some() => {
@@ -395,9 +486,8 @@ pub fn broken(hook: &mut Hook<'_>, deps: &Deps, event: &RelationEvent) -> anyhow
     };
     // Update connection information in relation databag (the other clients').
     if hook.is_leader()? {
-        for other in hook.relations(state::DATABASE)? {
-            publish_credentials(hook, &other)?;
-        }
+        let others = hook.relations(state::DATABASE)?;
+        publish_to(hook, &others)?;
     }
     // Is the backend ready, and is this unit the leader?
     let Some((backend, _)) = ready_backend(hook)? else {
