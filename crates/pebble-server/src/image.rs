@@ -8,6 +8,7 @@
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The directories of a root filesystem that make up the image: the system
@@ -164,8 +165,11 @@ impl Image {
     pub fn mount_pebble_cli(&mut self, root: &Path, program: &Path) -> io::Result<()> {
         let target = root.join("charm/bin/pebble");
         detach(&target);
-        if let Some(dir) = target.parent() {
-            std::fs::create_dir_all(dir)?;
+        // Every user in the container gets to it, whatever the umask.
+        for dir in ["charm", "charm/bin"] {
+            let dir = root.join(dir);
+            std::fs::create_dir_all(&dir)?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
         }
         if !target.exists() {
             std::fs::File::create(&target)?;
