@@ -3,10 +3,82 @@
 //! in a fixed priority order, so many changes between two hooks collapse into
 //! one. [`done`] records what a successful hook showed.
 
-use crate::model::{Application, Life, Model, RelationRecord, SecretOwnerRecord, Unit};
+use crate::model::{
+    Application, Life, Model, RelationRecord, SecretOwnerRecord, SecretRecord, Unit,
+};
 use charm::event::Notice;
 use charm::relation::{app_of, Relation};
 use charm::{Event, RelationEvent, SecretEvent, SecretId};
+use std::collections::HashMap;
+
+/// The model's relations and secrets by whom they concern, built once for a
+/// pass over many units, so that each unit's look costs its own relations and
+/// secrets, not the whole model's.
+pub struct Index<'a> {
+    /// Each application's relations, by id.
+    relations: HashMap<&'a str, Vec<&'a RelationRecord>>,
+    /// The secrets each unit consumes, in the model's order.
+    consumed: HashMap<&'a str, Vec<&'a SecretRecord>>,
+    /// The secrets each application or unit owns, with their place in the
+    /// model's order.
+    owned: HashMap<&'a str, Vec<(usize, &'a SecretRecord)>>,
+}
+
+impl<'a> Index<'a> {
+    /// The index of `model` as it is.
+    pub fn new(model: &'a Model) -> Index<'a> {
+        let mut relations: HashMap<&str, Vec<&RelationRecord>> = HashMap::new();
+        for r in &model.relations {
+            let mut apps: Vec<&str> = r.ends.iter().map(|e| e.app.as_str()).collect();
+            apps.dedup();
+            for app in apps {
+                relations.entry(app).or_default().push(r);
+            }
+        }
+        for list in relations.values_mut() {
+            list.sort_by_key(|r| r.id);
+        }
+        let mut consumed: HashMap<&str, Vec<&SecretRecord>> = HashMap::new();
+        let mut owned: HashMap<&str, Vec<(usize, &SecretRecord)>> = HashMap::new();
+        for (at, s) in model.secrets.iter().enumerate() {
+            for unit in s.consumers.keys() {
+                consumed.entry(unit).or_default().push(s);
+            }
+            let owner = match &s.owner {
+                SecretOwnerRecord::App(a) => a.as_str(),
+                SecretOwnerRecord::Unit(u) => u.as_str(),
+            };
+            owned.entry(owner).or_default().push((at, s));
+        }
+        Index {
+            relations,
+            consumed,
+            owned,
+        }
+    }
+
+    /// The relations of `app`, by id.
+    fn relations_of(&self, app: &str) -> &[&'a RelationRecord] {
+        self.relations.get(app).map_or(&[], Vec::as_slice)
+    }
+
+    /// The secrets `unit` consumes, in the model's order.
+    fn consumed_by(&self, unit: &str) -> &[&'a SecretRecord] {
+        self.consumed.get(unit).map_or(&[], Vec::as_slice)
+    }
+
+    /// The secrets `unit` owns, itself or (as its application's leader)
+    /// through its application, in the model's order.
+    fn owned_by(&self, unit: &str, leader: bool) -> Vec<&'a SecretRecord> {
+        let mut owned: Vec<(usize, &SecretRecord)> =
+            self.owned.get(unit).cloned().unwrap_or_default();
+        if leader {
+            owned.extend(self.owned.get(app_of(unit)).into_iter().flatten());
+            owned.sort_by_key(|(at, _)| *at);
+        }
+        owned.into_iter().map(|(_, s)| s).collect()
+    }
+}
 
 /// The number of unit `name` (`app/3` → 3).
 fn unit_number(name: &str) -> u32 {
@@ -55,6 +127,11 @@ fn members<'a>(
 
 /// The unit's next hook, or `None` when it is up to date (or blocked by a failed hook).
 pub fn next_hook(model: &Model, unit_name: &str) -> Option<Event> {
+    next_hook_in(model, &Index::new(model), unit_name)
+}
+
+/// [`next_hook`], with the model's [`Index`] already built.
+pub fn next_hook_in(model: &Model, index: &Index<'_>, unit_name: &str) -> Option<Event> {
     let app_name = app_of(unit_name);
     let app = model.applications.get(app_name)?;
     let unit = app.units.get(unit_name)?;
@@ -83,8 +160,7 @@ pub fn next_hook(model: &Model, unit_name: &str) -> Option<Event> {
         return Some(Event::UpgradeCharm);
     }
     let dying = unit.life == Life::Dying || app.dying;
-    let mut relations: Vec<&RelationRecord> = model.relations_of(app_name).collect();
-    relations.sort_by_key(|r| r.id);
+    let relations = index.relations_of(app_name);
     if !dying {
         if let Some(r) = relations
             .iter()
@@ -116,7 +192,7 @@ pub fn next_hook(model: &Model, unit_name: &str) -> Option<Event> {
     if let Some(event) = notice_due(unit) {
         return Some(event);
     }
-    for s in &model.secrets {
+    for s in index.consumed_by(unit_name) {
         let Some(consumer) = s.consumers.get(unit_name) else {
             continue;
         };
@@ -137,14 +213,8 @@ pub fn next_hook(model: &Model, unit_name: &str) -> Option<Event> {
     // The owner (the leader, for an application secret) removes revisions that
     // are not the latest and that no unit tracks any more.
     let leader = app.leader.as_deref() == Some(unit_name);
-    for s in &model.secrets {
-        let owns = match &s.owner {
-            SecretOwnerRecord::App(a) => a == app_name && leader,
-            SecretOwnerRecord::Unit(u) => u == unit_name,
-        };
-        if !owns {
-            continue;
-        }
+    let owned = index.owned_by(unit_name, leader);
+    for s in &owned {
         let in_use = s.in_use();
         let obsolete = s.revisions.keys().find(|r| {
             **r < s.latest()
@@ -160,7 +230,7 @@ pub fn next_hook(model: &Model, unit_name: &str) -> Option<Event> {
         }
     }
     if !dying {
-        if let Some(event) = secret_due(model, unit_name, leader) {
+        if let Some(event) = secret_due(model, unit_name, &owned) {
             return Some(event);
         }
     }
@@ -170,7 +240,7 @@ pub fn next_hook(model: &Model, unit_name: &str) -> Option<Event> {
     if !dying && !seen.started {
         return Some(Event::Start);
     }
-    for r in &relations {
+    for r in relations {
         let Some(rs) = seen.relations.get(&r.id).filter(|s| s.created && !s.broken) else {
             continue;
         };
@@ -273,17 +343,9 @@ fn notice_due(unit: &Unit) -> Option<Event> {
 
 /// A secret the unit owns whose rotation is due (secret-rotate) or one of
 /// whose revisions has expired (secret-expired), by the model's clock.
-fn secret_due(model: &Model, unit_name: &str, leader: bool) -> Option<Event> {
-    let app_name = app_of(unit_name);
+fn secret_due(model: &Model, unit_name: &str, owned: &[&SecretRecord]) -> Option<Event> {
     let seen = &model.unit(unit_name)?.seen;
-    for s in &model.secrets {
-        let owns = match &s.owner {
-            SecretOwnerRecord::App(a) => a == app_name && leader,
-            SecretOwnerRecord::Unit(u) => u == unit_name,
-        };
-        if !owns {
-            continue;
-        }
+    for s in owned {
         let id = SecretId::new(&model.uuid, &s.xid).expect("valid ids");
         if s.next_rotate.is_some_and(|t| t <= model.now) {
             return Some(Event::SecretRotate(SecretEvent {

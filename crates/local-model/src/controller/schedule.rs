@@ -90,20 +90,31 @@ impl Controller {
     /// several units may run hooks at once, a unit one thing at a time.
     pub fn next_due(&mut self) -> Option<Due> {
         self.look();
-        while let Some(unit) = self.round.pop_front() {
-            if let Some(due) = self.due_on(&unit) {
-                return Some(due);
+        // Which unit and hook, looked for with one index of the model, so
+        // that a pass over every unit costs the model once, not once a unit.
+        let (unit, event) = {
+            let index = crate::resolver::Index::new(&self.model);
+            let mut found = None;
+            while let Some(unit) = self.round.pop_front() {
+                if let Some(event) = self.event_due(&index, &unit) {
+                    found = Some((unit, event));
+                    break;
+                }
             }
-        }
-        let (order, seed) = self.round_order();
-        for (i, unit) in order.iter().enumerate() {
-            if let Some(due) = self.due_on(unit) {
-                self.model.seed = seed;
-                self.round = order[i + 1..].iter().cloned().collect();
-                return Some(due);
+            if found.is_none() {
+                let (order, seed) = self.round_order();
+                for (i, unit) in order.iter().enumerate() {
+                    if let Some(event) = self.event_due(&index, unit) {
+                        self.model.seed = seed;
+                        self.round = order[i + 1..].iter().cloned().collect();
+                        found = Some((unit.clone(), event));
+                        break;
+                    }
+                }
             }
-        }
-        None
+            found?
+        };
+        self.start_due(&unit, event)
     }
 
     /// The units in the order a new round runs them, and the generator's state
@@ -162,14 +173,19 @@ impl Controller {
 
     /// The unit's due hook, ready to run: the one a crash interrupted, else
     /// the resolver's. It is saved as started, the charm's state kept aside.
-    fn due_on(&mut self, unit: &str) -> Option<Due> {
+    /// The hook due on `unit`, if it is not busy: the one a controller's
+    /// death cut short, else the resolver's.
+    fn event_due(&self, index: &crate::resolver::Index<'_>, unit: &str) -> Option<Event> {
         if self.busy(unit) {
             return None;
         }
-        let event = match self.interrupted(unit) {
-            Some(event) => event,
-            None => crate::resolver::next_hook(&self.model, unit)?,
-        };
+        self.interrupted(unit)
+            .or_else(|| crate::resolver::next_hook_in(&self.model, index, unit))
+    }
+
+    /// Starts `event` on `unit`: the hook to run, or the failure a test asked
+    /// for.
+    fn start_due(&mut self, unit: &str, event: Event) -> Option<Due> {
         let inject = self
             .model
             .unit_mut(unit)
@@ -293,12 +309,13 @@ impl Controller {
         self.look();
         let mut due = Vec::new();
         let mut failed = Vec::new();
+        let index = crate::resolver::Index::new(&self.model);
         for app in self.model.applications.values() {
             for (name, u) in &app.units {
                 if let Some(h) = &u.failed {
                     failed.push((name.clone(), h.clone()));
                 } else if self.interrupted(name).is_some()
-                    || crate::resolver::next_hook(&self.model, name).is_some()
+                    || crate::resolver::next_hook_in(&self.model, &index, name).is_some()
                 {
                     due.push(name.clone());
                 }
