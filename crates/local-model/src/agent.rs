@@ -441,10 +441,6 @@ impl Agent {
 /// it left holding its stdout or stderr.
 const OUTPUT_GRACE: Duration = Duration::from_millis(100);
 
-/// Runs a hook's process and collects its stdout and stderr. It ends when
-/// the process exits, as Juju's does: a child left holding the pipes (a
-/// background writer) is read from a moment longer, then let go, keeping what
-/// was already printed.
 /// The first step of a hook's process, run as the hook-tool shim
 /// (`<shim> <controller pid> [--hosts <file>] -- <program> <args>...`): it
 /// makes the files it creates private (umask 077), dies with the
@@ -521,6 +517,10 @@ fn see_as_hosts(file: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Runs a hook's process and collects its stdout and stderr. It ends when
+/// the process exits, as Juju's does: a child left holding the pipes (a
+/// background writer) is read from a moment longer, then let go, keeping what
+/// was already printed.
 fn run_process(command: &mut Command) -> std::io::Result<(Vec<u8>, Vec<u8>, ExitStatus, HookCost)> {
     let mut child = command
         .stdout(Stdio::piped())

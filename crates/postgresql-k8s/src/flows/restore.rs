@@ -641,15 +641,10 @@ fn flush_archive(
 /// that says so cannot be read).
 fn archive_pending(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<bool> {
     let status = format!("{}/pg_wal/archive_status", deps.workload.layout.data_dir);
-    Ok(
-        match hook
-            .container(CONTAINER)
-            .list_files(&status, Some("*.ready"))
-        {
-            Ok(files) => !files.is_empty(),
-            Err(_) => true,
-        },
-    )
+    Ok(hook
+        .container(CONTAINER)
+        .list_files(&status, Some("*.ready"))
+        .map_or(true, |files| !files.is_empty()))
 }
 
 /// A restore given up before the data directory moved: the request is done
