@@ -63,6 +63,10 @@ pub struct Model {
     /// Services are routed (see [`crate::kube`]).
     #[serde(default)]
     pub kubernetes: bool,
+    /// How many times the model was saved: the hooks recorded as started
+    /// since the last save name it (see [`crate::store::save_started`]).
+    #[serde(default)]
+    pub saves: u64,
 }
 
 /// A deployed application.

@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! <home>/<model>/model.json        the Model, rewritten atomically after every change
+//! <home>/<model>/started.json      the hooks started since model.json was last saved
 //! <home>/<model>/controller.socket the controller's API (see crate::api)
 //! <home>/<model>/controller.log    the controller daemon's own output
 //! <home>/<model>/controller.pid    its process id, while it runs
@@ -27,7 +28,8 @@
 //! starts. A container's root keeps the modes its workloads need: its parent,
 //! `units/<unit>/rootfs`, is 0700, so nobody else reaches into it.
 
-use crate::model::Model;
+use crate::model::{Application, Model, RelationRecord, SecretRecord};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -165,21 +167,182 @@ pub fn tighten(dir: &Path) -> std::io::Result<()> {
     walk(dir, &dir.join("units"))
 }
 
-/// Writes the model to `<dir>/model.json` atomically: a temporary file (0600),
-/// synced, then renamed over the old one.
-pub fn save(dir: &Path, model: &Model) -> Result<(), StoreError> {
-    let path = state_path(dir);
-    let tmp = dir.join("model.json.tmp");
+/// The started hooks' file in a model directory.
+fn started_path(dir: &Path) -> PathBuf {
+    dir.join("started.json")
+}
+
+/// The JSON of each application, relation and secret as last saved, beside
+/// the value it was made from: a save serialises again only the ones that
+/// changed (with a thousand client applications, a hook changes a few of
+/// them, and serialising the rest again was most of a hook's cost). It
+/// relies on equal values serialising alike: the model's types derive their
+/// equality (a secret id, equal to another by its xid, is saved as the model's
+/// charms gave it first).
+#[derive(Default)]
+pub struct Serialised {
+    applications: HashMap<String, Entry<Application>>,
+    relations: HashMap<u64, Entry<RelationRecord>>,
+    secrets: HashMap<String, Entry<SecretRecord>>,
+}
+
+struct Entry<T> {
+    value: T,
+    json: Vec<u8>,
+}
+
+impl Serialised {
+    /// The model as compact JSON: its own fields, then each application,
+    /// relation and secret from the last save's JSON when it is unchanged.
+    fn model_json(&mut self, model: &mut Model) -> Vec<u8> {
+        // The model's own fields, with its three collections empty for the
+        // moment: they are written below, entry by entry.
+        let applications = std::mem::take(&mut model.applications);
+        let relations = std::mem::take(&mut model.relations);
+        let secrets = std::mem::take(&mut model.secrets);
+        let head = serde_json::to_value(&*model);
+        model.applications = applications;
+        model.relations = relations;
+        model.secrets = secrets;
+        let Ok(serde_json::Value::Object(head)) = head else {
+            unreachable!("a model serialises as an object")
+        };
+        let mut out = Vec::with_capacity(self.len_hint());
+        out.push(b'{');
+        for (i, (key, value)) in head.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, key).expect("a key serialises");
+            out.push(b':');
+            match key.as_str() {
+                "applications" => {
+                    let entries = model.applications.iter().map(|(k, v)| (k.clone(), v));
+                    let fresh = refresh(&mut self.applications, entries);
+                    out.push(b'{');
+                    for (i, name) in model.applications.keys().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        serde_json::to_writer(&mut out, name).expect("a name serialises");
+                        out.push(b':');
+                        out.extend_from_slice(&fresh[name].json);
+                    }
+                    out.push(b'}');
+                    self.applications = fresh;
+                }
+                "relations" => {
+                    let entries = model.relations.iter().map(|r| (r.id, r));
+                    let fresh = refresh(&mut self.relations, entries);
+                    list(&mut out, model.relations.iter().map(|r| &fresh[&r.id].json));
+                    self.relations = fresh;
+                }
+                "secrets" => {
+                    let entries = model.secrets.iter().map(|s| (s.xid.clone(), s));
+                    let fresh = refresh(&mut self.secrets, entries);
+                    list(&mut out, model.secrets.iter().map(|s| &fresh[&s.xid].json));
+                    self.secrets = fresh;
+                }
+                _ => serde_json::to_writer(&mut out, value).expect("a field serialises"),
+            }
+        }
+        out.push(b'}');
+        out
+    }
+
+    /// About how long the last save's JSON was.
+    fn len_hint(&self) -> usize {
+        let sum = |n: usize, j: &Vec<u8>| n + j.len() + 2;
+        let apps = self.applications.values().map(|e| &e.json).fold(0, sum);
+        let relations = self.relations.values().map(|e| &e.json).fold(0, sum);
+        let secrets = self.secrets.values().map(|e| &e.json).fold(0, sum);
+        apps + relations + secrets + 4096
+    }
+}
+
+/// The entries for `current`: the old one where its value is unchanged, else
+/// the value serialised again (entries of values gone are dropped).
+fn refresh<'a, K, T>(
+    old: &mut HashMap<K, Entry<T>>,
+    current: impl Iterator<Item = (K, &'a T)>,
+) -> HashMap<K, Entry<T>>
+where
+    K: std::hash::Hash + Eq,
+    T: serde::Serialize + Clone + PartialEq + 'a,
+{
+    current
+        .map(|(key, value)| {
+            let entry = match old.remove(&key) {
+                Some(entry) if entry.value == *value => entry,
+                _ => Entry {
+                    value: value.clone(),
+                    json: serde_json::to_vec(value).expect("the model serialises"),
+                },
+            };
+            (key, entry)
+        })
+        .collect()
+}
+
+/// Writes a JSON list of already serialised items.
+fn list<'a>(out: &mut Vec<u8>, items: impl Iterator<Item = &'a Vec<u8>>) {
+    out.push(b'[');
+    for (i, json) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(json);
+    }
+    out.push(b']');
+}
+
+/// Writes `body` to `path` atomically: a temporary file (0600), synced, then
+/// renamed over the old one.
+fn replace(path: &Path, body: &[u8]) -> Result<(), StoreError> {
+    let tmp = path.with_extension("json.tmp");
     let write = |source| StoreError::Write {
         path: path.display().to_string(),
         source,
     };
-    // Compact: it is written after every hook (`jq` reads it for people).
-    let body = serde_json::to_vec(model).expect("the model serialises");
     let mut file = create_private(&tmp).map_err(write)?;
-    file.write_all(&body).map_err(write)?;
+    file.write_all(body).map_err(write)?;
     file.sync_all().map_err(write)?;
-    std::fs::rename(&tmp, &path).map_err(write)
+    std::fs::rename(&tmp, path).map_err(write)
+}
+
+/// Writes the model to `<dir>/model.json` atomically, counting the save in
+/// [`Model::saves`]; `cache` keeps what did not change from the last save.
+pub fn save(dir: &Path, model: &mut Model, cache: &mut Serialised) -> Result<(), StoreError> {
+    model.saves += 1;
+    // Compact: it is written after every hook (`jq` reads it for people).
+    replace(&state_path(dir), &cache.model_json(model))
+}
+
+/// The hooks running when a save was made, as [`save_started`] records them.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Started {
+    /// The [`Model::saves`] of the model.json these hooks started after.
+    after: u64,
+    units: BTreeMap<String, charm::Event>,
+}
+
+/// Records the hooks the model's units have started (their
+/// [`crate::model::Unit::hook_started`]) in `<dir>/started.json`: a small
+/// file, where a whole save would write every application again. [`load`]
+/// takes them while no save has come since.
+pub fn save_started(dir: &Path, model: &Model) -> Result<(), StoreError> {
+    let units = model
+        .applications
+        .values()
+        .flat_map(|a| &a.units)
+        .filter_map(|(name, u)| Some((name.clone(), u.hook_started.clone()?)))
+        .collect();
+    let started = Started {
+        after: model.saves,
+        units,
+    };
+    let body = serde_json::to_vec(&started).expect("events serialise");
+    replace(&started_path(dir), &body)
 }
 
 /// Reads `<dir>/model.json`, or `None` when there is none yet. Each
@@ -200,6 +363,7 @@ pub fn load(dir: &Path) -> Result<Option<Model>, StoreError> {
         path: path.display().to_string(),
         source,
     })?;
+    take_started(dir, &mut model)?;
     for app in model.applications.values_mut() {
         app.files =
             charm::metadata::CharmFiles::load(&app.charm_dir).map_err(|e| StoreError::Read {
@@ -208,6 +372,35 @@ pub fn load(dir: &Path) -> Result<Option<Model>, StoreError> {
             })?;
     }
     Ok(Some(model))
+}
+
+/// Puts the hooks `<dir>/started.json` records as started into the model,
+/// unless the model was saved since ([`save_started`]).
+fn take_started(dir: &Path, model: &mut Model) -> Result<(), StoreError> {
+    let path = started_path(dir);
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(StoreError::Read {
+                path: path.display().to_string(),
+                source,
+            })
+        }
+    };
+    let started: Started = serde_json::from_slice(&text).map_err(|source| StoreError::Parse {
+        path: path.display().to_string(),
+        source,
+    })?;
+    if started.after != model.saves {
+        return Ok(());
+    }
+    for app in model.applications.values_mut() {
+        for (name, unit) in &mut app.units {
+            unit.hook_started = started.units.get(name).cloned();
+        }
+    }
+    Ok(())
 }
 
 /// Appends lines to the model's debug log (0600).
@@ -226,13 +419,12 @@ pub fn append_log(dir: &Path, lines: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Application, Unit};
+    use crate::model::{Application, End, RelationRecord, SecretOwnerRecord, Unit};
 
-    #[test]
-    fn a_model_survives_a_round_trip() {
-        let scratch = tempfile::tempdir().unwrap();
-        let dir = scratch.path();
-        std::fs::create_dir(dir.join("charm")).unwrap();
+    /// A model with one application of one unit, one relation and one
+    /// secret, its charm in `dir/charm`.
+    fn small_model(dir: &Path) -> Model {
+        std::fs::create_dir_all(dir.join("charm")).unwrap();
         std::fs::write(dir.join("charm/metadata.yaml"), "name: x\n").unwrap();
         let mut model = Model {
             name: "m".into(),
@@ -247,10 +439,95 @@ mod tests {
         unit.seen.relations.entry(3).or_default().created = true;
         app.units.insert("x/0".into(), unit);
         model.applications.insert("x".into(), app);
-        assert!(load(dir).unwrap().is_none());
-        save(dir, &model).unwrap();
+        model.relations.push(RelationRecord {
+            id: 3,
+            ends: vec![End {
+                app: "x".into(),
+                endpoint: "peers".into(),
+            }],
+            ..RelationRecord::default()
+        });
+        model.secrets.push(SecretRecord {
+            xid: "xid".into(),
+            owner: SecretOwnerRecord::App("x".into()),
+            owner_label: None,
+            description: None,
+            expire: None,
+            rotate: None,
+            revisions: BTreeMap::new(),
+            consumers: BTreeMap::new(),
+            grants: Default::default(),
+            next_rotate: None,
+            expiries: BTreeMap::new(),
+            reading: BTreeMap::new(),
+        });
+        model
+    }
+
+    /// The model as `load` gives it back, without the charm files it reads.
+    fn loaded(dir: &Path) -> Model {
         let mut back = load(dir).unwrap().unwrap();
-        back.applications.get_mut("x").unwrap().files = Default::default();
-        assert_eq!(back, model);
+        for app in back.applications.values_mut() {
+            app.files = Default::default();
+        }
+        back
+    }
+
+    #[test]
+    fn a_model_survives_a_round_trip() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
+        let mut model = small_model(dir);
+        assert!(load(dir).unwrap().is_none());
+        save(dir, &mut model, &mut Serialised::default()).unwrap();
+        assert_eq!(model.saves, 1);
+        assert_eq!(loaded(dir), model);
+    }
+
+    #[test]
+    fn a_save_writes_what_changed_since_the_last_and_drops_what_went() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
+        let mut model = small_model(dir);
+        let mut cache = Serialised::default();
+        save(dir, &mut model, &mut cache).unwrap();
+        let unit = model.unit_mut("x/0").unwrap();
+        unit.seen.relations.entry(3).or_default().app_version = 7;
+        model.relations[0].dying = true;
+        model.secrets.clear();
+        let mut y = model.applications["x"].clone();
+        y.units.clear();
+        model.applications.insert("y".into(), y);
+        save(dir, &mut model, &mut cache).unwrap();
+        assert_eq!(loaded(dir), model);
+        assert!(cache.secrets.is_empty(), "a secret gone leaves the cache");
+        model.applications.remove("x");
+        save(dir, &mut model, &mut cache).unwrap();
+        assert_eq!(loaded(dir), model);
+        assert_eq!(cache.applications.keys().collect::<Vec<_>>(), ["y"]);
+    }
+
+    #[test]
+    fn hooks_recorded_as_started_count_until_the_next_save() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
+        let mut model = small_model(dir);
+        let mut cache = Serialised::default();
+        save(dir, &mut model, &mut cache).unwrap();
+        model.unit_mut("x/0").unwrap().hook_started = Some(charm::Event::Install);
+        save_started(dir, &model).unwrap();
+        let back = loaded(dir);
+        assert_eq!(
+            back.unit("x/0").unwrap().hook_started,
+            Some(charm::Event::Install)
+        );
+        assert_eq!(back, model, "model.json and started.json make the model");
+        model.unit_mut("x/0").unwrap().hook_started = None;
+        save(dir, &mut model, &mut cache).unwrap();
+        assert_eq!(
+            loaded(dir).unit("x/0").unwrap().hook_started,
+            None,
+            "a save after the record supersedes it"
+        );
     }
 }

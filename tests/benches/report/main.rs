@@ -11,7 +11,7 @@
 //!
 //! Run with `cargo bench -p e2e --bench report`. `REPORT_SECONDS` sets each
 //! pgbench run's length (10 by default); `REPORT_CLIENTS` the client
-//! relation counts (`10,100` by default; `10,100,1000` for the long run).
+//! relation counts (`10,100,1000` by default).
 //! `REPORT_SECTIONS=changes` measures only the changes under load again and
 //! replaces that section of `BENCHMARKS.md` and its part of `results.json`;
 //! `REPORT_SECTIONS=scale` measures only the many clients and prints their
@@ -39,7 +39,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 fn main() {
     let counts: Vec<usize> = std::env::var("REPORT_CLIENTS")
-        .unwrap_or_else(|_| "10,100".into())
+        .unwrap_or_else(|_| "10,100,1000".into())
         .split(',')
         .filter_map(|n| n.trim().parse().ok())
         .collect();

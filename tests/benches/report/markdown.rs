@@ -194,7 +194,8 @@ fn pooling_section(w: &mut String, p: &pooling::Results) {
          come from pgbench's per-transaction logs (`--log`), every transaction of the run. \
          pgbench's `-T` clock runs while its clients log in and its tps leaves that time \
          out, so runs of 100 and 1,000 clients last {extra100} and {extra1000} s longer: \
-         1,000 SCRAM logins take longer than the measured window on this machine. \
+         1,000 SCRAM logins take several seconds on this machine (pgbench's initial \
+         connection time, in `results.json`). \
          \"Aborted\" counts clients pgbench gave up (a connection refused or lost); \"failed\" \
          counts failed transactions.\n\n\
          ![Throughput](docs/benchmarks/pooling-tps.png)\n\n\

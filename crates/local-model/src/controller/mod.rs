@@ -167,6 +167,8 @@ pub struct Controller {
     hosts_pushed: BTreeMap<(String, String), String>,
     /// Where deploy finds workload images (see [`images`]).
     image_store: Option<PathBuf>,
+    /// The last save's JSON of what did not change since.
+    serialised: store::Serialised,
 }
 
 /// A model UUID from the system's random source.
@@ -327,6 +329,7 @@ impl Controller {
             kubernetes: None,
             hosts_pushed: BTreeMap::new(),
             image_store: None,
+            serialised: store::Serialised::default(),
         };
         c.sync_clock();
         if c.model.kubernetes {
@@ -344,7 +347,7 @@ impl Controller {
     /// removes the directories the saved model no longer has.
     pub fn save(&mut self) -> Result<(), ControllerError> {
         self.model.stamp_statuses();
-        store::save(&self.root, &self.model)?;
+        store::save(&self.root, &mut self.model, &mut self.serialised)?;
         self.sync_kubernetes()?;
         if !self.doomed_units.is_empty() || !self.doomed_dirs.is_empty() {
             crate::crash::point("forgotten", &self.root.display().to_string());

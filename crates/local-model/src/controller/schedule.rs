@@ -219,8 +219,9 @@ impl Controller {
         Some(due)
     }
 
-    /// Saves that the hook starts on the unit, once the charm's state is
-    /// kept aside for a run again ([`Controller::keep_charm_state`]).
+    /// Records that the hook starts on the unit ([`store::save_started`]),
+    /// once the charm's state is kept aside for a run again
+    /// ([`Controller::keep_charm_state`]).
     fn record_started(&mut self, unit: &str, event: &Event) {
         if let Err(e) = self.keep_charm_state(unit) {
             eprintln!("ERROR keeping {unit}'s charm state: {e}");
@@ -228,7 +229,7 @@ impl Controller {
         if let Some(u) = self.model.unit_mut(unit) {
             u.hook_started = Some(event.clone());
         }
-        if let Err(e) = self.save() {
+        if let Err(e) = store::save_started(&self.root, &self.model) {
             eprintln!("ERROR {e}");
         }
         crate::crash::point("hook-started", &format!("{unit} {}", event.hook_name()));
