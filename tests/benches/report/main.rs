@@ -52,12 +52,13 @@ fn main() {
     let seconds: u64 = env_or("REPORT_SECONDS", 10);
     let files = pooling::raise_file_limit();
     let machine = markdown::Machine::probe(files);
+    let mut sections = markdown::Sections::default();
     eprintln!("pooling and connection set-up ({seconds} s per pgbench run)");
-    let pooled = pooling::run(seconds);
+    let pooled = sections.time("pooling and connection set-up", || pooling::run(seconds));
     eprintln!("the charms on the local model");
-    let modelled = model::run(&counts);
+    let modelled = sections.time("the charms on the local model", || model::run(&counts));
     eprintln!("changes under load");
-    let changed = changes::run();
+    let changed = sections.time("changes under load", changes::run);
     let took = started.elapsed();
     let root = e2e::workspace();
     let out = root.join("docs/benchmarks");
@@ -78,6 +79,7 @@ fn main() {
         "model": modelled.to_json(),
         "changes": changed.to_json(),
         "seconds": took.as_secs_f64(),
+        "sections": sections.to_json(),
     });
     let json_path = out.join("results.json");
     std::fs::write(
@@ -90,7 +92,7 @@ fn main() {
         &pooled,
         &modelled,
         &changed,
-        took,
+        &sections,
         &counts,
     );
     std::fs::write(root.join("BENCHMARKS.md"), text).unwrap();

@@ -126,29 +126,66 @@ fn times(x: f64) -> String {
     }
 }
 
+/// How long each part of the run took, in the order they ran.
+#[derive(Default)]
+pub struct Sections(Vec<(&'static str, Duration)>);
+
+impl Sections {
+    /// Runs `part`, recording how long it took under `name`.
+    pub fn time<T>(&mut self, name: &'static str, part: impl FnOnce() -> T) -> T {
+        let started = std::time::Instant::now();
+        let out = part();
+        let took = started.elapsed();
+        eprintln!("{name}: {:.1} minutes", took.as_secs_f64() / 60.0);
+        self.0.push((name, took));
+        out
+    }
+
+    fn total(&self) -> Duration {
+        self.0.iter().map(|(_, d)| *d).sum()
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        self.0
+            .iter()
+            .map(|(name, d)| serde_json::json!({"section": name, "seconds": d.as_secs_f64()}))
+            .collect()
+    }
+}
+
 pub fn render(
     machine: &Machine,
     p: &pooling::Results,
     m: &model::Results,
     c: &changes::Results,
-    took: Duration,
+    sections: &Sections,
     counts: &[usize],
 ) -> String {
     let mut s = String::new();
     let w = &mut s;
+    let minutes = |d: Duration| d.as_secs_f64() / 60.0;
+    let parts: Vec<String> = sections
+        .0
+        .iter()
+        .map(|(name, d)| format!("{name} {:.1}", minutes(*d)))
+        .collect();
     let _ = writeln!(w, "# Benchmarks\n");
     let _ = writeln!(
         w,
         "Written by `cargo bench -p e2e --bench report` (`tests/benches/report/`) in one run \
-         of {:.1} minutes; every comparison below is a ratio of figures measured in that same \
-         run. The figures are also in [`docs/benchmarks/results.json`](docs/benchmarks/results.json).\n",
-        took.as_secs_f64() / 60.0
+         of {:.1} minutes ({}; of the charms' part, many clients {:.1}), after its release \
+         build; every comparison below is a ratio of figures measured in that same run. The \
+         figures are also in [`docs/benchmarks/results.json`](docs/benchmarks/results.json).\n",
+        minutes(sections.total()),
+        parts.join(", "),
+        m.scale_s / 60.0,
     );
     let _ = writeln!(
         w,
-        "The run shared its machine: other builds and tests ran on the same cores at the time \
-         (see the load average below), so absolute figures are low and noisy; ratios within \
-         the run are fairer than figures across runs.\n"
+        "pgbench, PostgreSQL, PgBouncer and the local model share the machine's cores with \
+         whatever else runs there (the load average below says how busy it was), so absolute \
+         figures vary from run to run; ratios within the run are fairer than figures across \
+         runs.\n"
     );
     let _ = writeln!(w, "## Machine\n\n| | |\n|---|---|");
     for (k, v) in &machine.rows {

@@ -94,12 +94,15 @@ pub struct Results {
     pub credentials: Vec<CredentialRow>,
     pub scale: Vec<ScaleRow>,
     pub deploy_s: f64,
+    /// How long the many-clients section took.
+    pub scale_s: f64,
 }
 
 impl Results {
     pub fn to_json(&self) -> Value {
         json!({
             "deploy_s": self.deploy_s,
+            "scale_s": self.scale_s,
             "hooks": self.hooks.iter().map(|h| json!({
                 "charm": h.charm, "event": h.event, "hooks": h.hooks,
                 "wall_ms": h.wall_ms, "cpu_ms": h.cpu_ms,
@@ -431,11 +434,13 @@ pub fn run(scale_counts: &[usize]) -> Results {
     eprintln!("time to credentials");
     let credentials = credentials(&mut c, scratch.path());
     eprintln!("many clients");
+    let started = Instant::now();
     let scale = scale(&mut c, scratch.path(), scale_counts);
     Results {
         hooks,
         credentials,
         scale,
         deploy_s,
+        scale_s: started.elapsed().as_secs_f64(),
     }
 }

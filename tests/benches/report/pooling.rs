@@ -324,11 +324,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-/// Seconds added to a run of `clients` for their logins: about three times
+/// Seconds added to a run of `clients` for their logins: over twice
 /// what pgbench reported for 1,000 SCRAM logins (9 s, a thread per core) on a
 /// busy 2-core machine.
 pub fn connecting(clients: u32) -> u64 {
-    u64::from(clients) * 25 / 1000
+    u64::from(clients) * 20 / 1000
 }
 
 /// Runs pgbench for `seconds` with `clients` clients against `port` as
