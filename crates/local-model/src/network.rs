@@ -123,9 +123,20 @@ pub fn slot_of(address: &str, block: u16) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    /// The tests run side by side in one process, so they would start at the
+    /// same slice: one test's slice, dropped to be claimed again, could be
+    /// taken by another in between. They take turns.
+    static TURN: Mutex<()> = Mutex::new(());
+
+    fn turn() -> std::sync::MutexGuard<'static, ()> {
+        TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 
     #[test]
     fn a_slice_is_held_by_one_model_at_a_time() {
+        let _turn = turn();
         let first = Network::claim(None).unwrap();
         let second = Network::claim(None).unwrap();
         assert_ne!(first.octet(), second.octet());
@@ -142,6 +153,7 @@ mod tests {
 
     #[test]
     fn blocks_of_32_addresses_fill_the_slice() {
+        let _turn = turn();
         let net = Network::claim(None).unwrap();
         let o = net.octet();
         assert_eq!(net.block_address(FIRST_BLOCK, 0), format!("127.{o}.1.1"));
@@ -162,6 +174,7 @@ mod tests {
 
     #[test]
     fn a_slice_whose_workloads_outlive_their_controller_stays_theirs() {
+        let _turn = turn();
         let first = Network::claim(None).unwrap();
         let octet = first.octet();
         let workloads = File::create(first.workloads_lock()).unwrap();
