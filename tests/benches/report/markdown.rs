@@ -153,6 +153,33 @@ impl Sections {
     }
 }
 
+/// The whole run's time against its target (20 minutes on 2 cores).
+fn run_time_target(sections: &Sections, m: &model::Results) -> String {
+    const TARGET_MINUTES: f64 = 20.0;
+    let minutes = sections.total().as_secs_f64() / 60.0;
+    if minutes <= TARGET_MINUTES {
+        return format!(
+            "Target: the whole run within {TARGET_MINUTES:.0} minutes: {minutes:.1} → **met**."
+        );
+    }
+    let last = m.scale.last();
+    format!(
+        "Target: the whole run within {TARGET_MINUTES:.0} minutes: {minutes:.1} → **missed** by \
+         {:.0}%: the many-clients section alone took {:.1} minutes, relating every client \
+         application to {} PgBouncer units ({:.2} s a client up to {}). Each client costs \
+         PgBouncer's units about 14 hooks (each unit sees the relation created, joined and \
+         changed twice, and about two peer-relation hooks carry each new configuration and \
+         its acknowledgements), the leader's creating a role and a database in PostgreSQL, and \
+         each hook is a process of its own that starts one more for each of its 12 to 20 \
+         hook-tool calls, as under Juju.",
+        (minutes / TARGET_MINUTES - 1.0) * 100.0,
+        m.scale_s / 60.0,
+        model::SCALE_UNITS,
+        last.map_or(0.0, |r| r.batch_s_per_client),
+        last.map_or(0, |r| r.clients),
+    )
+}
+
 pub fn render(
     machine: &Machine,
     p: &pooling::Results,
@@ -180,6 +207,7 @@ pub fn render(
         parts.join(", "),
         m.scale_s / 60.0,
     );
+    let _ = writeln!(w, "{}\n", run_time_target(sections, m));
     let _ = writeln!(
         w,
         "pgbench, PostgreSQL, PgBouncer and the local model share the machine's cores with \
