@@ -9,7 +9,9 @@ use charm::{Databag, Status};
 use pebble_api::Plan;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Deref;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// A whole model.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -74,7 +76,7 @@ pub struct Model {
 pub struct Application {
     pub charm_dir: PathBuf,
     #[serde(skip)]
-    pub files: CharmFiles,
+    pub files: SharedFiles,
     /// Options set by the user (defaults come from `files.config`).
     pub config: JsonMap,
     pub units: BTreeMap<String, Unit>,
@@ -122,6 +124,39 @@ pub struct Application {
     /// system directories.
     #[serde(default)]
     pub images: BTreeMap<String, PathBuf>,
+}
+
+/// An application's charm files, shared by its copies (the model's and the
+/// one its last save kept), so that comparing them costs a pointer's
+/// comparison while they are the same files.
+#[derive(Clone, Debug, Default)]
+pub struct SharedFiles(Arc<CharmFiles>);
+
+impl From<CharmFiles> for SharedFiles {
+    fn from(files: CharmFiles) -> SharedFiles {
+        SharedFiles(Arc::new(files))
+    }
+}
+
+impl Deref for SharedFiles {
+    type Target = CharmFiles;
+
+    fn deref(&self) -> &CharmFiles {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for SharedFiles {
+    /// The files to change: this copy's own from now on.
+    fn deref_mut(&mut self) -> &mut CharmFiles {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl PartialEq for SharedFiles {
+    fn eq(&self, other: &SharedFiles) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
 }
 
 impl Application {

@@ -181,6 +181,8 @@ fn started_path(dir: &Path) -> PathBuf {
 /// charms gave it first).
 #[derive(Default)]
 pub struct Serialised {
+    /// Saves made with this cache.
+    passes: u64,
     applications: HashMap<String, Entry<Application>>,
     relations: HashMap<u64, Entry<RelationRecord>>,
     secrets: HashMap<String, Entry<SecretRecord>>,
@@ -189,6 +191,18 @@ pub struct Serialised {
 struct Entry<T> {
     value: T,
     json: Vec<u8>,
+    /// The last save that found its value in the model.
+    pass: u64,
+}
+
+impl<T: serde::Serialize + Clone> Entry<T> {
+    fn of(value: &T, pass: u64) -> Entry<T> {
+        Entry {
+            value: value.clone(),
+            json: serde_json::to_vec(value).expect("the model serialises"),
+            pass,
+        }
+    }
 }
 
 impl Serialised {
@@ -207,6 +221,8 @@ impl Serialised {
         let Ok(serde_json::Value::Object(head)) = head else {
             unreachable!("a model serialises as an object")
         };
+        self.passes += 1;
+        let pass = self.passes;
         let mut out = Vec::with_capacity(self.len_hint());
         out.push(b'{');
         for (i, (key, value)) in head.iter().enumerate() {
@@ -217,8 +233,7 @@ impl Serialised {
             out.push(b':');
             match key.as_str() {
                 "applications" => {
-                    let entries = model.applications.iter().map(|(k, v)| (k.clone(), v));
-                    let fresh = refresh(&mut self.applications, entries);
+                    refresh(&mut self.applications, pass, model.applications.iter());
                     out.push(b'{');
                     for (i, name) in model.applications.keys().enumerate() {
                         if i > 0 {
@@ -226,22 +241,21 @@ impl Serialised {
                         }
                         serde_json::to_writer(&mut out, name).expect("a name serialises");
                         out.push(b':');
-                        out.extend_from_slice(&fresh[name].json);
+                        out.extend_from_slice(&self.applications[name].json);
                     }
                     out.push(b'}');
-                    self.applications = fresh;
                 }
                 "relations" => {
-                    let entries = model.relations.iter().map(|r| (r.id, r));
-                    let fresh = refresh(&mut self.relations, entries);
-                    list(&mut out, model.relations.iter().map(|r| &fresh[&r.id].json));
-                    self.relations = fresh;
+                    let entries = model.relations.iter().map(|r| (&r.id, r));
+                    refresh(&mut self.relations, pass, entries);
+                    let cache = &self.relations;
+                    list(&mut out, model.relations.iter().map(|r| &cache[&r.id].json));
                 }
                 "secrets" => {
-                    let entries = model.secrets.iter().map(|s| (s.xid.clone(), s));
-                    let fresh = refresh(&mut self.secrets, entries);
-                    list(&mut out, model.secrets.iter().map(|s| &fresh[&s.xid].json));
-                    self.secrets = fresh;
+                    let entries = model.secrets.iter().map(|s| (s.xid.as_str(), s));
+                    refresh(&mut self.secrets, pass, entries);
+                    let cache = &self.secrets;
+                    list(&mut out, model.secrets.iter().map(|s| &cache[&s.xid].json));
                 }
                 _ => serde_json::to_writer(&mut out, value).expect("a field serialises"),
             }
@@ -260,28 +274,33 @@ impl Serialised {
     }
 }
 
-/// The entries for `current`: the old one where its value is unchanged, else
-/// the value serialised again (entries of values gone are dropped).
-fn refresh<'a, K, T>(
-    old: &mut HashMap<K, Entry<T>>,
-    current: impl Iterator<Item = (K, &'a T)>,
-) -> HashMap<K, Entry<T>>
-where
-    K: std::hash::Hash + Eq,
+/// Brings `cache` up to `current` in place, in pass number `pass`: an entry
+/// whose value is unchanged is kept as it is, a changed or new one is
+/// serialised (again), and the entries of values gone are dropped. Only new
+/// entries clone their key.
+fn refresh<'a, K, Q, T>(
+    cache: &mut HashMap<K, Entry<T>>,
+    pass: u64,
+    current: impl Iterator<Item = (&'a Q, &'a T)>,
+) where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: ToOwned<Owned = K> + std::hash::Hash + Eq + ?Sized + 'a,
     T: serde::Serialize + Clone + PartialEq + 'a,
 {
-    current
-        .map(|(key, value)| {
-            let entry = match old.remove(&key) {
-                Some(entry) if entry.value == *value => entry,
-                _ => Entry {
-                    value: value.clone(),
-                    json: serde_json::to_vec(value).expect("the model serialises"),
-                },
-            };
-            (key, entry)
-        })
-        .collect()
+    let mut count = 0;
+    for (key, value) in current {
+        count += 1;
+        match cache.get_mut(key) {
+            Some(entry) if entry.value == *value => entry.pass = pass,
+            Some(entry) => *entry = Entry::of(value, pass),
+            None => {
+                cache.insert(key.to_owned(), Entry::of(value, pass));
+            }
+        }
+    }
+    if cache.len() > count {
+        cache.retain(|_, entry| entry.pass == pass);
+    }
 }
 
 /// Writes a JSON list of already serialised items.
@@ -365,11 +384,12 @@ pub fn load(dir: &Path) -> Result<Option<Model>, StoreError> {
     })?;
     take_started(dir, &mut model)?;
     for app in model.applications.values_mut() {
-        app.files =
+        let files =
             charm::metadata::CharmFiles::load(&app.charm_dir).map_err(|e| StoreError::Read {
                 path: app.charm_dir.display().to_string(),
                 source: std::io::Error::other(e.to_string()),
             })?;
+        app.files = files.into();
     }
     Ok(Some(model))
 }

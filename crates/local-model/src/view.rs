@@ -2,11 +2,11 @@
 //! in `juju_rules` and the hook-tool interpreter apply unchanged), and the
 //! commit of a successful hook's changes back into the model.
 
-use crate::model::{Consumer, Life, Model, SecretOwnerRecord, SecretRecord};
+use crate::model::{Consumer, Life, Model, RelationRecord, SecretOwnerRecord, SecretRecord};
 use charm::relation::app_of;
 use charm::{JujuVersion, SecretId};
 use juju_rules::{Owner, PayloadState, RelationState, SecretState, State, StorageState};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The unit's view. Every secret of the model is in it (so that new ids stay
 /// unique), those it may not read marked as not granted.
@@ -116,25 +116,26 @@ pub fn view(model: &Model, unit: &str) -> Option<State> {
         }
         state.relations.push(rel);
     }
+    let related: HashSet<u64> = model.relations_of(app_name).map(|r| r.id).collect();
     for s in &model.secrets {
-        state.secrets.push(secret_view(model, s, unit));
+        state.secrets.push(secret_view(model, s, unit, &related));
     }
     Some(state)
 }
 
-fn secret_view(model: &Model, s: &SecretRecord, unit: &str) -> SecretState {
+/// A secret as `unit` sees it; `related` holds the ids of the relations its
+/// application is in, through which a grant reaches it.
+fn secret_view(model: &Model, s: &SecretRecord, unit: &str, related: &HashSet<u64>) -> SecretState {
     let app = app_of(unit);
     let owner = match &s.owner {
         SecretOwnerRecord::App(a) if a == app => Owner::App,
         SecretOwnerRecord::Unit(u) if u == unit => Owner::Unit,
         _ => Owner::Remote {
             app: s.owner_app().to_string(),
-            granted: s.grants.iter().any(|(rel, to)| {
-                let related = model
-                    .relation(*rel)
-                    .is_some_and(|r| r.end_of(app).is_some());
-                related && to.as_deref().is_none_or(|u| u == unit)
-            }),
+            granted: s
+                .grants
+                .iter()
+                .any(|(rel, to)| related.contains(rel) && to.as_deref().is_none_or(|u| u == unit)),
         },
     };
     let consumer = s.consumers.get(unit).cloned().unwrap_or_default();
@@ -202,11 +203,15 @@ fn owned(s: &SecretState) -> Owned<'_> {
 /// Databag versions move only for bags whose content changed.
 pub fn commit(model: &mut Model, unit: &str, before: &State, after: &State) {
     let app_name = app_of(unit).to_string();
+    // Looked up by id, not searched: a unit of an application with a
+    // thousand relations sees a thousand relations and secrets.
+    let old_relations: HashMap<u64, &RelationState> =
+        before.relations.iter().map(|r| (r.id, r)).collect();
+    let mut records: HashMap<u64, &mut RelationRecord> =
+        model.relations.iter_mut().map(|r| (r.id, r)).collect();
     for rel in &after.relations {
-        let Some(old) = before.relation(rel.id) else {
-            continue;
-        };
-        let Some(record) = model.relations.iter_mut().find(|r| r.id == rel.id) else {
+        let (Some(old), Some(record)) = (old_relations.get(&rel.id), records.get_mut(&rel.id))
+        else {
             continue;
         };
         if rel.local_unit_data != old.local_unit_data {
@@ -228,11 +233,14 @@ pub fn commit(model: &mut Model, unit: &str, before: &State, after: &State) {
         .into_iter()
         .map(|s| (s.xid.clone(), s))
         .collect();
+    let kept: HashSet<&str> = after.secrets.iter().map(|s| s.id.xid()).collect();
     for old in &before.secrets {
-        if !after.secrets.iter().any(|s| s.id == old.id) {
+        if !kept.contains(old.id.xid()) {
             secrets.remove(old.id.xid());
         }
     }
+    let old_secrets: HashMap<&str, &SecretState> =
+        before.secrets.iter().map(|s| (s.id.xid(), s)).collect();
     for s in &after.secrets {
         let record = secrets
             .entry(s.id.xid().to_string())
@@ -255,10 +263,8 @@ pub fn commit(model: &mut Model, unit: &str, before: &State, after: &State) {
             });
         // Only what the hook changed: a unit that did not touch its
         // application's secret must not undo what the leader did meanwhile.
-        let changed = before
-            .secrets
-            .iter()
-            .find(|o| o.id == s.id)
+        let changed = old_secrets
+            .get(s.id.xid())
             .is_none_or(|o| owned(o) != owned(s));
         if !matches!(s.owner, Owner::Remote { .. }) && changed {
             schedule(record, s, model.now);

@@ -122,7 +122,7 @@ impl Simulation {
         self.model.add_application(
             app,
             Application {
-                files,
+                files: files.into(),
                 subnet,
                 ..Application::default()
             },

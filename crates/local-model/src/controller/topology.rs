@@ -157,7 +157,7 @@ impl Controller {
             app,
             Application {
                 charm_dir: stored,
-                files,
+                files: files.into(),
                 config: user_config,
                 block,
                 trust: options.trust,
@@ -190,7 +190,7 @@ impl Controller {
         let stored = self.root.join("charms").join(app);
         store_charm(charm, &stored)?;
         let a = self.app_mut(app)?;
-        a.files = files;
+        a.files = files.into();
         a.charm_dir = stored;
         a.charm_revision += 1;
         let revision = a.charm_revision;

@@ -92,7 +92,7 @@ impl Lab {
                 &self.pythonpath,
             );
             if n == 0 {
-                a.files = charm::metadata::CharmFiles::load(&dir).unwrap();
+                a.files = charm::metadata::CharmFiles::load(&dir).unwrap().into();
             }
             self.dirs.insert(unit.clone(), dir);
             let index = self.model.applications.len() + 1;
