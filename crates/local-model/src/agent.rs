@@ -639,9 +639,17 @@ fn prepare(
 ) -> Option<Prepared> {
     model.reserve_secret_numbers();
     let before = view(model, unit)?;
-    for shown in &before.secrets {
-        if let Some(record) = model.secrets.iter_mut().find(|r| r.xid == shown.id.xid()) {
-            record.reading.insert(unit.to_string(), shown.latest());
+    // The secrets the hook may read: its own and those granted to it (the
+    // view holds every secret of the model, the others marked not granted).
+    let readable: HashMap<&str, u64> = before
+        .secrets
+        .iter()
+        .filter(|s| !matches!(s.owner, juju_rules::Owner::Remote { granted: false, .. }))
+        .map(|s| (s.id.xid(), s.latest()))
+        .collect();
+    for record in &mut model.secrets {
+        if let Some(latest) = readable.get(record.xid.as_str()) {
+            record.reading.insert(unit.to_string(), *latest);
         }
     }
     // What the unit is shown now is recorded from the model as it is now,

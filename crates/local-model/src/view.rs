@@ -139,6 +139,15 @@ fn secret_view(model: &Model, s: &SecretRecord, unit: &str, related: &HashSet<u6
         },
     };
     let consumer = s.consumers.get(unit).cloned().unwrap_or_default();
+    // A secret the unit may not read is shown without its content.
+    let revisions = match owner {
+        Owner::Remote { granted: false, .. } => s
+            .revisions
+            .keys()
+            .map(|r| (*r, charm::secret::SecretContent::default()))
+            .collect(),
+        _ => s.revisions.clone(),
+    };
     let id = SecretId::new(&model.uuid, &s.xid).expect("model secrets have valid ids");
     SecretState {
         id,
@@ -152,7 +161,7 @@ fn secret_view(model: &Model, s: &SecretRecord, unit: &str, related: &HashSet<u6
         description: s.description.clone(),
         expire: s.expire.clone(),
         rotate: s.rotate,
-        revisions: s.revisions.clone(),
+        revisions,
         tracked: consumer.tracked,
         grants: s.grants.clone(),
     }
