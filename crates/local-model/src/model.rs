@@ -479,10 +479,57 @@ pub struct SecretRecord {
     /// revision once the hook commits, so it is not obsolete before then (Juju
     /// records the read at once). Not saved: a hook cut short runs again.
     #[serde(skip)]
-    pub reading: BTreeMap<String, u64>,
+    pub reading: Reading,
 }
 
+/// What running hooks may read of a secret ([`SecretRecord::reading`]): unit
+/// to the latest revision its view holds. Transient, it is not part of the
+/// record's value: it is not saved, and records compare equal whatever it
+/// holds (a save then does not write a secret again because hooks run).
+#[derive(Clone, Debug, Default)]
+pub struct Reading(BTreeMap<String, u64>);
+
+impl Deref for Reading {
+    type Target = BTreeMap<String, u64>;
+
+    fn deref(&self) -> &BTreeMap<String, u64> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reading {
+    fn deref_mut(&mut self) -> &mut BTreeMap<String, u64> {
+        &mut self.0
+    }
+}
+
+impl PartialEq for Reading {
+    fn eq(&self, _: &Reading) -> bool {
+        true
+    }
+}
+
+impl Eq for Reading {}
+
 impl SecretRecord {
+    /// A new secret, with nothing set but its id and owner.
+    pub fn new(xid: String, owner: SecretOwnerRecord) -> SecretRecord {
+        SecretRecord {
+            xid,
+            owner,
+            owner_label: None,
+            description: None,
+            expire: None,
+            rotate: None,
+            revisions: BTreeMap::new(),
+            consumers: BTreeMap::new(),
+            grants: Default::default(),
+            next_rotate: None,
+            expiries: BTreeMap::new(),
+            reading: Reading::default(),
+        }
+    }
+
     pub fn latest(&self) -> u64 {
         self.revisions.keys().next_back().copied().unwrap_or(0)
     }

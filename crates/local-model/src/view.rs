@@ -9,7 +9,7 @@ use juju_rules::{Owner, PayloadState, RelationState, SecretState, State, Storage
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The unit's view. Every secret of the model is in it (so that new ids stay
-/// unique), those it may not read marked as not granted.
+/// unique), those it may not read marked as not granted and without content.
 pub fn view(model: &Model, unit: &str) -> Option<State> {
     let app_name = app_of(unit);
     let app = model.applications.get(app_name)?;
@@ -251,25 +251,13 @@ pub fn commit(model: &mut Model, unit: &str, before: &State, after: &State) {
     let old_secrets: HashMap<&str, &SecretState> =
         before.secrets.iter().map(|s| (s.id.xid(), s)).collect();
     for s in &after.secrets {
-        let record = secrets
-            .entry(s.id.xid().to_string())
-            .or_insert_with(|| SecretRecord {
-                xid: s.id.xid().to_string(),
-                owner: match s.owner {
-                    Owner::Unit => SecretOwnerRecord::Unit(unit.to_string()),
-                    _ => SecretOwnerRecord::App(app_name.clone()),
-                },
-                owner_label: None,
-                description: None,
-                expire: None,
-                rotate: None,
-                revisions: BTreeMap::new(),
-                consumers: BTreeMap::new(),
-                grants: Default::default(),
-                next_rotate: None,
-                expiries: BTreeMap::new(),
-                reading: BTreeMap::new(),
-            });
+        let record = secrets.entry(s.id.xid().to_string()).or_insert_with(|| {
+            let owner = match s.owner {
+                Owner::Unit => SecretOwnerRecord::Unit(unit.to_string()),
+                _ => SecretOwnerRecord::App(app_name.clone()),
+            };
+            SecretRecord::new(s.id.xid().to_string(), owner)
+        });
         // Only what the hook changed: a unit that did not touch its
         // application's secret must not undo what the leader did meanwhile.
         let changed = old_secrets

@@ -254,18 +254,9 @@ impl Simulation {
         self.model.reserve_secret_numbers();
         let xid = format!("c{:019}", self.model.next_secret);
         self.model.secrets.push(SecretRecord {
-            xid: xid.clone(),
-            owner: SecretOwnerRecord::App(app.to_string()),
-            owner_label: None,
-            description: None,
-            expire: None,
-            rotate: None,
             revisions: BTreeMap::from([(1, content)]),
-            consumers: BTreeMap::new(),
             grants: [(relation, None)].into(),
-            next_rotate: None,
-            expiries: BTreeMap::new(),
-            reading: BTreeMap::new(),
+            ..SecretRecord::new(xid.clone(), SecretOwnerRecord::App(app.to_string()))
         });
         format!("secret://{}/{xid}", self.model.uuid)
     }
