@@ -477,7 +477,7 @@ impl Backend for MemoryBackend<'_> {
         self.record(commands::secret_get(secret, revision));
         let i = self.find_secret("secret-get", secret)?;
         let s = &mut self.state.secrets[i];
-        if let Owner::Remote { granted: false, .. } = s.owner {
+        if !s.owner.may_read() {
             return Err(juju_error("secret-get", "permission denied"));
         }
         if let SecretRef::Id(_, Some(label)) = secret {

@@ -297,6 +297,11 @@ impl Owner {
     pub fn is_remote(&self) -> bool {
         matches!(self, Owner::Remote { .. })
     }
+
+    /// Whether the unit may read its content: its own, or granted to it.
+    pub fn may_read(&self) -> bool {
+        !matches!(self, Owner::Remote { granted: false, .. })
+    }
 }
 
 /// A secret as this unit sees it.

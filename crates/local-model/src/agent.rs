@@ -639,12 +639,12 @@ fn prepare(
 ) -> Option<Prepared> {
     model.reserve_secret_numbers();
     let before = view(model, unit)?;
-    // The secrets the hook may read: its own and those granted to it (the
-    // view holds every secret of the model, the others marked not granted).
+    // The secrets the hook may read (the view holds every secret of the
+    // model, those it may not marked so).
     let readable: HashMap<&str, u64> = before
         .secrets
         .iter()
-        .filter(|s| !matches!(s.owner, juju_rules::Owner::Remote { granted: false, .. }))
+        .filter(|s| s.owner.may_read())
         .map(|s| (s.id.xid(), s.latest()))
         .collect();
     for record in &mut model.secrets {

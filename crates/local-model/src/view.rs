@@ -140,13 +140,13 @@ fn secret_view(model: &Model, s: &SecretRecord, unit: &str, related: &HashSet<u6
     };
     let consumer = s.consumers.get(unit).cloned().unwrap_or_default();
     // A secret the unit may not read is shown without its content.
-    let revisions = match owner {
-        Owner::Remote { granted: false, .. } => s
-            .revisions
+    let revisions = if owner.may_read() {
+        s.revisions.clone()
+    } else {
+        s.revisions
             .keys()
             .map(|r| (*r, charm::secret::SecretContent::default()))
-            .collect(),
-        _ => s.revisions.clone(),
+            .collect()
     };
     let id = SecretId::new(&model.uuid, &s.xid).expect("model secrets have valid ids");
     SecretState {

@@ -162,6 +162,7 @@ fn run_time_target(sections: &Sections, m: &model::Results) -> String {
             "Target: the whole run within {TARGET_MINUTES:.0} minutes: {minutes:.1} → **met**."
         );
     }
+    let units = model::SCALE_UNITS;
     let (Some(first), Some(last)) = (m.scale.first(), m.scale.last()) else {
         return format!(
             "Target: the whole run within {TARGET_MINUTES:.0} minutes: {minutes:.1} → **missed** \
@@ -169,25 +170,33 @@ fn run_time_target(sections: &Sections, m: &model::Results) -> String {
             (minutes / TARGET_MINUTES - 1.0) * 100.0
         );
     };
+    // The tool calls of PgBouncer's hooks in the hook-cost section.
+    let calls = m
+        .hooks
+        .iter()
+        .filter(|h| h.charm == model::PGBOUNCER)
+        .map(|h| h.tool_calls);
+    let (fewest, most) = (calls.clone().min().unwrap_or(0), calls.max().unwrap_or(0));
     format!(
         "Target: the whole run within {TARGET_MINUTES:.0} minutes: {minutes:.1} → **missed** by \
          {:.0}%: the many-clients section alone took {:.1} minutes, relating every client \
-         application to {} PgBouncer units ({:.2} s a client up to {}, {:.2} s up to {}). Each \
-         client costs PgBouncer's units about 14 hooks (each unit sees the relation created, \
-         joined and changed twice, and about two peer-relation hooks carry each new \
-         configuration and its acknowledgements), the leader's creating a role and a database \
+         application to {units} PgBouncer units ({:.2} s a client up to {}, {:.2} s up to {}). \
+         Each client costs PgBouncer's units {} hooks (each unit sees the relation created, \
+         joined and changed twice) and the peer-relation hooks that carry each new \
+         configuration and its acknowledgements, the leader's creating a role and a database \
          in PostgreSQL, and each hook is a process of its own that starts one more for each of \
-         its 12 to 20 hook-tool calls, as under Juju; that sets the cost of a client in a small \
-         model. What grows with the model is the hooks' own work on a larger configuration \
-         and client record, and the local model's for each hook: the unit's view of a \
-         thousand relations and secrets, and saving the model.",
+         its hook-tool calls ({fewest} to {most} a hook in the hook-cost section), as under \
+         Juju; that sets the cost of a client in a small model. What grows with the model is \
+         the hooks' own work on a larger configuration and client record, and the local \
+         model's for each hook: the unit's view of a thousand relations and secrets, and \
+         saving the model.",
         (minutes / TARGET_MINUTES - 1.0) * 100.0,
         m.scale_s / 60.0,
-        model::SCALE_UNITS,
         first.batch_s_per_client,
         first.clients,
         last.batch_s_per_client,
         last.clients,
+        4 * units,
     )
 }
 
