@@ -308,6 +308,7 @@ fn peers(c: &Controller) -> Option<&local_model::model::RelationRecord> {
         .relations
         .iter()
         .find(|r| r.end_of(PG).is_some_and(|e| e.endpoint == "database-peers"))
+        .map(|r| &**r)
 }
 
 /// What the leader recorded for the application in the peer relation.

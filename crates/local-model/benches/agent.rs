@@ -55,7 +55,7 @@ fn model(charm_dir: &Path) -> Model {
         juju_version: "3.6.4".into(),
         ..Model::default()
     };
-    m.applications.insert("bench".into(), app);
+    m.applications.insert("bench".into(), app.into());
     m
 }
 
@@ -87,8 +87,8 @@ fn crowd(m: &mut Model, n: usize) {
                 },
             );
         }
-        m.applications.insert(name, app);
-        m.relations.push(relation);
+        m.applications.insert(name, app.into());
+        m.relations.push(relation.into());
     }
 }
 

@@ -403,9 +403,7 @@ impl Agent {
             rotated_from,
             ..
         } = prepared;
-        for record in &mut model.secrets {
-            record.reading.remove(&unit);
-        }
+        model.reading.end(&unit);
         let ok = executed.code == 0;
         if ok {
             commit(model, &unit, &before, &executed.after);
@@ -647,10 +645,8 @@ fn prepare(
         .filter(|s| s.owner.may_read())
         .map(|s| (s.id.xid(), s.latest()))
         .collect();
-    for record in &mut model.secrets {
-        if let Some(latest) = readable.get(record.xid.as_str()) {
-            record.reading.insert(unit.to_string(), *latest);
-        }
+    for (xid, latest) in readable {
+        model.reading.mark(xid, unit, latest);
     }
     // What the unit is shown now is recorded from the model as it is now,
     // without keeping a copy of the model for the hook's length.

@@ -8,7 +8,7 @@ use charm::secret::{Rotate, SecretContent};
 use charm::{Databag, Status};
 use pebble_api::Plan;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,9 +19,9 @@ pub struct Model {
     pub name: String,
     pub uuid: String,
     pub juju_version: String,
-    pub applications: BTreeMap<String, Application>,
-    pub relations: Vec<RelationRecord>,
-    pub secrets: Vec<SecretRecord>,
+    pub applications: BTreeMap<String, Shared<Application>>,
+    pub relations: Vec<Shared<RelationRecord>>,
+    pub secrets: Vec<Shared<SecretRecord>>,
     pub next_relation_id: u64,
     /// Where the last hook's range of new secret numbers starts: each hook,
     /// action or command gets the next [`SECRET_NUMBERS_PER_HOOK`] numbers,
@@ -69,6 +69,10 @@ pub struct Model {
     /// since the last save name it (see [`crate::store::save_started`]).
     #[serde(default)]
     pub saves: u64,
+    /// What running hooks may read of each secret (by its xid). Not saved: a
+    /// hook cut short runs again.
+    #[serde(skip)]
+    pub reading: Reading,
 }
 
 /// A deployed application.
@@ -76,7 +80,7 @@ pub struct Model {
 pub struct Application {
     pub charm_dir: PathBuf,
     #[serde(skip)]
-    pub files: SharedFiles,
+    pub files: Shared<CharmFiles>,
     /// Options set by the user (defaults come from `files.config`).
     pub config: JsonMap,
     pub units: BTreeMap<String, Unit>,
@@ -126,36 +130,66 @@ pub struct Application {
     pub images: BTreeMap<String, PathBuf>,
 }
 
-/// An application's charm files, shared by its copies (the model's and the
-/// one its last save kept), so that comparing them costs a pointer's
-/// comparison while they are the same files.
-#[derive(Clone, Debug, Default)]
-pub struct SharedFiles(Arc<CharmFiles>);
+/// A part of the model shared, copy on write, by the model and the copy its
+/// last save kept ([`crate::store::Serialised`]): while neither changed it,
+/// comparing them costs a pointer's comparison. Changing it through
+/// `DerefMut` gives this copy its own value first, so change only what does
+/// change (look before you write): a value written alike compares equal
+/// again, but by value.
+#[derive(Debug, Default)]
+pub struct Shared<T>(Arc<T>);
 
-impl From<CharmFiles> for SharedFiles {
-    fn from(files: CharmFiles) -> SharedFiles {
-        SharedFiles(Arc::new(files))
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Shared<T> {
+        Shared(Arc::clone(&self.0))
     }
 }
 
-impl Deref for SharedFiles {
-    type Target = CharmFiles;
+impl<T> From<T> for Shared<T> {
+    fn from(value: T) -> Shared<T> {
+        Shared(Arc::new(value))
+    }
+}
 
-    fn deref(&self) -> &CharmFiles {
+impl<T> Deref for Shared<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
         &self.0
     }
 }
 
-impl std::ops::DerefMut for SharedFiles {
-    /// The files to change: this copy's own from now on.
-    fn deref_mut(&mut self) -> &mut CharmFiles {
+impl<T: Clone> std::ops::DerefMut for Shared<T> {
+    /// The value to change: this copy's own from now on.
+    fn deref_mut(&mut self) -> &mut T {
         Arc::make_mut(&mut self.0)
     }
 }
 
-impl PartialEq for SharedFiles {
-    fn eq(&self, other: &SharedFiles) -> bool {
+impl<T: PartialEq> PartialEq for Shared<T> {
+    fn eq(&self, other: &Shared<T>) -> bool {
         Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl<T: Eq> Eq for Shared<T> {}
+
+impl<T> Shared<T> {
+    /// Whether both are the very same value, not a copy.
+    pub fn same(&self, other: &Shared<T>) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl<T: Serialize> Serialize for Shared<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Shared<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Shared<T>, D::Error> {
+        T::deserialize(deserializer).map(Shared::from)
     }
 }
 
@@ -283,14 +317,17 @@ pub struct Since {
 }
 
 impl Since {
-    /// `since` carried over when `status` is unchanged, else a new stamp at `now`.
-    fn stamp(since: &mut Option<Since>, status: &Status, now: u64) {
-        if since.as_ref().is_none_or(|s| s.status != *status) {
-            *since = Some(Since {
-                status: status.clone(),
-                at: now,
-            });
-        }
+    /// Whether `since` needs a new stamp: `status` is not the one it stamped.
+    fn stale(since: &Option<Since>, status: &Status) -> bool {
+        since.as_ref().is_none_or(|s| s.status != *status)
+    }
+
+    /// A new stamp of `status` at `now`.
+    fn at(status: &Status, now: u64) -> Option<Since> {
+        Some(Since {
+            status: status.clone(),
+            at: now,
+        })
     }
 }
 
@@ -474,32 +511,40 @@ pub struct SecretRecord {
     /// When each revision expires (seconds since the epoch).
     #[serde(default)]
     pub expiries: BTreeMap<u64, u64>,
-    /// Units running a hook that may read the secret, with the latest revision
-    /// their view holds: a first `secret-get` or a `--refresh` there tracks that
-    /// revision once the hook commits, so it is not obsolete before then (Juju
-    /// records the read at once). Not saved: a hook cut short runs again.
-    #[serde(skip)]
-    pub reading: Reading,
 }
 
-/// What running hooks may read of a secret ([`SecretRecord::reading`]): unit
-/// to the latest revision its view holds. Transient, it is not part of the
-/// record's value: it is not saved, and records compare equal whatever it
-/// holds (a save then does not write a secret again because hooks run).
+/// What running hooks may read of the model's secrets ([`Model::reading`]):
+/// by secret xid, the units running a hook that may read it, with the latest
+/// revision their view holds. A first `secret-get` or a `--refresh` there
+/// tracks that revision once the hook commits, so it is not obsolete before
+/// then (Juju records the read at once). Transient, it is not part of the
+/// model's value: it is not saved, and models compare equal whatever it holds.
 #[derive(Clone, Debug, Default)]
-pub struct Reading(BTreeMap<String, u64>);
+pub struct Reading(HashMap<String, BTreeMap<String, u64>>);
 
-impl Deref for Reading {
-    type Target = BTreeMap<String, u64>;
-
-    fn deref(&self) -> &BTreeMap<String, u64> {
-        &self.0
+impl Reading {
+    /// Marks `unit` as running a hook whose view holds `latest` of `xid`.
+    pub fn mark(&mut self, xid: &str, unit: &str, latest: u64) {
+        self.0
+            .entry(xid.to_string())
+            .or_default()
+            .insert(unit.to_string(), latest);
     }
-}
 
-impl std::ops::DerefMut for Reading {
-    fn deref_mut(&mut self) -> &mut BTreeMap<String, u64> {
-        &mut self.0
+    /// Takes the marks of `unit`'s hook away, it has ended.
+    pub fn end(&mut self, unit: &str) {
+        self.0.retain(|_, units| {
+            units.remove(unit);
+            !units.is_empty()
+        });
+    }
+
+    /// The revisions running hooks may track of `xid`.
+    pub fn revisions(&self, xid: &str) -> impl Iterator<Item = u64> + '_ {
+        self.0
+            .get(xid)
+            .into_iter()
+            .flat_map(|u| u.values().copied())
     }
 }
 
@@ -526,7 +571,6 @@ impl SecretRecord {
             grants: Default::default(),
             next_rotate: None,
             expiries: BTreeMap::new(),
-            reading: Reading::default(),
         }
     }
 
@@ -535,11 +579,11 @@ impl SecretRecord {
     }
 
     /// Revisions a consumer tracks, or may track once a running hook commits.
-    pub fn in_use(&self) -> BTreeSet<u64> {
+    pub fn in_use(&self, reading: &Reading) -> BTreeSet<u64> {
         self.consumers
             .values()
             .filter_map(|c| c.tracked)
-            .chain(self.reading.values().copied())
+            .chain(reading.revisions(&self.xid))
             .collect()
     }
 
@@ -563,11 +607,23 @@ impl Model {
         if self.created == 0 {
             self.created = now;
         }
+        // Looked at before anything is written: an application written is
+        // the model's own copy, saved again.
         for app in self.applications.values_mut() {
             let shown = app.shown_status();
-            Since::stamp(&mut app.status_since, &shown, now);
-            for u in app.units.values_mut() {
-                Since::stamp(&mut u.status_since, &u.status, now);
+            if Since::stale(&app.status_since, &shown) {
+                app.status_since = Since::at(&shown, now);
+            }
+            let stale: Vec<String> = app
+                .units
+                .iter()
+                .filter(|(_, u)| Since::stale(&u.status_since, &u.status))
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in stale {
+                if let Some(u) = app.units.get_mut(&name) {
+                    u.status_since = Since::at(&u.status, now);
+                }
             }
         }
     }
@@ -597,7 +653,7 @@ impl Model {
     /// Adds an application, with its peer relations.
     pub fn add_application(&mut self, name: &str, app: Application) {
         let peers: Vec<String> = app.files.meta.peers.keys().cloned().collect();
-        self.applications.insert(name.to_string(), app);
+        self.applications.insert(name.to_string(), app.into());
         for endpoint in peers {
             self.add_relation(vec![End {
                 app: name.to_string(),
@@ -625,13 +681,13 @@ impl Model {
                 relation.enter_scope(unit, &u.address);
             }
         }
-        self.relations.push(relation);
+        self.relations.push(relation.into());
         self.next_relation_id
     }
 
     /// A relation by id.
     pub fn relation(&self, id: u64) -> Option<&RelationRecord> {
-        self.relations.iter().find(|r| r.id == id)
+        self.relations.iter().find(|r| r.id == id).map(|r| &**r)
     }
 
     /// The relations an application takes part in.
@@ -642,5 +698,6 @@ impl Model {
         self.relations
             .iter()
             .filter(move |r| r.end_of(app).is_some())
+            .map(|r| &**r)
     }
 }

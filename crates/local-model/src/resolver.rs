@@ -215,7 +215,7 @@ pub fn next_hook_in(model: &Model, index: &Index<'_>, unit_name: &str) -> Option
     let leader = app.leader.as_deref() == Some(unit_name);
     let owned = index.owned_by(unit_name, leader);
     for s in &owned {
-        let in_use = s.in_use();
+        let in_use = s.in_use(&model.reading);
         let obsolete = s.revisions.keys().find(|r| {
             **r < s.latest()
                 && !in_use.contains(r)

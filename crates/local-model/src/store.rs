@@ -28,12 +28,13 @@
 //! starts. A container's root keeps the modes its workloads need: its parent,
 //! `units/<unit>/rootfs`, is 0700, so nobody else reaches into it.
 
-use crate::model::{Application, Model, RelationRecord, SecretRecord};
+use crate::model::{Application, Model, RelationRecord, SecretRecord, Shared};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Why the state could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -187,17 +188,27 @@ pub struct Serialised {
     applications: HashMap<String, Entry<Application>>,
     relations: HashMap<u64, Entry<RelationRecord>>,
     secrets: HashMap<String, Entry<SecretRecord>>,
+    /// The last save's JSON: its buffer serves the next.
+    out: Vec<u8>,
+    /// When a save last reached the disk (see [`SYNC_EVERY`]).
+    synced: Option<Instant>,
 }
 
+/// How often at most a save waits for the disk. Every save reaches the
+/// kernel at once, so a controller killed loses nothing; a power cut may lose
+/// what the model went through in the last second, and finds a whole model
+/// either way (each file is replaced by a rename).
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
 struct Entry<T> {
-    value: T,
+    value: Shared<T>,
     json: Vec<u8>,
     /// The last save that found its value in the model.
     pass: u64,
 }
 
-impl<T: serde::Serialize + Clone> Entry<T> {
-    fn of(value: &T, pass: u64) -> Entry<T> {
+impl<T: serde::Serialize> Entry<T> {
+    fn of(value: &Shared<T>, pass: u64) -> Entry<T> {
         Entry {
             value: value.clone(),
             json: serde_json::to_vec(value).expect("the model serialises"),
@@ -209,7 +220,7 @@ impl<T: serde::Serialize + Clone> Entry<T> {
 impl Serialised {
     /// The model as compact JSON: its own fields, then each application,
     /// relation and secret from the last save's JSON when it is unchanged.
-    fn model_json(&mut self, model: &mut Model) -> Vec<u8> {
+    fn model_json(&mut self, model: &mut Model) -> &[u8] {
         // The model's own fields, with its three collections empty for the
         // moment: they are written below, entry by entry.
         let applications = std::mem::take(&mut model.applications);
@@ -224,7 +235,8 @@ impl Serialised {
         };
         self.passes += 1;
         let pass = self.passes;
-        let mut out = Vec::with_capacity(self.len_hint());
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
         out.push(b'{');
         for (i, (key, value)) in head.iter().enumerate() {
             if i > 0 {
@@ -262,37 +274,43 @@ impl Serialised {
             }
         }
         out.push(b'}');
-        out
+        self.out = out;
+        &self.out
     }
 
-    /// About how long the last save's JSON was.
-    fn len_hint(&self) -> usize {
-        let sum = |n: usize, j: &Vec<u8>| n + j.len() + 2;
-        let apps = self.applications.values().map(|e| &e.json).fold(0, sum);
-        let relations = self.relations.values().map(|e| &e.json).fold(0, sum);
-        let secrets = self.secrets.values().map(|e| &e.json).fold(0, sum);
-        apps + relations + secrets + 4096
+    /// Whether this save waits for the disk: the first, and one a second.
+    fn sync_now(&mut self) -> bool {
+        let due = self.synced.is_none_or(|at| at.elapsed() >= SYNC_EVERY);
+        if due {
+            self.synced = Some(Instant::now());
+        }
+        due
     }
 }
 
 /// Brings `cache` up to `current` in place, in pass number `pass`: an entry
-/// whose value is unchanged is kept as it is, a changed or new one is
-/// serialised (again), and the entries of values gone are dropped. Only new
-/// entries clone their key.
+/// whose value is the model's very value is kept as it is, as is one equal to
+/// it (which then shares the model's value, for the next save's sake), a
+/// changed or new one is serialised (again), and the entries of values gone
+/// are dropped. Only new entries clone their key.
 fn refresh<'a, K, Q, T>(
     cache: &mut HashMap<K, Entry<T>>,
     pass: u64,
-    current: impl Iterator<Item = (&'a Q, &'a T)>,
+    current: impl Iterator<Item = (&'a Q, &'a Shared<T>)>,
 ) where
     K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
     Q: ToOwned<Owned = K> + std::hash::Hash + Eq + ?Sized + 'a,
-    T: serde::Serialize + Clone + PartialEq + 'a,
+    T: serde::Serialize + PartialEq + 'a,
 {
     let mut count = 0;
     for (key, value) in current {
         count += 1;
         match cache.get_mut(key) {
-            Some(entry) if entry.value == *value => entry.pass = pass,
+            Some(entry) if entry.value.same(value) => entry.pass = pass,
+            Some(entry) if entry.value == *value => {
+                entry.value = value.clone();
+                entry.pass = pass;
+            }
             Some(entry) => *entry = Entry::of(value, pass),
             None => {
                 cache.insert(key.to_owned(), Entry::of(value, pass));
@@ -316,9 +334,9 @@ fn list<'a>(out: &mut Vec<u8>, items: impl Iterator<Item = &'a Vec<u8>>) {
     out.push(b']');
 }
 
-/// Writes `body` to `path` atomically: a temporary file (0600), synced, then
-/// renamed over the old one.
-fn replace(path: &Path, body: &[u8]) -> Result<(), StoreError> {
+/// Writes `body` to `path` atomically: a temporary file (0600), synced to
+/// the disk when `sync`, then renamed over the old one.
+fn replace(path: &Path, body: &[u8], sync: bool) -> Result<(), StoreError> {
     let tmp = path.with_extension("json.tmp");
     let write = |source| StoreError::Write {
         path: path.display().to_string(),
@@ -326,7 +344,9 @@ fn replace(path: &Path, body: &[u8]) -> Result<(), StoreError> {
     };
     let mut file = create_private(&tmp).map_err(write)?;
     file.write_all(body).map_err(write)?;
-    file.sync_all().map_err(write)?;
+    if sync {
+        file.sync_all().map_err(write)?;
+    }
     std::fs::rename(&tmp, path).map_err(write)
 }
 
@@ -334,8 +354,9 @@ fn replace(path: &Path, body: &[u8]) -> Result<(), StoreError> {
 /// [`Model::saves`]; `cache` keeps what did not change from the last save.
 pub fn save(dir: &Path, model: &mut Model, cache: &mut Serialised) -> Result<(), StoreError> {
     model.saves += 1;
+    let sync = cache.sync_now();
     // Compact: it is written after every hook (`jq` reads it for people).
-    replace(&state_path(dir), &cache.model_json(model))
+    replace(&state_path(dir), cache.model_json(model), sync)
 }
 
 /// The hooks running when a save was made, as [`save_started`] records them.
@@ -350,7 +371,7 @@ struct Started {
 /// [`crate::model::Unit::hook_started`]) in `<dir>/started.json`: a small
 /// file, where a whole save would write every application again. [`load`]
 /// takes them while no save has come since.
-pub fn save_started(dir: &Path, model: &Model) -> Result<(), StoreError> {
+pub fn save_started(dir: &Path, model: &Model, cache: &mut Serialised) -> Result<(), StoreError> {
     let units = model
         .applications
         .values()
@@ -362,7 +383,7 @@ pub fn save_started(dir: &Path, model: &Model) -> Result<(), StoreError> {
         units,
     };
     let body = serde_json::to_vec(&started).expect("events serialise");
-    replace(&started_path(dir), &body)
+    replace(&started_path(dir), &body, cache.sync_now())
 }
 
 /// Reads `<dir>/model.json`, or `None` when there is none yet. Each
@@ -459,19 +480,21 @@ mod tests {
         unit.seen.secret_removals.insert(("xid".into(), 1));
         unit.seen.relations.entry(3).or_default().created = true;
         app.units.insert("x/0".into(), unit);
-        model.applications.insert("x".into(), app);
-        model.relations.push(RelationRecord {
-            id: 3,
-            ends: vec![End {
-                app: "x".into(),
-                endpoint: "peers".into(),
-            }],
-            ..RelationRecord::default()
-        });
-        model.secrets.push(SecretRecord::new(
-            "xid".into(),
-            SecretOwnerRecord::App("x".into()),
-        ));
+        model.applications.insert("x".into(), app.into());
+        model.relations.push(
+            RelationRecord {
+                id: 3,
+                ends: vec![End {
+                    app: "x".into(),
+                    endpoint: "peers".into(),
+                }],
+                ..RelationRecord::default()
+            }
+            .into(),
+        );
+        model
+            .secrets
+            .push(SecretRecord::new("xid".into(), SecretOwnerRecord::App("x".into())).into());
         model
     }
 
@@ -525,21 +548,41 @@ mod tests {
     }
 
     #[test]
-    fn what_a_save_leaves_out_does_not_make_an_entry_change() {
+    fn a_save_shares_each_value_it_keeps_with_the_model() {
         let scratch = tempfile::tempdir().unwrap();
         let dir = scratch.path();
         let (mut model, mut cache) = saved_once(dir);
-        let xid = model.secrets[0].xid.clone();
-        model.secrets[0].reading.insert("x/0".into(), 1);
+        assert!(cache.relations[&3].value.same(&model.relations[0]));
+        let json = cache.relations[&3].json.clone();
+        // Written alike: the model's own copy, equal, shared again once saved.
+        model.relations[0].dying = false;
+        assert!(!cache.relations[&3].value.same(&model.relations[0]));
+        save(dir, &mut model, &mut cache).unwrap();
+        assert!(cache.relations[&3].value.same(&model.relations[0]));
+        assert_eq!(cache.relations[&3].json, json);
+        // Changed: written again.
+        model.relations[0].dying = true;
+        save(dir, &mut model, &mut cache).unwrap();
+        assert_ne!(cache.relations[&3].json, json);
+        assert!(cache.relations[&3].value.same(&model.relations[0]));
+        assert_eq!(loaded(dir), model);
+    }
+
+    #[test]
+    fn what_running_hooks_read_is_not_saved() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
+        let (mut model, mut cache) = saved_once(dir);
+        model.reading.mark("xid", "x/0", 1);
         save(dir, &mut model, &mut cache).unwrap();
         assert!(
-            cache.secrets[&xid].value.reading.is_empty(),
-            "a hook reading the secret left its entry as it was"
+            cache.secrets["xid"].value.same(&model.secrets[0]),
+            "a hook reading the secret leaves its record as it was"
         );
-        model.secrets[0].description = Some("changed".into());
-        save(dir, &mut model, &mut cache).unwrap();
-        assert_eq!(cache.secrets[&xid].value, model.secrets[0]);
         assert_eq!(loaded(dir), model, "equal whatever hooks read");
+        assert_eq!(model.secrets[0].in_use(&model.reading), [1].into());
+        model.reading.end("x/0");
+        assert!(model.secrets[0].in_use(&model.reading).is_empty());
     }
 
     #[test]
@@ -548,7 +591,7 @@ mod tests {
         let dir = scratch.path();
         let (mut model, mut cache) = saved_once(dir);
         model.unit_mut("x/0").unwrap().hook_started = Some(charm::Event::Install);
-        save_started(dir, &model).unwrap();
+        save_started(dir, &model, &mut cache).unwrap();
         let back = loaded(dir);
         assert_eq!(
             back.unit("x/0").unwrap().hook_started,

@@ -2,7 +2,9 @@
 //! in `juju_rules` and the hook-tool interpreter apply unchanged), and the
 //! commit of a successful hook's changes back into the model.
 
-use crate::model::{Consumer, Life, Model, RelationRecord, SecretOwnerRecord, SecretRecord};
+use crate::model::{
+    Consumer, Life, Model, RelationRecord, SecretOwnerRecord, SecretRecord, Shared,
+};
 use charm::relation::app_of;
 use charm::{JujuVersion, SecretId};
 use juju_rules::{Owner, PayloadState, RelationState, SecretState, State, StorageState};
@@ -216,7 +218,7 @@ pub fn commit(model: &mut Model, unit: &str, before: &State, after: &State) {
     // thousand relations sees a thousand relations and secrets.
     let old_relations: HashMap<u64, &RelationState> =
         before.relations.iter().map(|r| (r.id, r)).collect();
-    let mut records: HashMap<u64, &mut RelationRecord> =
+    let mut records: HashMap<u64, &mut Shared<RelationRecord>> =
         model.relations.iter_mut().map(|r| (r.id, r)).collect();
     for rel in &after.relations {
         let (Some(old), Some(record)) = (old_relations.get(&rel.id), records.get_mut(&rel.id))
@@ -238,7 +240,7 @@ pub fn commit(model: &mut Model, unit: &str, before: &State, after: &State) {
                 .set(rel.local_app_data.clone());
         }
     }
-    let mut secrets: BTreeMap<String, SecretRecord> = std::mem::take(&mut model.secrets)
+    let mut secrets: BTreeMap<String, Shared<SecretRecord>> = std::mem::take(&mut model.secrets)
         .into_iter()
         .map(|s| (s.xid.clone(), s))
         .collect();
@@ -256,7 +258,7 @@ pub fn commit(model: &mut Model, unit: &str, before: &State, after: &State) {
                 Owner::Unit => SecretOwnerRecord::Unit(unit.to_string()),
                 _ => SecretOwnerRecord::App(app_name.clone()),
             };
-            SecretRecord::new(s.id.xid().to_string(), owner)
+            SecretRecord::new(s.id.xid().to_string(), owner).into()
         });
         // Only what the hook changed: a unit that did not touch its
         // application's secret must not undo what the leader did meanwhile.
@@ -272,14 +274,16 @@ pub fn commit(model: &mut Model, unit: &str, before: &State, after: &State) {
             record.revisions = s.revisions.clone();
             record.grants = s.grants.clone();
         }
-        if s.tracked.is_some() || s.consumer_label.is_some() {
-            record.consumers.insert(
-                unit.to_string(),
-                Consumer {
-                    label: s.consumer_label.clone(),
-                    tracked: s.tracked,
-                },
-            );
+        let consumer = Consumer {
+            label: s.consumer_label.clone(),
+            tracked: s.tracked,
+        };
+        // Looked at before it is written: a record written is the model's
+        // own copy, saved again.
+        if (s.tracked.is_some() || s.consumer_label.is_some())
+            && record.consumers.get(unit) != Some(&consumer)
+        {
+            record.consumers.insert(unit.to_string(), consumer);
         }
     }
     model.secrets = secrets.into_values().collect();

@@ -465,7 +465,7 @@ fn hooks_run_together_commit_without_undoing_each_other() {
             .cloned()
             .unwrap()
     };
-    let id = shared(&c).xid;
+    let id = shared(&c).xid.clone();
     let set = c
         .prepare_exec(&leader, &format!("secret-set {id} value=2"))
         .unwrap();

@@ -59,8 +59,8 @@ fn setup(name: &str) -> (TempDir, Model, Agent) {
         },
     );
     app.leader = Some("web/0".into());
-    m.applications.insert("web".into(), app);
-    m.relations.push(RelationRecord {
+    m.applications.insert("web".into(), app.into());
+    let replicas = RelationRecord {
         id: 1,
         ends: vec![End {
             app: "web".into(),
@@ -68,7 +68,8 @@ fn setup(name: &str) -> (TempDir, Model, Agent) {
         }],
         scope: ["web/0".to_string()].into(),
         ..RelationRecord::default()
-    });
+    };
+    m.relations.push(replicas.into());
     let agent = Agent::start(
         &dir.path().join("agent.socket"),
         &dir.path().join("tools"),

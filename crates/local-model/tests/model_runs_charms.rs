@@ -33,9 +33,9 @@ fn model_with(app: &str, units: u32, peer: &str) -> Model {
         );
     }
     a.leader = Some(format!("{app}/0"));
-    m.applications.insert(app.into(), a);
+    m.applications.insert(app.into(), a.into());
     m.next_relation_id = 1;
-    m.relations.push(RelationRecord {
+    let peers = RelationRecord {
         id: 1,
         ends: vec![End {
             app: app.into(),
@@ -43,7 +43,8 @@ fn model_with(app: &str, units: u32, peer: &str) -> Model {
         }],
         scope: (0..units).map(|n| format!("{app}/{n}")).collect(),
         ..RelationRecord::default()
-    });
+    };
+    m.relations.push(peers.into());
     m
 }
 

@@ -23,7 +23,7 @@ fn deploy(model: &mut Model, app: &str, units: u32, peer: Option<&str>) {
     }
     a.leader = Some(format!("{app}/0"));
     a.next_unit = units;
-    model.applications.insert(app.into(), a);
+    model.applications.insert(app.into(), a.into());
     if let Some(endpoint) = peer {
         let scope: BTreeSet<String> = (0..units).map(|n| format!("{app}/{n}")).collect();
         add_relation(
@@ -40,12 +40,13 @@ fn deploy(model: &mut Model, app: &str, units: u32, peer: Option<&str>) {
 fn add_relation(model: &mut Model, ends: Vec<End>, scope: BTreeSet<String>) -> u64 {
     model.next_relation_id += 1;
     let id = model.next_relation_id;
-    model.relations.push(RelationRecord {
+    let record = RelationRecord {
         id,
         ends,
         scope,
         ..RelationRecord::default()
-    });
+    };
+    model.relations.push(record.into());
     id
 }
 

@@ -253,11 +253,12 @@ impl Simulation {
         // A range of ids of its own, as a hook would get.
         self.model.reserve_secret_numbers();
         let xid = format!("c{:019}", self.model.next_secret);
-        self.model.secrets.push(SecretRecord {
+        let record = SecretRecord {
             revisions: BTreeMap::from([(1, content)]),
             grants: [(relation, None)].into(),
             ..SecretRecord::new(xid.clone(), SecretOwnerRecord::App(app.to_string()))
-        });
+        };
+        self.model.secrets.push(record.into());
         format!("secret://{}/{xid}", self.model.uuid)
     }
 

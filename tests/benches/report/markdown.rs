@@ -188,8 +188,8 @@ fn run_time_target(sections: &Sections, m: &model::Results) -> String {
          its hook-tool calls ({fewest} to {most} a hook in the hook-cost section), as under \
          Juju; that sets the cost of a client in a small model. What grows with the model is \
          the hooks' own work on a larger configuration and client record, and the local \
-         model's for each hook: the unit's view of a thousand relations and secrets, and \
-         saving the model.",
+         model's for each hook ({:.1} ms a hook up to {}, {:.1} ms up to {}): the unit's \
+         view of a thousand relations and secrets, and saving the model.",
         (minutes / TARGET_MINUTES - 1.0) * 100.0,
         m.scale_s / 60.0,
         first.batch_s_per_client,
@@ -197,6 +197,10 @@ fn run_time_target(sections: &Sections, m: &model::Results) -> String {
         last.batch_s_per_client,
         last.clients,
         4 * units,
+        first.controller_ms_per_hook,
+        first.clients,
+        last.controller_ms_per_hook,
+        last.clients,
     )
 }
 
@@ -582,10 +586,14 @@ fn scale_section(w: &mut String, m: &model::Results, counts: &[usize]) {
          related and measured: PgBouncer's hooks for it (how many, their total and longest \
          wall time), the configuration the leader publishes (`cfg_file`), and the time from \
          `integrate` until no hook is due on any unit, hooks run as the daemon runs them; \
-         its credentials are then checked through every unit.\n\n\
+         its credentials are then checked through every unit. The last column is the \
+         controller's own time for each hook while the others were related (picking the \
+         hook, preparing the unit's view of the model, committing what the hook changed \
+         and saving the model), on the thread that starts and commits hooks: what grows \
+         with the model on the local model's side.\n\n\
          ![Many clients](docs/benchmarks/scale.png)\n\n\
-         | clients | PgBouncer hooks for the last | their total ms | longest ms | cfg_file bytes | integrate to converged s | s per client while relating the others |\n\
-         |---:|---:|---:|---:|---:|---:|---:|",
+         | clients | PgBouncer hooks for the last | their total ms | longest ms | cfg_file bytes | integrate to converged s | s per client while relating the others | controller ms a hook meanwhile |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|",
         units = model::SCALE_UNITS,
         list = counts
             .iter()

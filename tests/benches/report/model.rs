@@ -61,14 +61,15 @@ impl ScaleRow {
     /// The row of the many-clients table.
     pub fn table_row(&self) -> String {
         format!(
-            "| {} | {} | {:.0} | {:.0} | {} | {:.2} | {:.2} |",
+            "| {} | {} | {:.0} | {:.0} | {} | {:.2} | {:.2} | {:.1} |",
             self.clients,
             self.hooks,
             self.hooks_total_ms,
             self.hook_max_ms,
             self.cfg_bytes,
             self.converge_s,
-            self.batch_s_per_client
+            self.batch_s_per_client,
+            self.controller_ms_per_hook
         )
     }
 }
@@ -87,6 +88,9 @@ pub struct ScaleRow {
     pub converge_s: f64,
     /// Seconds the clients before it took to relate and settle, per client.
     pub batch_s_per_client: f64,
+    /// Meanwhile, the controller's own milliseconds a hook: picking it,
+    /// preparing the unit's view, committing and saving the model.
+    pub controller_ms_per_hook: f64,
 }
 
 pub struct Results {
@@ -116,6 +120,7 @@ impl Results {
                 "clients": s.clients, "hooks": s.hooks, "hooks_total_ms": s.hooks_total_ms,
                 "hook_max_ms": s.hook_max_ms, "cfg_bytes": s.cfg_bytes,
                 "converge_s": s.converge_s, "batch_s_per_client": s.batch_s_per_client,
+                "controller_ms_per_hook": s.controller_ms_per_hook,
             })).collect::<Vec<_>>(),
         })
     }
@@ -255,17 +260,31 @@ fn credentials(c: &mut Controller, scratch: &Path) -> Vec<CredentialRow> {
     rows
 }
 
+/// What [`run_until_idle`] ran.
+struct Idle {
+    /// From the first hook's start to no hook due.
+    took: Duration,
+    /// Each hook: unit, hook, wall time.
+    ran: Vec<(String, String, Duration)>,
+    /// The controller's own time: picking and preparing hooks, committing
+    /// them and saving the model.
+    controller: Duration,
+}
+
 /// Runs hooks as the daemon does (up to four units at once, each unit one
-/// hook at a time) until none is due; returns how long that took and each
-/// hook: unit, hook, wall time.
-fn run_until_idle(c: &mut Controller) -> (Duration, Vec<(String, String, Duration)>) {
+/// hook at a time) until none is due.
+fn run_until_idle(c: &mut Controller) -> Idle {
     let start = Instant::now();
     let (tx, rx) = mpsc::channel();
     let mut in_flight = 0;
     let mut ran = Vec::new();
+    let mut controller = Duration::ZERO;
     loop {
         while in_flight < e2e::credentials::HOOKS_AT_ONCE {
-            let Some(due) = c.next_due() else { break };
+            let picking = Instant::now();
+            let next = c.next_due();
+            controller += picking.elapsed();
+            let Some(due) = next else { break };
             in_flight += 1;
             let tx = tx.clone();
             std::thread::spawn(move || {
@@ -275,12 +294,18 @@ fn run_until_idle(c: &mut Controller) -> (Duration, Vec<(String, String, Duratio
             });
         }
         if in_flight == 0 {
-            return (start.elapsed(), ran);
+            return Idle {
+                took: start.elapsed(),
+                ran,
+                controller,
+            };
         }
         let (due, executed, took) = rx.recv().unwrap();
         in_flight -= 1;
         let unit = due.unit.clone();
+        let committing = Instant::now();
         let run = c.finish(due, executed).unwrap();
+        controller += committing.elapsed();
         assert!(run.ok, "{unit} {}: {}", run.event.hook_name(), run.output);
         ran.push((unit, run.event.hook_name(), took));
     }
@@ -326,8 +351,11 @@ fn scale(c: &mut Controller, scratch: &Path, counts: &[usize]) -> Vec<ScaleRow> 
         // Where the hooks' time goes while the others are related: by charm
         // and hook, how many and their total wall time.
         let mut spent: BTreeMap<(String, String), (usize, Duration)> = BTreeMap::new();
-        let mut keep = |ran: Vec<(String, String, Duration)>| {
-            for (unit, hook, took) in ran {
+        let mut controller = (0, Duration::ZERO);
+        let mut keep = |idle: Idle| {
+            controller.0 += idle.ran.len();
+            controller.1 += idle.controller;
+            for (unit, hook, took) in idle.ran {
                 let charm = match unit.split('/').next().unwrap_or("") {
                     a if a.starts_with("light") => "client".to_string(),
                     a => a.to_string(),
@@ -344,10 +372,10 @@ fn scale(c: &mut Controller, scratch: &Path, counts: &[usize]) -> Vec<ScaleRow> 
                 .unwrap();
             related += 1;
             if related % 10 == 0 {
-                keep(run_until_idle(c).1);
+                keep(run_until_idle(c));
             }
         }
-        keep(run_until_idle(c).1);
+        keep(run_until_idle(c));
         let mut by_time: Vec<_> = spent.into_iter().collect();
         by_time.sort_by_key(|(_, (_, took))| std::cmp::Reverse(*took));
         for ((charm, hook), (n, took)) in by_time.iter().take(8) {
@@ -363,7 +391,7 @@ fn scale(c: &mut Controller, scratch: &Path, counts: &[usize]) -> Vec<ScaleRow> 
         run_until_idle(c);
         c.integrate(&format!("{app}:database"), &format!("{PGBOUNCER}:database"))
             .unwrap();
-        let (took, ran) = run_until_idle(c);
+        let Idle { took, ran, .. } = run_until_idle(c);
         related += 1;
         let creds = client_credentials(c, &app, PGBOUNCER).expect("credentials published");
         assert!(
@@ -383,11 +411,17 @@ fn scale(c: &mut Controller, scratch: &Path, counts: &[usize]) -> Vec<ScaleRow> 
             cfg_bytes: cfg_bytes(c),
             converge_s: took.as_secs_f64(),
             batch_s_per_client: per_client,
+            controller_ms_per_hook: ms(controller.1) / controller.0.max(1) as f64,
         };
         eprintln!(
             "  {target} clients: {} hooks, longest {:.0} ms, cfg {} bytes, converged in {:.2} s \
-             ({:.2} s a client before)",
-            row.hooks, row.hook_max_ms, row.cfg_bytes, row.converge_s, row.batch_s_per_client
+             ({:.2} s a client before, the controller's own {:.1} ms a hook)",
+            row.hooks,
+            row.hook_max_ms,
+            row.cfg_bytes,
+            row.converge_s,
+            row.batch_s_per_client,
+            row.controller_ms_per_hook
         );
         rows.push(row);
     }

@@ -396,6 +396,7 @@ impl Controller {
         self.model
             .applications
             .get(app)
+            .map(|a| &**a)
             .ok_or_else(|| ControllerError::NoApplication(app.into()))
     }
 
@@ -403,6 +404,7 @@ impl Controller {
         self.model
             .applications
             .get_mut(app)
+            .map(|a| &mut **a)
             .ok_or_else(|| ControllerError::NoApplication(app.into()))
     }
 }

@@ -377,9 +377,6 @@ impl Controller {
     /// not been told about; so a notice makes a hook due at the next look.
     pub fn sync_notices(&mut self) {
         for (unit, runtime) in &self.units {
-            let Some(u) = self.model.unit_mut(unit) else {
-                continue;
-            };
             for (container, server) in &runtime.pebbles {
                 let notices: Vec<NoticeRecord> = server
                     .custom_notices()
@@ -390,6 +387,17 @@ impl Controller {
                         last_repeated: n.last_repeated,
                     })
                     .collect();
+                // Looked at before it is written: a unit written is its
+                // application's own copy, saved again.
+                let Some(held) = self.model.unit(unit).map(|u| u.notices.get(container)) else {
+                    continue;
+                };
+                if held.map_or(notices.is_empty(), |h| *h == notices) {
+                    continue;
+                }
+                let Some(u) = self.model.unit_mut(unit) else {
+                    continue;
+                };
                 if notices.is_empty() {
                     u.notices.remove(container);
                 } else {

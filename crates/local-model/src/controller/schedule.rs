@@ -229,7 +229,7 @@ impl Controller {
         if let Some(u) = self.model.unit_mut(unit) {
             u.hook_started = Some(event.clone());
         }
-        if let Err(e) = store::save_started(&self.root, &self.model) {
+        if let Err(e) = store::save_started(&self.root, &self.model, &mut self.serialised) {
             eprintln!("ERROR {e}");
         }
         crate::crash::point("hook-started", &format!("{unit} {}", event.hook_name()));

@@ -520,6 +520,10 @@ impl Controller {
         }
         self.model.relations.retain(|r| !gone.contains(&r.id));
         for app in self.model.applications.values_mut() {
+            let saw = |u: &crate::model::Unit| u.seen.relations.keys().any(|id| gone.contains(id));
+            if !app.units.values().any(saw) {
+                continue;
+            }
             for u in app.units.values_mut() {
                 u.seen.relations.retain(|id, _| !gone.contains(id));
             }
