@@ -322,12 +322,14 @@ impl Since {
         since.as_ref().is_none_or(|s| s.status != *status)
     }
 
-    /// A new stamp of `status` at `now`.
-    fn at(status: &Status, now: u64) -> Option<Since> {
-        Some(Since {
-            status: status.clone(),
-            at: now,
-        })
+    /// `since` carried over when `status` is unchanged, else a new stamp at `now`.
+    fn stamp(since: &mut Option<Since>, status: &Status, now: u64) {
+        if Since::stale(since, status) {
+            *since = Some(Since {
+                status: status.clone(),
+                at: now,
+            });
+        }
     }
 }
 
@@ -514,37 +516,33 @@ pub struct SecretRecord {
 }
 
 /// What running hooks may read of the model's secrets ([`Model::reading`]):
-/// by secret xid, the units running a hook that may read it, with the latest
-/// revision their view holds. A first `secret-get` or a `--refresh` there
-/// tracks that revision once the hook commits, so it is not obsolete before
-/// then (Juju records the read at once). Transient, it is not part of the
-/// model's value: it is not saved, and models compare equal whatever it holds.
+/// by unit running a hook, the latest revision of each secret (by xid) its
+/// view holds. A first `secret-get` or a `--refresh` there tracks that
+/// revision once the hook commits, so it is not obsolete before then (Juju
+/// records the read at once). Transient, it is not part of the model's
+/// value: it is not saved, and models compare equal whatever it holds.
 #[derive(Clone, Debug, Default)]
-pub struct Reading(HashMap<String, BTreeMap<String, u64>>);
+pub struct Reading(HashMap<String, HashMap<String, u64>>);
 
 impl Reading {
     /// Marks `unit` as running a hook whose view holds `latest` of `xid`.
     pub fn mark(&mut self, xid: &str, unit: &str, latest: u64) {
         self.0
-            .entry(xid.to_string())
+            .entry(unit.to_string())
             .or_default()
-            .insert(unit.to_string(), latest);
+            .insert(xid.to_string(), latest);
     }
 
     /// Takes the marks of `unit`'s hook away, it has ended.
     pub fn end(&mut self, unit: &str) {
-        self.0.retain(|_, units| {
-            units.remove(unit);
-            !units.is_empty()
-        });
+        self.0.remove(unit);
     }
 
     /// The revisions running hooks may track of `xid`.
-    pub fn revisions(&self, xid: &str) -> impl Iterator<Item = u64> + '_ {
+    pub fn revisions<'a>(&'a self, xid: &'a str) -> impl Iterator<Item = u64> + 'a {
         self.0
-            .get(xid)
-            .into_iter()
-            .flat_map(|u| u.values().copied())
+            .values()
+            .filter_map(move |held| held.get(xid).copied())
     }
 }
 
@@ -611,19 +609,16 @@ impl Model {
         // the model's own copy, saved again.
         for app in self.applications.values_mut() {
             let shown = app.shown_status();
-            if Since::stale(&app.status_since, &shown) {
-                app.status_since = Since::at(&shown, now);
-            }
-            let stale: Vec<String> = app
+            let units_stale = app
                 .units
-                .iter()
-                .filter(|(_, u)| Since::stale(&u.status_since, &u.status))
-                .map(|(name, _)| name.clone())
-                .collect();
-            for name in stale {
-                if let Some(u) = app.units.get_mut(&name) {
-                    u.status_since = Since::at(&u.status, now);
-                }
+                .values()
+                .any(|u| Since::stale(&u.status_since, &u.status));
+            if !units_stale && !Since::stale(&app.status_since, &shown) {
+                continue;
+            }
+            Since::stamp(&mut app.status_since, &shown, now);
+            for u in app.units.values_mut() {
+                Since::stamp(&mut u.status_since, &u.status, now);
             }
         }
     }

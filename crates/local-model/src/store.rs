@@ -179,8 +179,8 @@ fn started_path(dir: &Path) -> PathBuf {
 /// them, and serialising the rest again was most of a hook's cost). It
 /// relies on equal values serialising alike: the model's types derive their
 /// equality (a secret id, equal to another by its xid, is saved as the model's
-/// charms gave it first; what running hooks may read of a secret, not saved,
-/// does not count: `model::Reading`).
+/// charms gave it first). Each value is a [`Shared`] the model holds too, so
+/// one no hook touched is found unchanged by a pointer's comparison.
 #[derive(Default)]
 pub struct Serialised {
     /// Saves made with this cache.

@@ -392,7 +392,7 @@ impl Controller {
                 let Some(held) = self.model.unit(unit).map(|u| u.notices.get(container)) else {
                     continue;
                 };
-                if held.map_or(notices.is_empty(), |h| *h == notices) {
+                if held.map_or(&[][..], Vec::as_slice) == notices.as_slice() {
                     continue;
                 }
                 let Some(u) = self.model.unit_mut(unit) else {
