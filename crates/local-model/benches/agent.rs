@@ -46,7 +46,8 @@ fn model(charm_dir: &Path) -> Model {
         Unit {
             address: "127.0.9.1".into(),
             ..Unit::default()
-        },
+        }
+        .into(),
     );
     app.leader = Some("bench/0".into());
     let mut m = Model {
@@ -75,7 +76,7 @@ fn crowd(m: &mut Model, n: usize) {
         };
         for u in 0..3 {
             let unit = format!("{name}/{u}");
-            app.units.insert(unit.clone(), Unit::default());
+            app.units.insert(unit.clone(), Unit::default().into());
             relation.scope.insert(unit.clone());
             let mut bag = charm::Databag::new();
             bag.insert("data".into(), "x".repeat(1024));

@@ -423,7 +423,7 @@ impl Agent {
                 u.status_before_error = Some(std::mem::replace(&mut u.status, error));
             }
         }
-        HookRun {
+        let run = HookRun {
             event,
             ok,
             output: format!("{}{}", executed.stdout, executed.stderr),
@@ -431,8 +431,17 @@ impl Agent {
             code: executed.code,
             logs: executed.after.logs[before.logs.len()..].to_vec(),
             cost: executed.cost,
-        }
+        };
+        drop_aside(before);
+        run
     }
+}
+
+/// Frees a hook's view on a thread of its own: a unit with a thousand
+/// relations sees a thousand relations, and freeing them would otherwise
+/// hold up the controller's next hook.
+pub fn drop_aside<T: Send + 'static>(value: T) {
+    std::thread::spawn(move || drop(value));
 }
 
 /// How long output is still read once the process has exited, from children
@@ -637,8 +646,8 @@ fn prepare(
 ) -> Option<Prepared> {
     model.reserve_secret_numbers();
     let before = view(model, unit)?;
-    // The secrets the hook may read (the view holds every secret of the
-    // model, those it may not marked so).
+    // The secrets the hook may read (the view also holds those the unit
+    // consumes but may no longer read, marked so).
     let readable: HashMap<&str, u64> = before
         .secrets
         .iter()

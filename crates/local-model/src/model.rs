@@ -83,7 +83,7 @@ pub struct Application {
     pub files: Shared<CharmFiles>,
     /// Options set by the user (defaults come from `files.config`).
     pub config: JsonMap,
-    pub units: BTreeMap<String, Unit>,
+    pub units: BTreeMap<String, Shared<Unit>>,
     pub leader: Option<String>,
     pub status: Status,
     pub workload_version: String,
@@ -618,7 +618,10 @@ impl Model {
             }
             Since::stamp(&mut app.status_since, &shown, now);
             for u in app.units.values_mut() {
-                Since::stamp(&mut u.status_since, &u.status, now);
+                if Since::stale(&u.status_since, &u.status) {
+                    let u = &mut **u;
+                    Since::stamp(&mut u.status_since, &u.status, now);
+                }
             }
         }
     }
@@ -635,6 +638,7 @@ impl Model {
             .get(charm::relation::app_of(name))?
             .units
             .get(name)
+            .map(|u| &**u)
     }
 
     /// A unit by name, to change.
@@ -643,6 +647,7 @@ impl Model {
             .get_mut(charm::relation::app_of(name))?
             .units
             .get_mut(name)
+            .map(|u| &mut **u)
     }
 
     /// Adds an application, with its peer relations.

@@ -119,10 +119,13 @@ fn members<'a>(
     app: &'a str,
     unit: &'a str,
 ) -> impl Iterator<Item = &'a String> + 'a {
-    let remote = r.remote_app(app).unwrap_or(app).to_string();
-    r.scope
-        .iter()
-        .filter(move |u| app_of(u) == remote && u.as_str() != unit)
+    r.scope.iter().filter(move |u| is_member(r, app, unit, u))
+}
+
+/// Whether `member` is one of the units `unit` sees in the relation ([`members`]).
+fn is_member(r: &RelationRecord, app: &str, unit: &str, member: &str) -> bool {
+    let remote = r.remote_app(app).unwrap_or(app);
+    member != unit && app_of(member) == remote && r.scope.contains(member)
 }
 
 /// The unit's next hook, or `None` when it is up to date (or blocked by a failed hook).
@@ -278,8 +281,8 @@ pub fn next_hook_in(model: &Model, index: &Index<'_>, unit_name: &str) -> Option
                 None,
             )));
         }
-        let current: Vec<&String> = members(r, app_name, unit_name).collect();
-        if let Some(m) = current.iter().find(|m| !rs.members.contains_key(**m)) {
+        let current = |m: &str| is_member(r, app_name, unit_name, m);
+        if let Some(m) = members(r, app_name, unit_name).find(|m| !rs.members.contains_key(*m)) {
             return Some(Event::RelationJoined(relation_event(
                 r,
                 app_name,
@@ -288,7 +291,7 @@ pub fn next_hook_in(model: &Model, index: &Index<'_>, unit_name: &str) -> Option
             )));
         }
         for (m, v) in &rs.members {
-            if r.unit_bags.get(m).map_or(0, |b| b.version) > *v && current.contains(&m) {
+            if r.unit_bags.get(m).map_or(0, |b| b.version) > *v && current(m) {
                 return Some(Event::RelationChanged(relation_event(
                     r,
                     app_name,
@@ -297,7 +300,7 @@ pub fn next_hook_in(model: &Model, index: &Index<'_>, unit_name: &str) -> Option
                 )));
             }
         }
-        if let Some(m) = rs.members.keys().find(|m| !current.contains(m)) {
+        if let Some(m) = rs.members.keys().find(|m| !current(m)) {
             return Some(Event::RelationDeparted(relation_event(
                 r,
                 app_name,
@@ -413,7 +416,7 @@ pub fn done(model: &mut Model, unit_name: &str, event: &Event) {
         .and_then(|a| a.units.get(unit_name).map(|u| (a, u)))
     {
         Some((a, u)) => (
-            config_digest(a, u),
+            (*event == Event::ConfigChanged).then(|| config_digest(a, u)),
             model.status_tick,
             a.leader_settings_version,
             a.charm_revision,
@@ -426,11 +429,14 @@ pub fn done(model: &mut Model, unit_name: &str, event: &Event) {
             bags.get(owner).map_or(0, |b| b.version)
         })
     };
-    let secrets: Vec<(String, u64)> = model
-        .secrets
-        .iter()
-        .map(|s| (s.xid.clone(), s.latest()))
-        .collect();
+    let secret_latest = match event {
+        Event::SecretChanged(s) => model
+            .secrets
+            .iter()
+            .find(|r| r.xid == s.id.xid())
+            .map(|r| r.latest()),
+        _ => None,
+    };
     let versions: Option<(u64, Option<(String, u64)>)> = event.relation().map(|r| {
         let remote_app_version = bag_version(model, r.relation.id, &r.remote_app, true);
         let unit_version = r
@@ -476,9 +482,8 @@ pub fn done(model: &mut Model, unit_name: &str, event: &Event) {
             seen.pebble_ready.insert(container.clone());
         }
         Event::SecretChanged(s) => {
-            if let Some((_, latest)) = secrets.iter().find(|(x, _)| x == s.id.xid()) {
-                seen.secret_revisions
-                    .insert(s.id.xid().to_string(), *latest);
+            if let Some(latest) = secret_latest {
+                seen.secret_revisions.insert(s.id.xid().to_string(), latest);
             }
         }
         Event::SecretRemove(s) => {
@@ -491,7 +496,7 @@ pub fn done(model: &mut Model, unit_name: &str, event: &Event) {
                 seen.secret_expiries.insert((s.id.xid().to_string(), r));
             }
         }
-        Event::ConfigChanged => seen.config = Some(config),
+        Event::ConfigChanged => seen.config = config,
         Event::Start => seen.started = true,
         Event::Stop => seen.stopped = true,
         Event::Remove => seen.removed = true,

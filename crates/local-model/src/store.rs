@@ -479,7 +479,7 @@ mod tests {
         let mut unit = Unit::default();
         unit.seen.secret_removals.insert(("xid".into(), 1));
         unit.seen.relations.entry(3).or_default().created = true;
-        app.units.insert("x/0".into(), unit);
+        app.units.insert("x/0".into(), unit.into());
         model.applications.insert("x".into(), app.into());
         model.relations.push(
             RelationRecord {

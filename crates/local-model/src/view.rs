@@ -10,8 +10,12 @@ use charm::{JujuVersion, SecretId};
 use juju_rules::{Owner, PayloadState, RelationState, SecretState, State, StorageState};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// The unit's view. Every secret of the model is in it (so that new ids stay
-/// unique), those it may not read marked as not granted and without content.
+/// The unit's view. Its secrets are those it has a part in: the ones it or
+/// its application owns, those granted to it, and those it consumes (one no
+/// longer granted is marked so and shown without content). The rest of the
+/// model's secrets are not there: with a thousand clients, each hook of a
+/// client would copy every one of them. New secrets take their ids from the
+/// range the hook was given ([`Model::reserve_secret_numbers`]).
 pub fn view(model: &Model, unit: &str) -> Option<State> {
     let app_name = app_of(unit);
     let app = model.applications.get(app_name)?;
@@ -119,15 +123,23 @@ pub fn view(model: &Model, unit: &str) -> Option<State> {
         state.relations.push(rel);
     }
     let related: HashSet<u64> = model.relations_of(app_name).map(|r| r.id).collect();
-    for s in &model.secrets {
-        state.secrets.push(secret_view(model, s, unit, &related));
-    }
+    state.secrets = model
+        .secrets
+        .iter()
+        .filter_map(|s| secret_view(model, s, unit, &related))
+        .collect();
     Some(state)
 }
 
-/// A secret as `unit` sees it; `related` holds the ids of the relations its
-/// application is in, through which a grant reaches it.
-fn secret_view(model: &Model, s: &SecretRecord, unit: &str, related: &HashSet<u64>) -> SecretState {
+/// A secret as `unit` sees it, if it has a part in it; `related` holds the
+/// ids of the relations its application is in, through which a grant
+/// reaches it.
+fn secret_view(
+    model: &Model,
+    s: &SecretRecord,
+    unit: &str,
+    related: &HashSet<u64>,
+) -> Option<SecretState> {
     let app = app_of(unit);
     let owner = match &s.owner {
         SecretOwnerRecord::App(a) if a == app => Owner::App,
@@ -140,7 +152,11 @@ fn secret_view(model: &Model, s: &SecretRecord, unit: &str, related: &HashSet<u6
                 .any(|(rel, to)| related.contains(rel) && to.as_deref().is_none_or(|u| u == unit)),
         },
     };
-    let consumer = s.consumers.get(unit).cloned().unwrap_or_default();
+    let consumer = s.consumers.get(unit);
+    if matches!(owner, Owner::Remote { .. }) && !owner.may_read() && consumer.is_none() {
+        return None;
+    }
+    let consumer = consumer.cloned().unwrap_or_default();
     // A secret the unit may not read is shown without its content.
     let revisions = if owner.may_read() {
         s.revisions.clone()
@@ -151,7 +167,7 @@ fn secret_view(model: &Model, s: &SecretRecord, unit: &str, related: &HashSet<u6
             .collect()
     };
     let id = SecretId::new(&model.uuid, &s.xid).expect("model secrets have valid ids");
-    SecretState {
+    Some(SecretState {
         id,
         owner_label: if matches!(owner, Owner::Remote { .. }) {
             None
@@ -166,7 +182,7 @@ fn secret_view(model: &Model, s: &SecretRecord, unit: &str, related: &HashSet<u6
         revisions,
         tracked: consumer.tracked,
         grants: s.grants.clone(),
-    }
+    })
 }
 
 /// Schedules rotation when the policy is set or changed, and expiry for the
@@ -240,26 +256,39 @@ pub fn commit(model: &mut Model, unit: &str, before: &State, after: &State) {
                 .set(rel.local_app_data.clone());
         }
     }
-    let mut secrets: BTreeMap<String, Shared<SecretRecord>> = std::mem::take(&mut model.secrets)
-        .into_iter()
-        .map(|s| (s.xid.clone(), s))
-        .collect();
+    // Only the secrets the unit was shown are looked at, found by id.
     let kept: HashSet<&str> = after.secrets.iter().map(|s| s.id.xid()).collect();
-    for old in &before.secrets {
-        if !kept.contains(old.id.xid()) {
-            secrets.remove(old.id.xid());
-        }
+    let removed: HashSet<&str> = before
+        .secrets
+        .iter()
+        .map(|s| s.id.xid())
+        .filter(|x| !kept.contains(x))
+        .collect();
+    if !removed.is_empty() {
+        model.secrets.retain(|s| !removed.contains(s.xid.as_str()));
     }
+    let mut at: HashMap<&str, usize> = model
+        .secrets
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| Some((*kept.get(s.xid.as_str())?, i)))
+        .collect();
     let old_secrets: HashMap<&str, &SecretState> =
         before.secrets.iter().map(|s| (s.id.xid(), s)).collect();
+    let mut created = false;
     for s in &after.secrets {
-        let record = secrets.entry(s.id.xid().to_string()).or_insert_with(|| {
+        let i = *at.entry(s.id.xid()).or_insert_with(|| {
             let owner = match s.owner {
                 Owner::Unit => SecretOwnerRecord::Unit(unit.to_string()),
                 _ => SecretOwnerRecord::App(app_name.clone()),
             };
-            SecretRecord::new(s.id.xid().to_string(), owner).into()
+            created = true;
+            model
+                .secrets
+                .push(SecretRecord::new(s.id.xid().to_string(), owner).into());
+            model.secrets.len() - 1
         });
+        let record = &mut model.secrets[i];
         // Only what the hook changed: a unit that did not touch its
         // application's secret must not undo what the leader did meanwhile.
         let changed = old_secrets
@@ -286,7 +315,9 @@ pub fn commit(model: &mut Model, unit: &str, before: &State, after: &State) {
             record.consumers.insert(unit.to_string(), consumer);
         }
     }
-    model.secrets = secrets.into_values().collect();
+    if created {
+        model.secrets.sort_by(|a, b| a.xid.cmp(&b.xid));
+    }
     let leader = after.leader;
     if let Some(app) = model.applications.get_mut(&app_name) {
         if leader {

@@ -56,7 +56,8 @@ fn setup(name: &str) -> (TempDir, Model, Agent) {
         Unit {
             address: "127.0.1.1".into(),
             ..Unit::default()
-        },
+        }
+        .into(),
     );
     app.leader = Some("web/0".into());
     m.applications.insert("web".into(), app.into());

@@ -29,7 +29,8 @@ fn model_with(app: &str, units: u32, peer: &str) -> Model {
             Unit {
                 address: format!("127.0.1.{}", n + 1),
                 ..Unit::default()
-            },
+            }
+            .into(),
         );
     }
     a.leader = Some(format!("{app}/0"));
@@ -213,4 +214,75 @@ fn a_revision_a_running_hook_may_come_to_track_is_not_removed_under_it() {
         "now nobody tracks revision 1"
     );
     assert_eq!(m.secrets[0].revisions.keys().collect::<Vec<_>>(), [&2]);
+}
+
+#[test]
+fn a_view_holds_the_secrets_its_unit_has_a_part_in() {
+    use local_model::model::{Consumer, SecretOwnerRecord, SecretRecord};
+    let mut m = model_with("example", 2, "peers");
+    let db = RelationRecord {
+        id: 2,
+        ends: vec![
+            End {
+                app: "example".into(),
+                endpoint: "db".into(),
+            },
+            End {
+                app: "db".into(),
+                endpoint: "database".into(),
+            },
+        ],
+        ..RelationRecord::default()
+    };
+    m.relations.push(db.into());
+    let secret = |xid: &str, owner: SecretOwnerRecord| {
+        let mut s = SecretRecord::new(xid.into(), owner);
+        s.revisions
+            .insert(1, charm::SecretContent::new().with("k", "v"));
+        s
+    };
+    let app = secret(
+        "c0000000000000000001",
+        SecretOwnerRecord::App("example".into()),
+    );
+    let own = secret(
+        "c0000000000000000002",
+        SecretOwnerRecord::Unit("example/1".into()),
+    );
+    let other_unit = secret(
+        "c0000000000000000003",
+        SecretOwnerRecord::Unit("example/0".into()),
+    );
+    let mut granted = secret("c0000000000000000004", SecretOwnerRecord::App("db".into()));
+    granted.grants.insert((2, None));
+    let mut revoked = secret("c0000000000000000005", SecretOwnerRecord::App("db".into()));
+    revoked.consumers.insert(
+        "example/1".into(),
+        Consumer {
+            label: Some("old".into()),
+            tracked: Some(1),
+        },
+    );
+    let unrelated = secret("c0000000000000000006", SecretOwnerRecord::App("db".into()));
+    for s in [app, own, other_unit, granted, revoked, unrelated] {
+        m.secrets.push(s.into());
+    }
+    let v = view(&m, "example/1").unwrap();
+    let shown: Vec<(&str, bool)> = v
+        .secrets
+        .iter()
+        .map(|s| (s.id.xid(), !s.revisions[&1].is_empty()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("c0000000000000000001", true),
+            ("c0000000000000000002", true),
+            ("c0000000000000000004", true),
+            ("c0000000000000000005", false),
+        ],
+        "its application's, its own and one granted, read; one it consumed but \
+         may no longer read, without content; another unit's and an unrelated \
+         application's, not at all"
+    );
 }

@@ -18,7 +18,8 @@ fn deploy(model: &mut Model, app: &str, units: u32, peer: Option<&str>) {
             Unit {
                 address: format!("127.0.1.{n}"),
                 ..Unit::default()
-            },
+            }
+            .into(),
         );
     }
     a.leader = Some(format!("{app}/0"));

@@ -151,7 +151,8 @@ impl Simulation {
                 address: address.clone(),
                 containers_up: containers.keys().cloned().collect(),
                 ..Unit::default()
-            },
+            }
+            .into(),
         );
         if a.leader.is_none() {
             a.leader = Some(unit.clone());

@@ -187,6 +187,15 @@ impl Controller {
     /// and a directory, `storage/<name>/<n>` under the unit's; its
     /// storage-attached hook is then due.
     pub(super) fn attach_storage(&mut self, unit: &str) -> Result<(), ControllerError> {
+        // Looked at before it is written: a unit written is its
+        // application's own copy, saved again.
+        if self
+            .model
+            .unit(unit)
+            .is_none_or(|u| u.storage_pending.is_empty())
+        {
+            return Ok(());
+        }
         let home = self.unit_home(unit);
         let app = charm::relation::app_of(unit);
         let Some(pending) = self
@@ -367,8 +376,10 @@ impl Controller {
                 Some((container.clone(), runtime.pebble(container).plan().ok()?))
             })
             .collect();
-        if let Some(u) = self.model.unit_mut(unit) {
-            u.plans = plans;
+        if u.plans != plans {
+            if let Some(u) = self.model.unit_mut(unit) {
+                u.plans = plans;
+            }
         }
     }
 

@@ -268,7 +268,9 @@ impl Controller {
                 let executed = ran
                     .unwrap_or_else(|| Err(std::io::Error::other("the hook was not run")))
                     .map_err(io(format!("running a hook on {unit}")))?;
-                Agent::finish(&mut self.model, *prepared, &executed)
+                let run = Agent::finish(&mut self.model, *prepared, &executed);
+                crate::agent::drop_aside(executed);
+                run
             }
         };
         self.attach_storage(&unit)?;

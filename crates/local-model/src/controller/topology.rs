@@ -283,7 +283,8 @@ impl Controller {
                 address: address.clone(),
                 storage_pending,
                 ..Unit::default()
-            },
+            }
+            .into(),
         );
         if app.leader.is_none() {
             app.leader = Some(unit.clone());
@@ -521,10 +522,10 @@ impl Controller {
         self.model.relations.retain(|r| !gone.contains(&r.id));
         for app in self.model.applications.values_mut() {
             let saw = |u: &crate::model::Unit| u.seen.relations.keys().any(|id| gone.contains(id));
-            if !app.units.values().any(saw) {
+            if !app.units.values().any(|u| saw(u)) {
                 continue;
             }
-            for u in app.units.values_mut() {
+            for u in app.units.values_mut().filter(|u| saw(u)) {
                 u.seen.relations.retain(|id, _| !gone.contains(id));
             }
         }

@@ -101,7 +101,8 @@ impl Lab {
                 Unit {
                     address: format!("127.0.{index}.{}", n + 1),
                     ..Unit::default()
-                },
+                }
+                .into(),
             );
         }
         a.leader = Some(format!("{app}/0"));
