@@ -7,7 +7,8 @@
 //! `show-unit` see them; units running their hooks at the same time; the
 //! model's files private to their owner (whatever the umask, and tightened on
 //! start) with no secret in its logs; ten commands at once starting one
-//! controller; a lost or corrupt state refused with what to do; and a charm's
+//! controller; a binary replaced while it runs still starting its controller;
+//! a lost or corrupt state refused with what to do; and a charm's
 //! source, or a packed charm without `dispatch`, refused at deploy with how to
 //! build it.
 
@@ -820,6 +821,49 @@ fn commands_started_at_once_start_one_controller() {
     // With the controller up, as many again find it.
     statuses_at_once(&cli, 10);
     assert_eq!(daemons(&cli.home), vec![cli.pid()]);
+}
+
+#[test]
+fn a_juju_binary_replaced_while_it_runs_starts_the_controller_from_its_path() {
+    use std::os::fd::AsRawFd;
+    let scratch = TempDir::with_prefix("lm-cli-replaced-").unwrap();
+    let bin = scratch.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let hook_tool = Path::new(env!("CARGO_BIN_EXE_hook-tool"));
+    std::fs::copy(hook_tool, bin.join("hook-tool")).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_juju"), bin.join("juju")).unwrap();
+    let cli = Cli {
+        home: scratch.path().join("home"),
+    };
+    // The test holds the lock a command takes before it starts the
+    // controller, so the command waits there, running the file that is then
+    // replaced (as a rebuild or an upgrade replaces it).
+    let model = cli.home.join("local");
+    std::fs::create_dir_all(&model).unwrap();
+    let lock = std::fs::File::create(model.join("start.lock")).unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let status = Command::new(bin.join("juju"))
+        .args(["status", "--format", "json"])
+        .env("LOCAL_MODEL_HOME", &cli.home)
+        .env_remove("JUJU_MODEL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::fs::remove_file(bin.join("juju")).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_juju"), bin.join("juju")).unwrap();
+    drop(lock);
+    let out = status.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["model"]["name"], "local");
+    let exe = std::fs::read_link(format!("/proc/{}/exe", cli.pid())).unwrap();
+    assert_eq!(exe, bin.join("juju"));
 }
 
 #[test]

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     if tool == "pebble" {
         return local_model::pebble_cli::run(&argv.collect::<Vec<_>>());
     }
-    let own_name = std::env::current_exe()
+    let own_name = local_model::cli::this_binary()
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
     if own_name.as_deref() == Some(tool.as_str()) {

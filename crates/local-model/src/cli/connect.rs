@@ -161,7 +161,7 @@ impl Target {
         }
         let log_path = self.dir.join("controller.log");
         let log = crate::store::private_file(&log_path).map_err(failed("open", &log_path))?;
-        let exe = std::env::current_exe()
+        let exe = super::this_binary()
             .map_err(|e| CliError::Failed(format!("cannot find the juju binary: {e}")))?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {

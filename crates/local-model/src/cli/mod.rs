@@ -17,9 +17,26 @@ mod show;
 mod tasks;
 
 use crate::tools::{Kind, Parsed, Spec};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub use connect::Target;
+
+/// This process's binary. When the file was replaced while it ran (a rebuild
+/// or an upgrade of the binaries in place), Linux names the old one
+/// `<path> (deleted)`; the path without that suffix holds the new one, which
+/// is the one to run or to find siblings beside.
+pub fn this_binary() -> std::io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let replaced = exe
+        .to_str()
+        .and_then(|s| s.strip_suffix(" (deleted)"))
+        .map(PathBuf::from);
+    Ok(match replaced {
+        Some(path) if !exe.exists() => path,
+        _ => exe,
+    })
+}
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]

@@ -214,7 +214,7 @@ pub fn wait(args: &[String]) -> Outcome {
 pub fn daemon(args: &[String]) -> Outcome {
     let p = parse(args, &[])?;
     let target = Target::from(&p)?;
-    let exe = std::env::current_exe()
+    let exe = super::this_binary()
         .map_err(|e| CliError::Failed(format!("cannot find this binary: {e}")))?;
     let shim = std::env::var_os("LOCAL_MODEL_HOOK_TOOL")
         .map(PathBuf::from)
