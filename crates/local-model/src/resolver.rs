@@ -218,6 +218,11 @@ pub fn next_hook_in(model: &Model, index: &Index<'_>, unit_name: &str) -> Option
     let leader = app.leader.as_deref() == Some(unit_name);
     let owned = index.owned_by(unit_name, leader);
     for s in &owned {
+        // Only a secret with revisions before its latest may have one to
+        // remove (most have one revision): the others cost no set.
+        if s.revisions.len() < 2 {
+            continue;
+        }
         let in_use = s.in_use(&model.reading);
         let obsolete = s.revisions.keys().find(|r| {
             **r < s.latest()
@@ -349,10 +354,10 @@ fn notice_due(unit: &Unit) -> Option<Event> {
 fn secret_due(model: &Model, unit_name: &str, owned: &[&SecretRecord]) -> Option<Event> {
     let seen = &model.unit(unit_name)?.seen;
     for s in owned {
-        let id = SecretId::new(&model.uuid, &s.xid).expect("valid ids");
+        let id = || SecretId::new(&model.uuid, &s.xid).expect("valid ids");
         if s.next_rotate.is_some_and(|t| t <= model.now) {
             return Some(Event::SecretRotate(SecretEvent {
-                id,
+                id: id(),
                 label: s.owner_label.clone(),
                 revision: None,
             }));
@@ -364,7 +369,7 @@ fn secret_due(model: &Model, unit_name: &str, owned: &[&SecretRecord]) -> Option
         });
         if let Some((revision, _)) = expired {
             return Some(Event::SecretExpired(SecretEvent {
-                id,
+                id: id(),
                 label: s.owner_label.clone(),
                 revision: Some(*revision),
             }));

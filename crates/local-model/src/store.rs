@@ -28,7 +28,7 @@
 //! starts. A container's root keeps the modes its workloads need: its parent,
 //! `units/<unit>/rootfs`, is 0700, so nobody else reaches into it.
 
-use crate::model::{Application, Model, RelationRecord, SecretRecord, Shared};
+use crate::model::{Application, Model, RelationRecord, SecretRecord, Shared, Unit};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::Write;
@@ -185,7 +185,7 @@ fn started_path(dir: &Path) -> PathBuf {
 pub struct Serialised {
     /// Saves made with this cache.
     passes: u64,
-    applications: HashMap<String, Entry<Application>>,
+    applications: HashMap<String, AppEntry>,
     relations: HashMap<u64, Entry<RelationRecord>>,
     secrets: HashMap<String, Entry<SecretRecord>>,
     /// The last save's JSON: its buffer serves the next.
@@ -214,6 +214,71 @@ impl<T: serde::Serialize> Entry<T> {
             json: serde_json::to_vec(value).expect("the model serialises"),
             pass,
         }
+    }
+}
+
+/// An application's JSON as last saved, its units' apart: a hook changes
+/// its own unit, and the others' (each with its record of every relation it
+/// has seen) are kept as they were.
+struct AppEntry {
+    value: Shared<Application>,
+    json: Vec<u8>,
+    units: HashMap<String, Entry<Unit>>,
+    /// The last save that found its value in the model.
+    pass: u64,
+}
+
+impl AppEntry {
+    fn of(app: &Shared<Application>, pass: u64) -> AppEntry {
+        let mut entry = AppEntry {
+            value: app.clone(),
+            json: Vec::new(),
+            units: HashMap::new(),
+            pass,
+        };
+        entry.update(app, pass);
+        entry
+    }
+
+    /// Brings the entry up to `app`: its own fields serialised again, its
+    /// units refreshed one by one.
+    fn update(&mut self, app: &Shared<Application>, pass: u64) {
+        let units = app.units.iter().map(|(name, unit)| (name.as_str(), unit));
+        refresh(&mut self.units, pass, units);
+        // The units are shared, so this copy costs the application's own
+        // fields only.
+        let mut head = Application::clone(app);
+        head.units.clear();
+        let Ok(serde_json::Value::Object(head)) = serde_json::to_value(&head) else {
+            unreachable!("an application serialises as an object")
+        };
+        let out = &mut self.json;
+        out.clear();
+        out.push(b'{');
+        for (i, (key, value)) in head.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut *out, key).expect("a key serialises");
+            out.push(b':');
+            if key == "units" {
+                out.push(b'{');
+                for (i, name) in app.units.keys().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    serde_json::to_writer(&mut *out, name).expect("a name serialises");
+                    out.push(b':');
+                    out.extend_from_slice(&self.units[name].json);
+                }
+                out.push(b'}');
+            } else {
+                serde_json::to_writer(&mut *out, value).expect("a field serialises");
+            }
+        }
+        out.push(b'}');
+        self.value = app.clone();
+        self.pass = pass;
     }
 }
 
@@ -246,7 +311,7 @@ impl Serialised {
             out.push(b':');
             match key.as_str() {
                 "applications" => {
-                    refresh(&mut self.applications, pass, model.applications.iter());
+                    self.refresh_applications(pass, model);
                     out.push(b'{');
                     for (i, name) in model.applications.keys().enumerate() {
                         if i > 0 {
@@ -276,6 +341,24 @@ impl Serialised {
         out.push(b'}');
         self.out = out;
         &self.out
+    }
+
+    /// Brings the applications' entries up to the model's, as [`refresh`]
+    /// does for the other collections, but unit by unit inside each.
+    fn refresh_applications(&mut self, pass: u64, model: &Model) {
+        for (name, app) in &model.applications {
+            match self.applications.get_mut(name) {
+                Some(entry) if entry.value.same(app) => entry.pass = pass,
+                Some(entry) => entry.update(app, pass),
+                None => {
+                    self.applications
+                        .insert(name.clone(), AppEntry::of(app, pass));
+                }
+            }
+        }
+        if self.applications.len() > model.applications.len() {
+            self.applications.retain(|_, entry| entry.pass == pass);
+        }
     }
 
     /// Whether this save waits for the disk: the first, and one a second.
@@ -565,6 +648,33 @@ mod tests {
         save(dir, &mut model, &mut cache).unwrap();
         assert_ne!(cache.relations[&3].json, json);
         assert!(cache.relations[&3].value.same(&model.relations[0]));
+        assert_eq!(loaded(dir), model);
+    }
+
+    #[test]
+    fn a_save_writes_again_only_the_unit_that_changed() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
+        let mut model = small_model(dir);
+        let other = model.unit("x/0").unwrap().clone();
+        let app = model.applications.get_mut("x").unwrap();
+        app.units.insert("x/1".into(), other.into());
+        let mut cache = Serialised::default();
+        save(dir, &mut model, &mut cache).unwrap();
+        let kept = |cache: &Serialised| cache.applications["x"].units["x/1"].json.as_ptr();
+        let before = kept(&cache);
+        let unit = model.unit_mut("x/0").unwrap();
+        unit.seen.relations.entry(3).or_default().app_version = 7;
+        save(dir, &mut model, &mut cache).unwrap();
+        let units = &cache.applications["x"].units;
+        assert!(units["x/0"]
+            .value
+            .same(&model.applications["x"].units["x/0"]));
+        assert_eq!(kept(&cache), before, "the other unit's JSON is kept");
+        assert_eq!(loaded(dir), model);
+        model.applications.get_mut("x").unwrap().units.remove("x/1");
+        save(dir, &mut model, &mut cache).unwrap();
+        assert_eq!(cache.applications["x"].units.len(), 1, "a unit gone leaves");
         assert_eq!(loaded(dir), model);
     }
 

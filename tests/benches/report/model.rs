@@ -10,6 +10,7 @@ use e2e::{
     active, charm, client_credentials, controller, converge, postgresql_cluster_with, python_charm,
     settle_timed, units, Scratch, TimedHook,
 };
+use local_model::agent::HookCost;
 use local_model::controller::Controller;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -264,8 +265,8 @@ fn credentials(c: &mut Controller, scratch: &Path) -> Vec<CredentialRow> {
 struct Idle {
     /// From the first hook's start to no hook due.
     took: Duration,
-    /// Each hook: unit, hook, wall time.
-    ran: Vec<(String, String, Duration)>,
+    /// Each hook: unit, hook, wall time and what its process cost.
+    ran: Vec<(String, String, Duration, HookCost)>,
     /// The controller's own time: picking and preparing hooks, committing
     /// them and saving the model.
     controller: Duration,
@@ -307,8 +308,17 @@ fn run_until_idle(c: &mut Controller) -> Idle {
         let run = c.finish(due, executed).unwrap();
         controller += committing.elapsed();
         assert!(run.ok, "{unit} {}: {}", run.event.hook_name(), run.output);
-        ran.push((unit, run.event.hook_name(), took));
+        ran.push((unit, run.event.hook_name(), took, run.cost));
     }
+}
+
+/// The hooks of one kind a batch of clients cost.
+#[derive(Default)]
+struct Spent {
+    hooks: usize,
+    wall: Duration,
+    cpu: Duration,
+    tool_calls: usize,
 }
 
 fn cfg_bytes(c: &Controller) -> usize {
@@ -349,20 +359,23 @@ fn scale(c: &mut Controller, scratch: &Path, counts: &[usize]) -> Vec<ScaleRow> 
         let batch = Instant::now();
         let before = related;
         // Where the hooks' time goes while the others are related: by charm
-        // and hook, how many and their total wall time.
-        let mut spent: BTreeMap<(String, String), (usize, Duration)> = BTreeMap::new();
+        // and hook, how many, their total wall and CPU time and their
+        // hook-tool calls.
+        let mut spent: BTreeMap<(String, String), Spent> = BTreeMap::new();
         let mut controller = (0, Duration::ZERO);
         let mut keep = |idle: Idle| {
             controller.0 += idle.ran.len();
             controller.1 += idle.controller;
-            for (unit, hook, took) in idle.ran {
+            for (unit, hook, took, cost) in idle.ran {
                 let charm = match unit.split('/').next().unwrap_or("") {
                     a if a.starts_with("light") => "client".to_string(),
                     a => a.to_string(),
                 };
                 let entry = spent.entry((charm, hook)).or_default();
-                entry.0 += 1;
-                entry.1 += took;
+                entry.hooks += 1;
+                entry.wall += took;
+                entry.cpu += cost.cpu;
+                entry.tool_calls += cost.tool_calls;
             }
         };
         while related + 1 < target {
@@ -377,12 +390,17 @@ fn scale(c: &mut Controller, scratch: &Path, counts: &[usize]) -> Vec<ScaleRow> 
         }
         keep(run_until_idle(c));
         let mut by_time: Vec<_> = spent.into_iter().collect();
-        by_time.sort_by_key(|(_, (_, took))| std::cmp::Reverse(*took));
-        for ((charm, hook), (n, took)) in by_time.iter().take(8) {
+        by_time.sort_by_key(|(_, spent)| std::cmp::Reverse(spent.wall));
+        for ((charm, hook), spent) in by_time.iter().take(8) {
+            let n = spent.hooks as f64;
             eprintln!(
-                "    relating up to {target}: {charm} {hook}: {n} hooks, {:.1} s, {:.0} ms each",
-                took.as_secs_f64(),
-                ms(*took) / *n as f64
+                "    relating up to {target}: {charm} {hook}: {} hooks, {:.1} s, {:.0} ms each \
+                 ({:.0} ms CPU, {:.1} hook-tool calls)",
+                spent.hooks,
+                spent.wall.as_secs_f64(),
+                ms(spent.wall) / n,
+                ms(spent.cpu) / n,
+                spent.tool_calls as f64 / n
             );
         }
         let per_client = batch.elapsed().as_secs_f64() / (related - before).max(1) as f64;
@@ -400,8 +418,8 @@ fn scale(c: &mut Controller, scratch: &Path, counts: &[usize]) -> Vec<ScaleRow> 
         );
         let ours: Vec<Duration> = ran
             .iter()
-            .filter(|(u, _, _)| u.starts_with(&format!("{PGBOUNCER}/")))
-            .map(|(_, _, d)| *d)
+            .filter(|(u, ..)| u.starts_with(&format!("{PGBOUNCER}/")))
+            .map(|(_, _, d, _)| *d)
             .collect();
         let row = ScaleRow {
             clients: target,
