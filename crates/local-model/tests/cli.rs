@@ -778,29 +778,36 @@ fn daemons(home: &Path) -> Vec<i32> {
     pids
 }
 
+/// `juju status --format json` started with `juju`, on the model of `cli`.
+fn start_status(juju: &Path, cli: &Cli) -> std::process::Child {
+    Command::new(juju)
+        .args(["status", "--format", "json"])
+        .env("LOCAL_MODEL_HOME", &cli.home)
+        .env_remove("JUJU_MODEL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Asserts a started `juju status` succeeded and showed the model.
+fn status_answered(status: std::process::Child) {
+    let out = status.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["model"]["name"], "local");
+}
+
 /// Starts `n` `juju status` at once and asserts each succeeds.
 fn statuses_at_once(cli: &Cli, n: usize) {
-    let children: Vec<_> = (0..n)
-        .map(|_| {
-            Command::new(env!("CARGO_BIN_EXE_juju"))
-                .args(["status", "--format", "json"])
-                .env("LOCAL_MODEL_HOME", &cli.home)
-                .env_remove("JUJU_MODEL")
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let juju = Path::new(env!("CARGO_BIN_EXE_juju"));
+    let children: Vec<_> = (0..n).map(|_| start_status(juju, cli)).collect();
     for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let status: Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(status["model"]["name"], "local");
+        status_answered(child);
     }
 }
 
@@ -843,25 +850,11 @@ fn a_juju_binary_replaced_while_it_runs_starts_the_controller_from_its_path() {
     let lock = std::fs::File::create(model.join("start.lock")).unwrap();
     // SAFETY: flock on a descriptor this test owns.
     assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
-    let status = Command::new(bin.join("juju"))
-        .args(["status", "--format", "json"])
-        .env("LOCAL_MODEL_HOME", &cli.home)
-        .env_remove("JUJU_MODEL")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let status = start_status(&bin.join("juju"), &cli);
     std::fs::remove_file(bin.join("juju")).unwrap();
     std::fs::copy(env!("CARGO_BIN_EXE_juju"), bin.join("juju")).unwrap();
     drop(lock);
-    let out = status.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(status["model"]["name"], "local");
+    status_answered(status);
     let exe = std::fs::read_link(format!("/proc/{}/exe", cli.pid())).unwrap();
     assert_eq!(exe, bin.join("juju"));
 }
