@@ -252,31 +252,16 @@ impl AppEntry {
         let Ok(serde_json::Value::Object(head)) = serde_json::to_value(&head) else {
             unreachable!("an application serialises as an object")
         };
-        let out = &mut self.json;
-        out.clear();
-        out.push(b'{');
-        for (i, (key, value)) in head.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
+        let units = &self.units;
+        self.json.clear();
+        with_fields(&mut self.json, &head, |key, out| {
+            if key != "units" {
+                return false;
             }
-            serde_json::to_writer(&mut *out, key).expect("a key serialises");
-            out.push(b':');
-            if key == "units" {
-                out.push(b'{');
-                for (i, name) in app.units.keys().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    serde_json::to_writer(&mut *out, name).expect("a name serialises");
-                    out.push(b':');
-                    out.extend_from_slice(&self.units[name].json);
-                }
-                out.push(b'}');
-            } else {
-                serde_json::to_writer(&mut *out, value).expect("a field serialises");
-            }
-        }
-        out.push(b'}');
+            let names = app.units.keys();
+            object(out, names.map(|name| (name, units[name].json.as_slice())));
+            true
+        });
         self.value = app.clone();
         self.pass = pass;
     }
@@ -302,43 +287,30 @@ impl Serialised {
         let pass = self.passes;
         let mut out = std::mem::take(&mut self.out);
         out.clear();
-        out.push(b'{');
-        for (i, (key, value)) in head.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            serde_json::to_writer(&mut out, key).expect("a key serialises");
-            out.push(b':');
-            match key.as_str() {
+        with_fields(&mut out, &head, |key, out| {
+            match key {
                 "applications" => {
                     self.refresh_applications(pass, model);
-                    out.push(b'{');
-                    for (i, name) in model.applications.keys().enumerate() {
-                        if i > 0 {
-                            out.push(b',');
-                        }
-                        serde_json::to_writer(&mut out, name).expect("a name serialises");
-                        out.push(b':');
-                        out.extend_from_slice(&self.applications[name].json);
-                    }
-                    out.push(b'}');
+                    let cache = &self.applications;
+                    let names = model.applications.keys();
+                    object(out, names.map(|name| (name, cache[name].json.as_slice())));
                 }
                 "relations" => {
                     let entries = model.relations.iter().map(|r| (&r.id, r));
                     refresh(&mut self.relations, pass, entries);
                     let cache = &self.relations;
-                    list(&mut out, model.relations.iter().map(|r| &cache[&r.id].json));
+                    list(out, model.relations.iter().map(|r| &cache[&r.id].json));
                 }
                 "secrets" => {
                     let entries = model.secrets.iter().map(|s| (s.xid.as_str(), s));
                     refresh(&mut self.secrets, pass, entries);
                     let cache = &self.secrets;
-                    list(&mut out, model.secrets.iter().map(|s| &cache[&s.xid].json));
+                    list(out, model.secrets.iter().map(|s| &cache[&s.xid].json));
                 }
-                _ => serde_json::to_writer(&mut out, value).expect("a field serialises"),
+                _ => return false,
             }
-        }
-        out.push(b'}');
+            true
+        });
         self.out = out;
         &self.out
     }
@@ -403,6 +375,41 @@ fn refresh<'a, K, Q, T>(
     if cache.len() > count {
         cache.retain(|_, entry| entry.pass == pass);
     }
+}
+
+/// Writes `head`'s fields as a JSON object: each one `field` writes (it
+/// returns `true` once it has), the others as they are in `head`.
+fn with_fields(
+    out: &mut Vec<u8>,
+    head: &serde_json::Map<String, serde_json::Value>,
+    mut field: impl FnMut(&str, &mut Vec<u8>) -> bool,
+) {
+    out.push(b'{');
+    for (i, (key, value)) in head.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, key).expect("a key serialises");
+        out.push(b':');
+        if !field(key, out) {
+            serde_json::to_writer(&mut *out, value).expect("a field serialises");
+        }
+    }
+    out.push(b'}');
+}
+
+/// Writes a JSON object of already serialised values, by name.
+fn object<'a>(out: &mut Vec<u8>, items: impl Iterator<Item = (&'a String, &'a [u8])>) {
+    out.push(b'{');
+    for (i, (name, json)) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, name).expect("a name serialises");
+        out.push(b':');
+        out.extend_from_slice(json);
+    }
+    out.push(b'}');
 }
 
 /// Writes a JSON list of already serialised items.
