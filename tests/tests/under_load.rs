@@ -10,7 +10,10 @@
 //!   connecting anew for each transaction (`-C`): upgrade-charm restarts the
 //!   unit's PgBouncer processes one at a time, each draining first (SIGTERM)
 //!   while the others take the new connections, and no pgbench client aborts
-//!   and no transaction fails. The slowest second is printed.
+//!   and no transaction fails. Meanwhile a prober connects in a tight loop:
+//!   every connection is answered, none reset as a process stops listening
+//!   (the charm has the kernel hand queued connections over). The slowest
+//!   second is printed.
 //! - A planned switchover (`promote-to-primary` on the replica) while
 //!   `pgbench` runs with persistent clients: PgBouncer pauses its pools before PostgreSQL switches over and
 //!   resumes once it serves the new primary, so no pgbench client aborts and
@@ -105,6 +108,59 @@ fn reloads(scratch: &Path, unit: &str) -> usize {
 /// How many times PgBouncer's processes on `unit` were told to drain.
 fn drains(scratch: &Path, unit: &str) -> usize {
     e2e::pgbouncer_logged(scratch, unit, "got SIGTERM")
+}
+
+/// Connections made in a tight loop to `host`:6432 until stopped, each
+/// asking for TLS (PostgreSQL's SSLRequest) and reading PgBouncer's one-byte
+/// answer: a connection reset or refused while a process stops listening is
+/// a client dropped.
+struct Prober {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl Prober {
+    fn start(host: &str) -> Prober {
+        use std::io::{Read, Write};
+        let address: std::net::SocketAddr = format!("{host}:6432")
+            .parse()
+            .expect("an IPv4 unit address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+            let timeout = Duration::from_secs(5);
+            let (mut made, mut failures) = (0, Vec::new());
+            while !stopped.load(Ordering::Relaxed) {
+                made += 1;
+                let answered = std::net::TcpStream::connect_timeout(&address, timeout).and_then(
+                    |mut stream| {
+                        stream.set_read_timeout(Some(timeout))?;
+                        stream.write_all(&SSL_REQUEST)?;
+                        let mut answer = [0u8; 1];
+                        stream.read_exact(&mut answer)?;
+                        Ok(answer[0])
+                    },
+                );
+                match answered {
+                    Ok(b'S' | b'N') => {}
+                    Ok(other) => failures.push(format!("answered {other:#x}")),
+                    Err(e) => failures.push(e.to_string()),
+                }
+                // Fast enough to meet a process closing its listener, slow
+                // enough not to run out of local ports.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            (made, failures)
+        });
+        Prober { stop, thread }
+    }
+
+    /// Stops the loop: how many connections it made, and each that failed.
+    fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("the prober ends")
+    }
 }
 
 /// How many processes PgBouncer runs on `unit`: one log directory each.
@@ -380,6 +436,7 @@ fn clients_keep_their_service_under_load() {
     let drains_before = drains(scratch.path(), &pgb_unit);
     let mut bench = load(&host, &client, &["-C", "-P", "1"], ROLLING_PGBENCH_SECONDS);
     std::thread::sleep(Duration::from_secs(2));
+    let prober = Prober::start(&host);
     let refreshed_at = Instant::now();
     c.refresh(PGB, &charm(scratch.path(), PGB)).unwrap();
     converge_polling(
@@ -392,11 +449,28 @@ fn clients_keep_their_service_under_load() {
         },
     );
     let took = refreshed_at.elapsed();
+    let (probes, dropped) = prober.finish();
     assert!(
         bench.try_wait().unwrap().is_none(),
         "pgbench ended before the rolling restart: raise ROLLING_PGBENCH_SECONDS"
     );
+    assert!(
+        dropped.is_empty(),
+        "{} of {probes} connections made in a tight loop during the rolling restart \
+         were dropped: {dropped:?}",
+        dropped.len()
+    );
+    assert!(probes > 100, "the prober connected {probes} times");
+    // The charm had the kernel hand queued connections over: the local
+    // model's units share the machine's network namespace.
+    let migrate = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").unwrap();
+    assert_eq!(
+        migrate.trim(),
+        "1",
+        "net.ipv4.tcp_migrate_req after the roll"
+    );
     let log = std::fs::read_to_string(scratch.path().join("controller/debug.log")).unwrap();
+    assert!(!log.contains("may be reset"), "{log}");
     assert_eq!(
         log.matches("drained and restarted").count(),
         rolled,
@@ -404,8 +478,8 @@ fn clients_keep_their_service_under_load() {
     );
     let (stdout, slowest, _) = clean_run(bench, "during the rolling restart");
     println!(
-        "pgbench while {rolled} processes restarted one at a time ({:.1} s from the refresh):\n\
-         {stdout}slowest second: {slowest}",
+        "pgbench while {rolled} processes restarted one at a time ({:.1} s from the refresh, \
+         {probes} connections probed, none dropped):\n{stdout}slowest second: {slowest}",
         took.as_secs_f64()
     );
 

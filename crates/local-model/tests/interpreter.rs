@@ -151,6 +151,8 @@ fn the_pgbouncer_charm_ends_in_the_same_state_either_way() {
                 user: Some("postgres".into()),
                 drain: std::time::Duration::ZERO,
                 pause_wait: std::time::Duration::ZERO,
+                // No namespace settings: a rolling restart hands nothing over.
+                net_ipv4: "/nonexistent/net/ipv4".into(),
             },
         })
     };

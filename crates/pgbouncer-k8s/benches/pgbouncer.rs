@@ -116,6 +116,8 @@ fn leader_with_clients(
             user: Some("postgres".into()),
             drain: std::time::Duration::ZERO,
             pause_wait: std::time::Duration::ZERO,
+            // No namespace settings: a rolling restart hands nothing over.
+            net_ipv4: "/nonexistent/net/ipv4".into(),
         },
     });
     let secret = SecretId::parse("c0000000000000000b0c").unwrap();

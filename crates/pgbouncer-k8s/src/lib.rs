@@ -2,13 +2,15 @@
 //!
 //! [`PgBouncerCharm`] routes each event to its flow in [`flows`]; the flows read
 //! the state through [`state`], talk to PostgreSQL through [`postgres`] and to the
-//! container through [`workload`] and, on Kubernetes, to the application's
+//! container through [`workload`] (and hands connections over in a rolling
+//! restart through [`handover`]) and, on Kubernetes, to the application's
 //! StatefulSet through [`statefulset`] and to its Service through [`service`];
 //! [`pgb`] knows PgBouncer's files;
 //! [`status`] collects the unit's status once per dispatch.
 
 pub mod config;
 pub mod flows;
+pub mod handover;
 pub mod pgb;
 pub mod postgres;
 pub mod service;

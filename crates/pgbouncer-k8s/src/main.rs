@@ -18,6 +18,7 @@ fn main() -> std::process::ExitCode {
             user: Some("postgres".into()),
             drain: pgbouncer_k8s::workload::DRAIN,
             pause_wait: pgbouncer_k8s::workload::PAUSE_WAIT,
+            net_ipv4: pgbouncer_k8s::handover::NET_IPV4.into(),
         },
     };
     let account = k8s_incluster::config::service_account_dir(|name| std::env::var(name).ok());

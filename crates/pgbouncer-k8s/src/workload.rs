@@ -7,8 +7,11 @@
 //! `SHUTDOWN WAIT_FOR_CLIENTS`: it stops listening, so the unit's other
 //! processes, on the same port through `so_reuseport`, take the new
 //! connections, and it exits once its last client left), then starts again.
+//! Connections queued on the listener it closes move to the others where
+//! the kernel allows ([`handover`](crate::handover)).
 
 use crate::config::LogRotation;
+use crate::handover::{enable_migration, Migration};
 use crate::pgb::ini::{render_process, ProcessSpec};
 use crate::pgb::pause::{pause_state, PauseState};
 use crate::pgb::peering::Peering;
@@ -107,6 +110,19 @@ pub struct Workload {
     /// How long a pause for a switchover waits for the processes to close
     /// their server connections.
     pub pause_wait: std::time::Duration,
+    /// The network namespace's IPv4 settings (`/proc/sys/net/ipv4`), where a
+    /// rolling restart turns on the handover of queued connections.
+    pub net_ipv4: std::path::PathBuf,
+}
+
+/// What a rolling restart did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Roll {
+    /// Whether connections queued on a draining process move to the others
+    /// (`None`: one process, no other to take them).
+    pub migration: Option<Migration>,
+    /// Each process, in the order they restarted.
+    pub processes: Vec<Rolled>,
 }
 
 /// How one process went through a rolling restart.
@@ -560,11 +576,20 @@ impl Workload {
     /// it to exit, then a start (or, if it still runs, Pebble's restart: its
     /// SIGTERM, a second one, is PgBouncer's immediate shutdown, then a
     /// start). The exporter is stopped meanwhile, since its console sessions
-    /// would hold every process, and started again after.
-    pub fn roll(&self, pebble: &mut dyn Pebble) -> Result<Vec<Rolled>, PebbleError> {
+    /// would hold every process, and started again after. With more than one
+    /// process, the kernel is first asked to hand the connections queued on
+    /// a draining process's listener over to the others.
+    pub fn roll(&self, pebble: &mut dyn Pebble) -> Result<Roll, PebbleError> {
         let running = self.running(pebble)?;
+        let mut roll = Roll {
+            migration: None,
+            processes: Vec::new(),
+        };
         if running.is_empty() {
-            return Ok(Vec::new());
+            return Ok(roll);
+        }
+        if running.len() > 1 {
+            roll.migration = Some(enable_migration(&self.net_ipv4));
         }
         // Every service asked for: the exporter may not be in the plan.
         let exporter = pebble
@@ -574,7 +599,6 @@ impl Workload {
         if exporter {
             pebble.stop(&[EXPORTER_SERVICE])?;
         }
-        let mut rolled = Vec::new();
         for service in running {
             pebble.send_signal("SIGTERM", &[&service])?;
             let deadline = std::time::Instant::now() + self.drain;
@@ -587,7 +611,7 @@ impl Workload {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(50));
             };
-            rolled.push(if drained {
+            roll.processes.push(if drained {
                 // Exited: Pebble may be about to restart it (its on-success);
                 // a start does it now, or nothing if Pebble already has.
                 pebble.start(&[&service])?;
@@ -600,6 +624,6 @@ impl Workload {
         if exporter {
             pebble.start(&[EXPORTER_SERVICE])?;
         }
-        Ok(rolled)
+        Ok(roll)
     }
 }

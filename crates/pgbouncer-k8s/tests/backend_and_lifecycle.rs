@@ -21,6 +21,7 @@
 //! | pebble-ready: the version read from the image, then converge (one service per process and the log rotation, started) | `pebble_ready_adds_one_service_per_process_and_the_log_rotation_and_starts_them`, `the_version_is_that_of_the_binary_first_on_path`, `an_image_with_pgbouncer_1_18_gets_files_it_accepts`, `an_image_without_pgbouncer_blocks` |
 //! | upgrade-charm: the version read again, then converge | `upgrade_charm_reads_the_version_again` |
 //! | upgrade-charm: then a rolling restart, one process at a time: SIGTERM (drain), then a start once it exited, or Pebble's restart after the drain time (its clients cut, a warning); the exporter stopped meanwhile | `upgrade_charm_drains_and_restarts_one_process_at_a_time` |
+//! | rolling restart, before the first drain: the kernel's handover of queued connections (`net.ipv4.tcp_migrate_req`) off → turned on (logged); on → left; cannot be turned on → a warning that a connection may be reset | `a_rolling_restart_turns_on_the_handover_of_queued_connections`, `upgrade_charm_drains_and_restarts_one_process_at_a_time` |
 //! | leader-elected: converge (the new leader publishes and points clients at itself) | `leader_elected_takes_over_publication_and_points_clients_at_itself` |
 //! | the status, once per dispatch | `statuses_say_what_is_missing` |
 
@@ -967,13 +968,57 @@ fn upgrade_charm_drains_and_restarts_one_process_at_a_time() {
         ]
     );
     assert!(web.is_running("pgbouncer_0") && web.is_running("pgbouncer_1"));
+    let warned = |text: &str| {
+        out.state
+            .logs
+            .iter()
+            .any(|(level, m)| *level == LogLevel::Warning && m.starts_with(text))
+    };
+    assert!(warned(
+        "pgbouncer_0 still had clients after the drain time: restarted, cutting them"
+    ));
+    // The support charm's namespace has no settings: nothing is handed over.
+    assert!(warned(
+        "a connection arriving just as a process stops listening may be reset: \
+         net.ipv4.tcp_migrate_req cannot be turned on (cannot read /nonexistent/net/ipv4/"
+    ));
+    assert_eq!(out.state.unit_status, Status::Active(String::new()));
+}
+
+#[test]
+fn a_rolling_restart_turns_on_the_handover_of_queued_connections() {
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
+    let s = ready_leader(&pg);
+    let net_ipv4 = tempfile::tempdir().unwrap();
+    let setting = net_ipv4.path().join("tcp_migrate_req");
+    std::fs::write(&setting, "0\n").unwrap();
+    let upgrade = |s: &State| {
+        charm_testing::run(&mut charm_in(&pg, net_ipv4.path()), s, Event::UpgradeCharm)
+            .unwrap_or_else(|f| panic!("{f}"))
+    };
+    let turned_on = "net.ipv4.tcp_migrate_req turned on: connections queued on a draining \
+                     process move to the unit's other processes";
+    let out = upgrade(&s);
+    assert_eq!(std::fs::read_to_string(&setting).unwrap(), "1\n");
     assert!(out
         .state
         .logs
         .iter()
-        .any(|(level, m)| *level == LogLevel::Warning
-            && m == "pgbouncer_0 still had clients after the drain time: restarted, cutting them"));
-    assert_eq!(out.state.unit_status, Status::Active(String::new()));
+        .any(|(level, m)| *level == LogLevel::Info && m == turned_on));
+    assert!(!out
+        .state
+        .logs
+        .iter()
+        .any(|(_, m)| m.contains("may be reset")));
+    // Already on: left as it is, and nothing said.
+    let mut before = out.state;
+    before.logs.clear();
+    let again = upgrade(&before);
+    assert!(!again
+        .state
+        .logs
+        .iter()
+        .any(|(_, m)| m.contains("tcp_migrate_req")));
 }
 
 #[test]

@@ -32,6 +32,8 @@ fn real_charm() -> PgBouncerCharm {
             user: Some("postgres".into()),
             drain: std::time::Duration::ZERO,
             pause_wait: std::time::Duration::ZERO,
+            // No namespace settings: a rolling restart hands nothing over.
+            net_ipv4: "/nonexistent/net/ipv4".into(),
         },
     })
 }

@@ -66,6 +66,8 @@ fn world(seed: u64) -> World {
                     user: Some("postgres".into()),
                     drain: std::time::Duration::ZERO,
                     pause_wait: std::time::Duration::ZERO,
+                    // No namespace settings: a rolling restart hands nothing over.
+                    net_ipv4: "/nonexistent/net/ipv4".into(),
                 },
             }))
         }),

@@ -7,6 +7,7 @@ use super::{
     certificates, config, database, pgbouncer_version, publish, ready_backend, serve,
     share_unit_data, Deps,
 };
+use crate::handover::Migration;
 use crate::state::{self, BackendState};
 use crate::workload::{Rolled, CONTAINER};
 use charm::{BagChanges, Handled, Hook, LogLevel, SecretEvent};
@@ -82,7 +83,23 @@ pub fn upgrade_charm(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<Handled
     }
     let handled = converge(hook, deps)?;
     if hook.container(CONTAINER).can_connect() {
-        for rolled in deps.workload.roll(hook.container(CONTAINER))? {
+        let roll = deps.workload.roll(hook.container(CONTAINER))?;
+        match roll.migration {
+            Some(Migration::TurnedOn) => hook.log(
+                LogLevel::Info,
+                "net.ipv4.tcp_migrate_req turned on: connections queued on a draining \
+                 process move to the unit's other processes",
+            )?,
+            Some(Migration::Unavailable(why)) => hook.log(
+                LogLevel::Warning,
+                &format!(
+                    "a connection arriving just as a process stops listening may be reset: \
+                     net.ipv4.tcp_migrate_req cannot be turned on ({why})"
+                ),
+            )?,
+            Some(Migration::On) | None => {}
+        }
+        for rolled in roll.processes {
             let (level, message) = match rolled {
                 Rolled::Drained(service) => {
                     (LogLevel::Info, format!("{service} drained and restarted"))

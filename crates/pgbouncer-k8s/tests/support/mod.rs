@@ -15,14 +15,22 @@ use pgbouncer_k8s::state::{self, BACKEND, DATABASE};
 use pgbouncer_k8s::workload::{Workload, CONTAINER};
 use pgbouncer_k8s::PgBouncerCharm;
 use postgres_admin::testing::FakeConnector;
+use std::path::Path;
 
 pub const APP: &str = "pgbouncer-k8s";
 pub const PEER_ID: u64 = 1;
 pub const BACKEND_ID: u64 = 3;
 pub const BACKEND_SECRET: &str = "c0000000000000000b0c";
 
-/// The charm with a fake PostgreSQL behind it.
+/// The charm with a fake PostgreSQL behind it, and no network namespace
+/// settings (a rolling restart cannot hand queued connections over).
 pub fn charm(pg: &FakeConnector) -> PgBouncerCharm {
+    charm_in(pg, Path::new("/nonexistent/net/ipv4"))
+}
+
+/// The charm with a fake PostgreSQL behind it, in a network namespace whose
+/// IPv4 settings are in `net_ipv4`.
+pub fn charm_in(pg: &FakeConnector, net_ipv4: &Path) -> PgBouncerCharm {
     PgBouncerCharm::new(Deps {
         connector: Box::new(pg.clone()),
         workload: Workload {
@@ -31,6 +39,7 @@ pub fn charm(pg: &FakeConnector) -> PgBouncerCharm {
             user: Some("postgres".into()),
             drain: std::time::Duration::ZERO,
             pause_wait: std::time::Duration::ZERO,
+            net_ipv4: net_ipv4.to_path_buf(),
         },
     })
 }
