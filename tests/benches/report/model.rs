@@ -261,12 +261,22 @@ fn credentials(c: &mut Controller, scratch: &Path) -> Vec<CredentialRow> {
     rows
 }
 
+/// One hook [`run_until_idle`] ran.
+struct RanHook {
+    unit: String,
+    hook: String,
+    /// From its start to its end.
+    wall: Duration,
+    /// What its process and its hook-tool calls cost.
+    cost: HookCost,
+}
+
 /// What [`run_until_idle`] ran.
 struct Idle {
     /// From the first hook's start to no hook due.
     took: Duration,
-    /// Each hook: unit, hook, wall time and what its process cost.
-    ran: Vec<(String, String, Duration, HookCost)>,
+    /// Each hook, in the order they finished.
+    ran: Vec<RanHook>,
     /// The controller's own time: picking and preparing hooks, committing
     /// them and saving the model.
     controller: Duration,
@@ -308,7 +318,12 @@ fn run_until_idle(c: &mut Controller) -> Idle {
         let run = c.finish(due, executed).unwrap();
         controller += committing.elapsed();
         assert!(run.ok, "{unit} {}: {}", run.event.hook_name(), run.output);
-        ran.push((unit, run.event.hook_name(), took, run.cost));
+        ran.push(RanHook {
+            unit,
+            hook: run.event.hook_name(),
+            wall: took,
+            cost: run.cost,
+        });
     }
 }
 
@@ -366,14 +381,20 @@ fn scale(c: &mut Controller, scratch: &Path, counts: &[usize]) -> Vec<ScaleRow> 
         let mut keep = |idle: Idle| {
             controller.0 += idle.ran.len();
             controller.1 += idle.controller;
-            for (unit, hook, took, cost) in idle.ran {
+            for RanHook {
+                unit,
+                hook,
+                wall,
+                cost,
+            } in idle.ran
+            {
                 let charm = match unit.split('/').next().unwrap_or("") {
                     a if a.starts_with("light") => "client".to_string(),
                     a => a.to_string(),
                 };
                 let entry = spent.entry((charm, hook)).or_default();
                 entry.hooks += 1;
-                entry.wall += took;
+                entry.wall += wall;
                 entry.cpu += cost.cpu;
                 entry.tool_calls += cost.tool_calls;
             }
@@ -418,8 +439,8 @@ fn scale(c: &mut Controller, scratch: &Path, counts: &[usize]) -> Vec<ScaleRow> 
         );
         let ours: Vec<Duration> = ran
             .iter()
-            .filter(|(u, ..)| u.starts_with(&format!("{PGBOUNCER}/")))
-            .map(|(_, _, d, _)| *d)
+            .filter(|h| h.unit.starts_with(&format!("{PGBOUNCER}/")))
+            .map(|h| h.wall)
             .collect();
         let row = ScaleRow {
             clients: target,

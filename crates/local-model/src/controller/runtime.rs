@@ -294,10 +294,15 @@ impl Controller {
             return Ok(());
         };
         let kept = self.unit_home(unit).join("charm-state");
+        let files = charm_state_files(&charm_dir, &source);
+        // Most charms write nothing there: what is kept, nothing, stays.
+        if files.is_empty() && std::fs::read_dir(&kept).is_ok_and(|mut d| d.next().is_none()) {
+            return Ok(());
+        }
         let partial = self.unit_home(unit).join(".charm-state.partial");
         let _ = std::fs::remove_dir_all(&partial);
         crate::store::private_dir(&partial)?;
-        for name in charm_state_files(&charm_dir, &source) {
+        for name in files {
             std::fs::copy(charm_dir.join(&name), partial.join(&name))?;
         }
         let _ = std::fs::remove_dir_all(&kept);
