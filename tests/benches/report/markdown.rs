@@ -189,7 +189,7 @@ fn run_time_target(sections: &Sections, m: &model::Results) -> String {
          Juju; that sets the cost of a client in a small model. What grows with the model is \
          the hooks' own work on a larger configuration and client record, and the local \
          model's for each hook ({:.1} ms a hook up to {}, {:.1} ms up to {}): the unit's \
-         view of a thousand relations and secrets, and saving the model.",
+         view of a thousand relations and secrets, and saving the model. {}",
         (minutes / TARGET_MINUTES - 1.0) * 100.0,
         m.scale_s / 60.0,
         first.batch_s_per_client,
@@ -201,6 +201,31 @@ fn run_time_target(sections: &Sections, m: &model::Results) -> String {
         first.clients,
         last.controller_ms_per_hook,
         last.clients,
+        client_budget(minutes - m.scale_s / 60.0, first, last),
+    )
+}
+
+/// What a client could cost for the run to end within its target: the time
+/// the other parts leave, shared among the clients, against the cost of the
+/// first ones, in the smallest model.
+fn client_budget(other_minutes: f64, first: &model::ScaleRow, last: &model::ScaleRow) -> String {
+    const TARGET_SECONDS: f64 = 20.0 * 60.0;
+    let clients = last.clients as f64;
+    let floor = first.batch_s_per_client * clients / 60.0;
+    let left = TARGET_SECONDS - other_minutes * 60.0;
+    let head = format!(
+        "At the rate of the first {} clients, {} clients alone take {floor:.1} minutes; the \
+         run's other parts took {other_minutes:.1}",
+        first.clients, last.clients
+    );
+    if left <= 0.0 {
+        return format!("{head}, more than the whole run's target.");
+    }
+    let budget = left / clients;
+    format!(
+        "{head}: within the target, a client could cost {budget:.2} s, {:.1}× less than the \
+         first ones did.",
+        first.batch_s_per_client / budget
     )
 }
 
