@@ -6,7 +6,8 @@
 //! restart through [`handover`]) and, on Kubernetes, to the application's
 //! StatefulSet through [`statefulset`] and to its Service through [`service`];
 //! [`pgb`] knows PgBouncer's files;
-//! [`status`] collects the unit's status once per dispatch.
+//! [`status`] collects the unit's status once per dispatch (but in a
+//! follower's hooks for a client relation, which leave it as it was).
 
 pub mod config;
 pub mod flows;
@@ -37,6 +38,9 @@ pub struct PgBouncerCharm {
     pub stateful_sets: Option<Box<dyn StatefulSets>>,
     /// The application's Service, on Kubernetes.
     pub services: Option<Box<dyn Services>>,
+    /// Whether an event handled since the last status collection may have
+    /// changed the status ([`status::leaves_followers_status`]).
+    status_due: bool,
 }
 
 impl PgBouncerCharm {
@@ -46,6 +50,7 @@ impl PgBouncerCharm {
             deps,
             stateful_sets: None,
             services: None,
+            status_due: false,
         }
     }
 
@@ -64,6 +69,9 @@ impl PgBouncerCharm {
 
 impl Charm for PgBouncerCharm {
     fn handle(&mut self, hook: &mut Hook<'_>, event: &Event) -> anyhow::Result<Handled> {
+        if !status::leaves_followers_status(event) || hook.is_leader()? {
+            self.status_due = true;
+        }
         let deps = &self.deps;
         expose::before(hook, deps, self.services.as_deref(), event)?;
         if let Some(client) = ClientEvent::of(hook, DATABASE, event)? {
@@ -178,6 +186,12 @@ impl Charm for PgBouncerCharm {
     }
 
     fn collect_status(&mut self, hook: &mut Hook<'_>) -> anyhow::Result<()> {
+        // A follower's client relation hook keeps its status, unless a flow
+        // met a problem the user should see.
+        let due = std::mem::take(&mut self.status_due);
+        if !due && hook.statuses().statuses().is_empty() {
+            return Ok(());
+        }
         status::collect(hook, &self.deps)
     }
 }

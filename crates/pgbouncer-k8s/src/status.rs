@@ -3,11 +3,32 @@
 //! flows met (`Hook::add_problem`); the most pressing one is shown.
 //! A check that needs an earlier one to pass (valid options, a backend, the
 //! container up and PgBouncer meant to serve) is skipped when it does not.
+//!
+//! A follower's hook for a client relation created, joined or changed keeps
+//! the status it has ([`leaves_followers_status`]): none of its inputs
+//! changed, and collecting it would cost a dozen hook-tool calls in eight of
+//! the fourteen hooks a new client brings PgBouncer's units.
 
 use crate::flows::{config, database, initialised_backend, Deps};
-use crate::state::{self, BackendState};
+use crate::state::{self, BackendState, DATABASE};
 use crate::workload::CONTAINER;
-use charm::{Hook, Status};
+use charm::{Event, Hook, Status};
+
+/// Whether `event` leaves the status of a unit that is not the leader as it
+/// was: a client relation created, joined or changed. Only the leader
+/// answers clients; what it records of them (a refused request) reaches the
+/// followers through the peer relation, with an event of its own, as every
+/// other input of the status does (the options, the backend, the container,
+/// the peers' records). A client relation departing or broken may drop a
+/// refusal from the status, so it is collected then.
+pub fn leaves_followers_status(event: &Event) -> bool {
+    match event {
+        Event::RelationCreated(r) | Event::RelationJoined(r) | Event::RelationChanged(r) => {
+            r.relation.endpoint == DATABASE
+        }
+        _ => false,
+    }
+}
 
 /// Adds the unit's candidate statuses.
 pub fn collect(hook: &mut Hook<'_>, deps: &Deps) -> anyhow::Result<()> {

@@ -1,6 +1,9 @@
 //! The status collection: the flows' problems and the collection's checks are
 //! candidates, and the most pressing one is shown (blocked over maintenance over
-//! waiting over active; the first met among equals).
+//! waiting over active; the first met among equals). A follower's hook for a
+//! client relation created, joined or changed keeps the status it has; the
+//! leader's collects it, and so does a follower's for a client relation
+//! departing or broken.
 
 #![allow(clippy::unwrap_used)]
 
@@ -82,4 +85,39 @@ fn the_first_problem_met_is_shown() {
         Status::Waiting(m) => assert!(m.contains("cannot create database first_db"), "{m}"),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_followers_client_relation_hooks_keep_its_status_and_a_break_collects_it() {
+    let pg = FakeConnector::up_with(&["pgbouncer"]);
+    let leader = refused_leader(&pg);
+    let evil = leader.relation(8).unwrap().clone();
+    let follower = share_from_leader(&leader, with_backend(unit(1, false))).with_relation(evil);
+    // Collected, the follower's status shows the leader's refusal.
+    let mut kept = go(&pg, &follower, event::update_status()).state;
+    match &kept.unit_status {
+        Status::Blocked(m) => assert!(m.contains("invalid database name"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // Set aside, to see whether a hook collects it again.
+    let aside = Status::Maintenance("as it was".into());
+    kept.unit_status = aside.clone();
+    let relation = kept.relation(8).unwrap().clone();
+    for ev in [
+        event::relation_created(&relation),
+        event::relation_joined(&relation, "evil/0"),
+        event::relation_changed(&relation, None),
+    ] {
+        let out = go(&pg, &kept, ev.clone());
+        assert_eq!(out.state.unit_status, aside, "{ev:?} on a follower");
+    }
+    // The relation broken: collected, and its refusal no longer shown.
+    let out = go(&pg, &kept, event::relation_broken(&relation));
+    assert_eq!(out.state.unit_status, Status::Active(String::new()));
+    // The leader's hook for the same relation collects it.
+    let mut leader = leader;
+    leader.unit_status = aside.clone();
+    let relation = leader.relation(8).unwrap().clone();
+    let out = go(&pg, &leader, event::relation_changed(&relation, None));
+    assert!(matches!(out.state.unit_status, Status::Blocked(_)));
 }
