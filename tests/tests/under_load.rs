@@ -463,7 +463,8 @@ fn clients_keep_their_service_under_load() {
     assert!(probes > 100, "the prober connected {probes} times");
     // The charm had the kernel hand queued connections over: the local
     // model's units share the machine's network namespace.
-    let migrate = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").unwrap();
+    let setting = Path::new(pgbouncer_k8s::handover::NET_IPV4).join("tcp_migrate_req");
+    let migrate = std::fs::read_to_string(setting).unwrap();
     assert_eq!(
         migrate.trim(),
         "1",
